@@ -1,0 +1,26 @@
+"""Banning and rate limiting for Flask: exact, fast, safe by default."""
+
+from __future__ import annotations
+
+from .decision import Banned, Decision, RateLimited
+from .errors import ConfigError, ConfigTypeError, GateKeeperError, StorageError
+from .extension import GateKeeper
+from .rules import BanRule, Rule
+from .storage import MemoryStorage, Storage
+
+__version__ = "2.0.0.dev0"
+
+__all__ = [
+    "BanRule",
+    "Banned",
+    "ConfigError",
+    "ConfigTypeError",
+    "Decision",
+    "GateKeeper",
+    "GateKeeperError",
+    "MemoryStorage",
+    "RateLimited",
+    "Rule",
+    "Storage",
+    "StorageError",
+]

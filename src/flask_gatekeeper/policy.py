@@ -1,0 +1,110 @@
+"""Which rules apply to a request: global, ``specific``, ``standalone``, ``bypass``, method.
+
+Pure and Flask-free: the extension hands in what the decorators marked on the view and its
+blueprints, and gets back a frozen ``RoutePolicy`` that it caches per endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Optional
+
+from .rules import Rule
+
+__all__ = ["GLOBAL_SCOPE", "Mark", "RoutePolicy", "Scope", "marks_of", "put_mark", "resolve"]
+
+GLOBAL_SCOPE = ""
+"""Scope name of the global rules; a ``specific`` route's scope is its endpoint name."""
+
+_MARKS_ATTRIBUTE = "_gatekeeper_marks"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """What ``@gk.bypass`` or ``@gk.specific(...)`` said about one view or blueprint."""
+
+    bypass: bool = False
+    rules: tuple[Rule, ...] = ()
+    standalone: bool = False
+
+    def merge(self, other: Mark) -> Mark:
+        """Two decorators on one target: every rule applies, and bypass or standalone sticks."""
+        return Mark(
+            bypass=self.bypass or other.bypass,
+            rules=self.rules + other.rules,
+            standalone=self.standalone or other.standalone,
+        )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Rules that count the same requests: the global ones, or one route's own.
+
+    ``depth`` is the largest count among them: the number of timestamps a sliding log
+    must keep to decide every rule of the scope.
+    """
+
+    name: str
+    rules: tuple[Rule, ...]
+    depth: int
+
+    @classmethod
+    def of(cls, name: str, rules: tuple[Rule, ...]) -> Scope:
+        return cls(name, rules, max(rule.count for rule in rules))
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    """What to do with requests to one endpoint.
+
+    ``bypass``: do nothing at all. Otherwise check the ban, then every rule of ``scopes``
+    (none for an excluded method: the ban still applies, nothing is counted).
+    """
+
+    bypass: bool
+    scopes: tuple[Scope, ...]
+
+
+BYPASS = RoutePolicy(bypass=True, scopes=())
+BAN_ONLY = RoutePolicy(bypass=False, scopes=())
+
+
+def put_mark(target: object, owner: object, mark: Mark) -> None:
+    """Attach ``mark`` for the extension ``owner`` to a view function or blueprint.
+
+    The mark is an attribute of the object itself, so it follows the view through
+    ``functools.wraps`` and ``View.as_view``, and two views of the same name in two
+    blueprints stay independent (flask-gatekeeper 1.0 keyed them by function name).
+    """
+    marks: dict[int, Mark] = target.__dict__.setdefault(_MARKS_ATTRIBUTE, {})
+    previous = marks.get(id(owner))
+    marks[id(owner)] = mark if previous is None else previous.merge(mark)
+
+
+def marks_of(target: object, owner: object) -> Optional[Mark]:
+    """The mark ``owner`` put on ``target``, if any."""
+    marks: dict[int, Mark] = getattr(target, _MARKS_ATTRIBUTE, {})
+    return marks.get(id(owner))
+
+
+def resolve(
+    endpoint: Optional[str],
+    marks: Iterable[Mark],
+    global_rules: tuple[Rule, ...],
+    method_excluded: bool,
+) -> RoutePolicy:
+    """Combine the marks of a view and its blueprints with the global rules."""
+    mark = Mark()
+    for each in marks:
+        mark = mark.merge(each)
+    if mark.bypass:
+        return BYPASS
+    if method_excluded:
+        return BAN_ONLY
+    scopes = []
+    if global_rules and not mark.standalone:
+        scopes.append(Scope.of(GLOBAL_SCOPE, global_rules))
+    if mark.rules and endpoint is not None:
+        scopes.append(Scope.of(endpoint, mark.rules))
+    return RoutePolicy(bypass=False, scopes=tuple(scopes))

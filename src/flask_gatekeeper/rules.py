@@ -1,0 +1,170 @@
+"""Rules as typed values, and the parsers that turn user input into them.
+
+Users write rules three ways: the seed's dicts (``{"count": 20, "window": 1}``),
+these dataclasses, or Flask-Limiter's strings (``"20/second; 100 per 10 seconds"``).
+Everything is validated here, once, at start-up, so a request never meets a bad rule.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Union
+
+from .errors import ConfigError, ConfigTypeError
+
+__all__ = ["BanRule", "Rule", "RuleLike", "parse_ban_rule", "parse_rules"]
+
+
+def _seconds_text(seconds: float) -> str:
+    """``1`` -> ``"1s"``, ``0.5`` -> ``"0.5s"``: how windows and durations read in messages."""
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """At most ``count`` admitted requests per client in any ``window`` seconds."""
+
+    count: int
+    window: float
+
+    def __post_init__(self) -> None:
+        _check_count("count", self.count)
+        _check_seconds("window", self.window)
+
+    def __str__(self) -> str:
+        return f"{self.count} requests in a {_seconds_text(self.window)} window"
+
+
+@dataclass(frozen=True)
+class BanRule:
+    """``count`` reports within ``window`` seconds ban a client for ``duration`` seconds."""
+
+    count: int
+    window: float
+    duration: float
+
+    def __post_init__(self) -> None:
+        _check_count("count", self.count)
+        _check_seconds("window", self.window)
+        _check_seconds("duration", self.duration)
+
+    def __str__(self) -> str:
+        return f"reported {self.count} times in a {_seconds_text(self.window)} window"
+
+
+RuleLike = Union[Rule, Mapping[str, object], str]
+"""What users may pass as one rate rule (a string may hold several, separated by ``;``)."""
+
+
+def _check_count(field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigTypeError(f"{field!r} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ConfigError(f"{field!r} must be a positive integer, got {value!r}")
+
+
+def _check_seconds(field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigTypeError(f"{field!r} must be a positive number of seconds, got {value!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{field!r} must be a positive number of seconds, got {value!r}")
+
+
+_UNIT_SECONDS = {
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "month": 30 * 86400,
+    "year": 360 * 86400,
+}
+_ONE_RULE = re.compile(
+    r"\s*(?P<count>\d+)\s*(?:/|\s+per\s+)\s*(?P<multiple>\d+)?\s*"
+    r"(?P<unit>second|minute|hour|day|month|year)s?\s*",
+    re.IGNORECASE,
+)
+_SEPARATOR = re.compile(r"[;,|]")
+
+
+def _parse_rule_string(text: str) -> list[Rule]:
+    """Flask-Limiter's grammar: ``"20/second"``, ``"100 per 10 seconds"``, ``"5/minute; 1000/day"``.
+
+    Months are 30 days and years 360 days, as in ``limits``, so migrated rules keep their meaning.
+    """
+    rules = []
+    for part in _SEPARATOR.split(text):
+        match = _ONE_RULE.fullmatch(part)
+        if match is None:
+            raise ConfigError(
+                f"{text!r} is not a rule: expected e.g. '20/second', '100 per 10 seconds' "
+                "or '5/minute; 1000/day'"
+            )
+        multiple = int(match["multiple"] or 1)
+        rules.append(Rule(int(match["count"]), multiple * _UNIT_SECONDS[match["unit"].lower()]))
+    return rules
+
+
+def _fields(value: Mapping[str, object], required: tuple[str, ...]) -> list[object]:
+    unknown = sorted(str(key) for key in value if key not in required)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} (expected {', '.join(required)})")
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise ConfigError(f"missing key {missing[0]!r} in {dict(value)!r}")
+    return [value[key] for key in required]
+
+
+def _parse_one(value: object) -> list[Rule]:
+    if isinstance(value, Rule):
+        return [value]
+    if isinstance(value, str):
+        return _parse_rule_string(value)
+    if isinstance(value, Mapping):
+        count, window = _fields(value, ("count", "window"))
+        return [Rule(count, window)]  # type: ignore[arg-type]  # Rule checks the types
+    raise ConfigTypeError(
+        f"a rule must be a dict, a Rule or a string like '20/second', got {value!r}"
+    )
+
+
+def parse_rules(value: object, name: str) -> tuple[Rule, ...]:
+    """Validate the rules given as ``name`` (an option or config key) and return them typed.
+
+    Accepts one rule (dict, ``Rule`` or string) or a list of them; every error names
+    ``name``, the position in the list and the offending value.
+    """
+    items = [value] if isinstance(value, (str, Rule, Mapping)) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigTypeError(f"{name}: expected a list of rules, got {value!r}")
+    if not items:
+        raise ConfigError(f"{name}: the list of rules is empty; pass None for no rules")
+    rules: list[Rule] = []
+    for index, item in enumerate(items):
+        where = name if items is not value else f"{name}[{index}]"
+        try:
+            rules.extend(_parse_one(item))
+        except ConfigTypeError as exc:
+            raise ConfigTypeError(f"{where}: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return tuple(rules)
+
+
+def parse_ban_rule(value: object, name: str) -> BanRule:
+    """Validate the ban rule given as ``name``: a ``BanRule`` or a dict of its three fields."""
+    if isinstance(value, BanRule):
+        return value
+    try:
+        if not isinstance(value, Mapping):
+            raise ConfigTypeError(
+                f"expected a dict with count, window and duration, or a BanRule, got {value!r}"
+            )
+        count, window, duration = _fields(value, ("count", "window", "duration"))
+        return BanRule(count, window, duration)  # type: ignore[arg-type]  # BanRule checks
+    except ConfigTypeError as exc:
+        raise ConfigTypeError(f"{name}: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None

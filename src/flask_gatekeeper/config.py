@@ -9,9 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Optional, TypeVar, Union, cast
 
+from werkzeug.utils import import_string
+
+from .addresses import AddressSet, parse_address_list
 from .errors import ConfigError, ConfigTypeError
+from .identify import Identifier, KeyFunc
 from .rules import BanRule, Rule, parse_ban_rule, parse_rules
 from .storage import DEFAULT_MAX_CLIENTS, MemoryStorage, Storage, storage_from
 
@@ -25,8 +29,18 @@ CONFIG_KEYS = {
     "excluded_methods": "GATEKEEPER_EXCLUDED_METHODS",
     "storage": "GATEKEEPER_STORAGE_URI",
     "max_clients": "GATEKEEPER_MAX_CLIENTS",
+    "trusted_proxies": "GATEKEEPER_TRUSTED_PROXIES",
+    "ipv6_prefix": "GATEKEEPER_IPV6_PREFIX",
+    "allowlist": "GATEKEEPER_ALLOWLIST",
+    "denylist": "GATEKEEPER_DENYLIST",
+    "key_func": "GATEKEEPER_KEY_FUNC",
 }
 """Each option and the ``app.config`` key that sets it when the constructor does not."""
+
+DEFAULT_IPV6_PREFIX = 64
+"""An IPv6 client is its /64: the block one host or one subscriber usually gets."""
+DEFAULT_PROXY_HEADER = "X-Forwarded-For"
+"""The header read when ``trusted_proxies`` is set without ``ip_header``."""
 
 _METHOD = re.compile(r"[A-Za-z]+")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -41,9 +55,11 @@ class Settings:
     enabled: bool
     ban_rule: Optional[BanRule]
     rate_limit_rules: tuple[Rule, ...]
-    ip_header: Optional[str]
     excluded_methods: frozenset[str]
     storage: Storage
+    identifier: Identifier
+    ip_header_trusted: bool
+    """False when ``ip_header`` is believed without ``trusted_proxies`` (init_app warns)."""
 
 
 def _bool(value: object, name: str) -> bool:
@@ -78,6 +94,36 @@ def _positive_int(value: object, name: str) -> int:
     return value
 
 
+def _trusted_proxies(value: object, name: str) -> Union[int, AddressSet]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(f"{name}: a hop count cannot be negative, got {value!r}")
+        return value
+    return AddressSet(parse_address_list(value, name))
+
+
+def _ipv6_prefix(value: object, name: str) -> int:
+    prefix = _positive_int(value, name)
+    if prefix > 128:
+        raise ConfigError(f"{name}: expected a prefix length from 1 to 128, got {value!r}")
+    return prefix
+
+
+def _address_set(value: object, name: str) -> AddressSet:
+    return AddressSet(parse_address_list(value, name))
+
+
+def _key_func(value: object, name: str) -> KeyFunc:
+    if isinstance(value, str):
+        try:
+            value = import_string(value)
+        except ImportError as exc:
+            raise ConfigError(f"{name}: cannot import {value!r} ({exc})") from None
+    if not callable(value):
+        raise ConfigTypeError(f"{name}: expected a function returning a key, got {value!r}")
+    return cast(KeyFunc, value)
+
+
 def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> Settings:
     """Settings for one app from the constructor's ``given`` options and its ``config``."""
 
@@ -90,12 +136,25 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         return default
 
     max_clients = read("max_clients", _positive_int, DEFAULT_MAX_CLIENTS)
+    trusted_proxies = read("trusted_proxies", _trusted_proxies, None)
+    ip_header = read("ip_header", _header_name, None)
+    if ip_header is None and trusted_proxies is not None:
+        ip_header = DEFAULT_PROXY_HEADER
+    identifier = Identifier(
+        ip_header=ip_header,
+        trusted_proxies=trusted_proxies,
+        ipv6_prefix=read("ipv6_prefix", _ipv6_prefix, DEFAULT_IPV6_PREFIX),
+        allowlist=read("allowlist", _address_set, AddressSet(())),
+        denylist=read("denylist", _address_set, AddressSet(())),
+        key_func=read("key_func", _key_func, None),
+    )
     return Settings(
         enabled=read("enabled", _bool, True),
         ban_rule=read("ban_rule", parse_ban_rule, None),
         rate_limit_rules=read("rate_limit_rules", parse_rules, ()),
-        ip_header=read("ip_header", _header_name, None),
         excluded_methods=read("excluded_methods", _methods, frozenset()),
+        identifier=identifier,
+        ip_header_trusted=ip_header is None or trusted_proxies is not None,
         storage=read("storage", lambda value, name: storage_from(value, name, max_clients), None)
         or MemoryStorage(max_clients=max_clients),
     )

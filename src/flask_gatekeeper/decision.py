@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from werkzeug.sansio.response import Response
 
-__all__ = ["ADMITTED", "Banned", "Decision", "RateLimited", "retry_after_header"]
+__all__ = ["ADMITTED", "Banned", "Decision", "Denied", "RateLimited", "retry_after_header"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def retry_after_header(seconds: float) -> int:
 class _PlainTextRefusal(HTTPException):
     """Short plain-text body, like flask-gatekeeper 1.0's, plus a ``Retry-After`` header."""
 
-    retry_after_seconds: int
+    retry_after_seconds: Optional[int] = None
 
     def get_body(
         self,
@@ -63,10 +63,10 @@ class _PlainTextRefusal(HTTPException):
         environ: WSGIEnvironment | None = None,
         scope: dict[str, Any] | None = None,
     ) -> list[tuple[str, str]]:
-        return [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Retry-After", str(self.retry_after_seconds)),
-        ]
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        if self.retry_after_seconds is not None:
+            headers.append(("Retry-After", str(self.retry_after_seconds)))
+        return headers
 
 
 class Banned(_PlainTextRefusal, Forbidden):
@@ -86,6 +86,14 @@ class Banned(_PlainTextRefusal, Forbidden):
         self.retry_after = retry_after
         self.retry_after_seconds = seconds
         self.ban_rule = ban_rule
+
+
+class Denied(_PlainTextRefusal, Forbidden):
+    """403: the client is on the deny list; no ``Retry-After``, waiting will not help."""
+
+    def __init__(self, client: str, response: Response | None = None) -> None:
+        super().__init__(f"ip {client} denied", response)
+        self.client = client
 
 
 class RateLimited(_PlainTextRefusal, TooManyRequests):

@@ -8,20 +8,24 @@ Per-app state lives in ``app.extensions["gatekeeper"]``, never on the extension,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any, Callable, Optional, TypeVar, Union
 
 from flask import Blueprint, Flask, current_app, has_app_context, has_request_context, request
 
 from .config import Settings, load_settings
-from .decision import Banned, Decision, RateLimited
-from .identify import canonical_ip, client_key
+from .decision import Banned, Decision, Denied, RateLimited
+from .errors import ConfigTypeError
+from .identify import KeyFunc
 from .policy import Mark, RoutePolicy, marks_of, put_mark, resolve
 from .rules import Rule, RuleLike, parse_rules
 
 __all__ = ["GateKeeper"]
 
 EXTENSION_KEY = "gatekeeper"
+
+logger = logging.getLogger("flask_gatekeeper")
 
 Target = TypeVar("Target", bound=Union[Callable[..., Any], Blueprint, type])
 
@@ -70,10 +74,14 @@ class _AppState:
         policy = self.policy_for(request.endpoint, request.method)
         if policy.bypass:
             return
-        client = client_key(request.headers, request.remote_addr, settings.ip_header)
-        decision = settings.storage.hit(client, policy.scopes)
+        client = settings.identifier.identify(request.headers, request.remote_addr, policy.key_func)
+        if client is None:
+            return
+        if client.denied:
+            raise Denied(client.key)
+        decision = settings.storage.hit(client.key, policy.scopes)
         if not decision.admitted:
-            raise self.refusal(client, decision)
+            raise self.refusal(client.key, decision)
 
     def refusal(self, client: str, decision: Decision) -> Union[Banned, RateLimited]:
         if decision.banned or decision.rule is None:
@@ -100,6 +108,11 @@ class GateKeeper:
         enabled: Optional[bool] = None,
         storage: Optional[object] = None,
         max_clients: Optional[int] = None,
+        trusted_proxies: Union[int, Iterable[str], str, None] = None,
+        ipv6_prefix: Optional[int] = None,
+        allowlist: Union[Iterable[str], str, None] = None,
+        denylist: Union[Iterable[str], str, None] = None,
+        key_func: Union[KeyFunc, str, None] = None,
     ) -> None:
         options = {
             "ban_rule": ban_rule,
@@ -109,6 +122,11 @@ class GateKeeper:
             "enabled": enabled,
             "storage": storage,
             "max_clients": max_clients,
+            "trusted_proxies": trusted_proxies,
+            "ipv6_prefix": ipv6_prefix,
+            "allowlist": allowlist,
+            "denylist": denylist,
+            "key_func": key_func,
         }
         self._given = {name: value for name, value in options.items() if value is not None}
         self._constructor_state: Optional[_AppState] = None
@@ -123,6 +141,15 @@ class GateKeeper:
                 return state
             raise RuntimeError(f"{app.name!r} already has another GateKeeper")
         state = _AppState(self, load_settings(self._given, app.config), app)
+        if not state.settings.ip_header_trusted:
+            logger.warning(
+                "GateKeeper on %r believes the %r header from any client, so a client can "
+                "pick its own identity and dodge every limit and ban. Behind proxies you "
+                "control, set trusted_proxies (GATEKEEPER_TRUSTED_PROXIES) to their number "
+                "or addresses; without a proxy, drop ip_header.",
+                app.name,
+                state.settings.identifier.ip_header,
+            )
         app.extensions[EXTENSION_KEY] = state
         app.before_request(state.check_request)
         return state
@@ -149,9 +176,15 @@ class GateKeeper:
         if not settings.enabled or settings.ban_rule is None:
             return False
         if ip is not None:
-            client = canonical_ip(ip) or ip.strip()
+            client = settings.identifier.key_for(ip)
         elif has_request_context():
-            client = client_key(request.headers, request.remote_addr, settings.ip_header)
+            policy = state.policy_for(request.endpoint, request.method)
+            identified = settings.identifier.identify(
+                request.headers, request.remote_addr, policy.key_func
+            )
+            if identified is None or identified.denied:
+                return False  # allow-listed (never banned), skipped, or denied already
+            client = identified.key
         else:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
         return settings.storage.report(client, settings.ban_rule)
@@ -165,19 +198,24 @@ class GateKeeper:
         self,
         rate_limit_rules: Union[RuleLike, list[RuleLike], None] = None,
         standalone: bool = False,
+        *,
+        key_func: Optional[KeyFunc] = None,
     ) -> Callable[[Target], Target]:
         """Decorate a view (or blueprint) with its own rules, counted per client and route.
 
         They apply on top of the global rules, or instead of them with ``standalone=True``
         (``specific(standalone=True)`` alone exempts a route from the global rules). Bans
-        apply either way.
+        apply either way. ``key_func`` names the client on this route (ban and every rule
+        then use that key); returning None skips limiting for the request.
         """
         if not isinstance(standalone, bool):
-            raise TypeError(f"standalone: expected True or False, got {standalone!r}")
+            raise ConfigTypeError(f"standalone: expected True or False, got {standalone!r}")
+        if key_func is not None and not callable(key_func):
+            raise ConfigTypeError(f"key_func: expected a function, got {key_func!r}")
         rules: tuple[Rule, ...] = ()
-        if rate_limit_rules is not None or not standalone:
+        if rate_limit_rules is not None or not (standalone or key_func):
             rules = parse_rules(rate_limit_rules, "rate_limit_rules")
-        mark = Mark(rules=rules, standalone=standalone)
+        mark = Mark(rules=rules, standalone=standalone, key_func=key_func)
 
         def decorate(target: Target) -> Target:
             put_mark(target, self, mark)

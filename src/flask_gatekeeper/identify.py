@@ -1,60 +1,139 @@
-"""Who is asking: the client key of a request.
+"""Who is asking: the client key of a request, which a spoofed header cannot choose.
 
-The key is the socket peer's address, or, when ``ip_header`` is set, the address a proxy
-put in that header. Header values are attacker-controlled text: they are parsed as IP
-addresses and turned into one canonical form, and anything that does not parse falls
-back to the socket peer, so a malformed header can neither crash a request nor pick an
-arbitrary key.
+The threat: any client can send ``X-Forwarded-For: <anything>``. A limiter that believes
+it lets an attacker pick a fresh identity per request (flask-gatekeeper 1.0 took the
+header verbatim: 20 made-up values were 20 fresh clients). So a header is believed only
+as far as the proxies in front of the app are trusted, the way werkzeug's ``ProxyFix``
+and nginx's ``real_ip_recursive`` do it:
+
+- ``trusted_proxies=N`` (hop count): the client is the N-th address from the right,
+  the one the outermost of our N proxies saw; a header with fewer than N values is
+  ignored.
+- ``trusted_proxies=[IPs/CIDRs]``: the header is believed only when the socket peer is
+  one of them, and the client is the right-most address that is not a trusted proxy.
+- neither: the seed's behaviour, the header's right-most value (``init_app`` warns).
+
+Whatever is chosen is parsed as an IP address (``addresses.parse_address``); anything
+that does not parse falls back to the socket peer, never to a value the client chose.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
-from typing import Optional
+from typing import NamedTuple, Optional, Union
 
 from werkzeug.datastructures import Headers
 
-__all__ = ["canonical_ip", "client_key"]
+from .addresses import Address, AddressSet, parse_address
+from .policy import KeyFunc
 
-_MAX_ADDRESS_LENGTH = 64
-"""Longer than any IPv6 text with a zone id: longer values are rejected before parsing."""
+__all__ = ["Client", "Identifier", "KeyFunc"]
 
-
-@lru_cache(maxsize=4096)
-def canonical_ip(text: str) -> Optional[str]:
-    """``text`` as a canonical IP address, or None when it is not one.
-
-    Accepts what proxies write: surrounding spaces and quotes, ``1.2.3.4:5678``,
-    ``[::1]:80``, IPv6 zone ids (dropped) and IPv4-mapped IPv6 (turned into IPv4).
-    """
-    text = text.strip().strip('"')
-    if not text or len(text) > _MAX_ADDRESS_LENGTH:
-        return None
-    if text.startswith("["):
-        text = text[1:].partition("]")[0]
-    elif text.count(":") == 1:
-        text = text.partition(":")[0]
-    text = text.partition("%")[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
+_FORWARDED = "forwarded"
 
 
-def client_key(headers: Headers, remote_addr: Optional[str], ip_header: Optional[str]) -> str:
-    """The key a request is counted under.
+class Client(NamedTuple):
+    """The key a request counts under, and whether the deny list refuses it outright."""
 
-    With ``ip_header``, the header's right-most address (the one the nearest proxy
-    appended) when it parses; otherwise the socket peer.
-    """
-    if ip_header is not None:
-        value = headers.get(ip_header)
-        if value:
-            address = canonical_ip(value.rpartition(",")[2])
-            if address is not None:
-                return address
-    return remote_addr or "unknown"
+    key: str
+    denied: bool
+
+
+def _forwarded_for(element: str) -> str:
+    """The ``for=`` value of one RFC 7239 ``Forwarded`` element (quotes kept for the parser)."""
+    for pair in element.split(";"):
+        name, _, value = pair.partition("=")
+        if name.strip().lower() == "for":
+            return value
+    return ""
+
+
+class Identifier:
+    """Turns one app's requests into client keys, with its trust and list settings."""
+
+    def __init__(
+        self,
+        *,
+        ip_header: Optional[str],
+        trusted_proxies: Union[int, AddressSet, None],
+        ipv6_prefix: int,
+        allowlist: AddressSet,
+        denylist: AddressSet,
+        key_func: Optional[KeyFunc],
+    ) -> None:
+        self.ip_header = ip_header
+        self.trusted_proxies = trusted_proxies
+        self.ipv6_prefix = ipv6_prefix
+        self.allowlist = allowlist
+        self.denylist = denylist
+        self.key_func = key_func
+        self._forwarded = ip_header is not None and ip_header.lower() == _FORWARDED
+
+    def client_address(self, headers: Headers, remote_addr: Optional[str]) -> Optional[Address]:
+        """The client's address: from the header as far as it is trusted, else the peer."""
+        peer = parse_address(remote_addr, self.ipv6_prefix) if remote_addr else None
+        value = headers.get(self.ip_header) if self.ip_header is not None else None
+        if not value:
+            return peer
+        trust = self.trusted_proxies
+        if isinstance(trust, AddressSet):
+            return self._right_most_untrusted(value, trust, peer)
+        hops = 1 if trust is None else trust
+        if hops == 0:
+            return peer
+        values = value.rsplit(",", hops)
+        if len(values) < hops:
+            return peer
+        return self._parse(values[-hops]) or peer
+
+    def _right_most_untrusted(
+        self, value: str, trust: AddressSet, peer: Optional[Address]
+    ) -> Optional[Address]:
+        if peer is None or peer.ip not in trust:
+            return peer
+        candidate = peer
+        for text in reversed(value.split(",")):
+            address = self._parse(text)
+            if address is None:
+                return peer
+            candidate = address
+            if address.ip not in trust:
+                break
+        return candidate
+
+    def _parse(self, text: str) -> Optional[Address]:
+        if self._forwarded:
+            text = _forwarded_for(text)
+        return parse_address(text, self.ipv6_prefix)
+
+    def identify(
+        self,
+        headers: Headers,
+        remote_addr: Optional[str],
+        key_func: Optional[KeyFunc] = None,
+    ) -> Optional[Client]:
+        """The client of a request, or None when nothing applies to it (allow list, or a
+        ``key_func`` that returned None). ``key_func`` overrides the app's own."""
+        address = self.client_address(headers, remote_addr)
+        if address is not None:
+            if self.allowlist and address.ip in self.allowlist:
+                return None
+            if self.denylist and address.ip in self.denylist:
+                return Client(address.key, denied=True)
+        key_func = key_func or self.key_func
+        if key_func is not None:
+            key = key_func()
+            if key is None:
+                return None
+            if not isinstance(key, str):
+                raise TypeError(f"key_func must return a str or None, got {key!r}")
+        elif address is not None:
+            key = address.key
+        else:  # no socket peer at all (e.g. some Unix-socket servers): one shared key
+            key = remote_addr or "unknown"
+        return Client(key, denied=False)
+
+    def key_for(self, client: str) -> str:
+        """The key of a client named by the app (``report(ip=...)``): normalised like a
+        request's when it is an IP address, else used as given (a ``key_func`` key)."""
+        address = parse_address(client, self.ipv6_prefix)
+        return address.key if address is not None else client.strip()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from .rules import Rule
+
+KeyFunc = Callable[[], Optional[str]]
 
 __all__ = ["GLOBAL_SCOPE", "Mark", "RoutePolicy", "Scope", "marks_of", "put_mark", "resolve"]
 
@@ -27,13 +29,16 @@ class Mark:
     bypass: bool = False
     rules: tuple[Rule, ...] = ()
     standalone: bool = False
+    key_func: Optional[KeyFunc] = None
 
     def merge(self, other: Mark) -> Mark:
-        """Two decorators on one target: every rule applies, and bypass or standalone sticks."""
+        """Two marks on one route: every rule applies, bypass or standalone sticks, and
+        the first ``key_func`` (the view's, before its blueprints') wins."""
         return Mark(
             bypass=self.bypass or other.bypass,
             rules=self.rules + other.rules,
             standalone=self.standalone or other.standalone,
+            key_func=self.key_func or other.key_func,
         )
 
 
@@ -59,15 +64,16 @@ class RoutePolicy:
     """What to do with requests to one endpoint.
 
     ``bypass``: do nothing at all. Otherwise check the ban, then every rule of ``scopes``
-    (none for an excluded method: the ban still applies, nothing is counted).
+    (none for an excluded method: the ban still applies, nothing is counted), for the
+    client named by ``key_func`` when the route has its own.
     """
 
     bypass: bool
     scopes: tuple[Scope, ...]
+    key_func: Optional[KeyFunc] = None
 
 
 BYPASS = RoutePolicy(bypass=True, scopes=())
-BAN_ONLY = RoutePolicy(bypass=False, scopes=())
 
 
 def put_mark(target: object, owner: object, mark: Mark) -> None:
@@ -101,10 +107,10 @@ def resolve(
     if mark.bypass:
         return BYPASS
     if method_excluded:
-        return BAN_ONLY
+        return RoutePolicy(bypass=False, scopes=(), key_func=mark.key_func)
     scopes = []
     if global_rules and not mark.standalone:
         scopes.append(Scope.of(GLOBAL_SCOPE, global_rules))
     if mark.rules and endpoint is not None:
         scopes.append(Scope.of(endpoint, mark.rules))
-    return RoutePolicy(bypass=False, scopes=tuple(scopes))
+    return RoutePolicy(bypass=False, scopes=tuple(scopes), key_func=mark.key_func)

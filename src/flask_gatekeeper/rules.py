@@ -35,7 +35,8 @@ class Rule:
         _check_seconds("window", self.window)
 
     def __str__(self) -> str:
-        return f"{self.count} requests in a {_seconds_text(self.window)} window"
+        noun = "request" if self.count == 1 else "requests"
+        return f"{self.count} {noun} in a {_seconds_text(self.window)} window"
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class BanRule:
         _check_seconds("duration", self.duration)
 
     def __str__(self) -> str:
-        return f"reported {self.count} times in a {_seconds_text(self.window)} window"
+        times = "once" if self.count == 1 else f"{self.count} times"
+        return f"reported {times} in a {_seconds_text(self.window)} window"
 
 
 RuleLike = Union[Rule, Mapping[str, object], str]

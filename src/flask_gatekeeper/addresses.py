@@ -1,0 +1,112 @@
+"""IP address text from the network, parsed once, and sets of networks looked up in O(1).
+
+Pure helpers for ``identify``: nothing here knows about Flask or requests.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import NamedTuple, Optional, Union
+
+from .errors import ConfigError, ConfigTypeError
+
+__all__ = ["Address", "AddressSet", "parse_address", "parse_address_list"]
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+_MAX_ADDRESS_TEXT = 64
+"""Longer than any address a proxy writes (IPv6, brackets, port, zone): longer is garbage."""
+
+
+class Address(NamedTuple):
+    """A parsed client address and the key it is counted under."""
+
+    ip: IPAddress
+    key: str
+
+
+@lru_cache(maxsize=8192)
+def parse_address(text: str, ipv6_prefix: int = 128) -> Optional[Address]:
+    """``text`` as an address, or None when it is not one; cached, so repeats cost a lookup.
+
+    Accepts what proxies and servers write: spaces, quotes, ``1.2.3.4:5678``,
+    ``[::1]:80``, IPv6 zone ids (dropped), IPv4-mapped IPv6 (turned into IPv4). An IPv6
+    address is keyed by its ``/ipv6_prefix`` network, so one host rotating through its
+    /64 stays one client.
+    """
+    text = text.strip().strip('"')
+    if not text or len(text) > _MAX_ADDRESS_TEXT or not text.isascii():
+        return None
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    text = text.partition("%")[0]
+    try:
+        ip: IPAddress = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address) or ipv6_prefix == 128:
+        return Address(ip, str(ip))
+    network = ipaddress.IPv6Network(
+        (int(ip) >> (128 - ipv6_prefix) << (128 - ipv6_prefix), ipv6_prefix)
+    )
+    return Address(ip, str(network))
+
+
+def parse_address_list(
+    value: object, name: str
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """IPs and CIDRs from a list or a comma-separated string; errors name ``name``."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple, set, frozenset)):
+        raise ConfigTypeError(f"{name}: expected a list of IP addresses or networks, got {value!r}")
+    networks = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigTypeError(f"{name}: expected an IP address or network, got {item!r}")
+        try:
+            networks.append(ipaddress.ip_network(item.strip()))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {item!r} is not an IP address or network ({exc})") from None
+    return networks
+
+
+class AddressSet:
+    """IPs and networks; membership costs one hash lookup per prefix length in use.
+
+    A list of ten thousand /32s costs the same single lookup as one /32: networks are
+    stored as integers in one set per prefix length.
+    """
+
+    def __init__(self, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
+        tables: dict[tuple[int, int], set[int]] = {}
+        for network in networks:
+            if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
+                mapped = network.network_address.ipv4_mapped
+                network = ipaddress.IPv4Network((mapped, max(0, network.prefixlen - 96)))
+            shift = network.max_prefixlen - network.prefixlen
+            tables.setdefault((network.version, shift), set()).add(
+                int(network.network_address) >> shift
+            )
+        self._tables = {
+            version: [(shift, nets) for (v, shift), nets in sorted(tables.items()) if v == version]
+            for version in (4, 6)
+        }
+        self._size = sum(len(nets) for nets in tables.values())
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __contains__(self, ip: object) -> bool:
+        if not isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            return False
+        number = int(ip)
+        return any((number >> shift) in nets for shift, nets in self._tables[ip.version])

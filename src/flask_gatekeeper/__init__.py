@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .decision import Banned, Decision, RateLimited
+from .decision import Banned, Decision, Denied, RateLimited, StorageUnavailable
 from .errors import ConfigError, ConfigTypeError, GateKeeperError, StorageError
 from .extension import GateKeeper
 from .rules import BanRule, Rule
@@ -16,6 +16,7 @@ __all__ = [
     "ConfigError",
     "ConfigTypeError",
     "Decision",
+    "Denied",
     "GateKeeper",
     "GateKeeperError",
     "MemoryStorage",
@@ -23,4 +24,5 @@ __all__ = [
     "Rule",
     "Storage",
     "StorageError",
+    "StorageUnavailable",
 ]

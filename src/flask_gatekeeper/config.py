@@ -34,9 +34,13 @@ CONFIG_KEYS = {
     "allowlist": "GATEKEEPER_ALLOWLIST",
     "denylist": "GATEKEEPER_DENYLIST",
     "key_func": "GATEKEEPER_KEY_FUNC",
+    "key_prefix": "GATEKEEPER_KEY_PREFIX",
+    "fail_open": "GATEKEEPER_FAIL_OPEN",
 }
 """Each option and the ``app.config`` key that sets it when the constructor does not."""
 
+DEFAULT_KEY_PREFIX = "gatekeeper:"
+"""Prefix of every Redis key, so several apps can share one Redis database."""
 DEFAULT_IPV6_PREFIX = 64
 """An IPv6 client is its /64: the block one host or one subscriber usually gets."""
 DEFAULT_PROXY_HEADER = "X-Forwarded-For"
@@ -58,6 +62,7 @@ class Settings:
     excluded_methods: frozenset[str]
     storage: Storage
     identifier: Identifier
+    fail_open: bool
     ip_header_trusted: bool
     """False when ``ip_header`` is believed without ``trusted_proxies`` (init_app warns)."""
 
@@ -102,6 +107,14 @@ def _trusted_proxies(value: object, name: str) -> Union[int, AddressSet]:
     return AddressSet(parse_address_list(value, name))
 
 
+def _key_prefix(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigTypeError(f"{name}: expected a string, got {value!r}")
+    if "{" in value or "}" in value:
+        raise ConfigError(f"{name}: braces would break the Redis Cluster hash tag: {value!r}")
+    return value
+
+
 def _ipv6_prefix(value: object, name: str) -> int:
     prefix = _positive_int(value, name)
     if prefix > 128:
@@ -135,7 +148,8 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
             return parse(config[key], key)
         return default
 
-    max_clients = read("max_clients", _positive_int, DEFAULT_MAX_CLIENTS)
+    max_clients: Optional[int] = read("max_clients", _positive_int, None)
+    key_prefix = read("key_prefix", _key_prefix, DEFAULT_KEY_PREFIX)
     trusted_proxies = read("trusted_proxies", _trusted_proxies, None)
     ip_header = read("ip_header", _header_name, None)
     if ip_header is None and trusted_proxies is not None:
@@ -155,6 +169,13 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         excluded_methods=read("excluded_methods", _methods, frozenset()),
         identifier=identifier,
         ip_header_trusted=ip_header is None or trusted_proxies is not None,
-        storage=read("storage", lambda value, name: storage_from(value, name, max_clients), None)
-        or MemoryStorage(max_clients=max_clients),
+        storage=read(
+            "storage",
+            lambda value, name: storage_from(
+                value, name, max_clients=max_clients, key_prefix=key_prefix
+            ),
+            None,
+        )
+        or MemoryStorage(max_clients=max_clients or DEFAULT_MAX_CLIENTS),
+        fail_open=read("fail_open", _bool, True),
     )

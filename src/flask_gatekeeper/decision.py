@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from werkzeug.exceptions import Forbidden, HTTPException, TooManyRequests
+from werkzeug.exceptions import Forbidden, HTTPException, ServiceUnavailable, TooManyRequests
 
 from .rules import BanRule, Rule
 
@@ -19,7 +19,15 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from werkzeug.sansio.response import Response
 
-__all__ = ["ADMITTED", "Banned", "Decision", "Denied", "RateLimited", "retry_after_header"]
+__all__ = [
+    "ADMITTED",
+    "Banned",
+    "Decision",
+    "Denied",
+    "RateLimited",
+    "StorageUnavailable",
+    "retry_after_header",
+]
 
 
 @dataclass(frozen=True)
@@ -112,3 +120,13 @@ class RateLimited(_PlainTextRefusal, TooManyRequests):
         self.retry_after = retry_after  # type: ignore[assignment]  # exact, not werkzeug's
         self.retry_after_seconds = seconds
         self.rule = rule
+
+
+class StorageUnavailable(_PlainTextRefusal, ServiceUnavailable):
+    """503: the storage is down and ``fail_open=False``; try again in ``retry_after`` s."""
+
+    def __init__(self, retry_after: float, response: Response | None = None) -> None:
+        seconds = retry_after_header(retry_after)
+        super().__init__(f"rate limiter unavailable, retry in {seconds}s", response)
+        self.retry_after = retry_after  # type: ignore[assignment]  # exact, not werkzeug's
+        self.retry_after_seconds = seconds

@@ -15,9 +15,10 @@ from typing import Any, Callable, Optional, TypeVar, Union
 from flask import Blueprint, Flask, current_app, has_app_context, has_request_context, request
 
 from .config import Settings, load_settings
-from .decision import Banned, Decision, Denied, RateLimited
-from .errors import ConfigTypeError
+from .decision import Banned, Decision, Denied, RateLimited, StorageUnavailable
+from .errors import ConfigTypeError, StorageError
 from .identify import KeyFunc
+from .outage import RETRY_INTERVAL, OutageGuard
 from .policy import Mark, RoutePolicy, marks_of, put_mark, resolve
 from .rules import Rule, RuleLike, parse_rules
 
@@ -39,6 +40,7 @@ class _AppState:
         self._view_functions = app.view_functions
         self._blueprints = app.blueprints
         self._policies: dict[tuple[Optional[str], bool], RoutePolicy] = {}
+        self.guard = OutageGuard(settings.fail_open)
 
     def policy_for(self, endpoint: Optional[str], method: str) -> RoutePolicy:
         """The cached policy of an endpoint (None: no route matched, global rules apply)."""
@@ -79,9 +81,25 @@ class _AppState:
             return
         if client.denied:
             raise Denied(client.key)
-        decision = settings.storage.hit(client.key, policy.scopes)
+        guard = self.guard
+        if guard.down and guard.skip():
+            self._storage_failed()
+            return
+        try:
+            decision = settings.storage.hit(client.key, policy.scopes)
+        except StorageError as exc:
+            guard.failed(exc)
+            self._storage_failed()
+            return
+        if guard.down:
+            guard.recovered()
         if not decision.admitted:
             raise self.refusal(client.key, decision)
+
+    def _storage_failed(self) -> None:
+        """Admit (fail open) or refuse with 503 while the storage is down."""
+        if not self.guard.fail_open:
+            raise StorageUnavailable(RETRY_INTERVAL)
 
     def refusal(self, client: str, decision: Decision) -> Union[Banned, RateLimited]:
         if decision.banned or decision.rule is None:
@@ -113,6 +131,8 @@ class GateKeeper:
         allowlist: Union[Iterable[str], str, None] = None,
         denylist: Union[Iterable[str], str, None] = None,
         key_func: Union[KeyFunc, str, None] = None,
+        key_prefix: Optional[str] = None,
+        fail_open: Optional[bool] = None,
     ) -> None:
         options = {
             "ban_rule": ban_rule,
@@ -127,6 +147,8 @@ class GateKeeper:
             "allowlist": allowlist,
             "denylist": denylist,
             "key_func": key_func,
+            "key_prefix": key_prefix,
+            "fail_open": fail_open,
         }
         self._given = {name: value for name, value in options.items() if value is not None}
         self._constructor_state: Optional[_AppState] = None
@@ -187,7 +209,13 @@ class GateKeeper:
             client = identified.key
         else:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
-        return settings.storage.report(client, settings.ban_rule)
+        try:
+            banned = settings.storage.report(client, settings.ban_rule)
+        except StorageError as exc:
+            state.guard.failed(exc)
+            return False
+        state.guard.recovered()
+        return banned
 
     def bypass(self, target: Target) -> Target:
         """Decorate a view, a class-based view or a blueprint: no rule and no ban applies."""

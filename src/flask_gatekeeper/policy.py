@@ -77,15 +77,16 @@ BYPASS = RoutePolicy(bypass=True, scopes=())
 
 
 def put_mark(target: object, owner: object, mark: Mark) -> None:
-    """Attach ``mark`` for the extension ``owner`` to a view function or blueprint.
+    """Attach ``mark`` for the extension ``owner`` to a view function, view class or blueprint.
 
     The mark is an attribute of the object itself, so it follows the view through
     ``functools.wraps`` and ``View.as_view``, and two views of the same name in two
     blueprints stay independent (flask-gatekeeper 1.0 keyed them by function name).
     """
-    marks: dict[int, Mark] = target.__dict__.setdefault(_MARKS_ATTRIBUTE, {})
+    marks: dict[int, Mark] = dict(vars(target).get(_MARKS_ATTRIBUTE, {}))
     previous = marks.get(id(owner))
     marks[id(owner)] = mark if previous is None else previous.merge(mark)
+    setattr(target, _MARKS_ATTRIBUTE, marks)
 
 
 def marks_of(target: object, owner: object) -> Optional[Mark]:

@@ -20,6 +20,8 @@ __all__ = ["BanRule", "Rule", "RuleLike", "parse_ban_rule", "parse_rules"]
 
 def _seconds_text(seconds: float) -> str:
     """``1`` -> ``"1s"``, ``0.5`` -> ``"0.5s"``: how windows and durations read in messages."""
+    if float(seconds).is_integer():
+        return f"{int(seconds)}s"
     return f"{seconds:g}s"
 
 
@@ -71,7 +73,11 @@ def _check_count(field: str, value: object) -> None:
 def _check_seconds(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigTypeError(f"{field!r} must be a positive number of seconds, got {value!r}")
-    if not (value > 0 and math.isfinite(value)):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not (value > 0 and finite):
         raise ConfigError(f"{field!r} must be a positive number of seconds, got {value!r}")
 
 

@@ -2,20 +2,57 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Optional
+
+from ..errors import ConfigError, ConfigTypeError
 from .base import Clock, Storage
 from .memory import DEFAULT_MAX_CLIENTS, MemoryStorage
+
+if TYPE_CHECKING:
+    from .redis import RedisStorage
 
 __all__ = ["DEFAULT_MAX_CLIENTS", "Clock", "MemoryStorage", "Storage", "storage_from"]
 
 
-def storage_from(value: object, name: str, max_clients: int) -> Storage:
-    """A storage from an option value: a URI such as ``"memory://"``, or a ready object."""
-    from ..errors import ConfigError, ConfigTypeError
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
+
+def _redis_storage() -> type[RedisStorage]:
+    """The Redis storage class, imported only when asked for: the core never needs redis-py."""
+    try:
+        from .redis import RedisStorage
+    except ImportError as exc:
+        raise ConfigError(str(exc)) from None
+    return RedisStorage
+
+
+def storage_from(
+    value: object, name: str, *, max_clients: Optional[int], key_prefix: str
+) -> Storage:
+    """A storage from an option value: a URI (``memory://``, ``redis://...``,
+    ``rediss://...``, ``unix://...``), a ready redis-py client, or a storage object."""
     if isinstance(value, str):
-        if value.partition("://")[0] == "memory":
-            return MemoryStorage(max_clients=max_clients)
-        raise ConfigError(f"{name}: unsupported storage URI {value!r} (expected 'memory://')")
+        scheme = value.partition("://")[0].lower()
+        if scheme == "memory":
+            return MemoryStorage(max_clients=max_clients or DEFAULT_MAX_CLIENTS)
+        if scheme in _REDIS_SCHEMES:
+            try:
+                return _redis_storage().from_url(value, key_prefix=key_prefix)
+            except ConfigError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        raise ConfigError(
+            f"{name}: unsupported storage URI {value!r} "
+            "(expected memory://, redis://, rediss:// or unix://)"
+        )
     if callable(getattr(value, "hit", None)) and callable(getattr(value, "report", None)):
+        if max_clients is not None:
+            raise ConfigError(
+                f"{name}: max_clients applies to the storage built from a URI; "
+                f"set it on the storage object itself: {value!r}"
+            )
         return value  # type: ignore[return-value]  # it quacks like a Storage
-    raise ConfigTypeError(f"{name}: expected a storage URI or a storage object, got {value!r}")
+    if type(value).__module__.startswith("redis") and hasattr(value, "register_script"):
+        return _redis_storage()(value, key_prefix=key_prefix)  # type: ignore[arg-type]
+    raise ConfigTypeError(
+        f"{name}: expected a storage URI, a redis-py client or a storage object, got {value!r}"
+    )

@@ -25,7 +25,8 @@ from .base import Clock
 __all__ = ["DEFAULT_MAX_CLIENTS", "MemoryStorage"]
 
 DEFAULT_MAX_CLIENTS = 100_000
-"""Default cap on tracked logs: about 25 MB with the seed's rules (see the README)."""
+"""Default cap on tracked logs: about 25 MB when each holds one request, and at most
+about 105 MB when every log is full with the seed's 100-request rule (see the README)."""
 
 _ROUTE_SEPARATOR = "\x1f"
 _REPORTS_SUFFIX = "\x1e"

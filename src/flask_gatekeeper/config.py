@@ -15,6 +15,7 @@ from werkzeug.utils import import_string
 
 from .addresses import AddressSet, parse_address_list
 from .errors import ConfigError, ConfigTypeError
+from .headers import parse_headers_option
 from .identify import Identifier, KeyFunc
 from .rules import BanRule, Rule, parse_ban_rule, parse_rules
 from .storage import DEFAULT_MAX_CLIENTS, MemoryStorage, Storage, storage_from
@@ -36,6 +37,9 @@ CONFIG_KEYS = {
     "key_func": "GATEKEEPER_KEY_FUNC",
     "key_prefix": "GATEKEEPER_KEY_PREFIX",
     "fail_open": "GATEKEEPER_FAIL_OPEN",
+    "headers": "GATEKEEPER_HEADERS",
+    "dry_run": "GATEKEEPER_DRY_RUN",
+    "report_rate_limited": "GATEKEEPER_REPORT_RATE_LIMITED",
 }
 """Each option and the ``app.config`` key that sets it when the constructor does not."""
 
@@ -63,6 +67,11 @@ class Settings:
     storage: Storage
     identifier: Identifier
     fail_open: bool
+    headers: frozenset[str]
+    """Which rate limit header fields to send: "ietf", "legacy", both or none."""
+    dry_run: bool
+    report_rate_limited: bool
+    """Each 429 also counts as a report toward the ban rule."""
     ip_header_trusted: bool
     """False when ``ip_header`` is believed without ``trusted_proxies`` (init_app warns)."""
 
@@ -140,10 +149,13 @@ def _key_func(value: object, name: str) -> KeyFunc:
 def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> Settings:
     """Settings for one app from the constructor's ``given`` options and its ``config``."""
 
+    source = {}  # option -> the name it was read under, for errors found later
+
     def read(option: str, parse: Callable[[object, str], T], default: T) -> T:
         if option in given:
+            source[option] = option
             return parse(given[option], option)
-        key = CONFIG_KEYS[option]
+        key = source[option] = CONFIG_KEYS[option]
         if config.get(key) is not None:
             return parse(config[key], key)
         return default
@@ -162,7 +174,7 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         denylist=read("denylist", _address_set, AddressSet(())),
         key_func=read("key_func", _key_func, None),
     )
-    return Settings(
+    settings = Settings(
         enabled=read("enabled", _bool, True),
         ban_rule=read("ban_rule", parse_ban_rule, None),
         rate_limit_rules=read("rate_limit_rules", parse_rules, ()),
@@ -178,4 +190,13 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         )
         or MemoryStorage(max_clients=max_clients or DEFAULT_MAX_CLIENTS),
         fail_open=read("fail_open", _bool, True),
+        headers=read("headers", parse_headers_option, frozenset()),
+        dry_run=read("dry_run", _bool, False),
+        report_rate_limited=read("report_rate_limited", _bool, False),
     )
+    if settings.report_rate_limited and settings.ban_rule is None:
+        raise ConfigError(
+            f"{source['report_rate_limited']}: True needs a ban_rule "
+            "(GATEKEEPER_BAN_RULE) to count reports toward"
+        )
+    return settings

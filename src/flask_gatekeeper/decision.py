@@ -7,11 +7,14 @@ replaces our default response like any other error's.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
+from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import Forbidden, HTTPException, ServiceUnavailable, TooManyRequests
+from werkzeug.http import parse_accept_header
 
 from .rules import BanRule, Rule
 
@@ -26,8 +29,22 @@ __all__ = [
     "Denied",
     "RateLimited",
     "StorageUnavailable",
+    "Usage",
     "retry_after_header",
 ]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Where a client stands against one rule: for the ``RateLimit`` header field.
+
+    ``reset`` is the number of seconds until the oldest request still counted stops
+    counting (0 when none counts).
+    """
+
+    rule: Rule
+    remaining: int
+    reset: float
 
 
 @dataclass(frozen=True)
@@ -36,13 +53,17 @@ class Decision:
 
     ``retry_after`` is the exact wait in seconds until the request would be admitted
     (the ban's end, or the moment every full rule has room again); ``rule`` is the full
-    rule that makes the client wait longest.
+    rule that makes the client wait longest. ``usage``, when asked for, is the rule
+    closest to its limit. ``new_ban`` is the duration of a ban this request started
+    (a refusal counted as a report).
     """
 
     admitted: bool
     banned: bool = False
     retry_after: float = 0.0
     rule: Optional[Rule] = None
+    usage: Optional[Usage] = None
+    new_ban: Optional[float] = None
 
 
 ADMITTED = Decision(admitted=True)
@@ -54,16 +75,47 @@ def retry_after_header(seconds: float) -> int:
     return max(1, math.ceil(seconds))
 
 
+_PROBLEM_JSON = "application/problem+json"
+_OFFERED = ("text/plain", _PROBLEM_JSON, "application/json")
+
+
+def _wants_json(environ: WSGIEnvironment | None) -> bool:
+    """Whether the client prefers JSON to plain text (RFC 9457 problem details)."""
+    if environ is None or "HTTP_ACCEPT" not in environ:
+        return False
+    accept = parse_accept_header(environ["HTTP_ACCEPT"], MIMEAccept)
+    return accept.best_match(_OFFERED) in _OFFERED[1:]
+
+
 class _PlainTextRefusal(HTTPException):
-    """Short plain-text body, like flask-gatekeeper 1.0's, plus a ``Retry-After`` header."""
+    """A refusal with a ``Retry-After`` header and a short body: one line of plain text,
+    like flask-gatekeeper 1.0's, or problem+json when the client prefers JSON."""
 
     retry_after_seconds: Optional[int] = None
+
+    def problem_members(self) -> dict[str, Any]:
+        """Members added to the problem details (RFC 9457 extension members)."""
+        return {}
+
+    def _problem(self) -> dict[str, Any]:
+        problem: dict[str, Any] = {
+            "type": "about:blank",
+            "title": self.name,
+            "status": self.code,
+            "detail": self.description,
+        }
+        if self.retry_after_seconds is not None:
+            problem["retry_after"] = self.retry_after_seconds
+        problem.update(self.problem_members())
+        return problem
 
     def get_body(
         self,
         environ: WSGIEnvironment | None = None,
         scope: dict[str, Any] | None = None,
     ) -> str:
+        if _wants_json(environ):
+            return json.dumps(self._problem())
         return f"{self.description}\n"
 
     def get_headers(
@@ -71,7 +123,8 @@ class _PlainTextRefusal(HTTPException):
         environ: WSGIEnvironment | None = None,
         scope: dict[str, Any] | None = None,
     ) -> list[tuple[str, str]]:
-        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        content_type = _PROBLEM_JSON if _wants_json(environ) else "text/plain; charset=utf-8"
+        headers = [("Content-Type", content_type)]
         if self.retry_after_seconds is not None:
             headers.append(("Retry-After", str(self.retry_after_seconds)))
         return headers
@@ -113,6 +166,8 @@ class RateLimited(_PlainTextRefusal, TooManyRequests):
         retry_after: float,
         rule: Rule,
         response: Response | None = None,
+        *,
+        policy: str | None = None,
     ) -> None:
         seconds = retry_after_header(retry_after)
         super().__init__(f"ip {client} rate limited for {seconds}s (over {rule})", response)
@@ -120,6 +175,10 @@ class RateLimited(_PlainTextRefusal, TooManyRequests):
         self.retry_after = retry_after  # type: ignore[assignment]  # exact, not werkzeug's
         self.retry_after_seconds = seconds
         self.rule = rule
+        self.policy = policy or rule.name
+
+    def problem_members(self) -> dict[str, Any]:
+        return {"violated-policies": [self.policy]}
 
 
 class StorageUnavailable(_PlainTextRefusal, ServiceUnavailable):

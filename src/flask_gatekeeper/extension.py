@@ -1,9 +1,9 @@
-"""The Flask glue: ``GateKeeper``, its request hook and its decorators.
+"""The public Flask extension: ``GateKeeper``, its decorators and its manual controls.
 
 Kept thin on purpose. Each request goes identify -> policy -> one storage call ->
-decision, each step in the module of that name; this file wires them to Flask.
-Per-app state lives in ``app.extensions["gatekeeper"]``, never on the extension, so one
-``GateKeeper`` can serve several apps with separate counters.
+decision, each step in the module of that name, run by ``pipeline.AppState``; this file
+wires them to Flask. Per-app state lives in ``app.extensions["gatekeeper"]``, never on
+the extension, so one ``GateKeeper`` can serve several apps with separate counters.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from typing import Any, Callable, Optional, TypeVar, Union
 
 from flask import Blueprint, Flask, current_app, has_app_context, has_request_context, request
 
-from .config import Settings, load_settings
-from .decision import Banned, Decision, Denied, RateLimited, StorageUnavailable
-from .errors import ConfigTypeError, StorageError
+from .config import load_settings
+from .errors import ConfigError, ConfigTypeError, StorageError
 from .identify import KeyFunc
-from .outage import RETRY_INTERVAL, OutageGuard
-from .policy import Mark, RoutePolicy, marks_of, put_mark, resolve
-from .rules import Rule, RuleLike, parse_rules
+from .pipeline import AppState
+from .policy import Mark, put_mark
+from .rules import Rule, RuleLike, _check_seconds, parse_rules
 
 __all__ = ["GateKeeper"]
 
@@ -31,88 +30,12 @@ logger = logging.getLogger("flask_gatekeeper")
 Target = TypeVar("Target", bound=Union[Callable[..., Any], Blueprint, type])
 
 
-class _AppState:
-    """One app's settings and route policies, reached through ``app.extensions``."""
-
-    def __init__(self, owner: GateKeeper, settings: Settings, app: Flask) -> None:
-        self.owner = owner
-        self.settings = settings
-        self._view_functions = app.view_functions
-        self._blueprints = app.blueprints
-        self._policies: dict[tuple[Optional[str], bool], RoutePolicy] = {}
-        self.guard = OutageGuard(settings.fail_open)
-
-    def policy_for(self, endpoint: Optional[str], method: str) -> RoutePolicy:
-        """The cached policy of an endpoint (None: no route matched, global rules apply)."""
-        cache_key = (endpoint, method in self.settings.excluded_methods)
-        policy = self._policies.get(cache_key)
-        if policy is None:
-            policy = resolve(
-                endpoint, self._marks(endpoint), self.settings.rate_limit_rules, cache_key[1]
-            )
-            self._policies[cache_key] = policy
-        return policy
-
-    def _marks(self, endpoint: Optional[str]) -> Iterable[Mark]:
-        """Marks on the view, on its class-based view class, and on each enclosing blueprint."""
-        if endpoint is None:
-            return
-        view = self._view_functions.get(endpoint)
-        targets: list[object] = [view, getattr(view, "view_class", None)]
-        blueprint = endpoint.rpartition(".")[0]
-        while blueprint:
-            targets.append(self._blueprints.get(blueprint))
-            blueprint = blueprint.rpartition(".")[0]
-        for target in targets:
-            mark = marks_of(target, self.owner) if target is not None else None
-            if mark is not None:
-                yield mark
-
-    def check_request(self) -> None:
-        """``before_request`` hook: return to admit, raise ``Banned``/``RateLimited`` to refuse."""
-        settings = self.settings
-        if not settings.enabled:
-            return
-        policy = self.policy_for(request.endpoint, request.method)
-        if policy.bypass:
-            return
-        client = settings.identifier.identify(request.headers, request.remote_addr, policy.key_func)
-        if client is None:
-            return
-        if client.denied:
-            raise Denied(client.key)
-        guard = self.guard
-        if guard.down and guard.skip():
-            self._storage_failed()
-            return
-        try:
-            decision = settings.storage.hit(client.key, policy.scopes)
-        except StorageError as exc:
-            guard.failed(exc)
-            self._storage_failed()
-            return
-        if guard.down:
-            guard.recovered()
-        if not decision.admitted:
-            raise self.refusal(client.key, decision)
-
-    def _storage_failed(self) -> None:
-        """Admit (fail open) or refuse with 503 while the storage is down."""
-        if not self.guard.fail_open:
-            raise StorageUnavailable(RETRY_INTERVAL)
-
-    def refusal(self, client: str, decision: Decision) -> Union[Banned, RateLimited]:
-        if decision.banned or decision.rule is None:
-            return Banned(client, decision.retry_after, self.settings.ban_rule)
-        return RateLimited(client, decision.retry_after, decision.rule)
-
-
 class GateKeeper:
     """Banning and rate limiting for a Flask app.
 
     The first five parameters keep flask-gatekeeper 1.0's order and meaning; every other
     option is keyword-only. Options left as None fall back to ``app.config["GATEKEEPER_*"]``
-    and then to defaults, when ``init_app`` runs.
+    and then to defaults, when ``init_app`` runs (see ``config.CONFIG_KEYS``).
     """
 
     def __init__(
@@ -133,6 +56,9 @@ class GateKeeper:
         key_func: Union[KeyFunc, str, None] = None,
         key_prefix: Optional[str] = None,
         fail_open: Optional[bool] = None,
+        headers: Union[bool, str, None] = None,
+        dry_run: Optional[bool] = None,
+        report_rate_limited: Optional[bool] = None,
     ) -> None:
         options = {
             "ban_rule": ban_rule,
@@ -149,20 +75,23 @@ class GateKeeper:
             "key_func": key_func,
             "key_prefix": key_prefix,
             "fail_open": fail_open,
+            "headers": headers,
+            "dry_run": dry_run,
+            "report_rate_limited": report_rate_limited,
         }
         self._given = {name: value for name, value in options.items() if value is not None}
-        self._constructor_state: Optional[_AppState] = None
+        self._constructor_state: Optional[AppState] = None
         if app is not None:
             self._constructor_state = self.init_app(app)
 
-    def init_app(self, app: Flask) -> _AppState:
-        """Read and check the settings for ``app`` and install the request hook (once)."""
+    def init_app(self, app: Flask) -> AppState:
+        """Read and check the settings for ``app`` and install the request hooks (once)."""
         state = app.extensions.get(EXTENSION_KEY)
-        if isinstance(state, _AppState):
+        if isinstance(state, AppState):
             if state.owner is self:
                 return state
             raise RuntimeError(f"{app.name!r} already has another GateKeeper")
-        state = _AppState(self, load_settings(self._given, app.config), app)
+        state = AppState(self, load_settings(self._given, app.config), app)
         if not state.settings.ip_header_trusted:
             logger.warning(
                 "GateKeeper on %r believes the %r header from any client, so a client can "
@@ -174,24 +103,29 @@ class GateKeeper:
             )
         app.extensions[EXTENSION_KEY] = state
         app.before_request(state.check_request)
+        if state.settings.headers:
+            app.after_request(state.add_headers)
         return state
 
-    def _state(self) -> _AppState:
+    def _state(self) -> AppState:
         """The state of the current app, or of the constructor's app outside any context."""
         if has_app_context():
             state = current_app.extensions.get(EXTENSION_KEY)
-            if isinstance(state, _AppState) and state.owner is self:
+            if isinstance(state, AppState) and state.owner is self:
                 return state
             raise RuntimeError(f"GateKeeper.init_app() was not called for {current_app.name!r}")
         if self._constructor_state is None:
             raise RuntimeError("working outside of an app context: use 'with app.app_context():'")
         return self._constructor_state
 
+    # -- in views -------------------------------------------------------------------------
+
     def report(self, ip: Optional[str] = None) -> bool:
         """Count one offence against the current client (or ``ip``) toward the ban rule.
 
-        Returns True when this report bans the client. Never fails for a client never
-        seen before; without a ban rule (or when disabled) it does nothing.
+        Returns True when this report bans the client. Never fails: not for a client never
+        seen before, not in a bypassed route, not when the storage is down (it is logged);
+        without a ban rule, when disabled, or for an allow-listed client it does nothing.
         """
         state = self._state()
         settings = state.settings
@@ -210,12 +144,15 @@ class GateKeeper:
         else:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
         try:
-            banned = settings.storage.report(client, settings.ban_rule)
+            banned_for = settings.storage.report(client, settings.ban_rule)
         except StorageError as exc:
-            state.guard.failed(exc)
+            state.storage_failed(exc)
             return False
         state.guard.recovered()
-        return banned
+        state.reported(client, banned_for)
+        return banned_for is not None
+
+    # -- decorators -----------------------------------------------------------------------
 
     def bypass(self, target: Target) -> Target:
         """Decorate a view, a class-based view or a blueprint: no rule and no ban applies."""
@@ -250,3 +187,52 @@ class GateKeeper:
             return target
 
         return decorate
+
+    # -- manual control (in a request or an app context) -----------------------------------
+
+    def ban(self, client: str, duration: Optional[float] = None) -> None:
+        """Ban ``client`` (an IP, normalised like a request's, or a key) for ``duration``
+        seconds, by default the ban rule's duration. A longer ban in force stands."""
+        state = self._state()
+        if duration is None:
+            if state.settings.ban_rule is None:
+                raise ConfigError("ban(): give a duration, or configure a ban_rule")
+            duration = state.settings.ban_rule.duration
+        try:
+            _check_seconds("duration", duration)
+        except ConfigError as exc:
+            raise ConfigError(f"ban(): {exc}") from None
+        key = state.settings.identifier.key_for(client)
+        state.settings.storage.ban(key, duration)
+        state.banned(key, duration, "manual")
+
+    def unban(self, client: str) -> bool:
+        """End ``client``'s ban and forget its ban history; True if it was banned."""
+        state = self._state()
+        key = state.settings.identifier.key_for(client)
+        was_banned = state.settings.storage.unban(key)
+        if was_banned:
+            state.unbanned(key)
+        return was_banned
+
+    def banned_for(self, client: str) -> float:
+        """Seconds left of ``client``'s ban (0 when not banned)."""
+        state = self._state()
+        return state.settings.storage.banned_for(state.settings.identifier.key_for(client))
+
+    def bans(self) -> dict[str, float]:
+        """Every active ban: client key -> seconds left."""
+        return self._state().settings.storage.bans()
+
+    def reset(self, client: str) -> None:
+        """Forget ``client``: its counters on every route, its reports, its ban."""
+        state = self._state()
+        state.settings.storage.reset(state.settings.identifier.key_for(client))
+
+    def stats(self) -> dict[str, Optional[int]]:
+        """This process's counters for the current app, and the clients tracked in memory
+        (None for storages that do not count them cheaply, such as Redis)."""
+        state = self._state()
+        counts: dict[str, Optional[int]] = dict(state.stats.snapshot())
+        counts["tracked_clients"] = getattr(state.settings.storage, "tracked", None)
+        return counts

@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 from .errors import ConfigError, ConfigTypeError
 
@@ -20,9 +20,7 @@ __all__ = ["BanRule", "Rule", "RuleLike", "parse_ban_rule", "parse_rules"]
 
 def _seconds_text(seconds: float) -> str:
     """``1`` -> ``"1s"``, ``0.5`` -> ``"0.5s"``: how windows and durations read in messages."""
-    if float(seconds).is_integer():
-        return f"{int(seconds)}s"
-    return f"{seconds:g}s"
+    return f"{seconds:.15g}s"
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,11 @@ class Rule:
         _check_count("count", self.count)
         _check_seconds("window", self.window)
 
+    @property
+    def name(self) -> str:
+        """A stable policy name for headers and problem details: ``"20-per-1s"``."""
+        return f"{self.count}-per-{_seconds_text(self.window)}"
+
     def __str__(self) -> str:
         noun = "request" if self.count == 1 else "requests"
         return f"{self.count} {noun} in a {_seconds_text(self.window)} window"
@@ -43,16 +46,41 @@ class Rule:
 
 @dataclass(frozen=True)
 class BanRule:
-    """``count`` reports within ``window`` seconds ban a client for ``duration`` seconds."""
+    """``count`` reports within ``window`` seconds ban a client for ``duration`` seconds.
+
+    Repeat offenders (fail2ban's ``bantime.increment``): each ban lasts ``factor`` times
+    the previous one, up to ``max_duration``; a client with no ban for ``forget_after``
+    seconds after its last one ends starts again from ``duration``. With the default
+    ``factor`` of 1 every ban lasts ``duration``, as in flask-gatekeeper 1.0.
+    """
 
     count: int
     window: float
     duration: float
+    factor: float = 1
+    max_duration: Optional[float] = None
+    forget_after: float = 86400
 
     def __post_init__(self) -> None:
         _check_count("count", self.count)
         _check_seconds("window", self.window)
         _check_seconds("duration", self.duration)
+        _check_seconds("factor", self.factor)
+        if self.factor < 1:
+            raise ConfigError(f"'factor' must be at least 1, got {self.factor!r}")
+        if self.max_duration is not None:
+            _check_seconds("max_duration", self.max_duration)
+            if self.max_duration < self.duration:
+                raise ConfigError(
+                    f"'max_duration' must be at least 'duration' ({self.duration!r}), "
+                    f"got {self.max_duration!r}"
+                )
+        _check_seconds("forget_after", self.forget_after)
+
+    def duration_after(self, earlier_bans: int) -> float:
+        """How long the next ban lasts for a client banned ``earlier_bans`` times lately."""
+        duration = self.duration * self.factor ** min(earlier_bans, 64)
+        return duration if self.max_duration is None else min(duration, self.max_duration)
 
     def __str__(self) -> str:
         times = "once" if self.count == 1 else f"{self.count} times"
@@ -115,14 +143,17 @@ def _parse_rule_string(text: str) -> list[Rule]:
     return rules
 
 
-def _fields(value: Mapping[str, object], required: tuple[str, ...]) -> list[object]:
-    unknown = sorted(str(key) for key in value if key not in required)
+def _fields(
+    value: Mapping[str, object], required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, object]:
+    known = required + optional
+    unknown = sorted(str(key) for key in value if key not in known)
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} (expected {', '.join(required)})")
+        raise ConfigError(f"unknown key {unknown[0]!r} (expected {', '.join(known)})")
     missing = [key for key in required if key not in value]
     if missing:
         raise ConfigError(f"missing key {missing[0]!r} in {dict(value)!r}")
-    return [value[key] for key in required]
+    return {str(key): item for key, item in value.items()}
 
 
 def _parse_one(value: object) -> list[Rule]:
@@ -131,8 +162,7 @@ def _parse_one(value: object) -> list[Rule]:
     if isinstance(value, str):
         return _parse_rule_string(value)
     if isinstance(value, Mapping):
-        count, window = _fields(value, ("count", "window"))
-        return [Rule(count, window)]  # type: ignore[arg-type]  # Rule checks the types
+        return [Rule(**_fields(value, ("count", "window")))]  # type: ignore[arg-type]
     raise ConfigTypeError(
         f"a rule must be a dict, a Rule or a string like '20/second', got {value!r}"
     )
@@ -170,8 +200,10 @@ def parse_ban_rule(value: object, name: str) -> BanRule:
             raise ConfigTypeError(
                 f"expected a dict with count, window and duration, or a BanRule, got {value!r}"
             )
-        count, window, duration = _fields(value, ("count", "window", "duration"))
-        return BanRule(count, window, duration)  # type: ignore[arg-type]  # BanRule checks
+        fields = _fields(
+            value, ("count", "window", "duration"), ("factor", "max_duration", "forget_after")
+        )
+        return BanRule(**fields)  # type: ignore[arg-type]  # BanRule checks the types
     except ConfigTypeError as exc:
         raise ConfigTypeError(f"{name}: {exc}") from None
     except ConfigError as exc:

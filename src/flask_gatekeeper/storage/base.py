@@ -8,7 +8,7 @@ in memory and one round trip in Redis.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Callable, Protocol
+from typing import Callable, Optional, Protocol
 
 from ..decision import Decision
 from ..policy import Scope
@@ -21,13 +21,45 @@ Clock = Callable[[], float]
 
 
 class Storage(Protocol):
-    """What the extension needs from a storage backend."""
+    """What the extension needs from a storage backend; ``client`` is always a key."""
 
-    def hit(self, client: str, scopes: Sequence[Scope]) -> Decision:
+    def hit(
+        self,
+        client: str,
+        scopes: Sequence[Scope],
+        *,
+        usage: bool = False,
+        strike: Optional[BanRule] = None,
+    ) -> Decision:
         """Refuse a banned client; else refuse if any rule of ``scopes`` is full; else
-        record one request in every scope and admit. Refused requests are not recorded."""
+        record one request in every scope and admit. Refused requests are not recorded.
+
+        ``usage``: also return the rule closest to its limit. ``strike``: a refusal by a
+        rule also counts as one report toward this ban rule (same atomic step).
+        """
         ...
 
-    def report(self, client: str, ban_rule: BanRule) -> bool:
-        """Record one offence; return True when it completes ``ban_rule`` and bans the client."""
+    def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
+        """Record one offence; when it completes ``ban_rule``, ban the client and return
+        the ban's duration (escalated for repeat offenders), else None."""
+        ...
+
+    def ban(self, client: str, duration: float) -> None:
+        """Ban now for ``duration`` seconds (never shortening a longer ban)."""
+        ...
+
+    def unban(self, client: str) -> bool:
+        """End the ban and forget the client's ban history; True if it was banned."""
+        ...
+
+    def banned_for(self, client: str) -> float:
+        """Seconds left of the client's ban, 0 when not banned."""
+        ...
+
+    def bans(self) -> dict[str, float]:
+        """Every active ban: client -> seconds left."""
+        ...
+
+    def reset(self, client: str) -> None:
+        """Forget everything about the client: counters, reports, ban and its history."""
         ...

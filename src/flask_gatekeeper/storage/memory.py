@@ -14,9 +14,9 @@ import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
-from ..decision import ADMITTED, Decision
+from ..decision import ADMITTED, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import GLOBAL_SCOPE, Scope
 from ..rules import BanRule, Rule
@@ -69,10 +69,34 @@ def _append(log: _Log, depth: int, now: float) -> None:
         log.head = (log.head + 1) % size
 
 
+def _used(log: _Log, rule: Rule, now: float) -> tuple[int, float]:
+    """How many of the log's requests ``rule`` still counts, and when the oldest of them
+    stops counting; a binary search over the newest ``rule.count`` timestamps."""
+    low, high = 0, min(len(log), rule.count)  # the newest `low` count, past `high` do not
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _nth_newest(log, middle) + rule.window > now:
+            low = middle
+        else:
+            high = middle - 1
+    return low, (_nth_newest(log, low) + rule.window if low else now)
+
+
 def _scope_key(client: str, scope: Scope) -> str:
     if scope.name == GLOBAL_SCOPE:
         return client
     return f"{client}{_ROUTE_SEPARATOR}{scope.name}"
+
+
+class _Ban:
+    """A client's ban: its end, and how many bans it had lately (for escalation)."""
+
+    __slots__ = ("end", "forget_at", "strikes")
+
+    def __init__(self, end: float, strikes: int, forget_at: float) -> None:
+        self.end = end
+        self.strikes = strikes
+        self.forget_at = forget_at
 
 
 class MemoryStorage:
@@ -81,8 +105,11 @@ class MemoryStorage:
     ``clock`` is injectable so tests move time instead of sleeping (see
     ``flask_gatekeeper.testing.FakeClock``). ``max_clients`` caps the number of tracked
     logs (one per client for the global rules, one per client and ``specific`` route, one
-    per reported client); the least recently seen goes first. Bans are never evicted while
-    fewer than ``max_clients`` are active.
+    per reported client); the least recently seen goes first. Bans live in a table of
+    their own, capped at ``max_clients`` too: ended bans kept only for their history go
+    first, then the soonest-ending, so an active ban is the last thing dropped.
+
+    State lives in this process: every worker of a multi-process server has its own.
     """
 
     def __init__(self, *, max_clients: int = DEFAULT_MAX_CLIENTS, clock: Clock = time.monotonic):
@@ -94,7 +121,7 @@ class MemoryStorage:
         self._clock = clock
         self._lock = threading.Lock()
         self._logs: OrderedDict[str, _Log] = OrderedDict()
-        self._bans: dict[str, float] = {}
+        self._bans: dict[str, _Ban] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStorage(max_clients={self.max_clients})"
@@ -104,20 +131,25 @@ class MemoryStorage:
         """How many logs are held now (at most ``max_clients``)."""
         return len(self._logs)
 
-    def hit(self, client: str, scopes: Sequence[Scope]) -> Decision:
+    def hit(
+        self,
+        client: str,
+        scopes: Sequence[Scope],
+        *,
+        usage: bool = False,
+        strike: Optional[BanRule] = None,
+    ) -> Decision:
         with self._lock:
             now = self._clock()
-            ban_end = self._bans.get(client)
-            if ban_end is not None:
-                if ban_end > now:
-                    return Decision(admitted=False, banned=True, retry_after=ban_end - now)
-                del self._bans[client]
+            ban = self._bans.get(client)
+            if ban is not None and ban.end > now:
+                return Decision(admitted=False, banned=True, retry_after=ban.end - now)
             if not scopes:
                 return ADMITTED
             logs = self._logs
             keys = []
             free_at = now
-            worst: Rule | None = None
+            worst: Optional[Rule] = None
             for scope in scopes:
                 key = _scope_key(client, scope)
                 keys.append(key)
@@ -132,7 +164,14 @@ class MemoryStorage:
                         if rule_free_at > free_at:
                             free_at, worst = rule_free_at, rule
             if worst is not None:
-                return Decision(admitted=False, retry_after=free_at - now, rule=worst)
+                wait = free_at - now
+                return Decision(
+                    admitted=False,
+                    retry_after=wait,
+                    rule=worst,
+                    usage=Usage(worst, 0, wait) if usage else None,
+                    new_ban=self._report(client, strike, now) if strike else None,
+                )
             for key, scope in zip(keys, scopes):
                 log = logs.get(key)
                 if log is None:
@@ -141,36 +180,100 @@ class MemoryStorage:
                         logs.popitem(last=False)
                 else:
                     _append(log, scope.depth, now)
-            return ADMITTED
+            if not usage:
+                return ADMITTED
+            return Decision(admitted=True, usage=self._closest(keys, scopes, now))
 
-    def report(self, client: str, ban_rule: BanRule) -> bool:
+    def _closest(self, keys: list[str], scopes: Sequence[Scope], now: float) -> Usage:
+        """The rule with the fewest requests left (then the longest reset)."""
+        closest: Optional[Usage] = None
+        for key, scope in zip(keys, scopes):
+            log = self._logs.get(key)
+            for rule in scope.rules:
+                used, oldest_free_at = _used(log, rule, now) if log is not None else (0, now)
+                candidate = Usage(rule, rule.count - used, oldest_free_at - now)
+                if closest is None or (candidate.remaining, -candidate.reset) < (
+                    closest.remaining,
+                    -closest.reset,
+                ):
+                    closest = candidate
+        assert closest is not None  # scopes always hold at least one rule
+        return closest
+
+    def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
+        with self._lock:
+            return self._report(client, ban_rule, self._clock())
+
+    def _report(self, client: str, ban_rule: BanRule, now: float) -> Optional[float]:
+        key = client + _REPORTS_SUFFIX
+        logs = self._logs
+        log = logs.get(key)
+        if log is None:
+            log = logs[key] = _new_log(now)
+            if len(logs) > self.max_clients:
+                logs.popitem(last=False)
+        else:
+            logs.move_to_end(key)
+            _append(log, ban_rule.count, now)
+        if len(log) < ban_rule.count or _nth_newest(log, ban_rule.count) + ban_rule.window <= now:
+            return None
+        del logs[key]
+        previous = self._bans.get(client)
+        earlier = previous.strikes if previous is not None and previous.forget_at > now else 0
+        duration = ban_rule.duration_after(earlier)
+        end = now + duration
+        if previous is not None and previous.end > end:
+            end = previous.end
+        self._set_ban(client, _Ban(end, earlier + 1, end + ban_rule.forget_after), now)
+        return duration
+
+    def _set_ban(self, client: str, ban: _Ban, now: float) -> None:
+        """Store a ban, keeping the table bounded: history first, then soonest-ending."""
+        bans = self._bans
+        bans[client] = ban
+        if len(bans) <= self.max_clients:
+            return
+        for name in [name for name, old in bans.items() if old.forget_at <= now]:
+            del bans[name]
+        for name in sorted(bans, key=lambda name: (bans[name].end > now, bans[name].end)):
+            if len(bans) <= self.max_clients:
+                break
+            del bans[name]
+
+    def ban(self, client: str, duration: float) -> None:
         with self._lock:
             now = self._clock()
-            key = client + _REPORTS_SUFFIX
-            logs = self._logs
-            log = logs.get(key)
-            if log is None:
-                log = logs[key] = _new_log(now)
-                if len(logs) > self.max_clients:
-                    logs.popitem(last=False)
-            else:
-                logs.move_to_end(key)
-                _append(log, ban_rule.count, now)
-            if (
-                len(log) < ban_rule.count
-                or _nth_newest(log, ban_rule.count) + ban_rule.window <= now
-            ):
-                return False
-            logs.pop(key, None)
-            self._set_ban(client, now + ban_rule.duration, now)
-            return True
+            end = now + duration
+            previous = self._bans.get(client)
+            if previous is None:
+                self._set_ban(client, _Ban(end, 0, end), now)
+            elif previous.end < end:
+                self._set_ban(
+                    client, _Ban(end, previous.strikes, max(previous.forget_at, end)), now
+                )
 
-    def _set_ban(self, client: str, end: float, now: float) -> None:
-        """Ban until ``end`` (never shortening a longer ban), keeping the ban table bounded."""
-        bans = self._bans
-        bans[client] = max(end, bans.get(client, end))
-        if len(bans) > self.max_clients:
-            for ended in [name for name, until in bans.items() if until <= now]:
-                del bans[ended]
-            while len(bans) > self.max_clients:
-                del bans[min(bans, key=bans.__getitem__)]
+    def unban(self, client: str) -> bool:
+        with self._lock:
+            ban = self._bans.pop(client, None)
+            return ban is not None and ban.end > self._clock()
+
+    def banned_for(self, client: str) -> float:
+        with self._lock:
+            ban = self._bans.get(client)
+            return max(0.0, ban.end - self._clock()) if ban is not None else 0.0
+
+    def bans(self) -> dict[str, float]:
+        with self._lock:
+            now = self._clock()
+            return {name: ban.end - now for name, ban in self._bans.items() if ban.end > now}
+
+    def reset(self, client: str) -> None:
+        with self._lock:
+            self._bans.pop(client, None)
+            prefix = client + _ROUTE_SEPARATOR
+            for key in [
+                key
+                for key in self._logs
+                if key in (client, client + _REPORTS_SUFFIX) or key.startswith(prefix)
+            ]:
+                del self._logs[key]

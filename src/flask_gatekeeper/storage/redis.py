@@ -11,12 +11,11 @@ Install with ``pip install "flask-gatekeeper[redis]"``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..decision import ADMITTED, Decision
+from ..decision import ADMITTED, Decision, Usage
 from ..errors import ConfigError, StorageError
 from ..policy import GLOBAL_SCOPE, Scope
 from ..rules import BanRule, Rule
@@ -44,20 +43,39 @@ __all__ = ["DEFAULT_TIMEOUT", "RedisStorage"]
 DEFAULT_TIMEOUT = 0.5
 """Seconds to connect and to read: a stalled Redis slows requests by at most this much."""
 
-_GARBAGE_DELAY_MS = 1000
-"""Keys outlive their use by this much, so an injected clock never races their expiry."""
 _MICROSECONDS = 1_000_000
 
 _ADMITTED, _BANNED = 0, 1
+_GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
 
 def _script(client: RedisClient, name: str) -> Script:
-    source = resources.files(__package__).joinpath("lua").joinpath(name).read_text(encoding="utf-8")
-    return client.register_script(source)
+    """A script with the shared functions of ``common.lua`` in front of it."""
+    folder = resources.files(__package__).joinpath("lua")
+    common = folder.joinpath("common.lua").read_text(encoding="utf-8")
+    return client.register_script(common + folder.joinpath(name).read_text(encoding="utf-8"))
 
 
 def _microseconds(seconds: float) -> int:
     return round(seconds * _MICROSECONDS)
+
+
+def _seconds(microseconds: int) -> float:
+    return microseconds / _MICROSECONDS
+
+
+def _ban_rule_arguments(rule: BanRule) -> list[Union[int, str]]:
+    return [
+        rule.count,
+        _microseconds(rule.window),
+        _microseconds(rule.duration),
+        repr(float(rule.factor)),
+        _microseconds(rule.max_duration) if rule.max_duration is not None else 0,
+        _microseconds(rule.forget_after),
+    ]
+
+
+_NO_STRIKE: list[Union[int, str]] = [0] * 6
 
 
 class RedisStorage:
@@ -79,6 +97,7 @@ class RedisStorage:
         self._clock = clock
         self._hit = _script(client, "hit.lua")
         self._report = _script(client, "report.lua")
+        self._ban = _script(client, "ban.lua")
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = "gatekeeper:") -> RedisStorage:
@@ -110,31 +129,90 @@ class RedisStorage:
         except redis.RedisError as exc:
             raise StorageError(f"Redis failed: {exc}") from exc
 
-    def hit(self, client: str, scopes: Sequence[Scope]) -> Decision:
-        keys = [self._key(client, "ban")]
-        args: list[Union[int, str]] = [self._now_argument()]
+    def hit(
+        self,
+        client: str,
+        scopes: Sequence[Scope],
+        *,
+        usage: bool = False,
+        strike: Optional[BanRule] = None,
+    ) -> Decision:
+        keys = [self._key(client, "ban"), self._key(client, "reports")]
+        args: list[Union[int, str]] = [
+            self._now_argument(),
+            int(usage),
+            int(strike is not None),
+            *(_ban_rule_arguments(strike) if strike is not None else _NO_STRIKE),
+        ]
         rules: list[Rule] = []
         for scope in scopes:
             suffix = "log" if scope.name == GLOBAL_SCOPE else f"log:{scope.name}"
             keys.append(self._key(client, suffix))
             longest = max(rule.window for rule in scope.rules)
-            args += [scope.depth, math.ceil(longest * 1000) + _GARBAGE_DELAY_MS, len(scope.rules)]
+            args += [scope.depth, _microseconds(longest), len(scope.rules)]
             for rule in scope.rules:
                 args += [rule.count, _microseconds(rule.window)]
                 rules.append(rule)
-        status, wait, index = self._run(self._hit, keys, args)
-        if status == _ADMITTED:
-            return ADMITTED
+        status, wait, limiting, closest, remaining, reset, new_ban = self._run(
+            self._hit, keys, args
+        )
         if status == _BANNED:
-            return Decision(admitted=False, banned=True, retry_after=wait / _MICROSECONDS)
-        return Decision(admitted=False, retry_after=wait / _MICROSECONDS, rule=rules[index])
+            return Decision(admitted=False, banned=True, retry_after=_seconds(wait))
+        seen = Usage(rules[closest], remaining, _seconds(reset)) if usage and rules else None
+        if status == _ADMITTED:
+            return Decision(admitted=True, usage=seen) if seen is not None else ADMITTED
+        return Decision(
+            admitted=False,
+            retry_after=_seconds(wait),
+            rule=rules[limiting],
+            usage=seen,
+            new_ban=_seconds(new_ban) if new_ban >= 0 else None,
+        )
 
-    def report(self, client: str, ban_rule: BanRule) -> bool:
+    def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
         keys = [self._key(client, "reports"), self._key(client, "ban")]
-        args = [
-            self._now_argument(),
-            ban_rule.count,
-            _microseconds(ban_rule.window),
-            _microseconds(ban_rule.duration),
-        ]
-        return bool(self._run(self._report, keys, args))
+        args = [self._now_argument(), *_ban_rule_arguments(ban_rule)]
+        duration = self._run(self._report, keys, args)
+        return _seconds(duration) if duration >= 0 else None
+
+    def _ban_action(self, client: str, action: str, duration: float = 0) -> int:
+        args = [self._now_argument(), action, _microseconds(duration)]
+        return int(self._run(self._ban, [self._key(client, "ban")], args))
+
+    def ban(self, client: str, duration: float) -> None:
+        self._ban_action(client, "ban", duration)
+
+    def unban(self, client: str) -> bool:
+        return self._ban_action(client, "unban") == 1
+
+    def banned_for(self, client: str) -> float:
+        return _seconds(self._ban_action(client, "left"))
+
+    def _scan(self, pattern: str) -> list[str]:
+        try:
+            return [
+                key.decode() if isinstance(key, bytes) else str(key)
+                for key in self.client.scan_iter(match=pattern, count=1000)
+            ]
+        except redis.RedisError as exc:
+            raise StorageError(f"Redis failed: {exc}") from exc
+
+    def bans(self) -> dict[str, float]:
+        """Every active ban (a SCAN over the prefix: for operators, not for requests)."""
+        head, tail = f"{self.key_prefix}{{", "}:ban"
+        found = {}
+        for key in self._scan(f"{head.translate(_GLOB_SPECIAL)}*{tail}"):
+            client = key[len(head) : -len(tail)]
+            left = self.banned_for(client)
+            if left > 0:
+                found[client] = left
+        return found
+
+    def reset(self, client: str) -> None:
+        escaped = f"{self.key_prefix.translate(_GLOB_SPECIAL)}{{{client.translate(_GLOB_SPECIAL)}}}"
+        keys = self._scan(f"{escaped}:*")
+        if keys:
+            try:
+                self.client.delete(*keys)
+            except redis.RedisError as exc:
+                raise StorageError(f"Redis failed: {exc}") from exc

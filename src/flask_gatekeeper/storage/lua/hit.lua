@@ -1,47 +1,76 @@
 -- One request, atomically: ban check, every rule's check, record if admitted.
--- KEYS[1]: the client's ban; KEYS[2..]: one sliding log per scope (a list, newest first).
--- ARGV[1]: now in microseconds, or "" for the server's clock.
--- Then per scope: depth (timestamps kept), ttl_ms, number of rules, (count, window_us)...
--- Returns {0, 0, -1} admitted; {1, wait_us, -1} banned; {2, wait_us, rule_index} limited,
--- where rule_index counts the rules of every scope in order, from 0.
-local now = tonumber(ARGV[1])
-if not now then
-  local time = redis.call('TIME')
-  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+-- KEYS: ban, reports, then one sliding log per scope (a list, newest first).
+-- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
+-- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
+-- (count, window, duration, factor, max_duration or 0, forget_after);
+-- from ARGV[10], per scope: depth, ttl, number of rules, then (count, window) per rule.
+-- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban}: status 0 admitted,
+-- 1 banned, 2 limited; rules are numbered over every scope from 0; -1 means none.
+local now = clock(ARGV[1])
+local finish = ban_end(KEYS[1])
+if finish > now then
+  return {1, finish - now, -1, -1, 0, 0, -1}
 end
 
-local ban_end = redis.call('GET', KEYS[1])
-if ban_end and tonumber(ban_end) > now then
-  return {1, tonumber(ban_end) - now, -1}
+local scopes, arg = {}, 10
+for key = 3, #KEYS do
+  local scope = {key = KEYS[key], depth = tonumber(ARGV[arg]), ttl = tonumber(ARGV[arg + 1])}
+  scope.rules = numbers(arg + 3, arg + 2 + 2 * tonumber(ARGV[arg + 2]))
+  arg = arg + 3 + #scope.rules
+  scopes[#scopes + 1] = scope
 end
 
-local arg, rule_index, wait, worst = 2, 0, 0, -1
-local depths, ttls = {}, {}
-for scope = 2, #KEYS do
-  local depth, ttl, rules = tonumber(ARGV[arg]), ARGV[arg + 1], tonumber(ARGV[arg + 2])
-  depths[scope], ttls[scope] = depth, ttl
-  arg = arg + 3
-  local size = redis.call('LLEN', KEYS[scope])
-  for _ = 1, rules do
-    local count, window = tonumber(ARGV[arg]), tonumber(ARGV[arg + 1])
-    arg = arg + 2
+local wait, worst, index = 0, -1, 0
+for _, scope in ipairs(scopes) do
+  local size = redis.call('LLEN', scope.key)
+  for r = 1, #scope.rules, 2 do
+    local count, window = scope.rules[r], scope.rules[r + 1]
     if size >= count then
-      local free_at = tonumber(redis.call('LINDEX', KEYS[scope], count - 1)) + window
+      local free_at = tonumber(redis.call('LINDEX', scope.key, count - 1)) + window
       if free_at - now > wait then
-        wait, worst = free_at - now, rule_index
+        wait, worst = free_at - now, index
       end
     end
-    rule_index = rule_index + 1
+    index = index + 1
   end
 end
 if worst >= 0 then
-  return {2, wait, worst}
+  local new_ban = -1
+  if ARGV[3] == '1' then
+    new_ban = report(KEYS[2], KEYS[1], now, numbers(4, 9))
+  end
+  return {2, wait, worst, worst, 0, wait, new_ban}
 end
 
-local stamp = string.format('%d', now)
-for scope = 2, #KEYS do
-  redis.call('LPUSH', KEYS[scope], stamp)
-  redis.call('LTRIM', KEYS[scope], 0, depths[scope] - 1)
-  redis.call('PEXPIRE', KEYS[scope], ttls[scope])
+for _, scope in ipairs(scopes) do
+  redis.call('LPUSH', scope.key, int(now))
+  redis.call('LTRIM', scope.key, 0, scope.depth - 1)
+  expire_after(scope.key, scope.ttl)
 end
-return {0, 0, -1}
+if ARGV[2] ~= '1' then
+  return {0, 0, -1, -1, 0, 0, -1}
+end
+
+-- the rule with the fewest requests left (then the longest reset)
+local closest, remaining, reset = -1, 0, 0
+index = 0
+for _, scope in ipairs(scopes) do
+  local stamps = redis.call('LRANGE', scope.key, 0, scope.depth - 1)
+  for r = 1, #scope.rules, 2 do
+    local count, window = scope.rules[r], scope.rules[r + 1]
+    local used, rule_reset = 0, 0
+    for i = 1, math.min(#stamps, count) do
+      local free_at = tonumber(stamps[i]) + window
+      if free_at <= now then
+        break
+      end
+      used, rule_reset = i, free_at - now
+    end
+    if closest < 0 or count - used < remaining
+        or (count - used == remaining and rule_reset > reset) then
+      closest, remaining, reset = index, count - used, rule_reset
+    end
+    index = index + 1
+  end
+end
+return {0, 0, -1, closest, remaining, reset, -1}

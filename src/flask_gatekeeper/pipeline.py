@@ -1,0 +1,204 @@
+"""One app's gate: the request path identify -> policy -> storage -> decision, run by the
+``before_request`` hook, plus the events (counters, signals, logs) it produces.
+
+Kept apart from ``extension.py`` (the public ``GateKeeper`` API) so that a reader who
+wants "what happens to a request" reads one short file.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Iterable
+from typing import Optional, Union
+
+from flask import Flask, Response, g, request
+
+from . import signals
+from .config import Settings
+from .decision import Banned, Decision, Denied, RateLimited, StorageUnavailable
+from .errors import StorageError
+from .headers import policy_name, rate_limit_headers, scope_of
+from .outage import RETRY_INTERVAL, OutageGuard
+from .policy import Mark, RoutePolicy, marks_of, resolve
+
+__all__ = ["AppState"]
+
+logger = logging.getLogger("flask_gatekeeper")
+
+_G_HEADERS = "_gatekeeper_headers"
+
+Refusal = Union[Banned, Denied, RateLimited]
+
+
+class AppState:
+    """One app's settings, route policies, storage health and counters.
+
+    Lives in ``app.extensions["gatekeeper"]``; ``owner`` is the ``GateKeeper`` whose
+    decorators' marks it reads.
+    """
+
+    def __init__(self, owner: object, settings: Settings, app: Flask) -> None:
+        self.owner = owner
+        self.settings = settings
+        self.guard = OutageGuard(settings.fail_open)
+        self.stats = signals.Stats()
+        self._app = weakref.ref(app)
+        self._view_functions = app.view_functions
+        self._blueprints = app.blueprints
+        self._policies: dict[tuple[Optional[str], bool], RoutePolicy] = {}
+
+    def app(self) -> Flask:
+        """The app this state belongs to (a weak reference: the app owns its state)."""
+        app = self._app()
+        assert app is not None, "the app was garbage-collected"
+        return app
+
+    # -- policy ---------------------------------------------------------------------------
+
+    def policy_for(self, endpoint: Optional[str], method: str) -> RoutePolicy:
+        """The cached policy of an endpoint (None: no route matched, global rules apply)."""
+        cache_key = (endpoint, method in self.settings.excluded_methods)
+        policy = self._policies.get(cache_key)
+        if policy is None:
+            policy = resolve(
+                endpoint, self._marks(endpoint), self.settings.rate_limit_rules, cache_key[1]
+            )
+            self._policies[cache_key] = policy
+        return policy
+
+    def _marks(self, endpoint: Optional[str]) -> Iterable[Mark]:
+        """Marks on the view, on its class-based view class, and on each enclosing blueprint."""
+        if endpoint is None:
+            return
+        view = self._view_functions.get(endpoint)
+        targets: list[object] = [view, getattr(view, "view_class", None)]
+        blueprint = endpoint.rpartition(".")[0]
+        while blueprint:
+            targets.append(self._blueprints.get(blueprint))
+            blueprint = blueprint.rpartition(".")[0]
+        for target in targets:
+            mark = marks_of(target, self.owner) if target is not None else None
+            if mark is not None:
+                yield mark
+
+    # -- the request path -----------------------------------------------------------------
+
+    def check_request(self) -> None:
+        """``before_request``: return to admit, raise a refusal (an ``HTTPException``)."""
+        settings = self.settings
+        if not settings.enabled:
+            return
+        policy = self.policy_for(request.endpoint, request.method)
+        if policy.bypass:
+            return
+        client = settings.identifier.identify(request.headers, request.remote_addr, policy.key_func)
+        if client is None:
+            return
+        if client.denied:
+            self._refuse(Denied(client.key))
+            return
+        decision = self._hit(client.key, policy)
+        if decision is None:
+            return
+        if decision.usage is not None:
+            setattr(
+                g, _G_HEADERS, rate_limit_headers(policy.scopes, decision.usage, settings.headers)
+            )
+        if decision.admitted:
+            self.stats.add("admitted")
+        elif decision.banned:
+            self._refuse(Banned(client.key, decision.retry_after, settings.ban_rule))
+        else:
+            self._rate_limited(client.key, decision, policy)
+
+    def _hit(self, client: str, policy: RoutePolicy) -> Optional[Decision]:
+        """The storage's decision, or None when the storage is down (and fail-open)."""
+        guard = self.guard
+        if not (guard.down and guard.skip()):
+            try:
+                decision = self.settings.storage.hit(
+                    client,
+                    policy.scopes,
+                    usage=bool(self.settings.headers) and bool(policy.scopes),
+                    strike=self.settings.ban_rule if self.settings.report_rate_limited else None,
+                )
+            except StorageError as exc:
+                self.storage_failed(exc)
+            else:
+                if guard.down:
+                    guard.recovered()
+                return decision
+        if not guard.fail_open:
+            raise StorageUnavailable(RETRY_INTERVAL)
+        return None
+
+    def _rate_limited(self, client: str, decision: Decision, policy: RoutePolicy) -> None:
+        assert decision.rule is not None  # a refusal by a rule names it
+        if decision.new_ban is not None:
+            self.banned(client, decision.new_ban, "rate_limit")
+        name = policy_name(decision.rule, scope_of(decision.rule, policy.scopes))
+        self._refuse(RateLimited(client, decision.retry_after, decision.rule, policy=name))
+
+    def _refuse(self, refusal: Refusal) -> None:
+        """Count, signal and raise the refusal, or only log it in a dry run."""
+        app = self.app()
+        dry_run = self.settings.dry_run
+        retry_after = getattr(refusal, "retry_after", None)
+        if isinstance(refusal, RateLimited):
+            self.stats.add("rate_limited")
+            signals.request_rate_limited.send(
+                app,
+                client=refusal.client,
+                rule=refusal.rule,
+                retry_after=retry_after,
+                dry_run=dry_run,
+            )
+        else:
+            self.stats.add("banned")
+            signals.request_banned.send(
+                app, client=refusal.client, retry_after=retry_after, dry_run=dry_run
+            )
+        if not dry_run:
+            raise refusal
+        logger.info(
+            "dry run, would refuse %s %s: %s", request.method, request.path, refusal.description
+        )
+
+    def add_headers(self, response: Response) -> Response:
+        """``after_request``: the RateLimit fields computed for this request, if any."""
+        fields = g.pop(_G_HEADERS, None)
+        if fields:
+            response.headers.extend(fields)
+        return response
+
+    # -- events shared with the manual API ------------------------------------------------
+
+    def storage_failed(self, error: StorageError) -> None:
+        self.stats.add("storage_errors")
+        self.guard.failed(error)
+        signals.storage_error.send(self.app(), error=error)
+
+    def reported(self, client: str, banned_for: Optional[float]) -> None:
+        self.stats.add("reports")
+        signals.client_reported.send(
+            self.app(),
+            client=client,
+            banned_for=banned_for,
+        )
+        if banned_for is not None:
+            self.banned(client, banned_for, "reports")
+
+    def banned(self, client: str, duration: float, reason: str) -> None:
+        self.stats.add("bans")
+        logger.info("banned %s for %gs (%s)", client, duration, reason)
+        signals.client_banned.send(
+            self.app(),
+            client=client,
+            duration=duration,
+            reason=reason,
+        )
+
+    def unbanned(self, client: str) -> None:
+        logger.info("unbanned %s", client)
+        signals.client_unbanned.send(self.app(), client=client)

@@ -1,0 +1,17 @@
+-- Manual control of one client's ban. KEYS: ban. ARGV: now or "", action, duration.
+-- "ban": ban for duration (a longer ban stands); "unban": end it and forget the history
+-- (returns 1 if it was active); "left": microseconds left (0 when not banned).
+local now, action = clock(ARGV[1]), ARGV[2]
+local left = math.max(0, ban_end(KEYS[1]) - now)
+if action == 'ban' then
+  local duration = tonumber(ARGV[3])
+  if left < duration then
+    local strikes = tonumber(redis.call('HGET', KEYS[1], 's') or 0)
+    local forget_at = tonumber(redis.call('HGET', KEYS[1], 'f') or 0)
+    set_ban(KEYS[1], now, duration, strikes, math.max(0, forget_at - now - duration))
+  end
+elseif action == 'unban' then
+  redis.call('DEL', KEYS[1])
+  return left > 0 and 1 or 0
+end
+return left

@@ -1,0 +1,66 @@
+-- Shared by every script (prepended when loaded). Times are integer microseconds.
+-- A ban is a hash: e = end, s = bans lately (for escalation), f = when to forget them.
+-- Expiries only collect garbage, a second late: decisions compare stored times.
+local GARBAGE_DELAY_MS = 1000
+
+local function clock(argument)
+  local now = tonumber(argument)
+  if now then
+    return now
+  end
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
+
+local function int(number)
+  return string.format('%d', number)
+end
+
+local function expire_after(key, microseconds)
+  redis.call('PEXPIRE', key, math.ceil(microseconds / 1000) + GARBAGE_DELAY_MS)
+end
+
+local function ban_end(ban_key)
+  return tonumber(redis.call('HGET', ban_key, 'e') or 0) or 0
+end
+
+-- Ban until now + duration unless a longer ban stands; keep `strikes` and forget them
+-- `forget_after` after the end.
+local function set_ban(ban_key, now, duration, strikes, forget_after)
+  local finish = math.max(now + duration, ban_end(ban_key))
+  redis.call('HSET', ban_key, 'e', int(finish), 's', strikes, 'f', int(finish + forget_after))
+  expire_after(ban_key, finish + forget_after - now)
+end
+
+-- One offence: returns the new ban's duration when it completes the ban rule, else -1.
+-- rule = {count, window, duration, factor, max_duration (0: none), forget_after}
+local function report(reports_key, ban_key, now, rule)
+  local count, window = rule[1], rule[2]
+  redis.call('LPUSH', reports_key, int(now))
+  redis.call('LTRIM', reports_key, 0, count - 1)
+  expire_after(reports_key, window)
+  if redis.call('LLEN', reports_key) < count
+      or tonumber(redis.call('LINDEX', reports_key, count - 1)) + window <= now then
+    return -1
+  end
+  redis.call('DEL', reports_key)
+  local earlier = 0
+  if tonumber(redis.call('HGET', ban_key, 'f') or 0) > now then
+    earlier = tonumber(redis.call('HGET', ban_key, 's') or 0)
+  end
+  local duration = rule[3] * rule[4] ^ math.min(earlier, 64)
+  if rule[5] > 0 and duration > rule[5] then
+    duration = rule[5]
+  end
+  duration = math.floor(duration + 0.5)
+  set_ban(ban_key, now, duration, earlier + 1, rule[6])
+  return duration
+end
+
+local function numbers(first, last)
+  local values = {}
+  for index = first, last do
+    values[#values + 1] = tonumber(ARGV[index])
+  end
+  return values
+end

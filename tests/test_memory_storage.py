@@ -1,0 +1,678 @@
+"""``MemoryStorage`` on its own: exact sliding logs, atomic scopes, bans, bounds, threads.
+
+Time only moves through ``FakeClock``; every expected wait is computed with the same float
+expression the contract states (``stamp + window - now``), so ``==`` is exact.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Union
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flask_gatekeeper import BanRule, ConfigError, ConfigTypeError, Decision, Rule
+from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
+from flask_gatekeeper.testing import FakeClock, MemoryStorage
+
+T0 = 1000.0
+
+
+def scope(name: str, *rules: Rule) -> Scope:
+    return Scope.of(name, rules)
+
+
+def just_before(moment: float) -> float:
+    return math.nextafter(moment, -math.inf)
+
+
+def assert_admitted(decision: Decision) -> None:
+    assert decision == Decision(admitted=True)
+
+
+def assert_limited(decision: Decision, retry_after: float, rule: Rule) -> None:
+    assert decision == Decision(admitted=False, banned=False, retry_after=retry_after, rule=rule)
+
+
+def assert_banned(decision: Decision, retry_after: float) -> None:
+    assert decision == Decision(admitted=False, banned=True, retry_after=retry_after, rule=None)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def storage(clock: FakeClock) -> MemoryStorage:
+    return MemoryStorage(clock=clock)
+
+
+# --- one rule: the sliding log is exact ---------------------------------------------------------
+
+
+def test_admits_count_requests_then_refuses(storage: MemoryStorage) -> None:
+    rule = Rule(3, 10)
+    scopes = [scope(GLOBAL_SCOPE, rule)]
+    for _ in range(3):
+        assert_admitted(storage.hit("1.2.3.4", scopes))
+    assert_limited(storage.hit("1.2.3.4", scopes), T0 + 10 - T0, rule)
+
+
+@pytest.mark.parametrize("window", [0.5, 1, 2.5, 10, 3600])
+def test_a_request_stops_counting_exactly_at_its_stamp_plus_window(
+    storage: MemoryStorage, clock: FakeClock, window: float
+) -> None:
+    rule = Rule(1, window)
+    scopes = [scope(GLOBAL_SCOPE, rule)]
+    assert_admitted(storage.hit("c", scopes))
+    end = T0 + window
+    clock.set(just_before(end))
+    assert_limited(storage.hit("c", scopes), end - just_before(end), rule)
+    clock.set(end)
+    assert_admitted(storage.hit("c", scopes))
+    assert_limited(storage.hit("c", scopes), end + window - end, rule)
+
+
+def test_the_count_th_newest_request_decides(storage: MemoryStorage, clock: FakeClock) -> None:
+    rule = Rule(3, 5)
+    scopes = [scope(GLOBAL_SCOPE, rule)]
+    for offset in (0, 1, 2):
+        clock.set(T0 + offset)
+        assert_admitted(storage.hit("c", scopes))
+    clock.set(T0 + 4.5)
+    assert_limited(storage.hit("c", scopes), T0 + 0 + 5 - (T0 + 4.5), rule)
+    clock.set(T0 + 5)  # the request at T0 leaves the window
+    assert_admitted(storage.hit("c", scopes))
+    clock.set(T0 + 5.5)  # now stamps T0+1, T0+2, T0+5: the oldest of them decides
+    assert_limited(storage.hit("c", scopes), T0 + 1 + 5 - (T0 + 5.5), rule)
+    clock.set(T0 + 6)
+    assert_admitted(storage.hit("c", scopes))
+    clock.set(T0 + 6.25)
+    assert_limited(storage.hit("c", scopes), T0 + 2 + 5 - (T0 + 6.25), rule)
+
+
+def test_refused_requests_are_not_counted(storage: MemoryStorage, clock: FakeClock) -> None:
+    rule = Rule(2, 10)
+    scopes = [scope(GLOBAL_SCOPE, rule)]
+    assert_admitted(storage.hit("c", scopes))
+    assert_admitted(storage.hit("c", scopes))
+    for step in range(20):  # hammering while limited...
+        now = T0 + step * 0.5
+        clock.set(now)
+        assert_limited(storage.hit("c", scopes), T0 + 10 - now, rule)
+    clock.set(T0 + 10)  # ...does not extend the wait
+    assert_admitted(storage.hit("c", scopes))
+    assert_admitted(storage.hit("c", scopes))
+    assert_limited(storage.hit("c", scopes), T0 + 10 + 10 - (T0 + 10), rule)
+
+
+# --- several rules: the wait until every full rule admits --------------------------------------
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["in order", "reversed"])
+def test_retry_after_is_the_longest_wait_over_full_rules(
+    storage: MemoryStorage, clock: FakeClock, reverse: bool
+) -> None:
+    short, long = Rule(1, 1), Rule(3, 10)
+    rules = (long, short) if reverse else (short, long)
+    scopes = [scope(GLOBAL_SCOPE, *rules)]
+    for offset in (0, 1, 2):
+        clock.set(T0 + offset)
+        assert_admitted(storage.hit("c", scopes))
+    clock.set(T0 + 2.5)  # both full: short frees at T0+3, long at T0+10
+    assert_limited(storage.hit("c", scopes), T0 + 0 + 10 - (T0 + 2.5), long)
+    clock.set(T0 + 3)  # short has room now, long still waits
+    assert_limited(storage.hit("c", scopes), T0 + 0 + 10 - (T0 + 3), long)
+    clock.set(T0 + 10)
+    assert_admitted(storage.hit("c", scopes))
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["in order", "reversed"])
+def test_the_rule_with_the_longest_wait_is_named_even_if_its_window_is_shorter(
+    storage: MemoryStorage, clock: FakeClock, reverse: bool
+) -> None:
+    one_in_5, two_in_6 = Rule(1, 5), Rule(2, 6)
+    rules = (two_in_6, one_in_5) if reverse else (one_in_5, two_in_6)
+    scopes = [scope(GLOBAL_SCOPE, *rules)]
+    assert_admitted(storage.hit("c", scopes))
+    clock.set(T0 + 5)
+    assert_admitted(storage.hit("c", scopes))
+    clock.set(T0 + 5.5)  # 1-in-5 frees at T0+10, 2-in-6 at T0+6
+    assert_limited(storage.hit("c", scopes), T0 + 5 + 5 - (T0 + 5.5), one_in_5)
+
+
+def test_retry_after_spans_scopes(storage: MemoryStorage, clock: FakeClock) -> None:
+    global_rule, route_rule = Rule(1, 5), Rule(1, 20)
+    scopes = [scope(GLOBAL_SCOPE, global_rule), scope("login", route_rule)]
+    assert_admitted(storage.hit("c", scopes))
+    clock.set(T0 + 1)
+    assert_limited(storage.hit("c", scopes), T0 + 20 - (T0 + 1), route_rule)
+    clock.set(T0 + 5)  # the global rule has room, the route's does not
+    assert_limited(storage.hit("c", scopes), T0 + 20 - (T0 + 5), route_rule)
+    assert_admitted(storage.hit("c", [scope(GLOBAL_SCOPE, global_rule)]))
+
+
+# --- atomicity: no scope records a refused request ---------------------------------------------
+
+
+def test_a_route_refusal_records_nothing_in_the_global_scope(storage: MemoryStorage) -> None:
+    global_scope = scope(GLOBAL_SCOPE, Rule(5, 60))
+    route_scope = scope("burst", Rule(1, 60))
+    assert_admitted(storage.hit("c", [global_scope, route_scope]))
+    for _ in range(10):
+        assert not storage.hit("c", [global_scope, route_scope]).admitted
+    for _ in range(4):  # the global scope still has its full room (5, one used)
+        assert_admitted(storage.hit("c", [global_scope]))
+    assert_limited(storage.hit("c", [global_scope]), 60.0, Rule(5, 60))
+
+
+def test_a_global_refusal_records_nothing_in_the_route_scope(storage: MemoryStorage) -> None:
+    global_scope = scope(GLOBAL_SCOPE, Rule(1, 60))
+    route_scope = scope("burst", Rule(3, 60))
+    assert_admitted(storage.hit("c", [global_scope]))
+    for _ in range(10):
+        assert_limited(storage.hit("c", [global_scope, route_scope]), 60.0, Rule(1, 60))
+    for _ in range(3):  # the route scope was never touched
+        assert_admitted(storage.hit("c", [route_scope]))
+    assert_limited(storage.hit("c", [route_scope]), 60.0, Rule(3, 60))
+
+
+def test_a_refusal_by_one_rule_records_nothing_for_the_others(
+    storage: MemoryStorage, clock: FakeClock
+) -> None:
+    fast, slow = Rule(1, 1), Rule(3, 60)
+    scopes = [scope(GLOBAL_SCOPE, fast, slow)]
+    assert_admitted(storage.hit("c", scopes))
+    for _ in range(10):
+        assert_limited(storage.hit("c", scopes), T0 + 1 - T0, fast)
+    clock.set(T0 + 1)
+    assert_admitted(storage.hit("c", scopes))
+    clock.set(T0 + 2)
+    assert_admitted(storage.hit("c", scopes))  # 3 counted for `slow`, not 13
+    clock.set(T0 + 3)
+    assert_limited(storage.hit("c", scopes), T0 + 60 - (T0 + 3), slow)
+
+
+# --- independence -------------------------------------------------------------------------------
+
+
+def test_clients_are_independent(storage: MemoryStorage) -> None:
+    rule = Rule(1, 60)
+    scopes = [scope(GLOBAL_SCOPE, rule)]
+    assert_admitted(storage.hit("10.0.0.1", scopes))
+    assert_limited(storage.hit("10.0.0.1", scopes), 60.0, rule)
+    assert_admitted(storage.hit("10.0.0.2", scopes))
+    assert_admitted(storage.hit("2001:db8::/64", scopes))
+    assert_limited(storage.hit("10.0.0.2", scopes), 60.0, rule)
+
+
+def test_route_scopes_are_independent(storage: MemoryStorage) -> None:
+    rule = Rule(1, 60)
+    a, b = scope("a", rule), scope("b", rule)
+    assert_admitted(storage.hit("c", [a]))
+    assert_limited(storage.hit("c", [a]), 60.0, rule)
+    assert_admitted(storage.hit("c", [b]))
+    assert_limited(storage.hit("c", [b]), 60.0, rule)
+    assert_admitted(storage.hit("c", [scope(GLOBAL_SCOPE, rule)]))
+
+
+def test_no_scopes_admits_and_counts_nothing(storage: MemoryStorage) -> None:
+    for _ in range(100):
+        assert_admitted(storage.hit("c", []))
+    assert storage.tracked == 0
+    assert_admitted(storage.hit("c", [scope(GLOBAL_SCOPE, Rule(1, 60))]))
+
+
+# --- rules that change for a live log -----------------------------------------------------------
+
+
+def test_rules_growing_after_the_ring_wrapped_stay_exact(
+    storage: MemoryStorage, clock: FakeClock
+) -> None:
+    two_in_1 = Rule(2, 1)
+    depth_2 = scope(GLOBAL_SCOPE, two_in_1)
+    assert_admitted(storage.hit("c", [depth_2]))
+    clock.set(T0 + 0.5)
+    assert_admitted(storage.hit("c", [depth_2]))
+    clock.set(T0 + 0.75)
+    assert_limited(storage.hit("c", [depth_2]), T0 + 1 - (T0 + 0.75), two_in_1)
+    clock.set(T0 + 1)
+    assert_admitted(storage.hit("c", [depth_2]))  # the ring of 2 wrapped: T0 is gone
+
+    five_in_3 = Rule(5, 3)
+    depth_5 = scope(GLOBAL_SCOPE, two_in_1, five_in_3)
+    assert depth_5.depth == 5
+    clock.set(T0 + 1.25)
+    assert_limited(storage.hit("c", [depth_5]), T0 + 0.5 + 1 - (T0 + 1.25), two_in_1)
+    for offset in (1.5, 2.5, 3.5):  # the ring unrolls and grows to 5 stamps
+        clock.set(T0 + offset)
+        assert_admitted(storage.hit("c", [depth_5]))
+    clock.set(T0 + 3.6)  # 5th newest is T0+0.5: 3.5 < 3.6, so room
+    assert_admitted(storage.hit("c", [depth_5]))
+    clock.set(T0 + 3.7)  # stamps 1, 1.5, 2.5, 3.5, 3.6 (+T0): both rules full
+    assert_limited(storage.hit("c", [depth_5]), T0 + 3.5 + 1 - (T0 + 3.7), two_in_1)
+    clock.set(T0 + 4.5)  # 3.5+1 and 1+3 are both <= 4.5
+    assert_admitted(storage.hit("c", [depth_5]))
+    clock.set(T0 + 4.55)  # newest five: 1.5, 2.5, 3.5, 3.6, 4.5 (+T0)
+    assert_limited(storage.hit("c", [depth_5]), T0 + 3.6 + 1 - (T0 + 4.55), two_in_1)
+
+
+def test_rules_shrinking_then_growing_back_stay_exact(
+    storage: MemoryStorage, clock: FakeClock
+) -> None:
+    five_in_10, two_in_3 = Rule(5, 10), Rule(2, 3)
+    depth_5, depth_2 = scope(GLOBAL_SCOPE, five_in_10), scope(GLOBAL_SCOPE, two_in_3)
+    for offset in (0, 1, 2, 3, 4):
+        clock.set(T0 + offset)
+        assert_admitted(storage.hit("c", [depth_5]))
+    clock.set(T0 + 4.5)
+    assert_limited(storage.hit("c", [depth_2]), T0 + 3 + 3 - (T0 + 4.5), two_in_3)
+    clock.set(T0 + 6)
+    assert_admitted(storage.hit("c", [depth_2]))
+    clock.set(T0 + 6.5)
+    assert_limited(storage.hit("c", [depth_2]), T0 + 4 + 3 - (T0 + 6.5), two_in_3)
+    clock.set(T0 + 7)
+    assert_admitted(storage.hit("c", [depth_2]))
+    # Back to depth 5: the newest five are T0 + 2, 3, 4, 6, 7.
+    clock.set(T0 + 7.5)
+    assert_limited(storage.hit("c", [depth_5]), T0 + 2 + 10 - (T0 + 7.5), five_in_10)
+    clock.set(T0 + 12)
+    assert_admitted(storage.hit("c", [depth_5]))
+    clock.set(T0 + 12.5)
+    assert_limited(storage.hit("c", [depth_5]), T0 + 3 + 10 - (T0 + 12.5), five_in_10)
+
+
+# --- reports and bans ---------------------------------------------------------------------------
+
+
+def test_count_reports_within_window_ban_for_duration_from_the_last(
+    storage: MemoryStorage, clock: FakeClock
+) -> None:
+    ban_rule = BanRule(3, 10, 600)
+    assert storage.report("c", ban_rule) is None
+    clock.set(T0 + 4)
+    assert storage.report("c", ban_rule) is None
+    assert_admitted(storage.hit("c", []))
+    last = T0 + 9.5
+    clock.set(last)
+    assert storage.report("c", ban_rule) is not None
+    assert_banned(storage.hit("c", []), last + 600 - last)
+    clock.set(T0 + 100)
+    assert_banned(storage.hit("c", []), last + 600 - (T0 + 100))
+
+
+def test_reports_spread_over_more_than_the_window_do_not_ban(
+    storage: MemoryStorage, clock: FakeClock
+) -> None:
+    ban_rule = BanRule(3, 10, 600)
+    for offset in (0, 5, 10):  # T0 leaves the window exactly at T0+10
+        clock.set(T0 + offset)
+        assert storage.report("c", ban_rule) is None
+        assert_admitted(storage.hit("c", []))
+    clock.set(just_before(T0 + 15))  # T0+5, T0+10 and this one: within 10 s
+    assert storage.report("c", ban_rule) is not None
+    assert storage.hit("c", []).banned
+
+
+def test_the_ban_ends_exactly_at_its_end_time(storage: MemoryStorage, clock: FakeClock) -> None:
+    rule = Rule(1, 3600)
+    assert storage.report("c", BanRule(1, 10, 2.5)) is not None
+    end = T0 + 2.5
+    clock.set(just_before(end))
+    assert_banned(storage.hit("c", []), end - just_before(end))
+    assert_banned(storage.hit("c", [scope(GLOBAL_SCOPE, rule)]), end - just_before(end))
+    clock.set(end)
+    assert_admitted(storage.hit("c", [scope(GLOBAL_SCOPE, rule)]))
+    assert_admitted(storage.hit("c", []))
+
+
+def test_a_banned_client_is_refused_with_any_scopes(storage: MemoryStorage) -> None:
+    assert storage.report("bad", BanRule(1, 10, 60)) is not None
+    roomy = Rule(1000, 1)
+    for scopes in (
+        [],
+        [scope(GLOBAL_SCOPE, roomy)],
+        [scope("standalone", roomy)],
+        [scope(GLOBAL_SCOPE, roomy), scope("specific", roomy)],
+    ):
+        assert_banned(storage.hit("bad", scopes), 60.0)
+    assert_admitted(storage.hit("good", [scope(GLOBAL_SCOPE, roomy)]))
+
+
+def test_requests_refused_by_a_ban_are_not_counted(
+    storage: MemoryStorage, clock: FakeClock
+) -> None:
+    rule = Rule(1, 1000)
+    scopes = [scope(GLOBAL_SCOPE, rule), scope("route", rule)]
+    assert storage.report("c", BanRule(1, 10, 60)) is not None
+    for _ in range(5):
+        assert storage.hit("c", scopes).banned
+    clock.set(T0 + 60)
+    assert_admitted(storage.hit("c", scopes))
+    assert_limited(storage.hit("c", scopes), T0 + 60 + 1000 - (T0 + 60), rule)
+
+
+def test_report_returns_the_duration_exactly_on_the_banning_report(storage: MemoryStorage) -> None:
+    ban_rule = BanRule(3, 100, 10)
+    results = [storage.report("c", ban_rule) for _ in range(7)]
+    # the log starts empty after a ban, so reports while banned count afresh
+    assert results == [None, None, 10, None, None, 10, None]
+
+
+def test_the_report_log_starts_empty_after_a_ban(storage: MemoryStorage, clock: FakeClock) -> None:
+    ban_rule = BanRule(3, 100, 10)  # the window outlasts the ban
+    for _ in range(3):
+        last = storage.report("c", ban_rule)
+    assert last == 10
+    clock.set(T0 + 10)
+    assert_admitted(storage.hit("c", []))
+    assert storage.report("c", ban_rule) is None  # would ban if the old reports still counted
+    clock.set(T0 + 11)
+    assert storage.report("c", ban_rule) is None
+    assert_admitted(storage.hit("c", []))
+    clock.set(T0 + 12)
+    assert storage.report("c", ban_rule) is not None
+    assert_banned(storage.hit("c", []), T0 + 12 + 10 - (T0 + 12))
+
+
+def test_a_never_seen_client_can_be_reported(storage: MemoryStorage) -> None:
+    assert storage.report("stranger", BanRule(2, 10, 60)) is None
+    assert_admitted(storage.hit("stranger", []))
+    assert storage.report("newcomer", BanRule(1, 10, 60)) is not None
+    assert_banned(storage.hit("newcomer", []), 60.0)
+
+
+def test_a_shorter_ban_never_shortens_a_longer_one(
+    storage: MemoryStorage, clock: FakeClock
+) -> None:
+    assert storage.report("c", BanRule(1, 10, 600)) is not None
+    clock.set(T0 + 1)
+    assert storage.report("c", BanRule(1, 10, 5)) is not None
+    assert_banned(storage.hit("c", []), T0 + 600 - (T0 + 1))
+
+
+def test_bans_are_per_client(storage: MemoryStorage) -> None:
+    ban_rule = BanRule(2, 10, 60)
+    assert storage.report("a", ban_rule) is None
+    assert storage.report("b", ban_rule) is None
+    assert storage.report("a", ban_rule) is not None
+    assert storage.hit("a", []).banned
+    assert_admitted(storage.hit("b", []))
+
+
+def test_reports_do_not_touch_rate_limits(storage: MemoryStorage) -> None:
+    rule = Rule(1, 60)
+    for _ in range(5):
+        storage.report("c", BanRule(10, 10, 60))
+    assert_admitted(storage.hit("c", [scope(GLOBAL_SCOPE, rule)]))
+
+
+# --- bounded memory -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("max_clients", "error"),
+    [
+        pytest.param(0, ConfigError, id="zero"),
+        pytest.param(-1, ConfigError, id="negative"),
+        pytest.param(True, ConfigTypeError, id="bool"),
+        pytest.param("10", ConfigTypeError, id="string"),
+        pytest.param(10.0, ConfigTypeError, id="float"),
+        pytest.param(None, ConfigTypeError, id="None"),
+    ],
+)
+def test_invalid_max_clients_is_refused(max_clients: object, error: type[ConfigError]) -> None:
+    with pytest.raises(ConfigError) as info:
+        MemoryStorage(max_clients=max_clients)  # type: ignore[arg-type]
+    assert type(info.value) is error
+    assert "max_clients" in str(info.value)
+    assert repr(max_clients) in str(info.value)
+
+
+def test_a_flood_of_clients_keeps_memory_bounded_and_evicts_the_least_recently_seen(
+    clock: FakeClock,
+) -> None:
+    storage = MemoryStorage(max_clients=1000, clock=clock)
+    rule = Rule(1, 3600)
+    scopes = [scope(GLOBAL_SCOPE, rule)]
+    assert_admitted(storage.hit("early", scopes))
+    assert_admitted(storage.hit("regular", scopes))
+    assert storage.report("attacker", BanRule(1, 10, 3600)) is not None
+    for i in range(50_000):
+        storage.hit(f"spoofed-{i}", scopes)
+        assert storage.tracked <= 1000
+        if i % 500 == 0:  # a regular client keeps coming back, and stays limited
+            assert not storage.hit("regular", scopes).admitted
+    assert storage.tracked == 1000
+    assert_limited(storage.hit("regular", scopes), 3600.0, rule)  # still tracked
+    assert_admitted(storage.hit("early", scopes))  # forgotten, so admitted again
+    assert_limited(storage.hit("spoofed-49999", scopes), 3600.0, rule)  # newest survive
+    assert_admitted(storage.hit("spoofed-0", scopes))  # oldest went first
+    assert_banned(storage.hit("attacker", scopes), 3600.0)  # bans outlive the flood
+
+
+def test_a_flood_of_reports_keeps_memory_bounded(clock: FakeClock) -> None:
+    storage = MemoryStorage(max_clients=100, clock=clock)
+    ban_rule = BanRule(2, 60, 600)
+    assert storage.report("attacker", BanRule(1, 10, 3600)) is not None
+    for i in range(5_000):
+        assert storage.report(f"spoofed-{i}", ban_rule) is None
+        assert storage.tracked <= 100
+    assert storage.report("spoofed-4999", ban_rule) is not None  # the newest logs survive
+    assert storage.report("spoofed-0", ban_rule) is None  # the oldest went first
+    assert_banned(storage.hit("attacker", []), 3600.0)
+
+
+def test_the_ban_table_is_bounded_ended_bans_first_then_soonest_ending(
+    clock: FakeClock,
+) -> None:
+    storage = MemoryStorage(max_clients=3, clock=clock)
+    for client, duration in (("a", 100), ("b", 200), ("c", 300)):
+        assert storage.report(client, BanRule(1, 10, duration)) is not None
+    clock.set(T0 + 150)  # a's ban has ended but is still in the table
+    assert storage.report("d", BanRule(1, 10, 60)) is not None  # ends at T0+210
+    for client in ("b", "c", "d"):
+        assert storage.hit(client, []).banned
+    assert storage.report("e", BanRule(1, 10, 1000)) is not None  # over the cap: b ends soonest
+    assert_admitted(storage.hit("b", []))
+    for client in ("c", "d", "e"):
+        assert storage.hit(client, []).banned
+
+
+# --- threads ------------------------------------------------------------------------------------
+
+
+class YieldingScopes(list[Scope]):
+    """Scopes that hand the GIL to other threads at every step over them.
+
+    The storage walks its scopes once to check and once to record, so a storage without
+    a working lock would let another thread check in between and over-admit: this makes
+    such a race likely instead of rare.
+    """
+
+    def __iter__(self) -> Iterator[Scope]:
+        for each in super().__iter__():
+            time.sleep(0)
+            yield each
+
+
+def test_threads_hammering_one_client_get_exactly_count_admitted(clock: FakeClock) -> None:
+    storage = MemoryStorage(clock=clock)
+    route = scope("route", Rule(150, 60))
+    scopes = YieldingScopes([scope(GLOBAL_SCOPE, Rule(100, 60)), route])
+    threads, hits, rounds = 16, 25, 5
+    barrier = threading.Barrier(threads)
+
+    def hammer(client: str) -> int:
+        barrier.wait()
+        return sum(storage.hit(client, scopes).admitted for _ in range(hits))
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for round_ in range(rounds):  # a fresh client per round: more chances to race
+            client = f"10.0.0.{round_}"
+            futures = [pool.submit(hammer, client) for _ in range(threads)]
+            assert sum(future.result() for future in futures) == 100
+            # and nothing beyond the admitted was recorded in the roomier route scope
+            for _ in range(50):
+                assert_admitted(storage.hit(client, [route]))
+            assert not storage.hit(client, [route]).admitted
+
+
+# --- properties against a brute-force reference model -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expected:
+    admitted: bool
+    banned: bool = False
+    retry_after: float = 0.0
+    rules: frozenset[Rule] = frozenset()  # the full rules with the longest wait
+
+
+@dataclass
+class Reference:
+    """The contract, written the slow and obvious way: keep every stamp, scan them all."""
+
+    stamps: defaultdict[tuple[str, str], list[float]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    reports: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    ban_ends: dict[str, float] = field(default_factory=dict)
+
+    def hit(self, client: str, scopes: Sequence[Scope], now: float) -> Expected:
+        end = self.ban_ends.get(client)
+        if end is not None and end > now:
+            return Expected(admitted=False, banned=True, retry_after=end - now)
+        waits: list[tuple[float, Rule]] = []
+        for each in scopes:
+            stamps = self.stamps[client, each.name]
+            for rule in each.rules:
+                counted = [t for t in stamps if t + rule.window > now]
+                if len(counted) >= rule.count:
+                    count_th_newest = sorted(counted, reverse=True)[rule.count - 1]
+                    waits.append((count_th_newest + rule.window - now, rule))
+        if waits:
+            longest = max(wait for wait, _ in waits)
+            worst = frozenset(rule for wait, rule in waits if wait == longest)
+            return Expected(admitted=False, retry_after=longest, rules=worst)
+        for each in scopes:
+            self.stamps[client, each.name].append(now)
+        return Expected(admitted=True)
+
+    def report(self, client: str, ban_rule: BanRule, now: float) -> bool:
+        log = self.reports[client]
+        log.append(now)
+        if sum(t + ban_rule.window > now for t in log) < ban_rule.count:
+            return False
+        log.clear()
+        end = now + ban_rule.duration
+        self.ban_ends[client] = max(end, self.ban_ends.get(client, end))
+        return True
+
+
+def assert_matches(actual: Decision, expected: Expected) -> None:
+    assert actual.admitted == expected.admitted
+    assert actual.banned == expected.banned
+    assert actual.retry_after == expected.retry_after
+    if expected.rules:
+        assert actual.rule in expected.rules
+    else:
+        assert actual.rule is None
+
+
+WINDOWS = [0.5, 1, 2.5, 10]
+CLIENTS = ["10.0.0.1", "10.0.0.2"]
+time_steps = st.one_of(
+    st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.5]),
+    st.floats(min_value=0, max_value=12, allow_nan=False, allow_infinity=False),
+)
+rule_sets = st.lists(
+    st.builds(Rule, st.integers(min_value=1, max_value=6), st.sampled_from(WINDOWS)),
+    min_size=1,
+    max_size=3,
+).map(tuple)
+# Which scopes a request meets: global only, global + a route, or a standalone route.
+SCOPE_SETS = [(0,), (0, 1), (1,)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    global_rules=rule_sets,
+    route_rules=rule_sets,
+    steps=st.lists(
+        st.tuples(time_steps, st.sampled_from(CLIENTS), st.sampled_from(SCOPE_SETS)),
+        max_size=60,
+    ),
+)
+def test_hits_match_the_reference_model(
+    global_rules: tuple[Rule, ...],
+    route_rules: tuple[Rule, ...],
+    steps: list[tuple[float, str, tuple[int, ...]]],
+) -> None:
+    clock = FakeClock(T0)
+    storage = MemoryStorage(clock=clock)
+    reference = Reference()
+    all_scopes = (Scope.of(GLOBAL_SCOPE, global_rules), Scope.of("route", route_rules))
+    for step, client, which in steps:
+        now = clock.advance(step)
+        scopes = [all_scopes[i] for i in which]
+        assert_matches(storage.hit(client, scopes), reference.hit(client, scopes, now))
+
+
+Op = Union[tuple[str, float], tuple[str, str]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ban_rule=st.builds(
+        BanRule,
+        st.integers(min_value=1, max_value=4),
+        st.sampled_from(WINDOWS),
+        st.sampled_from([0.5, 1, 3, 10]),
+    ),
+    rules=rule_sets,
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("advance"), time_steps),
+            st.tuples(st.sampled_from(["report", "hit", "request"]), st.sampled_from(CLIENTS)),
+        ),
+        max_size=60,
+    ),
+)
+def test_reports_and_bans_match_the_reference_model(
+    ban_rule: BanRule, rules: tuple[Rule, ...], ops: list[Op]
+) -> None:
+    clock = FakeClock(T0)
+    storage = MemoryStorage(clock=clock)
+    reference = Reference()
+    rate_scopes = [Scope.of(GLOBAL_SCOPE, rules)]
+    now = clock()
+    for op, arg in ops:
+        if isinstance(arg, float):
+            now = clock.advance(arg)
+        elif op == "report":
+            assert (storage.report(arg, ban_rule) is not None) == reference.report(arg, ban_rule, now)
+        else:  # "hit": an excluded method (no scopes); "request": one with rate rules
+            scopes: list[Scope] = [] if op == "hit" else rate_scopes
+            assert_matches(storage.hit(arg, scopes), reference.hit(arg, scopes, now))
+
+
+def test_reference_model_sanity() -> None:
+    # The reference itself must follow the contract, or the properties prove nothing.
+    reference = Reference()
+    rules = Scope.of(GLOBAL_SCOPE, (Rule(1, 1),))
+    assert reference.hit("c", [rules], 0.0).admitted
+    assert reference.hit("c", [rules], 0.5) == Expected(False, False, 0.5, frozenset({Rule(1, 1)}))
+    assert reference.hit("c", [rules], 1.0).admitted
+    assert reference.report("c", BanRule(1, 1, 2), 1.0) is True
+    assert reference.hit("c", [], 2.0) == Expected(False, True, 1.0)
+    assert reference.hit("c", [], 3.0).admitted

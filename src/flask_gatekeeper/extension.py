@@ -84,6 +84,11 @@ class GateKeeper:
         if app is not None:
             self._constructor_state = self.init_app(app)
 
+    @property
+    def options(self) -> dict[str, object]:
+        """The options given to the constructor (those left as None are not listed)."""
+        return dict(self._given)
+
     def init_app(self, app: Flask) -> AppState:
         """Read and check the settings for ``app`` and install the request hooks (once)."""
         state = app.extensions.get(EXTENSION_KEY)

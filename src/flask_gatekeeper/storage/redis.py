@@ -115,7 +115,15 @@ class RedisStorage:
         return cls(client, key_prefix=key_prefix)
 
     def __repr__(self) -> str:
-        return f"RedisStorage({self.client!r}, key_prefix={self.key_prefix!r})"
+        pool = getattr(self.client, "connection_pool", None)
+        options = getattr(pool, "connection_kwargs", {})
+        if "path" in options:
+            where = f"unix://{options['path']}"
+        elif "host" in options:
+            where = f"redis://{options['host']}:{options.get('port', 6379)}/{options.get('db', 0)}"
+        else:
+            where = type(self.client).__name__
+        return f"RedisStorage({where!r}, key_prefix={self.key_prefix!r})"
 
     def _key(self, client: str, suffix: str) -> str:
         return f"{self.key_prefix}{{{client}}}:{suffix}"

@@ -1,0 +1,114 @@
+"""``flask gatekeeper ...``: see and manage bans from a shell (a ``flask.commands`` entry
+point, so every app with a GateKeeper gets it).
+
+A command runs in a process of its own. With the Redis storage it acts on the live state
+every server process shares; with the memory storage that state lives inside each server
+process, out of reach, and the commands that would need it say so instead of pretending.
+"""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .config import CONFIG_KEYS
+from .errors import GateKeeperError
+from .extension import EXTENSION_KEY, GateKeeper
+from .pipeline import AppState
+from .storage import MemoryStorage
+
+__all__ = ["gatekeeper"]
+
+gatekeeper = AppGroup("gatekeeper", help="See and manage flask-gatekeeper bans and limits.")
+
+MEMORY_NOTE = (
+    "The memory storage keeps its state inside each server process: this command runs in "
+    "a process of its own and can neither see nor change it. Use the Redis storage "
+    "(GATEKEEPER_STORAGE_URI=redis://...) to manage bans from the command line."
+)
+
+
+def _state() -> AppState:
+    state = current_app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, AppState):
+        raise click.ClickException(f"{current_app.name!r} has no GateKeeper (call init_app)")
+    return state
+
+
+def _live_extension() -> GateKeeper:
+    """The app's GateKeeper, when its storage is shared with the server processes."""
+    state = _state()
+    if isinstance(state.settings.storage, MemoryStorage):
+        raise click.ClickException(MEMORY_NOTE)
+    assert isinstance(state.owner, GateKeeper)
+    return state.owner
+
+
+@gatekeeper.command("bans")
+def list_bans() -> None:
+    """List active bans with the seconds left."""
+    bans = _live_extension().bans()
+    if not bans:
+        click.echo("no active bans")
+    for client, left in sorted(bans.items(), key=lambda item: -item[1]):
+        click.echo(f"{client}\t{left:.0f}s left")
+
+
+@gatekeeper.command("ban")
+@click.argument("client")
+@click.option("--duration", type=float, help="Seconds (default: the ban rule's duration).")
+def ban(client: str, duration: float | None) -> None:
+    """Ban CLIENT (an IP address or a key)."""
+    extension = _live_extension()
+    try:
+        extension.ban(client, duration)
+    except GateKeeperError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"banned {client} for {extension.banned_for(client):.0f}s")
+
+
+@gatekeeper.command("unban")
+@click.argument("client")
+def unban(client: str) -> None:
+    """End CLIENT's ban and forget its ban history."""
+    was_banned = _live_extension().unban(client)
+    click.echo(f"unbanned {client}" if was_banned else f"{client} was not banned")
+
+
+@gatekeeper.command("reset")
+@click.argument("client")
+def reset(client: str) -> None:
+    """Forget CLIENT: its counters, reports and ban."""
+    _live_extension().reset(client)
+    click.echo(f"reset {client}")
+
+
+@gatekeeper.command("status")
+@click.argument("client", required=False)
+def status(client: str | None) -> None:
+    """Show the rules and the storage, and CLIENT's ban if one is given."""
+    settings = _state().settings
+    click.echo(f"enabled: {settings.enabled}{' (dry run)' if settings.dry_run else ''}")
+    click.echo(f"storage: {settings.storage!r}")
+    for rule in settings.rate_limit_rules:
+        click.echo(f"rate limit: {rule}")
+    click.echo(f"ban rule: {settings.ban_rule if settings.ban_rule else 'none'}")
+    if client is not None:
+        left = _live_extension().banned_for(client)
+        click.echo(f"{client}: banned for {left:.0f}s" if left else f"{client}: not banned")
+
+
+@gatekeeper.command("config")
+def show_config() -> None:
+    """Show every option, its GATEKEEPER_* key, and where its value comes from."""
+    state = _state()
+    given = state.owner.options if isinstance(state.owner, GateKeeper) else {}
+    config = current_app.config
+    for option, key in CONFIG_KEYS.items():
+        if option in given:
+            click.echo(f"{key} = {given[option]!r}  (GateKeeper({option}=...))")
+        elif config.get(key) is not None:
+            click.echo(f"{key} = {config[key]!r}  (app.config)")
+        else:
+            click.echo(f"{key}  (default)")

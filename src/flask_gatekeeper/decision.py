@@ -131,7 +131,8 @@ class _PlainTextRefusal(HTTPException):
 
 
 class Banned(_PlainTextRefusal, Forbidden):
-    """403: the client is banned. ``retry_after`` is the exact number of seconds left."""
+    """403: the client is banned. ``retry_after`` is the exact number of seconds left;
+    ``rule`` (also ``ban_rule``) is the ban rule, None for a ban set by hand."""
 
     def __init__(
         self,
@@ -146,7 +147,7 @@ class Banned(_PlainTextRefusal, Forbidden):
         self.client = client
         self.retry_after = retry_after
         self.retry_after_seconds = seconds
-        self.ban_rule = ban_rule
+        self.ban_rule = self.rule = ban_rule
 
 
 class Denied(_PlainTextRefusal, Forbidden):

@@ -9,7 +9,7 @@ the extension, so one ``GateKeeper`` can serve several apps with separate counte
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Optional, TypeVar, Union
 
 from flask import Blueprint, Flask, current_app, has_app_context, has_request_context, request
@@ -166,7 +166,7 @@ class GateKeeper:
 
     def specific(
         self,
-        rate_limit_rules: Union[RuleLike, list[RuleLike], None] = None,
+        rate_limit_rules: Union[RuleLike, Sequence[RuleLike], None] = None,
         standalone: bool = False,
         *,
         key_func: Optional[KeyFunc] = None,

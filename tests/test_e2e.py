@@ -1,0 +1,120 @@
+"""The demo app (examples/demo.py) served by werkzeug over real HTTP on a loopback port.
+
+Real time, no fake clock and no sleeps: the bursts below take a few milliseconds, far
+inside the demo's 1 s window, and the ban lasts 600 s.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from email.message import Message
+from pathlib import Path
+from typing import NamedTuple, Optional, cast
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+pytestmark = pytest.mark.e2e
+
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+
+# No proxy from the environment may stand between the test and the loopback server.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class Reply(NamedTuple):
+    status: int
+    headers: Message
+    body: str
+
+
+def load_demo_app() -> Flask:
+    """The module-level ``app`` of a fresh import of examples/demo.py."""
+    spec = importlib.util.spec_from_file_location("gatekeeper_demo", DEMO)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return cast(Flask, module.app)
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    """The demo, served by a threaded werkzeug server on a free port until the module ends."""
+    server = make_server("127.0.0.1", 0, load_demo_app(), threaded=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def fetch(
+    url: str, ip: str, form: Optional[dict[str, str]] = None, method: Optional[str] = None
+) -> Reply:
+    """One HTTP request from client ``ip`` (the demo reads it from ``x-my-ip``)."""
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    request = urllib.request.Request(url, data=data, headers={"x-my-ip": ip}, method=method)
+    try:
+        with _OPENER.open(request, timeout=10) as response:
+            return Reply(response.status, response.headers, response.read().decode())
+    except urllib.error.HTTPError as error:
+        try:
+            return Reply(error.code, error.headers, error.read().decode())
+        finally:
+            error.close()
+
+
+def test_burst_is_rate_limited(base_url: str) -> None:
+    ip = "10.0.0.1"
+    replies = [fetch(f"{base_url}/", ip) for _ in range(21)]
+    assert [reply.status for reply in replies[:20]] == [200] * 20
+    assert {reply.body for reply in replies[:20]} == {"hello\n"}
+    refused = replies[20]
+    assert refused.status == 429
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.body == "ip 10.0.0.1 rate limited for 1s (over 20 requests in a 1s window)\n"
+    assert fetch(f"{base_url}/", "10.0.0.9").status == 200  # other clients are not affected
+
+
+def test_bad_passwords_ban_the_client_but_not_from_health(base_url: str) -> None:
+    ip = "10.0.0.2"
+    replies = [fetch(f"{base_url}/login", ip, {"password": "wrong"}) for _ in range(3)]
+    assert [(reply.status, reply.body) for reply in replies] == [(401, "bad password\n")] * 3
+
+    refused = fetch(f"{base_url}/", ip)
+    assert refused.status == 403
+    assert refused.headers["Retry-After"] == "600"
+    assert refused.body == "ip 10.0.0.2 banned for 600s (reported 3 times in a 10s window)\n"
+    assert fetch(f"{base_url}/", ip, method="HEAD").status == 403  # excluded, still banned
+    assert fetch(f"{base_url}/login", ip, {"password": "correct horse"}).status == 403
+    health = fetch(f"{base_url}/health", ip)
+    assert (health.status, health.body) == (200, "ok\n")
+
+
+def test_right_password_returns_a_token(base_url: str) -> None:
+    ip = "10.0.0.3"
+    assert fetch(f"{base_url}/login", ip, {"password": "wrong"}).status == 401
+    reply = fetch(f"{base_url}/login", ip, {"password": "correct horse"})
+    assert reply.status == 200
+    assert reply.body.startswith("token ")
+
+
+def test_specific_route_adds_its_own_limit(base_url: str) -> None:
+    ip = "10.0.0.4"
+    assert fetch(f"{base_url}/burst", ip).status == 200
+    refused = fetch(f"{base_url}/burst", ip)
+    assert refused.status == 429
+    assert refused.headers["Retry-After"] == "2"
+    assert fetch(f"{base_url}/", ip).status == 200  # the global rules still have room

@@ -354,12 +354,9 @@ SCENARIOS: dict[str, Scenario] = {
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
     """A throw-away ``redis-server``, reached only through a Unix socket."""
-    pytest.importorskip("redis")
-    from redis_server import RedisServer, missing_binary
+    from redis_server import RedisServer, require
 
-    reason = missing_binary("redis-server")
-    if reason is not None:
-        pytest.skip(reason)
+    require("redis-server")
     with RedisServer(unix_socket=True, tcp=False) as server:
         yield server.unix_url
 

@@ -660,7 +660,9 @@ def test_reports_and_bans_match_the_reference_model(
         if isinstance(arg, float):
             now = clock.advance(arg)
         elif op == "report":
-            assert (storage.report(arg, ban_rule) is not None) == reference.report(arg, ban_rule, now)
+            assert (storage.report(arg, ban_rule) is not None) == reference.report(
+                arg, ban_rule, now
+            )
         else:  # "hit": an excluded method (no scopes); "request": one with rate rules
             scopes: list[Scope] = [] if op == "hit" else rate_scopes
             assert_matches(storage.hit(arg, scopes), reference.hit(arg, scopes, now))

@@ -13,6 +13,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .config import CONFIG_KEYS
+from .decision import retry_after_header
 from .errors import GateKeeperError
 from .extension import EXTENSION_KEY, GateKeeper
 from .pipeline import AppState
@@ -52,7 +53,7 @@ def list_bans() -> None:
     if not bans:
         click.echo("no active bans")
     for client, left in sorted(bans.items(), key=lambda item: -item[1]):
-        click.echo(f"{client}\t{left:.0f}s left")
+        click.echo(f"{client}\t{retry_after_header(left)}s left")
 
 
 @gatekeeper.command("ban")
@@ -65,7 +66,7 @@ def ban(client: str, duration: float | None) -> None:
         extension.ban(client, duration)
     except GateKeeperError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"banned {client} for {extension.banned_for(client):.0f}s")
+    click.echo(f"banned {client} for {retry_after_header(extension.banned_for(client))}s")
 
 
 @gatekeeper.command("unban")
@@ -96,7 +97,9 @@ def status(client: str | None) -> None:
     click.echo(f"ban rule: {settings.ban_rule if settings.ban_rule else 'none'}")
     if client is not None:
         left = _live_extension().banned_for(client)
-        click.echo(f"{client}: banned for {left:.0f}s" if left else f"{client}: not banned")
+        click.echo(
+            f"{client}: banned for {retry_after_header(left)}s" if left else f"{client}: not banned"
+        )
 
 
 @gatekeeper.command("config")

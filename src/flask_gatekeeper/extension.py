@@ -148,6 +148,8 @@ class GateKeeper:
             client = identified.key
         else:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
+        if state.guard.down and state.guard.skip():
+            return False
         try:
             banned_for = settings.storage.report(client, settings.ban_rule)
         except StorageError as exc:
@@ -206,10 +208,11 @@ class GateKeeper:
         try:
             _check_seconds("duration", duration)
         except ConfigError as exc:
-            raise ConfigError(f"ban(): {exc}") from None
+            raise type(exc)(f"ban(): {exc}") from None
         key = state.settings.identifier.key_for(client)
-        state.settings.storage.ban(key, duration)
-        state.banned(key, duration, "manual")
+        storage = state.settings.storage
+        storage.ban(key, duration)
+        state.banned(key, storage.banned_for(key), "manual")  # a longer ban may stand
 
     def unban(self, client: str) -> bool:
         """End ``client``'s ban and forget its ban history; True if it was banned."""
@@ -232,7 +235,11 @@ class GateKeeper:
     def reset(self, client: str) -> None:
         """Forget ``client``: its counters on every route, its reports, its ban."""
         state = self._state()
-        state.settings.storage.reset(state.settings.identifier.key_for(client))
+        key = state.settings.identifier.key_for(client)
+        was_banned = state.settings.storage.banned_for(key) > 0
+        state.settings.storage.reset(key)
+        if was_banned:
+            state.unbanned(key)
 
     def stats(self) -> dict[str, Optional[int]]:
         """This process's counters for the current app, and the clients tracked in memory

@@ -44,10 +44,12 @@ def parse_headers_option(value: object, name: str) -> frozenset[str]:
 
 
 def _number(seconds: float) -> str:
-    """A Structured Field integer, or a decimal with at most three fractional digits."""
-    if float(seconds).is_integer():
-        return str(int(seconds))
-    return f"{seconds:.3f}".rstrip("0")
+    """A Structured Field integer, or a decimal with one to three fractional digits
+    (never 0: a window shorter than a millisecond reads as 0.001)."""
+    value = max(round(float(seconds), 3), 0.001)
+    if value.is_integer():
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0")
 
 
 def policy_name(rule: Rule, scope_name: str = GLOBAL_SCOPE) -> str:

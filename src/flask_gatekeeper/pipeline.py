@@ -131,12 +131,13 @@ class AppState:
                 return decision
         if not guard.fail_open:
             raise StorageUnavailable(RETRY_INTERVAL)
+        self.stats.add("admitted")
         return None
 
     def _rate_limited(self, client: str, decision: Decision, policy: RoutePolicy) -> None:
         assert decision.rule is not None  # a refusal by a rule names it
-        if decision.new_ban is not None:
-            self.banned(client, decision.new_ban, "rate_limit")
+        if self.settings.report_rate_limited:
+            self.reported(client, decision.new_ban, reason="rate_limit")
         name = policy_name(decision.rule, scope_of(decision.rule, policy.scopes))
         self._refuse(RateLimited(client, decision.retry_after, decision.rule, policy=name))
 
@@ -179,7 +180,7 @@ class AppState:
         self.guard.failed(error)
         signals.storage_error.send(self.app(), error=error)
 
-    def reported(self, client: str, banned_for: Optional[float]) -> None:
+    def reported(self, client: str, banned_for: Optional[float], reason: str = "reports") -> None:
         self.stats.add("reports")
         signals.client_reported.send(
             self.app(),
@@ -187,7 +188,7 @@ class AppState:
             banned_for=banned_for,
         )
         if banned_for is not None:
-            self.banned(client, banned_for, "reports")
+            self.banned(client, banned_for, reason)
 
     def banned(self, client: str, duration: float, reason: str) -> None:
         self.stats.add("bans")

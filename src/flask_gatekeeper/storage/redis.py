@@ -24,6 +24,7 @@ from .base import Clock
 try:
     import redis
     from redis.backoff import NoBackoff
+    from redis.exceptions import RedisClusterException
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -41,7 +42,11 @@ else:
 __all__ = ["DEFAULT_TIMEOUT", "RedisStorage"]
 
 DEFAULT_TIMEOUT = 0.5
-"""Seconds to connect and to read: a stalled Redis slows requests by at most this much."""
+"""Seconds to connect and to read. With the one retry, a stalled Redis delays a request by
+at most about twice this, and only one request a second (see ``outage``)."""
+
+_FAILURES = (redis.RedisError, RedisClusterException)
+"""What redis-py raises when Redis fails (cluster errors do not derive from RedisError)."""
 
 _MICROSECONDS = 1_000_000
 
@@ -54,6 +59,20 @@ def _script(client: RedisClient, name: str) -> Script:
     folder = resources.files(__package__).joinpath("lua")
     common = folder.joinpath("common.lua").read_text(encoding="utf-8")
     return client.register_script(common + folder.joinpath(name).read_text(encoding="utf-8"))
+
+
+def _hash_tag(client: str) -> str:
+    """The client as a Redis Cluster hash tag: never empty, no braces (which would end
+    the tag early and scatter one script's keys over several slots). IPs are unchanged."""
+    if not client:
+        return "%"
+    return client.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def _client_of(tag: str) -> str:
+    if tag == "%":
+        return ""
+    return tag.replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
 
 
 def _microseconds(seconds: float) -> int:
@@ -126,7 +145,7 @@ class RedisStorage:
         return f"RedisStorage({where!r}, key_prefix={self.key_prefix!r})"
 
     def _key(self, client: str, suffix: str) -> str:
-        return f"{self.key_prefix}{{{client}}}:{suffix}"
+        return f"{self.key_prefix}{{{_hash_tag(client)}}}:{suffix}"
 
     def _now_argument(self) -> Union[int, str]:
         return "" if self._clock is None else _microseconds(self._clock())
@@ -134,7 +153,7 @@ class RedisStorage:
     def _run(self, script: Script, keys: list[str], args: list[Union[int, str]]) -> Any:
         try:
             return script(keys=keys, args=args)
-        except redis.RedisError as exc:
+        except _FAILURES as exc:
             raise StorageError(f"Redis failed: {exc}") from exc
 
     def hit(
@@ -202,7 +221,7 @@ class RedisStorage:
                 key.decode() if isinstance(key, bytes) else str(key)
                 for key in self.client.scan_iter(match=pattern, count=1000)
             ]
-        except redis.RedisError as exc:
+        except _FAILURES as exc:
             raise StorageError(f"Redis failed: {exc}") from exc
 
     def bans(self) -> dict[str, float]:
@@ -210,17 +229,17 @@ class RedisStorage:
         head, tail = f"{self.key_prefix}{{", "}:ban"
         found = {}
         for key in self._scan(f"{head.translate(_GLOB_SPECIAL)}*{tail}"):
-            client = key[len(head) : -len(tail)]
+            client = _client_of(key[len(head) : -len(tail)])
             left = self.banned_for(client)
             if left > 0:
                 found[client] = left
         return found
 
     def reset(self, client: str) -> None:
-        escaped = f"{self.key_prefix.translate(_GLOB_SPECIAL)}{{{client.translate(_GLOB_SPECIAL)}}}"
-        keys = self._scan(f"{escaped}:*")
+        escaped = self._key(client, "").translate(_GLOB_SPECIAL)
+        keys = self._scan(f"{escaped}*")
         if keys:
             try:
                 self.client.delete(*keys)
-            except redis.RedisError as exc:
+            except _FAILURES as exc:
                 raise StorageError(f"Redis failed: {exc}") from exc

@@ -1,0 +1,423 @@
+"""``flask gatekeeper ...`` through ``app.test_cli_runner()`` (issue 5).
+
+With the memory storage the commands that need the server's live state refuse and point
+to Redis. The live-state commands are tested against ``SharedStorage``: a storage object
+that is not a ``MemoryStorage`` (so the CLI treats it as shared, as it would Redis) and
+delegates to one on a ``FakeClock``, so seconds left are exact.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Sequence
+from typing import Any, Optional
+
+import pytest
+from click.testing import Result
+from flask import Flask
+
+from flask_gatekeeper import BanRule, Decision, GateKeeper, MemoryStorage, Storage
+from flask_gatekeeper.cli import gatekeeper
+from flask_gatekeeper.config import CONFIG_KEYS
+from flask_gatekeeper.policy import Scope
+from flask_gatekeeper.testing import FakeClock
+
+IP = "10.0.0.1"
+OTHER_IP = "10.0.0.2"
+
+RULES: dict[str, Any] = {
+    "ban_rule": {"count": 3, "window": 10, "duration": 600},
+    "rate_limit_rules": [{"count": 20, "window": 1}, {"count": 100, "window": 10}],
+}
+
+MEMORY_NOTE_START = "Error: The memory storage keeps its state inside each server process"
+
+
+class SharedStorage:
+    """Every ``Storage`` method delegated to a ``MemoryStorage``; not one itself."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.inner = MemoryStorage(clock=clock)
+
+    def __repr__(self) -> str:
+        return "SharedStorage()"
+
+    def hit(
+        self,
+        client: str,
+        scopes: Sequence[Scope],
+        *,
+        usage: bool = False,
+        strike: Optional[BanRule] = None,
+    ) -> Decision:
+        return self.inner.hit(client, scopes, usage=usage, strike=strike)
+
+    def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
+        return self.inner.report(client, ban_rule)
+
+    def ban(self, client: str, duration: float) -> None:
+        self.inner.ban(client, duration)
+
+    def unban(self, client: str) -> bool:
+        return self.inner.unban(client)
+
+    def banned_for(self, client: str) -> float:
+        return self.inner.banned_for(client)
+
+    def bans(self) -> dict[str, float]:
+        return self.inner.bans()
+
+    def reset(self, client: str) -> None:
+        self.inner.reset(client)
+
+
+def _conforms(storage: SharedStorage) -> Storage:
+    return storage  # mypy checks that SharedStorage implements the Storage protocol
+
+
+def make_app(config: Optional[dict[str, Any]] = None, **options: Any) -> tuple[Flask, GateKeeper]:
+    """An app with ``RULES`` (override any as keywords, None drops one) and one route."""
+    app = Flask(__name__)
+    app.config.update(config or {})
+    gk = GateKeeper(app, **{**RULES, **options})
+    app.add_url_rule("/", "index", lambda: "hello")
+    return app, gk
+
+
+def run(app: Flask, *args: str) -> Result:
+    return app.test_cli_runner().invoke(gatekeeper, list(args))
+
+
+def lines(result: Result) -> list[str]:
+    return result.stdout.splitlines()
+
+
+@pytest.fixture
+def shared(clock: FakeClock) -> tuple[Flask, GateKeeper]:
+    """An app whose storage the CLI treats as shared with the server processes."""
+    return make_app(storage=SharedStorage(clock))
+
+
+def status_of(app: Flask, ip: str) -> int:
+    return app.test_client().get("/", environ_base={"REMOTE_ADDR": ip}).status_code
+
+
+# --- the entry point ----------------------------------------------------------------------
+
+
+def test_declared_as_a_flask_commands_entry_point() -> None:
+    (entry_point,) = [
+        entry_point
+        for entry_point in importlib.metadata.entry_points(group="flask.commands")
+        if entry_point.name == "gatekeeper"
+    ]
+
+    assert entry_point.value == "flask_gatekeeper.cli:gatekeeper"
+    assert entry_point.load() is gatekeeper
+
+
+def test_group_lists_its_commands() -> None:
+    app, _ = make_app()
+
+    result = run(app, "--help")
+
+    assert result.exit_code == 0
+    for command in ("bans", "ban", "unban", "reset", "status", "config"):
+        assert f"  {command} " in result.stdout
+
+
+# --- with the memory storage --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["bans"], id="bans"),
+        pytest.param(["ban", IP], id="ban"),
+        pytest.param(["ban", IP, "--duration", "60"], id="ban --duration"),
+        pytest.param(["unban", IP], id="unban"),
+        pytest.param(["reset", IP], id="reset"),
+    ],
+)
+def test_live_state_commands_refuse_with_memory_storage(args: list[str]) -> None:
+    app, gk = make_app()
+
+    result = run(app, *args)
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(MEMORY_NOTE_START)
+    assert "GATEKEEPER_STORAGE_URI=redis://" in result.stderr
+    with app.app_context():
+        assert gk.bans() == {}  # and nothing was done
+
+
+def test_memory_storage_is_refused_when_given_as_a_uri() -> None:
+    app, _ = make_app({"GATEKEEPER_STORAGE_URI": "memory://"})
+
+    result = run(app, "bans")
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith(MEMORY_NOTE_START)
+
+
+def test_status_prints_rules_and_storage() -> None:
+    app, _ = make_app()
+
+    result = run(app, "status")
+
+    assert result.exit_code == 0
+    assert lines(result) == [
+        "enabled: True",
+        "storage: MemoryStorage(max_clients=100000)",
+        "rate limit: 20 requests in a 1s window",
+        "rate limit: 100 requests in a 10s window",
+        "ban rule: reported 3 times in a 10s window",
+    ]
+
+
+def test_status_of_a_client_with_memory_storage_points_to_redis() -> None:
+    app, _ = make_app()
+
+    result = run(app, "status", IP)
+
+    assert result.exit_code == 1
+    assert lines(result)[:2] == ["enabled: True", "storage: MemoryStorage(max_clients=100000)"]
+    assert result.stderr.startswith(MEMORY_NOTE_START)
+
+
+def test_status_of_a_dry_run_without_rules(clock: FakeClock) -> None:
+    app, _ = make_app(
+        dry_run=True,
+        ban_rule=None,
+        rate_limit_rules=None,
+        storage=MemoryStorage(max_clients=50, clock=clock),
+    )
+
+    result = run(app, "status")
+
+    assert result.exit_code == 0
+    assert lines(result) == [
+        "enabled: True (dry run)",
+        "storage: MemoryStorage(max_clients=50)",
+        "ban rule: none",
+    ]
+
+
+def test_status_when_disabled() -> None:
+    app, _ = make_app({"GATEKEEPER_ENABLED": False})
+
+    assert lines(run(app, "status"))[0] == "enabled: False"
+
+
+def test_commands_on_an_app_without_gatekeeper() -> None:
+    app = Flask("bare")
+
+    result = run(app, "status")
+
+    assert result.exit_code == 1
+    assert result.stderr == "Error: 'bare' has no GateKeeper (call init_app)\n"
+
+
+# --- config -------------------------------------------------------------------------------
+
+
+def test_config_prints_every_key_and_where_it_comes_from() -> None:
+    app, _ = make_app(
+        {
+            "GATEKEEPER_HEADERS": "both",
+            "GATEKEEPER_DRY_RUN": True,  # the constructor wins
+            "GATEKEEPER_IPV6_PREFIX": 56,
+        },
+        dry_run=False,
+    )
+
+    result = run(app, "config")
+
+    assert result.exit_code == 0
+    assert lines(result) == [
+        "GATEKEEPER_ENABLED  (default)",
+        "GATEKEEPER_BAN_RULE = {'count': 3, 'window': 10, 'duration': 600}"
+        "  (GateKeeper(ban_rule=...))",
+        "GATEKEEPER_RATE_LIMIT_RULES = [{'count': 20, 'window': 1}, {'count': 100, 'window': 10}]"
+        "  (GateKeeper(rate_limit_rules=...))",
+        "GATEKEEPER_IP_HEADER  (default)",
+        "GATEKEEPER_EXCLUDED_METHODS  (default)",
+        "GATEKEEPER_STORAGE_URI  (default)",
+        "GATEKEEPER_MAX_CLIENTS  (default)",
+        "GATEKEEPER_TRUSTED_PROXIES  (default)",
+        "GATEKEEPER_IPV6_PREFIX = 56  (app.config)",
+        "GATEKEEPER_ALLOWLIST  (default)",
+        "GATEKEEPER_DENYLIST  (default)",
+        "GATEKEEPER_KEY_FUNC  (default)",
+        "GATEKEEPER_KEY_PREFIX  (default)",
+        "GATEKEEPER_FAIL_OPEN  (default)",
+        "GATEKEEPER_HEADERS = 'both'  (app.config)",
+        "GATEKEEPER_DRY_RUN = False  (GateKeeper(dry_run=...))",
+        "GATEKEEPER_REPORT_RATE_LIMITED  (default)",
+    ]
+
+
+def test_config_lists_each_key_once() -> None:
+    app, _ = make_app()
+
+    keys = [line.split()[0] for line in lines(run(app, "config"))]
+
+    assert keys == list(CONFIG_KEYS.values())
+    assert len(set(keys)) == len(keys)
+    assert all(key.startswith("GATEKEEPER_") for key in keys)
+
+
+def test_config_works_with_memory_storage_given_as_an_object(clock: FakeClock) -> None:
+    app, _ = make_app(storage=MemoryStorage(clock=clock))
+
+    result = run(app, "config")
+
+    assert result.exit_code == 0
+    assert (
+        "GATEKEEPER_STORAGE_URI = MemoryStorage(max_clients=100000)  (GateKeeper(storage=...))"
+        in lines(result)
+    )
+
+
+# --- live state (a shared storage) --------------------------------------------------------
+
+
+def test_ban_list_status_unban(shared: tuple[Flask, GateKeeper], clock: FakeClock) -> None:
+    app, gk = shared
+
+    assert run(app, "bans").stdout == "no active bans\n"
+
+    result = run(app, "ban", IP, "--duration", "60")
+    assert (result.exit_code, result.stdout) == (0, f"banned {IP} for 60s\n")
+    assert run(app, "bans").stdout == f"{IP}\t60s left\n"
+    assert status_of(app, IP) == 403  # the server sees the CLI's ban
+    with app.app_context():
+        assert gk.banned_for(IP) == 60
+
+    clock.advance(15)
+    assert run(app, "bans").stdout == f"{IP}\t45s left\n"
+    status = run(app, "status", IP)
+    assert status.exit_code == 0
+    assert lines(status) == [
+        "enabled: True",
+        "storage: SharedStorage()",
+        "rate limit: 20 requests in a 1s window",
+        "rate limit: 100 requests in a 10s window",
+        "ban rule: reported 3 times in a 10s window",
+        f"{IP}: banned for 45s",
+    ]
+
+    result = run(app, "unban", IP)
+    assert (result.exit_code, result.stdout) == (0, f"unbanned {IP}\n")
+    assert status_of(app, IP) == 200
+    assert run(app, "unban", IP).stdout == f"{IP} was not banned\n"
+    assert lines(run(app, "status", IP))[-1] == f"{IP}: not banned"
+    assert run(app, "bans").stdout == "no active bans\n"
+
+
+def test_ban_defaults_to_the_ban_rules_duration(shared: tuple[Flask, GateKeeper]) -> None:
+    app, _ = shared
+
+    result = run(app, "ban", IP)
+
+    assert (result.exit_code, result.stdout) == (0, f"banned {IP} for 600s\n")
+
+
+def test_bans_lists_the_longest_first(shared: tuple[Flask, GateKeeper]) -> None:
+    app, _ = shared
+    for ip, duration in [("10.0.0.3", "30"), (IP, "90"), (OTHER_IP, "60")]:
+        assert run(app, "ban", ip, "--duration", duration).exit_code == 0
+
+    assert lines(run(app, "bans")) == [
+        f"{IP}\t90s left",
+        f"{OTHER_IP}\t60s left",
+        "10.0.0.3\t30s left",
+    ]
+
+
+def test_ban_normalises_the_ip(shared: tuple[Flask, GateKeeper]) -> None:
+    app, _ = shared
+
+    assert run(app, "ban", "2001:db8::1", "--duration", "60").exit_code == 0
+    assert run(app, "ban", "::ffff:10.0.0.7", "--duration", "30").exit_code == 0
+
+    assert lines(run(app, "bans")) == ["2001:db8::/64\t60s left", "10.0.0.7\t30s left"]
+    assert status_of(app, "2001:db8::ffff") == 403
+    assert status_of(app, "10.0.0.7") == 403
+    assert run(app, "unban", "10.0.0.7").stdout == "unbanned 10.0.0.7\n"
+
+
+def test_reset_clears_counters_and_ban(shared: tuple[Flask, GateKeeper]) -> None:
+    app, _ = shared
+    client = app.test_client()
+    assert [client.get("/", environ_base={"REMOTE_ADDR": IP}).status_code for _ in range(21)] == [
+        200
+    ] * 20 + [429]
+    assert run(app, "ban", OTHER_IP).exit_code == 0
+
+    for ip in (IP, OTHER_IP):
+        result = run(app, "reset", ip)
+        assert (result.exit_code, result.stdout) == (0, f"reset {ip}\n")
+
+    assert status_of(app, IP) == 200
+    assert status_of(app, OTHER_IP) == 200
+    assert run(app, "bans").stdout == "no active bans\n"
+    assert run(app, "reset", "192.0.2.1").exit_code == 0  # unknown: no error
+
+
+@pytest.mark.parametrize(
+    ("duration", "message"),
+    [
+        pytest.param("-5", "'duration' must be a positive number of seconds, got -5.0", id="-5"),
+        pytest.param("0", "'duration' must be a positive number of seconds, got 0.0", id="0"),
+        pytest.param("inf", "'duration' must be a positive number of seconds, got inf", id="inf"),
+    ],
+)
+def test_bad_duration_fails_clearly(
+    shared: tuple[Flask, GateKeeper], duration: str, message: str
+) -> None:
+    app, gk = shared
+
+    result = run(app, "ban", IP, "--duration", duration)
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == f"Error: ban(): {message}\n"
+    with app.app_context():
+        assert gk.bans() == {}
+
+
+def test_non_numeric_duration_is_a_usage_error(shared: tuple[Flask, GateKeeper]) -> None:
+    app, _ = shared
+
+    result = run(app, "ban", IP, "--duration", "soon")
+
+    assert result.exit_code == 2
+    assert "Invalid value for '--duration': 'soon' is not a valid float." in result.stderr
+
+
+def test_ban_without_duration_or_ban_rule_fails_clearly(clock: FakeClock) -> None:
+    app, _ = make_app(ban_rule=None, storage=SharedStorage(clock))
+
+    result = run(app, "ban", IP)
+
+    assert result.exit_code == 1
+    assert result.stderr == "Error: ban(): give a duration, or configure a ban_rule\n"
+
+
+def test_seconds_left_round_up_like_retry_after(
+    shared: tuple[Flask, GateKeeper], clock: FakeClock
+) -> None:
+    app, _ = shared
+    assert run(app, "ban", IP, "--duration", "60").exit_code == 0
+    clock.advance(57.5)
+    retry_after = (
+        app.test_client().get("/", environ_base={"REMOTE_ADDR": IP}).headers["Retry-After"]
+    )
+    assert retry_after == "3"
+
+    assert run(app, "bans").stdout == f"{IP}\t3s left\n"
+    clock.advance(2.1)
+    assert run(app, "bans").stdout == f"{IP}\t1s left\n"
+    assert lines(run(app, "status", IP))[-1] == f"{IP}: banned for 1s"

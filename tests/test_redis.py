@@ -1,0 +1,909 @@
+"""``RedisStorage`` against a real ``redis-server``: one round trip, one clock, tidy keys,
+faults that never become 500s, and exact limits across processes and cluster nodes.
+
+Servers come from ``redis_server.py``: each on a free loopback port (or a Unix socket) in its
+own directory, persistence off, stopped by PID. Without a ``redis-server`` binary these tests
+skip, except under CI (``CI`` set), where they fail: CI must run them.
+
+Round trips are counted with ``MONITOR``: a command a script runs inside Redis is marked
+``lua`` there and is not a round trip. No test sleeps to wait for a window but one, which
+polls a 0.3 s window in real time because the server's clock cannot be moved.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+from flask import Flask, request
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from flask_gatekeeper import BanRule, ConfigError, GateKeeper, Rule, StorageError, outage
+from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
+from flask_gatekeeper.testing import FakeClock
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.cluster import RedisCluster
+    from redis.retry import Retry
+
+    from flask_gatekeeper.storage.redis import RedisStorage
+    from redis_server import HOST, RedisServer, free_port, redis_cluster, require, wait_until
+except ImportError:  # pragma: no cover - only without the redis extra
+    if os.environ.get("CI"):
+        raise
+    pytest.skip(
+        'redis-py is not installed: pip install "flask-gatekeeper[redis]"',
+        allow_module_level=True,
+    )
+
+pytestmark = pytest.mark.redis
+
+IP = "203.0.113.7"
+OTHER_IP = "198.51.100.9"
+SEED_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
+SEED_BAN_RULE = {"count": 3, "window": 10, "duration": 600}
+MONITOR_END = "gatekeeper-test-end-of-monitor"
+
+AppFactory = Callable[..., "tuple[Flask, GateKeeper]"]
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """One server for the tests that do not stop it; ``redis`` empties it before each."""
+    require("redis-server")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A server of the test's own, free to stop and start again."""
+    require("redis-server")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_db(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the shared server, which starts the test empty."""
+    client = redis_server.client(decode_responses=True)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_app() -> Iterator[AppFactory]:
+    """Build an app on Redis: ``make(storage, **options)`` with the seed's rules, ban rule
+    and excluded methods by default.
+
+    Routes: ``GET /`` says hello; ``GET /burst`` has its own rule (2 per minute) on top of the
+    global ones; ``POST /login`` reports the client (401 ``banned`` when that report bans);
+    ``GET /health`` is bypassed. ``fail_open`` is False unless given, so a storage error
+    shows as a 503 instead of hiding behind an admitted request. The Redis client of
+    every app built is closed at the end.
+    """
+    apps: list[Flask] = []
+
+    def make(
+        storage: object = None, *, config: Optional[dict[str, Any]] = None, **options: Any
+    ) -> tuple[Flask, GateKeeper]:
+        app = Flask(__name__)
+        app.config.update(config or {})
+        options.setdefault("rate_limit_rules", SEED_RULES)
+        options.setdefault("ban_rule", SEED_BAN_RULE)
+        options.setdefault("excluded_methods", ["HEAD"])
+        options.setdefault("fail_open", False)
+        gk = GateKeeper(app, storage=storage, **options)
+        apps.append(app)
+
+        @app.route("/")
+        def index() -> str:
+            return "hello"
+
+        @app.route("/burst")
+        @gk.specific(rate_limit_rules=[{"count": 2, "window": 60}])
+        def burst() -> str:
+            return "burst"
+
+        @app.route("/login", methods=["POST"])
+        def login() -> tuple[str, int]:
+            return ("banned" if gk.report() else "bad password"), 401
+
+        @app.route("/health")
+        @gk.bypass
+        def health() -> str:
+            return "ok"
+
+        return app, gk
+
+    yield make
+    for app in apps:
+        storage = app.extensions["gatekeeper"].settings.storage
+        if isinstance(storage, RedisStorage):
+            storage.client.close()
+
+
+def get(client: FlaskClient, path: str = "/", ip: str = IP) -> TestResponse:
+    return client.get(path, environ_base={"REMOTE_ADDR": ip})
+
+
+def login(client: FlaskClient, ip: str = IP) -> TestResponse:
+    return client.post("/login", environ_base={"REMOTE_ADDR": ip})
+
+
+def statuses(client: FlaskClient, count: int, path: str = "/", ip: str = IP) -> list[int]:
+    return [get(client, path, ip).status_code for _ in range(count)]
+
+
+def client_keys(db: redis.Redis, ip: str = IP, prefix: str = "gatekeeper:") -> list[str]:
+    return sorted(str(key) for key in db.scan_iter(match=f"{prefix}{{{ip}}}:*"))
+
+
+def client_commands(server: RedisServer, action: Callable[[], object]) -> list[str]:
+    """The commands clients (not scripts) sent to the server while ``action`` ran."""
+    watcher = server.client(socket_timeout=5)
+    marker = server.client()
+    try:
+        marker.ping()  # its connection handshake happens now, not among the counted commands
+        with watcher.monitor() as monitor:  # type: ignore[no-untyped-call]
+            action()
+            marker.echo(MONITOR_END)
+            commands: list[str] = []
+            while True:
+                entry = monitor.next_command()
+                if entry["command"] == f"ECHO {MONITOR_END}":
+                    return commands
+                if entry["client_type"] != "lua":
+                    commands.append(entry["command"])
+    finally:
+        watcher.close()
+        marker.close()
+
+
+def script_runs(commands: list[str]) -> list[str]:
+    """``EVALSHA`` commands as the suffix of their first key (``ban``: a hit, ``reports``:
+    a report); anything else as itself, so a stray command fails the comparison."""
+    runs = []
+    for command in commands:
+        parts = command.split(" ")
+        if parts[0].upper() == "EVALSHA" and int(parts[2]) > 0:
+            runs.append(parts[3].rpartition(":")[2])
+        else:
+            runs.append(command)
+    return runs
+
+
+# --- one round trip per request ------------------------------------------------------------------
+
+
+def test_one_round_trip_per_request_and_per_report(
+    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+) -> None:
+    app, gk = make_app(redis_server.url)  # two global rules and a ban rule
+    client = app.test_client()
+    assert get(client, ip=OTHER_IP).status_code == 200  # loads the scripts, opens a connection
+    assert login(client, ip=OTHER_IP).status_code == 401
+
+    def report_outside_a_request() -> bool:
+        with app.app_context():
+            return gk.report(ip=IP)
+
+    # (what, outcome, scripts run: "ban" for a request's hit, "reports" for a report)
+    cases: list[tuple[Callable[[], object], object, list[str]]] = [
+        (lambda: get(client).status_code, 200, ["ban"]),
+        (lambda: get(client, "/burst").status_code, 200, ["ban"]),  # 3 rules, 2 scopes
+        (lambda: login(client).get_data(as_text=True), "bad password", ["ban", "reports"]),
+        (report_outside_a_request, False, ["reports"]),  # the second report
+        (lambda: get(client, "/health").status_code, 200, []),  # bypassed: Redis not asked
+        (lambda: login(client).get_data(as_text=True), "banned", ["ban", "reports"]),
+        (lambda: get(client).status_code, 403, ["ban"]),
+        # an excluded method: not counted, but the ban check is still one script
+        (lambda: client.head("/", environ_base={"REMOTE_ADDR": IP}).status_code, 403, ["ban"]),
+    ]
+    for number, (action, outcome, scripts) in enumerate(cases):
+        seen: list[object] = []
+        commands = client_commands(redis_server, lambda: seen.append(action()))  # noqa: B023
+        assert (seen, script_runs(commands)) == ([outcome], scripts), f"case {number}"
+
+
+def test_script_flush_reloads_the_script_by_itself(
+    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+) -> None:
+    app, gk = make_app(redis_server.url, rate_limit_rules=[{"count": 3, "window": 3600}])
+    client = app.test_client()
+    assert statuses(client, 2) == [200, 200]
+    with app.app_context():
+        assert not gk.report(ip=IP)
+    redis_db.script_flush()
+
+    responses: list[TestResponse] = []
+    commands = client_commands(redis_server, lambda: responses.append(get(client)))
+    heads = [" ".join(command.split(" ")[:2]).upper() for command in commands]
+    assert len(heads) == 3
+    assert heads[0].startswith("EVALSHA")  # answered NOSCRIPT ...
+    assert heads[1] == "SCRIPT LOAD"  # ... so redis-py loaded it ...
+    assert heads[2].startswith("EVALSHA")  # ... and ran it again
+    assert responses[0].status_code == 200  # the third of 3: the data survived the flush
+    assert get(client).status_code == 429
+
+    redis_db.script_flush()
+    with app.app_context():  # the report script reloads too
+        assert not gk.report(ip=IP)
+        assert gk.report(ip=IP)
+    assert get(client).status_code == 403
+
+
+# --- the server's clock --------------------------------------------------------------------------
+
+
+def test_without_a_clock_every_host_reads_the_server_clock(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    hosts = [RedisStorage(redis_server.client()), RedisStorage(redis_server.client())]
+    try:
+        rule = Rule(2, 10)
+        scopes = [Scope.of(GLOBAL_SCOPE, (rule,))]
+        seconds, micros = redis_db.time()
+        before = seconds * 1_000_000 + micros
+        assert hosts[0].hit(IP, scopes).admitted
+        assert hosts[1].hit(IP, scopes).admitted
+        seconds, micros = redis_db.time()
+        after = seconds * 1_000_000 + micros
+        stamps = [int(stamp) for stamp in redis_db.lrange(f"gatekeeper:{{{IP}}}:log", 0, -1)]
+        assert len(stamps) == 2
+        assert all(before <= stamp <= after for stamp in stamps)  # Redis TIME, not the host's
+
+        refusals = [host.hit(IP, scopes) for host in hosts]
+        for refusal in refusals:
+            assert not refusal.admitted
+            assert refusal.rule == rule
+            assert 9 < refusal.retry_after <= 10
+        # the same oldest stamp, read later: never a longer wait
+        assert refusals[1].retry_after <= refusals[0].retry_after
+    finally:
+        for host in hosts:
+            host.client.close()
+
+
+def test_a_sub_second_window_refuses_then_admits_again_in_real_time(
+    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+) -> None:
+    app, _ = make_app(redis_server.url, rate_limit_rules=[{"count": 1, "window": 0.3}])
+    client = app.test_client()
+    started = time.monotonic()
+    assert get(client).status_code == 200
+    refused = get(client)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+
+    admitted_at = None
+    deadline = started + 3
+    while admitted_at is None and time.monotonic() < deadline:
+        if get(client).status_code == 200:
+            admitted_at = time.monotonic()
+        else:
+            time.sleep(0.02)
+    assert admitted_at is not None, "never admitted again"
+    assert admitted_at - started >= 0.29  # not before the window ended (ms clock granularity)
+
+
+def test_an_injected_clock_replaces_the_server_clock(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    clock = FakeClock(1000.0)
+    storage = RedisStorage(redis_server.client(), clock=clock)
+    try:
+        rule = Rule(1, 10)
+        scopes = [Scope.of(GLOBAL_SCOPE, (rule,))]
+        assert storage.hit(IP, scopes).admitted
+        clock.advance(9.5)
+        refusal = storage.hit(IP, scopes)
+        assert (refusal.admitted, refusal.rule, refusal.retry_after) == (False, rule, 0.5)
+        clock.advance(0.5)  # exactly at the end of the window
+        assert storage.hit(IP, scopes).admitted
+        # stamps in microseconds of the injected clock; the log keeps only the rule's count
+        assert redis_db.lrange(f"gatekeeper:{{{IP}}}:log", 0, -1) == ["1010000000"]
+    finally:
+        storage.client.close()
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+def test_keys_carry_the_prefix_and_a_hash_tag_and_all_expire(
+    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+) -> None:
+    app, _ = make_app(redis_server.url)
+    client = app.test_client()
+    assert get(client).status_code == 200
+    assert get(client, "/burst").status_code == 200
+    assert login(client).status_code == 401
+    keys = client_keys(redis_db)
+    assert keys == [
+        f"gatekeeper:{{{IP}}}:log",
+        f"gatekeeper:{{{IP}}}:log:burst",
+        f"gatekeeper:{{{IP}}}:reports",
+    ]
+    assert redis_db.dbsize() == len(keys)  # nothing outside the client's keys
+    assert len({redis.crc.key_slot(key.encode()) for key in keys}) == 1  # one cluster slot
+    ttls = {key: redis_db.pttl(key) for key in keys}
+    assert 0 < ttls[f"gatekeeper:{{{IP}}}:log"] <= 11_000  # longest window (10 s) + 1 s
+    assert 0 < ttls[f"gatekeeper:{{{IP}}}:log:burst"] <= 61_000
+    assert 0 < ttls[f"gatekeeper:{{{IP}}}:reports"] <= 11_000  # the ban window + 1 s
+
+
+def test_a_ban_key_expires_after_the_ban_ends(
+    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+) -> None:
+    app, _ = make_app(redis_server.url)  # banned for 600 s on the third report
+    client = app.test_client()
+    for _ in range(2):
+        assert login(client).status_code == 401
+    assert login(client).get_data(as_text=True) == "banned"
+    ban_key = f"gatekeeper:{{{IP}}}:ban"
+    # the report log starts empty again (the log holds the three requests)
+    assert client_keys(redis_db) == [ban_key, f"gatekeeper:{{{IP}}}:log"]
+    # kept (for escalation) until forget_after past the end, then one more second
+    forget_after = BanRule(**SEED_BAN_RULE).forget_after
+    ttl = redis_db.pttl(ban_key)
+    assert 600_000 < ttl <= (600 + forget_after + 1) * 1000  # expires, and not before the end
+    assert get(client).status_code == 403
+
+
+def test_ban_decisions_come_from_stored_times_not_from_expiry(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    clock = FakeClock(1000.0)
+    storage = RedisStorage(redis_server.client(), clock=clock)
+    try:
+        storage.ban(IP, 60)
+        banned = storage.hit(IP, [])
+        assert (banned.admitted, banned.banned, banned.retry_after) == (False, True, 60.0)
+        clock.advance(60)  # the key is still there (it expires by the server's clock)
+        assert client_keys(redis_db) == [f"gatekeeper:{{{IP}}}:ban"]
+        assert storage.hit(IP, []).admitted
+    finally:
+        storage.client.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "config"),
+    [
+        pytest.param({"key_prefix": "shop:"}, {}, id="key_prefix"),
+        pytest.param({}, {"GATEKEEPER_KEY_PREFIX": "shop:"}, id="GATEKEEPER_KEY_PREFIX"),
+    ],
+)
+def test_a_custom_key_prefix(
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    make_app: AppFactory,
+    options: dict[str, Any],
+    config: dict[str, Any],
+) -> None:
+    app, _ = make_app(redis_server.url, config=config, **options)
+    client = app.test_client()
+    assert get(client).status_code == 200
+    assert login(client).status_code == 401
+    keys = sorted(str(key) for key in redis_db.scan_iter())
+    assert keys == [f"shop:{{{IP}}}:log", f"shop:{{{IP}}}:reports"]
+    assert all(redis_db.pttl(key) > 0 for key in keys)
+
+
+def memory_usage(db: redis.Redis, ip: str) -> int:
+    sizes = [db.memory_usage(key, samples=0) for key in client_keys(db, ip)]
+    return sum(size or 0 for size in sizes)
+
+
+def test_memory_per_client_with_the_seed_rules(
+    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+) -> None:
+    app, _ = make_app(redis_server.url)
+    client = app.test_client()
+    assert statuses(client, 1) == [200]
+    after_one = memory_usage(redis_db, IP)
+    assert statuses(client, 19) == [200] * 19  # 20 in a second: the 20/1 s rule is not full
+    after_twenty = memory_usage(redis_db, IP)
+    assert 0 < after_one < 1024
+    assert after_one < after_twenty < 1024
+    assert len(client_keys(redis_db)) == 1  # one list holds a client's global log
+
+
+# --- how the storage is given --------------------------------------------------------------------
+
+
+def test_a_redis_url(
+    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+) -> None:
+    app, _ = make_app(redis_server.url, rate_limit_rules=[{"count": 2, "window": 60}])
+    assert isinstance(app.extensions["gatekeeper"].settings.storage, RedisStorage)
+    assert statuses(app.test_client(), 3) == [200, 200, 429]
+    assert client_keys(redis_db) == [f"gatekeeper:{{{IP}}}:log"]
+
+
+def test_the_storage_uri_config_key(
+    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+) -> None:
+    app, _ = make_app(
+        config={"GATEKEEPER_STORAGE_URI": redis_server.url},
+        rate_limit_rules=[{"count": 2, "window": 60}],
+    )
+    assert statuses(app.test_client(), 3) == [200, 200, 429]
+    assert client_keys(redis_db) == [f"gatekeeper:{{{IP}}}:log"]
+
+
+def test_a_unix_socket_url(make_app: AppFactory) -> None:
+    require("redis-server")
+    with RedisServer(unix_socket=True, tcp=False) as server:
+        app, _ = make_app(server.unix_url, rate_limit_rules=[{"count": 2, "window": 60}])
+        assert statuses(app.test_client(), 3) == [200, 200, 429]
+        db = server.client(decode_responses=True)
+        try:
+            assert client_keys(db) == [f"gatekeeper:{{{IP}}}:log"]
+        finally:
+            db.close()
+
+
+def test_a_ready_client_object(
+    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+) -> None:
+    given = redis_server.client()
+    try:
+        app, _ = make_app(given, rate_limit_rules=[{"count": 2, "window": 60}], key_prefix="a:")
+        storage = app.extensions["gatekeeper"].settings.storage
+        assert isinstance(storage, RedisStorage)
+        assert storage.client is given
+        assert statuses(app.test_client(), 3) == [200, 200, 429]
+        assert client_keys(redis_db, prefix="a:") == [f"a:{{{IP}}}:log"]
+    finally:
+        given.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "config", "named"),
+    [
+        pytest.param({"storage": "redis://:nope"}, {}, "storage", id="option"),
+        pytest.param(
+            {},
+            {"GATEKEEPER_STORAGE_URI": "redis://:nope"},
+            "GATEKEEPER_STORAGE_URI",
+            id="config",
+        ),
+    ],
+)
+def test_a_bad_url_names_the_option(
+    options: dict[str, Any], config: dict[str, Any], named: str
+) -> None:
+    app = Flask(__name__)
+    app.config.update(config)
+    with pytest.raises(ConfigError, match=rf"^{named}: .*redis://:nope"):
+        GateKeeper(app, **options)
+
+
+def test_redis_errors_become_one_storage_error() -> None:
+    nobody_listens = free_port()
+    storage = RedisStorage(redis.Redis(host=HOST, port=nobody_listens, retry=Retry(NoBackoff(), 0)))
+    try:
+        with pytest.raises(StorageError) as caught:
+            storage.hit(IP, [Scope.of(GLOBAL_SCOPE, (Rule(1, 1),))])
+        assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    finally:
+        storage.client.close()
+
+
+# --- exact limits under concurrency --------------------------------------------------------------
+
+
+def test_threads_never_get_more_than_the_limit(
+    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+) -> None:
+    app, _ = make_app(redis_server.url, rate_limit_rules=[{"count": 50, "window": 3600}])
+
+    def burst(_: int) -> list[int]:
+        return statuses(app.test_client(), 25)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [status for batch in pool.map(burst, range(8)) for status in batch]
+    assert Counter(results) == {200: 50, 429: 150}
+    assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 50
+
+
+# --- storage outages -----------------------------------------------------------------------------
+
+
+def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == "flask_gatekeeper" and record.levelno == logging.WARNING
+    ]
+
+
+def concurrent_responses(app: Flask, threads: int, each: int) -> list[TestResponse]:
+    def burst(_: int) -> list[TestResponse]:
+        client = app.test_client()
+        return [get(client) for _ in range(each)]
+
+    with ThreadPoolExecutor(threads) as pool:
+        return [response for batch in pool.map(burst, range(threads)) for response in batch]
+
+
+@pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
+def test_redis_stopped_mid_traffic_and_started_again(
+    own_server: RedisServer,
+    make_app: AppFactory,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    fail_open: bool,
+) -> None:
+    monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)  # ask Redis again on every request
+    caplog.set_level(logging.INFO, logger="flask_gatekeeper")
+    app, _ = make_app(
+        own_server.url,
+        rate_limit_rules=[{"count": 5, "window": 3600}],
+        fail_open=None if fail_open else False,  # None: the default, fail open
+    )
+    guard = app.extensions["gatekeeper"].guard
+    client = app.test_client()
+    assert statuses(client, 3) == [200] * 3
+
+    own_server.stop()
+    during = concurrent_responses(app, threads=4, each=5)
+    if fail_open:
+        assert [response.status_code for response in during] == [200] * 20
+        assert login(client).status_code == 401  # report() fails quietly: not a 500
+        assert guard.errors == 22  # every request asked (the retry interval is 0), and report()
+    else:
+        assert [response.status_code for response in during] == [503] * 20
+        assert {response.headers.get("Retry-After") for response in during} == {"1"}
+        assert login(client).status_code == 503
+        assert guard.errors == 21  # every request asked (the retry interval is 0)
+    assert guard.down
+
+    own_server.start()  # same port, empty: the pooled connections are dead
+    assert statuses(client, 6) == [200] * 5 + [429]  # limits enforced again
+    assert not guard.down
+    assert guard.outages == 1
+    warnings = outage_warnings(caplog)
+    assert len(warnings) == 1
+    assert ("admitting" if fail_open else "refusing (503)") in warnings[0].getMessage()
+
+
+def test_a_down_redis_is_asked_once_per_retry_interval(
+    own_server: RedisServer, make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flask_gatekeeper")
+    app, _ = make_app(own_server.url, fail_open=False)
+    guard = app.extensions["gatekeeper"].guard
+    client = app.test_client()
+    assert statuses(client, 1) == [200]
+    own_server.stop()
+    assert statuses(client, 5) == [503] * 5  # well within RETRY_INTERVAL (1 s)
+    assert guard.errors == 1  # the first request asked; the others did not wait for Redis
+    assert guard.outages == 1
+    assert len(outage_warnings(caplog)) == 1
+
+
+def test_reports_do_not_ask_a_down_redis_within_the_retry_interval(
+    own_server: RedisServer, make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flask_gatekeeper")
+    app, _ = make_app(own_server.url, fail_open=None)  # the default: fail open
+    guard = app.extensions["gatekeeper"].guard
+    client = app.test_client()
+    assert statuses(client, 1) == [200]
+    own_server.stop()
+    assert statuses(client, 1) == [200]  # asks, fails, starts the outage
+    assert guard.errors == 1
+    responses = [login(client) for _ in range(3)]  # admitted unasked, then report()
+    assert [response.status_code for response in responses] == [401] * 3  # never a 500
+    assert guard.errors == 1  # a stalled Redis would cost a timeout per report
+
+
+# --- several processes ---------------------------------------------------------------------------
+
+
+APP_MODULE = textwrap.dedent(
+    """
+    import os
+
+    from flask import Flask, request
+
+    from flask_gatekeeper import GateKeeper
+
+    app = Flask(__name__)
+    app.config["GATEKEEPER_STORAGE_URI"] = os.environ["GK_TEST_REDIS_URL"]
+    gk = GateKeeper(
+        app,
+        trusted_proxies=1,
+        rate_limit_rules=[{"count": 100, "window": 3600}],
+        ban_rule={"count": 3, "window": 60, "duration": 600},
+        fail_open=False,
+    )
+
+
+    @app.after_request
+    def tag(response):
+        response.headers["X-Pid"] = str(os.getpid())
+        return response
+
+
+    @app.route("/")
+    def index():
+        return "hello"
+
+
+    @app.route("/login", methods=["POST"])
+    def login():
+        return ("banned" if gk.report() else "bad password"), 401
+
+
+    @app.route("/health")
+    @gk.bypass
+    def health():
+        return "ok"
+    """
+)
+
+
+class HttpResult:
+    def __init__(self, port: int, status: int, headers: dict[str, str], body: str) -> None:
+        self.port = port
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def http_request(port: int, method: str = "GET", path: str = "/", ip: str = IP) -> HttpResult:
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        connection.request(method, path, headers={"X-Forwarded-For": ip})
+        response = connection.getresponse()
+        body = response.read().decode()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return HttpResult(port, response.status, headers, body)
+    finally:
+        connection.close()
+
+
+class AppProcess:
+    """An app server in its own process group (gunicorn, or werkzeug through ``flask run``)."""
+
+    def __init__(self, command: list[str], port: int, directory: Path, redis_url: str) -> None:
+        self.command = command
+        self.port = port
+        self.directory = directory
+        self.env = {**os.environ, "GK_TEST_REDIS_URL": redis_url}
+        self.log_path = directory / f"server-{port}.log"
+        self.process: Optional[subprocess.Popen[bytes]] = None
+        self.workers = 0
+
+    @classmethod
+    def gunicorn(cls, directory: Path, redis_url: str, workers: int) -> AppProcess:
+        port = free_port()
+        command = [sys.executable, "-m", "gunicorn", "-w", str(workers)]
+        command += ["-b", f"{HOST}:{port}", "--chdir", str(directory), "gk_app:app"]
+        server = cls(command, port, directory, redis_url)
+        server.workers = workers
+        return server
+
+    @classmethod
+    def werkzeug(cls, directory: Path, redis_url: str) -> AppProcess:
+        port = free_port()
+        command = [sys.executable, "-m", "flask", "--app", "gk_app", "run"]
+        command += ["--host", HOST, "--port", str(port), "--with-threads"]
+        return cls(command, port, directory, redis_url)
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.command} exited:\n{self.log_path.read_text()[-3000:]}")
+        try:
+            if http_request(self.port, path="/health").status != 200:
+                return False
+        except OSError:
+            return False
+        booted = self.log_path.read_text().count("Booting worker with pid")
+        return booted >= self.workers
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=self.directory,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_until(self._ready, 30, f"{self.command[2]} on port {self.port}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the whole process group (the master and its workers) and wait."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(15)
+        except ProcessLookupError:
+            process.wait(15)
+
+
+@pytest.fixture
+def app_directory(tmp_path: Path) -> Path:
+    require("redis-server")
+    (tmp_path / "gk_app.py").write_text(APP_MODULE)
+    return tmp_path
+
+
+@pytest.fixture
+def app_processes() -> Iterator[list[AppProcess]]:
+    """Collects the app servers a test starts, and stops them all at the end."""
+    started: list[AppProcess] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def test_four_gunicorn_workers_and_a_second_process_share_one_exact_limit(
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    app_directory: Path,
+    app_processes: list[AppProcess],
+) -> None:
+    gunicorn = AppProcess.gunicorn(app_directory, redis_server.url, workers=4)
+    werkzeug = AppProcess.werkzeug(app_directory, redis_server.url)
+    for server in (gunicorn, werkzeug):
+        app_processes.append(server)
+        server.start()
+    ports = [gunicorn.port, werkzeug.port]
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(lambda i: http_request(ports[i % 2]), range(400)))
+
+    assert Counter(result.status for result in results) == {200: 100, 429: 300}
+    assert all(result.headers.get("retry-after") for result in results if result.status == 429)
+    gunicorn_pids = {result.headers["x-pid"] for result in results if result.port == gunicorn.port}
+    werkzeug_pids = {result.headers["x-pid"] for result in results if result.port == werkzeug.port}
+    assert len(gunicorn_pids) >= 2  # several workers took part
+    assert len(werkzeug_pids) == 1
+    assert gunicorn_pids.isdisjoint(werkzeug_pids)
+    assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 100
+
+
+def test_a_ban_survives_an_app_restart(
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    app_directory: Path,
+    app_processes: list[AppProcess],
+) -> None:
+    server = AppProcess.gunicorn(app_directory, redis_server.url, workers=2)
+    app_processes.append(server)
+    server.start()
+    bodies = [http_request(server.port, "POST", "/login").body for _ in range(3)]
+    assert bodies == ["bad password", "bad password", "banned"]
+    assert http_request(server.port).status == 403
+
+    server.stop()
+    server.start()
+    refused = http_request(server.port)
+    assert refused.status == 403
+    assert 590 <= int(refused.headers["retry-after"]) <= 600
+    assert http_request(server.port, ip=OTHER_IP).status == 200
+
+
+# --- Redis Cluster -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster_nodes() -> Iterator[list[RedisServer]]:
+    require("redis-server", "redis-cli")
+    with redis_cluster(3) as nodes:
+        yield nodes
+
+
+@pytest.fixture
+def cluster_client(cluster_nodes: list[RedisServer]) -> Iterator[RedisCluster]:
+    client = RedisCluster(host=HOST, port=cluster_nodes[0].port)
+    yield client
+    client.close()
+
+
+def test_a_cluster_client_keeps_exact_limits_for_clients_on_every_node(
+    cluster_nodes: list[RedisServer], cluster_client: RedisCluster, make_app: AppFactory
+) -> None:
+    app, gk = make_app(cluster_client, rate_limit_rules=[{"count": 5, "window": 3600}])
+    guard = app.extensions["gatekeeper"].guard
+    client = app.test_client()
+    ips = [f"10.0.{n // 250}.{n % 250 + 1}" for n in range(300)]
+    for ip in ips:  # every script's keys on one slot: ban, reports and one or two logs
+        assert statuses(client, 3, ip=ip) == [200, 200, 200], ip
+        assert get(client, "/burst", ip).status_code == 200
+        assert login(client, ip).status_code == 401  # the fifth request, and a report
+        assert get(client, ip=ip).status_code == 429
+    with app.app_context():
+        assert not gk.report(ip=ips[0])
+        assert gk.report(ip=ips[0])  # the third report bans
+    assert get(client, ip=ips[0]).status_code == 403
+    assert get(client, ip=ips[1]).status_code == 429
+    assert guard.errors == 0  # no CROSSSLOT, no other error
+
+    per_node = []
+    for node in cluster_nodes:
+        db = node.client(decode_responses=True)
+        try:
+            per_node.append({str(key) for key in db.scan_iter(match="gatekeeper:*")})
+        finally:
+            db.close()
+    assert all(len(keys) > 100 for keys in per_node)  # about 100 clients on each node
+    assert set().union(*per_node) == {
+        f"gatekeeper:{{{ip}}}:{suffix}" for ip in ips for suffix in ("log", "log:burst", "reports")
+    } - {f"gatekeeper:{{{ips[0]}}}:reports"} | {f"gatekeeper:{{{ips[0]}}}:ban"}
+    for ip in ips:  # every key of a client sits on one node
+        holders = [keys for keys in per_node if f"gatekeeper:{{{ip}}}:log" in keys]
+        assert len(holders) == 1, ip
+        assert all(key in holders[0] for key in set().union(*per_node) if f"{{{ip}}}" in key)
+
+
+@pytest.mark.parametrize("anonymous", ["", "}guest"])
+def test_any_client_key_works_in_a_cluster(
+    cluster_client: RedisCluster, make_app: AppFactory, anonymous: str
+) -> None:
+    app, _ = make_app(
+        cluster_client,
+        rate_limit_rules=[{"count": 2, "window": 3600}],
+        key_func=lambda: request.headers.get("X-User", anonymous),
+    )
+    client = app.test_client()
+    assert statuses(client, 3) == [200, 200, 429]  # as in memory and in a single Redis
+
+
+def test_a_cluster_that_lost_a_slot_fails_open_not_500(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    require("redis-server", "redis-cli")
+    caplog.set_level(logging.INFO, logger="flask_gatekeeper")
+    with redis_cluster(3) as nodes:
+        cluster = RedisCluster(host=HOST, port=nodes[0].port)
+        try:
+            app, _ = make_app(cluster, fail_open=None)  # the default: fail open
+            client = app.test_client()
+            assert statuses(client, 1) == [200]
+            slot = redis.crc.key_slot(f"gatekeeper:{{{IP}}}:ban".encode())
+            for node in nodes:  # as if its primary were lost with no replica
+                db = node.client()
+                try:
+                    db.cluster("DELSLOTS", slot)
+                finally:
+                    db.close()
+            assert statuses(client, 2) == [200, 200]  # fail open, as for any outage
+            assert app.extensions["gatekeeper"].guard.outages == 1
+            assert len(outage_warnings(caplog)) == 1
+        finally:
+            cluster.close()

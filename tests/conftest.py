@@ -6,6 +6,7 @@ moves it with ``clock.advance(...)`` or ``clock.set(...)`` instead of sleeping.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
 import pytest
@@ -24,6 +25,17 @@ SEED_OPTIONS: dict[str, Any] = {
 """The seed's configuration (flask-gatekeeper 1.0's README), as constructor keywords."""
 
 AppFactory = Callable[..., "tuple[Flask, GateKeeper]"]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A throw-away ``redis-server`` for the whole run (skipped without one, but not
+    under CI); tests empty it themselves."""
+    from redis_server import RedisServer, require
+
+    require("redis-server")
+    with RedisServer() as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ end
 local wait, worst, index = 0, -1, 0
 for _, scope in ipairs(scopes) do
   local size = redis.call('LLEN', scope.key)
+  -- keep at least the newest `depth`, and never fewer than before (rules may have shrunk)
+  scope.keep = math.max(scope.depth, size)
   for r = 1, #scope.rules, 2 do
     local count, window = scope.rules[r], scope.rules[r + 1]
     if size >= count then
@@ -44,7 +46,7 @@ end
 
 for _, scope in ipairs(scopes) do
   redis.call('LPUSH', scope.key, int(now))
-  redis.call('LTRIM', scope.key, 0, scope.depth - 1)
+  redis.call('LTRIM', scope.key, 0, scope.keep - 1)
   expire_after(scope.key, scope.ttl)
 end
 if ARGV[2] ~= '1' then
@@ -55,7 +57,7 @@ end
 local closest, remaining, reset = -1, 0, 0
 index = 0
 for _, scope in ipairs(scopes) do
-  local stamps = redis.call('LRANGE', scope.key, 0, scope.depth - 1)
+  local stamps = redis.call('LRANGE', scope.key, 0, scope.keep - 1)
   for r = 1, #scope.rules, 2 do
     local count, window = scope.rules[r], scope.rules[r + 1]
     local used, rule_reset = 0, 0

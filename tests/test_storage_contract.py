@@ -1,16 +1,17 @@
-"""``MemoryStorage`` on its own: exact sliding logs, atomic scopes, bans, bounds, threads.
+"""The storage contract, run unchanged against every storage: exact sliding logs, atomic
+scopes, bans; then what only the memory storage promises (bounds, eviction, threads).
 
 Time only moves through ``FakeClock``; every expected wait is computed with the same float
-expression the contract states (``stamp + window - now``), so ``==`` is exact.
+expression the contract states (``stamp + window - now``), so ``==`` is exact. Times are
+multiples of 1/64 s, exact both as floats and as Redis's integer microseconds.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Union
@@ -20,7 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flask_gatekeeper import BanRule, ConfigError, ConfigTypeError, Decision, Rule
+from flask_gatekeeper.decision import Usage
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
+from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock, MemoryStorage
 
 T0 = 1000.0
@@ -30,8 +33,12 @@ def scope(name: str, *rules: Rule) -> Scope:
     return Scope.of(name, rules)
 
 
+TICK = 1 / 64
+"""The smallest step the contract tests take: exact in binary and in microseconds."""
+
+
 def just_before(moment: float) -> float:
-    return math.nextafter(moment, -math.inf)
+    return moment - TICK
 
 
 def assert_admitted(decision: Decision) -> None:
@@ -51,15 +58,38 @@ def clock() -> FakeClock:
     return FakeClock(T0)
 
 
+StorageFactory = Callable[[FakeClock], Storage]
+
+
+@pytest.fixture(scope="module", params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def make_storage(request: pytest.FixtureRequest) -> Iterator[StorageFactory]:
+    """Builds an empty storage of each kind on a given clock."""
+    if request.param == "memory":
+        yield lambda clock: MemoryStorage(clock=clock)
+        return
+    from redis import Redis
+
+    from flask_gatekeeper.storage.redis import RedisStorage
+
+    client = Redis.from_url(request.getfixturevalue("redis_url"))
+
+    def make(clock: FakeClock) -> Storage:
+        client.flushdb()
+        return RedisStorage(client, clock=clock)
+
+    yield make
+    client.close()
+
+
 @pytest.fixture
-def storage(clock: FakeClock) -> MemoryStorage:
-    return MemoryStorage(clock=clock)
+def storage(make_storage: StorageFactory, clock: FakeClock) -> Storage:
+    return make_storage(clock)
 
 
 # --- one rule: the sliding log is exact ---------------------------------------------------------
 
 
-def test_admits_count_requests_then_refuses(storage: MemoryStorage) -> None:
+def test_admits_count_requests_then_refuses(storage: Storage) -> None:
     rule = Rule(3, 10)
     scopes = [scope(GLOBAL_SCOPE, rule)]
     for _ in range(3):
@@ -69,7 +99,7 @@ def test_admits_count_requests_then_refuses(storage: MemoryStorage) -> None:
 
 @pytest.mark.parametrize("window", [0.5, 1, 2.5, 10, 3600])
 def test_a_request_stops_counting_exactly_at_its_stamp_plus_window(
-    storage: MemoryStorage, clock: FakeClock, window: float
+    storage: Storage, clock: FakeClock, window: float
 ) -> None:
     rule = Rule(1, window)
     scopes = [scope(GLOBAL_SCOPE, rule)]
@@ -82,7 +112,7 @@ def test_a_request_stops_counting_exactly_at_its_stamp_plus_window(
     assert_limited(storage.hit("c", scopes), end + window - end, rule)
 
 
-def test_the_count_th_newest_request_decides(storage: MemoryStorage, clock: FakeClock) -> None:
+def test_the_count_th_newest_request_decides(storage: Storage, clock: FakeClock) -> None:
     rule = Rule(3, 5)
     scopes = [scope(GLOBAL_SCOPE, rule)]
     for offset in (0, 1, 2):
@@ -100,7 +130,7 @@ def test_the_count_th_newest_request_decides(storage: MemoryStorage, clock: Fake
     assert_limited(storage.hit("c", scopes), T0 + 2 + 5 - (T0 + 6.25), rule)
 
 
-def test_refused_requests_are_not_counted(storage: MemoryStorage, clock: FakeClock) -> None:
+def test_refused_requests_are_not_counted(storage: Storage, clock: FakeClock) -> None:
     rule = Rule(2, 10)
     scopes = [scope(GLOBAL_SCOPE, rule)]
     assert_admitted(storage.hit("c", scopes))
@@ -120,7 +150,7 @@ def test_refused_requests_are_not_counted(storage: MemoryStorage, clock: FakeClo
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["in order", "reversed"])
 def test_retry_after_is_the_longest_wait_over_full_rules(
-    storage: MemoryStorage, clock: FakeClock, reverse: bool
+    storage: Storage, clock: FakeClock, reverse: bool
 ) -> None:
     short, long = Rule(1, 1), Rule(3, 10)
     rules = (long, short) if reverse else (short, long)
@@ -138,7 +168,7 @@ def test_retry_after_is_the_longest_wait_over_full_rules(
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["in order", "reversed"])
 def test_the_rule_with_the_longest_wait_is_named_even_if_its_window_is_shorter(
-    storage: MemoryStorage, clock: FakeClock, reverse: bool
+    storage: Storage, clock: FakeClock, reverse: bool
 ) -> None:
     one_in_5, two_in_6 = Rule(1, 5), Rule(2, 6)
     rules = (two_in_6, one_in_5) if reverse else (one_in_5, two_in_6)
@@ -150,7 +180,7 @@ def test_the_rule_with_the_longest_wait_is_named_even_if_its_window_is_shorter(
     assert_limited(storage.hit("c", scopes), T0 + 5 + 5 - (T0 + 5.5), one_in_5)
 
 
-def test_retry_after_spans_scopes(storage: MemoryStorage, clock: FakeClock) -> None:
+def test_retry_after_spans_scopes(storage: Storage, clock: FakeClock) -> None:
     global_rule, route_rule = Rule(1, 5), Rule(1, 20)
     scopes = [scope(GLOBAL_SCOPE, global_rule), scope("login", route_rule)]
     assert_admitted(storage.hit("c", scopes))
@@ -164,7 +194,7 @@ def test_retry_after_spans_scopes(storage: MemoryStorage, clock: FakeClock) -> N
 # --- atomicity: no scope records a refused request ---------------------------------------------
 
 
-def test_a_route_refusal_records_nothing_in_the_global_scope(storage: MemoryStorage) -> None:
+def test_a_route_refusal_records_nothing_in_the_global_scope(storage: Storage) -> None:
     global_scope = scope(GLOBAL_SCOPE, Rule(5, 60))
     route_scope = scope("burst", Rule(1, 60))
     assert_admitted(storage.hit("c", [global_scope, route_scope]))
@@ -175,7 +205,7 @@ def test_a_route_refusal_records_nothing_in_the_global_scope(storage: MemoryStor
     assert_limited(storage.hit("c", [global_scope]), 60.0, Rule(5, 60))
 
 
-def test_a_global_refusal_records_nothing_in_the_route_scope(storage: MemoryStorage) -> None:
+def test_a_global_refusal_records_nothing_in_the_route_scope(storage: Storage) -> None:
     global_scope = scope(GLOBAL_SCOPE, Rule(1, 60))
     route_scope = scope("burst", Rule(3, 60))
     assert_admitted(storage.hit("c", [global_scope]))
@@ -187,7 +217,7 @@ def test_a_global_refusal_records_nothing_in_the_route_scope(storage: MemoryStor
 
 
 def test_a_refusal_by_one_rule_records_nothing_for_the_others(
-    storage: MemoryStorage, clock: FakeClock
+    storage: Storage, clock: FakeClock
 ) -> None:
     fast, slow = Rule(1, 1), Rule(3, 60)
     scopes = [scope(GLOBAL_SCOPE, fast, slow)]
@@ -205,7 +235,7 @@ def test_a_refusal_by_one_rule_records_nothing_for_the_others(
 # --- independence -------------------------------------------------------------------------------
 
 
-def test_clients_are_independent(storage: MemoryStorage) -> None:
+def test_clients_are_independent(storage: Storage) -> None:
     rule = Rule(1, 60)
     scopes = [scope(GLOBAL_SCOPE, rule)]
     assert_admitted(storage.hit("10.0.0.1", scopes))
@@ -215,7 +245,7 @@ def test_clients_are_independent(storage: MemoryStorage) -> None:
     assert_limited(storage.hit("10.0.0.2", scopes), 60.0, rule)
 
 
-def test_route_scopes_are_independent(storage: MemoryStorage) -> None:
+def test_route_scopes_are_independent(storage: Storage) -> None:
     rule = Rule(1, 60)
     a, b = scope("a", rule), scope("b", rule)
     assert_admitted(storage.hit("c", [a]))
@@ -225,10 +255,10 @@ def test_route_scopes_are_independent(storage: MemoryStorage) -> None:
     assert_admitted(storage.hit("c", [scope(GLOBAL_SCOPE, rule)]))
 
 
-def test_no_scopes_admits_and_counts_nothing(storage: MemoryStorage) -> None:
+def test_no_scopes_admits_and_counts_nothing(storage: Storage) -> None:
     for _ in range(100):
         assert_admitted(storage.hit("c", []))
-    assert storage.tracked == 0
+    assert getattr(storage, "tracked", 0) == 0
     assert_admitted(storage.hit("c", [scope(GLOBAL_SCOPE, Rule(1, 60))]))
 
 
@@ -236,7 +266,7 @@ def test_no_scopes_admits_and_counts_nothing(storage: MemoryStorage) -> None:
 
 
 def test_rules_growing_after_the_ring_wrapped_stay_exact(
-    storage: MemoryStorage, clock: FakeClock
+    storage: Storage, clock: FakeClock
 ) -> None:
     two_in_1 = Rule(2, 1)
     depth_2 = scope(GLOBAL_SCOPE, two_in_1)
@@ -256,19 +286,17 @@ def test_rules_growing_after_the_ring_wrapped_stay_exact(
     for offset in (1.5, 2.5, 3.5):  # the ring unrolls and grows to 5 stamps
         clock.set(T0 + offset)
         assert_admitted(storage.hit("c", [depth_5]))
-    clock.set(T0 + 3.6)  # 5th newest is T0+0.5: 3.5 < 3.6, so room
+    clock.set(T0 + 3.625)  # 5th newest is T0+0.5: 3.5 < 3.625, so room
     assert_admitted(storage.hit("c", [depth_5]))
-    clock.set(T0 + 3.7)  # stamps 1, 1.5, 2.5, 3.5, 3.6 (+T0): both rules full
-    assert_limited(storage.hit("c", [depth_5]), T0 + 3.5 + 1 - (T0 + 3.7), two_in_1)
+    clock.set(T0 + 3.75)  # stamps 1, 1.5, 2.5, 3.5, 3.625 (+T0): both rules full
+    assert_limited(storage.hit("c", [depth_5]), T0 + 3.5 + 1 - (T0 + 3.75), two_in_1)
     clock.set(T0 + 4.5)  # 3.5+1 and 1+3 are both <= 4.5
     assert_admitted(storage.hit("c", [depth_5]))
-    clock.set(T0 + 4.55)  # newest five: 1.5, 2.5, 3.5, 3.6, 4.5 (+T0)
-    assert_limited(storage.hit("c", [depth_5]), T0 + 3.6 + 1 - (T0 + 4.55), two_in_1)
+    clock.set(T0 + 4.5625)  # newest five: 1.5, 2.5, 3.5, 3.625, 4.5 (+T0)
+    assert_limited(storage.hit("c", [depth_5]), T0 + 3.625 + 1 - (T0 + 4.5625), two_in_1)
 
 
-def test_rules_shrinking_then_growing_back_stay_exact(
-    storage: MemoryStorage, clock: FakeClock
-) -> None:
+def test_rules_shrinking_then_growing_back_stay_exact(storage: Storage, clock: FakeClock) -> None:
     five_in_10, two_in_3 = Rule(5, 10), Rule(2, 3)
     depth_5, depth_2 = scope(GLOBAL_SCOPE, five_in_10), scope(GLOBAL_SCOPE, two_in_3)
     for offset in (0, 1, 2, 3, 4):
@@ -295,7 +323,7 @@ def test_rules_shrinking_then_growing_back_stay_exact(
 
 
 def test_count_reports_within_window_ban_for_duration_from_the_last(
-    storage: MemoryStorage, clock: FakeClock
+    storage: Storage, clock: FakeClock
 ) -> None:
     ban_rule = BanRule(3, 10, 600)
     assert storage.report("c", ban_rule) is None
@@ -311,7 +339,7 @@ def test_count_reports_within_window_ban_for_duration_from_the_last(
 
 
 def test_reports_spread_over_more_than_the_window_do_not_ban(
-    storage: MemoryStorage, clock: FakeClock
+    storage: Storage, clock: FakeClock
 ) -> None:
     ban_rule = BanRule(3, 10, 600)
     for offset in (0, 5, 10):  # T0 leaves the window exactly at T0+10
@@ -323,7 +351,7 @@ def test_reports_spread_over_more_than_the_window_do_not_ban(
     assert storage.hit("c", []).banned
 
 
-def test_the_ban_ends_exactly_at_its_end_time(storage: MemoryStorage, clock: FakeClock) -> None:
+def test_the_ban_ends_exactly_at_its_end_time(storage: Storage, clock: FakeClock) -> None:
     rule = Rule(1, 3600)
     assert storage.report("c", BanRule(1, 10, 2.5)) is not None
     end = T0 + 2.5
@@ -335,7 +363,7 @@ def test_the_ban_ends_exactly_at_its_end_time(storage: MemoryStorage, clock: Fak
     assert_admitted(storage.hit("c", []))
 
 
-def test_a_banned_client_is_refused_with_any_scopes(storage: MemoryStorage) -> None:
+def test_a_banned_client_is_refused_with_any_scopes(storage: Storage) -> None:
     assert storage.report("bad", BanRule(1, 10, 60)) is not None
     roomy = Rule(1000, 1)
     for scopes in (
@@ -348,9 +376,7 @@ def test_a_banned_client_is_refused_with_any_scopes(storage: MemoryStorage) -> N
     assert_admitted(storage.hit("good", [scope(GLOBAL_SCOPE, roomy)]))
 
 
-def test_requests_refused_by_a_ban_are_not_counted(
-    storage: MemoryStorage, clock: FakeClock
-) -> None:
+def test_requests_refused_by_a_ban_are_not_counted(storage: Storage, clock: FakeClock) -> None:
     rule = Rule(1, 1000)
     scopes = [scope(GLOBAL_SCOPE, rule), scope("route", rule)]
     assert storage.report("c", BanRule(1, 10, 60)) is not None
@@ -361,14 +387,14 @@ def test_requests_refused_by_a_ban_are_not_counted(
     assert_limited(storage.hit("c", scopes), T0 + 60 + 1000 - (T0 + 60), rule)
 
 
-def test_report_returns_the_duration_exactly_on_the_banning_report(storage: MemoryStorage) -> None:
+def test_report_returns_the_duration_exactly_on_the_banning_report(storage: Storage) -> None:
     ban_rule = BanRule(3, 100, 10)
     results = [storage.report("c", ban_rule) for _ in range(7)]
     # the log starts empty after a ban, so reports while banned count afresh
     assert results == [None, None, 10, None, None, 10, None]
 
 
-def test_the_report_log_starts_empty_after_a_ban(storage: MemoryStorage, clock: FakeClock) -> None:
+def test_the_report_log_starts_empty_after_a_ban(storage: Storage, clock: FakeClock) -> None:
     ban_rule = BanRule(3, 100, 10)  # the window outlasts the ban
     for _ in range(3):
         last = storage.report("c", ban_rule)
@@ -384,23 +410,21 @@ def test_the_report_log_starts_empty_after_a_ban(storage: MemoryStorage, clock: 
     assert_banned(storage.hit("c", []), T0 + 12 + 10 - (T0 + 12))
 
 
-def test_a_never_seen_client_can_be_reported(storage: MemoryStorage) -> None:
+def test_a_never_seen_client_can_be_reported(storage: Storage) -> None:
     assert storage.report("stranger", BanRule(2, 10, 60)) is None
     assert_admitted(storage.hit("stranger", []))
     assert storage.report("newcomer", BanRule(1, 10, 60)) is not None
     assert_banned(storage.hit("newcomer", []), 60.0)
 
 
-def test_a_shorter_ban_never_shortens_a_longer_one(
-    storage: MemoryStorage, clock: FakeClock
-) -> None:
+def test_a_shorter_ban_never_shortens_a_longer_one(storage: Storage, clock: FakeClock) -> None:
     assert storage.report("c", BanRule(1, 10, 600)) is not None
     clock.set(T0 + 1)
     assert storage.report("c", BanRule(1, 10, 5)) is not None
     assert_banned(storage.hit("c", []), T0 + 600 - (T0 + 1))
 
 
-def test_bans_are_per_client(storage: MemoryStorage) -> None:
+def test_bans_are_per_client(storage: Storage) -> None:
     ban_rule = BanRule(2, 10, 60)
     assert storage.report("a", ban_rule) is None
     assert storage.report("b", ban_rule) is None
@@ -409,11 +433,108 @@ def test_bans_are_per_client(storage: MemoryStorage) -> None:
     assert_admitted(storage.hit("b", []))
 
 
-def test_reports_do_not_touch_rate_limits(storage: MemoryStorage) -> None:
+def test_reports_do_not_touch_rate_limits(storage: Storage) -> None:
     rule = Rule(1, 60)
     for _ in range(5):
         storage.report("c", BanRule(10, 10, 60))
     assert_admitted(storage.hit("c", [scope(GLOBAL_SCOPE, rule)]))
+
+
+# --- escalation, manual control, usage, strikes --------------------------------------------------
+
+
+def test_repeat_offenders_get_longer_bans_up_to_the_cap(storage: Storage, clock: FakeClock) -> None:
+    ban_rule = BanRule(1, 10, 60, factor=2, max_duration=200, forget_after=1000)
+    durations = []
+    for _ in range(5):
+        durations.append(storage.report("c", ban_rule))
+        clock.advance(storage.banned_for("c"))
+    assert durations == [60, 120, 200, 200, 200]
+
+
+def test_ban_history_is_forgotten_after_a_quiet_period(storage: Storage, clock: FakeClock) -> None:
+    ban_rule = BanRule(1, 10, 60, factor=2, forget_after=100)
+    assert storage.report("c", ban_rule) == 60
+    clock.advance(60 + 100 - TICK)  # the history still counts
+    assert storage.report("c", ban_rule) == 120
+    clock.advance(120 + 100)  # exactly forget_after past the end: forgotten
+    assert storage.report("c", ban_rule) == 60
+
+
+def test_manual_ban_unban_and_banned_for(storage: Storage, clock: FakeClock) -> None:
+    assert storage.banned_for("c") == 0
+    assert storage.unban("c") is False
+    storage.ban("c", 30)
+    assert_banned(storage.hit("c", []), 30)
+    storage.ban("c", 10)  # a longer ban stands
+    clock.advance(5)
+    assert storage.banned_for("c") == 25
+    assert storage.bans() == {"c": 25}
+    assert storage.unban("c") is True
+    assert storage.banned_for("c") == 0
+    assert storage.bans() == {}
+    assert_admitted(storage.hit("c", []))
+
+
+def test_unban_forgets_the_ban_history(storage: Storage, clock: FakeClock) -> None:
+    ban_rule = BanRule(1, 10, 60, factor=2)
+    assert storage.report("c", ban_rule) == 60
+    assert storage.unban("c") is True
+    assert storage.report("c", ban_rule) == 60
+
+
+def test_bans_lists_only_active_bans(storage: Storage, clock: FakeClock) -> None:
+    storage.ban("a", 10)
+    storage.ban("b", 20)
+    storage.ban("we{ir}d*key", 30)
+    clock.advance(15)
+    assert storage.bans() == {"b": 5, "we{ir}d*key": 15}
+
+
+def test_reset_forgets_counters_reports_and_ban(storage: Storage) -> None:
+    rule = Rule(1, 60)
+    scopes = [scope(GLOBAL_SCOPE, rule), scope("route", rule)]
+    assert_admitted(storage.hit("c", scopes))
+    assert_admitted(storage.hit("c*", scopes))  # a key the glob would also match
+    storage.report("c", BanRule(2, 60, 60))
+    storage.ban("c", 60)
+    storage.reset("c")
+    assert_admitted(storage.hit("c", scopes))
+    assert storage.report("c", BanRule(2, 60, 60)) is None  # the earlier report is gone
+    assert_limited(storage.hit("c*", scopes), 60, rule)  # another client is untouched
+
+
+def test_usage_names_the_rule_closest_to_its_limit(storage: Storage, clock: FakeClock) -> None:
+    tight, loose = Rule(2, 10), Rule(5, 60)
+    scopes = [scope(GLOBAL_SCOPE, loose, tight)]
+    first = storage.hit("c", scopes, usage=True)
+    assert first.usage == Usage(tight, 1, 10)
+    clock.advance(4)
+    second = storage.hit("c", scopes, usage=True)
+    assert second.usage == Usage(tight, 0, 6)
+    refused = storage.hit("c", scopes, usage=True)
+    assert refused.usage == Usage(tight, 0, 6)
+    clock.advance(6)  # the first request leaves the tight window
+    third = storage.hit("c", scopes, usage=True)
+    assert third.usage == Usage(tight, 0, 4)
+    clock.advance(4)  # stamps 4, 10, 14: the tight rule still counts 10 and 14
+    fourth = storage.hit("c", scopes, usage=True)
+    assert fourth.usage == Usage(tight, 0, 6)
+
+
+def test_usage_prefers_the_longest_reset_among_equals(storage: Storage) -> None:
+    short, long = Rule(2, 10), Rule(2, 60)
+    decision = storage.hit("c", [scope(GLOBAL_SCOPE, short), scope("route", long)], usage=True)
+    assert decision.usage == Usage(long, 1, 60)
+
+
+def test_a_strike_counts_a_refusal_as_a_report(storage: Storage, clock: FakeClock) -> None:
+    rule, ban_rule = Rule(1, 60), BanRule(2, 60, 600)
+    scopes = [scope(GLOBAL_SCOPE, rule)]
+    assert storage.hit("c", scopes, strike=ban_rule).new_ban is None  # admitted: no strike
+    assert storage.hit("c", scopes, strike=ban_rule).new_ban is None  # first strike
+    assert storage.hit("c", scopes, strike=ban_rule).new_ban == 600  # second: banned
+    assert_banned(storage.hit("c", scopes), 600)
 
 
 # --- bounded memory -----------------------------------------------------------------------------
@@ -593,7 +714,7 @@ WINDOWS = [0.5, 1, 2.5, 10]
 CLIENTS = ["10.0.0.1", "10.0.0.2"]
 time_steps = st.one_of(
     st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.5]),
-    st.floats(min_value=0, max_value=12, allow_nan=False, allow_infinity=False),
+    st.integers(min_value=0, max_value=12 * 64).map(lambda ticks: ticks * TICK),
 )
 rule_sets = st.lists(
     st.builds(Rule, st.integers(min_value=1, max_value=6), st.sampled_from(WINDOWS)),
@@ -614,12 +735,13 @@ SCOPE_SETS = [(0,), (0, 1), (1,)]
     ),
 )
 def test_hits_match_the_reference_model(
+    make_storage: StorageFactory,
     global_rules: tuple[Rule, ...],
     route_rules: tuple[Rule, ...],
     steps: list[tuple[float, str, tuple[int, ...]]],
 ) -> None:
     clock = FakeClock(T0)
-    storage = MemoryStorage(clock=clock)
+    storage = make_storage(clock)
     reference = Reference()
     all_scopes = (Scope.of(GLOBAL_SCOPE, global_rules), Scope.of("route", route_rules))
     for step, client, which in steps:
@@ -649,10 +771,10 @@ Op = Union[tuple[str, float], tuple[str, str]]
     ),
 )
 def test_reports_and_bans_match_the_reference_model(
-    ban_rule: BanRule, rules: tuple[Rule, ...], ops: list[Op]
+    make_storage: StorageFactory, ban_rule: BanRule, rules: tuple[Rule, ...], ops: list[Op]
 ) -> None:
     clock = FakeClock(T0)
-    storage = MemoryStorage(clock=clock)
+    storage = make_storage(clock)
     reference = Reference()
     rate_scopes = [Scope.of(GLOBAL_SCOPE, rules)]
     now = clock()

@@ -67,6 +67,7 @@ class Identifier:
         self.denylist = denylist
         self.key_func = key_func
         self._forwarded = ip_header is not None and ip_header.lower() == _FORWARDED
+        self._peer_is_key = ip_header is None and not allowlist and not denylist
 
     def client_address(self, headers: Headers, remote_addr: Optional[str]) -> Optional[Address]:
         """The client's address: from the header as far as it is trusted, else the peer."""
@@ -88,7 +89,7 @@ class Identifier:
     def _right_most_untrusted(
         self, value: str, trust: AddressSet, peer: Optional[Address]
     ) -> Optional[Address]:
-        if peer is None or peer.ip not in trust:
+        if peer is None or peer not in trust:
             return peer
         candidate = peer
         for text in reversed(value.split(",")):
@@ -96,7 +97,7 @@ class Identifier:
             if address is None:
                 return peer
             candidate = address
-            if address.ip not in trust:
+            if address not in trust:
                 break
         return candidate
 
@@ -113,13 +114,17 @@ class Identifier:
     ) -> Optional[Client]:
         """The client of a request, or None when nothing applies to it (allow list, or a
         ``key_func`` that returned None). ``key_func`` overrides the app's own."""
+        key_func = key_func or self.key_func
+        if self._peer_is_key and key_func is None and remote_addr and ":" not in remote_addr:
+            # The common case, kept cheap: the server wrote this IPv4 address, not the
+            # client, and there is nothing to aggregate or look up.
+            return Client(remote_addr, denied=False)
         address = self.client_address(headers, remote_addr)
         if address is not None:
-            if self.allowlist and address.ip in self.allowlist:
+            if self.allowlist and address in self.allowlist:
                 return None
-            if self.denylist and address.ip in self.denylist:
+            if self.denylist and address in self.denylist:
                 return Client(address.key, denied=True)
-        key_func = key_func or self.key_func
         if key_func is not None:
             key = key_func()
             if key is None:

@@ -89,10 +89,11 @@ class AppState:
         settings = self.settings
         if not settings.enabled:
             return
-        policy = self.policy_for(request.endpoint, request.method)
+        req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+        policy = self.policy_for(req.endpoint, req.method)
         if policy.bypass:
             return
-        client = settings.identifier.identify(request.headers, request.remote_addr, policy.key_func)
+        client = settings.identifier.identify(req.headers, req.remote_addr, policy.key_func)
         if client is None:
             return
         if client.denied:

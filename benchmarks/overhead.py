@@ -208,6 +208,20 @@ def build_cases(client_counts: Sequence[int], fill: bool) -> list[Case]:
     bare_one = next(case for case in cases if case.clients == 1 and case.baseline is None)
     one_client = [dict(base, REMOTE_ADDR=client_ip(0))]
 
+    # The floor of any before_request extension: Flask calling one hook that does nothing.
+    hooked = new_app("empty-hook")
+    hooked.before_request(lambda: None)
+    cases.append(
+        Case(
+            "Flask + an empty before_request",
+            1,
+            hooked.wsgi_app,
+            itertools.cycle(one_client),
+            "200 OK",
+            bare_one,
+        )
+    )
+
     frozen = itertools.repeat(CLOCK_START).__next__
     app, _gk, _storage = gatekeeper_app("refused", frozen)
     limit = min(rule["count"] for rule in RATE_LIMIT_RULES)

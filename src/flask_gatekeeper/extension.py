@@ -143,9 +143,9 @@ class GateKeeper:
             identified = settings.identifier.identify(
                 request.headers, request.remote_addr, policy.key_func
             )
-            if identified is None or identified.denied:
+            if identified is None or identified[1]:
                 return False  # allow-listed (never banned), skipped, or denied already
-            client = identified.key
+            client = identified[0]
         else:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
         if state.guard.down and state.guard.skip():

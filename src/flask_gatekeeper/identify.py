@@ -19,7 +19,7 @@ that does not parse falls back to the socket peer, never to a value the client c
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Union
+from typing import Optional, Union
 
 from werkzeug.datastructures import Headers
 
@@ -31,11 +31,9 @@ __all__ = ["Client", "Identifier", "KeyFunc"]
 _FORWARDED = "forwarded"
 
 
-class Client(NamedTuple):
-    """The key a request counts under, and whether the deny list refuses it outright."""
-
-    key: str
-    denied: bool
+Client = tuple[str, bool]
+"""The key a request counts under, and whether the deny list refuses it outright (a plain
+tuple: this is built once per request)."""
 
 
 def _forwarded_for(element: str) -> str:
@@ -118,13 +116,13 @@ class Identifier:
         if self._peer_is_key and key_func is None and remote_addr and ":" not in remote_addr:
             # The common case, kept cheap: the server wrote this IPv4 address, not the
             # client, and there is nothing to aggregate or look up.
-            return Client(remote_addr, denied=False)
+            return remote_addr, False
         address = self.client_address(headers, remote_addr)
         if address is not None:
             if self.allowlist and address in self.allowlist:
                 return None
             if self.denylist and address in self.denylist:
-                return Client(address.key, denied=True)
+                return address.key, True
         if key_func is not None:
             key = key_func()
             if key is None:
@@ -135,7 +133,7 @@ class Identifier:
             key = address.key
         else:  # no socket peer at all (e.g. some Unix-socket servers): one shared key
             key = remote_addr or "unknown"
-        return Client(key, denied=False)
+        return key, False
 
     def key_for(self, client: str) -> str:
         """The key of a client named by the app (``report(ip=...)``): normalised like a

@@ -43,6 +43,8 @@ class AppState:
         self.settings = settings
         self.guard = OutageGuard(settings.fail_open)
         self.stats = signals.Stats()
+        self._usage = bool(settings.headers)
+        self._strike = settings.ban_rule if settings.report_rate_limited else None
         self._app = weakref.ref(app)
         self._view_functions = app.view_functions
         self._blueprints = app.blueprints
@@ -90,16 +92,19 @@ class AppState:
         if not settings.enabled:
             return
         req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
-        policy = self.policy_for(req.endpoint, req.method)
+        policy = self._policies.get((req.endpoint, req.method in settings.excluded_methods))
+        if policy is None:
+            policy = self.policy_for(req.endpoint, req.method)
         if policy.bypass:
             return
         client = settings.identifier.identify(req.headers, req.remote_addr, policy.key_func)
         if client is None:
             return
-        if client.denied:
-            self._refuse(Denied(client.key))
+        key, denied = client
+        if denied:
+            self._refuse(Denied(key))
             return
-        decision = self._hit(client.key, policy)
+        decision = self._hit(key, policy)
         if decision is None:
             return
         if decision.usage is not None:
@@ -107,11 +112,11 @@ class AppState:
                 g, _G_HEADERS, rate_limit_headers(policy.scopes, decision.usage, settings.headers)
             )
         if decision.admitted:
-            self.stats.add("admitted")
+            self.stats.admitted()
         elif decision.banned:
-            self._refuse(Banned(client.key, decision.retry_after, settings.ban_rule))
+            self._refuse(Banned(key, decision.retry_after, settings.ban_rule))
         else:
-            self._rate_limited(client.key, decision, policy)
+            self._rate_limited(key, decision, policy)
 
     def _hit(self, client: str, policy: RoutePolicy) -> Optional[Decision]:
         """The storage's decision, or None when the storage is down (and fail-open)."""
@@ -121,8 +126,8 @@ class AppState:
                 decision = self.settings.storage.hit(
                     client,
                     policy.scopes,
-                    usage=bool(self.settings.headers) and bool(policy.scopes),
-                    strike=self.settings.ban_rule if self.settings.report_rate_limited else None,
+                    usage=self._usage and bool(policy.scopes),
+                    strike=self._strike,
                 )
             except StorageError as exc:
                 self.storage_failed(exc)

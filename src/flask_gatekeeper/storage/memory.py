@@ -147,20 +147,22 @@ class MemoryStorage:
             if not scopes:
                 return ADMITTED
             logs = self._logs
-            keys = []
+            found: list[tuple[str, Optional[_Log]]] = []
             free_at = now
             worst: Optional[Rule] = None
             for scope in scopes:
-                key = _scope_key(client, scope)
-                keys.append(key)
+                key = (
+                    client if scope.name == GLOBAL_SCOPE else client + _ROUTE_SEPARATOR + scope.name
+                )
                 log = logs.get(key)
+                found.append((key, log))
                 if log is None:
                     continue
                 logs.move_to_end(key)
-                size = len(log)
+                size, head = len(log), log.head
                 for rule in scope.rules:
-                    if size >= rule.count:
-                        rule_free_at = _nth_newest(log, rule.count) + rule.window
+                    if size >= rule.count:  # the count-th newest decides: one index
+                        rule_free_at = log[(head - rule.count) % size] + rule.window
                         if rule_free_at > free_at:
                             free_at, worst = rule_free_at, rule
             if worst is not None:
@@ -172,23 +174,25 @@ class MemoryStorage:
                     usage=Usage(worst, 0, wait) if usage else None,
                     new_ban=self._report(client, strike, now) if strike else None,
                 )
-            for key, scope in zip(keys, scopes):
-                log = logs.get(key)
+            for (key, log), scope in zip(found, scopes):
                 if log is None:
                     logs[key] = _new_log(now)
                     if len(logs) > self.max_clients:
                         logs.popitem(last=False)
+                elif len(log) >= scope.depth:  # a full ring: overwrite the oldest (inlined)
+                    log[log.head] = now
+                    log.head = (log.head + 1) % len(log)
                 else:
                     _append(log, scope.depth, now)
             if not usage:
                 return ADMITTED
-            return Decision(admitted=True, usage=self._closest(keys, scopes, now))
+            return Decision(admitted=True, usage=self._closest(client, scopes, now))
 
-    def _closest(self, keys: list[str], scopes: Sequence[Scope], now: float) -> Usage:
+    def _closest(self, client: str, scopes: Sequence[Scope], now: float) -> Usage:
         """The rule with the fewest requests left (then the longest reset)."""
         closest: Optional[Usage] = None
-        for key, scope in zip(keys, scopes):
-            log = self._logs.get(key)
+        for scope in scopes:
+            log = self._logs.get(_scope_key(client, scope))
             for rule in scope.rules:
                 used, oldest_free_at = _used(log, rule, now) if log is not None else (0, now)
                 candidate = Usage(rule, rule.count - used, oldest_free_at - now)

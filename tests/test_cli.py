@@ -255,6 +255,7 @@ def test_config_prints_every_key_and_where_it_comes_from() -> None:
         "GATEKEEPER_HEADERS = 'both'  (app.config)",
         "GATEKEEPER_DRY_RUN = False  (GateKeeper(dry_run=...))",
         "GATEKEEPER_REPORT_RATE_LIMITED  (default)",
+        "GATEKEEPER_STRATEGY  (default)",
     ]
 
 

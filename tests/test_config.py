@@ -180,6 +180,13 @@ def status_and_retry_after(subject: Subject) -> object:
     return response.status_code, response.headers.get("Retry-After")
 
 
+def burst_then_half_a_window(subject: Subject) -> object:
+    """Two requests, then one more half a window later: only GCRA has room by then."""
+    codes = statuses(subject, 2)
+    subject.env.clock.advance(5)
+    return [*codes, send(subject).status_code]
+
+
 def user_key() -> Optional[str]:
     """A ``key_func`` named in app.config by its import path."""
     return request.headers.get("x-user")
@@ -329,6 +336,14 @@ SCENARIOS: dict[str, Scenario] = {
         config=True,
         from_config=[200, 200, 200],
         given=False,
+        from_given=[200, 200, 429],
+    ),
+    "strategy": Scenario(
+        burst_then_half_a_window,
+        default=[200, 200, 429],
+        config="gcra",
+        from_config=[200, 200, 200],
+        given="sliding-log",
         from_given=[200, 200, 429],
     ),
     "report_rate_limited": Scenario(
@@ -508,6 +523,8 @@ BAD_VALUES = [
     bad("headers", 5, ConfigTypeError, "5", "int"),
     bad("dry_run", "no", ConfigTypeError, "'no'", "text"),
     bad("report_rate_limited", "yes", ConfigTypeError, "'yes'", "text"),
+    bad("strategy", "token-bucket", ConfigError, "'token-bucket'", "unknown"),
+    bad("strategy", 3, ConfigError, "3", "not text"),
 ]
 
 

@@ -19,6 +19,7 @@ from .headers import parse_headers_option
 from .identify import Identifier, KeyFunc
 from .rules import BanRule, Rule, parse_ban_rule, parse_rules
 from .storage import DEFAULT_MAX_CLIENTS, MemoryStorage, Storage, storage_from
+from .strategies import DEFAULT_STRATEGY, STRATEGIES
 
 __all__ = ["CONFIG_KEYS", "Settings", "load_settings"]
 
@@ -40,6 +41,7 @@ CONFIG_KEYS = {
     "headers": "GATEKEEPER_HEADERS",
     "dry_run": "GATEKEEPER_DRY_RUN",
     "report_rate_limited": "GATEKEEPER_REPORT_RATE_LIMITED",
+    "strategy": "GATEKEEPER_STRATEGY",
 }
 """Each option and the ``app.config`` key that sets it when the constructor does not."""
 
@@ -72,6 +74,8 @@ class Settings:
     dry_run: bool
     report_rate_limited: bool
     """Each 429 also counts as a report toward the ban rule."""
+    strategy: str
+    """The strategy of rules that do not name one."""
     ip_header_trusted: bool
     """False when ``ip_header`` is believed without ``trusted_proxies`` (init_app warns)."""
 
@@ -114,6 +118,12 @@ def _trusted_proxies(value: object, name: str) -> Union[int, AddressSet]:
             raise ConfigError(f"{name}: a hop count cannot be negative, got {value!r}")
         return value
     return AddressSet(parse_address_list(value, name))
+
+
+def _strategy(value: object, name: str) -> str:
+    if value not in STRATEGIES:
+        raise ConfigError(f"{name}: expected one of {', '.join(STRATEGIES)}, got {value!r}")
+    return str(value)
 
 
 def _key_prefix(value: object, name: str) -> str:
@@ -193,6 +203,7 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         headers=read("headers", parse_headers_option, frozenset()),
         dry_run=read("dry_run", _bool, False),
         report_rate_limited=read("report_rate_limited", _bool, False),
+        strategy=read("strategy", _strategy, DEFAULT_STRATEGY),
     )
     if settings.report_rate_limited and settings.ban_rule is None:
         raise ConfigError(

@@ -59,6 +59,7 @@ class GateKeeper:
         headers: Union[bool, str, None] = None,
         dry_run: Optional[bool] = None,
         report_rate_limited: Optional[bool] = None,
+        strategy: Optional[str] = None,
     ) -> None:
         options = {
             "ban_rule": ban_rule,
@@ -78,6 +79,7 @@ class GateKeeper:
             "headers": headers,
             "dry_run": dry_run,
             "report_rate_limited": report_rate_limited,
+            "strategy": strategy,
         }
         self._given = {name: value for name, value in options.items() if value is not None}
         self._constructor_state: Optional[AppState] = None

@@ -64,7 +64,11 @@ class AppState:
         policy = self._policies.get(cache_key)
         if policy is None:
             policy = resolve(
-                endpoint, self._marks(endpoint), self.settings.rate_limit_rules, cache_key[1]
+                endpoint,
+                self._marks(endpoint),
+                self.settings.rate_limit_rules,
+                cache_key[1],
+                self.settings.strategy,
             )
             self._policies[cache_key] = policy
         return policy

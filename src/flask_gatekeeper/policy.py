@@ -7,14 +7,24 @@ blueprints, and gets back a frozen ``RoutePolicy`` that it caches per endpoint.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from .rules import Rule
+from .strategies import SLIDING_LOG
 
 KeyFunc = Callable[[], Optional[str]]
 
-__all__ = ["GLOBAL_SCOPE", "Mark", "RoutePolicy", "Scope", "marks_of", "put_mark", "resolve"]
+__all__ = [
+    "GLOBAL_SCOPE",
+    "Mark",
+    "RoutePolicy",
+    "Scope",
+    "marks_of",
+    "put_mark",
+    "resolve",
+    "with_strategy",
+]
 
 GLOBAL_SCOPE = ""
 """Scope name of the global rules; a ``specific`` route's scope is its endpoint name."""
@@ -46,17 +56,23 @@ class Mark:
 class Scope:
     """Rules that count the same requests: the global ones, or one route's own.
 
-    ``depth`` is the largest count among them: the number of timestamps a sliding log
-    must keep to decide every rule of the scope.
+    ``logged`` are the sliding-log rules, decided from one log of timestamps per client
+    and scope; ``depth`` is their largest count, the number of timestamps the log must
+    keep. ``stateful`` rules use another strategy and keep a state of their own.
     """
 
     name: str
     rules: tuple[Rule, ...]
     depth: int
+    logged: tuple[Rule, ...]
+    stateful: tuple[Rule, ...]
 
     @classmethod
     def of(cls, name: str, rules: tuple[Rule, ...]) -> Scope:
-        return cls(name, rules, max(rule.count for rule in rules))
+        logged = tuple(rule for rule in rules if rule.logged)
+        stateful = tuple(rule for rule in rules if not rule.logged)
+        depth = max((rule.count for rule in logged), default=0)
+        return cls(name, rules, depth, logged, stateful)
 
 
 @dataclass(frozen=True)
@@ -95,13 +111,22 @@ def marks_of(target: object, owner: object) -> Optional[Mark]:
     return marks.get(id(owner))
 
 
+def with_strategy(rules: tuple[Rule, ...], strategy: str) -> tuple[Rule, ...]:
+    """The rules, those without a strategy of their own given ``strategy``."""
+    if strategy == SLIDING_LOG:
+        return rules  # a rule without a strategy already is a sliding log
+    return tuple(rule if rule.strategy else replace(rule, strategy=strategy) for rule in rules)
+
+
 def resolve(
     endpoint: Optional[str],
     marks: Iterable[Mark],
     global_rules: tuple[Rule, ...],
     method_excluded: bool,
+    strategy: str = SLIDING_LOG,
 ) -> RoutePolicy:
-    """Combine the marks of a view and its blueprints with the global rules."""
+    """Combine the marks of a view and its blueprints with the global rules; rules
+    without a strategy get ``strategy``, the extension's default."""
     mark = Mark()
     for each in marks:
         mark = mark.merge(each)
@@ -111,7 +136,7 @@ def resolve(
         return RoutePolicy(bypass=False, scopes=(), key_func=mark.key_func)
     scopes = []
     if global_rules and not mark.standalone:
-        scopes.append(Scope.of(GLOBAL_SCOPE, global_rules))
+        scopes.append(Scope.of(GLOBAL_SCOPE, with_strategy(global_rules, strategy)))
     if mark.rules and endpoint is not None:
-        scopes.append(Scope.of(endpoint, mark.rules))
+        scopes.append(Scope.of(endpoint, with_strategy(mark.rules, strategy)))
     return RoutePolicy(bypass=False, scopes=tuple(scopes), key_func=mark.key_func)

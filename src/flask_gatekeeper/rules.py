@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from .errors import ConfigError, ConfigTypeError
+from .strategies import SLIDING_LOG, STRATEGIES
 
 __all__ = ["BanRule", "Rule", "RuleLike", "parse_ban_rule", "parse_rules"]
 
@@ -25,14 +26,28 @@ def _seconds_text(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Rule:
-    """At most ``count`` admitted requests per client in any ``window`` seconds."""
+    """At most ``count`` admitted requests per client in any ``window`` seconds.
+
+    ``strategy`` picks the algorithm (see ``strategies``); None means the extension's
+    default, itself ``"sliding-log"`` (exact) unless configured.
+    """
 
     count: int
     window: float
+    strategy: Optional[str] = None
 
     def __post_init__(self) -> None:
         _check_count("count", self.count)
         _check_seconds("window", self.window)
+        if self.strategy is not None and self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"'strategy' must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+
+    @property
+    def logged(self) -> bool:
+        """Whether the rule is decided from the sliding log (its default strategy)."""
+        return self.strategy is None or self.strategy == SLIDING_LOG
 
     @property
     def name(self) -> str:
@@ -41,7 +56,8 @@ class Rule:
 
     def __str__(self) -> str:
         noun = "request" if self.count == 1 else "requests"
-        return f"{self.count} {noun} in a {_seconds_text(self.window)} window"
+        text = f"{self.count} {noun} in a {_seconds_text(self.window)} window"
+        return text if self.logged else f"{text}, {self.strategy}"
 
 
 @dataclass(frozen=True)
@@ -119,14 +135,16 @@ _UNIT_SECONDS = {
 }
 _ONE_RULE = re.compile(
     r"\s*(?P<count>\d+)\s*(?:/|\s+per\s+)\s*(?P<multiple>\d+)?\s*"
-    r"(?P<unit>second|minute|hour|day|month|year)s?\s*",
+    r"(?P<unit>second|minute|hour|day|month|year)s?\s*"
+    r"(?:\((?P<strategy>[a-z-]+)\)\s*)?",
     re.IGNORECASE,
 )
 _SEPARATOR = re.compile(r"[;,|]")
 
 
 def _parse_rule_string(text: str) -> list[Rule]:
-    """Flask-Limiter's grammar: ``"20/second"``, ``"100 per 10 seconds"``, ``"5/minute; 1000/day"``.
+    """Flask-Limiter's grammar: ``"20/second"``, ``"100 per 10 seconds"``, ``"5/minute; 1000/day"``,
+    each optionally followed by a strategy in parentheses: ``"10000/day (gcra)"``.
 
     Months are 30 days and years 360 days, as in ``limits``, so migrated rules keep their meaning.
     """
@@ -139,7 +157,9 @@ def _parse_rule_string(text: str) -> list[Rule]:
                 "or '5/minute; 1000/day'"
             )
         multiple = int(match["multiple"] or 1)
-        rules.append(Rule(int(match["count"]), multiple * _UNIT_SECONDS[match["unit"].lower()]))
+        seconds = multiple * _UNIT_SECONDS[match["unit"].lower()]
+        strategy = match["strategy"].lower() if match["strategy"] else None
+        rules.append(Rule(int(match["count"]), seconds, strategy))
     return rules
 
 
@@ -162,7 +182,8 @@ def _parse_one(value: object) -> list[Rule]:
     if isinstance(value, str):
         return _parse_rule_string(value)
     if isinstance(value, Mapping):
-        return [Rule(**_fields(value, ("count", "window")))]  # type: ignore[arg-type]
+        fields = _fields(value, ("count", "window"), ("strategy",))
+        return [Rule(**fields)]  # type: ignore[arg-type]  # Rule checks the types
     raise ConfigTypeError(
         f"a rule must be a dict, a Rule or a string like '20/second', got {value!r}"
     )

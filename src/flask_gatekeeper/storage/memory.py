@@ -14,12 +14,15 @@ import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Optional
 
+from .. import strategies
 from ..decision import ADMITTED, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import GLOBAL_SCOPE, Scope
 from ..rules import BanRule, Rule
+from ..strategies import MICROSECONDS, microseconds
 from .base import Clock
 
 __all__ = ["DEFAULT_MAX_CLIENTS", "MemoryStorage"]
@@ -30,6 +33,7 @@ about 105 MB when every log is full with the seed's 100-request rule (see the RE
 
 _ROUTE_SEPARATOR = "\x1f"
 _REPORTS_SUFFIX = "\x1e"
+_STATE_SEPARATOR = "\x1d"
 
 
 if TYPE_CHECKING:
@@ -80,6 +84,12 @@ def _used(log: _Log, rule: Rule, now: float) -> tuple[int, float]:
         else:
             high = middle - 1
     return low, (_nth_newest(log, low) + rule.window if low else now)
+
+
+@lru_cache(maxsize=256)
+def _state_suffix(rule: Rule) -> str:
+    """Names a stateful rule's state within its scope."""
+    return f"{_STATE_SEPARATOR}{rule.count}/{rule.window!r}/{rule.strategy}"
 
 
 def _scope_key(client: str, scope: Scope) -> str:
@@ -148,61 +158,91 @@ class MemoryStorage:
                 return ADMITTED
             logs = self._logs
             found: list[tuple[str, Optional[_Log]]] = []
-            free_at = now
+            states: list[tuple[str, Optional[_Log], Rule, int, int]] = []
+            longest = 0.0
             worst: Optional[Rule] = None
             for scope in scopes:
-                key = (
-                    client if scope.name == GLOBAL_SCOPE else client + _ROUTE_SEPARATOR + scope.name
-                )
-                log = logs.get(key)
-                found.append((key, log))
-                if log is None:
-                    continue
-                logs.move_to_end(key)
-                size, head = len(log), log.head
-                for rule in scope.rules:
-                    if size >= rule.count:  # the count-th newest decides: one index
-                        rule_free_at = log[(head - rule.count) % size] + rule.window
-                        if rule_free_at > free_at:
-                            free_at, worst = rule_free_at, rule
+                key = _scope_key(client, scope)
+                if scope.logged:
+                    log = logs.get(key)
+                    found.append((key, log))
+                    if log is not None:
+                        logs.move_to_end(key)
+                        size, head = len(log), log.head
+                        for rule in scope.logged:
+                            if size >= rule.count:  # the count-th newest decides: one index
+                                wait = log[(head - rule.count) % size] + rule.window - now
+                                if wait > longest:
+                                    longest, worst = wait, rule
+                for rule in scope.stateful:
+                    state_key = key + _state_suffix(rule)
+                    state = logs.get(state_key)
+                    window = microseconds(rule.window)
+                    shift = strategies.offset(client, window)
+                    states.append((state_key, state, rule, window, shift))
+                    wait = (
+                        strategies.check(
+                            rule.strategy or "", state, rule.count, window, shift, microseconds(now)
+                        )
+                        / MICROSECONDS
+                    )
+                    if wait > longest:
+                        longest, worst = wait, rule
             if worst is not None:
-                wait = free_at - now
                 return Decision(
                     admitted=False,
-                    retry_after=wait,
+                    retry_after=longest,
                     rule=worst,
-                    usage=Usage(worst, 0, wait) if usage else None,
+                    usage=Usage(worst, 0, longest) if usage else None,
                     new_ban=self._report(client, strike, now) if strike else None,
                 )
-            for (key, log), scope in zip(found, scopes):
+            for (key, log), scope in zip(found, (scope for scope in scopes if scope.logged)):
                 if log is None:
-                    logs[key] = _new_log(now)
-                    if len(logs) > self.max_clients:
-                        logs.popitem(last=False)
+                    self._store(key, _new_log(now))
                 elif len(log) >= scope.depth:  # a full ring: overwrite the oldest (inlined)
                     log[log.head] = now
                     log.head = (log.head + 1) % len(log)
                 else:
                     _append(log, scope.depth, now)
+            for state_key, state, rule, window, shift in states:
+                updated = strategies.record(
+                    rule.strategy or "", state, rule.count, window, shift, microseconds(now)
+                )
+                self._store(state_key, _Log("d", updated))
             if not usage:
                 return ADMITTED
             return Decision(admitted=True, usage=self._closest(client, scopes, now))
 
+    def _store(self, key: str, log: _Log) -> None:
+        """Put a new or replaced log or state in the table, evicting the least recent."""
+        log.head = 0
+        logs = self._logs
+        logs[key] = log
+        logs.move_to_end(key)
+        if len(logs) > self.max_clients:
+            logs.popitem(last=False)
+
     def _closest(self, client: str, scopes: Sequence[Scope], now: float) -> Usage:
         """The rule with the fewest requests left (then the longest reset)."""
-        closest: Optional[Usage] = None
+        candidates = []
         for scope in scopes:
-            log = self._logs.get(_scope_key(client, scope))
-            for rule in scope.rules:
+            key = _scope_key(client, scope)
+            log = self._logs.get(key)
+            for rule in scope.logged:
                 used, oldest_free_at = _used(log, rule, now) if log is not None else (0, now)
-                candidate = Usage(rule, rule.count - used, oldest_free_at - now)
-                if closest is None or (candidate.remaining, -candidate.reset) < (
-                    closest.remaining,
-                    -closest.reset,
-                ):
-                    closest = candidate
-        assert closest is not None  # scopes always hold at least one rule
-        return closest
+                candidates.append(Usage(rule, rule.count - used, oldest_free_at - now))
+            for rule in scope.stateful:
+                window = microseconds(rule.window)
+                remaining, reset = strategies.usage(
+                    rule.strategy or "",
+                    self._logs.get(key + _state_suffix(rule)),
+                    rule.count,
+                    window,
+                    strategies.offset(client, window),
+                    microseconds(now),
+                )
+                candidates.append(Usage(rule, remaining, reset / MICROSECONDS))
+        return min(candidates, key=lambda usage: (usage.remaining, -usage.reset))
 
     def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
         with self._lock:
@@ -213,9 +253,7 @@ class MemoryStorage:
         logs = self._logs
         log = logs.get(key)
         if log is None:
-            log = logs[key] = _new_log(now)
-            if len(logs) > self.max_clients:
-                logs.popitem(last=False)
+            self._store(key, log := _new_log(now))
         else:
             logs.move_to_end(key)
             _append(log, ban_rule.count, now)
@@ -274,10 +312,10 @@ class MemoryStorage:
     def reset(self, client: str) -> None:
         with self._lock:
             self._bans.pop(client, None)
-            prefix = client + _ROUTE_SEPARATOR
+            prefixes = (client + _ROUTE_SEPARATOR, client + _STATE_SEPARATOR)
             for key in [
                 key
                 for key in self._logs
-                if key in (client, client + _REPORTS_SUFFIX) or key.startswith(prefix)
+                if key in (client, client + _REPORTS_SUFFIX) or key.startswith(prefixes)
             ]:
                 del self._logs[key]

@@ -1,0 +1,125 @@
+"""The O(1)-memory strategies, as pure arithmetic on a few numbers per client and rule.
+
+The sliding log (the default, exact) lives in the storages themselves: it keeps the
+newest ``count`` timestamps. The other strategies keep a fixed-size state:
+
+- ``fixed-window``: ``[window index, count]``. Windows are aligned per client, offset by a
+  stable hash of its key, so that all clients do not reset at the same instant.
+- ``sliding-window``: ``[window index, this window's count, the previous window's]``; the
+  previous count is weighted by how much of it still overlaps the sliding window (the
+  approximation Cloudflare and others use). A request is admitted only while the
+  estimate, itself included, stays within ``count``. Worst case: when the previous
+  window's requests all came at its very end, nearly ``2 * count`` requests can be
+  admitted within one real sliding window; with evenly spread traffic it is close to
+  exact (and it errs on the strict side when they came at its start).
+- ``gcra``: ``[theoretical arrival time]``, the generic cell rate algorithm: a burst of
+  ``count`` requests, then one every ``window / count`` (a token bucket, in one number).
+
+All times are microseconds, computed with the same expressions as ``storage/lua/`` so
+that the memory and Redis storages take identical decisions for the same clock.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from typing import Optional
+
+__all__ = [
+    "DEFAULT_STRATEGY",
+    "FIXED_WINDOW",
+    "GCRA",
+    "SLIDING_LOG",
+    "SLIDING_WINDOW",
+    "STRATEGIES",
+    "STRATEGY_CODES",
+    "check",
+    "microseconds",
+    "offset",
+    "record",
+    "usage",
+]
+
+SLIDING_LOG = "sliding-log"
+FIXED_WINDOW = "fixed-window"
+SLIDING_WINDOW = "sliding-window"
+GCRA = "gcra"
+STRATEGIES = (SLIDING_LOG, FIXED_WINDOW, SLIDING_WINDOW, GCRA)
+DEFAULT_STRATEGY = SLIDING_LOG
+STRATEGY_CODES = {FIXED_WINDOW: 1, SLIDING_WINDOW: 2, GCRA: 3}
+"""How the Lua scripts name the stateful strategies."""
+
+State = Optional[Sequence[float]]
+
+MICROSECONDS = 1_000_000
+
+
+def microseconds(seconds: float) -> int:
+    """Seconds as whole microseconds: the unit of every stateful computation (and Redis's)."""
+    return round(seconds * MICROSECONDS)
+
+
+def offset(client: str, window: int) -> int:
+    """A stable per-client shift of the window boundaries, in ``[0, window)``."""
+    return zlib.crc32(client.encode("utf-8", "surrogatepass")) % window
+
+
+def _window(now: int, window: int, shift: int) -> int:
+    return math.floor((now - shift) / window)
+
+
+def _counts(state: State, index: int) -> tuple[float, float]:
+    """This window's and the previous window's counts as of window ``index``."""
+    if not state:
+        return 0, 0
+    if state[0] == index:
+        return state[1], state[2] if len(state) > 2 else 0
+    if state[0] == index - 1:
+        return 0, state[1]
+    return 0, 0
+
+
+def check(strategy: str, state: State, count: int, window: int, shift: int, now: int) -> float:
+    """Microseconds until ``strategy`` admits a request (0: admit now)."""
+    if strategy == GCRA:
+        allow_at = max(state[0] if state else now, now) + window / count - window
+        return allow_at - now if allow_at > now else 0
+    index = _window(now, window, shift)
+    current, previous = _counts(state, index)
+    start = index * window + shift
+    if strategy == FIXED_WINDOW:
+        return start + window - now if current >= count else 0
+    fraction = (now - start) / window
+    if previous * (1 - fraction) + current + 1 <= count:
+        return 0
+    if current + 1 > count:  # full even once the previous window has slid out: wait for the
+        # next window, where this one's requests weigh less and less
+        return start + window + max(0, 1 - (count - 1) / current) * window - now
+    return start + (1 - (count - 1 - current) / previous) * window - now
+
+
+def record(
+    strategy: str, state: State, count: int, window: int, shift: int, now: int
+) -> list[float]:
+    """The state after one more admitted request."""
+    if strategy == GCRA:
+        return [max(state[0] if state else now, now) + window / count]
+    index = _window(now, window, shift)
+    current, previous = _counts(state, index)
+    return [index, current + 1, previous] if strategy == SLIDING_WINDOW else [index, current + 1]
+
+
+def usage(
+    strategy: str, state: State, count: int, window: int, shift: int, now: int
+) -> tuple[int, float]:
+    """Requests left and microseconds until the quota is whole again, for headers."""
+    if strategy == GCRA:
+        tat = max(state[0] if state else now, now)
+        return max(0, math.floor((now + window - tat) / (window / count))), tat - now
+    index = _window(now, window, shift)
+    current, previous = _counts(state, index)
+    start = index * window + shift
+    if strategy == SLIDING_WINDOW:
+        current += previous * (1 - (now - start) / window)
+    return max(0, math.floor(count - current)), start + window - now

@@ -174,7 +174,8 @@ def fill_rings(storage: MemoryStorage, clients: Sequence[str]) -> None:
     from flask_gatekeeper import Rule
     from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 
-    scopes = (Scope.of(GLOBAL_SCOPE, tuple(Rule(**rule) for rule in RATE_LIMIT_RULES)),)
+    rules = tuple(Rule(rule["count"], rule["window"]) for rule in RATE_LIMIT_RULES)
+    scopes = (Scope.of(GLOBAL_SCOPE, rules),)
     for _ in range(RING_DEPTH - 1):
         for client in clients:
             if not storage.hit(client, scopes).admitted:

@@ -14,6 +14,7 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 
 from flask_gatekeeper import GateKeeper, MemoryStorage
+from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock
 
 SEED_OPTIONS: dict[str, Any] = {
@@ -36,6 +37,34 @@ def redis_url() -> Iterator[str]:
     require("redis-server")
     with RedisServer() as server:
         yield server.url
+
+
+StorageFactory = Callable[[FakeClock], Storage]
+
+
+@pytest.fixture(scope="module", params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def make_storage(request: pytest.FixtureRequest) -> Iterator[StorageFactory]:
+    """Builds an empty storage of each kind on a given clock."""
+    if request.param == "memory":
+        yield lambda clock: MemoryStorage(clock=clock)
+        return
+    from redis import Redis
+
+    from flask_gatekeeper.storage.redis import RedisStorage
+
+    client = Redis.from_url(request.getfixturevalue("redis_url"))
+
+    def make(clock: FakeClock) -> Storage:
+        client.flushdb()
+        return RedisStorage(client, clock=clock)
+
+    yield make
+    client.close()
+
+
+@pytest.fixture
+def storage(make_storage: StorageFactory, clock: FakeClock) -> Storage:
+    return make_storage(clock)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Union
@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import StorageFactory
 from flask_gatekeeper import BanRule, ConfigError, ConfigTypeError, Decision, Rule
 from flask_gatekeeper.decision import Usage
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
@@ -56,34 +57,6 @@ def assert_banned(decision: Decision, retry_after: float) -> None:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
-
-
-StorageFactory = Callable[[FakeClock], Storage]
-
-
-@pytest.fixture(scope="module", params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def make_storage(request: pytest.FixtureRequest) -> Iterator[StorageFactory]:
-    """Builds an empty storage of each kind on a given clock."""
-    if request.param == "memory":
-        yield lambda clock: MemoryStorage(clock=clock)
-        return
-    from redis import Redis
-
-    from flask_gatekeeper.storage.redis import RedisStorage
-
-    client = Redis.from_url(request.getfixturevalue("redis_url"))
-
-    def make(clock: FakeClock) -> Storage:
-        client.flushdb()
-        return RedisStorage(client, clock=clock)
-
-    yield make
-    client.close()
-
-
-@pytest.fixture
-def storage(make_storage: StorageFactory, clock: FakeClock) -> Storage:
-    return make_storage(clock)
 
 
 # --- one rule: the sliding log is exact ---------------------------------------------------------

@@ -80,11 +80,11 @@ def _counts(state: State, index: int) -> tuple[float, float]:
     return 0, 0
 
 
-def check(strategy: str, state: State, count: int, window: int, shift: int, now: int) -> float:
-    """Microseconds until ``strategy`` admits a request (0: admit now)."""
+def check(strategy: str, state: State, count: int, window: int, shift: int, now: int) -> int:
+    """Whole microseconds (rounded up) until ``strategy`` admits a request (0: admit now)."""
     if strategy == GCRA:
         allow_at = max(state[0] if state else now, now) + window / count - window
-        return allow_at - now if allow_at > now else 0
+        return math.ceil(allow_at - now) if allow_at > now else 0
     index = _window(now, window, shift)
     current, previous = _counts(state, index)
     start = index * window + shift
@@ -95,8 +95,10 @@ def check(strategy: str, state: State, count: int, window: int, shift: int, now:
         return 0
     if current + 1 > count:  # full even once the previous window has slid out: wait for the
         # next window, where this one's requests weigh less and less
-        return start + window + max(0, 1 - (count - 1) / current) * window - now
-    return start + (1 - (count - 1 - current) / previous) * window - now
+        free_at = start + window + max(0, 1 - (count - 1) / current) * window
+    else:
+        free_at = start + (1 - (count - 1 - current) / previous) * window
+    return max(1, math.ceil(free_at - now))
 
 
 def record(
@@ -112,11 +114,11 @@ def record(
 
 def usage(
     strategy: str, state: State, count: int, window: int, shift: int, now: int
-) -> tuple[int, float]:
-    """Requests left and microseconds until the quota is whole again, for headers."""
+) -> tuple[int, int]:
+    """Requests left and whole microseconds until the quota is whole again, for headers."""
     if strategy == GCRA:
         tat = max(state[0] if state else now, now)
-        return max(0, math.floor((now + window - tat) / (window / count))), tat - now
+        return max(0, math.floor((now + window - tat) / (window / count))), math.ceil(tat - now)
     index = _window(now, window, shift)
     current, previous = _counts(state, index)
     start = index * window + shift

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from ..decision import ADMITTED, Decision, Usage
 from ..errors import ConfigError, StorageError
 from ..policy import GLOBAL_SCOPE, Scope
+from .. import strategies
 from ..rules import BanRule, Rule
+from ..strategies import MICROSECONDS, STRATEGY_CODES, microseconds
 from .base import Clock
 
 try:
@@ -48,17 +50,16 @@ at most about twice this, and only one request a second (see ``outage``)."""
 _FAILURES = (redis.RedisError, RedisClusterException)
 """What redis-py raises when Redis fails (cluster errors do not derive from RedisError)."""
 
-_MICROSECONDS = 1_000_000
 
 _ADMITTED, _BANNED = 0, 1
 _GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
 
-def _script(client: RedisClient, name: str) -> Script:
-    """A script with the shared functions of ``common.lua`` in front of it."""
+def _script(client: RedisClient, *names: str) -> Script:
+    """One script made of the named files, ``common.lua`` (shared functions) first."""
     folder = resources.files(__package__).joinpath("lua")
-    common = folder.joinpath("common.lua").read_text(encoding="utf-8")
-    return client.register_script(common + folder.joinpath(name).read_text(encoding="utf-8"))
+    parts = [folder.joinpath(name).read_text(encoding="utf-8") for name in ("common.lua", *names)]
+    return client.register_script("\n".join(parts))
 
 
 def _hash_tag(client: str) -> str:
@@ -75,22 +76,18 @@ def _client_of(tag: str) -> str:
     return tag.replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
 
 
-def _microseconds(seconds: float) -> int:
-    return round(seconds * _MICROSECONDS)
-
-
-def _seconds(microseconds: int) -> float:
-    return microseconds / _MICROSECONDS
+def _seconds(count: int) -> float:
+    return count / MICROSECONDS
 
 
 def _ban_rule_arguments(rule: BanRule) -> list[Union[int, str]]:
     return [
         rule.count,
-        _microseconds(rule.window),
-        _microseconds(rule.duration),
+        microseconds(rule.window),
+        microseconds(rule.duration),
         repr(float(rule.factor)),
-        _microseconds(rule.max_duration) if rule.max_duration is not None else 0,
-        _microseconds(rule.forget_after),
+        microseconds(rule.max_duration) if rule.max_duration is not None else 0,
+        microseconds(rule.forget_after),
     ]
 
 
@@ -114,7 +111,7 @@ class RedisStorage:
         self.client = client
         self.key_prefix = key_prefix
         self._clock = clock
-        self._hit = _script(client, "hit.lua")
+        self._hit = _script(client, "strategies.lua", "hit.lua")
         self._report = _script(client, "report.lua")
         self._ban = _script(client, "ban.lua")
 
@@ -148,7 +145,7 @@ class RedisStorage:
         return f"{self.key_prefix}{{{_hash_tag(client)}}}:{suffix}"
 
     def _now_argument(self) -> Union[int, str]:
-        return "" if self._clock is None else _microseconds(self._clock())
+        return "" if self._clock is None else microseconds(self._clock())
 
     def _run(self, script: Script, keys: list[str], args: list[Union[int, str]]) -> Any:
         try:
@@ -171,15 +168,22 @@ class RedisStorage:
             int(strike is not None),
             *(_ban_rule_arguments(strike) if strike is not None else _NO_STRIKE),
         ]
-        rules: list[Rule] = []
+        rules: list[Rule] = []  # in the script's order: each scope's logged, then stateful
         for scope in scopes:
-            suffix = "log" if scope.name == GLOBAL_SCOPE else f"log:{scope.name}"
-            keys.append(self._key(client, suffix))
-            longest = max(rule.window for rule in scope.rules)
-            args += [scope.depth, _microseconds(longest), len(scope.rules)]
-            for rule in scope.rules:
-                args += [rule.count, _microseconds(rule.window)]
-                rules.append(rule)
+            where = "" if scope.name == GLOBAL_SCOPE else f":{scope.name}"
+            keys.append(self._key(client, f"log{where}"))
+            longest = max((rule.window for rule in scope.logged), default=0)
+            args += [scope.depth, microseconds(longest), len(scope.logged)]
+            for rule in scope.logged:
+                args += [rule.count, microseconds(rule.window)]
+            args.append(len(scope.stateful))
+            for rule in scope.stateful:
+                window = microseconds(rule.window)
+                strategy = rule.strategy or ""
+                keys.append(self._key(client, f"{strategy}{where}:{rule.count}/{window}"))
+                code = STRATEGY_CODES[strategy]
+                args += [rule.count, window, code, strategies.offset(client, window)]
+            rules += scope.logged + scope.stateful
         status, wait, limiting, closest, remaining, reset, new_ban = self._run(
             self._hit, keys, args
         )
@@ -203,7 +207,7 @@ class RedisStorage:
         return _seconds(duration) if duration >= 0 else None
 
     def _ban_action(self, client: str, action: str, duration: float = 0) -> int:
-        args = [self._now_argument(), action, _microseconds(duration)]
+        args = [self._now_argument(), action, microseconds(duration)]
         return int(self._run(self._ban, [self._key(client, "ban")], args))
 
     def ban(self, client: str, duration: float) -> None:

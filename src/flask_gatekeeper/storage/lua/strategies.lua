@@ -1,0 +1,101 @@
+-- The stateful strategies, the same expressions as strategies.py (keep the two in step).
+-- A state is a string of numbers: fixed-window "index count", sliding-window
+-- "index count previous", gcra "tat". Times are microseconds.
+local FIXED_WINDOW, SLIDING_WINDOW, GCRA = 1, 2, 3
+
+local function load_state(key)
+  local text = redis.call('GET', key)
+  if not text then
+    return nil
+  end
+  local state = {}
+  for number in string.gmatch(text, '%S+') do
+    state[#state + 1] = tonumber(number)
+  end
+  return state
+end
+
+local function save_state(key, state, ttl)
+  local parts = {}
+  for i, number in ipairs(state) do
+    parts[i] = string.format('%.17g', number)
+  end
+  redis.call('SET', key, table.concat(parts, ' '), 'PX', math.ceil(ttl / 1000) + GARBAGE_DELAY_MS)
+end
+
+local function window_index(now, window, shift)
+  return math.floor((now - shift) / window)
+end
+
+-- this window's and the previous window's counts as of window `index`
+local function counts(state, index)
+  if not state then
+    return 0, 0
+  end
+  if state[1] == index then
+    return state[2], state[3] or 0
+  end
+  if state[1] == index - 1 then
+    return 0, state[2]
+  end
+  return 0, 0
+end
+
+-- whole microseconds until the strategy admits a request (0: admit now)
+local function strategy_check(code, state, count, window, shift, now)
+  if code == GCRA then
+    local allow_at = math.max(state and state[1] or now, now) + window / count - window
+    if allow_at > now then
+      return math.ceil(allow_at - now)
+    end
+    return 0
+  end
+  local index = window_index(now, window, shift)
+  local current, previous = counts(state, index)
+  local start = index * window + shift
+  if code == FIXED_WINDOW then
+    if current >= count then
+      return start + window - now
+    end
+    return 0
+  end
+  local fraction = (now - start) / window
+  if previous * (1 - fraction) + current + 1 <= count then
+    return 0
+  end
+  local free_at
+  if current + 1 > count then
+    free_at = start + window + math.max(0, 1 - (count - 1) / current) * window
+  else
+    free_at = start + (1 - (count - 1 - current) / previous) * window
+  end
+  return math.max(1, math.ceil(free_at - now))
+end
+
+-- the state after one more admitted request
+local function strategy_record(code, state, count, window, shift, now)
+  if code == GCRA then
+    return {math.max(state and state[1] or now, now) + window / count}
+  end
+  local index = window_index(now, window, shift)
+  local current, previous = counts(state, index)
+  if code == SLIDING_WINDOW then
+    return {index, current + 1, previous}
+  end
+  return {index, current + 1}
+end
+
+-- requests left, and whole microseconds until the quota is whole again
+local function strategy_usage(code, state, count, window, shift, now)
+  if code == GCRA then
+    local tat = math.max(state and state[1] or now, now)
+    return math.max(0, math.floor((now + window - tat) / (window / count))), math.ceil(tat - now)
+  end
+  local index = window_index(now, window, shift)
+  local current, previous = counts(state, index)
+  local start = index * window + shift
+  if code == SLIDING_WINDOW then
+    current = current + previous * (1 - (now - start) / window)
+  end
+  return math.max(0, math.floor(count - current)), start + window - now
+end

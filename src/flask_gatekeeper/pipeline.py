@@ -20,13 +20,17 @@ from .decision import Banned, Decision, Denied, RateLimited, StorageUnavailable
 from .errors import StorageError
 from .headers import policy_name, rate_limit_headers, scope_of
 from .outage import RETRY_INTERVAL, OutageGuard
-from .policy import Mark, RoutePolicy, marks_of, resolve
+from .policy import Mark, RoutePolicy, marks_of, resolve, with_strategy
+from .rules import Rule
 
 __all__ = ["AppState"]
 
 logger = logging.getLogger("flask_gatekeeper")
 
 _G_HEADERS = "_gatekeeper_headers"
+
+LARGE_LOG = 1000
+"""Sliding-log counts above this (8 KB of timestamps per client) get a start-up warning."""
 
 Refusal = Union[Banned, Denied, RateLimited]
 
@@ -49,6 +53,8 @@ class AppState:
         self._view_functions = app.view_functions
         self._blueprints = app.blueprints
         self._policies: dict[tuple[Optional[str], bool], RoutePolicy] = {}
+        self._warned: set[Rule] = set()
+        self.warn_large_logs(with_strategy(settings.rate_limit_rules, settings.strategy))
 
     def app(self) -> Flask:
         """The app this state belongs to (a weak reference: the app owns its state)."""
@@ -70,6 +76,8 @@ class AppState:
                 cache_key[1],
                 self.settings.strategy,
             )
+            for scope in policy.scopes:
+                self.warn_large_logs(scope.logged)
             self._policies[cache_key] = policy
         return policy
 
@@ -87,6 +95,22 @@ class AppState:
             mark = marks_of(target, self.owner) if target is not None else None
             if mark is not None:
                 yield mark
+
+    def warn_large_logs(self, rules: Iterable[Rule]) -> None:
+        """Log once per rule when an exact sliding log would hold many timestamps."""
+        for rule in rules:
+            if rule.logged and rule.count > LARGE_LOG and rule not in self._warned:
+                self._warned.add(rule)
+                logger.warning(
+                    "rule %r keeps up to %d timestamps (%d KB) per client as an exact sliding "
+                    "log; a quota this large fits in a few bytes with strategy 'gcra' "
+                    '(or \'sliding-window\'): e.g. "%d per %g seconds (gcra)" or strategy="gcra"',
+                    str(rule),
+                    rule.count,
+                    rule.count * 8 // 1000,
+                    rule.count,
+                    rule.window,
+                )
 
     # -- the request path -----------------------------------------------------------------
 

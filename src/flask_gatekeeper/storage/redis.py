@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from .. import strategies
 from ..decision import ADMITTED, Decision, Usage
 from ..errors import ConfigError, StorageError
 from ..policy import GLOBAL_SCOPE, Scope
-from .. import strategies
 from ..rules import BanRule, Rule
 from ..strategies import MICROSECONDS, STRATEGY_CODES, microseconds
 from .base import Clock

@@ -172,7 +172,7 @@ def test_status_prints_rules_and_storage() -> None:
         "storage: MemoryStorage(max_clients=100000)",
         "rate limit: 20 requests in a 1s window",
         "rate limit: 100 requests in a 10s window",
-        "ban rule: reported 3 times in a 10s window",
+        "ban rule: reported 3 times in a 10s window, banned 600s",
     ]
 
 
@@ -305,7 +305,7 @@ def test_ban_list_status_unban(shared: tuple[Flask, GateKeeper], clock: FakeCloc
         "storage: SharedStorage()",
         "rate limit: 20 requests in a 1s window",
         "rate limit: 100 requests in a 10s window",
-        "ban rule: reported 3 times in a 10s window",
+        "ban rule: reported 3 times in a 10s window, banned 600s",
         f"{IP}: banned for 45s",
     ]
 

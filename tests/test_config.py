@@ -661,3 +661,18 @@ def test_specific_standalone_without_rules_exempts_from_global_rules(
     with app.app_context():
         assert [gk.report(ip="10.0.0.1") for _ in range(3)] == [False, False, True]
     assert client.get("/exempt", headers=headers).status_code == 403  # bans still apply
+
+
+def test_a_misspelt_key_fails_at_start_up_with_a_suggestion() -> None:
+    app = Flask(__name__)
+    app.config["GATEKEEPER_RATE_LIMITS"] = "20/second"
+    with pytest.raises(
+        ConfigError, match=r"GATEKEEPER_RATE_LIMITS: unknown .* GATEKEEPER_RATE_LIMIT_RULES"
+    ):
+        GateKeeper(app)
+    assert "gatekeeper" not in app.extensions
+
+
+def test_max_clients_with_redis_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="storage: max_clients bounds the memory storage"):
+        GateKeeper(Flask(__name__), storage="redis://127.0.0.1:1/0", max_clients=10)

@@ -404,3 +404,12 @@ def test_report_with_ip_is_normalised_like_a_request() -> None:
     assert (
         app.test_client().get("/", environ_base={"REMOTE_ADDR": "2001:db8::9"}).status_code == 403
     )
+
+
+def test_no_peer_address_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    ident = identifier(None)
+    for _ in range(3):
+        assert key_of(ident, None, "") == "unknown"
+    warnings = [r for r in caplog.records if r.name == "flask_gatekeeper"]
+    assert len(warnings) == 1
+    assert "no client address" in warnings[0].getMessage()

@@ -8,6 +8,9 @@ process, out of reach, and the commands that would need it say so instead of pre
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 from flask import current_app
 from flask.cli import AppGroup
@@ -46,10 +49,25 @@ def _live_extension() -> GateKeeper:
     return state.owner
 
 
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """A storage outage or a bad value reads as one ``Error:`` line, not a traceback."""
+    try:
+        yield
+    except GateKeeperError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _key(client: str) -> str:
+    """The client as the storage knows it (an IPv6 address becomes its network)."""
+    return _state().settings.identifier.key_for(client)
+
+
 @gatekeeper.command("bans")
 def list_bans() -> None:
     """List active bans with the seconds left."""
-    bans = _live_extension().bans()
+    with _clean_errors():
+        bans = _live_extension().bans()
     if not bans:
         click.echo("no active bans")
     for client, left in sorted(bans.items(), key=lambda item: -item[1]):
@@ -62,27 +80,28 @@ def list_bans() -> None:
 def ban(client: str, duration: float | None) -> None:
     """Ban CLIENT (an IP address or a key)."""
     extension = _live_extension()
-    try:
+    with _clean_errors():
         extension.ban(client, duration)
-    except GateKeeperError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"banned {client} for {retry_after_header(extension.banned_for(client))}s")
+        left = extension.banned_for(client)
+    click.echo(f"banned {_key(client)} for {retry_after_header(left)}s")
 
 
 @gatekeeper.command("unban")
 @click.argument("client")
 def unban(client: str) -> None:
     """End CLIENT's ban and forget its ban history."""
-    was_banned = _live_extension().unban(client)
-    click.echo(f"unbanned {client}" if was_banned else f"{client} was not banned")
+    with _clean_errors():
+        was_banned = _live_extension().unban(client)
+    click.echo(f"unbanned {_key(client)}" if was_banned else f"{_key(client)} was not banned")
 
 
 @gatekeeper.command("reset")
 @click.argument("client")
 def reset(client: str) -> None:
     """Forget CLIENT: its counters, reports and ban."""
-    _live_extension().reset(client)
-    click.echo(f"reset {client}")
+    with _clean_errors():
+        _live_extension().reset(client)
+    click.echo(f"reset {_key(client)}")
 
 
 @gatekeeper.command("status")
@@ -94,11 +113,16 @@ def status(client: str | None) -> None:
     click.echo(f"storage: {settings.storage!r}")
     for rule in settings.rate_limit_rules:
         click.echo(f"rate limit: {rule}")
-    click.echo(f"ban rule: {settings.ban_rule if settings.ban_rule else 'none'}")
+    ban_rule = settings.ban_rule
+    click.echo(
+        f"ban rule: {ban_rule}, banned {ban_rule.duration:g}s" if ban_rule else "ban rule: none"
+    )
     if client is not None:
-        left = _live_extension().banned_for(client)
+        with _clean_errors():
+            left = _live_extension().banned_for(client)
+        key = _key(client)
         click.echo(
-            f"{client}: banned for {retry_after_header(left)}s" if left else f"{client}: not banned"
+            f"{key}: banned for {retry_after_header(left)}s" if left else f"{key}: not banned"
         )
 
 

@@ -6,6 +6,7 @@ or config key it came from and the value, so a typo fails at start-up, not mid-t
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -156,8 +157,19 @@ def _key_func(value: object, name: str) -> KeyFunc:
     return cast(KeyFunc, value)
 
 
+def _check_known_keys(config: Mapping[str, object]) -> None:
+    """A misspelt key would silently leave a protection off: refuse it instead."""
+    known = set(CONFIG_KEYS.values())
+    for key in config:
+        if isinstance(key, str) and key.startswith("GATEKEEPER_") and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{key}: unknown flask-gatekeeper config key{hint}")
+
+
 def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> Settings:
     """Settings for one app from the constructor's ``given`` options and its ``config``."""
+    _check_known_keys(config)
 
     source = {}  # option -> the name it was read under, for errors found later
 

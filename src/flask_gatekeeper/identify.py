@@ -19,6 +19,7 @@ that does not parse falls back to the socket peer, never to a value the client c
 
 from __future__ import annotations
 
+import logging
 from typing import Optional, Union
 
 from werkzeug.datastructures import Headers
@@ -29,6 +30,9 @@ from .policy import KeyFunc
 __all__ = ["Client", "Identifier", "KeyFunc"]
 
 _FORWARDED = "forwarded"
+_NO_PEER = "unknown"
+
+logger = logging.getLogger("flask_gatekeeper")
 
 
 Client = tuple[str, bool]
@@ -66,6 +70,7 @@ class Identifier:
         self.key_func = key_func
         self._forwarded = ip_header is not None and ip_header.lower() == _FORWARDED
         self._peer_is_key = ip_header is None and not allowlist and not denylist
+        self._warned_no_peer = False
 
     def client_address(self, headers: Headers, remote_addr: Optional[str]) -> Optional[Address]:
         """The client's address: from the header as far as it is trusted, else the peer."""
@@ -131,8 +136,17 @@ class Identifier:
                 raise TypeError(f"key_func must return a str or None, got {key!r}")
         elif address is not None:
             key = address.key
-        else:  # no socket peer at all (e.g. some Unix-socket servers): one shared key
-            key = remote_addr or "unknown"
+        else:  # no socket peer at all (e.g. a server on a Unix socket): one shared key
+            key = remote_addr or _NO_PEER
+            if not self._warned_no_peer:
+                self._warned_no_peer = True
+                logger.warning(
+                    "a request came with no client address (REMOTE_ADDR %r), so every such "
+                    "request shares the key %r: behind a proxy on a Unix socket, set "
+                    "ip_header and trusted_proxies to the number of proxies",
+                    remote_addr,
+                    key,
+                )
         return key, False
 
     def key_for(self, client: str) -> str:

@@ -36,6 +36,11 @@ def storage_from(
         if scheme == "memory":
             return MemoryStorage(max_clients=max_clients or DEFAULT_MAX_CLIENTS)
         if scheme in _REDIS_SCHEMES:
+            if max_clients is not None:
+                raise ConfigError(
+                    f"{name}: max_clients bounds the memory storage; Redis keys expire by "
+                    f"themselves (drop max_clients, or use memory://): {value!r}"
+                )
             try:
                 return _redis_storage().from_url(value, key_prefix=key_prefix)
             except ConfigError as exc:

@@ -1,7 +1,7 @@
 """``flask gatekeeper ...`` through ``app.test_cli_runner()`` (issue 5).
 
 With the memory storage the commands that need the server's live state refuse and point
-to Redis. The live-state commands are tested against ``SharedStorage``: a storage object
+to Redis. The live-state commands are tested against ``FlakyStorage``: a storage object
 that is not a ``MemoryStorage`` (so the CLI treats it as shared, as it would Redis) and
 delegates to one on a ``FakeClock``, so seconds left are exact.
 """
@@ -9,18 +9,16 @@ delegates to one on a ``FakeClock``, so seconds left are exact.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Sequence
 from typing import Any, Optional
 
 import pytest
 from click.testing import Result
 from flask import Flask
 
-from flask_gatekeeper import BanRule, Decision, GateKeeper, MemoryStorage, Storage
+from flask_gatekeeper import GateKeeper, MemoryStorage
 from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.config import CONFIG_KEYS
-from flask_gatekeeper.policy import Scope
-from flask_gatekeeper.testing import FakeClock
+from flask_gatekeeper.testing import FakeClock, FlakyStorage
 
 IP = "10.0.0.1"
 OTHER_IP = "10.0.0.2"
@@ -31,48 +29,6 @@ RULES: dict[str, Any] = {
 }
 
 MEMORY_NOTE_START = "Error: The memory storage keeps its state inside each server process"
-
-
-class SharedStorage:
-    """Every ``Storage`` method delegated to a ``MemoryStorage``; not one itself."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.inner = MemoryStorage(clock=clock)
-
-    def __repr__(self) -> str:
-        return "SharedStorage()"
-
-    def hit(
-        self,
-        client: str,
-        scopes: Sequence[Scope],
-        *,
-        usage: bool = False,
-        strike: Optional[BanRule] = None,
-    ) -> Decision:
-        return self.inner.hit(client, scopes, usage=usage, strike=strike)
-
-    def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
-        return self.inner.report(client, ban_rule)
-
-    def ban(self, client: str, duration: float) -> None:
-        self.inner.ban(client, duration)
-
-    def unban(self, client: str) -> bool:
-        return self.inner.unban(client)
-
-    def banned_for(self, client: str) -> float:
-        return self.inner.banned_for(client)
-
-    def bans(self) -> dict[str, float]:
-        return self.inner.bans()
-
-    def reset(self, client: str) -> None:
-        self.inner.reset(client)
-
-
-def _conforms(storage: SharedStorage) -> Storage:
-    return storage  # mypy checks that SharedStorage implements the Storage protocol
 
 
 def make_app(config: Optional[dict[str, Any]] = None, **options: Any) -> tuple[Flask, GateKeeper]:
@@ -95,7 +51,7 @@ def lines(result: Result) -> list[str]:
 @pytest.fixture
 def shared(clock: FakeClock) -> tuple[Flask, GateKeeper]:
     """An app whose storage the CLI treats as shared with the server processes."""
-    return make_app(storage=SharedStorage(clock))
+    return make_app(storage=FlakyStorage(clock=clock))
 
 
 def status_of(app: Flask, ip: str) -> int:
@@ -302,7 +258,7 @@ def test_ban_list_status_unban(shared: tuple[Flask, GateKeeper], clock: FakeCloc
     assert status.exit_code == 0
     assert lines(status) == [
         "enabled: True",
-        "storage: SharedStorage()",
+        "storage: FlakyStorage(MemoryStorage(max_clients=100000))",
         "rate limit: 20 requests in a 1s window",
         "rate limit: 100 requests in a 10s window",
         "ban rule: reported 3 times in a 10s window, banned 600s",
@@ -399,7 +355,7 @@ def test_non_numeric_duration_is_a_usage_error(shared: tuple[Flask, GateKeeper])
 
 
 def test_ban_without_duration_or_ban_rule_fails_clearly(clock: FakeClock) -> None:
-    app, _ = make_app(ban_rule=None, storage=SharedStorage(clock))
+    app, _ = make_app(ban_rule=None, storage=FlakyStorage(clock=clock))
 
     result = run(app, "ban", IP)
 
@@ -422,3 +378,15 @@ def test_seconds_left_round_up_like_retry_after(
     clock.advance(2.1)
     assert run(app, "bans").stdout == f"{IP}\t1s left\n"
     assert lines(run(app, "status", IP))[-1] == f"{IP}: banned for 1s"
+
+
+@pytest.mark.parametrize(
+    "args", [["bans"], ["ban", "192.0.2.1"], ["unban", "192.0.2.1"], ["reset", "192.0.2.1"]]
+)
+def test_a_storage_outage_reads_as_one_error_line(clock: FakeClock, args: list[str]) -> None:
+    storage = FlakyStorage(clock=clock)
+    app, _ = make_app(storage=storage)
+    storage.failing = True
+    result = app.test_cli_runner().invoke(gatekeeper, args)
+    assert result.exit_code == 1
+    assert result.output == "Error: connection refused (1)\n"

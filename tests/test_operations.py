@@ -13,7 +13,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Optional, Union
 
@@ -27,17 +27,13 @@ from flask_gatekeeper import (
     BanRule,
     ConfigError,
     ConfigTypeError,
-    Decision,
     GateKeeper,
     MemoryStorage,
     Rule,
-    Storage,
-    StorageError,
     outage,
     signals,
 )
-from flask_gatekeeper.policy import Scope
-from flask_gatekeeper.testing import FakeClock
+from flask_gatekeeper.testing import FakeClock, FlakyStorage
 
 IP = "10.0.0.1"
 OTHER_IP = "10.0.0.2"
@@ -159,62 +155,6 @@ def retry_after(response: TestResponse) -> int:
     value = response.headers["Retry-After"]
     assert value.isdigit(), value
     return int(value)
-
-
-class DelegatingStorage:
-    """A storage object that is not a ``MemoryStorage``: every method is delegated to
-    one; while ``failing``, ``hit`` and ``report`` raise ``StorageError`` instead.
-
-    ``calls`` counts ``hit`` calls (to see when the outage guard skips the storage) and
-    ``errors`` holds every error raised, in order.
-    """
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.inner = MemoryStorage(clock=clock)
-        self.failing = False
-        self.calls = 0
-        self.errors: list[StorageError] = []
-
-    def _maybe_fail(self) -> None:
-        if self.failing:
-            error = StorageError(f"connection refused ({len(self.errors) + 1})")
-            self.errors.append(error)
-            raise error
-
-    def hit(
-        self,
-        client: str,
-        scopes: Sequence[Scope],
-        *,
-        usage: bool = False,
-        strike: Optional[BanRule] = None,
-    ) -> Decision:
-        self.calls += 1
-        self._maybe_fail()
-        return self.inner.hit(client, scopes, usage=usage, strike=strike)
-
-    def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
-        self._maybe_fail()
-        return self.inner.report(client, ban_rule)
-
-    def ban(self, client: str, duration: float) -> None:
-        self.inner.ban(client, duration)
-
-    def unban(self, client: str) -> bool:
-        return self.inner.unban(client)
-
-    def banned_for(self, client: str) -> float:
-        return self.inner.banned_for(client)
-
-    def bans(self) -> dict[str, float]:
-        return self.inner.bans()
-
-    def reset(self, client: str) -> None:
-        self.inner.reset(client)
-
-
-def _conforms(storage: DelegatingStorage) -> Storage:
-    return storage  # mypy checks that DelegatingStorage implements the Storage protocol
 
 
 # --- Signals: a recorder -----------------------------------------------------------------
@@ -856,7 +796,7 @@ def test_storage_error_signal(
     build: Build, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)  # every call tries the storage
-    storage = DelegatingStorage(clock)
+    storage = FlakyStorage(clock=clock)
     app, _ = build(storage=storage)
     client = app.test_client()
     storage.failing = True
@@ -948,7 +888,7 @@ def test_one_warning_per_storage_outage(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)  # every request tries the storage
-    storage = DelegatingStorage(clock)
+    storage = FlakyStorage(clock=clock)
     app, gk = build(storage=storage)
     client = app.test_client()
     logs.clear()
@@ -987,7 +927,7 @@ def test_one_warning_per_storage_outage(
 def test_storage_is_left_alone_for_retry_interval_after_a_failure(
     build: Build, clock: FakeClock
 ) -> None:
-    storage = DelegatingStorage(clock)
+    storage = FlakyStorage(clock=clock)
     app, gk = build(storage=storage)
     client = app.test_client()
     storage.failing = True
@@ -1003,7 +943,7 @@ def test_fail_closed_refuses_with_503(
     build: Build, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)
-    storage = DelegatingStorage(clock)
+    storage = FlakyStorage(clock=clock)
     app, _ = build(storage=storage, fail_open=False)
     client = app.test_client()
     storage.failing = True
@@ -1023,7 +963,7 @@ def test_fail_closed_503_as_problem_json(
     build: Build, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)
-    storage = DelegatingStorage(clock)
+    storage = FlakyStorage(clock=clock)
     app, _ = build(storage=storage, fail_open=False)
     storage.failing = True
 
@@ -1616,7 +1556,7 @@ def test_stats_count_storage_errors_and_leave_tracked_clients_unknown(
     build: Build, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)
-    storage = DelegatingStorage(clock)
+    storage = FlakyStorage(clock=clock)
     app, gk = build(storage=storage)
     client = app.test_client()
     assert statuses(client, 1) == [200]

@@ -12,10 +12,16 @@ Example::
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from typing import Optional
 
-from .storage import MemoryStorage
+from .decision import Decision
+from .errors import StorageError
+from .policy import Scope
+from .rules import BanRule
+from .storage import MemoryStorage, Storage
 
-__all__ = ["FakeClock", "MemoryStorage"]
+__all__ = ["FakeClock", "FlakyStorage", "MemoryStorage"]
 
 
 class FakeClock:
@@ -40,3 +46,63 @@ class FakeClock:
         """Jump to ``now`` (tests of edge cases, e.g. exactly at a window's end)."""
         with self._lock:
             self._now = now
+
+
+class FlakyStorage:
+    """A storage you can break: test how your app behaves while the storage is down.
+
+    Every call goes to ``inner`` (a ``MemoryStorage`` on ``clock`` by default) until
+    ``failing`` is set; then every call raises ``StorageError``, as a Redis outage would. ``calls`` counts ``hit`` calls (the gate skips a failed storage for a
+    second) and ``errors`` keeps every error raised, in order.
+    """
+
+    def __init__(self, inner: Optional[Storage] = None, *, clock: Optional[FakeClock] = None):
+        self.inner: Storage = inner or MemoryStorage(clock=clock or FakeClock())
+        self.failing = False
+        self.calls = 0
+        self.errors: list[StorageError] = []
+
+    def __repr__(self) -> str:
+        return f"FlakyStorage({self.inner!r})"
+
+    def _maybe_fail(self) -> None:
+        if self.failing:
+            error = StorageError(f"connection refused ({len(self.errors) + 1})")
+            self.errors.append(error)
+            raise error
+
+    def hit(
+        self,
+        client: str,
+        scopes: Sequence[Scope],
+        *,
+        usage: bool = False,
+        strike: Optional[BanRule] = None,
+    ) -> Decision:
+        self.calls += 1
+        self._maybe_fail()
+        return self.inner.hit(client, scopes, usage=usage, strike=strike)
+
+    def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
+        self._maybe_fail()
+        return self.inner.report(client, ban_rule)
+
+    def ban(self, client: str, duration: float) -> None:
+        self._maybe_fail()
+        self.inner.ban(client, duration)
+
+    def unban(self, client: str) -> bool:
+        self._maybe_fail()
+        return self.inner.unban(client)
+
+    def banned_for(self, client: str) -> float:
+        self._maybe_fail()
+        return self.inner.banned_for(client)
+
+    def bans(self) -> dict[str, float]:
+        self._maybe_fail()
+        return self.inner.bans()
+
+    def reset(self, client: str) -> None:
+        self._maybe_fail()
+        self.inner.reset(client)

@@ -22,7 +22,7 @@ ROW, LEFT, SCALE, TOP = 60, 130, 26, 50
 
 
 def traffic() -> list[float]:
-    """A burst of 8 at t=1, a steady trickle (one every 1.5 s from t=5), then a burst of 6 at t=22."""
+    """A burst of 8 at t=1, one request every 1.5 s from t=5, then a burst of 6 at t=22."""
     times = [1.0 + 0.35 * n for n in range(8)]
     times += [5.0 + 1.5 * n for n in range(10)]
     times += [22.0 + 0.35 * n for n in range(6)]

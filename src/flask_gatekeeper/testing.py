@@ -52,8 +52,9 @@ class FlakyStorage:
     """A storage you can break: test how your app behaves while the storage is down.
 
     Every call goes to ``inner`` (a ``MemoryStorage`` on ``clock`` by default) until
-    ``failing`` is set; then every call raises ``StorageError``, as a Redis outage would. ``calls`` counts ``hit`` calls (the gate skips a failed storage for a
-    second) and ``errors`` keeps every error raised, in order.
+    ``failing`` is set; then every call raises ``StorageError``, as a Redis outage would.
+    ``calls`` counts ``hit`` calls (the gate skips a failed storage for a second) and
+    ``errors`` keeps every error raised, in order.
     """
 
     def __init__(self, inner: Optional[Storage] = None, *, clock: Optional[FakeClock] = None):

@@ -326,9 +326,19 @@ def test_reset_clears_counters_and_ban(shared: tuple[Flask, GateKeeper]) -> None
 @pytest.mark.parametrize(
     ("duration", "message"),
     [
-        pytest.param("-5", "'duration' must be a positive number of seconds, got -5.0", id="-5"),
-        pytest.param("0", "'duration' must be a positive number of seconds, got 0.0", id="0"),
-        pytest.param("inf", "'duration' must be a positive number of seconds, got inf", id="inf"),
+        pytest.param(
+            "-5",
+            "'duration' must be a positive number of seconds up to 1000000000, got -5.0",
+            id="-5",
+        ),
+        pytest.param(
+            "0", "'duration' must be a positive number of seconds up to 1000000000, got 0.0", id="0"
+        ),
+        pytest.param(
+            "inf",
+            "'duration' must be a positive number of seconds up to 1000000000, got inf",
+            id="inf",
+        ),
     ],
 )
 def test_bad_duration_fails_clearly(

@@ -358,7 +358,7 @@ def test_bad_escalation_values_fail_at_init_naming_the_key(
 
 
 def test_bad_escalation_values_fail_in_ban_rule_itself() -> None:
-    with pytest.raises(ConfigError, match=r"'factor' must be at least 1, got 0\.5"):
+    with pytest.raises(ConfigError, match=r"'factor' must be a number from 1 to 1000, got 0\.5"):
         BanRule(3, 10, 60, factor=0.5)
     with pytest.raises(ConfigError, match="'max_duration' must be at least 'duration'"):
         BanRule(3, 10, 60, max_duration=59)

@@ -510,6 +510,20 @@ def test_a_strike_counts_a_refusal_as_a_report(storage: Storage, clock: FakeCloc
     assert_banned(storage.hit("c", scopes), 600)
 
 
+@pytest.mark.parametrize(
+    "client", ["", "%", "}guest{", "user\ud800", "ключ", "a b\tc", "[::1]:80", "x" * 128]
+)
+def test_any_key_text_is_a_client_of_its_own(storage: Storage, client: str) -> None:
+    rule = Rule(1, 60)
+    assert_admitted(storage.hit(client, [scope(GLOBAL_SCOPE, rule)]))
+    assert_limited(storage.hit(client, [scope(GLOBAL_SCOPE, rule)]), 60, rule)
+    assert_admitted(storage.hit(client + "-other", [scope(GLOBAL_SCOPE, rule)]))
+    storage.ban(client, 30)
+    assert storage.bans() == {client: 30}
+    storage.reset(client)
+    assert storage.bans() == {}
+
+
 # --- bounded memory -----------------------------------------------------------------------------
 
 

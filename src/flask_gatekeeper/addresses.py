@@ -41,6 +41,8 @@ def parse_address(text: str, ipv6_prefix: int = 128) -> Optional[Address]:
     else is parsed once and cached, so a flood of distinct addresses costs no more per
     request than one client does.
     """
+    if len(text) > _MAX_ADDRESS_TEXT * 2:  # garbage, and not worth a cache entry
+        return None
     try:
         packed = socket.inet_pton(socket.AF_INET, text)
     except (OSError, ValueError):  # not IPv4 text, or a NUL or non-ASCII character

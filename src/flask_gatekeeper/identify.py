@@ -19,6 +19,7 @@ that does not parse falls back to the socket peer, never to a value the client c
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Optional, Union
 
@@ -31,6 +32,9 @@ __all__ = ["Client", "Identifier", "KeyFunc"]
 
 _FORWARDED = "forwarded"
 _NO_PEER = "unknown"
+MAX_KEY_LENGTH = 128
+"""A longer ``key_func`` key is stored as its SHA-256, so that keys taken from request
+data (a user name, an API key) cannot make each tracked client arbitrarily large."""
 
 logger = logging.getLogger("flask_gatekeeper")
 
@@ -134,6 +138,8 @@ class Identifier:
                 return None
             if not isinstance(key, str):
                 raise TypeError(f"key_func must return a str or None, got {key!r}")
+            if len(key) > MAX_KEY_LENGTH:  # keys from request data: bound their memory
+                key = "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         elif address is not None:
             key = address.key
         else:  # no socket peer at all (e.g. a server on a Unix socket): one shared key

@@ -7,7 +7,6 @@ Everything is validated here, once, at start-up, so a request never meets a bad 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,9 +80,10 @@ class BanRule:
         _check_count("count", self.count)
         _check_seconds("window", self.window)
         _check_seconds("duration", self.duration)
-        _check_seconds("factor", self.factor)
-        if self.factor < 1:
-            raise ConfigError(f"'factor' must be at least 1, got {self.factor!r}")
+        if isinstance(self.factor, bool) or not isinstance(self.factor, (int, float)):
+            raise ConfigTypeError(f"'factor' must be a number of at least 1, got {self.factor!r}")
+        if not 1 <= self.factor <= 1000:
+            raise ConfigError(f"'factor' must be a number from 1 to 1000, got {self.factor!r}")
         if self.max_duration is not None:
             _check_seconds("max_duration", self.max_duration)
             if self.max_duration < self.duration:
@@ -96,7 +96,7 @@ class BanRule:
     def duration_after(self, earlier_bans: int) -> float:
         """How long the next ban lasts for a client banned ``earlier_bans`` times lately."""
         duration = self.duration * self.factor ** min(earlier_bans, 64)
-        return duration if self.max_duration is None else min(duration, self.max_duration)
+        return min(duration, self.max_duration or MAX_SECONDS)
 
     def __str__(self) -> str:
         times = "once" if self.count == 1 else f"{self.count} times"
@@ -114,15 +114,17 @@ def _check_count(field: str, value: object) -> None:
         raise ConfigError(f"{field!r} must be a positive integer, got {value!r}")
 
 
+MAX_SECONDS = 10**9
+"""About 31 years: the longest window or ban, well within Redis's integer microseconds."""
+
+
 def _check_seconds(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigTypeError(f"{field!r} must be a positive number of seconds, got {value!r}")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        finite = False
-    if not (value > 0 and finite):
-        raise ConfigError(f"{field!r} must be a positive number of seconds, got {value!r}")
+    if not 0 < value <= MAX_SECONDS:  # also refuses nan
+        raise ConfigError(
+            f"{field!r} must be a positive number of seconds up to {MAX_SECONDS}, got {value!r}"
+        )
 
 
 _UNIT_SECONDS = {

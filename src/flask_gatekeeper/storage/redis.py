@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional, Union
+from urllib.parse import quote, unquote
 
 from .. import strategies
 from ..decision import ADMITTED, Decision, Usage
@@ -44,8 +45,9 @@ else:
 __all__ = ["DEFAULT_TIMEOUT", "RedisStorage"]
 
 DEFAULT_TIMEOUT = 0.5
-"""Seconds to connect and to read. With the one retry, a stalled Redis delays a request by
-at most about twice this, and only one request a second (see ``outage``)."""
+"""Seconds to connect and to read: a stalled Redis delays a request by at most about this
+much (twice when the connection also has to be made again), and only one request a
+second per process (see ``outage``)."""
 
 _FAILURES = (redis.RedisError, RedisClusterException)
 """What redis-py raises when Redis fails (cluster errors do not derive from RedisError)."""
@@ -62,18 +64,22 @@ def _script(client: RedisClient, *names: str) -> Script:
     return client.register_script("\n".join(parts))
 
 
+_TAG_SAFE = "".join(chr(code) for code in range(33, 127) if chr(code) not in "%{}")
+
+
 def _hash_tag(client: str) -> str:
     """The client as a Redis Cluster hash tag: never empty, no braces (which would end
-    the tag early and scatter one script's keys over several slots). IPs are unchanged."""
+    the tag early and scatter one script's keys over several slots), plain ASCII (any
+    text a ``key_func`` returns, lone surrogates included). IPs are unchanged."""
     if not client:
         return "%"
-    return client.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return quote(client.encode("utf-8", "surrogatepass"), safe=_TAG_SAFE)
 
 
 def _client_of(tag: str) -> str:
     if tag == "%":
         return ""
-    return tag.replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
+    return unquote(tag, errors="surrogatepass")
 
 
 def _seconds(count: int) -> float:
@@ -108,6 +114,8 @@ class RedisStorage:
         key_prefix: str = "gatekeeper:",
         clock: Optional[Clock] = None,
     ) -> None:
+        if "{" in key_prefix or "}" in key_prefix:
+            raise ConfigError(f"key_prefix: braces would break the hash tag: {key_prefix!r}")
         self.client = client
         self.key_prefix = key_prefix
         self._clock = clock
@@ -118,13 +126,15 @@ class RedisStorage:
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = "gatekeeper:") -> RedisStorage:
         """``redis://``, ``rediss://`` or ``unix://`` URL, with short timeouts and one
-        immediate retry (a pooled connection may have died with a restarted server)."""
+        immediate retry on a connection error (a pooled connection may have died with a
+        restarted server). Never on a timeout: the script may have run, and running it
+        again would count the request twice."""
         try:
             client = redis.Redis.from_url(
                 url,
                 socket_timeout=DEFAULT_TIMEOUT,
                 socket_connect_timeout=DEFAULT_TIMEOUT,
-                retry=Retry(NoBackoff(), 1),
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             )
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL {url!r}: {exc}") from None

@@ -1570,3 +1570,47 @@ def test_stats_count_storage_errors_and_leave_tracked_clients_unknown(
     assert stats["storage_errors"] == 4  # two requests, one request and its report
     assert stats["reports"] == 0  # the report never reached the storage
     assert stats["tracked_clients"] is None  # not a MemoryStorage: unknown
+
+
+def test_one_probe_a_second_while_the_storage_is_down(clock: FakeClock) -> None:
+    """Concurrent requests do not all wait on a storage that is down: one tries it."""
+    import threading
+
+    from flask_gatekeeper.outage import OutageGuard
+
+    moment = [0.0]
+    guard = OutageGuard(fail_open=True, clock=lambda: moment[0])
+    guard.failed(RuntimeError("down"))
+    moment[0] = 5.0  # due for another try
+    allowed: list[bool] = []
+    barrier = threading.Barrier(16)
+
+    def ask() -> None:
+        barrier.wait()
+        allowed.append(guard.may_probe())
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert allowed.count(True) == 1
+
+
+def test_a_call_from_before_an_outage_does_not_end_it() -> None:
+    from flask_gatekeeper.outage import OutageGuard
+
+    guard = OutageGuard(fail_open=True)
+    epoch = guard.epoch  # a slow call starts...
+    guard.failed(RuntimeError("down"))  # ...another one fails meanwhile...
+    guard.recovered(epoch)  # ...and the slow one's late success proves nothing
+    assert guard.down
+    guard.recovered(guard.epoch)
+    assert not guard.down
+
+
+def test_report_with_an_allowlisted_ip_does_nothing(build: Build) -> None:
+    app, gk = build(allowlist=["10.0.0.0/8"], ban_rule={"count": 1, "window": 10, "duration": 60})
+    with app.app_context():
+        assert gk.report(ip="10.1.2.3") is False
+        assert gk.bans() == {}

@@ -15,9 +15,9 @@ from typing import Any, Callable, Optional, TypeVar, Union
 from flask import Blueprint, Flask, current_app, has_app_context, has_request_context, request
 
 from .config import load_settings
-from .errors import ConfigError, ConfigTypeError, StorageError
+from .errors import ConfigError, ConfigTypeError
 from .identify import KeyFunc
-from .pipeline import AppState
+from .pipeline import AppState, Down
 from .policy import Mark, put_mark
 from .rules import Rule, RuleLike, _check_seconds, parse_rules
 
@@ -136,9 +136,12 @@ class GateKeeper:
         """
         state = self._state()
         settings = state.settings
-        if not settings.enabled or settings.ban_rule is None:
+        ban_rule = settings.ban_rule
+        if not settings.enabled or ban_rule is None:
             return False
         if ip is not None:
+            if settings.identifier.allowed(ip):
+                return False
             client = settings.identifier.key_for(ip)
         elif has_request_context():
             policy = state.policy_for(request.endpoint, request.method)
@@ -150,14 +153,9 @@ class GateKeeper:
             client = identified[0]
         else:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
-        if state.guard.down and state.guard.skip():
+        banned_for = state.ask_storage(lambda: settings.storage.report(client, ban_rule))
+        if isinstance(banned_for, Down):
             return False
-        try:
-            banned_for = settings.storage.report(client, settings.ban_rule)
-        except StorageError as exc:
-            state.storage_failed(exc)
-            return False
-        state.guard.recovered()
         state.reported(client, banned_for)
         return banned_for is not None
 

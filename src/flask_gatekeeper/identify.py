@@ -155,6 +155,11 @@ class Identifier:
                 )
         return key, False
 
+    def allowed(self, client: str) -> bool:
+        """Whether ``client``, named by the app, is an allow-listed address."""
+        address = parse_address(client, self.ipv6_prefix)
+        return address is not None and address in self.allowlist
+
     def key_for(self, client: str) -> str:
         """The key of a client named by the app (``report(ip=...)``): normalised like a
         request's when it is an IP address, else used as given (a ``key_func`` key)."""

@@ -3,8 +3,8 @@
 When the storage fails, requests are admitted (``fail_open=True``, the default: a limiter
 outage should not become a site outage) or refused with 503 (``fail_open=False``). For a
 second after a failure the storage is not asked at all, so a stalled Redis costs one
-timeout per second, not one per request; then the next request tries again, and the
-first success ends the outage.
+timeout per second and process, not one per request; then one request tries again, and
+its success ends the outage.
 """
 
 from __future__ import annotations
@@ -24,25 +24,41 @@ RETRY_INTERVAL = 1.0
 
 
 class OutageGuard:
-    """Tracks one app's storage health: errors, outages, and when to try again."""
+    """Tracks one app's storage health: whether it is down, and when to try it again.
+
+    While down, ``may_probe`` lets exactly one caller a second through to try the
+    storage; the others are answered at once by the outage policy. ``epoch`` numbers the
+    outages, so that a call which started before an outage and succeeded after it began
+    does not end it.
+    """
 
     def __init__(self, fail_open: bool, clock: Clock = time.monotonic) -> None:
         self.fail_open = fail_open
-        self.errors = 0
         self.outages = 0
         self.down = False
         self._retry_at = 0.0
         self._clock = clock
         self._lock = threading.Lock()
 
-    def skip(self) -> bool:
-        """True while the storage is down and not due for another attempt."""
-        return self.down and self._clock() < self._retry_at
+    @property
+    def epoch(self) -> int:
+        """Read before a storage call, handed back to ``recovered``."""
+        return self.outages
+
+    def may_probe(self) -> bool:
+        """Whether this caller may try the storage now; True for one caller a second."""
+        with self._lock:
+            if not self.down:
+                return True
+            now = self._clock()
+            if now < self._retry_at:
+                return False
+            self._retry_at = now + RETRY_INTERVAL  # this caller probes; the others wait
+            return True
 
     def failed(self, error: Exception) -> None:
-        """Count a failure; log it when it starts an outage."""
+        """Note a failure; log it when it starts an outage."""
         with self._lock:
-            self.errors += 1
             self._retry_at = self._clock() + RETRY_INTERVAL
             if self.down:
                 return
@@ -54,10 +70,10 @@ class OutageGuard:
             error,
         )
 
-    def recovered(self) -> None:
-        """The storage answered: end the outage (logged once)."""
+    def recovered(self, epoch: int) -> None:
+        """A call that started in ``epoch`` succeeded: end that outage (logged once)."""
         with self._lock:
-            if not self.down:
+            if not self.down or epoch != self.outages:
                 return
             self.down = False
         logger.info("storage available again")

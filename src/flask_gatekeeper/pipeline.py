@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Iterable
-from typing import Optional, Union
+from typing import Callable, Optional, TypeVar, Union
 
 from flask import Flask, Response, g, request
 
@@ -23,7 +23,7 @@ from .outage import RETRY_INTERVAL, OutageGuard
 from .policy import Mark, RoutePolicy, marks_of, resolve, with_strategy
 from .rules import Rule
 
-__all__ = ["AppState"]
+__all__ = ["DOWN", "AppState", "Down"]
 
 logger = logging.getLogger("flask_gatekeeper")
 
@@ -33,6 +33,14 @@ LARGE_LOG = 1000
 """Sliding-log counts above this (8 KB of timestamps per client) get a start-up warning."""
 
 Refusal = Union[Banned, Denied, RateLimited]
+T = TypeVar("T")
+
+
+class Down:
+    """What ``AppState.ask_storage`` returns while the storage is down."""
+
+
+DOWN = Down()
 
 
 class AppState:
@@ -148,25 +156,38 @@ class AppState:
 
     def _hit(self, client: str, policy: RoutePolicy) -> Optional[Decision]:
         """The storage's decision, or None when the storage is down (and fail-open)."""
-        guard = self.guard
-        if not (guard.down and guard.skip()):
-            try:
-                decision = self.settings.storage.hit(
-                    client,
-                    policy.scopes,
-                    usage=self._usage and bool(policy.scopes),
-                    strike=self._strike,
-                )
-            except StorageError as exc:
-                self.storage_failed(exc)
-            else:
-                if guard.down:
-                    guard.recovered()
-                return decision
-        if not guard.fail_open:
+        decision = self.ask_storage(
+            lambda: self.settings.storage.hit(
+                client,
+                policy.scopes,
+                usage=self._usage and bool(policy.scopes),
+                strike=self._strike,
+            )
+        )
+        if not isinstance(decision, Down):
+            return decision
+        if not self.guard.fail_open:
             raise StorageUnavailable(RETRY_INTERVAL)
         self.stats.add("admitted")
         return None
+
+    def ask_storage(self, call: Callable[[], T]) -> Union[T, Down]:
+        """``call()``'s result, or ``DOWN`` while the storage fails (counted, logged once
+        per outage, signalled); a down storage is tried again once a second."""
+        guard = self.guard
+        if guard.down and not guard.may_probe():
+            return DOWN
+        epoch = guard.epoch
+        try:
+            result = call()
+        except StorageError as exc:
+            self.stats.add("storage_errors")
+            guard.failed(exc)
+            signals.storage_error.send(self.app(), error=exc)
+            return DOWN
+        if guard.down:
+            guard.recovered(epoch)
+        return result
 
     def _rate_limited(self, client: str, decision: Decision, policy: RoutePolicy) -> None:
         assert decision.rule is not None  # a refusal by a rule names it
@@ -208,11 +229,6 @@ class AppState:
         return response
 
     # -- events shared with the manual API ------------------------------------------------
-
-    def storage_failed(self, error: StorageError) -> None:
-        self.stats.add("storage_errors")
-        self.guard.failed(error)
-        signals.storage_error.send(self.app(), error=error)
 
     def reported(self, client: str, banned_for: Optional[float], reason: str = "reports") -> None:
         self.stats.add("reports")

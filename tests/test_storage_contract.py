@@ -438,7 +438,9 @@ def test_manual_ban_unban_and_banned_for(storage: Storage, clock: FakeClock) -> 
     assert storage.banned_for("c") == 0
     assert storage.unban("c") is False
     storage.ban("c", 30)
-    assert_banned(storage.hit("c", []), 30)
+    assert storage.hit("c", []) == Decision(
+        admitted=False, banned=True, retry_after=30, manual=True
+    )
     storage.ban("c", 10)  # a longer ban stands
     clock.advance(5)
     assert storage.banned_for("c") == 25
@@ -447,6 +449,19 @@ def test_manual_ban_unban_and_banned_for(storage: Storage, clock: FakeClock) -> 
     assert storage.banned_for("c") == 0
     assert storage.bans() == {}
     assert_admitted(storage.hit("c", []))
+
+
+def test_a_ban_is_manual_while_its_end_was_set_by_hand(storage: Storage) -> None:
+    storage.report("c", BanRule(1, 10, 60))
+    assert not storage.hit("c", []).manual
+    storage.ban("c", 30)  # shorter than the ban in force: it stands, still from reports
+    assert not storage.hit("c", []).manual
+    storage.ban("c", 600)
+    assert storage.hit("c", []).manual
+    storage.report("c", BanRule(1, 10, 60))  # the longer manual ban stands
+    assert storage.hit("c", []).manual
+    storage.report("c", BanRule(1, 10, 6000))  # a report extends it: no longer by hand
+    assert not storage.hit("c", []).manual
 
 
 def test_unban_forgets_the_ban_history(storage: Storage, clock: FakeClock) -> None:

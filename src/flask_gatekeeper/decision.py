@@ -55,7 +55,7 @@ class Decision:
     (the ban's end, or the moment every full rule has room again); ``rule`` is the full
     rule that makes the client wait longest. ``usage``, when asked for, is the rule
     closest to its limit. ``new_ban`` is the duration of a ban this request started
-    (a refusal counted as a report).
+    (a refusal counted as a report); ``manual`` says a ban was set by hand.
     """
 
     admitted: bool
@@ -64,6 +64,7 @@ class Decision:
     rule: Optional[Rule] = None
     usage: Optional[Usage] = None
     new_ban: Optional[float] = None
+    manual: bool = False
 
 
 ADMITTED = Decision(admitted=True)

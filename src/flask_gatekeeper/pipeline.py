@@ -150,7 +150,8 @@ class AppState:
         if decision.admitted:
             self.stats.admitted()
         elif decision.banned:
-            self._refuse(Banned(key, decision.retry_after, settings.ban_rule))
+            rule = None if decision.manual else settings.ban_rule
+            self._refuse(Banned(key, decision.retry_after, rule))
         else:
             self._rate_limited(key, decision, policy)
 

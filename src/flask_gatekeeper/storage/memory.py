@@ -99,14 +99,22 @@ def _scope_key(client: str, scope: Scope) -> str:
 
 
 class _Ban:
-    """A client's ban: its end, and how many bans it had lately (for escalation)."""
+    """A client's ban: its end, how many bans it had lately (for escalation), and whether
+    its end was set by hand (a manual ban names no rule in its refusal)."""
 
-    __slots__ = ("end", "forget_at", "strikes")
+    __slots__ = ("end", "forget_at", "manual", "strikes")
 
-    def __init__(self, end: float, strikes: int, forget_at: float) -> None:
+    def __init__(self, end: float, strikes: int, forget_at: float, manual: bool) -> None:
         self.end = end
         self.strikes = strikes
         self.forget_at = forget_at
+        self.manual = manual
+
+
+def _exact(seconds: float) -> float:
+    """A wait rounded to whole microseconds, as Redis computes it: float noise such as
+    1.0000000000000002 must not turn into a Retry-After one second too long."""
+    return round(seconds * MICROSECONDS) / MICROSECONDS
 
 
 class MemoryStorage:
@@ -153,7 +161,12 @@ class MemoryStorage:
             now = self._clock()
             ban = self._bans.get(client)
             if ban is not None and ban.end > now:
-                return Decision(admitted=False, banned=True, retry_after=ban.end - now)
+                return Decision(
+                    admitted=False,
+                    banned=True,
+                    retry_after=_exact(ban.end - now),
+                    manual=ban.manual,
+                )
             if not scopes:
                 return ADMITTED
             logs = self._logs
@@ -171,7 +184,7 @@ class MemoryStorage:
                         size, head = len(log), log.head
                         for rule in scope.logged:
                             if size >= rule.count:  # the count-th newest decides: one index
-                                wait = log[(head - rule.count) % size] + rule.window - now
+                                wait = _exact(log[(head - rule.count) % size] + rule.window - now)
                                 if wait > longest:
                                     longest, worst = wait, rule
                 for rule in scope.stateful:
@@ -230,7 +243,7 @@ class MemoryStorage:
             log = self._logs.get(key)
             for rule in scope.logged:
                 used, oldest_free_at = _used(log, rule, now) if log is not None else (0, now)
-                candidates.append(Usage(rule, rule.count - used, oldest_free_at - now))
+                candidates.append(Usage(rule, rule.count - used, _exact(oldest_free_at - now)))
             for rule in scope.stateful:
                 window = microseconds(rule.window)
                 remaining, reset = strategies.usage(
@@ -263,24 +276,27 @@ class MemoryStorage:
         previous = self._bans.get(client)
         earlier = previous.strikes if previous is not None and previous.forget_at > now else 0
         duration = ban_rule.duration_after(earlier)
-        end = now + duration
+        end, manual = now + duration, False
         if previous is not None and previous.end > end:
-            end = previous.end
-        self._set_ban(client, _Ban(end, earlier + 1, end + ban_rule.forget_after), now)
+            end, manual = previous.end, previous.manual
+        self._set_ban(client, _Ban(end, earlier + 1, end + ban_rule.forget_after, manual), now)
         return duration
 
     def _set_ban(self, client: str, ban: _Ban, now: float) -> None:
-        """Store a ban, keeping the table bounded: history first, then soonest-ending."""
+        """Store a ban, keeping the table bounded: past the cap, drop the ended bans kept
+        only for their history, then the soonest-ending, down to 90% of the cap at once,
+        so that the sweep's cost is shared by the next tenth of the cap's bans."""
         bans = self._bans
         bans[client] = ban
         if len(bans) <= self.max_clients:
             return
-        for name in [name for name, old in bans.items() if old.forget_at <= now]:
+        for name in [name for name, old in bans.items() if old.end <= now]:
             del bans[name]
-        for name in sorted(bans, key=lambda name: (bans[name].end > now, bans[name].end)):
-            if len(bans) <= self.max_clients:
-                break
-            del bans[name]
+        excess = len(bans) - (self.max_clients - self.max_clients // 10)
+        if excess > 0:
+            ranked = sorted(bans, key=lambda name: (bans[name].end > now, bans[name].end))
+            for name in ranked[:excess]:
+                del bans[name]
 
     def ban(self, client: str, duration: float) -> None:
         with self._lock:
@@ -288,11 +304,10 @@ class MemoryStorage:
             end = now + duration
             previous = self._bans.get(client)
             if previous is None:
-                self._set_ban(client, _Ban(end, 0, end), now)
+                self._set_ban(client, _Ban(end, 0, end, manual=True), now)
             elif previous.end < end:
-                self._set_ban(
-                    client, _Ban(end, previous.strikes, max(previous.forget_at, end)), now
-                )
+                forget_at = max(previous.forget_at, end)
+                self._set_ban(client, _Ban(end, previous.strikes, forget_at, manual=True), now)
 
     def unban(self, client: str) -> bool:
         with self._lock:

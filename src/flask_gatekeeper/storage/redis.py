@@ -198,7 +198,9 @@ class RedisStorage:
             self._hit, keys, args
         )
         if status == _BANNED:
-            return Decision(admitted=False, banned=True, retry_after=_seconds(wait))
+            return Decision(
+                admitted=False, banned=True, retry_after=_seconds(wait), manual=limiting == 1
+            )
         seen = Usage(rules[closest], remaining, _seconds(reset)) if usage and rules else None
         if status == _ADMITTED:
             return Decision(admitted=True, usage=seen) if seen is not None else ADMITTED

@@ -8,7 +8,7 @@ if action == 'ban' then
   if left < duration then
     local strikes = tonumber(redis.call('HGET', KEYS[1], 's') or 0)
     local forget_at = tonumber(redis.call('HGET', KEYS[1], 'f') or 0)
-    set_ban(KEYS[1], now, duration, strikes, math.max(0, forget_at - now - duration))
+    set_ban(KEYS[1], now, duration, strikes, math.max(0, forget_at - now - duration), true)
   end
 elseif action == 'unban' then
   redis.call('DEL', KEYS[1])

@@ -25,10 +25,15 @@ local function ban_end(ban_key)
 end
 
 -- Ban until now + duration unless a longer ban stands; keep `strikes` and forget them
--- `forget_after` after the end.
-local function set_ban(ban_key, now, duration, strikes, forget_after)
-  local finish = math.max(now + duration, ban_end(ban_key))
-  redis.call('HSET', ban_key, 'e', int(finish), 's', strikes, 'f', int(finish + forget_after))
+-- `forget_after` after the end. m = 1 when the ban's end was set by hand.
+local function set_ban(ban_key, now, duration, strikes, forget_after, manual)
+  local finish = now + duration
+  if ban_end(ban_key) > finish then
+    finish = ban_end(ban_key)
+    manual = redis.call('HGET', ban_key, 'm') == '1'
+  end
+  redis.call('HSET', ban_key, 'e', int(finish), 's', strikes, 'f', int(finish + forget_after),
+    'm', manual and 1 or 0)
   expire_after(ban_key, finish + forget_after - now)
 end
 
@@ -53,7 +58,7 @@ local function report(reports_key, ban_key, now, rule)
     duration = rule[5]
   end
   duration = math.floor(duration + 0.5)
-  set_ban(ban_key, now, duration, earlier + 1, rule[6])
+  set_ban(ban_key, now, duration, earlier + 1, rule[6], false)
   return duration
 end
 

@@ -7,12 +7,12 @@
 -- from ARGV[10], per scope: depth, ttl, number of sliding-log rules, (count, window) for
 -- each, number of stateful rules, (count, window, strategy code, shift) for each.
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban}: status 0 admitted,
--- 1 banned, 2 limited; rules are numbered over every scope from 0, sliding-log rules
--- first in each scope; -1 means none.
+-- 1 banned (then `rule` is 1 for a ban set by hand), 2 limited; rules are numbered over
+-- every scope from 0, sliding-log rules first in each scope; -1 means none.
 local now = clock(ARGV[1])
 local finish = ban_end(KEYS[1])
-if finish > now then
-  return {1, finish - now, -1, -1, 0, 0, -1}
+if finish > now then  -- the third value says whether the ban was set by hand
+  return {1, finish - now, redis.call('HGET', KEYS[1], 'm') == '1' and 1 or 0, -1, 0, 0, -1}
 end
 
 local scopes, arg, key = {}, 10, 3

@@ -28,8 +28,9 @@ from .base import Clock
 __all__ = ["DEFAULT_MAX_CLIENTS", "MemoryStorage"]
 
 DEFAULT_MAX_CLIENTS = 100_000
-"""Default cap on tracked logs: about 25 MB when each holds one request, and at most
-about 105 MB when every log is full with the seed's 100-request rule (see the README)."""
+"""Default cap on tracked logs: about 32 MB under a flood of one-request clients, and at
+most about 110 MB when every log is full with the seed's 100-request rule (measured by
+``benchmarks/flood.py``; see the README)."""
 
 _ROUTE_SEPARATOR = "\x1f"
 _REPORTS_SUFFIX = "\x1e"

@@ -1,0 +1,145 @@
+"""Each strategy at a big quota (10 000 per day): memory per client, time per request,
+and Redis bytes per client. Not a test; it prints a Markdown table.
+
+    python benchmarks/strategies.py            # full run (about a minute)
+    python benchmarks/strategies.py --smoke    # tiny counts: checks that it runs
+
+Memory is traced growth (tracemalloc) divided by the clients, after each client made 1
+and then ``REQUESTS`` requests (the sliding log grows with them; the others do not).
+Time is ``MemoryStorage.hit`` alone, per request, with a C-level advancing clock. Redis
+bytes are ``MEMORY USAGE`` of a client's keys on a throw-away local redis-server, when one
+is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Sequence
+from typing import Optional
+
+from flask_gatekeeper import MemoryStorage, Rule
+from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
+from flask_gatekeeper.strategies import STRATEGIES
+
+COUNT, WINDOW = 10_000, 86_400
+
+
+def clients(number: int) -> list[str]:
+    return [f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}" for n in range(number)]
+
+
+def scopes(strategy: str) -> list[Scope]:
+    return [Scope.of(GLOBAL_SCOPE, (Rule(COUNT, WINDOW, strategy),))]
+
+
+def memory_per_client(strategy: str, names: Sequence[str], requests: int) -> float:
+    clock = itertools.count(1000.0, 0.001).__next__
+    storage = MemoryStorage(clock=clock, max_clients=len(names) + 1)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(requests):
+        for name in names:
+            storage.hit(name, scopes(strategy))
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return grown / len(names)
+
+
+def time_per_request(strategy: str, names: Sequence[str], rounds: int) -> float:
+    clock = itertools.count(1000.0, 0.001).__next__
+    storage = MemoryStorage(clock=clock, max_clients=len(names) + 1)
+    rules = scopes(strategy)
+    for name in names:  # every client tracked before timing
+        storage.hit(name, rules)
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter_ns()
+        for name in names:
+            storage.hit(name, rules)
+        samples.append((time.perf_counter_ns() - started) / len(names) / 1000)
+    return sorted(samples)[len(samples) // 2]
+
+
+def redis_bytes(requests: int) -> Optional[dict[str, int]]:
+    """MEMORY USAGE of one client's keys per strategy, or None without redis-server."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        return None
+    import redis
+
+    from flask_gatekeeper.storage.redis import RedisStorage
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tempfile.mkdtemp(prefix="strategies-redis-")
+    args = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    server = subprocess.Popen(
+        [*args, "--appendonly", "no", "--dir", folder], stdout=subprocess.DEVNULL
+    )
+    client = redis.Redis(port=port)
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        found = {}
+        for strategy in STRATEGIES:
+            client.flushdb()
+            storage = RedisStorage(client)
+            for _ in range(requests):
+                storage.hit("203.0.113.9", scopes(strategy))
+            found[strategy] = sum(
+                int(client.memory_usage(key) or 0) for key in client.scan_iter("gatekeeper:*")
+            )
+        return found
+    finally:
+        client.close()
+        server.terminate()
+        server.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--smoke", action="store_true", help="tiny counts, for CI")
+    args = parser.parse_args(argv)
+    names = clients(50 if args.smoke else 2_000)
+    requests = 3 if args.smoke else 200
+    rounds = 2 if args.smoke else 9
+    print(f"One rule of {COUNT:,} per {WINDOW:,} s; {len(names):,} clients.\n")
+    print(
+        "| strategy | B/client after 1 | B/client after "
+        f"{requests} | µs per hit | Redis B/client after {requests} |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    on_redis = redis_bytes(requests) or {}
+    for strategy in STRATEGIES:
+        one = memory_per_client(strategy, names, 1)
+        many = memory_per_client(strategy, names, requests)
+        speed = time_per_request(strategy, names, rounds)
+        stored = on_redis.get(strategy)
+        print(
+            f"| {strategy} | {one:,.0f} | {many:,.0f} | {speed:.2f} | "
+            f"{stored if stored is not None else 'n/a'} |"
+        )
+    print(
+        "\nThe sliding log keeps 8 bytes per counted request, up to the count: at "
+        f"{COUNT:,} requests about {COUNT * 8 // 1000} KB per client; the others stay flat."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test test-oldest dist-check bench bench-smoke lint clean
+.PHONY: demo test test-oldest dist-check bench bench-smoke bench-peers lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,9 +51,16 @@ dist-check: $(VENV)/.installed-dev
 ## Benchmarks against bare Flask (not tests; numbers go to stdout).
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/peers.py
 
 bench-smoke: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py --smoke
+	$(BIN)/python benchmarks/peers.py --smoke
+
+## Side by side with Flask-Limiter and flask-gatekeeper 1.0 (own venvs in benchmarks/.venvs/);
+## the report also goes to benchmarks/RESULTS.md.
+bench-peers: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/peers.py
 
 clean:
 	rm -rf $(VENV) .venv-oldest .venv-dist dist .pytest_cache .mypy_cache .ruff_cache

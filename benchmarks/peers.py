@@ -1,0 +1,856 @@
+"""Side by side with the peers: per-request time, memory per client, Redis, flood.
+
+Not a test: it prints one Markdown report (also written to ``benchmarks/RESULTS.md``) and
+asserts no speed. ``make bench-peers`` runs it (about 8 minutes on two cores);
+``make bench-smoke`` runs ``--smoke``: tiny counts, no flood, every peer still exercised.
+
+The peers, each in a venv of its own under ``benchmarks/.venvs/`` (made and reused here):
+bare Flask and flask-gatekeeper (this repo, editable, with the redis extra), Flask-Limiter
+4.x with ``limits`` (memory ``moving-window`` and ``fixed-window``, and the same on Redis),
+and the original flask-gatekeeper 1.0.0 from PyPI (it has our module name, hence its own
+venv). One long-lived worker per venv (``_peer_worker.py``) builds the apps and times them
+when told to, so rounds interleave peers across processes (A B C ... then B C ... A): drifts
+in machine speed hit all alike. Timing reuses ``overhead.py``'s method: prebuilt WSGI
+environs, ``app.wsgi_app`` called directly, the body consumed and closed, no GC inside a
+loop, medians over rounds, and ratios as medians of per-round paired ratios.
+
+This driver needs only the standard library; the Redis server it starts itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+VENVS = HERE / ".venvs"
+WORKER = HERE / "_peer_worker.py"
+RESULTS = HERE / "RESULTS.md"
+
+# The seed's configuration (the design's example), given to every peer that has each part.
+RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
+BAN_RULE = {"count": 3, "window": 10, "duration": 600}
+
+PIP = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure: the full run, or the smoke run's tiny counts."""
+
+    client_counts: tuple[int, ...]
+    rounds: int
+    requests: int
+    memory_clients: int
+    redis_clients: int
+    redis_rounds: int
+    redis_requests: int
+    monitor_requests: int
+    flood_clients: int
+    """0: no flood."""
+    flood_every: int = 100_000
+    flood_ceiling: int = 1 << 30
+    """RSS, in bytes, past which a peer's flood stops."""
+    flood_budget: float = 45.0
+    """Seconds of flood per peer before it stops (ours is given the time to finish)."""
+
+
+FULL = Plan(
+    client_counts=(1, 1_000, 100_000),
+    rounds=11,
+    requests=2_000,
+    memory_clients=2_000,
+    redis_clients=10_000,
+    redis_rounds=7,
+    redis_requests=2_000,
+    monitor_requests=1_000,
+    flood_clients=1_000_000,
+)
+SMOKE = Plan(
+    client_counts=(1, 10, 100),
+    rounds=2,
+    requests=50,
+    memory_clients=50,
+    redis_clients=200,
+    redis_rounds=2,
+    redis_requests=50,
+    monitor_requests=20,
+    flood_clients=0,
+)
+
+
+# -- the peers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One configuration under test, and the venv whose worker runs it."""
+
+    key: str
+    """The worker's name for it."""
+    label: str
+    short: str
+    """Its column heading."""
+    venv: str
+    redis: bool = True
+    """Measured on Redis too (bare Flask: as the floor there as well)."""
+    lacks: str = ""
+
+
+BARE = Peer("bare", "bare Flask", "bare", "ours")
+OURS = Peer("ours", "flask-gatekeeper (this), sliding log", "ours", "ours")
+MOVING = Peer(
+    "limiter-moving",
+    "Flask-Limiter 4, moving window",
+    "FL moving",
+    "limiter",
+    lacks="no ban rule (only the two rate rules run)",
+)
+FIXED = Peer(
+    "limiter-fixed",
+    "Flask-Limiter 4, fixed window",
+    "FL fixed",
+    "limiter",
+    lacks="no ban rule; fixed windows admit up to twice a rule's count across a boundary",
+)
+ORIGINAL = Peer(
+    "original",
+    "flask-gatekeeper 1.0.0",
+    "1.0.0",
+    "original",
+    redis=False,
+    lacks="no Redis storage; no memory bound",
+)
+LIMITERS = (OURS, MOVING, FIXED, ORIGINAL)
+"""Every peer that limits (bare Flask is the floor, not a peer)."""
+
+
+@dataclass(frozen=True)
+class Venv:
+    name: str
+    installs: tuple[tuple[str, ...], ...]
+    """``pip install`` argument lists, run in order."""
+    watch: Optional[Path] = None
+    """Reinstall when this file is newer than the last install."""
+
+
+VENV_SPECS = (
+    Venv("ours", (("-e", f"{REPO}[redis]"),), REPO / "pyproject.toml"),
+    Venv("limiter", (("flask-limiter>=4,<5", "redis"),)),
+    # 1.0.0 declares "Flask>=1.1.*", a specifier newer pips refuse: Flask comes first.
+    Venv("original", (("flask",), ("--no-deps", "flask-gatekeeper==1.0.0"))),
+)
+
+
+def log(message: str) -> None:
+    print(f"[peers] {message}", file=sys.stderr, flush=True)
+
+
+def ensure_venv(spec: Venv) -> Path:
+    """The venv's Python, installing it first unless the same install is already there."""
+    root = VENVS / spec.name
+    python = root / "bin" / "python"
+    marker = root / ".bench-installed"
+    wanted = json.dumps(spec.installs)
+    if (
+        python.exists()
+        and marker.exists()
+        and marker.read_text() == wanted
+        and (spec.watch is None or marker.stat().st_mtime >= spec.watch.stat().st_mtime)
+    ):
+        return python
+    log(f"setting up {root.relative_to(REPO)}")
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+    for arguments in spec.installs:
+        subprocess.run([str(python), *PIP, *arguments], check=True)
+    marker.write_text(wanted)
+    return python
+
+
+# -- workers -------------------------------------------------------------------------------------
+
+
+class Worker:
+    """A worker process in one venv, and the JSON-lines conversation with it."""
+
+    def __init__(self, venv: str, python: Path) -> None:
+        self.venv = venv
+        self.process = subprocess.Popen(
+            [str(python), "-I", str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, command: str, **fields: object) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"cmd": command, **fields}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"the {self.venv} worker died during {command!r}")
+        reply: dict[str, Any] = json.loads(line)
+        if "error" in reply:
+            raise SystemExit(
+                f"the {self.venv} worker failed {command!r} {fields}:\n{reply['error']}"
+            )
+        return reply
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.write('{"cmd": "quit"}\n')
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def configuration(storage: str = "memory") -> dict[str, object]:
+    return {"rules": RATE_LIMIT_RULES, "ban_rule": BAN_RULE, "storage": storage}
+
+
+# -- timed cases -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """One configuration in one worker, and its per-round samples (µs per request)."""
+
+    peer: Peer
+    mode: str
+    clients: int
+    worker: Worker
+    name: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    samples: list[float] = field(default_factory=list)
+
+    def measure(self, requests: int) -> float:
+        reply = self.worker.ask("run", case=self.name, requests=requests)
+        return float(reply["ns"]) / requests / 1000
+
+
+def build(
+    workers: dict[str, Worker], peer: Peer, mode: str, clients: int, storage: str = "memory"
+) -> Case:
+    name = f"{peer.key}/{mode}/{clients}"
+    log(f"building {name}")
+    worker = workers[peer.venv]
+    reply = worker.ask(
+        "build", case=name, peer=peer.key, mode=mode, clients=clients, **configuration(storage)
+    )
+    return Case(peer, mode, clients, worker, name, reply["facts"])
+
+
+def run_rounds(cases: Sequence[Case], rounds: int, requests: int) -> None:
+    """One untimed round, then ``rounds`` in rotating order, a full collection in every
+    worker before each round and none inside a loop (as in ``overhead.py``)."""
+    workers = list({id(case.worker): case.worker for case in cases}.values())
+    for case in cases:
+        case.measure(max(requests // 10, 10))
+    for number in range(rounds):
+        for worker in workers:
+            worker.ask("collect")
+        shift = number % len(cases)
+        for case in [*cases[shift:], *cases[:shift]]:
+            case.samples.append(case.measure(requests))
+        log(f"round {number + 1}/{rounds} done")
+
+
+def paired(case: Case, other: Case, combine: Callable[[float, float], float]) -> float:
+    """The median over rounds of ``combine(case, other)`` for the same round."""
+    return statistics.median(combine(a, b) for a, b in zip(case.samples, other.samples))
+
+
+def ratio(case: Case, other: Case) -> float:
+    return paired(case, other, lambda a, b: a / b)
+
+
+def overhead(case: Case, bare: Case) -> float:
+    return paired(case, bare, lambda a, b: a - b)
+
+
+def spread(samples: Sequence[float]) -> str:
+    """The interquartile range over rounds, as ± half of it, in microseconds."""
+    if len(samples) < 4:
+        return "n/a"
+    low, _, high = statistics.quantiles(samples, n=4)
+    return f"±{(high - low) / 2:.2f}"
+
+
+# -- Redis ----------------------------------------------------------------------------------------
+
+
+class Resp:
+    """A bare RESP connection: enough for PING, FLUSHALL, ECHO and MONITOR."""
+
+    def __init__(self, port: int) -> None:
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.reader = self.socket.makefile("rb")
+
+    def send(self, *arguments: str) -> None:
+        parts = [f"*{len(arguments)}\r\n".encode()]
+        for argument in arguments:
+            data = argument.encode()
+            parts += [f"${len(data)}\r\n".encode(), data, b"\r\n"]
+        self.socket.sendall(b"".join(parts))
+
+    def line(self) -> str:
+        return self.reader.readline().decode(errors="replace").rstrip("\r\n")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.socket.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def redis_server() -> Iterator[Optional[int]]:
+    """A throwaway redis-server on a free loopback port (None when there is none)."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        yield None
+        return
+    port = free_port()
+    folder = tempfile.mkdtemp(prefix="peers-redis-")
+    server = subprocess.Popen(
+        [
+            *(executable, "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", folder),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                connection = Resp(port)
+                connection.send("PING")
+                if connection.line() == "+PONG":
+                    connection.close()
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("redis-server did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
+    """Commands the app sent Redis for ``requests`` requests, seen by MONITOR on its own
+    connection; commands a script runs show as ``[0 lua]`` there and are not counted."""
+    monitor = Resp(port)
+    monitor.send("MONITOR")
+    if monitor.line() != "+OK":
+        raise SystemExit("MONITOR was refused")
+    case.measure(requests)
+    sentinel = f"peers-sentinel-{case.name}"
+    marker = Resp(port)
+    marker.send("ECHO", sentinel)
+    marker.line()
+    counts: dict[str, int] = {}
+    while True:
+        line = monitor.line()
+        if sentinel in line:
+            break
+        where, _, command = line.partition("] ")
+        if not command or where.endswith(" lua"):
+            continue
+        name = command.split(" ", 1)[0].strip('"').upper()
+        counts[name] = counts.get(name, 0) + 1
+    monitor.close()
+    marker.close()
+    return counts
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    plan: Plan
+    smoke: bool
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    memory: dict[str, dict[str, float]] = field(default_factory=dict)
+    timed: list[Case] = field(default_factory=list)
+    redis: list[Case] = field(default_factory=list)
+    commands: dict[str, dict[str, int]] = field(default_factory=dict)
+    redis_note: str = ""
+    ping: float = 0.0
+    """µs per redis-py PING round trip (median of rounds)."""
+    flood: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def memory_in(worker: Worker, venv: str, results: Results) -> None:
+    """Memory per client for the peers of one venv, in turn."""
+    for peer in (peer for peer in LIMITERS if peer.venv == venv):
+        log(f"memory per client: {peer.label}")
+        reply = worker.ask(
+            "memory",
+            peer=peer.key,
+            clients=results.plan.memory_clients,
+            after=[1, 20],
+            **configuration(),
+        )
+        results.memory[peer.key] = reply["bytes_per_client"]
+
+
+def measure_time(workers: dict[str, Worker], results: Results) -> None:
+    plan = results.plan
+    cases = [
+        build(workers, peer, "admitted", count)
+        for count in plan.client_counts
+        for peer in (BARE, *LIMITERS)
+    ]
+    cases += [build(workers, peer, "refused", 1) for peer in LIMITERS]
+    for worker in workers.values():
+        worker.ask("freeze")
+    run_rounds(cases, plan.rounds, plan.requests)
+    results.timed = cases
+    for worker in workers.values():
+        worker.ask("drop")
+
+
+def measure_redis(workers: dict[str, Worker], results: Results) -> None:
+    plan = results.plan
+    with redis_server() as port:
+        if port is None:
+            results.redis_note = "skipped: no redis-server on this machine"
+            return
+        flush = Resp(port)
+        flush.send("FLUSHALL")
+        flush.line()
+        flush.close()
+        peers = [peer for peer in (BARE, *LIMITERS) if peer.redis]
+        # A database each: Flask-Limiter's strategies would share keys of different types.
+        cases = [
+            build(workers, peer, "redis", plan.redis_clients, f"redis://127.0.0.1:{port}/{db}")
+            for db, peer in enumerate(peers)
+        ]
+        for case in cases[1:]:
+            log(f"MONITOR: {case.peer.label}")
+            results.commands[case.peer.key] = count_commands(case, port, plan.monitor_requests)
+        run_rounds(cases, plan.redis_rounds, plan.redis_requests)
+        results.redis = cases
+        pings = [
+            workers[OURS.venv].ask("ping", url=f"redis://127.0.0.1:{port}/0", count=count)["ns"]
+            / count
+            / 1000
+            for count in [plan.redis_requests] * plan.redis_rounds
+        ]
+        results.ping = statistics.median(pings)
+        for worker in workers.values():
+            worker.ask("drop")
+
+
+def flood_one(peer: Peer, python: Path, results: Results) -> None:
+    """One peer's flood, in a fresh worker (so that its RSS starts clean)."""
+    plan = results.plan
+    log(f"flood: {peer.label}")
+    worker = Worker(peer.venv, python)
+    try:
+        reply = worker.ask(
+            "flood",
+            peer=peer.key,
+            clients=plan.flood_clients,
+            every=plan.flood_every,
+            ceiling=plan.flood_ceiling,
+            budget=None if peer is OURS else plan.flood_budget,
+            **configuration(),
+        )
+    finally:
+        worker.close()
+    log(f"flood done: {peer.label} ({reply['stopped']})")
+    results.flood[peer.key] = reply
+
+
+def measure_memory_and_flood(
+    workers: dict[str, Worker], pythons: dict[str, Path], results: Results
+) -> None:
+    """After the timings, two processes at a time (each is single-threaded): memory does
+    not depend on speed; only how far a peer's flood gets within its budget does. Ours'
+    flood, the longest, starts first; the rest share the other core."""
+    floods = [peer for peer in LIMITERS if results.plan.flood_clients]
+    tasks: list[Callable[[], None]] = []
+    if OURS in floods:
+        tasks.append(partial(flood_one, OURS, pythons[OURS.venv], results))
+    for venv in ("limiter", "ours", "original"):
+        tasks.append(partial(memory_in, workers[venv], venv, results))
+    for peer in floods:
+        if peer is not OURS:
+            tasks.append(partial(flood_one, peer, pythons[peer.venv], results))
+    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+        for future in [pool.submit(task) for task in tasks]:
+            future.result()
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    with suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def table(headings: Sequence[str], rows: Sequence[Sequence[str]], text: int = 1) -> str:
+    """A Markdown table: the first ``text`` columns left-aligned, the others right-aligned."""
+    lines = [headings, ["---"] * text + ["---:"] * (len(headings) - text), *rows]
+    return "\n".join(f"| {' | '.join(line)} |" for line in lines)
+
+
+def by_key(cases: Sequence[Case]) -> dict[tuple[str, str, int], Case]:
+    return {(case.peer.key, case.mode, case.clients): case for case in cases}
+
+
+def time_rows(cases: Sequence[Case], peers: Sequence[Peer]) -> list[list[str]]:
+    """One row per case: median, spread, overhead and ratio vs bare Flask (admitted, same
+    client count), then the ratio to each peer's same case, paired by round."""
+    found = by_key(cases)
+    rows = []
+    for case in cases:
+        bare = found.get((BARE.key, "redis" if case.mode == "redis" else "admitted", case.clients))
+        if case.peer is BARE or bare is None:
+            versus_bare = ["", "1.00x"]
+        else:
+            versus_bare = [f"{overhead(case, bare):+.2f} µs", f"{ratio(case, bare):.2f}x"]
+        versus_peers = []
+        for peer in peers:
+            other = found.get((peer.key, case.mode, case.clients))
+            versus_peers.append("" if other is None else f"{ratio(case, other):.2f}x")
+        rows.append(
+            [
+                case.peer.label + (", refused (429)" if case.mode == "refused" else ""),
+                f"{case.clients:,}",
+                f"{statistics.median(case.samples):.2f}",
+                spread(case.samples),
+                *versus_bare,
+                *versus_peers,
+            ]
+        )
+    return rows
+
+
+def time_table(cases: Sequence[Case], peers: Sequence[Peer]) -> str:
+    headings = ["configuration", "clients", "µs/request", "spread", "overhead vs bare", "x bare"]
+    return table([*headings, *(f"x {peer.short}" for peer in peers)], time_rows(cases, peers))
+
+
+def redis_table(results: Results) -> str:
+    """The time table, and the client commands per request seen by MONITOR."""
+    monitored = results.plan.monitor_requests
+    rows = time_rows(results.redis, (OURS, MOVING, FIXED))
+    for row, case in zip(rows, results.redis):
+        counts = results.commands.get(case.peer.key, {})
+        detail = ", ".join(
+            f"{name} {count / monitored:g}" for name, count in sorted(counts.items())
+        )
+        row.append(f"{sum(counts.values()) / monitored:g} ({detail})" if counts else "")
+    headings = ["configuration", "clients", "µs/request", "spread", "overhead vs bare", "x bare"]
+    headings += ["x ours", "x FL moving", "x FL fixed", "commands/request"]
+    return table(headings, rows)
+
+
+def memory_table(found: dict[str, dict[str, float]]) -> str:
+    ours = found[OURS.key]
+    rows = [
+        [
+            peer.label,
+            f"{found[peer.key]['1']:,.0f}",
+            f"{found[peer.key]['20']:,.0f}",
+            f"{found[peer.key]['1'] / ours['1']:.1f}x",
+            f"{found[peer.key]['20'] / ours['20']:.1f}x",
+        ]
+        for peer in LIMITERS
+    ]
+    headings = ["configuration", "B/client after 1 request", "after 20", "x ours (1)"]
+    return table([*headings, "x ours (20)"], rows)
+
+
+def flood_table(found: dict[str, dict[str, Any]]) -> str:
+    """Traced / RSS at each checkpoint (and where a peer stopped), a column per peer."""
+    peers = [peer for peer in LIMITERS if peer.key in found]
+    points = {peer.key: {int(p["clients"]): p for p in found[peer.key]["points"]} for peer in peers}
+    rows = []
+    for clients in sorted(set().union(*(points[peer.key] for peer in peers)) - {0}):
+        row = [f"{clients:,}"]
+        for peer in peers:
+            point = points[peer.key].get(clients)
+            row.append(
+                ""
+                if point is None
+                else f"{point['traced'] / 1e6:,.1f} / {point['rss'] / 1e6:,.0f} MB "
+                f"({point['seconds']:.0f} s)"
+            )
+        rows.append(row)
+    last = {peer.key: found[peer.key]["points"][-1] for peer in peers}
+    rows.append(
+        [
+            "traced B/client at the end",
+            *(f"{last[p.key]['traced'] / max(last[p.key]['clients'], 1):,.0f}" for p in peers),
+        ]
+    )
+    rows.append(["stopped", *(found[peer.key]["stopped"] for peer in peers)])
+    return table(["clients", *(peer.label for peer in peers)], rows)
+
+
+def targets(results: Results) -> str:
+    """Where each target of issue 6 (and the design's memory bound) stands."""
+    rows: list[list[str]] = []
+
+    def add(target: str, measured: str, met: Optional[bool]) -> None:
+        status = "skipped" if met is None else ("met" if met else "**not met**")
+        rows.append([target, measured, status])
+
+    found = by_key(results.timed)
+    for count in results.plan.client_counts:
+        bare = found[(BARE.key, "admitted", count)]
+        ours, moving, original = (
+            overhead(found[(peer.key, "admitted", count)], bare)
+            for peer in (OURS, MOVING, ORIGINAL)
+        )
+        factor = f"{moving / ours:.1f}x" if ours > 0 else "ours at most 0 (noise)"
+        clients = f"{count:,} client{'s' if count > 1 else ''}"
+        add(
+            f"overhead at least 20x smaller than Flask-Limiter moving window's, {clients}",
+            f"{ours:.2f} µs vs {moving:.2f} µs: {factor}",
+            moving >= 20 * ours,
+        )
+        add(
+            f"overhead smaller than flask-gatekeeper 1.0.0's, {clients}",
+            f"{ours:.2f} µs vs {original:.2f} µs",
+            ours < original,
+        )
+    memory = results.memory
+    add(
+        "memory per client at most 300 B after 1 request",
+        f"{memory[OURS.key]['1']:,.0f} B",
+        memory[OURS.key]["1"] <= 300,
+    )
+    factor_20 = memory[MOVING.key]["20"] / memory[OURS.key]["20"]
+    add(
+        "memory per client at least 3x smaller than Flask-Limiter moving window's after 20",
+        f"{memory[OURS.key]['20']:,.0f} B vs {memory[MOVING.key]['20']:,.0f} B: {factor_20:.1f}x",
+        factor_20 >= 3,
+    )
+    if OURS.key in results.commands:
+        per_request = sum(results.commands[OURS.key].values()) / results.plan.monitor_requests
+        theirs = sum(results.commands[MOVING.key].values()) / results.plan.monitor_requests
+        add(
+            "Redis: exactly 1 client command per request (ours)",
+            f"{per_request:g} (Flask-Limiter: {theirs:g})",
+            per_request == 1,
+        )
+    else:
+        add("Redis: exactly 1 client command per request (ours)", results.redis_note, None)
+    if OURS.key in results.flood:
+        points = results.flood[OURS.key]["points"]
+        settled = next(p for p in points if p["clients"] >= 2 * results.plan.flood_every)
+        end = points[-1]
+        add(
+            "design: memory bounded by default (ours' traced memory flat once the bound is full)",
+            f"{settled['traced'] / 1e6:.1f} MB at {settled['clients']:,} clients, "
+            f"{end['traced'] / 1e6:.1f} MB at {end['clients']:,}",
+            end["traced"] <= 1.05 * settled["traced"],
+        )
+    else:
+        add("design: memory bounded by default (flood)", "flood skipped (--smoke)", None)
+    return table(["target", "measured", "status"], rows, text=3)
+
+
+def report(results: Results) -> str:
+    plan = results.plan
+    venvs = "; ".join(
+        f"{venv}: Python {found['python']}, "
+        + ", ".join(f"{name} {number}" for name, number in sorted(found["packages"].items()))
+        for venv, found in results.versions.items()
+    )
+    readings = ", ".join(
+        f"{case.peer.short} {case.facts['clock_readings_per_request']:.2f}"
+        for case in results.timed
+        if case.mode == "admitted" and case.clients == 1 and case.peer is not BARE
+    )
+    when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    out = [
+        "# flask-gatekeeper side by side with its peers",
+        "",
+        f"Generated by `benchmarks/peers.py{' --smoke' if results.smoke else ''}` on {when}, "
+        f"in {results.seconds:.0f} s"
+        + (": tiny counts, not numbers to quote." if results.smoke else "."),
+        "",
+        f"- Machine: {machine()}; driver Python {platform.python_version()}.",
+        f"- Venvs (under `benchmarks/.venvs/`): {venvs}.",
+        f"- The same configuration for every peer: rate rules {RATE_LIMIT_RULES} and, where the "
+        f"peer has one, the ban rule {BAN_RULE}; clients told apart by `REMOTE_ADDR`; one "
+        "`GET /` view returning `ok`; each peer's defaults otherwise (ours: no RateLimit "
+        "headers, memory bound 100 000 clients).",
+        "- What each peer lacks: "
+        + "; ".join(f"{peer.label}: {peer.lacks}" for peer in LIMITERS if peer.lacks)
+        + ". Flask-Limiter checks its limits one by one, not atomically: a request refused "
+        "by one limit may already count against another.",
+        "",
+        "## Targets",
+        "",
+        "Overhead is the per-request time minus bare Flask's, the median of per-round "
+        "differences (admitted requests).",
+        "",
+        targets(results),
+        "",
+        "## Per-request time, admitted and refused",
+        "",
+        f"{plan.rounds} rounds x {plan.requests:,} requests per configuration, interleaved across "
+        "the worker processes; medians over rounds; spread is half the interquartile range. "
+        "Ratios are medians of per-round ratios of per-request times: the row's over bare "
+        "Flask's (admitted, same clients), or over the column's peer's (same mode and clients).",
+        "",
+        time_table(results.timed, LIMITERS),
+        "",
+        "How every peer stays on its admitted path without sleeping: its clock is faked, not its "
+        "rules. Ours gets a C-level `itertools.count(...).__next__` as `MemoryStorage(clock=...)`; "
+        "Flask-Limiter's memory storage (`limits.storage.memory`, read by requests and by its "
+        "expiry thread) and 1.0.0 (`flask_gatekeeper.gatekeeper`) call `time.time()`, so the "
+        "`time` of those modules is replaced by an object whose `time` is such a clock. Each "
+        "reading moves the clock on by 0.25 s divided by the readings the peer makes per request "
+        f"(measured at one client: {readings}), so every client of every peer sends 4 requests "
+        "per simulated second at one client (fewer as clients take turns): every rule is "
+        "evaluated and admits. Before timing, every client is tracked and its log is in steady "
+        "state: at one client after 500 requests; at more clients, ours' ring and 1.0.0's "
+        "deque are filled to the largest count (100) directly in their data structures (1.0.0 "
+        "then filters all 100 entries for each rule of each request, as on a long-running "
+        "server), while Flask-Limiter's lists hold what its expiry thread leaves (nothing older "
+        "than a window). The refusal rows freeze the clock with one client over 20 per second. "
+        "Flask-Limiter's expiry thread (a `threading.Timer` re-armed by requests, sweeping every "
+        "key) runs inside its timings where it overlaps them; the worker waits for the last "
+        "sweep before it answers, so a sweep never overlaps another peer's timing.",
+        "",
+        "## Memory per tracked client",
+        "",
+        "Traced memory growth (tracemalloc, after a full collection) divided by "
+        f"{plan.memory_clients:,} clients, once each client made 1 and then 20 requests; "
+        "environs and their `REMOTE_ADDR` strings built afresh per request (as a server does), "
+        "the collector on. The fake clocks move 0.1 µs per reading, so all 20 requests stay in "
+        "every window and are admitted (the state right after a burst), and each reading is a "
+        "new float, as `time.time()` returns. Measured after the timings, alongside the floods: "
+        "memory does not depend on speed.",
+        "",
+        memory_table(results.memory),
+        "",
+        "## Redis",
+        "",
+    ]
+    if results.redis_note:
+        out.append(results.redis_note.capitalize() + ".")
+    else:
+        out += [
+            f"A local redis-server started by the driver (no persistence); {plan.redis_clients:,} "
+            "clients in turn on real clocks (each client then stays far below 20 requests per "
+            f"second: every request is admitted); {plan.redis_rounds} rounds x "
+            f"{plan.redis_requests:,} requests, interleaved. Client commands per request counted "
+            f"with MONITOR over {plan.monitor_requests:,} requests on a dedicated connection "
+            "(commands a script runs show there as `lua` and are not counted). Ours: "
+            '`storage="redis://..."`; Flask-Limiter: `storage_uri="redis://..."` (a database '
+            "each); 1.0.0 has no Redis storage.",
+            "",
+            redis_table(results),
+            "",
+            f"For scale, one redis-py PING round trip from the same process takes "
+            f"{results.ping:.1f} µs on this machine.",
+        ]
+    out += ["", "## Flood", ""]
+    if not results.flood:
+        out.append("Skipped with --smoke.")
+    else:
+        out += [
+            f"{plan.flood_clients:,} distinct clients, one request each, as fast as one process "
+            "serves them, on real clocks and each peer's default memory bound. Traced memory "
+            f"(since the start) / RSS every {plan.flood_every:,} clients, and seconds since the "
+            "start: tracemalloc slows every peer about fourfold, and two floods share the two "
+            f"cores. A peer stops past {plan.flood_ceiling / 2**30:g} GiB RSS or "
+            f"{plan.flood_budget:g} s (checked every {plan.flood_every // 10:,} clients); ours "
+            "runs to the end.",
+            "",
+            flood_table(results.flood),
+            "",
+            "Ours keeps at most `max_clients` logs and drops the least recently seen. "
+            "Flask-Limiter's memory storage keeps every key its expiry thread has not removed; "
+            "that thread sweeps every key about every 10 ms, so each request gets slower as keys "
+            "pile up, and the moving window leaves each emptied key (with an empty list) in "
+            "place. flask-gatekeeper 1.0.0 never forgets a client.",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny counts, no flood: checks that everything runs"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"where to write the report (default {RESULTS.relative_to(REPO)}; "
+        "with --smoke, benchmarks/.venvs/RESULTS-smoke.md)",
+    )
+    args = parser.parse_args(argv)
+    plan = SMOKE if args.smoke else FULL
+    output = args.output or (VENVS / "RESULTS-smoke.md" if args.smoke else RESULTS)
+    started = time.perf_counter()
+
+    VENVS.mkdir(parents=True, exist_ok=True)
+    pythons = {spec.name: ensure_venv(spec) for spec in VENV_SPECS}
+    results = Results(plan, args.smoke)
+    workers = {name: Worker(name, python) for name, python in pythons.items()}
+    try:
+        results.versions = {name: worker.ask("hello") for name, worker in workers.items()}
+        measure_time(workers, results)
+        measure_redis(workers, results)
+        measure_memory_and_flood(workers, pythons, results)
+    finally:
+        for worker in workers.values():
+            worker.close()
+    results.seconds = time.perf_counter() - started
+    text = report(results)
+    output.write_text(text, encoding="utf-8")
+    print(text)
+    log(f"written to {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1597,11 +1597,11 @@ def test_a_call_from_before_an_outage_does_not_end_it() -> None:
     from flask_gatekeeper.outage import OutageGuard
 
     guard = OutageGuard(fail_open=True)
-    epoch = guard.epoch  # a slow call starts...
+    started = guard.outages  # a slow call starts...
     guard.failed(RuntimeError("down"))  # ...another one fails meanwhile...
-    guard.recovered(epoch)  # ...and the slow one's late success proves nothing
+    guard.recovered(started)  # ...and the slow one's late success proves nothing
     assert guard.down
-    guard.recovered(guard.epoch)
+    guard.recovered(guard.outages)
     assert not guard.down
 
 

@@ -153,7 +153,7 @@ class GateKeeper:
             client = identified[0]
         else:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
-        banned_for = state.ask_storage(lambda: settings.storage.report(client, ban_rule))
+        banned_for = state.ask_storage(settings.storage.report, client, ban_rule)
         if isinstance(banned_for, Down):
             return False
         state.reported(client, banned_for)

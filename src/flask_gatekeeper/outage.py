@@ -27,9 +27,9 @@ class OutageGuard:
     """Tracks one app's storage health: whether it is down, and when to try it again.
 
     While down, ``may_probe`` lets exactly one caller a second through to try the
-    storage; the others are answered at once by the outage policy. ``epoch`` numbers the
-    outages, so that a call which started before an outage and succeeded after it began
-    does not end it.
+    storage; the others are answered at once by the outage policy. ``outages`` numbers
+    the outages: read before a call and handed to ``recovered``, it keeps a call which
+    started before an outage, and succeeded after it began, from ending it.
     """
 
     def __init__(self, fail_open: bool, clock: Clock = time.monotonic) -> None:
@@ -39,11 +39,6 @@ class OutageGuard:
         self._retry_at = 0.0
         self._clock = clock
         self._lock = threading.Lock()
-
-    @property
-    def epoch(self) -> int:
-        """Read before a storage call, handed back to ``recovered``."""
-        return self.outages
 
     def may_probe(self) -> bool:
         """Whether this caller may try the storage now; True for one caller a second."""
@@ -70,10 +65,11 @@ class OutageGuard:
             error,
         )
 
-    def recovered(self, epoch: int) -> None:
-        """A call that started in ``epoch`` succeeded: end that outage (logged once)."""
+    def recovered(self, outages: int) -> None:
+        """A call that started when ``outages`` had this value succeeded: end that outage
+        (logged once)."""
         with self._lock:
-            if not self.down or epoch != self.outages:
+            if not self.down or outages != self.outages:
                 return
             self.down = False
         logger.info("storage available again")

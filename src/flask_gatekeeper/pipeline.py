@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Iterable
-from typing import Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from flask import Flask, Response, g, request
 
@@ -157,14 +157,7 @@ class AppState:
 
     def _hit(self, client: str, policy: RoutePolicy) -> Optional[Decision]:
         """The storage's decision, or None when the storage is down (and fail-open)."""
-        decision = self.ask_storage(
-            lambda: self.settings.storage.hit(
-                client,
-                policy.scopes,
-                usage=self._usage and bool(policy.scopes),
-                strike=self._strike,
-            )
-        )
+        decision = self.ask_storage(self._storage_hit, client, policy)
         if not isinstance(decision, Down):
             return decision
         if not self.guard.fail_open:
@@ -172,22 +165,27 @@ class AppState:
         self.stats.add("admitted")
         return None
 
-    def ask_storage(self, call: Callable[[], T]) -> Union[T, Down]:
-        """``call()``'s result, or ``DOWN`` while the storage fails (counted, logged once
-        per outage, signalled); a down storage is tried again once a second."""
+    def _storage_hit(self, client: str, policy: RoutePolicy) -> Decision:
+        return self.settings.storage.hit(
+            client, policy.scopes, usage=self._usage and bool(policy.scopes), strike=self._strike
+        )
+
+    def ask_storage(self, call: Callable[..., T], *args: Any) -> Union[T, Down]:
+        """``call(*args)``'s result, or ``DOWN`` while the storage fails (counted, logged
+        once per outage, signalled); a down storage is tried again once a second."""
         guard = self.guard
         if guard.down and not guard.may_probe():
             return DOWN
-        epoch = guard.epoch
+        outages = guard.outages
         try:
-            result = call()
+            result = call(*args)
         except StorageError as exc:
             self.stats.add("storage_errors")
             guard.failed(exc)
             signals.storage_error.send(self.app(), error=exc)
             return DOWN
         if guard.down:
-            guard.recovered(epoch)
+            guard.recovered(outages)
         return result
 
     def _rate_limited(self, client: str, decision: Decision, policy: RoutePolicy) -> None:

@@ -15,7 +15,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 from .. import strategies
 from ..decision import ADMITTED, Decision, Usage
@@ -35,6 +35,8 @@ most about 110 MB when every log is full with the seed's 100-request rule (measu
 _ROUTE_SEPARATOR = "\x1f"
 _REPORTS_SUFFIX = "\x1e"
 _STATE_SEPARATOR = "\x1d"
+
+T = TypeVar("T")
 
 
 if TYPE_CHECKING:
@@ -118,6 +120,29 @@ def _exact(seconds: float) -> float:
     return round(seconds * MICROSECONDS) / MICROSECONDS
 
 
+class _State:
+    """One stateful rule's state as read for a request, its wait, and its next value."""
+
+    __slots__ = ("key", "now", "rule", "shift", "state", "wait", "window")
+
+    def __init__(
+        self, key: str, rule: Rule, state: Optional[_Log], window: int, shift: int, now: float
+    ) -> None:
+        self.key, self.rule, self.state = key, rule, state
+        self.window, self.shift, self.now = window, shift, microseconds(now)
+        self.wait = self._call(strategies.check) / MICROSECONDS
+
+    def _call(self, function: Callable[..., T]) -> T:
+        rule = self.rule
+        return function(
+            rule.strategy or "", self.state, rule.count, self.window, self.shift, self.now
+        )
+
+    def recorded(self) -> list[float]:
+        """The state once this request is admitted."""
+        return self._call(strategies.record)
+
+
 class MemoryStorage:
     """The default storage: exact, thread-safe, bounded, with no timer thread.
 
@@ -171,38 +196,32 @@ class MemoryStorage:
             if not scopes:
                 return ADMITTED
             logs = self._logs
-            found: list[tuple[str, Optional[_Log]]] = []
-            states: list[tuple[str, Optional[_Log], Rule, int, int]] = []
+            found: list[tuple[str, Optional[_Log], Scope]] = []
+            states: list[_State] = []
             longest = 0.0
             worst: Optional[Rule] = None
             for scope in scopes:
-                key = _scope_key(client, scope)
+                key = (
+                    client if scope.name == GLOBAL_SCOPE else client + _ROUTE_SEPARATOR + scope.name
+                )
                 if scope.logged:
                     log = logs.get(key)
-                    found.append((key, log))
+                    found.append((key, log, scope))
                     if log is not None:
                         logs.move_to_end(key)
                         size, head = len(log), log.head
                         for rule in scope.logged:
                             if size >= rule.count:  # the count-th newest decides: one index
-                                wait = _exact(log[(head - rule.count) % size] + rule.window - now)
+                                wait = log[(head - rule.count) % size] + rule.window - now
                                 if wait > longest:
                                     longest, worst = wait, rule
                 for rule in scope.stateful:
-                    state_key = key + _state_suffix(rule)
-                    state = logs.get(state_key)
-                    window = microseconds(rule.window)
-                    shift = strategies.offset(client, window)
-                    states.append((state_key, state, rule, window, shift))
-                    wait = (
-                        strategies.check(
-                            rule.strategy or "", state, rule.count, window, shift, microseconds(now)
-                        )
-                        / MICROSECONDS
-                    )
-                    if wait > longest:
-                        longest, worst = wait, rule
+                    state = self._state(client, key, rule, now)
+                    states.append(state)
+                    if state.wait > longest:
+                        longest, worst = state.wait, rule
             if worst is not None:
+                longest = _exact(longest)
                 return Decision(
                     admitted=False,
                     retry_after=longest,
@@ -210,7 +229,7 @@ class MemoryStorage:
                     usage=Usage(worst, 0, longest) if usage else None,
                     new_ban=self._report(client, strike, now) if strike else None,
                 )
-            for (key, log), scope in zip(found, (scope for scope in scopes if scope.logged)):
+            for key, log, scope in found:
                 if log is None:
                     self._store(key, _new_log(now))
                 elif len(log) >= scope.depth:  # a full ring: overwrite the oldest (inlined)
@@ -218,14 +237,19 @@ class MemoryStorage:
                     log.head = (log.head + 1) % len(log)
                 else:
                     _append(log, scope.depth, now)
-            for state_key, state, rule, window, shift in states:
-                updated = strategies.record(
-                    rule.strategy or "", state, rule.count, window, shift, microseconds(now)
-                )
-                self._store(state_key, _Log("d", updated))
+            for state in states:
+                self._store(state.key, _Log("d", state.recorded()))
             if not usage:
                 return ADMITTED
             return Decision(admitted=True, usage=self._closest(client, scopes, now))
+
+    def _state(self, client: str, scope_key: str, rule: Rule, now: float) -> _State:
+        """A stateful rule's state for this client and scope, and its wait."""
+        key = scope_key + _state_suffix(rule)
+        window = microseconds(rule.window)
+        return _State(
+            key, rule, self._logs.get(key), window, strategies.offset(client, window), now
+        )
 
     def _store(self, key: str, log: _Log) -> None:
         """Put a new or replaced log or state in the table, evicting the least recent."""

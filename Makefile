@@ -48,13 +48,17 @@ dist-check: $(VENV)/.installed-dev
 	.venv-dist/bin/pip install $(PIP_QUIET) dist/*.whl
 	cd dist && ../.venv-dist/bin/python ../tests/check_installed_demo.py ../examples/demo.py
 
-## Benchmarks against bare Flask (not tests; numbers go to stdout).
+## Benchmarks (not tests; numbers go to stdout): overhead, strategies, flood, peers.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/strategies.py
+	$(BIN)/python benchmarks/flood.py
 	$(BIN)/python benchmarks/peers.py
 
 bench-smoke: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py --smoke
+	$(BIN)/python benchmarks/strategies.py --smoke
+	$(BIN)/python benchmarks/flood.py --smoke
 	$(BIN)/python benchmarks/peers.py --smoke
 
 ## Side by side with Flask-Limiter and flask-gatekeeper 1.0 (own venvs in benchmarks/.venvs/);

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Optional
 
 from flask import Flask
 from werkzeug.test import EnvironBuilder
+from wsgi_calls import index, start_response, statuses
 
 from flask_gatekeeper import GateKeeper, MemoryStorage, Rule
 from flask_gatekeeper.addresses import parse_address
@@ -68,7 +69,6 @@ from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.storage import DEFAULT_MAX_CLIENTS
 
 if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
 # The rules of the design's example: what a real deployment configures.
@@ -108,29 +108,10 @@ class BenchmarkError(Exception):
     Exception back to the parent, which exits with it, but dies on a SystemExit."""
 
 
-def index() -> str:
-    return "ok"
-
-
-def _write(data: bytes) -> None:
-    """The ``write`` callable of ``start_response``; Flask never calls it."""
-
-
-_statuses: dict[str, int] = {}
-"""Every status line seen by ``start_response`` since the last check."""
-
-
-def start_response(
-    status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
-) -> Callable[[bytes], object]:
-    _statuses[status] = _statuses.get(status, 0) + 1
-    return _write
-
-
 def expect_only(status: str, what: str) -> None:
     """Fail loudly when a loop saw any other status: the numbers would measure another path."""
-    seen = dict(_statuses)
-    _statuses.clear()
+    seen = dict(statuses)
+    statuses.clear()
     if set(seen) - {status}:
         raise BenchmarkError(f"{what}: expected only {status!r}, got {seen}")
 
@@ -239,14 +220,14 @@ class Flood:
 
     def status_of(self, wsgi: WSGIApplication, client: str) -> str:
         """The status line of one request from ``client``."""
-        _statuses.clear()
+        statuses.clear()
         body = wsgi(self.environ(client), start_response)
         b"".join(body)
         close = getattr(body, "close", None)
         if close is not None:
             close()
-        (status,) = _statuses
-        _statuses.clear()
+        (status,) = statuses
+        statuses.clear()
         return status
 
 

@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Optional
 
 from flask import Flask
 from werkzeug.test import EnvironBuilder
+from wsgi_calls import index, start_response, statuses
 
 from flask_gatekeeper import GateKeeper, MemoryStorage
 
 if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
 # The rules of the design's example: what a real deployment configures.
@@ -70,25 +70,6 @@ CLIENT_COUNTS = (1, 1_000, 100_000)
 
 FULL_ROUNDS, FULL_REQUESTS = 15, 10_000
 SMOKE_ROUNDS, SMOKE_REQUESTS = 2, 200
-
-
-def index() -> str:
-    return "ok"
-
-
-def _write(data: bytes) -> None:
-    """The ``write`` callable of ``start_response``; Flask never calls it."""
-
-
-_statuses: dict[str, int] = {}
-"""Every status line seen by ``start_response`` since the last reset (checked per loop)."""
-
-
-def start_response(
-    status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
-) -> Callable[[bytes], object]:
-    _statuses[status] = _statuses.get(status, 0) + 1
-    return _write
 
 
 def new_app(name: str) -> Flask:
@@ -141,8 +122,8 @@ def run_requests(wsgi: WSGIApplication, environs: Iterator[WSGIEnvironment], cou
 
 def expect_only(status: str, what: str) -> None:
     """Fail loudly when a loop saw any other status: the numbers would measure another path."""
-    seen = dict(_statuses)
-    _statuses.clear()
+    seen = dict(statuses)
+    statuses.clear()
     if set(seen) - {status}:
         raise SystemExit(f"{what}: expected only {status!r}, got {seen}")
 
@@ -227,9 +208,9 @@ def build_cases(client_counts: Sequence[int], fill: bool) -> list[Case]:
     app, _gk, _storage = gatekeeper_app("refused", frozen)
     limit = min(rule["count"] for rule in RATE_LIMIT_RULES)
     run_requests(app.wsgi_app, itertools.cycle(one_client), limit + 1)
-    if _statuses != {"200 OK": limit, "429 TOO MANY REQUESTS": 1}:
-        raise SystemExit(f"filling the refused client's rule: got {_statuses}")
-    _statuses.clear()
+    if statuses != {"200 OK": limit, "429 TOO MANY REQUESTS": 1}:
+        raise SystemExit(f"filling the refused client's rule: got {statuses}")
+    statuses.clear()
     cases.append(
         Case(
             "GateKeeper, refused (429)",

@@ -19,7 +19,7 @@ from .errors import ConfigError, ConfigTypeError
 from .identify import KeyFunc
 from .pipeline import AppState, Down
 from .policy import Mark, put_mark
-from .rules import Rule, RuleLike, _check_seconds, parse_rules
+from .rules import Rule, RuleLike, check_seconds, parse_rules
 
 __all__ = ["GateKeeper"]
 
@@ -206,7 +206,7 @@ class GateKeeper:
                 raise ConfigError("ban(): give a duration, or configure a ban_rule")
             duration = state.settings.ban_rule.duration
         try:
-            _check_seconds("duration", duration)
+            check_seconds("duration", duration)
         except ConfigError as exc:
             raise type(exc)(f"ban(): {exc}") from None
         key = state.settings.identifier.key_for(client)

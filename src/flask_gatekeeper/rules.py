@@ -15,7 +15,15 @@ from typing import Optional, Union
 from .errors import ConfigError, ConfigTypeError
 from .strategies import SLIDING_LOG, STRATEGIES
 
-__all__ = ["BanRule", "Rule", "RuleLike", "parse_ban_rule", "parse_rules"]
+__all__ = [
+    "MAX_SECONDS",
+    "BanRule",
+    "Rule",
+    "RuleLike",
+    "check_seconds",
+    "parse_ban_rule",
+    "parse_rules",
+]
 
 
 def _seconds_text(seconds: float) -> str:
@@ -37,7 +45,7 @@ class Rule:
 
     def __post_init__(self) -> None:
         _check_count("count", self.count)
-        _check_seconds("window", self.window)
+        check_seconds("window", self.window)
         if self.strategy is not None and self.strategy not in STRATEGIES:
             raise ConfigError(
                 f"'strategy' must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
@@ -78,20 +86,20 @@ class BanRule:
 
     def __post_init__(self) -> None:
         _check_count("count", self.count)
-        _check_seconds("window", self.window)
-        _check_seconds("duration", self.duration)
+        check_seconds("window", self.window)
+        check_seconds("duration", self.duration)
         if isinstance(self.factor, bool) or not isinstance(self.factor, (int, float)):
             raise ConfigTypeError(f"'factor' must be a number of at least 1, got {self.factor!r}")
         if not 1 <= self.factor <= 1000:
             raise ConfigError(f"'factor' must be a number from 1 to 1000, got {self.factor!r}")
         if self.max_duration is not None:
-            _check_seconds("max_duration", self.max_duration)
+            check_seconds("max_duration", self.max_duration)
             if self.max_duration < self.duration:
                 raise ConfigError(
                     f"'max_duration' must be at least 'duration' ({self.duration!r}), "
                     f"got {self.max_duration!r}"
                 )
-        _check_seconds("forget_after", self.forget_after)
+        check_seconds("forget_after", self.forget_after)
 
     def duration_after(self, earlier_bans: int) -> float:
         """How long the next ban lasts for a client banned ``earlier_bans`` times lately."""
@@ -118,7 +126,8 @@ MAX_SECONDS = 10**9
 """About 31 years: the longest window or ban, well within Redis's integer microseconds."""
 
 
-def _check_seconds(field: str, value: object) -> None:
+def check_seconds(field: str, value: object) -> None:
+    """Refuse anything but a positive number of seconds up to ``MAX_SECONDS``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigTypeError(f"{field!r} must be a positive number of seconds, got {value!r}")
     if not 0 < value <= MAX_SECONDS:  # also refuses nan

@@ -2,9 +2,10 @@
 
 Every scope of a client keeps only the newest ``depth`` timestamps (the largest count of
 its rules) in a ring, so a rule ``(count, window)`` is full exactly when the count-th
-newest timestamp is younger than ``window``: one index, whatever the count. Logs sit in
-one least-recently-used table capped at ``max_clients``; bans live in their own table and
-are dropped only when they end (or, beyond the cap, soonest-ending first).
+newest timestamp is younger than ``window``: one index, whatever the count. A rule with
+another strategy keeps its few numbers (``strategies``) beside the logs. Logs and states
+sit in one least-recently-used table capped at ``max_clients``; bans live in their own
+table and are dropped only when they end (or, beyond the cap, soonest-ending first).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ else:  # array is subscriptable at run time only from Python 3.12
 
 
 class _Log(_FloatArray):
-    """Timestamps in a ring: ``head`` is the oldest once full, 0 while still growing."""
+    """Timestamps in a ring: ``head`` is the oldest once full, 0 while still growing.
+    (A stateful rule's numbers use the same type, with ``head`` unused.)"""
 
     __slots__ = ("head",)
     head: int

@@ -20,6 +20,7 @@ from .headers import parse_headers_option
 from .identify import Identifier, KeyFunc
 from .rules import BanRule, Rule, parse_ban_rule, parse_rules
 from .storage import DEFAULT_MAX_CLIENTS, MemoryStorage, Storage, storage_from
+from .storage.base import DEFAULT_KEY_PREFIX, check_key_prefix
 from .strategies import DEFAULT_STRATEGY, STRATEGIES
 
 __all__ = ["CONFIG_KEYS", "Settings", "load_settings"]
@@ -46,8 +47,6 @@ CONFIG_KEYS = {
 }
 """Each option and the ``app.config`` key that sets it when the constructor does not."""
 
-DEFAULT_KEY_PREFIX = "gatekeeper:"
-"""Prefix of every Redis key, so several apps can share one Redis database."""
 DEFAULT_IPV6_PREFIX = 64
 """An IPv6 client is its /64: the block one host or one subscriber usually gets."""
 DEFAULT_PROXY_HEADER = "X-Forwarded-For"
@@ -118,21 +117,13 @@ def _trusted_proxies(value: object, name: str) -> Union[int, AddressSet]:
         if value < 0:
             raise ConfigError(f"{name}: a hop count cannot be negative, got {value!r}")
         return value
-    return AddressSet(parse_address_list(value, name))
+    return _address_set(value, name)
 
 
 def _strategy(value: object, name: str) -> str:
     if value not in STRATEGIES:
         raise ConfigError(f"{name}: expected one of {', '.join(STRATEGIES)}, got {value!r}")
     return str(value)
-
-
-def _key_prefix(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigTypeError(f"{name}: expected a string, got {value!r}")
-    if "{" in value or "}" in value:
-        raise ConfigError(f"{name}: braces would break the Redis Cluster hash tag: {value!r}")
-    return value
 
 
 def _ipv6_prefix(value: object, name: str) -> int:
@@ -183,7 +174,7 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         return default
 
     max_clients: Optional[int] = read("max_clients", _positive_int, None)
-    key_prefix = read("key_prefix", _key_prefix, DEFAULT_KEY_PREFIX)
+    key_prefix = read("key_prefix", check_key_prefix, DEFAULT_KEY_PREFIX)
     trusted_proxies = read("trusted_proxies", _trusted_proxies, None)
     ip_header = read("ip_header", _header_name, None)
     if ip_header is None and trusted_proxies is not None:

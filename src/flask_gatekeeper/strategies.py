@@ -38,6 +38,7 @@ __all__ = [
     "microseconds",
     "offset",
     "record",
+    "seconds",
     "usage",
 ]
 
@@ -58,6 +59,11 @@ MICROSECONDS = 1_000_000
 def microseconds(seconds: float) -> int:
     """Seconds as whole microseconds: the unit of every stateful computation (and Redis's)."""
     return round(seconds * MICROSECONDS)
+
+
+def seconds(count: float) -> float:
+    """Microseconds back as seconds."""
+    return count / MICROSECONDS
 
 
 def offset(client: str, window: int) -> int:

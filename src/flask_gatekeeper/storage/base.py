@@ -11,13 +11,26 @@ from collections.abc import Sequence
 from typing import Callable, Optional, Protocol
 
 from ..decision import Decision
+from ..errors import ConfigError, ConfigTypeError
 from ..policy import Scope
 from ..rules import BanRule
 
-__all__ = ["Clock", "Storage"]
+__all__ = ["DEFAULT_KEY_PREFIX", "Clock", "Storage", "check_key_prefix"]
+
+DEFAULT_KEY_PREFIX = "gatekeeper:"
+"""Prefix of every key a shared storage writes, so several apps can share one database."""
 
 Clock = Callable[[], float]
 """Returns the current time in seconds; only differences matter (e.g. ``time.monotonic``)."""
+
+
+def check_key_prefix(value: object, name: str) -> str:
+    """A key prefix, refused when it could break the Redis Cluster hash tag."""
+    if not isinstance(value, str):
+        raise ConfigTypeError(f"{name}: expected a string, got {value!r}")
+    if "{" in value or "}" in value:
+        raise ConfigError(f"{name}: braces would break the Redis Cluster hash tag: {value!r}")
+    return value
 
 
 class Storage(Protocol):

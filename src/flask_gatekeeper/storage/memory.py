@@ -23,7 +23,7 @@ from ..decision import ADMITTED, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import GLOBAL_SCOPE, Scope
 from ..rules import BanRule, Rule
-from ..strategies import MICROSECONDS, microseconds
+from ..strategies import MICROSECONDS, microseconds, seconds
 from .base import Clock
 
 __all__ = ["DEFAULT_MAX_CLIENTS", "MemoryStorage"]
@@ -132,7 +132,7 @@ class _State:
     ) -> None:
         self.key, self.rule, self.state = key, rule, state
         self.window, self.shift, self.now = window, shift, microseconds(now)
-        self.wait = self._call(strategies.check) / MICROSECONDS
+        self.wait = seconds(self._call(strategies.check))
 
     def _call(self, function: Callable[..., T]) -> T:
         rule = self.rule
@@ -281,7 +281,7 @@ class MemoryStorage:
                     strategies.offset(client, window),
                     microseconds(now),
                 )
-                candidates.append(Usage(rule, remaining, reset / MICROSECONDS))
+                candidates.append(Usage(rule, remaining, seconds(reset)))
         return min(candidates, key=lambda usage: (usage.remaining, -usage.reset))
 
     def report(self, client: str, ban_rule: BanRule) -> Optional[float]:

@@ -11,7 +11,8 @@ Install with ``pip install "flask-gatekeeper[redis]"``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import quote, unquote
@@ -21,8 +22,8 @@ from ..decision import ADMITTED, Decision, Usage
 from ..errors import ConfigError, StorageError
 from ..policy import GLOBAL_SCOPE, Scope
 from ..rules import BanRule, Rule
-from ..strategies import MICROSECONDS, STRATEGY_CODES, microseconds
-from .base import Clock
+from ..strategies import STRATEGY_CODES, microseconds, seconds
+from .base import DEFAULT_KEY_PREFIX, Clock, check_key_prefix
 
 try:
     import redis
@@ -51,6 +52,15 @@ second per process (see ``outage``)."""
 
 _FAILURES = (redis.RedisError, RedisClusterException)
 """What redis-py raises when Redis fails (cluster errors do not derive from RedisError)."""
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """redis-py's failures become the library's one ``StorageError``, raised from them."""
+    try:
+        yield
+    except _FAILURES as exc:
+        raise StorageError(f"Redis failed: {exc}") from exc
 
 
 _ADMITTED, _BANNED = 0, 1
@@ -82,10 +92,6 @@ def _client_of(tag: str) -> str:
     return unquote(tag, errors="surrogatepass")
 
 
-def _seconds(count: int) -> float:
-    return count / MICROSECONDS
-
-
 def _ban_rule_arguments(rule: BanRule) -> list[Union[int, str]]:
     return [
         rule.count,
@@ -111,20 +117,18 @@ class RedisStorage:
         self,
         client: RedisClient,
         *,
-        key_prefix: str = "gatekeeper:",
+        key_prefix: str = DEFAULT_KEY_PREFIX,
         clock: Optional[Clock] = None,
     ) -> None:
-        if "{" in key_prefix or "}" in key_prefix:
-            raise ConfigError(f"key_prefix: braces would break the hash tag: {key_prefix!r}")
         self.client = client
-        self.key_prefix = key_prefix
+        self.key_prefix = check_key_prefix(key_prefix, "key_prefix")
         self._clock = clock
         self._hit = _script(client, "strategies.lua", "hit.lua")
         self._report = _script(client, "report.lua")
         self._ban = _script(client, "ban.lua")
 
     @classmethod
-    def from_url(cls, url: str, *, key_prefix: str = "gatekeeper:") -> RedisStorage:
+    def from_url(cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStorage:
         """``redis://``, ``rediss://`` or ``unix://`` URL, with short timeouts and one
         immediate retry on a connection error (a pooled connection may have died with a
         restarted server). Never on a timeout: the script may have run, and running it
@@ -158,10 +162,8 @@ class RedisStorage:
         return "" if self._clock is None else microseconds(self._clock())
 
     def _run(self, script: Script, keys: list[str], args: list[Union[int, str]]) -> Any:
-        try:
+        with _storage_errors():
             return script(keys=keys, args=args)
-        except _FAILURES as exc:
-            raise StorageError(f"Redis failed: {exc}") from exc
 
     def hit(
         self,
@@ -199,24 +201,24 @@ class RedisStorage:
         )
         if status == _BANNED:
             return Decision(
-                admitted=False, banned=True, retry_after=_seconds(wait), manual=limiting == 1
+                admitted=False, banned=True, retry_after=seconds(wait), manual=limiting == 1
             )
-        seen = Usage(rules[closest], remaining, _seconds(reset)) if usage and rules else None
+        seen = Usage(rules[closest], remaining, seconds(reset)) if usage and rules else None
         if status == _ADMITTED:
             return Decision(admitted=True, usage=seen) if seen is not None else ADMITTED
         return Decision(
             admitted=False,
-            retry_after=_seconds(wait),
+            retry_after=seconds(wait),
             rule=rules[limiting],
             usage=seen,
-            new_ban=_seconds(new_ban) if new_ban >= 0 else None,
+            new_ban=seconds(new_ban) if new_ban >= 0 else None,
         )
 
     def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
         keys = [self._key(client, "reports"), self._key(client, "ban")]
         args = [self._now_argument(), *_ban_rule_arguments(ban_rule)]
         duration = self._run(self._report, keys, args)
-        return _seconds(duration) if duration >= 0 else None
+        return seconds(duration) if duration >= 0 else None
 
     def _ban_action(self, client: str, action: str, duration: float = 0) -> int:
         args = [self._now_argument(), action, microseconds(duration)]
@@ -229,16 +231,14 @@ class RedisStorage:
         return self._ban_action(client, "unban") == 1
 
     def banned_for(self, client: str) -> float:
-        return _seconds(self._ban_action(client, "left"))
+        return seconds(self._ban_action(client, "left"))
 
     def _scan(self, pattern: str) -> list[str]:
-        try:
+        with _storage_errors():
             return [
                 key.decode() if isinstance(key, bytes) else str(key)
                 for key in self.client.scan_iter(match=pattern, count=1000)
             ]
-        except _FAILURES as exc:
-            raise StorageError(f"Redis failed: {exc}") from exc
 
     def bans(self) -> dict[str, float]:
         """Every active ban (a SCAN over the prefix: for operators, not for requests)."""
@@ -255,7 +255,5 @@ class RedisStorage:
         escaped = self._key(client, "").translate(_GLOB_SPECIAL)
         keys = self._scan(f"{escaped}*")
         if keys:
-            try:
+            with _storage_errors():
                 self.client.delete(*keys)
-            except _FAILURES as exc:
-                raise StorageError(f"Redis failed: {exc}") from exc

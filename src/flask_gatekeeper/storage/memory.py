@@ -203,9 +203,7 @@ class MemoryStorage:
             longest = 0.0
             worst: Optional[Rule] = None
             for scope in scopes:
-                key = (
-                    client if scope.name == GLOBAL_SCOPE else client + _ROUTE_SEPARATOR + scope.name
-                )
+                key = _scope_key(client, scope)
                 if scope.logged:
                     log = logs.get(key)
                     found.append((key, log, scope))
@@ -234,9 +232,6 @@ class MemoryStorage:
             for key, log, scope in found:
                 if log is None:
                     self._store(key, _new_log(now))
-                elif len(log) >= scope.depth:  # a full ring: overwrite the oldest (inlined)
-                    log[log.head] = now
-                    log.head = (log.head + 1) % len(log)
                 else:
                     _append(log, scope.depth, now)
             for state in states:

@@ -912,3 +912,23 @@ def test_a_cluster_that_lost_a_slot_fails_open_not_500(
             assert len(outage_warnings(caplog)) == 1
         finally:
             cluster.close()
+
+
+def test_the_cli_acts_on_the_live_state_in_redis(
+    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+) -> None:
+    """What `flask gatekeeper` does in its own process, the serving app sees at once."""
+    from flask_gatekeeper.cli import gatekeeper
+
+    server_app, _ = make_app(redis_server.url)  # the app serving requests
+    cli_app, _ = make_app(redis_server.url)  # the process a shell command starts
+    runner = cli_app.test_cli_runner()
+    result = runner.invoke(gatekeeper, ["ban", IP, "--duration", "120"])
+    assert (result.exit_code, result.output) == (0, f"banned {IP} for 120s\n")
+    assert get(server_app.test_client()).status_code == 403
+    assert runner.invoke(gatekeeper, ["bans"]).output.split("\t")[0] == IP
+    assert runner.invoke(gatekeeper, ["unban", IP]).output == f"unbanned {IP}\n"
+    assert get(server_app.test_client()).status_code == 200
+    assert statuses(server_app.test_client(), 20) == [200] * 19 + [429]
+    assert runner.invoke(gatekeeper, ["reset", IP]).output == f"reset {IP}\n"
+    assert get(server_app.test_client()).status_code == 200

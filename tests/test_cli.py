@@ -192,26 +192,26 @@ def test_config_prints_every_key_and_where_it_comes_from() -> None:
 
     assert result.exit_code == 0
     assert lines(result) == [
-        "GATEKEEPER_ENABLED  (default)",
         "GATEKEEPER_BAN_RULE = {'count': 3, 'window': 10, 'duration': 600}"
         "  (GateKeeper(ban_rule=...))",
         "GATEKEEPER_RATE_LIMIT_RULES = [{'count': 20, 'window': 1}, {'count': 100, 'window': 10}]"
         "  (GateKeeper(rate_limit_rules=...))",
-        "GATEKEEPER_IP_HEADER  (default)",
-        "GATEKEEPER_EXCLUDED_METHODS  (default)",
-        "GATEKEEPER_STORAGE_URI  (default)",
-        "GATEKEEPER_MAX_CLIENTS  (default)",
-        "GATEKEEPER_TRUSTED_PROXIES  (default)",
+        "GATEKEEPER_IP_HEADER = None  (default)",
+        "GATEKEEPER_EXCLUDED_METHODS = ()  (default)",
+        "GATEKEEPER_ENABLED = True  (default)",
+        "GATEKEEPER_STORAGE_URI = 'memory://'  (default)",
+        "GATEKEEPER_MAX_CLIENTS = None  (default)",
+        "GATEKEEPER_TRUSTED_PROXIES = None  (default)",
         "GATEKEEPER_IPV6_PREFIX = 56  (app.config)",
-        "GATEKEEPER_ALLOWLIST  (default)",
-        "GATEKEEPER_DENYLIST  (default)",
-        "GATEKEEPER_KEY_FUNC  (default)",
-        "GATEKEEPER_KEY_PREFIX  (default)",
-        "GATEKEEPER_FAIL_OPEN  (default)",
+        "GATEKEEPER_ALLOWLIST = ()  (default)",
+        "GATEKEEPER_DENYLIST = ()  (default)",
+        "GATEKEEPER_KEY_FUNC = None  (default)",
+        "GATEKEEPER_KEY_PREFIX = 'gatekeeper:'  (default)",
+        "GATEKEEPER_FAIL_OPEN = True  (default)",
         "GATEKEEPER_HEADERS = 'both'  (app.config)",
         "GATEKEEPER_DRY_RUN = False  (GateKeeper(dry_run=...))",
-        "GATEKEEPER_REPORT_RATE_LIMITED  (default)",
-        "GATEKEEPER_STRATEGY  (default)",
+        "GATEKEEPER_REPORT_RATE_LIMITED = False  (default)",
+        "GATEKEEPER_STRATEGY = 'sliding-log'  (default)",
     ]
 
 
@@ -328,15 +328,15 @@ def test_reset_clears_counters_and_ban(shared: tuple[Flask, GateKeeper]) -> None
     [
         pytest.param(
             "-5",
-            "'duration' must be a positive number of seconds up to 1000000000, got -5.0",
+            "'duration' must be a number of seconds from 1e-06 to 1000000000, got -5.0",
             id="-5",
         ),
         pytest.param(
-            "0", "'duration' must be a positive number of seconds up to 1000000000, got 0.0", id="0"
+            "0", "'duration' must be a number of seconds from 1e-06 to 1000000000, got 0.0", id="0"
         ),
         pytest.param(
             "inf",
-            "'duration' must be a positive number of seconds up to 1000000000, got inf",
+            "'duration' must be a number of seconds from 1e-06 to 1000000000, got inf",
             id="inf",
         ),
     ],

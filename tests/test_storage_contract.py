@@ -46,8 +46,13 @@ def assert_admitted(decision: Decision) -> None:
     assert decision == Decision(admitted=True)
 
 
-def assert_limited(decision: Decision, retry_after: float, rule: Rule) -> None:
-    assert decision == Decision(admitted=False, banned=False, retry_after=retry_after, rule=rule)
+def assert_limited(
+    decision: Decision, retry_after: float, rule: Rule, scope: str = GLOBAL_SCOPE
+) -> None:
+    """Refused by ``rule`` of ``scope`` (the decision names both)."""
+    assert decision == Decision(
+        admitted=False, banned=False, retry_after=retry_after, rule=rule, scope=scope
+    )
 
 
 def assert_banned(decision: Decision, retry_after: float) -> None:
@@ -158,9 +163,9 @@ def test_retry_after_spans_scopes(storage: Storage, clock: FakeClock) -> None:
     scopes = [scope(GLOBAL_SCOPE, global_rule), scope("login", route_rule)]
     assert_admitted(storage.hit("c", scopes))
     clock.set(T0 + 1)
-    assert_limited(storage.hit("c", scopes), T0 + 20 - (T0 + 1), route_rule)
+    assert_limited(storage.hit("c", scopes), T0 + 20 - (T0 + 1), route_rule, "login")
     clock.set(T0 + 5)  # the global rule has room, the route's does not
-    assert_limited(storage.hit("c", scopes), T0 + 20 - (T0 + 5), route_rule)
+    assert_limited(storage.hit("c", scopes), T0 + 20 - (T0 + 5), route_rule, "login")
     assert_admitted(storage.hit("c", [scope(GLOBAL_SCOPE, global_rule)]))
 
 
@@ -186,7 +191,7 @@ def test_a_global_refusal_records_nothing_in_the_route_scope(storage: Storage) -
         assert_limited(storage.hit("c", [global_scope, route_scope]), 60.0, Rule(1, 60))
     for _ in range(3):  # the route scope was never touched
         assert_admitted(storage.hit("c", [route_scope]))
-    assert_limited(storage.hit("c", [route_scope]), 60.0, Rule(3, 60))
+    assert_limited(storage.hit("c", [route_scope]), 60.0, Rule(3, 60), "burst")
 
 
 def test_a_refusal_by_one_rule_records_nothing_for_the_others(
@@ -222,9 +227,9 @@ def test_route_scopes_are_independent(storage: Storage) -> None:
     rule = Rule(1, 60)
     a, b = scope("a", rule), scope("b", rule)
     assert_admitted(storage.hit("c", [a]))
-    assert_limited(storage.hit("c", [a]), 60.0, rule)
+    assert_limited(storage.hit("c", [a]), 60.0, rule, "a")
     assert_admitted(storage.hit("c", [b]))
-    assert_limited(storage.hit("c", [b]), 60.0, rule)
+    assert_limited(storage.hit("c", [b]), 60.0, rule, "b")
     assert_admitted(storage.hit("c", [scope(GLOBAL_SCOPE, rule)]))
 
 
@@ -513,7 +518,7 @@ def test_usage_names_the_rule_closest_to_its_limit(storage: Storage, clock: Fake
 def test_usage_prefers_the_longest_reset_among_equals(storage: Storage) -> None:
     short, long = Rule(2, 10), Rule(2, 60)
     decision = storage.hit("c", [scope(GLOBAL_SCOPE, short), scope("route", long)], usage=True)
-    assert decision.usage == Usage(long, 1, 60)
+    assert decision.usage == Usage(long, 1, 60, "route")
 
 
 def test_a_strike_counts_a_refusal_as_a_report(storage: Storage, clock: FakeClock) -> None:

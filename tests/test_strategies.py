@@ -25,10 +25,10 @@ from flask_gatekeeper.strategies import (
     FIXED_WINDOW,
     GCRA,
     SLIDING_WINDOW,
-    microseconds,
     offset,
 )
 from flask_gatekeeper.testing import FakeClock
+from flask_gatekeeper.units import instant, microseconds
 
 TICK = 1 / 64
 CLIENT = "198.51.100.4"
@@ -42,7 +42,7 @@ def window_start(rule: Rule, now: float, client: str = CLIENT) -> float:
     """Where the client's current window of ``rule`` began (its per-client offset)."""
     window = microseconds(rule.window)
     shift = offset(client, window)
-    return (math.floor((microseconds(now) - shift) / window) * window + shift) / 1e6
+    return (math.floor((instant(now) - shift) / window) * window + shift) / 1e6
 
 
 # --- fixed window ---------------------------------------------------------------------------
@@ -259,6 +259,6 @@ def test_each_strategy_matches_its_brute_force_model(
     for step in steps:
         now = clock.advance(step)
         decision = storage.hit(client, one(rule))
-        expected = model.hit(microseconds(now), client)
+        expected = model.hit(instant(now), client)
         assert decision.admitted == (expected == 0)
         assert decision.retry_after == expected / 1e6

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from .decision import Banned, Decision, Denied, RateLimited, StorageUnavailable
+from .decision import Decision
 from .errors import ConfigError, ConfigTypeError, GateKeeperError, StorageError
 from .extension import GateKeeper
+from .refusals import Banned, Denied, RateLimited, StorageUnavailable
 from .rules import BanRule, Rule
 from .storage import MemoryStorage, Storage
 

@@ -4,10 +4,15 @@ point, so every app with a GateKeeper gets it).
 A command runs in a process of its own. With the Redis storage it acts on the live state
 every server process shares; with the memory storage that state lives inside each server
 process, out of reach, and the commands that would need it say so instead of pretending.
+
+Clients are printed with ``keys.shown`` (control characters escaped, so no key can forge
+a line of a listing) and read back from arguments with ``keys.unshown``: a client's text
+as a listing prints it names that client.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,11 +20,12 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .config import CONFIG_KEYS
-from .decision import retry_after_header
+from .config import OPTIONS
 from .errors import GateKeeperError
 from .extension import EXTENSION_KEY, GateKeeper
-from .pipeline import AppState
+from .gate import Gate
+from .keys import shown, unshown
+from .refusals import retry_after_header
 from .storage import MemoryStorage
 
 __all__ = ["gatekeeper"]
@@ -33,20 +39,20 @@ MEMORY_NOTE = (
 )
 
 
-def _state() -> AppState:
-    state = current_app.extensions.get(EXTENSION_KEY)
-    if not isinstance(state, AppState):
+def _gate() -> Gate:
+    gate = current_app.extensions.get(EXTENSION_KEY)
+    if not isinstance(gate, Gate):
         raise click.ClickException(f"{current_app.name!r} has no GateKeeper (call init_app)")
-    return state
+    return gate
 
 
 def _live_extension() -> GateKeeper:
     """The app's GateKeeper, when its storage is shared with the server processes."""
-    state = _state()
-    if isinstance(state.settings.storage, MemoryStorage):
+    gate = _gate()
+    if isinstance(gate.settings.storage, MemoryStorage):
         raise click.ClickException(MEMORY_NOTE)
-    assert isinstance(state.owner, GateKeeper)
-    return state.owner
+    assert isinstance(gate.owner, GateKeeper)
+    return gate.owner
 
 
 @contextmanager
@@ -59,8 +65,19 @@ def _clean_errors() -> Iterator[None]:
 
 
 def _key(client: str) -> str:
-    """The client as the storage knows it (an IPv6 address becomes its network)."""
-    return _state().settings.identifier.key_for(client)
+    """The client as the storage knows it (an IPv6 address becomes its network), shown."""
+    return shown(_gate().settings.identifier.key_for(client))
+
+
+def _client_text(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A CLIENT argument, as a listing shows it, read back to the key's own text."""
+    return None if value is None else unshown(value)
+
+
+def _masked(value: object) -> str:
+    """A value for display, a URL's password masked (``redis://:***@host``)."""
+    text = repr(value)
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
 @gatekeeper.command("bans")
@@ -71,11 +88,11 @@ def list_bans() -> None:
     if not bans:
         click.echo("no active bans")
     for client, left in sorted(bans.items(), key=lambda item: -item[1]):
-        click.echo(f"{client}\t{retry_after_header(left)}s left")
+        click.echo(f"{shown(client)}\t{retry_after_header(left)}s left")
 
 
 @gatekeeper.command("ban")
-@click.argument("client")
+@click.argument("client", callback=_client_text)
 @click.option("--duration", type=float, help="Seconds (default: the ban rule's duration).")
 def ban(client: str, duration: float | None) -> None:
     """Ban CLIENT (an IP address or a key)."""
@@ -87,7 +104,7 @@ def ban(client: str, duration: float | None) -> None:
 
 
 @gatekeeper.command("unban")
-@click.argument("client")
+@click.argument("client", callback=_client_text)
 def unban(client: str) -> None:
     """End CLIENT's ban and forget its ban history."""
     with _clean_errors():
@@ -96,7 +113,7 @@ def unban(client: str) -> None:
 
 
 @gatekeeper.command("reset")
-@click.argument("client")
+@click.argument("client", callback=_client_text)
 def reset(client: str) -> None:
     """Forget CLIENT: its counters, reports and ban."""
     with _clean_errors():
@@ -105,14 +122,21 @@ def reset(client: str) -> None:
 
 
 @gatekeeper.command("status")
-@click.argument("client", required=False)
+@click.argument("client", required=False, callback=_client_text)
 def status(client: str | None) -> None:
-    """Show the rules and the storage, and CLIENT's ban if one is given."""
-    settings = _state().settings
+    """Show the rules in force and the storage, and CLIENT's ban if one is given."""
+    gate = _gate()
+    settings = gate.settings
     click.echo(f"enabled: {settings.enabled}{' (dry run)' if settings.dry_run else ''}")
-    click.echo(f"storage: {settings.storage!r}")
+    click.echo(f"storage: {_masked(settings.storage)}")
     for rule in settings.rate_limit_rules:
         click.echo(f"rate limit: {rule}")
+    for endpoint in sorted(current_app.view_functions):
+        own = gate.policies.route_rules(endpoint)
+        if own is None:
+            click.echo(f"route {endpoint}: bypassed")
+        for rule in own or ():
+            click.echo(f"route {endpoint}: {rule}")
     ban_rule = settings.ban_rule
     click.echo(
         f"ban rule: {ban_rule}, banned {ban_rule.duration:g}s" if ban_rule else "ban rule: none"
@@ -128,14 +152,11 @@ def status(client: str | None) -> None:
 
 @gatekeeper.command("config")
 def show_config() -> None:
-    """Show every option, its GATEKEEPER_* key, and where its value comes from."""
-    state = _state()
-    given = state.owner.options if isinstance(state.owner, GateKeeper) else {}
-    config = current_app.config
-    for option, key in CONFIG_KEYS.items():
-        if option in given:
-            click.echo(f"{key} = {given[option]!r}  (GateKeeper({option}=...))")
-        elif config.get(key) is not None:
-            click.echo(f"{key} = {config[key]!r}  (app.config)")
-        else:
-            click.echo(f"{key}  (default)")
+    """Show every option's GATEKEEPER_* key, the value in force and where it comes from."""
+    sources = _gate().settings.sources
+    for option in OPTIONS:
+        value, source = sources[option.name]
+        where = {option.name: f"GateKeeper({option.name}=...)", option.key: "app.config"}.get(
+            source, "default"
+        )
+        click.echo(f"{option.key} = {_masked(value)}  ({where})")

@@ -1,6 +1,8 @@
 """Settings: constructor arguments, then ``app.config["GATEKEEPER_*"]``, then defaults.
 
-Every option is read and validated here, once, in ``init_app``; an error names the option
+Every option is one row of ``OPTIONS`` (name, config key, parser, default, meaning); the
+constructor, ``load_settings``, the unknown-key check and ``flask gatekeeper config`` all
+read that table. Each value is validated once, in ``init_app``; an error names the option
 or config key it came from and the value, so a typo fails at start-up, not mid-traffic.
 """
 
@@ -10,80 +12,48 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, Optional, TypeVar, Union, cast
+from typing import Any, Callable, Optional, Union, cast
 
-from werkzeug.utils import import_string
+from werkzeug.utils import ImportStringError, import_string
 
 from .addresses import AddressSet, parse_address_list
 from .errors import ConfigError, ConfigTypeError
 from .headers import parse_headers_option
 from .identify import Identifier, KeyFunc
 from .rules import BanRule, Rule, parse_ban_rule, parse_rules
-from .storage import DEFAULT_MAX_CLIENTS, MemoryStorage, Storage, storage_from
+from .storage import Storage, storage_from
 from .storage.base import DEFAULT_KEY_PREFIX, check_key_prefix
-from .strategies import DEFAULT_STRATEGY, STRATEGIES
+from .strategies import DEFAULT_STRATEGY, check_strategy
 
-__all__ = ["CONFIG_KEYS", "Settings", "load_settings"]
-
-CONFIG_KEYS = {
-    "enabled": "GATEKEEPER_ENABLED",
-    "ban_rule": "GATEKEEPER_BAN_RULE",
-    "rate_limit_rules": "GATEKEEPER_RATE_LIMIT_RULES",
-    "ip_header": "GATEKEEPER_IP_HEADER",
-    "excluded_methods": "GATEKEEPER_EXCLUDED_METHODS",
-    "storage": "GATEKEEPER_STORAGE_URI",
-    "max_clients": "GATEKEEPER_MAX_CLIENTS",
-    "trusted_proxies": "GATEKEEPER_TRUSTED_PROXIES",
-    "ipv6_prefix": "GATEKEEPER_IPV6_PREFIX",
-    "allowlist": "GATEKEEPER_ALLOWLIST",
-    "denylist": "GATEKEEPER_DENYLIST",
-    "key_func": "GATEKEEPER_KEY_FUNC",
-    "key_prefix": "GATEKEEPER_KEY_PREFIX",
-    "fail_open": "GATEKEEPER_FAIL_OPEN",
-    "headers": "GATEKEEPER_HEADERS",
-    "dry_run": "GATEKEEPER_DRY_RUN",
-    "report_rate_limited": "GATEKEEPER_REPORT_RATE_LIMITED",
-    "strategy": "GATEKEEPER_STRATEGY",
-}
-"""Each option and the ``app.config`` key that sets it when the constructor does not."""
+__all__ = ["CONFIG_KEYS", "OPTIONS", "Option", "Settings", "load_settings"]
 
 DEFAULT_IPV6_PREFIX = 64
 """An IPv6 client is its /64: the block one host or one subscriber usually gets."""
 DEFAULT_PROXY_HEADER = "X-Forwarded-For"
 """The header read when ``trusted_proxies`` is set without ``ip_header``."""
 
-_METHOD = re.compile(r"[A-Za-z]+")
+HTTP_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
+"""RFC 9110's methods and PATCH: a name outside them is most likely a typo."""
+
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Validated settings of one app."""
-
-    enabled: bool
-    ban_rule: Optional[BanRule]
-    rate_limit_rules: tuple[Rule, ...]
-    excluded_methods: frozenset[str]
-    storage: Storage
-    identifier: Identifier
-    fail_open: bool
-    headers: frozenset[str]
-    """Which rate limit header fields to send: "ietf", "legacy", both or none."""
-    dry_run: bool
-    report_rate_limited: bool
-    """Each 429 also counts as a report toward the ban rule."""
-    strategy: str
-    """The strategy of rules that do not name one."""
-    ip_header_trusted: bool
-    """False when ``ip_header`` is believed without ``trusted_proxies`` (init_app warns)."""
+Parser = Callable[[object, str], Any]
 
 
 def _bool(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigTypeError(f"{name}: expected True or False, got {value!r}")
-    return value
+    if isinstance(value, bool):
+        return value
+    hint = ""
+    if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
+        hint = (
+            f" (the string {value!r}, e.g. from the environment: use "
+            f"{_BOOL_TEXT[value.strip().lower()]}, or app.config.from_prefixed_env(), "
+            "which reads true/false as JSON)"
+        )
+    raise ConfigTypeError(f"{name}: expected True or False, got {value!r}{hint}")
 
 
 def _header_name(value: object, name: str) -> str:
@@ -95,13 +65,22 @@ def _header_name(value: object, name: str) -> str:
 
 
 def _methods(value: object, name: str) -> frozenset[str]:
-    items = [value] if isinstance(value, str) else value
+    """HTTP methods, as a list or a comma-separated string (``"HEAD, OPTIONS"``)."""
+    items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple, set, frozenset)):
         raise ConfigTypeError(f"{name}: expected a list of HTTP methods, got {value!r}")
+    methods = set()
     for item in items:
-        if not isinstance(item, str) or not _METHOD.fullmatch(item):
-            raise ConfigError(f"{name}: {item!r} is not an HTTP method")
-    return frozenset(str(item).upper() for item in items)
+        if not isinstance(item, str):
+            raise ConfigTypeError(f"{name}: expected an HTTP method, got {item!r}")
+        method = item.strip().upper()
+        if method not in HTTP_METHODS:
+            raise ConfigError(
+                f"{name}: {item!r} is not an HTTP method (expected some of "
+                f"{', '.join(sorted(HTTP_METHODS))})"
+            )
+        methods.add(method)
+    return frozenset(methods)
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -121,9 +100,10 @@ def _trusted_proxies(value: object, name: str) -> Union[int, AddressSet]:
 
 
 def _strategy(value: object, name: str) -> str:
-    if value not in STRATEGIES:
-        raise ConfigError(f"{name}: expected one of {', '.join(STRATEGIES)}, got {value!r}")
-    return str(value)
+    try:
+        return check_strategy(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def _ipv6_prefix(value: object, name: str) -> int:
@@ -141,11 +121,85 @@ def _key_func(value: object, name: str) -> KeyFunc:
     if isinstance(value, str):
         try:
             value = import_string(value)
-        except ImportError as exc:
-            raise ConfigError(f"{name}: cannot import {value!r} ({exc})") from None
+        except ImportStringError as exc:
+            raise ConfigError(
+                f"{name}: cannot import {value!r} ({type(exc.exception).__name__}: "
+                f"{exc.exception}); expected 'package.module:function' or "
+                "'package.module.function'"
+            ) from None
     if not callable(value):
         raise ConfigTypeError(f"{name}: expected a function returning a key, got {value!r}")
     return cast(KeyFunc, value)
+
+
+def _storage(value: object, name: str) -> object:
+    """Checked when it is built, in ``load_settings``: it depends on two other options."""
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its constructor keyword, its ``app.config`` key, how its value is
+    checked and parsed, its default (before parsing), and what it means."""
+
+    name: str
+    key: str
+    parse: Parser
+    default: object
+    meaning: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("ban_rule", "GATEKEEPER_BAN_RULE", parse_ban_rule, None, "reports that ban a client"),
+    Option("rate_limit_rules", "GATEKEEPER_RATE_LIMIT_RULES", parse_rules, None, "global rules"),
+    Option("ip_header", "GATEKEEPER_IP_HEADER", _header_name, None, "client IP from a header"),
+    Option("excluded_methods", "GATEKEEPER_EXCLUDED_METHODS", _methods, (), "never counted"),
+    Option("enabled", "GATEKEEPER_ENABLED", _bool, True, "master switch"),
+    Option("storage", "GATEKEEPER_STORAGE_URI", _storage, "memory://", "where counts live"),
+    Option("max_clients", "GATEKEEPER_MAX_CLIENTS", _positive_int, None, "memory bound"),
+    Option("trusted_proxies", "GATEKEEPER_TRUSTED_PROXIES", _trusted_proxies, None, "proxies"),
+    Option("ipv6_prefix", "GATEKEEPER_IPV6_PREFIX", _ipv6_prefix, 64, "IPv6 aggregation"),
+    Option("allowlist", "GATEKEEPER_ALLOWLIST", _address_set, (), "never limited"),
+    Option("denylist", "GATEKEEPER_DENYLIST", _address_set, (), "always refused"),
+    Option("key_func", "GATEKEEPER_KEY_FUNC", _key_func, None, "custom client key"),
+    Option("key_prefix", "GATEKEEPER_KEY_PREFIX", check_key_prefix, DEFAULT_KEY_PREFIX, "Redis"),
+    Option("fail_open", "GATEKEEPER_FAIL_OPEN", _bool, True, "admit during an outage"),
+    Option("headers", "GATEKEEPER_HEADERS", parse_headers_option, False, "RateLimit fields"),
+    Option("dry_run", "GATEKEEPER_DRY_RUN", _bool, False, "count and signal, refuse nothing"),
+    Option("report_rate_limited", "GATEKEEPER_REPORT_RATE_LIMITED", _bool, False, "429s report"),
+    Option("strategy", "GATEKEEPER_STRATEGY", _strategy, DEFAULT_STRATEGY, "default strategy"),
+)
+"""Every option, in the constructor's order (the first four are flask-gatekeeper 1.0's)."""
+
+CONFIG_KEYS = {option.name: option.key for option in OPTIONS}
+"""Each option and the ``app.config`` key that sets it when the constructor does not."""
+
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings of one app, and where each option's value came from."""
+
+    enabled: bool
+    ban_rule: Optional[BanRule]
+    rate_limit_rules: tuple[Rule, ...]
+    excluded_methods: frozenset[str]
+    storage: Storage
+    identifier: Identifier
+    fail_open: bool
+    headers: frozenset[str]
+    """Which rate limit header fields to send: "ietf", "legacy", both or none."""
+    dry_run: bool
+    report_rate_limited: bool
+    """Each 429 also counts as a report toward the ban rule."""
+    strategy: str
+    """The strategy of rules that do not name one."""
+    ip_header_trusted: bool
+    """False when ``ip_header`` is believed without ``trusted_proxies`` (init_app warns)."""
+    sources: Mapping[str, tuple[object, str]]
+    """Option -> (the value as given, where from: the option name, the config key, or
+    "default"), for ``flask gatekeeper config``."""
 
 
 def _check_known_keys(config: Mapping[str, object]) -> None:
@@ -161,56 +215,67 @@ def _check_known_keys(config: Mapping[str, object]) -> None:
 def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> Settings:
     """Settings for one app from the constructor's ``given`` options and its ``config``."""
     _check_known_keys(config)
+    sources: dict[str, tuple[object, str]] = {}
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        if given.get(option.name) is not None:
+            value, source = given[option.name], option.name
+        elif config.get(option.key) is not None:
+            value, source = config[option.key], option.key
+        else:
+            value, source = option.default, "default"
+        sources[option.name] = (value, source)
+        values[option.name] = None if value is None else option.parse(value, source)
 
-    source = {}  # option -> the name it was read under, for errors found later
+    def named(option: str) -> str:
+        """How the user set ``option``: its keyword or config key (the key by default)."""
+        source = sources[option][1]
+        return _BY_NAME[option].key if source == "default" else source
 
-    def read(option: str, parse: Callable[[object, str], T], default: T) -> T:
-        if option in given:
-            source[option] = option
-            return parse(given[option], option)
-        key = source[option] = CONFIG_KEYS[option]
-        if config.get(key) is not None:
-            return parse(config[key], key)
-        return default
-
-    max_clients: Optional[int] = read("max_clients", _positive_int, None)
-    key_prefix = read("key_prefix", check_key_prefix, DEFAULT_KEY_PREFIX)
-    trusted_proxies = read("trusted_proxies", _trusted_proxies, None)
-    ip_header = read("ip_header", _header_name, None)
+    trusted_proxies = values["trusted_proxies"]
+    ip_header = values["ip_header"]
     if ip_header is None and trusted_proxies is not None:
         ip_header = DEFAULT_PROXY_HEADER
-    identifier = Identifier(
-        ip_header=ip_header,
-        trusted_proxies=trusted_proxies,
-        ipv6_prefix=read("ipv6_prefix", _ipv6_prefix, DEFAULT_IPV6_PREFIX),
-        allowlist=read("allowlist", _address_set, AddressSet(())),
-        denylist=read("denylist", _address_set, AddressSet(())),
-        key_func=read("key_func", _key_func, None),
-    )
-    settings = Settings(
-        enabled=read("enabled", _bool, True),
-        ban_rule=read("ban_rule", parse_ban_rule, None),
-        rate_limit_rules=read("rate_limit_rules", parse_rules, ()),
-        excluded_methods=read("excluded_methods", _methods, frozenset()),
-        identifier=identifier,
-        ip_header_trusted=ip_header is None or trusted_proxies is not None,
-        storage=read(
-            "storage",
-            lambda value, name: storage_from(
-                value, name, max_clients=max_clients, key_prefix=key_prefix
-            ),
-            None,
-        )
-        or MemoryStorage(max_clients=max_clients or DEFAULT_MAX_CLIENTS),
-        fail_open=read("fail_open", _bool, True),
-        headers=read("headers", parse_headers_option, frozenset()),
-        dry_run=read("dry_run", _bool, False),
-        report_rate_limited=read("report_rate_limited", _bool, False),
-        strategy=read("strategy", _strategy, DEFAULT_STRATEGY),
-    )
-    if settings.report_rate_limited and settings.ban_rule is None:
+    if values["report_rate_limited"] and values["ban_rule"] is None:
         raise ConfigError(
-            f"{source['report_rate_limited']}: True needs a ban_rule "
+            f"{named('report_rate_limited')}: True needs a ban_rule "
             "(GATEKEEPER_BAN_RULE) to count reports toward"
         )
-    return settings
+    return Settings(
+        enabled=values["enabled"],
+        ban_rule=values["ban_rule"],
+        rate_limit_rules=values["rate_limit_rules"] or (),
+        excluded_methods=values["excluded_methods"],
+        storage=_build_storage(values, sources, named),
+        identifier=Identifier(
+            ip_header=ip_header,
+            trusted_proxies=trusted_proxies,
+            ipv6_prefix=values["ipv6_prefix"],
+            allowlist=values["allowlist"],
+            denylist=values["denylist"],
+            key_func=values["key_func"],
+        ),
+        fail_open=values["fail_open"],
+        headers=values["headers"],
+        dry_run=values["dry_run"],
+        report_rate_limited=values["report_rate_limited"],
+        strategy=values["strategy"],
+        ip_header_trusted=ip_header is None or trusted_proxies is not None,
+        sources=sources,
+    )
+
+
+def _build_storage(
+    values: Mapping[str, Any],
+    sources: Mapping[str, tuple[object, str]],
+    named: Callable[[str], str],
+) -> Storage:
+    """The storage option, built with ``max_clients`` and ``key_prefix`` where they
+    apply (``storage_from`` refuses them where they would be silently ignored)."""
+    prefix_given = sources["key_prefix"][1] != "default"
+    return storage_from(
+        values["storage"],
+        named("storage"),
+        max_clients=values["max_clients"],
+        key_prefix=values["key_prefix"] if prefix_given else None,
+    )

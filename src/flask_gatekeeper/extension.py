@@ -1,9 +1,8 @@
 """The public Flask extension: ``GateKeeper``, its decorators and its manual controls.
 
-Kept thin on purpose. Each request goes identify -> policy -> one storage call ->
-decision, each step in the module of that name, run by ``pipeline.AppState``; this file
-wires them to Flask. Per-app state lives in ``app.extensions["gatekeeper"]``, never on
-the extension, so one ``GateKeeper`` can serve several apps with separate counters.
+Kept thin on purpose: what happens to a request is ``gate.Gate``; options are the table
+in ``config``. Per-app state (the gate) lives in ``app.extensions["gatekeeper"]``, never
+on the extension, so one ``GateKeeper`` can serve several apps with separate counters.
 """
 
 from __future__ import annotations
@@ -12,14 +11,15 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from flask import Blueprint, Flask, current_app, has_app_context, has_request_context, request
+from flask import Blueprint, Flask, current_app, has_app_context, has_request_context
 
-from .config import load_settings
+from .config import OPTIONS, load_settings
 from .errors import ConfigError, ConfigTypeError
+from .gate import Down, Gate
 from .identify import KeyFunc
-from .pipeline import AppState, Down
 from .policy import Mark, put_mark
-from .rules import Rule, RuleLike, check_seconds, parse_rules
+from .rules import BanRule, Rule, RuleLike, check_seconds, parse_rules
+from .storage import Storage
 
 __all__ = ["GateKeeper"]
 
@@ -28,6 +28,8 @@ EXTENSION_KEY = "gatekeeper"
 logger = logging.getLogger("flask_gatekeeper")
 
 Target = TypeVar("Target", bound=Union[Callable[..., Any], Blueprint, type])
+Rules = Union[RuleLike, Sequence[RuleLike]]
+Addresses = Union[Iterable[str], str]
 
 
 class GateKeeper:
@@ -35,24 +37,24 @@ class GateKeeper:
 
     The first five parameters keep flask-gatekeeper 1.0's order and meaning; every other
     option is keyword-only. Options left as None fall back to ``app.config["GATEKEEPER_*"]``
-    and then to defaults, when ``init_app`` runs (see ``config.CONFIG_KEYS``).
+    and then to defaults, when ``init_app`` runs (see ``config.OPTIONS``).
     """
 
     def __init__(
         self,
         app: Optional[Flask] = None,
-        ban_rule: Optional[object] = None,
-        rate_limit_rules: Optional[object] = None,
+        ban_rule: Union[BanRule, dict[str, Any], None] = None,
+        rate_limit_rules: Optional[Rules] = None,
         ip_header: Optional[str] = None,
-        excluded_methods: Optional[Iterable[str]] = None,
+        excluded_methods: Union[Iterable[str], str, None] = None,
         *,
         enabled: Optional[bool] = None,
-        storage: Optional[object] = None,
+        storage: Union[str, Storage, Any, None] = None,
         max_clients: Optional[int] = None,
-        trusted_proxies: Union[int, Iterable[str], str, None] = None,
+        trusted_proxies: Union[int, Addresses, None] = None,
         ipv6_prefix: Optional[int] = None,
-        allowlist: Union[Iterable[str], str, None] = None,
-        denylist: Union[Iterable[str], str, None] = None,
+        allowlist: Optional[Addresses] = None,
+        denylist: Optional[Addresses] = None,
         key_func: Union[KeyFunc, str, None] = None,
         key_prefix: Optional[str] = None,
         fail_open: Optional[bool] = None,
@@ -61,69 +63,54 @@ class GateKeeper:
         report_rate_limited: Optional[bool] = None,
         strategy: Optional[str] = None,
     ) -> None:
-        options = {
-            "ban_rule": ban_rule,
-            "rate_limit_rules": rate_limit_rules,
-            "ip_header": ip_header,
-            "excluded_methods": excluded_methods,
-            "enabled": enabled,
-            "storage": storage,
-            "max_clients": max_clients,
-            "trusted_proxies": trusted_proxies,
-            "ipv6_prefix": ipv6_prefix,
-            "allowlist": allowlist,
-            "denylist": denylist,
-            "key_func": key_func,
-            "key_prefix": key_prefix,
-            "fail_open": fail_open,
-            "headers": headers,
-            "dry_run": dry_run,
-            "report_rate_limited": report_rate_limited,
-            "strategy": strategy,
+        arguments = locals()
+        self._given = {
+            option.name: arguments[option.name]
+            for option in OPTIONS
+            if arguments[option.name] is not None
         }
-        self._given = {name: value for name, value in options.items() if value is not None}
-        self._constructor_state: Optional[AppState] = None
+        self._constructor_gate: Optional[Gate] = None
         if app is not None:
-            self._constructor_state = self.init_app(app)
+            self.init_app(app)
+            self._constructor_gate = app.extensions[EXTENSION_KEY]
 
     @property
     def options(self) -> dict[str, object]:
         """The options given to the constructor (those left as None are not listed)."""
         return dict(self._given)
 
-    def init_app(self, app: Flask) -> AppState:
+    def init_app(self, app: Flask) -> None:
         """Read and check the settings for ``app`` and install the request hooks (once)."""
-        state = app.extensions.get(EXTENSION_KEY)
-        if isinstance(state, AppState):
-            if state.owner is self:
-                return state
+        gate = app.extensions.get(EXTENSION_KEY)
+        if isinstance(gate, Gate):
+            if gate.owner is self:
+                return
             raise RuntimeError(f"{app.name!r} already has another GateKeeper")
-        state = AppState(self, load_settings(self._given, app.config), app)
-        if not state.settings.ip_header_trusted:
+        gate = Gate(self, load_settings(self._given, app.config), app)
+        if not gate.settings.ip_header_trusted:
             logger.warning(
                 "GateKeeper on %r believes the %r header from any client, so a client can "
                 "pick its own identity and dodge every limit and ban. Behind proxies you "
                 "control, set trusted_proxies (GATEKEEPER_TRUSTED_PROXIES) to their number "
                 "or addresses; without a proxy, drop ip_header.",
                 app.name,
-                state.settings.identifier.ip_header,
+                gate.settings.identifier.ip_header,
             )
-        app.extensions[EXTENSION_KEY] = state
-        app.before_request(state.check_request)
-        if state.settings.headers:
-            app.after_request(state.add_headers)
-        return state
+        app.extensions[EXTENSION_KEY] = gate
+        app.before_request(gate.check_request)
+        if gate.settings.headers:
+            app.after_request(gate.add_headers)
 
-    def _state(self) -> AppState:
-        """The state of the current app, or of the constructor's app outside any context."""
+    def _gate(self) -> Gate:
+        """The gate of the current app, or of the constructor's app outside any context."""
         if has_app_context():
-            state = current_app.extensions.get(EXTENSION_KEY)
-            if isinstance(state, AppState) and state.owner is self:
-                return state
+            gate = current_app.extensions.get(EXTENSION_KEY)
+            if isinstance(gate, Gate) and gate.owner is self:
+                return gate
             raise RuntimeError(f"GateKeeper.init_app() was not called for {current_app.name!r}")
-        if self._constructor_state is None:
+        if self._constructor_gate is None:
             raise RuntimeError("working outside of an app context: use 'with app.app_context():'")
-        return self._constructor_state
+        return self._constructor_gate
 
     # -- in views -------------------------------------------------------------------------
 
@@ -134,29 +121,25 @@ class GateKeeper:
         seen before, not in a bypassed route, not when the storage is down (it is logged);
         without a ban rule, when disabled, or for an allow-listed client it does nothing.
         """
-        state = self._state()
-        settings = state.settings
+        gate = self._gate()
+        settings = gate.settings
         ban_rule = settings.ban_rule
         if not settings.enabled or ban_rule is None:
             return False
         if ip is not None:
             if settings.identifier.allowed(ip):
                 return False
-            client = settings.identifier.key_for(ip)
+            client: Optional[str] = settings.identifier.key_for(ip)
         elif has_request_context():
-            policy = state.policy_for(request.endpoint, request.method)
-            identified = settings.identifier.identify(
-                request.headers, request.remote_addr, policy.key_func
-            )
-            if identified is None or identified[1]:
-                return False  # allow-listed (never banned), skipped, or denied already
-            client = identified[0]
+            client = gate.requester()
         else:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
-        banned_for = state.ask_storage(settings.storage.report, client, ban_rule)
+        if client is None:
+            return False  # allow-listed (never banned), skipped, or denied already
+        banned_for = gate.ask_storage(settings.storage.report, client, ban_rule)
         if isinstance(banned_for, Down):
             return False
-        state.reported(client, banned_for)
+        gate.events.reported(client, banned_for)
         return banned_for is not None
 
     # -- decorators -----------------------------------------------------------------------
@@ -197,54 +180,57 @@ class GateKeeper:
 
     # -- manual control (in a request or an app context) -----------------------------------
 
+    # Every control names its client as ``keys.client_key`` reads it: an IP address
+    # (normalised like a request's), a key as the library shows it, or a key_func key.
+
     def ban(self, client: str, duration: Optional[float] = None) -> None:
-        """Ban ``client`` (an IP, normalised like a request's, or a key) for ``duration``
-        seconds, by default the ban rule's duration. A longer ban in force stands."""
-        state = self._state()
+        """Ban ``client`` for ``duration`` seconds, by default the ban rule's duration.
+        A longer ban in force stands."""
+        gate = self._gate()
         if duration is None:
-            if state.settings.ban_rule is None:
+            if gate.settings.ban_rule is None:
                 raise ConfigError("ban(): give a duration, or configure a ban_rule")
-            duration = state.settings.ban_rule.duration
+            duration = gate.settings.ban_rule.duration
         try:
             check_seconds("duration", duration)
         except ConfigError as exc:
             raise type(exc)(f"ban(): {exc}") from None
-        key = state.settings.identifier.key_for(client)
-        storage = state.settings.storage
+        key = gate.settings.identifier.key_for(client)
+        storage = gate.settings.storage
         storage.ban(key, duration)
-        state.banned(key, storage.banned_for(key), "manual")  # a longer ban may stand
+        gate.events.banned(key, storage.banned_for(key), "manual")  # a longer ban may stand
 
     def unban(self, client: str) -> bool:
         """End ``client``'s ban and forget its ban history; True if it was banned."""
-        state = self._state()
-        key = state.settings.identifier.key_for(client)
-        was_banned = state.settings.storage.unban(key)
+        gate = self._gate()
+        key = gate.settings.identifier.key_for(client)
+        was_banned = gate.settings.storage.unban(key)
         if was_banned:
-            state.unbanned(key)
+            gate.events.unbanned(key)
         return was_banned
 
     def banned_for(self, client: str) -> float:
         """Seconds left of ``client``'s ban (0 when not banned)."""
-        state = self._state()
-        return state.settings.storage.banned_for(state.settings.identifier.key_for(client))
+        gate = self._gate()
+        return gate.settings.storage.banned_for(gate.settings.identifier.key_for(client))
 
     def bans(self) -> dict[str, float]:
         """Every active ban: client key -> seconds left."""
-        return self._state().settings.storage.bans()
+        return self._gate().settings.storage.bans()
 
     def reset(self, client: str) -> None:
         """Forget ``client``: its counters on every route, its reports, its ban."""
-        state = self._state()
-        key = state.settings.identifier.key_for(client)
-        was_banned = state.settings.storage.banned_for(key) > 0
-        state.settings.storage.reset(key)
+        gate = self._gate()
+        key = gate.settings.identifier.key_for(client)
+        was_banned = gate.settings.storage.banned_for(key) > 0
+        gate.settings.storage.reset(key)
         if was_banned:
-            state.unbanned(key)
+            gate.events.unbanned(key)
 
     def stats(self) -> dict[str, Optional[int]]:
         """This process's counters for the current app, and the clients tracked in memory
         (None for storages that do not count them cheaply, such as Redis)."""
-        state = self._state()
-        counts: dict[str, Optional[int]] = dict(state.stats.snapshot())
-        counts["tracked_clients"] = getattr(state.settings.storage, "tracked", None)
+        gate = self._gate()
+        counts: dict[str, Optional[int]] = dict(gate.events.stats.snapshot())
+        counts["tracked_clients"] = getattr(gate.settings.storage, "tracked", None)
         return counts

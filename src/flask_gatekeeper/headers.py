@@ -12,18 +12,12 @@ import math
 import time
 from collections.abc import Sequence
 
-from .decision import Usage
+from .decision import GLOBAL_SCOPE, Usage
 from .errors import ConfigError, ConfigTypeError
-from .policy import GLOBAL_SCOPE, Scope
+from .policy import Scope
 from .rules import Rule
 
-__all__ = [
-    "HEADER_MODES",
-    "parse_headers_option",
-    "policy_name",
-    "rate_limit_headers",
-    "scope_of",
-]
+__all__ = ["HEADER_MODES", "parse_headers_option", "policy_name", "rate_limit_headers"]
 
 HEADER_MODES = ("ietf", "legacy", "both")
 
@@ -57,14 +51,6 @@ def policy_name(rule: Rule, scope_name: str = GLOBAL_SCOPE) -> str:
     return rule.name if scope_name == GLOBAL_SCOPE else f"route-{rule.name}"
 
 
-def scope_of(rule: Rule, scopes: Sequence[Scope]) -> str:
-    """The name of the first scope holding ``rule``."""
-    for scope in scopes:
-        if rule in scope.rules:
-            return scope.name
-    return GLOBAL_SCOPE
-
-
 def rate_limit_headers(
     scopes: Sequence[Scope], usage: Usage, modes: frozenset[str]
 ) -> list[tuple[str, str]]:
@@ -77,7 +63,7 @@ def rate_limit_headers(
             for scope in scopes
             for rule in scope.rules
         ]
-        name = policy_name(usage.rule, scope_of(usage.rule, scopes))
+        name = policy_name(usage.rule, usage.scope)
         fields.append(("RateLimit-Policy", ", ".join(dict.fromkeys(policies))))
         fields.append(("RateLimit", f'"{name}";r={usage.remaining};t={reset}'))
     if "legacy" in modes:

@@ -19,22 +19,19 @@ that does not parse falls back to the socket peer, never to a value the client c
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Optional, Union
 
 from werkzeug.datastructures import Headers
 
 from .addresses import Address, AddressSet, parse_address
+from .keys import client_key, key_of
 from .policy import KeyFunc
 
 __all__ = ["Client", "Identifier", "KeyFunc"]
 
 _FORWARDED = "forwarded"
 _NO_PEER = "unknown"
-MAX_KEY_LENGTH = 128
-"""A longer ``key_func`` key is stored as its SHA-256, so that keys taken from request
-data (a user name, an API key) cannot make each tracked client arbitrarily large."""
 
 logger = logging.getLogger("flask_gatekeeper")
 
@@ -138,8 +135,7 @@ class Identifier:
                 return None
             if not isinstance(key, str):
                 raise TypeError(f"key_func must return a str or None, got {key!r}")
-            if len(key) > MAX_KEY_LENGTH:  # keys from request data: bound their memory
-                key = "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+            key = key_of(key)
         elif address is not None:
             key = address.key
         else:  # no socket peer at all (e.g. a server on a Unix socket): one shared key
@@ -161,7 +157,5 @@ class Identifier:
         return address is not None and address in self.allowlist
 
     def key_for(self, client: str) -> str:
-        """The key of a client named by the app (``report(ip=...)``): normalised like a
-        request's when it is an IP address, else used as given (a ``key_func`` key)."""
-        address = parse_address(client, self.ipv6_prefix)
-        return address.key if address is not None else client.strip()
+        """The key of a client named by the app or an operator (``keys.client_key``)."""
+        return client_key(client, self.ipv6_prefix)

@@ -33,6 +33,8 @@ class OutageGuard:
     """
 
     def __init__(self, fail_open: bool, clock: Clock = time.monotonic) -> None:
+        """``clock`` is the storage's own when it has one, so a test that moves its
+        storage's clock (``testing.FakeClock``) moves the retry interval along."""
         self.fail_open = fail_open
         self.outages = 0
         self.down = False

@@ -1,15 +1,18 @@
 """Which rules apply to a request: global, ``specific``, ``standalone``, ``bypass``, method.
 
-Pure and Flask-free: the extension hands in what the decorators marked on the view and its
-blueprints, and gets back a frozen ``RoutePolicy`` that it caches per endpoint.
+Flask-free: ``Policies`` reads the marks the decorators left on a view, its view class and
+its blueprints (from the app's own tables, handed in), and caches per endpoint the frozen
+``RoutePolicy`` that ``resolve`` makes of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
+from .decision import GLOBAL_SCOPE
 from .rules import Rule
 from .strategies import SLIDING_LOG
 
@@ -17,7 +20,9 @@ KeyFunc = Callable[[], Optional[str]]
 
 __all__ = [
     "GLOBAL_SCOPE",
+    "LARGE_LOG",
     "Mark",
+    "Policies",
     "RoutePolicy",
     "Scope",
     "marks_of",
@@ -26,10 +31,12 @@ __all__ = [
     "with_strategy",
 ]
 
-GLOBAL_SCOPE = ""
-"""Scope name of the global rules; a ``specific`` route's scope is its endpoint name."""
-
 _MARKS_ATTRIBUTE = "_gatekeeper_marks"
+
+LARGE_LOG = 1000
+"""Sliding-log counts above this (8 KB of timestamps per client) get a start-up warning."""
+
+logger = logging.getLogger("flask_gatekeeper")
 
 
 @dataclass(frozen=True)
@@ -140,3 +147,83 @@ def resolve(
     if mark.rules and endpoint is not None:
         scopes.append(Scope.of(endpoint, with_strategy(mark.rules, strategy)))
     return RoutePolicy(bypass=False, scopes=tuple(scopes), key_func=mark.key_func)
+
+
+class Policies:
+    """One app's route policies, resolved once per endpoint and method class.
+
+    ``owner`` is the ``GateKeeper`` whose marks count; ``view_functions`` and
+    ``blueprints`` are the app's own (live) tables, so routes added later are found.
+    """
+
+    def __init__(
+        self,
+        owner: object,
+        view_functions: Mapping[str, object],
+        blueprints: Mapping[str, object],
+        *,
+        global_rules: tuple[Rule, ...],
+        excluded_methods: frozenset[str],
+        strategy: str,
+    ) -> None:
+        self.owner = owner
+        self._view_functions = view_functions
+        self._blueprints = blueprints
+        self._global_rules = global_rules
+        self.excluded_methods = excluded_methods
+        self._strategy = strategy
+        self.cache: dict[tuple[Optional[str], bool], RoutePolicy] = {}
+        """(endpoint, method excluded) -> policy; the request path reads it directly."""
+        self._warned: set[Rule] = set()
+        self.warn_large_logs(with_strategy(global_rules, strategy))
+
+    def policy_for(self, endpoint: Optional[str], method: str) -> RoutePolicy:
+        """The policy of an endpoint (None: no route matched, global rules apply)."""
+        cache_key = (endpoint, method in self.excluded_methods)
+        policy = self.cache.get(cache_key)
+        if policy is None:
+            policy = resolve(
+                endpoint, self._marks(endpoint), self._global_rules, cache_key[1], self._strategy
+            )
+            for scope in policy.scopes:
+                self.warn_large_logs(scope.logged)
+            self.cache[cache_key] = policy
+        return policy
+
+    def route_rules(self, endpoint: str) -> Optional[tuple[Rule, ...]]:
+        """The rules a route adds of its own (``specific``), or None when it is bypassed."""
+        policy = resolve(endpoint, self._marks(endpoint), (), False, self._strategy)
+        if policy.bypass:
+            return None
+        return tuple(rule for scope in policy.scopes for rule in scope.rules)
+
+    def _marks(self, endpoint: Optional[str]) -> Iterable[Mark]:
+        """Marks on the view, on its class-based view class, and on each enclosing blueprint."""
+        if endpoint is None:
+            return
+        view = self._view_functions.get(endpoint)
+        targets: list[object] = [view, getattr(view, "view_class", None)]
+        blueprint = endpoint.rpartition(".")[0]
+        while blueprint:
+            targets.append(self._blueprints.get(blueprint))
+            blueprint = blueprint.rpartition(".")[0]
+        for target in targets:
+            mark = marks_of(target, self.owner) if target is not None else None
+            if mark is not None:
+                yield mark
+
+    def warn_large_logs(self, rules: Iterable[Rule]) -> None:
+        """Log once per rule when an exact sliding log would hold many timestamps."""
+        for rule in rules:
+            if rule.logged and rule.count > LARGE_LOG and rule not in self._warned:
+                self._warned.add(rule)
+                logger.warning(
+                    "rule %r keeps up to %d timestamps (%d KB) per client as an exact sliding "
+                    "log; a quota this large fits in a few bytes with strategy 'gcra' "
+                    '(or \'sliding-window\'): e.g. "%d per %g seconds (gcra)" or strategy="gcra"',
+                    str(rule),
+                    rule.count,
+                    rule.count * 8 // 1000,
+                    rule.count,
+                    rule.window,
+                )

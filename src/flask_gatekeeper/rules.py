@@ -7,13 +7,15 @@ Everything is validated here, once, at start-up, so a request never meets a bad 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from .errors import ConfigError, ConfigTypeError
-from .strategies import SLIDING_LOG, STRATEGIES
+from .strategies import SLIDING_LOG, check_strategy
+from .units import MAX_MICROSECONDS, MAX_SECONDS, RESOLUTION, microseconds
 
 __all__ = [
     "MAX_SECONDS",
@@ -42,14 +44,18 @@ class Rule:
     count: int
     window: float
     strategy: Optional[str] = None
+    window_us: int = field(init=False, repr=False, compare=False)
+    """``window`` in whole microseconds (rounded up): what the storages compute with."""
 
     def __post_init__(self) -> None:
         _check_count("count", self.count)
         check_seconds("window", self.window)
-        if self.strategy is not None and self.strategy not in STRATEGIES:
-            raise ConfigError(
-                f"'strategy' must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
-            )
+        if self.strategy is not None:
+            try:
+                check_strategy(self.strategy)
+            except ConfigError as exc:
+                raise ConfigError(f"'strategy': {exc}") from None
+        object.__setattr__(self, "window_us", microseconds(self.window))
 
     @property
     def logged(self) -> bool:
@@ -101,10 +107,13 @@ class BanRule:
                 )
         check_seconds("forget_after", self.forget_after)
 
-    def duration_after(self, earlier_bans: int) -> float:
-        """How long the next ban lasts for a client banned ``earlier_bans`` times lately."""
-        duration = self.duration * self.factor ** min(earlier_bans, 64)
-        return min(duration, self.max_duration or MAX_SECONDS)
+    def duration_after(self, earlier_bans: int) -> int:
+        """How long, in microseconds, the next ban lasts for a client banned
+        ``earlier_bans`` times lately. ``storage/lua/common.lua`` computes the same
+        expression, in the same order, on the same doubles."""
+        cap = microseconds(self.max_duration) if self.max_duration is not None else MAX_MICROSECONDS
+        grown = microseconds(self.duration) * float(self.factor) ** min(earlier_bans, 64)
+        return math.floor(min(grown, cap) + 0.5)
 
     def __str__(self) -> str:
         times = "once" if self.count == 1 else f"{self.count} times"
@@ -122,17 +131,16 @@ def _check_count(field: str, value: object) -> None:
         raise ConfigError(f"{field!r} must be a positive integer, got {value!r}")
 
 
-MAX_SECONDS = 10**9
-"""About 31 years: the longest window or ban, well within Redis's integer microseconds."""
-
-
-def check_seconds(field: str, value: object) -> None:
-    """Refuse anything but a positive number of seconds up to ``MAX_SECONDS``."""
+def check_seconds(name: str, value: object) -> None:
+    """Refuse anything but a number of seconds from one microsecond (the storages'
+    resolution: a shorter window could never limit) up to ``MAX_SECONDS``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigTypeError(f"{field!r} must be a positive number of seconds, got {value!r}")
-    if not 0 < value <= MAX_SECONDS:  # also refuses nan
+        raise ConfigTypeError(f"{name!r} must be a positive number of seconds, got {value!r}")
+    if not RESOLUTION <= value <= MAX_SECONDS:  # also refuses nan
+        hint = " (one microsecond is the storages' resolution)" if 0 < value < RESOLUTION else ""
         raise ConfigError(
-            f"{field!r} must be a positive number of seconds up to {MAX_SECONDS}, got {value!r}"
+            f"{name!r} must be a number of seconds from {RESOLUTION:g} to {MAX_SECONDS}, "
+            f"got {value!r}{hint}"
         )
 
 
@@ -161,6 +169,11 @@ def _parse_rule_string(text: str) -> list[Rule]:
     """
     rules = []
     for part in _SEPARATOR.split(text):
+        if not part.strip():
+            raise ConfigError(
+                f"{text!r} has an empty rule between separators (';', ',' or '|'): "
+                "drop the extra separator"
+            )
         match = _ONE_RULE.fullmatch(part)
         if match is None:
             raise ConfigError(

@@ -26,6 +26,8 @@ import zlib
 from collections.abc import Sequence
 from typing import Optional
 
+from .errors import ConfigError
+
 __all__ = [
     "DEFAULT_STRATEGY",
     "FIXED_WINDOW",
@@ -35,10 +37,9 @@ __all__ = [
     "STRATEGIES",
     "STRATEGY_CODES",
     "check",
-    "microseconds",
+    "check_strategy",
     "offset",
     "record",
-    "seconds",
     "usage",
 ]
 
@@ -53,17 +54,22 @@ STRATEGY_CODES = {FIXED_WINDOW: 1, SLIDING_WINDOW: 2, GCRA: 3}
 
 State = Optional[Sequence[float]]
 
-MICROSECONDS = 1_000_000
+FLASK_LIMITER_NAMES = {
+    "moving-window": SLIDING_LOG,
+    "fixed-window-elastic-expiry": FIXED_WINDOW,
+    "sliding-window-counter": SLIDING_WINDOW,
+}
+"""Flask-Limiter's (``limits``') strategy names, and ours that does the same job."""
 
 
-def microseconds(seconds: float) -> int:
-    """Seconds as whole microseconds: the unit of every stateful computation (and Redis's)."""
-    return round(seconds * MICROSECONDS)
-
-
-def seconds(count: float) -> float:
-    """Microseconds back as seconds."""
-    return count / MICROSECONDS
+def check_strategy(value: object) -> str:
+    """``value`` if it names a strategy; else an error that suggests the right name."""
+    if isinstance(value, str) and value in STRATEGIES:
+        return value
+    hint = ""
+    if isinstance(value, str) and value.lower() in FLASK_LIMITER_NAMES:
+        hint = f" (Flask-Limiter's {value!r} is {FLASK_LIMITER_NAMES[value.lower()]!r} here)"
+    raise ConfigError(f"expected one of {', '.join(STRATEGIES)}, got {value!r}{hint}")
 
 
 def offset(client: str, window: int) -> int:

@@ -19,7 +19,7 @@ from .decision import Decision
 from .errors import StorageError
 from .policy import Scope
 from .rules import BanRule
-from .storage import MemoryStorage, Storage
+from .storage import Clock, MemoryStorage, Storage
 
 __all__ = ["FakeClock", "FlakyStorage", "MemoryStorage"]
 
@@ -53,12 +53,17 @@ class FlakyStorage:
 
     Every call goes to ``inner`` (a ``MemoryStorage`` on ``clock`` by default) until
     ``failing`` is set; then every call raises ``StorageError``, as a Redis outage would.
-    ``calls`` counts ``hit`` calls (the gate skips a failed storage for a second) and
-    ``errors`` keeps every error raised, in order.
+    ``calls`` counts ``hit`` calls (the gate skips a failed storage for a second, on
+    ``clock``: advance it to let the gate try again) and ``errors`` keeps every error
+    raised, in order.
     """
 
     def __init__(self, inner: Optional[Storage] = None, *, clock: Optional[FakeClock] = None):
-        self.inner: Storage = inner or MemoryStorage(clock=clock or FakeClock())
+        if inner is None:
+            clock = clock or FakeClock()
+            inner = MemoryStorage(clock=clock)
+        self.clock: Optional[Clock] = clock or getattr(inner, "clock", None)
+        self.inner: Storage = inner
         self.failing = False
         self.calls = 0
         self.errors: list[StorageError] = []

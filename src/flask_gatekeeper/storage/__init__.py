@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from ..errors import ConfigError, ConfigTypeError
-from .base import Clock, Storage
+from .base import DEFAULT_KEY_PREFIX, Clock, Storage
 from .memory import DEFAULT_MAX_CLIENTS, MemoryStorage
 
 if TYPE_CHECKING:
@@ -26,11 +26,28 @@ def _redis_storage() -> type[RedisStorage]:
     return RedisStorage
 
 
+def _is_redis_client(value: object) -> bool:
+    """A redis-py client (``Redis``, ``RedisCluster``, a Sentinel's, or a subclass of
+    any of them), told without importing redis-py, which the core never needs."""
+    return callable(getattr(value, "evalsha", None)) and any(
+        cls.__module__.partition(".")[0] == "redis" for cls in type(value).__mro__
+    )
+
+
 def storage_from(
-    value: object, name: str, *, max_clients: Optional[int], key_prefix: str
+    value: object, name: str, *, max_clients: Optional[int], key_prefix: Optional[str]
 ) -> Storage:
     """A storage from an option value: a URI (``memory://``, ``redis://...``,
-    ``rediss://...``, ``unix://...``), a ready redis-py client, or a storage object."""
+    ``rediss://...``, ``unix://...``), a ready redis-py client, or a storage object.
+    ``max_clients`` and ``key_prefix`` are None unless given: each is refused where it
+    would be ignored."""
+    if key_prefix is not None and not isinstance(value, str) and not _is_redis_client(value):
+        raise ConfigError(
+            f"{name}: key_prefix applies to a Redis storage built from a URL or a client; "
+            f"a storage object has its own (e.g. RedisStorage(client, key_prefix="
+            f"{key_prefix!r})), got {value!r}"
+        )
+    prefix = DEFAULT_KEY_PREFIX if key_prefix is None else key_prefix
     if isinstance(value, str):
         scheme = value.partition("://")[0].lower()
         if scheme == "memory":
@@ -42,7 +59,7 @@ def storage_from(
                     f"themselves (drop max_clients, or use memory://): {value!r}"
                 )
             try:
-                return _redis_storage().from_url(value, key_prefix=key_prefix)
+                return _redis_storage().from_url(value, key_prefix=prefix)
             except ConfigError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
         raise ConfigError(
@@ -52,12 +69,13 @@ def storage_from(
     if callable(getattr(value, "hit", None)) and callable(getattr(value, "report", None)):
         if max_clients is not None:
             raise ConfigError(
-                f"{name}: max_clients applies to the storage built from a URI; "
-                f"set it on the storage object itself: {value!r}"
+                f"{name}: max_clients applies to the storage built from a URI; set it on "
+                f"the storage object itself (e.g. MemoryStorage(max_clients={max_clients!r})), "
+                f"got {value!r}"
             )
         return value  # type: ignore[return-value]  # it quacks like a Storage
-    if type(value).__module__.startswith("redis") and hasattr(value, "register_script"):
-        return _redis_storage()(value, key_prefix=key_prefix)  # type: ignore[arg-type]
+    if _is_redis_client(value):
+        return _redis_storage()(value, key_prefix=prefix)  # type: ignore[arg-type]
     raise ConfigTypeError(
         f"{name}: expected a storage URI, a redis-py client or a storage object, got {value!r}"
     )

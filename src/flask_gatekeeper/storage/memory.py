@@ -6,6 +6,10 @@ newest timestamp is younger than ``window``: one index, whatever the count. A ru
 another strategy keeps its few numbers (``strategies``) beside the logs. Logs and states
 sit in one least-recently-used table capped at ``max_clients``; bans live in their own
 table and are dropped only when they end (or, beyond the cap, soonest-ending first).
+
+Times are whole microseconds (``units``), computed with the same expressions as the Redis
+scripts, so both storages decide alike. A table key is the client's key itself (its
+global log) or a tuple starting with it, so no client text can reach another's entries.
 """
 
 from __future__ import annotations
@@ -14,16 +18,15 @@ import threading
 import time
 from array import array
 from collections import OrderedDict
-from collections.abc import Sequence
-from functools import lru_cache
-from typing import TYPE_CHECKING, Callable, Optional, TypeVar
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Optional
 
 from .. import strategies
 from ..decision import ADMITTED, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import GLOBAL_SCOPE, Scope
 from ..rules import BanRule, Rule
-from ..strategies import MICROSECONDS, microseconds, seconds
+from ..units import instant, microseconds, seconds
 from .base import Clock
 
 __all__ = ["DEFAULT_MAX_CLIENTS", "MemoryStorage"]
@@ -33,11 +36,8 @@ DEFAULT_MAX_CLIENTS = 100_000
 most about 110 MB when every log is full with the seed's 100-request rule (measured by
 ``benchmarks/flood.py``; see the README)."""
 
-_ROUTE_SEPARATOR = "\x1f"
-_REPORTS_SUFFIX = "\x1e"
-_STATE_SEPARATOR = "\x1d"
-
-T = TypeVar("T")
+_REPORTS = 0
+"""Second item of a client's report log key, ``(client, _REPORTS)``: not a scope name."""
 
 
 if TYPE_CHECKING:
@@ -47,14 +47,15 @@ else:  # array is subscriptable at run time only from Python 3.12
 
 
 class _Log(_FloatArray):
-    """Timestamps in a ring: ``head`` is the oldest once full, 0 while still growing.
-    (A stateful rule's numbers use the same type, with ``head`` unused.)"""
+    """Timestamps (whole microseconds, held exactly in doubles) in a ring: ``head`` is the
+    oldest once full, 0 while still growing. (A stateful rule's numbers use the same
+    type, with ``head`` unused.)"""
 
     __slots__ = ("head",)
     head: int
 
 
-def _new_log(now: float) -> _Log:
+def _new_log(now: int) -> _Log:
     log = _Log("d", (now,))
     log.head = 0
     return log
@@ -65,7 +66,7 @@ def _nth_newest(log: _Log, n: int) -> float:
     return log[(log.head - n) % len(log)]
 
 
-def _append(log: _Log, depth: int, now: float) -> None:
+def _append(log: _Log, depth: int, now: int) -> None:
     """Add ``now`` as the newest timestamp, keeping at least the newest ``depth``."""
     size = len(log)
     if size < depth:
@@ -78,71 +79,77 @@ def _append(log: _Log, depth: int, now: float) -> None:
         log.head = (log.head + 1) % size
 
 
-def _used(log: _Log, rule: Rule, now: float) -> tuple[int, float]:
-    """How many of the log's requests ``rule`` still counts, and when the oldest of them
-    stops counting; a binary search over the newest ``rule.count`` timestamps."""
+def _used(log: Optional[_Log], rule: Rule, now: int) -> tuple[int, int]:
+    """How many of the log's requests ``rule`` still counts, and the microseconds until
+    the oldest of them stops counting; a binary search over the newest ``rule.count``."""
+    if log is None:
+        return 0, 0
     low, high = 0, min(len(log), rule.count)  # the newest `low` count, past `high` do not
     while low < high:
         middle = (low + high + 1) // 2
-        if _nth_newest(log, middle) + rule.window > now:
+        if _nth_newest(log, middle) + rule.window_us > now:
             low = middle
         else:
             high = middle - 1
-    return low, (_nth_newest(log, low) + rule.window if low else now)
+    return low, (int(_nth_newest(log, low)) + rule.window_us - now if low else 0)
 
 
-@lru_cache(maxsize=256)
-def _state_suffix(rule: Rule) -> str:
-    """Names a stateful rule's state within its scope."""
-    return f"{_STATE_SEPARATOR}{rule.count}/{rule.window!r}/{rule.strategy}"
+def _scope_key(client: str, scope: Scope) -> Hashable:
+    return client if scope.name == GLOBAL_SCOPE else (client, scope.name)
 
 
-def _scope_key(client: str, scope: Scope) -> str:
-    if scope.name == GLOBAL_SCOPE:
-        return client
-    return f"{client}{_ROUTE_SEPARATOR}{scope.name}"
+def _state_key(client: str, scope: Scope, rule: Rule) -> Hashable:
+    return (client, scope.name, rule.count, rule.window_us, rule.strategy)
+
+
+def _belongs_to(key: Hashable, client: str) -> bool:
+    return key == client or (type(key) is tuple and key[0] == client)
 
 
 class _Ban:
-    """A client's ban: its end, how many bans it had lately (for escalation), and whether
-    its end was set by hand (a manual ban names no rule in its refusal)."""
+    """A client's ban, in microseconds: its end, how many bans it had lately (for
+    escalation) until ``forget_at``, and whether its end was set by hand (a manual ban
+    names no rule in its refusal)."""
 
     __slots__ = ("end", "forget_at", "manual", "strikes")
 
-    def __init__(self, end: float, strikes: int, forget_at: float, manual: bool) -> None:
+    def __init__(self, end: int, strikes: int, forget_at: int, manual: bool) -> None:
         self.end = end
         self.strikes = strikes
         self.forget_at = forget_at
         self.manual = manual
 
-
-def _exact(seconds: float) -> float:
-    """A wait rounded to whole microseconds, as Redis computes it: float noise such as
-    1.0000000000000002 must not turn into a Retry-After one second too long."""
-    return round(seconds * MICROSECONDS) / MICROSECONDS
+    def strikes_at(self, now: int) -> int:
+        """The bans still remembered at ``now`` (none once ``forget_at`` has passed)."""
+        return self.strikes if self.forget_at > now else 0
 
 
 class _State:
-    """One stateful rule's state as read for a request, its wait, and its next value."""
+    """One stateful rule's state as read for a request, and its wait in microseconds."""
 
-    __slots__ = ("key", "now", "rule", "shift", "state", "wait", "window")
+    __slots__ = ("key", "rule", "shift", "state", "wait")
 
-    def __init__(
-        self, key: str, rule: Rule, state: Optional[_Log], window: int, shift: int, now: float
-    ) -> None:
+    def __init__(self, key: Hashable, client: str, rule: Rule, state: Optional[_Log], now: int):
         self.key, self.rule, self.state = key, rule, state
-        self.window, self.shift, self.now = window, shift, microseconds(now)
-        self.wait = seconds(self._call(strategies.check))
-
-    def _call(self, function: Callable[..., T]) -> T:
-        rule = self.rule
-        return function(
-            rule.strategy or "", self.state, rule.count, self.window, self.shift, self.now
+        self.shift = strategies.offset(client, rule.window_us)
+        self.wait = strategies.check(
+            rule.strategy or "", state, rule.count, rule.window_us, self.shift, now
         )
 
-    def recorded(self) -> list[float]:
+    def recorded(self, now: int) -> _Log:
         """The state once this request is admitted."""
-        return self._call(strategies.record)
+        rule = self.rule
+        values = strategies.record(
+            rule.strategy or "", self.state, rule.count, rule.window_us, self.shift, now
+        )
+        return _Log("d", values)
+
+    def usage(self, scope: Scope, now: int) -> Usage:
+        rule = self.rule
+        remaining, reset = strategies.usage(
+            rule.strategy or "", self.state, rule.count, rule.window_us, self.shift, now
+        )
+        return Usage(rule, remaining, seconds(reset), scope.name)
 
 
 class MemoryStorage:
@@ -153,7 +160,8 @@ class MemoryStorage:
     logs (one per client for the global rules, one per client and ``specific`` route, one
     per reported client); the least recently seen goes first. Bans live in a table of
     their own, capped at ``max_clients`` too: ended bans kept only for their history go
-    first, then the soonest-ending, so an active ban is the last thing dropped.
+    first, then the soonest-ending, so an active ban is the last thing dropped, and the
+    ban just made is never dropped by its own sweep.
 
     State lives in this process: every worker of a multi-process server has its own.
     """
@@ -164,9 +172,9 @@ class MemoryStorage:
         if max_clients < 1:
             raise ConfigError(f"max_clients must be a positive integer, got {max_clients!r}")
         self.max_clients = max_clients
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()
-        self._logs: OrderedDict[str, _Log] = OrderedDict()
+        self._logs: OrderedDict[Hashable, _Log] = OrderedDict()
         self._bans: dict[str, _Ban] = {}
 
     def __repr__(self) -> str:
@@ -177,6 +185,9 @@ class MemoryStorage:
         """How many logs are held now (at most ``max_clients``)."""
         return len(self._logs)
 
+    def _now(self) -> int:
+        return instant(self.clock())
+
     def hit(
         self,
         client: str,
@@ -186,22 +197,23 @@ class MemoryStorage:
         strike: Optional[BanRule] = None,
     ) -> Decision:
         with self._lock:
-            now = self._clock()
+            now = self._now()
             ban = self._bans.get(client)
             if ban is not None and ban.end > now:
                 return Decision(
                     admitted=False,
                     banned=True,
-                    retry_after=_exact(ban.end - now),
+                    retry_after=seconds(ban.end - now),
                     manual=ban.manual,
                 )
             if not scopes:
                 return ADMITTED
             logs = self._logs
-            found: list[tuple[str, Optional[_Log], Scope]] = []
-            states: list[_State] = []
-            longest = 0.0
+            found: list[tuple[Hashable, Optional[_Log], Scope]] = []
+            states: list[tuple[_State, Scope]] = []
+            longest = 0
             worst: Optional[Rule] = None
+            worst_scope = GLOBAL_SCOPE
             for scope in scopes:
                 key = _scope_key(client, scope)
                 if scope.logged:
@@ -212,21 +224,23 @@ class MemoryStorage:
                         size, head = len(log), log.head
                         for rule in scope.logged:
                             if size >= rule.count:  # the count-th newest decides: one index
-                                wait = log[(head - rule.count) % size] + rule.window - now
+                                wait = int(log[(head - rule.count) % size]) + rule.window_us - now
                                 if wait > longest:
-                                    longest, worst = wait, rule
+                                    longest, worst, worst_scope = wait, rule, scope.name
                 for rule in scope.stateful:
-                    state = self._state(client, key, rule, now)
-                    states.append(state)
+                    state_key = _state_key(client, scope, rule)
+                    state = _State(state_key, client, rule, logs.get(state_key), now)
+                    states.append((state, scope))
                     if state.wait > longest:
-                        longest, worst = state.wait, rule
+                        longest, worst, worst_scope = state.wait, rule, scope.name
             if worst is not None:
-                longest = _exact(longest)
+                wait_seconds = seconds(longest)
                 return Decision(
                     admitted=False,
-                    retry_after=longest,
+                    retry_after=wait_seconds,
                     rule=worst,
-                    usage=Usage(worst, 0, longest) if usage else None,
+                    scope=worst_scope,
+                    usage=Usage(worst, 0, wait_seconds, worst_scope) if usage else None,
                     new_ban=self._report(client, strike, now) if strike else None,
                 )
             for key, log, scope in found:
@@ -234,21 +248,13 @@ class MemoryStorage:
                     self._store(key, _new_log(now))
                 else:
                     _append(log, scope.depth, now)
-            for state in states:
-                self._store(state.key, _Log("d", state.recorded()))
+            for state, _ in states:
+                self._store(state.key, state.recorded(now))
             if not usage:
                 return ADMITTED
             return Decision(admitted=True, usage=self._closest(client, scopes, now))
 
-    def _state(self, client: str, scope_key: str, rule: Rule, now: float) -> _State:
-        """A stateful rule's state for this client and scope, and its wait."""
-        key = scope_key + _state_suffix(rule)
-        window = microseconds(rule.window)
-        return _State(
-            key, rule, self._logs.get(key), window, strategies.offset(client, window), now
-        )
-
-    def _store(self, key: str, log: _Log) -> None:
+    def _store(self, key: Hashable, log: _Log) -> None:
         """Put a new or replaced log or state in the table, evicting the least recent."""
         log.head = 0
         logs = self._logs
@@ -257,34 +263,27 @@ class MemoryStorage:
         if len(logs) > self.max_clients:
             logs.popitem(last=False)
 
-    def _closest(self, client: str, scopes: Sequence[Scope], now: float) -> Usage:
+    def _closest(self, client: str, scopes: Sequence[Scope], now: int) -> Usage:
         """The rule with the fewest requests left (then the longest reset)."""
         candidates = []
         for scope in scopes:
-            key = _scope_key(client, scope)
-            log = self._logs.get(key)
+            log = self._logs.get(_scope_key(client, scope))
             for rule in scope.logged:
-                used, oldest_free_at = _used(log, rule, now) if log is not None else (0, now)
-                candidates.append(Usage(rule, rule.count - used, _exact(oldest_free_at - now)))
+                used, reset = _used(log, rule, now)
+                candidates.append(Usage(rule, rule.count - used, seconds(reset), scope.name))
             for rule in scope.stateful:
-                window = microseconds(rule.window)
-                remaining, reset = strategies.usage(
-                    rule.strategy or "",
-                    self._logs.get(key + _state_suffix(rule)),
-                    rule.count,
-                    window,
-                    strategies.offset(client, window),
-                    microseconds(now),
+                key = _state_key(client, scope, rule)
+                candidates.append(
+                    _State(key, client, rule, self._logs.get(key), now).usage(scope, now)
                 )
-                candidates.append(Usage(rule, remaining, seconds(reset)))
         return min(candidates, key=lambda usage: (usage.remaining, -usage.reset))
 
     def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
         with self._lock:
-            return self._report(client, ban_rule, self._clock())
+            return self._report(client, ban_rule, self._now())
 
-    def _report(self, client: str, ban_rule: BanRule, now: float) -> Optional[float]:
-        key = client + _REPORTS_SUFFIX
+    def _report(self, client: str, ban_rule: BanRule, now: int) -> Optional[float]:
+        key = (client, _REPORTS)
         logs = self._logs
         log = logs.get(key)
         if log is None:
@@ -292,67 +291,70 @@ class MemoryStorage:
         else:
             logs.move_to_end(key)
             _append(log, ban_rule.count, now)
-        if len(log) < ban_rule.count or _nth_newest(log, ban_rule.count) + ban_rule.window <= now:
+        if (
+            len(log) < ban_rule.count
+            or _nth_newest(log, ban_rule.count) + microseconds(ban_rule.window) <= now
+        ):
             return None
         del logs[key]
         previous = self._bans.get(client)
-        earlier = previous.strikes if previous is not None and previous.forget_at > now else 0
+        earlier = previous.strikes_at(now) if previous is not None else 0
         duration = ban_rule.duration_after(earlier)
         end, manual = now + duration, False
         if previous is not None and previous.end > end:
             end, manual = previous.end, previous.manual
-        self._set_ban(client, _Ban(end, earlier + 1, end + ban_rule.forget_after, manual), now)
-        return duration
+        forget_at = end + microseconds(ban_rule.forget_after)
+        self._set_ban(client, _Ban(end, earlier + 1, forget_at, manual), now)
+        return seconds(duration)
 
-    def _set_ban(self, client: str, ban: _Ban, now: float) -> None:
+    def _set_ban(self, client: str, ban: _Ban, now: int) -> None:
         """Store a ban, keeping the table bounded: past the cap, drop the ended bans kept
         only for their history, then the soonest-ending, down to 90% of the cap at once,
-        so that the sweep's cost is shared by the next tenth of the cap's bans."""
+        so that the sweep's cost is shared by the next tenth of the cap's bans. The ban
+        being stored is never dropped: a ban that was just reported is in force."""
         bans = self._bans
         bans[client] = ban
         if len(bans) <= self.max_clients:
             return
-        for name in [name for name, old in bans.items() if old.end <= now]:
+        for name in [name for name, old in bans.items() if old.end <= now and name != client]:
             del bans[name]
         excess = len(bans) - (self.max_clients - self.max_clients // 10)
         if excess > 0:
-            ranked = sorted(bans, key=lambda name: (bans[name].end > now, bans[name].end))
-            for name in ranked[:excess]:
+            others = [name for name in bans if name != client]
+            others.sort(key=lambda name: (bans[name].end > now, bans[name].end))
+            for name in others[:excess]:
                 del bans[name]
 
     def ban(self, client: str, duration: float) -> None:
         with self._lock:
-            now = self._clock()
-            end = now + duration
+            now = self._now()
+            end = now + microseconds(duration)
             previous = self._bans.get(client)
-            if previous is None:
+            if previous is None or previous.forget_at <= now:
                 self._set_ban(client, _Ban(end, 0, end, manual=True), now)
             elif previous.end < end:
-                forget_at = max(previous.forget_at, end)
-                self._set_ban(client, _Ban(end, previous.strikes, forget_at, manual=True), now)
+                strikes, forget_at = previous.strikes, max(previous.forget_at, end)
+                self._set_ban(client, _Ban(end, strikes, forget_at, manual=True), now)
 
     def unban(self, client: str) -> bool:
         with self._lock:
             ban = self._bans.pop(client, None)
-            return ban is not None and ban.end > self._clock()
+            return ban is not None and ban.end > self._now()
 
     def banned_for(self, client: str) -> float:
         with self._lock:
             ban = self._bans.get(client)
-            return max(0.0, ban.end - self._clock()) if ban is not None else 0.0
+            return seconds(max(0, ban.end - self._now())) if ban is not None else 0.0
 
     def bans(self) -> dict[str, float]:
         with self._lock:
-            now = self._clock()
-            return {name: ban.end - now for name, ban in self._bans.items() if ban.end > now}
+            now = self._now()
+            return {
+                name: seconds(ban.end - now) for name, ban in self._bans.items() if ban.end > now
+            }
 
     def reset(self, client: str) -> None:
         with self._lock:
             self._bans.pop(client, None)
-            prefixes = (client + _ROUTE_SEPARATOR, client + _STATE_SEPARATOR)
-            for key in [
-                key
-                for key in self._logs
-                if key in (client, client + _REPORTS_SUFFIX) or key.startswith(prefixes)
-            ]:
+            for key in [key for key in self._logs if _belongs_to(key, client)]:
                 del self._logs[key]

@@ -1,7 +1,8 @@
 """Redis storage: the memory storage's exact semantics, shared by every worker and host.
 
-One request is one Lua script (``lua/hit.lua``), called with EVALSHA through redis-py's
-``Script``, which reloads it by itself after ``SCRIPT FLUSH`` or a failover. Decisions use
+One request is one Lua script (``lua/hit.lua``), called with EVALSHA; when the server does
+not have it (after ``SCRIPT FLUSH``, or a failover to a replica that never loaded it) the
+same call is sent once with EVAL, which runs the script and caches it. Decisions use
 the Redis server's clock, so app hosts with skewed clocks agree. Every key of a client
 carries its ``{hash tag}``, so one script's keys sit on one Redis Cluster slot; expiries
 only collect garbage (a second after the data stops mattering).
@@ -11,6 +12,7 @@ Install with ``pip install "flask-gatekeeper[redis]"``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -18,17 +20,18 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import quote, unquote
 
 from .. import strategies
-from ..decision import ADMITTED, Decision, Usage
+from ..decision import ADMITTED, GLOBAL_SCOPE, Decision, Usage
 from ..errors import ConfigError, StorageError
-from ..policy import GLOBAL_SCOPE, Scope
+from ..policy import Scope
 from ..rules import BanRule, Rule
-from ..strategies import STRATEGY_CODES, microseconds, seconds
+from ..strategies import STRATEGY_CODES
+from ..units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds
 from .base import DEFAULT_KEY_PREFIX, Clock, check_key_prefix
 
 try:
     import redis
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisClusterException
+    from redis.exceptions import NoScriptError, RedisClusterException
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -37,7 +40,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 if TYPE_CHECKING:
     from redis.cluster import RedisCluster
-    from redis.commands.core import Script
 
     RedisClient = Union[redis.Redis, RedisCluster]
 else:
@@ -67,11 +69,40 @@ _ADMITTED, _BANNED = 0, 1
 _GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
 
-def _script(client: RedisClient, *names: str) -> Script:
-    """One script made of the named files, ``common.lua`` (shared functions) first."""
-    folder = resources.files(__package__).joinpath("lua")
-    parts = [folder.joinpath(name).read_text(encoding="utf-8") for name in ("common.lua", *names)]
-    return client.register_script("\n".join(parts))
+GARBAGE_DELAY_MS = 1000
+"""How long after its data stops mattering a key expires (expiry only collects garbage)."""
+
+
+def _preamble() -> str:
+    """The constants the scripts share with Python, written from Python's own values."""
+    codes = "".join(
+        f"local {name.upper().replace('-', '_')} = {code}\n"
+        for name, code in STRATEGY_CODES.items()
+    )
+    return f"{lua_constants()}local GARBAGE_DELAY_MS = {GARBAGE_DELAY_MS}\n{codes}"
+
+
+class _Script:
+    """One Lua script made of the named files, after the preamble and ``common.lua``."""
+
+    def __init__(self, *names: str) -> None:
+        folder = resources.files(__package__).joinpath("lua")
+        parts = [folder.joinpath(name).read_text(encoding="utf-8") for name in names]
+        self.source = _preamble() + "\n".join(parts)
+        self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
+
+    def __call__(self, client: RedisClient, keys: list[str], args: list[Union[int, str]]) -> Any:
+        """Run by its digest; a server without it gets the source once (EVAL runs it and
+        caches it), so a flush or a failover costs one larger call, never an outage."""
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)
+
+
+_HIT = _Script("common.lua", "strategies.lua", "hit.lua")
+_REPORT = _Script("common.lua", "report.lua")
+_BAN = _Script("common.lua", "ban.lua")
 
 
 _TAG_SAFE = "".join(chr(code) for code in range(33, 127) if chr(code) not in "%{}")
@@ -93,12 +124,13 @@ def _client_of(tag: str) -> str:
 
 
 def _ban_rule_arguments(rule: BanRule) -> list[Union[int, str]]:
+    longest = microseconds(rule.max_duration) if rule.max_duration is not None else MAX_MICROSECONDS
     return [
         rule.count,
         microseconds(rule.window),
         microseconds(rule.duration),
         repr(float(rule.factor)),
-        microseconds(rule.max_duration) if rule.max_duration is not None else 0,
+        longest,
         microseconds(rule.forget_after),
     ]
 
@@ -122,10 +154,7 @@ class RedisStorage:
     ) -> None:
         self.client = client
         self.key_prefix = check_key_prefix(key_prefix, "key_prefix")
-        self._clock = clock
-        self._hit = _script(client, "strategies.lua", "hit.lua")
-        self._report = _script(client, "report.lua")
-        self._ban = _script(client, "ban.lua")
+        self.clock = clock
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStorage:
@@ -159,11 +188,11 @@ class RedisStorage:
         return f"{self.key_prefix}{{{_hash_tag(client)}}}:{suffix}"
 
     def _now_argument(self) -> Union[int, str]:
-        return "" if self._clock is None else microseconds(self._clock())
+        return "" if self.clock is None else instant(self.clock())
 
-    def _run(self, script: Script, keys: list[str], args: list[Union[int, str]]) -> Any:
+    def _run(self, script: _Script, keys: list[str], args: list[Union[int, str]]) -> Any:
         with _storage_errors():
-            return script(keys=keys, args=args)
+            return script(self.client, keys, args)
 
     def hit(
         self,
@@ -180,36 +209,39 @@ class RedisStorage:
             int(strike is not None),
             *(_ban_rule_arguments(strike) if strike is not None else _NO_STRIKE),
         ]
-        rules: list[Rule] = []  # in the script's order: each scope's logged, then stateful
+        rules: list[tuple[Rule, str]] = []  # the script's order: each scope's logged, stateful
         for scope in scopes:
             where = "" if scope.name == GLOBAL_SCOPE else f":{scope.name}"
             keys.append(self._key(client, f"log{where}"))
             longest = max((rule.window for rule in scope.logged), default=0)
             args += [scope.depth, microseconds(longest), len(scope.logged)]
             for rule in scope.logged:
-                args += [rule.count, microseconds(rule.window)]
+                args += [rule.count, rule.window_us]
             args.append(len(scope.stateful))
             for rule in scope.stateful:
-                window = microseconds(rule.window)
+                window = rule.window_us
                 strategy = rule.strategy or ""
                 keys.append(self._key(client, f"{strategy}{where}:{rule.count}/{window}"))
                 code = STRATEGY_CODES[strategy]
                 args += [rule.count, window, code, strategies.offset(client, window)]
-            rules += scope.logged + scope.stateful
-        status, wait, limiting, closest, remaining, reset, new_ban = self._run(
-            self._hit, keys, args
-        )
+            rules += [(rule, scope.name) for rule in scope.logged + scope.stateful]
+        status, wait, limiting, closest, remaining, reset, new_ban = self._run(_HIT, keys, args)
         if status == _BANNED:
             return Decision(
                 admitted=False, banned=True, retry_after=seconds(wait), manual=limiting == 1
             )
-        seen = Usage(rules[closest], remaining, seconds(reset)) if usage and rules else None
+        seen = None
+        if usage and rules:
+            usage_rule, usage_scope = rules[closest]
+            seen = Usage(usage_rule, remaining, seconds(reset), usage_scope)
         if status == _ADMITTED:
             return Decision(admitted=True, usage=seen) if seen is not None else ADMITTED
+        rule, scope_name = rules[limiting]
         return Decision(
             admitted=False,
             retry_after=seconds(wait),
-            rule=rules[limiting],
+            rule=rule,
+            scope=scope_name,
             usage=seen,
             new_ban=seconds(new_ban) if new_ban >= 0 else None,
         )
@@ -217,12 +249,12 @@ class RedisStorage:
     def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
         keys = [self._key(client, "reports"), self._key(client, "ban")]
         args = [self._now_argument(), *_ban_rule_arguments(ban_rule)]
-        duration = self._run(self._report, keys, args)
+        duration = self._run(_REPORT, keys, args)
         return seconds(duration) if duration >= 0 else None
 
     def _ban_action(self, client: str, action: str, duration: float = 0) -> int:
         args = [self._now_argument(), action, microseconds(duration)]
-        return int(self._run(self._ban, [self._key(client, "ban")], args))
+        return int(self._run(_BAN, [self._key(client, "ban")], args))
 
     def ban(self, client: str, duration: float) -> None:
         self._ban_action(client, "ban", duration)

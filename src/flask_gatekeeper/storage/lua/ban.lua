@@ -5,10 +5,10 @@ local now, action = clock(ARGV[1]), ARGV[2]
 local left = math.max(0, ban_end(KEYS[1]) - now)
 if action == 'ban' then
   local duration = tonumber(ARGV[3])
-  if left < duration then
-    local strikes = tonumber(redis.call('HGET', KEYS[1], 's') or 0)
+  if left < duration then  -- keep the history still remembered, and its forget time
     local forget_at = tonumber(redis.call('HGET', KEYS[1], 'f') or 0)
-    set_ban(KEYS[1], now, duration, strikes, math.max(0, forget_at - now - duration), true)
+    set_ban(KEYS[1], now, duration, strikes(KEYS[1], now), math.max(0, forget_at - now - duration),
+      true)
   end
 elseif action == 'unban' then
   redis.call('DEL', KEYS[1])

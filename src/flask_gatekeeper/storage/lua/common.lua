@@ -1,7 +1,8 @@
--- Shared by every script (prepended when loaded). Times are integer microseconds.
+-- Shared by every script (prepended when loaded, after the constants that redis.py
+-- writes from Python: MICROSECONDS, MAX_MICROSECONDS, GARBAGE_DELAY_MS and the strategy
+-- codes). Times are integer microseconds.
 -- A ban is a hash: e = end, s = bans lately (for escalation), f = when to forget them.
 -- Expiries only collect garbage, a second late: decisions compare stored times.
-local GARBAGE_DELAY_MS = 1000
 
 local function clock(argument)
   local now = tonumber(argument)
@@ -37,8 +38,17 @@ local function set_ban(ban_key, now, duration, strikes, forget_after, manual)
   expire_after(ban_key, finish + forget_after - now)
 end
 
+-- The bans a client had lately, for escalation: none once their forget time has passed.
+local function strikes(ban_key, now)
+  if tonumber(redis.call('HGET', ban_key, 'f') or 0) > now then
+    return tonumber(redis.call('HGET', ban_key, 's') or 0)
+  end
+  return 0
+end
+
 -- One offence: returns the new ban's duration when it completes the ban rule, else -1.
--- rule = {count, window, duration, factor, max_duration (0: none), forget_after}
+-- rule = {count, window, duration, factor, longest ban, forget_after}; the duration is
+-- BanRule.duration_after's expression, in the same order on the same doubles.
 local function report(reports_key, ban_key, now, rule)
   local count, window = rule[1], rule[2]
   redis.call('LPUSH', reports_key, int(now))
@@ -49,15 +59,8 @@ local function report(reports_key, ban_key, now, rule)
     return -1
   end
   redis.call('DEL', reports_key)
-  local earlier = 0
-  if tonumber(redis.call('HGET', ban_key, 'f') or 0) > now then
-    earlier = tonumber(redis.call('HGET', ban_key, 's') or 0)
-  end
-  local duration = rule[3] * rule[4] ^ math.min(earlier, 64)
-  if rule[5] > 0 and duration > rule[5] then
-    duration = rule[5]
-  end
-  duration = math.floor(duration + 0.5)
+  local earlier = strikes(ban_key, now)
+  local duration = math.floor(math.min(rule[3] * rule[4] ^ math.min(earlier, 64), rule[5]) + 0.5)
   set_ban(ban_key, now, duration, earlier + 1, rule[6], false)
   return duration
 end

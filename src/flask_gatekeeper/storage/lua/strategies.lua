@@ -1,7 +1,7 @@
--- The stateful strategies, the same expressions as strategies.py (keep the two in step).
--- A state is a string of numbers: fixed-window "index count", sliding-window
--- "index count previous", gcra "tat". Times are microseconds.
-local FIXED_WINDOW, SLIDING_WINDOW, GCRA = 1, 2, 3
+-- The stateful strategies, the same expressions as strategies.py (keep the two in step;
+-- tests/test_differential.py checks that they are). A state is a string of numbers:
+-- fixed-window "index count", sliding-window "index count previous", gcra "tat". Times
+-- are microseconds. FIXED_WINDOW, SLIDING_WINDOW and GCRA come from strategies.py.
 
 local function load_state(key)
   local text = redis.call('GET', key)

@@ -1,0 +1,89 @@
+"""What the gate tells the world: counters, signals and log lines, in one place.
+
+A signal receiver is the app's code running inside our request path; one that raises is
+logged with its name and skipped, so the refusal or admission it was told about stands
+and no request becomes a 500. Nothing is sent or logged for an admitted request, and a
+signal nobody listens to costs one attribute test.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any, Optional
+
+from blinker import NamedSignal
+from flask import Flask
+
+from . import signals
+from .keys import shown
+
+__all__ = ["Events", "logger"]
+
+logger = logging.getLogger("flask_gatekeeper")
+
+
+def _send(signal: NamedSignal, app: Flask, **kwargs: Any) -> None:
+    """Call every receiver of ``signal`` for ``app``; log one that raises and go on."""
+    if not signal.receivers:
+        return
+    for receiver in list(signal.receivers_for(app)):
+        try:
+            receiver(app, **kwargs)
+        except Exception:
+            name = getattr(receiver, "__qualname__", None) or repr(receiver)
+            logger.exception("a receiver of %s raised; ignored: %s", signal.name, name)
+
+
+class Events:
+    """One app's counters (``stats``) and the signals and logs of what its gate does."""
+
+    def __init__(self, app: Flask) -> None:
+        self.stats = signals.Stats()
+        self.admitted = self.stats.admitted
+        """Count one admitted request (the hot path's own bound method)."""
+        self._app = weakref.ref(app)
+
+    def app(self) -> Flask:
+        """The app these events belong to (a weak reference: the app owns its state)."""
+        app = self._app()
+        assert app is not None, "the app was garbage-collected"
+        return app
+
+    def admitted_while_down(self) -> None:
+        self.stats.add("admitted")
+
+    def rate_limited(self, client: str, rule: object, wait: float, dry_run: bool) -> None:
+        self.stats.add("rate_limited")
+        _send(
+            signals.request_rate_limited,
+            self.app(),
+            client=client,
+            rule=rule,
+            retry_after=wait,
+            dry_run=dry_run,
+        )
+
+    def refused_banned(self, client: str, wait: Optional[float], dry_run: bool) -> None:
+        """A banned (or, with ``wait`` None, deny-listed) client was refused."""
+        self.stats.add("banned")
+        _send(signals.request_banned, self.app(), client=client, retry_after=wait, dry_run=dry_run)
+
+    def reported(self, client: str, banned_for: Optional[float], reason: str = "reports") -> None:
+        self.stats.add("reports")
+        _send(signals.client_reported, self.app(), client=client, banned_for=banned_for)
+        if banned_for is not None:
+            self.banned(client, banned_for, reason)
+
+    def banned(self, client: str, duration: float, reason: str) -> None:
+        self.stats.add("bans")
+        logger.info("banned %s for %gs (%s)", shown(client), duration, reason)
+        _send(signals.client_banned, self.app(), client=client, duration=duration, reason=reason)
+
+    def unbanned(self, client: str) -> None:
+        logger.info("unbanned %s", shown(client))
+        _send(signals.client_unbanned, self.app(), client=client)
+
+    def storage_failed(self, error: Exception) -> None:
+        self.stats.add("storage_errors")
+        _send(signals.storage_error, self.app(), error=error)

@@ -1,0 +1,186 @@
+"""What happens to a request: identify -> policy -> one storage call -> decision.
+
+``Gate.check_request`` is the ``before_request`` hook; each step lives in the module of
+its name (``identify``, ``policy``, the ``storage``, ``refusals``), and what the gate
+reports on the way (counters, signals, logs) goes through ``events``. ``report()`` uses
+the same identify step and the same storage-call path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Optional, TypeVar, Union
+
+from flask import Flask, Request, Response, g, request
+
+from .config import Settings
+from .decision import Decision
+from .errors import StorageError
+from .events import Events
+from .headers import policy_name, rate_limit_headers
+from .identify import Client
+from .outage import RETRY_INTERVAL, OutageGuard
+from .policy import Policies, RoutePolicy
+from .refusals import Banned, Denied, RateLimited, StorageUnavailable
+from .storage import MemoryStorage
+
+__all__ = ["DOWN", "Down", "Gate"]
+
+logger = logging.getLogger("flask_gatekeeper")
+
+_G_HEADERS = "_gatekeeper_headers"
+
+Refusal = Union[Banned, Denied, RateLimited]
+T = TypeVar("T")
+
+
+class Down:
+    """What ``Gate.ask_storage`` returns while the storage is down."""
+
+
+DOWN = Down()
+
+
+class Gate:
+    """One app's request path, with its settings, route policies, storage health and
+    events. Lives in ``app.extensions["gatekeeper"]``; ``owner`` is the ``GateKeeper``
+    whose decorators' marks it reads."""
+
+    def __init__(self, owner: object, settings: Settings, app: Flask) -> None:
+        self.owner = owner
+        self.settings = settings
+        self.events = Events(app)
+        self.policies = Policies(
+            owner,
+            app.view_functions,
+            app.blueprints,
+            global_rules=settings.rate_limit_rules,
+            excluded_methods=settings.excluded_methods,
+            strategy=settings.strategy,
+        )
+        self.guard = OutageGuard(
+            settings.fail_open, clock=getattr(settings.storage, "clock", None) or time.monotonic
+        )
+        self._usage = bool(settings.headers)
+        self._strike = settings.ban_rule if settings.report_rate_limited else None
+        self._processes_checked = not isinstance(settings.storage, MemoryStorage)
+
+    # -- the request path -----------------------------------------------------------------
+
+    def check_request(self) -> None:
+        """``before_request``: return to admit, raise a refusal (an ``HTTPException``)."""
+        settings = self.settings
+        if not settings.enabled:
+            return
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]  # once
+        if not self._processes_checked:
+            self._check_processes(req.environ)
+        policy = self.policies.cache.get((req.endpoint, req.method in settings.excluded_methods))
+        if policy is None:
+            policy = self.policies.policy_for(req.endpoint, req.method)
+        if policy.bypass:
+            return
+        client = self.identify(req, policy)
+        if client is None:
+            return
+        key, denied = client
+        if denied:
+            self._refuse(Denied(key))
+            return
+        decision = self._hit(key, policy)
+        if decision is None:
+            return
+        if decision.usage is not None:
+            fields = rate_limit_headers(policy.scopes, decision.usage, settings.headers)
+            setattr(g, _G_HEADERS, fields)
+        if decision.admitted:
+            self.events.admitted()
+        elif decision.banned:
+            rule = None if decision.manual else settings.ban_rule
+            self._refuse(Banned(key, decision.retry_after, rule))
+        else:
+            self._rate_limited(key, decision)
+
+    def identify(self, req: Request, policy: RoutePolicy) -> Optional[Client]:
+        """The request's client, under the route's ``key_func`` if it has one."""
+        return self.settings.identifier.identify(req.headers, req.remote_addr, policy.key_func)
+
+    def requester(self) -> Optional[str]:
+        """The current request's client key for ``report()``; None when nothing applies to
+        it (allow list, or a ``key_func`` that returned None) or the deny list refuses it."""
+        policy = self.policies.policy_for(request.endpoint, request.method)
+        client = self.identify(request, policy)
+        if client is None or client[1]:
+            return None
+        return client[0]
+
+    def _hit(self, client: str, policy: RoutePolicy) -> Optional[Decision]:
+        """The storage's decision, or None when the storage is down (and fail-open)."""
+        decision = self.ask_storage(self._storage_hit, client, policy)
+        if not isinstance(decision, Down):
+            return decision
+        if not self.guard.fail_open:
+            raise StorageUnavailable(RETRY_INTERVAL)
+        self.events.admitted_while_down()
+        return None
+
+    def _storage_hit(self, client: str, policy: RoutePolicy) -> Decision:
+        return self.settings.storage.hit(
+            client, policy.scopes, usage=self._usage and bool(policy.scopes), strike=self._strike
+        )
+
+    def ask_storage(self, call: Callable[..., T], *args: Any) -> Union[T, Down]:
+        """``call(*args)``'s result, or ``DOWN`` while the storage fails (counted, logged
+        once per outage, signalled); a down storage is tried again once a second."""
+        guard = self.guard
+        if guard.down and not guard.may_probe():
+            return DOWN
+        outages = guard.outages
+        try:
+            result = call(*args)
+        except StorageError as exc:
+            guard.failed(exc)
+            self.events.storage_failed(exc)
+            return DOWN
+        if guard.down:
+            guard.recovered(outages)
+        return result
+
+    def _rate_limited(self, client: str, decision: Decision) -> None:
+        assert decision.rule is not None  # a refusal by a rule names it
+        if self._strike is not None:
+            self.events.reported(client, decision.new_ban, reason="rate_limit")
+        name = policy_name(decision.rule, decision.scope)
+        self._refuse(RateLimited(client, decision.retry_after, decision.rule, policy=name))
+
+    def _refuse(self, refusal: Refusal) -> None:
+        """Count, signal and raise the refusal, or only log it in a dry run."""
+        dry_run = self.settings.dry_run
+        if isinstance(refusal, RateLimited):
+            self.events.rate_limited(refusal.client, refusal.rule, refusal.wait, dry_run)
+        else:
+            self.events.refused_banned(refusal.client, refusal.wait, dry_run)
+        if not dry_run:
+            raise refusal
+        logger.info(
+            "dry run, would refuse %s %s: %s", request.method, request.path, refusal.description
+        )
+
+    def _check_processes(self, environ: dict[str, Any]) -> None:
+        """Warn once per process when a multi-process server runs the memory storage."""
+        self._processes_checked = True
+        if environ.get("wsgi.multiprocess"):
+            logger.warning(
+                "this server runs several processes, and the memory storage counts in each "
+                "one apart: every limit is multiplied by the number of workers and reports "
+                "spread over them never ban. Share the counts with the Redis storage: "
+                'GateKeeper(app, storage="redis://...") or GATEKEEPER_STORAGE_URI'
+            )
+
+    def add_headers(self, response: Response) -> Response:
+        """``after_request``: the RateLimit fields computed for this request, if any."""
+        fields = g.pop(_G_HEADERS, None)
+        if fields:
+            response.headers.extend(fields)
+        return response

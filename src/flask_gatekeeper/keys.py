@@ -1,0 +1,97 @@
+"""The one key rule: how any text that names a client becomes the key it is stored under.
+
+Every path goes through here: requests (an address, or a ``key_func``'s text), manual
+controls (``ban``, ``unban``, ``banned_for``, ``reset``), ``report(ip=...)`` and the CLI.
+Whatever text the library shows for a client (a refusal body, a signal, ``bans()``, the
+CLI, a log line) is its key, and passing that text back names the same client:
+
+- An IP address is its canonical text (an IPv6 address: its ``/ipv6_prefix`` network).
+- A ``key_func`` key is its text as given, except that a key which could be read as an
+  address, or starts with ``key:`` or ``sha256:``, is shown as ``key:<text>``: a user
+  named ``203.0.113.7`` is never the address 203.0.113.7.
+- A ``key_func`` key longer than ``MAX_KEY_LENGTH`` is ``sha256:<hex digest>``, so text
+  from request data cannot make a tracked client arbitrarily large.
+
+Text given by the app or an operator is read the same way: ``key:`` names a key, an
+address is normalised, ``sha256:`` names a hashed key, and anything else is a key.
+
+Listings and log lines show a key with ``shown``: a backslash and every character that
+is not printable are escaped (``\\n``, ``\\x1e``), so a key cannot forge a line that
+looks like another client's; the CLI reads its arguments back with ``unshown``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import re
+
+from .addresses import parse_address
+
+__all__ = ["HASH_MARK", "KEY_MARK", "MAX_KEY_LENGTH", "client_key", "key_of", "shown", "unshown"]
+
+MAX_KEY_LENGTH = 128
+"""A longer ``key_func`` key is stored as its SHA-256."""
+
+KEY_MARK = "key:"
+"""Marks a ``key_func`` key whose plain text would read as something else."""
+
+HASH_MARK = "sha256:"
+"""Starts the stored form of a long ``key_func`` key."""
+
+
+def key_of(text: str) -> str:
+    """The stored key of ``key_func``'s ``text``."""
+    if len(text) > MAX_KEY_LENGTH:
+        return HASH_MARK + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    if text.startswith((KEY_MARK, HASH_MARK)) or parse_address(text) is not None:
+        return KEY_MARK + text
+    return text
+
+
+def client_key(text: str, ipv6_prefix: int) -> str:
+    """The stored key of a client named by the app or an operator: an address, a key
+    shown by the library, or a ``key_func`` key as the app knows it."""
+    if text.startswith(KEY_MARK):
+        return key_of(text[len(KEY_MARK) :])
+    if text.startswith(HASH_MARK):
+        return text
+    address = parse_address(text, ipv6_prefix)
+    if address is not None:
+        return address.key
+    return key_of(text)
+
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPED = re.compile(r"\\(?:[\\nrt]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})")
+
+
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
+def shown(key: str) -> str:
+    """``key`` on one line of printable text (the inverse of ``unshown``)."""
+    if key.isprintable() and "\\" not in key:
+        return key
+    return "".join(_escape(char) for char in key)
+
+
+def unshown(text: str) -> str:
+    """Text as ``shown`` wrote it, back to the key (other backslashes stay as they are)."""
+    if "\\" not in text:
+        return text
+    return _ESCAPED.sub(
+        lambda match: codecs.decode(match[0], "unicode_escape", "surrogatepass"), text
+    )

@@ -1,0 +1,156 @@
+"""The HTTP refusals made from a storage's decision: werkzeug ``HTTPException`` subclasses,
+so an app's ``@app.errorhandler(429)`` (or 403) replaces our default response like any
+other error's.
+
+Each carries the exact wait as ``retry_after_exact`` (seconds, a float) and the header's
+whole seconds as werkzeug's own ``retry_after``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.exceptions import Forbidden, HTTPException, ServiceUnavailable, TooManyRequests
+from werkzeug.http import parse_accept_header
+
+from .rules import BanRule, Rule
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+    from werkzeug.sansio.response import Response
+
+__all__ = ["Banned", "Denied", "RateLimited", "StorageUnavailable", "retry_after_header"]
+
+
+def retry_after_header(seconds: float) -> int:
+    """Whole seconds, rounded up, never below 1: a client that waits this long is admitted."""
+    return max(1, math.ceil(seconds))
+
+
+_PROBLEM_JSON = "application/problem+json"
+_OFFERED = ("text/plain", _PROBLEM_JSON, "application/json")
+
+
+def _wants_json(environ: WSGIEnvironment | None) -> bool:
+    """Whether the client prefers JSON to plain text (RFC 9457 problem details)."""
+    if environ is None or "HTTP_ACCEPT" not in environ:
+        return False
+    accept = parse_accept_header(environ["HTTP_ACCEPT"], MIMEAccept)
+    return accept.best_match(_OFFERED) in _OFFERED[1:]
+
+
+class _PlainTextRefusal(HTTPException):
+    """A refusal with a ``Retry-After`` header and a short body: one line of plain text,
+    like flask-gatekeeper 1.0's, or problem+json when the client prefers JSON.
+
+    ``wait`` is the exact wait in seconds; ``retry_after`` (werkzeug's name and type) is
+    the header's value, whole seconds rounded up; None when waiting will not help."""
+
+    wait: Optional[float] = None
+    retry_after: Union[datetime, int, None] = None  # werkzeug's; ours are whole seconds
+
+    def _set_wait(self, wait: float) -> None:
+        self.wait = wait
+        self.retry_after = retry_after_header(wait)
+
+    def problem_members(self) -> dict[str, Any]:
+        """Members added to the problem details (RFC 9457 extension members)."""
+        return {}
+
+    def _problem(self) -> dict[str, Any]:
+        problem: dict[str, Any] = {
+            "type": "about:blank",
+            "title": self.name,
+            "status": self.code,
+            "detail": self.description,
+        }
+        if self.retry_after is not None:
+            problem["retry_after"] = self.retry_after
+        problem.update(self.problem_members())
+        return problem
+
+    def get_body(
+        self,
+        environ: WSGIEnvironment | None = None,
+        scope: dict[str, Any] | None = None,
+    ) -> str:
+        if _wants_json(environ):
+            return json.dumps(self._problem())
+        return f"{self.description}\n"
+
+    def get_headers(
+        self,
+        environ: WSGIEnvironment | None = None,
+        scope: dict[str, Any] | None = None,
+    ) -> list[tuple[str, str]]:
+        content_type = _PROBLEM_JSON if _wants_json(environ) else "text/plain; charset=utf-8"
+        headers = [("Content-Type", content_type)]
+        if self.retry_after is not None:
+            headers.append(("Retry-After", str(self.retry_after)))
+        return headers
+
+
+class Banned(_PlainTextRefusal, Forbidden):
+    """403: the client is banned for ``wait`` more seconds; ``rule`` (also ``ban_rule``)
+    is the ban rule, None for a ban set by hand."""
+
+    def __init__(
+        self,
+        client: str,
+        wait: float,
+        ban_rule: BanRule | None = None,
+        response: Response | None = None,
+    ) -> None:
+        seconds = retry_after_header(wait)
+        reason = f" ({ban_rule})" if ban_rule is not None else ""
+        super().__init__(f"ip {client} banned for {seconds}s{reason}", response)
+        self._set_wait(wait)
+        self.client = client
+        self.ban_rule = self.rule = ban_rule
+
+
+class Denied(_PlainTextRefusal, Forbidden):
+    """403: the client is on the deny list; no ``Retry-After``, waiting will not help."""
+
+    def __init__(self, client: str, response: Response | None = None) -> None:
+        super().__init__(f"ip {client} denied", response)
+        self.client = client
+
+
+class RateLimited(_PlainTextRefusal, TooManyRequests):
+    """429: a rate rule is full; ``wait`` is the exact wait until every full rule admits.
+    ``policy`` names the rule as the ``RateLimit`` header fields do."""
+
+    wait: float
+
+    def __init__(
+        self,
+        client: str,
+        wait: float,
+        rule: Rule,
+        response: Response | None = None,
+        *,
+        policy: str | None = None,
+    ) -> None:
+        seconds = retry_after_header(wait)
+        super().__init__(f"ip {client} rate limited for {seconds}s (over {rule})", response)
+        self._set_wait(wait)
+        self.client = client
+        self.rule = rule
+        self.policy = policy or rule.name
+
+    def problem_members(self) -> dict[str, Any]:
+        return {"violated-policies": [self.policy]}
+
+
+class StorageUnavailable(_PlainTextRefusal, ServiceUnavailable):
+    """503: the storage is down and ``fail_open=False``; try again in ``wait`` seconds."""
+
+    def __init__(self, wait: float, response: Response | None = None) -> None:
+        seconds = retry_after_header(wait)
+        super().__init__(f"rate limiter unavailable, retry in {seconds}s", response)
+        self._set_wait(wait)

@@ -118,8 +118,11 @@ def make_app(clock: FakeClock) -> Iterator[AppFactory]:
 
 @pytest.fixture
 def build(make_app: AppFactory) -> AppFactory:
-    """``make_app`` for the operations tests: the seed's options without its proxy header
-    (clients are named by ``REMOTE_ADDR``) and every view of ``OPERATIONS_ROUTES``."""
+    """``make_app`` for the operations tests (escalation, manual control, signals and logs,
+    outages, headers, responses, dry run and stats): the seed's options without its proxy
+    header, so clients are named by ``REMOTE_ADDR``, and every view of ``OPERATIONS_ROUTES``.
+    The clock starts at 1000.0 and moves only when a test says so. Those tests go through
+    Flask's test client or ``GateKeeper``'s public methods only."""
     return functools.partial(make_app, base=PEER_OPTIONS, routes=OPERATIONS_ROUTES)
 
 

@@ -1,11 +1,8 @@
 """RateLimit header fields (``RateLimit``, ``RateLimit-Policy`` and the legacy
 ``X-RateLimit-*``), checked with a Structured Field parser of their own (issue 5).
 
-Everything goes through Flask's test client or ``GateKeeper``'s public methods, on apps
-from the ``build`` fixture (``conftest.py``): the seed's options without its proxy header
-and the views of ``helpers.OPERATIONS_ROUTES``. Every app runs on a ``FakeClock`` that starts
-at 1000.0 and moves only when a test says so, so every number below is exact. Clients are
-named by ``REMOTE_ADDR`` (no proxy header).
+Apps come from the ``build`` fixture (``conftest.py``), on a ``FakeClock``: every number
+below is exact.
 """
 
 from __future__ import annotations

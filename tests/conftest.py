@@ -1,4 +1,4 @@
-"""Shared fixtures: a fake clock and an app built like the seed's README example.
+"""Shared fixtures: a fake clock, storages, and the one app factory ``make_app``.
 
 Time never passes on its own in these tests: the storage reads ``clock``, and a test
 moves it with ``clock.advance(...)`` or ``clock.set(...)`` instead of sleeping.
@@ -6,26 +6,27 @@ moves it with ``clock.advance(...)`` or ``clock.set(...)`` instead of sleeping.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import logging
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, Optional
 
 import pytest
-from flask import Flask, request
+from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_gatekeeper import GateKeeper, MemoryStorage
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.redis import RedisStorage
 from flask_gatekeeper.testing import FakeClock
-
-SEED_OPTIONS: dict[str, Any] = {
-    "ip_header": "x-my-ip",
-    "ban_rule": {"count": 3, "window": 10, "duration": 600},
-    "rate_limit_rules": [{"count": 20, "window": 1}, {"count": 100, "window": 10}],
-    "excluded_methods": ["HEAD"],
-}
-"""The seed's configuration (flask-gatekeeper 1.0's README), as constructor keywords."""
-
-AppFactory = Callable[..., "tuple[Flask, GateKeeper]"]
+from helpers import (
+    OPERATIONS_ROUTES,
+    PEER_OPTIONS,
+    SEED_OPTIONS,
+    SEED_ROUTES,
+    AppFactory,
+    Route,
+)
 
 
 @pytest.fixture(scope="session")
@@ -80,32 +81,56 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_app(clock: FakeClock) -> AppFactory:
-    """Build an app with the seed's options (override any as keywords) on ``clock``;
-    ``config`` goes into ``app.config`` before ``GateKeeper`` reads it.
+def make_app(clock: FakeClock) -> Iterator[AppFactory]:
+    """The one app factory of the tests:
+    ``make_app(*, config=None, base=SEED_OPTIONS, routes=SEED_ROUTES, **options)``.
 
-    Routes: ``GET /`` answers ``hello``; ``POST /login`` reports the client unless the
-    form's password is ``right``, answering 401 with ``banned`` when that report bans.
+    ``config`` goes into ``app.config`` before ``GateKeeper`` reads it. The constructor gets
+    ``base`` with ``options`` on top (None leaves an option unset) and, unless either names a
+    storage, a ``MemoryStorage`` on ``clock``: give ``storage=None`` for ``GateKeeper``'s own
+    default or the config's. Then each of ``routes`` (see ``helpers.py``) adds its views;
+    more can be added before the first request. The Redis client of every app built is
+    closed at the end.
     """
+    apps: list[Flask] = []
 
-    def make(config: Optional[dict[str, Any]] = None, **options: Any) -> tuple[Flask, GateKeeper]:
+    def make(
+        *,
+        config: Optional[dict[str, Any]] = None,
+        base: Mapping[str, Any] = SEED_OPTIONS,
+        routes: Iterable[Route] = SEED_ROUTES,
+        **options: Any,
+    ) -> tuple[Flask, GateKeeper]:
         app = Flask(__name__)
         app.config.update(config or {})
-        gk = GateKeeper(app, **{**SEED_OPTIONS, "storage": MemoryStorage(clock=clock), **options})
-
-        @app.route("/")
-        def index() -> str:
-            return "hello"
-
-        @app.route("/login", methods=["POST"])
-        def login() -> tuple[str, int]:
-            if request.form.get("password") == "right":
-                return "welcome", 200
-            return ("banned" if gk.report() else "bad password"), 401
-
+        gk = GateKeeper(app, **{"storage": MemoryStorage(clock=clock), **base, **options})
+        apps.append(app)
+        for route in routes:
+            route(app, gk)
         return app, gk
 
-    return make
+    yield make
+    for app in apps:
+        storage = app.extensions["gatekeeper"].settings.storage
+        if isinstance(storage, RedisStorage):
+            storage.client.close()
+
+
+@pytest.fixture
+def build(make_app: AppFactory) -> AppFactory:
+    """``make_app`` for the operations tests (escalation, manual control, signals and logs,
+    outages, headers, responses, dry run and stats): the seed's options without its proxy
+    header, so clients are named by ``REMOTE_ADDR``, and every view of ``OPERATIONS_ROUTES``.
+    The clock starts at 1000.0 and moves only when a test says so. Those tests go through
+    Flask's test client or ``GateKeeper``'s public methods only."""
+    return functools.partial(make_app, base=PEER_OPTIONS, routes=OPERATIONS_ROUTES)
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """``caplog`` recording the ``flask_gatekeeper`` logger from DEBUG up."""
+    caplog.set_level(logging.DEBUG, logger="flask_gatekeeper")
+    return caplog
 
 
 @pytest.fixture

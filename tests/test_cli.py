@@ -8,8 +8,8 @@ delegates to one on a ``FakeClock``, so seconds left are exact.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
-from typing import Any, Optional
 
 import pytest
 from click.testing import Result
@@ -19,25 +19,16 @@ from flask_gatekeeper import GateKeeper, MemoryStorage
 from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.config import CONFIG_KEYS
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
-
-IP = "10.0.0.1"
-OTHER_IP = "10.0.0.2"
-
-RULES: dict[str, Any] = {
-    "ban_rule": {"count": 3, "window": 10, "duration": 600},
-    "rate_limit_rules": [{"count": 20, "window": 1}, {"count": 100, "window": 10}],
-}
+from helpers import IP, OTHER_IP, RULES, AppFactory, index
 
 MEMORY_NOTE_START = "Error: The memory storage keeps its state inside each server process"
 
 
-def make_app(config: Optional[dict[str, Any]] = None, **options: Any) -> tuple[Flask, GateKeeper]:
-    """An app with ``RULES`` (override any as keywords, None drops one) and one route."""
-    app = Flask(__name__)
-    app.config.update(config or {})
-    gk = GateKeeper(app, **{**RULES, **options})
-    app.add_url_rule("/", "index", lambda: "hello")
-    return app, gk
+@pytest.fixture
+def cli_app(make_app: AppFactory) -> AppFactory:
+    """``make_app`` with ``RULES`` (override any as keywords, None drops one), one route, and
+    ``GateKeeper``'s own default storage unless one is given."""
+    return functools.partial(make_app, base={**RULES, "storage": None}, routes=(index,))
 
 
 def run(app: Flask, *args: str) -> Result:
@@ -49,9 +40,9 @@ def lines(result: Result) -> list[str]:
 
 
 @pytest.fixture
-def shared(clock: FakeClock) -> tuple[Flask, GateKeeper]:
+def shared(cli_app: AppFactory, clock: FakeClock) -> tuple[Flask, GateKeeper]:
     """An app whose storage the CLI treats as shared with the server processes."""
-    return make_app(storage=FlakyStorage(clock=clock))
+    return cli_app(storage=FlakyStorage(clock=clock))
 
 
 def status_of(app: Flask, ip: str) -> int:
@@ -72,8 +63,8 @@ def test_declared_as_a_flask_commands_entry_point() -> None:
     assert entry_point.load() is gatekeeper
 
 
-def test_group_lists_its_commands() -> None:
-    app, _ = make_app()
+def test_group_lists_its_commands(cli_app: AppFactory) -> None:
+    app, _ = cli_app()
 
     result = run(app, "--help")
 
@@ -95,8 +86,10 @@ def test_group_lists_its_commands() -> None:
         pytest.param(["reset", IP], id="reset"),
     ],
 )
-def test_live_state_commands_refuse_with_memory_storage(args: list[str]) -> None:
-    app, gk = make_app()
+def test_live_state_commands_refuse_with_memory_storage(
+    cli_app: AppFactory, args: list[str]
+) -> None:
+    app, gk = cli_app()
 
     result = run(app, *args)
 
@@ -108,8 +101,8 @@ def test_live_state_commands_refuse_with_memory_storage(args: list[str]) -> None
         assert gk.bans() == {}  # and nothing was done
 
 
-def test_memory_storage_is_refused_when_given_as_a_uri() -> None:
-    app, _ = make_app({"GATEKEEPER_STORAGE_URI": "memory://"})
+def test_memory_storage_is_refused_when_given_as_a_uri(cli_app: AppFactory) -> None:
+    app, _ = cli_app(config={"GATEKEEPER_STORAGE_URI": "memory://"})
 
     result = run(app, "bans")
 
@@ -117,8 +110,8 @@ def test_memory_storage_is_refused_when_given_as_a_uri() -> None:
     assert result.stderr.startswith(MEMORY_NOTE_START)
 
 
-def test_status_prints_rules_and_storage() -> None:
-    app, _ = make_app()
+def test_status_prints_rules_and_storage(cli_app: AppFactory) -> None:
+    app, _ = cli_app()
 
     result = run(app, "status")
 
@@ -132,8 +125,8 @@ def test_status_prints_rules_and_storage() -> None:
     ]
 
 
-def test_status_of_a_client_with_memory_storage_points_to_redis() -> None:
-    app, _ = make_app()
+def test_status_of_a_client_with_memory_storage_points_to_redis(cli_app: AppFactory) -> None:
+    app, _ = cli_app()
 
     result = run(app, "status", IP)
 
@@ -142,8 +135,8 @@ def test_status_of_a_client_with_memory_storage_points_to_redis() -> None:
     assert result.stderr.startswith(MEMORY_NOTE_START)
 
 
-def test_status_of_a_dry_run_without_rules(clock: FakeClock) -> None:
-    app, _ = make_app(
+def test_status_of_a_dry_run_without_rules(cli_app: AppFactory, clock: FakeClock) -> None:
+    app, _ = cli_app(
         dry_run=True,
         ban_rule=None,
         rate_limit_rules=None,
@@ -160,8 +153,8 @@ def test_status_of_a_dry_run_without_rules(clock: FakeClock) -> None:
     ]
 
 
-def test_status_when_disabled() -> None:
-    app, _ = make_app({"GATEKEEPER_ENABLED": False})
+def test_status_when_disabled(cli_app: AppFactory) -> None:
+    app, _ = cli_app(config={"GATEKEEPER_ENABLED": False})
 
     assert lines(run(app, "status"))[0] == "enabled: False"
 
@@ -178,9 +171,9 @@ def test_commands_on_an_app_without_gatekeeper() -> None:
 # --- config -------------------------------------------------------------------------------
 
 
-def test_config_prints_every_key_and_where_it_comes_from() -> None:
-    app, _ = make_app(
-        {
+def test_config_prints_every_key_and_where_it_comes_from(cli_app: AppFactory) -> None:
+    app, _ = cli_app(
+        config={
             "GATEKEEPER_HEADERS": "both",
             "GATEKEEPER_DRY_RUN": True,  # the constructor wins
             "GATEKEEPER_IPV6_PREFIX": 56,
@@ -215,8 +208,8 @@ def test_config_prints_every_key_and_where_it_comes_from() -> None:
     ]
 
 
-def test_config_lists_each_key_once() -> None:
-    app, _ = make_app()
+def test_config_lists_each_key_once(cli_app: AppFactory) -> None:
+    app, _ = cli_app()
 
     keys = [line.split()[0] for line in lines(run(app, "config"))]
 
@@ -225,8 +218,10 @@ def test_config_lists_each_key_once() -> None:
     assert all(key.startswith("GATEKEEPER_") for key in keys)
 
 
-def test_config_works_with_memory_storage_given_as_an_object(clock: FakeClock) -> None:
-    app, _ = make_app(storage=MemoryStorage(clock=clock))
+def test_config_works_with_memory_storage_given_as_an_object(
+    cli_app: AppFactory, clock: FakeClock
+) -> None:
+    app, _ = cli_app(storage=MemoryStorage(clock=clock))
 
     result = run(app, "config")
 
@@ -364,8 +359,10 @@ def test_non_numeric_duration_is_a_usage_error(shared: tuple[Flask, GateKeeper])
     assert "Invalid value for '--duration': 'soon' is not a valid float." in result.stderr
 
 
-def test_ban_without_duration_or_ban_rule_fails_clearly(clock: FakeClock) -> None:
-    app, _ = make_app(ban_rule=None, storage=FlakyStorage(clock=clock))
+def test_ban_without_duration_or_ban_rule_fails_clearly(
+    cli_app: AppFactory, clock: FakeClock
+) -> None:
+    app, _ = cli_app(ban_rule=None, storage=FlakyStorage(clock=clock))
 
     result = run(app, "ban", IP)
 
@@ -393,9 +390,11 @@ def test_seconds_left_round_up_like_retry_after(
 @pytest.mark.parametrize(
     "args", [["bans"], ["ban", "192.0.2.1"], ["unban", "192.0.2.1"], ["reset", "192.0.2.1"]]
 )
-def test_a_storage_outage_reads_as_one_error_line(clock: FakeClock, args: list[str]) -> None:
+def test_a_storage_outage_reads_as_one_error_line(
+    cli_app: AppFactory, clock: FakeClock, args: list[str]
+) -> None:
     storage = FlakyStorage(clock=clock)
-    app, _ = make_app(storage=storage)
+    app, _ = cli_app(storage=storage)
     storage.failing = True
     result = app.test_cli_runner().invoke(gatekeeper, args)
     assert result.exit_code == 1

@@ -28,6 +28,7 @@ from flask_gatekeeper import (
 )
 from flask_gatekeeper.config import CONFIG_KEYS
 from flask_gatekeeper.testing import FakeClock
+from helpers import AppFactory, index
 
 PEER = "192.0.2.7"
 
@@ -383,19 +384,22 @@ def make_env(option: str, request: pytest.FixtureRequest, clock: FakeClock) -> E
 
 
 def build(
-    scenario: Scenario, option: str, env: Env, config: dict[str, object], **given: Any
+    make_app: AppFactory,
+    scenario: Scenario,
+    option: str,
+    env: Env,
+    config: dict[str, object],
+    **given: Any,
 ) -> Subject:
     def value(item: object) -> object:
         return item.make(env) if isinstance(item, Fresh) else item
 
-    app = Flask(__name__)
     base = {**BASE_CONFIG, **scenario.base}
     skipped = {CONFIG_KEYS[option], *scenario.drop}
-    app.config.update({key: value(item) for key, item in base.items() if key not in skipped})
-    app.config.update({key: value(item) for key, item in config.items()})
+    app_config = {key: value(item) for key, item in base.items() if key not in skipped}
+    app_config.update({key: value(item) for key, item in config.items()})
     options: dict[str, Any] = {name: value(item) for name, item in given.items()}
-    gk = GateKeeper(app, **options)
-    app.add_url_rule("/", "index", lambda: "hello")
+    app, gk = make_app(config=app_config, base={"storage": None}, routes=(index,), **options)
     return Subject(app, gk, app.test_client(), env)
 
 
@@ -403,29 +407,33 @@ OPTIONS = sorted(CONFIG_KEYS)
 
 
 @pytest.mark.parametrize("option", OPTIONS)
-def test_default(option: str, request: pytest.FixtureRequest, clock: FakeClock) -> None:
+def test_default(
+    make_app: AppFactory, option: str, request: pytest.FixtureRequest, clock: FakeClock
+) -> None:
     scenario = SCENARIOS[option]
     env = make_env(option, request, clock)
-    assert scenario.probe(build(scenario, option, env, {})) == scenario.default
+    assert scenario.probe(build(make_app, scenario, option, env, {})) == scenario.default
 
 
 @pytest.mark.parametrize("option", OPTIONS)
-def test_from_app_config(option: str, request: pytest.FixtureRequest, clock: FakeClock) -> None:
+def test_from_app_config(
+    make_app: AppFactory, option: str, request: pytest.FixtureRequest, clock: FakeClock
+) -> None:
     scenario = SCENARIOS[option]
     env = make_env(option, request, clock)
-    subject = build(scenario, option, env, {CONFIG_KEYS[option]: scenario.config})
+    subject = build(make_app, scenario, option, env, {CONFIG_KEYS[option]: scenario.config})
     assert scenario.from_config != scenario.default  # the key has an effect
     assert scenario.probe(subject) == scenario.from_config
 
 
 @pytest.mark.parametrize("option", OPTIONS)
 def test_constructor_wins_over_app_config(
-    option: str, request: pytest.FixtureRequest, clock: FakeClock
+    make_app: AppFactory, option: str, request: pytest.FixtureRequest, clock: FakeClock
 ) -> None:
     scenario = SCENARIOS[option]
     env = make_env(option, request, clock)
     config = {CONFIG_KEYS[option]: scenario.config}
-    subject = build(scenario, option, env, config, **{option: scenario.given})
+    subject = build(make_app, scenario, option, env, config, **{option: scenario.given})
     assert scenario.from_given != scenario.from_config  # the constructor value has an effect
     assert scenario.probe(subject) == scenario.from_given
 
@@ -441,12 +449,9 @@ def test_config_is_read_at_init_app_once(clock: FakeClock) -> None:
     assert [client.get("/").status_code for _ in range(2)] == [200, 429]
 
 
-def test_config_key_set_to_none_means_unset(clock: FakeClock) -> None:
-    app = Flask(__name__)
-    app.config["GATEKEEPER_RATE_LIMIT_RULES"] = None
-    app.config["GATEKEEPER_ENABLED"] = None
-    GateKeeper(app, storage=MemoryStorage(clock=clock))
-    app.add_url_rule("/", "index", lambda: "hello")
+def test_config_key_set_to_none_means_unset(make_app: AppFactory) -> None:
+    config = {"GATEKEEPER_RATE_LIMIT_RULES": None, "GATEKEEPER_ENABLED": None}
+    app, _ = make_app(config=config, base={}, routes=(index,))
     client = app.test_client()
     assert [client.get("/").status_code for _ in range(30)] == [200] * 30
 

@@ -6,18 +6,20 @@ arrives (header value, socket peer) and the key that must come out.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Optional, Union
 
 import pytest
 from flask import Flask, request
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
 from flask_gatekeeper import ConfigError, ConfigTypeError, GateKeeper
 from flask_gatekeeper.addresses import AddressSet, parse_address, parse_address_list
 from flask_gatekeeper.identify import Identifier
+from helpers import AppFactory, index
 
 PEER = "192.0.2.1"
 XFF = "X-Forwarded-For"
@@ -297,16 +299,15 @@ def test_any_header_gives_a_canonical_key(value: str, peer: str, trust: Trust, h
     assert str(network) == client[0] or str(network.network_address) == client[0]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(
+    max_examples=100,
+    deadline=None,
+    # identity_app is a factory: each example builds a fresh app
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(value=header_text, peer=st.ip_addresses().map(str))
-def test_any_header_never_breaks_a_request(value: str, peer: str) -> None:
-    app = Flask(__name__)
-    GateKeeper(app, rate_limit_rules="1000/second", trusted_proxies=1)
-
-    @app.route("/")
-    def index() -> str:
-        return "ok"
-
+def test_any_header_never_breaks_a_request(identity_app: AppFactory, value: str, peer: str) -> None:
+    app, _ = identity_app(rate_limit_rules="1000/second", trusted_proxies=1)
     try:
         response = app.test_client().get(
             "/", headers={XFF: value}, environ_base={"REMOTE_ADDR": peer}
@@ -316,29 +317,33 @@ def test_any_header_never_breaks_a_request(value: str, peer: str) -> None:
     assert response.status_code == 200
 
 
-def make_app(**options: object) -> Flask:
-    app = Flask(__name__)
-    gk = GateKeeper(app, **options)  # type: ignore[arg-type]
-    app.extensions["test_gk"] = gk
-
-    @app.route("/")
-    def index() -> str:
-        return "ok"
+def api(app: Flask, gk: GateKeeper) -> None:
+    """``GET /api``: 1 per minute per ``X-Api-Key`` header instead of the global key."""
 
     @app.route("/api")
     @gk.specific("1/minute", key_func=lambda: request.headers.get("X-Api-Key"))
     def api() -> str:
         return "api"
 
+
+def strike(app: Flask, gk: GateKeeper) -> None:
+    """``GET /strike`` reports its client and answers whether that banned it."""
+
     @app.route("/strike")
     def strike() -> str:
         return str(gk.report())
 
-    return app
+
+@pytest.fixture
+def identity_app(make_app: AppFactory) -> AppFactory:
+    """``make_app`` with only the given options, and the views ``/``, ``/api``, ``/strike``."""
+    return functools.partial(make_app, base={}, routes=(index, api, strike))
 
 
-def test_key_func_names_the_client() -> None:
-    app = make_app(rate_limit_rules="2/minute", key_func=lambda: request.headers.get("X-User"))
+def test_key_func_names_the_client(identity_app: AppFactory) -> None:
+    app, _ = identity_app(
+        rate_limit_rules="2/minute", key_func=lambda: request.headers.get("X-User")
+    )
     client = app.test_client()
     alice = {"X-User": "alice"}
     assert [client.get("/", headers=alice).status_code for _ in range(3)] == [200, 200, 429]
@@ -348,8 +353,8 @@ def test_key_func_names_the_client() -> None:
     assert [client.get("/").status_code for _ in range(5)] == [200] * 5
 
 
-def test_specific_key_func_replaces_the_global_key_on_its_route() -> None:
-    app = make_app(rate_limit_rules="100/minute")
+def test_specific_key_func_replaces_the_global_key_on_its_route(identity_app: AppFactory) -> None:
+    app, _ = identity_app(rate_limit_rules="100/minute")
     client = app.test_client()
     assert client.get("/api", headers={"X-Api-Key": "k1"}).status_code == 200
     refused = client.get("/api", headers={"X-Api-Key": "k1"})
@@ -359,8 +364,8 @@ def test_specific_key_func_replaces_the_global_key_on_its_route() -> None:
     assert client.get("/api").status_code == 200  # no key: not limited
 
 
-def test_bans_follow_the_key_func_key() -> None:
-    app = make_app(
+def test_bans_follow_the_key_func_key(identity_app: AppFactory) -> None:
+    app, _ = identity_app(
         ban_rule={"count": 2, "window": 60, "duration": 60},
         key_func=lambda: request.headers.get("X-User"),
     )
@@ -372,15 +377,15 @@ def test_bans_follow_the_key_func_key() -> None:
     assert client.get("/", headers={"X-User": "bob"}).status_code == 200
 
 
-def test_key_func_must_return_text() -> None:
-    app = make_app(key_func=lambda: 42)
+def test_key_func_must_return_text(identity_app: AppFactory) -> None:
+    app, _ = identity_app(key_func=lambda: 42)
     app.config["PROPAGATE_EXCEPTIONS"] = True
     with pytest.raises(TypeError, match="key_func must return a str or None, got 42"):
         app.test_client().get("/")
 
 
-def test_denylist_and_allowlist_through_flask() -> None:
-    app = make_app(
+def test_denylist_and_allowlist_through_flask(identity_app: AppFactory) -> None:
+    app, _ = identity_app(
         rate_limit_rules="1/minute",
         ban_rule={"count": 1, "window": 60, "duration": 60},
         allowlist=["10.0.0.0/8"],
@@ -396,9 +401,8 @@ def test_denylist_and_allowlist_through_flask() -> None:
     assert denied.data == b"ip 203.0.113.7 denied\n"
 
 
-def test_report_with_ip_is_normalised_like_a_request() -> None:
-    app = make_app(ban_rule={"count": 1, "window": 60, "duration": 60})
-    gk = app.extensions["test_gk"]
+def test_report_with_ip_is_normalised_like_a_request(identity_app: AppFactory) -> None:
+    app, gk = identity_app(ban_rule={"count": 1, "window": 60, "duration": 60})
     with app.app_context():
         assert gk.report(ip="[2001:db8::5]:443")
     assert (
@@ -415,8 +419,10 @@ def test_no_peer_address_warns_once(caplog: pytest.LogCaptureFixture) -> None:
     assert "no client address" in warnings[0].getMessage()
 
 
-def test_long_key_func_keys_are_hashed() -> None:
-    app = make_app(rate_limit_rules="1/minute", key_func=lambda: request.headers.get("X-User"))
+def test_long_key_func_keys_are_hashed(identity_app: AppFactory) -> None:
+    app, _ = identity_app(
+        rate_limit_rules="1/minute", key_func=lambda: request.headers.get("X-User")
+    )
     client = app.test_client()
     long_name = "u" * 10_000
     assert client.get("/", headers={"X-User": long_name}).status_code == 200

@@ -12,6 +12,7 @@ polls a 0.3 s window in real time because the server's clock cannot be moved.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import logging
 import os
@@ -34,6 +35,8 @@ from werkzeug.test import TestResponse
 from flask_gatekeeper import BanRule, ConfigError, GateKeeper, Rule, StorageError, outage
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock
+from helpers import PEER_OPTIONS, RULES, AppFactory, burst, health, index
+from helpers import login as login_view
 
 try:
     import redis
@@ -55,11 +58,7 @@ pytestmark = pytest.mark.redis
 
 IP = "203.0.113.7"
 OTHER_IP = "198.51.100.9"
-SEED_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
-SEED_BAN_RULE = {"count": 3, "window": 10, "duration": 600}
 MONITOR_END = "gatekeeper-test-end-of-monitor"
-
-AppFactory = Callable[..., "tuple[Flask, GateKeeper]"]
 
 
 def storage_errors(app: Flask) -> int:
@@ -96,55 +95,18 @@ def redis_db(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def make_app() -> Iterator[AppFactory]:
-    """Build an app on Redis: ``make(storage, **options)`` with the seed's rules, ban rule
-    and excluded methods by default.
+def redis_app(make_app: AppFactory) -> AppFactory:
+    """``make_app`` for Redis: ``redis_app(storage=..., **options)`` with the seed's rules, ban
+    rule and excluded methods by default, and ``fail_open`` False unless given, so a storage
+    error shows as a 503 instead of hiding behind an admitted request.
 
     Routes: ``GET /`` says hello; ``GET /burst`` has its own rule (2 per minute) on top of the
     global ones; ``POST /login`` reports the client (401 ``banned`` when that report bans);
-    ``GET /health`` is bypassed. ``fail_open`` is False unless given, so a storage error
-    shows as a 503 instead of hiding behind an admitted request. The Redis client of
-    every app built is closed at the end.
+    ``GET /health`` is bypassed.
     """
-    apps: list[Flask] = []
-
-    def make(
-        storage: object = None, *, config: Optional[dict[str, Any]] = None, **options: Any
-    ) -> tuple[Flask, GateKeeper]:
-        app = Flask(__name__)
-        app.config.update(config or {})
-        options.setdefault("rate_limit_rules", SEED_RULES)
-        options.setdefault("ban_rule", SEED_BAN_RULE)
-        options.setdefault("excluded_methods", ["HEAD"])
-        options.setdefault("fail_open", False)
-        gk = GateKeeper(app, storage=storage, **options)
-        apps.append(app)
-
-        @app.route("/")
-        def index() -> str:
-            return "hello"
-
-        @app.route("/burst")
-        @gk.specific(rate_limit_rules=[{"count": 2, "window": 60}])
-        def burst() -> str:
-            return "burst"
-
-        @app.route("/login", methods=["POST"])
-        def login() -> tuple[str, int]:
-            return ("banned" if gk.report() else "bad password"), 401
-
-        @app.route("/health")
-        @gk.bypass
-        def health() -> str:
-            return "ok"
-
-        return app, gk
-
-    yield make
-    for app in apps:
-        storage = app.extensions["gatekeeper"].settings.storage
-        if isinstance(storage, RedisStorage):
-            storage.client.close()
+    routes = (index, burst([{"count": 2, "window": 60}]), login_view, health)
+    base = {**PEER_OPTIONS, "fail_open": False, "storage": None}
+    return functools.partial(make_app, base=base, routes=routes)
 
 
 def get(client: FlaskClient, path: str = "/", ip: str = IP) -> TestResponse:
@@ -201,9 +163,9 @@ def script_runs(commands: list[str]) -> list[str]:
 
 
 def test_one_round_trip_per_request_and_per_report(
-    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
-    app, gk = make_app(redis_server.url)  # two global rules and a ban rule
+    app, gk = redis_app(storage=redis_server.url)  # two global rules and a ban rule
     client = app.test_client()
     assert get(client, ip=OTHER_IP).status_code == 200  # loads the scripts, opens a connection
     assert login(client, ip=OTHER_IP).status_code == 401
@@ -231,9 +193,9 @@ def test_one_round_trip_per_request_and_per_report(
 
 
 def test_script_flush_costs_one_eval_never_an_outage(
-    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
-    app, gk = make_app(redis_server.url, rate_limit_rules=[{"count": 3, "window": 3600}])
+    app, gk = redis_app(storage=redis_server.url, rate_limit_rules=[{"count": 3, "window": 3600}])
     client = app.test_client()
     assert statuses(client, 2) == [200, 200]
     with app.app_context():
@@ -289,9 +251,9 @@ def test_without_a_clock_every_host_reads_the_server_clock(
 
 
 def test_a_sub_second_window_refuses_then_admits_again_in_real_time(
-    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
-    app, _ = make_app(redis_server.url, rate_limit_rules=[{"count": 1, "window": 0.3}])
+    app, _ = redis_app(storage=redis_server.url, rate_limit_rules=[{"count": 1, "window": 0.3}])
     client = app.test_client()
     started = time.monotonic()
     assert get(client).status_code == 200
@@ -334,9 +296,9 @@ def test_an_injected_clock_replaces_the_server_clock(
 
 
 def test_keys_carry_the_prefix_and_a_hash_tag_and_all_expire(
-    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
-    app, _ = make_app(redis_server.url)
+    app, _ = redis_app(storage=redis_server.url)
     client = app.test_client()
     assert get(client).status_code == 200
     assert get(client, "/burst").status_code == 200
@@ -356,9 +318,9 @@ def test_keys_carry_the_prefix_and_a_hash_tag_and_all_expire(
 
 
 def test_a_ban_key_expires_after_the_ban_ends(
-    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
-    app, _ = make_app(redis_server.url)  # banned for 600 s on the third report
+    app, _ = redis_app(storage=redis_server.url)  # banned for 600 s on the third report
     client = app.test_client()
     for _ in range(2):
         assert login(client).status_code == 401
@@ -367,7 +329,7 @@ def test_a_ban_key_expires_after_the_ban_ends(
     # the report log starts empty again (the log holds the three requests)
     assert client_keys(redis_db) == [ban_key, f"gatekeeper:{{{IP}}}:log"]
     # kept (for escalation) until forget_after past the end, then one more second
-    forget_after = BanRule(**SEED_BAN_RULE).forget_after
+    forget_after = BanRule(**RULES["ban_rule"]).forget_after
     ttl = redis_db.pttl(ban_key)
     assert 600_000 < ttl <= (600 + forget_after + 1) * 1000  # expires, and not before the end
     assert get(client).status_code == 403
@@ -399,11 +361,11 @@ def test_ban_decisions_come_from_stored_times_not_from_expiry(
 def test_a_custom_key_prefix(
     redis_server: RedisServer,
     redis_db: redis.Redis,
-    make_app: AppFactory,
+    redis_app: AppFactory,
     options: dict[str, Any],
     config: dict[str, Any],
 ) -> None:
-    app, _ = make_app(redis_server.url, config=config, **options)
+    app, _ = redis_app(storage=redis_server.url, config=config, **options)
     client = app.test_client()
     assert get(client).status_code == 200
     assert login(client).status_code == 401
@@ -418,9 +380,9 @@ def memory_usage(db: redis.Redis, ip: str) -> int:
 
 
 def test_memory_per_client_with_the_seed_rules(
-    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
-    app, _ = make_app(redis_server.url)
+    app, _ = redis_app(storage=redis_server.url)
     client = app.test_client()
     assert statuses(client, 1) == [200]
     after_one = memory_usage(redis_db, IP)
@@ -435,18 +397,18 @@ def test_memory_per_client_with_the_seed_rules(
 
 
 def test_a_redis_url(
-    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
-    app, _ = make_app(redis_server.url, rate_limit_rules=[{"count": 2, "window": 60}])
+    app, _ = redis_app(storage=redis_server.url, rate_limit_rules=[{"count": 2, "window": 60}])
     assert isinstance(app.extensions["gatekeeper"].settings.storage, RedisStorage)
     assert statuses(app.test_client(), 3) == [200, 200, 429]
     assert client_keys(redis_db) == [f"gatekeeper:{{{IP}}}:log"]
 
 
 def test_the_storage_uri_config_key(
-    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
-    app, _ = make_app(
+    app, _ = redis_app(
         config={"GATEKEEPER_STORAGE_URI": redis_server.url},
         rate_limit_rules=[{"count": 2, "window": 60}],
     )
@@ -454,10 +416,10 @@ def test_the_storage_uri_config_key(
     assert client_keys(redis_db) == [f"gatekeeper:{{{IP}}}:log"]
 
 
-def test_a_unix_socket_url(make_app: AppFactory) -> None:
+def test_a_unix_socket_url(redis_app: AppFactory) -> None:
     require("redis-server")
     with RedisServer(unix_socket=True, tcp=False) as server:
-        app, _ = make_app(server.unix_url, rate_limit_rules=[{"count": 2, "window": 60}])
+        app, _ = redis_app(storage=server.unix_url, rate_limit_rules=[{"count": 2, "window": 60}])
         assert statuses(app.test_client(), 3) == [200, 200, 429]
         db = server.client(decode_responses=True)
         try:
@@ -467,11 +429,13 @@ def test_a_unix_socket_url(make_app: AppFactory) -> None:
 
 
 def test_a_ready_client_object(
-    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
     given = redis_server.client()
     try:
-        app, _ = make_app(given, rate_limit_rules=[{"count": 2, "window": 60}], key_prefix="a:")
+        app, _ = redis_app(
+            storage=given, rate_limit_rules=[{"count": 2, "window": 60}], key_prefix="a:"
+        )
         storage = app.extensions["gatekeeper"].settings.storage
         assert isinstance(storage, RedisStorage)
         assert storage.client is given
@@ -517,9 +481,9 @@ def test_redis_errors_become_one_storage_error() -> None:
 
 
 def test_threads_never_get_more_than_the_limit(
-    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
-    app, _ = make_app(redis_server.url, rate_limit_rules=[{"count": 50, "window": 3600}])
+    app, _ = redis_app(storage=redis_server.url, rate_limit_rules=[{"count": 50, "window": 3600}])
 
     def burst(_: int) -> list[int]:
         return statuses(app.test_client(), 25)
@@ -553,15 +517,15 @@ def concurrent_responses(app: Flask, threads: int, each: int) -> list[TestRespon
 @pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
 def test_redis_stopped_mid_traffic_and_started_again(
     own_server: RedisServer,
-    make_app: AppFactory,
+    redis_app: AppFactory,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
     fail_open: bool,
 ) -> None:
     monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)  # ask Redis again on every request
     caplog.set_level(logging.INFO, logger="flask_gatekeeper")
-    app, _ = make_app(
-        own_server.url,
+    app, _ = redis_app(
+        storage=own_server.url,
         rate_limit_rules=[{"count": 5, "window": 3600}],
         fail_open=None if fail_open else False,  # None: the default, fail open
     )
@@ -594,10 +558,10 @@ def test_redis_stopped_mid_traffic_and_started_again(
 
 
 def test_a_down_redis_is_asked_once_per_retry_interval(
-    own_server: RedisServer, make_app: AppFactory, caplog: pytest.LogCaptureFixture
+    own_server: RedisServer, redis_app: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="flask_gatekeeper")
-    app, _ = make_app(own_server.url, fail_open=False)
+    app, _ = redis_app(storage=own_server.url, fail_open=False)
     guard = app.extensions["gatekeeper"].guard
     client = app.test_client()
     assert statuses(client, 1) == [200]
@@ -609,10 +573,10 @@ def test_a_down_redis_is_asked_once_per_retry_interval(
 
 
 def test_reports_do_not_ask_a_down_redis_within_the_retry_interval(
-    own_server: RedisServer, make_app: AppFactory, caplog: pytest.LogCaptureFixture
+    own_server: RedisServer, redis_app: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="flask_gatekeeper")
-    app, _ = make_app(own_server.url, fail_open=None)  # the default: fail open
+    app, _ = redis_app(storage=own_server.url, fail_open=None)  # the default: fail open
     client = app.test_client()
     assert statuses(client, 1) == [200]
     own_server.stop()
@@ -841,9 +805,9 @@ def cluster_client(cluster_nodes: list[RedisServer]) -> Iterator[RedisCluster]:
 
 
 def test_a_cluster_client_keeps_exact_limits_for_clients_on_every_node(
-    cluster_nodes: list[RedisServer], cluster_client: RedisCluster, make_app: AppFactory
+    cluster_nodes: list[RedisServer], cluster_client: RedisCluster, redis_app: AppFactory
 ) -> None:
-    app, gk = make_app(cluster_client, rate_limit_rules=[{"count": 5, "window": 3600}])
+    app, gk = redis_app(storage=cluster_client, rate_limit_rules=[{"count": 5, "window": 3600}])
     client = app.test_client()
     ips = [f"10.0.{n // 250}.{n % 250 + 1}" for n in range(300)]
     for ip in ips:  # every script's keys on one slot: ban, reports and one or two logs
@@ -877,10 +841,10 @@ def test_a_cluster_client_keeps_exact_limits_for_clients_on_every_node(
 
 @pytest.mark.parametrize("anonymous", ["", "}guest"])
 def test_any_client_key_works_in_a_cluster(
-    cluster_client: RedisCluster, make_app: AppFactory, anonymous: str
+    cluster_client: RedisCluster, redis_app: AppFactory, anonymous: str
 ) -> None:
-    app, _ = make_app(
-        cluster_client,
+    app, _ = redis_app(
+        storage=cluster_client,
         rate_limit_rules=[{"count": 2, "window": 3600}],
         key_func=lambda: request.headers.get("X-User", anonymous),
     )
@@ -889,14 +853,14 @@ def test_any_client_key_works_in_a_cluster(
 
 
 def test_a_cluster_that_lost_a_slot_fails_open_not_500(
-    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+    redis_app: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     require("redis-server", "redis-cli")
     caplog.set_level(logging.INFO, logger="flask_gatekeeper")
     with redis_cluster(3) as nodes:
         cluster = RedisCluster(host=HOST, port=nodes[0].port)
         try:
-            app, _ = make_app(cluster, fail_open=None)  # the default: fail open
+            app, _ = redis_app(storage=cluster, fail_open=None)  # the default: fail open
             client = app.test_client()
             assert statuses(client, 1) == [200]
             slot = redis.crc.key_slot(f"gatekeeper:{{{IP}}}:ban".encode())
@@ -914,13 +878,13 @@ def test_a_cluster_that_lost_a_slot_fails_open_not_500(
 
 
 def test_the_cli_acts_on_the_live_state_in_redis(
-    redis_server: RedisServer, redis_db: redis.Redis, make_app: AppFactory
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
     """What `flask gatekeeper` does in its own process, the serving app sees at once."""
     from flask_gatekeeper.cli import gatekeeper
 
-    server_app, _ = make_app(redis_server.url)  # the app serving requests
-    cli_app, _ = make_app(redis_server.url)  # the process a shell command starts
+    server_app, _ = redis_app(storage=redis_server.url)  # the app serving requests
+    cli_app, _ = redis_app(storage=redis_server.url)  # the process a shell command starts
     runner = cli_app.test_cli_runner()
     result = runner.invoke(gatekeeper, ["ban", IP, "--duration", "120"])
     assert (result.exit_code, result.output) == (0, f"banned {IP} for 120s\n")

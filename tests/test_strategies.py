@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import StorageFactory
-from flask_gatekeeper import GateKeeper, MemoryStorage, Rule
+from flask_gatekeeper import GateKeeper, Rule
 from flask_gatekeeper.decision import Decision, Usage
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.storage import Storage
@@ -29,6 +29,7 @@ from flask_gatekeeper.strategies import (
 )
 from flask_gatekeeper.testing import FakeClock
 from flask_gatekeeper.units import instant, microseconds
+from helpers import AppFactory, index
 
 TICK = 1 / 64
 CLIENT = "198.51.100.4"
@@ -159,19 +160,15 @@ def test_usage_of_each_strategy(storage: Storage, clock: FakeClock) -> None:
 # --- configuration --------------------------------------------------------------------------
 
 
-def test_default_strategy_applies_to_rules_without_one(clock: FakeClock) -> None:
-    app = Flask(__name__)
-    GateKeeper(
-        app,
+def test_default_strategy_applies_to_rules_without_one(
+    make_app: AppFactory, clock: FakeClock
+) -> None:
+    app, _ = make_app(
+        base={},
+        routes=(index,),
         rate_limit_rules=["2 per 10 seconds", "100/hour (sliding-log)"],
         strategy="gcra",
-        storage=MemoryStorage(clock=clock),
     )
-
-    @app.route("/")
-    def index() -> str:
-        return "ok"
-
     client = app.test_client()
     assert [client.get("/").status_code for _ in range(3)] == [200, 200, 429]
     clock.advance(5)  # GCRA: one every 5 s after the burst; a sliding log would say 429

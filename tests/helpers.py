@@ -18,7 +18,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_gatekeeper import GateKeeper, signals
+from flask_gatekeeper.outage import RETRY_INTERVAL
 from flask_gatekeeper.rules import RuleLike
+from flask_gatekeeper.testing import FakeClock, FlakyStorage
 
 AppFactory = Callable[..., "tuple[Flask, GateKeeper]"]
 """``make_app(*, config=None, base=SEED_OPTIONS, routes=SEED_ROUTES, **options)``."""
@@ -208,3 +210,25 @@ def gatekeeper_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
         for record in caplog.records
         if record.name == "flask_gatekeeper"
     ]
+
+
+class ProbingClock:
+    """An outage guard's clock on which every reading is a retry interval after the last:
+    while the storage is down, every call tries it again."""
+
+    def __init__(self) -> None:
+        self._now = 0.0
+
+    def __call__(self) -> float:
+        self._now += RETRY_INTERVAL
+        return self._now
+
+
+def probed_storage(clock: FakeClock) -> FlakyStorage:
+    """A ``FlakyStorage`` over a memory storage on ``clock``, which the gate tries on
+    every call while it fails (its own clock is a ``ProbingClock``)."""
+    from flask_gatekeeper import MemoryStorage
+
+    storage = FlakyStorage(MemoryStorage(clock=clock))
+    storage.clock = ProbingClock()
+    return storage

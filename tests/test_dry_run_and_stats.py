@@ -10,9 +10,19 @@ from typing import Any
 
 import pytest
 
-from flask_gatekeeper import Rule, outage
-from flask_gatekeeper.testing import FakeClock, FlakyStorage
-from helpers import IP, OTHER_IP, AppFactory, bad_login, gatekeeper_logs, get, recording, statuses
+from flask_gatekeeper import Rule
+from flask_gatekeeper.testing import FakeClock
+from helpers import (
+    IP,
+    OTHER_IP,
+    AppFactory,
+    bad_login,
+    gatekeeper_logs,
+    get,
+    probed_storage,
+    recording,
+    statuses,
+)
 
 # --- Dry run ------------------------------------------------------------------------------
 
@@ -161,10 +171,9 @@ def test_stats_are_per_app(build: AppFactory) -> None:
 
 
 def test_stats_count_storage_errors_and_leave_tracked_clients_unknown(
-    build: AppFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    build: AppFactory, clock: FakeClock
 ) -> None:
-    monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)
-    storage = FlakyStorage(clock=clock)
+    storage = probed_storage(clock)  # every call tries the storage while it fails
     app, gk = build(storage=storage)
     client = app.test_client()
     assert statuses(client, 1) == [200]

@@ -11,19 +11,16 @@ import json
 
 import pytest
 
-from flask_gatekeeper import outage
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
-from helpers import AppFactory, gatekeeper_logs, get, statuses
+from helpers import AppFactory, gatekeeper_logs, get, probed_storage, statuses
 
 
 def test_one_warning_per_storage_outage(
     build: AppFactory,
     clock: FakeClock,
     logs: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)  # every request tries the storage
-    storage = FlakyStorage(clock=clock)
+    storage = probed_storage(clock)  # every call tries the storage while it fails
     app, gk = build(storage=storage)
     client = app.test_client()
     logs.clear()
@@ -74,11 +71,8 @@ def test_storage_is_left_alone_for_retry_interval_after_a_failure(
         assert gk.stats()["storage_errors"] == 1
 
 
-def test_fail_closed_refuses_with_503(
-    build: AppFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)
-    storage = FlakyStorage(clock=clock)
+def test_fail_closed_refuses_with_503(build: AppFactory, clock: FakeClock) -> None:
+    storage = probed_storage(clock)  # every call tries the storage while it fails
     app, _ = build(storage=storage, fail_open=False)
     client = app.test_client()
     storage.failing = True
@@ -94,11 +88,8 @@ def test_fail_closed_refuses_with_503(
     assert get(client).status_code == 200
 
 
-def test_fail_closed_503_as_problem_json(
-    build: AppFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)
-    storage = FlakyStorage(clock=clock)
+def test_fail_closed_503_as_problem_json(build: AppFactory, clock: FakeClock) -> None:
+    storage = probed_storage(clock)  # every call tries the storage while it fails
     app, _ = build(storage=storage, fail_open=False)
     storage.failing = True
 

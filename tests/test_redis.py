@@ -32,10 +32,10 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from flask_gatekeeper import BanRule, ConfigError, GateKeeper, Rule, StorageError, outage
+from flask_gatekeeper import BanRule, ConfigError, GateKeeper, Rule, StorageError
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock
-from helpers import PEER_OPTIONS, RULES, AppFactory, burst, health, index
+from helpers import PEER_OPTIONS, RULES, AppFactory, ProbingClock, burst, health, index
 from helpers import login as login_view
 
 try:
@@ -519,10 +519,8 @@ def test_redis_stopped_mid_traffic_and_started_again(
     own_server: RedisServer,
     redis_app: AppFactory,
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
     fail_open: bool,
 ) -> None:
-    monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)  # ask Redis again on every request
     caplog.set_level(logging.INFO, logger="flask_gatekeeper")
     app, _ = redis_app(
         storage=own_server.url,
@@ -530,6 +528,7 @@ def test_redis_stopped_mid_traffic_and_started_again(
         fail_open=None if fail_open else False,  # None: the default, fail open
     )
     guard = app.extensions["gatekeeper"].guard
+    guard.clock = ProbingClock()  # ask Redis again on every call while it is down
     client = app.test_client()
     assert statuses(client, 3) == [200] * 3
 

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import pytest
 
-from flask_gatekeeper import MemoryStorage, Rule, outage
-from flask_gatekeeper.testing import FakeClock, FlakyStorage
-from helpers import IP, OTHER_IP, AppFactory, bad_login, gatekeeper_logs, get, recording, statuses
+from flask_gatekeeper import MemoryStorage, Rule
+from flask_gatekeeper.testing import FakeClock
+from helpers import (
+    IP,
+    OTHER_IP,
+    AppFactory,
+    bad_login,
+    gatekeeper_logs,
+    get,
+    probed_storage,
+    recording,
+    statuses,
+)
 
 # --- Signals ------------------------------------------------------------------------------
 
@@ -103,11 +113,8 @@ def test_deny_list_refusal_signal_has_no_retry_after(build: AppFactory) -> None:
     ]
 
 
-def test_storage_error_signal(
-    build: AppFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(outage, "RETRY_INTERVAL", 0.0)  # every call tries the storage
-    storage = FlakyStorage(clock=clock)
+def test_storage_error_signal(build: AppFactory, clock: FakeClock) -> None:
+    storage = probed_storage(clock)  # every call tries the storage while it fails
     app, _ = build(storage=storage)
     client = app.test_client()
     storage.failing = True

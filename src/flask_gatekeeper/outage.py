@@ -39,7 +39,7 @@ class OutageGuard:
         self.outages = 0
         self.down = False
         self._retry_at = 0.0
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()
 
     def may_probe(self) -> bool:
@@ -47,7 +47,7 @@ class OutageGuard:
         with self._lock:
             if not self.down:
                 return True
-            now = self._clock()
+            now = self.clock()
             if now < self._retry_at:
                 return False
             self._retry_at = now + RETRY_INTERVAL  # this caller probes; the others wait
@@ -56,7 +56,7 @@ class OutageGuard:
     def failed(self, error: Exception) -> None:
         """Note a failure; log it when it starts an outage."""
         with self._lock:
-            self._retry_at = self._clock() + RETRY_INTERVAL
+            self._retry_at = self.clock() + RETRY_INTERVAL
             if self.down:
                 return
             self.down = True

@@ -8,13 +8,9 @@ The peers, each in a venv of its own under ``benchmarks/.venvs/`` (made and reus
 bare Flask and flask-gatekeeper (this repo, editable, with the redis extra), Flask-Limiter
 4.x with ``limits`` (memory ``moving-window`` and ``fixed-window``, and the same on Redis),
 and the original flask-gatekeeper 1.0.0 from PyPI (it has our module name, hence its own
-venv). One long-lived worker per venv (``_peer_worker.py``) builds the apps and times them
-when told to, so rounds interleave peers across processes (A B C ... then B C ... A): drifts
-in machine speed hit all alike. Timing reuses ``overhead.py``'s method: prebuilt WSGI
-environs, ``app.wsgi_app`` called directly, the body consumed and closed, no GC inside a
-loop, medians over rounds, and ratios as medians of per-round paired ratios.
-
-This driver needs only the standard library; the Redis server it starts itself.
+venv). One long-lived worker per venv (``harness.py``, run as a script) builds the apps and times
+them when told to, so rounds interleave peers across processes: drifts in machine speed hit
+all alike. Timing is ``overhead.py``'s method, from the same harness.
 """
 
 from __future__ import annotations
@@ -23,31 +19,26 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
+import harness
+from harness import BAN_RULE, RATE_LIMIT_RULES, Resp, overhead, ratio, spread, table
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 VENVS = HERE / ".venvs"
-WORKER = HERE / "_peer_worker.py"
+WORKER = HERE / "harness.py"
 RESULTS = HERE / "RESULTS.md"
-
-# The seed's configuration (the design's example), given to every peer that has each part.
-RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
-BAN_RULE = {"count": 3, "window": 10, "duration": 600}
 
 PIP = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
 
@@ -246,6 +237,7 @@ class Case:
     name: str
     facts: dict[str, Any] = field(default_factory=dict)
     samples: list[float] = field(default_factory=list)
+    """Mean microseconds per request, one per round."""
 
     def measure(self, requests: int) -> float:
         reply = self.worker.ask("run", case=self.name, requests=requests)
@@ -265,121 +257,27 @@ def build(
 
 
 def run_rounds(cases: Sequence[Case], rounds: int, requests: int) -> None:
-    """One untimed round, then ``rounds`` in rotating order, a full collection in every
-    worker before each round and none inside a loop (as in ``overhead.py``)."""
+    """``harness.run_rounds``, with a full collection in every worker before each round."""
     workers = list({id(case.worker): case.worker for case in cases}.values())
-    for case in cases:
-        case.measure(max(requests // 10, 10))
-    for number in range(rounds):
+
+    def collect(number: int) -> None:
+        log(f"round {number + 1}/{rounds}")
         for worker in workers:
             worker.ask("collect")
-        shift = number % len(cases)
-        for case in [*cases[shift:], *cases[:shift]]:
-            case.samples.append(case.measure(requests))
-        log(f"round {number + 1}/{rounds} done")
 
-
-def paired(case: Case, other: Case, combine: Callable[[float, float], float]) -> float:
-    """The median over rounds of ``combine(case, other)`` for the same round."""
-    return statistics.median(combine(a, b) for a, b in zip(case.samples, other.samples))
-
-
-def ratio(case: Case, other: Case) -> float:
-    return paired(case, other, lambda a, b: a / b)
-
-
-def overhead(case: Case, bare: Case) -> float:
-    return paired(case, bare, lambda a, b: a - b)
-
-
-def spread(samples: Sequence[float]) -> str:
-    """The interquartile range over rounds, as ± half of it, in microseconds."""
-    if len(samples) < 4:
-        return "n/a"
-    low, _, high = statistics.quantiles(samples, n=4)
-    return f"±{(high - low) / 2:.2f}"
-
-
-# -- Redis ----------------------------------------------------------------------------------------
-
-
-class Resp:
-    """A bare RESP connection: enough for PING, FLUSHALL, ECHO and MONITOR."""
-
-    def __init__(self, port: int) -> None:
-        self.socket = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.reader = self.socket.makefile("rb")
-
-    def send(self, *arguments: str) -> None:
-        parts = [f"*{len(arguments)}\r\n".encode()]
-        for argument in arguments:
-            data = argument.encode()
-            parts += [f"${len(data)}\r\n".encode(), data, b"\r\n"]
-        self.socket.sendall(b"".join(parts))
-
-    def line(self) -> str:
-        return self.reader.readline().decode(errors="replace").rstrip("\r\n")
-
-    def close(self) -> None:
-        self.reader.close()
-        self.socket.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def redis_server() -> Iterator[Optional[int]]:
-    """A throwaway redis-server on a free loopback port (None when there is none)."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        yield None
-        return
-    port = free_port()
-    folder = tempfile.mkdtemp(prefix="peers-redis-")
-    server = subprocess.Popen(
-        [
-            *(executable, "--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--dir", folder),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                connection = Resp(port)
-                connection.send("PING")
-                if connection.line() == "+PONG":
-                    connection.close()
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("redis-server did not start") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(folder, ignore_errors=True)
+    harness.run_rounds(cases, rounds, requests, collect)
 
 
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
     """Commands the app sent Redis for ``requests`` requests, seen by MONITOR on its own
     connection; commands a script runs show as ``[0 lua]`` there and are not counted."""
     monitor = Resp(port)
-    monitor.send("MONITOR")
-    if monitor.line() != "+OK":
+    if monitor.send("MONITOR") != "+OK":
         raise SystemExit("MONITOR was refused")
     case.measure(requests)
     sentinel = f"peers-sentinel-{case.name}"
     marker = Resp(port)
     marker.send("ECHO", sentinel)
-    marker.line()
     counts: dict[str, int] = {}
     while True:
         line = monitor.line()
@@ -446,14 +344,10 @@ def measure_time(workers: dict[str, Worker], results: Results) -> None:
 
 def measure_redis(workers: dict[str, Worker], results: Results) -> None:
     plan = results.plan
-    with redis_server() as port:
+    with harness.redis_server() as port:
         if port is None:
             results.redis_note = "skipped: no redis-server on this machine"
             return
-        flush = Resp(port)
-        flush.send("FLUSHALL")
-        flush.line()
-        flush.close()
         peers = [peer for peer in (BARE, *LIMITERS) if peer.redis]
         # A database each: Flask-Limiter's strategies would share keys of different types.
         cases = [
@@ -518,22 +412,6 @@ def measure_memory_and_flood(
 
 
 # -- the report ------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    with suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-
-
-def table(headings: Sequence[str], rows: Sequence[Sequence[str]], text: int = 1) -> str:
-    """A Markdown table: the first ``text`` columns left-aligned, the others right-aligned."""
-    lines = [headings, ["---"] * text + ["---:"] * (len(headings) - text), *rows]
-    return "\n".join(f"| {' | '.join(line)} |" for line in lines)
 
 
 def by_key(cases: Sequence[Case]) -> dict[tuple[str, str, int], Case]:
@@ -715,7 +593,7 @@ def report(results: Results) -> str:
         f"in {results.seconds:.0f} s"
         + (": tiny counts, not numbers to quote." if results.smoke else "."),
         "",
-        f"- Machine: {machine()}; driver Python {platform.python_version()}.",
+        f"- Machine: {harness.machine()}; driver Python {platform.python_version()}.",
         f"- Venvs (under `benchmarks/.venvs/`): {venvs}.",
         f"- The same configuration for every peer: rate rules {RATE_LIMIT_RULES} and, where the "
         f"peer has one, the ban rule {BAN_RULE}; clients told apart by `REMOTE_ADDR`; one "

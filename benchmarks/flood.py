@@ -90,11 +90,6 @@ VARIANTS = {
 }
 
 
-class BenchmarkError(Exception):
-    """A run that would measure the wrong thing. Not SystemExit: a pool worker passes an
-    Exception back to the parent, which exits with it, but dies on a SystemExit."""
-
-
 def client_address(number: int) -> str:
     """The number-th distinct client: 10.x.y.z, or every IPV6_EVERY-th an IPv6 address
     in a /64 of its own (a varying host part, as a client rotating addresses would)."""
@@ -209,7 +204,7 @@ def run_pass(config: PassConfig) -> PassResult:
         result.ban_seconds = gk.banned_for(BANNED_CLIENT)
     status = flood.status_of(app.wsgi_app, BANNED_CLIENT)
     if result.ban_seconds <= 0 or status != harness.FORBIDDEN:
-        raise BenchmarkError(f"the ban before the flood did not take: {status}")
+        raise RuntimeError(f"the ban before the flood did not take: {status}")
 
     def reading(clients: int, elapsed_ns: int, requests: int) -> Reading:
         gc.collect()
@@ -230,7 +225,7 @@ def run_pass(config: PassConfig) -> PassResult:
         del clients  # what the storage keeps of them stays alive
         result.readings.append(reading(numbers.stop, elapsed, len(numbers)))
         if storage.tracked > config.max_clients:
-            raise BenchmarkError(f"{storage.tracked:,} logs tracked, over the cap")
+            raise RuntimeError(f"{storage.tracked:,} logs tracked, over the cap")
     gc.unfreeze()
 
     status = flood.status_of(app.wsgi_app, BANNED_CLIENT)
@@ -238,7 +233,7 @@ def run_pass(config: PassConfig) -> PassResult:
         result.ban_left_after = gk.banned_for(BANNED_CLIENT)
         result.bans_after = len(gk.bans())
     if status != harness.FORBIDDEN or result.ban_left_after <= 0:
-        raise BenchmarkError(f"the ban did not survive the flood: {status}")
+        raise RuntimeError(f"the ban did not survive the flood: {status}")
     result.clock_seconds = clock() - START
     result.seconds = time.perf_counter() - started
     return result
@@ -258,7 +253,7 @@ def fill_storage(clients: int, requests: int) -> FillResult:
     for number in range(IPV6_EVERY):  # the keys here are the ones a request produces
         address = parse_address(client_address(number), 64)
         if address is None or address.key != client_key(number):
-            raise BenchmarkError(f"client_key({number}) is not the key of {client_address(number)}")
+            raise RuntimeError(f"client_key({number}) is not the key of {client_address(number)}")
     scopes = harness.ours_scopes(RATE_LIMIT_RULES)
     gc.collect()
     tracemalloc.start()
@@ -271,7 +266,7 @@ def fill_storage(clients: int, requests: int) -> FillResult:
     for _ in range(requests):
         for key in keys:
             if not storage.hit(key, scopes).admitted:
-                raise BenchmarkError("the direct fill was refused: check FILL_CLOCK_STEP")
+                raise RuntimeError("the direct fill was refused: check FILL_CLOCK_STEP")
     del keys  # the storage holds them
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before
@@ -448,7 +443,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     }
     try:
         results = run_all(configs, fill_clients)
-    except BenchmarkError as error:
+    except RuntimeError as error:  # not SystemExit, which kills a pool's worker
         raise SystemExit(f"flood.py: {error}") from None
     passes = {
         (result.config.variant, result.config.traced): result

@@ -3,7 +3,7 @@
 Not a test: it prints Markdown tables and asserts no speed (it fails loudly only when a
 request gets an unexpected status, the tracked count passes its cap, or the ban set
 before the flood does not hold after it). ``--smoke`` runs the same code with tiny
-counts (2 000 clients against a cap of 500) in a few seconds.
+counts (1 000 clients against a cap of 250) in a few seconds.
 
 The flood of issue 3: every request comes from a client never seen before, so each one
 adds a log to the memory storage, and once ``max_clients`` logs are held each one also
@@ -78,7 +78,7 @@ IPV6_EVERY = 10
 
 FULL = 1_000_000, DEFAULT_MAX_CLIENTS, 10_000
 """Flood clients, the storage's cap on tracked logs, and clients of the direct fills."""
-SMOKE = 2_000, 500, 100
+SMOKE = 1_000, 250, 100
 FILL_REQUESTS = max(rule["count"] for rule in RATE_LIMIT_RULES)
 """Requests per client for full logs: the largest count, the depth of a log's ring."""
 

@@ -3,8 +3,7 @@
 Not a test: it prints Markdown tables and asserts no speed (it fails loudly only when a
 request gets an unexpected status, the tracked count passes its cap, or the ban set
 before the flood does not hold after it). ``--smoke`` runs the same code with tiny
-counts (20 000 clients against a cap of 5 000) in a few seconds; ``--clients N`` sets the
-size of the flood.
+counts (1 000 clients against a cap of 250) in a few seconds.
 
 The flood of issue 3: every request comes from a client never seen before, so each one
 adds a log to the memory storage, and once ``max_clients`` logs are held each one also
@@ -23,17 +22,16 @@ default cap of 100 000 tracked logs:
 Before the flood one client is banned (three ``gk.report(ip=...)``); after it, a request
 from that client must still get 403: an active ban is never evicted to make room.
 
-Method, as in ``overhead.py``: ``app.wsgi_app(environ, start_response)`` called directly
-(no test client, no server), the body iterated and closed. The environ of each request
-is a copy of one prebuilt GET environ with the client's address set in it (the same
-``dict`` copy ``overhead.py`` makes per request); the addresses of a slice are built
-before the slice is timed. The clock is ``itertools.count(...).__next__``, a C call like
-``time.monotonic``, moving on by ``CLOCK_STEP`` per reading: a flood of 10 000 requests
-per second, so a million requests take 100 seconds of clock time, well inside the ban.
+Requests as every benchmark sends them (``harness.serve``): ``app.wsgi_app`` called
+directly on a copy of one prebuilt GET environ with the client's address set in it, the
+body consumed and closed; the addresses of a slice are built before the slice is timed.
+The clock is ``itertools.count(...).__next__``, a C call like ``time.monotonic``, moving
+on by ``CLOCK_STEP`` per reading: a flood of 10 000 requests per second, so a million
+requests take 100 seconds of clock time, well inside the ban.
 The garbage collector stays on during the flood, as on a server (the logs are objects it
 tracks): objects built before the flood are frozen out of it, as in ``overhead.py``.
 
-Each pass runs in a fresh process (so RSS, read from ``/proc/self/status``, is this
+Each pass runs in a fresh process (so RSS, read from ``/proc/self/statm``, is this
 pass's alone). Time and RSS come from a pass without ``tracemalloc``; the traced
 memory comes from a second, identical pass with ``tracemalloc`` on, which is several
 times slower (its time is not reported). Readings are taken after a ``gc.collect()``,
@@ -49,33 +47,24 @@ import gc
 import itertools
 import multiprocessing
 import os
-import platform
 import statistics
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Optional
 
-from flask import Flask
+import harness
+from harness import BAN_RULE, RATE_LIMIT_RULES, START, expect_only, serve
 from werkzeug.test import EnvironBuilder
-from wsgi_calls import index, start_response, statuses
 
-from flask_gatekeeper import GateKeeper, MemoryStorage, Rule
+from flask_gatekeeper import GateKeeper, MemoryStorage
 from flask_gatekeeper.addresses import parse_address
-from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.storage import DEFAULT_MAX_CLIENTS
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import WSGIApplication
 
-# The rules of the design's example: what a real deployment configures.
-RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
-BAN_RULE = {"count": 3, "window": 10, "duration": 600}
-
-CLOCK_START = 1000.0
 CLOCK_STEP = 0.0001
 """Seconds per clock reading: 10 000 requests per second of clock time."""
 FILL_CLOCK_STEP = 0.25
@@ -86,15 +75,13 @@ BANNED_CLIENT = "192.0.2.1"
 PROXY_ADDRESS = "172.16.0.2"
 IPV6_EVERY = 10
 """One client in this many is IPv6 (from a /64 of its own), the others IPv4."""
-MAX_FLOOD = 1 << 24
-"""Distinct IPv4 addresses of the form 10.x.y.z: the largest flood this script builds."""
 
-FULL_CLIENTS, FULL_FILL_CLIENTS = 1_000_000, 10_000
-SMOKE_CLIENTS, SMOKE_MAX_CLIENTS, SMOKE_FILL_CLIENTS = 20_000, 5_000, 1_000
+FULL = 1_000_000, DEFAULT_MAX_CLIENTS, 10_000
+"""Flood clients, the storage's cap on tracked logs, and clients of the direct fills."""
+SMOKE = 1_000, 250, 100
 FILL_REQUESTS = max(rule["count"] for rule in RATE_LIMIT_RULES)
 """Requests per client for full logs: the largest count, the depth of a log's ring."""
 
-STATUS_OK, STATUS_BANNED = "200 OK", "403 FORBIDDEN"
 MB = 1024 * 1024
 
 VARIANTS = {
@@ -103,25 +90,12 @@ VARIANTS = {
 }
 
 
-class BenchmarkError(Exception):
-    """A run that would measure the wrong thing. Not SystemExit: a pool worker passes an
-    Exception back to the parent, which exits with it, but dies on a SystemExit."""
-
-
-def expect_only(status: str, what: str) -> None:
-    """Fail loudly when a loop saw any other status: the numbers would measure another path."""
-    seen = dict(statuses)
-    statuses.clear()
-    if set(seen) - {status}:
-        raise BenchmarkError(f"{what}: expected only {status!r}, got {seen}")
-
-
 def client_address(number: int) -> str:
     """The number-th distinct client: 10.x.y.z, or every IPV6_EVERY-th an IPv6 address
     in a /64 of its own (a varying host part, as a client rotating addresses would)."""
     if number % IPV6_EVERY == IPV6_EVERY - 1:
         return f"2001:db8:{number >> 16:x}:{number & 0xFFFF:x}::{number * 40503 & 0xFFFF:x}"
-    return f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
+    return harness.client_ip(number)
 
 
 def client_key(number: int) -> str:
@@ -129,15 +103,6 @@ def client_key(number: int) -> str:
     if number % IPV6_EVERY == IPV6_EVERY - 1:
         return f"2001:db8:{number >> 16:x}:{number & 0xFFFF:x}::/64"
     return client_address(number)
-
-
-def rss_kb() -> int:
-    """This process's resident set size, in KiB, from ``/proc/self/status``."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise BenchmarkError("no VmRSS in /proc/self/status (this benchmark needs Linux)")
 
 
 def traced_bytes() -> int:
@@ -179,55 +144,27 @@ class PassResult:
     seconds: float = 0.0
 
 
-def new_app(name: str) -> Flask:
-    app = Flask(name)
-    app.add_url_rule("/", view_func=index)
-    return app
-
-
 class Flood:
-    """The environs of one configuration: a prebuilt base, and where the client goes."""
+    """The requests of one configuration: a prebuilt environ, and where the client goes."""
 
     def __init__(self, variant: str) -> None:
         if variant == "direct":
-            self.base = EnvironBuilder(path="/", method="GET").get_environ()
-            self.field = "REMOTE_ADDR"
+            self.base, self.where = harness.GET, "REMOTE_ADDR"
         else:
-            self.base = EnvironBuilder(
-                path="/", method="GET", environ_base={"REMOTE_ADDR": PROXY_ADDRESS}
-            ).get_environ()
-            self.field = "HTTP_X_FORWARDED_FOR"
-
-    def environ(self, client: str) -> WSGIEnvironment:
-        environ = self.base.copy()
-        environ[self.field] = client
-        return environ
+            self.base = EnvironBuilder(environ_base={"REMOTE_ADDR": PROXY_ADDRESS}).get_environ()
+            self.where = "HTTP_X_FORWARDED_FOR"
 
     def run(self, wsgi: WSGIApplication, clients: Sequence[str]) -> int:
-        """One request from each of ``clients``, body consumed and closed; elapsed ns."""
-        base, name = self.base, self.field
+        """One request from each of ``clients``, the collector on; elapsed ns."""
         start = time.perf_counter_ns()
-        for client in clients:
-            environ = base.copy()
-            environ[name] = client
-            body = wsgi(environ, start_response)
-            for _chunk in body:
-                pass
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
+        serve(wsgi, clients, self.base, self.where)
         return time.perf_counter_ns() - start
 
     def status_of(self, wsgi: WSGIApplication, client: str) -> str:
         """The status line of one request from ``client``."""
-        statuses.clear()
-        body = wsgi(self.environ(client), start_response)
-        b"".join(body)
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-        (status,) = statuses
-        statuses.clear()
+        harness.take_statuses()
+        serve(wsgi, [client], self.base, self.where)
+        (status,) = harness.take_statuses()
         return status
 
 
@@ -244,14 +181,14 @@ def run_pass(config: PassConfig) -> PassResult:
     ]
 
     if not config.traced:  # bare Flask for scale; it also warms the interpreter up
-        clients = [client_address(MAX_FLOOD - 1 - number) for number in slices[0]]
-        elapsed = flood.run(new_app("bare").wsgi_app, clients)
-        expect_only(STATUS_OK, "bare Flask")
+        clients = [client_address(number) for number in slices[0]]
+        elapsed = flood.run(harness.new_app("bare").wsgi_app, clients)
+        expect_only(harness.OK, "bare Flask")
         result.bare_us = elapsed / len(clients) / 1000
 
-    clock = itertools.count(CLOCK_START, CLOCK_STEP).__next__
+    clock = itertools.count(START, CLOCK_STEP).__next__
     storage = MemoryStorage(max_clients=config.max_clients, clock=clock)
-    app = new_app(f"flood-{config.variant}")
+    app = harness.new_app(f"flood-{config.variant}")
     # The cap is the storage's: GateKeeper refuses max_clients along with a storage object
     # (it sizes only the storage it builds itself, the same MemoryStorage(max_clients=...)).
     gk = GateKeeper(
@@ -266,15 +203,15 @@ def run_pass(config: PassConfig) -> PassResult:
             gk.report(ip=BANNED_CLIENT)
         result.ban_seconds = gk.banned_for(BANNED_CLIENT)
     status = flood.status_of(app.wsgi_app, BANNED_CLIENT)
-    if result.ban_seconds <= 0 or status != STATUS_BANNED:
-        raise BenchmarkError(f"the ban before the flood did not take: {status}")
+    if result.ban_seconds <= 0 or status != harness.FORBIDDEN:
+        raise RuntimeError(f"the ban before the flood did not take: {status}")
 
     def reading(clients: int, elapsed_ns: int, requests: int) -> Reading:
         gc.collect()
         return Reading(
             clients=clients,
             tracked=storage.tracked,
-            rss_kb=rss_kb(),
+            rss_kb=harness.rss() // 1024,
             traced=traced_bytes(),
             us_per_request=elapsed_ns / requests / 1000 if requests else float("nan"),
         )
@@ -284,20 +221,20 @@ def run_pass(config: PassConfig) -> PassResult:
     for numbers in slices:
         clients = [client_address(number) for number in numbers]
         elapsed = flood.run(app.wsgi_app, clients)
-        expect_only(STATUS_OK, f"{config.variant} flood, clients {numbers.start:,}+")
+        expect_only(harness.OK, f"{config.variant} flood, clients {numbers.start:,}+")
         del clients  # what the storage keeps of them stays alive
         result.readings.append(reading(numbers.stop, elapsed, len(numbers)))
         if storage.tracked > config.max_clients:
-            raise BenchmarkError(f"{storage.tracked:,} logs tracked, over the cap")
+            raise RuntimeError(f"{storage.tracked:,} logs tracked, over the cap")
     gc.unfreeze()
 
     status = flood.status_of(app.wsgi_app, BANNED_CLIENT)
     with app.app_context():
         result.ban_left_after = gk.banned_for(BANNED_CLIENT)
         result.bans_after = len(gk.bans())
-    if status != STATUS_BANNED or result.ban_left_after <= 0:
-        raise BenchmarkError(f"the ban did not survive the flood: {status}")
-    result.clock_seconds = clock() - CLOCK_START
+    if status != harness.FORBIDDEN or result.ban_left_after <= 0:
+        raise RuntimeError(f"the ban did not survive the flood: {status}")
+    result.clock_seconds = clock() - START
     result.seconds = time.perf_counter() - started
     return result
 
@@ -316,24 +253,20 @@ def fill_storage(clients: int, requests: int) -> FillResult:
     for number in range(IPV6_EVERY):  # the keys here are the ones a request produces
         address = parse_address(client_address(number), 64)
         if address is None or address.key != client_key(number):
-            raise BenchmarkError(f"client_key({number}) is not the key of {client_address(number)}")
-    scopes = (
-        Scope.of(
-            GLOBAL_SCOPE, tuple(Rule(rule["count"], rule["window"]) for rule in RATE_LIMIT_RULES)
-        ),
-    )
+            raise RuntimeError(f"client_key({number}) is not the key of {client_address(number)}")
+    scopes = harness.ours_scopes(RATE_LIMIT_RULES)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     storage = MemoryStorage(
         max_clients=max(clients, DEFAULT_MAX_CLIENTS),
-        clock=itertools.count(CLOCK_START, FILL_CLOCK_STEP).__next__,
+        clock=itertools.count(START, FILL_CLOCK_STEP).__next__,
     )
     keys = [client_key(number) for number in range(clients)]
     for _ in range(requests):
         for key in keys:
             if not storage.hit(key, scopes).admitted:
-                raise BenchmarkError("the direct fill was refused: check FILL_CLOCK_STEP")
+                raise RuntimeError("the direct fill was refused: check FILL_CLOCK_STEP")
     del keys  # the storage holds them
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before
@@ -492,25 +425,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help=f"{SMOKE_CLIENTS:,} clients against a cap of {SMOKE_MAX_CLIENTS:,}: checks that "
-        "everything runs (CI), in a few seconds",
+        help=f"{SMOKE[0]:,} clients against a cap of {SMOKE[1]:,}: checks that everything "
+        "runs (CI), in a few seconds",
     )
-    parser.add_argument("--clients", type=int, help="distinct clients in the flood")
-    parser.add_argument("--every", type=int, help="clients between readings (default: a tenth)")
-    parser.add_argument("--max-clients", type=int, help="the storage's cap on tracked logs")
-    args = parser.parse_args(argv)
-    clients: int = args.clients or (SMOKE_CLIENTS if args.smoke else FULL_CLIENTS)
-    cap: int = args.max_clients or (SMOKE_MAX_CLIENTS if args.smoke else DEFAULT_MAX_CLIENTS)
-    every: int = args.every or max(clients // 10, 1)
-    fill_clients = SMOKE_FILL_CLIENTS if args.smoke else FULL_FILL_CLIENTS
-    if not 0 < clients <= MAX_FLOOD or cap < 1 or every < 1:
-        parser.error(f"--clients must be from 1 to {MAX_FLOOD:,}; the others positive")
-
+    clients, cap, fill_clients = SMOKE if parser.parse_args(argv).smoke else FULL
+    every = clients // 10
     started = time.perf_counter()
     print(
-        f"Python {platform.python_version()}, Flask {version('flask')}, {sys.platform}; "
-        f"{clients:,} distinct clients, one request each (1 in {IPV6_EVERY} IPv6); "
-        f"max_clients {cap:,}; a reading every {every:,} clients.",
+        f"{harness.setting()}; {clients:,} distinct clients, one request each (1 in "
+        f"{IPV6_EVERY} IPv6); max_clients {cap:,}; a reading every {every:,} clients.",
         flush=True,
     )
     configs = {
@@ -520,7 +443,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     }
     try:
         results = run_all(configs, fill_clients)
-    except BenchmarkError as error:
+    except RuntimeError as error:  # not SystemExit, which kills a pool's worker
         raise SystemExit(f"flood.py: {error}") from None
     passes = {
         (result.config.variant, result.config.traced): result

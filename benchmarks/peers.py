@@ -1,20 +1,17 @@
 """Side by side with the peers: per-request time, memory per client, Redis, flood.
 
-Not a test: it prints one Markdown report (also written to ``benchmarks/RESULTS.md``) and
-asserts no speed. ``make bench-peers`` runs it (about 8 minutes on two cores);
-``make bench-smoke`` runs ``--smoke``: tiny counts, no flood, every peer still exercised.
+Not a test: it prints one Markdown report (written to ``benchmarks/RESULTS.md`` too) and
+asserts no speed. ``make bench-peers`` runs it (about 8 minutes on two cores).
+``make bench-smoke`` runs ``--smoke``: tiny counts, no flood, and only the peers whose
+venvs are already built (it builds none, so it downloads nothing; it says which it skips).
 
-The peers, each in a venv of its own under ``benchmarks/.venvs/`` (made and reused here):
-bare Flask and flask-gatekeeper (this repo, editable, with the redis extra), Flask-Limiter
-4.x with ``limits`` (memory ``moving-window`` and ``fixed-window``, and the same on Redis),
-and the original flask-gatekeeper 1.0.0 from PyPI (it has our module name, hence its own
-venv). One long-lived worker per venv (``_peer_worker.py``) builds the apps and times them
-when told to, so rounds interleave peers across processes (A B C ... then B C ... A): drifts
-in machine speed hit all alike. Timing reuses ``overhead.py``'s method: prebuilt WSGI
-environs, ``app.wsgi_app`` called directly, the body consumed and closed, no GC inside a
-loop, medians over rounds, and ratios as medians of per-round paired ratios.
-
-This driver needs only the standard library; the Redis server it starts itself.
+Bare Flask and flask-gatekeeper (this checkout) run on this driver's own interpreter;
+Flask-Limiter 4.x with ``limits`` (memory ``moving-window`` and ``fixed-window``, and the
+same on Redis) and the original flask-gatekeeper 1.0.0 (it has our module name) each in a
+venv of its own under ``benchmarks/.venvs/``, made and reused here. One long-lived worker
+per interpreter (``harness.py``, run as a script) builds the apps and times them when told
+to, so rounds interleave peers across processes: drifts in machine speed hit all alike.
+Timing is ``overhead.py``'s method, from the same harness.
 """
 
 from __future__ import annotations
@@ -23,31 +20,24 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-VENVS = HERE / ".venvs"
-WORKER = HERE / "_peer_worker.py"
-RESULTS = HERE / "RESULTS.md"
+import harness
+from harness import BAN_RULE, RATE_LIMIT_RULES, Resp, overhead, ratio, spread, table
 
-# The seed's configuration (the design's example), given to every peer that has each part.
-RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
-BAN_RULE = {"count": 3, "window": 10, "duration": 600}
+HERE = Path(__file__).resolve().parent
+VENVS = HERE / ".venvs"
+RESULTS = HERE / "RESULTS.md"
 
 PIP = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
 
@@ -65,8 +55,7 @@ class Plan:
     redis_requests: int
     monitor_requests: int
     flood_clients: int
-    """0: no flood."""
-    flood_every: int = 100_000
+    flood_every: int
     flood_ceiling: int = 1 << 30
     """RSS, in bytes, past which a peer's flood stops."""
     flood_budget: float = 45.0
@@ -83,17 +72,19 @@ FULL = Plan(
     redis_requests=2_000,
     monitor_requests=1_000,
     flood_clients=1_000_000,
+    flood_every=100_000,
 )
 SMOKE = Plan(
     client_counts=(1, 10, 100),
     rounds=2,
     requests=50,
-    memory_clients=50,
+    memory_clients=20,
     redis_clients=200,
     redis_rounds=2,
     redis_requests=50,
     monitor_requests=20,
-    flood_clients=0,
+    flood_clients=200,
+    flood_every=100,
 )
 
 
@@ -139,51 +130,56 @@ ORIGINAL = Peer(
     redis=False,
     lacks="no Redis storage; no memory bound",
 )
-LIMITERS = (OURS, MOVING, FIXED, ORIGINAL)
+ALL = (OURS, MOVING, FIXED, ORIGINAL)
 """Every peer that limits (bare Flask is the floor, not a peer)."""
 
-
-@dataclass(frozen=True)
-class Venv:
-    name: str
-    installs: tuple[tuple[str, ...], ...]
-    """``pip install`` argument lists, run in order."""
-    watch: Optional[Path] = None
-    """Reinstall when this file is newer than the last install."""
-
-
-VENV_SPECS = (
-    Venv("ours", (("-e", f"{REPO}[redis]"),), REPO / "pyproject.toml"),
-    Venv("limiter", (("flask-limiter>=4,<5", "redis"),)),
+VENVS_TO_INSTALL = {
+    "limiter": (("flask-limiter>=4,<5", "redis"),),
     # 1.0.0 declares "Flask>=1.1.*", a specifier newer pips refuse: Flask comes first.
-    Venv("original", (("flask",), ("--no-deps", "flask-gatekeeper==1.0.0"))),
-)
+    "original": (("flask",), ("--no-deps", "flask-gatekeeper==1.0.0")),
+}
+"""Each peer venv's ``pip install`` argument lists, run in order."""
 
 
 def log(message: str) -> None:
     print(f"[peers] {message}", file=sys.stderr, flush=True)
 
 
-def ensure_venv(spec: Venv) -> Path:
-    """The venv's Python, installing it first unless the same install is already there."""
-    root = VENVS / spec.name
+def venv_python(name: str, install: bool) -> Optional[Path]:
+    """The venv's Python, installing it first (when ``install``) unless the same install
+    is already there; None when it is not there and ``install`` is false."""
+    root = VENVS / name
     python = root / "bin" / "python"
     marker = root / ".bench-installed"
-    wanted = json.dumps(spec.installs)
-    if (
-        python.exists()
-        and marker.exists()
-        and marker.read_text() == wanted
-        and (spec.watch is None or marker.stat().st_mtime >= spec.watch.stat().st_mtime)
-    ):
+    wanted = json.dumps(VENVS_TO_INSTALL[name])
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
         return python
-    log(f"setting up {root.relative_to(REPO)}")
+    if not install:
+        return None
+    log(f"setting up benchmarks/.venvs/{name}")
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
-    for arguments in spec.installs:
+    for arguments in VENVS_TO_INSTALL[name]:
         subprocess.run([str(python), *PIP, *arguments], check=True)
     marker.write_text(wanted)
     return python
+
+
+def worker_commands(install: bool) -> dict[str, list[str]]:
+    """How to start each interpreter's worker. Ours is this driver's, without ``-I`` so
+    that it imports the flask-gatekeeper this driver would; the peers' venvs run with
+    ``-I``, so that nothing of this checkout (``PYTHONPATH``) shadows 1.0.0."""
+    commands = {"ours": [sys.executable, str(HERE / "harness.py")]}
+    for name in VENVS_TO_INSTALL:
+        python = venv_python(name, install)
+        if python is None:
+            log(
+                f"skipping the {name} peers: benchmarks/.venvs/{name} is not built (--smoke "
+                "builds none; `make bench-peers` does)"
+            )
+        else:
+            commands[name] = [str(python), "-I", str(HERE / "harness.py")]
+    return commands
 
 
 # -- workers -------------------------------------------------------------------------------------
@@ -192,10 +188,10 @@ def ensure_venv(spec: Venv) -> Path:
 class Worker:
     """A worker process in one venv, and the JSON-lines conversation with it."""
 
-    def __init__(self, venv: str, python: Path) -> None:
+    def __init__(self, venv: str, command: list[str]) -> None:
         self.venv = venv
         self.process = subprocess.Popen(
-            [str(python), "-I", str(WORKER)],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -246,6 +242,7 @@ class Case:
     name: str
     facts: dict[str, Any] = field(default_factory=dict)
     samples: list[float] = field(default_factory=list)
+    """Mean microseconds per request, one per round."""
 
     def measure(self, requests: int) -> float:
         reply = self.worker.ask("run", case=self.name, requests=requests)
@@ -265,121 +262,27 @@ def build(
 
 
 def run_rounds(cases: Sequence[Case], rounds: int, requests: int) -> None:
-    """One untimed round, then ``rounds`` in rotating order, a full collection in every
-    worker before each round and none inside a loop (as in ``overhead.py``)."""
+    """``harness.run_rounds``, with a full collection in every worker before each round."""
     workers = list({id(case.worker): case.worker for case in cases}.values())
-    for case in cases:
-        case.measure(max(requests // 10, 10))
-    for number in range(rounds):
+
+    def collect(number: int) -> None:
+        log(f"round {number + 1}/{rounds}")
         for worker in workers:
             worker.ask("collect")
-        shift = number % len(cases)
-        for case in [*cases[shift:], *cases[:shift]]:
-            case.samples.append(case.measure(requests))
-        log(f"round {number + 1}/{rounds} done")
 
-
-def paired(case: Case, other: Case, combine: Callable[[float, float], float]) -> float:
-    """The median over rounds of ``combine(case, other)`` for the same round."""
-    return statistics.median(combine(a, b) for a, b in zip(case.samples, other.samples))
-
-
-def ratio(case: Case, other: Case) -> float:
-    return paired(case, other, lambda a, b: a / b)
-
-
-def overhead(case: Case, bare: Case) -> float:
-    return paired(case, bare, lambda a, b: a - b)
-
-
-def spread(samples: Sequence[float]) -> str:
-    """The interquartile range over rounds, as ± half of it, in microseconds."""
-    if len(samples) < 4:
-        return "n/a"
-    low, _, high = statistics.quantiles(samples, n=4)
-    return f"±{(high - low) / 2:.2f}"
-
-
-# -- Redis ----------------------------------------------------------------------------------------
-
-
-class Resp:
-    """A bare RESP connection: enough for PING, FLUSHALL, ECHO and MONITOR."""
-
-    def __init__(self, port: int) -> None:
-        self.socket = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.reader = self.socket.makefile("rb")
-
-    def send(self, *arguments: str) -> None:
-        parts = [f"*{len(arguments)}\r\n".encode()]
-        for argument in arguments:
-            data = argument.encode()
-            parts += [f"${len(data)}\r\n".encode(), data, b"\r\n"]
-        self.socket.sendall(b"".join(parts))
-
-    def line(self) -> str:
-        return self.reader.readline().decode(errors="replace").rstrip("\r\n")
-
-    def close(self) -> None:
-        self.reader.close()
-        self.socket.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def redis_server() -> Iterator[Optional[int]]:
-    """A throwaway redis-server on a free loopback port (None when there is none)."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        yield None
-        return
-    port = free_port()
-    folder = tempfile.mkdtemp(prefix="peers-redis-")
-    server = subprocess.Popen(
-        [
-            *(executable, "--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--dir", folder),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                connection = Resp(port)
-                connection.send("PING")
-                if connection.line() == "+PONG":
-                    connection.close()
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("redis-server did not start") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(folder, ignore_errors=True)
+    harness.run_rounds(cases, rounds, requests, collect)
 
 
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
     """Commands the app sent Redis for ``requests`` requests, seen by MONITOR on its own
     connection; commands a script runs show as ``[0 lua]`` there and are not counted."""
     monitor = Resp(port)
-    monitor.send("MONITOR")
-    if monitor.line() != "+OK":
+    if monitor.send("MONITOR") != "+OK":
         raise SystemExit("MONITOR was refused")
     case.measure(requests)
     sentinel = f"peers-sentinel-{case.name}"
     marker = Resp(port)
     marker.send("ECHO", sentinel)
-    marker.line()
     counts: dict[str, int] = {}
     while True:
         line = monitor.line()
@@ -402,6 +305,8 @@ def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
 class Results:
     plan: Plan
     smoke: bool
+    peers: tuple[Peer, ...]
+    """The peers measured: ``ALL``, or in a smoke run those whose venvs are built."""
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
     timed: list[Case] = field(default_factory=list)
@@ -416,7 +321,7 @@ class Results:
 
 def memory_in(worker: Worker, venv: str, results: Results) -> None:
     """Memory per client for the peers of one venv, in turn."""
-    for peer in (peer for peer in LIMITERS if peer.venv == venv):
+    for peer in (peer for peer in results.peers if peer.venv == venv):
         log(f"memory per client: {peer.label}")
         reply = worker.ask(
             "memory",
@@ -433,9 +338,9 @@ def measure_time(workers: dict[str, Worker], results: Results) -> None:
     cases = [
         build(workers, peer, "admitted", count)
         for count in plan.client_counts
-        for peer in (BARE, *LIMITERS)
+        for peer in (BARE, *results.peers)
     ]
-    cases += [build(workers, peer, "refused", 1) for peer in LIMITERS]
+    cases += [build(workers, peer, "refused", 1) for peer in results.peers]
     for worker in workers.values():
         worker.ask("freeze")
     run_rounds(cases, plan.rounds, plan.requests)
@@ -446,15 +351,11 @@ def measure_time(workers: dict[str, Worker], results: Results) -> None:
 
 def measure_redis(workers: dict[str, Worker], results: Results) -> None:
     plan = results.plan
-    with redis_server() as port:
+    with harness.redis_server() as port:
         if port is None:
             results.redis_note = "skipped: no redis-server on this machine"
             return
-        flush = Resp(port)
-        flush.send("FLUSHALL")
-        flush.line()
-        flush.close()
-        peers = [peer for peer in (BARE, *LIMITERS) if peer.redis]
+        peers = [peer for peer in (BARE, *results.peers) if peer.redis]
         # A database each: Flask-Limiter's strategies would share keys of different types.
         cases = [
             build(workers, peer, "redis", plan.redis_clients, f"redis://127.0.0.1:{port}/{db}")
@@ -476,11 +377,11 @@ def measure_redis(workers: dict[str, Worker], results: Results) -> None:
             worker.ask("drop")
 
 
-def flood_one(peer: Peer, python: Path, results: Results) -> None:
+def flood_one(peer: Peer, command: list[str], results: Results) -> None:
     """One peer's flood, in a fresh worker (so that its RSS starts clean)."""
     plan = results.plan
     log(f"flood: {peer.label}")
-    worker = Worker(peer.venv, python)
+    worker = Worker(peer.venv, command)
     try:
         reply = worker.ask(
             "flood",
@@ -498,42 +399,26 @@ def flood_one(peer: Peer, python: Path, results: Results) -> None:
 
 
 def measure_memory_and_flood(
-    workers: dict[str, Worker], pythons: dict[str, Path], results: Results
+    workers: dict[str, Worker], commands: dict[str, list[str]], results: Results
 ) -> None:
     """After the timings, two processes at a time (each is single-threaded): memory does
     not depend on speed; only how far a peer's flood gets within its budget does. Ours'
     flood, the longest, starts first; the rest share the other core."""
-    floods = [peer for peer in LIMITERS if results.plan.flood_clients]
+    floods = results.peers
     tasks: list[Callable[[], None]] = []
     if OURS in floods:
-        tasks.append(partial(flood_one, OURS, pythons[OURS.venv], results))
-    for venv in ("limiter", "ours", "original"):
-        tasks.append(partial(memory_in, workers[venv], venv, results))
+        tasks.append(partial(flood_one, OURS, commands[OURS.venv], results))
+    for venv, worker in workers.items():
+        tasks.append(partial(memory_in, worker, venv, results))
     for peer in floods:
         if peer is not OURS:
-            tasks.append(partial(flood_one, peer, pythons[peer.venv], results))
+            tasks.append(partial(flood_one, peer, commands[peer.venv], results))
     with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
         for future in [pool.submit(task) for task in tasks]:
             future.result()
 
 
 # -- the report ------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    with suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-
-
-def table(headings: Sequence[str], rows: Sequence[Sequence[str]], text: int = 1) -> str:
-    """A Markdown table: the first ``text`` columns left-aligned, the others right-aligned."""
-    lines = [headings, ["---"] * text + ["---:"] * (len(headings) - text), *rows]
-    return "\n".join(f"| {' | '.join(line)} |" for line in lines)
 
 
 def by_key(cases: Sequence[Case]) -> dict[tuple[str, str, int], Case]:
@@ -576,7 +461,8 @@ def time_table(cases: Sequence[Case], peers: Sequence[Peer]) -> str:
 def redis_table(results: Results) -> str:
     """The time table, and the client commands per request seen by MONITOR."""
     monitored = results.plan.monitor_requests
-    rows = time_rows(results.redis, (OURS, MOVING, FIXED))
+    peers = [peer for peer in results.peers if peer.redis]
+    rows = time_rows(results.redis, peers)
     for row, case in zip(rows, results.redis):
         counts = results.commands.get(case.peer.key, {})
         detail = ", ".join(
@@ -584,11 +470,11 @@ def redis_table(results: Results) -> str:
         )
         row.append(f"{sum(counts.values()) / monitored:g} ({detail})" if counts else "")
     headings = ["configuration", "clients", "µs/request", "spread", "overhead vs bare", "x bare"]
-    headings += ["x ours", "x FL moving", "x FL fixed", "commands/request"]
+    headings += [*(f"x {peer.short}" for peer in peers), "commands/request"]
     return table(headings, rows)
 
 
-def memory_table(found: dict[str, dict[str, float]]) -> str:
+def memory_table(found: dict[str, dict[str, float]], peers: Sequence[Peer]) -> str:
     ours = found[OURS.key]
     rows = [
         [
@@ -598,7 +484,7 @@ def memory_table(found: dict[str, dict[str, float]]) -> str:
             f"{found[peer.key]['1'] / ours['1']:.1f}x",
             f"{found[peer.key]['20'] / ours['20']:.1f}x",
         ]
-        for peer in LIMITERS
+        for peer in peers
     ]
     headings = ["configuration", "B/client after 1 request", "after 20", "x ours (1)"]
     return table([*headings, "x ours (20)"], rows)
@@ -606,7 +492,7 @@ def memory_table(found: dict[str, dict[str, float]]) -> str:
 
 def flood_table(found: dict[str, dict[str, Any]]) -> str:
     """Traced / RSS at each checkpoint (and where a peer stopped), a column per peer."""
-    peers = [peer for peer in LIMITERS if peer.key in found]
+    peers = [peer for peer in ALL if peer.key in found]
     points = {peer.key: {int(p["clients"]): p for p in found[peer.key]["points"]} for peer in peers}
     rows = []
     for clients in sorted(set().union(*(points[peer.key] for peer in peers)) - {0}):
@@ -640,65 +526,67 @@ def targets(results: Results) -> str:
         rows.append([target, measured, status])
 
     found = by_key(results.timed)
+    unbuilt = "not measured: the peer's venv is not built"
     for count in results.plan.client_counts:
         bare = found[(BARE.key, "admitted", count)]
-        ours, moving, original = (
-            overhead(found[(peer.key, "admitted", count)], bare)
-            for peer in (OURS, MOVING, ORIGINAL)
-        )
-        factor = f"{moving / ours:.1f}x" if ours > 0 else "ours at most 0 (noise)"
+        ours = overhead(found[(OURS.key, "admitted", count)], bare)
         clients = f"{count:,} client{'s' if count > 1 else ''}"
-        add(
-            f"overhead at least 20x smaller than Flask-Limiter moving window's, {clients}",
-            f"{ours:.2f} µs vs {moving:.2f} µs: {factor}",
-            moving >= 20 * ours,
-        )
-        add(
-            f"overhead smaller than flask-gatekeeper 1.0.0's, {clients}",
-            f"{ours:.2f} µs vs {original:.2f} µs",
-            ours < original,
-        )
+        target = f"overhead at least 20x smaller than Flask-Limiter moving window's, {clients}"
+        if MOVING in results.peers:
+            moving = overhead(found[(MOVING.key, "admitted", count)], bare)
+            factor = f"{moving / ours:.1f}x" if ours > 0 else "ours at most 0 (noise)"
+            add(target, f"{ours:.2f} µs vs {moving:.2f} µs: {factor}", moving >= 20 * ours)
+        else:
+            add(target, unbuilt, None)
+        target = f"overhead smaller than flask-gatekeeper 1.0.0's, {clients}"
+        if ORIGINAL in results.peers:
+            original = overhead(found[(ORIGINAL.key, "admitted", count)], bare)
+            add(target, f"{ours:.2f} µs vs {original:.2f} µs", ours < original)
+        else:
+            add(target, unbuilt, None)
     memory = results.memory
     add(
         "memory per client at most 300 B after 1 request",
         f"{memory[OURS.key]['1']:,.0f} B",
         memory[OURS.key]["1"] <= 300,
     )
-    factor_20 = memory[MOVING.key]["20"] / memory[OURS.key]["20"]
-    add(
-        "memory per client at least 3x smaller than Flask-Limiter moving window's after 20",
-        f"{memory[OURS.key]['20']:,.0f} B vs {memory[MOVING.key]['20']:,.0f} B: {factor_20:.1f}x",
-        factor_20 >= 3,
-    )
+    target = "memory per client at least 3x smaller than Flask-Limiter moving window's after 20"
+    if MOVING in results.peers:
+        ours_20, moving_20 = memory[OURS.key]["20"], memory[MOVING.key]["20"]
+        times = moving_20 / ours_20
+        add(target, f"{ours_20:,.0f} B vs {moving_20:,.0f} B: {times:.1f}x", times >= 3)
+    else:
+        add(target, unbuilt, None)
     if OURS.key in results.commands:
         per_request = sum(results.commands[OURS.key].values()) / results.plan.monitor_requests
-        theirs = sum(results.commands[MOVING.key].values()) / results.plan.monitor_requests
+        theirs = ""
+        if MOVING.key in results.commands:
+            moving_commands = sum(results.commands[MOVING.key].values())
+            theirs = f" (Flask-Limiter: {moving_commands / results.plan.monitor_requests:g})"
         add(
             "Redis: exactly 1 client command per request (ours)",
-            f"{per_request:g} (Flask-Limiter: {theirs:g})",
+            f"{per_request:g}{theirs}",
             per_request == 1,
         )
     else:
         add("Redis: exactly 1 client command per request (ours)", results.redis_note, None)
-    if OURS.key in results.flood:
-        points = results.flood[OURS.key]["points"]
-        settled = next(p for p in points if p["clients"] >= 2 * results.plan.flood_every)
-        end = points[-1]
-        add(
-            "design: memory bounded by default (ours' traced memory flat once the bound is full)",
-            f"{settled['traced'] / 1e6:.1f} MB at {settled['clients']:,} clients, "
-            f"{end['traced'] / 1e6:.1f} MB at {end['clients']:,}",
-            end["traced"] <= 1.05 * settled["traced"],
-        )
-    else:
-        add("design: memory bounded by default (flood)", "flood skipped (--smoke)", None)
+    points = results.flood[OURS.key]["points"]
+    settled = next(p for p in points if p["clients"] >= 2 * results.plan.flood_every)
+    end = points[-1]
+    add(
+        "design: memory bounded by default (ours' traced memory flat once the bound is full)",
+        f"{settled['traced'] / 1e6:.1f} MB at {settled['clients']:,} clients, "
+        f"{end['traced'] / 1e6:.1f} MB at {end['clients']:,}",
+        None if results.smoke else end["traced"] <= 1.05 * settled["traced"],
+    )
     return table(["target", "measured", "status"], rows, text=3)
 
 
 def report(results: Results) -> str:
     plan = results.plan
     venvs = "; ".join(
-        f"{venv}: Python {found['python']}, "
+        f"{venv} ({'this driver' if venv == OURS.venv else f'benchmarks/.venvs/{venv}'}): "
+        f"Python {found['python']}, "
         + ", ".join(f"{name} {number}" for name, number in sorted(found["packages"].items()))
         for venv, found in results.versions.items()
     )
@@ -715,16 +603,21 @@ def report(results: Results) -> str:
         f"in {results.seconds:.0f} s"
         + (": tiny counts, not numbers to quote." if results.smoke else "."),
         "",
-        f"- Machine: {machine()}; driver Python {platform.python_version()}.",
-        f"- Venvs (under `benchmarks/.venvs/`): {venvs}.",
+        f"- Machine: {harness.machine()}; driver Python {platform.python_version()}.",
+        f"- Interpreters: {venvs}.",
         f"- The same configuration for every peer: rate rules {RATE_LIMIT_RULES} and, where the "
         f"peer has one, the ban rule {BAN_RULE}; clients told apart by `REMOTE_ADDR`; one "
         "`GET /` view returning `ok`; each peer's defaults otherwise (ours: no RateLimit "
         "headers, memory bound 100 000 clients).",
         "- What each peer lacks: "
-        + "; ".join(f"{peer.label}: {peer.lacks}" for peer in LIMITERS if peer.lacks)
+        + "; ".join(f"{peer.label}: {peer.lacks}" for peer in ALL if peer.lacks)
         + ". Flask-Limiter checks its limits one by one, not atomically: a request refused "
         "by one limit may already count against another.",
+        *(
+            f"- Not measured (its venv is not built): {peer.label}."
+            for peer in ALL
+            if peer not in results.peers
+        ),
         "",
         "## Targets",
         "",
@@ -740,7 +633,7 @@ def report(results: Results) -> str:
         "Ratios are medians of per-round ratios of per-request times: the row's over bare "
         "Flask's (admitted, same clients), or over the column's peer's (same mode and clients).",
         "",
-        time_table(results.timed, LIMITERS),
+        time_table(results.timed, results.peers),
         "",
         "How every peer stays on its admitted path without sleeping: its clock is faked, not its "
         "rules. Ours gets a C-level `itertools.count(...).__next__` as `MemoryStorage(clock=...)`; "
@@ -770,7 +663,7 @@ def report(results: Results) -> str:
         "new float, as `time.time()` returns. Measured after the timings, alongside the floods: "
         "memory does not depend on speed.",
         "",
-        memory_table(results.memory),
+        memory_table(results.memory, results.peers),
         "",
         "## Redis",
         "",
@@ -794,26 +687,23 @@ def report(results: Results) -> str:
             f"{results.ping:.1f} µs on this machine.",
         ]
     out += ["", "## Flood", ""]
-    if not results.flood:
-        out.append("Skipped with --smoke.")
-    else:
-        out += [
-            f"{plan.flood_clients:,} distinct clients, one request each, as fast as one process "
-            "serves them, on real clocks and each peer's default memory bound. Traced memory "
-            f"(since the start) / RSS every {plan.flood_every:,} clients, and seconds since the "
-            "start: tracemalloc slows every peer about fourfold, and two floods share the two "
-            f"cores. A peer stops past {plan.flood_ceiling / 2**30:g} GiB RSS or "
-            f"{plan.flood_budget:g} s (checked every {plan.flood_every // 10:,} clients); ours "
-            "runs to the end.",
-            "",
-            flood_table(results.flood),
-            "",
-            "Ours keeps at most `max_clients` logs and drops the least recently seen. "
-            "Flask-Limiter's memory storage keeps every key its expiry thread has not removed; "
-            "that thread sweeps every key about every 10 ms, so each request gets slower as keys "
-            "pile up, and the moving window leaves each emptied key (with an empty list) in "
-            "place. flask-gatekeeper 1.0.0 never forgets a client.",
-        ]
+    out += [
+        f"{plan.flood_clients:,} distinct clients, one request each, as fast as one process "
+        "serves them, on real clocks and each peer's default memory bound. Traced memory "
+        f"(since the start) / RSS every {plan.flood_every:,} clients, and seconds since the "
+        "start: tracemalloc slows every peer about fourfold, and two floods share the two "
+        f"cores. A peer stops past {plan.flood_ceiling / 2**30:g} GiB RSS or "
+        f"{plan.flood_budget:g} s (checked every {plan.flood_every // 10:,} clients); ours "
+        "runs to the end.",
+        "",
+        flood_table(results.flood),
+        "",
+        "Ours keeps at most `max_clients` logs and drops the least recently seen. "
+        "Flask-Limiter's memory storage keeps every key its expiry thread has not removed; "
+        "that thread sweeps every key about every 10 ms, so each request gets slower as keys "
+        "pile up, and the moving window leaves each emptied key (with an empty list) in "
+        "place. flask-gatekeeper 1.0.0 never forgets a client.",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -822,34 +712,28 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="tiny counts, no flood: checks that everything runs"
     )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        help=f"where to write the report (default {RESULTS.relative_to(REPO)}; "
-        "with --smoke, benchmarks/.venvs/RESULTS-smoke.md)",
-    )
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else FULL
-    output = args.output or (VENVS / "RESULTS-smoke.md" if args.smoke else RESULTS)
     started = time.perf_counter()
 
-    VENVS.mkdir(parents=True, exist_ok=True)
-    pythons = {spec.name: ensure_venv(spec) for spec in VENV_SPECS}
-    results = Results(plan, args.smoke)
-    workers = {name: Worker(name, python) for name, python in pythons.items()}
+    commands = worker_commands(install=not args.smoke)
+    peers = tuple(peer for peer in ALL if peer.venv in commands)
+    results = Results(plan, args.smoke, peers)
+    workers = {name: Worker(name, command) for name, command in commands.items()}
     try:
         results.versions = {name: worker.ask("hello") for name, worker in workers.items()}
         measure_time(workers, results)
         measure_redis(workers, results)
-        measure_memory_and_flood(workers, pythons, results)
+        measure_memory_and_flood(workers, commands, results)
     finally:
         for worker in workers.values():
             worker.close()
     results.seconds = time.perf_counter() - started
     text = report(results)
-    output.write_text(text, encoding="utf-8")
     print(text)
-    log(f"written to {output}")
+    if not args.smoke:
+        RESULTS.write_text(text, encoding="utf-8")
+        log(f"written to {RESULTS.relative_to(HERE.parent)}")
 
 
 if __name__ == "__main__":

@@ -16,39 +16,33 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Sequence
-from typing import Optional
+from typing import Any, Optional
 
-from flask_gatekeeper import MemoryStorage, Rule
-from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
+import harness
+
+from flask_gatekeeper import MemoryStorage
 from flask_gatekeeper.strategies import STRATEGIES
 
 COUNT, WINDOW = 10_000, 86_400
 
 
-def clients(number: int) -> list[str]:
-    return [f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}" for n in range(number)]
-
-
-def scopes(strategy: str) -> list[Scope]:
-    return [Scope.of(GLOBAL_SCOPE, (Rule(COUNT, WINDOW, strategy),))]
+def scopes(strategy: str) -> Any:
+    return harness.ours_scopes([{"count": COUNT, "window": WINDOW, "strategy": strategy}])
 
 
 def memory_per_client(strategy: str, names: Sequence[str], requests: int) -> float:
     clock = itertools.count(1000.0, 0.001).__next__
     storage = MemoryStorage(clock=clock, max_clients=len(names) + 1)
+    rules = scopes(strategy)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for _ in range(requests):
         for name in names:
-            storage.hit(name, scopes(strategy))
+            storage.hit(name, rules)
     gc.collect()
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
@@ -72,29 +66,14 @@ def time_per_request(strategy: str, names: Sequence[str], rounds: int) -> float:
 
 def redis_bytes(requests: int) -> Optional[dict[str, int]]:
     """MEMORY USAGE of one client's keys per strategy, or None without redis-server."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        return None
     import redis
 
     from flask_gatekeeper.storage.redis import RedisStorage
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    folder = tempfile.mkdtemp(prefix="strategies-redis-")
-    args = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    server = subprocess.Popen(
-        [*args, "--appendonly", "no", "--dir", folder], stdout=subprocess.DEVNULL
-    )
-    client = redis.Redis(port=port)
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+    with harness.redis_server() as port:
+        if port is None:
+            return None
+        client = redis.Redis(port=port)
         found = {}
         for strategy in STRATEGIES:
             client.flushdb()
@@ -104,19 +83,15 @@ def redis_bytes(requests: int) -> Optional[dict[str, int]]:
             found[strategy] = sum(
                 int(client.memory_usage(key) or 0) for key in client.scan_iter("gatekeeper:*")
             )
-        return found
-    finally:
         client.close()
-        server.terminate()
-        server.wait()
-        shutil.rmtree(folder, ignore_errors=True)
+        return found
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="tiny counts, for CI")
     args = parser.parse_args(argv)
-    names = clients(50 if args.smoke else 2_000)
+    names = [harness.client_ip(number) for number in range(50 if args.smoke else 2_000)]
     requests = 3 if args.smoke else 200
     rounds = 2 if args.smoke else 9
     print(f"One rule of {COUNT:,} per {WINDOW:,} s; {len(names):,} clients.\n")

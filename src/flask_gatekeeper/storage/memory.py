@@ -26,7 +26,7 @@ from ..decision import ADMITTED, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import GLOBAL_SCOPE, Scope
 from ..rules import BanRule, Rule
-from ..units import instant, microseconds, seconds
+from ..units import MICROSECONDS, microseconds, seconds
 from .base import Clock
 
 __all__ = ["DEFAULT_MAX_CLIENTS", "MemoryStorage"]
@@ -186,7 +186,7 @@ class MemoryStorage:
         return len(self._logs)
 
     def _now(self) -> int:
-        return instant(self.clock())
+        return round(self.clock() * MICROSECONDS)  # units.instant, inlined: once a request
 
     def hit(
         self,
@@ -211,7 +211,7 @@ class MemoryStorage:
             logs = self._logs
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
             states: list[tuple[_State, Scope]] = []
-            longest = 0
+            longest = 0.0
             worst: Optional[Rule] = None
             worst_scope = GLOBAL_SCOPE
             for scope in scopes:
@@ -224,7 +224,7 @@ class MemoryStorage:
                         size, head = len(log), log.head
                         for rule in scope.logged:
                             if size >= rule.count:  # the count-th newest decides: one index
-                                wait = int(log[(head - rule.count) % size]) + rule.window_us - now
+                                wait = log[(head - rule.count) % size] + rule.window_us - now
                                 if wait > longest:
                                     longest, worst, worst_scope = wait, rule, scope.name
                 for rule in scope.stateful:

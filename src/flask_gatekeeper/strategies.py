@@ -92,36 +92,41 @@ def _counts(state: State, index: int) -> tuple[float, float]:
     return 0, 0
 
 
-def check(strategy: str, state: State, count: int, window: int, shift: int, now: int) -> int:
-    """Whole microseconds (rounded up) until ``strategy`` admits a request (0: admit now)."""
+def check(
+    strategy: str, state: State, count: int, window: int, shift: int, now: int, cost: int = 1
+) -> int:
+    """Whole microseconds (rounded up) until ``strategy`` admits a request of ``cost``
+    (0: admit now). The caller refuses a cost above ``count`` before asking."""
     if strategy == GCRA:
-        allow_at = max(state[0] if state else now, now) + window / count - window
+        allow_at = max(state[0] if state else now, now) + cost * window / count - window
         return math.ceil(allow_at - now) if allow_at > now else 0
     index = _window(now, window, shift)
     current, previous = _counts(state, index)
     start = index * window + shift
     if strategy == FIXED_WINDOW:
-        return start + window - now if current >= count else 0
+        return start + window - now if current + cost > count else 0
     fraction = (now - start) / window
-    if previous * (1 - fraction) + current + 1 <= count:
+    if previous * (1 - fraction) + current + cost <= count:
         return 0
-    if current + 1 > count:  # full even once the previous window has slid out: wait for the
-        # next window, where this one's requests weigh less and less
-        free_at = start + window + max(0, 1 - (count - 1) / current) * window
+    if current + cost > count:  # full even once the previous window has slid out: wait for
+        # the next window, where this one's requests weigh less and less
+        free_at = start + window + max(0, 1 - (count - cost) / current) * window
     else:
-        free_at = start + (1 - (count - 1 - current) / previous) * window
+        free_at = start + (1 - (count - cost - current) / previous) * window
     return max(1, math.ceil(free_at - now))
 
 
 def record(
-    strategy: str, state: State, count: int, window: int, shift: int, now: int
+    strategy: str, state: State, count: int, window: int, shift: int, now: int, cost: int = 1
 ) -> list[float]:
-    """The state after one more admitted request."""
+    """The state after an admitted request of ``cost``."""
     if strategy == GCRA:
-        return [max(state[0] if state else now, now) + window / count]
+        return [max(state[0] if state else now, now) + cost * window / count]
     index = _window(now, window, shift)
     current, previous = _counts(state, index)
-    return [index, current + 1, previous] if strategy == SLIDING_WINDOW else [index, current + 1]
+    if strategy == SLIDING_WINDOW:
+        return [index, current + cost, previous]
+    return [index, current + cost]
 
 
 def usage(

@@ -84,10 +84,16 @@ class FlakyStorage:
         *,
         usage: bool = False,
         strike: Optional[BanRule] = None,
+        cost: int = 1,
+        record: bool = True,
     ) -> Decision:
         self.calls += 1
         self._maybe_fail()
-        return self.inner.hit(client, scopes, usage=usage, strike=strike)
+        return self.inner.hit(client, scopes, usage=usage, strike=strike, cost=cost, record=record)
+
+    def record(self, client: str, scopes: Sequence[Scope], *, cost: int = 1) -> None:
+        self._maybe_fail()
+        self.inner.record(client, scopes, cost=cost)
 
     def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
         self._maybe_fail()

@@ -127,20 +127,31 @@ class _Ban:
 class _State:
     """One stateful rule's state as read for a request, and its wait in microseconds."""
 
-    __slots__ = ("key", "rule", "shift", "state", "wait")
+    __slots__ = ("cost", "key", "rule", "shift", "state", "wait")
 
-    def __init__(self, key: Hashable, client: str, rule: Rule, state: Optional[_Log], now: int):
-        self.key, self.rule, self.state = key, rule, state
+    def __init__(
+        self,
+        key: Hashable,
+        client: str,
+        rule: Rule,
+        state: Optional[_Log],
+        now: int,
+        cost: int = 1,
+    ):
+        self.key, self.rule, self.state, self.cost = key, rule, state, cost
         self.shift = strategies.offset(client, rule.window_us)
-        self.wait = strategies.check(
-            rule.strategy or "", state, rule.count, rule.window_us, self.shift, now
-        )
+        if cost > rule.count:  # more than the rule ever admits
+            self.wait = rule.window_us
+        else:
+            self.wait = strategies.check(
+                rule.strategy or "", state, rule.count, rule.window_us, self.shift, now, cost
+            )
 
     def recorded(self, now: int) -> _Log:
         """The state once this request is admitted."""
         rule = self.rule
         values = strategies.record(
-            rule.strategy or "", self.state, rule.count, rule.window_us, self.shift, now
+            rule.strategy or "", self.state, rule.count, rule.window_us, self.shift, now, self.cost
         )
         return _Log("d", values)
 
@@ -195,6 +206,8 @@ class MemoryStorage:
         *,
         usage: bool = False,
         strike: Optional[BanRule] = None,
+        cost: int = 1,
+        record: bool = True,
     ) -> Decision:
         with self._lock:
             now = self._now()
@@ -210,7 +223,7 @@ class MemoryStorage:
                 return ADMITTED
             logs = self._logs
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
-            states: list[tuple[_State, Scope]] = []
+            states: list[_State] = []
             longest = 0.0
             worst: Optional[Rule] = None
             worst_scope = GLOBAL_SCOPE
@@ -219,18 +232,24 @@ class MemoryStorage:
                 if scope.logged:
                     log = logs.get(key)
                     found.append((key, log, scope))
+                    size, head = (0, 0) if log is None else (len(log), log.head)
                     if log is not None:
                         logs.move_to_end(key)
-                        size, head = len(log), log.head
-                        for rule in scope.logged:
-                            if size >= rule.count:  # the count-th newest decides: one index
-                                wait = log[(head - rule.count) % size] + rule.window_us - now
-                                if wait > longest:
-                                    longest, worst, worst_scope = wait, rule, scope.name
+                    for rule in scope.logged:
+                        needed = rule.count - cost + 1  # the needed-th newest decides
+                        wait: float
+                        if needed < 1:  # more than the rule ever admits
+                            wait = rule.window_us
+                        elif log is not None and size >= needed:  # one index, whatever the count
+                            wait = log[(head - needed) % size] + rule.window_us - now
+                        else:
+                            continue
+                        if wait > longest:
+                            longest, worst, worst_scope = wait, rule, scope.name
                 for rule in scope.stateful:
                     state_key = _state_key(client, scope, rule)
-                    state = _State(state_key, client, rule, logs.get(state_key), now)
-                    states.append((state, scope))
+                    state = _State(state_key, client, rule, logs.get(state_key), now, cost)
+                    states.append(state)
                     if state.wait > longest:
                         longest, worst, worst_scope = state.wait, rule, scope.name
             if worst is not None:
@@ -243,16 +262,45 @@ class MemoryStorage:
                     usage=Usage(worst, 0, wait_seconds, worst_scope) if usage else None,
                     new_ban=self._report(client, strike, now) if strike else None,
                 )
-            for key, log, scope in found:
-                if log is None:
-                    self._store(key, _new_log(now))
-                else:
-                    _append(log, scope.depth, now)
-            for state, _ in states:
-                self._store(state.key, state.recorded(now))
+            if record:
+                self._write(found, states, now, cost)
             if not usage:
                 return ADMITTED
             return Decision(admitted=True, usage=self._closest(client, scopes, now))
+
+    def record(self, client: str, scopes: Sequence[Scope], *, cost: int = 1) -> None:
+        with self._lock:
+            now = self._now()
+            found: list[tuple[Hashable, Optional[_Log], Scope]] = []
+            states: list[_State] = []
+            for scope in scopes:
+                key = _scope_key(client, scope)
+                if scope.logged:
+                    found.append((key, self._logs.get(key), scope))
+                for rule in scope.stateful:
+                    key = _state_key(client, scope, rule)
+                    states.append(_State(key, client, rule, self._logs.get(key), now, cost))
+            self._write(found, states, now, cost)
+
+    def _write(
+        self,
+        found: list[tuple[Hashable, Optional[_Log], Scope]],
+        states: list[_State],
+        now: int,
+        cost: int,
+    ) -> None:
+        """Record a request of ``cost`` in the logs and states read for it."""
+        for key, log, scope in found:
+            if log is None:
+                self._store(key, log := _new_log(now))
+                cost_left = cost - 1
+            else:
+                self._logs.move_to_end(key)
+                cost_left = cost
+            for _ in range(cost_left):
+                _append(log, scope.depth, now)
+        for state in states:
+            self._store(state.key, state.recorded(now))
 
     def _store(self, key: Hashable, log: _Log) -> None:
         """Put a new or replaced log or state in the table, evicting the least recent."""

@@ -66,6 +66,8 @@ def _storage_errors() -> Iterator[None]:
 
 
 _ADMITTED, _BANNED = 0, 1
+_CHECK_ONLY, _CHECK_AND_RECORD, _RECORD_ONLY = 0, 1, 2
+"""``hit.lua``'s modes."""
 _GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
 
@@ -194,22 +196,14 @@ class RedisStorage:
         with _storage_errors():
             return script(self.client, keys, args)
 
-    def hit(
-        self,
-        client: str,
-        scopes: Sequence[Scope],
-        *,
-        usage: bool = False,
-        strike: Optional[BanRule] = None,
-    ) -> Decision:
-        keys = [self._key(client, "ban"), self._key(client, "reports")]
-        args: list[Union[int, str]] = [
-            self._now_argument(),
-            int(usage),
-            int(strike is not None),
-            *(_ban_rule_arguments(strike) if strike is not None else _NO_STRIKE),
-        ]
-        rules: list[tuple[Rule, str]] = []  # the script's order: each scope's logged, stateful
+    def _scopes(
+        self, client: str, scopes: Sequence[Scope]
+    ) -> tuple[list[str], list[Union[int, str]], list[tuple[Rule, str]]]:
+        """The scopes' keys and arguments as the scripts read them, and their rules (with
+        their scope's name) in the scripts' order: each scope's logged, then stateful."""
+        keys: list[str] = []
+        args: list[Union[int, str]] = []
+        rules: list[tuple[Rule, str]] = []
         for scope in scopes:
             where = "" if scope.name == GLOBAL_SCOPE else f":{scope.name}"
             keys.append(self._key(client, f"log{where}"))
@@ -225,7 +219,44 @@ class RedisStorage:
                 code = STRATEGY_CODES[strategy]
                 args += [rule.count, window, code, strategies.offset(client, window)]
             rules += [(rule, scope.name) for rule in scope.logged + scope.stateful]
-        status, wait, limiting, closest, remaining, reset, new_ban = self._run(_HIT, keys, args)
+        return keys, args, rules
+
+    def _hit(
+        self,
+        client: str,
+        scopes: Sequence[Scope],
+        mode: int,
+        cost: int,
+        usage: bool = False,
+        strike: Optional[BanRule] = None,
+    ) -> tuple[list[Any], list[tuple[Rule, str]]]:
+        """Run ``hit.lua``: its answer, and the rules its indices point into."""
+        scope_keys, scope_args, rules = self._scopes(client, scopes)
+        keys = [self._key(client, "ban"), self._key(client, "reports"), *scope_keys]
+        args: list[Union[int, str]] = [
+            self._now_argument(),
+            int(usage),
+            int(strike is not None),
+            *(_ban_rule_arguments(strike) if strike is not None else _NO_STRIKE),
+            cost,
+            mode,
+            *scope_args,
+        ]
+        return self._run(_HIT, keys, args), rules
+
+    def hit(
+        self,
+        client: str,
+        scopes: Sequence[Scope],
+        *,
+        usage: bool = False,
+        strike: Optional[BanRule] = None,
+        cost: int = 1,
+        record: bool = True,
+    ) -> Decision:
+        mode = _CHECK_AND_RECORD if record else _CHECK_ONLY
+        answer, rules = self._hit(client, scopes, mode, cost, usage, strike)
+        status, wait, limiting, closest, remaining, reset, new_ban = answer
         if status == _BANNED:
             return Decision(
                 admitted=False, banned=True, retry_after=seconds(wait), manual=limiting == 1
@@ -245,6 +276,9 @@ class RedisStorage:
             usage=seen,
             new_ban=seconds(new_ban) if new_ban >= 0 else None,
         )
+
+    def record(self, client: str, scopes: Sequence[Scope], *, cost: int = 1) -> None:
+        self._hit(client, scopes, _RECORD_ONLY, cost)
 
     def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
         keys = [self._key(client, "reports"), self._key(client, "ban")]

@@ -72,3 +72,17 @@ local function numbers(first, last)
   end
   return values
 end
+
+-- A sliding-log rule's requests left and whole microseconds until the oldest counted
+-- frees, from the log's stamps (newest first).
+local function log_usage(stamps, count, window, now)
+  local used, reset = 0, 0
+  for i = 1, math.min(#stamps, count) do
+    local free_at = tonumber(stamps[i]) + window
+    if free_at <= now then
+      break
+    end
+    used, reset = i, free_at - now
+  end
+  return count - used, reset
+end

@@ -3,19 +3,23 @@
 -- one state key per stateful rule.
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
--- (count, window, duration, factor, max_duration or 0, forget_after);
--- from ARGV[10], per scope: depth, ttl, number of sliding-log rules, (count, window) for
+-- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: the request's
+-- cost; ARGV[11]: 0 check only, 1 check and record, 2 record only (no ban, no check);
+-- from ARGV[12], per scope: depth, ttl, number of sliding-log rules, (count, window) for
 -- each, number of stateful rules, (count, window, strategy code, shift) for each.
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban}: status 0 admitted,
 -- 1 banned (then `rule` is 1 for a ban set by hand), 2 limited; rules are numbered over
 -- every scope from 0, sliding-log rules first in each scope; -1 means none.
 local now = clock(ARGV[1])
-local finish = ban_end(KEYS[1])
-if finish > now then  -- the third value says whether the ban was set by hand
-  return {1, finish - now, redis.call('HGET', KEYS[1], 'm') == '1' and 1 or 0, -1, 0, 0, -1}
+local cost, mode = tonumber(ARGV[10]), tonumber(ARGV[11])
+if mode ~= 2 then
+  local finish = ban_end(KEYS[1])
+  if finish > now then  -- the third value says whether the ban was set by hand
+    return {1, finish - now, redis.call('HGET', KEYS[1], 'm') == '1' and 1 or 0, -1, 0, 0, -1}
+  end
 end
 
-local scopes, arg, key = {}, 10, 3
+local scopes, arg, key = {}, 12, 3
 while arg <= #ARGV do
   local scope = {log = KEYS[key], depth = tonumber(ARGV[arg]), ttl = tonumber(ARGV[arg + 1])}
   scope.logged = numbers(arg + 3, arg + 2 + 2 * tonumber(ARGV[arg + 2]))
@@ -31,53 +35,70 @@ while arg <= #ARGV do
     scope.stateful[#scope.stateful + 1] = rule
   end
   key = key + 1
+  scope.size = redis.call('LLEN', scope.log)
+  -- keep at least the newest `depth`, and never fewer than before (rules may have shrunk)
+  scope.keep = math.max(scope.depth, scope.size)
   scopes[#scopes + 1] = scope
 end
 
-local wait, worst, index = 0, -1, 0
-for _, scope in ipairs(scopes) do
-  local size = redis.call('LLEN', scope.log)
-  -- keep at least the newest `depth`, and never fewer than before (rules may have shrunk)
-  scope.keep = math.max(scope.depth, size)
-  for r = 1, #scope.logged, 2 do
-    local count, window = scope.logged[r], scope.logged[r + 1]
-    if size >= count then
-      local free_at = tonumber(redis.call('LINDEX', scope.log, count - 1)) + window
-      if free_at - now > wait then
-        wait, worst = free_at - now, index
-      end
-    end
-    index = index + 1
-  end
-  for _, rule in ipairs(scope.stateful) do
-    local rule_wait = strategy_check(rule.code, rule.state, rule.count, rule.window, rule.shift, now)
+if mode ~= 2 then
+  local wait, worst, index = 0, -1, 0
+  local function consider(rule_wait)
     if rule_wait > wait then
       wait, worst = rule_wait, index
     end
     index = index + 1
   end
-end
-if worst >= 0 then
-  local new_ban = -1
-  if ARGV[3] == '1' then
-    new_ban = report(KEYS[2], KEYS[1], now, numbers(4, 9))
+  for _, scope in ipairs(scopes) do
+    for r = 1, #scope.logged, 2 do
+      local count, window = scope.logged[r], scope.logged[r + 1]
+      local needed = count - cost + 1  -- the needed-th newest decides
+      if needed < 1 then  -- more than the rule ever admits
+        consider(window)
+      elseif scope.size >= needed then
+        consider(tonumber(redis.call('LINDEX', scope.log, needed - 1)) + window - now)
+      else
+        consider(0)
+      end
+    end
+    for _, rule in ipairs(scope.stateful) do
+      if cost > rule.count then
+        consider(rule.window)
+      else
+        consider(strategy_check(rule.code, rule.state, rule.count, rule.window, rule.shift, now,
+          cost))
+      end
+    end
   end
-  return {2, wait, worst, worst, 0, wait, new_ban}
+  if worst >= 0 then
+    local new_ban = -1
+    if ARGV[3] == '1' then
+      new_ban = report(KEYS[2], KEYS[1], now, numbers(4, 9))
+    end
+    return {2, wait, worst, worst, 0, wait, new_ban}
+  end
 end
 
-for _, scope in ipairs(scopes) do
-  if scope.depth > 0 then
-    redis.call('LPUSH', scope.log, int(now))
-    redis.call('LTRIM', scope.log, 0, scope.keep - 1)
-    expire_after(scope.log, scope.ttl)
-  end
-  for _, rule in ipairs(scope.stateful) do
-    rule.state = strategy_record(rule.code, rule.state, rule.count, rule.window, rule.shift, now)
-    local ttl = 2 * rule.window
-    if rule.code == GCRA then
-      ttl = rule.state[1] - now
+if mode ~= 0 then
+  for _, scope in ipairs(scopes) do
+    if scope.depth > 0 then
+      local stamps = {}
+      for i = 1, cost do
+        stamps[i] = int(now)
+      end
+      redis.call('LPUSH', scope.log, unpack(stamps))
+      redis.call('LTRIM', scope.log, 0, scope.keep - 1)
+      expire_after(scope.log, scope.ttl)
     end
-    save_state(rule.key, rule.state, ttl)
+    for _, rule in ipairs(scope.stateful) do
+      rule.state = strategy_record(rule.code, rule.state, rule.count, rule.window, rule.shift, now,
+        cost)
+      local ttl = 2 * rule.window
+      if rule.code == GCRA then
+        ttl = rule.state[1] - now
+      end
+      save_state(rule.key, rule.state, ttl)
+    end
   end
 end
 if ARGV[2] ~= '1' then
@@ -85,30 +106,22 @@ if ARGV[2] ~= '1' then
 end
 
 -- the rule with the fewest requests left (then the longest reset)
-local closest, remaining, reset = -1, 0, 0
-local function consider(rule_index, left, rule_reset)
-  if closest < 0 or left < remaining or (left == remaining and rule_reset > reset) then
-    closest, remaining, reset = rule_index, left, rule_reset
-  end
-end
-index = 0
+local closest, remaining, reset, index = -1, 0, 0, 0
 for _, scope in ipairs(scopes) do
   local stamps = redis.call('LRANGE', scope.log, 0, scope.keep - 1)
   for r = 1, #scope.logged, 2 do
-    local count, window = scope.logged[r], scope.logged[r + 1]
-    local used, rule_reset = 0, 0
-    for i = 1, math.min(#stamps, count) do
-      local free_at = tonumber(stamps[i]) + window
-      if free_at <= now then
-        break
-      end
-      used, rule_reset = i, free_at - now
+    local left, rule_reset = log_usage(stamps, scope.logged[r], scope.logged[r + 1], now)
+    if closest < 0 or left < remaining or (left == remaining and rule_reset > reset) then
+      closest, remaining, reset = index, left, rule_reset
     end
-    consider(index, count - used, rule_reset)
     index = index + 1
   end
   for _, rule in ipairs(scope.stateful) do
-    consider(index, strategy_usage(rule.code, rule.state, rule.count, rule.window, rule.shift, now))
+    local left, rule_reset = strategy_usage(rule.code, rule.state, rule.count, rule.window,
+      rule.shift, now)
+    if closest < 0 or left < remaining or (left == remaining and rule_reset > reset) then
+      closest, remaining, reset = index, left, rule_reset
+    end
     index = index + 1
   end
 end

@@ -41,10 +41,11 @@ local function counts(state, index)
   return 0, 0
 end
 
--- whole microseconds until the strategy admits a request (0: admit now)
-local function strategy_check(code, state, count, window, shift, now)
+-- whole microseconds until the strategy admits a request of `cost` (0: admit now); the
+-- caller refuses a cost above `count` before asking
+local function strategy_check(code, state, count, window, shift, now, cost)
   if code == GCRA then
-    local allow_at = math.max(state and state[1] or now, now) + window / count - window
+    local allow_at = math.max(state and state[1] or now, now) + cost * window / count - window
     if allow_at > now then
       return math.ceil(allow_at - now)
     end
@@ -54,35 +55,35 @@ local function strategy_check(code, state, count, window, shift, now)
   local current, previous = counts(state, index)
   local start = index * window + shift
   if code == FIXED_WINDOW then
-    if current >= count then
+    if current + cost > count then
       return start + window - now
     end
     return 0
   end
   local fraction = (now - start) / window
-  if previous * (1 - fraction) + current + 1 <= count then
+  if previous * (1 - fraction) + current + cost <= count then
     return 0
   end
   local free_at
-  if current + 1 > count then
-    free_at = start + window + math.max(0, 1 - (count - 1) / current) * window
+  if current + cost > count then
+    free_at = start + window + math.max(0, 1 - (count - cost) / current) * window
   else
-    free_at = start + (1 - (count - 1 - current) / previous) * window
+    free_at = start + (1 - (count - cost - current) / previous) * window
   end
   return math.max(1, math.ceil(free_at - now))
 end
 
--- the state after one more admitted request
-local function strategy_record(code, state, count, window, shift, now)
+-- the state after an admitted request of `cost`
+local function strategy_record(code, state, count, window, shift, now, cost)
   if code == GCRA then
-    return {math.max(state and state[1] or now, now) + window / count}
+    return {math.max(state and state[1] or now, now) + cost * window / count}
   end
   local index = window_index(now, window, shift)
   local current, previous = counts(state, index)
   if code == SLIDING_WINDOW then
-    return {index, current + 1, previous}
+    return {index, current + cost, previous}
   end
-  return {index, current + 1}
+  return {index, current + cost}
 end
 
 -- requests left, and whole microseconds until the quota is whole again

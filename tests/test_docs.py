@@ -204,3 +204,60 @@ def test_the_sdist_ships_the_docs() -> None:
     with (ROOT / "pyproject.toml").open("rb") as file:
         include = tomllib.load(file)["tool"]["hatch"]["build"]["targets"]["sdist"]["include"]
     assert "docs" in include
+
+
+_SECONDS = re.compile(r"\b(\d+)s\b")
+
+
+def console_transcript(page: Path, prompt: str) -> list[tuple[list[str], list[str]]]:
+    """The commands after ``prompt`` in a page's console block, each with its output."""
+    block = next(block for block in code_blocks(page) if block.info == "console")
+    steps: list[tuple[list[str], list[str]]] = []
+    for line in block.code.rstrip("\n").split("\n"):
+        if line.startswith("$ "):
+            assert line.startswith(f"$ {prompt} "), line
+            steps.append((line[len(prompt) + 3 :].split(), []))
+        else:
+            steps[-1][1].append(line)
+    return steps
+
+
+def same_but_seconds(printed: str, documented: str) -> bool:
+    """Equal, except that each "<n>s" may be up to 5 s apart (time passes as it runs)."""
+    if _SECONDS.sub("Ns", printed) != _SECONDS.sub("Ns", documented):
+        return False
+    pairs = zip(_SECONDS.findall(printed), _SECONDS.findall(documented))
+    return all(abs(int(a) - int(b)) <= 5 for a, b in pairs)
+
+
+@pytest.mark.redis
+def test_the_command_line_transcript_is_what_the_commands_print(
+    request: pytest.FixtureRequest,
+) -> None:
+    """docs/operating-bans.md: the ``flask gatekeeper`` session, run against its myapp.py."""
+    import redis
+
+    from flask_gatekeeper.cli import gatekeeper
+
+    page = ROOT / "docs" / "operating-bans.md"
+    myapp = next(
+        block
+        for block in BLOCKS
+        if block.page == "docs/operating-bans.md" and block.first_line == NEEDS_REDIS
+    )
+    redis_url = request.getfixturevalue("redis_url")
+    with redis.Redis.from_url(redis_url) as server:
+        server.flushdb()
+    app = run(myapp, redis_url)["app"]
+    documented_url = REDIS_URL.search(myapp.code)
+    assert documented_url is not None
+    for args, documented in console_transcript(page, "flask --app myapp gatekeeper"):
+        result = app.test_cli_runner().invoke(gatekeeper, args)
+        assert result.exit_code == 0, result.output
+        printed = result.output.replace(redis_url.rsplit("/", 1)[0], documented_url[0])
+        lines = printed.rstrip("\n").split("\n")
+        if documented[-1] == "...":
+            documented, lines = documented[:-1], lines[: len(documented) - 1]
+        assert len(lines) == len(documented), (args, printed)
+        for line, expected in zip(lines, documented):
+            assert same_but_seconds(line, expected), (args, line, expected)

@@ -18,9 +18,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install $(PIP_QUIET) -e ".[dev]"
 	touch $@ $(VENV)/.installed-demo
 
-## Serve the demo app on http://127.0.0.1:5000 (prints curl lines to try).
+## Serve the demo app on http://127.0.0.1:5000 (prints curl lines to try); another port:
+## make demo PORT=5001 (or PORT in the environment).
+PORT ?= 5000
 demo: $(VENV)/.installed-demo
-	$(BIN)/python examples/demo.py
+	PORT=$(PORT) $(BIN)/python examples/demo.py
 
 ## The whole suite, then ruff and mypy strict.
 test: $(VENV)/.installed-dev

@@ -1,14 +1,17 @@
 """Draw how each strategy admits the same traffic: ``docs/strategies.svg``.
 
-Run ``python docs/make_strategy_picture.py`` (no dependency beyond flask-gatekeeper): it
-replays one request pattern through the memory storage with a fake clock, once per
-strategy, and draws admitted requests as filled dots and refused ones as rings.
+Run ``python docs/make_strategy_picture.py [OUTPUT]`` (no dependency beyond
+flask-gatekeeper; ``--help`` for usage): it replays one request pattern through the
+memory storage with a fake clock, once per strategy, and draws admitted requests as
+filled dots and refused ones as rings.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 from flask_gatekeeper import MemoryStorage, Rule
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
@@ -75,8 +78,18 @@ def svg() -> str:
     return "\n".join(parts) + "\n"
 
 
-def main() -> None:
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("strategies.svg")
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Draw how each rate-limit strategy admits the same requests, as SVG.",
+    )
+    parser.add_argument(
+        "output",
+        nargs="?",
+        type=Path,
+        default=Path(__file__).with_name("strategies.svg"),
+        help="the SVG file to write (default: strategies.svg next to this script)",
+    )
+    target: Path = parser.parse_args(argv).output
     target.write_text(svg(), encoding="utf-8")
     print(f"wrote {target}")
 

@@ -27,7 +27,7 @@ def main(demo_path: str) -> None:
     spec.loader.exec_module(demo)
     server = make_server("127.0.0.1", 0, demo.app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/burst"
+    url = f"http://127.0.0.1:{server.server_port}/global_plus_specific"
     try:
         statuses = []
         for _ in range(2):

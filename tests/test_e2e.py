@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib.util
 import threading
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from email.message import Message
+from json import dumps
 from pathlib import Path
 from typing import NamedTuple, Optional, cast
 
@@ -60,12 +60,13 @@ def base_url() -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def fetch(
-    url: str, ip: str, form: Optional[dict[str, str]] = None, method: Optional[str] = None
-) -> Reply:
+def fetch(url: str, ip: str, json: Optional[object] = None, method: Optional[str] = None) -> Reply:
     """One HTTP request from client ``ip`` (the demo reads it from ``x-my-ip``)."""
-    data = urllib.parse.urlencode(form).encode() if form is not None else None
-    request = urllib.request.Request(url, data=data, headers={"x-my-ip": ip}, method=method)
+    data = None if json is None else dumps(json).encode()
+    headers = {"x-my-ip": ip}
+    if json is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with _OPENER.open(request, timeout=10) as response:
             return Reply(response.status, response.headers, response.read().decode())
@@ -78,43 +79,60 @@ def fetch(
 
 def test_burst_is_rate_limited(base_url: str) -> None:
     ip = "10.0.0.1"
-    replies = [fetch(f"{base_url}/", ip) for _ in range(21)]
+    replies = [fetch(f"{base_url}/ping", ip) for _ in range(21)]
     assert [reply.status for reply in replies[:20]] == [200] * 20
-    assert {reply.body for reply in replies[:20]} == {"hello\n"}
+    assert {reply.body for reply in replies[:20]} == {"ok"}
     refused = replies[20]
     assert refused.status == 429
     assert refused.headers["Retry-After"] == "1"
     assert refused.body == "ip 10.0.0.1 rate limited for 1s (over 20 requests in a 1s window)\n"
-    assert fetch(f"{base_url}/", "10.0.0.9").status == 200  # other clients are not affected
+    assert fetch(f"{base_url}/ping", "10.0.0.9").status == 200  # other clients are not affected
 
 
-def test_bad_passwords_ban_the_client_but_not_from_health(base_url: str) -> None:
+def test_bad_passwords_ban_the_client_but_not_from_bypass(base_url: str) -> None:
     ip = "10.0.0.2"
-    replies = [fetch(f"{base_url}/login", ip, {"password": "wrong"}) for _ in range(3)]
-    assert [(reply.status, reply.body) for reply in replies] == [(401, "bad password\n")] * 3
+    replies = [fetch(f"{base_url}/login", ip, {"password": "guess"}) for _ in range(3)]
+    assert [(reply.status, reply.body) for reply in replies] == [(401, "bad password")] * 3
 
-    refused = fetch(f"{base_url}/", ip)
+    refused = fetch(f"{base_url}/ping", ip)
     assert refused.status == 403
     assert refused.headers["Retry-After"] == "600"
     assert refused.body == "ip 10.0.0.2 banned for 600s (reported 3 times in a 10s window)\n"
-    assert fetch(f"{base_url}/", ip, method="HEAD").status == 403  # excluded, still banned
-    assert fetch(f"{base_url}/login", ip, {"password": "correct horse"}).status == 403
-    health = fetch(f"{base_url}/health", ip)
-    assert (health.status, health.body) == (200, "ok\n")
+    assert fetch(f"{base_url}/ping", ip, method="HEAD").status == 403  # excluded, still banned
+    assert fetch(f"{base_url}/login", ip, {"password": "password"}).status == 403
+    assert fetch(f"{base_url}/standalone", ip).status == 403  # bans apply on standalone routes
+    bypass = fetch(f"{base_url}/bypass", ip)
+    assert (bypass.status, bypass.body) == (200, "ok")
 
 
 def test_right_password_returns_a_token(base_url: str) -> None:
     ip = "10.0.0.3"
-    assert fetch(f"{base_url}/login", ip, {"password": "wrong"}).status == 401
-    reply = fetch(f"{base_url}/login", ip, {"password": "correct horse"})
+    assert fetch(f"{base_url}/login", ip, {"password": "guess"}).status == 401
+    assert fetch(f"{base_url}/login", ip, ["not", "an", "object"]).status == 401
+    reply = fetch(f"{base_url}/login", ip, {"password": "password"})
     assert reply.status == 200
-    assert reply.body.startswith("token ")
+    assert len(reply.body) == 32
+    as_in_1_0 = fetch(f"{base_url}/login", ip, {"password": "password"}, method="GET")
+    assert as_in_1_0.status == 200  # 1.0's example routed /login for GET
 
 
 def test_specific_route_adds_its_own_limit(base_url: str) -> None:
     ip = "10.0.0.4"
-    assert fetch(f"{base_url}/burst", ip).status == 200
-    refused = fetch(f"{base_url}/burst", ip)
+    assert fetch(f"{base_url}/global_plus_specific", ip).status == 200
+    refused = fetch(f"{base_url}/global_plus_specific", ip)
     assert refused.status == 429
     assert refused.headers["Retry-After"] == "2"
-    assert fetch(f"{base_url}/", ip).status == 200  # the global rules still have room
+    assert refused.body == "ip 10.0.0.4 rate limited for 2s (over 1 request in a 2s window)\n"
+    assert fetch(f"{base_url}/ping", ip).status == 200  # the global rules still have room
+
+
+def test_standalone_route_obeys_only_its_own_rule(base_url: str) -> None:
+    ip = "10.0.0.5"
+    statuses = [fetch(f"{base_url}/standalone", ip).status for _ in range(11)]
+    assert statuses == [200] * 10 + [429]
+    refused = fetch(f"{base_url}/standalone", ip)
+    assert refused.body == (
+        "ip 10.0.0.5 rate limited for 3600s (over 10 requests in a 3600s window)\n"
+    )
+    # None of the 12 counted toward the global 20 per second: /ping still admits 20.
+    assert [fetch(f"{base_url}/ping", ip).status for _ in range(20)] == [200] * 20

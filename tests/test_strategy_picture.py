@@ -1,0 +1,39 @@
+"""``docs/make_strategy_picture.py``: a command with ``--help``, and the picture is current."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "make_strategy_picture.py"
+
+
+def load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_strategy_picture", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_help_prints_usage_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        load().main(["--help"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writes_the_picture_that_the_docs_show(tmp_path: Path) -> None:
+    target = tmp_path / "picture.svg"
+    load().main([str(target)])
+    assert target.read_text(encoding="utf-8") == SCRIPT.with_name("strategies.svg").read_text(
+        encoding="utf-8"
+    )

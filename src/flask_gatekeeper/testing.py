@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Optional
 
-from .decision import Decision
+from .decision import Decision, Usage
 from .errors import StorageError
 from .policy import Scope
 from .rules import BanRule
@@ -94,6 +94,10 @@ class FlakyStorage:
     def record(self, client: str, scopes: Sequence[Scope], *, cost: int = 1) -> None:
         self._maybe_fail()
         self.inner.record(client, scopes, cost=cost)
+
+    def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
+        self._maybe_fail()
+        return self.inner.usage(client, scopes)
 
     def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
         self._maybe_fail()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Callable, Optional, Protocol
 
-from ..decision import Decision
+from ..decision import Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import Scope
 from ..rules import BanRule
@@ -60,6 +60,11 @@ class Storage(Protocol):
     def record(self, client: str, scopes: Sequence[Scope], *, cost: int = 1) -> None:
         """Count a request of ``cost`` in every rule of ``scopes``, checking nothing: the
         second half of a request checked with ``hit(..., record=False)``."""
+        ...
+
+    def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
+        """Where the client stands against every rule of ``scopes``, in their order,
+        counting nothing."""
         ...
 
     def report(self, client: str, ban_rule: BanRule) -> Optional[float]:

@@ -313,18 +313,24 @@ class MemoryStorage:
 
     def _closest(self, client: str, scopes: Sequence[Scope], now: int) -> Usage:
         """The rule with the fewest requests left (then the longest reset)."""
-        candidates = []
+        return min(self._usages(client, scopes, now), key=lambda use: (use.remaining, -use.reset))
+
+    def _usages(self, client: str, scopes: Sequence[Scope], now: int) -> list[Usage]:
+        """Every rule's usage, in the order of the scopes and their rules (logged first)."""
+        usages = []
         for scope in scopes:
             log = self._logs.get(_scope_key(client, scope))
             for rule in scope.logged:
                 used, reset = _used(log, rule, now)
-                candidates.append(Usage(rule, rule.count - used, seconds(reset), scope.name))
+                usages.append(Usage(rule, rule.count - used, seconds(reset), scope.name))
             for rule in scope.stateful:
                 key = _state_key(client, scope, rule)
-                candidates.append(
-                    _State(key, client, rule, self._logs.get(key), now).usage(scope, now)
-                )
-        return min(candidates, key=lambda usage: (usage.remaining, -usage.reset))
+                usages.append(_State(key, client, rule, self._logs.get(key), now).usage(scope, now))
+        return usages
+
+    def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
+        with self._lock:
+            return self._usages(client, scopes, self._now())
 
     def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
         with self._lock:

@@ -105,6 +105,7 @@ class _Script:
 _HIT = _Script("common.lua", "strategies.lua", "hit.lua")
 _REPORT = _Script("common.lua", "report.lua")
 _BAN = _Script("common.lua", "ban.lua")
+_USAGE = _Script("common.lua", "strategies.lua", "usage.lua")
 
 
 _TAG_SAFE = "".join(chr(code) for code in range(33, 127) if chr(code) not in "%{}")
@@ -279,6 +280,14 @@ class RedisStorage:
 
     def record(self, client: str, scopes: Sequence[Scope], *, cost: int = 1) -> None:
         self._hit(client, scopes, _RECORD_ONLY, cost)
+
+    def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
+        keys, args, rules = self._scopes(client, scopes)
+        answer = self._run(_USAGE, keys, [self._now_argument(), *args])
+        return [
+            Usage(rule, answer[2 * index], seconds(answer[2 * index + 1]), scope_name)
+            for index, (rule, scope_name) in enumerate(rules)
+        ]
 
     def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
         keys = [self._key(client, "reports"), self._key(client, "ban")]

@@ -19,27 +19,7 @@ if mode ~= 2 then
   end
 end
 
-local scopes, arg, key = {}, 12, 3
-while arg <= #ARGV do
-  local scope = {log = KEYS[key], depth = tonumber(ARGV[arg]), ttl = tonumber(ARGV[arg + 1])}
-  scope.logged = numbers(arg + 3, arg + 2 + 2 * tonumber(ARGV[arg + 2]))
-  arg = arg + 3 + #scope.logged
-  local stateful = numbers(arg + 1, arg + 4 * tonumber(ARGV[arg]))
-  arg = arg + 1 + #stateful
-  scope.stateful = {}
-  for r = 1, #stateful, 4 do
-    key = key + 1
-    local rule = {key = KEYS[key], count = stateful[r], window = stateful[r + 1],
-      code = stateful[r + 2], shift = stateful[r + 3]}
-    rule.state = load_state(rule.key)
-    scope.stateful[#scope.stateful + 1] = rule
-  end
-  key = key + 1
-  scope.size = redis.call('LLEN', scope.log)
-  -- keep at least the newest `depth`, and never fewer than before (rules may have shrunk)
-  scope.keep = math.max(scope.depth, scope.size)
-  scopes[#scopes + 1] = scope
-end
+local scopes = read_scopes(12, 3)
 
 if mode ~= 2 then
   local wait, worst, index = 0, -1, 0
@@ -107,22 +87,10 @@ end
 
 -- the rule with the fewest requests left (then the longest reset)
 local closest, remaining, reset, index = -1, 0, 0, 0
-for _, scope in ipairs(scopes) do
-  local stamps = redis.call('LRANGE', scope.log, 0, scope.keep - 1)
-  for r = 1, #scope.logged, 2 do
-    local left, rule_reset = log_usage(stamps, scope.logged[r], scope.logged[r + 1], now)
-    if closest < 0 or left < remaining or (left == remaining and rule_reset > reset) then
-      closest, remaining, reset = index, left, rule_reset
-    end
-    index = index + 1
+each_usage(scopes, now, function(left, rule_reset)
+  if closest < 0 or left < remaining or (left == remaining and rule_reset > reset) then
+    closest, remaining, reset = index, left, rule_reset
   end
-  for _, rule in ipairs(scope.stateful) do
-    local left, rule_reset = strategy_usage(rule.code, rule.state, rule.count, rule.window,
-      rule.shift, now)
-    if closest < 0 or left < remaining or (left == remaining and rule_reset > reset) then
-      closest, remaining, reset = index, left, rule_reset
-    end
-    index = index + 1
-  end
-end
+  index = index + 1
+end)
 return {0, 0, -1, closest, remaining, reset, -1}

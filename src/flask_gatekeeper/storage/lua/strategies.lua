@@ -100,3 +100,45 @@ local function strategy_usage(code, state, count, window, shift, now)
   end
   return math.max(0, math.floor(count - current)), start + window - now
 end
+
+-- The scopes described from ARGV[first_arg] on, their keys from KEYS[first_key] on: per
+-- scope, depth, ttl, number of sliding-log rules, (count, window) for each, number of
+-- stateful rules, (count, window, strategy code, shift) for each. Reads each log's length
+-- and each stateful rule's state.
+local function read_scopes(first_arg, first_key)
+  local scopes, arg, key = {}, first_arg, first_key
+  while arg <= #ARGV do
+    local scope = {log = KEYS[key], depth = tonumber(ARGV[arg]), ttl = tonumber(ARGV[arg + 1])}
+    scope.logged = numbers(arg + 3, arg + 2 + 2 * tonumber(ARGV[arg + 2]))
+    arg = arg + 3 + #scope.logged
+    local stateful = numbers(arg + 1, arg + 4 * tonumber(ARGV[arg]))
+    arg = arg + 1 + #stateful
+    scope.stateful = {}
+    for r = 1, #stateful, 4 do
+      key = key + 1
+      local rule = {key = KEYS[key], count = stateful[r], window = stateful[r + 1],
+        code = stateful[r + 2], shift = stateful[r + 3]}
+      rule.state = load_state(rule.key)
+      scope.stateful[#scope.stateful + 1] = rule
+    end
+    key = key + 1
+    scope.size = redis.call('LLEN', scope.log)
+    -- keep at least the newest `depth`, and never fewer than before (rules may have shrunk)
+    scope.keep = math.max(scope.depth, scope.size)
+    scopes[#scopes + 1] = scope
+  end
+  return scopes
+end
+
+-- Each rule's requests left and microseconds until its quota is whole again, in order.
+local function each_usage(scopes, now, visit)
+  for _, scope in ipairs(scopes) do
+    local stamps = redis.call('LRANGE', scope.log, 0, scope.keep - 1)
+    for r = 1, #scope.logged, 2 do
+      visit(log_usage(stamps, scope.logged[r], scope.logged[r + 1], now))
+    end
+    for _, rule in ipairs(scope.stateful) do
+      visit(strategy_usage(rule.code, rule.state, rule.count, rule.window, rule.shift, now))
+    end
+  end
+end

@@ -1,0 +1,101 @@
+"""The storage half of cost, count-after-the-response and reading without spending, on
+both storages: a request of cost k counts as k requests in every rule of its scopes, a
+cost above a rule's count is never admitted, a check can be recorded later, and usage is
+read without counting anything."""
+
+from __future__ import annotations
+
+import pytest
+
+from flask_gatekeeper import Rule
+from flask_gatekeeper.decision import GLOBAL_SCOPE, Usage
+from flask_gatekeeper.policy import Scope
+from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.testing import FakeClock
+
+STRATEGIES = ["sliding-log", "fixed-window", "sliding-window", "gcra"]
+
+
+def scopes_of(*rules: Rule, name: str = GLOBAL_SCOPE) -> list[Scope]:
+    return [Scope.of(name, rules)]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_request_of_cost_k_counts_k_times(storage: Storage, strategy: str) -> None:
+    scopes = scopes_of(Rule(5, 60, strategy))
+    assert storage.hit("c", scopes, cost=3).admitted
+    assert not storage.hit("c", scopes, cost=3).admitted  # 3 + 3 > 5
+    assert storage.hit("c", scopes, cost=2).admitted  # exactly 5
+    assert not storage.hit("c", scopes).admitted
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_cost_above_the_count_is_refused_and_records_nothing(
+    storage: Storage, clock: FakeClock, strategy: str
+) -> None:
+    rule = Rule(3, 60, strategy)
+    scopes = scopes_of(rule)
+    refused = storage.hit("c", scopes, cost=4)
+    assert (refused.admitted, refused.rule, refused.retry_after) == (False, rule, 60)
+    clock.advance(3600)
+    assert not storage.hit("c", scopes, cost=4).admitted  # never, however long one waits
+    assert [storage.hit("c", scopes).admitted for _ in range(4)] == [True, True, True, False]
+
+
+def test_cost_counts_in_every_scope(storage: Storage) -> None:
+    scopes = [Scope.of(GLOBAL_SCOPE, (Rule(10, 60),)), Scope.of("export", (Rule(4, 60),))]
+    assert storage.hit("c", scopes, cost=4).admitted
+    refused = storage.hit("c", scopes)
+    assert (refused.rule, refused.scope) == (Rule(4, 60), "export")
+    assert [storage.hit("c", scopes[:1]).admitted for _ in range(7)] == [True] * 6 + [False]
+
+
+def test_the_wait_for_a_cost_is_until_enough_requests_leave_the_window(
+    storage: Storage, clock: FakeClock
+) -> None:
+    scopes = scopes_of(Rule(4, 10))
+    for _ in range(4):
+        assert storage.hit("c", scopes).admitted
+        clock.advance(1)
+    refused = storage.hit("c", scopes, cost=3)  # stamps 1000..1003, now 1004
+    assert refused.retry_after == 1002 + 10 - 1004  # the third newest must leave
+    clock.advance(refused.retry_after)
+    assert storage.hit("c", scopes, cost=3).admitted
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_check_only_hit_records_nothing_until_record(storage: Storage, strategy: str) -> None:
+    scopes = scopes_of(Rule(2, 60, strategy))
+    for _ in range(5):
+        assert storage.hit("c", scopes, record=False).admitted
+    storage.record("c", scopes)
+    storage.record("c", scopes)
+    assert not storage.hit("c", scopes, record=False).admitted
+    storage.record("c", scopes)  # counted though full: the response was already served
+    assert storage.usage("c", scopes)[0].remaining == 0
+
+
+def test_record_takes_a_cost(storage: Storage) -> None:
+    scopes = scopes_of(Rule(5, 60))
+    storage.record("c", scopes, cost=4)
+    assert storage.hit("c", scopes).admitted
+    assert not storage.hit("c", scopes).admitted
+
+
+def test_usage_reads_every_rule_in_order_without_counting(
+    storage: Storage, clock: FakeClock
+) -> None:
+    fast, slow, quota = Rule(2, 10), Rule(5, 60), Rule(100, 86400, "gcra")
+    scopes = [Scope.of(GLOBAL_SCOPE, (fast, slow)), Scope.of("export", (quota,))]
+    assert storage.usage("c", scopes) == [
+        Usage(fast, 2, 0),
+        Usage(slow, 5, 0),
+        Usage(quota, 100, 0, "export"),
+    ]
+    assert storage.hit("c", scopes).admitted
+    clock.advance(4)
+    expected = [Usage(fast, 1, 6), Usage(slow, 4, 56), Usage(quota, 99, 864 - 4, "export")]
+    assert storage.usage("c", scopes) == expected
+    assert storage.usage("c", scopes) == expected  # reading spends nothing
+    assert storage.hit("c", scopes).admitted
+    assert not storage.hit("c", scopes).admitted  # fast: 2 in 10 s

@@ -99,3 +99,22 @@ def test_usage_reads_every_rule_in_order_without_counting(
     assert storage.usage("c", scopes) == expected  # reading spends nothing
     assert storage.hit("c", scopes).admitted
     assert not storage.hit("c", scopes).admitted  # fast: 2 in 10 s
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_reset_of_one_scope_leaves_the_others(storage: Storage, strategy: str) -> None:
+    rule = Rule(1, 60, strategy)
+    everywhere = [Scope.of(GLOBAL_SCOPE, (rule,)), Scope.of("export", (rule,))]
+    other = [Scope.of("export:2", (rule,))]
+    assert storage.hit("c", everywhere).admitted
+    assert storage.hit("c", other).admitted
+    storage.ban("c", 60)
+    storage.reset("c", "export")
+    assert storage.banned_for("c") == 60  # the ban stays
+    storage.unban("c")
+    assert storage.hit("c", everywhere[1:]).admitted  # the export scope is empty again
+    assert not storage.hit("c", everywhere[:1]).admitted  # the global one is not
+    assert not storage.hit("c", other).admitted
+    storage.reset("c", GLOBAL_SCOPE)
+    assert storage.hit("c", everywhere[:1]).admitted
+    assert not storage.hit("c", other).admitted

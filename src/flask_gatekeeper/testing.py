@@ -119,6 +119,6 @@ class FlakyStorage:
         self._maybe_fail()
         return self.inner.bans()
 
-    def reset(self, client: str) -> None:
+    def reset(self, client: str, scope: Optional[str] = None) -> None:
         self._maybe_fail()
-        self.inner.reset(client)
+        self.inner.reset(client, scope)

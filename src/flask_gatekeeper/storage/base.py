@@ -88,6 +88,7 @@ class Storage(Protocol):
         """Every active ban: client -> seconds left."""
         ...
 
-    def reset(self, client: str) -> None:
-        """Forget everything about the client: counters, reports, ban and its history."""
+    def reset(self, client: str, scope: Optional[str] = None) -> None:
+        """Forget everything about the client: counters, reports, ban and its history;
+        with ``scope``, only its counters in that scope."""
         ...

@@ -106,6 +106,13 @@ def _belongs_to(key: Hashable, client: str) -> bool:
     return key == client or (type(key) is tuple and key[0] == client)
 
 
+def _in_scope(key: Hashable, client: str, scope: str) -> bool:
+    """Whether ``key`` holds ``client``'s log or a rule's state in ``scope``."""
+    if key == client:
+        return scope == GLOBAL_SCOPE
+    return type(key) is tuple and key[0] == client and key[1] == scope
+
+
 class _Ban:
     """A client's ban, in microseconds: its end, how many bans it had lately (for
     escalation) until ``forget_at``, and whether its end was set by hand (a manual ban
@@ -407,8 +414,12 @@ class MemoryStorage:
                 name: seconds(ban.end - now) for name, ban in self._bans.items() if ban.end > now
             }
 
-    def reset(self, client: str) -> None:
+    def reset(self, client: str, scope: Optional[str] = None) -> None:
         with self._lock:
-            self._bans.pop(client, None)
-            for key in [key for key in self._logs if _belongs_to(key, client)]:
+            if scope is None:
+                self._bans.pop(client, None)
+                doomed = [key for key in self._logs if _belongs_to(key, client)]
+            else:
+                doomed = [key for key in self._logs if _in_scope(key, client, scope)]
+            for key in doomed:
                 del self._logs[key]

@@ -13,6 +13,7 @@ Install with ``pip install "flask-gatekeeper[redis]"``.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -139,6 +140,20 @@ def _ban_rule_arguments(rule: BanRule) -> list[Union[int, str]]:
 
 
 _NO_STRIKE: list[Union[int, str]] = [0] * 6
+
+
+_STATE_KEY = re.compile(
+    "(?:" + "|".join(re.escape(name) for name in STRATEGY_CODES) + r")(?::(.*))?:\d+/\d+"
+)
+
+
+def _scope_of_key(suffix: str) -> Optional[str]:
+    """The scope a client key's suffix (``log:<scope>``, ``gcra:<scope>:5/100``...)
+    belongs to; None for its ban and reports."""
+    if suffix == "log" or suffix.startswith("log:"):
+        return suffix[len("log:") :]
+    state = _STATE_KEY.fullmatch(suffix)
+    return None if state is None else (state[1] or GLOBAL_SCOPE)
 
 
 class RedisStorage:
@@ -326,9 +341,12 @@ class RedisStorage:
                 found[client] = left
         return found
 
-    def reset(self, client: str) -> None:
-        escaped = self._key(client, "").translate(_GLOB_SPECIAL)
-        keys = self._scan(f"{escaped}*")
+    def reset(self, client: str, scope: Optional[str] = None) -> None:
+        """Forget the client (a SCAN of its keys: for operators, not for requests)."""
+        head = self._key(client, "")
+        keys = self._scan(f"{head.translate(_GLOB_SPECIAL)}*")
+        if scope is not None:
+            keys = [key for key in keys if _scope_of_key(key[len(head) :]) == scope]
         if keys:
             with _storage_errors():
                 self.client.delete(*keys)

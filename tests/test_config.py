@@ -188,6 +188,27 @@ def burst_then_half_a_window(subject: Subject) -> object:
     return [*codes, send(subject).status_code]
 
 
+def three_static_gets(subject: Subject) -> object:
+    """Three GETs of a file under ``/static`` (missing: the route matches, the file not)."""
+    return [
+        subject.client.get("/static/missing.txt", environ_base={"REMOTE_ADDR": PEER}).status_code
+        for _ in range(3)
+    ]
+
+
+def three_exempt_gets(subject: Subject) -> object:
+    return statuses(subject, 3, {"x-exempt": "yes"})
+
+
+def exempt_header() -> bool:
+    """An ``exempt_when`` named in app.config by its import path."""
+    return request.headers.get("x-exempt") == "yes"
+
+
+def never() -> bool:
+    return False
+
+
 def user_key() -> Optional[str]:
     """A ``key_func`` named in app.config by its import path."""
     return request.headers.get("x-user")
@@ -355,6 +376,22 @@ SCENARIOS: dict[str, Scenario] = {
         given=False,
         from_given=[200, 200, 429, 429, 429],
         base={"GATEKEEPER_BAN_RULE": {"count": 2, "window": 10, "duration": 100}},
+    ),
+    "exempt_static": Scenario(
+        three_static_gets,
+        default=[404, 404, 404],
+        config=False,
+        from_config=[404, 404, 429],
+        given=True,
+        from_given=[404, 404, 404],
+    ),
+    "exempt_when": Scenario(
+        three_exempt_gets,
+        default=[200, 200, 429],
+        config=f"{__name__}:exempt_header",
+        from_config=[200, 200, 200],
+        given=never,
+        from_given=[200, 200, 429],
     ),
     "key_func": Scenario(
         refused_key({"x-user": "alice"}),

@@ -26,6 +26,7 @@ from .extension import EXTENSION_KEY, GateKeeper
 from .gate import Gate
 from .keys import shown, unshown
 from .refusals import retry_after_header
+from .rules import RulesFunction
 from .storage import MemoryStorage
 
 __all__ = ["gatekeeper"]
@@ -129,8 +130,12 @@ def status(client: str | None) -> None:
     settings = gate.settings
     click.echo(f"enabled: {settings.enabled}{' (dry run)' if settings.dry_run else ''}")
     click.echo(f"storage: {_masked(settings.storage)}")
-    for rule in settings.rate_limit_rules:
-        click.echo(f"rate limit: {rule}")
+    rules = settings.rate_limit_rules
+    if isinstance(rules, RulesFunction):
+        click.echo(f"rate limit: computed for each request by {rules.func!r}")
+    else:
+        for rule in rules:
+            click.echo(f"rate limit: {rule}")
     for endpoint in sorted(current_app.view_functions):
         own = gate.policies.route_rules(endpoint)
         if own is None:

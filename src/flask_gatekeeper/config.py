@@ -20,22 +20,18 @@ from .addresses import AddressSet, parse_address_list
 from .errors import ConfigError, ConfigTypeError
 from .headers import parse_headers_option
 from .identify import Identifier, KeyFunc
-from .rules import BanRule, Rule, parse_ban_rule, parse_rules
+from .policy import HTTP_METHODS, Predicate, RulesOrFunction
+from .rules import BanRule, parse_ban_rule, parse_rules_or_function
 from .storage import Storage, storage_from
 from .storage.base import DEFAULT_KEY_PREFIX, check_key_prefix
 from .strategies import DEFAULT_STRATEGY, check_strategy
 
-__all__ = ["CONFIG_KEYS", "OPTIONS", "Option", "Settings", "load_settings"]
+__all__ = ["CONFIG_KEYS", "OPTIONS", "Option", "Settings", "load_settings", "parse_methods"]
 
 DEFAULT_IPV6_PREFIX = 64
 """An IPv6 client is its /64: the block one host or one subscriber usually gets."""
 DEFAULT_PROXY_HEADER = "X-Forwarded-For"
 """The header read when ``trusted_proxies`` is set without ``ip_header``."""
-
-HTTP_METHODS = frozenset(
-    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
-)
-"""RFC 9110's methods and PATCH: a name outside them is most likely a typo."""
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
@@ -64,7 +60,7 @@ def _header_name(value: object, name: str) -> str:
     return value
 
 
-def _methods(value: object, name: str) -> frozenset[str]:
+def parse_methods(value: object, name: str) -> frozenset[str]:
     """HTTP methods, as a list or a comma-separated string (``"HEAD, OPTIONS"``)."""
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple, set, frozenset)):
@@ -117,7 +113,8 @@ def _address_set(value: object, name: str) -> AddressSet:
     return AddressSet(parse_address_list(value, name))
 
 
-def _key_func(value: object, name: str) -> KeyFunc:
+def _function(value: object, name: str, returning: str) -> Callable[..., object]:
+    """A function, or an import string naming one."""
     if isinstance(value, str):
         try:
             value = import_string(value)
@@ -128,8 +125,16 @@ def _key_func(value: object, name: str) -> KeyFunc:
                 "'package.module.function'"
             ) from None
     if not callable(value):
-        raise ConfigTypeError(f"{name}: expected a function returning a key, got {value!r}")
-    return cast(KeyFunc, value)
+        raise ConfigTypeError(f"{name}: expected a function returning {returning}, got {value!r}")
+    return cast(Callable[..., object], value)
+
+
+def _key_func(value: object, name: str) -> KeyFunc:
+    return cast(KeyFunc, _function(value, name, "a key"))
+
+
+def _exempt_when(value: object, name: str) -> Predicate:
+    return _function(value, name, "whether the request is exempt")
 
 
 def _storage(value: object, name: str) -> object:
@@ -151,9 +156,15 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("ban_rule", "GATEKEEPER_BAN_RULE", parse_ban_rule, None, "reports that ban a client"),
-    Option("rate_limit_rules", "GATEKEEPER_RATE_LIMIT_RULES", parse_rules, None, "global rules"),
+    Option(
+        "rate_limit_rules",
+        "GATEKEEPER_RATE_LIMIT_RULES",
+        parse_rules_or_function,
+        None,
+        "global rules, or a function returning them for each request",
+    ),
     Option("ip_header", "GATEKEEPER_IP_HEADER", _header_name, None, "client IP from a header"),
-    Option("excluded_methods", "GATEKEEPER_EXCLUDED_METHODS", _methods, (), "never counted"),
+    Option("excluded_methods", "GATEKEEPER_EXCLUDED_METHODS", parse_methods, (), "never counted"),
     Option("enabled", "GATEKEEPER_ENABLED", _bool, True, "master switch"),
     Option("storage", "GATEKEEPER_STORAGE_URI", _storage, "memory://", "where counts live"),
     Option("max_clients", "GATEKEEPER_MAX_CLIENTS", _positive_int, None, "memory bound"),
@@ -168,6 +179,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("dry_run", "GATEKEEPER_DRY_RUN", _bool, False, "count and signal, refuse nothing"),
     Option("report_rate_limited", "GATEKEEPER_REPORT_RATE_LIMITED", _bool, False, "429s report"),
     Option("strategy", "GATEKEEPER_STRATEGY", _strategy, DEFAULT_STRATEGY, "default strategy"),
+    Option("exempt_static", "GATEKEEPER_EXEMPT_STATIC", _bool, True, "static files not counted"),
+    Option("exempt_when", "GATEKEEPER_EXEMPT_WHEN", _exempt_when, None, "true: not counted"),
 )
 """Every option, in the constructor's order (the first four are flask-gatekeeper 1.0's)."""
 
@@ -183,7 +196,7 @@ class Settings:
 
     enabled: bool
     ban_rule: Optional[BanRule]
-    rate_limit_rules: tuple[Rule, ...]
+    rate_limit_rules: RulesOrFunction
     excluded_methods: frozenset[str]
     storage: Storage
     identifier: Identifier
@@ -195,6 +208,10 @@ class Settings:
     """Each 429 also counts as a report toward the ban rule."""
     strategy: str
     """The strategy of rules that do not name one."""
+    exempt_static: bool
+    """Static files (endpoints ``static`` and ``<blueprint>.static``) are not counted."""
+    exempt_when: Optional[Predicate]
+    """Returns true for a request that is neither counted nor limited."""
     ip_header_trusted: bool
     """False when ``ip_header`` is believed without ``trusted_proxies`` (init_app warns)."""
     sources: Mapping[str, tuple[object, str]]
@@ -260,6 +277,8 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         dry_run=values["dry_run"],
         report_rate_limited=values["report_rate_limited"],
         strategy=values["strategy"],
+        exempt_static=values["exempt_static"],
+        exempt_when=values["exempt_when"],
         ip_header_trusted=ip_header is None or trusted_proxies is not None,
         sources=sources,
     )

@@ -13,12 +13,21 @@ from typing import Any, Callable, Optional, TypeVar, Union
 
 from flask import Blueprint, Flask, current_app, has_app_context, has_request_context
 
-from .config import OPTIONS, load_settings
+from .config import OPTIONS, load_settings, parse_methods
 from .errors import ConfigError, ConfigTypeError
 from .gate import Down, Gate
 from .identify import KeyFunc
-from .policy import Mark, put_mark
-from .rules import BanRule, Rule, RuleLike, check_seconds, parse_rules
+from .limit import Limit
+from .policy import (
+    Mark,
+    Pending,
+    PerRequest,
+    Predicate,
+    RulesOrFunction,
+    put_mark,
+    shared_scope_name,
+)
+from .rules import BanRule, RuleLike, check_seconds, parse_rules_or_function
 from .storage import Storage
 
 __all__ = ["GateKeeper"]
@@ -28,7 +37,8 @@ EXTENSION_KEY = "gatekeeper"
 logger = logging.getLogger("flask_gatekeeper")
 
 Target = TypeVar("Target", bound=Union[Callable[..., Any], Blueprint, type])
-Rules = Union[RuleLike, Sequence[RuleLike]]
+Rules = Union[RuleLike, Sequence[RuleLike], Callable[..., Any]]
+"""Rules in any accepted form, or a function returning them for each request."""
 Addresses = Union[Iterable[str], str]
 
 
@@ -62,6 +72,8 @@ class GateKeeper:
         dry_run: Optional[bool] = None,
         report_rate_limited: Optional[bool] = None,
         strategy: Optional[str] = None,
+        exempt_static: Optional[bool] = None,
+        exempt_when: Optional[Predicate] = None,
     ) -> None:
         arguments = locals()
         self._given = {
@@ -151,10 +163,13 @@ class GateKeeper:
 
     def specific(
         self,
-        rate_limit_rules: Union[RuleLike, Sequence[RuleLike], None] = None,
+        rate_limit_rules: Optional[Rules] = None,
         standalone: bool = False,
         *,
         key_func: Optional[KeyFunc] = None,
+        methods: Union[Iterable[str], str, None] = None,
+        scope: Optional[str] = None,
+        exempt_when: Optional[Predicate] = None,
     ) -> Callable[[Target], Target]:
         """Decorate a view (or blueprint) with its own rules, counted per client and route.
 
@@ -162,21 +177,47 @@ class GateKeeper:
         (``specific(standalone=True)`` alone exempts a route from the global rules). Bans
         apply either way. ``key_func`` names the client on this route (ban and every rule
         then use that key); returning None skips limiting for the request.
+
+        ``rate_limit_rules`` may be a function computing the rules for each request.
+        ``methods``: the decorator applies to those methods only. ``scope``: the rules
+        count in the budget of that name, shared by every route (and ``gk.limit``) that
+        names it. ``exempt_when``: a function that returns true for a request that is
+        neither counted nor limited on this route (bans still apply).
         """
         if not isinstance(standalone, bool):
             raise ConfigTypeError(f"standalone: expected True or False, got {standalone!r}")
-        if key_func is not None and not callable(key_func):
-            raise ConfigTypeError(f"key_func: expected a function, got {key_func!r}")
-        rules: tuple[Rule, ...] = ()
-        if rate_limit_rules is not None or not (standalone or key_func):
-            rules = parse_rules(rate_limit_rules, "rate_limit_rules")
-        mark = Mark(rules=rules, standalone=standalone, key_func=key_func)
+        for name, function in (("key_func", key_func), ("exempt_when", exempt_when)):
+            if function is not None and not callable(function):
+                raise ConfigTypeError(f"{name}: expected a function, got {function!r}")
+        rules: RulesOrFunction = ()
+        if rate_limit_rules is not None or not (standalone or key_func or exempt_when):
+            rules = parse_rules_or_function(rate_limit_rules, "rate_limit_rules")
+        mark = Mark(
+            rules=rules,
+            standalone=standalone,
+            key_func=key_func,
+            methods=_methods(methods),
+            scope=None if scope is None else _scope_name(scope),
+            exempt_when=exempt_when,
+        )
 
         def decorate(target: Target) -> Target:
             put_mark(target, self, mark)
             return target
 
         return decorate
+
+    def limit(self, rate_limit_rules: Rules, *, scope: str, key: Optional[str] = None) -> Limit:
+        """A limit checked inside a view: ``with gk.limit("3/hour", scope="export"):``, or
+        the same object decorating any function, checked at each call.
+
+        It counts one request of the current client (or of ``key``) in the budget named
+        ``scope``, the one ``specific(scope=...)`` routes share, and raises ``RateLimited``
+        (429), or ``Banned`` (403) for a banned client, as a request refused by the gate.
+        """
+        rules = parse_rules_or_function(rate_limit_rules, "rate_limit_rules")
+        pending = Pending(shared_scope_name(_scope_name(scope))).add(rules)
+        return Limit(self._gate, PerRequest((pending,)), key)
 
     # -- manual control (in a request or an app context) -----------------------------------
 
@@ -234,3 +275,20 @@ class GateKeeper:
         counts: dict[str, Optional[int]] = dict(gate.events.stats.snapshot())
         counts["tracked_clients"] = getattr(gate.settings.storage, "tracked", None)
         return counts
+
+
+def _methods(value: Union[Iterable[str], str, None]) -> Optional[frozenset[str]]:
+    if value is None:
+        return None
+    methods = parse_methods(value, "methods")
+    if not methods:
+        raise ConfigError("methods: the list is empty; leave it out for every method")
+    return methods
+
+
+def _scope_name(value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigTypeError(f"scope: expected a name (a string), got {value!r}")
+    if not value:
+        raise ConfigError("scope: the name is empty")
+    return value

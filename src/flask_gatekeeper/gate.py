@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from flask import Flask, Request, Response, g, request
+from flask import Flask, Request, Response, g, has_request_context, request
 
 from .config import Settings
 from .decision import Decision
@@ -21,7 +21,7 @@ from .events import Events
 from .headers import policy_name, rate_limit_headers
 from .identify import Client
 from .outage import RETRY_INTERVAL, OutageGuard
-from .policy import Policies, RoutePolicy
+from .policy import PerRequest, Policies, RoutePolicy, Scope
 from .refusals import Banned, Denied, RateLimited, StorageUnavailable
 from .storage import MemoryStorage
 
@@ -58,6 +58,8 @@ class Gate:
             global_rules=settings.rate_limit_rules,
             excluded_methods=settings.excluded_methods,
             strategy=settings.strategy,
+            exempt_static=settings.exempt_static,
+            exempt_when=settings.exempt_when,
         )
         self.guard = OutageGuard(
             settings.fail_open, clock=getattr(settings.storage, "clock", None) or time.monotonic
@@ -76,7 +78,7 @@ class Gate:
         req: Request = request._get_current_object()  # type: ignore[attr-defined]  # once
         if not self._processes_checked:
             self._check_processes(req.environ)
-        policy = self.policies.cache.get((req.endpoint, req.method in settings.excluded_methods))
+        policy = self.policies.cache.get((req.endpoint, req.method))
         if policy is None:
             policy = self.policies.policy_for(req.endpoint, req.method)
         if policy.bypass:
@@ -88,19 +90,22 @@ class Gate:
         if denied:
             self._refuse(Denied(key))
             return
-        decision = self._hit(key, policy)
+        scopes = policy.scopes
+        if policy.per_request is not None:
+            computed = self.scopes_for(policy.per_request, key)
+            if computed is None:
+                return
+            scopes = computed
+        decision = self.hit(key, scopes, usage=self._usage)
         if decision is None:
             return
         if decision.usage is not None:
-            fields = rate_limit_headers(policy.scopes, decision.usage, settings.headers)
+            fields = rate_limit_headers(scopes, decision.usage, settings.headers)
             setattr(g, _G_HEADERS, fields)
         if decision.admitted:
             self.events.admitted()
-        elif decision.banned:
-            rule = None if decision.manual else settings.ban_rule
-            self._refuse(Banned(key, decision.retry_after, rule))
         else:
-            self._rate_limited(key, decision)
+            self.refuse(key, decision)
 
     def identify(self, req: Request, policy: RoutePolicy) -> Optional[Client]:
         """The request's client, under the route's ``key_func`` if it has one."""
@@ -115,19 +120,37 @@ class Gate:
             return None
         return client[0]
 
-    def _hit(self, client: str, policy: RoutePolicy) -> Optional[Decision]:
+    def scopes_for(self, per_request: PerRequest, client: str) -> Optional[tuple[Scope, ...]]:
+        """The scopes of this request, computed by the app's functions (rules functions,
+        ``exempt_when``). One that raises, or returns something that is not rules, is
+        logged and met like a storage outage: None (admit) or, failing closed, a 503."""
+        try:
+            return per_request.scopes_for(client, self.settings.strategy)
+        except Exception:
+            logger.exception(
+                "a rules or exempt_when function failed; %s",
+                "admitting the request" if self.guard.fail_open else "refusing it (503)",
+            )
+            self._unanswered()
+            return None
+
+    def hit(self, client: str, scopes: tuple[Scope, ...], *, usage: bool) -> Optional[Decision]:
         """The storage's decision, or None when the storage is down (and fail-open)."""
-        decision = self.ask_storage(self._storage_hit, client, policy)
+        decision = self.ask_storage(self._storage_hit, client, scopes, usage)
         if not isinstance(decision, Down):
             return decision
+        self._unanswered()
+        return None
+
+    def _unanswered(self) -> None:
+        """No decision could be made: refuse with 503 when failing closed, else admit."""
         if not self.guard.fail_open:
             raise StorageUnavailable(RETRY_INTERVAL)
         self.events.admitted_while_down()
-        return None
 
-    def _storage_hit(self, client: str, policy: RoutePolicy) -> Decision:
+    def _storage_hit(self, client: str, scopes: tuple[Scope, ...], usage: bool) -> Decision:
         return self.settings.storage.hit(
-            client, policy.scopes, usage=self._usage and bool(policy.scopes), strike=self._strike
+            client, scopes, usage=usage and bool(scopes), strike=self._strike
         )
 
     def ask_storage(self, call: Callable[..., T], *args: Any) -> Union[T, Down]:
@@ -147,7 +170,12 @@ class Gate:
             guard.recovered(outages)
         return result
 
-    def _rate_limited(self, client: str, decision: Decision) -> None:
+    def refuse(self, client: str, decision: Decision) -> None:
+        """Refuse the request the storage did not admit: banned, or rate limited."""
+        if decision.banned:
+            rule = None if decision.manual else self.settings.ban_rule
+            self._refuse(Banned(client, decision.retry_after, rule))
+            return
         assert decision.rule is not None  # a refusal by a rule names it
         if self._strike is not None:
             self.events.reported(client, decision.new_ban, reason="rate_limit")
@@ -163,9 +191,8 @@ class Gate:
             self.events.refused_banned(refusal.client, refusal.wait, dry_run)
         if not dry_run:
             raise refusal
-        logger.info(
-            "dry run, would refuse %s %s: %s", request.method, request.path, refusal.description
-        )
+        where = f"{request.method} {request.path}" if has_request_context() else "a call"
+        logger.info("dry run, would refuse %s: %s", where, refusal.description)
 
     def _check_processes(self, environ: dict[str, Any]) -> None:
         """Warn once per process when a multi-process server runs the memory storage."""

@@ -1,37 +1,64 @@
-"""Which rules apply to a request: global, ``specific``, ``standalone``, ``bypass``, method.
+"""Which rules apply to a request: global, ``specific`` (per route, per method or in a
+shared scope), ``standalone``, ``bypass``, excluded methods and static files, and what is
+computed per request (rules functions and ``exempt_when``).
 
 Flask-free: ``Policies`` reads the marks the decorators left on a view, its view class and
-its blueprints (from the app's own tables, handed in), and caches per endpoint the frozen
-``RoutePolicy`` that ``resolve`` makes of them.
+its blueprints (from the app's own tables, handed in), and caches per endpoint and method
+the frozen ``RoutePolicy`` that ``resolve`` makes of them. A policy with nothing computed
+per request has its scopes ready; otherwise ``PerRequest.scopes_for`` finishes them for
+each request, from a cache of parsed rules.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from .decision import GLOBAL_SCOPE
-from .rules import Rule
+from .rules import Rule, RulesFunction, parse_rules
 from .strategies import SLIDING_LOG
 
 KeyFunc = Callable[[], Optional[str]]
+Predicate = Callable[[], object]
+RulesOrFunction = Union[tuple[Rule, ...], RulesFunction]
 
 __all__ = [
+    "BYPASS",
     "GLOBAL_SCOPE",
+    "HTTP_METHODS",
     "LARGE_LOG",
     "Mark",
+    "Pending",
+    "PerRequest",
     "Policies",
+    "Predicate",
     "RoutePolicy",
+    "RulesOrFunction",
     "Scope",
+    "is_static",
     "marks_of",
+    "own_scope_name",
     "put_mark",
     "resolve",
+    "shared_scope_name",
     "with_strategy",
 ]
 
 _MARKS_ATTRIBUTE = "_gatekeeper_marks"
+
+HTTP_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
+"""RFC 9110's methods and PATCH: a name outside them is most likely a typo."""
+
+_SHARED = "="
+_METHODS = "@"
+_ESCAPE = "\\"
+_PARSED_SCOPES = 1024
+"""How many scopes built from rules functions' results are kept parsed."""
 
 LARGE_LOG = 1000
 """Sliding-log counts above this (8 KB of timestamps per client) get a start-up warning."""
@@ -39,24 +66,52 @@ LARGE_LOG = 1000
 logger = logging.getLogger("flask_gatekeeper")
 
 
+def shared_scope_name(name: str) -> str:
+    """The scope that every ``specific(scope=name)`` mark and ``gk.limit(scope=name)``
+    counts in: one budget per client, whatever the route."""
+    return _SHARED + name
+
+
+def own_scope_name(endpoint: str, methods: Optional[frozenset[str]] = None) -> str:
+    """A route's own scope: its endpoint's name, or for rules given to some methods only,
+    ``"@POST,PUT endpoint"``. Neither can be a shared scope's name (those begin with
+    ``=``): an endpoint that begins with a marker character is escaped with a backslash."""
+    if methods is not None:
+        return f"{_METHODS}{','.join(sorted(methods))} {endpoint}"
+    if not endpoint or endpoint[0] in (_SHARED, _METHODS, _ESCAPE):
+        return _ESCAPE + endpoint
+    return endpoint
+
+
+def is_static(endpoint: Optional[str]) -> bool:
+    """Whether ``endpoint`` serves static files: the app's ``static`` or a blueprint's."""
+    return endpoint is not None and (endpoint == "static" or endpoint.endswith(".static"))
+
+
 @dataclass(frozen=True)
 class Mark:
-    """What ``@gk.bypass`` or ``@gk.specific(...)`` said about one view or blueprint."""
+    """What one ``@gk.bypass`` or ``@gk.specific(...)`` said about a view or blueprint.
+
+    ``rules`` (or a function computing them per request) count in the route's own scope,
+    or in the shared ``scope``; with ``methods`` the whole mark applies to those methods
+    only.
+    """
 
     bypass: bool = False
-    rules: tuple[Rule, ...] = ()
+    rules: RulesOrFunction = ()
     standalone: bool = False
     key_func: Optional[KeyFunc] = None
+    methods: Optional[frozenset[str]] = None
+    scope: Optional[str] = None
+    exempt_when: Optional[Predicate] = None
 
-    def merge(self, other: Mark) -> Mark:
-        """Two marks on one route: every rule applies, bypass or standalone sticks, and
-        the first ``key_func`` (the view's, before its blueprints') wins."""
-        return Mark(
-            bypass=self.bypass or other.bypass,
-            rules=self.rules + other.rules,
-            standalone=self.standalone or other.standalone,
-            key_func=self.key_func or other.key_func,
-        )
+    def applies_to(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
+
+    def scope_name(self, endpoint: str) -> str:
+        if self.scope is not None:
+            return shared_scope_name(self.scope)
+        return own_scope_name(endpoint, self.methods)
 
 
 @dataclass(frozen=True)
@@ -83,17 +138,86 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A scope whose rules are partly computed per request: ``rules`` and whatever each
+    of ``functions`` returns."""
+
+    name: str
+    rules: tuple[Rule, ...] = ()
+    functions: tuple[RulesFunction, ...] = ()
+
+    def add(self, rules: RulesOrFunction) -> Pending:
+        if isinstance(rules, RulesFunction):
+            return Pending(self.name, self.rules, (*self.functions, rules))
+        return Pending(self.name, self.rules + rules, self.functions)
+
+    def ready(self, strategy: str) -> Union[Scope, Pending]:
+        """The scope itself when nothing in it is computed per request."""
+        if self.functions:
+            return self
+        return Scope.of(self.name, with_strategy(self.rules, strategy))
+
+
+def _hashable(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _scope_of(pending: Pending, values: tuple[object, ...], strategy: str) -> Optional[Scope]:
+    rules = pending.rules
+    for function, value in zip(pending.functions, values):
+        if value is not None:
+            rules += parse_rules(value, f"{function.name} (a function's result)")
+    return Scope.of(pending.name, with_strategy(rules, strategy)) if rules else None
+
+
+_parsed_scope = functools.lru_cache(maxsize=_PARSED_SCOPES)(_scope_of)
+
+
+@dataclass(frozen=True)
+class PerRequest:
+    """What a route computes for each request: whether ``exempt_when`` exempts it, and
+    the rules of the ``Pending`` among its scopes."""
+
+    scopes: tuple[Union[Scope, Pending], ...]
+    exempt_when: tuple[Predicate, ...] = ()
+
+    def scopes_for(self, client: str, strategy: str) -> tuple[Scope, ...]:
+        """This request's scopes (none when exempt). Raises what the app's functions
+        raise, and ``ConfigError`` for a result that is not rules."""
+        for exempt in self.exempt_when:
+            if exempt():
+                return ()
+        scopes = []
+        for item in self.scopes:
+            scope = item if isinstance(item, Scope) else _computed(item, client, strategy)
+            if scope is not None:
+                scopes.append(scope)
+        return tuple(scopes)
+
+
+def _computed(pending: Pending, client: str, strategy: str) -> Optional[Scope]:
+    values = tuple(_hashable(function(client)) for function in pending.functions)
+    try:
+        hash(values)
+    except TypeError:  # e.g. dicts: parsed every time
+        return _scope_of(pending, values, strategy)
+    return _parsed_scope(pending, values, strategy)
+
+
+@dataclass(frozen=True)
 class RoutePolicy:
-    """What to do with requests to one endpoint.
+    """What to do with requests to one endpoint with one method.
 
     ``bypass``: do nothing at all. Otherwise check the ban, then every rule of ``scopes``
-    (none for an excluded method: the ban still applies, nothing is counted), for the
-    client named by ``key_func`` when the route has its own.
+    (none for an excluded method or a static file: the ban still applies, nothing is
+    counted), for the client named by ``key_func`` when the route has its own. With
+    ``per_request``, the scopes are computed for each request instead.
     """
 
     bypass: bool
     scopes: tuple[Scope, ...]
     key_func: Optional[KeyFunc] = None
+    per_request: Optional[PerRequest] = None
 
 
 BYPASS = RoutePolicy(bypass=True, scopes=())
@@ -106,16 +230,15 @@ def put_mark(target: object, owner: object, mark: Mark) -> None:
     ``functools.wraps`` and ``View.as_view``, and two views of the same name in two
     blueprints stay independent (flask-gatekeeper 1.0 keyed them by function name).
     """
-    marks: dict[int, Mark] = dict(vars(target).get(_MARKS_ATTRIBUTE, {}))
-    previous = marks.get(id(owner))
-    marks[id(owner)] = mark if previous is None else previous.merge(mark)
+    marks: dict[int, tuple[Mark, ...]] = dict(vars(target).get(_MARKS_ATTRIBUTE, {}))
+    marks[id(owner)] = (*marks.get(id(owner), ()), mark)
     setattr(target, _MARKS_ATTRIBUTE, marks)
 
 
-def marks_of(target: object, owner: object) -> Optional[Mark]:
-    """The mark ``owner`` put on ``target``, if any."""
-    marks: dict[int, Mark] = getattr(target, _MARKS_ATTRIBUTE, {})
-    return marks.get(id(owner))
+def marks_of(target: object, owner: object) -> tuple[Mark, ...]:
+    """The marks ``owner`` put on ``target``, in the order they were put."""
+    marks: dict[int, tuple[Mark, ...]] = getattr(target, _MARKS_ATTRIBUTE, {})
+    return marks.get(id(owner), ())
 
 
 def with_strategy(rules: tuple[Rule, ...], strategy: str) -> tuple[Rule, ...]:
@@ -128,29 +251,46 @@ def with_strategy(rules: tuple[Rule, ...], strategy: str) -> tuple[Rule, ...]:
 def resolve(
     endpoint: Optional[str],
     marks: Iterable[Mark],
-    global_rules: tuple[Rule, ...],
-    method_excluded: bool,
+    global_rules: RulesOrFunction,
+    method: str,
+    *,
+    exempt: bool = False,
     strategy: str = SLIDING_LOG,
+    exempt_when: Optional[Predicate] = None,
 ) -> RoutePolicy:
-    """Combine the marks of a view and its blueprints with the global rules; rules
-    without a strategy get ``strategy``, the extension's default."""
-    mark = Mark()
-    for each in marks:
-        mark = mark.merge(each)
-    if mark.bypass:
+    """Combine the marks of a view and its blueprints that apply to ``method`` with the
+    global rules. ``exempt`` (an excluded method, a static file): count nothing. Rules
+    without a strategy get ``strategy``, the extension's default; ``exempt_when`` is the
+    app's own."""
+    marks = [mark for mark in marks if mark.applies_to(method)]
+    if any(mark.bypass for mark in marks):
         return BYPASS
-    if method_excluded:
-        return RoutePolicy(bypass=False, scopes=(), key_func=mark.key_func)
-    scopes = []
-    if global_rules and not mark.standalone:
-        scopes.append(Scope.of(GLOBAL_SCOPE, with_strategy(global_rules, strategy)))
-    if mark.rules and endpoint is not None:
-        scopes.append(Scope.of(endpoint, with_strategy(mark.rules, strategy)))
-    return RoutePolicy(bypass=False, scopes=tuple(scopes), key_func=mark.key_func)
+    key_func = next((mark.key_func for mark in marks if mark.key_func), None)
+    if exempt:
+        return RoutePolicy(bypass=False, scopes=(), key_func=key_func)
+    scopes: dict[str, Pending] = {}
+
+    def add(name: str, rules: RulesOrFunction) -> None:
+        if rules:
+            scopes[name] = scopes.get(name, Pending(name)).add(rules)
+
+    if not any(mark.standalone for mark in marks):
+        add(GLOBAL_SCOPE, global_rules)
+    if endpoint is not None:
+        for mark in marks:
+            add(mark.scope_name(endpoint), mark.rules)
+    ready = tuple(pending.ready(strategy) for pending in scopes.values())
+    static = tuple(scope for scope in ready if isinstance(scope, Scope))
+    exempts = tuple(f for f in (exempt_when, *(mark.exempt_when for mark in marks)) if f)
+    if not exempts and len(static) == len(ready):
+        return RoutePolicy(bypass=False, scopes=static, key_func=key_func)
+    return RoutePolicy(
+        bypass=False, scopes=(), key_func=key_func, per_request=PerRequest(ready, exempts)
+    )
 
 
 class Policies:
-    """One app's route policies, resolved once per endpoint and method class.
+    """One app's route policies, resolved once per endpoint and method.
 
     ``owner`` is the ``GateKeeper`` whose marks count; ``view_functions`` and
     ``blueprints`` are the app's own (live) tables, so routes added later are found.
@@ -162,9 +302,11 @@ class Policies:
         view_functions: Mapping[str, object],
         blueprints: Mapping[str, object],
         *,
-        global_rules: tuple[Rule, ...],
+        global_rules: RulesOrFunction,
         excluded_methods: frozenset[str],
         strategy: str,
+        exempt_static: bool = True,
+        exempt_when: Optional[Predicate] = None,
     ) -> None:
         self.owner = owner
         self._view_functions = view_functions
@@ -172,30 +314,47 @@ class Policies:
         self._global_rules = global_rules
         self.excluded_methods = excluded_methods
         self._strategy = strategy
-        self.cache: dict[tuple[Optional[str], bool], RoutePolicy] = {}
-        """(endpoint, method excluded) -> policy; the request path reads it directly."""
+        self._exempt_static = exempt_static
+        self._exempt_when = exempt_when
+        self.cache: dict[tuple[Optional[str], str], RoutePolicy] = {}
+        """(endpoint, method) -> policy; the request path reads it directly. A method
+        outside ``HTTP_METHODS`` is cached as "", so clients cannot grow it."""
         self._warned: set[Rule] = set()
-        self.warn_large_logs(with_strategy(global_rules, strategy))
+        if not isinstance(global_rules, RulesFunction):
+            self.warn_large_logs(with_strategy(global_rules, strategy))
 
     def policy_for(self, endpoint: Optional[str], method: str) -> RoutePolicy:
         """The policy of an endpoint (None: no route matched, global rules apply)."""
-        cache_key = (endpoint, method in self.excluded_methods)
+        cache_key = (endpoint, method if method in HTTP_METHODS else "")
         policy = self.cache.get(cache_key)
         if policy is None:
-            policy = resolve(
-                endpoint, self._marks(endpoint), self._global_rules, cache_key[1], self._strategy
+            exempt = method in self.excluded_methods or (
+                self._exempt_static and is_static(endpoint)
             )
-            for scope in policy.scopes:
-                self.warn_large_logs(scope.logged)
+            policy = resolve(
+                endpoint,
+                self._marks(endpoint),
+                self._global_rules,
+                cache_key[1],
+                exempt=exempt,
+                strategy=self._strategy,
+                exempt_when=self._exempt_when,
+            )
+            scopes = policy.per_request.scopes if policy.per_request else policy.scopes
+            for scope in scopes:
+                if isinstance(scope, Scope):
+                    self.warn_large_logs(scope.logged)
             self.cache[cache_key] = policy
         return policy
 
     def route_rules(self, endpoint: str) -> Optional[tuple[Rule, ...]]:
-        """The rules a route adds of its own (``specific``), or None when it is bypassed."""
-        policy = resolve(endpoint, self._marks(endpoint), (), False, self._strategy)
-        if policy.bypass:
+        """The rules a route adds of its own (``specific``, whatever the method; not those
+        computed per request), or None when it is bypassed."""
+        marks = list(self._marks(endpoint))
+        if any(mark.bypass for mark in marks):
             return None
-        return tuple(rule for scope in policy.scopes for rule in scope.rules)
+        rules = (mark.rules for mark in marks if not isinstance(mark.rules, RulesFunction))
+        return with_strategy(tuple(rule for each in rules for rule in each), self._strategy)
 
     def _marks(self, endpoint: Optional[str]) -> Iterable[Mark]:
         """Marks on the view, on its class-based view class, and on each enclosing blueprint."""
@@ -208,9 +367,8 @@ class Policies:
             targets.append(self._blueprints.get(blueprint))
             blueprint = blueprint.rpartition(".")[0]
         for target in targets:
-            mark = marks_of(target, self.owner) if target is not None else None
-            if mark is not None:
-                yield mark
+            if target is not None:
+                yield from marks_of(target, self.owner)
 
     def warn_large_logs(self, rules: Iterable[Rule]) -> None:
         """Log once per rule when an exact sliding log would hold many timestamps."""

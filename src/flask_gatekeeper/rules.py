@@ -7,11 +7,12 @@ Everything is validated here, once, at start-up, so a request never meets a bad 
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from .errors import ConfigError, ConfigTypeError
 from .strategies import SLIDING_LOG, check_strategy
@@ -22,9 +23,11 @@ __all__ = [
     "BanRule",
     "Rule",
     "RuleLike",
+    "RulesFunction",
     "check_seconds",
     "parse_ban_rule",
     "parse_rules",
+    "parse_rules_or_function",
 ]
 
 
@@ -253,3 +256,40 @@ def parse_ban_rule(value: object, name: str) -> BanRule:
         raise ConfigTypeError(f"{name}: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"{name}: {exc}") from None
+
+
+def _takes_key(func: Callable[..., object], name: str) -> bool:
+    """Whether ``func`` wants the client key: it has one required positional parameter."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature: call them bare
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in parameters if p.kind in positional and p.default is p.empty]
+    if len(required) > 1:
+        raise ConfigTypeError(
+            f"{name}: a rules function takes no argument or one (the client key), "
+            f"got {func!r} with {len(required)}"
+        )
+    return bool(required)
+
+
+@dataclass(frozen=True)
+class RulesFunction:
+    """Rules computed for each request by the app's ``func``, called with no argument or,
+    when it has one required parameter, with the client key. It returns rules in any
+    form ``parse_rules`` accepts, or None for no limit; ``name`` is where it was given."""
+
+    func: Callable[..., object]
+    name: str
+    takes_key: bool
+
+    def __call__(self, client: str) -> object:
+        return self.func(client) if self.takes_key else self.func()
+
+
+def parse_rules_or_function(value: object, name: str) -> Union[tuple[Rule, ...], RulesFunction]:
+    """Rules as ``parse_rules`` reads them, or a function computing them per request."""
+    if callable(value) and not isinstance(value, (Rule, type)):
+        return RulesFunction(value, name, _takes_key(value, name))
+    return parse_rules(value, name)

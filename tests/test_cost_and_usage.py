@@ -16,17 +16,17 @@ from flask_gatekeeper.testing import FakeClock
 STRATEGIES = ["sliding-log", "fixed-window", "sliding-window", "gcra"]
 
 
-def scopes_of(*rules: Rule, name: str = GLOBAL_SCOPE) -> list[Scope]:
-    return [Scope.of(name, rules)]
+def scopes_of(*rules: Rule, cost: int = 1, deferred: bool = False) -> list[Scope]:
+    return [Scope.of(GLOBAL_SCOPE, rules, cost=cost, deferred=deferred)]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_request_of_cost_k_counts_k_times(storage: Storage, strategy: str) -> None:
-    scopes = scopes_of(Rule(5, 60, strategy))
-    assert storage.hit("c", scopes, cost=3).admitted
-    assert not storage.hit("c", scopes, cost=3).admitted  # 3 + 3 > 5
-    assert storage.hit("c", scopes, cost=2).admitted  # exactly 5
-    assert not storage.hit("c", scopes).admitted
+    rule = Rule(5, 60, strategy)
+    assert storage.hit("c", scopes_of(rule, cost=3)).admitted
+    assert not storage.hit("c", scopes_of(rule, cost=3)).admitted  # 3 + 3 > 5
+    assert storage.hit("c", scopes_of(rule, cost=2)).admitted  # exactly 5
+    assert not storage.hit("c", scopes_of(rule)).admitted
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -34,20 +34,22 @@ def test_a_cost_above_the_count_is_refused_and_records_nothing(
     storage: Storage, clock: FakeClock, strategy: str
 ) -> None:
     rule = Rule(3, 60, strategy)
-    scopes = scopes_of(rule)
-    refused = storage.hit("c", scopes, cost=4)
+    refused = storage.hit("c", scopes_of(rule, cost=4))
     assert (refused.admitted, refused.rule, refused.retry_after) == (False, rule, 60)
     clock.advance(3600)
-    assert not storage.hit("c", scopes, cost=4).admitted  # never, however long one waits
+    assert not storage.hit("c", scopes_of(rule, cost=4)).admitted  # never, however long
+    scopes = scopes_of(rule)
     assert [storage.hit("c", scopes).admitted for _ in range(4)] == [True, True, True, False]
 
 
-def test_cost_counts_in_every_scope(storage: Storage) -> None:
-    scopes = [Scope.of(GLOBAL_SCOPE, (Rule(10, 60),)), Scope.of("export", (Rule(4, 60),))]
-    assert storage.hit("c", scopes, cost=4).admitted
-    refused = storage.hit("c", scopes)
+def test_each_scope_counts_its_own_cost(storage: Storage) -> None:
+    global_scope = Scope.of(GLOBAL_SCOPE, (Rule(10, 60),))
+    batch = Scope.of("export", (Rule(4, 60),), cost=4)
+    assert storage.hit("c", [global_scope, batch]).admitted
+    refused = storage.hit("c", [global_scope, batch])
     assert (refused.rule, refused.scope) == (Rule(4, 60), "export")
-    assert [storage.hit("c", scopes[:1]).admitted for _ in range(7)] == [True] * 6 + [False]
+    statuses = [storage.hit("c", [global_scope]).admitted for _ in range(10)]
+    assert statuses == [True] * 9 + [False]  # the global rule counted the batch once
 
 
 def test_the_wait_for_a_cost_is_until_enough_requests_leave_the_window(
@@ -57,27 +59,39 @@ def test_the_wait_for_a_cost_is_until_enough_requests_leave_the_window(
     for _ in range(4):
         assert storage.hit("c", scopes).admitted
         clock.advance(1)
-    refused = storage.hit("c", scopes, cost=3)  # stamps 1000..1003, now 1004
+    refused = storage.hit("c", scopes_of(Rule(4, 10), cost=3))  # stamps 1000..1003, now 1004
     assert refused.retry_after == 1002 + 10 - 1004  # the third newest must leave
     clock.advance(refused.retry_after)
-    assert storage.hit("c", scopes, cost=3).admitted
+    assert storage.hit("c", scopes_of(Rule(4, 10), cost=3)).admitted
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_a_check_only_hit_records_nothing_until_record(storage: Storage, strategy: str) -> None:
-    scopes = scopes_of(Rule(2, 60, strategy))
+def test_a_deferred_scope_is_checked_but_recorded_only_by_record(
+    storage: Storage, strategy: str
+) -> None:
+    scopes = scopes_of(Rule(2, 60, strategy), deferred=True)
     for _ in range(5):
-        assert storage.hit("c", scopes, record=False).admitted
+        assert storage.hit("c", scopes).admitted
     storage.record("c", scopes)
     storage.record("c", scopes)
-    assert not storage.hit("c", scopes, record=False).admitted
+    assert not storage.hit("c", scopes).admitted
     storage.record("c", scopes)  # counted though full: the response was already served
     assert storage.usage("c", scopes)[0].remaining == 0
 
 
-def test_record_takes_a_cost(storage: Storage) -> None:
+def test_a_deferred_scope_beside_others_defers_only_itself(storage: Storage) -> None:
+    now = Scope.of(GLOBAL_SCOPE, (Rule(1, 60),))
+    later = Scope.of("login", (Rule(1, 60),), deferred=True)
+    assert storage.hit("c", [now, later]).admitted
+    assert storage.usage("c", [now, later]) == [
+        Usage(Rule(1, 60), 0, 60),
+        Usage(Rule(1, 60), 1, 0, "login"),
+    ]
+
+
+def test_record_takes_the_scopes_cost(storage: Storage) -> None:
+    storage.record("c", scopes_of(Rule(5, 60), cost=4))
     scopes = scopes_of(Rule(5, 60))
-    storage.record("c", scopes, cost=4)
     assert storage.hit("c", scopes).admitted
     assert not storage.hit("c", scopes).admitted
 

@@ -15,26 +15,33 @@ import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from .decision import GLOBAL_SCOPE
+from .errors import ConfigError
 from .rules import Rule, RulesFunction, parse_rules
 from .strategies import SLIDING_LOG
 
 KeyFunc = Callable[[], Optional[str]]
 Predicate = Callable[[], object]
 RulesOrFunction = Union[tuple[Rule, ...], RulesFunction]
+CostFunction = Callable[[], int]
+Cost = Union[int, CostFunction]
+ResponsePredicate = Callable[[Any], object]
+"""``count_when``: called with the response; true counts the request."""
 
 __all__ = [
     "BYPASS",
     "GLOBAL_SCOPE",
     "HTTP_METHODS",
     "LARGE_LOG",
+    "Cost",
     "Mark",
     "Pending",
     "PerRequest",
     "Policies",
     "Predicate",
+    "ResponsePredicate",
     "RoutePolicy",
     "RulesOrFunction",
     "Scope",
@@ -93,8 +100,9 @@ class Mark:
     """What one ``@gk.bypass`` or ``@gk.specific(...)`` said about a view or blueprint.
 
     ``rules`` (or a function computing them per request) count in the route's own scope,
-    or in the shared ``scope``; with ``methods`` the whole mark applies to those methods
-    only.
+    or in the shared ``scope``, each request ``cost`` times (a number, or a function of
+    the request), and only once the response is known when ``count_when`` is given; with
+    ``methods`` the whole mark applies to those methods only.
     """
 
     bypass: bool = False
@@ -104,6 +112,8 @@ class Mark:
     methods: Optional[frozenset[str]] = None
     scope: Optional[str] = None
     exempt_when: Optional[Predicate] = None
+    cost: Cost = 1
+    count_when: Optional[ResponsePredicate] = None
 
     def applies_to(self, method: str) -> bool:
         return self.methods is None or method in self.methods
@@ -121,6 +131,10 @@ class Scope:
     ``logged`` are the sliding-log rules, decided from one log of timestamps per client
     and scope; ``depth`` is their largest count, the number of timestamps the log must
     keep. ``stateful`` rules use another strategy and keep a state of their own.
+
+    A request counts ``cost`` times in every rule of the scope (a cost above a rule's
+    count is never admitted). A ``deferred`` scope is checked with the others but not
+    recorded: the storage's ``record`` counts it once the response is known.
     """
 
     name: str
@@ -128,13 +142,17 @@ class Scope:
     depth: int
     logged: tuple[Rule, ...]
     stateful: tuple[Rule, ...]
+    cost: int = 1
+    deferred: bool = False
 
     @classmethod
-    def of(cls, name: str, rules: tuple[Rule, ...]) -> Scope:
+    def of(
+        cls, name: str, rules: tuple[Rule, ...], *, cost: int = 1, deferred: bool = False
+    ) -> Scope:
         logged = tuple(rule for rule in rules if rule.logged)
         stateful = tuple(rule for rule in rules if not rule.logged)
         depth = max((rule.count for rule in logged), default=0)
-        return cls(name, rules, depth, logged, stateful)
+        return cls(name, rules, depth, logged, stateful, cost, deferred)
 
 
 @dataclass(frozen=True)
@@ -145,29 +163,42 @@ class Pending:
     name: str
     rules: tuple[Rule, ...] = ()
     functions: tuple[RulesFunction, ...] = ()
+    cost: Cost = 1
+    deferred: bool = False
 
-    def add(self, rules: RulesOrFunction) -> Pending:
+    def add(self, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False) -> Pending:
+        """With ``rules`` too; the first mark that names a cost (the view's, before its
+        blueprints') sets it, and any deferred mark defers the scope."""
+        cost = self.cost if self.cost != 1 else cost
+        deferred = self.deferred or deferred
         if isinstance(rules, RulesFunction):
-            return Pending(self.name, self.rules, (*self.functions, rules))
-        return Pending(self.name, self.rules + rules, self.functions)
+            return Pending(self.name, self.rules, (*self.functions, rules), cost, deferred)
+        return Pending(self.name, self.rules + rules, self.functions, cost, deferred)
 
     def ready(self, strategy: str) -> Union[Scope, Pending]:
         """The scope itself when nothing in it is computed per request."""
-        if self.functions:
+        if self.functions or not isinstance(self.cost, int):
             return self
-        return Scope.of(self.name, with_strategy(self.rules, strategy))
+        rules = with_strategy(self.rules, strategy)
+        return Scope.of(self.name, rules, cost=self.cost, deferred=self.deferred)
 
 
 def _hashable(value: object) -> object:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _scope_of(pending: Pending, values: tuple[object, ...], strategy: str) -> Optional[Scope]:
+def _scope_of(
+    pending: Pending, values: tuple[object, ...], strategy: str, cost: int
+) -> Optional[Scope]:
     rules = pending.rules
     for function, value in zip(pending.functions, values):
         if value is not None:
             rules += parse_rules(value, f"{function.name} (a function's result)")
-    return Scope.of(pending.name, with_strategy(rules, strategy)) if rules else None
+    if not rules:
+        return None
+    return Scope.of(
+        pending.name, with_strategy(rules, strategy), cost=cost, deferred=pending.deferred
+    )
 
 
 _parsed_scope = functools.lru_cache(maxsize=_PARSED_SCOPES)(_scope_of)
@@ -197,11 +228,19 @@ class PerRequest:
 
 def _computed(pending: Pending, client: str, strategy: str) -> Optional[Scope]:
     values = tuple(_hashable(function(client)) for function in pending.functions)
+    cost = pending.cost if isinstance(pending.cost, int) else _checked_cost(pending.cost())
     try:
         hash(values)
     except TypeError:  # e.g. dicts: parsed every time
-        return _scope_of(pending, values, strategy)
-    return _parsed_scope(pending, values, strategy)
+        return _scope_of(pending, values, strategy, cost)
+    return _parsed_scope(pending, values, strategy, cost)
+
+
+def _checked_cost(cost: object) -> int:
+    """A cost function's result: a whole number of requests, at least 1."""
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+        raise ConfigError(f"cost: a cost function must return an integer >= 1, got {cost!r}")
+    return cost
 
 
 @dataclass(frozen=True)
@@ -218,6 +257,9 @@ class RoutePolicy:
     scopes: tuple[Scope, ...]
     key_func: Optional[KeyFunc] = None
     per_request: Optional[PerRequest] = None
+    count_when: tuple[tuple[str, ResponsePredicate], ...] = ()
+    """(scope name, predicate) of each deferred scope: counted after the response when
+    its predicate says so."""
 
 
 BYPASS = RoutePolicy(bypass=True, scopes=())
@@ -270,23 +312,27 @@ def resolve(
         return RoutePolicy(bypass=False, scopes=(), key_func=key_func)
     scopes: dict[str, Pending] = {}
 
-    def add(name: str, rules: RulesOrFunction) -> None:
+    def add(name: str, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False) -> None:
         if rules:
-            scopes[name] = scopes.get(name, Pending(name)).add(rules)
+            scopes[name] = scopes.get(name, Pending(name)).add(rules, cost, deferred)
 
     if not any(mark.standalone for mark in marks):
         add(GLOBAL_SCOPE, global_rules)
+    count_when: dict[str, ResponsePredicate] = {}
     if endpoint is not None:
         for mark in marks:
-            add(mark.scope_name(endpoint), mark.rules)
+            name = mark.scope_name(endpoint)
+            add(name, mark.rules, mark.cost, mark.count_when is not None)
+            if mark.count_when is not None:
+                count_when.setdefault(name, mark.count_when)
     ready = tuple(pending.ready(strategy) for pending in scopes.values())
     static = tuple(scope for scope in ready if isinstance(scope, Scope))
     exempts = tuple(f for f in (exempt_when, *(mark.exempt_when for mark in marks)) if f)
+    deferred = tuple(count_when.items())
     if not exempts and len(static) == len(ready):
-        return RoutePolicy(bypass=False, scopes=static, key_func=key_func)
-    return RoutePolicy(
-        bypass=False, scopes=(), key_func=key_func, per_request=PerRequest(ready, exempts)
-    )
+        return RoutePolicy(False, static, key_func, count_when=deferred)
+    per_request = PerRequest(ready, exempts)
+    return RoutePolicy(False, (), key_func, per_request=per_request, count_when=deferred)
 
 
 class Policies:

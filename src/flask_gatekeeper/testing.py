@@ -84,16 +84,14 @@ class FlakyStorage:
         *,
         usage: bool = False,
         strike: Optional[BanRule] = None,
-        cost: int = 1,
-        record: bool = True,
     ) -> Decision:
         self.calls += 1
         self._maybe_fail()
-        return self.inner.hit(client, scopes, usage=usage, strike=strike, cost=cost, record=record)
+        return self.inner.hit(client, scopes, usage=usage, strike=strike)
 
-    def record(self, client: str, scopes: Sequence[Scope], *, cost: int = 1) -> None:
+    def record(self, client: str, scopes: Sequence[Scope]) -> None:
         self._maybe_fail()
-        self.inner.record(client, scopes, cost=cost)
+        self.inner.record(client, scopes)
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
         self._maybe_fail()

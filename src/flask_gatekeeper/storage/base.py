@@ -43,23 +43,20 @@ class Storage(Protocol):
         *,
         usage: bool = False,
         strike: Optional[BanRule] = None,
-        cost: int = 1,
-        record: bool = True,
     ) -> Decision:
         """Refuse a banned client; else refuse if any rule of ``scopes`` has no room for
-        ``cost`` more requests (a cost above a rule's count never fits); else record the
-        request (``cost`` times) in every scope and admit. Refused requests are not
-        recorded.
+        its scope's ``cost`` more requests (a cost above a rule's count never fits); else
+        record the request (``cost`` times) in every scope that is not ``deferred``, and
+        admit. Refused requests are not recorded.
 
         ``usage``: also return the rule closest to its limit. ``strike``: a refusal by a
         rule also counts as one report toward this ban rule (same atomic step).
-        ``record=False``: check only; ``record`` may count the request later.
         """
         ...
 
-    def record(self, client: str, scopes: Sequence[Scope], *, cost: int = 1) -> None:
-        """Count a request of ``cost`` in every rule of ``scopes``, checking nothing: the
-        second half of a request checked with ``hit(..., record=False)``."""
+    def record(self, client: str, scopes: Sequence[Scope]) -> None:
+        """Count the request (``cost`` times) in every rule of ``scopes``, checking
+        nothing: the second half of a deferred scope, once its response is known."""
         ...
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:

@@ -134,18 +134,14 @@ class _Ban:
 class _State:
     """One stateful rule's state as read for a request, and its wait in microseconds."""
 
-    __slots__ = ("cost", "key", "rule", "shift", "state", "wait")
+    __slots__ = ("cost", "deferred", "key", "rule", "shift", "state", "wait")
 
     def __init__(
-        self,
-        key: Hashable,
-        client: str,
-        rule: Rule,
-        state: Optional[_Log],
-        now: int,
-        cost: int = 1,
+        self, key: Hashable, client: str, rule: Rule, state: Optional[_Log], now: int, scope: Scope
     ):
-        self.key, self.rule, self.state, self.cost = key, rule, state, cost
+        self.key, self.rule, self.state = key, rule, state
+        cost = self.cost = scope.cost
+        self.deferred = scope.deferred
         self.shift = strategies.offset(client, rule.window_us)
         if cost > rule.count:  # more than the rule ever admits
             self.wait = rule.window_us
@@ -213,8 +209,6 @@ class MemoryStorage:
         *,
         usage: bool = False,
         strike: Optional[BanRule] = None,
-        cost: int = 1,
-        record: bool = True,
     ) -> Decision:
         with self._lock:
             now = self._now()
@@ -236,6 +230,7 @@ class MemoryStorage:
             worst_scope = GLOBAL_SCOPE
             for scope in scopes:
                 key = _scope_key(client, scope)
+                cost = scope.cost
                 if scope.logged:
                     log = logs.get(key)
                     found.append((key, log, scope))
@@ -255,7 +250,7 @@ class MemoryStorage:
                             longest, worst, worst_scope = wait, rule, scope.name
                 for rule in scope.stateful:
                     state_key = _state_key(client, scope, rule)
-                    state = _State(state_key, client, rule, logs.get(state_key), now, cost)
+                    state = _State(state_key, client, rule, logs.get(state_key), now, scope)
                     states.append(state)
                     if state.wait > longest:
                         longest, worst, worst_scope = state.wait, rule, scope.name
@@ -269,13 +264,12 @@ class MemoryStorage:
                     usage=Usage(worst, 0, wait_seconds, worst_scope) if usage else None,
                     new_ban=self._report(client, strike, now) if strike else None,
                 )
-            if record:
-                self._write(found, states, now, cost)
+            self._write(found, states, now)
             if not usage:
                 return ADMITTED
             return Decision(admitted=True, usage=self._closest(client, scopes, now))
 
-    def record(self, client: str, scopes: Sequence[Scope], *, cost: int = 1) -> None:
+    def record(self, client: str, scopes: Sequence[Scope]) -> None:
         with self._lock:
             now = self._now()
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
@@ -286,28 +280,32 @@ class MemoryStorage:
                     found.append((key, self._logs.get(key), scope))
                 for rule in scope.stateful:
                     key = _state_key(client, scope, rule)
-                    states.append(_State(key, client, rule, self._logs.get(key), now, cost))
-            self._write(found, states, now, cost)
+                    states.append(_State(key, client, rule, self._logs.get(key), now, scope))
+            self._write(found, states, now, deferred_too=True)
 
     def _write(
         self,
         found: list[tuple[Hashable, Optional[_Log], Scope]],
         states: list[_State],
         now: int,
-        cost: int,
+        deferred_too: bool = False,
     ) -> None:
-        """Record a request of ``cost`` in the logs and states read for it."""
+        """Record the request, ``cost`` times, in the logs and states read for it (those
+        of a deferred scope only for ``record``)."""
         for key, log, scope in found:
+            if scope.deferred and not deferred_too:
+                continue
             if log is None:
                 self._store(key, log := _new_log(now))
-                cost_left = cost - 1
+                repeats = scope.cost - 1
             else:
                 self._logs.move_to_end(key)
-                cost_left = cost
-            for _ in range(cost_left):
+                repeats = scope.cost
+            for _ in range(repeats):
                 _append(log, scope.depth, now)
         for state in states:
-            self._store(state.key, state.recorded(now))
+            if deferred_too or not state.deferred:
+                self._store(state.key, state.recorded(now))
 
     def _store(self, key: Hashable, log: _Log) -> None:
         """Put a new or replaced log or state in the table, evicting the least recent."""
@@ -332,7 +330,8 @@ class MemoryStorage:
                 usages.append(Usage(rule, rule.count - used, seconds(reset), scope.name))
             for rule in scope.stateful:
                 key = _state_key(client, scope, rule)
-                usages.append(_State(key, client, rule, self._logs.get(key), now).usage(scope, now))
+                state = _State(key, client, rule, self._logs.get(key), now, scope)
+                usages.append(state.usage(scope, now))
         return usages
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:

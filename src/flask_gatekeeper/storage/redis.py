@@ -67,8 +67,8 @@ def _storage_errors() -> Iterator[None]:
 
 
 _ADMITTED, _BANNED = 0, 1
-_CHECK_ONLY, _CHECK_AND_RECORD, _RECORD_ONLY = 0, 1, 2
-"""``hit.lua``'s modes."""
+_HIT_MODE, _RECORD_MODE = 1, 2
+"""``hit.lua``'s modes: a request, or the deferred recording of one."""
 _GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
 
@@ -224,7 +224,8 @@ class RedisStorage:
             where = "" if scope.name == GLOBAL_SCOPE else f":{scope.name}"
             keys.append(self._key(client, f"log{where}"))
             longest = max((rule.window for rule in scope.logged), default=0)
-            args += [scope.depth, microseconds(longest), len(scope.logged)]
+            args += [scope.depth, microseconds(longest), scope.cost, int(scope.deferred)]
+            args.append(len(scope.logged))
             for rule in scope.logged:
                 args += [rule.count, rule.window_us]
             args.append(len(scope.stateful))
@@ -242,7 +243,6 @@ class RedisStorage:
         client: str,
         scopes: Sequence[Scope],
         mode: int,
-        cost: int,
         usage: bool = False,
         strike: Optional[BanRule] = None,
     ) -> tuple[list[Any], list[tuple[Rule, str]]]:
@@ -254,7 +254,6 @@ class RedisStorage:
             int(usage),
             int(strike is not None),
             *(_ban_rule_arguments(strike) if strike is not None else _NO_STRIKE),
-            cost,
             mode,
             *scope_args,
         ]
@@ -267,11 +266,8 @@ class RedisStorage:
         *,
         usage: bool = False,
         strike: Optional[BanRule] = None,
-        cost: int = 1,
-        record: bool = True,
     ) -> Decision:
-        mode = _CHECK_AND_RECORD if record else _CHECK_ONLY
-        answer, rules = self._hit(client, scopes, mode, cost, usage, strike)
+        answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike)
         status, wait, limiting, closest, remaining, reset, new_ban = answer
         if status == _BANNED:
             return Decision(
@@ -293,8 +289,8 @@ class RedisStorage:
             new_ban=seconds(new_ban) if new_ban >= 0 else None,
         )
 
-    def record(self, client: str, scopes: Sequence[Scope], *, cost: int = 1) -> None:
-        self._hit(client, scopes, _RECORD_ONLY, cost)
+    def record(self, client: str, scopes: Sequence[Scope]) -> None:
+        self._hit(client, scopes, _RECORD_MODE)
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
         keys, args, rules = self._scopes(client, scopes)

@@ -3,15 +3,14 @@
 -- one state key per stateful rule.
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
--- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: the request's
--- cost; ARGV[11]: 0 check only, 1 check and record, 2 record only (no ban, no check);
--- from ARGV[12], per scope: depth, ttl, number of sliding-log rules, (count, window) for
--- each, number of stateful rules, (count, window, strategy code, shift) for each.
+-- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: 1 for a request
+-- (ban, check, record the scopes not deferred), 2 to record every scope (nothing else);
+-- from ARGV[11], the scopes as read_scopes reads them (each with its cost).
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban}: status 0 admitted,
 -- 1 banned (then `rule` is 1 for a ban set by hand), 2 limited; rules are numbered over
 -- every scope from 0, sliding-log rules first in each scope; -1 means none.
 local now = clock(ARGV[1])
-local cost, mode = tonumber(ARGV[10]), tonumber(ARGV[11])
+local mode = tonumber(ARGV[10])
 if mode ~= 2 then
   local finish = ban_end(KEYS[1])
   if finish > now then  -- the third value says whether the ban was set by hand
@@ -19,7 +18,7 @@ if mode ~= 2 then
   end
 end
 
-local scopes = read_scopes(12, 3)
+local scopes = read_scopes(11, 3)
 
 if mode ~= 2 then
   local wait, worst, index = 0, -1, 0
@@ -30,6 +29,7 @@ if mode ~= 2 then
     index = index + 1
   end
   for _, scope in ipairs(scopes) do
+    local cost = scope.cost
     for r = 1, #scope.logged, 2 do
       local count, window = scope.logged[r], scope.logged[r + 1]
       local needed = count - cost + 1  -- the needed-th newest decides
@@ -59,8 +59,9 @@ if mode ~= 2 then
   end
 end
 
-if mode ~= 0 then
-  for _, scope in ipairs(scopes) do
+for _, scope in ipairs(scopes) do
+  local cost = scope.cost
+  if mode == 2 or not scope.deferred then
     if scope.depth > 0 then
       local stamps = {}
       for i = 1, cost do

@@ -102,15 +102,16 @@ local function strategy_usage(code, state, count, window, shift, now)
 end
 
 -- The scopes described from ARGV[first_arg] on, their keys from KEYS[first_key] on: per
--- scope, depth, ttl, number of sliding-log rules, (count, window) for each, number of
--- stateful rules, (count, window, strategy code, shift) for each. Reads each log's length
--- and each stateful rule's state.
+-- scope, depth, ttl, cost, deferred (1: recorded only by the record mode), number of
+-- sliding-log rules, (count, window) for each, number of stateful rules, (count, window,
+-- strategy code, shift) for each. Reads each log's length and each stateful rule's state.
 local function read_scopes(first_arg, first_key)
   local scopes, arg, key = {}, first_arg, first_key
   while arg <= #ARGV do
-    local scope = {log = KEYS[key], depth = tonumber(ARGV[arg]), ttl = tonumber(ARGV[arg + 1])}
-    scope.logged = numbers(arg + 3, arg + 2 + 2 * tonumber(ARGV[arg + 2]))
-    arg = arg + 3 + #scope.logged
+    local scope = {log = KEYS[key], depth = tonumber(ARGV[arg]), ttl = tonumber(ARGV[arg + 1]),
+      cost = tonumber(ARGV[arg + 2]), deferred = ARGV[arg + 3] == '1'}
+    scope.logged = numbers(arg + 5, arg + 4 + 2 * tonumber(ARGV[arg + 4]))
+    arg = arg + 5 + #scope.logged
     local stateful = numbers(arg + 1, arg + 4 * tonumber(ARGV[arg]))
     arg = arg + 1 + #stateful
     scope.stateful = {}

@@ -14,15 +14,18 @@ from typing import Any, Callable, Optional, TypeVar, Union
 from flask import Blueprint, Flask, current_app, has_app_context, has_request_context
 
 from .config import OPTIONS, load_settings, parse_methods
+from .decision import Usage
 from .errors import ConfigError, ConfigTypeError
 from .gate import Down, Gate
 from .identify import KeyFunc
 from .limit import Limit
 from .policy import (
+    Cost,
     Mark,
     Pending,
     PerRequest,
     Predicate,
+    ResponsePredicate,
     RulesOrFunction,
     put_mark,
     shared_scope_name,
@@ -170,6 +173,8 @@ class GateKeeper:
         methods: Union[Iterable[str], str, None] = None,
         scope: Optional[str] = None,
         exempt_when: Optional[Predicate] = None,
+        cost: Cost = 1,
+        count_when: Optional[ResponsePredicate] = None,
     ) -> Callable[[Target], Target]:
         """Decorate a view (or blueprint) with its own rules, counted per client and route.
 
@@ -182,11 +187,15 @@ class GateKeeper:
         ``methods``: the decorator applies to those methods only. ``scope``: the rules
         count in the budget of that name, shared by every route (and ``gk.limit``) that
         names it. ``exempt_when``: a function that returns true for a request that is
-        neither counted nor limited on this route (bans still apply).
+        neither counted nor limited on this route (bans still apply). ``cost``: how many
+        requests one request counts as in these rules, a number or a function of the
+        request. ``count_when``: a function of the response; the rules are checked before
+        the view and the request counted after it, only when this returns true.
         """
         if not isinstance(standalone, bool):
             raise ConfigTypeError(f"standalone: expected True or False, got {standalone!r}")
-        for name, function in (("key_func", key_func), ("exempt_when", exempt_when)):
+        functions = (("key_func", key_func), ("exempt_when", exempt_when))
+        for name, function in (*functions, ("count_when", count_when)):
             if function is not None and not callable(function):
                 raise ConfigTypeError(f"{name}: expected a function, got {function!r}")
         rules: RulesOrFunction = ()
@@ -199,6 +208,8 @@ class GateKeeper:
             methods=_methods(methods),
             scope=None if scope is None else _scope_name(scope),
             exempt_when=exempt_when,
+            cost=_cost(cost),
+            count_when=count_when,
         )
 
         def decorate(target: Target) -> Target:
@@ -207,16 +218,19 @@ class GateKeeper:
 
         return decorate
 
-    def limit(self, rate_limit_rules: Rules, *, scope: str, key: Optional[str] = None) -> Limit:
+    def limit(
+        self, rate_limit_rules: Rules, *, scope: str, key: Optional[str] = None, cost: Cost = 1
+    ) -> Limit:
         """A limit checked inside a view: ``with gk.limit("3/hour", scope="export"):``, or
         the same object decorating any function, checked at each call.
 
-        It counts one request of the current client (or of ``key``) in the budget named
-        ``scope``, the one ``specific(scope=...)`` routes share, and raises ``RateLimited``
-        (429), or ``Banned`` (403) for a banned client, as a request refused by the gate.
+        It counts one request (or ``cost``) of the current client (or of ``key``) in the
+        budget named ``scope``, the one ``specific(scope=...)`` routes share, and raises
+        ``RateLimited`` (429), or ``Banned`` (403) for a banned client, as a request
+        refused by the gate.
         """
         rules = parse_rules_or_function(rate_limit_rules, "rate_limit_rules")
-        pending = Pending(shared_scope_name(_scope_name(scope))).add(rules)
+        pending = Pending(shared_scope_name(_scope_name(scope))).add(rules, _cost(cost))
         return Limit(self._gate, PerRequest((pending,)), key)
 
     # -- manual control (in a request or an app context) -----------------------------------
@@ -259,14 +273,43 @@ class GateKeeper:
         """Every active ban: client key -> seconds left."""
         return self._gate().settings.storage.bans()
 
-    def reset(self, client: str) -> None:
-        """Forget ``client``: its counters on every route, its reports, its ban."""
+    def reset(
+        self, client: str, *, scope: Optional[str] = None, endpoint: Optional[str] = None
+    ) -> None:
+        """Forget ``client``: its counters on every route, its reports, its ban. With
+        ``scope`` (a name given to ``specific(scope=...)`` or ``limit``), only its
+        counters in that shared budget; with ``endpoint``, only that route's own."""
         gate = self._gate()
         key = gate.settings.identifier.key_for(client)
-        was_banned = gate.settings.storage.banned_for(key) > 0
-        gate.settings.storage.reset(key)
+        storage = gate.settings.storage
+        if scope is not None or endpoint is not None:
+            names = {shared_scope_name(_scope_name(scope))} if scope is not None else set()
+            if endpoint is not None:
+                names |= gate.policies.own_scopes(endpoint)
+            for name in sorted(names):
+                storage.reset(key, name)
+            return
+        was_banned = storage.banned_for(key) > 0
+        storage.reset(key)
         if was_banned:
             gate.events.unbanned(key)
+
+    def usage(
+        self, client: str, endpoint: Optional[str] = None, method: str = "GET"
+    ) -> list[Usage]:
+        """Where ``client`` stands against every rule a ``method`` request to ``endpoint``
+        would meet (None: the global rules), counting nothing: for each rule, the
+        requests left and the seconds until its quota is whole again. Rules computed per
+        request are computed for this client (in a request, with its data)."""
+        gate = self._gate()
+        key = gate.settings.identifier.key_for(client)
+        policy = gate.policies.policy_for(endpoint, method.upper())
+        if policy.bypass:
+            return []
+        scopes = policy.scopes
+        if policy.per_request is not None:
+            scopes = policy.per_request.scopes_for(key, gate.settings.strategy)
+        return gate.settings.storage.usage(key, scopes) if scopes else []
 
     def stats(self) -> dict[str, Optional[int]]:
         """This process's counters for the current app, and the clients tracked in memory
@@ -284,6 +327,15 @@ def _methods(value: Union[Iterable[str], str, None]) -> Optional[frozenset[str]]
     if not methods:
         raise ConfigError("methods: the list is empty; leave it out for every method")
     return methods
+
+
+def _cost(value: object) -> Cost:
+    """A cost: a whole number of requests (at least 1), or a function returning one."""
+    if callable(value):
+        return value  # checked on each call
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"cost: expected an integer >= 1 or a function, got {value!r}")
+    return value
 
 
 def _scope_name(value: object) -> str:

@@ -12,7 +12,15 @@ import logging
 import time
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from flask import Flask, Request, Response, g, has_request_context, request
+from flask import (
+    Flask,
+    Request,
+    Response,
+    after_this_request,
+    g,
+    has_request_context,
+    request,
+)
 
 from .config import Settings
 from .decision import Decision
@@ -21,7 +29,7 @@ from .events import Events
 from .headers import policy_name, rate_limit_headers
 from .identify import Client
 from .outage import RETRY_INTERVAL, OutageGuard
-from .policy import PerRequest, Policies, RoutePolicy, Scope
+from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope
 from .refusals import Banned, Denied, RateLimited, StorageUnavailable
 from .storage import MemoryStorage
 
@@ -104,8 +112,37 @@ class Gate:
             setattr(g, _G_HEADERS, fields)
         if decision.admitted:
             self.events.admitted()
+            if policy.count_when:
+                self._count_after_response(key, scopes, policy.count_when)
         else:
             self.refuse(key, decision)
+
+    def _count_after_response(
+        self,
+        client: str,
+        scopes: tuple[Scope, ...],
+        count_when: tuple[tuple[str, ResponsePredicate], ...],
+    ) -> None:
+        """Record the deferred scopes whose ``count_when`` accepts the response, once it
+        is known (``after_this_request``: only requests that need it pay for it). Neither
+        a failing predicate nor a storage outage changes the response: both are logged."""
+        predicates = dict(count_when)
+        deferred = [scope for scope in scopes if scope.deferred]
+
+        def count(response: Response) -> Response:
+            counted = []
+            for scope in deferred:
+                try:
+                    if predicates[scope.name](response):
+                        counted.append(scope)
+                except Exception:
+                    logger.exception("a count_when function failed; the request is not counted")
+            if counted:
+                self.ask_storage(self.settings.storage.record, client, counted)
+            return response
+
+        if deferred:
+            after_this_request(count)
 
     def identify(self, req: Request, policy: RoutePolicy) -> Optional[Client]:
         """The request's client, under the route's ``key_func`` if it has one."""

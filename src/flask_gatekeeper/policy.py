@@ -393,6 +393,16 @@ class Policies:
             self.cache[cache_key] = policy
         return policy
 
+    def own_scopes(self, endpoint: str) -> set[str]:
+        """The names of the scopes a route counts in by itself, for any method (not the
+        global rules, not shared scopes)."""
+        names = set()
+        for method in HTTP_METHODS:
+            policy = self.policy_for(endpoint, method)
+            items = policy.per_request.scopes if policy.per_request else policy.scopes
+            names |= {item.name for item in items}
+        return {name for name in names if name != GLOBAL_SCOPE and not name.startswith(_SHARED)}
+
     def route_rules(self, endpoint: str) -> Optional[tuple[Rule, ...]]:
         """The rules a route adds of its own (``specific``, whatever the method; not those
         computed per request), or None when it is bypassed."""

@@ -12,6 +12,7 @@ as a listing prints it names that client.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -125,7 +126,8 @@ def reset(client: str) -> None:
 @gatekeeper.command("status")
 @click.argument("client", required=False, callback=_client_text)
 def status(client: str | None) -> None:
-    """Show the rules in force and the storage, and CLIENT's ban if one is given."""
+    """Show the rules in force and the storage; for CLIENT, its ban and where it stands
+    against the global rules (read without counting)."""
     gate = _gate()
     settings = gate.settings
     click.echo(f"enabled: {settings.enabled}{' (dry run)' if settings.dry_run else ''}")
@@ -147,12 +149,17 @@ def status(client: str | None) -> None:
         f"ban rule: {ban_rule}, banned {ban_rule.duration:g}s" if ban_rule else "ban rule: none"
     )
     if client is not None:
+        extension = _live_extension()
         with _clean_errors():
-            left = _live_extension().banned_for(client)
+            left = extension.banned_for(client)
+            usages = extension.usage(client)
         key = _key(client)
         click.echo(
             f"{key}: banned for {retry_after_header(left)}s" if left else f"{key}: not banned"
         )
+        for use in usages:
+            whole = f", whole again in {math.ceil(use.reset)}s" if use.reset else ""
+            click.echo(f"{key}: {use.remaining} left of {use.rule}{whole}")
 
 
 @gatekeeper.command("config")

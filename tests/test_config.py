@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Optional
 
 import pytest
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -194,6 +194,19 @@ def three_static_gets(subject: Subject) -> object:
         subject.client.get("/static/missing.txt", environ_base={"REMOTE_ADDR": PEER}).status_code
         for _ in range(3)
     ]
+
+
+def two_missing_pages(subject: Subject) -> object:
+    """Two GETs of a URL that no route matches: 404s."""
+    return [
+        subject.client.get("/missing", environ_base={"REMOTE_ADDR": PEER}).status_code
+        for _ in range(2)
+    ]
+
+
+def is_not_found(response: Response) -> bool:
+    """A ``report_when`` named in app.config by its import path."""
+    return response.status_code == 404
 
 
 def three_exempt_gets(subject: Subject) -> object:
@@ -376,6 +389,15 @@ SCENARIOS: dict[str, Scenario] = {
         given=False,
         from_given=[200, 200, 429, 429, 429],
         base={"GATEKEEPER_BAN_RULE": {"count": 2, "window": 10, "duration": 100}},
+    ),
+    "report_when": Scenario(
+        two_missing_pages,
+        default=[404, 404],
+        config=f"{__name__}:is_not_found",
+        from_config=[404, 403],  # the first 404 reported: banned
+        given=lambda response: False,
+        from_given=[404, 404],
+        base={"GATEKEEPER_BAN_RULE": {"count": 1, "window": 10, "duration": 100}},
     ),
     "exempt_static": Scenario(
         three_static_gets,

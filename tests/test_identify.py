@@ -55,6 +55,7 @@ def key_of(ident: Identifier, value: Optional[str], peer: Optional[str] = PEER) 
         headers[ident.ip_header] = value
     client = ident.identify(headers, peer)
     assert client is not None
+    assert client[0] is not None
     return client[0]
 
 
@@ -295,6 +296,7 @@ def test_any_header_gives_a_canonical_key(value: str, peer: str, trust: Trust, h
         return
     client = ident.identify(headers, peer)
     assert client is not None
+    assert client[0] is not None
     network = ipaddress.ip_network(client[0])
     assert str(network) == client[0] or str(network.network_address) == client[0]
 

@@ -894,3 +894,30 @@ def test_the_cli_acts_on_the_live_state_in_redis(
     assert statuses(server_app.test_client(), 20) == [200] * 19 + [429]
     assert runner.invoke(gatekeeper, ["reset", IP]).output == f"reset {IP}\n"
     assert get(server_app.test_client()).status_code == 200
+
+
+def test_on_a_cluster_an_address_stays_banned_behind_a_key(
+    cluster_nodes: list[RedisServer], cluster_client: RedisCluster, redis_app: AppFactory
+) -> None:
+    """The address's ban sits on another slot than the key's: read apart, still in force."""
+    app, gk = redis_app(storage=cluster_client, rate_limit_rules=None, ban_rule=None)
+
+    @app.route("/api")
+    @gk.specific("10/second", key_func=lambda: request.headers.get("X-Api-Key"))
+    def api() -> str:
+        return "data"
+
+    client = app.test_client()
+    addresses = [f"10.1.0.{n}" for n in range(1, 21)]  # on several nodes
+    with app.app_context():
+        for address in addresses:
+            gk.ban(address, 60)
+    for address in addresses:
+        for key in ("made-up", None):
+            headers = {"X-Api-Key": key} if key else {}
+            response = client.get("/api", headers=headers, environ_base={"REMOTE_ADDR": address})
+            assert response.status_code == 403, (address, key)
+        assert response.text.startswith(f"ip {address} banned")
+    free = client.get("/api", headers={"X-Api-Key": "k"}, environ_base={"REMOTE_ADDR": "10.2.0.1"})
+    assert free.status_code == 200
+    assert storage_errors(app) == 0

@@ -20,7 +20,7 @@ from .addresses import AddressSet, parse_address_list
 from .errors import ConfigError, ConfigTypeError
 from .headers import parse_headers_option
 from .identify import Identifier, KeyFunc
-from .policy import HTTP_METHODS, Predicate, RulesOrFunction
+from .policy import HTTP_METHODS, Predicate, ResponsePredicate, RulesOrFunction
 from .rules import BanRule, parse_ban_rule, parse_rules_or_function
 from .storage import Storage, storage_from
 from .storage.base import DEFAULT_KEY_PREFIX, check_key_prefix
@@ -137,6 +137,10 @@ def _exempt_when(value: object, name: str) -> Predicate:
     return _function(value, name, "whether the request is exempt")
 
 
+def _report_when(value: object, name: str) -> ResponsePredicate:
+    return _function(value, name, "whether a response reports the client")
+
+
 def _storage(value: object, name: str) -> object:
     """Checked when it is built, in ``load_settings``: it depends on two other options."""
     return value
@@ -178,6 +182,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("headers", "GATEKEEPER_HEADERS", parse_headers_option, False, "RateLimit fields"),
     Option("dry_run", "GATEKEEPER_DRY_RUN", _bool, False, "count and signal, refuse nothing"),
     Option("report_rate_limited", "GATEKEEPER_REPORT_RATE_LIMITED", _bool, False, "429s report"),
+    Option("report_when", "GATEKEEPER_REPORT_WHEN", _report_when, None, "responses that report"),
     Option("strategy", "GATEKEEPER_STRATEGY", _strategy, DEFAULT_STRATEGY, "default strategy"),
     Option("exempt_static", "GATEKEEPER_EXEMPT_STATIC", _bool, True, "static files not counted"),
     Option("exempt_when", "GATEKEEPER_EXEMPT_WHEN", _exempt_when, None, "true: not counted"),
@@ -205,6 +210,8 @@ class Settings:
     """Which rate limit header fields to send: "ietf", "legacy", both or none."""
     dry_run: bool
     report_rate_limited: bool
+    report_when: Optional[ResponsePredicate]
+    """A response it accepts is one report of the client (every route but bypassed ones)."""
     """Each 429 also counts as a report toward the ban rule."""
     strategy: str
     """The strategy of rules that do not name one."""
@@ -253,11 +260,12 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
     ip_header = values["ip_header"]
     if ip_header is None and trusted_proxies is not None:
         ip_header = DEFAULT_PROXY_HEADER
-    if values["report_rate_limited"] and values["ban_rule"] is None:
-        raise ConfigError(
-            f"{named('report_rate_limited')}: True needs a ban_rule "
-            "(GATEKEEPER_BAN_RULE) to count reports toward"
-        )
+    for needs_bans in ("report_rate_limited", "report_when"):
+        if values[needs_bans] and values["ban_rule"] is None:
+            raise ConfigError(
+                f"{named(needs_bans)}: {sources[needs_bans][0]!r} needs a ban_rule "
+                "(GATEKEEPER_BAN_RULE) to count reports toward"
+            )
     return Settings(
         enabled=values["enabled"],
         ban_rule=values["ban_rule"],
@@ -276,6 +284,7 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         headers=values["headers"],
         dry_run=values["dry_run"],
         report_rate_limited=values["report_rate_limited"],
+        report_when=values["report_when"],
         strategy=values["strategy"],
         exempt_static=values["exempt_static"],
         exempt_when=values["exempt_when"],

@@ -37,7 +37,8 @@ class Decision:
     rule that makes the client wait longest, and ``scope`` the scope it belongs to.
     ``usage``, when asked for, is the rule closest to its limit. ``new_ban`` is the
     duration of a ban this request started (a refusal counted as a report); ``manual``
-    says a ban was set by hand.
+    says a ban was set by hand, and ``banned_as`` names the banned client when it is not
+    the request's own key (the address behind a ``key_func`` key).
     """
 
     admitted: bool
@@ -48,6 +49,7 @@ class Decision:
     usage: Optional[Usage] = None
     new_ban: Optional[float] = None
     manual: bool = False
+    banned_as: Optional[str] = None
 
 
 ADMITTED = Decision(admitted=True)

@@ -16,7 +16,7 @@ from flask import Blueprint, Flask, current_app, has_app_context, has_request_co
 from .config import OPTIONS, load_settings, parse_methods
 from .decision import Usage
 from .errors import ConfigError, ConfigTypeError
-from .gate import Down, Gate
+from .gate import Gate
 from .identify import KeyFunc
 from .limit import Limit
 from .policy import (
@@ -74,6 +74,7 @@ class GateKeeper:
         headers: Union[bool, str, None] = None,
         dry_run: Optional[bool] = None,
         report_rate_limited: Optional[bool] = None,
+        report_when: Union[ResponsePredicate, str, None] = None,
         strategy: Optional[str] = None,
         exempt_static: Optional[bool] = None,
         exempt_when: Optional[Predicate] = None,
@@ -151,11 +152,13 @@ class GateKeeper:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
         if client is None:
             return False  # allow-listed (never banned), skipped, or denied already
-        banned_for = gate.ask_storage(settings.storage.report, client, ban_rule)
-        if isinstance(banned_for, Down):
-            return False
-        gate.events.reported(client, banned_for)
-        return banned_for is not None
+        return gate.report(client)
+
+    def client_ip(self) -> Optional[str]:
+        """The current request's address as the library keys it: proxy-aware (as far as
+        ``trusted_proxies`` allows) and normalised (an IPv6 address is its network). For
+        a ``key_func`` that falls back to the address; None without one."""
+        return self._gate().client_ip()
 
     # -- decorators -----------------------------------------------------------------------
 
@@ -175,13 +178,15 @@ class GateKeeper:
         exempt_when: Optional[Predicate] = None,
         cost: Cost = 1,
         count_when: Optional[ResponsePredicate] = None,
+        report_when: Optional[ResponsePredicate] = None,
     ) -> Callable[[Target], Target]:
         """Decorate a view (or blueprint) with its own rules, counted per client and route.
 
         They apply on top of the global rules, or instead of them with ``standalone=True``
         (``specific(standalone=True)`` alone exempts a route from the global rules). Bans
         apply either way. ``key_func`` names the client on this route (ban and every rule
-        then use that key); returning None skips limiting for the request.
+        then use that key); returning None leaves the request uncounted, though a ban of
+        its address still applies.
 
         ``rate_limit_rules`` may be a function computing the rules for each request.
         ``methods``: the decorator applies to those methods only. ``scope``: the rules
@@ -191,15 +196,19 @@ class GateKeeper:
         requests one request counts as in these rules, a number or a function of the
         request. ``count_when``: a function of the response; the rules are checked before
         the view and the request counted after it, only when this returns true.
+        ``report_when``: a function of the response; when it returns true, the client is
+        reported once toward the ban rule (as ``report()`` does).
         """
         if not isinstance(standalone, bool):
             raise ConfigTypeError(f"standalone: expected True or False, got {standalone!r}")
         functions = (("key_func", key_func), ("exempt_when", exempt_when))
-        for name, function in (*functions, ("count_when", count_when)):
+        responses = (("count_when", count_when), ("report_when", report_when))
+        for name, function in (*functions, *responses):
             if function is not None and not callable(function):
                 raise ConfigTypeError(f"{name}: expected a function, got {function!r}")
         rules: RulesOrFunction = ()
-        if rate_limit_rules is not None or not (standalone or key_func or exempt_when):
+        other_purpose = standalone or key_func or exempt_when or report_when
+        if rate_limit_rules is not None or not other_purpose:
             rules = parse_rules_or_function(rate_limit_rules, "rate_limit_rules")
         mark = Mark(
             rules=rules,
@@ -210,6 +219,7 @@ class GateKeeper:
             exempt_when=exempt_when,
             cost=_cost(cost),
             count_when=count_when,
+            report_when=report_when,
         )
 
         def decorate(target: Target) -> Target:

@@ -68,6 +68,7 @@ class Gate:
             strategy=settings.strategy,
             exempt_static=settings.exempt_static,
             exempt_when=settings.exempt_when,
+            report_when=settings.report_when,
         )
         self.guard = OutageGuard(
             settings.fail_open, clock=getattr(settings.storage, "clock", None) or time.monotonic
@@ -94,7 +95,11 @@ class Gate:
         client = self.identify(req, policy)
         if client is None:
             return
-        key, denied = client
+        key, denied, behind = client
+        if key is None:  # key_func leaves the request alone; its address's ban does not
+            if behind is not None:
+                self._ban_only(behind)
+            return
         if denied:
             self._refuse(Denied(key))
             return
@@ -104,18 +109,49 @@ class Gate:
             if computed is None:
                 return
             scopes = computed
-        decision = self.hit(key, scopes, usage=self._usage)
-        if decision is None:
-            return
-        if decision.usage is not None:
-            fields = rate_limit_headers(scopes, decision.usage, settings.headers)
-            setattr(g, _G_HEADERS, fields)
-        if decision.admitted:
+        decision = self.hit(key, scopes, usage=self._usage, also=(behind,) if behind else ())
+        if decision is not None:
+            if decision.usage is not None:
+                fields = rate_limit_headers(scopes, decision.usage, settings.headers)
+                setattr(g, _G_HEADERS, fields)
+            if not decision.admitted:
+                self.refuse(key, decision)  # raises, unless in a dry run
+                return
             self.events.admitted()
             if policy.count_when:
                 self._count_after_response(key, scopes, policy.count_when)
-        else:
-            self.refuse(key, decision)
+        if policy.report_when:
+            self._report_after_response(key, policy.report_when)
+
+    def _report_after_response(
+        self, client: str, report_when: tuple[ResponsePredicate, ...]
+    ) -> None:
+        """Report the client once the response is known, when any of ``report_when``
+        accepts it (``after_this_request``: only requests that need it pay for it)."""
+
+        def report(response: Response) -> Response:
+            try:
+                matched = any(predicate(response) for predicate in report_when)
+            except Exception:
+                logger.exception("a report_when function failed; nothing is reported")
+                return response
+            if matched:
+                self.report(client)
+            return response
+
+        after_this_request(report)
+
+    def report(self, client: str) -> bool:
+        """One offence of ``client`` toward the ban rule: True when it bans. Never raises:
+        without a ban rule, or while the storage is down (logged), it reports nothing."""
+        ban_rule = self.settings.ban_rule
+        if ban_rule is None:
+            return False
+        banned_for = self.ask_storage(self.settings.storage.report, client, ban_rule)
+        if isinstance(banned_for, Down):
+            return False
+        self.events.reported(client, banned_for)
+        return banned_for is not None
 
     def _count_after_response(
         self,
@@ -144,6 +180,12 @@ class Gate:
         if deferred:
             after_this_request(count)
 
+    def _ban_only(self, client: str) -> None:
+        """Refuse the request if ``client`` is banned; count nothing."""
+        decision = self.hit(client, (), usage=False)
+        if decision is not None and not decision.admitted:
+            self.refuse(client, decision)
+
     def identify(self, req: Request, policy: RoutePolicy) -> Optional[Client]:
         """The request's client, under the route's ``key_func`` if it has one."""
         return self.settings.identifier.identify(req.headers, req.remote_addr, policy.key_func)
@@ -155,7 +197,13 @@ class Gate:
         client = self.identify(request, policy)
         if client is None or client[1]:
             return None
-        return client[0]
+        return client[0]  # None too when key_func leaves the request alone
+
+    def client_ip(self) -> Optional[str]:
+        """The current request's address as a client key (proxy-aware, normalised), or
+        None when the request has none."""
+        address = self.settings.identifier.client_address(request.headers, request.remote_addr)
+        return None if address is None else address.key
 
     def scopes_for(self, per_request: PerRequest, client: str) -> Optional[tuple[Scope, ...]]:
         """The scopes of this request, computed by the app's functions (rules functions,
@@ -171,9 +219,18 @@ class Gate:
             self._unanswered()
             return None
 
-    def hit(self, client: str, scopes: tuple[Scope, ...], *, usage: bool) -> Optional[Decision]:
-        """The storage's decision, or None when the storage is down (and fail-open)."""
-        decision = self.ask_storage(self._storage_hit, client, scopes, usage)
+    def hit(
+        self,
+        client: str,
+        scopes: tuple[Scope, ...],
+        *,
+        usage: bool,
+        also: tuple[str, ...] = (),
+    ) -> Optional[Decision]:
+        """The storage's decision, or None when the storage is down (and fail-open).
+        ``also``: other clients whose bans refuse the request (the address behind a
+        ``key_func`` key)."""
+        decision = self.ask_storage(self._storage_hit, client, scopes, usage, also)
         if not isinstance(decision, Down):
             return decision
         self._unanswered()
@@ -185,9 +242,11 @@ class Gate:
             raise StorageUnavailable(RETRY_INTERVAL)
         self.events.admitted_while_down()
 
-    def _storage_hit(self, client: str, scopes: tuple[Scope, ...], usage: bool) -> Decision:
+    def _storage_hit(
+        self, client: str, scopes: tuple[Scope, ...], usage: bool, also: tuple[str, ...]
+    ) -> Decision:
         return self.settings.storage.hit(
-            client, scopes, usage=usage and bool(scopes), strike=self._strike
+            client, scopes, usage=usage and bool(scopes), strike=self._strike, also=also
         )
 
     def ask_storage(self, call: Callable[..., T], *args: Any) -> Union[T, Down]:
@@ -211,7 +270,7 @@ class Gate:
         """Refuse the request the storage did not admit: banned, or rate limited."""
         if decision.banned:
             rule = None if decision.manual else self.settings.ban_rule
-            self._refuse(Banned(client, decision.retry_after, rule))
+            self._refuse(Banned(decision.banned_as or client, decision.retry_after, rule))
             return
         assert decision.rule is not None  # a refusal by a rule names it
         if self._strike is not None:

@@ -36,9 +36,10 @@ _NO_PEER = "unknown"
 logger = logging.getLogger("flask_gatekeeper")
 
 
-Client = tuple[str, bool]
-"""The key a request counts under, and whether the deny list refuses it outright (a plain
-tuple: this is built once per request)."""
+Client = tuple[Optional[str], bool, Optional[str]]
+"""The key a request counts under (None when ``key_func`` leaves it alone), whether the
+deny list refuses it outright, and the address behind a ``key_func`` key, whose ban
+refuses the request too, or None (a plain tuple: this is built once per request)."""
 
 
 def _forwarded_for(element: str) -> str:
@@ -116,26 +117,29 @@ class Identifier:
         remote_addr: Optional[str],
         key_func: Optional[KeyFunc] = None,
     ) -> Optional[Client]:
-        """The client of a request, or None when nothing applies to it (allow list, or a
-        ``key_func`` that returned None). ``key_func`` overrides the app's own."""
+        """The client of a request, or None when nothing applies to it (the allow list).
+        ``key_func`` overrides the app's own; when it returns None the request is not
+        counted, but the ban of its address still applies."""
         key_func = key_func or self.key_func
         if self._peer_is_key and key_func is None and remote_addr and ":" not in remote_addr:
             # The common case, kept cheap: the server wrote this IPv4 address, not the
             # client, and there is nothing to aggregate or look up.
-            return remote_addr, False
+            return remote_addr, False, None
         address = self.client_address(headers, remote_addr)
         if address is not None:
             if self.allowlist and address in self.allowlist:
                 return None
             if self.denylist and address in self.denylist:
-                return address.key, True
+                return address.key, True, None
         if key_func is not None:
             key = key_func()
             if key is None:
-                return None
+                return None, False, None if address is None else address.key
             if not isinstance(key, str):
                 raise TypeError(f"key_func must return a str or None, got {key!r}")
             key = key_of(key)
+            if address is not None and address.key != key:
+                return key, False, address.key  # its address stays banned behind the key
         elif address is not None:
             key = address.key
         else:  # no socket peer at all (e.g. a server on a Unix socket): one shared key
@@ -149,7 +153,7 @@ class Identifier:
                     remote_addr,
                     key,
                 )
-        return key, False
+        return key, False, None
 
     def allowed(self, client: str) -> bool:
         """Whether ``client``, named by the app, is an allow-listed address."""

@@ -114,6 +114,7 @@ class Mark:
     exempt_when: Optional[Predicate] = None
     cost: Cost = 1
     count_when: Optional[ResponsePredicate] = None
+    report_when: Optional[ResponsePredicate] = None
 
     def applies_to(self, method: str) -> bool:
         return self.methods is None or method in self.methods
@@ -260,6 +261,8 @@ class RoutePolicy:
     count_when: tuple[tuple[str, ResponsePredicate], ...] = ()
     """(scope name, predicate) of each deferred scope: counted after the response when
     its predicate says so."""
+    report_when: tuple[ResponsePredicate, ...] = ()
+    """A response any of these accept is one report of the client."""
 
 
 BYPASS = RoutePolicy(bypass=True, scopes=())
@@ -299,6 +302,7 @@ def resolve(
     exempt: bool = False,
     strategy: str = SLIDING_LOG,
     exempt_when: Optional[Predicate] = None,
+    report_when: Optional[ResponsePredicate] = None,
 ) -> RoutePolicy:
     """Combine the marks of a view and its blueprints that apply to ``method`` with the
     global rules. ``exempt`` (an excluded method, a static file): count nothing. Rules
@@ -308,8 +312,9 @@ def resolve(
     if any(mark.bypass for mark in marks):
         return BYPASS
     key_func = next((mark.key_func for mark in marks if mark.key_func), None)
+    reports = tuple(f for f in (*(mark.report_when for mark in marks), report_when) if f)
     if exempt:
-        return RoutePolicy(bypass=False, scopes=(), key_func=key_func)
+        return RoutePolicy(bypass=False, scopes=(), key_func=key_func, report_when=reports)
     scopes: dict[str, Pending] = {}
 
     def add(name: str, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False) -> None:
@@ -330,9 +335,8 @@ def resolve(
     exempts = tuple(f for f in (exempt_when, *(mark.exempt_when for mark in marks)) if f)
     deferred = tuple(count_when.items())
     if not exempts and len(static) == len(ready):
-        return RoutePolicy(False, static, key_func, count_when=deferred)
-    per_request = PerRequest(ready, exempts)
-    return RoutePolicy(False, (), key_func, per_request=per_request, count_when=deferred)
+        return RoutePolicy(False, static, key_func, None, deferred, reports)
+    return RoutePolicy(False, (), key_func, PerRequest(ready, exempts), deferred, reports)
 
 
 class Policies:
@@ -353,6 +357,7 @@ class Policies:
         strategy: str,
         exempt_static: bool = True,
         exempt_when: Optional[Predicate] = None,
+        report_when: Optional[ResponsePredicate] = None,
     ) -> None:
         self.owner = owner
         self._view_functions = view_functions
@@ -362,6 +367,7 @@ class Policies:
         self._strategy = strategy
         self._exempt_static = exempt_static
         self._exempt_when = exempt_when
+        self._report_when = report_when
         self.cache: dict[tuple[Optional[str], str], RoutePolicy] = {}
         """(endpoint, method) -> policy; the request path reads it directly. A method
         outside ``HTTP_METHODS`` is cached as "", so clients cannot grow it."""
@@ -385,6 +391,7 @@ class Policies:
                 exempt=exempt,
                 strategy=self._strategy,
                 exempt_when=self._exempt_when,
+                report_when=self._report_when,
             )
             scopes = policy.per_request.scopes if policy.per_request else policy.scopes
             for scope in scopes:

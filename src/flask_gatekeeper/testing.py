@@ -84,10 +84,11 @@ class FlakyStorage:
         *,
         usage: bool = False,
         strike: Optional[BanRule] = None,
+        also: Sequence[str] = (),
     ) -> Decision:
         self.calls += 1
         self._maybe_fail()
-        return self.inner.hit(client, scopes, usage=usage, strike=strike)
+        return self.inner.hit(client, scopes, usage=usage, strike=strike, also=also)
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
         self._maybe_fail()

@@ -43,9 +43,12 @@ class Storage(Protocol):
         *,
         usage: bool = False,
         strike: Optional[BanRule] = None,
+        also: Sequence[str] = (),
     ) -> Decision:
-        """Refuse a banned client; else refuse if any rule of ``scopes`` has no room for
-        its scope's ``cost`` more requests (a cost above a rule's count never fits); else
+        """Refuse a banned client, or when one of ``also`` is banned (the address behind a
+        ``key_func`` key; the decision's ``banned_as`` names it); else refuse if any rule
+        of ``scopes`` has no room for its scope's ``cost`` more requests (a cost above a
+        rule's count never fits); else
         record the request (``cost`` times) in every scope that is not ``deferred``, and
         admit. Refused requests are not recorded.
 

@@ -209,6 +209,7 @@ class MemoryStorage:
         *,
         usage: bool = False,
         strike: Optional[BanRule] = None,
+        also: Sequence[str] = (),
     ) -> Decision:
         with self._lock:
             now = self._now()
@@ -220,6 +221,10 @@ class MemoryStorage:
                     retry_after=seconds(ban.end - now),
                     manual=ban.manual,
                 )
+            if also:
+                refused = self._banned_as(also, now)
+                if refused is not None:
+                    return refused
             if not scopes:
                 return ADMITTED
             logs = self._logs
@@ -306,6 +311,21 @@ class MemoryStorage:
         for state in states:
             if deferred_too or not state.deferred:
                 self._store(state.key, state.recorded(now))
+
+    def _banned_as(self, others: Sequence[str], now: int) -> Optional[Decision]:
+        """The refusal by the longest ban among ``others``, if any is in force."""
+        bans = [(self._bans[name], name) for name in others if name in self._bans]
+        live = [(ban.end, name, ban) for ban, name in bans if ban.end > now]
+        if not live:
+            return None
+        end, name, ban = max(live, key=lambda item: item[0])
+        return Decision(
+            admitted=False,
+            banned=True,
+            retry_after=seconds(end - now),
+            manual=ban.manual,
+            banned_as=name,
+        )
 
     def _store(self, key: Hashable, log: _Log) -> None:
         """Put a new or replaced log or state in the table, evicting the least recent."""

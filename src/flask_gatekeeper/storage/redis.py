@@ -173,6 +173,7 @@ class RedisStorage:
         self.client = client
         self.key_prefix = check_key_prefix(key_prefix, "key_prefix")
         self.clock = clock
+        self._clustered = any(cls.__name__ == "RedisCluster" for cls in type(client).__mro__)
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStorage:
@@ -245,16 +246,19 @@ class RedisStorage:
         mode: int,
         usage: bool = False,
         strike: Optional[BanRule] = None,
+        also: Sequence[str] = (),
     ) -> tuple[list[Any], list[tuple[Rule, str]]]:
         """Run ``hit.lua``: its answer, and the rules its indices point into."""
         scope_keys, scope_args, rules = self._scopes(client, scopes)
-        keys = [self._key(client, "ban"), self._key(client, "reports"), *scope_keys]
+        other_bans = [self._key(other, "ban") for other in also]
+        keys = [self._key(client, "ban"), self._key(client, "reports"), *other_bans, *scope_keys]
         args: list[Union[int, str]] = [
             self._now_argument(),
             int(usage),
             int(strike is not None),
             *(_ban_rule_arguments(strike) if strike is not None else _NO_STRIKE),
             mode,
+            len(other_bans),
             *scope_args,
         ]
         return self._run(_HIT, keys, args), rules
@@ -266,12 +270,22 @@ class RedisStorage:
         *,
         usage: bool = False,
         strike: Optional[BanRule] = None,
+        also: Sequence[str] = (),
     ) -> Decision:
-        answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike)
+        if also and self._clustered:  # other clients' keys sit on other slots: read apart
+            refused = self._banned_as(also)
+            if refused is not None and self.banned_for(client) == 0:
+                return refused
+            also = ()
+        answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also)
         status, wait, limiting, closest, remaining, reset, new_ban = answer
         if status == _BANNED:
             return Decision(
-                admitted=False, banned=True, retry_after=seconds(wait), manual=limiting == 1
+                admitted=False,
+                banned=True,
+                retry_after=seconds(wait),
+                manual=limiting == 1,
+                banned_as=also[closest - 1] if closest > 0 else None,
             )
         seen = None
         if usage and rules:
@@ -287,6 +301,26 @@ class RedisStorage:
             scope=scope_name,
             usage=seen,
             new_ban=seconds(new_ban) if new_ban >= 0 else None,
+        )
+
+    def _banned_as(self, others: Sequence[str]) -> Optional[Decision]:
+        """Redis Cluster: the longest ban among ``others``, each read on its own slot
+        (one more round trip each), before the request's own script."""
+        longest, banned, manual = 0, "", False
+        for other in others:
+            left, by_hand = self._run(
+                _BAN, [self._key(other, "ban")], [self._now_argument(), "state", 0]
+            )
+            if left > longest:
+                longest, banned, manual = left, other, by_hand == 1
+        if not longest:
+            return None
+        return Decision(
+            admitted=False,
+            banned=True,
+            retry_after=seconds(longest),
+            manual=manual,
+            banned_as=banned,
         )
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:

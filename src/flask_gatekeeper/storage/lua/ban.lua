@@ -1,6 +1,7 @@
 -- Manual control of one client's ban. KEYS: ban. ARGV: now or "", action, duration.
 -- "ban": ban for duration (a longer ban stands); "unban": end it and forget the history
--- (returns 1 if it was active); "left": microseconds left (0 when not banned).
+-- (returns 1 if it was active); "left": microseconds left (0 when not banned); "state":
+-- {microseconds left, 1 when set by hand}.
 local now, action = clock(ARGV[1]), ARGV[2]
 local left = math.max(0, ban_end(KEYS[1]) - now)
 if action == 'ban' then
@@ -10,6 +11,8 @@ if action == 'ban' then
     set_ban(KEYS[1], now, duration, strikes(KEYS[1], now), math.max(0, forget_at - now - duration),
       true)
   end
+elseif action == 'state' then
+  return {left, redis.call('HGET', KEYS[1], 'm') == '1' and 1 or 0}
 elseif action == 'unban' then
   redis.call('DEL', KEYS[1])
   return left > 0 and 1 or 0

@@ -1,24 +1,41 @@
 -- One request, atomically: ban check, every rule's check, record if admitted.
--- KEYS: ban, reports, then per scope its sliding log (a list, newest first) followed by
--- one state key per stateful rule.
+-- KEYS: ban, reports, the bans of the other clients that refuse this request too (the
+-- address behind a key_func key), then per scope its sliding log (a list, newest first)
+-- followed by one state key per stateful rule.
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
 -- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: 1 for a request
 -- (ban, check, record the scopes not deferred), 2 to record every scope (nothing else);
--- from ARGV[11], the scopes as read_scopes reads them (each with its cost).
+-- ARGV[11]: how many other clients' bans follow the reports key; from ARGV[12], the
+-- scopes as read_scopes reads them (each with its cost).
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban}: status 0 admitted,
--- 1 banned (then `rule` is 1 for a ban set by hand), 2 limited; rules are numbered over
--- every scope from 0, sliding-log rules first in each scope; -1 means none.
+-- 1 banned (then `rule` is 1 for a ban set by hand, and `usage_rule` 0 for the client's
+-- own ban or i for the i-th other client's), 2 limited; rules are numbered over every
+-- scope from 0, sliding-log rules first in each scope; -1 means none.
 local now = clock(ARGV[1])
-local mode = tonumber(ARGV[10])
+local mode, others = tonumber(ARGV[10]), tonumber(ARGV[11])
 if mode ~= 2 then
-  local finish = ban_end(KEYS[1])
-  if finish > now then  -- the third value says whether the ban was set by hand
-    return {1, finish - now, redis.call('HGET', KEYS[1], 'm') == '1' and 1 or 0, -1, 0, 0, -1}
+  local longest, banned = 0, -1
+  for i = 0, others do  -- the client's own ban (KEYS[1]), then the others' (KEYS[3]...)
+    local ban_key = KEYS[1]
+    if i > 0 then
+      ban_key = KEYS[2 + i]
+    end
+    local finish = ban_end(ban_key)
+    if finish - now > longest then
+      longest, banned = finish - now, i
+    end
+    if i == 0 and banned == 0 then
+      break  -- the client's own ban decides
+    end
+  end
+  if banned >= 0 then  -- the third value says whether the ban was set by hand
+    local ban_key = banned == 0 and KEYS[1] or KEYS[2 + banned]
+    return {1, longest, redis.call('HGET', ban_key, 'm') == '1' and 1 or 0, banned, 0, 0, -1}
   end
 end
 
-local scopes = read_scopes(11, 3)
+local scopes = read_scopes(12, 3 + others)
 
 if mode ~= 2 then
   local wait, worst, index = 0, -1, 0

@@ -50,18 +50,21 @@ dist-check: $(VENV)/.installed-dev
 	.venv-dist/bin/pip install $(PIP_QUIET) dist/*.whl
 	cd dist && ../.venv-dist/bin/python ../tests/check_installed_demo.py ../examples/demo.py
 
-## Benchmarks (not tests; numbers go to stdout): overhead, strategies, flood, peers.
+## Benchmarks (not tests; numbers go to stdout): overhead, strategies, flood, peers, and
+## load (behind gunicorn, with wrk when installed; written to benchmarks/LOAD.md).
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/strategies.py
 	$(BIN)/python benchmarks/flood.py
 	$(BIN)/python benchmarks/peers.py
+	$(BIN)/python benchmarks/load.py
 
 bench-smoke: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py --smoke
 	$(BIN)/python benchmarks/strategies.py --smoke
 	$(BIN)/python benchmarks/flood.py --smoke
 	$(BIN)/python benchmarks/peers.py --smoke
+	$(BIN)/python benchmarks/load.py --smoke
 
 ## Side by side with Flask-Limiter and flask-gatekeeper 1.0 (own venvs in benchmarks/.venvs/);
 ## the report also goes to benchmarks/RESULTS.md.

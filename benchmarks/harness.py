@@ -17,6 +17,8 @@ typed ``Any`` (each venv holds only its own peer; mypy's venv holds none of the 
 - Rounds: ``run_rounds`` interleaves configurations round by round (A B C ..., then
   B C ... A), so that drifts in machine speed hit all alike; results are medians over
   rounds, and ratios medians of per-round paired ratios (``paired``).
+- Served: ``served(peer, storage)`` is the same app behind ``ProxyFix``, the gunicorn
+  app factory of ``load.py`` (in the peers' venvs too).
 - Also a throwaway ``redis_server()``, Markdown ``table``, and ``machine()``.
 
 Worker protocol: one JSON object per line on stdin (``{"cmd": "build", ...}``), one per
@@ -331,6 +333,18 @@ def build(peer: str, config: Config) -> Built:
     if config.clock is not None:
         use_clock(config.clock)  # the warm-up requests already read it
     return BUILDERS[peer](config)
+
+
+def served(peer: str, storage: str = "memory") -> WSGIApplication:
+    """The app ``load.py`` serves behind gunicorn, as an app factory
+    (``gunicorn 'harness:served("ours")'``): ``build``'s app for ``peer`` with the shared
+    rules on its real clock and ``storage``, behind werkzeug's ``ProxyFix(x_for=1)``, so
+    that for every peer alike the client is the ``X-Forwarded-For`` value the load
+    generator sends (a deployment behind one proxy)."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app = build(peer, Config(RATE_LIMIT_RULES, BAN_RULE, storage)).app
+    return ProxyFix(app.wsgi_app, x_for=1)
 
 
 # -- timed cases -------------------------------------------------------------------------------

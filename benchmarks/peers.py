@@ -134,11 +134,12 @@ ALL = (OURS, MOVING, FIXED, ORIGINAL)
 """Every peer that limits (bare Flask is the floor, not a peer)."""
 
 VENVS_TO_INSTALL = {
-    "limiter": (("flask-limiter>=4,<5", "redis"),),
+    "limiter": (("flask-limiter>=4,<5", "redis", "gunicorn"),),
     # 1.0.0 declares "Flask>=1.1.*", a specifier newer pips refuse: Flask comes first.
-    "original": (("flask",), ("--no-deps", "flask-gatekeeper==1.0.0")),
+    "original": (("flask", "gunicorn"), ("--no-deps", "flask-gatekeeper==1.0.0")),
 }
-"""Each peer venv's ``pip install`` argument lists, run in order."""
+"""Each peer venv's ``pip install`` argument lists, run in order (gunicorn: ``load.py``
+serves each peer from its own venv)."""
 
 
 def log(message: str) -> None:
@@ -618,6 +619,10 @@ def report(results: Results) -> str:
             for peer in ALL
             if peer not in results.peers
         ),
+        "",
+        "End to end, behind gunicorn under real HTTP load (normal traffic, and an attack "
+        "where 9 requests in 10 are refused): [LOAD.md](LOAD.md), written by "
+        "`benchmarks/load.py`.",
         "",
         "## Targets",
         "",

@@ -1,0 +1,651 @@
+"""End to end: requests per second and latency behind gunicorn, under real HTTP load.
+
+Not a test: it prints one Markdown report (written to ``benchmarks/LOAD.md`` too, which
+``benchmarks/RESULTS.md`` links to) and asserts no speed; it fails loudly only when a run
+got statuses its traffic should not get (a limit hit by normal traffic, an attacker let
+through, an error status). ``make bench`` runs it (about 4 minutes on two cores).
+``make bench-smoke`` runs ``--smoke``: one second of each traffic mix against ours only,
+memory storage; it skips (and says so) when wrk is not installed.
+
+Each configuration is ``harness.served(...)``, the same ``GET /`` app as every benchmark
+(bare Flask, ours, Flask-Limiter's two memory strategies, flask-gatekeeper 1.0.0; ours and
+Flask-Limiter's moving window on Redis too), behind werkzeug's ``ProxyFix(x_for=1)``,
+served by gunicorn from the configuration's own interpreter: ours and bare Flask from
+this driver's, the peers from their venvs under ``benchmarks/.venvs/`` (built by
+``peers.py``, which installs gunicorn there too). One server per configuration and
+traffic mix, each with one sync worker (``--workers 1 --worker-class sync``; a sync
+worker closes the connection after each response), so that the memory storage's counts
+are exact; a redis-server of its own (no persistence) for each Redis configuration.
+
+The load generator is wrk (``load.lua``: one thread, two connections) when it is on the
+PATH; otherwise, outside ``--smoke``, a small Python one (threads + ``http.client``),
+much slower than wrk: the report says which ran. Traffic, client in ``X-Forwarded-For``:
+
+- ``normal``: 1 000 legitimate clients per generator thread in turn, each far below its
+  limits (every request is admitted);
+- ``attack``: 9 requests in 10 from one attacker who stays over its limits (refused,
+  but for the few its rules let through), every 10th from the legitimate clients.
+
+Every server gets one warm-up run of its mix; then rounds, the configurations in turn,
+each round's order shifted by one (as ``harness.run_rounds``), so that drifts in machine
+speed hit all alike. Requests per second and p50 / p99 latency are medians over rounds;
+ratios are medians of per-round ratios to bare Flask serving the same mix (all 200s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional, Protocol
+
+import harness
+import peers
+from harness import BAN_RULE, RATE_LIMIT_RULES, Resp, table
+from peers import BARE, FIXED, MOVING, ORIGINAL, OURS, Peer
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "load.lua"
+LOAD_MD = HERE / "LOAD.md"
+
+ATTACKER = "192.0.2.1"
+MIXES = {
+    "normal": "every request from a legitimate client, each far below its limits",
+    "attack": "9 in 10 from one attacker over its limits, 1 in 10 from legitimate clients",
+}
+REFUSED = {"429", "403"}
+ALLOWANCE = max(rule["count"] / rule["window"] for rule in RATE_LIMIT_RULES)
+"""The most requests per second the rules let the attacker through (its 1-second rule,
+until the 10-second one fills: 20 a second in bursts, 10 a second on average)."""
+WORKER_SETTINGS = ("--workers", "1", "--worker-class", "sync", "--backlog", "2048")
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: int
+    """Length of one timed run (wrk counts whole seconds)."""
+    warm_up: int
+    """Length of each server's untimed first run, 0 for none."""
+    rounds: int
+    threads: int
+    connections: int
+    clients: int
+    """Legitimate clients per generator thread."""
+
+
+FULL = Plan(seconds=3, warm_up=1, rounds=5, threads=1, connections=2, clients=1_000)
+SMOKE = Plan(seconds=1, warm_up=0, rounds=1, threads=1, connections=2, clients=1_000)
+
+
+def log(message: str) -> None:
+    print(f"[load] {message}", file=sys.stderr, flush=True)
+
+
+# -- one run of the load generator ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    requests: int
+    seconds: float
+    p50_us: float
+    p99_us: float
+    statuses: dict[str, int]
+    errors: int
+    """Socket errors and timeouts (no response)."""
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def refused(self) -> int:
+        return sum(self.statuses.get(status, 0) for status in REFUSED)
+
+
+class Generator(Protocol):
+    name: str
+
+    def shape(self, plan: Plan) -> str:
+        """Its threads and connections."""
+        ...
+
+    def run(self, port: int, mix: str, seconds: int, plan: Plan) -> Run: ...
+
+
+class Wrk:
+    """wrk with ``load.lua``: the mix's requests, statuses counted, one JSON line at the end."""
+
+    def __init__(self, executable: str) -> None:
+        self.executable = executable
+        found = subprocess.run([executable, "-v"], capture_output=True, text=True, check=False)
+        words = (found.stdout + found.stderr).split()
+        self.name = f"wrk {words[1] if len(words) > 1 else ''}".strip()
+
+    def shape(self, plan: Plan) -> str:
+        return f"{plan.threads} thread(s), {plan.connections} connections"
+
+    def run(self, port: int, mix: str, seconds: int, plan: Plan) -> Run:
+        command = [
+            *(self.executable, f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds}s"),
+            *("--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/"),
+            *("--", mix, str(plan.clients)),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
+        found = re.search(r"^LOAD-RESULT (.*)$", done.stdout, re.MULTILINE)
+        if done.returncode != 0 or found is None:
+            raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        result = json.loads(found.group(1))
+        return Run(
+            requests=result["requests"],
+            seconds=result["duration_us"] / 1e6,
+            p50_us=result["p50_us"],
+            p99_us=result["p99_us"],
+            statuses=result["statuses"],
+            errors=result["errors"],
+        )
+
+
+def legitimate(thread: int, number: int) -> str:
+    """The number-th legitimate client of generator thread ``thread`` (from 1), as load.lua."""
+    return f"10.{thread}.{number // 250}.{number % 250 + 1}"
+
+
+class PythonLoad:
+    """The fallback without wrk: ``plan.connections`` threads, each sending load.lua's
+    sequence of requests (thread by thread) over a new ``http.client`` connection each."""
+
+    name = "the Python fallback, threads + http.client (far slower than wrk)"
+
+    def shape(self, plan: Plan) -> str:
+        return f"{plan.connections} threads, a connection each"
+
+    def run(self, port: int, mix: str, seconds: int, plan: Plan) -> Run:
+        lock = threading.Lock()
+        latencies: list[float] = []
+        statuses: dict[str, int] = {}
+        errors = 0
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        def loop(thread: int) -> None:
+            nonlocal errors
+            mine: list[float] = []
+            seen: dict[str, int] = {}
+            failed = sent = next_legitimate = 0
+            while time.perf_counter() < deadline:
+                sent += 1
+                if mix == "attack" and sent % 10:
+                    client = ATTACKER
+                else:
+                    client = legitimate(thread, next_legitimate)
+                    next_legitimate = (next_legitimate + 1) % plan.clients
+                start = time.perf_counter()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                try:
+                    connection.request("GET", "/", headers={"X-Forwarded-For": client})
+                    response = connection.getresponse()
+                    response.read()
+                except OSError:
+                    failed += 1
+                    continue
+                finally:
+                    connection.close()
+                mine.append(time.perf_counter() - start)
+                seen[str(response.status)] = seen.get(str(response.status), 0) + 1
+            with lock:
+                latencies.extend(mine)
+                for status, count in seen.items():
+                    statuses[status] = statuses.get(status, 0) + count
+                errors += failed
+
+        workers = [
+            threading.Thread(target=loop, args=(number + 1,)) for number in range(plan.connections)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        elapsed = time.perf_counter() - started
+        cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+        return Run(len(latencies), elapsed, cuts[49] * 1e6, cuts[98] * 1e6, statuses, errors)
+
+
+# -- servers --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Served:
+    """One configuration: a peer on a storage."""
+
+    peer: Peer
+    redis: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.peer.label + (", Redis" if self.redis else "")
+
+
+FULL_CONFIGURATIONS = (
+    Served(BARE),
+    Served(OURS),
+    Served(MOVING),
+    Served(FIXED),
+    Served(ORIGINAL),
+    Served(OURS, redis=True),
+    Served(MOVING, redis=True),
+)
+SMOKE_CONFIGURATIONS = (Served(OURS),)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def interpreter(venv: str, install: bool) -> tuple[list[str], dict[str, str]]:
+    """The command that starts Python for a venv, and its environment. Ours is this
+    driver's (its ``PYTHONPATH`` made absolute: gunicorn changes directory); the peers'
+    run with ``-I`` and without ``PYTHONPATH``, so that nothing of this checkout shadows
+    flask-gatekeeper 1.0.0."""
+    env = dict(os.environ)
+    if venv == OURS.venv:
+        paths = env.get("PYTHONPATH", "").split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(path).resolve()) for path in paths if path)
+        return [sys.executable], env
+    python = peers.venv_python(venv, install)
+    if python is None:
+        raise SystemExit(f"benchmarks/.venvs/{venv} is not built: run `make bench-peers`")
+    env.pop("PYTHONPATH", None)
+    return [str(python), "-I"], env
+
+
+def versions(python: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """``harness.versions()`` in that interpreter, gunicorn's version included."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import json, harness; "
+        "from importlib.metadata import version; found = harness.versions(); "
+        "found['packages']['gunicorn'] = version('gunicorn'); print(json.dumps(found))"
+    )
+    done = subprocess.run([*python, "-c", code], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"cannot read versions in {python[0]}:\n{done.stderr}")
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+class Server:
+    """gunicorn serving one configuration on a free loopback port, one sync worker."""
+
+    def __init__(
+        self, served: Served, mix: str, python: list[str], env: dict[str, str], storage: str
+    ) -> None:
+        self.served, self.mix, self.storage = served, mix, storage
+        self.port = free_port()
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by stop())
+        factory = f"harness:served({served.peer.key!r}, {storage!r})"
+        self.process = subprocess.Popen(
+            [
+                *(*python, "-m", "gunicorn", "--chdir", str(HERE), *WORKER_SETTINGS),
+                *("--bind", f"127.0.0.1:{self.port}", "--log-level", "warning", factory),
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
+        )
+        self.runs: list[Run] = []
+        self.memory: dict[str, int] = {}
+        self.redis: dict[str, int] = {}
+
+    def name(self) -> str:
+        return f"{self.served.label} / {self.mix}"
+
+    def failed(self, why: str) -> SystemExit:
+        self.log.seek(0)
+        return SystemExit(f"{self.name()}: {why}\n{self.log.read()}")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise self.failed("gunicorn exited")
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                connection.request("GET", "/")
+                status = connection.getresponse().status
+                connection.close()
+                if status == 200:
+                    return
+                raise self.failed(f"the first request got {status}")
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise self.failed("gunicorn did not answer") from None
+                time.sleep(0.1)
+
+    def worker_pid(self) -> int:
+        """The one worker: the process whose parent is the gunicorn master."""
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    stat = (entry / "stat").read_text()
+                    if int(stat.rpartition(")")[2].split()[1]) == self.process.pid:
+                        return int(entry.name)
+        raise self.failed("no worker process found")
+
+    def read_memory(self) -> None:
+        """Right after its last run: the worker's resident set and its peak (Linux), in
+        bytes, and what its redis-server holds (keys expire with their windows)."""
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.worker_pid()}/status").read_text().splitlines():
+                name, _, value = line.partition(":")
+                if name in ("VmRSS", "VmHWM"):
+                    self.memory[name] = int(value.split()[0]) * 1024
+        if self.redis:
+            port = self.redis["port"]
+            self.redis["used"] = redis_memory(port) - self.redis["empty"]
+            self.redis["keys"] = int(redis_reply(port, "DBSIZE"))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # gunicorn's graceful shutdown
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def redis_reply(port: int, *command: str) -> str:
+    """A command's reply: an integer or a bulk string, as text."""
+    connection = Resp(port)
+    try:
+        head = connection.send(*command)
+        if head.startswith("$"):
+            return connection.reader.read(int(head[1:]) + 2).decode()[:-2]
+        return head.lstrip(":+")
+    finally:
+        connection.close()
+
+
+def redis_memory(port: int) -> int:
+    found = re.search(r"^used_memory:(\d+)", redis_reply(port, "INFO", "memory"), re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+def check(server: Server, run: Run) -> None:
+    """Fail when the run measured another path than its mix means to."""
+    other = set(run.statuses) - {"200"} - REFUSED
+    if other:
+        raise server.failed(f"unexpected statuses {run.statuses}")
+    if server.mix == "normal" or server.served.peer is BARE:
+        if set(run.statuses) != {"200"}:
+            raise server.failed(f"expected only 200s, got {run.statuses}")
+    elif run.statuses.get("200", 0) > math.ceil(run.requests / 10) + ALLOWANCE * (run.seconds + 1):
+        raise server.failed(f"the attacker was not kept over its limits: {run.statuses}")
+
+
+@dataclass
+class Results:
+    smoke: bool
+    plan: Plan
+    generator: str
+    """Its name and shape, for the report."""
+    servers: list[Server] = field(default_factory=list)
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def measure(servers: Sequence[Server], generator: Generator, plan: Plan) -> None:
+    if plan.warm_up:
+        for server in servers:
+            log(f"warm-up: {server.name()}")
+            check(server, generator.run(server.port, server.mix, plan.warm_up, plan))
+    for number in range(plan.rounds):
+        log(f"round {number + 1}/{plan.rounds}")
+        shift = number % len(servers)
+        for server in [*servers[shift:], *servers[:shift]]:
+            run = generator.run(server.port, server.mix, plan.seconds, plan)
+            check(server, run)
+            server.runs.append(run)
+            if number == plan.rounds - 1:
+                server.read_memory()
+
+
+@contextlib.contextmanager
+def started(configurations: Sequence[Served], install: bool) -> Iterator[Results]:
+    """Every server (and redis-server) up, stopped on the way out."""
+    results = Results(smoke=False, plan=FULL, generator="")
+    with contextlib.ExitStack() as stack:
+        for served in configurations:
+            python, env = interpreter(served.peer.venv, install)
+            if served.peer.venv not in results.versions:
+                results.versions[served.peer.venv] = versions(python, env)
+            for mix in MIXES:
+                storage = "memory"
+                redis_port: Optional[int] = None
+                if served.redis:
+                    redis_port = stack.enter_context(harness.redis_server())
+                    if redis_port is None:
+                        log(f"skipping {served.label}: no redis-server on this machine")
+                        break
+                    storage = f"redis://127.0.0.1:{redis_port}/0"
+                server = Server(served, mix, python, env, storage)
+                stack.callback(server.stop)
+                if redis_port is not None:
+                    server.redis = {"port": redis_port, "empty": redis_memory(redis_port)}
+                results.servers.append(server)
+        for server in results.servers:
+            server.wait_ready()
+        log(f"{len(results.servers)} servers up")
+        yield results
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def bare_of(server: Server, servers: Sequence[Server]) -> Optional[Server]:
+    return next(
+        (other for other in servers if other.served.peer is BARE and other.mix == server.mix),
+        None,
+    )
+
+
+def ratios(server: Server, other: Server) -> list[float]:
+    """The per-round ratios of requests per second."""
+    return [a.rps / b.rps for a, b in zip(server.runs, other.runs)]
+
+
+def versus(server: Server, other: Server) -> float:
+    """The median over rounds of the per-round ratio of requests per second."""
+    return median(ratios(server, other))
+
+
+def span(server: Server, other: Server) -> str:
+    """The median ratio, and the lowest and highest of the rounds."""
+    found = ratios(server, other)
+    return f"{median(found):.2f}x" + (
+        f" ({min(found):.2f} to {max(found):.2f})" if len(found) > 1 else ""
+    )
+
+
+def results_table(results: Results) -> str:
+    rows = []
+    for mix in MIXES:
+        for server in (server for server in results.servers if server.mix == mix):
+            runs = server.runs
+            bare = bare_of(server, results.servers)
+            requests = sum(run.requests for run in runs)
+            refused = sum(run.refused for run in runs)
+            errors = sum(run.errors for run in runs)
+            storage = ""
+            if server.redis:
+                storage = f"{server.redis['used'] / 1e6:.1f} MB, {server.redis['keys']:,} keys"
+            rows.append(
+                [
+                    server.served.label,
+                    mix,
+                    f"{median([run.rps for run in runs]):,.0f}",
+                    "" if bare is None or bare is server else span(server, bare),
+                    f"{median([run.p50_us for run in runs]) / 1000:.2f}",
+                    f"{median([run.p99_us for run in runs]) / 1000:.2f}",
+                    f"{refused / requests:.1%}" + (f" ({errors} errors)" if errors else ""),
+                    f"{server.memory.get('VmRSS', 0) / 1e6:.0f} / "
+                    f"{server.memory.get('VmHWM', 0) / 1e6:.0f}",
+                    storage,
+                ]
+            )
+    headings = ["configuration", "traffic", "requests/s", "x bare", "p50 ms", "p99 ms"]
+    headings += ["refused", "worker RSS / peak MB", "Redis used memory"]
+    return table(headings, rows, text=2)
+
+
+def targets(results: Results) -> str:
+    rows = []
+    for server in results.servers:
+        if server.served.peer is OURS and server.mix == "attack":
+            bare = bare_of(server, results.servers)
+            if bare is None:
+                continue
+            times = versus(server, bare)
+            rows.append(
+                [
+                    "under attack (90% refused) behind gunicorn, ours serves at least as many "
+                    "requests per second as bare Flask serving the same mix of 200s"
+                    + (" (ours on Redis)" if server.redis else ""),
+                    f"{median([run.rps for run in server.runs]):,.0f} vs "
+                    f"{median([run.rps for run in bare.runs]):,.0f} requests/s: "
+                    + span(server, bare),
+                    "met" if times >= 1 else "**not met**",
+                ]
+            )
+    return table(["target", "measured", "status"], rows, text=3) if rows else ""
+
+
+def report(results: Results) -> str:
+    plan = results.plan
+    venvs = "; ".join(
+        f"{venv} ({'this driver' if venv == OURS.venv else f'benchmarks/.venvs/{venv}'}): "
+        f"Python {found['python']}, "
+        + ", ".join(f"{name} {number}" for name, number in sorted(found["packages"].items()))
+        for venv, found in results.versions.items()
+    )
+    when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    out = [
+        "# flask-gatekeeper behind gunicorn, under load",
+        "",
+        f"Generated by `benchmarks/load.py{' --smoke' if results.smoke else ''}` on {when}, in "
+        f"{results.seconds:.0f} s"
+        + (": one short run, not numbers to quote." if results.smoke else "."),
+        "",
+        f"- Machine: {harness.machine()}; the load generator, gunicorn's worker and (for the "
+        "Redis rows) redis-server share its cores.",
+        f"- Interpreters: {venvs}.",
+        f"- Load generator: {results.generator}, to 127.0.0.1; a new connection per request "
+        "(a sync worker closes each one).",
+        "- Server: gunicorn, one server per configuration and traffic mix, "
+        f"`{' '.join(WORKER_SETTINGS)}` (the memory storage counts exactly in one process).",
+        f"- Every configuration: `GET /` returning `ok`, rate rules {RATE_LIMIT_RULES} and, "
+        f"where the peer has one, the ban rule {BAN_RULE}; werkzeug's `ProxyFix(x_for=1)` in "
+        "front (bare Flask too), so the client is the `X-Forwarded-For` value the generator "
+        "sends; each peer's defaults otherwise (refusals are 429s). What each peer lacks is in "
+        "[RESULTS.md](RESULTS.md).",
+        f"- Traffic: `normal`, {MIXES['normal']} ({plan.clients:,} per generator thread, in "
+        f"turn); `attack`, {MIXES['attack']} (the attacker, {ATTACKER}, is refused but for "
+        "what its rules admit, up to 20 a second in bursts and 100 per 10 s: the refused share "
+        "is a little under 90%, the more so the fewer requests per second a configuration "
+        "serves).",
+        f"- Runs: {'no warm-up' if not plan.warm_up else f'a {plan.warm_up} s warm-up per server'}"
+        f", then {plan.rounds} round(s) x {plan.seconds} s per server, the order shifted each "
+        "round; requests per second and latencies are medians over rounds, `x bare` the median "
+        "of per-round ratios to bare Flask serving the same mix (all 200s), with the lowest and "
+        "highest round in brackets; `refused` counts "
+        "all rounds. Worker memory is the one worker's RSS right after its last run, and its "
+        "peak; Redis memory is redis-server's `used_memory` growth since it started empty, "
+        "and the keys it holds, right after the last run (keys expire with their windows).",
+        "",
+    ]
+    found_targets = targets(results)
+    if found_targets:
+        out += ["## Target", "", found_targets, ""]
+    out += ["## Requests per second and latency", "", results_table(results), ""]
+    return "\n".join(out)
+
+
+def choose_generator(requested: str, smoke: bool) -> Optional[Generator]:
+    executable = shutil.which("wrk")
+    if requested == "python":
+        return PythonLoad()
+    if executable is not None:
+        return Wrk(executable)
+    if requested == "wrk" or smoke:
+        return None
+    log("wrk is not installed: falling back to the Python load generator (far slower)")
+    return PythonLoad()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--smoke", action="store_true", help="one second of each mix against ours only"
+    )
+    parser.add_argument(
+        "--generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="auto: wrk when installed, else the Python one (--smoke then skips)",
+    )
+    args = parser.parse_args(argv)
+    generator = choose_generator(args.generator, args.smoke)
+    if generator is None:
+        print(
+            "load.py: skipped: wrk is not installed (Debian/Ubuntu: apt-get install wrk; "
+            "or run with --generator python)",
+            flush=True,
+        )
+        return
+    plan = SMOKE if args.smoke else FULL
+    configurations = SMOKE_CONFIGURATIONS if args.smoke else FULL_CONFIGURATIONS
+    begun = time.perf_counter()
+    with started(configurations, install=not args.smoke) as results:
+        results.smoke, results.plan, results.generator = (
+            args.smoke,
+            plan,
+            f"{generator.name}, {generator.shape(plan)}",
+        )
+        measure(results.servers, generator, plan)
+    results.seconds = time.perf_counter() - begun
+    text = report(results)
+    print(text)
+    if not args.smoke:
+        LOAD_MD.write_text(text, encoding="utf-8")
+        log(f"written to {LOAD_MD.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main()

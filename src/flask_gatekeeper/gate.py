@@ -21,6 +21,7 @@ from flask import (
     has_request_context,
     request,
 )
+from werkzeug.exceptions import HTTPException
 
 from .config import Settings
 from .decision import Decision
@@ -41,6 +42,25 @@ _G_HEADERS = "_gatekeeper_headers"
 
 Refusal = Union[Banned, Denied, RateLimited]
 T = TypeVar("T")
+
+
+def _handled(app: Flask, refusal: HTTPException) -> bool:
+    """Whether the app would handle ``refusal`` itself: a handler for its status code or
+    for one of its classes (on the app, or a blueprint of this request), or trapping of
+    HTTP exceptions. Read from Flask's public ``error_handler_spec``, on every refusal,
+    so handlers registered at any time count."""
+    if app.config.get("TRAP_HTTP_EXCEPTIONS"):
+        return True
+    classes = type(refusal).__mro__
+    for name in (*request.blueprints, None):
+        handlers = app.error_handler_spec.get(name)
+        if not handlers:
+            continue
+        for code in (refusal.code, None):
+            by_class = handlers.get(code)
+            if by_class and any(cls in by_class for cls in classes):
+                return True
+    return False
 
 
 class Down:
@@ -79,11 +99,13 @@ class Gate:
 
     # -- the request path -----------------------------------------------------------------
 
-    def check_request(self) -> None:
-        """``before_request``: return to admit, raise a refusal (an ``HTTPException``)."""
+    def check_request(self) -> Optional[Response]:
+        """``before_request``: None to admit; a refusal is the ``HTTPException`` raised
+        for the app's error handler, or, when no handler would take it, its response
+        returned at once (the same bytes, without Flask's exception machinery)."""
         settings = self.settings
         if not settings.enabled:
-            return
+            return None
         req: Request = request._get_current_object()  # type: ignore[attr-defined]  # once
         if not self._processes_checked:
             self._check_processes(req.environ)
@@ -91,23 +113,20 @@ class Gate:
         if policy is None:
             policy = self.policies.policy_for(req.endpoint, req.method)
         if policy.bypass:
-            return
+            return None
         client = self.identify(req, policy)
         if client is None:
-            return
+            return None
         key, denied, behind = client
         if key is None:  # key_func leaves the request alone; its address's ban does not
-            if behind is not None:
-                self._ban_only(behind)
-            return
+            return None if behind is None else self._ban_only(behind)
         if denied:
-            self._refuse(Denied(key))
-            return
+            return self._refuse(Denied(key), respond=True)
         scopes = policy.scopes
         if policy.per_request is not None:
             computed = self.scopes_for(policy.per_request, key)
             if computed is None:
-                return
+                return None
             scopes = computed
         decision = self.hit(key, scopes, usage=self._usage, also=(behind,) if behind else ())
         if decision is not None:
@@ -115,13 +134,13 @@ class Gate:
                 fields = rate_limit_headers(scopes, decision.usage, settings.headers)
                 setattr(g, _G_HEADERS, fields)
             if not decision.admitted:
-                self.refuse(key, decision)  # raises, unless in a dry run
-                return
+                return self.refuse(key, decision, respond=True)
             self.events.admitted()
             if policy.count_when:
                 self._count_after_response(key, scopes, policy.count_when)
         if policy.report_when:
             self._report_after_response(key, policy.report_when)
+        return None
 
     def _report_after_response(
         self, client: str, report_when: tuple[ResponsePredicate, ...]
@@ -180,11 +199,12 @@ class Gate:
         if deferred:
             after_this_request(count)
 
-    def _ban_only(self, client: str) -> None:
+    def _ban_only(self, client: str) -> Optional[Response]:
         """Refuse the request if ``client`` is banned; count nothing."""
         decision = self.hit(client, (), usage=False)
         if decision is not None and not decision.admitted:
-            self.refuse(client, decision)
+            return self.refuse(client, decision, respond=True)
+        return None
 
     def identify(self, req: Request, policy: RoutePolicy) -> Optional[Client]:
         """The request's client, under the route's ``key_func`` if it has one."""
@@ -266,29 +286,41 @@ class Gate:
             guard.recovered(outages)
         return result
 
-    def refuse(self, client: str, decision: Decision) -> None:
-        """Refuse the request the storage did not admit: banned, or rate limited."""
+    def refuse(
+        self, client: str, decision: Decision, *, respond: bool = False
+    ) -> Optional[Response]:
+        """Refuse what the storage did not admit: banned, or rate limited (see
+        ``_refuse``)."""
         if decision.banned:
             rule = None if decision.manual else self.settings.ban_rule
-            self._refuse(Banned(decision.banned_as or client, decision.retry_after, rule))
-            return
+            banned = Banned(decision.banned_as or client, decision.retry_after, rule)
+            return self._refuse(banned, respond=respond)
         assert decision.rule is not None  # a refusal by a rule names it
         if self._strike is not None:
             self.events.reported(client, decision.new_ban, reason="rate_limit")
         name = policy_name(decision.rule, decision.scope)
-        self._refuse(RateLimited(client, decision.retry_after, decision.rule, policy=name))
+        limited = RateLimited(client, decision.retry_after, decision.rule, policy=name)
+        return self._refuse(limited, respond=respond)
 
-    def _refuse(self, refusal: Refusal) -> None:
-        """Count, signal and raise the refusal, or only log it in a dry run."""
+    def _refuse(self, refusal: Refusal, *, respond: bool = False) -> Optional[Response]:
+        """Count and signal the refusal; then raise it, or with ``respond`` (the hook's
+        own refusals) return its response when the app has no handler that would take
+        it. In a dry run, only log it."""
         dry_run = self.settings.dry_run
         if isinstance(refusal, RateLimited):
             self.events.rate_limited(refusal.client, refusal.rule, refusal.wait, dry_run)
         else:
             self.events.refused_banned(refusal.client, refusal.wait, dry_run)
-        if not dry_run:
+        if dry_run:
+            where = f"{request.method} {request.path}" if has_request_context() else "a call"
+            logger.info("dry run, would refuse %s: %s", where, refusal.description)
+            return None
+        app = self.events.app()
+        if not respond or _handled(app, refusal):
             raise refusal
-        where = f"{request.method} {request.path}" if has_request_context() else "a call"
-        logger.info("dry run, would refuse %s: %s", where, refusal.description)
+        environ = request.environ
+        body, headers = refusal.get_body(environ), refusal.get_headers(environ)
+        return app.response_class(body, refusal.code, headers)
 
     def _check_processes(self, environ: dict[str, Any]) -> None:
         """Warn once per process when a multi-process server runs the memory storage."""

@@ -8,6 +8,7 @@ whole seconds as werkzeug's own ``retry_after``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from datetime import datetime
@@ -39,7 +40,13 @@ def _wants_json(environ: WSGIEnvironment | None) -> bool:
     """Whether the client prefers JSON to plain text (RFC 9457 problem details)."""
     if environ is None or "HTTP_ACCEPT" not in environ:
         return False
-    accept = parse_accept_header(environ["HTTP_ACCEPT"], MIMEAccept)
+    return _prefers_json(environ["HTTP_ACCEPT"])
+
+
+@functools.lru_cache(maxsize=256)
+def _prefers_json(accept_header: str) -> bool:
+    """The negotiation for one ``Accept`` value, parsed once: clients send few values."""
+    accept = parse_accept_header(accept_header, MIMEAccept)
     return accept.best_match(_OFFERED) in _OFFERED[1:]
 
 

@@ -164,3 +164,43 @@ def test_report_when_without_a_ban_rule_fails_at_start_up() -> None:
 
     with pytest.raises(ConfigError, match=r"report_when: .* needs a ban_rule"):
         GateKeeper(Flask(__name__), report_when=lambda response: True)
+
+
+def test_ban_details_say_why_since_when_and_how_often(storage: Storage, clock: FakeClock) -> None:
+    from flask_gatekeeper import BanRule, Rule
+    from flask_gatekeeper.decision import BanDetail
+    from flask_gatekeeper.policy import Scope
+
+    rule = BanRule(1, 60, 100, factor=2)
+    assert storage.report("a", rule) == 100
+    assert storage.report("b", rule, "response") == 100
+    storage.ban("c", 50)
+    scopes = [Scope.of("", (Rule(1, 60),))]
+    assert storage.hit("d", scopes).admitted
+    assert storage.hit("d", scopes, strike=rule).new_ban == 100
+    clock.advance(10)
+    assert storage.ban_details() == {
+        "a": BanDetail(90, 10, "reports", 1),
+        "b": BanDetail(90, 10, "response", 1),
+        "c": BanDetail(40, 10, "manual", 0),
+        "d": BanDetail(90, 10, "rate_limit", 1),
+    }
+    storage.ban("a", 5)  # shorter than the ban in force: it stands, as it was
+    assert storage.ban_details()["a"] == BanDetail(90, 10, "reports", 1)
+    clock.advance(90)  # a's ban is over; its second ban escalates
+    assert storage.report("a", rule) == 200
+    assert storage.ban_details()["a"] == BanDetail(200, 0, "reports", 2)
+    assert "c" not in storage.ban_details()
+
+
+def test_bans_with_detail_through_the_app(make_app: AppFactory, storage: Storage) -> None:
+    from flask_gatekeeper.decision import BanDetail
+
+    app = report_app(make_app, storage)
+    client = app.test_client()
+    for _ in range(2):
+        client.post("/login", data={"password": "wrong"})
+    with app.app_context():
+        gk = app.extensions["gatekeeper"].owner
+        assert gk.bans(detail=True) == {"127.0.0.1": BanDetail(600, 0, "response", 1)}
+        assert gk.bans() == {"127.0.0.1": 600}

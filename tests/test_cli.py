@@ -21,6 +21,9 @@ from flask_gatekeeper.config import CONFIG_KEYS
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from helpers import IP, OTHER_IP, RULES, AppFactory, index
 
+MANUAL_NOW = "\tmanual\tstarted 0s ago\t0 strikes"
+"""The columns after "seconds left" of a ban set by hand just now."""
+
 MEMORY_NOTE_START = "Error: The memory storage keeps its state inside each server process"
 
 
@@ -262,13 +265,13 @@ def test_ban_list_status_unban(shared: tuple[Flask, GateKeeper], clock: FakeCloc
 
     result = run(app, "ban", IP, "--duration", "60")
     assert (result.exit_code, result.stdout) == (0, f"banned {IP} for 60s\n")
-    assert run(app, "bans").stdout == f"{IP}\t60s left\n"
+    assert run(app, "bans").stdout == f"{IP}\t60s left\tmanual\tstarted 0s ago\t0 strikes\n"
     assert status_of(app, IP) == 403  # the server sees the CLI's ban
     with app.app_context():
         assert gk.banned_for(IP) == 60
 
     clock.advance(15)
-    assert run(app, "bans").stdout == f"{IP}\t45s left\n"
+    assert run(app, "bans").stdout == f"{IP}\t45s left\tmanual\tstarted 15s ago\t0 strikes\n"
     status = run(app, "status", IP)
     assert status.exit_code == 0
     assert lines(status) == [
@@ -304,9 +307,9 @@ def test_bans_lists_the_longest_first(shared: tuple[Flask, GateKeeper]) -> None:
         assert run(app, "ban", ip, "--duration", duration).exit_code == 0
 
     assert lines(run(app, "bans")) == [
-        f"{IP}\t90s left",
-        f"{OTHER_IP}\t60s left",
-        "10.0.0.3\t30s left",
+        f"{IP}\t90s left{MANUAL_NOW}",
+        f"{OTHER_IP}\t60s left{MANUAL_NOW}",
+        f"10.0.0.3\t30s left{MANUAL_NOW}",
     ]
 
 
@@ -316,7 +319,10 @@ def test_ban_normalises_the_ip(shared: tuple[Flask, GateKeeper]) -> None:
     assert run(app, "ban", "2001:db8::1", "--duration", "60").exit_code == 0
     assert run(app, "ban", "::ffff:10.0.0.7", "--duration", "30").exit_code == 0
 
-    assert lines(run(app, "bans")) == ["2001:db8::/64\t60s left", "10.0.0.7\t30s left"]
+    assert lines(run(app, "bans")) == [
+        f"2001:db8::/64\t60s left{MANUAL_NOW}",
+        f"10.0.0.7\t30s left{MANUAL_NOW}",
+    ]
     assert status_of(app, "2001:db8::ffff") == 403
     assert status_of(app, "10.0.0.7") == 403
     assert run(app, "unban", "10.0.0.7").stdout == "unbanned 10.0.0.7\n"
@@ -403,9 +409,9 @@ def test_seconds_left_round_up_like_retry_after(
     )
     assert retry_after == "3"
 
-    assert run(app, "bans").stdout == f"{IP}\t3s left\n"
+    assert run(app, "bans").stdout == f"{IP}\t3s left\tmanual\tstarted 57s ago\t0 strikes\n"
     clock.advance(2.1)
-    assert run(app, "bans").stdout == f"{IP}\t1s left\n"
+    assert run(app, "bans").stdout == f"{IP}\t1s left\tmanual\tstarted 59s ago\t0 strikes\n"
     assert f"{IP}: banned for 1s" in lines(run(app, "status", IP))
 
 

@@ -320,7 +320,10 @@ def test_cli_listing_escapes_control_characters_and_reads_them_back(
         gk.ban(forged, 60)
     runner = app.test_cli_runner()
     listing = runner.invoke(gatekeeper, ["bans"]).stdout
-    assert listing == "evil\\n203.0.113.7\\t600s left\t60s left\n"  # one line, escaped
+    # one line, the key escaped
+    assert (
+        listing == "evil\\n203.0.113.7\\t600s left\t60s left\tmanual\tstarted 0s ago\t0 strikes\n"
+    )
     shown = listing.split("\t")[0]
     assert runner.invoke(gatekeeper, ["unban", shown]).stdout == f"unbanned {shown}\n"
     with app.app_context():

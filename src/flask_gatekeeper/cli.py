@@ -84,13 +84,17 @@ def _masked(value: object) -> str:
 
 @gatekeeper.command("bans")
 def list_bans() -> None:
-    """List active bans with the seconds left."""
+    """List active bans, the longest first: seconds left, reason, start, strikes."""
     with _clean_errors():
-        bans = _live_extension().bans()
+        bans = _live_extension().bans(detail=True)
     if not bans:
         click.echo("no active bans")
-    for client, left in sorted(bans.items(), key=lambda item: -item[1]):
-        click.echo(f"{shown(client)}\t{retry_after_header(left)}s left")
+    for client, ban in sorted(bans.items(), key=lambda item: -item[1].left):
+        strikes = "1 strike" if ban.strikes == 1 else f"{ban.strikes} strikes"
+        click.echo(
+            f"{shown(client)}\t{retry_after_header(ban.left)}s left\t{ban.reason}"
+            f"\tstarted {math.floor(ban.since)}s ago\t{strikes}"
+        )
 
 
 @gatekeeper.command("ban")

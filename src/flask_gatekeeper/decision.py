@@ -8,10 +8,38 @@ from typing import Optional
 
 from .rules import Rule
 
-__all__ = ["ADMITTED", "GLOBAL_SCOPE", "Decision", "Usage"]
+__all__ = [
+    "ADMITTED",
+    "BAN_REASONS",
+    "GLOBAL_SCOPE",
+    "MANUAL",
+    "RATE_LIMIT",
+    "REPORTS",
+    "RESPONSE",
+    "BanDetail",
+    "Decision",
+    "Usage",
+]
 
 GLOBAL_SCOPE = ""
 """Scope name of the global rules; a ``specific`` route's scope is its endpoint name."""
+
+
+REPORTS, RESPONSE, RATE_LIMIT, MANUAL = "reports", "response", "rate_limit", "manual"
+BAN_REASONS = (REPORTS, RESPONSE, RATE_LIMIT, MANUAL)
+"""Why a client is banned: ``report()`` calls, responses ``report_when`` accepted, 429s
+counted as reports (``report_rate_limited``), or by hand."""
+
+
+@dataclass(frozen=True)
+class BanDetail:
+    """One active ban: seconds ``left``, seconds ``since`` it started, its ``reason``
+    (one of ``BAN_REASONS``) and ``strikes``, the client's bans lately (escalation)."""
+
+    left: float
+    since: float
+    reason: str
+    strikes: int
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ class Events:
         self.stats.add("banned")
         _send(signals.request_banned, self.app(), client=client, retry_after=wait, dry_run=dry_run)
 
-    def reported(self, client: str, banned_for: Optional[float], reason: str = "reports") -> None:
+    def reported(self, client: str, banned_for: Optional[float], reason: str) -> None:
         self.stats.add("reports")
         _send(signals.client_reported, self.app(), client=client, banned_for=banned_for)
         if banned_for is not None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Literal, Optional, TypeVar, Union, overload
 
 from flask import Blueprint, Flask, current_app, has_app_context, has_request_context
 
 from .config import OPTIONS, load_settings, parse_methods
-from .decision import Usage
+from .decision import MANUAL, BanDetail, Usage
 from .errors import ConfigError, ConfigTypeError
 from .gate import Gate
 from .identify import KeyFunc
@@ -263,7 +263,7 @@ class GateKeeper:
         key = gate.settings.identifier.key_for(client)
         storage = gate.settings.storage
         storage.ban(key, duration)
-        gate.events.banned(key, storage.banned_for(key), "manual")  # a longer ban may stand
+        gate.events.banned(key, storage.banned_for(key), MANUAL)  # a longer ban may stand
 
     def unban(self, client: str) -> bool:
         """End ``client``'s ban and forget its ban history; True if it was banned."""
@@ -279,9 +279,17 @@ class GateKeeper:
         gate = self._gate()
         return gate.settings.storage.banned_for(gate.settings.identifier.key_for(client))
 
-    def bans(self) -> dict[str, float]:
-        """Every active ban: client key -> seconds left."""
-        return self._gate().settings.storage.bans()
+    @overload
+    def bans(self, detail: Literal[False] = False) -> dict[str, float]: ...
+
+    @overload
+    def bans(self, detail: Literal[True]) -> dict[str, BanDetail]: ...
+
+    def bans(self, detail: bool = False) -> Union[dict[str, float], dict[str, BanDetail]]:
+        """Every active ban: client key -> seconds left; with ``detail``, -> a
+        ``BanDetail`` (seconds left and since it started, reason, strikes)."""
+        storage = self._gate().settings.storage
+        return storage.ban_details() if detail else storage.bans()
 
     def reset(
         self, client: str, *, scope: Optional[str] = None, endpoint: Optional[str] = None

@@ -24,7 +24,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from .config import Settings
-from .decision import Decision
+from .decision import RATE_LIMIT, REPORTS, RESPONSE, Decision
 from .errors import StorageError
 from .events import Events
 from .headers import policy_name, rate_limit_headers
@@ -155,21 +155,23 @@ class Gate:
                 logger.exception("a report_when function failed; nothing is reported")
                 return response
             if matched:
-                self.report(client)
+                self.report(client, RESPONSE)
             return response
 
         after_this_request(report)
 
-    def report(self, client: str) -> bool:
-        """One offence of ``client`` toward the ban rule: True when it bans. Never raises:
-        without a ban rule, or while the storage is down (logged), it reports nothing."""
+    def report(self, client: str, reason: str = REPORTS) -> bool:
+        """One offence of ``client`` toward the ban rule: True when it bans (for
+        ``reason``). Never raises: without a ban rule, or while the storage is down
+        (logged), it reports nothing."""
         ban_rule = self.settings.ban_rule
         if ban_rule is None:
             return False
-        banned_for = self.ask_storage(self.settings.storage.report, client, ban_rule)
+        storage = self.settings.storage
+        banned_for = self.ask_storage(storage.report, client, ban_rule, reason)
         if isinstance(banned_for, Down):
             return False
-        self.events.reported(client, banned_for)
+        self.events.reported(client, banned_for, reason)
         return banned_for is not None
 
     def _count_after_response(
@@ -297,7 +299,7 @@ class Gate:
             return self._refuse(banned, respond=respond)
         assert decision.rule is not None  # a refusal by a rule names it
         if self._strike is not None:
-            self.events.reported(client, decision.new_ban, reason="rate_limit")
+            self.events.reported(client, decision.new_ban, RATE_LIMIT)
         name = policy_name(decision.rule, decision.scope)
         limited = RateLimited(client, decision.retry_after, decision.rule, policy=name)
         return self._refuse(limited, respond=respond)

@@ -4,8 +4,8 @@ Every signal is sent with the app as sender and keyword arguments:
 
 =======================  ===============================================================
 ``client_reported``      ``client``, ``banned_for`` (the new ban's seconds, or None)
-``client_banned``        ``client``, ``duration``, ``reason`` ("reports", "rate_limit",
-                         "manual")
+``client_banned``        ``client``, ``duration``, ``reason`` ("reports", "response",
+                         "rate_limit", "manual": ``decision.BAN_REASONS``)
 ``client_unbanned``      ``client``
 ``request_rate_limited`` ``client``, ``rule``, ``retry_after``, ``dry_run``
 ``request_banned``       ``client``, ``retry_after`` (None for the deny list), ``dry_run``

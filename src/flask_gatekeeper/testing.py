@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Optional
 
-from .decision import Decision, Usage
+from .decision import REPORTS, BanDetail, Decision, Usage
 from .errors import StorageError
 from .policy import Scope
 from .rules import BanRule
@@ -98,9 +98,9 @@ class FlakyStorage:
         self._maybe_fail()
         return self.inner.usage(client, scopes)
 
-    def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
+    def report(self, client: str, ban_rule: BanRule, reason: str = REPORTS) -> Optional[float]:
         self._maybe_fail()
-        return self.inner.report(client, ban_rule)
+        return self.inner.report(client, ban_rule, reason)
 
     def ban(self, client: str, duration: float) -> None:
         self._maybe_fail()
@@ -117,6 +117,10 @@ class FlakyStorage:
     def bans(self) -> dict[str, float]:
         self._maybe_fail()
         return self.inner.bans()
+
+    def ban_details(self) -> dict[str, BanDetail]:
+        self._maybe_fail()
+        return self.inner.ban_details()
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
         self._maybe_fail()

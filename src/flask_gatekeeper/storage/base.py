@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Callable, Optional, Protocol
 
-from ..decision import Decision, Usage
+from ..decision import REPORTS, BanDetail, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import Scope
 from ..rules import BanRule
@@ -67,9 +67,10 @@ class Storage(Protocol):
         counting nothing."""
         ...
 
-    def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
-        """Record one offence; when it completes ``ban_rule``, ban the client and return
-        the ban's duration (escalated for repeat offenders), else None."""
+    def report(self, client: str, ban_rule: BanRule, reason: str = REPORTS) -> Optional[float]:
+        """Record one offence; when it completes ``ban_rule``, ban the client (for
+        ``reason``, one of ``decision.BAN_REASONS``) and return the ban's duration
+        (escalated for repeat offenders), else None. A longer ban in force stands."""
         ...
 
     def ban(self, client: str, duration: float) -> None:
@@ -86,6 +87,10 @@ class Storage(Protocol):
 
     def bans(self) -> dict[str, float]:
         """Every active ban: client -> seconds left."""
+        ...
+
+    def ban_details(self) -> dict[str, BanDetail]:
+        """Every active ban: client -> its details."""
         ...
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:

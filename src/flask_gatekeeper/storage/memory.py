@@ -22,7 +22,7 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Optional
 
 from .. import strategies
-from ..decision import ADMITTED, Decision, Usage
+from ..decision import ADMITTED, MANUAL, RATE_LIMIT, REPORTS, BanDetail, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import GLOBAL_SCOPE, Scope
 from ..rules import BanRule, Rule
@@ -114,17 +114,22 @@ def _in_scope(key: Hashable, client: str, scope: str) -> bool:
 
 
 class _Ban:
-    """A client's ban, in microseconds: its end, how many bans it had lately (for
-    escalation) until ``forget_at``, and whether its end was set by hand (a manual ban
-    names no rule in its refusal)."""
+    """A client's ban, in microseconds: when it started and ends, why (``reason``; a
+    "manual" ban names no rule in its refusal), and how many bans it had lately (for
+    escalation) until ``forget_at``."""
 
-    __slots__ = ("end", "forget_at", "manual", "strikes")
+    __slots__ = ("end", "forget_at", "reason", "start", "strikes")
 
-    def __init__(self, end: int, strikes: int, forget_at: int, manual: bool) -> None:
+    def __init__(self, start: int, end: int, strikes: int, forget_at: int, reason: str) -> None:
+        self.start = start
         self.end = end
         self.strikes = strikes
         self.forget_at = forget_at
-        self.manual = manual
+        self.reason = reason
+
+    @property
+    def manual(self) -> bool:
+        return self.reason == MANUAL
 
     def strikes_at(self, now: int) -> int:
         """The bans still remembered at ``now`` (none once ``forget_at`` has passed)."""
@@ -267,7 +272,7 @@ class MemoryStorage:
                     rule=worst,
                     scope=worst_scope,
                     usage=Usage(worst, 0, wait_seconds, worst_scope) if usage else None,
-                    new_ban=self._report(client, strike, now) if strike else None,
+                    new_ban=self._report(client, strike, now, RATE_LIMIT) if strike else None,
                 )
             self._write(found, states, now)
             if not usage:
@@ -358,11 +363,11 @@ class MemoryStorage:
         with self._lock:
             return self._usages(client, scopes, self._now())
 
-    def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
+    def report(self, client: str, ban_rule: BanRule, reason: str = REPORTS) -> Optional[float]:
         with self._lock:
-            return self._report(client, ban_rule, self._now())
+            return self._report(client, ban_rule, self._now(), reason)
 
-    def _report(self, client: str, ban_rule: BanRule, now: int) -> Optional[float]:
+    def _report(self, client: str, ban_rule: BanRule, now: int, reason: str) -> Optional[float]:
         key = (client, _REPORTS)
         logs = self._logs
         log = logs.get(key)
@@ -380,11 +385,11 @@ class MemoryStorage:
         previous = self._bans.get(client)
         earlier = previous.strikes_at(now) if previous is not None else 0
         duration = ban_rule.duration_after(earlier)
-        end, manual = now + duration, False
-        if previous is not None and previous.end > end:
-            end, manual = previous.end, previous.manual
+        start, end = now, now + duration
+        if previous is not None and previous.end > end:  # a longer ban stands, as it was
+            start, end, reason = previous.start, previous.end, previous.reason
         forget_at = end + microseconds(ban_rule.forget_after)
-        self._set_ban(client, _Ban(end, earlier + 1, forget_at, manual), now)
+        self._set_ban(client, _Ban(start, end, earlier + 1, forget_at, reason), now)
         return seconds(duration)
 
     def _set_ban(self, client: str, ban: _Ban, now: int) -> None:
@@ -411,10 +416,10 @@ class MemoryStorage:
             end = now + microseconds(duration)
             previous = self._bans.get(client)
             if previous is None or previous.forget_at <= now:
-                self._set_ban(client, _Ban(end, 0, end, manual=True), now)
+                self._set_ban(client, _Ban(now, end, 0, end, MANUAL), now)
             elif previous.end < end:
                 strikes, forget_at = previous.strikes, max(previous.forget_at, end)
-                self._set_ban(client, _Ban(end, strikes, forget_at, manual=True), now)
+                self._set_ban(client, _Ban(now, end, strikes, forget_at, MANUAL), now)
 
     def unban(self, client: str) -> bool:
         with self._lock:
@@ -431,6 +436,17 @@ class MemoryStorage:
             now = self._now()
             return {
                 name: seconds(ban.end - now) for name, ban in self._bans.items() if ban.end > now
+            }
+
+    def ban_details(self) -> dict[str, BanDetail]:
+        with self._lock:
+            now = self._now()
+            return {
+                name: BanDetail(
+                    seconds(ban.end - now), seconds(now - ban.start), ban.reason, ban.strikes
+                )
+                for name, ban in self._bans.items()
+                if ban.end > now
             }
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:

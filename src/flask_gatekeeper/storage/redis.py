@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import quote, unquote
 
 from .. import strategies
-from ..decision import ADMITTED, GLOBAL_SCOPE, Decision, Usage
+from ..decision import ADMITTED, GLOBAL_SCOPE, REPORTS, BanDetail, Decision, Usage
 from ..errors import ConfigError, StorageError
 from ..policy import Scope
 from ..rules import BanRule, Rule
@@ -334,9 +334,9 @@ class RedisStorage:
             for index, (rule, scope_name) in enumerate(rules)
         ]
 
-    def report(self, client: str, ban_rule: BanRule) -> Optional[float]:
+    def report(self, client: str, ban_rule: BanRule, reason: str = REPORTS) -> Optional[float]:
         keys = [self._key(client, "reports"), self._key(client, "ban")]
-        args = [self._now_argument(), *_ban_rule_arguments(ban_rule)]
+        args = [self._now_argument(), *_ban_rule_arguments(ban_rule), reason]
         duration = self._run(_REPORT, keys, args)
         return seconds(duration) if duration >= 0 else None
 
@@ -362,13 +362,19 @@ class RedisStorage:
 
     def bans(self) -> dict[str, float]:
         """Every active ban (a SCAN over the prefix: for operators, not for requests)."""
+        return {client: detail.left for client, detail in self.ban_details().items()}
+
+    def ban_details(self) -> dict[str, BanDetail]:
+        """Every active ban and its details (a SCAN, then one read per ban)."""
         head, tail = f"{self.key_prefix}{{", "}:ban"
         found = {}
         for key in self._scan(f"{head.translate(_GLOB_SPECIAL)}*{tail}"):
             client = _client_of(key[len(head) : -len(tail)])
-            left = self.banned_for(client)
+            answer = self._run(_BAN, [key], [self._now_argument(), "detail", 0])
+            left, since, reason, strikes = answer
             if left > 0:
-                found[client] = left
+                text = reason.decode() if isinstance(reason, bytes) else str(reason)
+                found[client] = BanDetail(seconds(left), seconds(since), text, strikes)
         return found
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:

@@ -1,7 +1,8 @@
 -- Manual control of one client's ban. KEYS: ban. ARGV: now or "", action, duration.
 -- "ban": ban for duration (a longer ban stands); "unban": end it and forget the history
 -- (returns 1 if it was active); "left": microseconds left (0 when not banned); "state":
--- {microseconds left, 1 when set by hand}.
+-- {microseconds left, 1 when set by hand}; "detail": {left, microseconds since it
+-- started, reason, strikes}.
 local now, action = clock(ARGV[1]), ARGV[2]
 local left = math.max(0, ban_end(KEYS[1]) - now)
 if action == 'ban' then
@@ -9,10 +10,13 @@ if action == 'ban' then
   if left < duration then  -- keep the history still remembered, and its forget time
     local forget_at = tonumber(redis.call('HGET', KEYS[1], 'f') or 0)
     set_ban(KEYS[1], now, duration, strikes(KEYS[1], now), math.max(0, forget_at - now - duration),
-      true)
+      'manual')
   end
 elseif action == 'state' then
-  return {left, redis.call('HGET', KEYS[1], 'm') == '1' and 1 or 0}
+  return {left, manual(KEYS[1]) and 1 or 0}
+elseif action == 'detail' then
+  return {left, now - tonumber(redis.call('HGET', KEYS[1], 't') or now),
+    redis.call('HGET', KEYS[1], 'r') or '', tonumber(redis.call('HGET', KEYS[1], 's') or 0)}
 elseif action == 'unban' then
   redis.call('DEL', KEYS[1])
   return left > 0 and 1 or 0

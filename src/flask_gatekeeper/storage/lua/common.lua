@@ -1,7 +1,8 @@
 -- Shared by every script (prepended when loaded, after the constants that redis.py
 -- writes from Python: MICROSECONDS, MAX_MICROSECONDS, GARBAGE_DELAY_MS and the strategy
 -- codes). Times are integer microseconds.
--- A ban is a hash: e = end, s = bans lately (for escalation), f = when to forget them.
+-- A ban is a hash: t = start, e = end, r = reason, s = bans lately (for escalation),
+-- f = when to forget them.
 -- Expiries only collect garbage, a second late: decisions compare stored times.
 
 local function clock(argument)
@@ -25,17 +26,23 @@ local function ban_end(ban_key)
   return tonumber(redis.call('HGET', ban_key, 'e') or 0) or 0
 end
 
--- Ban until now + duration unless a longer ban stands; keep `strikes` and forget them
--- `forget_after` after the end. m = 1 when the ban's end was set by hand.
-local function set_ban(ban_key, now, duration, strikes, forget_after, manual)
-  local finish = now + duration
+-- Ban until now + duration for `reason` unless a longer ban stands (it stays as it was);
+-- keep `strikes` and forget them `forget_after` after the end.
+local function set_ban(ban_key, now, duration, strikes, forget_after, reason)
+  local start, finish = now, now + duration
   if ban_end(ban_key) > finish then
+    start = tonumber(redis.call('HGET', ban_key, 't') or now)
     finish = ban_end(ban_key)
-    manual = redis.call('HGET', ban_key, 'm') == '1'
+    reason = redis.call('HGET', ban_key, 'r') or reason
   end
-  redis.call('HSET', ban_key, 'e', int(finish), 's', strikes, 'f', int(finish + forget_after),
-    'm', manual and 1 or 0)
+  redis.call('HSET', ban_key, 't', int(start), 'e', int(finish), 'r', reason, 's', strikes,
+    'f', int(finish + forget_after))
   expire_after(ban_key, finish + forget_after - now)
+end
+
+-- Whether the ban was set by hand (its refusal names no rule).
+local function manual(ban_key)
+  return redis.call('HGET', ban_key, 'r') == 'manual'
 end
 
 -- The bans a client had lately, for escalation: none once their forget time has passed.
@@ -46,10 +53,11 @@ local function strikes(ban_key, now)
   return 0
 end
 
--- One offence: returns the new ban's duration when it completes the ban rule, else -1.
+-- One offence: returns the new ban's duration (banned for `reason`) when it completes the
+-- ban rule, else -1.
 -- rule = {count, window, duration, factor, longest ban, forget_after}; the duration is
 -- BanRule.duration_after's expression, in the same order on the same doubles.
-local function report(reports_key, ban_key, now, rule)
+local function report(reports_key, ban_key, now, rule, reason)
   local count, window = rule[1], rule[2]
   redis.call('LPUSH', reports_key, int(now))
   redis.call('LTRIM', reports_key, 0, count - 1)
@@ -61,7 +69,7 @@ local function report(reports_key, ban_key, now, rule)
   redis.call('DEL', reports_key)
   local earlier = strikes(ban_key, now)
   local duration = math.floor(math.min(rule[3] * rule[4] ^ math.min(earlier, 64), rule[5]) + 0.5)
-  set_ban(ban_key, now, duration, earlier + 1, rule[6], false)
+  set_ban(ban_key, now, duration, earlier + 1, rule[6], reason)
   return duration
 end
 

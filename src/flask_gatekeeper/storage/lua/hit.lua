@@ -31,7 +31,7 @@ if mode ~= 2 then
   end
   if banned >= 0 then  -- the third value says whether the ban was set by hand
     local ban_key = banned == 0 and KEYS[1] or KEYS[2 + banned]
-    return {1, longest, redis.call('HGET', ban_key, 'm') == '1' and 1 or 0, banned, 0, 0, -1}
+    return {1, longest, manual(ban_key) and 1 or 0, banned, 0, 0, -1}
   end
 end
 
@@ -70,7 +70,7 @@ if mode ~= 2 then
   if worst >= 0 then
     local new_ban = -1
     if ARGV[3] == '1' then
-      new_ban = report(KEYS[2], KEYS[1], now, numbers(4, 9))
+      new_ban = report(KEYS[2], KEYS[1], now, numbers(4, 9), 'rate_limit')
     end
     return {2, wait, worst, worst, 0, wait, new_ban}
   end

@@ -747,3 +747,12 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def publish(text: str, path: Path, *, smoke: bool, log: Callable[[str], None]) -> None:
+    """Print a benchmark's report; a full run also writes it to ``path`` (a smoke run
+    only proves the code still runs, its numbers are not worth keeping)."""
+    print(text)
+    if not smoke:
+        path.write_text(text, encoding="utf-8")
+        log(f"written to {path.relative_to(path.parent.parent)}")

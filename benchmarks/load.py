@@ -640,11 +640,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         )
         measure(results.servers, generator, plan)
     results.seconds = time.perf_counter() - begun
-    text = report(results)
-    print(text)
-    if not args.smoke:
-        LOAD_MD.write_text(text, encoding="utf-8")
-        log(f"written to {LOAD_MD.relative_to(HERE.parent)}")
+    harness.publish(report(results), LOAD_MD, smoke=args.smoke, log=log)
 
 
 if __name__ == "__main__":

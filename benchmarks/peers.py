@@ -734,11 +734,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         for worker in workers.values():
             worker.close()
     results.seconds = time.perf_counter() - started
-    text = report(results)
-    print(text)
-    if not args.smoke:
-        RESULTS.write_text(text, encoding="utf-8")
-        log(f"written to {RESULTS.relative_to(HERE.parent)}")
+    harness.publish(report(results), RESULTS, smoke=args.smoke, log=log)
 
 
 if __name__ == "__main__":

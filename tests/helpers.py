@@ -7,8 +7,11 @@ takes a tuple of them, so each test module picks the views it needs.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Optional
 
 import pytest
@@ -232,3 +235,13 @@ def probed_storage(clock: FakeClock) -> FlakyStorage:
     storage = FlakyStorage(MemoryStorage(clock=clock))
     storage.clock = ProbingClock()
     return storage
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """A script of the project (not a package module) loaded as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -8,7 +8,6 @@ windows.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -23,17 +22,13 @@ from werkzeug.serving import make_server
 
 from flask_gatekeeper import MemoryStorage
 from flask_gatekeeper.testing import FakeClock
+from helpers import load_script
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 
 
 def load_demo() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gatekeeper_demo_walkthrough", DEMO)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(DEMO, "gatekeeper_demo_walkthrough")
 
 
 @pytest.mark.parametrize(

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from helpers import load_script
+
 SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "make_strategy_picture.py"
 
 
 def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_strategy_picture", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "make_strategy_picture")
 
 
 def test_help_prints_usage_and_writes_nothing(

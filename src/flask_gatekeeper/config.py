@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Optional, Union, cast
 
 from werkzeug.utils import ImportStringError, import_string
@@ -266,13 +266,10 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
                 f"{named(needs_bans)}: {sources[needs_bans][0]!r} needs a ban_rule "
                 "(GATEKEEPER_BAN_RULE) to count reports toward"
             )
-    return Settings(
-        enabled=values["enabled"],
-        ban_rule=values["ban_rule"],
-        rate_limit_rules=values["rate_limit_rules"] or (),
-        excluded_methods=values["excluded_methods"],
-        storage=_build_storage(values, sources, named),
-        identifier=Identifier(
+    derived = {
+        "rate_limit_rules": values["rate_limit_rules"] or (),
+        "storage": _build_storage(values, sources, named),
+        "identifier": Identifier(
             ip_header=ip_header,
             trusted_proxies=trusted_proxies,
             ipv6_prefix=values["ipv6_prefix"],
@@ -280,17 +277,11 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
             denylist=values["denylist"],
             key_func=values["key_func"],
         ),
-        fail_open=values["fail_open"],
-        headers=values["headers"],
-        dry_run=values["dry_run"],
-        report_rate_limited=values["report_rate_limited"],
-        report_when=values["report_when"],
-        strategy=values["strategy"],
-        exempt_static=values["exempt_static"],
-        exempt_when=values["exempt_when"],
-        ip_header_trusted=ip_header is None or trusted_proxies is not None,
-        sources=sources,
-    )
+        "ip_header_trusted": ip_header is None or trusted_proxies is not None,
+        "sources": sources,
+    }
+    as_given = {f.name: values[f.name] for f in fields(Settings) if f.name in values}
+    return Settings(**{**as_given, **derived})
 
 
 def _build_storage(

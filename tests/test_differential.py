@@ -1,0 +1,730 @@
+"""Differential test: ``MemoryStorage`` and ``RedisStorage`` on one clock must agree exactly.
+
+Hypothesis drives both storages through the same random sequence of calls (``hit`` on
+several scopes mixing the four strategies, with usage and strikes; ``report`` with
+escalating ban rules; ``ban``, ``unban``, ``banned_for``, ``bans``, ``reset``) while one
+``FakeClock`` moves in tiny steps, onto exact window and ban boundaries (and one
+microsecond either side of them), and in large jumps. Every result is compared with
+``==``: every ``Decision`` field, every report's duration, ``banned_for``, ``bans()``.
+
+Clients come from a small pool that includes hostile key text (the memory storage's
+separators ``\\x1d``, ``\\x1e``, ``\\x1f``, braces, ``%``, spaces, non-ASCII), so that one
+client's state can never be filed under another's.
+
+The clock only takes whole microseconds (``clock.set(n / 1e6)``): Redis reads the clock as
+whole microseconds, so a sub-microsecond clock would be a difference of input, not of
+storage. Everything else (windows, durations, factors) is any valid value.
+
+Two properties: ``test_storages_agree`` keeps one set of rules per scope and one ban rule
+per run, as an app does; ``test_storages_agree_when_rules_change`` lets every call pick
+among two rule sets per scope and two ban rules (a redeploy with other rules, several
+apps sharing one storage).
+
+150 examples per property by default (about 10 s for both once the storages agree; a
+failure takes longer, as Hypothesis shrinks it); more with an environment variable::
+
+    GATEKEEPER_DIFFERENTIAL_EXAMPLES=5000 python -m pytest tests/test_differential.py
+
+Needs a real ``redis-server`` (skipped without one, but failing under CI). Below the
+properties, one plain test per divergence found so far pins it on each storage.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from flask_gatekeeper import BanRule, Rule
+from flask_gatekeeper.decision import Decision
+from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
+from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.strategies import (
+    FIXED_WINDOW,
+    GCRA,
+    SLIDING_LOG,
+    SLIDING_WINDOW,
+    offset,
+)
+from flask_gatekeeper.testing import FakeClock, MemoryStorage
+from flask_gatekeeper.units import MAX_SECONDS, microseconds
+
+try:
+    import redis
+
+    from flask_gatekeeper.storage.redis import RedisStorage
+except ImportError:  # pragma: no cover - only without the redis extra
+    if os.environ.get("CI"):
+        raise
+    pytest.skip(
+        'redis-py is not installed: pip install "flask-gatekeeper[redis]"',
+        allow_module_level=True,
+    )
+
+EXAMPLES = int(os.environ.get("GATEKEEPER_DIFFERENTIAL_EXAMPLES", "150"))
+"""Examples per property (two properties); raise it for a longer hunt."""
+
+T0_US = 1_000 * 1_000_000
+"""The clock's start, in microseconds (FakeClock's default, 1000 s)."""
+
+CLOCK_LIMIT_US = T0_US + 2 * MAX_SECONDS * 1_000_000
+"""The clock stops here: beyond about 2**51 microseconds, ``n / 1e6`` seconds no longer
+reads back as exactly ``n`` microseconds, and the input itself would differ."""
+
+PALETTE_SIZE = 2
+"""When rules change, each call picks one of this many rule sets per scope and ban rules."""
+
+REAL_TIME_BUDGET = 0.5
+"""Seconds of real time after which an example stops (and passes): Redis expires keys on
+its own clock, at least a second after the fake clock says they stop mattering, so a
+longer example could see a key vanish that the memory storage still has. Examples take
+a few milliseconds; this only guards against a stalled machine."""
+
+MAX_MOMENTS = 64
+"""How many future boundaries (window ends, ban ends) a run remembers to jump onto."""
+
+# --- clients and scopes -----------------------------------------------------------------------
+
+VICTIMS = (
+    "victim",
+    "victim\x1e",  # the memory storage's key for the reports against "victim"
+    "victim\x1flogin",  # ... for the log of "victim" on the route "login"
+    "victim\x1d",  # ... the start of every state key of "victim"
+    "victim\x1f",  # ... the start of every route key of "victim"
+)
+"""One client and keys that spell its state keys in the memory storage."""
+
+OTHERS = (
+    "\x1e",
+    "",
+    "10.0.0.1",
+    "2001:db8::1",
+    "a b",
+    "{victim}",
+    "}",
+    "%",
+    "%25",
+    "*",
+    "[v]ictim\\",
+    "клиент-ü-😀",
+)
+"""Braces (the Redis hash tag), its escape character, glob patterns (``reset`` and ``bans``
+scan Redis by pattern), non-ASCII, IPs."""
+
+ROUTES = ("login", "api", "a:b")
+"""Route scopes (endpoint names) beside the global one."""
+
+SCOPE_CHOICES: tuple[tuple[str, ...], ...] = (
+    (GLOBAL_SCOPE,),
+    (GLOBAL_SCOPE, "login"),
+    (GLOBAL_SCOPE, "api"),
+    ("login",),
+    ("a:b",),
+    (GLOBAL_SCOPE, "login", "api"),
+)
+"""Which scopes a request meets: global only, global and its route, a standalone route."""
+
+# --- rules ------------------------------------------------------------------------------------
+
+NICE_WINDOWS = (0.5, 1, 2.5, 10, 60, 3600)
+"""Windows exact in binary and in microseconds."""
+FRACTIONAL_WINDOWS = (0.001, 0.1, 0.3, 1 / 3, 0.7, 1.1, 2.2)
+"""Windows whose decimal value is a whole number of microseconds but not a binary float."""
+LARGE_WINDOWS = (86400, 10**6, MAX_SECONDS)
+TINY_WINDOWS = (1e-6, 1.5e-6, 2.5e-6, 1.2345e-5)
+"""Windows of a few microseconds, whole or not (a rule refuses less than one)."""
+
+windows = st.one_of(
+    st.sampled_from(NICE_WINDOWS),
+    st.sampled_from(FRACTIONAL_WINDOWS),
+    st.sampled_from(LARGE_WINDOWS),
+    st.sampled_from(TINY_WINDOWS),
+    st.integers(min_value=1, max_value=20_000_000).map(lambda us: us / 1e6),
+    st.floats(min_value=1e-6, max_value=100, allow_nan=False, allow_infinity=False),
+)
+counts = st.one_of(st.integers(min_value=1, max_value=6), st.sampled_from([10, 100]))
+rule_strategies = st.sampled_from([None, SLIDING_LOG, FIXED_WINDOW, SLIDING_WINDOW, GCRA])
+rules = st.builds(Rule, counts, windows, rule_strategies)
+rule_sets = st.lists(rules, min_size=1, max_size=3).map(tuple)
+
+DURATIONS = (0.5, 1, 3, 10, 0.3, 0.7, 600, 86400, MAX_SECONDS / 2, MAX_SECONDS - 1, MAX_SECONDS)
+durations = st.one_of(
+    st.sampled_from(DURATIONS),
+    st.integers(min_value=1, max_value=20_000_000).map(lambda us: us / 1e6),
+    st.floats(min_value=1e-6, max_value=MAX_SECONDS, allow_nan=False, allow_infinity=False),
+)
+factors = st.one_of(
+    st.just(1),
+    st.sampled_from([1.5, 2, 3, 10, 1000]),
+    st.floats(min_value=1, max_value=1000, allow_nan=False),
+)
+forget_afters = st.one_of(
+    st.sampled_from([0.5, 1, 3, 10, 86400, MAX_SECONDS]),
+    st.integers(min_value=1, max_value=20_000_000).map(lambda us: us / 1e6),
+)
+
+
+@st.composite
+def ban_rules(draw: st.DrawFn) -> BanRule:
+    duration = draw(durations)
+    max_duration = draw(
+        st.one_of(
+            st.none(),
+            st.sampled_from([duration, MAX_SECONDS]),
+            st.floats(min_value=duration, max_value=MAX_SECONDS, allow_nan=False),
+        )
+    )
+    return BanRule(
+        count=draw(st.integers(min_value=1, max_value=4)),
+        window=draw(windows),
+        duration=duration,
+        factor=draw(factors),
+        max_duration=max_duration,
+        forget_after=draw(forget_afters),
+    )
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+def _rules_text(rules: Sequence[Rule]) -> str:
+    return ", ".join(
+        f"Rule({rule.count}, {rule.window!r}" + (f", {rule.strategy!r})" if rule.strategy else ")")
+        for rule in rules
+    )
+
+
+@dataclass(frozen=True)
+class Hit:
+    client: str
+    scopes: tuple[str, ...]
+    usage: bool
+    strike: bool
+    times: int = 1  # the same call, this many times in a row (a burst)
+    pick: int = 0  # which of the palette's rules and ban rule, when rules change
+
+
+@dataclass(frozen=True)
+class Report:
+    client: str
+    times: int = 1
+    pick: int = 0  # which of the palette's ban rules, when rules change
+
+
+@dataclass(frozen=True)
+class Ban:
+    client: str
+    duration: Optional[float]  # None: the ban rule's duration, as ``gk.ban(ip)`` does
+    pick: int = 0  # whose ban rule, when rules change
+
+
+@dataclass(frozen=True)
+class Unban:
+    client: str
+
+
+@dataclass(frozen=True)
+class BannedFor:
+    client: str
+
+
+@dataclass(frozen=True)
+class Bans:
+    pass
+
+
+@dataclass(frozen=True)
+class Reset:
+    client: str
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Move the clock by whole microseconds."""
+
+    microseconds: int
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Jump onto a remembered future boundary (``pick`` chooses which), ``delta`` us off."""
+
+    pick: int
+    delta: int
+
+
+Op = Union[Hit, Report, Ban, Unban, BannedFor, Bans, Reset, Advance, Boundary]
+
+clients = st.one_of(st.just(VICTIMS[0]), st.sampled_from(VICTIMS), st.sampled_from(OTHERS))
+advances = st.one_of(
+    st.sampled_from([1, 2, 999, 1000, 1001]),  # tiny
+    st.integers(min_value=0, max_value=3_000_000),  # up to a few seconds
+    st.sampled_from([x * 1_000_000 for x in (3600, 86400, 10**6, MAX_SECONDS)]),  # large
+).map(Advance)
+boundaries = st.builds(
+    Boundary,
+    st.one_of(  # mostly one of the nearest
+        st.integers(min_value=0, max_value=2), st.integers(min_value=0, max_value=MAX_MOMENTS)
+    ),
+    st.sampled_from([-1, 0, 0, 1]),
+)
+queries = st.one_of(
+    st.builds(Unban, clients),
+    st.builds(BannedFor, clients),
+    st.just(Bans()),
+    st.builds(Reset, clients),
+)
+
+
+times = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
+
+
+def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
+    return st.builds(
+        Hit,
+        client=clients,
+        scopes=st.sampled_from(SCOPE_CHOICES),
+        usage=st.booleans(),
+        strike=st.booleans(),
+        times=times,
+        pick=picks,
+    )
+
+
+def reports(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Report]:
+    return st.builds(Report, client=clients, times=times, pick=picks)
+
+
+def sequences(ops: st.SearchStrategy[Op]) -> st.SearchStrategy[list[Op]]:
+    """Lists of about 20 operations (Hypothesis's lists average about 5), up to 80, that
+    still shrink to nothing."""
+    parts = st.lists(st.lists(ops, max_size=20), max_size=4)
+    return parts.map(lambda lists: [op for part in lists for op in part])
+
+
+def fixed_ops() -> st.SearchStrategy[Op]:
+    """Operations with the run's own rules: each scope keeps its rules, one ban rule."""
+    return st.one_of(
+        hits(st.just(0)),
+        hits(st.just(0)),
+        reports(st.just(0)),
+        st.builds(Ban, clients, st.one_of(st.none(), durations)),
+        queries,
+        advances,
+        boundaries,
+    )
+
+
+def changing_ops() -> st.SearchStrategy[Op]:
+    """Operations that pick their rules and ban rule from the run's palette by index."""
+    picks = st.integers(min_value=0, max_value=PALETTE_SIZE - 1)
+    return st.one_of(
+        hits(picks),
+        hits(picks),
+        reports(picks),
+        st.builds(Ban, clients, st.one_of(st.none(), durations), picks),
+        queries,
+        advances,
+        boundaries,
+    )
+
+
+# --- running both storages --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Raised:
+    """A call that raised instead of returning. Both storages raising counts as agreeing
+    (say on a window under half a microsecond, which no strategy can count)."""
+
+    error: str
+
+
+Result = object
+
+
+def _duration(op: Ban, ban_rule: Optional[BanRule]) -> float:
+    if op.duration is not None:
+        return op.duration
+    assert ban_rule is not None
+    return ban_rule.duration
+
+
+def _call(storage: Storage, op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> Result:
+    try:
+        if isinstance(op, Hit):
+            return storage.hit(op.client, scopes, usage=op.usage, strike=ban_rule)
+        if isinstance(op, Report):
+            assert ban_rule is not None
+            return storage.report(op.client, ban_rule)
+        if isinstance(op, Ban):
+            storage.ban(op.client, _duration(op, ban_rule))
+            return None
+        if isinstance(op, Unban):
+            return storage.unban(op.client)
+        if isinstance(op, BannedFor):
+            return storage.banned_for(op.client)
+        if isinstance(op, Bans):
+            return storage.bans()
+        assert isinstance(op, Reset)
+        storage.reset(op.client)
+        return None
+    except Exception as exc:  # a storage that raises where the other answers diverges too
+        return Raised(f"{type(exc).__name__}: {exc}"[:200])
+
+
+def _same(memory: Result, redis_result: Result) -> bool:
+    if isinstance(memory, Raised) and isinstance(redis_result, Raised):
+        return True  # both refused the input; the messages may differ
+    return memory == redis_result
+
+
+def _outcome(op: Op, result: Result) -> str:
+    """What happened, for ``--hypothesis-show-statistics``: how often runs reach each case."""
+    kind = type(op).__name__
+    if isinstance(result, Raised):
+        return f"{kind}: both raised"
+    if isinstance(result, Decision):
+        if result.new_ban is not None:
+            return f"{kind}: limited, and banned by the strike"
+        if result.banned:
+            return f"{kind}: banned" + (" by hand" if result.manual else "")
+        return f"{kind}: {'admitted' if result.admitted else 'limited'}"
+    if isinstance(op, Report):
+        return f"{kind}: {'no ban' if result is None else 'banned'}"
+    if isinstance(op, (Unban, BannedFor, Bans)):
+        return f"{kind}: {'something' if result else 'nothing'}"
+    return kind
+
+
+def _describe(op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> str:
+    if isinstance(op, Hit):
+        where = "; ".join(f"{scope.name!r}: {_rules_text(scope.rules)}" for scope in scopes)
+        strike = f", strike={ban_rule!r}" if ban_rule is not None else ""
+        return f"hit({op.client!r}, [{where}], usage={op.usage}{strike})"
+    if isinstance(op, Report):
+        return f"report({op.client!r}, {ban_rule!r})"
+    if isinstance(op, Ban):
+        return f"ban({op.client!r}, {_duration(op, ban_rule)!r})"
+    if isinstance(op, Bans):
+        return "bans()"
+    name = type(op).__name__.lower().replace("bannedfor", "banned_for")
+    return f"{name}({op.client!r})"  # type: ignore[union-attr]
+
+
+@dataclass
+class Pair:
+    """The two storages on one clock, the moments worth jumping to, and a transcript."""
+
+    memory: Storage
+    redis: Storage
+    clock: FakeClock
+    now: int = T0_US
+    moments: list[int] = field(default_factory=list)
+    transcript: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def out_of_time(self) -> bool:
+        return time.monotonic() - self.started > REAL_TIME_BUDGET
+
+    def remember(self, *moments: float) -> None:
+        for moment in moments:
+            if isinstance(moment, float) and not math.isfinite(moment):
+                continue
+            at = int(moment)
+            if self.now < at <= CLOCK_LIMIT_US and at not in self.moments:
+                self.moments.append(at)
+        del self.moments[:-MAX_MOMENTS]
+
+    def move_to(self, now: int) -> None:
+        if not self.now <= now <= CLOCK_LIMIT_US:
+            return
+        self.transcript.append(f"clock +{(now - self.now) / 1e6:.6f} s -> t={now - T0_US} us")
+        self.now = now
+        self.clock.set(now / 1e6)
+        assert round(self.clock() * 1e6) == now  # the clock reads back exactly
+
+    def remember_rules(self, client: str, scopes: list[Scope]) -> None:
+        for scope in scopes:
+            for rule in scope.rules:
+                window = microseconds(rule.window)
+                self.remember(self.now + window, self.now + math.ceil(window / rule.count))
+                if rule.strategy in (FIXED_WINDOW, SLIDING_WINDOW) and window > 0:
+                    shift = offset(client, window)
+                    start = (self.now - shift) // window * window + shift
+                    self.remember(start + window, start + 2 * window)
+
+    def remember_ban_rule(self, ban_rule: BanRule) -> None:
+        self.remember(self.now + microseconds(ban_rule.window))
+        for earlier in range(3):
+            duration = microseconds(ban_rule.duration_after(earlier))
+            forget = microseconds(ban_rule.forget_after)
+            self.remember(self.now + duration, self.now + duration + forget)
+
+    def run(self, op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> None:
+        if isinstance(op, Advance):
+            self.move_to(self.now + op.microseconds)
+            return
+        if isinstance(op, Boundary):
+            ahead = sorted(moment for moment in self.moments if moment + op.delta > self.now)
+            if ahead:
+                self.move_to(ahead[op.pick % len(ahead)] + op.delta)
+            return
+        for _ in range(op.times if isinstance(op, (Hit, Report)) else 1):
+            self.call(op, scopes, ban_rule)
+
+    def call(self, op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> None:
+        """One call on both storages; raise when their results differ."""
+        memory = _call(self.memory, op, scopes, ban_rule)
+        redis_result = _call(self.redis, op, scopes, ban_rule)
+        call = _describe(op, scopes, ban_rule)
+        self.transcript.append(f"{call} -> {memory!r}")
+        if not _same(memory, redis_result):
+            steps = "\n  ".join(self.transcript)
+            raise AssertionError(
+                f"the storages disagree on {call}\n  memory: {memory!r}\n  redis:  "
+                f"{redis_result!r}\nafter:\n  {steps}"
+            )
+        if isinstance(op, Hit):
+            self.remember_rules(op.client, scopes)
+        if isinstance(op, (Hit, Report)) and ban_rule is not None:
+            self.remember_ban_rule(ban_rule)
+        if isinstance(op, Ban):
+            self.remember(self.now + microseconds(_duration(op, ban_rule)))
+        if isinstance(memory, Decision):
+            self.remember(self.now + microseconds(memory.retry_after))
+            if memory.new_ban is not None:
+                self.remember(self.now + microseconds(memory.new_ban))
+        if type(memory) in (int, float):  # banned_for, or a report's new ban
+            self.remember(self.now + microseconds(memory))  # type: ignore[arg-type]
+        event(_outcome(op, memory))
+
+
+@pytest.fixture(scope="module")
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def new_pair(redis_client: redis.Redis) -> Pair:
+    """Both storages, empty, on a fresh clock at ``T0_US``."""
+    redis_client.flushdb()
+    clock = FakeClock(T0_US / 1e6)
+    return Pair(MemoryStorage(clock=clock), RedisStorage(redis_client, clock=clock), clock)
+
+
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.mark.redis
+@SETTINGS
+@given(
+    scope_rules=st.fixed_dictionaries(dict.fromkeys((GLOBAL_SCOPE, *ROUTES), rule_sets)),
+    ban_rule=ban_rules(),
+    ops=sequences(fixed_ops()),
+)
+def test_storages_agree(
+    redis_client: redis.Redis,
+    scope_rules: dict[str, tuple[Rule, ...]],
+    ban_rule: BanRule,
+    ops: list[Op],
+) -> None:
+    pair = new_pair(redis_client)
+    scopes = {name: Scope.of(name, rules) for name, rules in scope_rules.items()}
+    for op in ops:
+        if pair.out_of_time:
+            return
+        if isinstance(op, Hit):
+            pair.run(op, [scopes[name] for name in op.scopes], ban_rule if op.strike else None)
+        else:
+            pair.run(op, [], ban_rule if isinstance(op, (Report, Ban)) else None)
+
+
+@pytest.mark.redis
+@SETTINGS
+@given(
+    palette=st.fixed_dictionaries(
+        {
+            name: st.lists(rule_sets, min_size=PALETTE_SIZE, max_size=PALETTE_SIZE)
+            for name in (GLOBAL_SCOPE, *ROUTES)
+        }
+    ),
+    ban_palette=st.lists(ban_rules(), min_size=PALETTE_SIZE, max_size=PALETTE_SIZE),
+    ops=sequences(changing_ops()),
+)
+def test_storages_agree_when_rules_change(
+    redis_client: redis.Redis,
+    palette: dict[str, list[tuple[Rule, ...]]],
+    ban_palette: list[BanRule],
+    ops: list[Op],
+) -> None:
+    pair = new_pair(redis_client)
+    for op in ops:
+        if pair.out_of_time:
+            return
+        if isinstance(op, Hit):
+            scopes = [Scope.of(name, palette[name][op.pick]) for name in op.scopes]
+            pair.run(op, scopes, ban_palette[op.pick] if op.strike else None)
+        else:
+            pair.run(op, [], ban_palette[op.pick] if isinstance(op, (Report, Ban)) else None)
+
+
+# --- the divergences found so far, one promise each, on each storage --------------------------
+
+
+def _scope(name: str, *rules: Rule) -> list[Scope]:
+    return [Scope.of(name, rules)]
+
+
+ONE_IN_TEN = Rule(1, 10)
+
+
+def test_reports_against_a_client_are_its_own(storage: Storage) -> None:
+    # Memory files the reports against "victim" under the key "victim\x1e", which is also
+    # the key of the requests of the client "victim\x1e": its request counts as a report.
+    assert storage.hit("victim\x1e", _scope(GLOBAL_SCOPE, ONE_IN_TEN)).admitted
+    assert storage.report("victim", BanRule(2, 10, 60)) is None
+
+
+@pytest.mark.parametrize(
+    ("scope", "other"),
+    [
+        (_scope("login", ONE_IN_TEN), "victim\x1flogin"),  # memory: victim's key on "login"
+        (_scope(GLOBAL_SCOPE, Rule(1, 10, GCRA)), "victim\x1d1/10/gcra"),  # ... its GCRA state
+        (_scope(GLOBAL_SCOPE, Rule(1, 10, FIXED_WINDOW)), "victim\x1d1/10/fixed-window"),
+    ],
+)
+def test_requests_of_a_client_never_count_for_another(
+    storage: Storage, scope: list[Scope], other: str
+) -> None:
+    assert storage.hit("victim", scope).admitted
+    assert storage.hit(other, _scope(GLOBAL_SCOPE, ONE_IN_TEN)).admitted
+    decision = storage.hit("victim", scope)
+    assert not decision.admitted
+    assert decision.rule == scope[0].rules[0]
+    assert 0 < decision.retry_after <= 10
+
+
+@pytest.mark.parametrize("other", ["victim\x1flogin", "victim\x1d", "victim\x1e"])
+def test_reset_forgets_its_own_client_only(storage: Storage, other: str) -> None:
+    rules = _scope(GLOBAL_SCOPE, ONE_IN_TEN)
+    assert storage.hit(other, rules).admitted
+    storage.reset("victim")
+    assert storage.hit(other, rules) == Decision(admitted=False, retry_after=10.0, rule=ONE_IN_TEN)
+
+
+def test_escalated_ban_durations_are_whole_microseconds(storage: Storage) -> None:
+    ban_rule = BanRule(1, 10, 0.3, factor=3)
+    assert storage.report("c", ban_rule) == 0.3
+    assert storage.report("c", ban_rule) == 0.9  # not 0.3 * 3 == 0.8999999999999999
+    assert storage.banned_for("c") == 0.9
+
+
+def test_a_ban_duration_is_rounded_to_whole_microseconds(storage: Storage) -> None:
+    duration = storage.report("c", BanRule(1, 10, 0.0078125))  # 7812.5 microseconds
+    assert duration is not None
+    assert duration in (0.007812, 0.007813)
+    assert storage.banned_for("c") == duration
+
+
+def test_time_left_of_a_ban_is_whole_microseconds(storage: Storage, clock: FakeClock) -> None:
+    clock.set(1000.1)
+    storage.ban("c", 0.3)
+    clock.set(1000.2)
+    assert storage.banned_for("c") == 0.2  # not 1000.1 + 0.3 - 1000.2 == 0.19999999999993179
+    assert storage.bans() == {"c": 0.2}
+
+
+def test_a_ban_ends_exactly_at_its_microsecond(storage: Storage, clock: FakeClock) -> None:
+    clock.set(1000.1)
+    assert storage.report("c", BanRule(1, 10, 0.2)) == 0.2
+    clock.set(1000.3)
+    assert storage.banned_for("c") == 0.0
+    assert storage.hit("c", []).admitted
+
+
+def test_escalation_stops_at_max_seconds(storage: Storage) -> None:
+    # Memory caps every ban at MAX_SECONDS; Lua did not: 600 s * 1000**3 is returned as is,
+    # and the next ban overflows Redis's integers (the script fails half-way, after having
+    # overwritten the ban it was extending, and the history is lost).
+    ban_rule = BanRule(1, 10, 600, factor=1000, forget_after=MAX_SECONDS)
+    durations = [storage.report("c", ban_rule) for _ in range(6)]
+    assert durations == [600, 600_000, 600_000_000, MAX_SECONDS, MAX_SECONDS, MAX_SECONDS]
+    assert storage.banned_for("c") == MAX_SECONDS
+
+
+def test_a_ban_lasts_at_most_max_seconds_without_max_duration(storage: Storage) -> None:
+    ban_rule = BanRule(1, 10, MAX_SECONDS, factor=2)
+    assert storage.report("c", ban_rule) == MAX_SECONDS
+    assert storage.report("c", ban_rule) == MAX_SECONDS  # Redis: 2 * MAX_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("start", "window"), [(1000.1, 0.2), (1000.1, 0.7), (1000.1, 2.2), (1000.0, 1.0000004)]
+)
+def test_a_request_stops_counting_on_the_microsecond_its_window_ends(
+    storage: Storage, clock: FakeClock, start: float, window: float
+) -> None:
+    # Redis counts in whole microseconds. Memory adds float seconds: 1000.1 + 0.2 is
+    # 1000.3000000000001 > 1000.3, and it refused with retry_after == 0.0; and a window of
+    # 1.0000004 s is 1000000 microseconds in Redis, but in memory ends 0.4 us later.
+    rules = _scope(GLOBAL_SCOPE, Rule(1, window))
+    clock.set(start)
+    assert storage.hit("c", rules).admitted
+    end = microseconds(start + window)
+    clock.set((end - 1) / 1e6)
+    assert storage.hit("c", rules) == Decision(
+        admitted=False, retry_after=1e-6, rule=Rule(1, window)
+    )
+    clock.set(end / 1e6)
+    assert storage.hit("c", rules).admitted
+
+
+def test_equal_waits_name_the_first_rule(storage: Storage) -> None:
+    # Both waits are the window in whole microseconds; memory compared the sliding log's
+    # unrounded float wait (1.7444532136479367 s) with the GCRA's whole microseconds.
+    window = 1.7444532136479367
+    scopes = [*_scope(GLOBAL_SCOPE, Rule(1, window, GCRA)), *_scope("login", Rule(1, window))]
+    assert storage.hit("c", scopes).admitted
+    decision = storage.hit("c", scopes)
+    wait = microseconds(window) / 1e6
+    assert decision == Decision(admitted=False, retry_after=wait, rule=Rule(1, window, GCRA))
+
+
+def test_a_larger_ban_rule_counts_every_report_in_its_window(
+    storage: Storage, clock: FakeClock
+) -> None:
+    # Five reports within 10 s ban under BanRule(4, 10, ...). Redis trimmed its list of
+    # reports to the count of the ban rule of the moment (2), and forgot two of them.
+    for moment in (1000.0, 1001.0, 1002.0):
+        clock.set(moment)
+        assert storage.report("c", BanRule(3, 1, 60)) is None
+    clock.set(1003.0)
+    assert storage.report("c", BanRule(2, 0.5, 60)) is None
+    assert storage.report("c", BanRule(4, 10, 60)) == 60
+
+
+def test_a_manual_ban_after_forget_after_starts_escalation_again(
+    storage: Storage, clock: FakeClock
+) -> None:
+    # The client's last ban ended at 1060 and is forgotten from 1160; a manual ban at 2000
+    # copied the old strike count and made it current again, so the next ban doubled.
+    # (Both storages do it on a fake clock; a real Redis expires the old ban's key first.)
+    ban_rule = BanRule(1, 10, 60, factor=2, forget_after=100)
+    assert storage.report("c", ban_rule) == 60
+    clock.set(2000.0)
+    storage.ban("c", 10)
+    assert storage.report("c", ban_rule) == 60

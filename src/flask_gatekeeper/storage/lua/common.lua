@@ -59,8 +59,10 @@ end
 -- BanRule.duration_after's expression, in the same order on the same doubles.
 local function report(reports_key, ban_key, now, rule, reason)
   local count, window = rule[1], rule[2]
+  -- keep the newest `count`, and never fewer than before (the ban rule may have shrunk)
+  local keep = math.max(count, redis.call('LLEN', reports_key))
   redis.call('LPUSH', reports_key, int(now))
-  redis.call('LTRIM', reports_key, 0, count - 1)
+  redis.call('LTRIM', reports_key, 0, keep - 1)
   expire_after(reports_key, window)
   if redis.call('LLEN', reports_key) < count
       or tonumber(redis.call('LINDEX', reports_key, count - 1)) + window <= now then

@@ -209,6 +209,39 @@ class Hit:
     strike: bool
     times: int = 1  # the same call, this many times in a row (a burst)
     pick: int = 0  # which of the palette's rules and ban rule, when rules change
+    cost: int = 1  # every scope's cost
+    deferred: bool = False  # the last scope is recorded only by Record
+    also: Optional[str] = None  # another client whose ban refuses this request too
+
+
+@dataclass(frozen=True)
+class Record:
+    """``record()``: the deferred half of a request, on the same scopes as a hit."""
+
+    client: str
+    scopes: tuple[str, ...]
+    cost: int = 1
+    pick: int = 0
+
+
+@dataclass(frozen=True)
+class Peek:
+    """``usage()``: every rule's standing, read without counting."""
+
+    client: str
+    scopes: tuple[str, ...]
+    pick: int = 0
+
+
+@dataclass(frozen=True)
+class ResetScope:
+    client: str
+    scope: str
+
+
+@dataclass(frozen=True)
+class Details:
+    """``ban_details()``."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +249,7 @@ class Report:
     client: str
     times: int = 1
     pick: int = 0  # which of the palette's ban rules, when rules change
+    reason: str = "reports"
 
 
 @dataclass(frozen=True)
@@ -260,7 +294,23 @@ class Boundary:
     delta: int
 
 
-Op = Union[Hit, Report, Ban, Unban, BannedFor, Bans, Reset, Advance, Boundary]
+Op = Union[
+    Hit,
+    Record,
+    Peek,
+    Report,
+    Ban,
+    Unban,
+    BannedFor,
+    Bans,
+    Details,
+    Reset,
+    ResetScope,
+    Advance,
+    Boundary,
+]
+SCOPED = (Hit, Record, Peek)
+"""The operations that name scopes (and pick their rules from the palette)."""
 
 clients = st.one_of(st.just(VICTIMS[0]), st.sampled_from(VICTIMS), st.sampled_from(OTHERS))
 advances = st.one_of(
@@ -279,8 +329,11 @@ queries = st.one_of(
     st.builds(Unban, clients),
     st.builds(BannedFor, clients),
     st.just(Bans()),
+    st.just(Details()),
     st.builds(Reset, clients),
+    st.builds(ResetScope, clients, st.sampled_from((GLOBAL_SCOPE, *ROUTES))),
 )
+costs = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
 
 
 times = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
@@ -295,11 +348,24 @@ def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
         strike=st.booleans(),
         times=times,
         pick=picks,
+        cost=costs,
+        deferred=st.booleans(),
+        also=st.one_of(st.none(), clients),
+    )
+
+
+def scoped(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Op]:
+    """Records and reads on the same scopes as the hits."""
+    names = st.sampled_from(SCOPE_CHOICES)
+    return st.one_of(
+        st.builds(Record, clients, names, costs, picks),
+        st.builds(Peek, clients, names, picks),
     )
 
 
 def reports(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Report]:
-    return st.builds(Report, client=clients, times=times, pick=picks)
+    reasons = st.sampled_from(["reports", "response"])
+    return st.builds(Report, client=clients, times=times, pick=picks, reason=reasons)
 
 
 def sequences(ops: st.SearchStrategy[Op]) -> st.SearchStrategy[list[Op]]:
@@ -314,6 +380,7 @@ def fixed_ops() -> st.SearchStrategy[Op]:
     return st.one_of(
         hits(st.just(0)),
         hits(st.just(0)),
+        scoped(st.just(0)),
         reports(st.just(0)),
         st.builds(Ban, clients, st.one_of(st.none(), durations)),
         queries,
@@ -328,6 +395,7 @@ def changing_ops() -> st.SearchStrategy[Op]:
     return st.one_of(
         hits(picks),
         hits(picks),
+        scoped(picks),
         reports(picks),
         st.builds(Ban, clients, st.one_of(st.none(), durations), picks),
         queries,
@@ -360,10 +428,21 @@ def _duration(op: Ban, ban_rule: Optional[BanRule]) -> float:
 def _call(storage: Storage, op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> Result:
     try:
         if isinstance(op, Hit):
-            return storage.hit(op.client, scopes, usage=op.usage, strike=ban_rule)
+            also = () if op.also is None else (op.also,)
+            return storage.hit(op.client, scopes, usage=op.usage, strike=ban_rule, also=also)
+        if isinstance(op, Record):
+            storage.record(op.client, scopes)
+            return None
+        if isinstance(op, Peek):
+            return storage.usage(op.client, scopes)
+        if isinstance(op, Details):
+            return storage.ban_details()
+        if isinstance(op, ResetScope):
+            storage.reset(op.client, op.scope)
+            return None
         if isinstance(op, Report):
             assert ban_rule is not None
-            return storage.report(op.client, ban_rule)
+            return storage.report(op.client, ban_rule, op.reason)
         if isinstance(op, Ban):
             storage.ban(op.client, _duration(op, ban_rule))
             return None
@@ -405,12 +484,24 @@ def _outcome(op: Op, result: Result) -> str:
 
 
 def _describe(op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> str:
+    where = "; ".join(
+        f"{scope.name!r}{' (deferred)' if scope.deferred else ''}: {_rules_text(scope.rules)}"
+        for scope in scopes
+    )
     if isinstance(op, Hit):
-        where = "; ".join(f"{scope.name!r}: {_rules_text(scope.rules)}" for scope in scopes)
         strike = f", strike={ban_rule!r}" if ban_rule is not None else ""
-        return f"hit({op.client!r}, [{where}], usage={op.usage}{strike})"
+        also = f", also=({op.also!r},)" if op.also is not None else ""
+        return f"hit({op.client!r}, [{where}] x cost {op.cost}, usage={op.usage}{strike}{also})"
+    if isinstance(op, Record):
+        return f"record({op.client!r}, [{where}] x cost {op.cost})"
+    if isinstance(op, Peek):
+        return f"usage({op.client!r}, [{where}])"
+    if isinstance(op, Details):
+        return "ban_details()"
+    if isinstance(op, ResetScope):
+        return f"reset({op.client!r}, {op.scope!r})"
     if isinstance(op, Report):
-        return f"report({op.client!r}, {ban_rule!r})"
+        return f"report({op.client!r}, {ban_rule!r}, {op.reason!r})"
     if isinstance(op, Ban):
         return f"ban({op.client!r}, {_duration(op, ban_rule)!r})"
     if isinstance(op, Bans):
@@ -493,7 +584,7 @@ class Pair:
                 f"the storages disagree on {call}\n  memory: {memory!r}\n  redis:  "
                 f"{redis_result!r}\nafter:\n  {steps}"
             )
-        if isinstance(op, Hit):
+        if isinstance(op, SCOPED):
             self.remember_rules(op.client, scopes)
         if isinstance(op, (Hit, Report)) and ban_rule is not None:
             self.remember_ban_rule(ban_rule)
@@ -522,6 +613,17 @@ def new_pair(redis_client: redis.Redis) -> Pair:
     return Pair(MemoryStorage(clock=clock), RedisStorage(redis_client, clock=clock), clock)
 
 
+def _scopes(op: Union[Hit, Record, Peek], rules: dict[str, tuple[Rule, ...]]) -> list[Scope]:
+    """The scopes an operation names, with its cost, the last one deferred if it says so."""
+    cost = op.cost if isinstance(op, (Hit, Record)) else 1
+    deferred = isinstance(op, Hit) and op.deferred
+    names = list(rules)
+    return [
+        Scope.of(name, rules[name], cost=cost, deferred=deferred and name == names[-1])
+        for name in names
+    ]
+
+
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -543,12 +645,13 @@ def test_storages_agree(
     ops: list[Op],
 ) -> None:
     pair = new_pair(redis_client)
-    scopes = {name: Scope.of(name, rules) for name, rules in scope_rules.items()}
     for op in ops:
         if pair.out_of_time:
             return
-        if isinstance(op, Hit):
-            pair.run(op, [scopes[name] for name in op.scopes], ban_rule if op.strike else None)
+        if isinstance(op, SCOPED):
+            scopes = _scopes(op, {name: scope_rules[name] for name in op.scopes})
+            strike = isinstance(op, Hit) and op.strike
+            pair.run(op, scopes, ban_rule if strike else None)
         else:
             pair.run(op, [], ban_rule if isinstance(op, (Report, Ban)) else None)
 
@@ -575,9 +678,10 @@ def test_storages_agree_when_rules_change(
     for op in ops:
         if pair.out_of_time:
             return
-        if isinstance(op, Hit):
-            scopes = [Scope.of(name, palette[name][op.pick]) for name in op.scopes]
-            pair.run(op, scopes, ban_palette[op.pick] if op.strike else None)
+        if isinstance(op, SCOPED):
+            scopes = _scopes(op, {name: palette[name][op.pick] for name in op.scopes})
+            strike = isinstance(op, Hit) and op.strike
+            pair.run(op, scopes, ban_palette[op.pick] if strike else None)
         else:
             pair.run(op, [], ban_palette[op.pick] if isinstance(op, (Report, Ban)) else None)
 

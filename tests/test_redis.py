@@ -921,3 +921,20 @@ def test_on_a_cluster_an_address_stays_banned_behind_a_key(
     free = client.get("/api", headers={"X-Api-Key": "k"}, environ_base={"REMOTE_ADDR": "10.2.0.1"})
     assert free.status_code == 200
     assert storage_errors(app) == 0
+
+
+@pytest.mark.e2e
+def test_a_multi_process_server_with_the_memory_storage_warns_once_per_worker(
+    tmp_path: Path, app_processes: list[AppProcess]
+) -> None:
+    """Real gunicorn with two workers and the memory storage: each worker logs one
+    warning that names the Redis storage, at its first request, and no more."""
+    (tmp_path / "gk_app.py").write_text(APP_MODULE)
+    server = AppProcess.gunicorn(tmp_path, "memory://", workers=2)
+    app_processes.append(server)
+    server.start()
+    pids = {http_request(server.port).headers["x-pid"] for _ in range(30)}
+    log = server.log_path.read_text()
+    warnings = [line for line in log.splitlines() if "runs several processes" in line]
+    assert 1 <= len(pids) <= len(warnings) <= 2  # every worker that answered, once each
+    assert all("Redis storage" in line for line in warnings)

@@ -14,6 +14,9 @@ typed ``Any`` (each venv holds only its own peer; mypy's venv holds none of the 
   bare, with an empty ``before_request``, or behind ours, Flask-Limiter or 1.0.0, each
   given the configuration it can take; ``build_case`` warms one up to the path a mode
   measures (admitted, refused, banned, on Redis); ``memory`` and ``flood`` measure memory.
+  The ``-function`` peers (ours, Flask-Limiter's moving window) add a route limit given
+  by a function of the request and a cost given by another (``plan_limit``,
+  ``batch_cost``), and are sent ``GET /?n=2`` with ``X-Plan: pro`` (``FUNCTION_GET``).
 - Rounds: ``run_rounds`` interleaves configurations round by round (A B C ..., then
   B C ... A), so that drifts in machine speed hit all alike; results are medians over
   rounds, and ratios medians of per-round paired ratios (``paired``).
@@ -53,7 +56,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
-from flask import Flask
+from flask import Flask, request
 from werkzeug.test import EnvironBuilder
 
 if TYPE_CHECKING:
@@ -159,12 +162,14 @@ def serve(
             close()
 
 
-def run_requests(wsgi: WSGIApplication, clients: Iterator[str], count: int) -> int:
+def run_requests(
+    wsgi: WSGIApplication, clients: Iterator[str], count: int, base: WSGIEnvironment = GET
+) -> int:
     """``count`` requests from the next clients, no garbage collection among them; ns."""
     gc.disable()
     try:
         start = time.perf_counter_ns()
-        serve(wsgi, itertools.islice(clients, count))
+        serve(wsgi, itertools.islice(clients, count), base)
         return time.perf_counter_ns() - start
     finally:
         gc.enable()
@@ -225,6 +230,39 @@ class Built:
     minutes at 100 000 clients); None where there is nothing to fill."""
     ban: Optional[Callable[[str], None]] = None
     """Bans a client, where the peer can."""
+    environ: WSGIEnvironment = field(default_factory=lambda: GET)
+    """The environ its requests copy (``FUNCTION_GET`` for the ``-function`` peers)."""
+
+
+# -- a route limit and a cost computed for each request (the ``-function`` peers) --------------
+
+PRO_LIMIT, FREE_LIMIT = "1000/minute", "100/minute"
+"""The route's limit for a client whose ``X-Plan`` header says ``pro``, and otherwise."""
+
+FUNCTION_GET: WSGIEnvironment = EnvironBuilder(
+    path="/", method="GET", query_string={"n": "2"}, headers=[("X-Plan", "pro")]
+).get_environ()
+"""What the ``-function`` peers are sent: a pro client's request that costs 2. At one
+client, 4 requests per simulated second cost 480 a minute: within ``PRO_LIMIT``."""
+
+
+def plan_limit() -> str:
+    """The route's limit for this request, from its headers (both peers take this string)."""
+    return PRO_LIMIT if request.headers.get("X-Plan") == "pro" else FREE_LIMIT
+
+
+def batch_cost() -> int:
+    """What this request counts as in the route's limit: its ``n`` query argument."""
+    return int(request.args.get("n", "1"))
+
+
+def function_view() -> Callable[[], str]:
+    """A fresh view for each app (the peers' decorators mark or register the function)."""
+
+    def index() -> str:
+        return "ok"
+
+    return index
 
 
 def ours_scopes(rules: Iterable[dict[str, Any]]) -> Any:
@@ -245,16 +283,25 @@ def build_hook(config: Config) -> Built:
     return Built(app)
 
 
-def build_ours(config: Config) -> Built:
+def build_ours(config: Config, function: bool = False) -> Built:
+    """Ours; with ``function``, ``GET /`` also under ``gk.specific(plan_limit,
+    cost=batch_cost)``, and the memory bound doubled: it counts logs, and each client
+    then has two (the global rules' and the route's)."""
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
-    app = new_app("ours")
+    app = Flask("ours-function") if function else new_app("ours")
     storage: Any = config.storage
     if storage == "memory":  # the default clock unless a fake one is given
-        clock = {} if config.clock is None else {"clock": config.clock}
-        storage = gatekeeper.MemoryStorage(**clock)
+        options: dict[str, Any] = {} if config.clock is None else {"clock": config.clock}
+        if function:
+            default = importlib.import_module("flask_gatekeeper.storage").DEFAULT_MAX_CLIENTS
+            options["max_clients"] = 2 * default
+        storage = gatekeeper.MemoryStorage(**options)
     gk = gatekeeper.GateKeeper(
         app, ban_rule=config.ban_rule, rate_limit_rules=config.rules, storage=storage
     )
+    if function:
+        view = gk.specific(plan_limit, cost=batch_cost)(function_view())
+        app.add_url_rule("/", view_func=view)
 
     def fill(clients: Sequence[str]) -> None:
         """``RING_DEPTH - 1`` more requests per client, through the storage."""
@@ -269,7 +316,8 @@ def build_ours(config: Config) -> Built:
             for _ in range(config.ban_rule["count"]):
                 gk.report(ip=client)
 
-    return Built(app, fill if config.storage == "memory" else None, ban)
+    environ = FUNCTION_GET if function else GET
+    return Built(app, fill if config.storage == "memory" else None, ban, environ)
 
 
 def build_original(config: Config) -> Built:
@@ -296,16 +344,20 @@ def build_original(config: Config) -> Built:
     return Built(app, fill)
 
 
-def build_limiter(config: Config, strategy: str) -> Built:
+def build_limiter(config: Config, strategy: str, function: bool = False) -> Built:
     """Flask-Limiter with ``limits``; it has no ban rule. Its memory storage reads
-    ``time.time()`` in ``limits.storage.memory``, in requests and in its expiry thread."""
+    ``time.time()`` in ``limits.storage.memory``, in requests and in its expiry thread.
+    With ``function``, ``GET /`` also under ``limiter.limit(plan_limit, cost=batch_cost,
+    override_defaults=False)``: the default limits keep applying there, as ours' global
+    rules do."""
     flask_limiter: Any = importlib.import_module("flask_limiter")
     util: Any = importlib.import_module("flask_limiter.util")
     uri = "memory://" if config.storage == "memory" else config.storage
     if config.storage == "memory" and config.clock is not None:
         patch_time("limits.storage.memory")
-    app = new_app(f"limiter-{strategy}")
-    flask_limiter.Limiter(
+    name = f"limiter-{strategy}"
+    app = Flask(f"{name}-function") if function else new_app(name)
+    limiter = flask_limiter.Limiter(
         util.get_remote_address,
         app=app,
         default_limits=[  # "20 per 1 second"
@@ -315,7 +367,11 @@ def build_limiter(config: Config, strategy: str) -> Built:
         storage_uri=uri,
         strategy=strategy,
     )
-    return Built(app)
+    if not function:
+        return Built(app)
+    limit = limiter.limit(plan_limit, cost=batch_cost, override_defaults=False)
+    app.add_url_rule("/", view_func=limit(function_view()))
+    return Built(app, environ=FUNCTION_GET)
 
 
 BUILDERS: dict[str, Callable[[Config], Built]] = {
@@ -325,6 +381,8 @@ BUILDERS: dict[str, Callable[[Config], Built]] = {
     "original": build_original,
     "limiter-moving": lambda config: build_limiter(config, "moving-window"),
     "limiter-fixed": lambda config: build_limiter(config, "fixed-window"),
+    "ours-function": lambda config: build_ours(config, function=True),
+    "limiter-moving-function": lambda config: build_limiter(config, "moving-window", True),
 }
 CLOCKLESS = {"bare", "hook"}
 
@@ -358,12 +416,13 @@ class Case:
     clients: Iterator[str]
     status: str
     clock: Optional[Clock]
+    environ: WSGIEnvironment = field(default_factory=lambda: GET)
 
     def run(self, requests: int) -> int:
         """Elapsed ns for ``requests`` requests."""
         if self.clock is not None:
             use_clock(self.clock)
-        elapsed = run_requests(self.wsgi, self.clients, requests)
+        elapsed = run_requests(self.wsgi, self.clients, requests, self.environ)
         settle()  # a sweep still running would steal the next case's time, in any process
         expect_only(self.status, "timed requests")
         return elapsed
@@ -389,11 +448,12 @@ def calibrate(peer: str, config: Config) -> float:
     """How many times the peer reads its clock per admitted request at one client."""
     if peer not in _readings:
         clock = CountingClock(SECONDS_PER_REQUEST)  # at most 4 requests a second: admitted
-        wsgi = build(peer, Config(config.rules, config.ban_rule, "memory", clock)).app.wsgi_app
+        built = build(peer, Config(config.rules, config.ban_rule, "memory", clock))
+        wsgi, environ = built.app.wsgi_app, built.environ
         clients = itertools.repeat(client_ip(0))
-        run_requests(wsgi, clients, WARM_UP_ONE_CLIENT)
+        run_requests(wsgi, clients, WARM_UP_ONE_CLIENT, environ)
         before = clock.reads  # time never goes back: the logs hold its readings
-        run_requests(wsgi, clients, 1000)
+        run_requests(wsgi, clients, 1000, environ)
         expect_only(OK, f"calibrating {peer}")
         _readings[peer] = (clock.reads - before) / 1000
     return _readings[peer]
@@ -417,11 +477,11 @@ def build_case(peer: str, mode: str, clients: int, config: Config) -> tuple[Case
     elif mode in ("refused", "banned"):
         clock = itertools.repeat(START).__next__
     built = build(peer, Config(config.rules, config.ban_rule, config.storage, clock))
-    wsgi = built.app.wsgi_app
+    wsgi, environ = built.app.wsgi_app, built.environ
     status = OK
     if mode == "refused":
         limit = min(rule["count"] for rule in config.rules)
-        run_requests(wsgi, itertools.cycle(addresses), limit + 1)
+        run_requests(wsgi, itertools.cycle(addresses), limit + 1, environ)
         seen = take_statuses()
         if seen != {OK: limit, TOO_MANY: 1}:
             raise RuntimeError(f"filling the refused client's rule: got {seen}")
@@ -433,15 +493,15 @@ def build_case(peer: str, mode: str, clients: int, config: Config) -> tuple[Case
             built.ban(address)
         status = FORBIDDEN
     elif clients == 1:
-        serve(wsgi, itertools.repeat(addresses[0], WARM_UP_ONE_CLIENT))
+        serve(wsgi, itertools.repeat(addresses[0], WARM_UP_ONE_CLIENT), environ)
         expect_only(OK, "warm-up")
     else:
-        serve(wsgi, addresses)
+        serve(wsgi, addresses, environ)
         expect_only(OK, f"warm-up of {clients} clients")
         if built.fill is not None and mode == "admitted":
             built.fill(addresses)
             facts["logs_filled"] = True
-    return Case(wsgi, itertools.cycle(addresses), status, clock), facts
+    return Case(wsgi, itertools.cycle(addresses), status, clock, environ), facts
 
 
 class Timed(Protocol):

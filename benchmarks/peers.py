@@ -8,7 +8,9 @@ venvs are already built (it builds none, so it downloads nothing; it says which 
 Bare Flask and flask-gatekeeper (this checkout) run on this driver's own interpreter;
 Flask-Limiter 4.x with ``limits`` (memory ``moving-window`` and ``fixed-window``, and the
 same on Redis) and the original flask-gatekeeper 1.0.0 (it has our module name) each in a
-venv of its own under ``benchmarks/.venvs/``, made and reused here. One long-lived worker
+venv of its own under ``benchmarks/.venvs/``, made and reused here. Ours and the moving
+window are timed a second time with a route limit and a cost given by functions of the
+request (``FUNCTIONS``), in the same rounds. One long-lived worker
 per interpreter (``harness.py``, run as a script) builds the apps and times them when told
 to, so rounds interleave peers across processes: drifts in machine speed hit all alike.
 Timing is ``overhead.py``'s method, from the same harness.
@@ -132,6 +134,19 @@ ORIGINAL = Peer(
 )
 ALL = (OURS, MOVING, FIXED, ORIGINAL)
 """Every peer that limits (bare Flask is the floor, not a peer)."""
+
+OURS_FUNCTION = Peer(
+    "ours-function", "flask-gatekeeper (this), limit and cost functions", "ours fn", "ours"
+)
+MOVING_FUNCTION = Peer(
+    "limiter-moving-function",
+    "Flask-Limiter 4, moving window, limit and cost functions",
+    "FL moving fn",
+    "limiter",
+)
+FUNCTIONS = {OURS_FUNCTION: OURS, MOVING_FUNCTION: MOVING}
+"""The peers whose route limit and cost are functions of the request, each with the peer
+it adds them to (same rules and ban rule otherwise)."""
 
 VENVS_TO_INSTALL = {
     "limiter": (("flask-limiter>=4,<5", "redis", "gunicorn"),),
@@ -311,6 +326,8 @@ class Results:
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
     timed: list[Case] = field(default_factory=list)
+    functions: list[Case] = field(default_factory=list)
+    """The ``FUNCTIONS`` peers' cases, timed in the same rounds as ``timed``."""
     redis: list[Case] = field(default_factory=list)
     commands: dict[str, dict[str, int]] = field(default_factory=dict)
     redis_note: str = ""
@@ -342,10 +359,17 @@ def measure_time(workers: dict[str, Worker], results: Results) -> None:
         for peer in (BARE, *results.peers)
     ]
     cases += [build(workers, peer, "refused", 1) for peer in results.peers]
+    functions = [
+        build(workers, peer, "admitted", count)
+        for count in plan.client_counts
+        for peer, plain in FUNCTIONS.items()
+        if plain in results.peers
+    ]
     for worker in workers.values():
         worker.ask("freeze")
-    run_rounds(cases, plan.rounds, plan.requests)
+    run_rounds([*cases, *functions], plan.rounds, plan.requests)
     results.timed = cases
+    results.functions = functions
     for worker in workers.values():
         worker.ask("drop")
 
@@ -457,6 +481,27 @@ def time_rows(cases: Sequence[Case], peers: Sequence[Peer]) -> list[list[str]]:
 def time_table(cases: Sequence[Case], peers: Sequence[Peer]) -> str:
     headings = ["configuration", "clients", "µs/request", "spread", "overhead vs bare", "x bare"]
     return table([*headings, *(f"x {peer.short}" for peer in peers)], time_rows(cases, peers))
+
+
+def function_table(results: Results) -> str:
+    """The function peers beside bare Flask (same rounds), and what the route's function
+    limit and cost add to the same peer's global rules alone (paired by round)."""
+    peers = [peer for peer, plain in FUNCTIONS.items() if plain in results.peers]
+    found = by_key(results.timed)
+    bares = [case for case in results.timed if case.peer is BARE]
+    cases = [
+        case
+        for bare in bares
+        for case in (bare, *(c for c in results.functions if c.clients == bare.clients))
+    ]
+    rows = time_rows(cases, peers)
+    for row, case in zip(rows, cases):
+        peer = FUNCTIONS.get(case.peer)
+        plain = None if peer is None else found.get((peer.key, "admitted", case.clients))
+        row.append("" if plain is None else f"{overhead(case, plain):+.2f} µs")
+    headings = ["configuration", "clients", "µs/request", "spread", "overhead vs bare", "x bare"]
+    headings += [*(f"x {peer.short}" for peer in peers), "added to the peer's global rules"]
+    return table(headings, rows)
 
 
 def redis_table(results: Results) -> str:
@@ -583,6 +628,45 @@ def targets(results: Results) -> str:
     return table(["target", "measured", "status"], rows, text=3)
 
 
+def function_section(results: Results) -> list[str]:
+    """What the ``FUNCTIONS`` peers measure, and their table."""
+    readings = ", ".join(
+        f"{case.peer.short} {case.facts['clock_readings_per_request']:.2f}"
+        for case in results.functions
+        if case.clients == 1
+    )
+    return [
+        "## A route limit and a cost computed for each request",
+        "",
+        "The same app and rules, with `GET /` also under a route limit given by a function "
+        "of the request and a cost given by another. Ours: "
+        "`gk.specific(plan_limit, cost=batch_cost)`; Flask-Limiter (moving window): "
+        "`limiter.limit(plan_limit, cost=batch_cost, override_defaults=False)`, so that its "
+        "default limits keep applying on the route, as ours' global rules do. `plan_limit` "
+        f'returns `"{harness.PRO_LIMIT}"` when the `X-Plan` header says `pro`, and '
+        f'`"{harness.FREE_LIMIT}"` otherwise; `batch_cost` returns '
+        '`int(request.args.get("n", "1"))`. Every request is `GET /?n=2` with `X-Plan: pro`: '
+        "both functions run for each request, which counts twice in the route's limit and "
+        "once in the global rules, and is admitted (at one client, 4 requests per simulated "
+        "second cost 480 a minute, of 1000).",
+        "",
+        "Timed in the same rounds as the table above, with the same client counts, warm-up "
+        "and fake clocks (readings per request at one client: "
+        f"{readings or 'none measured'}); the route's logs are not filled beforehand (at one "
+        "client the warm-up fills its window; at more, a client's turns are further apart, "
+        "250 s at 1,000 clients, so its window holds its latest request only). Ours' memory "
+        "bound is doubled to 200 000 logs here: it counts logs, and each client has two "
+        "(the global rules' and the route's), so 100 000 clients would evict one another "
+        "under the default. The last "
+        "column is the row's time minus the same peer's with the global rules alone (the "
+        "table above, same clients, paired by round): what the route's functions, limit and "
+        "cost add. Flask-Limiter's fixed window is not measured in this configuration.",
+        "",
+        function_table(results),
+        "",
+    ]
+
+
 def report(results: Results) -> str:
     plan = results.plan
     venvs = "; ".join(
@@ -658,6 +742,7 @@ def report(results: Results) -> str:
         "key) runs inside its timings where it overlaps them; the worker waits for the last "
         "sweep before it answers, so a sweep never overlaps another peer's timing.",
         "",
+        *function_section(results),
         "## Memory per tracked client",
         "",
         "Traced memory growth (tracemalloc, after a full collection) divided by "

@@ -22,7 +22,6 @@ __all__ = [
     "lua_constants",
     "microseconds",
     "seconds",
-    "whole_seconds",
 ]
 
 MICROSECONDS = 1_000_000
@@ -58,11 +57,6 @@ def instant(now: float) -> int:
 def seconds(count: float) -> float:
     """Microseconds back as seconds."""
     return count / MICROSECONDS
-
-
-def whole_seconds(count: int) -> int:
-    """Microseconds as whole seconds, rounded up, never below 1: ``Retry-After``."""
-    return max(1, -(-count // MICROSECONDS))
 
 
 def lua_constants() -> str:

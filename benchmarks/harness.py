@@ -816,3 +816,13 @@ def publish(text: str, path: Path, *, smoke: bool, log: Callable[[str], None]) -
     if not smoke:
         path.write_text(text, encoding="utf-8")
         log(f"written to {path.relative_to(path.parent.parent)}")
+
+
+def interpreters(versions: dict[str, dict[str, Any]], ours: str) -> str:
+    """One line naming each venv a run used, its Python and its packages' versions."""
+    return "; ".join(
+        f"{venv} ({'this driver' if venv == ours else f'benchmarks/.venvs/{venv}'}): "
+        f"Python {found['python']}, "
+        + ", ".join(f"{name} {number}" for name, number in sorted(found["packages"].items()))
+        for venv, found in versions.items()
+    )

@@ -549,12 +549,7 @@ def targets(results: Results) -> str:
 
 def report(results: Results) -> str:
     plan = results.plan
-    venvs = "; ".join(
-        f"{venv} ({'this driver' if venv == OURS.venv else f'benchmarks/.venvs/{venv}'}): "
-        f"Python {found['python']}, "
-        + ", ".join(f"{name} {number}" for name, number in sorted(found["packages"].items()))
-        for venv, found in results.versions.items()
-    )
+    venvs = harness.interpreters(results.versions, OURS.venv)
     when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     out = [
         "# flask-gatekeeper behind gunicorn, under load",

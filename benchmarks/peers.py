@@ -669,12 +669,7 @@ def function_section(results: Results) -> list[str]:
 
 def report(results: Results) -> str:
     plan = results.plan
-    venvs = "; ".join(
-        f"{venv} ({'this driver' if venv == OURS.venv else f'benchmarks/.venvs/{venv}'}): "
-        f"Python {found['python']}, "
-        + ", ".join(f"{name} {number}" for name, number in sorted(found["packages"].items()))
-        for venv, found in results.versions.items()
-    )
+    venvs = harness.interpreters(results.versions, OURS.venv)
     readings = ", ".join(
         f"{case.peer.short} {case.facts['clock_readings_per_request']:.2f}"
         for case in results.timed

@@ -60,9 +60,11 @@ class _PlainTextRefusal(HTTPException):
     wait: Optional[float] = None
     retry_after: Union[datetime, int, None] = None  # werkzeug's; ours are whole seconds
 
-    def _set_wait(self, wait: float) -> None:
+    def _set_wait(self, wait: float, seconds: int) -> None:
+        """After werkzeug's ``__init__``, which resets ``retry_after``: the exact wait and
+        the header's seconds, computed once by the caller for its description too."""
         self.wait = wait
-        self.retry_after = retry_after_header(wait)
+        self.retry_after = seconds
 
     def problem_members(self) -> dict[str, Any]:
         """Members added to the problem details (RFC 9457 extension members)."""
@@ -115,7 +117,7 @@ class Banned(_PlainTextRefusal, Forbidden):
         seconds = retry_after_header(wait)
         reason = f" ({ban_rule})" if ban_rule is not None else ""
         super().__init__(f"ip {client} banned for {seconds}s{reason}", response)
-        self._set_wait(wait)
+        self._set_wait(wait, seconds)
         self.client = client
         self.ban_rule = self.rule = ban_rule
 
@@ -145,7 +147,7 @@ class RateLimited(_PlainTextRefusal, TooManyRequests):
     ) -> None:
         seconds = retry_after_header(wait)
         super().__init__(f"ip {client} rate limited for {seconds}s (over {rule})", response)
-        self._set_wait(wait)
+        self._set_wait(wait, seconds)
         self.client = client
         self.rule = rule
         self.policy = policy or rule.name
@@ -160,4 +162,4 @@ class StorageUnavailable(_PlainTextRefusal, ServiceUnavailable):
     def __init__(self, wait: float, response: Response | None = None) -> None:
         seconds = retry_after_header(wait)
         super().__init__(f"rate limiter unavailable, retry in {seconds}s", response)
-        self._set_wait(wait)
+        self._set_wait(wait, seconds)

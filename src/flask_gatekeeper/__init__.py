@@ -5,7 +5,7 @@ from __future__ import annotations
 from .decision import Decision
 from .errors import ConfigError, ConfigTypeError, GateKeeperError, StorageError
 from .extension import GateKeeper
-from .refusals import Banned, Denied, RateLimited, StorageUnavailable
+from .refusals import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
 from .rules import BanRule, Rule
 from .storage import MemoryStorage, Storage
 
@@ -26,4 +26,5 @@ __all__ = [
     "Storage",
     "StorageError",
     "StorageUnavailable",
+    "TooManyInFlight",
 ]

@@ -8,7 +8,9 @@ the same identify step and the same storage-call path.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 import time
 from typing import Any, Callable, Optional, TypeVar, Union
 
@@ -22,6 +24,7 @@ from flask import (
     request,
 )
 from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import ClosingIterator
 
 from .config import Settings
 from .decision import RATE_LIMIT, REPORTS, RESPONSE, Decision
@@ -31,7 +34,8 @@ from .headers import policy_name, rate_limit_headers
 from .identify import Client
 from .outage import RETRY_INTERVAL, OutageGuard
 from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope
-from .refusals import Banned, Denied, RateLimited, StorageUnavailable
+from .refusals import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
+from .rules import ConcurrencyLimit
 from .storage import MemoryStorage
 
 __all__ = ["DOWN", "Down", "Gate"]
@@ -39,6 +43,7 @@ __all__ = ["DOWN", "Down", "Gate"]
 logger = logging.getLogger("flask_gatekeeper")
 
 _G_HEADERS = "_gatekeeper_headers"
+_G_SLOT = "_gatekeeper_slot"
 
 Refusal = Union[Banned, Denied, RateLimited]
 T = TypeVar("T")
@@ -61,6 +66,34 @@ def _handled(app: Flask, refusal: HTTPException) -> bool:
             if by_class and any(cls in by_class for cls in classes):
                 return True
     return False
+
+
+class _Slot:
+    """The slots of the concurrency limits one admitted request holds, given back once,
+    whichever way the request ends: its response complete (a streamed one closed by the
+    server, which happens after the request's teardown), or an exception no handler took.
+    """
+
+    __slots__ = ("_client", "_gate", "_names", "_once", "_token")
+
+    def __init__(self, gate: Gate, client: str, names: tuple[str, ...], token: str) -> None:
+        self._gate, self._client, self._names, self._token = gate, client, names, token
+        self._once = itertools.count()  # next() is one atomic call: only the first releases
+
+    def on_response(self, response: Response) -> Response:
+        """``after_this_request``: a streamed body (a generator, a file) is produced while
+        it is sent, so its slots are held until the server closes the response. Any
+        other response is complete, an error page run from an ``HTTPException`` too
+        (Flask runs it as a WSGI app: its body is a ``ClosingIterator`` over text)."""
+        if response.is_streamed and not isinstance(response.response, ClosingIterator):
+            response.call_on_close(self.release)
+        else:
+            self.release()
+        return response
+
+    def release(self) -> None:
+        if next(self._once) == 0:
+            self._gate.release(self._client, self._names, self._token)
 
 
 class Down:
@@ -89,6 +122,8 @@ class Gate:
             exempt_static=settings.exempt_static,
             exempt_when=settings.exempt_when,
             report_when=settings.report_when,
+            concurrency=settings.concurrency or 0,
+            lease=settings.concurrency_lease,
         )
         self.guard = OutageGuard(
             settings.fail_open, clock=getattr(settings.storage, "clock", None) or time.monotonic
@@ -128,7 +163,9 @@ class Gate:
             if computed is None:
                 return None
             scopes = computed
-        decision = self.hit(key, scopes, usage=self._usage, also=(behind,) if behind else ())
+        token = secrets.token_hex(8) if policy.concurrency else None
+        also = (behind,) if behind else ()
+        decision = self.hit(key, scopes, usage=self._usage, also=also, token=token)
         if decision is not None:
             if decision.usage is not None:
                 fields = rate_limit_headers(scopes, decision.usage, settings.headers)
@@ -136,11 +173,34 @@ class Gate:
             if not decision.admitted:
                 return self.refuse(key, decision, respond=True)
             self.events.admitted()
+            if token is not None:
+                self._hold(key, scopes, token)
             if policy.count_when:
                 self._count_after_response(key, scopes, policy.count_when)
         if policy.report_when:
             self._report_after_response(key, policy.report_when)
         return None
+
+    def _hold(self, client: str, scopes: tuple[Scope, ...], token: str) -> None:
+        """Give back the slots that the storage took for ``token`` (in every scope with a
+        concurrency limit) once the request ends: only requests that took one pay."""
+        names = tuple(scope.name for scope in scopes if scope.concurrency)
+        if names:
+            slot = _Slot(self, client, names, token)
+            setattr(g, _G_SLOT, slot)
+            after_this_request(slot.on_response)
+
+    def release_on_error(self, sender: Flask, **extra: Any) -> None:
+        """``got_request_exception``: an exception that no handler took ends the request,
+        maybe with no response at all (when Flask propagates it): release its slots now."""
+        slot: Optional[_Slot] = g.pop(_G_SLOT, None)
+        if slot is not None:
+            slot.release()
+
+    def release(self, client: str, names: tuple[str, ...], token: str) -> None:
+        """Give back the request's slots. It may run after the request's contexts are
+        gone; while the storage is down it is skipped (logged), and the leases end."""
+        self.ask_storage(self.settings.storage.release, client, names, token)
 
     def _report_after_response(
         self, client: str, report_when: tuple[ResponsePredicate, ...]
@@ -248,11 +308,13 @@ class Gate:
         *,
         usage: bool,
         also: tuple[str, ...] = (),
+        token: Optional[str] = None,
     ) -> Optional[Decision]:
         """The storage's decision, or None when the storage is down (and fail-open).
         ``also``: other clients whose bans refuse the request (the address behind a
-        ``key_func`` key)."""
-        decision = self.ask_storage(self._storage_hit, client, scopes, usage, also)
+        ``key_func`` key); ``token``: the request's slot in every scope with a
+        concurrency limit."""
+        decision = self.ask_storage(self._storage_hit, client, scopes, usage, also, token)
         if not isinstance(decision, Down):
             return decision
         self._unanswered()
@@ -265,10 +327,20 @@ class Gate:
         self.events.admitted_while_down()
 
     def _storage_hit(
-        self, client: str, scopes: tuple[Scope, ...], usage: bool, also: tuple[str, ...]
+        self,
+        client: str,
+        scopes: tuple[Scope, ...],
+        usage: bool,
+        also: tuple[str, ...],
+        token: Optional[str],
     ) -> Decision:
         return self.settings.storage.hit(
-            client, scopes, usage=usage and bool(scopes), strike=self._strike, also=also
+            client,
+            scopes,
+            usage=usage and bool(scopes),
+            strike=self._strike,
+            also=also,
+            token=token,
         )
 
     def ask_storage(self, call: Callable[..., T], *args: Any) -> Union[T, Down]:
@@ -291,17 +363,23 @@ class Gate:
     def refuse(
         self, client: str, decision: Decision, *, respond: bool = False
     ) -> Optional[Response]:
-        """Refuse what the storage did not admit: banned, or rate limited (see
-        ``_refuse``)."""
+        """Refuse what the storage did not admit: banned, rate limited, or with too many
+        requests in flight (see ``_refuse``)."""
         if decision.banned:
             rule = None if decision.manual else self.settings.ban_rule
             banned = Banned(decision.banned_as or client, decision.retry_after, rule)
             return self._refuse(banned, respond=respond)
-        assert decision.rule is not None  # a refusal by a rule names it
         if self._strike is not None:
             self.events.reported(client, decision.new_ban, RATE_LIMIT)
-        name = policy_name(decision.rule, decision.scope)
-        limited = RateLimited(client, decision.retry_after, decision.rule, policy=name)
+        limited: RateLimited
+        if decision.concurrency:
+            limit = ConcurrencyLimit(decision.concurrency)
+            name = policy_name(limit, decision.scope)
+            limited = TooManyInFlight(client, limit, policy=name)
+        else:
+            assert decision.rule is not None  # a refusal by a rule names it
+            name = policy_name(decision.rule, decision.scope)
+            limited = RateLimited(client, decision.retry_after, decision.rule, policy=name)
         return self._refuse(limited, respond=respond)
 
     def _refuse(self, refusal: Refusal, *, respond: bool = False) -> Optional[Response]:

@@ -21,6 +21,7 @@ from .decision import GLOBAL_SCOPE
 from .errors import ConfigError
 from .rules import Rule, RulesFunction, parse_rules
 from .strategies import SLIDING_LOG
+from .units import microseconds
 
 KeyFunc = Callable[[], Optional[str]]
 Predicate = Callable[[], object]
@@ -102,7 +103,8 @@ class Mark:
     ``rules`` (or a function computing them per request) count in the route's own scope,
     or in the shared ``scope``, each request ``cost`` times (a number, or a function of
     the request), and only once the response is known when ``count_when`` is given; with
-    ``methods`` the whole mark applies to those methods only.
+    ``methods`` the whole mark applies to those methods only. ``concurrency`` (0: none)
+    caps the client's requests in flight in that scope.
     """
 
     bypass: bool = False
@@ -115,6 +117,7 @@ class Mark:
     cost: Cost = 1
     count_when: Optional[ResponsePredicate] = None
     report_when: Optional[ResponsePredicate] = None
+    concurrency: int = 0
 
     def applies_to(self, method: str) -> bool:
         return self.methods is None or method in self.methods
@@ -136,6 +139,10 @@ class Scope:
     A request counts ``cost`` times in every rule of the scope (a cost above a rule's
     count is never admitted). A ``deferred`` scope is checked with the others but not
     recorded: the storage's ``record`` counts it once the response is known.
+
+    ``concurrency`` (0: no limit) is how many requests of a client may be in flight in
+    the scope at once; each holds a slot, a lease that ends ``lease_us`` microseconds
+    after it was taken unless released before (a worker that died never releases).
     """
 
     name: str
@@ -145,43 +152,81 @@ class Scope:
     stateful: tuple[Rule, ...]
     cost: int = 1
     deferred: bool = False
+    concurrency: int = 0
+    lease_us: int = 0
 
     @classmethod
     def of(
-        cls, name: str, rules: tuple[Rule, ...], *, cost: int = 1, deferred: bool = False
+        cls,
+        name: str,
+        rules: tuple[Rule, ...],
+        *,
+        cost: int = 1,
+        deferred: bool = False,
+        concurrency: int = 0,
+        lease: float = 0.0,
     ) -> Scope:
         logged = tuple(rule for rule in rules if rule.logged)
         stateful = tuple(rule for rule in rules if not rule.logged)
         depth = max((rule.count for rule in logged), default=0)
-        return cls(name, rules, depth, logged, stateful, cost, deferred)
+        lease_us = microseconds(lease) if concurrency else 0
+        return cls(name, rules, depth, logged, stateful, cost, deferred, concurrency, lease_us)
 
 
 @dataclass(frozen=True)
 class Pending:
     """A scope whose rules are partly computed per request: ``rules`` and whatever each
-    of ``functions`` returns."""
+    of ``functions`` returns. Its ``concurrency`` and ``lease`` never are."""
 
     name: str
     rules: tuple[Rule, ...] = ()
     functions: tuple[RulesFunction, ...] = ()
     cost: Cost = 1
     deferred: bool = False
+    concurrency: int = 0
+    lease: float = 0.0
 
-    def add(self, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False) -> Pending:
+    def add(
+        self, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False, concurrency: int = 0
+    ) -> Pending:
         """With ``rules`` too; the first mark that names a cost (the view's, before its
-        blueprints') sets it, and any deferred mark defers the scope."""
+        blueprints') sets it, any deferred mark defers the scope, and the smallest
+        concurrency limit given applies (every limit given holds)."""
         cost = self.cost if self.cost != 1 else cost
         deferred = self.deferred or deferred
+        if concurrency and self.concurrency:
+            concurrency = min(concurrency, self.concurrency)
+        concurrency = concurrency or self.concurrency
+        functions, fixed = self.functions, self.rules
         if isinstance(rules, RulesFunction):
-            return Pending(self.name, self.rules, (*self.functions, rules), cost, deferred)
-        return Pending(self.name, self.rules + rules, self.functions, cost, deferred)
+            functions = (*functions, rules)
+        else:
+            fixed += rules
+        return replace(
+            self,
+            rules=fixed,
+            functions=functions,
+            cost=cost,
+            deferred=deferred,
+            concurrency=concurrency,
+        )
 
     def ready(self, strategy: str) -> Union[Scope, Pending]:
         """The scope itself when nothing in it is computed per request."""
         if self.functions or not isinstance(self.cost, int):
             return self
-        rules = with_strategy(self.rules, strategy)
-        return Scope.of(self.name, rules, cost=self.cost, deferred=self.deferred)
+        return self.scope(with_strategy(self.rules, strategy), self.cost)
+
+    def scope(self, rules: tuple[Rule, ...], cost: int) -> Scope:
+        """The scope with these rules (its own, or those computed for a request)."""
+        return Scope.of(
+            self.name,
+            rules,
+            cost=cost,
+            deferred=self.deferred,
+            concurrency=self.concurrency,
+            lease=self.lease,
+        )
 
 
 def _hashable(value: object) -> object:
@@ -195,11 +240,9 @@ def _scope_of(
     for function, value in zip(pending.functions, values):
         if value is not None:
             rules += parse_rules(value, f"{function.name} (a function's result)")
-    if not rules:
+    if not rules and not pending.concurrency:
         return None
-    return Scope.of(
-        pending.name, with_strategy(rules, strategy), cost=cost, deferred=pending.deferred
-    )
+    return pending.scope(with_strategy(rules, strategy), cost)
 
 
 _parsed_scope = functools.lru_cache(maxsize=_PARSED_SCOPES)(_scope_of)
@@ -263,6 +306,9 @@ class RoutePolicy:
     its predicate says so."""
     report_when: tuple[ResponsePredicate, ...] = ()
     """A response any of these accept is one report of the client."""
+    concurrency: bool = False
+    """A scope limits the requests in flight: an admitted request holds a slot there
+    until it ends."""
 
 
 BYPASS = RoutePolicy(bypass=True, scopes=())
@@ -303,11 +349,14 @@ def resolve(
     strategy: str = SLIDING_LOG,
     exempt_when: Optional[Predicate] = None,
     report_when: Optional[ResponsePredicate] = None,
+    concurrency: int = 0,
+    lease: float = 0.0,
 ) -> RoutePolicy:
     """Combine the marks of a view and its blueprints that apply to ``method`` with the
     global rules. ``exempt`` (an excluded method, a static file): count nothing. Rules
     without a strategy get ``strategy``, the extension's default; ``exempt_when`` is the
-    app's own."""
+    app's own; ``concurrency`` the app's limit of requests in flight, in the global
+    scope, and ``lease`` the longest any request holds a slot."""
     marks = [mark for mark in marks if mark.applies_to(method)]
     if any(mark.bypass for mark in marks):
         return BYPASS
@@ -317,26 +366,35 @@ def resolve(
         return RoutePolicy(bypass=False, scopes=(), key_func=key_func, report_when=reports)
     scopes: dict[str, Pending] = {}
 
-    def add(name: str, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False) -> None:
-        if rules:
-            scopes[name] = scopes.get(name, Pending(name)).add(rules, cost, deferred)
+    def add(
+        name: str,
+        rules: RulesOrFunction,
+        cost: Cost = 1,
+        deferred: bool = False,
+        concurrency: int = 0,
+    ) -> None:
+        if rules or concurrency:
+            pending = scopes.get(name, Pending(name, lease=lease))
+            scopes[name] = pending.add(rules, cost, deferred, concurrency)
 
     if not any(mark.standalone for mark in marks):
-        add(GLOBAL_SCOPE, global_rules)
+        add(GLOBAL_SCOPE, global_rules, concurrency=concurrency)
     count_when: dict[str, ResponsePredicate] = {}
     if endpoint is not None:
         for mark in marks:
             name = mark.scope_name(endpoint)
-            add(name, mark.rules, mark.cost, mark.count_when is not None)
+            add(name, mark.rules, mark.cost, mark.count_when is not None, mark.concurrency)
             if mark.count_when is not None:
                 count_when.setdefault(name, mark.count_when)
     ready = tuple(pending.ready(strategy) for pending in scopes.values())
     static = tuple(scope for scope in ready if isinstance(scope, Scope))
     exempts = tuple(f for f in (exempt_when, *(mark.exempt_when for mark in marks)) if f)
     deferred = tuple(count_when.items())
+    held = any(pending.concurrency for pending in scopes.values())
     if not exempts and len(static) == len(ready):
-        return RoutePolicy(False, static, key_func, None, deferred, reports)
-    return RoutePolicy(False, (), key_func, PerRequest(ready, exempts), deferred, reports)
+        return RoutePolicy(False, static, key_func, None, deferred, reports, held)
+    per_request = PerRequest(ready, exempts)
+    return RoutePolicy(False, (), key_func, per_request, deferred, reports, held)
 
 
 class Policies:
@@ -358,6 +416,8 @@ class Policies:
         exempt_static: bool = True,
         exempt_when: Optional[Predicate] = None,
         report_when: Optional[ResponsePredicate] = None,
+        concurrency: int = 0,
+        lease: float = 0.0,
     ) -> None:
         self.owner = owner
         self._view_functions = view_functions
@@ -368,6 +428,8 @@ class Policies:
         self._exempt_static = exempt_static
         self._exempt_when = exempt_when
         self._report_when = report_when
+        self._concurrency = concurrency
+        self._lease = lease
         self.cache: dict[tuple[Optional[str], str], RoutePolicy] = {}
         """(endpoint, method) -> policy; the request path reads it directly. A method
         outside ``HTTP_METHODS`` is cached as "", so clients cannot grow it."""
@@ -392,6 +454,8 @@ class Policies:
                 strategy=self._strategy,
                 exempt_when=self._exempt_when,
                 report_when=self._report_when,
+                concurrency=self._concurrency,
+                lease=self._lease,
             )
             scopes = policy.per_request.scopes if policy.per_request else policy.scopes
             for scope in scopes:

@@ -21,6 +21,7 @@ from .units import MAX_MICROSECONDS, MAX_SECONDS, RESOLUTION, microseconds
 __all__ = [
     "MAX_SECONDS",
     "BanRule",
+    "ConcurrencyLimit",
     "Rule",
     "RuleLike",
     "RulesFunction",
@@ -74,6 +75,26 @@ class Rule:
         noun = "request" if self.count == 1 else "requests"
         text = f"{self.count} {noun} in a {_seconds_text(self.window)} window"
         return text if self.logged else f"{text}, {self.strategy}"
+
+
+@dataclass(frozen=True)
+class ConcurrencyLimit:
+    """At most ``count`` requests of a client in flight at once: what a ``TooManyInFlight``
+    refusal names as its ``rule``, read like a ``Rule`` (``count``, ``name``, ``str``)."""
+
+    count: int
+
+    def __post_init__(self) -> None:
+        _check_count("count", self.count)
+
+    @property
+    def name(self) -> str:
+        """A stable policy name for problem details: ``"3-in-flight"``."""
+        return f"{self.count}-in-flight"
+
+    def __str__(self) -> str:
+        noun = "request" if self.count == 1 else "requests"
+        return f"{self.count} {noun} in flight"
 
 
 @dataclass(frozen=True)

@@ -85,10 +85,15 @@ class FlakyStorage:
         usage: bool = False,
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
+        token: Optional[str] = None,
     ) -> Decision:
         self.calls += 1
         self._maybe_fail()
-        return self.inner.hit(client, scopes, usage=usage, strike=strike, also=also)
+        return self.inner.hit(client, scopes, usage=usage, strike=strike, also=also, token=token)
+
+    def release(self, client: str, scope_names: Sequence[str], token: str) -> None:
+        self._maybe_fail()
+        self.inner.release(client, scope_names, token)
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
         self._maybe_fail()

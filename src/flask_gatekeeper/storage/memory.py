@@ -6,6 +6,8 @@ newest timestamp is younger than ``window``: one index, whatever the count. A ru
 another strategy keeps its few numbers (``strategies``) beside the logs. Logs and states
 sit in one least-recently-used table capped at ``max_clients``; bans live in their own
 table and are dropped only when they end (or, beyond the cap, soonest-ending first).
+The slots of concurrency limits are leases (token -> deadline) per client and scope, in
+a third table, capped the same way, that holds only clients with requests in flight.
 
 Times are whole microseconds (``units``), computed with the same expressions as the Redis
 scripts, so both storages decide alike. A table key is the client's key itself (its
@@ -22,7 +24,16 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Optional
 
 from .. import strategies
-from ..decision import ADMITTED, MANUAL, RATE_LIMIT, REPORTS, BanDetail, Decision, Usage
+from ..decision import (
+    ADMITTED,
+    IN_FLIGHT_WAIT,
+    MANUAL,
+    RATE_LIMIT,
+    REPORTS,
+    BanDetail,
+    Decision,
+    Usage,
+)
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import GLOBAL_SCOPE, Scope
 from ..rules import BanRule, Rule
@@ -195,6 +206,8 @@ class MemoryStorage:
         self._lock = threading.Lock()
         self._logs: OrderedDict[Hashable, _Log] = OrderedDict()
         self._bans: dict[str, _Ban] = {}
+        self._flights: OrderedDict[tuple[str, str], dict[str, int]] = OrderedDict()
+        """(client, scope name) -> the slots held there: token -> lease deadline."""
 
     def __repr__(self) -> str:
         return f"MemoryStorage(max_clients={self.max_clients})"
@@ -215,6 +228,7 @@ class MemoryStorage:
         usage: bool = False,
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
+        token: Optional[str] = None,
     ) -> Decision:
         with self._lock:
             now = self._now()
@@ -274,10 +288,66 @@ class MemoryStorage:
                     usage=Usage(worst, 0, wait_seconds, worst_scope) if usage else None,
                     new_ban=self._report(client, strike, now, RATE_LIMIT) if strike else None,
                 )
+            full = None if token is None else self._full(client, scopes, now)
+            if full is not None:
+                return Decision(
+                    admitted=False,
+                    retry_after=IN_FLIGHT_WAIT,
+                    scope=full.name,
+                    usage=self._closest(client, scopes, now) if usage else None,
+                    new_ban=self._report(client, strike, now, RATE_LIMIT) if strike else None,
+                    concurrency=full.concurrency,
+                )
             self._write(found, states, now)
+            if token is not None:
+                for scope in scopes:
+                    if scope.concurrency:
+                        self._take((client, scope.name), token, now + scope.lease_us)
             if not usage:
                 return ADMITTED
             return Decision(admitted=True, usage=self._closest(client, scopes, now))
+
+    def _full(self, client: str, scopes: Sequence[Scope], now: int) -> Optional[Scope]:
+        """The first scope whose concurrency limit the client's unexpired slots fill
+        (expired ones go as they are met, as in Redis)."""
+        for scope in scopes:
+            if (
+                scope.concurrency
+                and self._in_flight((client, scope.name), now) >= scope.concurrency
+            ):
+                return scope
+        return None
+
+    def _in_flight(self, key: tuple[str, str], now: int) -> int:
+        """How many unexpired slots the client holds in the scope (expired ones go)."""
+        leases = self._flights.get(key)
+        if leases is None:
+            return 0
+        for token in [token for token, deadline in leases.items() if deadline <= now]:
+            del leases[token]
+        if not leases:
+            del self._flights[key]
+        return len(leases)
+
+    def _take(self, key: tuple[str, str], token: str, deadline: int) -> None:
+        """Hold a slot until ``deadline``, evicting the least recent client's slots past
+        ``max_clients``."""
+        flights = self._flights
+        leases = flights.get(key)
+        if leases is None:
+            leases = flights[key] = {}
+            if len(flights) > self.max_clients:
+                flights.popitem(last=False)
+        else:
+            flights.move_to_end(key)
+        leases[token] = deadline
+
+    def release(self, client: str, scope_names: Sequence[str], token: str) -> None:
+        with self._lock:
+            for name in scope_names:
+                leases = self._flights.get((client, name))
+                if leases is not None and leases.pop(token, None) is not None and not leases:
+                    del self._flights[(client, name)]
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
         with self._lock:
@@ -341,9 +411,11 @@ class MemoryStorage:
         if len(logs) > self.max_clients:
             logs.popitem(last=False)
 
-    def _closest(self, client: str, scopes: Sequence[Scope], now: int) -> Usage:
-        """The rule with the fewest requests left (then the longest reset)."""
-        return min(self._usages(client, scopes, now), key=lambda use: (use.remaining, -use.reset))
+    def _closest(self, client: str, scopes: Sequence[Scope], now: int) -> Optional[Usage]:
+        """The rule with the fewest requests left (then the longest reset); None when the
+        scopes have no rules (only concurrency limits)."""
+        usages = self._usages(client, scopes, now)
+        return min(usages, key=lambda use: (use.remaining, -use.reset)) if usages else None
 
     def _usages(self, client: str, scopes: Sequence[Scope], now: int) -> list[Usage]:
         """Every rule's usage, in the order of the scopes and their rules (logged first)."""
@@ -454,7 +526,11 @@ class MemoryStorage:
             if scope is None:
                 self._bans.pop(client, None)
                 doomed = [key for key in self._logs if _belongs_to(key, client)]
+                flights = [key for key in self._flights if key[0] == client]
             else:
                 doomed = [key for key in self._logs if _in_scope(key, client, scope)]
+                flights = [(client, scope)] if (client, scope) in self._flights else []
             for key in doomed:
                 del self._logs[key]
+            for flight in flights:
+                del self._flights[flight]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import quote, unquote
 
 from .. import strategies
-from ..decision import ADMITTED, GLOBAL_SCOPE, REPORTS, BanDetail, Decision, Usage
+from ..decision import ADMITTED, GLOBAL_SCOPE, IN_FLIGHT_WAIT, REPORTS, BanDetail, Decision, Usage
 from ..errors import ConfigError, StorageError
 from ..policy import Scope
 from ..rules import BanRule, Rule
@@ -66,7 +66,7 @@ def _storage_errors() -> Iterator[None]:
         raise StorageError(f"Redis failed: {exc}") from exc
 
 
-_ADMITTED, _BANNED = 0, 1
+_ADMITTED, _BANNED, _IN_FLIGHT = 0, 1, 3
 _HIT_MODE, _RECORD_MODE = 1, 2
 """``hit.lua``'s modes: a request, or the deferred recording of one."""
 _GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
@@ -147,11 +147,17 @@ _STATE_KEY = re.compile(
 )
 
 
+def _where(scope_name: str) -> str:
+    """The end of a scope's key suffixes: nothing for the global scope, else ``:<name>``."""
+    return "" if scope_name == GLOBAL_SCOPE else f":{scope_name}"
+
+
 def _scope_of_key(suffix: str) -> Optional[str]:
-    """The scope a client key's suffix (``log:<scope>``, ``gcra:<scope>:5/100``...)
-    belongs to; None for its ban and reports."""
-    if suffix == "log" or suffix.startswith("log:"):
-        return suffix[len("log:") :]
+    """The scope a client key's suffix (``log:<scope>``, ``slots:<scope>``,
+    ``gcra:<scope>:5/100``...) belongs to; None for its ban and reports."""
+    for kind in ("log", "slots"):
+        if suffix == kind or suffix.startswith(f"{kind}:"):
+            return suffix[len(kind) + 1 :]
     state = _STATE_KEY.fullmatch(suffix)
     return None if state is None else (state[1] or GLOBAL_SCOPE)
 
@@ -222,11 +228,11 @@ class RedisStorage:
         args: list[Union[int, str]] = []
         rules: list[tuple[Rule, str]] = []
         for scope in scopes:
-            where = "" if scope.name == GLOBAL_SCOPE else f":{scope.name}"
+            where = _where(scope.name)
             keys.append(self._key(client, f"log{where}"))
             longest = max((rule.window for rule in scope.logged), default=0)
             args += [scope.depth, microseconds(longest), scope.cost, int(scope.deferred)]
-            args.append(len(scope.logged))
+            args += [scope.concurrency, scope.lease_us, len(scope.logged)]
             for rule in scope.logged:
                 args += [rule.count, rule.window_us]
             args.append(len(scope.stateful))
@@ -236,6 +242,8 @@ class RedisStorage:
                 keys.append(self._key(client, f"{strategy}{where}:{rule.count}/{window}"))
                 code = STRATEGY_CODES[strategy]
                 args += [rule.count, window, code, strategies.offset(client, window)]
+            if scope.concurrency:
+                keys.append(self._key(client, f"slots{where}"))
             rules += [(rule, scope.name) for rule in scope.logged + scope.stateful]
         return keys, args, rules
 
@@ -247,6 +255,7 @@ class RedisStorage:
         usage: bool = False,
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
+        token: Optional[str] = None,
     ) -> tuple[list[Any], list[tuple[Rule, str]]]:
         """Run ``hit.lua``: its answer, and the rules its indices point into."""
         scope_keys, scope_args, rules = self._scopes(client, scopes)
@@ -259,6 +268,7 @@ class RedisStorage:
             *(_ban_rule_arguments(strike) if strike is not None else _NO_STRIKE),
             mode,
             len(other_bans),
+            token or "",
             *scope_args,
         ]
         return self._run(_HIT, keys, args), rules
@@ -271,13 +281,14 @@ class RedisStorage:
         usage: bool = False,
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
+        token: Optional[str] = None,
     ) -> Decision:
         if also and self._clustered:  # other clients' keys sit on other slots: read apart
             refused = self._banned_as(also)
             if refused is not None and self.banned_for(client) == 0:
                 return refused
             also = ()
-        answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also)
+        answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also, token)
         status, wait, limiting, closest, remaining, reset, new_ban = answer
         if status == _BANNED:
             return Decision(
@@ -288,11 +299,21 @@ class RedisStorage:
                 banned_as=also[closest - 1] if closest > 0 else None,
             )
         seen = None
-        if usage and rules:
+        if usage and closest >= 0:
             usage_rule, usage_scope = rules[closest]
             seen = Usage(usage_rule, remaining, seconds(reset), usage_scope)
         if status == _ADMITTED:
             return Decision(admitted=True, usage=seen) if seen is not None else ADMITTED
+        if status == _IN_FLIGHT:
+            full = scopes[limiting]
+            return Decision(
+                admitted=False,
+                retry_after=IN_FLIGHT_WAIT,
+                scope=full.name,
+                usage=seen,
+                new_ban=seconds(new_ban) if new_ban >= 0 else None,
+                concurrency=full.concurrency,
+            )
         rule, scope_name = rules[limiting]
         return Decision(
             admitted=False,
@@ -325,6 +346,18 @@ class RedisStorage:
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
         self._hit(client, scopes, _RECORD_MODE)
+
+    def release(self, client: str, scope_names: Sequence[str], token: str) -> None:
+        """One ``ZREM`` per scope (in one round trip when there are several)."""
+        keys = [self._key(client, f"slots{_where(name)}") for name in scope_names]
+        with _storage_errors():
+            if len(keys) == 1:
+                self.client.zrem(keys[0], token)
+                return
+            pipeline = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipeline.zrem(key, token)
+            pipeline.execute()
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
         keys, args, rules = self._scopes(client, scopes)

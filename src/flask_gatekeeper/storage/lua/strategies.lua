@@ -102,16 +102,20 @@ local function strategy_usage(code, state, count, window, shift, now)
 end
 
 -- The scopes described from ARGV[first_arg] on, their keys from KEYS[first_key] on: per
--- scope, depth, ttl, cost, deferred (1: recorded only by the record mode), number of
--- sliding-log rules, (count, window) for each, number of stateful rules, (count, window,
--- strategy code, shift) for each. Reads each log's length and each stateful rule's state.
+-- scope, depth, ttl, cost, deferred (1: recorded only by the record mode), concurrency
+-- (0: no limit), lease (microseconds), number of sliding-log rules, (count, window) for
+-- each, number of stateful rules, (count, window, strategy code, shift) for each. Keys:
+-- its log, one state per stateful rule, then its slots (a sorted set: token -> lease
+-- deadline) when it has a concurrency limit. Reads each log's length and each stateful
+-- rule's state.
 local function read_scopes(first_arg, first_key)
   local scopes, arg, key = {}, first_arg, first_key
   while arg <= #ARGV do
     local scope = {log = KEYS[key], depth = tonumber(ARGV[arg]), ttl = tonumber(ARGV[arg + 1]),
-      cost = tonumber(ARGV[arg + 2]), deferred = ARGV[arg + 3] == '1'}
-    scope.logged = numbers(arg + 5, arg + 4 + 2 * tonumber(ARGV[arg + 4]))
-    arg = arg + 5 + #scope.logged
+      cost = tonumber(ARGV[arg + 2]), deferred = ARGV[arg + 3] == '1',
+      concurrency = tonumber(ARGV[arg + 4]), lease = tonumber(ARGV[arg + 5])}
+    scope.logged = numbers(arg + 7, arg + 6 + 2 * tonumber(ARGV[arg + 6]))
+    arg = arg + 7 + #scope.logged
     local stateful = numbers(arg + 1, arg + 4 * tonumber(ARGV[arg]))
     arg = arg + 1 + #stateful
     scope.stateful = {}
@@ -123,6 +127,10 @@ local function read_scopes(first_arg, first_key)
       scope.stateful[#scope.stateful + 1] = rule
     end
     key = key + 1
+    if scope.concurrency > 0 then
+      scope.slots = KEYS[key]
+      key = key + 1
+    end
     scope.size = redis.call('LLEN', scope.log)
     -- keep at least the newest `depth`, and never fewer than before (rules may have shrunk)
     scope.keep = math.max(scope.depth, scope.size)

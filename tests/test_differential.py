@@ -1,10 +1,11 @@
 """Differential test: ``MemoryStorage`` and ``RedisStorage`` on one clock must agree exactly.
 
 Hypothesis drives both storages through the same random sequence of calls (``hit`` on
-several scopes mixing the four strategies, with usage and strikes; ``report`` with
-escalating ban rules; ``ban``, ``unban``, ``banned_for``, ``bans``, ``reset``) while one
-``FakeClock`` moves in tiny steps, onto exact window and ban boundaries (and one
-microsecond either side of them), and in large jumps. Every result is compared with
+several scopes mixing the four strategies, with usage and strikes, some taking slots of
+concurrency limits; ``release`` of those slots; ``report`` with escalating ban rules;
+``ban``, ``unban``, ``banned_for``, ``bans``, ``reset``) while one ``FakeClock`` moves in
+tiny steps, onto exact window, lease and ban boundaries (and one microsecond either side
+of them), and in large jumps. Every result is compared with
 ``==``: every ``Decision`` field, every report's duration, ``banned_for``, ``bans()``.
 
 Clients come from a small pool that includes hostile key text (the memory storage's
@@ -212,6 +213,23 @@ class Hit:
     cost: int = 1  # every scope's cost
     deferred: bool = False  # the last scope is recorded only by Record
     also: Optional[str] = None  # another client whose ban refuses this request too
+    hold: bool = False  # with a token of its own: takes a slot of each concurrency limit
+
+
+@dataclass(frozen=True)
+class Release:
+    """``release()`` of the slots a hit took (``pick`` chooses which; released ones too)."""
+
+    pick: int
+
+
+@dataclass(frozen=True)
+class Slots:
+    """The slots one admitted hit took, as a ``Release`` gives them back."""
+
+    client: str
+    scopes: tuple[str, ...]
+    token: str
 
 
 @dataclass(frozen=True)
@@ -296,6 +314,8 @@ class Boundary:
 
 Op = Union[
     Hit,
+    Release,
+    Slots,
     Record,
     Peek,
     Report,
@@ -325,7 +345,11 @@ boundaries = st.builds(
     ),
     st.sampled_from([-1, 0, 0, 1]),
 )
+MAX_SLOTS = 16
+"""How many taken slots a run remembers, to release them (again)."""
+
 queries = st.one_of(
+    st.builds(Release, st.integers(min_value=0, max_value=MAX_SLOTS)),
     st.builds(Unban, clients),
     st.builds(BannedFor, clients),
     st.just(Bans()),
@@ -334,6 +358,13 @@ queries = st.one_of(
     st.builds(ResetScope, clients, st.sampled_from((GLOBAL_SCOPE, *ROUTES))),
 )
 costs = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
+
+LEASES = (0.5, 1, 2.5, 60, 300, 0.3, 1.1, 1e-6, 1.2345e-5, MAX_SECONDS)
+limits = st.tuples(
+    st.sampled_from([0, 1, 1, 2, 3]),
+    st.one_of(st.sampled_from(LEASES), windows),
+)
+"""A scope's concurrency limit (0: none) and its lease."""
 
 
 times = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
@@ -351,6 +382,7 @@ def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
         cost=costs,
         deferred=st.booleans(),
         also=st.one_of(st.none(), clients),
+        hold=st.booleans(),
     )
 
 
@@ -425,11 +457,22 @@ def _duration(op: Ban, ban_rule: Optional[BanRule]) -> float:
     return ban_rule.duration
 
 
-def _call(storage: Storage, op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> Result:
+def _call(
+    storage: Storage,
+    op: Op,
+    scopes: list[Scope],
+    ban_rule: Optional[BanRule],
+    token: Optional[str] = None,
+) -> Result:
     try:
         if isinstance(op, Hit):
             also = () if op.also is None else (op.also,)
-            return storage.hit(op.client, scopes, usage=op.usage, strike=ban_rule, also=also)
+            return storage.hit(
+                op.client, scopes, usage=op.usage, strike=ban_rule, also=also, token=token
+            )
+        if isinstance(op, Slots):
+            storage.release(op.client, op.scopes, op.token)
+            return None
         if isinstance(op, Record):
             storage.record(op.client, scopes)
             return None
@@ -475,6 +518,8 @@ def _outcome(op: Op, result: Result) -> str:
             return f"{kind}: limited, and banned by the strike"
         if result.banned:
             return f"{kind}: banned" + (" by hand" if result.manual else "")
+        if result.concurrency:
+            return f"{kind}: too many in flight"
         return f"{kind}: {'admitted' if result.admitted else 'limited'}"
     if isinstance(op, Report):
         return f"{kind}: {'no ban' if result is None else 'banned'}"
@@ -483,15 +528,24 @@ def _outcome(op: Op, result: Result) -> str:
     return kind
 
 
-def _describe(op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> str:
-    where = "; ".join(
-        f"{scope.name!r}{' (deferred)' if scope.deferred else ''}: {_rules_text(scope.rules)}"
-        for scope in scopes
-    )
+def _scope_text(scope: Scope) -> str:
+    deferred = " (deferred)" if scope.deferred else ""
+    slots = f", {scope.concurrency} in flight for {scope.lease_us} us" if scope.concurrency else ""
+    return f"{scope.name!r}{deferred}: {_rules_text(scope.rules)}{slots}"
+
+
+def _describe(
+    op: Op, scopes: list[Scope], ban_rule: Optional[BanRule], token: Optional[str] = None
+) -> str:
+    where = "; ".join(_scope_text(scope) for scope in scopes)
     if isinstance(op, Hit):
         strike = f", strike={ban_rule!r}" if ban_rule is not None else ""
         also = f", also=({op.also!r},)" if op.also is not None else ""
-        return f"hit({op.client!r}, [{where}] x cost {op.cost}, usage={op.usage}{strike}{also})"
+        held = f", token={token!r}" if token is not None else ""
+        rest = f"usage={op.usage}{strike}{also}{held}"
+        return f"hit({op.client!r}, [{where}] x cost {op.cost}, {rest})"
+    if isinstance(op, Slots):
+        return f"release({op.client!r}, {list(op.scopes)!r}, {op.token!r})"
     if isinstance(op, Record):
         return f"record({op.client!r}, [{where}] x cost {op.cost})"
     if isinstance(op, Peek):
@@ -521,6 +575,9 @@ class Pair:
     moments: list[int] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    slots: list[Slots] = field(default_factory=list)
+    """The slots admitted hits took, newest last, released ones too."""
+    tokens: int = 0
 
     @property
     def out_of_time(self) -> bool:
@@ -553,6 +610,14 @@ class Pair:
                     start = (self.now - shift) // window * window + shift
                     self.remember(start + window, start + 2 * window)
 
+    def hold(self, client: str, scopes: list[Scope], token: str, decision: Decision) -> None:
+        """Keep the slots an admitted hit took, to release them later, and their leases'
+        ends, to jump there."""
+        held = tuple(scope.name for scope in scopes if scope.concurrency)
+        if decision.admitted and held:
+            self.slots = [*self.slots, Slots(client, held, token)][-MAX_SLOTS:]
+            self.remember(*(self.now + scope.lease_us for scope in scopes if scope.concurrency))
+
     def remember_ban_rule(self, ban_rule: BanRule) -> None:
         self.remember(self.now + microseconds(ban_rule.window))
         for earlier in range(3):
@@ -569,14 +634,22 @@ class Pair:
             if ahead:
                 self.move_to(ahead[op.pick % len(ahead)] + op.delta)
             return
+        if isinstance(op, Release):
+            if self.slots:
+                self.call(self.slots[op.pick % len(self.slots)], [], None)
+            return
         for _ in range(op.times if isinstance(op, (Hit, Report)) else 1):
             self.call(op, scopes, ban_rule)
 
     def call(self, op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> None:
         """One call on both storages; raise when their results differ."""
-        memory = _call(self.memory, op, scopes, ban_rule)
-        redis_result = _call(self.redis, op, scopes, ban_rule)
-        call = _describe(op, scopes, ban_rule)
+        token = None
+        if isinstance(op, Hit) and op.hold:
+            self.tokens += 1
+            token = f"t{self.tokens}"
+        memory = _call(self.memory, op, scopes, ban_rule, token)
+        redis_result = _call(self.redis, op, scopes, ban_rule, token)
+        call = _describe(op, scopes, ban_rule, token)
         self.transcript.append(f"{call} -> {memory!r}")
         if not _same(memory, redis_result):
             steps = "\n  ".join(self.transcript)
@@ -584,6 +657,8 @@ class Pair:
                 f"the storages disagree on {call}\n  memory: {memory!r}\n  redis:  "
                 f"{redis_result!r}\nafter:\n  {steps}"
             )
+        if isinstance(op, Hit) and token is not None and isinstance(memory, Decision):
+            self.hold(op.client, scopes, token, memory)
         if isinstance(op, SCOPED):
             self.remember_rules(op.client, scopes)
         if isinstance(op, (Hit, Report)) and ban_rule is not None:
@@ -613,13 +688,25 @@ def new_pair(redis_client: redis.Redis) -> Pair:
     return Pair(MemoryStorage(clock=clock), RedisStorage(redis_client, clock=clock), clock)
 
 
-def _scopes(op: Union[Hit, Record, Peek], rules: dict[str, tuple[Rule, ...]]) -> list[Scope]:
-    """The scopes an operation names, with its cost, the last one deferred if it says so."""
+def _scopes(
+    op: Union[Hit, Record, Peek],
+    rules: dict[str, tuple[Rule, ...]],
+    limits: dict[str, tuple[int, float]],
+) -> list[Scope]:
+    """The scopes an operation names, with its cost, the last one deferred if it says so,
+    and each its concurrency limit and lease."""
     cost = op.cost if isinstance(op, (Hit, Record)) else 1
     deferred = isinstance(op, Hit) and op.deferred
     names = list(rules)
     return [
-        Scope.of(name, rules[name], cost=cost, deferred=deferred and name == names[-1])
+        Scope.of(
+            name,
+            rules[name],
+            cost=cost,
+            deferred=deferred and name == names[-1],
+            concurrency=limits[name][0],
+            lease=limits[name][1],
+        )
         for name in names
     ]
 
@@ -635,12 +722,14 @@ SETTINGS = settings(
 @SETTINGS
 @given(
     scope_rules=st.fixed_dictionaries(dict.fromkeys((GLOBAL_SCOPE, *ROUTES), rule_sets)),
+    scope_limits=st.fixed_dictionaries(dict.fromkeys((GLOBAL_SCOPE, *ROUTES), limits)),
     ban_rule=ban_rules(),
     ops=sequences(fixed_ops()),
 )
 def test_storages_agree(
     redis_client: redis.Redis,
     scope_rules: dict[str, tuple[Rule, ...]],
+    scope_limits: dict[str, tuple[int, float]],
     ban_rule: BanRule,
     ops: list[Op],
 ) -> None:
@@ -649,7 +738,7 @@ def test_storages_agree(
         if pair.out_of_time:
             return
         if isinstance(op, SCOPED):
-            scopes = _scopes(op, {name: scope_rules[name] for name in op.scopes})
+            scopes = _scopes(op, {name: scope_rules[name] for name in op.scopes}, scope_limits)
             strike = isinstance(op, Hit) and op.strike
             pair.run(op, scopes, ban_rule if strike else None)
         else:
@@ -665,12 +754,19 @@ def test_storages_agree(
             for name in (GLOBAL_SCOPE, *ROUTES)
         }
     ),
+    limits_palette=st.fixed_dictionaries(
+        {
+            name: st.lists(limits, min_size=PALETTE_SIZE, max_size=PALETTE_SIZE)
+            for name in (GLOBAL_SCOPE, *ROUTES)
+        }
+    ),
     ban_palette=st.lists(ban_rules(), min_size=PALETTE_SIZE, max_size=PALETTE_SIZE),
     ops=sequences(changing_ops()),
 )
 def test_storages_agree_when_rules_change(
     redis_client: redis.Redis,
     palette: dict[str, list[tuple[Rule, ...]]],
+    limits_palette: dict[str, list[tuple[int, float]]],
     ban_palette: list[BanRule],
     ops: list[Op],
 ) -> None:
@@ -679,7 +775,9 @@ def test_storages_agree_when_rules_change(
         if pair.out_of_time:
             return
         if isinstance(op, SCOPED):
-            scopes = _scopes(op, {name: palette[name][op.pick] for name in op.scopes})
+            names = op.scopes
+            chosen = {name: limits_palette[name][op.pick] for name in names}
+            scopes = _scopes(op, {name: palette[name][op.pick] for name in names}, chosen)
             strike = isinstance(op, Hit) and op.strike
             pair.run(op, scopes, ban_palette[op.pick] if strike else None)
         else:

@@ -25,10 +25,10 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 import pytest
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -44,7 +44,7 @@ try:
     from redis.cluster import RedisCluster
     from redis.retry import Retry
 
-    from flask_gatekeeper.storage.redis import RedisStorage
+    from flask_gatekeeper.storage.redis import _RELEASE, RedisStorage
     from redis_server import HOST, RedisServer, free_port, redis_cluster, require, wait_until
 except ImportError:  # pragma: no cover - only without the redis extra
     if os.environ.get("CI"):
@@ -190,6 +190,40 @@ def test_one_round_trip_per_request_and_per_report(
         seen: list[object] = []
         commands = client_commands(redis_server, lambda: seen.append(action()))  # noqa: B023
         assert (seen, script_runs(commands)) == ([outcome], scripts), f"case {number}"
+
+
+def test_a_concurrency_limit_costs_one_zrem_after_the_response(
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
+) -> None:
+    """The slot is taken inside the request's one script; giving it back is one ZREM, when
+    the response is complete (a streamed one: when it is closed)."""
+    app, gk = redis_app(storage=redis_server.url, concurrency=5)  # the global scope too
+    app.add_url_rule("/held", "held", gk.specific(concurrency=2)(lambda: "held"))
+    alone = gk.specific(concurrency=2, standalone=True)  # only the route's own limit
+    streamed = alone(lambda: Response(iter(["a", "b"])))
+    app.add_url_rule("/stream", "stream", streamed)
+    client = app.test_client()
+    assert get(client, "/held").status_code == 200  # loads the script, opens a connection
+
+    slots = f"gatekeeper:{{{IP}}}:slots"
+    held = client_commands(redis_server, lambda: get(client, "/held"))
+    assert script_runs(held[:1]) == ["ban"]
+    assert held[1].startswith(f"EVALSHA {_RELEASE.sha} 2 {slots} {slots}:held ")  # both scopes
+    assert len(held) == 2
+    responses: list[TestResponse] = []
+    opened = client_commands(redis_server, lambda: responses.append(get(client, "/stream")))
+    assert script_runs(opened) == ["ban"]  # the body is still to be sent: the slot is held
+    leases = redis_db.zrange(f"{slots}:stream", 0, -1, withscores=True)
+    ((token, deadline),) = cast("list[tuple[str, float]]", leases)
+    seconds, microseconds = redis_db.time()
+    assert len(token) == 16  # the request's own, random
+    assert 0 < deadline - (seconds * 1_000_000 + microseconds) <= 300_000_000  # the lease
+    assert 300_000 < redis_db.pttl(f"{slots}:stream") <= 301_000  # expiry collects garbage
+    closed = client_commands(redis_server, responses[0].close)
+    assert len(closed) == 1
+    assert closed[0].startswith(f"ZREM {slots}:stream ")  # one scope: one ZREM
+    assert redis_db.keys(f"{slots}*") == []  # every slot given back
+    assert client_commands(redis_server, lambda: get(client, "/health")) == []
 
 
 def test_script_flush_costs_one_eval_never_an_outage(
@@ -593,7 +627,7 @@ APP_MODULE = textwrap.dedent(
     """
     import os
 
-    from flask import Flask, request
+    from flask import Flask, Response, request
 
     from flask_gatekeeper import GateKeeper
 

@@ -107,6 +107,7 @@ _HIT = _Script("common.lua", "strategies.lua", "hit.lua")
 _REPORT = _Script("common.lua", "report.lua")
 _BAN = _Script("common.lua", "ban.lua")
 _USAGE = _Script("common.lua", "strategies.lua", "usage.lua")
+_RELEASE = _Script("release.lua")
 
 
 _TAG_SAFE = "".join(chr(code) for code in range(33, 127) if chr(code) not in "%{}")
@@ -348,16 +349,13 @@ class RedisStorage:
         self._hit(client, scopes, _RECORD_MODE)
 
     def release(self, client: str, scope_names: Sequence[str], token: str) -> None:
-        """One ``ZREM`` per scope (in one round trip when there are several)."""
+        """One command: a ``ZREM``, or ``release.lua`` for slots in several scopes."""
         keys = [self._key(client, f"slots{_where(name)}") for name in scope_names]
+        if len(keys) > 1:
+            self._run(_RELEASE, keys, [token])
+            return
         with _storage_errors():
-            if len(keys) == 1:
-                self.client.zrem(keys[0], token)
-                return
-            pipeline = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipeline.zrem(key, token)
-            pipeline.execute()
+            self.client.zrem(keys[0], token)
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
         keys, args, rules = self._scopes(client, scopes)

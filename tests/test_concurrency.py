@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
-from flask import Blueprint, Flask, Response, abort, stream_with_context
+from flask import Blueprint, Flask, Response, abort, request, stream_with_context
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -349,6 +349,53 @@ def test_excluded_methods_and_exempt_requests_take_no_slot(make: AppFactory) -> 
     assert statuses(hold(client, "/", 2)) == [200, 429]
 
 
+def test_clients_nothing_counts_take_no_slot(make: AppFactory, tmp_path: Any) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    app, gk = make(concurrency=1, allowlist=[OTHER_IP])
+    app.static_folder = str(tmp_path)
+    app.add_url_rule("/", "index", view())
+    keyed = gk.specific(key_func=lambda: request.headers.get("X-Key"))
+    app.add_url_rule("/keyed", "keyed", keyed(view()))
+    client = app.test_client()
+    assert statuses(hold(client, "/", 2, OTHER_IP)) == [200, 200]  # allow-listed
+    files = hold(client, "/static/a.txt", 2)  # static files, held open
+    assert statuses(files) == [200, 200]
+    for response in files:
+        response.close()
+    assert statuses(hold(client, "/keyed", 2)) == [200, 200]  # key_func leaves it alone
+    assert statuses(hold(client, "/", 2)) == [200, 429]
+
+
+def test_a_request_takes_one_slot_whatever_its_cost(make: AppFactory) -> None:
+    app, gk = make()
+    app.add_url_rule("/", "index", gk.specific("100/minute", cost=5, concurrency=2)(view()))
+    assert statuses(hold(app.test_client(), "/", 3)) == [200, 200, 429]
+
+
+def test_reset_frees_the_slots_of_a_client(make: AppFactory) -> None:
+    app, gk = make(concurrency=5)
+    app.add_url_rule("/", "index", gk.specific(concurrency=1)(view()))
+    client = app.test_client()
+    assert statuses(hold(client, "/", 2)) == [200, 429]
+    with app.app_context():
+        gk.reset(IP, endpoint="index")
+    assert statuses(hold(client, "/", 2)) == [200, 429]
+    with app.app_context():
+        gk.reset(IP)
+    assert statuses(hold(client, "/", 2)) == [200, 429]
+
+
+def test_the_app_wide_limit_names_its_policy(make: AppFactory) -> None:
+    app, _ = make(concurrency=1)
+    app.add_url_rule("/", "index", view())
+    client = app.test_client()
+    held = get(client, "/")
+    problem = get(client, "/", accept="application/json").json
+    assert problem is not None
+    assert problem["violated-policies"] == ["1-in-flight"]
+    held.close()
+
+
 def test_methods_and_shared_scopes(make: AppFactory) -> None:
     app, gk = make()
 
@@ -493,6 +540,24 @@ def test_a_release_during_an_outage_is_logged_never_raised(
     assert get(client, "/").status_code == 429
     clock.advance(300)  # the default lease
     assert get(client, "/").status_code == 200
+
+
+def test_a_request_admitted_during_an_outage_takes_no_slot(
+    clock: FakeClock, make_app: AppFactory
+) -> None:
+    storage = FlakyStorage(MemoryStorage(clock=clock))
+    app, gk = make_app(storage=storage, base={}, routes=())
+    app.add_url_rule("/", "index", gk.specific(concurrency=1)(view()))
+    client = app.test_client()
+    storage.failing = True
+    down = hold(client, "/", 2)
+    assert statuses(down) == [200, 200]  # fail open
+    storage.failing = False
+    clock.advance(1)
+    for response in down:
+        response.close()  # nothing to give back: no storage call
+    assert len(storage.errors) == 1
+    assert statuses(hold(client, "/", 2)) == [200, 429]
 
 
 def test_the_lease_option(make: AppFactory, clock: FakeClock) -> None:

@@ -41,7 +41,7 @@ DEFAULT_IPV6_PREFIX = 64
 """An IPv6 client is its /64: the block one host or one subscriber usually gets."""
 DEFAULT_PROXY_HEADER = "X-Forwarded-For"
 """The header read when ``trusted_proxies`` is set without ``ip_header``."""
-DEFAULT_CONCURRENCY_LEASE = 300.0
+DEFAULT_CONCURRENCY_LEASE = 300
 """Seconds a request may hold a slot of a concurrency limit: far above any sane request
 timeout, so only a worker that died holding a slot ever meets it."""
 

@@ -20,6 +20,7 @@ from werkzeug.test import TestResponse
 
 from flask_gatekeeper import (
     BanRule,
+    ConcurrencyLimit,
     ConfigError,
     ConfigTypeError,
     Decision,
@@ -30,7 +31,6 @@ from flask_gatekeeper import (
 )
 from flask_gatekeeper.decision import Usage
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
-from flask_gatekeeper.rules import ConcurrencyLimit
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock, FlakyStorage, MemoryStorage
 from helpers import IP, OTHER_IP, AppFactory, get, recording

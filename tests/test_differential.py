@@ -1,7 +1,8 @@
 """Differential test: ``MemoryStorage`` and ``RedisStorage`` on one clock must agree exactly.
 
 Hypothesis drives both storages through the same random sequence of calls (``hit`` on
-several scopes mixing the four strategies, with usage and strikes; ``report`` with
+several scopes mixing the four strategies, with usage and strikes, a scope sometimes
+counted under another key as a rule with its own ``key`` is; ``report`` with
 escalating ban rules; ``ban``, ``unban``, ``banned_for``, ``bans``, ``reset``) while one
 ``FakeClock`` moves in tiny steps, onto exact window and ban boundaries (and one
 microsecond either side of them), and in large jumps. Every result is compared with
@@ -35,7 +36,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Union
 
 import pytest
@@ -118,8 +119,9 @@ OTHERS = (
 """Braces (the Redis hash tag), its escape character, glob patterns (``reset`` and ``bans``
 scan Redis by pattern), non-ASCII, IPs."""
 
-ROUTES = ("login", "api", "a:b")
-"""Route scopes (endpoint names) beside the global one."""
+ROUTES = ("login", "api", "a:b", "login per form[user]", "per form[user]")
+"""Route scopes (endpoint names) beside the global one, and the scopes of rules with
+their own key (which a reset of their route's or the global scope resets too)."""
 
 SCOPE_CHOICES: tuple[tuple[str, ...], ...] = (
     (GLOBAL_SCOPE,),
@@ -128,6 +130,8 @@ SCOPE_CHOICES: tuple[tuple[str, ...], ...] = (
     ("login",),
     ("a:b",),
     (GLOBAL_SCOPE, "login", "api"),
+    ("login", "login per form[user]"),
+    (GLOBAL_SCOPE, "per form[user]"),
 )
 """Which scopes a request meets: global only, global and its route, a standalone route."""
 
@@ -212,6 +216,7 @@ class Hit:
     cost: int = 1  # every scope's cost
     deferred: bool = False  # the last scope is recorded only by Record
     also: Optional[str] = None  # another client whose ban refuses this request too
+    owner: Optional[str] = None  # the last scope counts under this key (a keyed rule)
 
 
 @dataclass(frozen=True)
@@ -222,6 +227,7 @@ class Record:
     scopes: tuple[str, ...]
     cost: int = 1
     pick: int = 0
+    owner: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,7 @@ class Peek:
     client: str
     scopes: tuple[str, ...]
     pick: int = 0
+    owner: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -334,6 +341,8 @@ queries = st.one_of(
     st.builds(ResetScope, clients, st.sampled_from((GLOBAL_SCOPE, *ROUTES))),
 )
 costs = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
+owners = st.one_of(st.none(), st.none(), clients)
+"""Mostly none; else the key that a rule with its own ``key`` counts under."""
 
 
 times = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
@@ -351,6 +360,7 @@ def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
         cost=costs,
         deferred=st.booleans(),
         also=st.one_of(st.none(), clients),
+        owner=owners,
     )
 
 
@@ -358,8 +368,8 @@ def scoped(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Op]:
     """Records and reads on the same scopes as the hits."""
     names = st.sampled_from(SCOPE_CHOICES)
     return st.one_of(
-        st.builds(Record, clients, names, costs, picks),
-        st.builds(Peek, clients, names, picks),
+        st.builds(Record, clients, names, costs, picks, owners),
+        st.builds(Peek, clients, names, picks, owners),
     )
 
 
@@ -485,7 +495,8 @@ def _outcome(op: Op, result: Result) -> str:
 
 def _describe(op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> str:
     where = "; ".join(
-        f"{scope.name!r}{' (deferred)' if scope.deferred else ''}: {_rules_text(scope.rules)}"
+        f"{scope.name!r}{' (deferred)' if scope.deferred else ''}"
+        f"{f' of {scope.owner!r}' if scope.owner is not None else ''}: {_rules_text(scope.rules)}"
         for scope in scopes
     )
     if isinstance(op, Hit):
@@ -545,11 +556,12 @@ class Pair:
 
     def remember_rules(self, client: str, scopes: list[Scope]) -> None:
         for scope in scopes:
+            who = scope.owner or client
             for rule in scope.rules:
                 window = microseconds(rule.window)
                 self.remember(self.now + window, self.now + math.ceil(window / rule.count))
                 if rule.strategy in (FIXED_WINDOW, SLIDING_WINDOW) and window > 0:
-                    shift = offset(client, window)
+                    shift = offset(who, window)
                     start = (self.now - shift) // window * window + shift
                     self.remember(start + window, start + 2 * window)
 
@@ -618,10 +630,13 @@ def _scopes(op: Union[Hit, Record, Peek], rules: dict[str, tuple[Rule, ...]]) ->
     cost = op.cost if isinstance(op, (Hit, Record)) else 1
     deferred = isinstance(op, Hit) and op.deferred
     names = list(rules)
-    return [
+    scopes = [
         Scope.of(name, rules[name], cost=cost, deferred=deferred and name == names[-1])
         for name in names
     ]
+    if op.owner is not None:  # a keyed rule's scope: counted under another key
+        scopes[-1] = replace(scopes[-1], owner=op.owner)
+    return scopes
 
 
 SETTINGS = settings(

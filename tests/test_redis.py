@@ -838,6 +838,66 @@ def test_a_cluster_client_keeps_exact_limits_for_clients_on_every_node(
         assert all(key in holders[0] for key in set().union(*per_node) if f"{{{ip}}}" in key)
 
 
+def account_app(redis_app: AppFactory, storage: object) -> tuple[Flask, GateKeeper]:
+    """A login route limited per IP (2 per hour) and per account (3 per hour)."""
+    app, gk = redis_app(storage=storage, rate_limit_rules=None, ban_rule=None)
+
+    @app.post("/account")
+    @gk.specific([Rule(2, 3600), Rule(3, 3600, key="form[user]")])
+    def account() -> str:
+        return "tried"
+
+    return app, gk
+
+
+def try_account(client: FlaskClient, ip: str, user: str = "alice") -> int:
+    data = {"user": user}
+    return client.post("/account", data=data, environ_base={"REMOTE_ADDR": ip}).status_code
+
+
+def test_a_route_with_two_keys_is_one_round_trip_on_one_server(
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
+) -> None:
+    app, _ = account_app(redis_app, redis_server.url)
+    client = app.test_client()
+    assert try_account(client, OTHER_IP, "bob") == 200  # loads the script
+    for ip, expected in ((IP, 200), (IP, 200), (IP, 429), ("10.0.0.1", 200), ("10.0.0.2", 429)):
+        seen: list[int] = []
+        commands = client_commands(redis_server, lambda: seen.append(try_account(client, ip)))  # noqa: B023
+        assert (seen, script_runs(commands)) == ([expected], ["ban"])
+
+
+def test_a_route_with_two_keys_on_a_cluster(
+    cluster_client: RedisCluster, redis_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = RedisStorage(cluster_client)
+    app, gk = account_app(redis_app, storage)
+    client = app.test_client()
+    scripts: list[str] = []
+    run = storage._run
+
+    def counted(*arguments: Any) -> Any:
+        scripts.append(arguments[1][0])  # the script's first key
+        return run(*arguments)
+
+    monkeypatch.setattr(storage, "_run", counted)
+    ips = [f"10.1.0.{n}" for n in range(1, 6)]
+    assert try_account(client, ips[0]) == 200
+    # alice's check, the client's own script, alice's record: three round trips
+    assert [key.rpartition("{")[2] for key in scripts] == [
+        "alice}:ban",
+        "10.1.0.1}:ban",
+        "alice}:ban",
+    ]
+    assert [try_account(client, ip) for ip in ips[1:4]] == [200, 200, 429]  # alice's 3
+    assert [try_account(client, ips[0], "bob") for _ in range(2)] == [200, 429]  # the IP's 2
+    assert try_account(client, ips[4], "bob") == 200  # the refused attempts recorded nothing
+    with app.app_context():
+        gk.ban("carol", 60)
+    assert try_account(client, ips[4], "carol") == 403
+    assert storage_errors(app) == 0
+
+
 @pytest.mark.parametrize("anonymous", ["", "}guest"])
 def test_any_client_key_works_in_a_cluster(
     cluster_client: RedisCluster, redis_app: AppFactory, anonymous: str

@@ -30,7 +30,7 @@ from .events import Events
 from .headers import policy_name, rate_limit_headers
 from .identify import Client
 from .outage import RETRY_INTERVAL, OutageGuard
-from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope
+from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope, owners, within
 from .refusals import Banned, Denied, RateLimited, StorageUnavailable
 from .storage import MemoryStorage
 
@@ -123,12 +123,14 @@ class Gate:
         if denied:
             return self._refuse(Denied(key), respond=True)
         scopes = policy.scopes
+        also: tuple[str, ...] = (behind,) if behind else ()
         if policy.per_request is not None:
             computed = self.scopes_for(policy.per_request, key)
             if computed is None:
                 return None
             scopes = computed
-        decision = self.hit(key, scopes, usage=self._usage, also=(behind,) if behind else ())
+            also += owners(scopes)
+        decision = self.hit(key, scopes, usage=self._usage, also=also)
         if decision is not None:
             if decision.usage is not None:
                 fields = rate_limit_headers(scopes, decision.usage, settings.headers)
@@ -184,6 +186,11 @@ class Gate:
         is known (``after_this_request``: only requests that need it pay for it). Neither
         a failing predicate nor a storage outage changes the response: both are logged."""
         predicates = dict(count_when)
+        for scope in scopes:  # a key's rules are counted when their route's are
+            if scope.deferred and scope.name not in predicates:
+                predicates[scope.name] = next(
+                    f for name, f in count_when if within(scope.name, name)
+                )
         deferred = [scope for scope in scopes if scope.deferred]
 
         def count(response: Response) -> Response:
@@ -251,7 +258,7 @@ class Gate:
     ) -> Optional[Decision]:
         """The storage's decision, or None when the storage is down (and fail-open).
         ``also``: other clients whose bans refuse the request (the address behind a
-        ``key_func`` key)."""
+        ``key_func`` key, the keys of rules with their own)."""
         decision = self.ask_storage(self._storage_hit, client, scopes, usage, also)
         if not isinstance(decision, Down):
             return decision

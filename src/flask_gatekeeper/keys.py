@@ -25,10 +25,23 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+from typing import Callable, Optional
+
+from flask import has_request_context, request
 
 from .addresses import parse_address
+from .rules import KeySource, request_field
 
-__all__ = ["HASH_MARK", "KEY_MARK", "MAX_KEY_LENGTH", "client_key", "key_of", "shown", "unshown"]
+__all__ = [
+    "HASH_MARK",
+    "KEY_MARK",
+    "MAX_KEY_LENGTH",
+    "client_key",
+    "key_of",
+    "key_reader",
+    "shown",
+    "unshown",
+]
 
 MAX_KEY_LENGTH = 128
 """A longer ``key_func`` key is stored as its SHA-256."""
@@ -95,3 +108,35 @@ def unshown(text: str) -> str:
     return _ESCAPED.sub(
         lambda match: codecs.decode(match[0], "unicode_escape", "surrogatepass"), text
     )
+
+
+def key_reader(source: KeySource) -> Callable[[], Optional[str]]:
+    """What reads the key of a rule with its own ``key`` from the current request: the
+    stored key of the function's result or of the request field (``"form[user]"``), or
+    None when there is none (no value, an empty one, a JSON body that is no object, or
+    no request at all)."""
+    field = request_field(source) if isinstance(source, str) else None
+    if field is not None:
+        where, name = field
+
+        def read_field() -> object:
+            if where == "json":
+                body = request.get_json(silent=True)
+                return body.get(name) if isinstance(body, dict) else None
+            values = getattr(request, where)
+            return None if values is None else values.get(name)
+
+        function: Callable[[], object] = read_field
+    else:
+        assert callable(source)  # rules.check_key_source accepted it
+        function = source
+
+    def read() -> Optional[str]:
+        if not has_request_context():  # gk.usage() outside a request: no key to read
+            return None
+        value = function()
+        if value is None or value == "":
+            return None
+        return key_of(value if isinstance(value, str) else str(value))
+
+    return read

@@ -19,7 +19,8 @@ from typing import Any, Callable, Optional, Union
 
 from .decision import GLOBAL_SCOPE
 from .errors import ConfigError
-from .rules import Rule, RulesFunction, parse_rules
+from .keys import key_reader
+from .rules import KeySource, Rule, RulesFunction, key_label, parse_rules
 from .strategies import SLIDING_LOG
 
 KeyFunc = Callable[[], Optional[str]]
@@ -52,6 +53,7 @@ __all__ = [
     "resolve",
     "shared_scope_name",
     "with_strategy",
+    "within",
 ]
 
 _MARKS_ATTRIBUTE = "_gatekeeper_marks"
@@ -136,6 +138,9 @@ class Scope:
     A request counts ``cost`` times in every rule of the scope (a cost above a rule's
     count is never admitted). A ``deferred`` scope is checked with the others but not
     recorded: the storage's ``record`` counts it once the response is known.
+
+    ``owner``: whose counters these are, when not the request's client: the key that
+    rules with their own ``key`` named for this request (see ``keyed_scopes``).
     """
 
     name: str
@@ -145,6 +150,9 @@ class Scope:
     stateful: tuple[Rule, ...]
     cost: int = 1
     deferred: bool = False
+    owner: Optional[str] = None
+    keyed: bool = False
+    """Some rules have their own ``key``: ``keyed_scopes`` splits them out per request."""
 
     @classmethod
     def of(
@@ -153,7 +161,57 @@ class Scope:
         logged = tuple(rule for rule in rules if rule.logged)
         stateful = tuple(rule for rule in rules if not rule.logged)
         depth = max((rule.count for rule in logged), default=0)
-        return cls(name, rules, depth, logged, stateful, cost, deferred)
+        keyed = any(rule.key is not None for rule in rules)
+        return cls(name, rules, depth, logged, stateful, cost, deferred, keyed=keyed)
+
+
+def _keyed_prefix(scope: str) -> str:
+    return f"{scope} per " if scope else "per "
+
+
+def keyed_scope_name(scope: str, key: KeySource) -> str:
+    """The scope that a rule with its own ``key`` counts in: its route's (or the global)
+    scope's name and the key's, e.g. ``"login per form[user]"``. Resetting a scope
+    resets these too (``within``)."""
+    return _keyed_prefix(scope) + key_label(key)
+
+
+def within(name: str, scope: str) -> bool:
+    """Whether counters of scope ``name`` belong to ``scope``: it, or one of its rules
+    with their own key. What ``Storage.reset(client, scope)`` forgets."""
+    return name == scope or name.startswith(_keyed_prefix(scope))
+
+
+KeyedScope = tuple[Callable[[], Optional[str]], Scope]
+"""A reader of the current request's key, and the scope its rules count in."""
+
+
+@functools.lru_cache(maxsize=_PARSED_SCOPES)
+def keyed_scopes(scope: Scope) -> tuple[Optional[Scope], tuple[KeyedScope, ...]]:
+    """``scope`` split into the rules counted under the client (None when it has none)
+    and, per key, those with their own ``key``."""
+    groups: dict[KeySource, list[Rule]] = {}
+    for rule in scope.rules:
+        if rule.key is not None:
+            groups.setdefault(rule.key, []).append(rule)
+    names: dict[str, int] = {}
+    keyed = []
+    for key, rules in groups.items():
+        name = keyed_scope_name(scope.name, key)
+        names[name] = names.get(name, 0) + 1
+        if names[name] > 1:  # two functions of one name (lambdas): told apart
+            name = f"{name} {names[name]}"
+        of = Scope.of(name, tuple(rules), cost=scope.cost, deferred=scope.deferred)
+        keyed.append((key_reader(key), of))
+    plain = tuple(rule for rule in scope.rules if rule.key is None)
+    own = Scope.of(scope.name, plain, cost=scope.cost, deferred=scope.deferred) if plain else None
+    return own, tuple(keyed)
+
+
+def owners(scopes: Iterable[Scope]) -> tuple[str, ...]:
+    """The keys that rules with their own ``key`` count under: a ban of any of them
+    refuses the request too."""
+    return tuple(dict.fromkeys(scope.owner for scope in scopes if scope.owner is not None))
 
 
 @dataclass(frozen=True)
@@ -167,6 +225,11 @@ class Pending:
     cost: Cost = 1
     deferred: bool = False
 
+    @property
+    def keyed(self) -> bool:
+        """Whether some of its rules have their own ``key``, read per request."""
+        return any(rule.key is not None for rule in self.rules)
+
     def add(self, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False) -> Pending:
         """With ``rules`` too; the first mark that names a cost (the view's, before its
         blueprints') sets it, and any deferred mark defers the scope."""
@@ -178,7 +241,7 @@ class Pending:
 
     def ready(self, strategy: str) -> Union[Scope, Pending]:
         """The scope itself when nothing in it is computed per request."""
-        if self.functions or not isinstance(self.cost, int):
+        if self.functions or not isinstance(self.cost, int) or self.keyed:
             return self
         rules = with_strategy(self.rules, strategy)
         return Scope.of(self.name, rules, cost=self.cost, deferred=self.deferred)
@@ -222,9 +285,36 @@ class PerRequest:
         scopes = []
         for item in self.scopes:
             scope = item if isinstance(item, Scope) else _computed(item, client, strategy)
-            if scope is not None:
+            if scope is None:
+                continue
+            if not scope.keyed:
                 scopes.append(scope)
+                continue
+            own, keyed = keyed_scopes(scope)
+            if own is not None:
+                scopes.append(own)
+            for read, template in keyed:
+                owner = _key_of_request(read, template)
+                if owner is not None:
+                    scopes.append(replace(template, owner=owner))
         return tuple(scopes)
+
+
+def _key_of_request(read: Callable[[], Optional[str]], scope: Scope) -> Optional[str]:
+    """The key ``scope``'s rules count under for this request; None, leaving them out
+    of this request, when there is none or reading it fails (logged: the client's own
+    rules still apply)."""
+    try:
+        return read()
+    except Exception as exc:
+        logger.warning(
+            "the key of the rules of scope %r could not be read (%s: %s); "
+            "they do not apply to this request",
+            scope.name,
+            type(exc).__name__,
+            exc,
+        )
+        return None
 
 
 def _computed(pending: Pending, client: str, strategy: str) -> Optional[Scope]:

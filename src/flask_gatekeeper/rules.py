@@ -20,15 +20,59 @@ from .units import MAX_MICROSECONDS, MAX_SECONDS, RESOLUTION, microseconds
 
 __all__ = [
     "MAX_SECONDS",
+    "REQUEST_FIELDS",
     "BanRule",
+    "KeySource",
     "Rule",
     "RuleLike",
     "RulesFunction",
+    "check_key_source",
     "check_seconds",
+    "key_label",
     "parse_ban_rule",
     "parse_rules",
     "parse_rules_or_function",
+    "request_field",
 ]
+
+
+KeySource = Union[str, Callable[[], object]]
+"""What names the key of a rule with its own key: a function, or a request field."""
+
+REQUEST_FIELDS = ("form", "args", "json", "headers", "cookies", "view_args")
+"""Where ``"<source>[<name>]"`` reads a key: ``request.<source>``'s value for ``name``."""
+
+_REQUEST_FIELD = re.compile(r"(?P<source>[a-z_]+)\[(?P<name>[^\[\]]+)\]")
+
+
+def request_field(text: str) -> Optional[tuple[str, str]]:
+    """``"form[user]"`` -> ``("form", "user")``; None for text that names no field."""
+    match = _REQUEST_FIELD.fullmatch(text)
+    if match is None or match["source"] not in REQUEST_FIELDS:
+        return None
+    return match["source"], match["name"]
+
+
+def check_key_source(value: object) -> None:
+    """A rule's ``key``: a function, or a request field such as ``"form[user]"``."""
+    if isinstance(value, str):
+        if request_field(value) is None:
+            fields = ", ".join(f"{source}[...]" for source in REQUEST_FIELDS)
+            raise ConfigError(
+                f"'key': expected a function or a request field ({fields}), got {value!r}"
+            )
+    elif not callable(value):
+        raise ConfigTypeError(
+            f"'key': expected a function or a request field like 'form[user]', got {value!r}"
+        )
+
+
+def key_label(key: KeySource) -> str:
+    """How a rule's key reads in its description and its scope's name."""
+    if isinstance(key, str):
+        return key
+    name = getattr(key, "__name__", "")
+    return name if name and name != "<lambda>" else "key"
 
 
 def _seconds_text(seconds: float) -> str:
@@ -42,11 +86,17 @@ class Rule:
 
     ``strategy`` picks the algorithm (see ``strategies``); None means the extension's
     default, itself ``"sliding-log"`` (exact) unless configured.
+
+    ``key`` counts the rule under another key than the client's: a function returning
+    it for each request (None: the rule does not apply), or a field of the request,
+    ``"form[user]"`` (see ``REQUEST_FIELDS``). "20 per hour per account" beside "5 per
+    minute per IP" is then one atomic check of both.
     """
 
     count: int
     window: float
     strategy: Optional[str] = None
+    key: Optional[KeySource] = None
     window_us: int = field(init=False, repr=False, compare=False)
     """``window`` in whole microseconds (rounded up): what the storages compute with."""
 
@@ -58,6 +108,8 @@ class Rule:
                 check_strategy(self.strategy)
             except ConfigError as exc:
                 raise ConfigError(f"'strategy': {exc}") from None
+        if self.key is not None:
+            check_key_source(self.key)
         object.__setattr__(self, "window_us", microseconds(self.window))
 
     @property
@@ -73,6 +125,8 @@ class Rule:
     def __str__(self) -> str:
         noun = "request" if self.count == 1 else "requests"
         text = f"{self.count} {noun} in a {_seconds_text(self.window)} window"
+        if self.key is not None:
+            text = f"{text} per {key_label(self.key)}"
         return text if self.logged else f"{text}, {self.strategy}"
 
 
@@ -209,7 +263,7 @@ def _parse_one(value: object) -> list[Rule]:
     if isinstance(value, str):
         return _parse_rule_string(value)
     if isinstance(value, Mapping):
-        fields = _fields(value, ("count", "window"), ("strategy",))
+        fields = _fields(value, ("count", "window"), ("strategy", "key"))
         return [Rule(**fields)]  # type: ignore[arg-type]  # Rule checks the types
     raise ConfigTypeError(
         f"a rule must be a dict, a Rule or a string like '20/second', got {value!r}"

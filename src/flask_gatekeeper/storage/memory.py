@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Optional
 from .. import strategies
 from ..decision import ADMITTED, MANUAL, RATE_LIMIT, REPORTS, BanDetail, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
-from ..policy import GLOBAL_SCOPE, Scope
+from ..policy import GLOBAL_SCOPE, Scope, within
 from ..rules import BanRule, Rule
 from ..units import instant, microseconds, seconds
 from .base import Clock
@@ -110,7 +110,9 @@ def _in_scope(key: Hashable, client: str, scope: str) -> bool:
     """Whether ``key`` holds ``client``'s log or a rule's state in ``scope``."""
     if key == client:
         return scope == GLOBAL_SCOPE
-    return type(key) is tuple and key[0] == client and key[1] == scope
+    if type(key) is not tuple or key[0] != client:
+        return False
+    return type(key[1]) is str and within(key[1], scope)  # not its reports (an int)
 
 
 class _Ban:
@@ -239,7 +241,8 @@ class MemoryStorage:
             worst: Optional[Rule] = None
             worst_scope = GLOBAL_SCOPE
             for scope in scopes:
-                key = _scope_key(client, scope)
+                who = scope.owner or client
+                key = _scope_key(who, scope)
                 cost = scope.cost
                 if scope.logged:
                     log = logs.get(key)
@@ -259,8 +262,8 @@ class MemoryStorage:
                         if wait > longest:
                             longest, worst, worst_scope = wait, rule, scope.name
                 for rule in scope.stateful:
-                    state_key = _state_key(client, scope, rule)
-                    state = _State(state_key, client, rule, logs.get(state_key), now, scope)
+                    state_key = _state_key(who, scope, rule)
+                    state = _State(state_key, who, rule, logs.get(state_key), now, scope)
                     states.append(state)
                     if state.wait > longest:
                         longest, worst, worst_scope = state.wait, rule, scope.name
@@ -285,12 +288,13 @@ class MemoryStorage:
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
             states: list[_State] = []
             for scope in scopes:
-                key = _scope_key(client, scope)
+                who = scope.owner or client
+                key = _scope_key(who, scope)
                 if scope.logged:
                     found.append((key, self._logs.get(key), scope))
                 for rule in scope.stateful:
-                    key = _state_key(client, scope, rule)
-                    states.append(_State(key, client, rule, self._logs.get(key), now, scope))
+                    key = _state_key(who, scope, rule)
+                    states.append(_State(key, who, rule, self._logs.get(key), now, scope))
             self._write(found, states, now, deferred_too=True)
 
     def _write(
@@ -349,13 +353,14 @@ class MemoryStorage:
         """Every rule's usage, in the order of the scopes and their rules (logged first)."""
         usages = []
         for scope in scopes:
-            log = self._logs.get(_scope_key(client, scope))
+            who = scope.owner or client
+            log = self._logs.get(_scope_key(who, scope))
             for rule in scope.logged:
                 used, reset = _used(log, rule, now)
                 usages.append(Usage(rule, rule.count - used, seconds(reset), scope.name))
             for rule in scope.stateful:
-                key = _state_key(client, scope, rule)
-                state = _State(key, client, rule, self._logs.get(key), now, scope)
+                key = _state_key(who, scope, rule)
+                state = _State(key, who, rule, self._logs.get(key), now, scope)
                 usages.append(state.usage(scope, now))
         return usages
 

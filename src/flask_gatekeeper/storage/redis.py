@@ -16,14 +16,15 @@ import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import quote, unquote
 
 from .. import strategies
-from ..decision import ADMITTED, GLOBAL_SCOPE, REPORTS, BanDetail, Decision, Usage
+from ..decision import ADMITTED, GLOBAL_SCOPE, RATE_LIMIT, REPORTS, BanDetail, Decision, Usage
 from ..errors import ConfigError, StorageError
-from ..policy import Scope
+from ..policy import Scope, within
 from ..rules import BanRule, Rule
 from ..strategies import STRATEGY_CODES
 from ..units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds
@@ -67,8 +68,9 @@ def _storage_errors() -> Iterator[None]:
 
 
 _ADMITTED, _BANNED = 0, 1
-_HIT_MODE, _RECORD_MODE = 1, 2
-"""``hit.lua``'s modes: a request, or the deferred recording of one."""
+_HIT_MODE, _RECORD_MODE, _CHECK_MODE = 1, 2, 3
+"""``hit.lua``'s modes: a request, the deferred recording of one, or a request's checks
+without recording it (Redis Cluster: rules counted under another key's slot)."""
 _GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
 
@@ -222,8 +224,9 @@ class RedisStorage:
         args: list[Union[int, str]] = []
         rules: list[tuple[Rule, str]] = []
         for scope in scopes:
+            who = scope.owner or client
             where = "" if scope.name == GLOBAL_SCOPE else f":{scope.name}"
-            keys.append(self._key(client, f"log{where}"))
+            keys.append(self._key(who, f"log{where}"))
             longest = max((rule.window for rule in scope.logged), default=0)
             args += [scope.depth, microseconds(longest), scope.cost, int(scope.deferred)]
             args.append(len(scope.logged))
@@ -233,9 +236,9 @@ class RedisStorage:
             for rule in scope.stateful:
                 window = rule.window_us
                 strategy = rule.strategy or ""
-                keys.append(self._key(client, f"{strategy}{where}:{rule.count}/{window}"))
+                keys.append(self._key(who, f"{strategy}{where}:{rule.count}/{window}"))
                 code = STRATEGY_CODES[strategy]
-                args += [rule.count, window, code, strategies.offset(client, window)]
+                args += [rule.count, window, code, strategies.offset(who, window)]
             rules += [(rule, scope.name) for rule in scope.logged + scope.stateful]
         return keys, args, rules
 
@@ -272,12 +275,66 @@ class RedisStorage:
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
     ) -> Decision:
-        if also and self._clustered:  # other clients' keys sit on other slots: read apart
-            refused = self._banned_as(also)
-            if refused is not None and self.banned_for(client) == 0:
-                return refused
-            also = ()
+        if self._clustered:  # other clients' keys sit on other slots: read apart
+            keys = {scope.owner for scope in scopes if scope.owner is not None}
+            also = [other for other in also if other not in keys]  # read with their rules
+            if also:
+                refused = self._banned_as(also)
+                if refused is not None and self.banned_for(client) == 0:
+                    return refused
+                also = ()
+            if keys:
+                return self._hit_on_slots(client, scopes, usage, strike)
         answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also)
+        return self._decision(answer, rules, also, usage)
+
+    def _hit_on_slots(
+        self, client: str, scopes: Sequence[Scope], usage: bool, strike: Optional[BanRule]
+    ) -> Decision:
+        """Redis Cluster, for rules with their own key (on that key's slot): check each
+        key's ban and rules (one round trip per key, recording nothing), then run the
+        client's own script, and only when everything admits record each key's rules
+        (one more round trip per key). Each key's rules stay exact on their own; between
+        the check and the record, concurrent requests of the same key may be admitted
+        too. Usage covers the client's own rules."""
+        own = [scope for scope in scopes if scope.owner is None]
+        keyed: dict[str, list[Scope]] = {}
+        for scope in scopes:
+            if scope.owner is not None:
+                keyed.setdefault(scope.owner, []).append(scope)
+        refusal: Optional[Decision] = None
+        for owner, group in keyed.items():
+            decision = self._decision(*self._hit(owner, group, _CHECK_MODE))
+            if decision.banned and self.banned_for(client) == 0:  # the client's own first
+                return replace(decision, banned_as=owner)
+            if decision.admitted:
+                continue
+            if refusal is None or decision.retry_after > refusal.retry_after:
+                refusal = decision
+        if refusal is None:
+            answer, rules = self._hit(client, own, _HIT_MODE, usage, strike)
+            decision = self._decision(answer, rules, usage=usage)
+            if decision.admitted:
+                for owner, group in keyed.items():
+                    self._hit(owner, group, _RECORD_MODE)
+            return decision
+        decision = self._decision(*self._hit(client, own, _CHECK_MODE, False, strike))
+        longer = not decision.admitted and decision.retry_after >= refusal.retry_after
+        if decision.banned or longer:
+            return decision
+        if not decision.admitted:  # the client's own refusal was reported by its script
+            return replace(refusal, new_ban=decision.new_ban)
+        new_ban = self.report(client, strike, RATE_LIMIT) if strike is not None else None
+        return replace(refusal, new_ban=new_ban)
+
+    def _decision(
+        self,
+        answer: list[Any],
+        rules: list[tuple[Rule, str]],
+        also: Sequence[str] = (),
+        usage: bool = False,
+    ) -> Decision:
+        """``hit.lua``'s answer as a decision."""
         status, wait, limiting, closest, remaining, reset, new_ban = answer
         if status == _BANNED:
             return Decision(
@@ -382,7 +439,8 @@ class RedisStorage:
         head = self._key(client, "")
         keys = self._scan(f"{head.translate(_GLOB_SPECIAL)}*")
         if scope is not None:
-            keys = [key for key in keys if _scope_of_key(key[len(head) :]) == scope]
+            names = [(key, _scope_of_key(key[len(head) :])) for key in keys]
+            keys = [key for key, name in names if name is not None and within(name, scope)]
         if keys:
             with _storage_errors():
                 self.client.delete(*keys)

@@ -5,7 +5,8 @@
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
 -- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: 1 for a request
--- (ban, check, record the scopes not deferred), 2 to record every scope (nothing else);
+-- (ban, check, record the scopes not deferred), 2 to record every scope (nothing else),
+-- 3 to check as for a request without recording;
 -- ARGV[11]: how many other clients' bans follow the reports key; from ARGV[12], the
 -- scopes as read_scopes reads them (each with its cost).
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban}: status 0 admitted,
@@ -76,6 +77,9 @@ if mode ~= 2 then
   end
 end
 
+if mode == 3 then  -- checked only: recorded by another call (Redis Cluster)
+  return {0, 0, -1, -1, 0, 0, -1}
+end
 for _, scope in ipairs(scopes) do
   local cost = scope.cost
   if mode == 2 or not scope.deferred then

@@ -6,7 +6,8 @@ Flask-free: ``Policies`` reads the marks the decorators left on a view, its view
 its blueprints (from the app's own tables, handed in), and caches per endpoint and method
 the frozen ``RoutePolicy`` that ``resolve`` makes of them. A policy with nothing computed
 per request has its scopes ready; otherwise ``PerRequest.scopes_for`` finishes them for
-each request, from a cache of parsed rules.
+each request, from a cache of parsed rules; a scope with distinct rules gets this
+request's values too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 from .decision import GLOBAL_SCOPE
 from .errors import ConfigError
+from .keys import stored_value
 from .rules import Rule, RulesFunction, parse_rules
 from .strategies import SLIDING_LOG
 
@@ -136,6 +138,12 @@ class Scope:
     A request counts ``cost`` times in every rule of the scope (a cost above a rule's
     count is never admitted). A ``deferred`` scope is checked with the others but not
     recorded: the storage's ``record`` counts it once the response is known.
+
+    ``distinct`` rules count values, one per request whatever its cost: ``values`` holds
+    this request's value for each (None: the rule does not apply to it), and
+    ``distinct_ids`` names each rule's values within the scope (``"20/3600000000"``: its
+    count and window; a second rule of the same count and window in the scope gets
+    ``/1``), so that each keeps its own.
     """
 
     name: str
@@ -145,15 +153,41 @@ class Scope:
     stateful: tuple[Rule, ...]
     cost: int = 1
     deferred: bool = False
+    distinct: tuple[Rule, ...] = ()
+    distinct_ids: tuple[str, ...] = ()
+    values: tuple[Optional[str], ...] = ()
 
     @classmethod
     def of(
         cls, name: str, rules: tuple[Rule, ...], *, cost: int = 1, deferred: bool = False
     ) -> Scope:
         logged = tuple(rule for rule in rules if rule.logged)
-        stateful = tuple(rule for rule in rules if not rule.logged)
+        distinct = tuple(rule for rule in rules if rule.distinct is not None)
+        stateful = tuple(rule for rule in rules if not rule.logged and rule.distinct is None)
         depth = max((rule.count for rule in logged), default=0)
-        return cls(name, rules, depth, logged, stateful, cost, deferred)
+        ids: list[str] = []
+        twins: dict[tuple[int, int], int] = {}
+        for rule in distinct:
+            shape = (rule.count, rule.window_us)
+            twins[shape] = twin = twins.get(shape, -1) + 1
+            ids.append(f"{rule.count}/{rule.window_us}" + (f"/{twin}" if twin else ""))
+        values = (None,) * len(distinct)
+        return cls(name, rules, depth, logged, stateful, cost, deferred, distinct, (*ids,), values)
+
+    def with_values(self) -> Scope:
+        """This scope with the current request's value for each distinct rule: its
+        function's result as text (``keys.stored_value``), or None when it returns None
+        or raises (logged: the rule does not apply to this request)."""
+        return replace(self, values=tuple(_value(rule) for rule in self.distinct))
+
+
+def _value(rule: Rule) -> Optional[str]:
+    try:
+        value = rule.distinct() if rule.distinct is not None else None
+        return None if value is None else stored_value(str(value))
+    except Exception:
+        logger.exception("a distinct function failed; its rule does not apply to this request")
+        return None
 
 
 @dataclass(frozen=True)
@@ -178,7 +212,8 @@ class Pending:
 
     def ready(self, strategy: str) -> Union[Scope, Pending]:
         """The scope itself when nothing in it is computed per request."""
-        if self.functions or not isinstance(self.cost, int):
+        distinct = any(rule.distinct is not None for rule in self.rules)
+        if self.functions or not isinstance(self.cost, int) or distinct:
             return self
         rules = with_strategy(self.rules, strategy)
         return Scope.of(self.name, rules, cost=self.cost, deferred=self.deferred)
@@ -207,15 +242,17 @@ _parsed_scope = functools.lru_cache(maxsize=_PARSED_SCOPES)(_scope_of)
 
 @dataclass(frozen=True)
 class PerRequest:
-    """What a route computes for each request: whether ``exempt_when`` exempts it, and
-    the rules of the ``Pending`` among its scopes."""
+    """What a route computes for each request: whether ``exempt_when`` exempts it, the
+    rules of the ``Pending`` among its scopes, and their distinct rules' values."""
 
     scopes: tuple[Union[Scope, Pending], ...]
     exempt_when: tuple[Predicate, ...] = ()
 
-    def scopes_for(self, client: str, strategy: str) -> tuple[Scope, ...]:
-        """This request's scopes (none when exempt). Raises what the app's functions
-        raise, and ``ConfigError`` for a result that is not rules."""
+    def scopes_for(self, client: str, strategy: str, *, values: bool = True) -> tuple[Scope, ...]:
+        """This request's scopes (none when exempt), with their distinct rules' values
+        unless ``values`` is false (reading usage needs none). Raises what the app's
+        rules and ``exempt_when`` functions raise, and ``ConfigError`` for a result that
+        is not rules."""
         for exempt in self.exempt_when:
             if exempt():
                 return ()
@@ -223,7 +260,7 @@ class PerRequest:
         for item in self.scopes:
             scope = item if isinstance(item, Scope) else _computed(item, client, strategy)
             if scope is not None:
-                scopes.append(scope)
+                scopes.append(scope.with_values() if values and scope.distinct else scope)
         return tuple(scopes)
 
 
@@ -287,10 +324,14 @@ def marks_of(target: object, owner: object) -> tuple[Mark, ...]:
 
 
 def with_strategy(rules: tuple[Rule, ...], strategy: str) -> tuple[Rule, ...]:
-    """The rules, those without a strategy of their own given ``strategy``."""
+    """The rules, those without a strategy of their own given ``strategy`` (distinct
+    rules have none)."""
     if strategy == SLIDING_LOG:
         return rules  # a rule without a strategy already is a sliding log
-    return tuple(rule if rule.strategy else replace(rule, strategy=strategy) for rule in rules)
+    return tuple(
+        rule if rule.strategy or rule.distinct is not None else replace(rule, strategy=strategy)
+        for rule in rules
+    )
 
 
 def resolve(

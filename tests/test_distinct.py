@@ -527,3 +527,25 @@ def test_usage_reads_no_value(make_app: AppFactory) -> None:
     with app.app_context():  # no request to read a value from, and none needed
         assert gk.usage("127.0.0.1") == [Usage(Rule(5, 60, distinct=counted), 4, 60)]
     assert calls == [1]
+
+
+@pytest.mark.redis
+def test_redis_keeps_a_sorted_set_that_expires(redis_url: str, clock: FakeClock) -> None:
+    import redis
+
+    from flask_gatekeeper.storage.redis import RedisStorage
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    storage = RedisStorage(client, clock=clock)
+    route = Scope.of("login", (USERS, Rule(3, 60, distinct=user)))
+    assert storage.hit("c", [replace(route, values=("alice", None))]).admitted
+    clock.advance(1)
+    assert storage.hit("c", [replace(route, values=("bob", "bob"))]).admitted
+    key = "gatekeeper:{c}:distinct:login:3/60000000"
+    assert sorted(client.keys()) == [key, key + "/1"]
+    assert client.zrange(key, 0, -1, withscores=True) == [("alice", 1e9), ("bob", 1001e6)]
+    assert 0 < client.pttl(key) <= 61_000  # the window, and a second
+    storage.reset("c", "login")
+    assert client.keys() == []
+    client.close()

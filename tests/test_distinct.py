@@ -549,3 +549,25 @@ def test_redis_keeps_a_sorted_set_that_expires(redis_url: str, clock: FakeClock)
     storage.reset("c", "login")
     assert client.keys() == []
     client.close()
+
+
+@pytest.mark.redis
+def test_redis_holds_at_most_count_values_whatever_is_sent(
+    redis_url: str, clock: FakeClock
+) -> None:
+    import redis
+
+    from flask_gatekeeper.storage.redis import RedisStorage
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    storage = RedisStorage(client, clock=clock)
+    scope = Scope.of(GLOBAL_SCOPE, (Rule(20, 600, distinct=no_value),))
+    sizes = set()
+    for number in range(2_000):
+        storage.hit("c", [replace(scope, values=(f"user-{number}",))])
+        clock.advance(1)  # 2 000 s: about 3 windows
+        sizes.add(client.zcard("gatekeeper:{c}:distinct:20/600000000"))
+    assert sizes == set(range(1, 21))
+    assert client.dbsize() == 1
+    client.close()

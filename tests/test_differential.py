@@ -1,8 +1,9 @@
 """Differential test: ``MemoryStorage`` and ``RedisStorage`` on one clock must agree exactly.
 
 Hypothesis drives both storages through the same random sequence of calls (``hit`` on
-several scopes mixing the four strategies, with usage and strikes, a scope sometimes
-counted under another key as a rule with its own ``key`` is; ``report`` with
+several scopes mixing the four strategies and distinct rules with their values, with
+usage and strikes, a scope sometimes counted under another key as a rule with its own
+``key`` is; ``report`` with
 escalating ban rules; ``ban``, ``unban``, ``banned_for``, ``bans``, ``reset``) while one
 ``FakeClock`` moves in tiny steps, onto exact window and ban boundaries (and one
 microsecond either side of them), and in large jumps. Every result is compared with
@@ -155,7 +156,16 @@ windows = st.one_of(
 )
 counts = st.one_of(st.integers(min_value=1, max_value=6), st.sampled_from([10, 100]))
 rule_strategies = st.sampled_from([None, SLIDING_LOG, FIXED_WINDOW, SLIDING_WINDOW, GCRA])
-rules = st.builds(Rule, counts, windows, rule_strategies)
+
+
+def _value() -> None:
+    """A distinct rule's function: the storages never call it (values come with the op)."""
+
+
+rules = st.one_of(
+    st.builds(Rule, counts, windows, rule_strategies),
+    st.builds(Rule, counts, windows, distinct=st.just(_value)),
+)
 rule_sets = st.lists(rules, min_size=1, max_size=3).map(tuple)
 
 DURATIONS = (0.5, 1, 3, 10, 0.3, 0.7, 600, 86400, MAX_SECONDS / 2, MAX_SECONDS - 1, MAX_SECONDS)
@@ -200,7 +210,9 @@ def ban_rules(draw: st.DrawFn) -> BanRule:
 
 def _rules_text(rules: Sequence[Rule]) -> str:
     return ", ".join(
-        f"Rule({rule.count}, {rule.window!r}" + (f", {rule.strategy!r})" if rule.strategy else ")")
+        f"Rule({rule.count}, {rule.window!r}"
+        + (f", {rule.strategy!r}" if rule.strategy else "")
+        + (", distinct=f)" if rule.distinct else ")")
         for rule in rules
     )
 
@@ -216,6 +228,7 @@ class Hit:
     cost: int = 1  # every scope's cost
     deferred: bool = False  # the last scope is recorded only by Record
     also: Optional[str] = None  # another client whose ban refuses this request too
+    values: tuple[Optional[str], ...] = (None,)  # for the distinct rules, in turn
     owner: Optional[str] = None  # the last scope counts under this key (a keyed rule)
 
 
@@ -227,6 +240,7 @@ class Record:
     scopes: tuple[str, ...]
     cost: int = 1
     pick: int = 0
+    values: tuple[Optional[str], ...] = (None,)
     owner: Optional[str] = None
 
 
@@ -343,6 +357,12 @@ queries = st.one_of(
 costs = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
 owners = st.one_of(st.none(), st.none(), clients)
 """Mostly none; else the key that a rule with its own ``key`` counts under."""
+VALUES = (None, "alice", "bob", "carol", "", "{victim}", "%", "\udc80", "ü😀", "sha256:ab")
+"""A request's values for distinct rules: None (the rule does not apply), a few names, and
+text that Redis must carry as it is (braces, a lone surrogate, non-ASCII)."""
+values = st.lists(
+    st.one_of(st.sampled_from(VALUES[:4]), st.sampled_from(VALUES)), min_size=1, max_size=3
+).map(tuple)
 
 
 times = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
@@ -360,6 +380,7 @@ def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
         cost=costs,
         deferred=st.booleans(),
         also=st.one_of(st.none(), clients),
+        values=values,
         owner=owners,
     )
 
@@ -368,7 +389,7 @@ def scoped(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Op]:
     """Records and reads on the same scopes as the hits."""
     names = st.sampled_from(SCOPE_CHOICES)
     return st.one_of(
-        st.builds(Record, clients, names, costs, picks, owners),
+        st.builds(Record, clients, names, costs, picks, values, owners),
         st.builds(Peek, clients, names, picks, owners),
     )
 
@@ -497,6 +518,7 @@ def _describe(op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> str:
     where = "; ".join(
         f"{scope.name!r}{' (deferred)' if scope.deferred else ''}"
         f"{f' of {scope.owner!r}' if scope.owner is not None else ''}: {_rules_text(scope.rules)}"
+        + (f" values {scope.values!r}" if scope.distinct else "")
         for scope in scopes
     )
     if isinstance(op, Hit):
@@ -626,14 +648,17 @@ def new_pair(redis_client: redis.Redis) -> Pair:
 
 
 def _scopes(op: Union[Hit, Record, Peek], rules: dict[str, tuple[Rule, ...]]) -> list[Scope]:
-    """The scopes an operation names, with its cost, the last one deferred if it says so."""
+    """The scopes an operation names, with its cost, the last one deferred if it says so,
+    and its values given to the distinct rules in turn."""
     cost = op.cost if isinstance(op, (Hit, Record)) else 1
     deferred = isinstance(op, Hit) and op.deferred
     names = list(rules)
-    scopes = [
-        Scope.of(name, rules[name], cost=cost, deferred=deferred and name == names[-1])
-        for name in names
-    ]
+    given = op.values if isinstance(op, (Hit, Record)) else (None,)
+    scopes = []
+    for name in names:
+        scope = Scope.of(name, rules[name], cost=cost, deferred=deferred and name == names[-1])
+        turns = range(len(scope.distinct))
+        scopes.append(replace(scope, values=tuple(given[i % len(given)] for i in turns)))
     if op.owner is not None:  # a keyed rule's scope: counted under another key
         scopes[-1] = replace(scopes[-1], owner=op.owner)
     return scopes

@@ -10,7 +10,8 @@ CLI, a log line) is its key, and passing that text back names the same client:
   address, or starts with ``key:`` or ``sha256:``, is shown as ``key:<text>``: a user
   named ``203.0.113.7`` is never the address 203.0.113.7.
 - A ``key_func`` key longer than ``MAX_KEY_LENGTH`` is ``sha256:<hex digest>``, so text
-  from request data cannot make a tracked client arbitrarily large.
+  from request data cannot make a tracked client arbitrarily large. A distinct rule's
+  values follow the same rule (``stored_value``).
 
 Text given by the app or an operator is read the same way: ``key:`` names a key, an
 address is normalised, ``sha256:`` names a hashed key, and anything else is a key.
@@ -40,6 +41,7 @@ __all__ = [
     "key_of",
     "key_reader",
     "shown",
+    "stored_value",
     "unshown",
 ]
 
@@ -53,12 +55,25 @@ HASH_MARK = "sha256:"
 """Starts the stored form of a long ``key_func`` key."""
 
 
+def _digest(text: str) -> str:
+    return HASH_MARK + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def key_of(text: str) -> str:
     """The stored key of ``key_func``'s ``text``."""
     if len(text) > MAX_KEY_LENGTH:
-        return HASH_MARK + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return _digest(text)
     if text.startswith((KEY_MARK, HASH_MARK)) or parse_address(text) is not None:
         return KEY_MARK + text
+    return text
+
+
+def stored_value(text: str) -> str:
+    """A distinct rule's value as the storages hold it: long text as its digest, like a
+    long key, so a client's values take bounded room whatever it sends. Text that starts
+    with ``sha256:`` is digested too, so no value reads as another's digest."""
+    if len(text) > MAX_KEY_LENGTH or text.startswith(HASH_MARK):
+        return _digest(text)
     return text
 
 

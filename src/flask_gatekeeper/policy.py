@@ -6,7 +6,8 @@ Flask-free: ``Policies`` reads the marks the decorators left on a view, its view
 its blueprints (from the app's own tables, handed in), and caches per endpoint and method
 the frozen ``RoutePolicy`` that ``resolve`` makes of them. A policy with nothing computed
 per request has its scopes ready; otherwise ``PerRequest.scopes_for`` finishes them for
-each request, from a cache of parsed rules.
+each request, from a cache of parsed rules; a scope with distinct rules gets this
+request's values too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 from .decision import GLOBAL_SCOPE
 from .errors import ConfigError
-from .keys import key_reader
+from .keys import key_reader, stored_value
 from .rules import KeySource, Rule, RulesFunction, key_label, parse_rules
 from .strategies import SLIDING_LOG
 
@@ -141,6 +142,12 @@ class Scope:
 
     ``owner``: whose counters these are, when not the request's client: the key that
     rules with their own ``key`` named for this request (see ``keyed_scopes``).
+
+    ``distinct`` rules count values, one per request whatever its cost: ``values`` holds
+    this request's value for each (None: the rule does not apply to it), and
+    ``distinct_ids`` names each rule's values within the scope (``"20/3600000000"``: its
+    count and window; a second rule of the same count and window in the scope gets
+    ``/1``), so that each keeps its own.
     """
 
     name: str
@@ -153,16 +160,54 @@ class Scope:
     owner: Optional[str] = None
     keyed: bool = False
     """Some rules have their own ``key``: ``keyed_scopes`` splits them out per request."""
+    distinct: tuple[Rule, ...] = ()
+    distinct_ids: tuple[str, ...] = ()
+    values: tuple[Optional[str], ...] = ()
 
     @classmethod
     def of(
         cls, name: str, rules: tuple[Rule, ...], *, cost: int = 1, deferred: bool = False
     ) -> Scope:
         logged = tuple(rule for rule in rules if rule.logged)
-        stateful = tuple(rule for rule in rules if not rule.logged)
+        distinct = tuple(rule for rule in rules if rule.distinct is not None)
+        stateful = tuple(rule for rule in rules if not rule.logged and rule.distinct is None)
         depth = max((rule.count for rule in logged), default=0)
+        ids: list[str] = []
+        twins: dict[tuple[int, int], int] = {}
+        for rule in distinct:
+            shape = (rule.count, rule.window_us)
+            twins[shape] = twin = twins.get(shape, -1) + 1
+            ids.append(f"{rule.count}/{rule.window_us}" + (f"/{twin}" if twin else ""))
+        values = (None,) * len(distinct)
         keyed = any(rule.key is not None for rule in rules)
-        return cls(name, rules, depth, logged, stateful, cost, deferred, keyed=keyed)
+        return cls(
+            name,
+            rules,
+            depth,
+            logged,
+            stateful,
+            cost,
+            deferred,
+            keyed=keyed,
+            distinct=distinct,
+            distinct_ids=(*ids,),
+            values=values,
+        )
+
+    def with_values(self) -> Scope:
+        """This scope with the current request's value for each distinct rule: its
+        function's result as text (``keys.stored_value``), or None when it returns None
+        or raises (logged: the rule does not apply to this request)."""
+        return replace(self, values=tuple(_value(rule) for rule in self.distinct))
+
+
+def _value(rule: Rule) -> Optional[str]:
+    try:
+        value = rule.distinct() if rule.distinct is not None else None
+        return None if value is None else stored_value(str(value))
+    except Exception:
+        logger.exception("a distinct function failed; its rule does not apply to this request")
+        return None
 
 
 def _keyed_prefix(scope: str) -> str:
@@ -241,7 +286,8 @@ class Pending:
 
     def ready(self, strategy: str) -> Union[Scope, Pending]:
         """The scope itself when nothing in it is computed per request."""
-        if self.functions or not isinstance(self.cost, int) or self.keyed:
+        distinct = any(rule.distinct is not None for rule in self.rules)
+        if self.functions or not isinstance(self.cost, int) or self.keyed or distinct:
             return self
         rules = with_strategy(self.rules, strategy)
         return Scope.of(self.name, rules, cost=self.cost, deferred=self.deferred)
@@ -270,15 +316,17 @@ _parsed_scope = functools.lru_cache(maxsize=_PARSED_SCOPES)(_scope_of)
 
 @dataclass(frozen=True)
 class PerRequest:
-    """What a route computes for each request: whether ``exempt_when`` exempts it, and
-    the rules of the ``Pending`` among its scopes."""
+    """What a route computes for each request: whether ``exempt_when`` exempts it, the
+    rules of the ``Pending`` among its scopes, and their distinct rules' values."""
 
     scopes: tuple[Union[Scope, Pending], ...]
     exempt_when: tuple[Predicate, ...] = ()
 
-    def scopes_for(self, client: str, strategy: str) -> tuple[Scope, ...]:
-        """This request's scopes (none when exempt). Raises what the app's functions
-        raise, and ``ConfigError`` for a result that is not rules."""
+    def scopes_for(self, client: str, strategy: str, *, values: bool = True) -> tuple[Scope, ...]:
+        """This request's scopes (none when exempt), with their distinct rules' values
+        unless ``values`` is false (reading usage needs none). Raises what the app's
+        rules and ``exempt_when`` functions raise, and ``ConfigError`` for a result that
+        is not rules."""
         for exempt in self.exempt_when:
             if exempt():
                 return ()
@@ -287,16 +335,17 @@ class PerRequest:
             scope = item if isinstance(item, Scope) else _computed(item, client, strategy)
             if scope is None:
                 continue
-            if not scope.keyed:
-                scopes.append(scope)
-                continue
-            own, keyed = keyed_scopes(scope)
-            if own is not None:
-                scopes.append(own)
-            for read, template in keyed:
-                owner = _key_of_request(read, template)
-                if owner is not None:
-                    scopes.append(replace(template, owner=owner))
+            if scope.keyed:
+                own, keyed = keyed_scopes(scope)
+                found = [] if own is None else [own]
+                for read, template in keyed:
+                    owner = _key_of_request(read, template)
+                    if owner is not None:
+                        found.append(replace(template, owner=owner))
+            else:
+                found = [scope]
+            for each in found:
+                scopes.append(each.with_values() if values and each.distinct else each)
         return tuple(scopes)
 
 
@@ -377,10 +426,14 @@ def marks_of(target: object, owner: object) -> tuple[Mark, ...]:
 
 
 def with_strategy(rules: tuple[Rule, ...], strategy: str) -> tuple[Rule, ...]:
-    """The rules, those without a strategy of their own given ``strategy``."""
+    """The rules, those without a strategy of their own given ``strategy`` (distinct
+    rules have none)."""
     if strategy == SLIDING_LOG:
         return rules  # a rule without a strategy already is a sliding log
-    return tuple(rule if rule.strategy else replace(rule, strategy=strategy) for rule in rules)
+    return tuple(
+        rule if rule.strategy or rule.distinct is not None else replace(rule, strategy=strategy)
+        for rule in rules
+    )
 
 
 def resolve(

@@ -48,9 +48,9 @@ class Storage(Protocol):
         """Refuse a banned client, or when one of ``also`` is banned (the address behind a
         ``key_func`` key; the decision's ``banned_as`` names it); else refuse if any rule
         of ``scopes`` has no room for its scope's ``cost`` more requests (a cost above a
-        rule's count never fits); else
-        record the request (``cost`` times) in every scope that is not ``deferred``, and
-        admit. Refused requests are not recorded.
+        rule's count never fits), or any distinct rule none for the request's new value;
+        else record the request (``cost`` times, and its values) in every scope that is
+        not ``deferred``, and admit. Refused requests are not recorded.
 
         ``usage``: also return the rule closest to its limit. ``strike``: a refusal by a
         rule also counts as one report toward this ban rule (same atomic step).
@@ -58,8 +58,9 @@ class Storage(Protocol):
         ...
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
-        """Count the request (``cost`` times) in every rule of ``scopes``, checking
-        nothing: the second half of a deferred scope, once its response is known."""
+        """Count the request (``cost`` times, and its values) in every rule of
+        ``scopes``, checking nothing: the second half of a deferred scope, once its
+        response is known."""
         ...
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:

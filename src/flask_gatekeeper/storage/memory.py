@@ -3,9 +3,11 @@
 Every scope of a client keeps only the newest ``depth`` timestamps (the largest count of
 its rules) in a ring, so a rule ``(count, window)`` is full exactly when the count-th
 newest timestamp is younger than ``window``: one index, whatever the count. A rule with
-another strategy keeps its few numbers (``strategies``) beside the logs. Logs and states
-sit in one least-recently-used table capped at ``max_clients``; bans live in their own
-table and are dropped only when they end (or, beyond the cap, soonest-ending first).
+another strategy keeps its few numbers (``strategies``) beside the logs, and a distinct
+rule the values it saw within its window (each with when it was last seen, at most
+``count`` of them). Logs, states and values sit in one least-recently-used table capped
+at ``max_clients``; bans live in their own table and are dropped only when they end (or,
+beyond the cap, soonest-ending first).
 
 Times are whole microseconds (``units``), computed with the same expressions as the Redis
 scripts, so both storages decide alike. A table key is the client's key itself (its
@@ -39,6 +41,9 @@ most about 110 MB when every log is full with the seed's 100-request rule (measu
 _REPORTS = 0
 """Second item of a client's report log key, ``(client, _REPORTS)``: not a scope name."""
 
+_DISTINCT = 0
+"""Third item of a distinct rule's key, ``(client, scope name, _DISTINCT, distinct id)``."""
+
 
 if TYPE_CHECKING:
     _FloatArray = array[float]
@@ -53,6 +58,30 @@ class _Log(_FloatArray):
 
     __slots__ = ("head",)
     head: int
+
+
+class _Seen(_Log):
+    """A distinct rule's values: value -> when last seen (microseconds), oldest first.
+    (A ``_Log`` whose array stays empty, so that it sits in the one table.)"""
+
+    __slots__ = ("values",)
+    values: OrderedDict[str, int]
+
+
+def _live(log: Optional[_Log], window: int, now: int) -> _Seen:
+    """A distinct rule's values with those out of the ``window`` dropped (a new, empty
+    one for a client that has none)."""
+    if not isinstance(log, _Seen):
+        log = _Seen("d")
+        log.values = OrderedDict()
+        return log
+    values = log.values
+    while values:
+        oldest = next(iter(values.values()))
+        if oldest + window > now:
+            break
+        values.popitem(last=False)
+    return log
 
 
 def _new_log(now: int) -> _Log:
@@ -100,6 +129,10 @@ def _scope_key(client: str, scope: Scope) -> Hashable:
 
 def _state_key(client: str, scope: Scope, rule: Rule) -> Hashable:
     return (client, scope.name, rule.count, rule.window_us, rule.strategy)
+
+
+def _distinct_key(client: str, scope: Scope, index: int) -> Hashable:
+    return (client, scope.name, _DISTINCT, scope.distinct_ids[index])
 
 
 def _belongs_to(key: Hashable, client: str) -> bool:
@@ -173,6 +206,50 @@ class _State:
         return Usage(rule, remaining, seconds(reset), scope.name)
 
 
+class _Distinct:
+    """One distinct rule's values as read for a request that has ``value`` for it, and
+    the wait in microseconds until a new value fits (0 for a value seen in the window)."""
+
+    __slots__ = ("deferred", "key", "log", "rule", "value", "wait")
+
+    def __init__(
+        self, key: Hashable, rule: Rule, log: Optional[_Log], value: str, now: int, scope: Scope
+    ):
+        self.key, self.rule, self.value = key, rule, value
+        self.deferred = scope.deferred
+        self.log = log = _live(log, rule.window_us, now)
+        values = log.values
+        self.wait = 0
+        if value not in values and len(values) >= rule.count:
+            self.wait = next(iter(values.values())) + rule.window_us - now
+
+    def recorded(self, now: int) -> _Seen:
+        """The values once this request is admitted: its value seen ``now``, and the
+        newest ``count`` kept (more only after a smaller count, or recordings after the
+        response; ties go by the values' UTF-8 bytes, as in a Redis sorted set)."""
+        values = self.log.values
+        values[self.value] = now
+        values.move_to_end(self.value)
+        excess = len(values) - self.rule.count
+        if excess > 0:
+            order = sorted(values.items(), key=lambda item: (item[1], _utf8(item[0])))
+            for value, _ in order[:excess]:
+                del values[value]
+        return self.log
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _distinct_usage(log: Optional[_Log], rule: Rule, scope: Scope, now: int) -> Usage:
+    """Values left (the count less the live values) and microseconds until the oldest
+    live value leaves the window."""
+    values = _live(log, rule.window_us, now).values
+    reset = next(iter(values.values())) + rule.window_us - now if values else 0
+    return Usage(rule, max(0, rule.count - len(values)), seconds(reset), scope.name)
+
+
 class MemoryStorage:
     """The default storage: exact, thread-safe, bounded, with no timer thread.
 
@@ -237,6 +314,7 @@ class MemoryStorage:
             logs = self._logs
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
             states: list[_State] = []
+            distinct: list[_Distinct] = []
             longest = 0.0
             worst: Optional[Rule] = None
             worst_scope = GLOBAL_SCOPE
@@ -267,6 +345,11 @@ class MemoryStorage:
                     states.append(state)
                     if state.wait > longest:
                         longest, worst, worst_scope = state.wait, rule, scope.name
+                if scope.distinct:
+                    for seen in self._read_distinct(who, scope, now):
+                        distinct.append(seen)
+                        if seen.wait > longest:
+                            longest, worst, worst_scope = seen.wait, seen.rule, scope.name
             if worst is not None:
                 wait_seconds = seconds(longest)
                 return Decision(
@@ -277,7 +360,7 @@ class MemoryStorage:
                     usage=Usage(worst, 0, wait_seconds, worst_scope) if usage else None,
                     new_ban=self._report(client, strike, now, RATE_LIMIT) if strike else None,
                 )
-            self._write(found, states, now)
+            self._write(found, states, now, distinct)
             if not usage:
                 return ADMITTED
             return Decision(admitted=True, usage=self._closest(client, scopes, now))
@@ -287,6 +370,7 @@ class MemoryStorage:
             now = self._now()
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
             states: list[_State] = []
+            distinct: list[_Distinct] = []
             for scope in scopes:
                 who = scope.owner or client
                 key = _scope_key(who, scope)
@@ -295,17 +379,29 @@ class MemoryStorage:
                 for rule in scope.stateful:
                     key = _state_key(who, scope, rule)
                     states.append(_State(key, who, rule, self._logs.get(key), now, scope))
-            self._write(found, states, now, deferred_too=True)
+                distinct.extend(self._read_distinct(who, scope, now))
+            self._write(found, states, now, distinct, deferred_too=True)
+
+    def _read_distinct(self, client: str, scope: Scope, now: int) -> list[_Distinct]:
+        """The scope's distinct rules that apply to this request (it has a value for)."""
+        read = []
+        for index, (rule, value) in enumerate(zip(scope.distinct, scope.values)):
+            if value is not None:
+                key = _distinct_key(client, scope, index)
+                read.append(_Distinct(key, rule, self._logs.get(key), value, now, scope))
+        return read
 
     def _write(
         self,
         found: list[tuple[Hashable, Optional[_Log], Scope]],
         states: list[_State],
         now: int,
+        distinct: list[_Distinct],
         deferred_too: bool = False,
     ) -> None:
-        """Record the request, ``cost`` times, in the logs and states read for it (those
-        of a deferred scope only for ``record``)."""
+        """Record the request, ``cost`` times, in the logs and states read for it, and
+        its values in the distinct rules it has one for (those of a deferred scope only
+        for ``record``)."""
         for key, log, scope in found:
             if scope.deferred and not deferred_too:
                 continue
@@ -320,6 +416,9 @@ class MemoryStorage:
         for state in states:
             if deferred_too or not state.deferred:
                 self._store(state.key, state.recorded(now))
+        for seen in distinct:
+            if deferred_too or not seen.deferred:
+                self._store(seen.key, seen.recorded(now))
 
     def _banned_as(self, others: Sequence[str], now: int) -> Optional[Decision]:
         """The refusal by the longest ban among ``others``, if any is in force."""
@@ -350,7 +449,8 @@ class MemoryStorage:
         return min(self._usages(client, scopes, now), key=lambda use: (use.remaining, -use.reset))
 
     def _usages(self, client: str, scopes: Sequence[Scope], now: int) -> list[Usage]:
-        """Every rule's usage, in the order of the scopes and their rules (logged first)."""
+        """Every rule's usage, in the order of the scopes and their rules (logged, then
+        stateful, then distinct)."""
         usages = []
         for scope in scopes:
             who = scope.owner or client
@@ -362,6 +462,9 @@ class MemoryStorage:
                 key = _state_key(who, scope, rule)
                 state = _State(key, who, rule, self._logs.get(key), now, scope)
                 usages.append(state.usage(scope, now))
+            for index, rule in enumerate(scope.distinct):
+                seen = self._logs.get(_distinct_key(who, scope, index))
+                usages.append(_distinct_usage(seen, rule, scope, now))
         return usages
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:

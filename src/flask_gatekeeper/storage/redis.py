@@ -67,6 +67,9 @@ def _storage_errors() -> Iterator[None]:
         raise StorageError(f"Redis failed: {exc}") from exc
 
 
+_Argument = Union[int, str, bytes]
+"""What a script's ARGV holds: numbers, text, and distinct values as UTF-8 bytes."""
+
 _ADMITTED, _BANNED = 0, 1
 _HIT_MODE, _RECORD_MODE, _CHECK_MODE = 1, 2, 3
 """``hit.lua``'s modes: a request, the deferred recording of one, or a request's checks
@@ -96,7 +99,7 @@ class _Script:
         self.source = _preamble() + "\n".join(parts)
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
 
-    def __call__(self, client: RedisClient, keys: list[str], args: list[Union[int, str]]) -> Any:
+    def __call__(self, client: RedisClient, keys: list[str], args: Sequence[_Argument]) -> Any:
         """Run by its digest; a server without it gets the source once (EVAL runs it and
         caches it), so a flush or a failover costs one larger call, never an outage."""
         try:
@@ -105,10 +108,10 @@ class _Script:
             return client.eval(self.source, len(keys), *keys, *args)
 
 
-_HIT = _Script("common.lua", "strategies.lua", "hit.lua")
+_HIT = _Script("common.lua", "distinct.lua", "strategies.lua", "hit.lua")
 _REPORT = _Script("common.lua", "report.lua")
 _BAN = _Script("common.lua", "ban.lua")
-_USAGE = _Script("common.lua", "strategies.lua", "usage.lua")
+_USAGE = _Script("common.lua", "distinct.lua", "strategies.lua", "usage.lua")
 
 
 _TAG_SAFE = "".join(chr(code) for code in range(33, 127) if chr(code) not in "%{}")
@@ -144,14 +147,19 @@ def _ban_rule_arguments(rule: BanRule) -> list[Union[int, str]]:
 _NO_STRIKE: list[Union[int, str]] = [0] * 6
 
 
+_DISTINCT = "distinct"
+"""Starts the key of a distinct rule's values: ``distinct:<scope>:<distinct id>``."""
+
 _STATE_KEY = re.compile(
-    "(?:" + "|".join(re.escape(name) for name in STRATEGY_CODES) + r")(?::(.*))?:\d+/\d+"
+    "(?:"
+    + "|".join(re.escape(name) for name in (*STRATEGY_CODES, _DISTINCT))
+    + r")(?::(.*))?:\d+/\d+(?:/\d+)?"
 )
 
 
 def _scope_of_key(suffix: str) -> Optional[str]:
-    """The scope a client key's suffix (``log:<scope>``, ``gcra:<scope>:5/100``...)
-    belongs to; None for its ban and reports."""
+    """The scope a client key's suffix (``log:<scope>``, ``gcra:<scope>:5/100``,
+    ``distinct:<scope>:5/100``...) belongs to; None for its ban and reports."""
     if suffix == "log" or suffix.startswith("log:"):
         return suffix[len("log:") :]
     state = _STATE_KEY.fullmatch(suffix)
@@ -211,17 +219,18 @@ class RedisStorage:
     def _now_argument(self) -> Union[int, str]:
         return "" if self.clock is None else instant(self.clock())
 
-    def _run(self, script: _Script, keys: list[str], args: list[Union[int, str]]) -> Any:
+    def _run(self, script: _Script, keys: list[str], args: Sequence[_Argument]) -> Any:
         with _storage_errors():
             return script(self.client, keys, args)
 
     def _scopes(
         self, client: str, scopes: Sequence[Scope]
-    ) -> tuple[list[str], list[Union[int, str]], list[tuple[Rule, str]]]:
+    ) -> tuple[list[str], list[_Argument], list[tuple[Rule, str]]]:
         """The scopes' keys and arguments as the scripts read them, and their rules (with
-        their scope's name) in the scripts' order: each scope's logged, then stateful."""
+        their scope's name) in the scripts' order: each scope's logged, then stateful,
+        then distinct."""
         keys: list[str] = []
-        args: list[Union[int, str]] = []
+        args: list[_Argument] = []
         rules: list[tuple[Rule, str]] = []
         for scope in scopes:
             who = scope.owner or client
@@ -239,7 +248,12 @@ class RedisStorage:
                 keys.append(self._key(who, f"{strategy}{where}:{rule.count}/{window}"))
                 code = STRATEGY_CODES[strategy]
                 args += [rule.count, window, code, strategies.offset(who, window)]
-            rules += [(rule, scope.name) for rule in scope.logged + scope.stateful]
+            args.append(len(scope.distinct))
+            for rule, name, value in zip(scope.distinct, scope.distinct_ids, scope.values):
+                keys.append(self._key(who, f"{_DISTINCT}{where}:{name}"))
+                text = b"" if value is None else value.encode("utf-8", "surrogatepass")
+                args += [rule.count, rule.window_us, int(value is not None), text]
+            rules += [(rule, scope.name) for rule in scope.logged + scope.stateful + scope.distinct]
         return keys, args, rules
 
     def _hit(
@@ -255,7 +269,7 @@ class RedisStorage:
         scope_keys, scope_args, rules = self._scopes(client, scopes)
         other_bans = [self._key(other, "ban") for other in also]
         keys = [self._key(client, "ban"), self._key(client, "reports"), *other_bans, *scope_keys]
-        args: list[Union[int, str]] = [
+        args: list[_Argument] = [
             self._now_argument(),
             int(usage),
             int(strike is not None),

@@ -1,7 +1,7 @@
 -- One request, atomically: ban check, every rule's check, record if admitted.
 -- KEYS: ban, reports, the bans of the other clients that refuse this request too (the
 -- address behind a key_func key), then per scope its sliding log (a list, newest first)
--- followed by one state key per stateful rule.
+-- followed by one state key per stateful rule and one sorted set per distinct rule.
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
 -- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: 1 for a request
@@ -12,7 +12,8 @@
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban}: status 0 admitted,
 -- 1 banned (then `rule` is 1 for a ban set by hand, and `usage_rule` 0 for the client's
 -- own ban or i for the i-th other client's), 2 limited; rules are numbered over every
--- scope from 0, sliding-log rules first in each scope; -1 means none.
+-- scope from 0, in each scope sliding-log rules, then stateful, then distinct; -1 means
+-- none.
 local now = clock(ARGV[1])
 local mode, others = tonumber(ARGV[10]), tonumber(ARGV[11])
 if mode ~= 2 then
@@ -67,6 +68,9 @@ if mode ~= 2 then
           cost))
       end
     end
+    for _, rule in ipairs(scope.distinct) do
+      consider(distinct_check(rule, now))
+    end
   end
   if worst >= 0 then
     local new_ban = -1
@@ -100,6 +104,9 @@ for _, scope in ipairs(scopes) do
         ttl = rule.state[1] - now
       end
       save_state(rule.key, rule.state, ttl)
+    end
+    for _, rule in ipairs(scope.distinct) do
+      distinct_record(rule, now)
     end
   end
 end

@@ -430,6 +430,36 @@ def test_concurrency_with_rules_computed_per_request(make: AppFactory) -> None:
     assert statuses(hold(app.test_client(), "/", 2)) == [200, 429]
 
 
+def test_a_slot_is_the_client_s_never_a_key_s(make: AppFactory, storage: Storage) -> None:
+    """Rules with their own key count under an account; the slot stays the client's, and
+    a refusal of either kind records nothing under the other."""
+    app, gk = make()
+    account = Rule(2, 3600, key="args[user]")
+    app.add_url_rule("/login", "login", gk.specific([account], concurrency=1)(view()))
+    client = app.test_client()
+
+    def attempt(user: str, ip: str = IP) -> TestResponse:
+        return get(client, f"/login?user={user}", ip)
+
+    def tried(user: str, ip: str = IP) -> int:
+        with attempt(user, ip) as response:
+            return response.status_code
+
+    held = [attempt("alice"), attempt("alice", OTHER_IP)]  # one account, two clients
+    assert statuses(held) == [200, 200]
+    assert storage.hit("alice", [limited("login", 1)], token="probe").admitted  # none of hers
+    storage.release("alice", ["login"], "probe")
+    with attempt("bob") as refused:  # another account, the client of a held request
+        assert refused.status_code == 429
+        assert "too many requests in flight" in refused.get_data(as_text=True)
+    for response in held:
+        response.close()
+    third = "192.0.2.1"
+    assert [tried("bob", ip) for ip in (IP, OTHER_IP, third)] == [200, 200, 429]  # his 2
+    assert tried("alice", third) == 429  # her 2 were spent by the held requests
+    assert tried("carol", third) == 200  # the refusals by the rule took no slot
+
+
 def test_refusals_are_signalled_counted_and_handled_like_rate_limits(make: AppFactory) -> None:
     app, gk = make()
     app.add_url_rule("/", "index", gk.specific(concurrency=1)(view()))

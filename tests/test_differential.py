@@ -1,11 +1,13 @@
 """Differential test: ``MemoryStorage`` and ``RedisStorage`` on one clock must agree exactly.
 
 Hypothesis drives both storages through the same random sequence of calls (``hit`` on
-several scopes mixing the four strategies, with usage and strikes, some taking slots of
-concurrency limits; ``release`` of those slots; ``report`` with escalating ban rules;
-``ban``, ``unban``, ``banned_for``, ``bans``, ``reset``) while one ``FakeClock`` moves in
-tiny steps, onto exact window, lease and ban boundaries (and one microsecond either side
-of them), and in large jumps. Every result is compared with
+several scopes mixing the four strategies and distinct rules with their values, with
+usage and strikes, a scope sometimes counted under another key as a rule with its own
+``key`` is, some hits taking slots of concurrency limits; ``release`` of those slots;
+``report`` with escalating ban rules; ``ban``, ``unban``, ``banned_for``, ``bans``,
+``reset``) while one ``FakeClock`` moves in tiny steps, onto exact window, lease and ban
+boundaries (and one microsecond either side of them), and in large jumps. Every result
+is compared with
 ``==``: every ``Decision`` field, every report's duration, ``banned_for``, ``bans()``.
 
 Clients come from a small pool that includes hostile key text (the memory storage's
@@ -36,7 +38,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Union
 
 import pytest
@@ -119,8 +121,9 @@ OTHERS = (
 """Braces (the Redis hash tag), its escape character, glob patterns (``reset`` and ``bans``
 scan Redis by pattern), non-ASCII, IPs."""
 
-ROUTES = ("login", "api", "a:b")
-"""Route scopes (endpoint names) beside the global one."""
+ROUTES = ("login", "api", "a:b", "login per form[user]", "per form[user]")
+"""Route scopes (endpoint names) beside the global one, and the scopes of rules with
+their own key (which a reset of their route's or the global scope resets too)."""
 
 SCOPE_CHOICES: tuple[tuple[str, ...], ...] = (
     (GLOBAL_SCOPE,),
@@ -129,6 +132,8 @@ SCOPE_CHOICES: tuple[tuple[str, ...], ...] = (
     ("login",),
     ("a:b",),
     (GLOBAL_SCOPE, "login", "api"),
+    ("login", "login per form[user]"),
+    (GLOBAL_SCOPE, "per form[user]"),
 )
 """Which scopes a request meets: global only, global and its route, a standalone route."""
 
@@ -152,7 +157,16 @@ windows = st.one_of(
 )
 counts = st.one_of(st.integers(min_value=1, max_value=6), st.sampled_from([10, 100]))
 rule_strategies = st.sampled_from([None, SLIDING_LOG, FIXED_WINDOW, SLIDING_WINDOW, GCRA])
-rules = st.builds(Rule, counts, windows, rule_strategies)
+
+
+def _value() -> None:
+    """A distinct rule's function: the storages never call it (values come with the op)."""
+
+
+rules = st.one_of(
+    st.builds(Rule, counts, windows, rule_strategies),
+    st.builds(Rule, counts, windows, distinct=st.just(_value)),
+)
 rule_sets = st.lists(rules, min_size=1, max_size=3).map(tuple)
 
 DURATIONS = (0.5, 1, 3, 10, 0.3, 0.7, 600, 86400, MAX_SECONDS / 2, MAX_SECONDS - 1, MAX_SECONDS)
@@ -197,7 +211,9 @@ def ban_rules(draw: st.DrawFn) -> BanRule:
 
 def _rules_text(rules: Sequence[Rule]) -> str:
     return ", ".join(
-        f"Rule({rule.count}, {rule.window!r}" + (f", {rule.strategy!r})" if rule.strategy else ")")
+        f"Rule({rule.count}, {rule.window!r}"
+        + (f", {rule.strategy!r}" if rule.strategy else "")
+        + (", distinct=f)" if rule.distinct else ")")
         for rule in rules
     )
 
@@ -213,6 +229,8 @@ class Hit:
     cost: int = 1  # every scope's cost
     deferred: bool = False  # the last scope is recorded only by Record
     also: Optional[str] = None  # another client whose ban refuses this request too
+    values: tuple[Optional[str], ...] = (None,)  # for the distinct rules, in turn
+    owner: Optional[str] = None  # the last scope counts under this key (a keyed rule)
     hold: bool = False  # with a token of its own: takes a slot of each concurrency limit
 
 
@@ -240,6 +258,8 @@ class Record:
     scopes: tuple[str, ...]
     cost: int = 1
     pick: int = 0
+    values: tuple[Optional[str], ...] = (None,)
+    owner: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +269,7 @@ class Peek:
     client: str
     scopes: tuple[str, ...]
     pick: int = 0
+    owner: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +379,14 @@ queries = st.one_of(
     st.builds(ResetScope, clients, st.sampled_from((GLOBAL_SCOPE, *ROUTES))),
 )
 costs = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
+owners = st.one_of(st.none(), st.none(), clients)
+"""Mostly none; else the key that a rule with its own ``key`` counts under."""
+VALUES = (None, "alice", "bob", "carol", "", "{victim}", "%", "\udc80", "ü😀", "sha256:ab")
+"""A request's values for distinct rules: None (the rule does not apply), a few names, and
+text that Redis must carry as it is (braces, a lone surrogate, non-ASCII)."""
+values = st.lists(
+    st.one_of(st.sampled_from(VALUES[:4]), st.sampled_from(VALUES)), min_size=1, max_size=3
+).map(tuple)
 
 LEASES = (0.5, 1, 2.5, 60, 300, 0.3, 1.1, 1e-6, 1.2345e-5, MAX_SECONDS)
 limits = st.tuples(
@@ -382,6 +411,8 @@ def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
         cost=costs,
         deferred=st.booleans(),
         also=st.one_of(st.none(), clients),
+        values=values,
+        owner=owners,
         hold=st.booleans(),
     )
 
@@ -390,8 +421,8 @@ def scoped(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Op]:
     """Records and reads on the same scopes as the hits."""
     names = st.sampled_from(SCOPE_CHOICES)
     return st.one_of(
-        st.builds(Record, clients, names, costs, picks),
-        st.builds(Peek, clients, names, picks),
+        st.builds(Record, clients, names, costs, picks, values, owners),
+        st.builds(Peek, clients, names, picks, owners),
     )
 
 
@@ -530,8 +561,10 @@ def _outcome(op: Op, result: Result) -> str:
 
 def _scope_text(scope: Scope) -> str:
     deferred = " (deferred)" if scope.deferred else ""
+    owner = f" of {scope.owner!r}" if scope.owner is not None else ""
+    values = f" values {scope.values!r}" if scope.distinct else ""
     slots = f", {scope.concurrency} in flight for {scope.lease_us} us" if scope.concurrency else ""
-    return f"{scope.name!r}{deferred}: {_rules_text(scope.rules)}{slots}"
+    return f"{scope.name!r}{deferred}{owner}: {_rules_text(scope.rules)}{values}{slots}"
 
 
 def _describe(
@@ -602,11 +635,12 @@ class Pair:
 
     def remember_rules(self, client: str, scopes: list[Scope]) -> None:
         for scope in scopes:
+            who = scope.owner or client
             for rule in scope.rules:
                 window = microseconds(rule.window)
                 self.remember(self.now + window, self.now + math.ceil(window / rule.count))
                 if rule.strategy in (FIXED_WINDOW, SLIDING_WINDOW) and window > 0:
-                    shift = offset(client, window)
+                    shift = offset(who, window)
                     start = (self.now - shift) // window * window + shift
                     self.remember(start + window, start + 2 * window)
 
@@ -694,21 +728,29 @@ def _scopes(
     limits: dict[str, tuple[int, float]],
 ) -> list[Scope]:
     """The scopes an operation names, with its cost, the last one deferred if it says so,
-    and each its concurrency limit and lease."""
+    each its concurrency limit and lease, and its values given to the distinct rules in
+    turn. With an owner, the last scope is a keyed rule's: counted under that key, and
+    with no concurrency limit (as ``policy.keyed_scopes`` makes it: slots are the
+    client's)."""
     cost = op.cost if isinstance(op, (Hit, Record)) else 1
     deferred = isinstance(op, Hit) and op.deferred
     names = list(rules)
-    return [
-        Scope.of(
+    given = op.values if isinstance(op, (Hit, Record)) else (None,)
+    scopes = []
+    for name in names:
+        keyed = op.owner is not None and name == names[-1]
+        scope = Scope.of(
             name,
             rules[name],
             cost=cost,
             deferred=deferred and name == names[-1],
-            concurrency=limits[name][0],
+            concurrency=0 if keyed else limits[name][0],
             lease=limits[name][1],
         )
-        for name in names
-    ]
+        turns = range(len(scope.distinct))
+        values = tuple(given[i % len(given)] for i in turns)
+        scopes.append(replace(scope, values=values, owner=op.owner if keyed else None))
+    return scopes
 
 
 SETTINGS = settings(

@@ -226,6 +226,38 @@ def test_a_concurrency_limit_costs_one_zrem_after_the_response(
     assert client_commands(redis_server, lambda: get(client, "/health")) == []
 
 
+def test_a_slot_beside_a_key_s_rules_is_the_client_s_in_the_one_script(
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
+) -> None:
+    """A route with an account's rule and a concurrency limit: one script counts under the
+    account and takes the slot under the client's address, never under the account."""
+    app, gk = redis_app(storage=redis_server.url, rate_limit_rules=None, ban_rule=None)
+    limits = gk.specific([Rule(3, 3600, key="form[user]")], concurrency=1)
+    view = limits(lambda: Response(iter(["a", "b"])))
+    app.add_url_rule("/account", "account", view, methods=["POST"])
+    client = app.test_client()
+
+    def post(ip: str, user: str) -> TestResponse:
+        return client.post("/account", data={"user": user}, environ_base={"REMOTE_ADDR": ip})
+
+    post(OTHER_IP, "bob").close()  # loads the script, opens a connection
+    responses: list[TestResponse] = []
+    opened = client_commands(redis_server, lambda: responses.append(post(IP, "alice")))
+    assert responses[0].status_code == 200
+    assert script_runs(opened) == ["ban"]  # one round trip: the account's rule and the slot
+    slots = f"gatekeeper:{{{IP}}}:slots:account"
+    assert redis_db.zcard(slots) == 1
+    assert redis_db.llen("gatekeeper:{alice}:log:account per form[user]") == 1
+    with post(IP, "carol") as refused:  # the client's slot is taken
+        assert refused.status_code == 429
+    assert redis_db.keys("gatekeeper:{alice}:slots*") == []
+    assert redis_db.keys("gatekeeper:{carol}:*") == []  # the refusal counted nothing
+    closed = client_commands(redis_server, responses[0].close)
+    assert len(closed) == 1
+    assert closed[0].startswith(f"ZREM {slots} ")
+    assert redis_db.keys("gatekeeper:*:slots*") == []
+
+
 def test_script_flush_costs_one_eval_never_an_outage(
     redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
 ) -> None:
@@ -870,6 +902,116 @@ def test_a_cluster_client_keeps_exact_limits_for_clients_on_every_node(
         holders = [keys for keys in per_node if f"gatekeeper:{{{ip}}}:log" in keys]
         assert len(holders) == 1, ip
         assert all(key in holders[0] for key in set().union(*per_node) if f"{{{ip}}}" in key)
+
+
+def account_app(redis_app: AppFactory, storage: object) -> tuple[Flask, GateKeeper]:
+    """A login route limited per IP (2 per hour) and per account (3 per hour)."""
+    app, gk = redis_app(storage=storage, rate_limit_rules=None, ban_rule=None)
+
+    @app.post("/account")
+    @gk.specific([Rule(2, 3600), Rule(3, 3600, key="form[user]")])
+    def account() -> str:
+        return "tried"
+
+    return app, gk
+
+
+def try_account(client: FlaskClient, ip: str, user: str = "alice") -> int:
+    data = {"user": user}
+    return client.post("/account", data=data, environ_base={"REMOTE_ADDR": ip}).status_code
+
+
+def test_a_route_with_two_keys_is_one_round_trip_on_one_server(
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
+) -> None:
+    app, _ = account_app(redis_app, redis_server.url)
+    client = app.test_client()
+    assert try_account(client, OTHER_IP, "bob") == 200  # loads the script
+    for ip, expected in ((IP, 200), (IP, 200), (IP, 429), ("10.0.0.1", 200), ("10.0.0.2", 429)):
+        seen: list[int] = []
+        commands = client_commands(redis_server, lambda: seen.append(try_account(client, ip)))  # noqa: B023
+        assert (seen, script_runs(commands)) == ([expected], ["ban"])
+
+
+def test_a_route_with_two_keys_on_a_cluster(
+    cluster_client: RedisCluster, redis_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = RedisStorage(cluster_client)
+    app, gk = account_app(redis_app, storage)
+    client = app.test_client()
+    scripts: list[str] = []
+    run = storage._run
+
+    def counted(*arguments: Any) -> Any:
+        scripts.append(arguments[1][0])  # the script's first key
+        return run(*arguments)
+
+    monkeypatch.setattr(storage, "_run", counted)
+    ips = [f"10.1.0.{n}" for n in range(1, 6)]
+    assert try_account(client, ips[0]) == 200
+    # alice's check, the client's own script, alice's record: three round trips
+    assert [key.rpartition("{")[2] for key in scripts] == [
+        "alice}:ban",
+        "10.1.0.1}:ban",
+        "alice}:ban",
+    ]
+    assert [try_account(client, ip) for ip in ips[1:4]] == [200, 200, 429]  # alice's 3
+    assert [try_account(client, ips[0], "bob") for _ in range(2)] == [200, 429]  # the IP's 2
+    assert try_account(client, ips[4], "bob") == 200  # the refused attempts recorded nothing
+    with app.app_context():
+        gk.ban("carol", 60)
+    assert try_account(client, ips[4], "carol") == 403
+    assert storage_errors(app) == 0
+
+
+def test_on_a_cluster_only_the_client_s_own_script_takes_the_slot(
+    cluster_client: RedisCluster, redis_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an account's rule (on the account's slot) and a concurrency limit, the slot is
+    checked and taken once, by the client's own script run as a request: never by the
+    account's check (mode 3) or record (mode 2)."""
+    storage = RedisStorage(cluster_client)
+    app, gk = redis_app(storage=storage, rate_limit_rules=None, ban_rule=None)
+    limits = gk.specific([Rule(2, 3600, key="form[user]")], concurrency=1)
+    view = limits(lambda: Response(iter(["a"])))
+    app.add_url_rule("/in-flight", "in_flight", view, methods=["POST"])
+    client = app.test_client()
+    ip, other, late = (f"10.3.0.{n}" for n in (1, 2, 3))  # this test's own (shared cluster)
+    runs: list[tuple[str, int, bool]] = []  # whose script, its mode, whether with a token
+    run = storage._run
+
+    def counted(script: Any, keys: list[str], args: list[Any]) -> Any:
+        if len(args) > 11:  # hit.lua: ARGV[10] is the mode, ARGV[12] the token
+            runs.append((keys[0].partition("{")[2].partition("}")[0], args[9], args[11] != ""))
+        return run(script, keys, args)
+
+    monkeypatch.setattr(storage, "_run", counted)
+
+    def post(address: str, user: str) -> TestResponse:
+        environ = {"REMOTE_ADDR": address}
+        return client.post("/in-flight", data={"user": user}, environ_base=environ)
+
+    held = post(ip, "dave")
+    assert held.status_code == 200
+    assert runs == [("dave", 3, False), (ip, 1, True), ("dave", 2, False)]
+    slots = f"gatekeeper:{{{ip}}}:slots:in_flight"
+    assert cluster_client.zcard(slots) == 1
+    assert not cluster_client.exists("gatekeeper:{dave}:slots:in_flight")
+    runs.clear()
+    with post(ip, "erin") as refused:  # the client's one slot is taken
+        assert refused.status_code == 429
+        assert "too many requests in flight" in refused.get_data(as_text=True)
+    assert runs == [("erin", 3, False), (ip, 1, True)]  # and erin's rule recorded nothing
+    held.close()
+    assert cluster_client.zcard(slots) == 0
+    with post(other, "dave") as second:
+        assert second.status_code == 200
+    runs.clear()
+    with post(late, "dave") as third:  # dave's 2 are spent: his check refuses
+        assert third.status_code == 429
+    assert runs == [("dave", 3, False), (late, 3, False)]  # no slot taken, nothing recorded
+    assert [post(address, "erin").status_code for address in (late, other)] == [200, 200]
+    assert storage_errors(app) == 0
 
 
 @pytest.mark.parametrize("anonymous", ["", "}guest"])

@@ -341,7 +341,7 @@ class GateKeeper:
             return []
         scopes = policy.scopes
         if policy.per_request is not None:
-            scopes = policy.per_request.scopes_for(key, gate.settings.strategy)
+            scopes = policy.per_request.scopes_for(key, gate.settings.strategy, values=False)
         return gate.settings.storage.usage(key, scopes) if scopes else []
 
     def stats(self) -> dict[str, Optional[int]]:

@@ -33,7 +33,7 @@ from .events import Events
 from .headers import policy_name, rate_limit_headers
 from .identify import Client
 from .outage import RETRY_INTERVAL, OutageGuard
-from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope
+from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope, owners, within
 from .refusals import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
 from .rules import ConcurrencyLimit
 from .storage import MemoryStorage
@@ -158,13 +158,14 @@ class Gate:
         if denied:
             return self._refuse(Denied(key), respond=True)
         scopes = policy.scopes
+        also: tuple[str, ...] = (behind,) if behind else ()
         if policy.per_request is not None:
             computed = self.scopes_for(policy.per_request, key)
             if computed is None:
                 return None
             scopes = computed
+            also += owners(scopes)
         token = secrets.token_hex(8) if policy.concurrency else None
-        also = (behind,) if behind else ()
         decision = self.hit(key, scopes, usage=self._usage, also=also, token=token)
         if decision is not None:
             if decision.usage is not None:
@@ -244,6 +245,11 @@ class Gate:
         is known (``after_this_request``: only requests that need it pay for it). Neither
         a failing predicate nor a storage outage changes the response: both are logged."""
         predicates = dict(count_when)
+        for scope in scopes:  # a key's rules are counted when their route's are
+            if scope.deferred and scope.name not in predicates:
+                predicates[scope.name] = next(
+                    f for name, f in count_when if within(scope.name, name)
+                )
         deferred = [scope for scope in scopes if scope.deferred]
 
         def count(response: Response) -> Response:
@@ -312,8 +318,8 @@ class Gate:
     ) -> Optional[Decision]:
         """The storage's decision, or None when the storage is down (and fail-open).
         ``also``: other clients whose bans refuse the request (the address behind a
-        ``key_func`` key); ``token``: the request's slot in every scope with a
-        concurrency limit."""
+        ``key_func`` key, the keys of rules with their own); ``token``: the request's
+        slot, taken under ``client``, in every scope with a concurrency limit."""
         decision = self.ask_storage(self._storage_hit, client, scopes, usage, also, token)
         if not isinstance(decision, Down):
             return decision

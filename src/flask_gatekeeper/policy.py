@@ -6,7 +6,8 @@ Flask-free: ``Policies`` reads the marks the decorators left on a view, its view
 its blueprints (from the app's own tables, handed in), and caches per endpoint and method
 the frozen ``RoutePolicy`` that ``resolve`` makes of them. A policy with nothing computed
 per request has its scopes ready; otherwise ``PerRequest.scopes_for`` finishes them for
-each request, from a cache of parsed rules.
+each request, from a cache of parsed rules; a scope with distinct rules gets this
+request's values too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any, Callable, Optional, Union
 
 from .decision import GLOBAL_SCOPE
 from .errors import ConfigError
-from .rules import Rule, RulesFunction, parse_rules
+from .keys import key_reader, stored_value
+from .rules import KeySource, Rule, RulesFunction, key_label, parse_rules
 from .strategies import SLIDING_LOG
 from .units import microseconds
 
@@ -53,6 +55,7 @@ __all__ = [
     "resolve",
     "shared_scope_name",
     "with_strategy",
+    "within",
 ]
 
 _MARKS_ATTRIBUTE = "_gatekeeper_marks"
@@ -143,6 +146,16 @@ class Scope:
     ``concurrency`` (0: no limit) is how many requests of a client may be in flight in
     the scope at once; each holds a slot, a lease that ends ``lease_us`` microseconds
     after it was taken unless released before (a worker that died never releases).
+    Slots are always the request's client's: a scope with an ``owner`` has no limit.
+
+    ``owner``: whose counters these are, when not the request's client: the key that
+    rules with their own ``key`` named for this request (see ``keyed_scopes``).
+
+    ``distinct`` rules count values, one per request whatever its cost: ``values`` holds
+    this request's value for each (None: the rule does not apply to it), and
+    ``distinct_ids`` names each rule's values within the scope (``"20/3600000000"``: its
+    count and window; a second rule of the same count and window in the scope gets
+    ``/1``), so that each keeps its own.
     """
 
     name: str
@@ -154,6 +167,12 @@ class Scope:
     deferred: bool = False
     concurrency: int = 0
     lease_us: int = 0
+    owner: Optional[str] = None
+    keyed: bool = False
+    """Some rules have their own ``key``: ``keyed_scopes`` splits them out per request."""
+    distinct: tuple[Rule, ...] = ()
+    distinct_ids: tuple[str, ...] = ()
+    values: tuple[Optional[str], ...] = ()
 
     @classmethod
     def of(
@@ -167,10 +186,103 @@ class Scope:
         lease: float = 0.0,
     ) -> Scope:
         logged = tuple(rule for rule in rules if rule.logged)
-        stateful = tuple(rule for rule in rules if not rule.logged)
+        distinct = tuple(rule for rule in rules if rule.distinct is not None)
+        stateful = tuple(rule for rule in rules if not rule.logged and rule.distinct is None)
         depth = max((rule.count for rule in logged), default=0)
-        lease_us = microseconds(lease) if concurrency else 0
-        return cls(name, rules, depth, logged, stateful, cost, deferred, concurrency, lease_us)
+        ids: list[str] = []
+        twins: dict[tuple[int, int], int] = {}
+        for rule in distinct:
+            shape = (rule.count, rule.window_us)
+            twins[shape] = twin = twins.get(shape, -1) + 1
+            ids.append(f"{rule.count}/{rule.window_us}" + (f"/{twin}" if twin else ""))
+        values = (None,) * len(distinct)
+        keyed = any(rule.key is not None for rule in rules)
+        return cls(
+            name,
+            rules,
+            depth,
+            logged,
+            stateful,
+            cost,
+            deferred,
+            concurrency,
+            microseconds(lease) if concurrency else 0,
+            keyed=keyed,
+            distinct=distinct,
+            distinct_ids=(*ids,),
+            values=values,
+        )
+
+    def with_values(self) -> Scope:
+        """This scope with the current request's value for each distinct rule: its
+        function's result as text (``keys.stored_value``), or None when it returns None
+        or raises (logged: the rule does not apply to this request)."""
+        return replace(self, values=tuple(_value(rule) for rule in self.distinct))
+
+
+def _value(rule: Rule) -> Optional[str]:
+    try:
+        value = rule.distinct() if rule.distinct is not None else None
+        return None if value is None else stored_value(str(value))
+    except Exception:
+        logger.exception("a distinct function failed; its rule does not apply to this request")
+        return None
+
+
+def _keyed_prefix(scope: str) -> str:
+    return f"{scope} per " if scope else "per "
+
+
+def keyed_scope_name(scope: str, key: KeySource) -> str:
+    """The scope that a rule with its own ``key`` counts in: its route's (or the global)
+    scope's name and the key's, e.g. ``"login per form[user]"``. Resetting a scope
+    resets these too (``within``)."""
+    return _keyed_prefix(scope) + key_label(key)
+
+
+def within(name: str, scope: str) -> bool:
+    """Whether counters of scope ``name`` belong to ``scope``: it, or one of its rules
+    with their own key. What ``Storage.reset(client, scope)`` forgets."""
+    return name == scope or name.startswith(_keyed_prefix(scope))
+
+
+KeyedScope = tuple[Callable[[], Optional[str]], Scope]
+"""A reader of the current request's key, and the scope its rules count in."""
+
+
+@functools.lru_cache(maxsize=_PARSED_SCOPES)
+def keyed_scopes(scope: Scope) -> tuple[Optional[Scope], tuple[KeyedScope, ...]]:
+    """``scope`` split into the rules counted under the client, with the scope's limit
+    of requests in flight (None when it has neither), and, per key, those with their own
+    ``key`` (never with that limit: a slot is the client's, whatever the key)."""
+    groups: dict[KeySource, list[Rule]] = {}
+    for rule in scope.rules:
+        if rule.key is not None:
+            groups.setdefault(rule.key, []).append(rule)
+    names: dict[str, int] = {}
+    keyed = []
+    for key, rules in groups.items():
+        name = keyed_scope_name(scope.name, key)
+        names[name] = names.get(name, 0) + 1
+        if names[name] > 1:  # two functions of one name (lambdas): told apart
+            name = f"{name} {names[name]}"
+        of = Scope.of(name, tuple(rules), cost=scope.cost, deferred=scope.deferred)
+        keyed.append((key_reader(key), of))
+    plain = tuple(rule for rule in scope.rules if rule.key is None)
+    own = None
+    if plain or scope.concurrency:
+        own = replace(
+            Scope.of(scope.name, plain, cost=scope.cost, deferred=scope.deferred),
+            concurrency=scope.concurrency,
+            lease_us=scope.lease_us,
+        )
+    return own, tuple(keyed)
+
+
+def owners(scopes: Iterable[Scope]) -> tuple[str, ...]:
+    """The keys that rules with their own ``key`` count under: a ban of any of them
+    refuses the request too."""
+    return tuple(dict.fromkeys(scope.owner for scope in scopes if scope.owner is not None))
 
 
 @dataclass(frozen=True)
@@ -185,6 +297,11 @@ class Pending:
     deferred: bool = False
     concurrency: int = 0
     lease: float = 0.0
+
+    @property
+    def keyed(self) -> bool:
+        """Whether some of its rules have their own ``key``, read per request."""
+        return any(rule.key is not None for rule in self.rules)
 
     def add(
         self, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False, concurrency: int = 0
@@ -213,7 +330,8 @@ class Pending:
 
     def ready(self, strategy: str) -> Union[Scope, Pending]:
         """The scope itself when nothing in it is computed per request."""
-        if self.functions or not isinstance(self.cost, int):
+        distinct = any(rule.distinct is not None for rule in self.rules)
+        if self.functions or not isinstance(self.cost, int) or self.keyed or distinct:
             return self
         return self.scope(with_strategy(self.rules, strategy), self.cost)
 
@@ -250,24 +368,54 @@ _parsed_scope = functools.lru_cache(maxsize=_PARSED_SCOPES)(_scope_of)
 
 @dataclass(frozen=True)
 class PerRequest:
-    """What a route computes for each request: whether ``exempt_when`` exempts it, and
-    the rules of the ``Pending`` among its scopes."""
+    """What a route computes for each request: whether ``exempt_when`` exempts it, the
+    rules of the ``Pending`` among its scopes, and their distinct rules' values."""
 
     scopes: tuple[Union[Scope, Pending], ...]
     exempt_when: tuple[Predicate, ...] = ()
 
-    def scopes_for(self, client: str, strategy: str) -> tuple[Scope, ...]:
-        """This request's scopes (none when exempt). Raises what the app's functions
-        raise, and ``ConfigError`` for a result that is not rules."""
+    def scopes_for(self, client: str, strategy: str, *, values: bool = True) -> tuple[Scope, ...]:
+        """This request's scopes (none when exempt), with their distinct rules' values
+        unless ``values`` is false (reading usage needs none). Raises what the app's
+        rules and ``exempt_when`` functions raise, and ``ConfigError`` for a result that
+        is not rules."""
         for exempt in self.exempt_when:
             if exempt():
                 return ()
         scopes = []
         for item in self.scopes:
             scope = item if isinstance(item, Scope) else _computed(item, client, strategy)
-            if scope is not None:
-                scopes.append(scope)
+            if scope is None:
+                continue
+            if scope.keyed:
+                own, keyed = keyed_scopes(scope)
+                found = [] if own is None else [own]
+                for read, template in keyed:
+                    owner = _key_of_request(read, template)
+                    if owner is not None:
+                        found.append(replace(template, owner=owner))
+            else:
+                found = [scope]
+            for each in found:
+                scopes.append(each.with_values() if values and each.distinct else each)
         return tuple(scopes)
+
+
+def _key_of_request(read: Callable[[], Optional[str]], scope: Scope) -> Optional[str]:
+    """The key ``scope``'s rules count under for this request; None, leaving them out
+    of this request, when there is none or reading it fails (logged: the client's own
+    rules still apply)."""
+    try:
+        return read()
+    except Exception as exc:
+        logger.warning(
+            "the key of the rules of scope %r could not be read (%s: %s); "
+            "they do not apply to this request",
+            scope.name,
+            type(exc).__name__,
+            exc,
+        )
+        return None
 
 
 def _computed(pending: Pending, client: str, strategy: str) -> Optional[Scope]:
@@ -333,10 +481,14 @@ def marks_of(target: object, owner: object) -> tuple[Mark, ...]:
 
 
 def with_strategy(rules: tuple[Rule, ...], strategy: str) -> tuple[Rule, ...]:
-    """The rules, those without a strategy of their own given ``strategy``."""
+    """The rules, those without a strategy of their own given ``strategy`` (distinct
+    rules have none)."""
     if strategy == SLIDING_LOG:
         return rules  # a rule without a strategy already is a sliding log
-    return tuple(rule if rule.strategy else replace(rule, strategy=strategy) for rule in rules)
+    return tuple(
+        rule if rule.strategy or rule.distinct is not None else replace(rule, strategy=strategy)
+        for rule in rules
+    )
 
 
 def resolve(

@@ -49,12 +49,16 @@ class Storage(Protocol):
         """Refuse a banned client, or when one of ``also`` is banned (the address behind a
         ``key_func`` key; the decision's ``banned_as`` names it); else refuse if any rule
         of ``scopes`` has no room for its scope's ``cost`` more requests (a cost above a
-        rule's count never fits); else, with a ``token``, refuse if a scope with a
-        ``concurrency`` limit already holds that many unexpired slots of the client
-        (the decision names the scope and the limit); else record the request (``cost``
-        times) in every scope that is not ``deferred``, take a slot named ``token`` in
-        every scope with a concurrency limit (a lease of the scope's ``lease_us``), and
-        admit. Refused requests are not recorded and take no slot.
+        rule's count never fits), or any distinct rule none for the request's new value;
+        else, with a ``token``, refuse if a scope with a ``concurrency`` limit already
+        holds that many unexpired slots of the client (the decision names the scope and
+        the limit); else record the request (``cost`` times, and its values) in every
+        scope that is not ``deferred``, take a slot named ``token`` in every scope with a
+        concurrency limit (a lease of the scope's ``lease_us``), and admit. Refused
+        requests are not recorded and take no slot.
+
+        A scope with an ``owner`` counts under that key instead of ``client``; slots are
+        always the client's (a scope with an owner has no concurrency limit).
 
         ``usage``: also return the rule closest to its limit. ``strike``: a refusal by a
         rule or a concurrency limit also counts as one report toward this ban rule (same
@@ -68,8 +72,9 @@ class Storage(Protocol):
         ...
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
-        """Count the request (``cost`` times) in every rule of ``scopes``, checking
-        nothing: the second half of a deferred scope, once its response is known."""
+        """Count the request (``cost`` times, and its values) in every rule of
+        ``scopes``, checking nothing: the second half of a deferred scope, once its
+        response is known."""
         ...
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:

@@ -3,11 +3,13 @@
 Every scope of a client keeps only the newest ``depth`` timestamps (the largest count of
 its rules) in a ring, so a rule ``(count, window)`` is full exactly when the count-th
 newest timestamp is younger than ``window``: one index, whatever the count. A rule with
-another strategy keeps its few numbers (``strategies``) beside the logs. Logs and states
-sit in one least-recently-used table capped at ``max_clients``; bans live in their own
-table and are dropped only when they end (or, beyond the cap, soonest-ending first).
-The slots of concurrency limits are leases (token -> deadline) per client and scope, in
-a third table, capped the same way, that holds only clients with requests in flight.
+another strategy keeps its few numbers (``strategies``) beside the logs, and a distinct
+rule the values it saw within its window (each with when it was last seen, at most
+``count`` of them). Logs, states and values sit in one least-recently-used table capped
+at ``max_clients``; bans live in their own table and are dropped only when they end (or,
+beyond the cap, soonest-ending first). The slots of concurrency limits are leases
+(token -> deadline) per client and scope, in a third table, capped the same way, that
+holds only clients with requests in flight.
 
 Times are whole microseconds (``units``), computed with the same expressions as the Redis
 scripts, so both storages decide alike. A table key is the client's key itself (its
@@ -35,7 +37,7 @@ from ..decision import (
     Usage,
 )
 from ..errors import ConfigError, ConfigTypeError
-from ..policy import GLOBAL_SCOPE, Scope
+from ..policy import GLOBAL_SCOPE, Scope, within
 from ..rules import BanRule, Rule
 from ..units import instant, microseconds, seconds
 from .base import Clock
@@ -49,6 +51,9 @@ most about 110 MB when every log is full with the seed's 100-request rule (measu
 
 _REPORTS = 0
 """Second item of a client's report log key, ``(client, _REPORTS)``: not a scope name."""
+
+_DISTINCT = 0
+"""Third item of a distinct rule's key, ``(client, scope name, _DISTINCT, distinct id)``."""
 
 
 if TYPE_CHECKING:
@@ -64,6 +69,30 @@ class _Log(_FloatArray):
 
     __slots__ = ("head",)
     head: int
+
+
+class _Seen(_Log):
+    """A distinct rule's values: value -> when last seen (microseconds), oldest first.
+    (A ``_Log`` whose array stays empty, so that it sits in the one table.)"""
+
+    __slots__ = ("values",)
+    values: OrderedDict[str, int]
+
+
+def _live(log: Optional[_Log], window: int, now: int) -> _Seen:
+    """A distinct rule's values with those out of the ``window`` dropped (a new, empty
+    one for a client that has none)."""
+    if not isinstance(log, _Seen):
+        log = _Seen("d")
+        log.values = OrderedDict()
+        return log
+    values = log.values
+    while values:
+        oldest = next(iter(values.values()))
+        if oldest + window > now:
+            break
+        values.popitem(last=False)
+    return log
 
 
 def _new_log(now: int) -> _Log:
@@ -113,6 +142,10 @@ def _state_key(client: str, scope: Scope, rule: Rule) -> Hashable:
     return (client, scope.name, rule.count, rule.window_us, rule.strategy)
 
 
+def _distinct_key(client: str, scope: Scope, index: int) -> Hashable:
+    return (client, scope.name, _DISTINCT, scope.distinct_ids[index])
+
+
 def _belongs_to(key: Hashable, client: str) -> bool:
     return key == client or (type(key) is tuple and key[0] == client)
 
@@ -121,7 +154,9 @@ def _in_scope(key: Hashable, client: str, scope: str) -> bool:
     """Whether ``key`` holds ``client``'s log or a rule's state in ``scope``."""
     if key == client:
         return scope == GLOBAL_SCOPE
-    return type(key) is tuple and key[0] == client and key[1] == scope
+    if type(key) is not tuple or key[0] != client:
+        return False
+    return type(key[1]) is str and within(key[1], scope)  # not its reports (an int)
 
 
 class _Ban:
@@ -180,6 +215,50 @@ class _State:
             rule.strategy or "", self.state, rule.count, rule.window_us, self.shift, now
         )
         return Usage(rule, remaining, seconds(reset), scope.name)
+
+
+class _Distinct:
+    """One distinct rule's values as read for a request that has ``value`` for it, and
+    the wait in microseconds until a new value fits (0 for a value seen in the window)."""
+
+    __slots__ = ("deferred", "key", "log", "rule", "value", "wait")
+
+    def __init__(
+        self, key: Hashable, rule: Rule, log: Optional[_Log], value: str, now: int, scope: Scope
+    ):
+        self.key, self.rule, self.value = key, rule, value
+        self.deferred = scope.deferred
+        self.log = log = _live(log, rule.window_us, now)
+        values = log.values
+        self.wait = 0
+        if value not in values and len(values) >= rule.count:
+            self.wait = next(iter(values.values())) + rule.window_us - now
+
+    def recorded(self, now: int) -> _Seen:
+        """The values once this request is admitted: its value seen ``now``, and the
+        newest ``count`` kept (more only after a smaller count, or recordings after the
+        response; ties go by the values' UTF-8 bytes, as in a Redis sorted set)."""
+        values = self.log.values
+        values[self.value] = now
+        values.move_to_end(self.value)
+        excess = len(values) - self.rule.count
+        if excess > 0:
+            order = sorted(values.items(), key=lambda item: (item[1], _utf8(item[0])))
+            for value, _ in order[:excess]:
+                del values[value]
+        return self.log
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _distinct_usage(log: Optional[_Log], rule: Rule, scope: Scope, now: int) -> Usage:
+    """Values left (the count less the live values) and microseconds until the oldest
+    live value leaves the window."""
+    values = _live(log, rule.window_us, now).values
+    reset = next(iter(values.values())) + rule.window_us - now if values else 0
+    return Usage(rule, max(0, rule.count - len(values)), seconds(reset), scope.name)
 
 
 class MemoryStorage:
@@ -249,11 +328,13 @@ class MemoryStorage:
             logs = self._logs
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
             states: list[_State] = []
+            distinct: list[_Distinct] = []
             longest = 0.0
             worst: Optional[Rule] = None
             worst_scope = GLOBAL_SCOPE
             for scope in scopes:
-                key = _scope_key(client, scope)
+                who = scope.owner or client
+                key = _scope_key(who, scope)
                 cost = scope.cost
                 if scope.logged:
                     log = logs.get(key)
@@ -273,11 +354,16 @@ class MemoryStorage:
                         if wait > longest:
                             longest, worst, worst_scope = wait, rule, scope.name
                 for rule in scope.stateful:
-                    state_key = _state_key(client, scope, rule)
-                    state = _State(state_key, client, rule, logs.get(state_key), now, scope)
+                    state_key = _state_key(who, scope, rule)
+                    state = _State(state_key, who, rule, logs.get(state_key), now, scope)
                     states.append(state)
                     if state.wait > longest:
                         longest, worst, worst_scope = state.wait, rule, scope.name
+                if scope.distinct:
+                    for seen in self._read_distinct(who, scope, now):
+                        distinct.append(seen)
+                        if seen.wait > longest:
+                            longest, worst, worst_scope = seen.wait, seen.rule, scope.name
             if worst is not None:
                 wait_seconds = seconds(longest)
                 return Decision(
@@ -298,8 +384,8 @@ class MemoryStorage:
                     new_ban=self._report(client, strike, now, RATE_LIMIT) if strike else None,
                     concurrency=full.concurrency,
                 )
-            self._write(found, states, now)
-            if token is not None:
+            self._write(found, states, now, distinct)
+            if token is not None:  # slots are the client's, never a scope owner's
                 for scope in scopes:
                     if scope.concurrency:
                         self._take((client, scope.name), token, now + scope.lease_us)
@@ -354,24 +440,38 @@ class MemoryStorage:
             now = self._now()
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
             states: list[_State] = []
+            distinct: list[_Distinct] = []
             for scope in scopes:
-                key = _scope_key(client, scope)
+                who = scope.owner or client
+                key = _scope_key(who, scope)
                 if scope.logged:
                     found.append((key, self._logs.get(key), scope))
                 for rule in scope.stateful:
-                    key = _state_key(client, scope, rule)
-                    states.append(_State(key, client, rule, self._logs.get(key), now, scope))
-            self._write(found, states, now, deferred_too=True)
+                    key = _state_key(who, scope, rule)
+                    states.append(_State(key, who, rule, self._logs.get(key), now, scope))
+                distinct.extend(self._read_distinct(who, scope, now))
+            self._write(found, states, now, distinct, deferred_too=True)
+
+    def _read_distinct(self, client: str, scope: Scope, now: int) -> list[_Distinct]:
+        """The scope's distinct rules that apply to this request (it has a value for)."""
+        read = []
+        for index, (rule, value) in enumerate(zip(scope.distinct, scope.values)):
+            if value is not None:
+                key = _distinct_key(client, scope, index)
+                read.append(_Distinct(key, rule, self._logs.get(key), value, now, scope))
+        return read
 
     def _write(
         self,
         found: list[tuple[Hashable, Optional[_Log], Scope]],
         states: list[_State],
         now: int,
+        distinct: list[_Distinct],
         deferred_too: bool = False,
     ) -> None:
-        """Record the request, ``cost`` times, in the logs and states read for it (those
-        of a deferred scope only for ``record``)."""
+        """Record the request, ``cost`` times, in the logs and states read for it, and
+        its values in the distinct rules it has one for (those of a deferred scope only
+        for ``record``)."""
         for key, log, scope in found:
             if scope.deferred and not deferred_too:
                 continue
@@ -386,6 +486,9 @@ class MemoryStorage:
         for state in states:
             if deferred_too or not state.deferred:
                 self._store(state.key, state.recorded(now))
+        for seen in distinct:
+            if deferred_too or not seen.deferred:
+                self._store(seen.key, seen.recorded(now))
 
     def _banned_as(self, others: Sequence[str], now: int) -> Optional[Decision]:
         """The refusal by the longest ban among ``others``, if any is in force."""
@@ -418,17 +521,22 @@ class MemoryStorage:
         return min(usages, key=lambda use: (use.remaining, -use.reset)) if usages else None
 
     def _usages(self, client: str, scopes: Sequence[Scope], now: int) -> list[Usage]:
-        """Every rule's usage, in the order of the scopes and their rules (logged first)."""
+        """Every rule's usage, in the order of the scopes and their rules (logged, then
+        stateful, then distinct)."""
         usages = []
         for scope in scopes:
-            log = self._logs.get(_scope_key(client, scope))
+            who = scope.owner or client
+            log = self._logs.get(_scope_key(who, scope))
             for rule in scope.logged:
                 used, reset = _used(log, rule, now)
                 usages.append(Usage(rule, rule.count - used, seconds(reset), scope.name))
             for rule in scope.stateful:
-                key = _state_key(client, scope, rule)
-                state = _State(key, client, rule, self._logs.get(key), now, scope)
+                key = _state_key(who, scope, rule)
+                state = _State(key, who, rule, self._logs.get(key), now, scope)
                 usages.append(state.usage(scope, now))
+            for index, rule in enumerate(scope.distinct):
+                seen = self._logs.get(_distinct_key(who, scope, index))
+                usages.append(_distinct_usage(seen, rule, scope, now))
         return usages
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
@@ -526,10 +634,13 @@ class MemoryStorage:
             if scope is None:
                 self._bans.pop(client, None)
                 doomed = [key for key in self._logs if _belongs_to(key, client)]
-                flights = [key for key in self._flights if key[0] == client]
             else:
                 doomed = [key for key in self._logs if _in_scope(key, client, scope)]
-                flights = [(client, scope)] if (client, scope) in self._flights else []
+            flights = [
+                (who, name)
+                for who, name in self._flights
+                if who == client and (scope is None or within(name, scope))
+            ]
             for key in doomed:
                 del self._logs[key]
             for flight in flights:

@@ -16,14 +16,24 @@ import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import quote, unquote
 
 from .. import strategies
-from ..decision import ADMITTED, GLOBAL_SCOPE, IN_FLIGHT_WAIT, REPORTS, BanDetail, Decision, Usage
+from ..decision import (
+    ADMITTED,
+    GLOBAL_SCOPE,
+    IN_FLIGHT_WAIT,
+    RATE_LIMIT,
+    REPORTS,
+    BanDetail,
+    Decision,
+    Usage,
+)
 from ..errors import ConfigError, StorageError
-from ..policy import Scope
+from ..policy import Scope, within
 from ..rules import BanRule, Rule
 from ..strategies import STRATEGY_CODES
 from ..units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds
@@ -66,9 +76,14 @@ def _storage_errors() -> Iterator[None]:
         raise StorageError(f"Redis failed: {exc}") from exc
 
 
+_Argument = Union[int, str, bytes]
+"""What a script's ARGV holds: numbers, text, and distinct values as UTF-8 bytes."""
+
 _ADMITTED, _BANNED, _IN_FLIGHT = 0, 1, 3
-_HIT_MODE, _RECORD_MODE = 1, 2
-"""``hit.lua``'s modes: a request, or the deferred recording of one."""
+_HIT_MODE, _RECORD_MODE, _CHECK_MODE = 1, 2, 3
+"""``hit.lua``'s modes: a request, the deferred recording of one, or a request's checks
+without recording it (Redis Cluster: rules counted under another key's slot). Only a
+request takes a slot."""
 _GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
 
@@ -94,7 +109,7 @@ class _Script:
         self.source = _preamble() + "\n".join(parts)
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
 
-    def __call__(self, client: RedisClient, keys: list[str], args: list[Union[int, str]]) -> Any:
+    def __call__(self, client: RedisClient, keys: list[str], args: Sequence[_Argument]) -> Any:
         """Run by its digest; a server without it gets the source once (EVAL runs it and
         caches it), so a flush or a failover costs one larger call, never an outage."""
         try:
@@ -103,10 +118,10 @@ class _Script:
             return client.eval(self.source, len(keys), *keys, *args)
 
 
-_HIT = _Script("common.lua", "strategies.lua", "hit.lua")
+_HIT = _Script("common.lua", "distinct.lua", "strategies.lua", "hit.lua")
 _REPORT = _Script("common.lua", "report.lua")
 _BAN = _Script("common.lua", "ban.lua")
-_USAGE = _Script("common.lua", "strategies.lua", "usage.lua")
+_USAGE = _Script("common.lua", "distinct.lua", "strategies.lua", "usage.lua")
 _RELEASE = _Script("release.lua")
 
 
@@ -143,8 +158,13 @@ def _ban_rule_arguments(rule: BanRule) -> list[Union[int, str]]:
 _NO_STRIKE: list[Union[int, str]] = [0] * 6
 
 
+_DISTINCT = "distinct"
+"""Starts the key of a distinct rule's values: ``distinct:<scope>:<distinct id>``."""
+
 _STATE_KEY = re.compile(
-    "(?:" + "|".join(re.escape(name) for name in STRATEGY_CODES) + r")(?::(.*))?:\d+/\d+"
+    "(?:"
+    + "|".join(re.escape(name) for name in (*STRATEGY_CODES, _DISTINCT))
+    + r")(?::(.*))?:\d+/\d+(?:/\d+)?"
 )
 
 
@@ -155,7 +175,8 @@ def _where(scope_name: str) -> str:
 
 def _scope_of_key(suffix: str) -> Optional[str]:
     """The scope a client key's suffix (``log:<scope>``, ``slots:<scope>``,
-    ``gcra:<scope>:5/100``...) belongs to; None for its ban and reports."""
+    ``gcra:<scope>:5/100``, ``distinct:<scope>:5/100``...) belongs to; None for its ban
+    and reports."""
     for kind in ("log", "slots"):
         if suffix == kind or suffix.startswith(f"{kind}:"):
             return suffix[len(kind) + 1 :]
@@ -216,21 +237,23 @@ class RedisStorage:
     def _now_argument(self) -> Union[int, str]:
         return "" if self.clock is None else instant(self.clock())
 
-    def _run(self, script: _Script, keys: list[str], args: list[Union[int, str]]) -> Any:
+    def _run(self, script: _Script, keys: list[str], args: Sequence[_Argument]) -> Any:
         with _storage_errors():
             return script(self.client, keys, args)
 
     def _scopes(
         self, client: str, scopes: Sequence[Scope]
-    ) -> tuple[list[str], list[Union[int, str]], list[tuple[Rule, str]]]:
+    ) -> tuple[list[str], list[_Argument], list[tuple[Rule, str]]]:
         """The scopes' keys and arguments as the scripts read them, and their rules (with
-        their scope's name) in the scripts' order: each scope's logged, then stateful."""
+        their scope's name) in the scripts' order: each scope's logged, then stateful,
+        then distinct."""
         keys: list[str] = []
-        args: list[Union[int, str]] = []
+        args: list[_Argument] = []
         rules: list[tuple[Rule, str]] = []
         for scope in scopes:
+            who = scope.owner or client
             where = _where(scope.name)
-            keys.append(self._key(client, f"log{where}"))
+            keys.append(self._key(who, f"log{where}"))
             longest = max((rule.window for rule in scope.logged), default=0)
             args += [scope.depth, microseconds(longest), scope.cost, int(scope.deferred)]
             args += [scope.concurrency, scope.lease_us, len(scope.logged)]
@@ -240,12 +263,17 @@ class RedisStorage:
             for rule in scope.stateful:
                 window = rule.window_us
                 strategy = rule.strategy or ""
-                keys.append(self._key(client, f"{strategy}{where}:{rule.count}/{window}"))
+                keys.append(self._key(who, f"{strategy}{where}:{rule.count}/{window}"))
                 code = STRATEGY_CODES[strategy]
-                args += [rule.count, window, code, strategies.offset(client, window)]
-            if scope.concurrency:
+                args += [rule.count, window, code, strategies.offset(who, window)]
+            args.append(len(scope.distinct))
+            for rule, name, value in zip(scope.distinct, scope.distinct_ids, scope.values):
+                keys.append(self._key(who, f"{_DISTINCT}{where}:{name}"))
+                text = b"" if value is None else value.encode("utf-8", "surrogatepass")
+                args += [rule.count, rule.window_us, int(value is not None), text]
+            if scope.concurrency:  # the request's client's slots, never an owner's
                 keys.append(self._key(client, f"slots{where}"))
-            rules += [(rule, scope.name) for rule in scope.logged + scope.stateful]
+            rules += [(rule, scope.name) for rule in scope.logged + scope.stateful + scope.distinct]
         return keys, args, rules
 
     def _hit(
@@ -262,7 +290,7 @@ class RedisStorage:
         scope_keys, scope_args, rules = self._scopes(client, scopes)
         other_bans = [self._key(other, "ban") for other in also]
         keys = [self._key(client, "ban"), self._key(client, "reports"), *other_bans, *scope_keys]
-        args: list[Union[int, str]] = [
+        args: list[_Argument] = [
             self._now_argument(),
             int(usage),
             int(strike is not None),
@@ -284,12 +312,73 @@ class RedisStorage:
         also: Sequence[str] = (),
         token: Optional[str] = None,
     ) -> Decision:
-        if also and self._clustered:  # other clients' keys sit on other slots: read apart
-            refused = self._banned_as(also)
-            if refused is not None and self.banned_for(client) == 0:
-                return refused
-            also = ()
+        if self._clustered:  # other clients' keys sit on other slots: read apart
+            keys = {scope.owner for scope in scopes if scope.owner is not None}
+            also = [other for other in also if other not in keys]  # read with their rules
+            if also:
+                refused = self._banned_as(also)
+                if refused is not None and self.banned_for(client) == 0:
+                    return refused
+                also = ()
+            if keys:
+                return self._hit_on_slots(client, scopes, usage, strike, token)
         answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also, token)
+        return self._decision(answer, rules, scopes, also, usage)
+
+    def _hit_on_slots(
+        self,
+        client: str,
+        scopes: Sequence[Scope],
+        usage: bool,
+        strike: Optional[BanRule],
+        token: Optional[str],
+    ) -> Decision:
+        """Redis Cluster, for rules with their own key (on that key's slot): check each
+        key's ban and rules (one round trip per key, recording nothing), then run the
+        client's own script, and only when everything admits record each key's rules
+        (one more round trip per key). Each key's rules stay exact on their own; between
+        the check and the record, concurrent requests of the same key may be admitted
+        too. Usage covers the client's own rules. Only the client's own script, run as
+        a request, checks and takes the slots of ``token`` (a key's scopes have none)."""
+        own = [scope for scope in scopes if scope.owner is None]
+        keyed: dict[str, list[Scope]] = {}
+        for scope in scopes:
+            if scope.owner is not None:
+                keyed.setdefault(scope.owner, []).append(scope)
+        refusal: Optional[Decision] = None
+        for owner, group in keyed.items():
+            decision = self._decision(*self._hit(owner, group, _CHECK_MODE), group)
+            if decision.banned and self.banned_for(client) == 0:  # the client's own first
+                return replace(decision, banned_as=owner)
+            if decision.admitted:
+                continue
+            if refusal is None or decision.retry_after > refusal.retry_after:
+                refusal = decision
+        if refusal is None:
+            answer, rules = self._hit(client, own, _HIT_MODE, usage, strike, token=token)
+            decision = self._decision(answer, rules, own, usage=usage)
+            if decision.admitted:
+                for owner, group in keyed.items():
+                    self._hit(owner, group, _RECORD_MODE)
+            return decision
+        decision = self._decision(*self._hit(client, own, _CHECK_MODE, False, strike), own)
+        longer = not decision.admitted and decision.retry_after >= refusal.retry_after
+        if decision.banned or longer:
+            return decision
+        if not decision.admitted:  # the client's own refusal was reported by its script
+            return replace(refusal, new_ban=decision.new_ban)
+        new_ban = self.report(client, strike, RATE_LIMIT) if strike is not None else None
+        return replace(refusal, new_ban=new_ban)
+
+    def _decision(
+        self,
+        answer: list[Any],
+        rules: list[tuple[Rule, str]],
+        scopes: Sequence[Scope],
+        also: Sequence[str] = (),
+        usage: bool = False,
+    ) -> Decision:
+        """``hit.lua``'s answer, for these ``scopes`` (their rules), as a decision."""
         status, wait, limiting, closest, remaining, reset, new_ban = answer
         if status == _BANNED:
             return Decision(
@@ -413,7 +502,8 @@ class RedisStorage:
         head = self._key(client, "")
         keys = self._scan(f"{head.translate(_GLOB_SPECIAL)}*")
         if scope is not None:
-            keys = [key for key in keys if _scope_of_key(key[len(head) :]) == scope]
+            names = [(key, _scope_of_key(key[len(head) :])) for key in keys]
+            keys = [key for key, name in names if name is not None and within(name, scope)]
         if keys:
             with _storage_errors():
                 self.client.delete(*keys)

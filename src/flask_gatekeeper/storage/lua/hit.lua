@@ -1,20 +1,23 @@
--- One request, atomically: ban check, every rule's check, record if admitted.
+-- One request, atomically: ban check, every rule's check, every concurrency limit's
+-- check, record and take a slot if admitted.
 -- KEYS: ban, reports, the bans of the other clients that refuse this request too (the
 -- address behind a key_func key), then per scope its sliding log (a list, newest first)
--- followed by one state key per stateful rule.
+-- followed by one state key per stateful rule, one sorted set per distinct rule and,
+-- when it has a concurrency limit, its slots (see read_scopes).
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
 -- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: 1 for a request
--- (ban, check, record the scopes not deferred), 2 to record every scope (nothing else);
+-- (ban, check, record the scopes not deferred), 2 to record every scope (nothing else),
+-- 3 to check as for a request without recording (no slot either);
 -- ARGV[11]: how many other clients' bans follow the reports key; ARGV[12]: the request's
--- token, its slot in every scope with a concurrency limit ("": it takes none, and
--- those limits are not checked); from ARGV[13], the scopes as read_scopes reads them
--- (each with its cost).
+-- token, its slot in every scope with a concurrency limit (mode 1 only; "": it takes
+-- none, and those limits are not checked); from ARGV[13], the scopes as read_scopes
+-- reads them (each with its cost).
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban}: status 0 admitted,
 -- 1 banned (then `rule` is 1 for a ban set by hand, and `usage_rule` 0 for the client's
 -- own ban or i for the i-th other client's), 2 limited, 3 too many in flight (then
 -- `rule` is the full scope's index, from 0); rules are numbered over every scope from
--- 0, sliding-log rules first in each scope; -1 means none.
+-- 0, in each scope sliding-log rules, then stateful, then distinct; -1 means none.
 local now = clock(ARGV[1])
 local mode, others = tonumber(ARGV[10]), tonumber(ARGV[11])
 if mode ~= 2 then
@@ -93,11 +96,14 @@ if mode ~= 2 then
           cost))
       end
     end
+    for _, rule in ipairs(scope.distinct) do
+      consider(distinct_check(rule, now))
+    end
   end
   if worst >= 0 then
     return {2, wait, worst, worst, 0, wait, strike()}
   end
-  if token ~= '' then  -- expired leases go, as they are met
+  if mode == 1 and token ~= '' then  -- expired leases go, as they are met
     for i, scope in ipairs(scopes) do
       if scope.concurrency > 0 then
         redis.call('ZREMRANGEBYSCORE', scope.slots, '-inf', int(now))
@@ -110,6 +116,9 @@ if mode ~= 2 then
   end
 end
 
+if mode == 3 then  -- checked only: recorded by another call (Redis Cluster)
+  return {0, 0, -1, -1, 0, 0, -1}
+end
 for _, scope in ipairs(scopes) do
   local cost = scope.cost
   if mode == 2 or not scope.deferred then
@@ -131,8 +140,11 @@ for _, scope in ipairs(scopes) do
       end
       save_state(rule.key, rule.state, ttl)
     end
+    for _, rule in ipairs(scope.distinct) do
+      distinct_record(rule, now)
+    end
   end
-  if mode ~= 2 and token ~= '' and scope.concurrency > 0 then
+  if mode == 1 and token ~= '' and scope.concurrency > 0 then
     redis.call('ZADD', scope.slots, int(now + scope.lease), token)
     expire_after(scope.slots, scope.lease, true)
   end

@@ -104,10 +104,11 @@ end
 -- The scopes described from ARGV[first_arg] on, their keys from KEYS[first_key] on: per
 -- scope, depth, ttl, cost, deferred (1: recorded only by the record mode), concurrency
 -- (0: no limit), lease (microseconds), number of sliding-log rules, (count, window) for
--- each, number of stateful rules, (count, window, strategy code, shift) for each. Keys:
--- its log, one state per stateful rule, then its slots (a sorted set: token -> lease
--- deadline) when it has a concurrency limit. Reads each log's length and each stateful
--- rule's state.
+-- each, number of stateful rules, (count, window, strategy code, shift) for each, number
+-- of distinct rules, (count, window, 1 when the request has a value for it, the value)
+-- for each. Keys: per scope its log, then its stateful rules' states, then its distinct
+-- rules' sets, then its slots (a sorted set: token -> lease deadline) when it has a
+-- concurrency limit. Reads each log's length and each stateful rule's state.
 local function read_scopes(first_arg, first_key)
   local scopes, arg, key = {}, first_arg, first_key
   while arg <= #ARGV do
@@ -126,6 +127,18 @@ local function read_scopes(first_arg, first_key)
       rule.state = load_state(rule.key)
       scope.stateful[#scope.stateful + 1] = rule
     end
+    scope.distinct = {}
+    for d = 1, tonumber(ARGV[arg]) do
+      key = key + 1
+      local rule = {key = KEYS[key], count = tonumber(ARGV[arg + 1]),
+        window = tonumber(ARGV[arg + 2])}
+      if ARGV[arg + 3] == '1' then
+        rule.value = ARGV[arg + 4]
+      end
+      scope.distinct[d] = rule
+      arg = arg + 4
+    end
+    arg = arg + 1
     key = key + 1
     if scope.concurrency > 0 then
       scope.slots = KEYS[key]
@@ -148,6 +161,9 @@ local function each_usage(scopes, now, visit)
     end
     for _, rule in ipairs(scope.stateful) do
       visit(strategy_usage(rule.code, rule.state, rule.count, rule.window, rule.shift, now))
+    end
+    for _, rule in ipairs(scope.distinct) do
+      visit(distinct_usage(rule, now))
     end
   end
 end

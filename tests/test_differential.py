@@ -309,6 +309,13 @@ class BannedFor:
 
 
 @dataclass(frozen=True)
+class Detail:
+    """``ban_detail(client)``."""
+
+    client: str
+
+
+@dataclass(frozen=True)
 class Bans:
     pass
 
@@ -343,6 +350,7 @@ Op = Union[
     Ban,
     Unban,
     BannedFor,
+    Detail,
     Bans,
     Details,
     Reset,
@@ -373,6 +381,7 @@ queries = st.one_of(
     st.builds(Release, st.integers(min_value=0, max_value=MAX_SLOTS)),
     st.builds(Unban, clients),
     st.builds(BannedFor, clients),
+    st.builds(Detail, clients),
     st.just(Bans()),
     st.just(Details()),
     st.builds(Reset, clients),
@@ -524,6 +533,8 @@ def _call(
             return storage.unban(op.client)
         if isinstance(op, BannedFor):
             return storage.banned_for(op.client)
+        if isinstance(op, Detail):
+            return storage.ban_detail(op.client)
         if isinstance(op, Bans):
             return storage.bans()
         assert isinstance(op, Reset)
@@ -593,6 +604,8 @@ def _describe(
         return f"ban({op.client!r}, {_duration(op, ban_rule)!r})"
     if isinstance(op, Bans):
         return "bans()"
+    if isinstance(op, Detail):
+        return f"ban_detail({op.client!r})"
     name = type(op).__name__.lower().replace("bannedfor", "banned_for")
     return f"{name}({op.client!r})"  # type: ignore[union-attr]
 

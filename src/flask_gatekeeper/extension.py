@@ -278,7 +278,8 @@ class GateKeeper:
         key = gate.settings.identifier.key_for(client)
         storage = gate.settings.storage
         storage.ban(key, duration)
-        gate.events.banned(key, storage.banned_for(key), MANUAL)  # a longer ban may stand
+        detail = storage.ban_detail(key)  # a longer ban may stand
+        gate.events.banned(key, detail.left if detail else 0.0, MANUAL, detail)
 
     def unban(self, client: str) -> bool:
         """End ``client``'s ban and forget its ban history; True if it was banned."""

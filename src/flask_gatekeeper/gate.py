@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
 from .config import Settings
-from .decision import RATE_LIMIT, REPORTS, RESPONSE, Decision
+from .decision import RATE_LIMIT, REPORTS, RESPONSE, BanDetail, Decision
 from .errors import StorageError
 from .events import Events
 from .headers import policy_name, rate_limit_headers
@@ -232,8 +232,16 @@ class Gate:
         banned_for = self.ask_storage(storage.report, client, ban_rule, reason)
         if isinstance(banned_for, Down):
             return False
-        self.events.reported(client, banned_for, reason)
+        self.events.reported(client, banned_for, reason, self.ban_detail(client, banned_for))
         return banned_for is not None
+
+    def ban_detail(self, client: str, banned_for: Optional[float] = 0) -> Optional[BanDetail]:
+        """The client's ban as the ``client_banned`` signal carries it: read from the
+        storage only when a ban was made (``banned_for`` not None) and someone listens."""
+        if banned_for is None or not self.events.hears_bans():
+            return None
+        detail = self.ask_storage(self.settings.storage.ban_detail, client)
+        return None if isinstance(detail, Down) else detail
 
     def _count_after_response(
         self,
@@ -376,7 +384,8 @@ class Gate:
             banned = Banned(decision.banned_as or client, decision.retry_after, rule)
             return self._refuse(banned, respond=respond)
         if self._strike is not None:
-            self.events.reported(client, decision.new_ban, RATE_LIMIT)
+            detail = self.ban_detail(client, decision.new_ban)
+            self.events.reported(client, decision.new_ban, RATE_LIMIT, detail)
         limited: RateLimited
         if decision.concurrency:
             limit = ConcurrencyLimit(decision.concurrency)

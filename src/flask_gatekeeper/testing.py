@@ -123,6 +123,10 @@ class FlakyStorage:
         self._maybe_fail()
         return self.inner.bans()
 
+    def ban_detail(self, client: str) -> Optional[BanDetail]:
+        self._maybe_fail()
+        return self.inner.ban_detail(client)
+
     def ban_details(self) -> dict[str, BanDetail]:
         self._maybe_fail()
         return self.inner.ban_details()

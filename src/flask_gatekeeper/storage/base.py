@@ -104,6 +104,10 @@ class Storage(Protocol):
         """Every active ban: client -> seconds left."""
         ...
 
+    def ban_detail(self, client: str) -> Optional[BanDetail]:
+        """The client's ban in force, or None."""
+        ...
+
     def ban_details(self) -> dict[str, BanDetail]:
         """Every active ban: client -> its details."""
         ...

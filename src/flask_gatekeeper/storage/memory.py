@@ -177,6 +177,11 @@ class _Ban:
     def manual(self) -> bool:
         return self.reason == MANUAL
 
+    def detail(self, now: int) -> BanDetail:
+        return BanDetail(
+            seconds(self.end - now), seconds(now - self.start), self.reason, self.strikes
+        )
+
     def strikes_at(self, now: int) -> int:
         """The bans still remembered at ``now`` (none once ``forget_at`` has passed)."""
         return self.strikes if self.forget_at > now else 0
@@ -621,13 +626,13 @@ class MemoryStorage:
     def ban_details(self) -> dict[str, BanDetail]:
         with self._lock:
             now = self._now()
-            return {
-                name: BanDetail(
-                    seconds(ban.end - now), seconds(now - ban.start), ban.reason, ban.strikes
-                )
-                for name, ban in self._bans.items()
-                if ban.end > now
-            }
+            return {name: ban.detail(now) for name, ban in self._bans.items() if ban.end > now}
+
+    def ban_detail(self, client: str) -> Optional[BanDetail]:
+        with self._lock:
+            now = self._now()
+            ban = self._bans.get(client)
+            return ban.detail(now) if ban is not None and ban.end > now else None
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
         with self._lock:

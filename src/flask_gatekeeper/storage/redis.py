@@ -489,13 +489,22 @@ class RedisStorage:
         head, tail = f"{self.key_prefix}{{", "}:ban"
         found = {}
         for key in self._scan(f"{head.translate(_GLOB_SPECIAL)}*{tail}"):
-            client = _client_of(key[len(head) : -len(tail)])
-            answer = self._run(_BAN, [key], [self._now_argument(), "detail", 0])
-            left, since, reason, strikes = answer
-            if left > 0:
-                text = reason.decode() if isinstance(reason, bytes) else str(reason)
-                found[client] = BanDetail(seconds(left), seconds(since), text, strikes)
+            detail = self._detail(key)
+            if detail is not None:
+                found[_client_of(key[len(head) : -len(tail)])] = detail
         return found
+
+    def ban_detail(self, client: str) -> Optional[BanDetail]:
+        return self._detail(self._key(client, "ban"))
+
+    def _detail(self, ban_key: str) -> Optional[BanDetail]:
+        left, since, reason, strikes = self._run(
+            _BAN, [ban_key], [self._now_argument(), "detail", 0]
+        )
+        if left <= 0:
+            return None
+        text = reason.decode() if isinstance(reason, bytes) else str(reason)
+        return BanDetail(seconds(left), seconds(since), text, strikes)
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
         """Forget the client (a SCAN of its keys: for operators, not for requests)."""

@@ -12,6 +12,7 @@ polls a 0.3 s window in real time because the server's clock cannot be moved.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import logging
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Optional, cast
+from typing import Any, Callable, ClassVar, Optional, cast
 
 import pytest
 from flask import Flask, Response, request
@@ -35,6 +36,7 @@ from werkzeug.test import TestResponse
 from flask_gatekeeper import BanRule, ConfigError, GateKeeper, Rule, StorageError
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock
+from flask_gatekeeper.units import MAX_MICROSECONDS
 from helpers import PEER_OPTIONS, RULES, AppFactory, ProbingClock, burst, health, index
 from helpers import login as login_view
 
@@ -44,7 +46,8 @@ try:
     from redis.cluster import RedisCluster
     from redis.retry import Retry
 
-    from flask_gatekeeper.storage.redis import _RELEASE, RedisStorage
+    from flask_gatekeeper.storage import redis as redis_storage
+    from flask_gatekeeper.storage.redis import _RELEASE, _REPORT, RedisStorage
     from redis_server import HOST, RedisServer, free_port, redis_cluster, require, wait_until
 except ImportError:  # pragma: no cover - only without the redis extra
     if os.environ.get("CI"):
@@ -543,6 +546,250 @@ def test_redis_errors_become_one_storage_error() -> None:
         storage.client.close()
 
 
+# --- the script call on a pooled connection ------------------------------------------------------
+
+
+class ScriptedConnection(redis.Connection):
+    """A real connection that keeps the script calls it writes (``written``) and fails
+    as told: each of ``send_faults`` before a call goes out, each of ``read_faults``
+    after it went out and ran (its reply dropped with the connection, as a timeout
+    drops it). Its handshake (HELLO, CLIENT SETINFO) is written as usual."""
+
+    send_faults: ClassVar[list[redis.RedisError]] = []
+    read_faults: ClassVar[list[redis.RedisError]] = []
+    written: ClassVar[list[bytes]] = []
+
+    script_sent = False
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        data = b"".join(command)
+        self.script_sent = b"EVAL" in data[:20]
+        if self.script_sent:
+            if type(self).send_faults:
+                self.disconnect()  # type: ignore[no-untyped-call]
+                raise type(self).send_faults.pop(0)
+            type(self).written.append(data)
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        if self.script_sent and type(self).read_faults:
+            self.disconnect()  # type: ignore[no-untyped-call]
+            raise type(self).read_faults.pop(0)
+        return super().read_response(*args, **kwargs)
+
+
+def scripted_storage(url: str) -> RedisStorage:
+    """A storage built from ``url`` (its timeouts and retry) on ``ScriptedConnection``s."""
+    ScriptedConnection.send_faults = []
+    ScriptedConnection.read_faults = []
+    ScriptedConnection.written = []
+    storage = RedisStorage.from_url(url)
+    pool_of(storage).connection_class = ScriptedConnection
+    return storage
+
+
+@pytest.fixture
+def scripted(redis_server: RedisServer, redis_db: redis.Redis) -> Iterator[RedisStorage]:
+    storage = scripted_storage(redis_server.url)
+    yield storage
+    storage.client.close()
+
+
+def pool_of(storage: RedisStorage) -> redis.ConnectionPool:
+    assert isinstance(storage.client, redis.Redis)
+    return storage.client.connection_pool
+
+
+def in_use(storage: RedisStorage) -> int:
+    return len(pool_of(storage)._in_use_connections)
+
+
+GLOBAL_RULE = (Scope.of(GLOBAL_SCOPE, (Rule(100, 3600),)),)
+
+
+def test_a_plain_client_calls_scripts_on_a_connection_of_its_pool(
+    redis_server: RedisServer, redis_db: redis.Redis, scripted: RedisStorage
+) -> None:
+    redis_db.script_flush()  # NOSCRIPT: EVAL on the same connection, in the same checkout
+    assert scripted.hit(IP, GLOBAL_RULE).admitted
+    heads = [command.split(b"\r\n")[2] for command in ScriptedConnection.written]
+    assert (heads, in_use(scripted)) == ([b"EVALSHA", b"EVAL"], 0)
+    assert pool_of(scripted)._created_connections == 1
+    assert scripted.hit(IP, GLOBAL_RULE).admitted  # loaded: by digest only
+    assert (len(ScriptedConnection.written), in_use(scripted)) == (3, 0)
+    assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 2
+
+    # the bytes redis-py's own encoder writes for the same calls, non-ASCII text too
+    assert scripted.report("é", BanRule(3, 10, 600), "motif: açaí") is None
+    keys = ["gatekeeper:{%C3%A9}:reports", "gatekeeper:{%C3%A9}:ban"]
+    args = ["", 3, 10_000_000, 600_000_000, "1.0", MAX_MICROSECONDS, 86_400_000_000, "motif: açaí"]
+    packer = redis.connection.PythonRespSerializer(6000, redis_db.get_encoder().encode)
+    assert ScriptedConnection.written[-2:] == [
+        b"".join(packer.pack(*call, 2, *keys, *args))  # type: ignore[no-untyped-call]
+        for call in (("EVALSHA", _REPORT.sha), ("EVAL", _REPORT.source))
+    ]
+    assert redis_db.llen("gatekeeper:{%C3%A9}:reports") == 1
+
+
+def test_a_connection_error_before_the_command_is_retried_once(
+    redis_db: redis.Redis, scripted: RedisStorage
+) -> None:
+    assert scripted.hit(IP, GLOBAL_RULE).admitted  # the server has the script now
+    written = len(ScriptedConnection.written)
+    ScriptedConnection.send_faults = [redis.ConnectionError("injected")]
+    assert scripted.hit(IP, GLOBAL_RULE).admitted  # from_url: one immediate retry
+    assert (len(ScriptedConnection.written) - written, in_use(scripted)) == (1, 0)
+
+    ScriptedConnection.send_faults = [redis.ConnectionError("injected")] * 2
+    with pytest.raises(StorageError) as caught:
+        scripted.hit(IP, GLOBAL_RULE)
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    assert (len(ScriptedConnection.written) - written, in_use(scripted)) == (1, 0)  # returned
+    assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 2
+    assert scripted.hit(IP, GLOBAL_RULE).admitted  # the pooled connection works again
+    assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 3
+
+
+def test_a_timeout_is_never_retried_the_script_may_have_run(
+    redis_db: redis.Redis, scripted: RedisStorage
+) -> None:
+    assert scripted.hit(IP, GLOBAL_RULE).admitted  # the server has the script now
+    written = len(ScriptedConnection.written)
+    ScriptedConnection.read_faults = [redis.TimeoutError("injected")]
+    with pytest.raises(StorageError) as caught:
+        scripted.hit(IP, GLOBAL_RULE)
+    assert isinstance(caught.value.__cause__, redis.TimeoutError)
+    assert (len(ScriptedConnection.written) - written, in_use(scripted)) == (1, 0)
+    assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 2  # it ran once, and only once
+
+
+def test_a_real_timeout_on_a_paused_server_is_not_retried(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    storage = scripted_storage(f"{redis_server.url}?socket_timeout=0.25")
+    admin = redis_server.client(socket_timeout=5)
+    try:
+        assert storage.hit(IP, GLOBAL_RULE).admitted  # connected, script loaded
+        written = len(ScriptedConnection.written)
+        admin.execute_command("CLIENT", "PAUSE", 600, "ALL")  # type: ignore[no-untyped-call]
+        with pytest.raises(StorageError) as caught:
+            storage.hit(IP, GLOBAL_RULE)
+        assert isinstance(caught.value.__cause__, redis.TimeoutError)
+        assert (len(ScriptedConnection.written) - written, in_use(storage)) == (1, 0)
+        assert admin.ping()  # answered once the pause is over
+        assert storage.hit(IP, GLOBAL_RULE).admitted
+    finally:
+        admin.close()
+        storage.client.close()
+
+
+def test_an_outage_leaves_no_connection_checked_out(own_server: RedisServer) -> None:
+    storage = RedisStorage.from_url(own_server.url)
+    try:
+        assert storage.hit(IP, GLOBAL_RULE).admitted
+        own_server.stop()
+        for _ in range(3):
+            with pytest.raises(StorageError):
+                storage.hit(IP, GLOBAL_RULE)
+            assert in_use(storage) == 0
+        own_server.start()  # empty, without the script: the pooled connection is dead
+        assert storage.hit(IP, GLOBAL_RULE).admitted
+        assert in_use(storage) == 0
+    finally:
+        storage.client.close()
+
+
+class CountingRedis(redis.Redis):
+    """A client whose ``execute_command`` is its own, as instrumentation makes it."""
+
+    commands: ClassVar[list[str]] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        CountingRedis.commands.append(str(args[0]))
+        return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+def test_clients_the_direct_path_would_bypass_keep_redis_py_s_own(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    redis_db.script_flush()
+    CountingRedis.commands = []
+    counting = CountingRedis(host=HOST, port=redis_server.port)
+    single = redis_server.client(single_connection_client=True)
+    try:
+        for client in (counting, single):
+            storage = RedisStorage(client)
+            assert storage._pooled is None
+            assert storage.hit(IP, GLOBAL_RULE).admitted
+        assert CountingRedis.commands == ["EVALSHA", "EVAL"]  # NOSCRIPT, then the source
+        assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 2
+    finally:
+        counting.close()
+        single.close()
+
+
+@contextlib.contextmanager
+def sentinel_for(primary: RedisServer) -> Iterator[int]:
+    """A Redis Sentinel (``redis-server --sentinel``) watching ``primary`` as ``main``."""
+    port = free_port()
+    config = primary.directory / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind {HOST}\nsentinel monitor main {HOST} {primary.port} 1\n"
+        f"logfile {primary.directory / 'sentinel.log'}\n"
+    )
+    process = subprocess.Popen(["redis-server", str(config), "--sentinel"])
+    probe = redis.Redis(host=HOST, port=port, socket_timeout=0.5)
+
+    def answers() -> bool:
+        try:
+            found = probe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "main")  # type: ignore[no-untyped-call]
+            return bool(found)
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_until(answers, 10, f"redis-server --sentinel on port {port}")
+        yield port
+    finally:
+        probe.close()
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(10)
+
+
+def test_a_sentinel_client_takes_the_direct_path(
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
+) -> None:
+    from redis.sentinel import Sentinel
+
+    with sentinel_for(redis_server) as port:
+        sentinel = Sentinel([(HOST, port)], socket_timeout=0.5)  # type: ignore[no-untyped-call]
+        client = sentinel.master_for("main", socket_timeout=0.5)  # type: ignore[no-untyped-call]
+        try:
+            app, _ = redis_app(storage=client, rate_limit_rules=[{"count": 2, "window": 60}])
+            assert app.extensions["gatekeeper"].settings.storage._pooled is not None
+            assert statuses(app.test_client(), 3) == [200, 200, 429]
+            assert client_keys(redis_db) == [f"gatekeeper:{{{IP}}}:log"]
+        finally:
+            client.close()
+
+
+def test_known_argument_encodings_stay_bounded(
+    redis_server: RedisServer, redis_db: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_storage, "_KNOWN_WORDS", 8)
+    clock = FakeClock(1000.0)
+    storage = RedisStorage(redis_server.client(), clock=clock)
+    try:
+        for _ in range(20):  # each reading of the clock is a new argument value
+            clock.advance(1)
+            assert storage.hit(IP, GLOBAL_RULE).admitted
+        assert storage._pooled is not None
+        assert len(storage._pooled.known) == 8
+        assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 20
+    finally:
+        storage.client.close()
+
+
 # --- exact limits under concurrency --------------------------------------------------------------
 
 
@@ -1025,6 +1272,23 @@ def test_any_client_key_works_in_a_cluster(
     )
     client = app.test_client()
     assert statuses(client, 3) == [200, 200, 429]  # as in memory and in a single Redis
+
+
+def test_a_cluster_client_keeps_redis_py_s_path_and_reloads_scripts(
+    cluster_nodes: list[RedisServer], cluster_client: RedisCluster
+) -> None:
+    storage = RedisStorage(cluster_client)
+    assert storage._pooled is None  # each script goes to its keys' node through evalsha
+    ips = [f"10.3.0.{n}" for n in range(1, 31)]  # on every node
+    for node in cluster_nodes:
+        db = node.client()
+        try:
+            db.script_flush()
+        finally:
+            db.close()
+    for _ in range(2):  # the first on each node: NOSCRIPT, then EVAL
+        assert all(storage.hit(ip, GLOBAL_RULE).admitted for ip in ips)
+    assert {ip: storage.usage(ip, GLOBAL_RULE)[0].remaining for ip in ips} == dict.fromkeys(ips, 98)
 
 
 def test_a_cluster_that_lost_a_slot_fails_open_not_500(

@@ -2,7 +2,9 @@
 
 One request is one Lua script (``lua/hit.lua``), called with EVALSHA; when the server does
 not have it (after ``SCRIPT FLUSH``, or a failover to a replica that never loaded it) the
-same call is sent once with EVAL, which runs the script and caches it. Decisions use
+same call is sent once with EVAL, which runs the script and caches it. A plain
+``redis.Redis`` client's scripts go through a connection of its pool directly (see
+``_Pooled``); Redis Cluster and other clients go through their ``evalsha``. Decisions use
 the Redis server's clock, so app hosts with skewed clocks agree. Every key of a client
 carries its ``{hash tag}``, so one script's keys sit on one Redis Cluster slot; expiries
 only collect garbage (a second after the data stops mattering).
@@ -12,7 +14,9 @@ Install with ``pip install "flask-gatekeeper[redis]"``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -67,13 +71,17 @@ _FAILURES = (redis.RedisError, RedisClusterException)
 """What redis-py raises when Redis fails (cluster errors do not derive from RedisError)."""
 
 
+def _storage_error(exc: Exception) -> StorageError:
+    return StorageError(f"Redis failed: {exc}")
+
+
 @contextmanager
 def _storage_errors() -> Iterator[None]:
     """redis-py's failures become the library's one ``StorageError``, raised from them."""
     try:
         yield
     except _FAILURES as exc:
-        raise StorageError(f"Redis failed: {exc}") from exc
+        raise _storage_error(exc) from exc
 
 
 _Argument = Union[int, str, bytes]
@@ -100,6 +108,11 @@ def _preamble() -> str:
     return f"{lua_constants()}local GARBAGE_DELAY_MS = {GARBAGE_DELAY_MS}\n{codes}"
 
 
+def _bulk(data: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
 class _Script:
     """One Lua script made of the named files, after the preamble and ``common.lua``."""
 
@@ -108,6 +121,9 @@ class _Script:
         parts = [folder.joinpath(name).read_text(encoding="utf-8") for name in names]
         self.source = _preamble() + "\n".join(parts)
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
+        self.by_digest = _bulk(b"EVALSHA") + _bulk(self.sha.encode())
+        """The start of the script's EVALSHA in RESP (after the array's length)."""
+        self.by_source = _bulk(b"EVAL") + _bulk(self.source.encode("utf-8"))
 
     def __call__(self, client: RedisClient, keys: list[str], args: Sequence[_Argument]) -> Any:
         """Run by its digest; a server without it gets the source once (EVAL runs it and
@@ -118,6 +134,90 @@ class _Script:
             return client.eval(self.source, len(keys), *keys, *args)
 
 
+_KNOWN_WORDS = 4096
+"""How many distinct argument values a ``_Pooled`` keeps encoded: rules' numbers come
+first and stay; per-client values (a strategy's offset, an injected clock's reading) only
+fill what is left, then are encoded afresh each time."""
+
+
+def _checkout(pool: redis.ConnectionPool) -> Any:
+    """``pool.get_connection`` ready to call: without arguments where redis-py deprecates
+    them (5.3 and later), with a command name where it requires one (4.6 to 5.2)."""
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        return functools.partial(pool.get_connection, "EVALSHA")
+    return pool.get_connection
+
+
+class _Pooled:
+    """Scripts run on a connection of a plain ``redis.Redis`` client's pool: what the
+    client's ``evalsha`` does (the pool's connection, the connection's ``Retry``, NOSCRIPT
+    answered with EVAL), without its per-command work (command-name lookups, hooks,
+    metrics, its argument encoder): the arguments are written in RESP here, each distinct
+    value encoded once (by the pool's own encoder) and kept."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self.pool = pool
+        self.checkout = _checkout(pool)
+        self.encoder: Any = pool.get_encoder()
+        self.known: dict[_Argument, bytes] = {}
+
+    def _learn(self, word: _Argument) -> bytes:
+        encoded = _bulk(bytes(self.encoder.encode(word)))
+        if len(self.known) < _KNOWN_WORDS:
+            self.known[word] = encoded
+        return encoded
+
+    def __call__(self, script: _Script, keys: list[str], args: Sequence[_Argument]) -> Any:
+        known, learn = self.known, self._learn
+        encoding, errors = self.encoder.encoding, self.encoder.encoding_errors
+        words = b"".join(
+            [
+                known.get(len(keys)) or learn(len(keys)),
+                *[_bulk(key.encode(encoding, errors)) for key in keys],  # as the encoder does
+                *[known.get(arg) or learn(arg) for arg in args],
+            ]
+        )
+        head = b"*%d\r\n" % (3 + len(keys) + len(args))
+        pool = self.pool
+        connection = self.checkout()
+        try:
+            return connection.retry.call_with_retry(
+                lambda: self._send(connection, script, head, words),
+                lambda error: connection.disconnect(),
+            )
+        finally:
+            pool.release(connection)
+
+    @staticmethod
+    def _send(connection: Any, script: _Script, head: bytes, words: bytes) -> Any:
+        """One attempt: by digest, then by source when the server does not have it (the
+        reply was read in full, so the connection stays in step)."""
+        connection.send_packed_command([head + script.by_digest + words])
+        try:
+            return connection.read_response()
+        except NoScriptError:
+            connection.send_packed_command([head, script.by_source, words])
+            return connection.read_response()
+
+
+_EXECUTE = redis.Redis.execute_command
+
+
+def _pooled(client: RedisClient) -> Optional[_Pooled]:
+    """The direct path for a plain ``redis.Redis`` (from a URL, Sentinel's ``master_for``,
+    TLS or a Unix socket alike); None for Redis Cluster, a single-connection client, and a
+    client whose ``execute_command`` is overridden or wrapped (instrumentation must see
+    every command)."""
+    if not isinstance(client, redis.Redis) or getattr(client, "connection", None) is not None:
+        return None
+    execute = type(client).execute_command
+    if execute is not _EXECUTE or hasattr(execute, "__wrapped__"):
+        return None
+    pool = getattr(client, "connection_pool", None)
+    return _Pooled(pool) if isinstance(pool, redis.ConnectionPool) else None
+
+
 _HIT = _Script("common.lua", "distinct.lua", "strategies.lua", "hit.lua")
 _REPORT = _Script("common.lua", "report.lua")
 _BAN = _Script("common.lua", "ban.lua")
@@ -126,12 +226,16 @@ _RELEASE = _Script("release.lua")
 
 
 _TAG_SAFE = "".join(chr(code) for code in range(33, 127) if chr(code) not in "%{}")
+_PLAIN_TAG = re.compile(f"[{re.escape(_TAG_SAFE)}]+").fullmatch
+"""A client that is its own hash tag (every IP): checked faster than quoted."""
 
 
 def _hash_tag(client: str) -> str:
     """The client as a Redis Cluster hash tag: never empty, no braces (which would end
     the tag early and scatter one script's keys over several slots), plain ASCII (any
     text a ``key_func`` returns, lone surrogates included). IPs are unchanged."""
+    if _PLAIN_TAG(client):
+        return client
     if not client:
         return "%"
     return quote(client.encode("utf-8", "surrogatepass"), safe=_TAG_SAFE)
@@ -143,19 +247,21 @@ def _client_of(tag: str) -> str:
     return unquote(tag, errors="surrogatepass")
 
 
-def _ban_rule_arguments(rule: BanRule) -> list[Union[int, str]]:
+@functools.lru_cache(maxsize=16)
+def _ban_rule_arguments(rule: BanRule) -> tuple[Union[int, str], ...]:
+    """The ban rule as the scripts read it (once per rule: an app has one or a few)."""
     longest = microseconds(rule.max_duration) if rule.max_duration is not None else MAX_MICROSECONDS
-    return [
+    return (
         rule.count,
         microseconds(rule.window),
         microseconds(rule.duration),
         repr(float(rule.factor)),
         longest,
         microseconds(rule.forget_after),
-    ]
+    )
 
 
-_NO_STRIKE: list[Union[int, str]] = [0] * 6
+_NO_STRIKE: tuple[Union[int, str], ...] = (0,) * 6
 
 
 _DISTINCT = "distinct"
@@ -202,6 +308,7 @@ class RedisStorage:
         self.key_prefix = check_key_prefix(key_prefix, "key_prefix")
         self.clock = clock
         self._clustered = any(cls.__name__ == "RedisCluster" for cls in type(client).__mro__)
+        self._pooled = _pooled(client)
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStorage:
@@ -238,8 +345,12 @@ class RedisStorage:
         return "" if self.clock is None else instant(self.clock())
 
     def _run(self, script: _Script, keys: list[str], args: Sequence[_Argument]) -> Any:
-        with _storage_errors():
+        try:
+            if self._pooled is not None:
+                return self._pooled(script, keys, args)
             return script(self.client, keys, args)
+        except _FAILURES as exc:
+            raise _storage_error(exc) from exc
 
     def _scopes(
         self, client: str, scopes: Sequence[Scope]

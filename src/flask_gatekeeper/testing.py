@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Optional
 
+from .addresses import NetworkLengths
 from .decision import REPORTS, BanDetail, Decision, Usage
 from .errors import StorageError
 from .policy import Scope
@@ -113,6 +114,11 @@ class FlakyStorage:
     def banned_for(self, client: str) -> float:
         self._maybe_fail()
         return self.inner.banned_for(client)
+
+    def network_lengths(self, *, cached: bool = False) -> NetworkLengths:
+        if not cached:  # a request's answer never raises
+            self._maybe_fail()
+        return self.inner.network_lengths(cached=cached)
 
     def bans(self) -> dict[str, float]:
         self._maybe_fail()

@@ -3,6 +3,11 @@
 Each method is one atomic step that reads the clock once. ``hit`` does a whole request's
 work (ban check, every rule's check, record if admitted) so that a request costs one lock
 in memory and one round trip in Redis.
+
+Network bans: a ban whose client is a network's key (its CIDR, ``addresses.network_of``)
+is also entered in a registry of the prefix lengths that banned networks use, which the
+gate reads for each request (``network_lengths``) to name the client's networks of those
+lengths in ``hit``'s ``also``; with no network banned, a request looks up nothing more.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Callable, Optional, Protocol
 
+from ..addresses import NetworkLengths
 from ..decision import REPORTS, BanDetail, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import Scope
@@ -46,7 +52,8 @@ class Storage(Protocol):
         also: Sequence[str] = (),
     ) -> Decision:
         """Refuse a banned client, or when one of ``also`` is banned (the address behind a
-        ``key_func`` key; the decision's ``banned_as`` names it); else refuse if any rule
+        ``key_func`` key, the client's networks; the decision's ``banned_as`` names the
+        one with the longest ban); else refuse if any rule
         of ``scopes`` has no room for its scope's ``cost`` more requests (a cost above a
         rule's count never fits); else
         record the request (``cost`` times) in every scope that is not ``deferred``, and
@@ -74,11 +81,24 @@ class Storage(Protocol):
         ...
 
     def ban(self, client: str, duration: float) -> None:
-        """Ban now for ``duration`` seconds (never shortening a longer ban)."""
+        """Ban now for ``duration`` seconds (never shortening a longer ban). A network's
+        key enters the registry until the ban in force after the call ends, whatever
+        started it: ``ban(network, 0)`` changes no ban and registers the one a report
+        started (``report`` never registers)."""
         ...
 
     def unban(self, client: str) -> bool:
-        """End the ban and forget the client's ban history; True if it was banned."""
+        """End the ban and forget the client's ban history; True if it was banned. A
+        network leaves the registry."""
+        ...
+
+    def network_lengths(self, *, cached: bool = False) -> NetworkLengths:
+        """The registry: ``(IP version, prefix length)`` of every network banned now.
+
+        ``cached``: the answer a request uses, which never raises. A storage shared by
+        processes may answer from its copy up to a second old (a network that another
+        process banned meanwhile is not refused yet), or with ``addresses.EVERY_LENGTH``
+        when its copy is older, for its next ``hit`` to read the registry along."""
         ...
 
     def banned_for(self, client: str) -> float:
@@ -94,6 +114,7 @@ class Storage(Protocol):
         ...
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
-        """Forget everything about the client: counters, reports, ban and its history;
-        with ``scope``, only its counters in that scope."""
+        """Forget everything about the client: counters, reports, ban and its history
+        (a network leaves the registry); with ``scope``, only its counters in that
+        scope."""
         ...

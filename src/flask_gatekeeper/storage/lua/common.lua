@@ -40,6 +40,11 @@ local function set_ban(ban_key, now, duration, strikes, forget_after, reason)
   expire_after(ban_key, finish + forget_after - now)
 end
 
+-- The registry of network bans: the lengths ("4/24") that a network banned now uses.
+local function live_lengths(lengths_key, now)
+  return redis.call('ZRANGEBYSCORE', lengths_key, '(' .. int(now), '+inf')
+end
+
 -- Whether the ban was set by hand (its refusal names no rule).
 local function manual(ban_key)
   return redis.call('HGET', ban_key, 'r') == 'manual'

@@ -1,19 +1,27 @@
 -- One request, atomically: ban check, every rule's check, record if admitted.
 -- KEYS: ban, reports, the bans of the other clients that refuse this request too (the
--- address behind a key_func key), then per scope its sliding log (a list, newest first)
+-- address behind a key_func key, the client's banned networks), the registry of network
+-- bans when ARGV[12] is "1", then per scope its sliding log (a list, newest first)
 -- followed by one state key per stateful rule.
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
 -- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: 1 for a request
 -- (ban, check, record the scopes not deferred), 2 to record every scope (nothing else);
--- ARGV[11]: how many other clients' bans follow the reports key; from ARGV[12], the
--- scopes as read_scopes reads them (each with its cost).
--- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban}: status 0 admitted,
--- 1 banned (then `rule` is 1 for a ban set by hand, and `usage_rule` 0 for the client's
--- own ban or i for the i-th other client's), 2 limited; rules are numbered over every
--- scope from 0, sliding-log rules first in each scope; -1 means none.
+-- ARGV[11]: how many other clients' bans follow the reports key; ARGV[12]: "1" to return
+-- the prefix lengths of the networks banned now; from ARGV[13], the scopes as
+-- read_scopes reads them (each with its cost).
+-- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban, lengths}: status 0
+-- admitted, 1 banned (then `rule` is 1 for a ban set by hand, and `usage_rule` 0 for the
+-- client's own ban or i for the i-th other client's), 2 limited; rules are numbered over
+-- every scope from 0, sliding-log rules first in each scope; -1 means none; `lengths` as
+-- networks.lua returns them, when asked (else empty).
 local now = clock(ARGV[1])
 local mode, others = tonumber(ARGV[10]), tonumber(ARGV[11])
+local registry, lengths = 0, {}
+if ARGV[12] == '1' then
+  registry = 1
+  lengths = live_lengths(KEYS[3 + others], now)
+end
 if mode ~= 2 then
   local longest, banned = 0, -1
   for i = 0, others do  -- the client's own ban (KEYS[1]), then the others' (KEYS[3]...)
@@ -31,11 +39,11 @@ if mode ~= 2 then
   end
   if banned >= 0 then  -- the third value says whether the ban was set by hand
     local ban_key = banned == 0 and KEYS[1] or KEYS[2 + banned]
-    return {1, longest, manual(ban_key) and 1 or 0, banned, 0, 0, -1}
+    return {1, longest, manual(ban_key) and 1 or 0, banned, 0, 0, -1, lengths}
   end
 end
 
-local scopes = read_scopes(12, 3 + others)
+local scopes = read_scopes(13, 3 + others + registry)
 
 if mode ~= 2 then
   local wait, worst, index = 0, -1, 0
@@ -72,7 +80,7 @@ if mode ~= 2 then
     if ARGV[3] == '1' then
       new_ban = report(KEYS[2], KEYS[1], now, numbers(4, 9), 'rate_limit')
     end
-    return {2, wait, worst, worst, 0, wait, new_ban}
+    return {2, wait, worst, worst, 0, wait, new_ban, lengths}
   end
 end
 
@@ -100,7 +108,7 @@ for _, scope in ipairs(scopes) do
   end
 end
 if ARGV[2] ~= '1' then
-  return {0, 0, -1, -1, 0, 0, -1}
+  return {0, 0, -1, -1, 0, 0, -1, lengths}
 end
 
 -- the rule with the fewest requests left (then the longest reset)
@@ -111,4 +119,4 @@ each_usage(scopes, now, function(left, rule_reset)
   end
   index = index + 1
 end)
-return {0, 0, -1, closest, remaining, reset, -1}
+return {0, 0, -1, closest, remaining, reset, -1, lengths}

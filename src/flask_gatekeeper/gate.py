@@ -23,6 +23,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
+from .addresses import NO_LENGTHS, NetworkLengths
 from .config import Settings
 from .decision import RATE_LIMIT, REPORTS, RESPONSE, Decision
 from .errors import StorageError
@@ -63,6 +64,12 @@ def _handled(app: Flask, refusal: HTTPException) -> bool:
     return False
 
 
+def _no_network_bans(*, cached: bool = False) -> NetworkLengths:
+    """The registry of a storage object that keeps none (one written before network
+    bans): no network to look up."""
+    return NO_LENGTHS
+
+
 class Down:
     """What ``Gate.ask_storage`` returns while the storage is down."""
 
@@ -96,6 +103,9 @@ class Gate:
         self._usage = bool(settings.headers)
         self._strike = settings.ban_rule if settings.report_rate_limited else None
         self._processes_checked = not isinstance(settings.storage, MemoryStorage)
+        self._network_lengths: Callable[..., NetworkLengths] = getattr(
+            settings.storage, "network_lengths", _no_network_bans
+        )
 
     # -- the request path -----------------------------------------------------------------
 
@@ -114,12 +124,12 @@ class Gate:
             policy = self.policies.policy_for(req.endpoint, req.method)
         if policy.bypass:
             return None
-        client = self.identify(req, policy)
+        client = self.identify(req, policy, self._network_lengths(cached=True))
         if client is None:
             return None
-        key, denied, behind = client
+        key, denied, also = client
         if key is None:  # key_func leaves the request alone; its address's ban does not
-            return None if behind is None else self._ban_only(behind)
+            return self._ban_only(also[0], also[1:]) if also else None
         if denied:
             return self._refuse(Denied(key), respond=True)
         scopes = policy.scopes
@@ -128,7 +138,7 @@ class Gate:
             if computed is None:
                 return None
             scopes = computed
-        decision = self.hit(key, scopes, usage=self._usage, also=(behind,) if behind else ())
+        decision = self.hit(key, scopes, usage=self._usage, also=also)
         if decision is not None:
             if decision.usage is not None:
                 fields = rate_limit_headers(scopes, decision.usage, settings.headers)
@@ -171,6 +181,10 @@ class Gate:
         banned_for = self.ask_storage(storage.report, client, ban_rule, reason)
         if isinstance(banned_for, Down):
             return False
+        if banned_for is not None and self.settings.identifier.is_network(client):
+            # A ban of no time changes no ban; it enters this one in the storage's registry
+            # of network bans, which requests read (reports alone never do).
+            self.ask_storage(storage.ban, client, 0)
         self.events.reported(client, banned_for, reason)
         return banned_for is not None
 
@@ -201,16 +215,21 @@ class Gate:
         if deferred:
             after_this_request(count)
 
-    def _ban_only(self, client: str) -> Optional[Response]:
-        """Refuse the request if ``client`` is banned; count nothing."""
-        decision = self.hit(client, (), usage=False)
+    def _ban_only(self, client: str, also: tuple[str, ...]) -> Optional[Response]:
+        """Refuse the request if ``client``, or one of ``also``, is banned; count nothing."""
+        decision = self.hit(client, (), usage=False, also=also)
         if decision is not None and not decision.admitted:
             return self.refuse(client, decision, respond=True)
         return None
 
-    def identify(self, req: Request, policy: RoutePolicy) -> Optional[Client]:
-        """The request's client, under the route's ``key_func`` if it has one."""
-        return self.settings.identifier.identify(req.headers, req.remote_addr, policy.key_func)
+    def identify(
+        self, req: Request, policy: RoutePolicy, lengths: NetworkLengths = NO_LENGTHS
+    ) -> Optional[Client]:
+        """The request's client, under the route's ``key_func`` if it has one, with its
+        networks of ``lengths`` (those of the networks banned now)."""
+        return self.settings.identifier.identify(
+            req.headers, req.remote_addr, policy.key_func, lengths
+        )
 
     def requester(self) -> Optional[str]:
         """The current request's client key for ``report()``; None when nothing applies to
@@ -251,7 +270,7 @@ class Gate:
     ) -> Optional[Decision]:
         """The storage's decision, or None when the storage is down (and fail-open).
         ``also``: other clients whose bans refuse the request (the address behind a
-        ``key_func`` key)."""
+        ``key_func`` key, the client's banned networks)."""
         decision = self.ask_storage(self._storage_hit, client, scopes, usage, also)
         if not isinstance(decision, Down):
             return decision

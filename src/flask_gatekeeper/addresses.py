@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import string
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple, Optional, Union
@@ -102,6 +103,10 @@ def _parse_any(text: str, ipv6_prefix: int) -> Optional[Address]:
     return Address(str(network), 6, int(ip))
 
 
+_NETWORK_TEXT = frozenset(string.hexdigits + ".:/" + string.whitespace)
+"""Every character a network's text may hold (CIDR, or an address and a netmask)."""
+
+
 def client_length(version: int, ipv6_prefix: int) -> int:
     """The prefix length of one client: 32 for IPv4, ``ipv6_prefix`` for IPv6."""
     return 32 if version == 4 else ipv6_prefix
@@ -116,8 +121,8 @@ def network_key(text: str, ipv6_prefix: int = 128) -> Optional[str]:
     that client (its address's key: ``2001:db8::/96`` is ``2001:db8::/64``): the library
     counts and bans that client as one, so a ban cannot be narrower.
     """
-    if "/" not in text or len(text) > _MAX_ADDRESS_TEXT * 2:  # most text, at no cost
-        return None
+    if "/" not in text or len(text) > _MAX_ADDRESS_TEXT * 2 or not _NETWORK_TEXT.issuperset(text):
+        return None  # most text, at no cost: not worth parsing, nor a cache entry
     return _network_key(text, ipv6_prefix)
 
 

@@ -50,10 +50,12 @@ dist-check: $(VENV)/.installed-dev
 	.venv-dist/bin/pip install $(PIP_QUIET) dist/*.whl
 	cd dist && ../.venv-dist/bin/python ../tests/check_installed_demo.py ../examples/demo.py
 
-## Benchmarks (not tests; numbers go to stdout): overhead, strategies, flood, peers, and
+## Benchmarks (not tests; numbers go to stdout): overhead, Redis round trip (with and without
+## hiredis, which gets its own venv in benchmarks/.venvs/), strategies, flood, peers, and
 ## load (behind gunicorn, with wrk when installed; written to benchmarks/LOAD.md).
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/redis_roundtrip.py --hiredis
 	$(BIN)/python benchmarks/strategies.py
 	$(BIN)/python benchmarks/flood.py
 	$(BIN)/python benchmarks/peers.py
@@ -61,6 +63,7 @@ bench: $(VENV)/.installed-dev
 
 bench-smoke: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py --smoke
+	$(BIN)/python benchmarks/redis_roundtrip.py --smoke
 	$(BIN)/python benchmarks/strategies.py --smoke
 	$(BIN)/python benchmarks/flood.py --smoke
 	$(BIN)/python benchmarks/peers.py --smoke

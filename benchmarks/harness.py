@@ -11,7 +11,8 @@ typed ``Any`` (each venv holds only its own peer; mypy's venv holds none of the 
   in it, the body consumed and closed; ``start_response`` counts the status lines, and a
   run that got an unexpected status fails rather than measure another path.
 - Peers: ``build(peer, config)`` makes the same ``GET /`` app (a view returning ``ok``)
-  bare, with an empty ``before_request``, or behind ours, Flask-Limiter or 1.0.0, each
+  bare, with an empty ``before_request``, with one making a redis-py PING (``pinged``,
+  on Redis only), or behind ours, Flask-Limiter or 1.0.0, each
   given the configuration it can take; ``build_case`` warms one up to the path a mode
   measures (admitted, refused, banned, on Redis); ``memory`` and ``flood`` measure memory.
   The ``-function`` peers (ours, Flask-Limiter's moving window) add a route limit given
@@ -283,6 +284,20 @@ def build_hook(config: Config) -> Built:
     return Built(app)
 
 
+def build_pinged(config: Config) -> Built:
+    """The floor of any limiter that asks Redis once per request: a ``before_request``
+    that makes one redis-py PING to ``config.storage`` (a ``redis://`` URL)."""
+    redis: Any = importlib.import_module("redis")
+    client = redis.Redis.from_url(config.storage)
+    app = new_app("pinged")
+
+    @app.before_request
+    def ping() -> None:
+        client.ping()
+
+    return Built(app)
+
+
 def build_ours(config: Config, function: bool = False) -> Built:
     """Ours; with ``function``, ``GET /`` also under ``gk.specific(plan_limit,
     cost=batch_cost)``, and the memory bound doubled: it counts logs, and each client
@@ -377,6 +392,7 @@ def build_limiter(config: Config, strategy: str, function: bool = False) -> Buil
 BUILDERS: dict[str, Callable[[Config], Built]] = {
     "bare": build_bare,
     "hook": build_hook,
+    "pinged": build_pinged,
     "ours": build_ours,
     "original": build_original,
     "limiter-moving": lambda config: build_limiter(config, "moving-window"),
@@ -384,7 +400,7 @@ BUILDERS: dict[str, Callable[[Config], Built]] = {
     "ours-function": lambda config: build_ours(config, function=True),
     "limiter-moving-function": lambda config: build_limiter(config, "moving-window", True),
 }
-CLOCKLESS = {"bare", "hook"}
+CLOCKLESS = {"bare", "hook", "pinged"}
 
 
 def build(peer: str, config: Config) -> Built:

@@ -33,7 +33,7 @@ bans_by_reason = Counter(
 
 
 @signals.client_banned.connect_via(app)
-def count_ban(sender: Flask, client: str, duration: float, reason: str) -> None:
+def count_ban(sender: Flask, client: str, duration: float, reason: str, **extra: object) -> None:
     bans_by_reason.labels(reason=reason).inc()
 
 

@@ -211,6 +211,8 @@ def test_config_prints_every_key_and_where_it_comes_from(cli_app: AppFactory) ->
         "GATEKEEPER_STRATEGY = 'sliding-log'  (default)",
         "GATEKEEPER_EXEMPT_STATIC = True  (default)",
         "GATEKEEPER_EXEMPT_WHEN = None  (default)",
+        "GATEKEEPER_CONCURRENCY = None  (default)",
+        "GATEKEEPER_CONCURRENCY_LEASE = 300  (default)",
     ]
 
 

@@ -209,6 +209,23 @@ def is_not_found(response: Response) -> bool:
     return response.status_code == 404
 
 
+def streams_held_open(subject: Subject, advance: float = 0) -> list[int]:
+    """Two requests for a streamed body, the first left open (in flight), the second
+    ``advance`` seconds later: was the second refused for too many in flight?"""
+    subject.app.add_url_rule("/stream", "stream", lambda: Response(iter(["streamed"])))
+    get = subject.client.get
+    first = get("/stream", environ_base={"REMOTE_ADDR": PEER})
+    subject.env.clock.advance(advance)
+    second = get("/stream", environ_base={"REMOTE_ADDR": PEER})
+    second.close()
+    first.close()
+    return [first.status_code, second.status_code]
+
+
+def stream_after_ten_seconds(subject: Subject) -> object:
+    return streams_held_open(subject, 10)
+
+
 def three_exempt_gets(subject: Subject) -> object:
     return statuses(subject, 3, {"x-exempt": "yes"})
 
@@ -414,6 +431,23 @@ SCENARIOS: dict[str, Scenario] = {
         from_config=[200, 200, 200],
         given=never,
         from_given=[200, 200, 429],
+    ),
+    "concurrency": Scenario(
+        streams_held_open,
+        default=[200, 200],
+        config=1,
+        from_config=[200, 429],
+        given=2,
+        from_given=[200, 200],
+    ),
+    "concurrency_lease": Scenario(
+        stream_after_ten_seconds,
+        default=[200, 429],  # 300 s
+        config=5,
+        from_config=[200, 200],
+        given=20,
+        from_given=[200, 429],
+        base={"GATEKEEPER_CONCURRENCY": 1},
     ),
     "key_func": Scenario(
         refused_key({"x-user": "alice"}),

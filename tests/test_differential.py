@@ -1,11 +1,13 @@
 """Differential test: ``MemoryStorage`` and ``RedisStorage`` on one clock must agree exactly.
 
 Hypothesis drives both storages through the same random sequence of calls (``hit`` on
-several scopes mixing the four strategies, with usage and strikes; ``report`` with
-escalating ban rules; ``ban``, ``unban``, ``banned_for``, ``bans``, ``reset``, and
-``network_lengths``, the registry of network bans) while one
-``FakeClock`` moves in tiny steps, onto exact window and ban boundaries (and one
-microsecond either side of them), and in large jumps. Every result is compared with
+several scopes mixing the four strategies and distinct rules with their values, with
+usage and strikes, a scope sometimes counted under another key as a rule with its own
+``key`` is, some hits taking slots of concurrency limits; ``release`` of those slots;
+``report`` with escalating ban rules; ``ban``, ``unban``, ``banned_for``, ``bans``,
+``reset``, and ``network_lengths``, the registry of network bans) while one ``FakeClock``
+moves in tiny steps, onto exact window, lease and ban boundaries (and one microsecond
+either side of them), and in large jumps. Every result is compared with
 ``==``: every ``Decision`` field, every report's duration, ``banned_for``, ``bans()``.
 
 Clients come from a small pool that includes hostile key text (the memory storage's
@@ -38,7 +40,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Union
 
 import pytest
@@ -124,8 +126,9 @@ scan Redis by pattern), non-ASCII, IPs."""
 NETWORKS = ("203.0.113.0/24", "10.0.0.0/8", "2001:db8::/48", "2001:db8::/64")
 """Network keys, an IPv6 client's /64 among them (the registry holds every CIDR key)."""
 
-ROUTES = ("login", "api", "a:b")
-"""Route scopes (endpoint names) beside the global one."""
+ROUTES = ("login", "api", "a:b", "login per form[user]", "per form[user]")
+"""Route scopes (endpoint names) beside the global one, and the scopes of rules with
+their own key (which a reset of their route's or the global scope resets too)."""
 
 SCOPE_CHOICES: tuple[tuple[str, ...], ...] = (
     (GLOBAL_SCOPE,),
@@ -134,6 +137,8 @@ SCOPE_CHOICES: tuple[tuple[str, ...], ...] = (
     ("login",),
     ("a:b",),
     (GLOBAL_SCOPE, "login", "api"),
+    ("login", "login per form[user]"),
+    (GLOBAL_SCOPE, "per form[user]"),
 )
 """Which scopes a request meets: global only, global and its route, a standalone route."""
 
@@ -157,7 +162,16 @@ windows = st.one_of(
 )
 counts = st.one_of(st.integers(min_value=1, max_value=6), st.sampled_from([10, 100]))
 rule_strategies = st.sampled_from([None, SLIDING_LOG, FIXED_WINDOW, SLIDING_WINDOW, GCRA])
-rules = st.builds(Rule, counts, windows, rule_strategies)
+
+
+def _value() -> None:
+    """A distinct rule's function: the storages never call it (values come with the op)."""
+
+
+rules = st.one_of(
+    st.builds(Rule, counts, windows, rule_strategies),
+    st.builds(Rule, counts, windows, distinct=st.just(_value)),
+)
 rule_sets = st.lists(rules, min_size=1, max_size=3).map(tuple)
 
 DURATIONS = (0.5, 1, 3, 10, 0.3, 0.7, 600, 86400, MAX_SECONDS / 2, MAX_SECONDS - 1, MAX_SECONDS)
@@ -202,7 +216,9 @@ def ban_rules(draw: st.DrawFn) -> BanRule:
 
 def _rules_text(rules: Sequence[Rule]) -> str:
     return ", ".join(
-        f"Rule({rule.count}, {rule.window!r}" + (f", {rule.strategy!r})" if rule.strategy else ")")
+        f"Rule({rule.count}, {rule.window!r}"
+        + (f", {rule.strategy!r}" if rule.strategy else "")
+        + (", distinct=f)" if rule.distinct else ")")
         for rule in rules
     )
 
@@ -218,6 +234,25 @@ class Hit:
     cost: int = 1  # every scope's cost
     deferred: bool = False  # the last scope is recorded only by Record
     also: Optional[str] = None  # another client whose ban refuses this request too
+    values: tuple[Optional[str], ...] = (None,)  # for the distinct rules, in turn
+    owner: Optional[str] = None  # the last scope counts under this key (a keyed rule)
+    hold: bool = False  # with a token of its own: takes a slot of each concurrency limit
+
+
+@dataclass(frozen=True)
+class Release:
+    """``release()`` of the slots a hit took (``pick`` chooses which; released ones too)."""
+
+    pick: int
+
+
+@dataclass(frozen=True)
+class Slots:
+    """The slots one admitted hit took, as a ``Release`` gives them back."""
+
+    client: str
+    scopes: tuple[str, ...]
+    token: str
 
 
 @dataclass(frozen=True)
@@ -228,6 +263,8 @@ class Record:
     scopes: tuple[str, ...]
     cost: int = 1
     pick: int = 0
+    values: tuple[Optional[str], ...] = (None,)
+    owner: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +274,7 @@ class Peek:
     client: str
     scopes: tuple[str, ...]
     pick: int = 0
+    owner: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +319,13 @@ class BannedFor:
 
 
 @dataclass(frozen=True)
+class Detail:
+    """``ban_detail(client)``."""
+
+    client: str
+
+
+@dataclass(frozen=True)
 class Bans:
     pass
 
@@ -307,12 +352,15 @@ class Boundary:
 
 Op = Union[
     Hit,
+    Release,
+    Slots,
     Record,
     Peek,
     Report,
     Ban,
     Unban,
     BannedFor,
+    Detail,
     Bans,
     Details,
     Lengths,
@@ -344,9 +392,14 @@ boundaries = st.builds(
     ),
     st.sampled_from([-1, 0, 0, 1]),
 )
+MAX_SLOTS = 16
+"""How many taken slots a run remembers, to release them (again)."""
+
 queries = st.one_of(
+    st.builds(Release, st.integers(min_value=0, max_value=MAX_SLOTS)),
     st.builds(Unban, clients),
     st.builds(BannedFor, clients),
+    st.builds(Detail, clients),
     st.just(Bans()),
     st.just(Details()),
     st.just(Lengths()),
@@ -354,6 +407,21 @@ queries = st.one_of(
     st.builds(ResetScope, clients, st.sampled_from((GLOBAL_SCOPE, *ROUTES))),
 )
 costs = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
+owners = st.one_of(st.none(), st.none(), clients)
+"""Mostly none; else the key that a rule with its own ``key`` counts under."""
+VALUES = (None, "alice", "bob", "carol", "", "{victim}", "%", "\udc80", "ü😀", "sha256:ab")
+"""A request's values for distinct rules: None (the rule does not apply), a few names, and
+text that Redis must carry as it is (braces, a lone surrogate, non-ASCII)."""
+values = st.lists(
+    st.one_of(st.sampled_from(VALUES[:4]), st.sampled_from(VALUES)), min_size=1, max_size=3
+).map(tuple)
+
+LEASES = (0.5, 1, 2.5, 60, 300, 0.3, 1.1, 1e-6, 1.2345e-5, MAX_SECONDS)
+limits = st.tuples(
+    st.sampled_from([0, 1, 1, 2, 3]),
+    st.one_of(st.sampled_from(LEASES), windows),
+)
+"""A scope's concurrency limit (0: none) and its lease."""
 
 
 times = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
@@ -371,6 +439,9 @@ def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
         cost=costs,
         deferred=st.booleans(),
         also=st.one_of(st.none(), clients),
+        values=values,
+        owner=owners,
+        hold=st.booleans(),
     )
 
 
@@ -378,8 +449,8 @@ def scoped(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Op]:
     """Records and reads on the same scopes as the hits."""
     names = st.sampled_from(SCOPE_CHOICES)
     return st.one_of(
-        st.builds(Record, clients, names, costs, picks),
-        st.builds(Peek, clients, names, picks),
+        st.builds(Record, clients, names, costs, picks, values, owners),
+        st.builds(Peek, clients, names, picks, owners),
     )
 
 
@@ -445,11 +516,22 @@ def _duration(op: Ban, ban_rule: Optional[BanRule]) -> float:
     return ban_rule.duration
 
 
-def _call(storage: Storage, op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> Result:
+def _call(
+    storage: Storage,
+    op: Op,
+    scopes: list[Scope],
+    ban_rule: Optional[BanRule],
+    token: Optional[str] = None,
+) -> Result:
     try:
         if isinstance(op, Hit):
             also = () if op.also is None else (op.also,)
-            return storage.hit(op.client, scopes, usage=op.usage, strike=ban_rule, also=also)
+            return storage.hit(
+                op.client, scopes, usage=op.usage, strike=ban_rule, also=also, token=token
+            )
+        if isinstance(op, Slots):
+            storage.release(op.client, op.scopes, op.token)
+            return None
         if isinstance(op, Record):
             storage.record(op.client, scopes)
             return None
@@ -472,6 +554,8 @@ def _call(storage: Storage, op: Op, scopes: list[Scope], ban_rule: Optional[BanR
             return storage.unban(op.client)
         if isinstance(op, BannedFor):
             return storage.banned_for(op.client)
+        if isinstance(op, Detail):
+            return storage.ban_detail(op.client)
         if isinstance(op, Bans):
             return storage.bans()
         assert isinstance(op, Reset)
@@ -497,6 +581,8 @@ def _outcome(op: Op, result: Result) -> str:
             return f"{kind}: limited, and banned by the strike"
         if result.banned:
             return f"{kind}: banned" + (" by hand" if result.manual else "")
+        if result.concurrency:
+            return f"{kind}: too many in flight"
         return f"{kind}: {'admitted' if result.admitted else 'limited'}"
     if isinstance(op, Report):
         return f"{kind}: {'no ban' if result is None else 'banned'}"
@@ -505,15 +591,26 @@ def _outcome(op: Op, result: Result) -> str:
     return kind
 
 
-def _describe(op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> str:
-    where = "; ".join(
-        f"{scope.name!r}{' (deferred)' if scope.deferred else ''}: {_rules_text(scope.rules)}"
-        for scope in scopes
-    )
+def _scope_text(scope: Scope) -> str:
+    deferred = " (deferred)" if scope.deferred else ""
+    owner = f" of {scope.owner!r}" if scope.owner is not None else ""
+    values = f" values {scope.values!r}" if scope.distinct else ""
+    slots = f", {scope.concurrency} in flight for {scope.lease_us} us" if scope.concurrency else ""
+    return f"{scope.name!r}{deferred}{owner}: {_rules_text(scope.rules)}{values}{slots}"
+
+
+def _describe(
+    op: Op, scopes: list[Scope], ban_rule: Optional[BanRule], token: Optional[str] = None
+) -> str:
+    where = "; ".join(_scope_text(scope) for scope in scopes)
     if isinstance(op, Hit):
         strike = f", strike={ban_rule!r}" if ban_rule is not None else ""
         also = f", also=({op.also!r},)" if op.also is not None else ""
-        return f"hit({op.client!r}, [{where}] x cost {op.cost}, usage={op.usage}{strike}{also})"
+        held = f", token={token!r}" if token is not None else ""
+        rest = f"usage={op.usage}{strike}{also}{held}"
+        return f"hit({op.client!r}, [{where}] x cost {op.cost}, {rest})"
+    if isinstance(op, Slots):
+        return f"release({op.client!r}, {list(op.scopes)!r}, {op.token!r})"
     if isinstance(op, Record):
         return f"record({op.client!r}, [{where}] x cost {op.cost})"
     if isinstance(op, Peek):
@@ -530,6 +627,8 @@ def _describe(op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> str:
         return f"ban({op.client!r}, {_duration(op, ban_rule)!r})"
     if isinstance(op, Bans):
         return "bans()"
+    if isinstance(op, Detail):
+        return f"ban_detail({op.client!r})"
     name = type(op).__name__.lower().replace("bannedfor", "banned_for")
     return f"{name}({op.client!r})"  # type: ignore[union-attr]
 
@@ -545,6 +644,9 @@ class Pair:
     moments: list[int] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    slots: list[Slots] = field(default_factory=list)
+    """The slots admitted hits took, newest last, released ones too."""
+    tokens: int = 0
 
     @property
     def out_of_time(self) -> bool:
@@ -569,13 +671,22 @@ class Pair:
 
     def remember_rules(self, client: str, scopes: list[Scope]) -> None:
         for scope in scopes:
+            who = scope.owner or client
             for rule in scope.rules:
                 window = microseconds(rule.window)
                 self.remember(self.now + window, self.now + math.ceil(window / rule.count))
                 if rule.strategy in (FIXED_WINDOW, SLIDING_WINDOW) and window > 0:
-                    shift = offset(client, window)
+                    shift = offset(who, window)
                     start = (self.now - shift) // window * window + shift
                     self.remember(start + window, start + 2 * window)
+
+    def hold(self, client: str, scopes: list[Scope], token: str, decision: Decision) -> None:
+        """Keep the slots an admitted hit took, to release them later, and their leases'
+        ends, to jump there."""
+        held = tuple(scope.name for scope in scopes if scope.concurrency)
+        if decision.admitted and held:
+            self.slots = [*self.slots, Slots(client, held, token)][-MAX_SLOTS:]
+            self.remember(*(self.now + scope.lease_us for scope in scopes if scope.concurrency))
 
     def remember_ban_rule(self, ban_rule: BanRule) -> None:
         self.remember(self.now + microseconds(ban_rule.window))
@@ -593,14 +704,22 @@ class Pair:
             if ahead:
                 self.move_to(ahead[op.pick % len(ahead)] + op.delta)
             return
+        if isinstance(op, Release):
+            if self.slots:
+                self.call(self.slots[op.pick % len(self.slots)], [], None)
+            return
         for _ in range(op.times if isinstance(op, (Hit, Report)) else 1):
             self.call(op, scopes, ban_rule)
 
     def call(self, op: Op, scopes: list[Scope], ban_rule: Optional[BanRule]) -> None:
         """One call on both storages; raise when their results differ."""
-        memory = _call(self.memory, op, scopes, ban_rule)
-        redis_result = _call(self.redis, op, scopes, ban_rule)
-        call = _describe(op, scopes, ban_rule)
+        token = None
+        if isinstance(op, Hit) and op.hold:
+            self.tokens += 1
+            token = f"t{self.tokens}"
+        memory = _call(self.memory, op, scopes, ban_rule, token)
+        redis_result = _call(self.redis, op, scopes, ban_rule, token)
+        call = _describe(op, scopes, ban_rule, token)
         self.transcript.append(f"{call} -> {memory!r}")
         if not _same(memory, redis_result):
             steps = "\n  ".join(self.transcript)
@@ -608,6 +727,8 @@ class Pair:
                 f"the storages disagree on {call}\n  memory: {memory!r}\n  redis:  "
                 f"{redis_result!r}\nafter:\n  {steps}"
             )
+        if isinstance(op, Hit) and token is not None and isinstance(memory, Decision):
+            self.hold(op.client, scopes, token, memory)
         if isinstance(op, SCOPED):
             self.remember_rules(op.client, scopes)
         if isinstance(op, (Hit, Report)) and ban_rule is not None:
@@ -637,15 +758,35 @@ def new_pair(redis_client: redis.Redis) -> Pair:
     return Pair(MemoryStorage(clock=clock), RedisStorage(redis_client, clock=clock), clock)
 
 
-def _scopes(op: Union[Hit, Record, Peek], rules: dict[str, tuple[Rule, ...]]) -> list[Scope]:
-    """The scopes an operation names, with its cost, the last one deferred if it says so."""
+def _scopes(
+    op: Union[Hit, Record, Peek],
+    rules: dict[str, tuple[Rule, ...]],
+    limits: dict[str, tuple[int, float]],
+) -> list[Scope]:
+    """The scopes an operation names, with its cost, the last one deferred if it says so,
+    each its concurrency limit and lease, and its values given to the distinct rules in
+    turn. With an owner, the last scope is a keyed rule's: counted under that key, and
+    with no concurrency limit (as ``policy.keyed_scopes`` makes it: slots are the
+    client's)."""
     cost = op.cost if isinstance(op, (Hit, Record)) else 1
     deferred = isinstance(op, Hit) and op.deferred
     names = list(rules)
-    return [
-        Scope.of(name, rules[name], cost=cost, deferred=deferred and name == names[-1])
-        for name in names
-    ]
+    given = op.values if isinstance(op, (Hit, Record)) else (None,)
+    scopes = []
+    for name in names:
+        keyed = op.owner is not None and name == names[-1]
+        scope = Scope.of(
+            name,
+            rules[name],
+            cost=cost,
+            deferred=deferred and name == names[-1],
+            concurrency=0 if keyed else limits[name][0],
+            lease=limits[name][1],
+        )
+        turns = range(len(scope.distinct))
+        values = tuple(given[i % len(given)] for i in turns)
+        scopes.append(replace(scope, values=values, owner=op.owner if keyed else None))
+    return scopes
 
 
 SETTINGS = settings(
@@ -659,12 +800,14 @@ SETTINGS = settings(
 @SETTINGS
 @given(
     scope_rules=st.fixed_dictionaries(dict.fromkeys((GLOBAL_SCOPE, *ROUTES), rule_sets)),
+    scope_limits=st.fixed_dictionaries(dict.fromkeys((GLOBAL_SCOPE, *ROUTES), limits)),
     ban_rule=ban_rules(),
     ops=sequences(fixed_ops()),
 )
 def test_storages_agree(
     redis_client: redis.Redis,
     scope_rules: dict[str, tuple[Rule, ...]],
+    scope_limits: dict[str, tuple[int, float]],
     ban_rule: BanRule,
     ops: list[Op],
 ) -> None:
@@ -673,7 +816,7 @@ def test_storages_agree(
         if pair.out_of_time:
             return
         if isinstance(op, SCOPED):
-            scopes = _scopes(op, {name: scope_rules[name] for name in op.scopes})
+            scopes = _scopes(op, {name: scope_rules[name] for name in op.scopes}, scope_limits)
             strike = isinstance(op, Hit) and op.strike
             pair.run(op, scopes, ban_rule if strike else None)
         else:
@@ -689,12 +832,19 @@ def test_storages_agree(
             for name in (GLOBAL_SCOPE, *ROUTES)
         }
     ),
+    limits_palette=st.fixed_dictionaries(
+        {
+            name: st.lists(limits, min_size=PALETTE_SIZE, max_size=PALETTE_SIZE)
+            for name in (GLOBAL_SCOPE, *ROUTES)
+        }
+    ),
     ban_palette=st.lists(ban_rules(), min_size=PALETTE_SIZE, max_size=PALETTE_SIZE),
     ops=sequences(changing_ops()),
 )
 def test_storages_agree_when_rules_change(
     redis_client: redis.Redis,
     palette: dict[str, list[tuple[Rule, ...]]],
+    limits_palette: dict[str, list[tuple[int, float]]],
     ban_palette: list[BanRule],
     ops: list[Op],
 ) -> None:
@@ -703,7 +853,9 @@ def test_storages_agree_when_rules_change(
         if pair.out_of_time:
             return
         if isinstance(op, SCOPED):
-            scopes = _scopes(op, {name: palette[name][op.pick] for name in op.scopes})
+            names = op.scopes
+            chosen = {name: limits_palette[name][op.pick] for name in names}
+            scopes = _scopes(op, {name: palette[name][op.pick] for name in names}, chosen)
             strike = isinstance(op, Hit) and op.strike
             pair.run(op, scopes, ban_palette[op.pick] if strike else None)
         else:

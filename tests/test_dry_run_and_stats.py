@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from flask_gatekeeper import Rule
+from flask_gatekeeper.decision import BanDetail
 from flask_gatekeeper.testing import FakeClock
 from helpers import (
     IP,
@@ -62,7 +63,15 @@ def test_dry_run_refuses_nothing_but_signals_counts_and_logs(
             "request_rate_limited",
             {"client": IP, "rule": Rule(1, 10), "retry_after": 6.0, "dry_run": True},
         ),
-        ("client_banned", {"client": OTHER_IP, "duration": 30, "reason": "manual"}),
+        (
+            "client_banned",
+            {
+                "client": OTHER_IP,
+                "duration": 30,
+                "reason": "manual",
+                "detail": BanDetail(30, 0, "manual", 0),
+            },
+        ),
         ("request_banned", {"client": OTHER_IP, "retry_after": 30.0, "dry_run": True}),
     ]
     would_refuse_limited = (
@@ -90,7 +99,15 @@ def test_dry_run_bans_on_reports_without_refusing(build: AppFactory) -> None:
         assert get(client).status_code == 200
 
     assert events[-2:] == [
-        ("client_banned", {"client": IP, "duration": 600, "reason": "reports"}),
+        (
+            "client_banned",
+            {
+                "client": IP,
+                "duration": 600,
+                "reason": "reports",
+                "detail": BanDetail(600, 0, "reports", 1),
+            },
+        ),
         ("request_banned", {"client": IP, "retry_after": 600.0, "dry_run": True}),
     ]
     with app.app_context():

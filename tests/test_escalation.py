@@ -13,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from flask_gatekeeper import BanRule, ConfigError, ConfigTypeError
+from flask_gatekeeper.decision import BanDetail
 from flask_gatekeeper.testing import FakeClock
 from helpers import IP, OTHER_IP, AppFactory, bad_login, get, recording, retry_after, statuses
 
@@ -228,7 +229,15 @@ def test_each_429_counts_as_a_report(
 
     assert refused.status_code == 403
     assert retry_after(refused) == 600
-    assert ("client_banned", {"client": IP, "duration": 600, "reason": "rate_limit"}) in events
+    assert (
+        "client_banned",
+        {
+            "client": IP,
+            "duration": 600,
+            "reason": "rate_limit",
+            "detail": BanDetail(600, 0, "rate_limit", 1),
+        },
+    ) in events
     with app.app_context():
         assert gk.banned_for(IP) == 600
     assert get(client, ip=OTHER_IP).status_code == 200  # only the abuser

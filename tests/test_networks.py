@@ -310,7 +310,15 @@ def test_signals_and_logs_name_the_network(
         with app.app_context():
             gk.unban(NETWORK)
     assert events == [
-        ("client_banned", {"client": NETWORK, "duration": 60, "reason": "manual"}),
+        (
+            "client_banned",
+            {
+                "client": NETWORK,
+                "duration": 60,
+                "reason": "manual",
+                "detail": BanDetail(60, 0, "manual", 0),
+            },
+        ),
         ("request_banned", {"client": NETWORK, "retry_after": 60, "dry_run": False}),
         ("client_unbanned", {"client": NETWORK}),
     ]
@@ -379,9 +387,10 @@ class Recording(FlakyStorage):
         usage: bool = False,
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
+        token: Optional[str] = None,
     ) -> Decision:
         self.seen.append(tuple(also))
-        return super().hit(client, scopes, usage=usage, strike=strike, also=also)
+        return super().hit(client, scopes, usage=usage, strike=strike, also=also, token=token)
 
 
 def test_a_request_looks_up_one_network_per_length_in_use(

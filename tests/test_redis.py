@@ -12,6 +12,7 @@ polls a 0.3 s window in real time because the server's clock cannot be moved.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import logging
@@ -25,16 +26,17 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional, cast
 
 import pytest
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_gatekeeper import BanRule, ConfigError, GateKeeper, Rule, StorageError
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock
+from flask_gatekeeper.units import MAX_MICROSECONDS
 from helpers import PEER_OPTIONS, RULES, AppFactory, ProbingClock, burst, health, index
 from helpers import login as login_view
 
@@ -44,7 +46,14 @@ try:
     from redis.cluster import RedisCluster
     from redis.retry import Retry
 
-    from flask_gatekeeper.storage.redis import NETWORK_REFRESH, RedisStorage
+    from flask_gatekeeper.storage import redis as redis_storage
+    from flask_gatekeeper.storage.redis import (
+        _NETWORKS,
+        _RELEASE,
+        _REPORT,
+        NETWORK_REFRESH,
+        RedisStorage,
+    )
     from redis_server import HOST, RedisServer, free_port, redis_cluster, require, wait_until
 except ImportError:  # pragma: no cover - only without the redis extra
     if os.environ.get("CI"):
@@ -254,6 +263,72 @@ def test_a_network_banned_by_another_process_is_refused_within_network_refresh(
     with other_app.app_context():
         assert other_gk.unban(NETWORK)
     assert get(client).status_code == 200  # the registry was read along: bans read live
+
+
+def test_a_concurrency_limit_costs_one_zrem_after_the_response(
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
+) -> None:
+    """The slot is taken inside the request's one script; giving it back is one ZREM, when
+    the response is complete (a streamed one: when it is closed)."""
+    app, gk = redis_app(storage=redis_server.url, concurrency=5)  # the global scope too
+    app.add_url_rule("/held", "held", gk.specific(concurrency=2)(lambda: "held"))
+    alone = gk.specific(concurrency=2, standalone=True)  # only the route's own limit
+    streamed = alone(lambda: Response(iter(["a", "b"])))
+    app.add_url_rule("/stream", "stream", streamed)
+    client = app.test_client()
+    assert get(client, "/held").status_code == 200  # loads the script, opens a connection
+
+    slots = f"gatekeeper:{{{IP}}}:slots"
+    held = client_commands(redis_server, lambda: get(client, "/held"))
+    assert script_runs(held[:1]) == ["ban"]
+    assert held[1].startswith(f"EVALSHA {_RELEASE.sha} 2 {slots} {slots}:held ")  # both scopes
+    assert len(held) == 2
+    responses: list[TestResponse] = []
+    opened = client_commands(redis_server, lambda: responses.append(get(client, "/stream")))
+    assert script_runs(opened) == ["ban"]  # the body is still to be sent: the slot is held
+    leases = redis_db.zrange(f"{slots}:stream", 0, -1, withscores=True)
+    ((token, deadline),) = cast("list[tuple[str, float]]", leases)
+    seconds, microseconds = redis_db.time()
+    assert len(token) == 16  # the request's own, random
+    assert 0 < deadline - (seconds * 1_000_000 + microseconds) <= 300_000_000  # the lease
+    assert 300_000 < redis_db.pttl(f"{slots}:stream") <= 301_000  # expiry collects garbage
+    closed = client_commands(redis_server, responses[0].close)
+    assert len(closed) == 1
+    assert closed[0].startswith(f"ZREM {slots}:stream ")  # one scope: one ZREM
+    assert redis_db.keys(f"{slots}*") == []  # every slot given back
+    assert client_commands(redis_server, lambda: get(client, "/health")) == []
+
+
+def test_a_slot_beside_a_key_s_rules_is_the_client_s_in_the_one_script(
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
+) -> None:
+    """A route with an account's rule and a concurrency limit: one script counts under the
+    account and takes the slot under the client's address, never under the account."""
+    app, gk = redis_app(storage=redis_server.url, rate_limit_rules=None, ban_rule=None)
+    limits = gk.specific([Rule(3, 3600, key="form[user]")], concurrency=1)
+    view = limits(lambda: Response(iter(["a", "b"])))
+    app.add_url_rule("/account", "account", view, methods=["POST"])
+    client = app.test_client()
+
+    def post(ip: str, user: str) -> TestResponse:
+        return client.post("/account", data={"user": user}, environ_base={"REMOTE_ADDR": ip})
+
+    post(OTHER_IP, "bob").close()  # loads the script, opens a connection
+    responses: list[TestResponse] = []
+    opened = client_commands(redis_server, lambda: responses.append(post(IP, "alice")))
+    assert responses[0].status_code == 200
+    assert script_runs(opened) == ["ban"]  # one round trip: the account's rule and the slot
+    slots = f"gatekeeper:{{{IP}}}:slots:account"
+    assert redis_db.zcard(slots) == 1
+    assert redis_db.llen("gatekeeper:{alice}:log:account per form[user]") == 1
+    with post(IP, "carol") as refused:  # the client's slot is taken
+        assert refused.status_code == 429
+    assert redis_db.keys("gatekeeper:{alice}:slots*") == []
+    assert redis_db.keys("gatekeeper:{carol}:*") == []  # the refusal counted nothing
+    closed = client_commands(redis_server, responses[0].close)
+    assert len(closed) == 1
+    assert closed[0].startswith(f"ZREM {slots} ")
+    assert redis_db.keys("gatekeeper:*:slots*") == []
 
 
 def test_script_flush_costs_one_eval_never_an_outage(
@@ -541,6 +616,250 @@ def test_redis_errors_become_one_storage_error() -> None:
         storage.client.close()
 
 
+# --- the script call on a pooled connection ------------------------------------------------------
+
+
+class ScriptedConnection(redis.Connection):
+    """A real connection that keeps the script calls it writes (``written``) and fails
+    as told: each of ``send_faults`` before a call goes out, each of ``read_faults``
+    after it went out and ran (its reply dropped with the connection, as a timeout
+    drops it). Its handshake (HELLO, CLIENT SETINFO) is written as usual."""
+
+    send_faults: ClassVar[list[redis.RedisError]] = []
+    read_faults: ClassVar[list[redis.RedisError]] = []
+    written: ClassVar[list[bytes]] = []
+
+    script_sent = False
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        data = b"".join(command)
+        self.script_sent = b"EVAL" in data[:20]
+        if self.script_sent:
+            if type(self).send_faults:
+                self.disconnect()  # type: ignore[no-untyped-call]
+                raise type(self).send_faults.pop(0)
+            type(self).written.append(data)
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        if self.script_sent and type(self).read_faults:
+            self.disconnect()  # type: ignore[no-untyped-call]
+            raise type(self).read_faults.pop(0)
+        return super().read_response(*args, **kwargs)
+
+
+def scripted_storage(url: str) -> RedisStorage:
+    """A storage built from ``url`` (its timeouts and retry) on ``ScriptedConnection``s."""
+    ScriptedConnection.send_faults = []
+    ScriptedConnection.read_faults = []
+    ScriptedConnection.written = []
+    storage = RedisStorage.from_url(url)
+    pool_of(storage).connection_class = ScriptedConnection
+    return storage
+
+
+@pytest.fixture
+def scripted(redis_server: RedisServer, redis_db: redis.Redis) -> Iterator[RedisStorage]:
+    storage = scripted_storage(redis_server.url)
+    yield storage
+    storage.client.close()
+
+
+def pool_of(storage: RedisStorage) -> redis.ConnectionPool:
+    assert isinstance(storage.client, redis.Redis)
+    return storage.client.connection_pool
+
+
+def in_use(storage: RedisStorage) -> int:
+    return len(pool_of(storage)._in_use_connections)
+
+
+GLOBAL_RULE = (Scope.of(GLOBAL_SCOPE, (Rule(100, 3600),)),)
+
+
+def test_a_plain_client_calls_scripts_on_a_connection_of_its_pool(
+    redis_server: RedisServer, redis_db: redis.Redis, scripted: RedisStorage
+) -> None:
+    redis_db.script_flush()  # NOSCRIPT: EVAL on the same connection, in the same checkout
+    assert scripted.hit(IP, GLOBAL_RULE).admitted
+    heads = [command.split(b"\r\n")[2] for command in ScriptedConnection.written]
+    assert (heads, in_use(scripted)) == ([b"EVALSHA", b"EVAL"], 0)
+    assert pool_of(scripted)._created_connections == 1
+    assert scripted.hit(IP, GLOBAL_RULE).admitted  # loaded: by digest only
+    assert (len(ScriptedConnection.written), in_use(scripted)) == (3, 0)
+    assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 2
+
+    # the bytes redis-py's own encoder writes for the same calls, non-ASCII text too
+    assert scripted.report("é", BanRule(3, 10, 600), "motif: açaí") is None
+    keys = ["gatekeeper:{%C3%A9}:reports", "gatekeeper:{%C3%A9}:ban"]
+    args = ["", 3, 10_000_000, 600_000_000, "1.0", MAX_MICROSECONDS, 86_400_000_000, "motif: açaí"]
+    packer = redis.connection.PythonRespSerializer(6000, redis_db.get_encoder().encode)
+    assert ScriptedConnection.written[-2:] == [
+        b"".join(packer.pack(*call, 2, *keys, *args))  # type: ignore[no-untyped-call]
+        for call in (("EVALSHA", _REPORT.sha), ("EVAL", _REPORT.source))
+    ]
+    assert redis_db.llen("gatekeeper:{%C3%A9}:reports") == 1
+
+
+def test_a_connection_error_before_the_command_is_retried_once(
+    redis_db: redis.Redis, scripted: RedisStorage
+) -> None:
+    assert scripted.hit(IP, GLOBAL_RULE).admitted  # the server has the script now
+    written = len(ScriptedConnection.written)
+    ScriptedConnection.send_faults = [redis.ConnectionError("injected")]
+    assert scripted.hit(IP, GLOBAL_RULE).admitted  # from_url: one immediate retry
+    assert (len(ScriptedConnection.written) - written, in_use(scripted)) == (1, 0)
+
+    ScriptedConnection.send_faults = [redis.ConnectionError("injected")] * 2
+    with pytest.raises(StorageError) as caught:
+        scripted.hit(IP, GLOBAL_RULE)
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    assert (len(ScriptedConnection.written) - written, in_use(scripted)) == (1, 0)  # returned
+    assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 2
+    assert scripted.hit(IP, GLOBAL_RULE).admitted  # the pooled connection works again
+    assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 3
+
+
+def test_a_timeout_is_never_retried_the_script_may_have_run(
+    redis_db: redis.Redis, scripted: RedisStorage
+) -> None:
+    assert scripted.hit(IP, GLOBAL_RULE).admitted  # the server has the script now
+    written = len(ScriptedConnection.written)
+    ScriptedConnection.read_faults = [redis.TimeoutError("injected")]
+    with pytest.raises(StorageError) as caught:
+        scripted.hit(IP, GLOBAL_RULE)
+    assert isinstance(caught.value.__cause__, redis.TimeoutError)
+    assert (len(ScriptedConnection.written) - written, in_use(scripted)) == (1, 0)
+    assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 2  # it ran once, and only once
+
+
+def test_a_real_timeout_on_a_paused_server_is_not_retried(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    storage = scripted_storage(f"{redis_server.url}?socket_timeout=0.25")
+    admin = redis_server.client(socket_timeout=5)
+    try:
+        assert storage.hit(IP, GLOBAL_RULE).admitted  # connected, script loaded
+        written = len(ScriptedConnection.written)
+        admin.execute_command("CLIENT", "PAUSE", 600, "ALL")  # type: ignore[no-untyped-call]
+        with pytest.raises(StorageError) as caught:
+            storage.hit(IP, GLOBAL_RULE)
+        assert isinstance(caught.value.__cause__, redis.TimeoutError)
+        assert (len(ScriptedConnection.written) - written, in_use(storage)) == (1, 0)
+        assert admin.ping()  # answered once the pause is over
+        assert storage.hit(IP, GLOBAL_RULE).admitted
+    finally:
+        admin.close()
+        storage.client.close()
+
+
+def test_an_outage_leaves_no_connection_checked_out(own_server: RedisServer) -> None:
+    storage = RedisStorage.from_url(own_server.url)
+    try:
+        assert storage.hit(IP, GLOBAL_RULE).admitted
+        own_server.stop()
+        for _ in range(3):
+            with pytest.raises(StorageError):
+                storage.hit(IP, GLOBAL_RULE)
+            assert in_use(storage) == 0
+        own_server.start()  # empty, without the script: the pooled connection is dead
+        assert storage.hit(IP, GLOBAL_RULE).admitted
+        assert in_use(storage) == 0
+    finally:
+        storage.client.close()
+
+
+class CountingRedis(redis.Redis):
+    """A client whose ``execute_command`` is its own, as instrumentation makes it."""
+
+    commands: ClassVar[list[str]] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        CountingRedis.commands.append(str(args[0]))
+        return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+def test_clients_the_direct_path_would_bypass_keep_redis_py_s_own(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    redis_db.script_flush()
+    CountingRedis.commands = []
+    counting = CountingRedis(host=HOST, port=redis_server.port)
+    single = redis_server.client(single_connection_client=True)
+    try:
+        for client in (counting, single):
+            storage = RedisStorage(client)
+            assert storage._pooled is None
+            assert storage.hit(IP, GLOBAL_RULE).admitted
+        assert CountingRedis.commands == ["EVALSHA", "EVAL"]  # NOSCRIPT, then the source
+        assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 2
+    finally:
+        counting.close()
+        single.close()
+
+
+@contextlib.contextmanager
+def sentinel_for(primary: RedisServer) -> Iterator[int]:
+    """A Redis Sentinel (``redis-server --sentinel``) watching ``primary`` as ``main``."""
+    port = free_port()
+    config = primary.directory / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind {HOST}\nsentinel monitor main {HOST} {primary.port} 1\n"
+        f"logfile {primary.directory / 'sentinel.log'}\n"
+    )
+    process = subprocess.Popen(["redis-server", str(config), "--sentinel"])
+    probe = redis.Redis(host=HOST, port=port, socket_timeout=0.5)
+
+    def answers() -> bool:
+        try:
+            found = probe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "main")  # type: ignore[no-untyped-call]
+            return bool(found)
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_until(answers, 10, f"redis-server --sentinel on port {port}")
+        yield port
+    finally:
+        probe.close()
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(10)
+
+
+def test_a_sentinel_client_takes_the_direct_path(
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
+) -> None:
+    from redis.sentinel import Sentinel
+
+    with sentinel_for(redis_server) as port:
+        sentinel = Sentinel([(HOST, port)], socket_timeout=0.5)  # type: ignore[no-untyped-call]
+        client = sentinel.master_for("main", socket_timeout=0.5)  # type: ignore[no-untyped-call]
+        try:
+            app, _ = redis_app(storage=client, rate_limit_rules=[{"count": 2, "window": 60}])
+            assert app.extensions["gatekeeper"].settings.storage._pooled is not None
+            assert statuses(app.test_client(), 3) == [200, 200, 429]
+            assert client_keys(redis_db) == [f"gatekeeper:{{{IP}}}:log"]
+        finally:
+            client.close()
+
+
+def test_known_argument_encodings_stay_bounded(
+    redis_server: RedisServer, redis_db: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_storage, "_KNOWN_WORDS", 8)
+    clock = FakeClock(1000.0)
+    storage = RedisStorage(redis_server.client(), clock=clock)
+    try:
+        for _ in range(20):  # each reading of the clock is a new argument value
+            clock.advance(1)
+            assert storage.hit(IP, GLOBAL_RULE).admitted
+        assert storage._pooled is not None
+        assert len(storage._pooled.known) == 8
+        assert redis_db.llen(f"gatekeeper:{{{IP}}}:log") == 20
+    finally:
+        storage.client.close()
+
+
 # --- exact limits under concurrency --------------------------------------------------------------
 
 
@@ -657,7 +976,7 @@ APP_MODULE = textwrap.dedent(
     """
     import os
 
-    from flask import Flask, request
+    from flask import Flask, Response, request
 
     from flask_gatekeeper import GateKeeper
 
@@ -902,6 +1221,117 @@ def test_a_cluster_client_keeps_exact_limits_for_clients_on_every_node(
         assert all(key in holders[0] for key in set().union(*per_node) if f"{{{ip}}}" in key)
 
 
+def account_app(redis_app: AppFactory, storage: object) -> tuple[Flask, GateKeeper]:
+    """A login route limited per IP (2 per hour) and per account (3 per hour)."""
+    app, gk = redis_app(storage=storage, rate_limit_rules=None, ban_rule=None)
+
+    @app.post("/account")
+    @gk.specific([Rule(2, 3600), Rule(3, 3600, key="form[user]")])
+    def account() -> str:
+        return "tried"
+
+    return app, gk
+
+
+def try_account(client: FlaskClient, ip: str, user: str = "alice") -> int:
+    data = {"user": user}
+    return client.post("/account", data=data, environ_base={"REMOTE_ADDR": ip}).status_code
+
+
+def test_a_route_with_two_keys_is_one_round_trip_on_one_server(
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
+) -> None:
+    app, _ = account_app(redis_app, redis_server.url)
+    client = app.test_client()
+    assert try_account(client, OTHER_IP, "bob") == 200  # loads the script
+    for ip, expected in ((IP, 200), (IP, 200), (IP, 429), ("10.0.0.1", 200), ("10.0.0.2", 429)):
+        seen: list[int] = []
+        commands = client_commands(redis_server, lambda: seen.append(try_account(client, ip)))  # noqa: B023
+        assert (seen, script_runs(commands)) == ([expected], ["ban"])
+
+
+def test_a_route_with_two_keys_on_a_cluster(
+    cluster_client: RedisCluster, redis_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = RedisStorage(cluster_client)
+    app, gk = account_app(redis_app, storage)
+    client = app.test_client()
+    scripts: list[str] = []
+    run = storage._run
+
+    def counted(*arguments: Any) -> Any:
+        if arguments[0] is not _NETWORKS:  # the registry of network bans, read apart
+            scripts.append(arguments[1][0])  # the script's first key
+        return run(*arguments)
+
+    monkeypatch.setattr(storage, "_run", counted)
+    ips = [f"10.1.0.{n}" for n in range(1, 6)]
+    assert try_account(client, ips[0]) == 200
+    # alice's check, the client's own script, alice's record: three round trips
+    assert [key.rpartition("{")[2] for key in scripts] == [
+        "alice}:ban",
+        "10.1.0.1}:ban",
+        "alice}:ban",
+    ]
+    assert [try_account(client, ip) for ip in ips[1:4]] == [200, 200, 429]  # alice's 3
+    assert [try_account(client, ips[0], "bob") for _ in range(2)] == [200, 429]  # the IP's 2
+    assert try_account(client, ips[4], "bob") == 200  # the refused attempts recorded nothing
+    with app.app_context():
+        gk.ban("carol", 60)
+    assert try_account(client, ips[4], "carol") == 403
+    assert storage_errors(app) == 0
+
+
+def test_on_a_cluster_only_the_client_s_own_script_takes_the_slot(
+    cluster_client: RedisCluster, redis_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an account's rule (on the account's slot) and a concurrency limit, the slot is
+    checked and taken once, by the client's own script run as a request: never by the
+    account's check (mode 3) or record (mode 2)."""
+    storage = RedisStorage(cluster_client)
+    app, gk = redis_app(storage=storage, rate_limit_rules=None, ban_rule=None)
+    limits = gk.specific([Rule(2, 3600, key="form[user]")], concurrency=1)
+    view = limits(lambda: Response(iter(["a"])))
+    app.add_url_rule("/in-flight", "in_flight", view, methods=["POST"])
+    client = app.test_client()
+    ip, other, late = (f"10.3.0.{n}" for n in (1, 2, 3))  # this test's own (shared cluster)
+    runs: list[tuple[str, int, bool]] = []  # whose script, its mode, whether with a token
+    run = storage._run
+
+    def counted(script: Any, keys: list[str], args: list[Any]) -> Any:
+        if len(args) > 11:  # hit.lua: ARGV[10] is the mode, ARGV[12] the token
+            runs.append((keys[0].partition("{")[2].partition("}")[0], args[9], args[11] != ""))
+        return run(script, keys, args)
+
+    monkeypatch.setattr(storage, "_run", counted)
+
+    def post(address: str, user: str) -> TestResponse:
+        environ = {"REMOTE_ADDR": address}
+        return client.post("/in-flight", data={"user": user}, environ_base=environ)
+
+    held = post(ip, "dave")
+    assert held.status_code == 200
+    assert runs == [("dave", 3, False), (ip, 1, True), ("dave", 2, False)]
+    slots = f"gatekeeper:{{{ip}}}:slots:in_flight"
+    assert cluster_client.zcard(slots) == 1
+    assert not cluster_client.exists("gatekeeper:{dave}:slots:in_flight")
+    runs.clear()
+    with post(ip, "erin") as refused:  # the client's one slot is taken
+        assert refused.status_code == 429
+        assert "too many requests in flight" in refused.get_data(as_text=True)
+    assert runs == [("erin", 3, False), (ip, 1, True)]  # and erin's rule recorded nothing
+    held.close()
+    assert cluster_client.zcard(slots) == 0
+    with post(other, "dave") as second:
+        assert second.status_code == 200
+    runs.clear()
+    with post(late, "dave") as third:  # dave's 2 are spent: his check refuses
+        assert third.status_code == 429
+    assert runs == [("dave", 3, False), (late, 3, False)]  # no slot taken, nothing recorded
+    assert [post(address, "erin").status_code for address in (late, other)] == [200, 200]
+    assert storage_errors(app) == 0
+
+
 @pytest.mark.parametrize("anonymous", ["", "}guest"])
 def test_any_client_key_works_in_a_cluster(
     cluster_client: RedisCluster, redis_app: AppFactory, anonymous: str
@@ -913,6 +1343,23 @@ def test_any_client_key_works_in_a_cluster(
     )
     client = app.test_client()
     assert statuses(client, 3) == [200, 200, 429]  # as in memory and in a single Redis
+
+
+def test_a_cluster_client_keeps_redis_py_s_path_and_reloads_scripts(
+    cluster_nodes: list[RedisServer], cluster_client: RedisCluster
+) -> None:
+    storage = RedisStorage(cluster_client)
+    assert storage._pooled is None  # each script goes to its keys' node through evalsha
+    ips = [f"10.3.0.{n}" for n in range(1, 31)]  # on every node
+    for node in cluster_nodes:
+        db = node.client()
+        try:
+            db.script_flush()
+        finally:
+            db.close()
+    for _ in range(2):  # the first on each node: NOSCRIPT, then EVAL
+        assert all(storage.hit(ip, GLOBAL_RULE).admitted for ip in ips)
+    assert {ip: storage.usage(ip, GLOBAL_RULE)[0].remaining for ip in ips} == dict.fromkeys(ips, 98)
 
 
 def test_a_cluster_that_lost_a_slot_fails_open_not_500(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from flask_gatekeeper import MemoryStorage, Rule
+from flask_gatekeeper.decision import BanDetail
 from flask_gatekeeper.testing import FakeClock
 from helpers import (
     IP,
@@ -42,7 +43,15 @@ def test_signals_of_reports_bans_refusals_and_unbans(build: AppFactory, clock: F
         ("client_reported", {"client": IP, "banned_for": None}),
         ("client_reported", {"client": IP, "banned_for": None}),
         ("client_reported", {"client": IP, "banned_for": 600}),
-        ("client_banned", {"client": IP, "duration": 600, "reason": "reports"}),
+        (
+            "client_banned",
+            {
+                "client": IP,
+                "duration": 600,
+                "reason": "reports",
+                "detail": BanDetail(600, 0, "reports", 1),
+            },
+        ),
         ("request_banned", {"client": IP, "retry_after": 500.0, "dry_run": False}),
         ("client_unbanned", {"client": IP}),
     ]
@@ -81,8 +90,24 @@ def test_manual_ban_signal(build: AppFactory) -> None:
         gk.reset("10.0.0.9")  # nothing to end: no signal
 
     assert events == [
-        ("client_banned", {"client": "10.0.0.7", "duration": 30, "reason": "manual"}),
-        ("client_banned", {"client": "10.0.0.8", "duration": 600, "reason": "manual"}),
+        (
+            "client_banned",
+            {
+                "client": "10.0.0.7",
+                "duration": 30,
+                "reason": "manual",
+                "detail": BanDetail(30, 0, "manual", 0),
+            },
+        ),
+        (
+            "client_banned",
+            {
+                "client": "10.0.0.8",
+                "duration": 600,
+                "reason": "manual",
+                "detail": BanDetail(600, 0, "manual", 0),
+            },
+        ),
         ("client_unbanned", {"client": "10.0.0.8"}),
     ]
 
@@ -95,7 +120,15 @@ def test_report_outside_a_request_signals(build: AppFactory) -> None:
 
     assert events == [
         ("client_reported", {"client": "2001:db8::/64", "banned_for": 60}),
-        ("client_banned", {"client": "2001:db8::/64", "duration": 60, "reason": "reports"}),
+        (
+            "client_banned",
+            {
+                "client": "2001:db8::/64",
+                "duration": 60,
+                "reason": "reports",
+                "detail": BanDetail(60, 0, "reports", 1),
+            },
+        ),
     ]
 
 
@@ -138,9 +171,27 @@ def test_signals_carry_their_own_app_as_sender(build: AppFactory) -> None:
         with two.app_context():
             gk_two.ban(OTHER_IP, 20)
 
-    assert events_one == [("client_banned", {"client": IP, "duration": 10, "reason": "manual"})]
+    assert events_one == [
+        (
+            "client_banned",
+            {
+                "client": IP,
+                "duration": 10,
+                "reason": "manual",
+                "detail": BanDetail(10, 0, "manual", 0),
+            },
+        )
+    ]
     assert events_two == [
-        ("client_banned", {"client": OTHER_IP, "duration": 20, "reason": "manual"})
+        (
+            "client_banned",
+            {
+                "client": OTHER_IP,
+                "duration": 20,
+                "reason": "manual",
+                "detail": BanDetail(20, 0, "manual", 0),
+            },
+        )
     ]
 
 

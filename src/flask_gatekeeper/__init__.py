@@ -5,8 +5,8 @@ from __future__ import annotations
 from .decision import Decision
 from .errors import ConfigError, ConfigTypeError, GateKeeperError, StorageError
 from .extension import GateKeeper
-from .refusals import Banned, Denied, RateLimited, StorageUnavailable
-from .rules import BanRule, Rule
+from .refusals import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
+from .rules import BanRule, ConcurrencyLimit, Rule
 from .storage import MemoryStorage, Storage
 
 __version__ = "2.0.0.dev0"
@@ -14,6 +14,7 @@ __version__ = "2.0.0.dev0"
 __all__ = [
     "BanRule",
     "Banned",
+    "ConcurrencyLimit",
     "ConfigError",
     "ConfigTypeError",
     "Decision",
@@ -26,4 +27,5 @@ __all__ = [
     "Storage",
     "StorageError",
     "StorageUnavailable",
+    "TooManyInFlight",
 ]

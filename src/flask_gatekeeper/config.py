@@ -21,17 +21,29 @@ from .errors import ConfigError, ConfigTypeError
 from .headers import parse_headers_option
 from .identify import Identifier, KeyFunc
 from .policy import HTTP_METHODS, Predicate, ResponsePredicate, RulesOrFunction
-from .rules import BanRule, parse_ban_rule, parse_rules_or_function
+from .rules import BanRule, check_seconds, parse_ban_rule, parse_rules_or_function
 from .storage import Storage, storage_from
 from .storage.base import DEFAULT_KEY_PREFIX, check_key_prefix
 from .strategies import DEFAULT_STRATEGY, check_strategy
 
-__all__ = ["CONFIG_KEYS", "OPTIONS", "Option", "Settings", "load_settings", "parse_methods"]
+__all__ = [
+    "CONFIG_KEYS",
+    "DEFAULT_CONCURRENCY_LEASE",
+    "OPTIONS",
+    "Option",
+    "Settings",
+    "load_settings",
+    "parse_concurrency",
+    "parse_methods",
+]
 
 DEFAULT_IPV6_PREFIX = 64
 """An IPv6 client is its /64: the block one host or one subscriber usually gets."""
 DEFAULT_PROXY_HEADER = "X-Forwarded-For"
 """The header read when ``trusted_proxies`` is set without ``ip_header``."""
+DEFAULT_CONCURRENCY_LEASE = 300
+"""Seconds a request may hold a slot of a concurrency limit: far above any sane request
+timeout, so only a worker that died holding a slot ever meets it."""
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
@@ -85,6 +97,16 @@ def _positive_int(value: object, name: str) -> int:
     if value < 1:
         raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
     return value
+
+
+def parse_concurrency(value: object, name: str) -> int:
+    """A limit of requests in flight (``concurrency``): a whole number, at least 1."""
+    return _positive_int(value, name)
+
+
+def _seconds(value: object, name: str) -> float:
+    check_seconds(name, value)
+    return float(value)  # type: ignore[arg-type]  # check_seconds took a number
 
 
 def _trusted_proxies(value: object, name: str) -> Union[int, AddressSet]:
@@ -186,6 +208,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("strategy", "GATEKEEPER_STRATEGY", _strategy, DEFAULT_STRATEGY, "default strategy"),
     Option("exempt_static", "GATEKEEPER_EXEMPT_STATIC", _bool, True, "static files not counted"),
     Option("exempt_when", "GATEKEEPER_EXEMPT_WHEN", _exempt_when, None, "true: not counted"),
+    Option("concurrency", "GATEKEEPER_CONCURRENCY", parse_concurrency, None, "requests in flight"),
+    Option(
+        "concurrency_lease",
+        "GATEKEEPER_CONCURRENCY_LEASE",
+        _seconds,
+        DEFAULT_CONCURRENCY_LEASE,
+        "longest hold of a slot",
+    ),
 )
 """Every option, in the constructor's order (the first four are flask-gatekeeper 1.0's)."""
 
@@ -219,6 +249,10 @@ class Settings:
     """Static files (endpoints ``static`` and ``<blueprint>.static``) are not counted."""
     exempt_when: Optional[Predicate]
     """Returns true for a request that is neither counted nor limited."""
+    concurrency: Optional[int]
+    """At most this many requests of a client in flight at once in the global scope."""
+    concurrency_lease: float
+    """Seconds after which a slot that was never released frees by itself."""
     ip_header_trusted: bool
     """False when ``ip_header`` is believed without ``trusted_proxies`` (init_app warns)."""
     sources: Mapping[str, tuple[object, str]]

@@ -12,6 +12,7 @@ __all__ = [
     "ADMITTED",
     "BAN_REASONS",
     "GLOBAL_SCOPE",
+    "IN_FLIGHT_WAIT",
     "MANUAL",
     "RATE_LIMIT",
     "REPORTS",
@@ -23,6 +24,10 @@ __all__ = [
 
 GLOBAL_SCOPE = ""
 """Scope name of the global rules; a ``specific`` route's scope is its endpoint name."""
+
+IN_FLIGHT_WAIT = 1.0
+"""The wait, in seconds, of a request refused for too many requests in flight: a slot
+frees when another request ends, which no storage can foresee."""
 
 
 REPORTS, RESPONSE, RATE_LIMIT, MANUAL = "reports", "response", "rate_limit", "manual"
@@ -66,7 +71,9 @@ class Decision:
     ``usage``, when asked for, is the rule closest to its limit. ``new_ban`` is the
     duration of a ban this request started (a refusal counted as a report); ``manual``
     says a ban was set by hand, and ``banned_as`` names the banned client when it is not
-    the request's own key (the address behind a ``key_func`` key).
+    the request's own key (the address behind a ``key_func`` key). ``concurrency``, for a
+    refusal by the limit of requests in flight of ``scope``, is that limit (then ``rule``
+    is None and ``retry_after`` is ``IN_FLIGHT_WAIT``).
     """
 
     admitted: bool
@@ -78,6 +85,7 @@ class Decision:
     new_ban: Optional[float] = None
     manual: bool = False
     banned_as: Optional[str] = None
+    concurrency: int = 0
 
 
 ADMITTED = Decision(admitted=True)

@@ -16,6 +16,7 @@ from blinker import NamedSignal
 from flask import Flask
 
 from . import signals
+from .decision import BanDetail
 from .keys import shown
 
 __all__ = ["Events", "logger"]
@@ -50,6 +51,12 @@ class Events:
         assert app is not None, "the app was garbage-collected"
         return app
 
+    def hears_bans(self) -> bool:
+        """Whether a receiver of ``client_banned`` listens for this app (the ban's
+        detail is read for it)."""
+        signal = signals.client_banned
+        return bool(signal.receivers) and any(True for _ in signal.receivers_for(self.app()))
+
     def admitted_while_down(self) -> None:
         self.stats.add("admitted")
 
@@ -69,16 +76,33 @@ class Events:
         self.stats.add("banned")
         _send(signals.request_banned, self.app(), client=client, retry_after=wait, dry_run=dry_run)
 
-    def reported(self, client: str, banned_for: Optional[float], reason: str) -> None:
+    def reported(
+        self,
+        client: str,
+        banned_for: Optional[float],
+        reason: str,
+        detail: Optional[BanDetail] = None,
+    ) -> None:
         self.stats.add("reports")
         _send(signals.client_reported, self.app(), client=client, banned_for=banned_for)
         if banned_for is not None:
-            self.banned(client, banned_for, reason)
+            self.banned(client, banned_for, reason, detail)
 
-    def banned(self, client: str, duration: float, reason: str) -> None:
+    def banned(
+        self, client: str, duration: float, reason: str, detail: Optional[BanDetail] = None
+    ) -> None:
+        """A ban was made; ``detail`` is the ban in force after it (a longer one may
+        stand), when the caller read it."""
         self.stats.add("bans")
         logger.info("banned %s for %gs (%s)", shown(client), duration, reason)
-        _send(signals.client_banned, self.app(), client=client, duration=duration, reason=reason)
+        _send(
+            signals.client_banned,
+            self.app(),
+            client=client,
+            duration=duration,
+            reason=reason,
+            detail=detail,
+        )
 
     def unbanned(self, client: str) -> None:
         logger.info("unbanned %s", shown(client))

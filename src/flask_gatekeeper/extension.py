@@ -11,9 +11,16 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Literal, Optional, TypeVar, Union, overload
 
-from flask import Blueprint, Flask, current_app, has_app_context, has_request_context
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    got_request_exception,
+    has_app_context,
+    has_request_context,
+)
 
-from .config import OPTIONS, load_settings, parse_methods
+from .config import OPTIONS, load_settings, parse_concurrency, parse_methods
 from .decision import MANUAL, BanDetail, Usage
 from .errors import ConfigError, ConfigTypeError
 from .gate import Gate
@@ -78,6 +85,8 @@ class GateKeeper:
         strategy: Optional[str] = None,
         exempt_static: Optional[bool] = None,
         exempt_when: Optional[Predicate] = None,
+        concurrency: Optional[int] = None,
+        concurrency_lease: Optional[float] = None,
     ) -> None:
         arguments = locals()
         self._given = {
@@ -114,6 +123,7 @@ class GateKeeper:
             )
         app.extensions[EXTENSION_KEY] = gate
         app.before_request(gate.check_request)
+        got_request_exception.connect(gate.release_on_error, app)
         if gate.settings.headers:
             app.after_request(gate.add_headers)
 
@@ -179,6 +189,7 @@ class GateKeeper:
         cost: Cost = 1,
         count_when: Optional[ResponsePredicate] = None,
         report_when: Optional[ResponsePredicate] = None,
+        concurrency: Optional[int] = None,
     ) -> Callable[[Target], Target]:
         """Decorate a view (or blueprint) with its own rules, counted per client and route.
 
@@ -197,7 +208,9 @@ class GateKeeper:
         request. ``count_when``: a function of the response; the rules are checked before
         the view and the request counted after it, only when this returns true.
         ``report_when``: a function of the response; when it returns true, the client is
-        reported once toward the ban rule (as ``report()`` does).
+        reported once toward the ban rule (as ``report()`` does). ``concurrency``: at most
+        this many requests of a client in flight at once in these rules' scope (the
+        route's own, or ``scope``); the next one is refused with ``TooManyInFlight``.
         """
         if not isinstance(standalone, bool):
             raise ConfigTypeError(f"standalone: expected True or False, got {standalone!r}")
@@ -207,7 +220,8 @@ class GateKeeper:
             if function is not None and not callable(function):
                 raise ConfigTypeError(f"{name}: expected a function, got {function!r}")
         rules: RulesOrFunction = ()
-        other_purpose = standalone or key_func or exempt_when or report_when
+        in_flight = 0 if concurrency is None else parse_concurrency(concurrency, "concurrency")
+        other_purpose = standalone or key_func or exempt_when or report_when or in_flight
         if rate_limit_rules is not None or not other_purpose:
             rules = parse_rules_or_function(rate_limit_rules, "rate_limit_rules")
         mark = Mark(
@@ -220,6 +234,7 @@ class GateKeeper:
             cost=_cost(cost),
             count_when=count_when,
             report_when=report_when,
+            concurrency=in_flight,
         )
 
         def decorate(target: Target) -> Target:
@@ -263,7 +278,8 @@ class GateKeeper:
         key = gate.settings.identifier.key_for(client)
         storage = gate.settings.storage
         storage.ban(key, duration)
-        gate.events.banned(key, storage.banned_for(key), MANUAL)  # a longer ban may stand
+        detail = storage.ban_detail(key)  # a longer ban may stand
+        gate.events.banned(key, detail.left if detail else 0.0, MANUAL, detail)
 
     def unban(self, client: str) -> bool:
         """End ``client``'s ban and forget its ban history; True if it was banned."""
@@ -326,7 +342,7 @@ class GateKeeper:
             return []
         scopes = policy.scopes
         if policy.per_request is not None:
-            scopes = policy.per_request.scopes_for(key, gate.settings.strategy)
+            scopes = policy.per_request.scopes_for(key, gate.settings.strategy, values=False)
         return gate.settings.storage.usage(key, scopes) if scopes else []
 
     def stats(self) -> dict[str, Optional[int]]:

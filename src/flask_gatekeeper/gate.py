@@ -8,7 +8,9 @@ the same identify step and the same storage-call path.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 import time
 from typing import Any, Callable, Optional, TypeVar, Union
 
@@ -22,17 +24,19 @@ from flask import (
     request,
 )
 from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import ClosingIterator
 
 from .addresses import NO_LENGTHS, NetworkLengths
 from .config import Settings
-from .decision import RATE_LIMIT, REPORTS, RESPONSE, Decision
+from .decision import RATE_LIMIT, REPORTS, RESPONSE, BanDetail, Decision
 from .errors import StorageError
 from .events import Events
 from .headers import policy_name, rate_limit_headers
 from .identify import Client
 from .outage import RETRY_INTERVAL, OutageGuard
-from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope
-from .refusals import Banned, Denied, RateLimited, StorageUnavailable
+from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope, owners, within
+from .refusals import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
+from .rules import ConcurrencyLimit
 from .storage import MemoryStorage
 
 __all__ = ["DOWN", "Down", "Gate"]
@@ -40,6 +44,7 @@ __all__ = ["DOWN", "Down", "Gate"]
 logger = logging.getLogger("flask_gatekeeper")
 
 _G_HEADERS = "_gatekeeper_headers"
+_G_SLOT = "_gatekeeper_slot"
 
 Refusal = Union[Banned, Denied, RateLimited]
 T = TypeVar("T")
@@ -70,6 +75,34 @@ def _no_network_bans(*, cached: bool = False) -> NetworkLengths:
     return NO_LENGTHS
 
 
+class _Slot:
+    """The slots of the concurrency limits one admitted request holds, given back once,
+    whichever way the request ends: its response complete (a streamed one closed by the
+    server, which happens after the request's teardown), or an exception no handler took.
+    """
+
+    __slots__ = ("_client", "_gate", "_names", "_once", "_token")
+
+    def __init__(self, gate: Gate, client: str, names: tuple[str, ...], token: str) -> None:
+        self._gate, self._client, self._names, self._token = gate, client, names, token
+        self._once = itertools.count()  # next() is one atomic call: only the first releases
+
+    def on_response(self, response: Response) -> Response:
+        """``after_this_request``: a streamed body (a generator, a file) is produced while
+        it is sent, so its slots are held until the server closes the response. Any
+        other response is complete, an error page run from an ``HTTPException`` too
+        (Flask runs it as a WSGI app: its body is a ``ClosingIterator`` over text)."""
+        if response.is_streamed and not isinstance(response.response, ClosingIterator):
+            response.call_on_close(self.release)
+        else:
+            self.release()
+        return response
+
+    def release(self) -> None:
+        if next(self._once) == 0:
+            self._gate.release(self._client, self._names, self._token)
+
+
 class Down:
     """What ``Gate.ask_storage`` returns while the storage is down."""
 
@@ -96,6 +129,8 @@ class Gate:
             exempt_static=settings.exempt_static,
             exempt_when=settings.exempt_when,
             report_when=settings.report_when,
+            concurrency=settings.concurrency or 0,
+            lease=settings.concurrency_lease,
         )
         self.guard = OutageGuard(
             settings.fail_open, clock=getattr(settings.storage, "clock", None) or time.monotonic
@@ -138,7 +173,9 @@ class Gate:
             if computed is None:
                 return None
             scopes = computed
-        decision = self.hit(key, scopes, usage=self._usage, also=also)
+            also += owners(scopes)
+        token = secrets.token_hex(8) if policy.concurrency else None
+        decision = self.hit(key, scopes, usage=self._usage, also=also, token=token)
         if decision is not None:
             if decision.usage is not None:
                 fields = rate_limit_headers(scopes, decision.usage, settings.headers)
@@ -146,11 +183,34 @@ class Gate:
             if not decision.admitted:
                 return self.refuse(key, decision, respond=True)
             self.events.admitted()
+            if token is not None:
+                self._hold(key, scopes, token)
             if policy.count_when:
                 self._count_after_response(key, scopes, policy.count_when)
         if policy.report_when:
             self._report_after_response(key, policy.report_when)
         return None
+
+    def _hold(self, client: str, scopes: tuple[Scope, ...], token: str) -> None:
+        """Give back the slots that the storage took for ``token`` (in every scope with a
+        concurrency limit) once the request ends: only requests that took one pay."""
+        names = tuple(scope.name for scope in scopes if scope.concurrency)
+        if names:
+            slot = _Slot(self, client, names, token)
+            setattr(g, _G_SLOT, slot)
+            after_this_request(slot.on_response)
+
+    def release_on_error(self, sender: Flask, **extra: Any) -> None:
+        """``got_request_exception``: an exception that no handler took ends the request,
+        maybe with no response at all (when Flask propagates it): release its slots now."""
+        slot: Optional[_Slot] = g.pop(_G_SLOT, None)
+        if slot is not None:
+            slot.release()
+
+    def release(self, client: str, names: tuple[str, ...], token: str) -> None:
+        """Give back the request's slots. It may run after the request's contexts are
+        gone; while the storage is down it is skipped (logged), and the leases end."""
+        self.ask_storage(self.settings.storage.release, client, names, token)
 
     def _report_after_response(
         self, client: str, report_when: tuple[ResponsePredicate, ...]
@@ -185,8 +245,16 @@ class Gate:
             # A ban of no time changes no ban; it enters this one in the storage's registry
             # of network bans, which requests read (reports alone never do).
             self.ask_storage(storage.ban, client, 0)
-        self.events.reported(client, banned_for, reason)
+        self.events.reported(client, banned_for, reason, self.ban_detail(client, banned_for))
         return banned_for is not None
+
+    def ban_detail(self, client: str, banned_for: Optional[float] = 0) -> Optional[BanDetail]:
+        """The client's ban as the ``client_banned`` signal carries it: read from the
+        storage only when a ban was made (``banned_for`` not None) and someone listens."""
+        if banned_for is None or not self.events.hears_bans():
+            return None
+        detail = self.ask_storage(self.settings.storage.ban_detail, client)
+        return None if isinstance(detail, Down) else detail
 
     def _count_after_response(
         self,
@@ -198,6 +266,11 @@ class Gate:
         is known (``after_this_request``: only requests that need it pay for it). Neither
         a failing predicate nor a storage outage changes the response: both are logged."""
         predicates = dict(count_when)
+        for scope in scopes:  # a key's rules are counted when their route's are
+            if scope.deferred and scope.name not in predicates:
+                predicates[scope.name] = next(
+                    f for name, f in count_when if within(scope.name, name)
+                )
         deferred = [scope for scope in scopes if scope.deferred]
 
         def count(response: Response) -> Response:
@@ -267,11 +340,14 @@ class Gate:
         *,
         usage: bool,
         also: tuple[str, ...] = (),
+        token: Optional[str] = None,
     ) -> Optional[Decision]:
         """The storage's decision, or None when the storage is down (and fail-open).
         ``also``: other clients whose bans refuse the request (the address behind a
-        ``key_func`` key, the client's banned networks)."""
-        decision = self.ask_storage(self._storage_hit, client, scopes, usage, also)
+        ``key_func`` key, the client's banned networks, the keys of rules with their
+        own); ``token``: the request's slot, taken under ``client``, in every scope with a
+        concurrency limit."""
+        decision = self.ask_storage(self._storage_hit, client, scopes, usage, also, token)
         if not isinstance(decision, Down):
             return decision
         self._unanswered()
@@ -284,10 +360,20 @@ class Gate:
         self.events.admitted_while_down()
 
     def _storage_hit(
-        self, client: str, scopes: tuple[Scope, ...], usage: bool, also: tuple[str, ...]
+        self,
+        client: str,
+        scopes: tuple[Scope, ...],
+        usage: bool,
+        also: tuple[str, ...],
+        token: Optional[str],
     ) -> Decision:
         return self.settings.storage.hit(
-            client, scopes, usage=usage and bool(scopes), strike=self._strike, also=also
+            client,
+            scopes,
+            usage=usage and bool(scopes),
+            strike=self._strike,
+            also=also,
+            token=token,
         )
 
     def ask_storage(self, call: Callable[..., T], *args: Any) -> Union[T, Down]:
@@ -310,17 +396,24 @@ class Gate:
     def refuse(
         self, client: str, decision: Decision, *, respond: bool = False
     ) -> Optional[Response]:
-        """Refuse what the storage did not admit: banned, or rate limited (see
-        ``_refuse``)."""
+        """Refuse what the storage did not admit: banned, rate limited, or with too many
+        requests in flight (see ``_refuse``)."""
         if decision.banned:
             rule = None if decision.manual else self.settings.ban_rule
             banned = Banned(decision.banned_as or client, decision.retry_after, rule)
             return self._refuse(banned, respond=respond)
-        assert decision.rule is not None  # a refusal by a rule names it
         if self._strike is not None:
-            self.events.reported(client, decision.new_ban, RATE_LIMIT)
-        name = policy_name(decision.rule, decision.scope)
-        limited = RateLimited(client, decision.retry_after, decision.rule, policy=name)
+            detail = self.ban_detail(client, decision.new_ban)
+            self.events.reported(client, decision.new_ban, RATE_LIMIT, detail)
+        limited: RateLimited
+        if decision.concurrency:
+            limit = ConcurrencyLimit(decision.concurrency)
+            name = policy_name(limit, decision.scope)
+            limited = TooManyInFlight(client, limit, policy=name)
+        else:
+            assert decision.rule is not None  # a refusal by a rule names it
+            name = policy_name(decision.rule, decision.scope)
+            limited = RateLimited(client, decision.retry_after, decision.rule, policy=name)
         return self._refuse(limited, respond=respond)
 
     def _refuse(self, refusal: Refusal, *, respond: bool = False) -> Optional[Response]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import Union
 
 from .decision import GLOBAL_SCOPE, Usage
 from .errors import ConfigError, ConfigTypeError
 from .policy import Scope
-from .rules import Rule
+from .rules import ConcurrencyLimit, Rule
 
 __all__ = ["HEADER_MODES", "parse_headers_option", "policy_name", "rate_limit_headers"]
 
@@ -46,7 +47,7 @@ def _number(seconds: float) -> str:
     return f"{value:.3f}".rstrip("0")
 
 
-def policy_name(rule: Rule, scope_name: str = GLOBAL_SCOPE) -> str:
+def policy_name(rule: Union[Rule, ConcurrencyLimit], scope_name: str = GLOBAL_SCOPE) -> str:
     """The rule's name, ``"route-"`` in front for a ``specific`` route's own rule."""
     return rule.name if scope_name == GLOBAL_SCOPE else f"route-{rule.name}"
 

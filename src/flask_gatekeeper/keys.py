@@ -14,7 +14,8 @@ CLI, a log line) is its key, and passing that text back names the same client:
   address or a network, or starts with ``key:`` or ``sha256:``, is shown as
   ``key:<text>``: a user named ``203.0.113.7`` is never the address 203.0.113.7.
 - A ``key_func`` key longer than ``MAX_KEY_LENGTH`` is ``sha256:<hex digest>``, so text
-  from request data cannot make a tracked client arbitrarily large.
+  from request data cannot make a tracked client arbitrarily large. A distinct rule's
+  values follow the same rule (``stored_value``).
 
 Text given by the app or an operator is read the same way: ``key:`` names a key, an
 address or a network is normalised, ``sha256:`` names a hashed key, and anything else is
@@ -30,10 +31,24 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+from typing import Callable, Optional
+
+from flask import has_request_context, request
 
 from .addresses import network_key, parse_address
+from .rules import KeySource, request_field
 
-__all__ = ["HASH_MARK", "KEY_MARK", "MAX_KEY_LENGTH", "client_key", "key_of", "shown", "unshown"]
+__all__ = [
+    "HASH_MARK",
+    "KEY_MARK",
+    "MAX_KEY_LENGTH",
+    "client_key",
+    "key_of",
+    "key_reader",
+    "shown",
+    "stored_value",
+    "unshown",
+]
 
 MAX_KEY_LENGTH = 128
 """A longer ``key_func`` key is stored as its SHA-256."""
@@ -45,16 +60,29 @@ HASH_MARK = "sha256:"
 """Starts the stored form of a long ``key_func`` key."""
 
 
+def _digest(text: str) -> str:
+    return HASH_MARK + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def key_of(text: str) -> str:
     """The stored key of ``key_func``'s ``text``."""
     if len(text) > MAX_KEY_LENGTH:
-        return HASH_MARK + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return _digest(text)
     if (
         text.startswith((KEY_MARK, HASH_MARK))
         or parse_address(text) is not None
         or network_key(text) is not None
     ):
         return KEY_MARK + text
+    return text
+
+
+def stored_value(text: str) -> str:
+    """A distinct rule's value as the storages hold it: long text as its digest, like a
+    long key, so a client's values take bounded room whatever it sends. Text that starts
+    with ``sha256:`` is digested too, so no value reads as another's digest."""
+    if len(text) > MAX_KEY_LENGTH or text.startswith(HASH_MARK):
+        return _digest(text)
     return text
 
 
@@ -104,3 +132,35 @@ def unshown(text: str) -> str:
     return _ESCAPED.sub(
         lambda match: codecs.decode(match[0], "unicode_escape", "surrogatepass"), text
     )
+
+
+def key_reader(source: KeySource) -> Callable[[], Optional[str]]:
+    """What reads the key of a rule with its own ``key`` from the current request: the
+    stored key of the function's result or of the request field (``"form[user]"``), or
+    None when there is none (no value, an empty one, a JSON body that is no object, or
+    no request at all)."""
+    field = request_field(source) if isinstance(source, str) else None
+    if field is not None:
+        where, name = field
+
+        def read_field() -> object:
+            if where == "json":
+                body = request.get_json(silent=True)
+                return body.get(name) if isinstance(body, dict) else None
+            values = getattr(request, where)
+            return None if values is None else values.get(name)
+
+        function: Callable[[], object] = read_field
+    else:
+        assert callable(source)  # rules.check_key_source accepted it
+        function = source
+
+    def read() -> Optional[str]:
+        if not has_request_context():  # gk.usage() outside a request: no key to read
+            return None
+        value = function()
+        if value is None or value == "":
+            return None
+        return key_of(value if isinstance(value, str) else str(value))
+
+    return read

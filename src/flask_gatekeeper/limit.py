@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, cast
 
 from flask import has_request_context
 
-from .policy import PerRequest
+from .policy import PerRequest, owners
 
 if TYPE_CHECKING:
     from .gate import Gate
@@ -53,7 +53,7 @@ class Limit:
         scopes = gate.scopes_for(self._per_request, client)
         if not scopes:
             return
-        decision = gate.hit(client, scopes, usage=False)
+        decision = gate.hit(client, scopes, usage=False, also=owners(scopes))
         if decision is not None and not decision.admitted:
             gate.refuse(client, decision)
 

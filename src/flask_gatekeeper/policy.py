@@ -6,7 +6,8 @@ Flask-free: ``Policies`` reads the marks the decorators left on a view, its view
 its blueprints (from the app's own tables, handed in), and caches per endpoint and method
 the frozen ``RoutePolicy`` that ``resolve`` makes of them. A policy with nothing computed
 per request has its scopes ready; otherwise ``PerRequest.scopes_for`` finishes them for
-each request, from a cache of parsed rules.
+each request, from a cache of parsed rules; a scope with distinct rules gets this
+request's values too.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any, Callable, Optional, Union
 
 from .decision import GLOBAL_SCOPE
 from .errors import ConfigError
-from .rules import Rule, RulesFunction, parse_rules
+from .keys import key_reader, stored_value
+from .rules import KeySource, Rule, RulesFunction, key_label, parse_rules
 from .strategies import SLIDING_LOG
+from .units import microseconds
 
 KeyFunc = Callable[[], Optional[str]]
 Predicate = Callable[[], object]
@@ -52,6 +55,7 @@ __all__ = [
     "resolve",
     "shared_scope_name",
     "with_strategy",
+    "within",
 ]
 
 _MARKS_ATTRIBUTE = "_gatekeeper_marks"
@@ -102,7 +106,8 @@ class Mark:
     ``rules`` (or a function computing them per request) count in the route's own scope,
     or in the shared ``scope``, each request ``cost`` times (a number, or a function of
     the request), and only once the response is known when ``count_when`` is given; with
-    ``methods`` the whole mark applies to those methods only.
+    ``methods`` the whole mark applies to those methods only. ``concurrency`` (0: none)
+    caps the client's requests in flight in that scope.
     """
 
     bypass: bool = False
@@ -115,6 +120,7 @@ class Mark:
     cost: Cost = 1
     count_when: Optional[ResponsePredicate] = None
     report_when: Optional[ResponsePredicate] = None
+    concurrency: int = 0
 
     def applies_to(self, method: str) -> bool:
         return self.methods is None or method in self.methods
@@ -136,6 +142,20 @@ class Scope:
     A request counts ``cost`` times in every rule of the scope (a cost above a rule's
     count is never admitted). A ``deferred`` scope is checked with the others but not
     recorded: the storage's ``record`` counts it once the response is known.
+
+    ``concurrency`` (0: no limit) is how many requests of a client may be in flight in
+    the scope at once; each holds a slot, a lease that ends ``lease_us`` microseconds
+    after it was taken unless released before (a worker that died never releases).
+    Slots are always the request's client's: a scope with an ``owner`` has no limit.
+
+    ``owner``: whose counters these are, when not the request's client: the key that
+    rules with their own ``key`` named for this request (see ``keyed_scopes``).
+
+    ``distinct`` rules count values, one per request whatever its cost: ``values`` holds
+    this request's value for each (None: the rule does not apply to it), and
+    ``distinct_ids`` names each rule's values within the scope (``"20/3600000000"``: its
+    count and window; a second rule of the same count and window in the scope gets
+    ``/1``), so that each keeps its own.
     """
 
     name: str
@@ -145,43 +165,186 @@ class Scope:
     stateful: tuple[Rule, ...]
     cost: int = 1
     deferred: bool = False
+    concurrency: int = 0
+    lease_us: int = 0
+    owner: Optional[str] = None
+    keyed: bool = False
+    """Some rules have their own ``key``: ``keyed_scopes`` splits them out per request."""
+    distinct: tuple[Rule, ...] = ()
+    distinct_ids: tuple[str, ...] = ()
+    values: tuple[Optional[str], ...] = ()
 
     @classmethod
     def of(
-        cls, name: str, rules: tuple[Rule, ...], *, cost: int = 1, deferred: bool = False
+        cls,
+        name: str,
+        rules: tuple[Rule, ...],
+        *,
+        cost: int = 1,
+        deferred: bool = False,
+        concurrency: int = 0,
+        lease: float = 0.0,
     ) -> Scope:
         logged = tuple(rule for rule in rules if rule.logged)
-        stateful = tuple(rule for rule in rules if not rule.logged)
+        distinct = tuple(rule for rule in rules if rule.distinct is not None)
+        stateful = tuple(rule for rule in rules if not rule.logged and rule.distinct is None)
         depth = max((rule.count for rule in logged), default=0)
-        return cls(name, rules, depth, logged, stateful, cost, deferred)
+        ids: list[str] = []
+        twins: dict[tuple[int, int], int] = {}
+        for rule in distinct:
+            shape = (rule.count, rule.window_us)
+            twins[shape] = twin = twins.get(shape, -1) + 1
+            ids.append(f"{rule.count}/{rule.window_us}" + (f"/{twin}" if twin else ""))
+        values = (None,) * len(distinct)
+        keyed = any(rule.key is not None for rule in rules)
+        return cls(
+            name,
+            rules,
+            depth,
+            logged,
+            stateful,
+            cost,
+            deferred,
+            concurrency,
+            microseconds(lease) if concurrency else 0,
+            keyed=keyed,
+            distinct=distinct,
+            distinct_ids=(*ids,),
+            values=values,
+        )
+
+    def with_values(self) -> Scope:
+        """This scope with the current request's value for each distinct rule: its
+        function's result as text (``keys.stored_value``), or None when it returns None
+        or raises (logged: the rule does not apply to this request)."""
+        return replace(self, values=tuple(_value(rule) for rule in self.distinct))
+
+
+def _value(rule: Rule) -> Optional[str]:
+    try:
+        value = rule.distinct() if rule.distinct is not None else None
+        return None if value is None else stored_value(str(value))
+    except Exception:
+        logger.exception("a distinct function failed; its rule does not apply to this request")
+        return None
+
+
+def _keyed_prefix(scope: str) -> str:
+    return f"{scope} per " if scope else "per "
+
+
+def keyed_scope_name(scope: str, key: KeySource) -> str:
+    """The scope that a rule with its own ``key`` counts in: its route's (or the global)
+    scope's name and the key's, e.g. ``"login per form[user]"``. Resetting a scope
+    resets these too (``within``)."""
+    return _keyed_prefix(scope) + key_label(key)
+
+
+def within(name: str, scope: str) -> bool:
+    """Whether counters of scope ``name`` belong to ``scope``: it, or one of its rules
+    with their own key. What ``Storage.reset(client, scope)`` forgets."""
+    return name == scope or name.startswith(_keyed_prefix(scope))
+
+
+KeyedScope = tuple[Callable[[], Optional[str]], Scope]
+"""A reader of the current request's key, and the scope its rules count in."""
+
+
+@functools.lru_cache(maxsize=_PARSED_SCOPES)
+def keyed_scopes(scope: Scope) -> tuple[Optional[Scope], tuple[KeyedScope, ...]]:
+    """``scope`` split into the rules counted under the client, with the scope's limit
+    of requests in flight (None when it has neither), and, per key, those with their own
+    ``key`` (never with that limit: a slot is the client's, whatever the key)."""
+    groups: dict[KeySource, list[Rule]] = {}
+    for rule in scope.rules:
+        if rule.key is not None:
+            groups.setdefault(rule.key, []).append(rule)
+    names: dict[str, int] = {}
+    keyed = []
+    for key, rules in groups.items():
+        name = keyed_scope_name(scope.name, key)
+        names[name] = names.get(name, 0) + 1
+        if names[name] > 1:  # two functions of one name (lambdas): told apart
+            name = f"{name} {names[name]}"
+        of = Scope.of(name, tuple(rules), cost=scope.cost, deferred=scope.deferred)
+        keyed.append((key_reader(key), of))
+    plain = tuple(rule for rule in scope.rules if rule.key is None)
+    own = None
+    if plain or scope.concurrency:
+        own = replace(
+            Scope.of(scope.name, plain, cost=scope.cost, deferred=scope.deferred),
+            concurrency=scope.concurrency,
+            lease_us=scope.lease_us,
+        )
+    return own, tuple(keyed)
+
+
+def owners(scopes: Iterable[Scope]) -> tuple[str, ...]:
+    """The keys that rules with their own ``key`` count under: a ban of any of them
+    refuses the request too."""
+    return tuple(dict.fromkeys(scope.owner for scope in scopes if scope.owner is not None))
 
 
 @dataclass(frozen=True)
 class Pending:
     """A scope whose rules are partly computed per request: ``rules`` and whatever each
-    of ``functions`` returns."""
+    of ``functions`` returns. Its ``concurrency`` and ``lease`` never are."""
 
     name: str
     rules: tuple[Rule, ...] = ()
     functions: tuple[RulesFunction, ...] = ()
     cost: Cost = 1
     deferred: bool = False
+    concurrency: int = 0
+    lease: float = 0.0
 
-    def add(self, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False) -> Pending:
+    @property
+    def keyed(self) -> bool:
+        """Whether some of its rules have their own ``key``, read per request."""
+        return any(rule.key is not None for rule in self.rules)
+
+    def add(
+        self, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False, concurrency: int = 0
+    ) -> Pending:
         """With ``rules`` too; the first mark that names a cost (the view's, before its
-        blueprints') sets it, and any deferred mark defers the scope."""
+        blueprints') sets it, any deferred mark defers the scope, and the smallest
+        concurrency limit given applies (every limit given holds)."""
         cost = self.cost if self.cost != 1 else cost
         deferred = self.deferred or deferred
+        if concurrency and self.concurrency:
+            concurrency = min(concurrency, self.concurrency)
+        concurrency = concurrency or self.concurrency
+        functions, fixed = self.functions, self.rules
         if isinstance(rules, RulesFunction):
-            return Pending(self.name, self.rules, (*self.functions, rules), cost, deferred)
-        return Pending(self.name, self.rules + rules, self.functions, cost, deferred)
+            functions = (*functions, rules)
+        else:
+            fixed += rules
+        return replace(
+            self,
+            rules=fixed,
+            functions=functions,
+            cost=cost,
+            deferred=deferred,
+            concurrency=concurrency,
+        )
 
     def ready(self, strategy: str) -> Union[Scope, Pending]:
         """The scope itself when nothing in it is computed per request."""
-        if self.functions or not isinstance(self.cost, int):
+        distinct = any(rule.distinct is not None for rule in self.rules)
+        if self.functions or not isinstance(self.cost, int) or self.keyed or distinct:
             return self
-        rules = with_strategy(self.rules, strategy)
-        return Scope.of(self.name, rules, cost=self.cost, deferred=self.deferred)
+        return self.scope(with_strategy(self.rules, strategy), self.cost)
+
+    def scope(self, rules: tuple[Rule, ...], cost: int) -> Scope:
+        """The scope with these rules (its own, or those computed for a request)."""
+        return Scope.of(
+            self.name,
+            rules,
+            cost=cost,
+            deferred=self.deferred,
+            concurrency=self.concurrency,
+            lease=self.lease,
+        )
 
 
 def _hashable(value: object) -> object:
@@ -195,11 +358,9 @@ def _scope_of(
     for function, value in zip(pending.functions, values):
         if value is not None:
             rules += parse_rules(value, f"{function.name} (a function's result)")
-    if not rules:
+    if not rules and not pending.concurrency:
         return None
-    return Scope.of(
-        pending.name, with_strategy(rules, strategy), cost=cost, deferred=pending.deferred
-    )
+    return pending.scope(with_strategy(rules, strategy), cost)
 
 
 _parsed_scope = functools.lru_cache(maxsize=_PARSED_SCOPES)(_scope_of)
@@ -207,24 +368,54 @@ _parsed_scope = functools.lru_cache(maxsize=_PARSED_SCOPES)(_scope_of)
 
 @dataclass(frozen=True)
 class PerRequest:
-    """What a route computes for each request: whether ``exempt_when`` exempts it, and
-    the rules of the ``Pending`` among its scopes."""
+    """What a route computes for each request: whether ``exempt_when`` exempts it, the
+    rules of the ``Pending`` among its scopes, and their distinct rules' values."""
 
     scopes: tuple[Union[Scope, Pending], ...]
     exempt_when: tuple[Predicate, ...] = ()
 
-    def scopes_for(self, client: str, strategy: str) -> tuple[Scope, ...]:
-        """This request's scopes (none when exempt). Raises what the app's functions
-        raise, and ``ConfigError`` for a result that is not rules."""
+    def scopes_for(self, client: str, strategy: str, *, values: bool = True) -> tuple[Scope, ...]:
+        """This request's scopes (none when exempt), with their distinct rules' values
+        unless ``values`` is false (reading usage needs none). Raises what the app's
+        rules and ``exempt_when`` functions raise, and ``ConfigError`` for a result that
+        is not rules."""
         for exempt in self.exempt_when:
             if exempt():
                 return ()
         scopes = []
         for item in self.scopes:
             scope = item if isinstance(item, Scope) else _computed(item, client, strategy)
-            if scope is not None:
-                scopes.append(scope)
+            if scope is None:
+                continue
+            if scope.keyed:
+                own, keyed = keyed_scopes(scope)
+                found = [] if own is None else [own]
+                for read, template in keyed:
+                    owner = _key_of_request(read, template)
+                    if owner is not None:
+                        found.append(replace(template, owner=owner))
+            else:
+                found = [scope]
+            for each in found:
+                scopes.append(each.with_values() if values and each.distinct else each)
         return tuple(scopes)
+
+
+def _key_of_request(read: Callable[[], Optional[str]], scope: Scope) -> Optional[str]:
+    """The key ``scope``'s rules count under for this request; None, leaving them out
+    of this request, when there is none or reading it fails (logged: the client's own
+    rules still apply)."""
+    try:
+        return read()
+    except Exception as exc:
+        logger.warning(
+            "the key of the rules of scope %r could not be read (%s: %s); "
+            "they do not apply to this request",
+            scope.name,
+            type(exc).__name__,
+            exc,
+        )
+        return None
 
 
 def _computed(pending: Pending, client: str, strategy: str) -> Optional[Scope]:
@@ -263,6 +454,9 @@ class RoutePolicy:
     its predicate says so."""
     report_when: tuple[ResponsePredicate, ...] = ()
     """A response any of these accept is one report of the client."""
+    concurrency: bool = False
+    """A scope limits the requests in flight: an admitted request holds a slot there
+    until it ends."""
 
 
 BYPASS = RoutePolicy(bypass=True, scopes=())
@@ -287,10 +481,14 @@ def marks_of(target: object, owner: object) -> tuple[Mark, ...]:
 
 
 def with_strategy(rules: tuple[Rule, ...], strategy: str) -> tuple[Rule, ...]:
-    """The rules, those without a strategy of their own given ``strategy``."""
+    """The rules, those without a strategy of their own given ``strategy`` (distinct
+    rules have none)."""
     if strategy == SLIDING_LOG:
         return rules  # a rule without a strategy already is a sliding log
-    return tuple(rule if rule.strategy else replace(rule, strategy=strategy) for rule in rules)
+    return tuple(
+        rule if rule.strategy or rule.distinct is not None else replace(rule, strategy=strategy)
+        for rule in rules
+    )
 
 
 def resolve(
@@ -303,11 +501,14 @@ def resolve(
     strategy: str = SLIDING_LOG,
     exempt_when: Optional[Predicate] = None,
     report_when: Optional[ResponsePredicate] = None,
+    concurrency: int = 0,
+    lease: float = 0.0,
 ) -> RoutePolicy:
     """Combine the marks of a view and its blueprints that apply to ``method`` with the
     global rules. ``exempt`` (an excluded method, a static file): count nothing. Rules
     without a strategy get ``strategy``, the extension's default; ``exempt_when`` is the
-    app's own."""
+    app's own; ``concurrency`` the app's limit of requests in flight, in the global
+    scope, and ``lease`` the longest any request holds a slot."""
     marks = [mark for mark in marks if mark.applies_to(method)]
     if any(mark.bypass for mark in marks):
         return BYPASS
@@ -317,26 +518,35 @@ def resolve(
         return RoutePolicy(bypass=False, scopes=(), key_func=key_func, report_when=reports)
     scopes: dict[str, Pending] = {}
 
-    def add(name: str, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False) -> None:
-        if rules:
-            scopes[name] = scopes.get(name, Pending(name)).add(rules, cost, deferred)
+    def add(
+        name: str,
+        rules: RulesOrFunction,
+        cost: Cost = 1,
+        deferred: bool = False,
+        concurrency: int = 0,
+    ) -> None:
+        if rules or concurrency:
+            pending = scopes.get(name, Pending(name, lease=lease))
+            scopes[name] = pending.add(rules, cost, deferred, concurrency)
 
     if not any(mark.standalone for mark in marks):
-        add(GLOBAL_SCOPE, global_rules)
+        add(GLOBAL_SCOPE, global_rules, concurrency=concurrency)
     count_when: dict[str, ResponsePredicate] = {}
     if endpoint is not None:
         for mark in marks:
             name = mark.scope_name(endpoint)
-            add(name, mark.rules, mark.cost, mark.count_when is not None)
+            add(name, mark.rules, mark.cost, mark.count_when is not None, mark.concurrency)
             if mark.count_when is not None:
                 count_when.setdefault(name, mark.count_when)
     ready = tuple(pending.ready(strategy) for pending in scopes.values())
     static = tuple(scope for scope in ready if isinstance(scope, Scope))
     exempts = tuple(f for f in (exempt_when, *(mark.exempt_when for mark in marks)) if f)
     deferred = tuple(count_when.items())
+    held = any(pending.concurrency for pending in scopes.values())
     if not exempts and len(static) == len(ready):
-        return RoutePolicy(False, static, key_func, None, deferred, reports)
-    return RoutePolicy(False, (), key_func, PerRequest(ready, exempts), deferred, reports)
+        return RoutePolicy(False, static, key_func, None, deferred, reports, held)
+    per_request = PerRequest(ready, exempts)
+    return RoutePolicy(False, (), key_func, per_request, deferred, reports, held)
 
 
 class Policies:
@@ -358,6 +568,8 @@ class Policies:
         exempt_static: bool = True,
         exempt_when: Optional[Predicate] = None,
         report_when: Optional[ResponsePredicate] = None,
+        concurrency: int = 0,
+        lease: float = 0.0,
     ) -> None:
         self.owner = owner
         self._view_functions = view_functions
@@ -368,6 +580,8 @@ class Policies:
         self._exempt_static = exempt_static
         self._exempt_when = exempt_when
         self._report_when = report_when
+        self._concurrency = concurrency
+        self._lease = lease
         self.cache: dict[tuple[Optional[str], str], RoutePolicy] = {}
         """(endpoint, method) -> policy; the request path reads it directly. A method
         outside ``HTTP_METHODS`` is cached as "", so clients cannot grow it."""
@@ -392,6 +606,8 @@ class Policies:
                 strategy=self._strategy,
                 exempt_when=self._exempt_when,
                 report_when=self._report_when,
+                concurrency=self._concurrency,
+                lease=self._lease,
             )
             scopes = policy.per_request.scopes if policy.per_request else policy.scopes
             for scope in scopes:

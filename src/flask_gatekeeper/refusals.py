@@ -18,13 +18,21 @@ from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import Forbidden, HTTPException, ServiceUnavailable, TooManyRequests
 from werkzeug.http import parse_accept_header
 
-from .rules import BanRule, Rule
+from .decision import IN_FLIGHT_WAIT
+from .rules import BanRule, ConcurrencyLimit, Rule
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from werkzeug.sansio.response import Response
 
-__all__ = ["Banned", "Denied", "RateLimited", "StorageUnavailable", "retry_after_header"]
+__all__ = [
+    "Banned",
+    "Denied",
+    "RateLimited",
+    "StorageUnavailable",
+    "TooManyInFlight",
+    "retry_after_header",
+]
 
 
 def retry_after_header(seconds: float) -> int:
@@ -132,9 +140,11 @@ class Denied(_PlainTextRefusal, Forbidden):
 
 class RateLimited(_PlainTextRefusal, TooManyRequests):
     """429: a rate rule is full; ``wait`` is the exact wait until every full rule admits.
-    ``policy`` names the rule as the ``RateLimit`` header fields do."""
+    ``policy`` names the rule as the ``RateLimit`` header fields do. (Its subclass
+    ``TooManyInFlight`` names a ``ConcurrencyLimit`` as its ``rule``.)"""
 
     wait: float
+    rule: Union[Rule, ConcurrencyLimit]
 
     def __init__(
         self,
@@ -154,6 +164,29 @@ class RateLimited(_PlainTextRefusal, TooManyRequests):
 
     def problem_members(self) -> dict[str, Any]:
         return {"violated-policies": [self.policy]}
+
+
+class TooManyInFlight(RateLimited):
+    """429: the client already has ``rule.count`` requests in flight (a ``ConcurrencyLimit``)
+    in the scope; one may be admitted as soon as another ends, so ``Retry-After`` is 1."""
+
+    rule: ConcurrencyLimit
+
+    def __init__(
+        self,
+        client: str,
+        limit: ConcurrencyLimit,
+        response: Response | None = None,
+        *,
+        policy: str | None = None,
+    ) -> None:
+        seconds = retry_after_header(IN_FLIGHT_WAIT)
+        text = f"ip {client} has too many requests in flight (at most {limit.count} at once)"
+        TooManyRequests.__init__(self, f"{text}, retry in {seconds}s", response)
+        self._set_wait(IN_FLIGHT_WAIT, seconds)
+        self.client = client
+        self.rule = limit
+        self.policy = policy or limit.name
 
 
 class StorageUnavailable(_PlainTextRefusal, ServiceUnavailable):

@@ -20,15 +20,60 @@ from .units import MAX_MICROSECONDS, MAX_SECONDS, RESOLUTION, microseconds
 
 __all__ = [
     "MAX_SECONDS",
+    "REQUEST_FIELDS",
     "BanRule",
+    "ConcurrencyLimit",
+    "KeySource",
     "Rule",
     "RuleLike",
     "RulesFunction",
+    "check_key_source",
     "check_seconds",
+    "key_label",
     "parse_ban_rule",
     "parse_rules",
     "parse_rules_or_function",
+    "request_field",
 ]
+
+
+KeySource = Union[str, Callable[[], object]]
+"""What names the key of a rule with its own key: a function, or a request field."""
+
+REQUEST_FIELDS = ("form", "args", "json", "headers", "cookies", "view_args")
+"""Where ``"<source>[<name>]"`` reads a key: ``request.<source>``'s value for ``name``."""
+
+_REQUEST_FIELD = re.compile(r"(?P<source>[a-z_]+)\[(?P<name>[^\[\]]+)\]")
+
+
+def request_field(text: str) -> Optional[tuple[str, str]]:
+    """``"form[user]"`` -> ``("form", "user")``; None for text that names no field."""
+    match = _REQUEST_FIELD.fullmatch(text)
+    if match is None or match["source"] not in REQUEST_FIELDS:
+        return None
+    return match["source"], match["name"]
+
+
+def check_key_source(value: object) -> None:
+    """A rule's ``key``: a function, or a request field such as ``"form[user]"``."""
+    if isinstance(value, str):
+        if request_field(value) is None:
+            fields = ", ".join(f"{source}[...]" for source in REQUEST_FIELDS)
+            raise ConfigError(
+                f"'key': expected a function or a request field ({fields}), got {value!r}"
+            )
+    elif not callable(value):
+        raise ConfigTypeError(
+            f"'key': expected a function or a request field like 'form[user]', got {value!r}"
+        )
+
+
+def key_label(key: KeySource) -> str:
+    """How a rule's key reads in its description and its scope's name."""
+    if isinstance(key, str):
+        return key
+    name = getattr(key, "__name__", "")
+    return name if name and name != "<lambda>" else "key"
 
 
 def _seconds_text(seconds: float) -> str:
@@ -42,11 +87,23 @@ class Rule:
 
     ``strategy`` picks the algorithm (see ``strategies``); None means the extension's
     default, itself ``"sliding-log"`` (exact) unless configured.
+
+    ``key`` counts the rule under another key than the client's: a function returning
+    it for each request (None: the rule does not apply), or a field of the request,
+    ``"form[user]"`` (see ``REQUEST_FIELDS``). "20 per hour per account" beside "5 per
+    minute per IP" is then one atomic check of both.
+
+    With ``distinct``, a function with no arguments called for each request, the rule
+    counts the distinct values it returns instead of requests: at most ``count`` of them
+    in any ``window`` seconds, exactly (no strategy applies); a value seen within the
+    window is admitted again, and None leaves the request to the other rules.
     """
 
     count: int
     window: float
     strategy: Optional[str] = None
+    key: Optional[KeySource] = None
+    distinct: Optional[Callable[[], object]] = field(default=None, hash=False)
     window_us: int = field(init=False, repr=False, compare=False)
     """``window`` in whole microseconds (rounded up): what the storages compute with."""
 
@@ -58,22 +115,65 @@ class Rule:
                 check_strategy(self.strategy)
             except ConfigError as exc:
                 raise ConfigError(f"'strategy': {exc}") from None
+        if self.key is not None:
+            check_key_source(self.key)
+        if self.distinct is not None:
+            self._check_distinct()
         object.__setattr__(self, "window_us", microseconds(self.window))
+
+    def _check_distinct(self) -> None:
+        """A distinct rule's function is called bare for each request, and counts exactly."""
+        if not callable(self.distinct) or _required_parameters(self.distinct):
+            raise ConfigTypeError(
+                f"'distinct' must be a function with no arguments, got {self.distinct!r}"
+            )
+        if self.strategy is not None:
+            raise ConfigError(
+                f"'strategy' does not apply to a 'distinct' rule (it counts distinct values "
+                f"exactly), got {self.strategy!r}"
+            )
 
     @property
     def logged(self) -> bool:
         """Whether the rule is decided from the sliding log (its default strategy)."""
-        return self.strategy is None or self.strategy == SLIDING_LOG
+        return self.distinct is None and (self.strategy is None or self.strategy == SLIDING_LOG)
 
     @property
     def name(self) -> str:
-        """A stable policy name for headers and problem details: ``"20-per-1s"``."""
-        return f"{self.count}-per-{_seconds_text(self.window)}"
+        """A stable policy name for headers and problem details: ``"20-per-1s"``, or
+        ``"20-distinct-per-3600s"`` for a distinct rule."""
+        counted = "-distinct" if self.distinct is not None else ""
+        return f"{self.count}{counted}-per-{_seconds_text(self.window)}"
+
+    def __str__(self) -> str:
+        if self.distinct is not None:
+            noun = "distinct value" if self.count == 1 else "distinct values"
+        else:
+            noun = "request" if self.count == 1 else "requests"
+        text = f"{self.count} {noun} in a {_seconds_text(self.window)} window"
+        if self.key is not None:
+            text = f"{text} per {key_label(self.key)}"
+        return text if self.strategy in (None, SLIDING_LOG) else f"{text}, {self.strategy}"
+
+
+@dataclass(frozen=True)
+class ConcurrencyLimit:
+    """At most ``count`` requests of a client in flight at once: what a ``TooManyInFlight``
+    refusal names as its ``rule``, read like a ``Rule`` (``count``, ``name``, ``str``)."""
+
+    count: int
+
+    def __post_init__(self) -> None:
+        _check_count("count", self.count)
+
+    @property
+    def name(self) -> str:
+        """A stable policy name for problem details: ``"3-in-flight"``."""
+        return f"{self.count}-in-flight"
 
     def __str__(self) -> str:
         noun = "request" if self.count == 1 else "requests"
-        text = f"{self.count} {noun} in a {_seconds_text(self.window)} window"
-        return text if self.logged else f"{text}, {self.strategy}"
+        return f"{self.count} {noun} in flight"
 
 
 @dataclass(frozen=True)
@@ -209,7 +309,7 @@ def _parse_one(value: object) -> list[Rule]:
     if isinstance(value, str):
         return _parse_rule_string(value)
     if isinstance(value, Mapping):
-        fields = _fields(value, ("count", "window"), ("strategy",))
+        fields = _fields(value, ("count", "window"), ("strategy", "key", "distinct"))
         return [Rule(**fields)]  # type: ignore[arg-type]  # Rule checks the types
     raise ConfigTypeError(
         f"a rule must be a dict, a Rule or a string like '20/second', got {value!r}"
@@ -258,18 +358,24 @@ def parse_ban_rule(value: object, name: str) -> BanRule:
         raise ConfigError(f"{name}: {exc}") from None
 
 
-def _takes_key(func: Callable[..., object], name: str) -> bool:
-    """Whether ``func`` wants the client key: it has one required positional parameter."""
+def _required_parameters(func: Callable[..., object]) -> int:
+    """How many positional parameters ``func`` requires (0 for the builtins that have
+    no signature: they are called bare)."""
     try:
         parameters = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):  # some builtins have no signature: call them bare
-        return False
+    except (TypeError, ValueError):
+        return 0
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    required = [p for p in parameters if p.kind in positional and p.default is p.empty]
-    if len(required) > 1:
+    return sum(1 for p in parameters if p.kind in positional and p.default is p.empty)
+
+
+def _takes_key(func: Callable[..., object], name: str) -> bool:
+    """Whether ``func`` wants the client key: it has one required positional parameter."""
+    required = _required_parameters(func)
+    if required > 1:
         raise ConfigTypeError(
             f"{name}: a rules function takes no argument or one (the client key), "
-            f"got {func!r} with {len(required)}"
+            f"got {func!r} with {required}"
         )
     return bool(required)
 

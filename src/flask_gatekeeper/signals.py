@@ -5,7 +5,9 @@ Every signal is sent with the app as sender and keyword arguments:
 =======================  ===============================================================
 ``client_reported``      ``client``, ``banned_for`` (the new ban's seconds, or None)
 ``client_banned``        ``client``, ``duration``, ``reason`` ("reports", "response",
-                         "rate_limit", "manual": ``decision.BAN_REASONS``)
+                         "rate_limit", "manual": ``decision.BAN_REASONS``), ``detail``
+                         (the ban in force: a ``BanDetail``, as ``gk.bans(detail=True)``
+                         gives it; None when the storage could not be read)
 ``client_unbanned``      ``client``
 ``request_rate_limited`` ``client``, ``rule``, ``retry_after``, ``dry_run``
 ``request_banned``       ``client``, ``retry_after`` (None for the deny list), ``dry_run``

@@ -86,10 +86,15 @@ class FlakyStorage:
         usage: bool = False,
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
+        token: Optional[str] = None,
     ) -> Decision:
         self.calls += 1
         self._maybe_fail()
-        return self.inner.hit(client, scopes, usage=usage, strike=strike, also=also)
+        return self.inner.hit(client, scopes, usage=usage, strike=strike, also=also, token=token)
+
+    def release(self, client: str, scope_names: Sequence[str], token: str) -> None:
+        self._maybe_fail()
+        self.inner.release(client, scope_names, token)
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
         self._maybe_fail()
@@ -123,6 +128,10 @@ class FlakyStorage:
     def bans(self) -> dict[str, float]:
         self._maybe_fail()
         return self.inner.bans()
+
+    def ban_detail(self, client: str) -> Optional[BanDetail]:
+        self._maybe_fail()
+        return self.inner.ban_detail(client)
 
     def ban_details(self) -> dict[str, BanDetail]:
         self._maybe_fail()

@@ -1,8 +1,8 @@
 """The storage protocol: the only boundary that knows about time and data layout.
 
 Each method is one atomic step that reads the clock once. ``hit`` does a whole request's
-work (ban check, every rule's check, record if admitted) so that a request costs one lock
-in memory and one round trip in Redis.
+work (ban check, every rule's check, a slot of every concurrency limit, record if
+admitted) so that a request costs one lock in memory and one round trip in Redis.
 
 Network bans: a ban whose client is a network's key (its CIDR, ``addresses.network_of``)
 is also entered in a registry of the prefix lengths that banned networks use, which the
@@ -50,23 +50,38 @@ class Storage(Protocol):
         usage: bool = False,
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
+        token: Optional[str] = None,
     ) -> Decision:
         """Refuse a banned client, or when one of ``also`` is banned (the address behind a
         ``key_func`` key, the client's networks; the decision's ``banned_as`` names the
         one with the longest ban); else refuse if any rule
         of ``scopes`` has no room for its scope's ``cost`` more requests (a cost above a
-        rule's count never fits); else
-        record the request (``cost`` times) in every scope that is not ``deferred``, and
-        admit. Refused requests are not recorded.
+        rule's count never fits), or any distinct rule none for the request's new value;
+        else, with a ``token``, refuse if a scope with a ``concurrency`` limit already
+        holds that many unexpired slots of the client (the decision names the scope and
+        the limit); else record the request (``cost`` times, and its values) in every
+        scope that is not ``deferred``, take a slot named ``token`` in every scope with a
+        concurrency limit (a lease of the scope's ``lease_us``), and admit. Refused
+        requests are not recorded and take no slot.
+
+        A scope with an ``owner`` counts under that key instead of ``client``; slots are
+        always the client's (a scope with an owner has no concurrency limit).
 
         ``usage``: also return the rule closest to its limit. ``strike``: a refusal by a
-        rule also counts as one report toward this ban rule (same atomic step).
+        rule or a concurrency limit also counts as one report toward this ban rule (same
+        atomic step).
         """
         ...
 
+    def release(self, client: str, scope_names: Sequence[str], token: str) -> None:
+        """Give back the slot ``token`` of the client in each of the named scopes (one
+        already expired, released or forgotten is no error)."""
+        ...
+
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
-        """Count the request (``cost`` times) in every rule of ``scopes``, checking
-        nothing: the second half of a deferred scope, once its response is known."""
+        """Count the request (``cost`` times, and its values) in every rule of
+        ``scopes``, checking nothing: the second half of a deferred scope, once its
+        response is known."""
         ...
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
@@ -109,12 +124,16 @@ class Storage(Protocol):
         """Every active ban: client -> seconds left."""
         ...
 
+    def ban_detail(self, client: str) -> Optional[BanDetail]:
+        """The client's ban in force, or None."""
+        ...
+
     def ban_details(self) -> dict[str, BanDetail]:
         """Every active ban: client -> its details."""
         ...
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
-        """Forget everything about the client: counters, reports, ban and its history
-        (a network leaves the registry); with ``scope``, only its counters in that
-        scope."""
+        """Forget everything about the client: counters, slots held, reports, ban and its
+        history (a network leaves the registry); with ``scope``, only its counters and
+        slots in that scope."""
         ...

@@ -3,9 +3,13 @@
 Every scope of a client keeps only the newest ``depth`` timestamps (the largest count of
 its rules) in a ring, so a rule ``(count, window)`` is full exactly when the count-th
 newest timestamp is younger than ``window``: one index, whatever the count. A rule with
-another strategy keeps its few numbers (``strategies``) beside the logs. Logs and states
-sit in one least-recently-used table capped at ``max_clients``; bans live in their own
-table and are dropped only when they end (or, beyond the cap, soonest-ending first).
+another strategy keeps its few numbers (``strategies``) beside the logs, and a distinct
+rule the values it saw within its window (each with when it was last seen, at most
+``count`` of them). Logs, states and values sit in one least-recently-used table capped
+at ``max_clients``; bans live in their own table and are dropped only when they end (or,
+beyond the cap, soonest-ending first). The slots of concurrency limits are leases
+(token -> deadline) per client and scope, in a third table, capped the same way, that
+holds only clients with requests in flight.
 
 Network bans are entered in a registry, one table of networks and their ban's end per
 (IP version, prefix length), from which ``network_lengths`` answers; the answer is kept
@@ -28,9 +32,18 @@ from typing import TYPE_CHECKING, Optional
 
 from .. import strategies
 from ..addresses import NO_LENGTHS, NetworkLengths, network_of
-from ..decision import ADMITTED, MANUAL, RATE_LIMIT, REPORTS, BanDetail, Decision, Usage
+from ..decision import (
+    ADMITTED,
+    IN_FLIGHT_WAIT,
+    MANUAL,
+    RATE_LIMIT,
+    REPORTS,
+    BanDetail,
+    Decision,
+    Usage,
+)
 from ..errors import ConfigError, ConfigTypeError
-from ..policy import GLOBAL_SCOPE, Scope
+from ..policy import GLOBAL_SCOPE, Scope, within
 from ..rules import BanRule, Rule
 from ..units import instant, microseconds, seconds
 from .base import Clock
@@ -44,6 +57,9 @@ most about 110 MB when every log is full with the seed's 100-request rule (measu
 
 _REPORTS = 0
 """Second item of a client's report log key, ``(client, _REPORTS)``: not a scope name."""
+
+_DISTINCT = 0
+"""Third item of a distinct rule's key, ``(client, scope name, _DISTINCT, distinct id)``."""
 
 
 if TYPE_CHECKING:
@@ -59,6 +75,30 @@ class _Log(_FloatArray):
 
     __slots__ = ("head",)
     head: int
+
+
+class _Seen(_Log):
+    """A distinct rule's values: value -> when last seen (microseconds), oldest first.
+    (A ``_Log`` whose array stays empty, so that it sits in the one table.)"""
+
+    __slots__ = ("values",)
+    values: OrderedDict[str, int]
+
+
+def _live(log: Optional[_Log], window: int, now: int) -> _Seen:
+    """A distinct rule's values with those out of the ``window`` dropped (a new, empty
+    one for a client that has none)."""
+    if not isinstance(log, _Seen):
+        log = _Seen("d")
+        log.values = OrderedDict()
+        return log
+    values = log.values
+    while values:
+        oldest = next(iter(values.values()))
+        if oldest + window > now:
+            break
+        values.popitem(last=False)
+    return log
 
 
 def _new_log(now: int) -> _Log:
@@ -108,6 +148,10 @@ def _state_key(client: str, scope: Scope, rule: Rule) -> Hashable:
     return (client, scope.name, rule.count, rule.window_us, rule.strategy)
 
 
+def _distinct_key(client: str, scope: Scope, index: int) -> Hashable:
+    return (client, scope.name, _DISTINCT, scope.distinct_ids[index])
+
+
 def _belongs_to(key: Hashable, client: str) -> bool:
     return key == client or (type(key) is tuple and key[0] == client)
 
@@ -116,7 +160,9 @@ def _in_scope(key: Hashable, client: str, scope: str) -> bool:
     """Whether ``key`` holds ``client``'s log or a rule's state in ``scope``."""
     if key == client:
         return scope == GLOBAL_SCOPE
-    return type(key) is tuple and key[0] == client and key[1] == scope
+    if type(key) is not tuple or key[0] != client:
+        return False
+    return type(key[1]) is str and within(key[1], scope)  # not its reports (an int)
 
 
 class _Ban:
@@ -136,6 +182,11 @@ class _Ban:
     @property
     def manual(self) -> bool:
         return self.reason == MANUAL
+
+    def detail(self, now: int) -> BanDetail:
+        return BanDetail(
+            seconds(self.end - now), seconds(now - self.start), self.reason, self.strikes
+        )
 
     def strikes_at(self, now: int) -> int:
         """The bans still remembered at ``now`` (none once ``forget_at`` has passed)."""
@@ -177,6 +228,50 @@ class _State:
         return Usage(rule, remaining, seconds(reset), scope.name)
 
 
+class _Distinct:
+    """One distinct rule's values as read for a request that has ``value`` for it, and
+    the wait in microseconds until a new value fits (0 for a value seen in the window)."""
+
+    __slots__ = ("deferred", "key", "log", "rule", "value", "wait")
+
+    def __init__(
+        self, key: Hashable, rule: Rule, log: Optional[_Log], value: str, now: int, scope: Scope
+    ):
+        self.key, self.rule, self.value = key, rule, value
+        self.deferred = scope.deferred
+        self.log = log = _live(log, rule.window_us, now)
+        values = log.values
+        self.wait = 0
+        if value not in values and len(values) >= rule.count:
+            self.wait = next(iter(values.values())) + rule.window_us - now
+
+    def recorded(self, now: int) -> _Seen:
+        """The values once this request is admitted: its value seen ``now``, and the
+        newest ``count`` kept (more only after a smaller count, or recordings after the
+        response; ties go by the values' UTF-8 bytes, as in a Redis sorted set)."""
+        values = self.log.values
+        values[self.value] = now
+        values.move_to_end(self.value)
+        excess = len(values) - self.rule.count
+        if excess > 0:
+            order = sorted(values.items(), key=lambda item: (item[1], _utf8(item[0])))
+            for value, _ in order[:excess]:
+                del values[value]
+        return self.log
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _distinct_usage(log: Optional[_Log], rule: Rule, scope: Scope, now: int) -> Usage:
+    """Values left (the count less the live values) and microseconds until the oldest
+    live value leaves the window."""
+    values = _live(log, rule.window_us, now).values
+    reset = next(iter(values.values())) + rule.window_us - now if values else 0
+    return Usage(rule, max(0, rule.count - len(values)), seconds(reset), scope.name)
+
+
 class MemoryStorage:
     """The default storage: exact, thread-safe, bounded, with no timer thread.
 
@@ -205,6 +300,8 @@ class MemoryStorage:
         """The registry: (version, prefix length) -> banned network -> its ban's end."""
         self._lengths: tuple[int, NetworkLengths] = (0, NO_LENGTHS)
         """The registry's last answer, and until when it holds (0: ask again)."""
+        self._flights: OrderedDict[tuple[str, str], dict[str, int]] = OrderedDict()
+        """(client, scope name) -> the slots held there: token -> lease deadline."""
 
     def __repr__(self) -> str:
         return f"MemoryStorage(max_clients={self.max_clients})"
@@ -225,6 +322,7 @@ class MemoryStorage:
         usage: bool = False,
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
+        token: Optional[str] = None,
     ) -> Decision:
         with self._lock:
             now = self._now()
@@ -245,11 +343,13 @@ class MemoryStorage:
             logs = self._logs
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
             states: list[_State] = []
+            distinct: list[_Distinct] = []
             longest = 0.0
             worst: Optional[Rule] = None
             worst_scope = GLOBAL_SCOPE
             for scope in scopes:
-                key = _scope_key(client, scope)
+                who = scope.owner or client
+                key = _scope_key(who, scope)
                 cost = scope.cost
                 if scope.logged:
                     log = logs.get(key)
@@ -269,11 +369,16 @@ class MemoryStorage:
                         if wait > longest:
                             longest, worst, worst_scope = wait, rule, scope.name
                 for rule in scope.stateful:
-                    state_key = _state_key(client, scope, rule)
-                    state = _State(state_key, client, rule, logs.get(state_key), now, scope)
+                    state_key = _state_key(who, scope, rule)
+                    state = _State(state_key, who, rule, logs.get(state_key), now, scope)
                     states.append(state)
                     if state.wait > longest:
                         longest, worst, worst_scope = state.wait, rule, scope.name
+                if scope.distinct:
+                    for seen in self._read_distinct(who, scope, now):
+                        distinct.append(seen)
+                        if seen.wait > longest:
+                            longest, worst, worst_scope = seen.wait, seen.rule, scope.name
             if worst is not None:
                 wait_seconds = seconds(longest)
                 return Decision(
@@ -284,34 +389,104 @@ class MemoryStorage:
                     usage=Usage(worst, 0, wait_seconds, worst_scope) if usage else None,
                     new_ban=self._report(client, strike, now, RATE_LIMIT) if strike else None,
                 )
-            self._write(found, states, now)
+            full = None if token is None else self._full(client, scopes, now)
+            if full is not None:
+                return Decision(
+                    admitted=False,
+                    retry_after=IN_FLIGHT_WAIT,
+                    scope=full.name,
+                    usage=self._closest(client, scopes, now) if usage else None,
+                    new_ban=self._report(client, strike, now, RATE_LIMIT) if strike else None,
+                    concurrency=full.concurrency,
+                )
+            self._write(found, states, now, distinct)
+            if token is not None:  # slots are the client's, never a scope owner's
+                for scope in scopes:
+                    if scope.concurrency:
+                        self._take((client, scope.name), token, now + scope.lease_us)
             if not usage:
                 return ADMITTED
             return Decision(admitted=True, usage=self._closest(client, scopes, now))
+
+    def _full(self, client: str, scopes: Sequence[Scope], now: int) -> Optional[Scope]:
+        """The first scope whose concurrency limit the client's unexpired slots fill
+        (expired ones go as they are met, as in Redis)."""
+        for scope in scopes:
+            if (
+                scope.concurrency
+                and self._in_flight((client, scope.name), now) >= scope.concurrency
+            ):
+                return scope
+        return None
+
+    def _in_flight(self, key: tuple[str, str], now: int) -> int:
+        """How many unexpired slots the client holds in the scope (expired ones go)."""
+        leases = self._flights.get(key)
+        if leases is None:
+            return 0
+        for token in [token for token, deadline in leases.items() if deadline <= now]:
+            del leases[token]
+        if not leases:
+            del self._flights[key]
+        return len(leases)
+
+    def _take(self, key: tuple[str, str], token: str, deadline: int) -> None:
+        """Hold a slot until ``deadline``, evicting the least recent client's slots past
+        ``max_clients``."""
+        flights = self._flights
+        leases = flights.get(key)
+        if leases is None:
+            leases = flights[key] = {}
+            if len(flights) > self.max_clients:
+                flights.popitem(last=False)
+        else:
+            flights.move_to_end(key)
+        leases[token] = deadline
+
+    def release(self, client: str, scope_names: Sequence[str], token: str) -> None:
+        with self._lock:
+            for name in scope_names:
+                leases = self._flights.get((client, name))
+                if leases is not None and leases.pop(token, None) is not None and not leases:
+                    del self._flights[(client, name)]
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
         with self._lock:
             now = self._now()
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
             states: list[_State] = []
+            distinct: list[_Distinct] = []
             for scope in scopes:
-                key = _scope_key(client, scope)
+                who = scope.owner or client
+                key = _scope_key(who, scope)
                 if scope.logged:
                     found.append((key, self._logs.get(key), scope))
                 for rule in scope.stateful:
-                    key = _state_key(client, scope, rule)
-                    states.append(_State(key, client, rule, self._logs.get(key), now, scope))
-            self._write(found, states, now, deferred_too=True)
+                    key = _state_key(who, scope, rule)
+                    states.append(_State(key, who, rule, self._logs.get(key), now, scope))
+                distinct.extend(self._read_distinct(who, scope, now))
+            self._write(found, states, now, distinct, deferred_too=True)
+
+    def _read_distinct(self, client: str, scope: Scope, now: int) -> list[_Distinct]:
+        """The scope's distinct rules that apply to this request (it has a value for)."""
+        read = []
+        for index, (rule, value) in enumerate(zip(scope.distinct, scope.values)):
+            if value is not None:
+                key = _distinct_key(client, scope, index)
+                read.append(_Distinct(key, rule, self._logs.get(key), value, now, scope))
+        return read
 
     def _write(
         self,
         found: list[tuple[Hashable, Optional[_Log], Scope]],
         states: list[_State],
         now: int,
+        distinct: list[_Distinct],
         deferred_too: bool = False,
     ) -> None:
-        """Record the request, ``cost`` times, in the logs and states read for it (those
-        of a deferred scope only for ``record``)."""
+        """Record the request, ``cost`` times, in the logs and states read for it, and
+        its values in the distinct rules it has one for (those of a deferred scope only
+        for ``record``)."""
         for key, log, scope in found:
             if scope.deferred and not deferred_too:
                 continue
@@ -326,6 +501,9 @@ class MemoryStorage:
         for state in states:
             if deferred_too or not state.deferred:
                 self._store(state.key, state.recorded(now))
+        for seen in distinct:
+            if deferred_too or not seen.deferred:
+                self._store(seen.key, seen.recorded(now))
 
     def _banned_as(self, others: Sequence[str], now: int) -> Optional[Decision]:
         """The refusal by the longest ban among ``others``, if any is in force."""
@@ -351,22 +529,29 @@ class MemoryStorage:
         if len(logs) > self.max_clients:
             logs.popitem(last=False)
 
-    def _closest(self, client: str, scopes: Sequence[Scope], now: int) -> Usage:
-        """The rule with the fewest requests left (then the longest reset)."""
-        return min(self._usages(client, scopes, now), key=lambda use: (use.remaining, -use.reset))
+    def _closest(self, client: str, scopes: Sequence[Scope], now: int) -> Optional[Usage]:
+        """The rule with the fewest requests left (then the longest reset); None when the
+        scopes have no rules (only concurrency limits)."""
+        usages = self._usages(client, scopes, now)
+        return min(usages, key=lambda use: (use.remaining, -use.reset)) if usages else None
 
     def _usages(self, client: str, scopes: Sequence[Scope], now: int) -> list[Usage]:
-        """Every rule's usage, in the order of the scopes and their rules (logged first)."""
+        """Every rule's usage, in the order of the scopes and their rules (logged, then
+        stateful, then distinct)."""
         usages = []
         for scope in scopes:
-            log = self._logs.get(_scope_key(client, scope))
+            who = scope.owner or client
+            log = self._logs.get(_scope_key(who, scope))
             for rule in scope.logged:
                 used, reset = _used(log, rule, now)
                 usages.append(Usage(rule, rule.count - used, seconds(reset), scope.name))
             for rule in scope.stateful:
-                key = _state_key(client, scope, rule)
-                state = _State(key, client, rule, self._logs.get(key), now, scope)
+                key = _state_key(who, scope, rule)
+                state = _State(key, who, rule, self._logs.get(key), now, scope)
                 usages.append(state.usage(scope, now))
+            for index, rule in enumerate(scope.distinct):
+                seen = self._logs.get(_distinct_key(who, scope, index))
+                usages.append(_distinct_usage(seen, rule, scope, now))
         return usages
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
@@ -489,13 +674,13 @@ class MemoryStorage:
     def ban_details(self) -> dict[str, BanDetail]:
         with self._lock:
             now = self._now()
-            return {
-                name: BanDetail(
-                    seconds(ban.end - now), seconds(now - ban.start), ban.reason, ban.strikes
-                )
-                for name, ban in self._bans.items()
-                if ban.end > now
-            }
+            return {name: ban.detail(now) for name, ban in self._bans.items() if ban.end > now}
+
+    def ban_detail(self, client: str) -> Optional[BanDetail]:
+        with self._lock:
+            now = self._now()
+            ban = self._bans.get(client)
+            return ban.detail(now) if ban is not None and ban.end > now else None
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
         with self._lock:
@@ -505,5 +690,12 @@ class MemoryStorage:
                 doomed = [key for key in self._logs if _belongs_to(key, client)]
             else:
                 doomed = [key for key in self._logs if _in_scope(key, client, scope)]
+            flights = [
+                (who, name)
+                for who, name in self._flights
+                if who == client and (scope is None or within(name, scope))
+            ]
             for key in doomed:
                 del self._logs[key]
+            for flight in flights:
+                del self._flights[flight]

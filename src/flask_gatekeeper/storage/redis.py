@@ -2,7 +2,9 @@
 
 One request is one Lua script (``lua/hit.lua``), called with EVALSHA; when the server does
 not have it (after ``SCRIPT FLUSH``, or a failover to a replica that never loaded it) the
-same call is sent once with EVAL, which runs the script and caches it. Decisions use
+same call is sent once with EVAL, which runs the script and caches it. A plain
+``redis.Redis`` client's scripts go through a connection of its pool directly (see
+``_Pooled``); Redis Cluster and other clients go through their ``evalsha``. Decisions use
 the Redis server's clock, so app hosts with skewed clocks agree. Every key of a client
 carries its ``{hash tag}``, so one script's keys sit on one Redis Cluster slot; expiries
 only collect garbage (a second after the data stops mattering).
@@ -17,21 +19,33 @@ Install with ``pip install "flask-gatekeeper[redis]"``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import math
 import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import quote, unquote
 
 from .. import strategies
 from ..addresses import EVERY_LENGTH, NO_LENGTHS, NetworkLengths, network_of
-from ..decision import ADMITTED, GLOBAL_SCOPE, REPORTS, BanDetail, Decision, Usage
+from ..decision import (
+    ADMITTED,
+    GLOBAL_SCOPE,
+    IN_FLIGHT_WAIT,
+    RATE_LIMIT,
+    REPORTS,
+    BanDetail,
+    Decision,
+    Usage,
+)
 from ..errors import ConfigError, StorageError
-from ..policy import Scope
+from ..policy import Scope, within
 from ..rules import BanRule, Rule
 from ..strategies import STRATEGY_CODES
 from ..units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds
@@ -69,18 +83,27 @@ _FAILURES = (redis.RedisError, RedisClusterException)
 """What redis-py raises when Redis fails (cluster errors do not derive from RedisError)."""
 
 
+def _storage_error(exc: Exception) -> StorageError:
+    return StorageError(f"Redis failed: {exc}")
+
+
 @contextmanager
 def _storage_errors() -> Iterator[None]:
     """redis-py's failures become the library's one ``StorageError``, raised from them."""
     try:
         yield
     except _FAILURES as exc:
-        raise StorageError(f"Redis failed: {exc}") from exc
+        raise _storage_error(exc) from exc
 
 
-_ADMITTED, _BANNED = 0, 1
-_HIT_MODE, _RECORD_MODE = 1, 2
-"""``hit.lua``'s modes: a request, or the deferred recording of one."""
+_Argument = Union[int, str, bytes]
+"""What a script's ARGV holds: numbers, text, and distinct values as UTF-8 bytes."""
+
+_ADMITTED, _BANNED, _IN_FLIGHT = 0, 1, 3
+_HIT_MODE, _RECORD_MODE, _CHECK_MODE = 1, 2, 3
+"""``hit.lua``'s modes: a request, the deferred recording of one, or a request's checks
+without recording it (Redis Cluster: rules counted under another key's slot). Only a
+request takes a slot."""
 _GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
 
@@ -97,6 +120,11 @@ def _preamble() -> str:
     return f"{lua_constants()}local GARBAGE_DELAY_MS = {GARBAGE_DELAY_MS}\n{codes}"
 
 
+def _bulk(data: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
 class _Script:
     """One Lua script made of the named files, after the preamble and ``common.lua``."""
 
@@ -105,8 +133,11 @@ class _Script:
         parts = [folder.joinpath(name).read_text(encoding="utf-8") for name in names]
         self.source = _preamble() + "\n".join(parts)
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
+        self.by_digest = _bulk(b"EVALSHA") + _bulk(self.sha.encode())
+        """The start of the script's EVALSHA in RESP (after the array's length)."""
+        self.by_source = _bulk(b"EVAL") + _bulk(self.source.encode("utf-8"))
 
-    def __call__(self, client: RedisClient, keys: list[str], args: list[Union[int, str]]) -> Any:
+    def __call__(self, client: RedisClient, keys: list[str], args: Sequence[_Argument]) -> Any:
         """Run by its digest; a server without it gets the source once (EVAL runs it and
         caches it), so a flush or a failover costs one larger call, never an outage."""
         try:
@@ -115,10 +146,95 @@ class _Script:
             return client.eval(self.source, len(keys), *keys, *args)
 
 
-_HIT = _Script("common.lua", "strategies.lua", "hit.lua")
+_KNOWN_WORDS = 4096
+"""How many distinct argument values a ``_Pooled`` keeps encoded: rules' numbers come
+first and stay; per-client values (a strategy's offset, an injected clock's reading) only
+fill what is left, then are encoded afresh each time."""
+
+
+def _checkout(pool: redis.ConnectionPool) -> Any:
+    """``pool.get_connection`` ready to call: without arguments where redis-py deprecates
+    them (5.3 and later), with a command name where it requires one (4.6 to 5.2)."""
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        return functools.partial(pool.get_connection, "EVALSHA")
+    return pool.get_connection
+
+
+class _Pooled:
+    """Scripts run on a connection of a plain ``redis.Redis`` client's pool: what the
+    client's ``evalsha`` does (the pool's connection, the connection's ``Retry``, NOSCRIPT
+    answered with EVAL), without its per-command work (command-name lookups, hooks,
+    metrics, its argument encoder): the arguments are written in RESP here, each distinct
+    value encoded once (by the pool's own encoder) and kept."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self.pool = pool
+        self.checkout = _checkout(pool)
+        self.encoder: Any = pool.get_encoder()
+        self.known: dict[_Argument, bytes] = {}
+
+    def _learn(self, word: _Argument) -> bytes:
+        encoded = _bulk(bytes(self.encoder.encode(word)))
+        if len(self.known) < _KNOWN_WORDS:
+            self.known[word] = encoded
+        return encoded
+
+    def __call__(self, script: _Script, keys: list[str], args: Sequence[_Argument]) -> Any:
+        known, learn = self.known, self._learn
+        encoding, errors = self.encoder.encoding, self.encoder.encoding_errors
+        words = b"".join(
+            [
+                known.get(len(keys)) or learn(len(keys)),
+                *[_bulk(key.encode(encoding, errors)) for key in keys],  # as the encoder does
+                *[known.get(arg) or learn(arg) for arg in args],
+            ]
+        )
+        head = b"*%d\r\n" % (3 + len(keys) + len(args))
+        pool = self.pool
+        connection = self.checkout()
+        try:
+            return connection.retry.call_with_retry(
+                lambda: self._send(connection, script, head, words),
+                lambda error: connection.disconnect(),
+            )
+        finally:
+            pool.release(connection)
+
+    @staticmethod
+    def _send(connection: Any, script: _Script, head: bytes, words: bytes) -> Any:
+        """One attempt: by digest, then by source when the server does not have it (the
+        reply was read in full, so the connection stays in step)."""
+        connection.send_packed_command([head + script.by_digest + words])
+        try:
+            return connection.read_response()
+        except NoScriptError:
+            connection.send_packed_command([head, script.by_source, words])
+            return connection.read_response()
+
+
+_EXECUTE = redis.Redis.execute_command
+
+
+def _pooled(client: RedisClient) -> Optional[_Pooled]:
+    """The direct path for a plain ``redis.Redis`` (from a URL, Sentinel's ``master_for``,
+    TLS or a Unix socket alike); None for Redis Cluster, a single-connection client, and a
+    client whose ``execute_command`` is overridden or wrapped (instrumentation must see
+    every command)."""
+    if not isinstance(client, redis.Redis) or getattr(client, "connection", None) is not None:
+        return None
+    execute = type(client).execute_command
+    if execute is not _EXECUTE or hasattr(execute, "__wrapped__"):
+        return None
+    pool = getattr(client, "connection_pool", None)
+    return _Pooled(pool) if isinstance(pool, redis.ConnectionPool) else None
+
+
+_HIT = _Script("common.lua", "distinct.lua", "strategies.lua", "hit.lua")
 _REPORT = _Script("common.lua", "report.lua")
 _BAN = _Script("common.lua", "ban.lua")
-_USAGE = _Script("common.lua", "strategies.lua", "usage.lua")
+_USAGE = _Script("common.lua", "distinct.lua", "strategies.lua", "usage.lua")
+_RELEASE = _Script("release.lua")
 _NETWORKS = _Script("common.lua", "networks.lua")
 
 _REGISTRY_TAG = "%networks"
@@ -127,12 +243,16 @@ digits, or alone)."""
 
 
 _TAG_SAFE = "".join(chr(code) for code in range(33, 127) if chr(code) not in "%{}")
+_PLAIN_TAG = re.compile(f"[{re.escape(_TAG_SAFE)}]+").fullmatch
+"""A client that is its own hash tag (every IP): checked faster than quoted."""
 
 
 def _hash_tag(client: str) -> str:
     """The client as a Redis Cluster hash tag: never empty, no braces (which would end
     the tag early and scatter one script's keys over several slots), plain ASCII (any
     text a ``key_func`` returns, lone surrogates included). IPs are unchanged."""
+    if _PLAIN_TAG(client):
+        return client
     if not client:
         return "%"
     return quote(client.encode("utf-8", "surrogatepass"), safe=_TAG_SAFE)
@@ -154,31 +274,45 @@ def _lengths(members: list[Any]) -> NetworkLengths:
     return frozenset(pairs)
 
 
-def _ban_rule_arguments(rule: BanRule) -> list[Union[int, str]]:
+@functools.lru_cache(maxsize=16)
+def _ban_rule_arguments(rule: BanRule) -> tuple[Union[int, str], ...]:
+    """The ban rule as the scripts read it (once per rule: an app has one or a few)."""
     longest = microseconds(rule.max_duration) if rule.max_duration is not None else MAX_MICROSECONDS
-    return [
+    return (
         rule.count,
         microseconds(rule.window),
         microseconds(rule.duration),
         repr(float(rule.factor)),
         longest,
         microseconds(rule.forget_after),
-    ]
+    )
 
 
-_NO_STRIKE: list[Union[int, str]] = [0] * 6
+_NO_STRIKE: tuple[Union[int, str], ...] = (0,) * 6
 
+
+_DISTINCT = "distinct"
+"""Starts the key of a distinct rule's values: ``distinct:<scope>:<distinct id>``."""
 
 _STATE_KEY = re.compile(
-    "(?:" + "|".join(re.escape(name) for name in STRATEGY_CODES) + r")(?::(.*))?:\d+/\d+"
+    "(?:"
+    + "|".join(re.escape(name) for name in (*STRATEGY_CODES, _DISTINCT))
+    + r")(?::(.*))?:\d+/\d+(?:/\d+)?"
 )
 
 
+def _where(scope_name: str) -> str:
+    """The end of a scope's key suffixes: nothing for the global scope, else ``:<name>``."""
+    return "" if scope_name == GLOBAL_SCOPE else f":{scope_name}"
+
+
 def _scope_of_key(suffix: str) -> Optional[str]:
-    """The scope a client key's suffix (``log:<scope>``, ``gcra:<scope>:5/100``...)
-    belongs to; None for its ban and reports."""
-    if suffix == "log" or suffix.startswith("log:"):
-        return suffix[len("log:") :]
+    """The scope a client key's suffix (``log:<scope>``, ``slots:<scope>``,
+    ``gcra:<scope>:5/100``, ``distinct:<scope>:5/100``...) belongs to; None for its ban
+    and reports."""
+    for kind in ("log", "slots"):
+        if suffix == kind or suffix.startswith(f"{kind}:"):
+            return suffix[len(kind) + 1 :]
     state = _STATE_KEY.fullmatch(suffix)
     return None if state is None else (state[1] or GLOBAL_SCOPE)
 
@@ -201,6 +335,7 @@ class RedisStorage:
         self.key_prefix = check_key_prefix(key_prefix, "key_prefix")
         self.clock = clock
         self._clustered = any(cls.__name__ == "RedisCluster" for cls in type(client).__mro__)
+        self._pooled = _pooled(client)
         self._registry: tuple[float, NetworkLengths] = (-math.inf, NO_LENGTHS)
         """This process's copy of the registry of network bans, and when it was read (on
         ``clock``, else ``time.monotonic``)."""
@@ -266,34 +401,47 @@ class RedisStorage:
         read_at = self._copy_time()
         return self._keep(read_at, self._run(_NETWORKS, keys, args))
 
-    def _run(self, script: _Script, keys: list[str], args: list[Union[int, str]]) -> Any:
-        with _storage_errors():
+    def _run(self, script: _Script, keys: list[str], args: Sequence[_Argument]) -> Any:
+        try:
+            if self._pooled is not None:
+                return self._pooled(script, keys, args)
             return script(self.client, keys, args)
+        except _FAILURES as exc:
+            raise _storage_error(exc) from exc
 
     def _scopes(
         self, client: str, scopes: Sequence[Scope]
-    ) -> tuple[list[str], list[Union[int, str]], list[tuple[Rule, str]]]:
+    ) -> tuple[list[str], list[_Argument], list[tuple[Rule, str]]]:
         """The scopes' keys and arguments as the scripts read them, and their rules (with
-        their scope's name) in the scripts' order: each scope's logged, then stateful."""
+        their scope's name) in the scripts' order: each scope's logged, then stateful,
+        then distinct."""
         keys: list[str] = []
-        args: list[Union[int, str]] = []
+        args: list[_Argument] = []
         rules: list[tuple[Rule, str]] = []
         for scope in scopes:
-            where = "" if scope.name == GLOBAL_SCOPE else f":{scope.name}"
-            keys.append(self._key(client, f"log{where}"))
+            who = scope.owner or client
+            where = _where(scope.name)
+            keys.append(self._key(who, f"log{where}"))
             longest = max((rule.window for rule in scope.logged), default=0)
             args += [scope.depth, microseconds(longest), scope.cost, int(scope.deferred)]
-            args.append(len(scope.logged))
+            args += [scope.concurrency, scope.lease_us, len(scope.logged)]
             for rule in scope.logged:
                 args += [rule.count, rule.window_us]
             args.append(len(scope.stateful))
             for rule in scope.stateful:
                 window = rule.window_us
                 strategy = rule.strategy or ""
-                keys.append(self._key(client, f"{strategy}{where}:{rule.count}/{window}"))
+                keys.append(self._key(who, f"{strategy}{where}:{rule.count}/{window}"))
                 code = STRATEGY_CODES[strategy]
-                args += [rule.count, window, code, strategies.offset(client, window)]
-            rules += [(rule, scope.name) for rule in scope.logged + scope.stateful]
+                args += [rule.count, window, code, strategies.offset(who, window)]
+            args.append(len(scope.distinct))
+            for rule, name, value in zip(scope.distinct, scope.distinct_ids, scope.values):
+                keys.append(self._key(who, f"{_DISTINCT}{where}:{name}"))
+                text = b"" if value is None else value.encode("utf-8", "surrogatepass")
+                args += [rule.count, rule.window_us, int(value is not None), text]
+            if scope.concurrency:  # the request's client's slots, never an owner's
+                keys.append(self._key(client, f"slots{where}"))
+            rules += [(rule, scope.name) for rule in scope.logged + scope.stateful + scope.distinct]
         return keys, args, rules
 
     def _hit(
@@ -304,6 +452,7 @@ class RedisStorage:
         usage: bool = False,
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
+        token: Optional[str] = None,
         registry: bool = False,
     ) -> tuple[list[Any], list[tuple[Rule, str]]]:
         """Run ``hit.lua``: its answer, and the rules its indices point into. ``registry``:
@@ -314,13 +463,14 @@ class RedisStorage:
         if registry:
             keys.append(self._registry_key("lengths"))
         keys += scope_keys
-        args: list[Union[int, str]] = [
+        args: list[_Argument] = [
             self._now_argument(),
             int(usage),
             int(strike is not None),
             *(_ban_rule_arguments(strike) if strike is not None else _NO_STRIKE),
             mode,
             len(other_bans),
+            token or "",
             int(registry),
             *scope_args,
         ]
@@ -334,18 +484,80 @@ class RedisStorage:
         usage: bool = False,
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
+        token: Optional[str] = None,
     ) -> Decision:
-        if also and self._clustered:  # other clients' keys sit on other slots: read apart
-            refused = self._banned_as(also)
-            if refused is not None and self.banned_for(client) == 0:
-                return refused
-            also = ()
+        if self._clustered:  # other clients' keys sit on other slots: read apart
+            keys = {scope.owner for scope in scopes if scope.owner is not None}
+            also = [other for other in also if other not in keys]  # read with their rules
+            if also:
+                refused = self._banned_as(also)
+                if refused is not None and self.banned_for(client) == 0:
+                    return refused
+                also = ()
+            if keys:
+                return self._hit_on_slots(client, scopes, usage, strike, token)
         read_at = self._copy_time()
         registry = not self._clustered and read_at - self._registry[0] >= NETWORK_REFRESH
-        answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also, registry)
-        status, wait, limiting, closest, remaining, reset, new_ban, lengths = answer
+        answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also, token, registry)
         if registry:
-            self._keep(read_at, lengths)
+            self._keep(read_at, answer[7])
+        return self._decision(answer, rules, scopes, also, usage)
+
+    def _hit_on_slots(
+        self,
+        client: str,
+        scopes: Sequence[Scope],
+        usage: bool,
+        strike: Optional[BanRule],
+        token: Optional[str],
+    ) -> Decision:
+        """Redis Cluster, for rules with their own key (on that key's slot): check each
+        key's ban and rules (one round trip per key, recording nothing), then run the
+        client's own script, and only when everything admits record each key's rules
+        (one more round trip per key). Each key's rules stay exact on their own; between
+        the check and the record, concurrent requests of the same key may be admitted
+        too. Usage covers the client's own rules. Only the client's own script, run as
+        a request, checks and takes the slots of ``token`` (a key's scopes have none)."""
+        own = [scope for scope in scopes if scope.owner is None]
+        keyed: dict[str, list[Scope]] = {}
+        for scope in scopes:
+            if scope.owner is not None:
+                keyed.setdefault(scope.owner, []).append(scope)
+        refusal: Optional[Decision] = None
+        for owner, group in keyed.items():
+            decision = self._decision(*self._hit(owner, group, _CHECK_MODE), group)
+            if decision.banned and self.banned_for(client) == 0:  # the client's own first
+                return replace(decision, banned_as=owner)
+            if decision.admitted:
+                continue
+            if refusal is None or decision.retry_after > refusal.retry_after:
+                refusal = decision
+        if refusal is None:
+            answer, rules = self._hit(client, own, _HIT_MODE, usage, strike, token=token)
+            decision = self._decision(answer, rules, own, usage=usage)
+            if decision.admitted:
+                for owner, group in keyed.items():
+                    self._hit(owner, group, _RECORD_MODE)
+            return decision
+        decision = self._decision(*self._hit(client, own, _CHECK_MODE, False, strike), own)
+        longer = not decision.admitted and decision.retry_after >= refusal.retry_after
+        if decision.banned or longer:
+            return decision
+        if not decision.admitted:  # the client's own refusal was reported by its script
+            return replace(refusal, new_ban=decision.new_ban)
+        new_ban = self.report(client, strike, RATE_LIMIT) if strike is not None else None
+        return replace(refusal, new_ban=new_ban)
+
+    def _decision(
+        self,
+        answer: list[Any],
+        rules: list[tuple[Rule, str]],
+        scopes: Sequence[Scope],
+        also: Sequence[str] = (),
+        usage: bool = False,
+    ) -> Decision:
+        """``hit.lua``'s answer, for these ``scopes`` (their rules), as a decision."""
+        status, wait, limiting, closest, remaining, reset, new_ban, _ = answer
         if status == _BANNED:
             return Decision(
                 admitted=False,
@@ -355,11 +567,21 @@ class RedisStorage:
                 banned_as=also[closest - 1] if closest > 0 else None,
             )
         seen = None
-        if usage and rules:
+        if usage and closest >= 0:
             usage_rule, usage_scope = rules[closest]
             seen = Usage(usage_rule, remaining, seconds(reset), usage_scope)
         if status == _ADMITTED:
             return Decision(admitted=True, usage=seen) if seen is not None else ADMITTED
+        if status == _IN_FLIGHT:
+            full = scopes[limiting]
+            return Decision(
+                admitted=False,
+                retry_after=IN_FLIGHT_WAIT,
+                scope=full.name,
+                usage=seen,
+                new_ban=seconds(new_ban) if new_ban >= 0 else None,
+                concurrency=full.concurrency,
+            )
         rule, scope_name = rules[limiting]
         return Decision(
             admitted=False,
@@ -392,6 +614,15 @@ class RedisStorage:
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
         self._hit(client, scopes, _RECORD_MODE)
+
+    def release(self, client: str, scope_names: Sequence[str], token: str) -> None:
+        """One command: a ``ZREM``, or ``release.lua`` for slots in several scopes."""
+        keys = [self._key(client, f"slots{_where(name)}") for name in scope_names]
+        if len(keys) > 1:
+            self._run(_RELEASE, keys, [token])
+            return
+        with _storage_errors():
+            self.client.zrem(keys[0], token)
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
         keys, args, rules = self._scopes(client, scopes)
@@ -463,13 +694,22 @@ class RedisStorage:
         head, tail = f"{self.key_prefix}{{", "}:ban"
         found = {}
         for key in self._scan(f"{head.translate(_GLOB_SPECIAL)}*{tail}"):
-            client = _client_of(key[len(head) : -len(tail)])
-            answer = self._run(_BAN, [key], [self._now_argument(), "detail", 0])
-            left, since, reason, strikes = answer
-            if left > 0:
-                text = reason.decode() if isinstance(reason, bytes) else str(reason)
-                found[client] = BanDetail(seconds(left), seconds(since), text, strikes)
+            detail = self._detail(key)
+            if detail is not None:
+                found[_client_of(key[len(head) : -len(tail)])] = detail
         return found
+
+    def ban_detail(self, client: str) -> Optional[BanDetail]:
+        return self._detail(self._key(client, "ban"))
+
+    def _detail(self, ban_key: str) -> Optional[BanDetail]:
+        left, since, reason, strikes = self._run(
+            _BAN, [ban_key], [self._now_argument(), "detail", 0]
+        )
+        if left <= 0:
+            return None
+        text = reason.decode() if isinstance(reason, bytes) else str(reason)
+        return BanDetail(seconds(left), seconds(since), text, strikes)
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
         """Forget the client (a SCAN of its keys: for operators, not for requests)."""
@@ -478,7 +718,8 @@ class RedisStorage:
         head = self._key(client, "")
         keys = self._scan(f"{head.translate(_GLOB_SPECIAL)}*")
         if scope is not None:
-            keys = [key for key in keys if _scope_of_key(key[len(head) :]) == scope]
+            names = [(key, _scope_of_key(key[len(head) :])) for key in keys]
+            keys = [key for key, name in names if name is not None and within(name, scope)]
         if keys:
             with _storage_errors():
                 self.client.delete(*keys)

@@ -18,8 +18,13 @@ local function int(number)
   return string.format('%d', number)
 end
 
-local function expire_after(key, microseconds)
-  redis.call('PEXPIRE', key, math.ceil(microseconds / 1000) + GARBAGE_DELAY_MS)
+-- With `longer_only`, an expiry already further away stands (a key shared by entries
+-- with deadlines of their own).
+local function expire_after(key, microseconds, longer_only)
+  local milliseconds = math.ceil(microseconds / 1000) + GARBAGE_DELAY_MS
+  if not longer_only or redis.call('PTTL', key) < milliseconds then
+    redis.call('PEXPIRE', key, milliseconds)
+  end
 end
 
 local function ban_end(ban_key)

@@ -1,24 +1,31 @@
--- One request, atomically: ban check, every rule's check, record if admitted.
+-- One request, atomically: ban check, every rule's check, every concurrency limit's
+-- check, record and take a slot if admitted.
 -- KEYS: ban, reports, the bans of the other clients that refuse this request too (the
--- address behind a key_func key, the client's banned networks), the registry of network
--- bans when ARGV[12] is "1", then per scope its sliding log (a list, newest first)
--- followed by one state key per stateful rule.
+-- address behind a key_func key, the client's banned networks, the keys of rules with
+-- their own), the registry of network bans when ARGV[13] is "1", then per scope its
+-- sliding log (a list, newest first) followed by one state key per stateful rule, one
+-- sorted set per distinct rule and, when it has a concurrency limit, its slots (see
+-- read_scopes).
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
 -- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: 1 for a request
--- (ban, check, record the scopes not deferred), 2 to record every scope (nothing else);
--- ARGV[11]: how many other clients' bans follow the reports key; ARGV[12]: "1" to return
--- the prefix lengths of the networks banned now; from ARGV[13], the scopes as
--- read_scopes reads them (each with its cost).
+-- (ban, check, record the scopes not deferred), 2 to record every scope (nothing else),
+-- 3 to check as for a request without recording (no slot either);
+-- ARGV[11]: how many other clients' bans follow the reports key; ARGV[12]: the request's
+-- token, its slot in every scope with a concurrency limit (mode 1 only; "": it takes
+-- none, and those limits are not checked); ARGV[13]: "1" to return the prefix lengths of
+-- the networks banned now; from ARGV[14], the scopes as read_scopes reads them (each
+-- with its cost).
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban, lengths}: status 0
 -- admitted, 1 banned (then `rule` is 1 for a ban set by hand, and `usage_rule` 0 for the
--- client's own ban or i for the i-th other client's), 2 limited; rules are numbered over
--- every scope from 0, sliding-log rules first in each scope; -1 means none; `lengths` as
--- networks.lua returns them, when asked (else empty).
+-- client's own ban or i for the i-th other client's), 2 limited, 3 too many in flight
+-- (then `rule` is the full scope's index, from 0); rules are numbered over every scope
+-- from 0, in each scope sliding-log rules, then stateful, then distinct; -1 means none;
+-- `lengths` as networks.lua returns them, when asked (else empty).
 local now = clock(ARGV[1])
 local mode, others = tonumber(ARGV[10]), tonumber(ARGV[11])
 local registry, lengths = 0, {}
-if ARGV[12] == '1' then
+if ARGV[13] == '1' then
   registry = 1
   lengths = live_lengths(KEYS[3 + others], now)
 end
@@ -43,7 +50,31 @@ if mode ~= 2 then
   end
 end
 
-local scopes = read_scopes(13, 3 + others + registry)
+local token = ARGV[12]
+local scopes = read_scopes(14, 3 + others + registry)
+
+-- the rule with the fewest requests left (then the longest reset), with its requests
+-- left and reset; -1 when usage was not asked for, or no scope has a rule
+local function closest_usage()
+  local closest, remaining, reset, index = -1, 0, 0, 0
+  if ARGV[2] ~= '1' then
+    return closest, remaining, reset
+  end
+  each_usage(scopes, now, function(left, rule_reset)
+    if closest < 0 or left < remaining or (left == remaining and rule_reset > reset) then
+      closest, remaining, reset = index, left, rule_reset
+    end
+    index = index + 1
+  end)
+  return closest, remaining, reset
+end
+
+local function strike()
+  if ARGV[3] == '1' then
+    return report(KEYS[2], KEYS[1], now, numbers(4, 9), 'rate_limit')
+  end
+  return -1
+end
 
 if mode ~= 2 then
   local wait, worst, index = 0, -1, 0
@@ -74,16 +105,29 @@ if mode ~= 2 then
           cost))
       end
     end
+    for _, rule in ipairs(scope.distinct) do
+      consider(distinct_check(rule, now))
+    end
   end
   if worst >= 0 then
-    local new_ban = -1
-    if ARGV[3] == '1' then
-      new_ban = report(KEYS[2], KEYS[1], now, numbers(4, 9), 'rate_limit')
+    return {2, wait, worst, worst, 0, wait, strike(), lengths}
+  end
+  if mode == 1 and token ~= '' then  -- expired leases go, as they are met
+    for i, scope in ipairs(scopes) do
+      if scope.concurrency > 0 then
+        redis.call('ZREMRANGEBYSCORE', scope.slots, '-inf', int(now))
+        if redis.call('ZCARD', scope.slots) >= scope.concurrency then
+          local closest, remaining, reset = closest_usage()
+          return {3, 0, i - 1, closest, remaining, reset, strike(), lengths}
+        end
+      end
     end
-    return {2, wait, worst, worst, 0, wait, new_ban, lengths}
   end
 end
 
+if mode == 3 then  -- checked only: recorded by another call (Redis Cluster)
+  return {0, 0, -1, -1, 0, 0, -1, lengths}
+end
 for _, scope in ipairs(scopes) do
   local cost = scope.cost
   if mode == 2 or not scope.deferred then
@@ -105,18 +149,15 @@ for _, scope in ipairs(scopes) do
       end
       save_state(rule.key, rule.state, ttl)
     end
+    for _, rule in ipairs(scope.distinct) do
+      distinct_record(rule, now)
+    end
   end
-end
-if ARGV[2] ~= '1' then
-  return {0, 0, -1, -1, 0, 0, -1, lengths}
+  if mode == 1 and token ~= '' and scope.concurrency > 0 then
+    redis.call('ZADD', scope.slots, int(now + scope.lease), token)
+    expire_after(scope.slots, scope.lease, true)
+  end
 end
 
--- the rule with the fewest requests left (then the longest reset)
-local closest, remaining, reset, index = -1, 0, 0, 0
-each_usage(scopes, now, function(left, rule_reset)
-  if closest < 0 or left < remaining or (left == remaining and rule_reset > reset) then
-    closest, remaining, reset = index, left, rule_reset
-  end
-  index = index + 1
-end)
+local closest, remaining, reset = closest_usage()
 return {0, 0, -1, closest, remaining, reset, -1, lengths}

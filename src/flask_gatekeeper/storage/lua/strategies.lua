@@ -102,16 +102,21 @@ local function strategy_usage(code, state, count, window, shift, now)
 end
 
 -- The scopes described from ARGV[first_arg] on, their keys from KEYS[first_key] on: per
--- scope, depth, ttl, cost, deferred (1: recorded only by the record mode), number of
--- sliding-log rules, (count, window) for each, number of stateful rules, (count, window,
--- strategy code, shift) for each. Reads each log's length and each stateful rule's state.
+-- scope, depth, ttl, cost, deferred (1: recorded only by the record mode), concurrency
+-- (0: no limit), lease (microseconds), number of sliding-log rules, (count, window) for
+-- each, number of stateful rules, (count, window, strategy code, shift) for each, number
+-- of distinct rules, (count, window, 1 when the request has a value for it, the value)
+-- for each. Keys: per scope its log, then its stateful rules' states, then its distinct
+-- rules' sets, then its slots (a sorted set: token -> lease deadline) when it has a
+-- concurrency limit. Reads each log's length and each stateful rule's state.
 local function read_scopes(first_arg, first_key)
   local scopes, arg, key = {}, first_arg, first_key
   while arg <= #ARGV do
     local scope = {log = KEYS[key], depth = tonumber(ARGV[arg]), ttl = tonumber(ARGV[arg + 1]),
-      cost = tonumber(ARGV[arg + 2]), deferred = ARGV[arg + 3] == '1'}
-    scope.logged = numbers(arg + 5, arg + 4 + 2 * tonumber(ARGV[arg + 4]))
-    arg = arg + 5 + #scope.logged
+      cost = tonumber(ARGV[arg + 2]), deferred = ARGV[arg + 3] == '1',
+      concurrency = tonumber(ARGV[arg + 4]), lease = tonumber(ARGV[arg + 5])}
+    scope.logged = numbers(arg + 7, arg + 6 + 2 * tonumber(ARGV[arg + 6]))
+    arg = arg + 7 + #scope.logged
     local stateful = numbers(arg + 1, arg + 4 * tonumber(ARGV[arg]))
     arg = arg + 1 + #stateful
     scope.stateful = {}
@@ -122,7 +127,23 @@ local function read_scopes(first_arg, first_key)
       rule.state = load_state(rule.key)
       scope.stateful[#scope.stateful + 1] = rule
     end
+    scope.distinct = {}
+    for d = 1, tonumber(ARGV[arg]) do
+      key = key + 1
+      local rule = {key = KEYS[key], count = tonumber(ARGV[arg + 1]),
+        window = tonumber(ARGV[arg + 2])}
+      if ARGV[arg + 3] == '1' then
+        rule.value = ARGV[arg + 4]
+      end
+      scope.distinct[d] = rule
+      arg = arg + 4
+    end
+    arg = arg + 1
     key = key + 1
+    if scope.concurrency > 0 then
+      scope.slots = KEYS[key]
+      key = key + 1
+    end
     scope.size = redis.call('LLEN', scope.log)
     -- keep at least the newest `depth`, and never fewer than before (rules may have shrunk)
     scope.keep = math.max(scope.depth, scope.size)
@@ -140,6 +161,9 @@ local function each_usage(scopes, now, visit)
     end
     for _, rule in ipairs(scope.stateful) do
       visit(strategy_usage(rule.code, rule.state, rule.count, rule.window, rule.shift, now))
+    end
+    for _, rule in ipairs(scope.distinct) do
+      visit(distinct_usage(rule, now))
     end
   end
 end

@@ -13,8 +13,7 @@ holds only clients with requests in flight.
 
 Network bans are entered in a registry, one table of networks and their ban's end per
 (IP version, prefix length), from which ``network_lengths`` answers; the answer is kept
-until a length's last ban ends or the registry changes, and with no network banned the
-answer costs no lock.
+until a length's last ban ends or the registry changes, and read without the lock.
 
 Times are whole microseconds (``units``), computed with the same expressions as the Redis
 scripts, so both storages decide alike. A table key is the client's key itself (its
@@ -642,11 +641,11 @@ class MemoryStorage:
     def network_lengths(self, *, cached: bool = False) -> NetworkLengths:
         if not self._networks:  # the common case: no network was ever banned, or none is
             return NO_LENGTHS
+        now = self._now()
+        until, lengths = self._lengths  # one tuple, replaced whole: read without the lock
+        if now < until:
+            return lengths
         with self._lock:
-            now = self._now()
-            until, lengths = self._lengths
-            if now < until:
-                return lengths
             ends = {}
             for length, networks in list(self._networks.items()):
                 live = {name: end for name, end in networks.items() if end > now}

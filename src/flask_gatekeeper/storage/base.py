@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Callable, Optional, Protocol
 
-from ..decision import REPORTS, BanDetail, Decision, Usage
+from ..decision import MANUAL, REPORTS, BanDetail, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import Scope
 from ..rules import BanRule
@@ -88,8 +88,9 @@ class Storage(Protocol):
         (escalated for repeat offenders), else None. A longer ban in force stands."""
         ...
 
-    def ban(self, client: str, duration: float) -> None:
-        """Ban now for ``duration`` seconds (never shortening a longer ban)."""
+    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
+        """Ban now for ``duration`` seconds (never shortening a longer ban), for
+        ``reason`` (by hand unless said)."""
         ...
 
     def unban(self, client: str) -> bool:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Optional
 from .. import strategies
 from ..decision import (
     ADMITTED,
+    BY_NO_BAN_RULE,
     IN_FLIGHT_WAIT,
     MANUAL,
     RATE_LIMIT,
@@ -175,7 +176,8 @@ class _Ban:
 
     @property
     def manual(self) -> bool:
-        return self.reason == MANUAL
+        """Made without the ban rule (by hand, or by the subnet ban rule)."""
+        return self.reason in BY_NO_BAN_RULE
 
     def detail(self, now: int) -> BanDetail:
         return BanDetail(
@@ -595,16 +597,16 @@ class MemoryStorage:
             for name in others[:excess]:
                 del bans[name]
 
-    def ban(self, client: str, duration: float) -> None:
+    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
         with self._lock:
             now = self._now()
             end = now + microseconds(duration)
             previous = self._bans.get(client)
             if previous is None or previous.forget_at <= now:
-                self._set_ban(client, _Ban(now, end, 0, end, MANUAL), now)
+                self._set_ban(client, _Ban(now, end, 0, end, reason), now)
             elif previous.end < end:
                 strikes, forget_at = previous.strikes, max(previous.forget_at, end)
-                self._set_ban(client, _Ban(now, end, strikes, forget_at, MANUAL), now)
+                self._set_ban(client, _Ban(now, end, strikes, forget_at, reason), now)
 
     def unban(self, client: str) -> bool:
         with self._lock:

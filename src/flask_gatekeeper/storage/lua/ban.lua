@@ -1,5 +1,5 @@
--- Manual control of one client's ban. KEYS: ban. ARGV: now or "", action, duration.
--- "ban": ban for duration (a longer ban stands); "unban": end it and forget the history
+-- Manual control of one client's ban. KEYS: ban. ARGV: now or "", action, duration, and
+-- for "ban" its reason. "ban": ban for duration (a longer ban stands); "unban": end it and forget the history
 -- (returns 1 if it was active); "left": microseconds left (0 when not banned); "state":
 -- {microseconds left, 1 when set by hand}; "detail": {left, microseconds since it
 -- started, reason, strikes}.
@@ -10,7 +10,7 @@ if action == 'ban' then
   if left < duration then  -- keep the history still remembered, and its forget time
     local forget_at = tonumber(redis.call('HGET', KEYS[1], 'f') or 0)
     set_ban(KEYS[1], now, duration, strikes(KEYS[1], now), math.max(0, forget_at - now - duration),
-      'manual')
+      ARGV[4])
   end
 elseif action == 'state' then
   return {left, manual(KEYS[1]) and 1 or 0}

@@ -301,6 +301,7 @@ class Ban:
     client: str
     duration: Optional[float]  # None: the ban rule's duration, as ``gk.ban(ip)`` does
     pick: int = 0  # whose ban rule, when rules change
+    reason: str = "manual"  # or "subnet", a ban by the subnet ban rule
 
 
 @dataclass(frozen=True)
@@ -406,6 +407,7 @@ queries = st.one_of(
     st.builds(Reset, clients),
     st.builds(ResetScope, clients, st.sampled_from((GLOBAL_SCOPE, *ROUTES))),
 )
+ban_reasons = st.sampled_from(["manual", "subnet"])
 costs = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
 owners = st.one_of(st.none(), st.none(), clients)
 """Mostly none; else the key that a rule with its own ``key`` counts under."""
@@ -473,7 +475,7 @@ def fixed_ops() -> st.SearchStrategy[Op]:
         hits(st.just(0)),
         scoped(st.just(0)),
         reports(st.just(0)),
-        st.builds(Ban, clients, ban_durations),
+        st.builds(Ban, clients, ban_durations, st.just(0), ban_reasons),
         queries,
         advances,
         boundaries,
@@ -488,7 +490,7 @@ def changing_ops() -> st.SearchStrategy[Op]:
         hits(picks),
         scoped(picks),
         reports(picks),
-        st.builds(Ban, clients, ban_durations, picks),
+        st.builds(Ban, clients, ban_durations, picks, ban_reasons),
         queries,
         advances,
         boundaries,
@@ -548,7 +550,7 @@ def _call(
             assert ban_rule is not None
             return storage.report(op.client, ban_rule, op.reason)
         if isinstance(op, Ban):
-            storage.ban(op.client, _duration(op, ban_rule))
+            storage.ban(op.client, _duration(op, ban_rule), op.reason)
             return None
         if isinstance(op, Unban):
             return storage.unban(op.client)
@@ -624,7 +626,7 @@ def _describe(
     if isinstance(op, Report):
         return f"report({op.client!r}, {ban_rule!r}, {op.reason!r})"
     if isinstance(op, Ban):
-        return f"ban({op.client!r}, {_duration(op, ban_rule)!r})"
+        return f"ban({op.client!r}, {_duration(op, ban_rule)!r}, {op.reason!r})"
     if isinstance(op, Bans):
         return "bans()"
     if isinstance(op, Detail):

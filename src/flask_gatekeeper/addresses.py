@@ -230,3 +230,17 @@ class AddressSet:
             return False
         number = address.number
         return any((number >> shift) in nets for shift, nets in self._tables[address.version])
+
+
+def wider_network(key: str, ipv4_prefix: int, ipv6_prefix: int) -> Optional[str]:
+    """The key of the network of ``ipv4_prefix`` (IPv4) or ``ipv6_prefix`` (IPv6) bits
+    that holds the client keyed ``key`` (an address, or an IPv6 client's network); None
+    for any other key, and for a network that is that wide already."""
+    try:
+        network = ipaddress.ip_network(key)
+    except ValueError:
+        return None
+    length = ipv4_prefix if network.version == 4 else ipv6_prefix
+    if network.prefixlen <= length or key not in (str(network), str(network.network_address)):
+        return None
+    return str(network.supernet(new_prefix=length))

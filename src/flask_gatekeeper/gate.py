@@ -8,10 +8,12 @@ the same identify step and the same storage-call path.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import secrets
 import time
+from dataclasses import replace
 from typing import Any, Callable, Optional, TypeVar, Union
 
 from flask import (
@@ -26,9 +28,9 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
-from .addresses import NO_LENGTHS, NetworkLengths
+from .addresses import NO_LENGTHS, NetworkLengths, wider_network
 from .config import Settings
-from .decision import RATE_LIMIT, REPORTS, RESPONSE, BanDetail, Decision
+from .decision import RATE_LIMIT, REPORTS, RESPONSE, SUBNET, BanDetail, Decision
 from .errors import StorageError
 from .events import Events
 from .headers import policy_name, rate_limit_headers
@@ -36,7 +38,7 @@ from .identify import Client
 from .outage import RETRY_INTERVAL, OutageGuard
 from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope, owners, within
 from .refusals import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
-from .rules import ConcurrencyLimit
+from .rules import ConcurrencyLimit, Rule, SubnetBanRule
 from .storage import MemoryStorage
 
 __all__ = ["DOWN", "Down", "Gate"]
@@ -101,6 +103,18 @@ class _Slot:
     def release(self) -> None:
         if next(self._once) == 0:
             self._gate.release(self._client, self._names, self._token)
+
+
+def _given_by_the_gate() -> None:
+    """The function of a distinct rule whose values the gate sets itself."""
+    return
+
+
+@functools.lru_cache(maxsize=8)
+def banned_addresses(rule: SubnetBanRule) -> Scope:
+    """The scope, under a network's key, that counts its distinct banned addresses."""
+    counter = Rule(rule.count, rule.window, distinct=_given_by_the_gate)
+    return Scope.of("banned addresses", (counter,))
 
 
 class Down:
@@ -246,7 +260,33 @@ class Gate:
             # of network bans, which requests read (reports alone never do).
             self.ask_storage(storage.ban, client, 0)
         self.events.reported(client, banned_for, reason, self.ban_detail(client, banned_for))
+        if banned_for is not None:
+            self._escalate(client)
         return banned_for is not None
+
+    def _escalate(self, client: str) -> None:
+        """``client`` was just banned (by the ban rule): with a ``subnet_ban_rule``, count
+        it among the banned addresses of its network, and ban the network once they
+        reach the rule's count within its window. A distinct-value rule counts them, in
+        the storage, under the network's key."""
+        rule = self.settings.subnet_ban_rule
+        if rule is None:
+            return
+        network = wider_network(client, rule.ipv4_prefix, rule.ipv6_prefix)
+        if network is None:  # a key_func key, or a network already as wide
+            return
+        scope = replace(banned_addresses(rule), values=(client,))
+        decision = self.ask_storage(self._count_banned, network, scope)
+        if isinstance(decision, Down) or decision.banned:  # the network is banned already
+            return
+        if decision.admitted and decision.usage is not None and decision.usage.remaining:
+            return
+        storage = self.settings.storage
+        if not isinstance(self.ask_storage(storage.ban, network, rule.duration, SUBNET), Down):
+            self.events.banned(network, rule.duration, SUBNET, self.ban_detail(network))
+
+    def _count_banned(self, network: str, scope: Scope) -> Decision:
+        return self.settings.storage.hit(network, (scope,), usage=True)
 
     def ban_detail(self, client: str, banned_for: Optional[float] = 0) -> Optional[BanDetail]:
         """The client's ban as the ``client_banned`` signal carries it: read from the
@@ -405,6 +445,8 @@ class Gate:
         if self._strike is not None:
             detail = self.ban_detail(client, decision.new_ban)
             self.events.reported(client, decision.new_ban, RATE_LIMIT, detail)
+            if decision.new_ban is not None:
+                self._escalate(client)
         limited: RateLimited
         if decision.concurrency:
             limit = ConcurrencyLimit(decision.concurrency)

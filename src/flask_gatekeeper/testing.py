@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from .addresses import NetworkLengths
-from .decision import REPORTS, BanDetail, Decision, Usage
+from .decision import MANUAL, REPORTS, BanDetail, Decision, Usage
 from .errors import StorageError
 from .policy import Scope
 from .rules import BanRule
@@ -108,9 +108,9 @@ class FlakyStorage:
         self._maybe_fail()
         return self.inner.report(client, ban_rule, reason)
 
-    def ban(self, client: str, duration: float) -> None:
+    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
         self._maybe_fail()
-        self.inner.ban(client, duration)
+        self.inner.ban(client, duration, reason)
 
     def unban(self, client: str) -> bool:
         self._maybe_fail()

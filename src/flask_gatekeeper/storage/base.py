@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Callable, Optional, Protocol
 
 from ..addresses import NetworkLengths
-from ..decision import REPORTS, BanDetail, Decision, Usage
+from ..decision import MANUAL, REPORTS, BanDetail, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import Scope
 from ..rules import BanRule
@@ -95,11 +95,12 @@ class Storage(Protocol):
         (escalated for repeat offenders), else None. A longer ban in force stands."""
         ...
 
-    def ban(self, client: str, duration: float) -> None:
-        """Ban now for ``duration`` seconds (never shortening a longer ban). A network's
-        key enters the registry until the ban in force after the call ends, whatever
-        started it: ``ban(network, 0)`` changes no ban and registers the one a report
-        started (``report`` never registers)."""
+    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
+        """Ban now for ``duration`` seconds (never shortening a longer ban), for
+        ``reason`` (by hand unless said). A network's key enters the registry until the
+        ban in force after the call ends, whatever started it: ``ban(network, 0)``
+        changes no ban and registers the one a report started (``report`` never
+        registers)."""
         ...
 
     def unban(self, client: str) -> bool:

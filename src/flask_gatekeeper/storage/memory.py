@@ -33,6 +33,7 @@ from .. import strategies
 from ..addresses import NO_LENGTHS, NetworkLengths, network_of
 from ..decision import (
     ADMITTED,
+    BY_NO_BAN_RULE,
     IN_FLIGHT_WAIT,
     MANUAL,
     RATE_LIMIT,
@@ -180,7 +181,8 @@ class _Ban:
 
     @property
     def manual(self) -> bool:
-        return self.reason == MANUAL
+        """Made without the ban rule (by hand, or by the subnet ban rule)."""
+        return self.reason in BY_NO_BAN_RULE
 
     def detail(self, now: int) -> BanDetail:
         return BanDetail(
@@ -605,16 +607,16 @@ class MemoryStorage:
                 del bans[name]
                 self._unregister(name)
 
-    def ban(self, client: str, duration: float) -> None:
+    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
         with self._lock:
             now = self._now()
             end = now + microseconds(duration)
             previous = self._bans.get(client)
             if previous is None or previous.forget_at <= now:
-                self._set_ban(client, _Ban(now, end, 0, end, MANUAL), now)
+                self._set_ban(client, _Ban(now, end, 0, end, reason), now)
             elif previous.end < end:
                 strikes, forget_at = previous.strikes, max(previous.forget_at, end)
-                self._set_ban(client, _Ban(now, end, strikes, forget_at, MANUAL), now)
+                self._set_ban(client, _Ban(now, end, strikes, forget_at, reason), now)
             network = network_of(client)
             if network is not None:
                 self._register(client, network, self._bans[client].end)

@@ -38,6 +38,7 @@ from ..decision import (
     ADMITTED,
     GLOBAL_SCOPE,
     IN_FLIGHT_WAIT,
+    MANUAL,
     RATE_LIMIT,
     REPORTS,
     BanDetail,
@@ -638,12 +639,14 @@ class RedisStorage:
         duration = self._run(_REPORT, keys, args)
         return seconds(duration) if duration >= 0 else None
 
-    def _ban_action(self, client: str, action: str, duration: float = 0) -> int:
-        args = [self._now_argument(), action, microseconds(duration)]
+    def _ban_action(
+        self, client: str, action: str, duration: float = 0, reason: str = MANUAL
+    ) -> int:
+        args = [self._now_argument(), action, microseconds(duration), reason]
         return int(self._run(_BAN, [self._key(client, "ban")], args))
 
-    def ban(self, client: str, duration: float) -> None:
-        end = self._ban_action(client, "ban", duration)
+    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
+        end = self._ban_action(client, "ban", duration, reason)
         network = network_of(client)
         if network is not None:  # a second call: the registry has a tag of its own
             self._registry_call("add", (client, network, end))

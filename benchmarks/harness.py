@@ -356,7 +356,14 @@ def build_original(config: Config) -> Built:
             old = entries[0] - 10_000.0
             entries.extendleft(old - step for step in range(entries.maxlen - len(entries)))
 
-    return Built(app, fill)
+    def ban(client: str) -> None:
+        """Enough reports to ban: 1.0.0 bans at the client's next request (``report``
+        counts only for a client it tracks, which ``_create`` makes it)."""
+        gk._create(client)
+        for _ in range(config.ban_rule["count"]):
+            gk.report(ip=client)
+
+    return Built(app, fill, ban)
 
 
 def build_limiter(config: Config, strategy: str, function: bool = False) -> Built:
@@ -475,13 +482,16 @@ def calibrate(peer: str, config: Config) -> float:
     return _readings[peer]
 
 
-def build_case(peer: str, mode: str, clients: int, config: Config) -> tuple[Case, Reply]:
+def build_case(
+    peer: str, mode: str, clients: int, config: Config, accept: Optional[str] = None
+) -> tuple[Case, Reply]:
     """A warmed-up case, and what the driver may want to state about it.
 
     ``admitted``: a fake clock advancing with every reading (see SECONDS_PER_REQUEST),
     every client tracked and its log full; ``refused``: one client over its limit under
     a frozen clock; ``banned``: one banned client under a frozen clock; ``redis``: the
-    real clocks (Redis's and the peer's), every client seen.
+    real clocks (Redis's and the peer's), every client seen. ``accept``: the requests'
+    ``Accept`` header (none by default).
     """
     facts: Reply = {}
     addresses = [client_ip(number) for number in range(clients)]
@@ -494,6 +504,8 @@ def build_case(peer: str, mode: str, clients: int, config: Config) -> tuple[Case
         clock = itertools.repeat(START).__next__
     built = build(peer, Config(config.rules, config.ban_rule, config.storage, clock))
     wsgi, environ = built.app.wsgi_app, built.environ
+    if accept is not None:
+        environ = {**environ, "HTTP_ACCEPT": accept}
     status = OK
     if mode == "refused":
         limit = min(rule["count"] for rule in config.rules)

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,8 @@ from harness import BAN_RULE, RATE_LIMIT_RULES, Resp, overhead, ratio, spread, t
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
 RESULTS = HERE / "RESULTS.md"
+LOAD = HERE / "LOAD.md"
+"""``load.py``'s report, whose target rows this report repeats."""
 
 PIP = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
 
@@ -136,6 +139,14 @@ PINGED = Peer("pinged", "bare Flask making one redis-py PING per request", "PING
 """The yardstick of the Redis target, measured on Redis only."""
 ALL = (OURS, MOVING, FIXED, ORIGINAL)
 """Every peer that limits (bare Flask is the floor, not a peer)."""
+BANNING = (OURS, ORIGINAL)
+"""The peers with a ban rule, timed refusing a banned client too."""
+
+REFUSALS = (("refused", None), ("refused", "*/*"), ("banned", None), ("banned", "*/*"))
+"""The refused paths of the targets (one client): over its rate limit (429) or banned
+(403), with no ``Accept`` header and with ``Accept: */*``."""
+REFUSED_AIM = 1.10
+"""What a refusal aims to cost, times a bare Flask request (issue 15)."""
 
 OURS_FUNCTION = Peer(
     "ours-function", "flask-gatekeeper (this), limit and cost functions", "ours fn", "ours"
@@ -258,9 +269,16 @@ class Case:
     clients: int
     worker: Worker
     name: str
+    accept: Optional[str] = None
+    """The requests' ``Accept`` header, if any."""
     facts: dict[str, Any] = field(default_factory=dict)
     samples: list[float] = field(default_factory=list)
     """Mean microseconds per request, one per round."""
+
+    @property
+    def kind(self) -> str:
+        """The mode, and the ``Accept`` header when there is one."""
+        return self.mode if self.accept is None else f"{self.mode}, Accept: {self.accept}"
 
     def measure(self, requests: int) -> float:
         reply = self.worker.ask("run", case=self.name, requests=requests)
@@ -268,15 +286,26 @@ class Case:
 
 
 def build(
-    workers: dict[str, Worker], peer: Peer, mode: str, clients: int, storage: str = "memory"
+    workers: dict[str, Worker],
+    peer: Peer,
+    mode: str,
+    clients: int,
+    storage: str = "memory",
+    accept: Optional[str] = None,
 ) -> Case:
-    name = f"{peer.key}/{mode}/{clients}"
+    name = f"{peer.key}/{mode}/{clients}" + ("" if accept is None else f"/{accept}")
     log(f"building {name}")
     worker = workers[peer.venv]
     reply = worker.ask(
-        "build", case=name, peer=peer.key, mode=mode, clients=clients, **configuration(storage)
+        "build",
+        case=name,
+        peer=peer.key,
+        mode=mode,
+        clients=clients,
+        accept=accept,
+        **configuration(storage),
     )
-    return Case(peer, mode, clients, worker, name, reply["facts"])
+    return Case(peer, mode, clients, worker, name, accept, reply["facts"])
 
 
 def run_rounds(cases: Sequence[Case], rounds: int, requests: int) -> None:
@@ -361,6 +390,12 @@ def measure_time(workers: dict[str, Worker], results: Results) -> None:
         for peer in (BARE, *results.peers)
     ]
     cases += [build(workers, peer, "refused", 1) for peer in results.peers]
+    cases += [
+        build(workers, peer, mode, 1, accept=accept)
+        for mode, accept in REFUSALS[1:]
+        for peer in results.peers
+        if peer in BANNING
+    ]
     functions = [
         build(workers, peer, "admitted", count)
         for count in plan.client_counts
@@ -449,7 +484,10 @@ def measure_memory_and_flood(
 
 
 def by_key(cases: Sequence[Case]) -> dict[tuple[str, str, int], Case]:
-    return {(case.peer.key, case.mode, case.clients): case for case in cases}
+    return {(case.peer.key, case.kind, case.clients): case for case in cases}
+
+
+MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
 
 
 def time_rows(cases: Sequence[Case], peers: Sequence[Peer]) -> list[list[str]]:
@@ -465,11 +503,12 @@ def time_rows(cases: Sequence[Case], peers: Sequence[Peer]) -> list[list[str]]:
             versus_bare = [f"{overhead(case, bare):+.2f} µs", f"{ratio(case, bare):.2f}x"]
         versus_peers = []
         for peer in peers:
-            other = found.get((peer.key, case.mode, case.clients))
+            other = found.get((peer.key, case.kind, case.clients))
             versus_peers.append("" if other is None else f"{ratio(case, other):.2f}x")
+        accept = "" if case.accept is None else f", Accept: {case.accept}"
         rows.append(
             [
-                case.peer.label + (", refused (429)" if case.mode == "refused" else ""),
+                case.peer.label + MODE_LABELS.get(case.mode, "") + accept,
                 f"{case.clients:,}",
                 f"{statistics.median(case.samples):.2f}",
                 spread(case.samples),
@@ -583,8 +622,29 @@ def redis_target(results: Results) -> tuple[str, str, Optional[bool]]:
     return target, measured, factor <= 1.5
 
 
+def admitted_bound(clients: int) -> float:
+    """Ours admitting, at most this many times bare Flask: 1.10x, 1.15x from 100,000
+    clients on."""
+    return 1.15 if clients >= 100_000 else 1.10
+
+
+def load_targets() -> list[list[str]]:
+    """The target rows of ``load.py``'s last report (LOAD.md), as written there."""
+    if not LOAD.exists():
+        return []
+    text = LOAD.read_text(encoding="utf-8")
+    generated = re.search(r"^Generated by `benchmarks/load.py` on ([^,]+),", text, re.MULTILINE)
+    when = f" (LOAD.md, {generated[1]})" if generated else " (LOAD.md)"
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("| under attack"):
+            target, measured, status = (cell.strip() for cell in line.strip("|").split(" | "))
+            rows.append([target + when, measured, status])
+    return rows
+
+
 def targets(results: Results) -> str:
-    """Where each target of issue 6 (and the design's memory bound) stands."""
+    """Where each target of issues 6 and 15 (and the design's memory bound) stands."""
     rows: list[list[str]] = []
 
     def add(target: str, measured: str, met: Optional[bool]) -> None:
@@ -595,8 +655,16 @@ def targets(results: Results) -> str:
     unbuilt = "not measured: the peer's venv is not built"
     for count in results.plan.client_counts:
         bare = found[(BARE.key, "admitted", count)]
-        ours = overhead(found[(OURS.key, "admitted", count)], bare)
+        ours_case = found[(OURS.key, "admitted", count)]
+        ours = overhead(ours_case, bare)
         clients = f"{count:,} client{'s' if count > 1 else ''}"
+        bound, times = admitted_bound(count), ratio(ours_case, bare)
+        add(
+            f"admitted at most {bound:.2f}x bare Flask, {clients}",
+            f"{times:.3f}x ({statistics.median(ours_case.samples):.2f} µs vs "
+            f"{statistics.median(bare.samples):.2f} µs)",
+            times <= bound,
+        )
         target = f"overhead at least 20x smaller than Flask-Limiter moving window's, {clients}"
         if MOVING in results.peers:
             moving = overhead(found[(MOVING.key, "admitted", count)], bare)
@@ -610,6 +678,30 @@ def targets(results: Results) -> str:
             add(target, f"{ours:.2f} µs vs {original:.2f} µs", ours < original)
         else:
             add(target, unbuilt, None)
+    bare = found[(BARE.key, "admitted", 1)]
+    for mode, accept in REFUSALS:
+        kind = mode if accept is None else f"{mode}, Accept: {accept}"
+        ours_case = found[(OURS.key, kind, 1)]
+        what = f"{MODE_LABELS[mode][2:]}{'' if accept is None else f', Accept: {accept}'}"
+        ours_times = ratio(ours_case, bare)
+        target = f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal"
+        if ORIGINAL in results.peers:
+            original_case = found[(ORIGINAL.key, kind, 1)]
+            versus = ratio(ours_case, original_case)
+            add(
+                target,
+                f"{statistics.median(ours_case.samples):.2f} µs ({ours_times:.2f}x bare) vs "
+                f"{statistics.median(original_case.samples):.2f} µs "
+                f"({ratio(original_case, bare):.2f}x bare): {versus:.3f}x",
+                versus < 1,
+            )
+        else:
+            add(target, unbuilt, None)
+        add(
+            f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)",
+            f"{ours_times:.3f}x",
+            ours_times <= REFUSED_AIM,
+        )
     memory = results.memory
     add(
         "memory per client at most 300 B after 1 request",
@@ -646,6 +738,14 @@ def targets(results: Results) -> str:
         f"{end['traced'] / 1e6:.1f} MB at {end['clients']:,}",
         None if results.smoke else end["traced"] <= 1.05 * settled["traced"],
     )
+    rows += load_targets() or [
+        [
+            "under attack (90% refused) behind gunicorn, ours at least bare Flask's requests "
+            "per second",
+            "not measured: no LOAD.md (`benchmarks/load.py` writes it)",
+            "skipped",
+        ]
+    ]
     return table(["target", "measured", "status"], rows, text=3)
 
 

@@ -124,3 +124,54 @@ def test_trapped_http_exceptions_are_raised(clock: FakeClock) -> None:
     assert client.get("/").status_code == 200
     with pytest.raises(RateLimited):
         client.get("/")
+
+
+def repeated_traffic(
+    app: Flask, clock: FakeClock
+) -> list[tuple[int, list[tuple[str, str]], bytes]]:
+    """Each refusal several times, with and without Accept values, while the waits count
+    down: answers kept ready and answers made afresh alike."""
+    client = app.test_client()
+    seen = []
+    for step in range(6):
+        for accept in ACCEPTS:
+            headers = {"Accept": accept} if accept else {}
+            for ip in ("10.0.0.1", "10.0.0.8", "10.0.0.9"):
+                response = client.get("/", headers=headers, environ_base={"REMOTE_ADDR": ip})
+                seen.append((response.status_code, list(response.headers.items()), response.data))
+        clock.advance(0.4 if step % 2 else 7)  # the whole seconds to wait change, or not
+    return seen
+
+
+def test_refusals_answered_again_are_the_raised_ones_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fast_clock, raised_clock = FakeClock(), FakeClock()
+    fast_app, _ = refusing_app(fast_clock)
+    with recording(fast_app) as fast_events:
+        fast = repeated_traffic(fast_app, fast_clock)
+    monkeypatch.setattr(gate, "_handled", lambda app, refusal: True)  # always raise
+    raised_app, _ = refusing_app(raised_clock)
+    with recording(raised_app) as raised_events:
+        raised = repeated_traffic(raised_app, raised_clock)
+    assert {status for status, _, _ in fast} == {200, 429, 403}
+    assert fast == raised  # headers in the same order too
+    assert fast_events == raised_events
+
+
+def test_the_ready_answers_stay_bounded_and_name_their_client(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gate, "READY_RESPONSES", 2)
+    app, gk = refusing_app(clock)
+    banned = [f"10.0.1.{number}" for number in range(1, 6)]
+    with app.app_context():
+        for ip in banned:
+            gk.ban(ip, 60)
+    client = app.test_client()
+    for _ in range(3):
+        for ip in banned:
+            response = client.get("/", environ_base={"REMOTE_ADDR": ip})
+            assert response.status_code == 403
+            assert response.text == f"ip {ip} banned for 60s\n"
+            assert len(app.extensions["gatekeeper"]._ready) <= 2

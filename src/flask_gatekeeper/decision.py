@@ -67,7 +67,7 @@ class Usage:
     scope: str = GLOBAL_SCOPE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Decision:
     """The outcome of one atomic storage call for one request.
 
@@ -83,15 +83,47 @@ class Decision:
     """
 
     admitted: bool
-    banned: bool = False
-    retry_after: float = 0.0
-    rule: Optional[Rule] = None
-    scope: str = GLOBAL_SCOPE
-    usage: Optional[Usage] = None
-    new_ban: Optional[float] = None
-    manual: bool = False
-    banned_as: Optional[str] = None
-    concurrency: int = 0
+    banned: bool
+    retry_after: float
+    rule: Optional[Rule]
+    scope: str
+    usage: Optional[Usage]
+    new_ban: Optional[float]
+    manual: bool
+    banned_as: Optional[str]
+    concurrency: int
+
+    def __init__(
+        self,
+        admitted: bool,
+        banned: bool = False,
+        retry_after: float = 0.0,
+        rule: Optional[Rule] = None,
+        scope: str = GLOBAL_SCOPE,
+        usage: Optional[Usage] = None,
+        new_ban: Optional[float] = None,
+        manual: bool = False,
+        banned_as: Optional[str] = None,
+        concurrency: int = 0,
+    ) -> None:
+        # Every refused request makes one: its fields are written at once, where a frozen
+        # dataclass's own __init__ writes them one by one through object.__setattr__.
+        object.__setattr__(
+            self,
+            "__dict__",
+            {
+                "admitted": admitted,
+                "banned": banned,
+                "retry_after": retry_after,
+                "rule": rule,
+                "scope": scope,
+                "usage": usage,
+                "new_ban": new_ban,
+                "manual": manual,
+                "banned_as": banned_as,
+                "concurrency": concurrency,
+            },
+        )
 
 
 ADMITTED = Decision(admitted=True)

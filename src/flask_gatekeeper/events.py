@@ -43,6 +43,8 @@ class Events:
         self.stats = signals.Stats()
         self.admitted = self.stats.admitted
         """Count one admitted request (the hot path's own bound method)."""
+        self._count_rate_limited = self.stats.counter("rate_limited")
+        self._count_banned = self.stats.counter("banned")
         self._app = weakref.ref(app)
 
     def app(self) -> Flask:
@@ -60,21 +62,18 @@ class Events:
     def admitted_while_down(self) -> None:
         self.stats.add("admitted")
 
-    def rate_limited(self, client: str, rule: object, wait: float, dry_run: bool) -> None:
-        self.stats.add("rate_limited")
-        _send(
-            signals.request_rate_limited,
-            self.app(),
-            client=client,
-            rule=rule,
-            retry_after=wait,
-            dry_run=dry_run,
-        )
+    def rate_limited(self, client: str, rule: object, wait: Optional[float], dry_run: bool) -> None:
+        self._count_rate_limited()
+        signal = signals.request_rate_limited
+        if signal.receivers:  # refusals are the path an attack takes: no call without them
+            _send(signal, self.app(), client=client, rule=rule, retry_after=wait, dry_run=dry_run)
 
     def refused_banned(self, client: str, wait: Optional[float], dry_run: bool) -> None:
         """A banned (or, with ``wait`` None, deny-listed) client was refused."""
-        self.stats.add("banned")
-        _send(signals.request_banned, self.app(), client=client, retry_after=wait, dry_run=dry_run)
+        self._count_banned()
+        signal = signals.request_banned
+        if signal.receivers:
+            _send(signal, self.app(), client=client, retry_after=wait, dry_run=dry_run)
 
     def reported(
         self,

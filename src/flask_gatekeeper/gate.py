@@ -14,7 +14,8 @@ import logging
 import secrets
 import time
 from dataclasses import replace
-from typing import Any, Callable, Optional, TypeVar, Union
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 from flask import (
     Flask,
@@ -37,9 +38,19 @@ from .headers import policy_name, rate_limit_headers
 from .identify import Client
 from .outage import RETRY_INTERVAL, OutageGuard
 from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope, owners, within
-from .refusals import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
-from .rules import ConcurrencyLimit, Rule, SubnetBanRule
+from .refusals import (
+    Banned,
+    Denied,
+    RateLimited,
+    StorageUnavailable,
+    TooManyInFlight,
+    retry_after_header,
+)
+from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
 from .storage import MemoryStorage
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = ["DOWN", "Down", "Gate"]
 
@@ -49,24 +60,32 @@ _G_HEADERS = "_gatekeeper_headers"
 _G_SLOT = "_gatekeeper_slot"
 
 Refusal = Union[Banned, Denied, RateLimited]
+
+READY_RESPONSES = 1024
+"""How many refusal responses a gate keeps ready (see ``Gate._refuse``): all of them are
+forgotten when one more is needed, so an attack from many clients keeps them bounded."""
 T = TypeVar("T")
 
 
-def _handled(app: Flask, refusal: HTTPException) -> bool:
-    """Whether the app would handle ``refusal`` itself: a handler for its status code or
-    for one of its classes (on the app, or a blueprint of this request), or trapping of
-    HTTP exceptions. Read from Flask's public ``error_handler_spec``, on every refusal,
-    so handlers registered at any time count."""
+def _handled(app: Flask, kind: type[HTTPException]) -> bool:
+    """Whether the app would handle a refusal of class ``kind`` itself: a handler for its
+    status code or for one of its classes (on the app, or a blueprint of this request),
+    or trapping of HTTP exceptions. Read from Flask's public ``error_handler_spec``, on
+    every refusal, so handlers registered at any time count."""
     if app.config.get("TRAP_HTTP_EXCEPTIONS"):
         return True
-    classes = type(refusal).__mro__
-    for name in (*request.blueprints, None):
-        handlers = app.error_handler_spec.get(name)
+    spec = app.error_handler_spec
+    # The app's own handlers are under None: the request's blueprints are looked up only
+    # when some blueprint has handlers.
+    names = (None, *request.blueprints) if len(spec) > (None in spec) else (None,)
+    classes = kind.__mro__
+    for name in names:
+        handlers = spec.get(name)
         if not handlers:
             continue
-        for code in (refusal.code, None):
+        for code in (kind.code, None):
             by_class = handlers.get(code)
-            if by_class and any(cls in by_class for cls in classes):
+            if by_class and not by_class.keys().isdisjoint(classes):
                 return True
     return False
 
@@ -155,6 +174,8 @@ class Gate:
         self._network_lengths: Callable[..., NetworkLengths] = getattr(
             settings.storage, "network_lengths", _no_network_bans
         )
+        self._ready: dict[tuple[object, ...], tuple[str, list[tuple[str, str]]]] = {}
+        """Refusal responses made, by what makes them (see ``_refuse``)."""
 
     # -- the request path -----------------------------------------------------------------
 
@@ -168,9 +189,11 @@ class Gate:
         req: Request = request._get_current_object()  # type: ignore[attr-defined]  # once
         if not self._processes_checked:
             self._check_processes(req.environ)
-        policy = self.policies.cache.get((req.endpoint, req.method))
+        rule = req.url_rule  # its endpoint, read without the property's call
+        endpoint = None if rule is None else rule.endpoint
+        policy = self.policies.cache.get((endpoint, req.method))
         if policy is None:
-            policy = self.policies.policy_for(req.endpoint, req.method)
+            policy = self.policies.policy_for(endpoint, req.method)
         if policy.bypass:
             return None
         client = self.identify(req, policy, self._network_lengths(cached=True))
@@ -180,7 +203,7 @@ class Gate:
         if key is None:  # key_func leaves the request alone; its address's ban does not
             return self._ban_only(also[0], also[1:]) if also else None
         if denied:
-            return self._refuse(Denied(key), respond=True)
+            return self._refuse(Denied, key, None, None, partial(Denied, key), req.environ)
         scopes = policy.scopes
         if policy.per_request is not None:
             computed = self.scopes_for(policy.per_request, key)
@@ -195,7 +218,7 @@ class Gate:
                 fields = rate_limit_headers(scopes, decision.usage, settings.headers)
                 setattr(g, _G_HEADERS, fields)
             if not decision.admitted:
-                return self.refuse(key, decision, respond=True)
+                return self.refuse(key, decision, environ=req.environ)
             self.events.admitted()
             if token is not None:
                 self._hold(key, scopes, token)
@@ -276,17 +299,14 @@ class Gate:
         if network is None:  # a key_func key, or a network already as wide
             return
         scope = replace(banned_addresses(rule), values=(client,))
-        decision = self.ask_storage(self._count_banned, network, scope)
+        storage = self.settings.storage
+        decision = self.ask_storage(storage.hit, network, (scope,), usage=True)
         if isinstance(decision, Down) or decision.banned:  # the network is banned already
             return
         if decision.admitted and decision.usage is not None and decision.usage.remaining:
             return
-        storage = self.settings.storage
         if not isinstance(self.ask_storage(storage.ban, network, rule.duration, SUBNET), Down):
             self.events.banned(network, rule.duration, SUBNET, self.ban_detail(network))
-
-    def _count_banned(self, network: str, scope: Scope) -> Decision:
-        return self.settings.storage.hit(network, (scope,), usage=True)
 
     def ban_detail(self, client: str, banned_for: Optional[float] = 0) -> Optional[BanDetail]:
         """The client's ban as the ``client_banned`` signal carries it: read from the
@@ -332,7 +352,7 @@ class Gate:
         """Refuse the request if ``client``, or one of ``also``, is banned; count nothing."""
         decision = self.hit(client, (), usage=False, also=also)
         if decision is not None and not decision.admitted:
-            return self.refuse(client, decision, respond=True)
+            return self.refuse(client, decision, environ=request.environ)
         return None
 
     def identify(
@@ -387,9 +407,19 @@ class Gate:
         ``key_func`` key, the client's banned networks, the keys of rules with their
         own); ``token``: the request's slot, taken under ``client``, in every scope with a
         concurrency limit."""
-        decision = self.ask_storage(self._storage_hit, client, scopes, usage, also, token)
-        if not isinstance(decision, Down):
-            return decision
+        hit, strike, usage = self.settings.storage.hit, self._strike, usage and bool(scopes)
+        decision: Union[Decision, Down]
+        if self.guard.down:
+            decision = self.ask_storage(
+                hit, client, scopes, usage=usage, strike=strike, also=also, token=token
+            )
+            if not isinstance(decision, Down):
+                return decision
+        else:  # a call made while the storage is up ends no outage: ask_storage's work skipped
+            try:
+                return hit(client, scopes, usage=usage, strike=strike, also=also, token=token)
+            except StorageError as exc:
+                self._failed(exc)
         self._unanswered()
         return None
 
@@ -399,84 +429,96 @@ class Gate:
             raise StorageUnavailable(RETRY_INTERVAL)
         self.events.admitted_while_down()
 
-    def _storage_hit(
-        self,
-        client: str,
-        scopes: tuple[Scope, ...],
-        usage: bool,
-        also: tuple[str, ...],
-        token: Optional[str],
-    ) -> Decision:
-        return self.settings.storage.hit(
-            client,
-            scopes,
-            usage=usage and bool(scopes),
-            strike=self._strike,
-            also=also,
-            token=token,
-        )
-
-    def ask_storage(self, call: Callable[..., T], *args: Any) -> Union[T, Down]:
-        """``call(*args)``'s result, or ``DOWN`` while the storage fails (counted, logged
-        once per outage, signalled); a down storage is tried again once a second."""
+    def ask_storage(self, call: Callable[..., T], *args: Any, **options: Any) -> Union[T, Down]:
+        """``call(*args, **options)``'s result, or ``DOWN`` while the storage fails
+        (counted, logged once per outage, signalled); a down storage is tried again once
+        a second."""
         guard = self.guard
         if guard.down and not guard.may_probe():
             return DOWN
         outages = guard.outages
         try:
-            result = call(*args)
+            result = call(*args, **options)
         except StorageError as exc:
-            guard.failed(exc)
-            self.events.storage_failed(exc)
+            self._failed(exc)
             return DOWN
         if guard.down:
             guard.recovered(outages)
         return result
 
+    def _failed(self, error: StorageError) -> None:
+        """A storage call failed: counted, logged once per outage, signalled."""
+        self.guard.failed(error)
+        self.events.storage_failed(error)
+
     def refuse(
-        self, client: str, decision: Decision, *, respond: bool = False
+        self, client: str, decision: Decision, *, environ: Optional[WSGIEnvironment] = None
     ) -> Optional[Response]:
         """Refuse what the storage did not admit: banned, rate limited, or with too many
         requests in flight (see ``_refuse``)."""
+        wait = decision.retry_after
         if decision.banned:
-            rule = None if decision.manual else self.settings.ban_rule
-            banned = Banned(decision.banned_as or client, decision.retry_after, rule)
-            return self._refuse(banned, respond=respond)
+            ban_rule = None if decision.manual else self.settings.ban_rule
+            who = decision.banned_as or client
+            make_ban = partial(Banned, who, wait, ban_rule)
+            return self._refuse(Banned, who, wait, ban_rule, make_ban, environ)
         if self._strike is not None:
             detail = self.ban_detail(client, decision.new_ban)
             self.events.reported(client, decision.new_ban, RATE_LIMIT, detail)
             if decision.new_ban is not None:
                 self._escalate(client)
-        limited: RateLimited
         if decision.concurrency:
             limit = ConcurrencyLimit(decision.concurrency)
             name = policy_name(limit, decision.scope)
-            limited = TooManyInFlight(client, limit, policy=name)
-        else:
-            assert decision.rule is not None  # a refusal by a rule names it
-            name = policy_name(decision.rule, decision.scope)
-            limited = RateLimited(client, decision.retry_after, decision.rule, policy=name)
-        return self._refuse(limited, respond=respond)
+            too_many = partial(TooManyInFlight, client, limit, policy=name)
+            return self._refuse(TooManyInFlight, client, wait, limit, too_many, environ, name)
+        rule = decision.rule
+        assert rule is not None  # a refusal by a rule names it
+        name = policy_name(rule, decision.scope)
+        limited = partial(RateLimited, client, wait, rule, policy=name)
+        return self._refuse(RateLimited, client, wait, rule, limited, environ, name)
 
-    def _refuse(self, refusal: Refusal, *, respond: bool = False) -> Optional[Response]:
-        """Count and signal the refusal; then raise it, or with ``respond`` (the hook's
-        own refusals) return its response when the app has no handler that would take
-        it. In a dry run, only log it."""
+    def _refuse(
+        self,
+        kind: type[Refusal],
+        client: str,
+        wait: Optional[float],
+        rule: Union[Rule, BanRule, ConcurrencyLimit, None],
+        make: Callable[[], Refusal],
+        environ: Optional[WSGIEnvironment] = None,
+        policy: Optional[str] = None,
+    ) -> Optional[Response]:
+        """Count and signal the refusal of ``client`` (``kind``, made by ``make``); then
+        raise it, or, given the request's ``environ`` (the hook's own refusals), return
+        its response for that request when the app has no handler that would take it.
+        In a dry run, only log it.
+
+        A response is a function of the refusal's kind, client, whole seconds to wait,
+        rule, policy name and the request's ``Accept``: its body and headers are kept
+        for the next refusal that has the same (bounded: ``READY_RESPONSES``), which is
+        then answered without making the exception."""
         dry_run = self.settings.dry_run
-        if isinstance(refusal, RateLimited):
-            self.events.rate_limited(refusal.client, refusal.rule, refusal.wait, dry_run)
+        if issubclass(kind, RateLimited):
+            self.events.rate_limited(client, rule, wait, dry_run)
         else:
-            self.events.refused_banned(refusal.client, refusal.wait, dry_run)
+            self.events.refused_banned(client, wait, dry_run)
         if dry_run:
             where = f"{request.method} {request.path}" if has_request_context() else "a call"
-            logger.info("dry run, would refuse %s: %s", where, refusal.description)
+            logger.info("dry run, would refuse %s: %s", where, make().description)
             return None
         app = self.events.app()
-        if not respond or _handled(app, refusal):
-            raise refusal
-        environ = request.environ
-        body, headers = refusal.get_body(environ), refusal.get_headers(environ)
-        return app.response_class(body, refusal.code, headers)
+        if environ is None or _handled(app, kind):
+            raise make()
+        seconds = None if wait is None else retry_after_header(wait)
+        key = (kind, client, seconds, str(rule), policy, environ.get("HTTP_ACCEPT"))
+        ready = self._ready
+        parts = ready.get(key)
+        if parts is None:
+            if len(ready) >= READY_RESPONSES:
+                ready.clear()
+            parts = ready[key] = make().response_parts(environ)
+        body, headers = parts
+        return app.response_class(body, kind.code, list(headers))
 
     def _check_processes(self, environ: dict[str, Any]) -> None:
         """Warn once per process when a multi-process server runs the memory storage."""

@@ -44,13 +44,6 @@ _PROBLEM_JSON = "application/problem+json"
 _OFFERED = ("text/plain", _PROBLEM_JSON, "application/json")
 
 
-def _wants_json(environ: WSGIEnvironment | None) -> bool:
-    """Whether the client prefers JSON to plain text (RFC 9457 problem details)."""
-    if environ is None or "HTTP_ACCEPT" not in environ:
-        return False
-    return _prefers_json(environ["HTTP_ACCEPT"])
-
-
 @functools.lru_cache(maxsize=256)
 def _prefers_json(accept_header: str) -> bool:
     """The negotiation for one ``Accept`` value, parsed once: clients send few values."""
@@ -95,20 +88,29 @@ class _PlainTextRefusal(HTTPException):
         environ: WSGIEnvironment | None = None,
         scope: dict[str, Any] | None = None,
     ) -> str:
-        if _wants_json(environ):
-            return json.dumps(self._problem())
-        return f"{self.description}\n"
+        return self.response_parts(environ)[0]
 
     def get_headers(
         self,
         environ: WSGIEnvironment | None = None,
         scope: dict[str, Any] | None = None,
     ) -> list[tuple[str, str]]:
-        content_type = _PROBLEM_JSON if _wants_json(environ) else "text/plain; charset=utf-8"
-        headers = [("Content-Type", content_type)]
-        if self.retry_after is not None:
-            headers.append(("Retry-After", str(self.retry_after)))
-        return headers
+        return self.response_parts(environ)[1]
+
+    def response_parts(self, environ: WSGIEnvironment | None) -> tuple[str, list[tuple[str, str]]]:
+        """``get_body`` and ``get_headers`` at once, the negotiation made once: for a
+        response built without werkzeug running the exception, and for werkzeug's."""
+        if (
+            environ is not None
+            and "HTTP_ACCEPT" in environ
+            and _prefers_json(environ["HTTP_ACCEPT"])
+        ):
+            body, content_type = json.dumps(self._problem()), _PROBLEM_JSON
+        else:
+            body, content_type = f"{self.description}\n", "text/plain; charset=utf-8"
+        if self.retry_after is None:
+            return body, [("Content-Type", content_type)]
+        return body, [("Content-Type", content_type), ("Retry-After", str(self.retry_after))]
 
 
 class Banned(_PlainTextRefusal, Forbidden):

@@ -7,6 +7,7 @@ Everything is validated here, once, at start-up, so a request never meets a bad 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
@@ -140,7 +141,7 @@ class Rule:
         """Whether the rule is decided from the sliding log (its default strategy)."""
         return self.distinct is None and (self.strategy is None or self.strategy == SLIDING_LOG)
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         """A stable policy name for headers and problem details: ``"20-per-1s"``, or
         ``"20-distinct-per-3600s"`` for a distinct rule."""
@@ -148,6 +149,11 @@ class Rule:
         return f"{self.count}{counted}-per-{_seconds_text(self.window)}"
 
     def __str__(self) -> str:
+        return self._text
+
+    @functools.cached_property
+    def _text(self) -> str:
+        """What ``str`` gives, made once: every refusal's description names its rule."""
         if self.distinct is not None:
             noun = "distinct value" if self.count == 1 else "distinct values"
         else:
@@ -221,6 +227,11 @@ class BanRule:
         return math.floor(min(grown, cap) + 0.5)
 
     def __str__(self) -> str:
+        return self._text
+
+    @functools.cached_property
+    def _text(self) -> str:
+        """What ``str`` gives, made once: every refusal of a banned client names it."""
         times = "once" if self.count == 1 else f"{self.count} times"
         return f"reported {times} in a {_seconds_text(self.window)} window"
 

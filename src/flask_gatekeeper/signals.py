@@ -20,6 +20,7 @@ Nothing is sent or logged for an admitted request: that path stays cheap.
 from __future__ import annotations
 
 import itertools
+from typing import Callable
 
 from blinker import Namespace
 
@@ -54,11 +55,15 @@ class Stats:
 
     def __init__(self) -> None:
         self._counters = {field: itertools.count() for field in self.FIELDS}
-        self.admitted = self._counters["admitted"].__next__
+        self.admitted = self.counter("admitted")
         """Count one admitted request (the hot path's own bound method)."""
 
     def add(self, field: str) -> None:
         next(self._counters[field])
+
+    def counter(self, field: str) -> Callable[[], int]:
+        """A call that counts one for ``field``: for the request path, no lookup by name."""
+        return self._counters[field].__next__
 
     def snapshot(self) -> dict[str, int]:
         return {field: _value(counter) for field, counter in self._counters.items()}

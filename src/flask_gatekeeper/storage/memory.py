@@ -125,6 +125,28 @@ def _append(log: _Log, depth: int, now: int) -> None:
         log.head = (log.head + 1) % size
 
 
+def _longest_wait(log: Optional[_Log], scope: Scope, now: int) -> tuple[float, Optional[Rule]]:
+    """The longest wait, in microseconds, that the scope's sliding-log rules impose on a
+    request of the scope's cost, and the rule that imposes it; (0, None) when they all
+    admit it. One index per rule, whatever its count."""
+    longest: float = 0
+    worst = None
+    cost = scope.cost
+    size, head = (0, 0) if log is None else (len(log), log.head)
+    for rule in scope.logged:
+        needed = rule.count - cost + 1  # the needed-th newest decides
+        wait: float
+        if needed < 1:  # more than the rule ever admits
+            wait = rule.window_us
+        elif log is not None and size >= needed:
+            wait = log[(head - needed) % size] + rule.window_us - now
+        else:
+            continue
+        if wait > longest:
+            longest, worst = wait, rule
+    return longest, worst
+
+
 def _used(log: Optional[_Log], rule: Rule, now: int) -> tuple[int, int]:
     """How many of the log's requests ``rule`` still counts, and the microseconds until
     the oldest of them stops counting; a binary search over the newest ``rule.count``."""
@@ -326,7 +348,7 @@ class MemoryStorage:
         token: Optional[str] = None,
     ) -> Decision:
         with self._lock:
-            now = self._now()
+            now = instant(self.clock())
             ban = self._bans.get(client)
             if ban is not None and ban.end > now:
                 return Decision(
@@ -342,6 +364,22 @@ class MemoryStorage:
             if not scopes:
                 return ADMITTED
             logs = self._logs
+            if token is None and len(scopes) == 1:
+                # The common case, kept short: one scope, of sliding-log rules only,
+                # recorded now, and no slot to take.
+                scope = scopes[0]
+                if scope.logged and not (scope.stateful or scope.distinct or scope.deferred):
+                    key = _scope_key(scope.owner or client, scope)
+                    log = logs.get(key)
+                    wait, rule = _longest_wait(log, scope, now)
+                    if rule is not None:
+                        if log is not None:  # a refused request is seen too
+                            logs.move_to_end(key)
+                        return self._limited(client, wait, rule, scope.name, usage, strike, now)
+                    self._record_log(key, log, scope, now)
+                    if not usage:
+                        return ADMITTED
+                    return Decision(admitted=True, usage=self._closest(client, scopes, now))
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
             states: list[_State] = []
             distinct: list[_Distinct] = []
@@ -351,24 +389,14 @@ class MemoryStorage:
             for scope in scopes:
                 who = scope.owner or client
                 key = _scope_key(who, scope)
-                cost = scope.cost
                 if scope.logged:
                     log = logs.get(key)
                     found.append((key, log, scope))
-                    size, head = (0, 0) if log is None else (len(log), log.head)
                     if log is not None:
                         logs.move_to_end(key)
-                    for rule in scope.logged:
-                        needed = rule.count - cost + 1  # the needed-th newest decides
-                        wait: float
-                        if needed < 1:  # more than the rule ever admits
-                            wait = rule.window_us
-                        elif log is not None and size >= needed:  # one index, whatever the count
-                            wait = log[(head - needed) % size] + rule.window_us - now
-                        else:
-                            continue
-                        if wait > longest:
-                            longest, worst, worst_scope = wait, rule, scope.name
+                    wait, rule = _longest_wait(log, scope, now)
+                    if rule is not None and wait > longest:
+                        longest, worst, worst_scope = wait, rule, scope.name
                 for rule in scope.stateful:
                     state_key = _state_key(who, scope, rule)
                     state = _State(state_key, who, rule, logs.get(state_key), now, scope)
@@ -381,15 +409,7 @@ class MemoryStorage:
                         if seen.wait > longest:
                             longest, worst, worst_scope = seen.wait, seen.rule, scope.name
             if worst is not None:
-                wait_seconds = seconds(longest)
-                return Decision(
-                    admitted=False,
-                    retry_after=wait_seconds,
-                    rule=worst,
-                    scope=worst_scope,
-                    usage=Usage(worst, 0, wait_seconds, worst_scope) if usage else None,
-                    new_ban=self._report(client, strike, now, RATE_LIMIT) if strike else None,
-                )
+                return self._limited(client, longest, worst, worst_scope, usage, strike, now)
             full = None if token is None else self._full(client, scopes, now)
             if full is not None:
                 return Decision(
@@ -408,6 +428,28 @@ class MemoryStorage:
             if not usage:
                 return ADMITTED
             return Decision(admitted=True, usage=self._closest(client, scopes, now))
+
+    def _limited(
+        self,
+        client: str,
+        wait: float,
+        rule: Rule,
+        scope_name: str,
+        usage: bool,
+        strike: Optional[BanRule],
+        now: int,
+    ) -> Decision:
+        """The refusal by ``rule`` (of the scope ``scope_name``), which makes the client
+        wait ``wait`` microseconds; with ``strike``, counted as a report."""
+        wait_seconds = seconds(wait)
+        return Decision(
+            admitted=False,
+            retry_after=wait_seconds,
+            rule=rule,
+            scope=scope_name,
+            usage=Usage(rule, 0, wait_seconds, scope_name) if usage else None,
+            new_ban=self._report(client, strike, now, RATE_LIMIT) if strike else None,
+        )
 
     def _full(self, client: str, scopes: Sequence[Scope], now: int) -> Optional[Scope]:
         """The first scope whose concurrency limit the client's unexpired slots fill
@@ -489,22 +531,26 @@ class MemoryStorage:
         its values in the distinct rules it has one for (those of a deferred scope only
         for ``record``)."""
         for key, log, scope in found:
-            if scope.deferred and not deferred_too:
-                continue
-            if log is None:
-                self._store(key, log := _new_log(now))
-                repeats = scope.cost - 1
-            else:
-                self._logs.move_to_end(key)
-                repeats = scope.cost
-            for _ in range(repeats):
-                _append(log, scope.depth, now)
+            if deferred_too or not scope.deferred:
+                self._record_log(key, log, scope, now)
         for state in states:
             if deferred_too or not state.deferred:
                 self._store(state.key, state.recorded(now))
         for seen in distinct:
             if deferred_too or not seen.deferred:
                 self._store(seen.key, seen.recorded(now))
+
+    def _record_log(self, key: Hashable, log: Optional[_Log], scope: Scope, now: int) -> None:
+        """Record the request, ``cost`` times, in the scope's log (``log``, read at
+        ``key``; a new one when None)."""
+        if log is None:
+            self._store(key, log := _new_log(now))
+            repeats = scope.cost - 1
+        else:
+            self._logs.move_to_end(key)
+            repeats = scope.cost
+        for _ in range(repeats):
+            _append(log, scope.depth, now)
 
     def _banned_as(self, others: Sequence[str], now: int) -> Optional[Decision]:
         """The refusal by the longest ban among ``others``, if any is in force."""

@@ -208,6 +208,7 @@ def test_config_prints_every_key_and_where_it_comes_from(cli_app: AppFactory) ->
         "GATEKEEPER_DRY_RUN = False  (GateKeeper(dry_run=...))",
         "GATEKEEPER_REPORT_RATE_LIMITED = False  (default)",
         "GATEKEEPER_REPORT_WHEN = None  (default)",
+        "GATEKEEPER_SUBNET_BAN_RULE = None  (default)",
         "GATEKEEPER_STRATEGY = 'sliding-log'  (default)",
         "GATEKEEPER_EXEMPT_STATIC = True  (default)",
         "GATEKEEPER_EXEMPT_WHEN = None  (default)",

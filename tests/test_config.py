@@ -204,6 +204,14 @@ def two_missing_pages(subject: Subject) -> object:
     ]
 
 
+def networks_banned_after_two_bans(subject: Subject) -> object:
+    """Ban two addresses of one /24 (one report each), and list the networks banned."""
+    with subject.app.app_context():
+        subject.gk.report(ip="198.51.100.1")
+        subject.gk.report(ip="198.51.100.2")
+        return sorted(client for client in subject.gk.bans() if "/" in client)
+
+
 def is_not_found(response: Response) -> bool:
     """A ``report_when`` named in app.config by its import path."""
     return response.status_code == 404
@@ -414,6 +422,15 @@ SCENARIOS: dict[str, Scenario] = {
         from_config=[404, 403],  # the first 404 reported: banned
         given=lambda response: False,
         from_given=[404, 404],
+        base={"GATEKEEPER_BAN_RULE": {"count": 1, "window": 10, "duration": 100}},
+    ),
+    "subnet_ban_rule": Scenario(
+        networks_banned_after_two_bans,
+        default=[],
+        config={"count": 2, "window": 60, "duration": 600},
+        from_config=["198.51.100.0/24"],
+        given={"count": 3, "window": 60, "duration": 600},
+        from_given=[],
         base={"GATEKEEPER_BAN_RULE": {"count": 1, "window": 10, "duration": 100}},
     ),
     "exempt_static": Scenario(

@@ -5,14 +5,16 @@ several scopes mixing the four strategies and distinct rules with their values, 
 usage and strikes, a scope sometimes counted under another key as a rule with its own
 ``key`` is, some hits taking slots of concurrency limits; ``release`` of those slots;
 ``report`` with escalating ban rules; ``ban``, ``unban``, ``banned_for``, ``bans``,
-``reset``) while one ``FakeClock`` moves in tiny steps, onto exact window, lease and ban
-boundaries (and one microsecond either side of them), and in large jumps. Every result
-is compared with
+``reset``, and ``network_lengths``, the registry of network bans) while one ``FakeClock``
+moves in tiny steps, onto exact window, lease and ban boundaries (and one microsecond
+either side of them), and in large jumps. Every result is compared with
 ``==``: every ``Decision`` field, every report's duration, ``banned_for``, ``bans()``.
 
 Clients come from a small pool that includes hostile key text (the memory storage's
 separators ``\\x1d``, ``\\x1e``, ``\\x1f``, braces, ``%``, spaces, non-ASCII), so that one
-client's state can never be filed under another's.
+client's state can never be filed under another's, and networks, whose bans (``ban``, of
+any duration, 0 included: how a ban that reports started on a network is registered)
+enter the registry and refuse the hits that name them in ``also``.
 
 The clock only takes whole microseconds (``clock.set(n / 1e6)``): Redis reads the clock as
 whole microseconds, so a sub-microsecond clock would be a difference of input, not of
@@ -120,6 +122,9 @@ OTHERS = (
 )
 """Braces (the Redis hash tag), its escape character, glob patterns (``reset`` and ``bans``
 scan Redis by pattern), non-ASCII, IPs."""
+
+NETWORKS = ("203.0.113.0/24", "10.0.0.0/8", "2001:db8::/48", "2001:db8::/64")
+"""Network keys, an IPv6 client's /64 among them (the registry holds every CIDR key)."""
 
 ROUTES = ("login", "api", "a:b", "login per form[user]", "per form[user]")
 """Route scopes (endpoint names) beside the global one, and the scopes of rules with
@@ -296,6 +301,12 @@ class Ban:
     client: str
     duration: Optional[float]  # None: the ban rule's duration, as ``gk.ban(ip)`` does
     pick: int = 0  # whose ban rule, when rules change
+    reason: str = "manual"  # or "subnet", a ban by the subnet ban rule
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """``network_lengths()``: the registry of network bans."""
 
 
 @dataclass(frozen=True)
@@ -353,6 +364,7 @@ Op = Union[
     Detail,
     Bans,
     Details,
+    Lengths,
     Reset,
     ResetScope,
     Advance,
@@ -361,7 +373,14 @@ Op = Union[
 SCOPED = (Hit, Record, Peek)
 """The operations that name scopes (and pick their rules from the palette)."""
 
-clients = st.one_of(st.just(VICTIMS[0]), st.sampled_from(VICTIMS), st.sampled_from(OTHERS))
+clients = st.one_of(
+    st.just(VICTIMS[0]),
+    st.sampled_from(VICTIMS),
+    st.sampled_from(OTHERS),
+    st.sampled_from(NETWORKS),
+)
+ban_durations = st.one_of(st.none(), st.just(0), durations)
+"""None: the ban rule's duration; 0 changes no ban (and registers a network's)."""
 advances = st.one_of(
     st.sampled_from([1, 2, 999, 1000, 1001]),  # tiny
     st.integers(min_value=0, max_value=3_000_000),  # up to a few seconds
@@ -384,9 +403,11 @@ queries = st.one_of(
     st.builds(Detail, clients),
     st.just(Bans()),
     st.just(Details()),
+    st.just(Lengths()),
     st.builds(Reset, clients),
     st.builds(ResetScope, clients, st.sampled_from((GLOBAL_SCOPE, *ROUTES))),
 )
+ban_reasons = st.sampled_from(["manual", "subnet"])
 costs = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
 owners = st.one_of(st.none(), st.none(), clients)
 """Mostly none; else the key that a rule with its own ``key`` counts under."""
@@ -454,7 +475,7 @@ def fixed_ops() -> st.SearchStrategy[Op]:
         hits(st.just(0)),
         scoped(st.just(0)),
         reports(st.just(0)),
-        st.builds(Ban, clients, st.one_of(st.none(), durations)),
+        st.builds(Ban, clients, ban_durations, st.just(0), ban_reasons),
         queries,
         advances,
         boundaries,
@@ -469,7 +490,7 @@ def changing_ops() -> st.SearchStrategy[Op]:
         hits(picks),
         scoped(picks),
         reports(picks),
-        st.builds(Ban, clients, st.one_of(st.none(), durations), picks),
+        st.builds(Ban, clients, ban_durations, picks, ban_reasons),
         queries,
         advances,
         boundaries,
@@ -520,6 +541,8 @@ def _call(
             return storage.usage(op.client, scopes)
         if isinstance(op, Details):
             return storage.ban_details()
+        if isinstance(op, Lengths):
+            return storage.network_lengths()
         if isinstance(op, ResetScope):
             storage.reset(op.client, op.scope)
             return None
@@ -527,7 +550,7 @@ def _call(
             assert ban_rule is not None
             return storage.report(op.client, ban_rule, op.reason)
         if isinstance(op, Ban):
-            storage.ban(op.client, _duration(op, ban_rule))
+            storage.ban(op.client, _duration(op, ban_rule), op.reason)
             return None
         if isinstance(op, Unban):
             return storage.unban(op.client)
@@ -565,7 +588,7 @@ def _outcome(op: Op, result: Result) -> str:
         return f"{kind}: {'admitted' if result.admitted else 'limited'}"
     if isinstance(op, Report):
         return f"{kind}: {'no ban' if result is None else 'banned'}"
-    if isinstance(op, (Unban, BannedFor, Bans)):
+    if isinstance(op, (Unban, BannedFor, Bans, Lengths)):
         return f"{kind}: {'something' if result else 'nothing'}"
     return kind
 
@@ -596,12 +619,14 @@ def _describe(
         return f"usage({op.client!r}, [{where}])"
     if isinstance(op, Details):
         return "ban_details()"
+    if isinstance(op, Lengths):
+        return "network_lengths()"
     if isinstance(op, ResetScope):
         return f"reset({op.client!r}, {op.scope!r})"
     if isinstance(op, Report):
         return f"report({op.client!r}, {ban_rule!r}, {op.reason!r})"
     if isinstance(op, Ban):
-        return f"ban({op.client!r}, {_duration(op, ban_rule)!r})"
+        return f"ban({op.client!r}, {_duration(op, ban_rule)!r}, {op.reason!r})"
     if isinstance(op, Bans):
         return "bans()"
     if isinstance(op, Detail):

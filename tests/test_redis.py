@@ -47,7 +47,13 @@ try:
     from redis.retry import Retry
 
     from flask_gatekeeper.storage import redis as redis_storage
-    from flask_gatekeeper.storage.redis import _RELEASE, _REPORT, RedisStorage
+    from flask_gatekeeper.storage.redis import (
+        _NETWORKS,
+        _RELEASE,
+        _REPORT,
+        NETWORK_REFRESH,
+        RedisStorage,
+    )
     from redis_server import HOST, RedisServer, free_port, redis_cluster, require, wait_until
 except ImportError:  # pragma: no cover - only without the redis extra
     if os.environ.get("CI"):
@@ -193,6 +199,70 @@ def test_one_round_trip_per_request_and_per_report(
         seen: list[object] = []
         commands = client_commands(redis_server, lambda: seen.append(action()))  # noqa: B023
         assert (seen, script_runs(commands)) == ([outcome], scripts), f"case {number}"
+
+
+NETWORK = "203.0.113.0/24"
+"""The network of ``IP``."""
+
+
+def test_network_bans_cost_no_round_trip(
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
+) -> None:
+    """With or without a network ban in force, a request is one script: the client's
+    networks are looked up in it, and so is the registry once this process's copy is
+    older than NETWORK_REFRESH (on the storage's clock, here a FakeClock)."""
+    clock = FakeClock()
+    app, gk = redis_app(storage=RedisStorage(redis_server.client(), clock=clock))
+    client = app.test_client()
+    assert get(client, ip=OTHER_IP).status_code == 200  # loads the script, reads the registry
+
+    def ban_network() -> None:
+        with app.app_context():
+            gk.ban(NETWORK, 60)
+
+    def unban_network() -> None:
+        with app.app_context():
+            assert gk.unban(NETWORK)
+
+    def old_copy() -> None:
+        clock.advance(NETWORK_REFRESH)
+
+    # (before the request, the request, its status)
+    steps: list[tuple[Callable[[], None], str, int]] = [
+        (lambda: None, IP, 200),  # no network ban: one script, as ever
+        (old_copy, IP, 200),  # the copy is old: the registry is read by the same script
+        (ban_network, IP, 403),
+        (lambda: None, OTHER_IP, 200),
+        (old_copy, IP, 403),
+        (unban_network, IP, 200),
+        (old_copy, IP, 200),
+    ]
+    for number, (before, ip, expected) in enumerate(steps):
+        before()
+        seen: list[int] = []
+        send = functools.partial(get, client, ip=ip)
+        commands = client_commands(redis_server, lambda: seen.append(send().status_code))  # noqa: B023
+        assert (seen, script_runs(commands)) == ([expected], ["ban"]), f"step {number}"
+    assert redis_db.keys("gatekeeper:{%networks}*") == []  # the registry empties itself
+
+
+def test_a_network_banned_by_another_process_is_refused_within_network_refresh(
+    redis_server: RedisServer, redis_db: redis.Redis, redis_app: AppFactory
+) -> None:
+    clock = FakeClock()
+    app, _ = redis_app(storage=RedisStorage(redis_server.client(), clock=clock))
+    other_app, other_gk = redis_app(storage=RedisStorage(redis_server.client(), clock=clock))
+    client = app.test_client()
+    assert get(client).status_code == 200  # reads the registry along: nothing banned
+    with other_app.app_context():
+        other_gk.ban(NETWORK, 60)
+    assert get(client).status_code == 200  # this process's copy is younger than a second
+    clock.advance(NETWORK_REFRESH)
+    assert get(client).status_code == 403
+    assert get(other_app.test_client()).status_code == 403  # the banning process: at once
+    with other_app.app_context():
+        assert other_gk.unban(NETWORK)
+    assert get(client).status_code == 200  # the registry was read along: bans read live
 
 
 def test_a_concurrency_limit_costs_one_zrem_after_the_response(
@@ -1190,7 +1260,8 @@ def test_a_route_with_two_keys_on_a_cluster(
     run = storage._run
 
     def counted(*arguments: Any) -> Any:
-        scripts.append(arguments[1][0])  # the script's first key
+        if arguments[0] is not _NETWORKS:  # the registry of network bans, read apart
+            scripts.append(arguments[1][0])  # the script's first key
         return run(*arguments)
 
     monkeypatch.setattr(storage, "_run", counted)
@@ -1361,6 +1432,38 @@ def test_on_a_cluster_an_address_stays_banned_behind_a_key(
     free = client.get("/api", headers={"X-Api-Key": "k"}, environ_base={"REMOTE_ADDR": "10.2.0.1"})
     assert free.status_code == 200
     assert storage_errors(app) == 0
+
+
+def test_on_a_cluster_network_bans_hold(
+    cluster_nodes: list[RedisServer], cluster_client: RedisCluster, redis_app: AppFactory
+) -> None:
+    """A network's ban and the registry sit on other slots than the client's keys: the
+    registry is read in a call of its own, the network's ban apart, still in force."""
+    app, gk = redis_app(storage=cluster_client, rate_limit_rules=None, ban_rule=None)
+    client = app.test_client()
+    with app.app_context():
+        gk.ban("10.3.0.0/16", 60)
+        gk.ban("2001:db8::/48", 60)
+        assert {"10.3.0.0/16", "2001:db8::/48"} <= set(gk.bans())  # the cluster is shared
+    for address in [f"10.3.{n}.1" for n in range(20)] + ["2001:db8::1"]:
+        network = "2001:db8::/48" if ":" in address else "10.3.0.0/16"
+        response = get(client, ip=address)
+        assert (response.status_code, response.text[: len(network) + 4]) == (403, f"ip {network} ")
+    assert get(client, ip="10.4.0.1").status_code == 200
+    with app.app_context():
+        assert gk.unban("10.3.0.0/16")
+        assert app.extensions["gatekeeper"].settings.storage.network_lengths() == {(6, 48)}
+    assert get(client, ip="10.3.0.1").status_code == 200
+    assert get(client, ip="2001:db8::1").status_code == 403
+    assert storage_errors(app) == 0
+    with app.app_context():
+        assert gk.unban("2001:db8::/48")  # leaves the shared cluster as it was
+    for node in cluster_nodes:
+        db = node.client()
+        try:
+            assert db.keys("gatekeeper:*networks*") == []
+        finally:
+            db.close()
 
 
 @pytest.mark.e2e

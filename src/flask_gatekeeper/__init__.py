@@ -6,7 +6,7 @@ from .decision import Decision
 from .errors import ConfigError, ConfigTypeError, GateKeeperError, StorageError
 from .extension import GateKeeper
 from .refusals import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
-from .rules import BanRule, ConcurrencyLimit, Rule
+from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
 from .storage import MemoryStorage, Storage
 
 __version__ = "2.0.0.dev0"
@@ -27,5 +27,6 @@ __all__ = [
     "Storage",
     "StorageError",
     "StorageUnavailable",
+    "SubnetBanRule",
     "TooManyInFlight",
 ]

@@ -1,24 +1,51 @@
-"""IP address text from the network, parsed once, and sets of networks looked up in O(1).
+"""IP address text from the network, parsed once, and sets of networks looked up in O(1);
+networks as client keys (the text of a network ban) and the networks of an address.
 
-Pure helpers for ``identify``: nothing here knows about Flask or requests.
+Pure helpers for ``identify``, ``keys`` and the storages: nothing here knows about Flask
+or requests.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+import string
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple, Optional, Union
 
 from .errors import ConfigError, ConfigTypeError
 
-__all__ = ["Address", "AddressSet", "parse_address", "parse_address_list"]
+__all__ = [
+    "EVERY_LENGTH",
+    "NO_LENGTHS",
+    "Address",
+    "AddressSet",
+    "NetworkLengths",
+    "client_length",
+    "network_key",
+    "network_keys",
+    "network_of",
+    "parse_address",
+    "parse_address_list",
+]
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 _MAX_ADDRESS_TEXT = 64
 """Longer than any address a proxy writes (IPv6, brackets, port, zone): longer is garbage."""
+
+
+NetworkLengths = frozenset[tuple[int, int]]
+"""(IP version, prefix length) pairs: the lengths of the networks banned now."""
+
+NO_LENGTHS: NetworkLengths = frozenset()
+
+EVERY_LENGTH: NetworkLengths = frozenset(
+    [(4, length) for length in range(33)] + [(6, length) for length in range(129)]
+)
+"""Every length of both versions: what a storage answers when it does not know which are
+in use (a request then looks up its networks of every length wider than a client)."""
 
 
 class Address(NamedTuple):
@@ -76,6 +103,81 @@ def _parse_any(text: str, ipv6_prefix: int) -> Optional[Address]:
     return Address(str(network), 6, int(ip))
 
 
+_NETWORK_TEXT = frozenset(string.hexdigits + ".:/" + string.whitespace)
+"""Every character a network's text may hold (CIDR, or an address and a netmask)."""
+
+
+def client_length(version: int, ipv6_prefix: int) -> int:
+    """The prefix length of one client: 32 for IPv4, ``ipv6_prefix`` for IPv6."""
+    return 32 if version == 4 else ipv6_prefix
+
+
+def network_key(text: str, ipv6_prefix: int = 128) -> Optional[str]:
+    """The client key of ``text`` read as a network, or None when it is not one.
+
+    The key is the normalised CIDR (``203.0.113.7/24`` is ``203.0.113.0/24``; an
+    IPv4-mapped IPv6 network is the IPv4 network). A network that holds one client at
+    most, an IPv4 /32 or an IPv6 network at least as long as ``ipv6_prefix``, is keyed as
+    that client (its address's key: ``2001:db8::/96`` is ``2001:db8::/64``): the library
+    counts and bans that client as one, so a ban cannot be narrower.
+    """
+    if "/" not in text or len(text) > _MAX_ADDRESS_TEXT * 2 or not _NETWORK_TEXT.issuperset(text):
+        return None  # most text, at no cost: not worth parsing, nor a cache entry
+    return _network_key(text, ipv6_prefix)
+
+
+@lru_cache(maxsize=1024)
+def _network_key(text: str, ipv6_prefix: int) -> Optional[str]:
+    try:
+        network: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.ip_network(
+            text.strip(), strict=False
+        )
+    except ValueError:
+        return None
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    if network.prefixlen >= client_length(network.version, ipv6_prefix):
+        address = parse_address(str(network.network_address), ipv6_prefix)
+        assert address is not None  # the text of an address
+        return address.key
+    return str(network)
+
+
+def network_of(key: str) -> Optional[tuple[int, int]]:
+    """The IP version and prefix length of a key that is a network's normalised CIDR
+    (as ``network_key`` writes it, an IPv6 client's /64 key included), else None."""
+    if "/" not in key:
+        return None
+    try:
+        network = ipaddress.ip_network(key)
+    except ValueError:
+        return None
+    return (network.version, network.prefixlen) if str(network) == key else None
+
+
+@lru_cache(maxsize=8192)
+def _ipv6_network_text(number: int, length: int) -> str:
+    return str(ipaddress.IPv6Network((number, length)))
+
+
+def network_keys(address: Address, lengths: Sequence[int]) -> tuple[str, ...]:
+    """The keys of the networks of ``lengths`` that hold ``address``, as ``network_key``
+    writes them (each length shorter than one client's)."""
+    number = address.number
+    if address.version == 4:
+        return tuple(
+            f"{socket.inet_ntoa(((number >> (32 - length)) << (32 - length)).to_bytes(4, 'big'))}"
+            f"/{length}"
+            for length in lengths
+        )
+    return tuple(
+        _ipv6_network_text((number >> (128 - length)) << (128 - length), length)
+        for length in lengths
+    )
+
+
 def parse_address_list(
     value: object, name: str
 ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -128,3 +230,17 @@ class AddressSet:
             return False
         number = address.number
         return any((number >> shift) in nets for shift, nets in self._tables[address.version])
+
+
+def wider_network(key: str, ipv4_prefix: int, ipv6_prefix: int) -> Optional[str]:
+    """The key of the network of ``ipv4_prefix`` (IPv4) or ``ipv6_prefix`` (IPv6) bits
+    that holds the client keyed ``key`` (an address, or an IPv6 client's network); None
+    for any other key, and for a network that is that wide already."""
+    try:
+        network = ipaddress.ip_network(key)
+    except ValueError:
+        return None
+    length = ipv4_prefix if network.version == 4 else ipv6_prefix
+    if network.prefixlen <= length or key not in (str(network), str(network.network_address)):
+        return None
+    return str(network.supernet(new_prefix=length))

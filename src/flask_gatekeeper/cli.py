@@ -101,7 +101,7 @@ def list_bans() -> None:
 @click.argument("client", callback=_client_text)
 @click.option("--duration", type=float, help="Seconds (default: the ban rule's duration).")
 def ban(client: str, duration: float | None) -> None:
-    """Ban CLIENT (an IP address or a key)."""
+    """Ban CLIENT (an IP address, a network such as 203.0.113.0/24, or a key)."""
     extension = _live_extension()
     with _clean_errors():
         extension.ban(client, duration)

@@ -21,7 +21,14 @@ from .errors import ConfigError, ConfigTypeError
 from .headers import parse_headers_option
 from .identify import Identifier, KeyFunc
 from .policy import HTTP_METHODS, Predicate, ResponsePredicate, RulesOrFunction
-from .rules import BanRule, check_seconds, parse_ban_rule, parse_rules_or_function
+from .rules import (
+    BanRule,
+    SubnetBanRule,
+    check_seconds,
+    parse_ban_rule,
+    parse_rules_or_function,
+    parse_subnet_ban_rule,
+)
 from .storage import Storage, storage_from
 from .storage.base import DEFAULT_KEY_PREFIX, check_key_prefix
 from .strategies import DEFAULT_STRATEGY, check_strategy
@@ -205,6 +212,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("dry_run", "GATEKEEPER_DRY_RUN", _bool, False, "count and signal, refuse nothing"),
     Option("report_rate_limited", "GATEKEEPER_REPORT_RATE_LIMITED", _bool, False, "429s report"),
     Option("report_when", "GATEKEEPER_REPORT_WHEN", _report_when, None, "responses that report"),
+    Option(
+        "subnet_ban_rule",
+        "GATEKEEPER_SUBNET_BAN_RULE",
+        parse_subnet_ban_rule,
+        None,
+        "banned addresses that ban their network",
+    ),
     Option("strategy", "GATEKEEPER_STRATEGY", _strategy, DEFAULT_STRATEGY, "default strategy"),
     Option("exempt_static", "GATEKEEPER_EXEMPT_STATIC", _bool, True, "static files not counted"),
     Option("exempt_when", "GATEKEEPER_EXEMPT_WHEN", _exempt_when, None, "true: not counted"),
@@ -240,9 +254,11 @@ class Settings:
     """Which rate limit header fields to send: "ietf", "legacy", both or none."""
     dry_run: bool
     report_rate_limited: bool
+    """Each 429 also counts as a report toward the ban rule."""
     report_when: Optional[ResponsePredicate]
     """A response it accepts is one report of the client (every route but bypassed ones)."""
-    """Each 429 also counts as a report toward the ban rule."""
+    subnet_ban_rule: Optional[SubnetBanRule]
+    """Banned addresses of one network that ban the network."""
     strategy: str
     """The strategy of rules that do not name one."""
     exempt_static: bool
@@ -294,7 +310,14 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
     ip_header = values["ip_header"]
     if ip_header is None and trusted_proxies is not None:
         ip_header = DEFAULT_PROXY_HEADER
-    for needs_bans in ("report_rate_limited", "report_when"):
+    subnet_rule = values["subnet_ban_rule"]
+    if subnet_rule is not None and subnet_rule.ipv6_prefix >= values["ipv6_prefix"]:
+        raise ConfigError(
+            f"{named('subnet_ban_rule')}: 'ipv6_prefix' must be shorter than ipv6_prefix "
+            f"({values['ipv6_prefix']}), the length of one IPv6 client, got "
+            f"{subnet_rule.ipv6_prefix!r}"
+        )
+    for needs_bans in ("report_rate_limited", "report_when", "subnet_ban_rule"):
         if values[needs_bans] and values["ban_rule"] is None:
             raise ConfigError(
                 f"{named(needs_bans)}: {sources[needs_bans][0]!r} needs a ban_rule "

@@ -11,12 +11,14 @@ from .rules import Rule
 __all__ = [
     "ADMITTED",
     "BAN_REASONS",
+    "BY_NO_BAN_RULE",
     "GLOBAL_SCOPE",
     "IN_FLIGHT_WAIT",
     "MANUAL",
     "RATE_LIMIT",
     "REPORTS",
     "RESPONSE",
+    "SUBNET",
     "BanDetail",
     "Decision",
     "Usage",
@@ -31,7 +33,11 @@ frees when another request ends, which no storage can foresee."""
 
 
 REPORTS, RESPONSE, RATE_LIMIT, MANUAL = "reports", "response", "rate_limit", "manual"
-BAN_REASONS = (REPORTS, RESPONSE, RATE_LIMIT, MANUAL)
+SUBNET = "subnet"
+"""A network banned by ``subnet_ban_rule``: enough of its addresses were banned."""
+BAN_REASONS = (REPORTS, RESPONSE, RATE_LIMIT, MANUAL, SUBNET)
+BY_NO_BAN_RULE = (MANUAL, SUBNET)
+"""Reasons of bans that the ban rule did not make: their refusals name no rule."""
 """Why a client is banned: ``report()`` calls, responses ``report_when`` accepted, 429s
 counted as reports (``report_rate_limited``), or by hand."""
 

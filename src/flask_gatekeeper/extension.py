@@ -37,7 +37,7 @@ from .policy import (
     put_mark,
     shared_scope_name,
 )
-from .rules import BanRule, RuleLike, check_seconds, parse_rules_or_function
+from .rules import BanRule, RuleLike, SubnetBanRule, check_seconds, parse_rules_or_function
 from .storage import Storage
 
 __all__ = ["GateKeeper"]
@@ -82,6 +82,7 @@ class GateKeeper:
         dry_run: Optional[bool] = None,
         report_rate_limited: Optional[bool] = None,
         report_when: Union[ResponsePredicate, str, None] = None,
+        subnet_ban_rule: Union[SubnetBanRule, dict[str, Any], None] = None,
         strategy: Optional[str] = None,
         exempt_static: Optional[bool] = None,
         exempt_when: Optional[Predicate] = None,

@@ -8,10 +8,12 @@ the same identify step and the same storage-call path.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import secrets
 import time
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
@@ -27,8 +29,9 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
+from .addresses import NO_LENGTHS, NetworkLengths, wider_network
 from .config import Settings
-from .decision import RATE_LIMIT, REPORTS, RESPONSE, BanDetail, Decision
+from .decision import RATE_LIMIT, REPORTS, RESPONSE, SUBNET, BanDetail, Decision
 from .errors import StorageError
 from .events import Events
 from .headers import policy_name, rate_limit_headers
@@ -43,7 +46,7 @@ from .refusals import (
     TooManyInFlight,
     retry_after_header,
 )
-from .rules import BanRule, ConcurrencyLimit, Rule
+from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
 from .storage import MemoryStorage
 
 if TYPE_CHECKING:
@@ -87,6 +90,12 @@ def _handled(app: Flask, kind: type[HTTPException]) -> bool:
     return False
 
 
+def _no_network_bans(*, cached: bool = False) -> NetworkLengths:
+    """The registry of a storage object that keeps none (one written before network
+    bans): no network to look up."""
+    return NO_LENGTHS
+
+
 class _Slot:
     """The slots of the concurrency limits one admitted request holds, given back once,
     whichever way the request ends: its response complete (a streamed one closed by the
@@ -113,6 +122,18 @@ class _Slot:
     def release(self) -> None:
         if next(self._once) == 0:
             self._gate.release(self._client, self._names, self._token)
+
+
+def _given_by_the_gate() -> None:
+    """The function of a distinct rule whose values the gate sets itself."""
+    return
+
+
+@functools.lru_cache(maxsize=8)
+def banned_addresses(rule: SubnetBanRule) -> Scope:
+    """The scope, under a network's key, that counts its distinct banned addresses."""
+    counter = Rule(rule.count, rule.window, distinct=_given_by_the_gate)
+    return Scope.of("banned addresses", (counter,))
 
 
 class Down:
@@ -150,6 +171,9 @@ class Gate:
         self._usage = bool(settings.headers)
         self._strike = settings.ban_rule if settings.report_rate_limited else None
         self._processes_checked = not isinstance(settings.storage, MemoryStorage)
+        self._network_lengths: Callable[..., NetworkLengths] = getattr(
+            settings.storage, "network_lengths", _no_network_bans
+        )
         self._ready: dict[tuple[object, ...], tuple[str, list[tuple[str, str]]]] = {}
         """Refusal responses made, by what makes them (see ``_refuse``)."""
 
@@ -172,16 +196,15 @@ class Gate:
             policy = self.policies.policy_for(endpoint, req.method)
         if policy.bypass:
             return None
-        client = self.identify(req, policy)
+        client = self.identify(req, policy, self._network_lengths(cached=True))
         if client is None:
             return None
-        key, denied, behind = client
+        key, denied, also = client
         if key is None:  # key_func leaves the request alone; its address's ban does not
-            return None if behind is None else self._ban_only(behind)
+            return self._ban_only(also[0], also[1:]) if also else None
         if denied:
             return self._refuse(Denied, key, None, None, partial(Denied, key), req.environ)
         scopes = policy.scopes
-        also: tuple[str, ...] = (behind,) if behind else ()
         if policy.per_request is not None:
             computed = self.scopes_for(policy.per_request, key)
             if computed is None:
@@ -255,8 +278,35 @@ class Gate:
         banned_for = self.ask_storage(storage.report, client, ban_rule, reason)
         if isinstance(banned_for, Down):
             return False
+        if banned_for is not None and self.settings.identifier.is_network(client):
+            # A ban of no time changes no ban; it enters this one in the storage's registry
+            # of network bans, which requests read (reports alone never do).
+            self.ask_storage(storage.ban, client, 0)
         self.events.reported(client, banned_for, reason, self.ban_detail(client, banned_for))
+        if banned_for is not None:
+            self._escalate(client)
         return banned_for is not None
+
+    def _escalate(self, client: str) -> None:
+        """``client`` was just banned (by the ban rule): with a ``subnet_ban_rule``, count
+        it among the banned addresses of its network, and ban the network once they
+        reach the rule's count within its window. A distinct-value rule counts them, in
+        the storage, under the network's key."""
+        rule = self.settings.subnet_ban_rule
+        if rule is None:
+            return
+        network = wider_network(client, rule.ipv4_prefix, rule.ipv6_prefix)
+        if network is None:  # a key_func key, or a network already as wide
+            return
+        scope = replace(banned_addresses(rule), values=(client,))
+        storage = self.settings.storage
+        decision = self.ask_storage(storage.hit, network, (scope,), usage=True)
+        if isinstance(decision, Down) or decision.banned:  # the network is banned already
+            return
+        if decision.admitted and decision.usage is not None and decision.usage.remaining:
+            return
+        if not isinstance(self.ask_storage(storage.ban, network, rule.duration, SUBNET), Down):
+            self.events.banned(network, rule.duration, SUBNET, self.ban_detail(network))
 
     def ban_detail(self, client: str, banned_for: Optional[float] = 0) -> Optional[BanDetail]:
         """The client's ban as the ``client_banned`` signal carries it: read from the
@@ -298,16 +348,21 @@ class Gate:
         if deferred:
             after_this_request(count)
 
-    def _ban_only(self, client: str) -> Optional[Response]:
-        """Refuse the request if ``client`` is banned; count nothing."""
-        decision = self.hit(client, (), usage=False)
+    def _ban_only(self, client: str, also: tuple[str, ...]) -> Optional[Response]:
+        """Refuse the request if ``client``, or one of ``also``, is banned; count nothing."""
+        decision = self.hit(client, (), usage=False, also=also)
         if decision is not None and not decision.admitted:
             return self.refuse(client, decision, environ=request.environ)
         return None
 
-    def identify(self, req: Request, policy: RoutePolicy) -> Optional[Client]:
-        """The request's client, under the route's ``key_func`` if it has one."""
-        return self.settings.identifier.identify(req.headers, req.remote_addr, policy.key_func)
+    def identify(
+        self, req: Request, policy: RoutePolicy, lengths: NetworkLengths = NO_LENGTHS
+    ) -> Optional[Client]:
+        """The request's client, under the route's ``key_func`` if it has one, with its
+        networks of ``lengths`` (those of the networks banned now)."""
+        return self.settings.identifier.identify(
+            req.headers, req.remote_addr, policy.key_func, lengths
+        )
 
     def requester(self) -> Optional[str]:
         """The current request's client key for ``report()``; None when nothing applies to
@@ -349,8 +404,9 @@ class Gate:
     ) -> Optional[Decision]:
         """The storage's decision, or None when the storage is down (and fail-open).
         ``also``: other clients whose bans refuse the request (the address behind a
-        ``key_func`` key, the keys of rules with their own); ``token``: the request's
-        slot, taken under ``client``, in every scope with a concurrency limit."""
+        ``key_func`` key, the client's banned networks, the keys of rules with their
+        own); ``token``: the request's slot, taken under ``client``, in every scope with a
+        concurrency limit."""
         hit, strike, usage = self.settings.storage.hit, self._strike, usage and bool(scopes)
         decision: Union[Decision, Down]
         if self.guard.down:
@@ -409,6 +465,8 @@ class Gate:
         if self._strike is not None:
             detail = self.ban_detail(client, decision.new_ban)
             self.events.reported(client, decision.new_ban, RATE_LIMIT, detail)
+            if decision.new_ban is not None:
+                self._escalate(client)
         if decision.concurrency:
             limit = ConcurrencyLimit(decision.concurrency)
             name = policy_name(limit, decision.scope)

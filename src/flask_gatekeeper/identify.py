@@ -15,6 +15,10 @@ and nginx's ``real_ip_recursive`` do it:
 
 Whatever is chosen is parsed as an IP address (``addresses.parse_address``); anything
 that does not parse falls back to the socket peer, never to a value the client chose.
+
+Network bans: given the prefix lengths that banned networks use now (the storage's
+registry), a client's networks of those lengths are named beside it, so that their bans
+refuse its request in the same storage call.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ from typing import Optional, Union
 
 from werkzeug.datastructures import Headers
 
-from .addresses import Address, AddressSet, parse_address
+from .addresses import (
+    NO_LENGTHS,
+    Address,
+    AddressSet,
+    NetworkLengths,
+    client_length,
+    network_keys,
+    network_of,
+    parse_address,
+)
 from .keys import client_key, key_of
 from .policy import KeyFunc
 
@@ -36,10 +49,15 @@ _NO_PEER = "unknown"
 logger = logging.getLogger("flask_gatekeeper")
 
 
-Client = tuple[Optional[str], bool, Optional[str]]
+Client = tuple[Optional[str], bool, tuple[str, ...]]
 """The key a request counts under (None when ``key_func`` leaves it alone), whether the
-deny list refuses it outright, and the address behind a ``key_func`` key, whose ban
-refuses the request too, or None (a plain tuple: this is built once per request)."""
+deny list refuses it outright, and the other clients whose bans refuse the request too:
+the address behind a ``key_func`` key (first), then the address's banned-length networks
+(a plain tuple: this is built once per request)."""
+
+_NOBODY: tuple[str, ...] = ()
+
+ByVersion = dict[int, tuple[int, ...]]
 
 
 def _forwarded_for(element: str) -> str:
@@ -73,6 +91,7 @@ class Identifier:
         self._forwarded = ip_header is not None and ip_header.lower() == _FORWARDED
         self._peer_is_key = ip_header is None and not allowlist and not denylist
         self._warned_no_peer = False
+        self._lengths: tuple[NetworkLengths, ByVersion] = (NO_LENGTHS, {4: (), 6: ()})
 
     def client_address(self, headers: Headers, remote_addr: Optional[str]) -> Optional[Address]:
         """The client's address: from the header as far as it is trusted, else the peer."""
@@ -116,30 +135,43 @@ class Identifier:
         headers: Headers,
         remote_addr: Optional[str],
         key_func: Optional[KeyFunc] = None,
+        lengths: NetworkLengths = NO_LENGTHS,
     ) -> Optional[Client]:
         """The client of a request, or None when nothing applies to it (the allow list).
         ``key_func`` overrides the app's own; when it returns None the request is not
-        counted, but the ban of its address still applies."""
+        counted, but the ban of its address still applies. ``lengths``: the prefix
+        lengths of the networks banned now, whose bans refuse the request too."""
         key_func = key_func or self.key_func
-        if self._peer_is_key and key_func is None and remote_addr and ":" not in remote_addr:
+        by_version = self._by_version(lengths) if lengths else None
+        if (
+            self._peer_is_key
+            and key_func is None
+            and remote_addr
+            and ":" not in remote_addr
+            and not (by_version and by_version[4])
+        ):
             # The common case, kept cheap: the server wrote this IPv4 address, not the
             # client, and there is nothing to aggregate or look up.
-            return remote_addr, False, None
+            return remote_addr, False, _NOBODY
         address = self.client_address(headers, remote_addr)
+        networks = _NOBODY
         if address is not None:
             if self.allowlist and address in self.allowlist:
                 return None
             if self.denylist and address in self.denylist:
-                return address.key, True, None
+                return address.key, True, _NOBODY
+            if by_version:
+                networks = network_keys(address, by_version[address.version])
         if key_func is not None:
             key = key_func()
             if key is None:
-                return None, False, None if address is None else address.key
+                return None, False, _NOBODY if address is None else (address.key, *networks)
             if not isinstance(key, str):
                 raise TypeError(f"key_func must return a str or None, got {key!r}")
             key = key_of(key)
             if address is not None and address.key != key:
-                return key, False, address.key  # its address stays banned behind the key
+                # its address and networks stay banned behind the key
+                return key, False, (address.key, *networks)
         elif address is not None:
             key = address.key
         else:  # no socket peer at all (e.g. a server on a Unix socket): one shared key
@@ -153,7 +185,30 @@ class Identifier:
                     remote_addr,
                     key,
                 )
-        return key, False, None
+        return key, False, networks
+
+    def _by_version(self, lengths: NetworkLengths) -> ByVersion:
+        """``lengths`` wider than one client, by IP version; the last answer is kept, as
+        a storage answers with the same set until it changes."""
+        seen, by_version = self._lengths
+        if seen is not lengths:
+            by_version = {
+                version: tuple(
+                    sorted(
+                        length
+                        for of, length in lengths
+                        if of == version and length < client_length(version, self.ipv6_prefix)
+                    )
+                )
+                for version in (4, 6)
+            }
+            self._lengths = (lengths, by_version)
+        return by_version
+
+    def is_network(self, key: str) -> bool:
+        """Whether ``key`` names a network of several clients (not one client's key)."""
+        network = network_of(key)
+        return network is not None and network[1] < client_length(network[0], self.ipv6_prefix)
 
     def allowed(self, client: str) -> bool:
         """Whether ``client``, named by the app, is an allow-listed address."""

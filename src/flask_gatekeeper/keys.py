@@ -6,15 +6,20 @@ Whatever text the library shows for a client (a refusal body, a signal, ``bans()
 CLI, a log line) is its key, and passing that text back names the same client:
 
 - An IP address is its canonical text (an IPv6 address: its ``/ipv6_prefix`` network).
+- A network (the text of a network ban) is its normalised CIDR: ``203.0.113.7/24`` is
+  ``203.0.113.0/24``. One that holds a single client at most (an IPv4 /32, an IPv6
+  network at least as long as ``ipv6_prefix``) is that client's key, since the library
+  counts and bans that client as one (``addresses.network_key``).
 - A ``key_func`` key is its text as given, except that a key which could be read as an
-  address, or starts with ``key:`` or ``sha256:``, is shown as ``key:<text>``: a user
-  named ``203.0.113.7`` is never the address 203.0.113.7.
+  address or a network, or starts with ``key:`` or ``sha256:``, is shown as
+  ``key:<text>``: a user named ``203.0.113.7`` is never the address 203.0.113.7.
 - A ``key_func`` key longer than ``MAX_KEY_LENGTH`` is ``sha256:<hex digest>``, so text
   from request data cannot make a tracked client arbitrarily large. A distinct rule's
   values follow the same rule (``stored_value``).
 
 Text given by the app or an operator is read the same way: ``key:`` names a key, an
-address is normalised, ``sha256:`` names a hashed key, and anything else is a key.
+address or a network is normalised, ``sha256:`` names a hashed key, and anything else is
+a key.
 
 Listings and log lines show a key with ``shown``: a backslash and every character that
 is not printable are escaped (``\\n``, ``\\x1e``), so a key cannot forge a line that
@@ -30,7 +35,7 @@ from typing import Callable, Optional
 
 from flask import has_request_context, request
 
-from .addresses import parse_address
+from .addresses import network_key, parse_address
 from .rules import KeySource, request_field
 
 __all__ = [
@@ -63,7 +68,11 @@ def key_of(text: str) -> str:
     """The stored key of ``key_func``'s ``text``."""
     if len(text) > MAX_KEY_LENGTH:
         return _digest(text)
-    if text.startswith((KEY_MARK, HASH_MARK)) or parse_address(text) is not None:
+    if (
+        text.startswith((KEY_MARK, HASH_MARK))
+        or parse_address(text) is not None
+        or network_key(text) is not None
+    ):
         return KEY_MARK + text
     return text
 
@@ -78,8 +87,8 @@ def stored_value(text: str) -> str:
 
 
 def client_key(text: str, ipv6_prefix: int) -> str:
-    """The stored key of a client named by the app or an operator: an address, a key
-    shown by the library, or a ``key_func`` key as the app knows it."""
+    """The stored key of a client named by the app or an operator: an address, a
+    network, a key shown by the library, or a ``key_func`` key as the app knows it."""
     if text.startswith(KEY_MARK):
         return key_of(text[len(KEY_MARK) :])
     if text.startswith(HASH_MARK):
@@ -87,7 +96,7 @@ def client_key(text: str, ipv6_prefix: int) -> str:
     address = parse_address(text, ipv6_prefix)
     if address is not None:
         return address.key
-    return key_of(text)
+    return network_key(text, ipv6_prefix) or key_of(text)
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}

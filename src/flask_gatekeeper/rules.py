@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, TypeVar, Union
 
 from .errors import ConfigError, ConfigTypeError
 from .strategies import SLIDING_LOG, check_strategy
@@ -28,12 +28,14 @@ __all__ = [
     "Rule",
     "RuleLike",
     "RulesFunction",
+    "SubnetBanRule",
     "check_key_source",
     "check_seconds",
     "key_label",
     "parse_ban_rule",
     "parse_rules",
     "parse_rules_or_function",
+    "parse_subnet_ban_rule",
     "request_field",
 ]
 
@@ -238,6 +240,47 @@ RuleLike = Union[Rule, Mapping[str, object], str]
 """What users may pass as one rate rule (a string may hold several, separated by ``;``)."""
 
 
+@dataclass(frozen=True)
+class SubnetBanRule:
+    """``count`` distinct addresses of one network banned within ``window`` seconds ban
+    the whole network for ``duration`` seconds: an IPv4 address's /``ipv4_prefix``
+    network, an IPv6 client's /``ipv6_prefix``. The escalation fail2ban's users have
+    asked for: one host of a botnet's block is banned, then its neighbours, then the
+    block."""
+
+    count: int
+    window: float
+    duration: float
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 48
+
+    def __post_init__(self) -> None:
+        _check_count("count", self.count)
+        check_seconds("window", self.window)
+        check_seconds("duration", self.duration)
+        for name, longest in (("ipv4_prefix", 31), ("ipv6_prefix", 127)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigTypeError(f"{name!r} must be a prefix length, got {value!r}")
+            if not 0 <= value <= longest:
+                raise ConfigError(f"{name!r} must be from 0 to {longest}, got {value!r}")
+
+    def prefix(self, version: int) -> int:
+        """The length of the network an address of IP ``version`` escalates to."""
+        return self.ipv4_prefix if version == 4 else self.ipv6_prefix
+
+    def __str__(self) -> str:
+        return (
+            f"{self.count} banned addresses of one /{self.ipv4_prefix} (IPv4) or "
+            f"/{self.ipv6_prefix} (IPv6) within {_seconds_text(self.window)}"
+        )
+
+
+def parse_subnet_ban_rule(value: object, name: str) -> SubnetBanRule:
+    """Validate the subnet ban rule given as ``name``: a ``SubnetBanRule`` or a dict."""
+    return _ban_rule_of(SubnetBanRule, value, name, ("ipv4_prefix", "ipv6_prefix"))
+
+
 def _check_count(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigTypeError(f"{field!r} must be a positive integer, got {value!r}")
@@ -352,17 +395,26 @@ def parse_rules(value: object, name: str) -> tuple[Rule, ...]:
 
 def parse_ban_rule(value: object, name: str) -> BanRule:
     """Validate the ban rule given as ``name``: a ``BanRule`` or a dict of its three fields."""
-    if isinstance(value, BanRule):
+    return _ban_rule_of(BanRule, value, name, ("factor", "max_duration", "forget_after"))
+
+
+AnyBanRule = TypeVar("AnyBanRule", BanRule, "SubnetBanRule")
+
+
+def _ban_rule_of(
+    kind: type[AnyBanRule], value: object, name: str, optional: tuple[str, ...]
+) -> AnyBanRule:
+    """A ban rule of ``kind`` as given, or made from a dict of its fields."""
+    if isinstance(value, kind):
         return value
     try:
         if not isinstance(value, Mapping):
             raise ConfigTypeError(
-                f"expected a dict with count, window and duration, or a BanRule, got {value!r}"
+                f"expected a dict with count, window and duration, or a {kind.__name__}, "
+                f"got {value!r}"
             )
-        fields = _fields(
-            value, ("count", "window", "duration"), ("factor", "max_duration", "forget_after")
-        )
-        return BanRule(**fields)  # type: ignore[arg-type]  # BanRule checks the types
+        fields = _fields(value, ("count", "window", "duration"), optional)
+        return kind(**fields)  # type: ignore[arg-type]  # the rule checks the types
     except ConfigTypeError as exc:
         raise ConfigTypeError(f"{name}: {exc}") from None
     except ConfigError as exc:

@@ -15,7 +15,8 @@ import threading
 from collections.abc import Sequence
 from typing import Optional
 
-from .decision import REPORTS, BanDetail, Decision, Usage
+from .addresses import NetworkLengths
+from .decision import MANUAL, REPORTS, BanDetail, Decision, Usage
 from .errors import StorageError
 from .policy import Scope
 from .rules import BanRule
@@ -107,9 +108,9 @@ class FlakyStorage:
         self._maybe_fail()
         return self.inner.report(client, ban_rule, reason)
 
-    def ban(self, client: str, duration: float) -> None:
+    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
         self._maybe_fail()
-        self.inner.ban(client, duration)
+        self.inner.ban(client, duration, reason)
 
     def unban(self, client: str) -> bool:
         self._maybe_fail()
@@ -118,6 +119,11 @@ class FlakyStorage:
     def banned_for(self, client: str) -> float:
         self._maybe_fail()
         return self.inner.banned_for(client)
+
+    def network_lengths(self, *, cached: bool = False) -> NetworkLengths:
+        if not cached:  # a request's answer never raises
+            self._maybe_fail()
+        return self.inner.network_lengths(cached=cached)
 
     def bans(self) -> dict[str, float]:
         self._maybe_fail()

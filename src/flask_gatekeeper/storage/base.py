@@ -3,6 +3,11 @@
 Each method is one atomic step that reads the clock once. ``hit`` does a whole request's
 work (ban check, every rule's check, a slot of every concurrency limit, record if
 admitted) so that a request costs one lock in memory and one round trip in Redis.
+
+Network bans: a ban whose client is a network's key (its CIDR, ``addresses.network_of``)
+is also entered in a registry of the prefix lengths that banned networks use, which the
+gate reads for each request (``network_lengths``) to name the client's networks of those
+lengths in ``hit``'s ``also``; with no network banned, a request looks up nothing more.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Callable, Optional, Protocol
 
-from ..decision import REPORTS, BanDetail, Decision, Usage
+from ..addresses import NetworkLengths
+from ..decision import MANUAL, REPORTS, BanDetail, Decision, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import Scope
 from ..rules import BanRule
@@ -47,7 +53,8 @@ class Storage(Protocol):
         token: Optional[str] = None,
     ) -> Decision:
         """Refuse a banned client, or when one of ``also`` is banned (the address behind a
-        ``key_func`` key; the decision's ``banned_as`` names it); else refuse if any rule
+        ``key_func`` key, the client's networks; the decision's ``banned_as`` names the
+        one with the longest ban); else refuse if any rule
         of ``scopes`` has no room for its scope's ``cost`` more requests (a cost above a
         rule's count never fits), or any distinct rule none for the request's new value;
         else, with a ``token``, refuse if a scope with a ``concurrency`` limit already
@@ -88,12 +95,26 @@ class Storage(Protocol):
         (escalated for repeat offenders), else None. A longer ban in force stands."""
         ...
 
-    def ban(self, client: str, duration: float) -> None:
-        """Ban now for ``duration`` seconds (never shortening a longer ban)."""
+    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
+        """Ban now for ``duration`` seconds (never shortening a longer ban), for
+        ``reason`` (by hand unless said). A network's key enters the registry until the
+        ban in force after the call ends, whatever started it: ``ban(network, 0)``
+        changes no ban and registers the one a report started (``report`` never
+        registers)."""
         ...
 
     def unban(self, client: str) -> bool:
-        """End the ban and forget the client's ban history; True if it was banned."""
+        """End the ban and forget the client's ban history; True if it was banned. A
+        network leaves the registry."""
+        ...
+
+    def network_lengths(self, *, cached: bool = False) -> NetworkLengths:
+        """The registry: ``(IP version, prefix length)`` of every network banned now.
+
+        ``cached``: the answer a request uses, which never raises. A storage shared by
+        processes may answer from its copy up to a second old (a network that another
+        process banned meanwhile is not refused yet), or with ``addresses.EVERY_LENGTH``
+        when its copy is older, for its next ``hit`` to read the registry along."""
         ...
 
     def banned_for(self, client: str) -> float:
@@ -114,5 +135,6 @@ class Storage(Protocol):
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
         """Forget everything about the client: counters, slots held, reports, ban and its
-        history; with ``scope``, only its counters and slots in that scope."""
+        history (a network leaves the registry); with ``scope``, only its counters and
+        slots in that scope."""
         ...

@@ -11,6 +11,10 @@ beyond the cap, soonest-ending first). The slots of concurrency limits are lease
 (token -> deadline) per client and scope, in a third table, capped the same way, that
 holds only clients with requests in flight.
 
+Network bans are entered in a registry, one table of networks and their ban's end per
+(IP version, prefix length), from which ``network_lengths`` answers; the answer is kept
+until a length's last ban ends or the registry changes, and read without the lock.
+
 Times are whole microseconds (``units``), computed with the same expressions as the Redis
 scripts, so both storages decide alike. A table key is the client's key itself (its
 global log) or a tuple starting with it, so no client text can reach another's entries.
@@ -26,8 +30,10 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Optional
 
 from .. import strategies
+from ..addresses import NO_LENGTHS, NetworkLengths, network_of
 from ..decision import (
     ADMITTED,
+    BY_NO_BAN_RULE,
     IN_FLIGHT_WAIT,
     MANUAL,
     RATE_LIMIT,
@@ -197,7 +203,8 @@ class _Ban:
 
     @property
     def manual(self) -> bool:
-        return self.reason == MANUAL
+        """Made without the ban rule (by hand, or by the subnet ban rule)."""
+        return self.reason in BY_NO_BAN_RULE
 
     def detail(self, now: int) -> BanDetail:
         return BanDetail(
@@ -312,6 +319,10 @@ class MemoryStorage:
         self._lock = threading.Lock()
         self._logs: OrderedDict[Hashable, _Log] = OrderedDict()
         self._bans: dict[str, _Ban] = {}
+        self._networks: dict[tuple[int, int], dict[str, int]] = {}
+        """The registry: (version, prefix length) -> banned network -> its ban's end."""
+        self._lengths: tuple[int, NetworkLengths] = (0, NO_LENGTHS)
+        """The registry's last answer, and until when it holds (0: ask again)."""
         self._flights: OrderedDict[tuple[str, str], dict[str, int]] = OrderedDict()
         """(client, scope name) -> the slots held there: token -> lease deadline."""
 
@@ -640,22 +651,60 @@ class MemoryStorage:
             others.sort(key=lambda name: (bans[name].end > now, bans[name].end))
             for name in others[:excess]:
                 del bans[name]
+                self._unregister(name)
 
-    def ban(self, client: str, duration: float) -> None:
+    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
         with self._lock:
             now = self._now()
             end = now + microseconds(duration)
             previous = self._bans.get(client)
             if previous is None or previous.forget_at <= now:
-                self._set_ban(client, _Ban(now, end, 0, end, MANUAL), now)
+                self._set_ban(client, _Ban(now, end, 0, end, reason), now)
             elif previous.end < end:
                 strikes, forget_at = previous.strikes, max(previous.forget_at, end)
-                self._set_ban(client, _Ban(now, end, strikes, forget_at, MANUAL), now)
+                self._set_ban(client, _Ban(now, end, strikes, forget_at, reason), now)
+            network = network_of(client)
+            if network is not None:
+                self._register(client, network, self._bans[client].end)
 
     def unban(self, client: str) -> bool:
         with self._lock:
             ban = self._bans.pop(client, None)
+            self._unregister(client)
             return ban is not None and ban.end > self._now()
+
+    def _register(self, client: str, network: tuple[int, int], end: int) -> None:
+        """Enter a network's ban, ending at ``end``, in the registry."""
+        networks = self._networks.setdefault(network, {})
+        networks[client] = max(end, networks.get(client, 0))
+        self._lengths = (0, NO_LENGTHS)
+
+    def _unregister(self, client: str) -> None:
+        """Take ``client`` out of the registry, if it is a network there."""
+        network = network_of(client)
+        if network is not None and client in self._networks.get(network, ()):
+            del self._networks[network][client]
+            self._lengths = (0, NO_LENGTHS)
+
+    def network_lengths(self, *, cached: bool = False) -> NetworkLengths:
+        if not self._networks:  # the common case: no network was ever banned, or none is
+            return NO_LENGTHS
+        now = self._now()
+        until, lengths = self._lengths  # one tuple, replaced whole: read without the lock
+        if now < until:
+            return lengths
+        with self._lock:
+            ends = {}
+            for length, networks in list(self._networks.items()):
+                live = {name: end for name, end in networks.items() if end > now}
+                if live:
+                    self._networks[length] = live
+                    ends[length] = max(live.values())
+                else:
+                    del self._networks[length]
+            lengths = frozenset(ends)
+            self._lengths = (min(ends.values(), default=0), lengths)
+            return lengths
 
     def banned_for(self, client: str) -> float:
         with self._lock:
@@ -684,6 +733,7 @@ class MemoryStorage:
         with self._lock:
             if scope is None:
                 self._bans.pop(client, None)
+                self._unregister(client)
                 doomed = [key for key in self._logs if _belongs_to(key, client)]
             else:
                 doomed = [key for key in self._logs if _in_scope(key, client, scope)]

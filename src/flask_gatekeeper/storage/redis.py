@@ -9,6 +9,11 @@ the Redis server's clock, so app hosts with skewed clocks agree. Every key of a 
 carries its ``{hash tag}``, so one script's keys sit on one Redis Cluster slot; expiries
 only collect garbage (a second after the data stops mattering).
 
+The registry of network bans (``lua/networks.lua``) sits under a tag of its own. Each
+process keeps a copy for ``NETWORK_REFRESH`` seconds; once it is older, a request looks
+up its networks of every length, and its script returns the registry along (on Redis
+Cluster, where the registry sits on another slot, the copy is read in a call of its own).
+
 Install with ``pip install "flask-gatekeeper[redis]"``.
 """
 
@@ -17,7 +22,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import math
 import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -26,10 +33,12 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import quote, unquote
 
 from .. import strategies
+from ..addresses import EVERY_LENGTH, NO_LENGTHS, NetworkLengths, network_of
 from ..decision import (
     ADMITTED,
     GLOBAL_SCOPE,
     IN_FLIGHT_WAIT,
+    MANUAL,
     RATE_LIMIT,
     REPORTS,
     BanDetail,
@@ -60,12 +69,16 @@ if TYPE_CHECKING:
 else:
     RedisClient = Any
 
-__all__ = ["DEFAULT_TIMEOUT", "RedisStorage"]
+__all__ = ["DEFAULT_TIMEOUT", "NETWORK_REFRESH", "RedisStorage"]
 
 DEFAULT_TIMEOUT = 0.5
 """Seconds to connect and to read: a stalled Redis delays a request by at most about this
 much (twice when the connection also has to be made again), and only one request a
 second per process (see ``outage``)."""
+
+NETWORK_REFRESH = 1.0
+"""Seconds a process keeps its copy of the registry of network bans: a network banned by
+another process is refused here within about this long (at once by this process)."""
 
 _FAILURES = (redis.RedisError, RedisClusterException)
 """What redis-py raises when Redis fails (cluster errors do not derive from RedisError)."""
@@ -223,6 +236,11 @@ _REPORT = _Script("common.lua", "report.lua")
 _BAN = _Script("common.lua", "ban.lua")
 _USAGE = _Script("common.lua", "distinct.lua", "strategies.lua", "usage.lua")
 _RELEASE = _Script("release.lua")
+_NETWORKS = _Script("common.lua", "networks.lua")
+
+_REGISTRY_TAG = "%networks"
+"""The registry's hash tag: no client's (``_hash_tag`` writes a ``%`` only before two hex
+digits, or alone)."""
 
 
 _TAG_SAFE = "".join(chr(code) for code in range(33, 127) if chr(code) not in "%{}")
@@ -245,6 +263,16 @@ def _client_of(tag: str) -> str:
     if tag == "%":
         return ""
     return unquote(tag, errors="surrogatepass")
+
+
+def _lengths(members: list[Any]) -> NetworkLengths:
+    """The registry's answer (``["4/24", "6/48"]``) as (version, length) pairs."""
+    pairs = []
+    for member in members:
+        text = member.decode() if isinstance(member, bytes) else str(member)
+        version, _, length = text.partition("/")
+        pairs.append((int(version), int(length)))
+    return frozenset(pairs)
 
 
 @functools.lru_cache(maxsize=16)
@@ -309,6 +337,9 @@ class RedisStorage:
         self.clock = clock
         self._clustered = any(cls.__name__ == "RedisCluster" for cls in type(client).__mro__)
         self._pooled = _pooled(client)
+        self._registry: tuple[float, NetworkLengths] = (-math.inf, NO_LENGTHS)
+        """This process's copy of the registry of network bans, and when it was read (on
+        ``clock``, else ``time.monotonic``)."""
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStorage:
@@ -343,6 +374,33 @@ class RedisStorage:
 
     def _now_argument(self) -> Union[int, str]:
         return "" if self.clock is None else instant(self.clock())
+
+    def _registry_key(self, suffix: str) -> str:
+        return f"{self.key_prefix}{{{_REGISTRY_TAG}}}:{suffix}"
+
+    def _copy_time(self) -> float:
+        return (self.clock or time.monotonic)()
+
+    def _keep(self, read_at: float, members: list[Any]) -> NetworkLengths:
+        """Keep the registry's answer, read at ``read_at``, as this process's copy."""
+        lengths = _lengths(members)
+        self._registry = (read_at, lengths)
+        return lengths
+
+    def _registry_call(
+        self, action: str, entry: Optional[tuple[str, tuple[int, int], int]] = None
+    ) -> NetworkLengths:
+        """Run ``networks.lua``: "read" the registry, or "add" or "remove" an ``entry``
+        (a network's key, its version and length, when its ban ends); the answer becomes
+        this process's copy."""
+        keys = [self._registry_key("lengths")]
+        args: list[Union[int, str]] = [self._now_argument(), action]
+        if entry is not None:
+            network, (version, length), end = entry
+            keys.append(self._registry_key(f"{version}/{length}"))
+            args += [network, f"{version}/{length}", end]
+        read_at = self._copy_time()
+        return self._keep(read_at, self._run(_NETWORKS, keys, args))
 
     def _run(self, script: _Script, keys: list[str], args: Sequence[_Argument]) -> Any:
         try:
@@ -396,11 +454,16 @@ class RedisStorage:
         strike: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
+        registry: bool = False,
     ) -> tuple[list[Any], list[tuple[Rule, str]]]:
-        """Run ``hit.lua``: its answer, and the rules its indices point into."""
+        """Run ``hit.lua``: its answer, and the rules its indices point into. ``registry``:
+        the answer brings the registry of network bans along."""
         scope_keys, scope_args, rules = self._scopes(client, scopes)
         other_bans = [self._key(other, "ban") for other in also]
-        keys = [self._key(client, "ban"), self._key(client, "reports"), *other_bans, *scope_keys]
+        keys = [self._key(client, "ban"), self._key(client, "reports"), *other_bans]
+        if registry:
+            keys.append(self._registry_key("lengths"))
+        keys += scope_keys
         args: list[_Argument] = [
             self._now_argument(),
             int(usage),
@@ -409,6 +472,7 @@ class RedisStorage:
             mode,
             len(other_bans),
             token or "",
+            int(registry),
             *scope_args,
         ]
         return self._run(_HIT, keys, args), rules
@@ -433,7 +497,11 @@ class RedisStorage:
                 also = ()
             if keys:
                 return self._hit_on_slots(client, scopes, usage, strike, token)
-        answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also, token)
+        read_at = self._copy_time()
+        registry = not self._clustered and read_at - self._registry[0] >= NETWORK_REFRESH
+        answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also, token, registry)
+        if registry:
+            self._keep(read_at, answer[7])
         return self._decision(answer, rules, scopes, also, usage)
 
     def _hit_on_slots(
@@ -490,7 +558,7 @@ class RedisStorage:
         usage: bool = False,
     ) -> Decision:
         """``hit.lua``'s answer, for these ``scopes`` (their rules), as a decision."""
-        status, wait, limiting, closest, remaining, reset, new_ban = answer
+        status, wait, limiting, closest, remaining, reset, new_ban, _ = answer
         if status == _BANNED:
             return Decision(
                 admitted=False,
@@ -571,15 +639,44 @@ class RedisStorage:
         duration = self._run(_REPORT, keys, args)
         return seconds(duration) if duration >= 0 else None
 
-    def _ban_action(self, client: str, action: str, duration: float = 0) -> int:
-        args = [self._now_argument(), action, microseconds(duration)]
+    def _ban_action(
+        self, client: str, action: str, duration: float = 0, reason: str = MANUAL
+    ) -> int:
+        args = [self._now_argument(), action, microseconds(duration), reason]
         return int(self._run(_BAN, [self._key(client, "ban")], args))
 
-    def ban(self, client: str, duration: float) -> None:
-        self._ban_action(client, "ban", duration)
+    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
+        end = self._ban_action(client, "ban", duration, reason)
+        network = network_of(client)
+        if network is not None:  # a second call: the registry has a tag of its own
+            self._registry_call("add", (client, network, end))
 
     def unban(self, client: str) -> bool:
-        return self._ban_action(client, "unban") == 1
+        end = self._ban_action(client, "unban")  # when the ban would have ended, 0 if none
+        network = network_of(client)
+        if end and network is not None:
+            self._registry_call("remove", (client, network, end))
+        return end > 0
+
+    def network_lengths(self, *, cached: bool = False) -> NetworkLengths:
+        """The registry (one script), or with ``cached`` this process's copy while it is
+        younger than ``NETWORK_REFRESH``; once older, ``EVERY_LENGTH``, and the next
+        request's script reads the registry along. On Redis Cluster that script cannot
+        reach the registry's slot, so an older copy is read again in a call of its own
+        (kept as it is, for another second, when the call fails: the request's own call
+        will meet the failure)."""
+        if not cached:
+            return self._registry_call("read")
+        read_at, lengths = self._registry
+        if self._copy_time() - read_at < NETWORK_REFRESH:
+            return lengths
+        if not self._clustered:
+            return EVERY_LENGTH
+        try:
+            return self._registry_call("read")
+        except StorageError:
+            self._registry = (self._copy_time(), lengths)
+            return lengths
 
     def banned_for(self, client: str) -> float:
         return seconds(self._ban_action(client, "left"))
@@ -619,6 +716,8 @@ class RedisStorage:
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
         """Forget the client (a SCAN of its keys: for operators, not for requests)."""
+        if scope is None and network_of(client) is not None:
+            self.unban(client)  # first, for the registry to learn when its ban ends
         head = self._key(client, "")
         keys = self._scan(f"{head.translate(_GLOB_SPECIAL)}*")
         if scope is not None:

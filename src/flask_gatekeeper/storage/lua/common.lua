@@ -45,9 +45,16 @@ local function set_ban(ban_key, now, duration, strikes, forget_after, reason)
   expire_after(ban_key, finish + forget_after - now)
 end
 
--- Whether the ban was set by hand (its refusal names no rule).
+-- The registry of network bans: the lengths ("4/24") that a network banned now uses.
+local function live_lengths(lengths_key, now)
+  return redis.call('ZRANGEBYSCORE', lengths_key, '(' .. int(now), '+inf')
+end
+
+-- Whether the ban was made without the ban rule, by hand or by the subnet ban rule (its
+-- refusal names no rule).
 local function manual(ban_key)
-  return redis.call('HGET', ban_key, 'r') == 'manual'
+  local reason = redis.call('HGET', ban_key, 'r')
+  return reason == 'manual' or reason == 'subnet'
 end
 
 -- The bans a client had lately, for escalation: none once their forget time has passed.

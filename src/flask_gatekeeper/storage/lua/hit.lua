@@ -1,9 +1,11 @@
 -- One request, atomically: ban check, every rule's check, every concurrency limit's
 -- check, record and take a slot if admitted.
 -- KEYS: ban, reports, the bans of the other clients that refuse this request too (the
--- address behind a key_func key), then per scope its sliding log (a list, newest first)
--- followed by one state key per stateful rule, one sorted set per distinct rule and,
--- when it has a concurrency limit, its slots (see read_scopes).
+-- address behind a key_func key, the client's banned networks, the keys of rules with
+-- their own), the registry of network bans when ARGV[13] is "1", then per scope its
+-- sliding log (a list, newest first) followed by one state key per stateful rule, one
+-- sorted set per distinct rule and, when it has a concurrency limit, its slots (see
+-- read_scopes).
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
 -- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: 1 for a request
@@ -11,15 +13,22 @@
 -- 3 to check as for a request without recording (no slot either);
 -- ARGV[11]: how many other clients' bans follow the reports key; ARGV[12]: the request's
 -- token, its slot in every scope with a concurrency limit (mode 1 only; "": it takes
--- none, and those limits are not checked); from ARGV[13], the scopes as read_scopes
--- reads them (each with its cost).
--- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban}: status 0 admitted,
--- 1 banned (then `rule` is 1 for a ban set by hand, and `usage_rule` 0 for the client's
--- own ban or i for the i-th other client's), 2 limited, 3 too many in flight (then
--- `rule` is the full scope's index, from 0); rules are numbered over every scope from
--- 0, in each scope sliding-log rules, then stateful, then distinct; -1 means none.
+-- none, and those limits are not checked); ARGV[13]: "1" to return the prefix lengths of
+-- the networks banned now; from ARGV[14], the scopes as read_scopes reads them (each
+-- with its cost).
+-- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban, lengths}: status 0
+-- admitted, 1 banned (then `rule` is 1 for a ban set by hand, and `usage_rule` 0 for the
+-- client's own ban or i for the i-th other client's), 2 limited, 3 too many in flight
+-- (then `rule` is the full scope's index, from 0); rules are numbered over every scope
+-- from 0, in each scope sliding-log rules, then stateful, then distinct; -1 means none;
+-- `lengths` as networks.lua returns them, when asked (else empty).
 local now = clock(ARGV[1])
 local mode, others = tonumber(ARGV[10]), tonumber(ARGV[11])
+local registry, lengths = 0, {}
+if ARGV[13] == '1' then
+  registry = 1
+  lengths = live_lengths(KEYS[3 + others], now)
+end
 if mode ~= 2 then
   local longest, banned = 0, -1
   for i = 0, others do  -- the client's own ban (KEYS[1]), then the others' (KEYS[3]...)
@@ -37,12 +46,12 @@ if mode ~= 2 then
   end
   if banned >= 0 then  -- the third value says whether the ban was set by hand
     local ban_key = banned == 0 and KEYS[1] or KEYS[2 + banned]
-    return {1, longest, manual(ban_key) and 1 or 0, banned, 0, 0, -1}
+    return {1, longest, manual(ban_key) and 1 or 0, banned, 0, 0, -1, lengths}
   end
 end
 
 local token = ARGV[12]
-local scopes = read_scopes(13, 3 + others)
+local scopes = read_scopes(14, 3 + others + registry)
 
 -- the rule with the fewest requests left (then the longest reset), with its requests
 -- left and reset; -1 when usage was not asked for, or no scope has a rule
@@ -101,7 +110,7 @@ if mode ~= 2 then
     end
   end
   if worst >= 0 then
-    return {2, wait, worst, worst, 0, wait, strike()}
+    return {2, wait, worst, worst, 0, wait, strike(), lengths}
   end
   if mode == 1 and token ~= '' then  -- expired leases go, as they are met
     for i, scope in ipairs(scopes) do
@@ -109,7 +118,7 @@ if mode ~= 2 then
         redis.call('ZREMRANGEBYSCORE', scope.slots, '-inf', int(now))
         if redis.call('ZCARD', scope.slots) >= scope.concurrency then
           local closest, remaining, reset = closest_usage()
-          return {3, 0, i - 1, closest, remaining, reset, strike()}
+          return {3, 0, i - 1, closest, remaining, reset, strike(), lengths}
         end
       end
     end
@@ -117,7 +126,7 @@ if mode ~= 2 then
 end
 
 if mode == 3 then  -- checked only: recorded by another call (Redis Cluster)
-  return {0, 0, -1, -1, 0, 0, -1}
+  return {0, 0, -1, -1, 0, 0, -1, lengths}
 end
 for _, scope in ipairs(scopes) do
   local cost = scope.cost
@@ -151,4 +160,4 @@ for _, scope in ipairs(scopes) do
 end
 
 local closest, remaining, reset = closest_usage()
-return {0, 0, -1, closest, remaining, reset, -1}
+return {0, 0, -1, closest, remaining, reset, -1, lengths}

@@ -146,6 +146,7 @@ def repeated_traffic(
 def test_refusals_answered_again_are_the_raised_ones_in_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.25)  # X-RateLimit-Reset's
     fast_clock, raised_clock = FakeClock(), FakeClock()
     fast_app, _ = refusing_app(fast_clock)
     with recording(fast_app) as fast_events:

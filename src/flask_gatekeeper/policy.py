@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Union
 
 from .decision import GLOBAL_SCOPE
@@ -173,6 +173,22 @@ class Scope:
     distinct: tuple[Rule, ...] = ()
     distinct_ids: tuple[str, ...] = ()
     values: tuple[Optional[str], ...] = ()
+    thresholds: tuple[tuple[int, int, Rule], ...] = field(init=False, repr=False, compare=False)
+    """For each ``logged`` rule: which timestamp decides (the n-th newest: the request is
+    refused while it is within the window; n < 1 when the cost is over the count), the
+    window in microseconds, and the rule. Derived once, read by every request."""
+    plain: bool = field(init=False, repr=False, compare=False)
+    """Only sliding-log rules, each able to admit the cost, recorded at once and without
+    slots: the one-scope case that storages may decide on a short path."""
+
+    def __post_init__(self) -> None:
+        thresholds = tuple(
+            (rule.count - self.cost + 1, rule.window_us, rule) for rule in self.logged
+        )
+        plain = bool(thresholds) and all(needed >= 1 for needed, _, _ in thresholds)
+        plain = plain and not (self.stateful or self.distinct or self.deferred or self.concurrency)
+        object.__setattr__(self, "thresholds", thresholds)
+        object.__setattr__(self, "plain", plain)
 
     @classmethod
     def of(

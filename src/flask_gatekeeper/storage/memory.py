@@ -131,15 +131,13 @@ def _longest_wait(log: Optional[_Log], scope: Scope, now: int) -> tuple[float, O
     admit it. One index per rule, whatever its count."""
     longest: float = 0
     worst = None
-    cost = scope.cost
     size, head = (0, 0) if log is None else (len(log), log.head)
-    for rule in scope.logged:
-        needed = rule.count - cost + 1  # the needed-th newest decides
+    for needed, window, rule in scope.thresholds:
         wait: float
         if needed < 1:  # more than the rule ever admits
-            wait = rule.window_us
+            wait = window
         elif log is not None and size >= needed:
-            wait = log[(head - needed) % size] + rule.window_us - now
+            wait = log[(head - needed) % size] + window - now
         else:
             continue
         if wait > longest:
@@ -364,22 +362,34 @@ class MemoryStorage:
             if not scopes:
                 return ADMITTED
             logs = self._logs
-            if token is None and len(scopes) == 1:
-                # The common case, kept short: one scope, of sliding-log rules only,
-                # recorded now, and no slot to take.
+            if token is None and len(scopes) == 1 and scopes[0].plain:
+                # The common case, kept short (each call costs): one scope of sliding-log
+                # rules (``Scope.plain``) that a tracked client's full ring admits is
+                # decided and recorded in place; anything else as below.
                 scope = scopes[0]
-                if scope.logged and not (scope.stateful or scope.distinct or scope.deferred):
-                    key = _scope_key(scope.owner or client, scope)
-                    log = logs.get(key)
+                key = _scope_key(scope.owner or client, scope)
+                log = logs.get(key)
+                recorded = False
+                if log is not None and scope.cost == 1 and len(log) == scope.depth:
+                    logs.move_to_end(key)
+                    head = log.head
+                    for needed, window, _ in scope.thresholds:
+                        if log[(head - needed) % scope.depth] + window > now:
+                            break  # refused: _longest_wait finds by which rule
+                    else:
+                        log[head] = now
+                        log.head = (head + 1) % scope.depth
+                        recorded = True
+                if not recorded:
                     wait, rule = _longest_wait(log, scope, now)
                     if rule is not None:
                         if log is not None:  # a refused request is seen too
                             logs.move_to_end(key)
                         return self._limited(client, wait, rule, scope.name, usage, strike, now)
                     self._record_log(key, log, scope, now)
-                    if not usage:
-                        return ADMITTED
-                    return Decision(admitted=True, usage=self._closest(client, scopes, now))
+                if not usage:
+                    return ADMITTED
+                return Decision(admitted=True, usage=self._closest(client, scopes, now))
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
             states: list[_State] = []
             distinct: list[_Distinct] = []

@@ -59,6 +59,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/strategies.py
 	$(BIN)/python benchmarks/flood.py
 	$(BIN)/python benchmarks/peers.py
+	$(BIN)/python benchmarks/instructions.py
 	$(BIN)/python benchmarks/load.py
 
 bench-smoke: $(VENV)/.installed-dev
@@ -67,6 +68,7 @@ bench-smoke: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/strategies.py --smoke
 	$(BIN)/python benchmarks/flood.py --smoke
 	$(BIN)/python benchmarks/peers.py --smoke
+	$(BIN)/python benchmarks/instructions.py --smoke
 	$(BIN)/python benchmarks/load.py --smoke
 
 ## Side by side with Flask-Limiter and flask-gatekeeper 1.0 (own venvs in benchmarks/.venvs/);

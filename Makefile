@@ -58,9 +58,9 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/redis_roundtrip.py --hiredis
 	$(BIN)/python benchmarks/strategies.py
 	$(BIN)/python benchmarks/flood.py
+	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/peers.py
 	$(BIN)/python benchmarks/instructions.py
-	$(BIN)/python benchmarks/load.py
 
 bench-smoke: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py --smoke

@@ -824,6 +824,10 @@ def report(results: Results) -> str:
         "where 9 requests in 10 are refused): [LOAD.md](LOAD.md), written by "
         "`benchmarks/load.py`.",
         "",
+        "The same configurations counted in instructions per request under callgrind, "
+        "which the timing noise of a shared machine does not move: "
+        "[INSTRUCTIONS.md](INSTRUCTIONS.md), written by `benchmarks/instructions.py`.",
+        "",
         "## Targets",
         "",
         "Overhead is the per-request time minus bare Flask's, the median of per-round "

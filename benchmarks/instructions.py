@@ -1,7 +1,7 @@
 """Instructions per request under callgrind: the side-by-side ratios without the noise.
 
 Not a test: it prints a Markdown report (written to ``benchmarks/INSTRUCTIONS.md`` too)
-and asserts no speed. ``make bench`` runs it when valgrind is installed (about 15
+and asserts no speed. ``make bench`` runs it when valgrind is installed (about 20
 minutes on two cores); ``make bench-smoke`` runs ``--smoke`` (bare Flask and ours, a
 few hundred requests).
 
@@ -11,7 +11,7 @@ instructions a request executes does not move: it is what a request costs on an 
 core, cache misses aside. Each configuration is built by ``harness.py`` exactly as
 ``peers.py`` builds it (same apps, rules, fake clocks, warm-up and filled logs), in the
 same venvs, and run twice under ``valgrind --tool=callgrind``: once built and warmed up
-only, once with ``REQUESTS`` more requests. The difference, divided by ``REQUESTS``, is
+only, once with 4 000 more requests (``FULL``). The difference, divided by 4 000, is
 one request's instructions, the interpreter and WSGI call included. ``PYTHONHASHSEED``
 is fixed, so that two runs differ only by the requests.
 

@@ -1,7 +1,7 @@
 """Per-request cost of GateKeeper over bare Flask, through the WSGI app called directly.
 
 Not a test: it prints a Markdown table and asserts no speed. ``make bench`` runs the full
-measurement (about two minutes on two cores); ``make bench-smoke`` (``--smoke``) runs the
+measurement (about five minutes on two cores); ``make bench-smoke`` (``--smoke``) runs the
 same code with tiny counts, for CI, in a few seconds.
 
 What is measured, per request, in this process with ``harness.py``'s method (the WSGI app

@@ -1,7 +1,7 @@
 """Side by side with the peers: per-request time, memory per client, Redis, flood.
 
 Not a test: it prints one Markdown report (written to ``benchmarks/RESULTS.md`` too) and
-asserts no speed. ``make bench-peers`` runs it (about 8 minutes on two cores).
+asserts no speed. ``make bench-peers`` runs it (about 25 minutes on two cores).
 ``make bench-smoke`` runs ``--smoke``: tiny counts, no flood, and only the peers whose
 venvs are already built (it builds none, so it downloads nothing; it says which it skips).
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 import redis
@@ -138,11 +138,11 @@ class RedisServer:
         path = self.directory / "redis.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def client(self, **options: object) -> redis.Redis:
+    def client(self, **options: Any) -> redis.Redis:
         """A new client of this server; the caller closes it."""
         if self.port:
-            return redis.Redis(host=HOST, port=self.port, **options)  # type: ignore[arg-type]
-        return redis.Redis(unix_socket_path=str(self.socket_path), **options)  # type: ignore[arg-type]
+            return redis.Redis(host=HOST, port=self.port, **options)
+        return redis.Redis(unix_socket_path=str(self.socket_path), **options)
 
     def _command(self) -> list[str]:
         command = [

@@ -227,7 +227,7 @@ def test_count_when_takes_two_round_trips_and_other_routes_one(
     client = app.test_client()
     assert logins(client, "right") == [200]  # scripts loaded, connection open
     commands: list[str] = []
-    with monitor_client.monitor() as monitor:  # type: ignore[no-untyped-call]
+    with monitor_client.monitor() as monitor:
         assert logins(client, "wrong") == [401]
         assert client.get("/").status_code == 200
         marker.echo("end")

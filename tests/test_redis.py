@@ -140,7 +140,7 @@ def client_commands(server: RedisServer, action: Callable[[], object]) -> list[s
     marker = server.client()
     try:
         marker.ping()  # its connection handshake happens now, not among the counted commands
-        with watcher.monitor() as monitor:  # type: ignore[no-untyped-call]
+        with watcher.monitor() as monitor:
             action()
             marker.echo(MONITOR_END)
             commands: list[str] = []
@@ -636,14 +636,14 @@ class ScriptedConnection(redis.Connection):
         self.script_sent = b"EVAL" in data[:20]
         if self.script_sent:
             if type(self).send_faults:
-                self.disconnect()  # type: ignore[no-untyped-call]
+                redis.Connection.disconnect(self)  # named on redis-py's class: typed or not
                 raise type(self).send_faults.pop(0)
             type(self).written.append(data)
-        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+        redis.Connection.send_packed_command(self, command, check_health)
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         if self.script_sent and type(self).read_faults:
-            self.disconnect()  # type: ignore[no-untyped-call]
+            redis.Connection.disconnect(self)
             raise type(self).read_faults.pop(0)
         return super().read_response(*args, **kwargs)
 
@@ -695,7 +695,7 @@ def test_a_plain_client_calls_scripts_on_a_connection_of_its_pool(
     args = ["", 3, 10_000_000, 600_000_000, "1.0", MAX_MICROSECONDS, 86_400_000_000, "motif: açaí"]
     packer = redis.connection.PythonRespSerializer(6000, redis_db.get_encoder().encode)
     assert ScriptedConnection.written[-2:] == [
-        b"".join(packer.pack(*call, 2, *keys, *args))  # type: ignore[no-untyped-call]
+        b"".join(packer.pack(*call, 2, *keys, *args))
         for call in (("EVALSHA", _REPORT.sha), ("EVAL", _REPORT.source))
     ]
     assert redis_db.llen("gatekeeper:{%C3%A9}:reports") == 1
@@ -741,7 +741,7 @@ def test_a_real_timeout_on_a_paused_server_is_not_retried(
     try:
         assert storage.hit(IP, GLOBAL_RULE).admitted  # connected, script loaded
         written = len(ScriptedConnection.written)
-        admin.execute_command("CLIENT", "PAUSE", 600, "ALL")  # type: ignore[no-untyped-call]
+        admin.execute_command("CLIENT", "PAUSE", 600, "ALL")
         with pytest.raises(StorageError) as caught:
             storage.hit(IP, GLOBAL_RULE)
         assert isinstance(caught.value.__cause__, redis.TimeoutError)
@@ -776,7 +776,7 @@ class CountingRedis(redis.Redis):
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         CountingRedis.commands.append(str(args[0]))
-        return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        return redis.Redis.execute_command(self, *args, **options)
 
 
 def test_clients_the_direct_path_would_bypass_keep_redis_py_s_own(
@@ -812,7 +812,7 @@ def sentinel_for(primary: RedisServer) -> Iterator[int]:
 
     def answers() -> bool:
         try:
-            found = probe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "main")  # type: ignore[no-untyped-call]
+            found = probe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "main")
             return bool(found)
         except redis.ConnectionError:
             return False
@@ -832,8 +832,8 @@ def test_a_sentinel_client_takes_the_direct_path(
     from redis.sentinel import Sentinel
 
     with sentinel_for(redis_server) as port:
-        sentinel = Sentinel([(HOST, port)], socket_timeout=0.5)  # type: ignore[no-untyped-call]
-        client = sentinel.master_for("main", socket_timeout=0.5)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel([(HOST, port)], socket_timeout=0.5)
+        client = sentinel.master_for("main", socket_timeout=0.5)
         try:
             app, _ = redis_app(storage=client, rate_limit_rules=[{"count": 2, "window": 60}])
             assert app.extensions["gatekeeper"].settings.storage._pooled is not None

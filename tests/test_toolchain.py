@@ -55,7 +55,7 @@ def test_every_make_target_that_installs_goes_through_the_pins() -> None:
     )
     installs = [line for line in dry_run.stdout.splitlines() if "pip install" in line]
     assert installs
-    assert [line for line in installs if f"PIP_CONSTRAINT=\"{PINS}\"" not in line] == []
+    assert [line for line in installs if f'PIP_CONSTRAINT="{PINS}"' not in line] == []
 
 
 def test_the_venv_of_make_test_holds_the_pinned_versions() -> None:

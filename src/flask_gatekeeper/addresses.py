@@ -149,12 +149,14 @@ def _network_key(text: str, ipv6_prefix: int) -> Optional[str]:
 
 _WRITTEN_AS_ADDRESS = re.compile(
     r"""
+    [\s"]*                                         # spaces and quotes, as parse_address
     (?: \d+ (?: \.\d+ ){3,} (?: :\d+ )?           # IPv4: four numbers or more, maybe a port
       | \d+ (?: \.\d+ )+ (?= \s*/ )               # or fewer, before a prefix
       | \[? [0-9a-f.]* : [0-9a-f.]* : [0-9a-f:.]*   # IPv6: hex digits, two colons at least
         (?: \] (?: :\d+ )? )?
     )
     (?: \s*/ [-\s0-9./]* )?                       # a prefix length or a netmask
+    [\s"]*
     """,
     re.VERBOSE | re.IGNORECASE | re.ASCII,
 )
@@ -165,7 +167,7 @@ def written_as_address(text: str) -> bool:
     and dots (four numbers at least, or fewer before a ``/prefix``), or hex digits and two
     colons at least, each maybe with a ``/prefix``. Keys such as ``user:42``, ``42``, a
     UUID or an API key are not: one colon, no dots, or a letter past ``f``."""
-    return _WRITTEN_AS_ADDRESS.fullmatch(text.strip().strip('"')) is not None
+    return _WRITTEN_AS_ADDRESS.fullmatch(text) is not None
 
 
 def network_problem(text: str, strict: bool = False) -> str:

@@ -75,7 +75,7 @@ def key_of(text: str) -> str:
     if (
         text.startswith((KEY_MARK, HASH_MARK))
         or written_as_address(text)
-        or parse_address(text) is not None  # a zone id or a port, which it does not cover
+        or parse_address(text) is not None  # forms the shape leaves out: fe80::1%eth0
         or network_key(text) is not None
     ):
         return KEY_MARK + text

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from .decision import Decision
-from .errors import ConfigError, ConfigTypeError, GateKeeperError, StorageError
+from .errors import (
+    ClientNameError,
+    ConfigError,
+    ConfigTypeError,
+    GateKeeperError,
+    StorageError,
+    UnsafeBanError,
+)
 from .extension import GateKeeper
 from .refusals import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
 from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
@@ -14,6 +21,7 @@ __version__ = "2.0.0.dev0"
 __all__ = [
     "BanRule",
     "Banned",
+    "ClientNameError",
     "ConcurrencyLimit",
     "ConfigError",
     "ConfigTypeError",
@@ -29,4 +37,5 @@ __all__ = [
     "StorageUnavailable",
     "SubnetBanRule",
     "TooManyInFlight",
+    "UnsafeBanError",
 ]

@@ -8,6 +8,7 @@ or requests.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import string
 from collections.abc import Iterable, Sequence
@@ -26,11 +27,14 @@ __all__ = [
     "network_key",
     "network_keys",
     "network_of",
+    "network_problem",
     "parse_address",
     "parse_address_list",
+    "written_as_address",
 ]
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 _MAX_ADDRESS_TEXT = 64
 """Longer than any address a proxy writes (IPv6, brackets, port, zone): longer is garbage."""
@@ -129,9 +133,7 @@ def network_key(text: str, ipv6_prefix: int = 128) -> Optional[str]:
 @lru_cache(maxsize=1024)
 def _network_key(text: str, ipv6_prefix: int) -> Optional[str]:
     try:
-        network: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.ip_network(
-            text.strip(), strict=False
-        )
+        network: Network = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         return None
     if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
@@ -143,6 +145,45 @@ def _network_key(text: str, ipv6_prefix: int) -> Optional[str]:
         assert address is not None  # the text of an address
         return address.key
     return str(network)
+
+
+_WRITTEN_AS_ADDRESS = re.compile(
+    r"""
+    [\s"]*                                         # spaces and quotes, as parse_address
+    (?: \d+ (?: \.\d+ ){3,} (?: :\d+ )?           # IPv4: four numbers or more, maybe a port
+      | \d+ (?: \.\d+ )+ (?= \s*/ )               # or fewer, before a prefix
+      | \[? [0-9a-f.]* : [0-9a-f.]* : [0-9a-f:.]*   # IPv6: hex digits, two colons at least
+        (?: \] (?: :\d+ )? )?
+    )
+    (?: \s*/ [-\s0-9./]* )?                       # a prefix length or a netmask
+    [\s"]*
+    """,
+    re.VERBOSE | re.IGNORECASE | re.ASCII,
+)
+
+
+def written_as_address(text: str) -> bool:
+    """Whether ``text`` is written as an IP address or a network, right or wrong: numbers
+    and dots (four numbers at least, or fewer before a ``/prefix``), or hex digits and two
+    colons at least, each maybe with a ``/prefix``. Keys such as ``user:42``, ``42``, a
+    UUID or an API key are not: one colon, no dots, or a letter past ``f``."""
+    return _WRITTEN_AS_ADDRESS.fullmatch(text) is not None
+
+
+def network_problem(text: str, strict: bool = False) -> str:
+    """Why ``text`` is not an IP address or network (with ``strict``: not one without host
+    bits), in the words of ``ipaddress`` for the IP version it is written as; its message
+    for either version ("does not appear to be an IPv4 or IPv6 network") says nothing."""
+    text = text.strip().strip('"')
+    written_as_ipv6 = text.count(":") >= 2 or text.startswith("[")
+    kind = ipaddress.IPv6Network if written_as_ipv6 else ipaddress.IPv4Network
+    try:
+        kind(text, strict=strict)
+    except ValueError as exc:
+        if strict and "host bits" in str(exc):
+            return f"{exc}: the network is {kind(text, strict=False)}"
+        return str(exc)
+    return "not an IP address or network"
 
 
 def network_of(key: str) -> Optional[tuple[int, int]]:
@@ -178,9 +219,7 @@ def network_keys(address: Address, lengths: Sequence[int]) -> tuple[str, ...]:
     )
 
 
-def parse_address_list(
-    value: object, name: str
-) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def parse_address_list(value: object, name: str) -> list[Network]:
     """IPs and CIDRs from a list or a comma-separated string; errors name ``name``."""
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple, set, frozenset)):
@@ -191,8 +230,11 @@ def parse_address_list(
             raise ConfigTypeError(f"{name}: expected an IP address or network, got {item!r}")
         try:
             networks.append(ipaddress.ip_network(item.strip()))
-        except ValueError as exc:
-            raise ConfigError(f"{name}: {item!r} is not an IP address or network ({exc})") from None
+        except ValueError:
+            problem = network_problem(item, strict=True)
+            raise ConfigError(
+                f"{name}: {item!r} is not an IP address or network ({problem})"
+            ) from None
     return networks
 
 
@@ -203,7 +245,7 @@ class AddressSet:
     stored as integers in one set per prefix length.
     """
 
-    def __init__(self, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
+    def __init__(self, networks: Iterable[Network]) -> None:
         tables: dict[tuple[int, int], set[int]] = {}
         for network in networks:
             if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
@@ -230,6 +272,19 @@ class AddressSet:
             return False
         number = address.number
         return any((number >> shift) in nets for shift, nets in self._tables[address.version])
+
+    def overlaps(self, network: Network) -> bool:
+        """Whether ``network`` shares an address with the set (for an operator's ban, not
+        for requests: a network of the set narrower than ``network`` costs a scan)."""
+        number = int(network.network_address)
+        outside = network.max_prefixlen - network.prefixlen  # the bits that vary inside
+        for shift, nets in self._tables[network.version]:
+            if shift >= outside:  # as wide or wider: holds all of ``network`` or none
+                if (number >> shift) in nets:
+                    return True
+            elif any((net << shift) >> outside == number >> outside for net in nets):
+                return True
+        return False
 
 
 def wider_network(key: str, ipv4_prefix: int, ipv6_prefix: int) -> Optional[str]:

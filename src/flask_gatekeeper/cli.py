@@ -100,11 +100,17 @@ def list_bans() -> None:
 @gatekeeper.command("ban")
 @click.argument("client", callback=_client_text)
 @click.option("--duration", type=float, help="Seconds (default: the ban rule's duration).")
-def ban(client: str, duration: float | None) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Ban even a network wider than /8 (IPv4) or /32 (IPv6), or one holding a trusted "
+    "proxy or an allow-listed address.",
+)
+def ban(client: str, duration: float | None, force: bool) -> None:
     """Ban CLIENT (an IP address, a network such as 203.0.113.0/24, or a key)."""
     extension = _live_extension()
     with _clean_errors():
-        extension.ban(client, duration)
+        extension.ban(client, duration, force=force)
         left = extension.banned_for(client)
     click.echo(f"banned {_key(client)} for {retry_after_header(left)}s")
 

@@ -18,5 +18,16 @@ class ConfigTypeError(ConfigError, TypeError):
     """A setting or rule has a value of the wrong type (also a ``TypeError``)."""
 
 
+class ClientNameError(ConfigError):
+    """Text given to a manual control as a client is written as an IP address or a network
+    (``300.1.1.0/24``) but is not one; the message says why, and how to name a
+    ``key_func`` key of that text (``key:...``)."""
+
+
+class UnsafeBanError(ConfigError):
+    """A ban that would refuse more than an operator likely means (a very wide network, or
+    one holding a trusted proxy or an allow-listed address); ``force=True`` makes it."""
+
+
 class StorageError(GateKeeperError):
     """A storage backend failed; backends convert their own errors into this one."""

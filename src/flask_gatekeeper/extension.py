@@ -147,16 +147,18 @@ class GateKeeper:
         Returns True when this report bans the client. Never fails: not for a client never
         seen before, not in a bypassed route, not when the storage is down (it is logged);
         without a ban rule, when disabled, or for an allow-listed client it does nothing.
+        An ``ip`` written as an address or network that is not one is the caller's bug:
+        ``ClientNameError``, as in every manual control.
         """
         gate = self._gate()
         settings = gate.settings
-        ban_rule = settings.ban_rule
-        if not settings.enabled or ban_rule is None:
+        # ``ip`` is read even when nothing is reported: text that is no address is a bug
+        client = None if ip is None else settings.identifier.key_for(ip)
+        if not settings.enabled or settings.ban_rule is None:
             return False
         if ip is not None:
             if settings.identifier.allowed(ip):
                 return False
-            client: Optional[str] = settings.identifier.key_for(ip)
         elif has_request_context():
             client = gate.requester()
         else:
@@ -264,9 +266,10 @@ class GateKeeper:
     # Every control names its client as ``keys.client_key`` reads it: an IP address
     # (normalised like a request's), a key as the library shows it, or a key_func key.
 
-    def ban(self, client: str, duration: Optional[float] = None) -> None:
+    def ban(self, client: str, duration: Optional[float] = None, *, force: bool = False) -> None:
         """Ban ``client`` for ``duration`` seconds, by default the ban rule's duration.
-        A longer ban in force stands."""
+        A longer ban in force stands. A network wider than /8 (IPv4) or /32 (IPv6), or
+        one holding a trusted proxy or an allow-listed address, needs ``force=True``."""
         gate = self._gate()
         if duration is None:
             if gate.settings.ban_rule is None:
@@ -276,7 +279,7 @@ class GateKeeper:
             check_seconds("duration", duration)
         except ConfigError as exc:
             raise type(exc)(f"ban(): {exc}") from None
-        key = gate.settings.identifier.key_for(client)
+        key = gate.settings.identifier.ban_key(client, force)
         storage = gate.settings.storage
         storage.ban(key, duration)
         detail = storage.ban_detail(key)  # a longer ban may stand

@@ -23,6 +23,7 @@ refuse its request in the same storage call.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Optional, Union
 
@@ -32,12 +33,14 @@ from .addresses import (
     NO_LENGTHS,
     Address,
     AddressSet,
+    Network,
     NetworkLengths,
     client_length,
     network_keys,
     network_of,
     parse_address,
 )
+from .errors import UnsafeBanError
 from .keys import client_key, key_of
 from .policy import KeyFunc
 
@@ -48,6 +51,9 @@ _NO_PEER = "unknown"
 
 logger = logging.getLogger("flask_gatekeeper")
 
+
+WIDEST_BAN = {4: 8, 6: 32}
+"""The widest network (prefix length per IP version) banned without ``force=True``."""
 
 Client = tuple[Optional[str], bool, tuple[str, ...]]
 """The key a request counts under (None when ``key_func`` leaves it alone), whether the
@@ -218,3 +224,38 @@ class Identifier:
     def key_for(self, client: str) -> str:
         """The key of a client named by the app or an operator (``keys.client_key``)."""
         return client_key(client, self.ipv6_prefix)
+
+    def ban_key(self, client: str, force: bool = False) -> str:
+        """The key of a client to ban (``key_for``). Without ``force``, a network is
+        refused (``UnsafeBanError``) when it is wider than ``WIDEST_BAN`` or holds a
+        trusted proxy or an allow-listed address: a slip such as ``0.0.0.0/0`` would shut
+        out every client, the operator's own included."""
+        key = self.key_for(client)
+        if not force and self.is_network(key):
+            problem = self._ban_problem(ipaddress.ip_network(key))
+            if problem is not None:
+                raise UnsafeBanError(
+                    f"ban({client!r}): {key} {problem}; if that is what you mean, give "
+                    "force=True (flask gatekeeper ban --force)"
+                )
+        return key
+
+    def _ban_problem(self, network: Network) -> Optional[str]:
+        widest = WIDEST_BAN[network.version]
+        if network.prefixlen < widest:
+            return (
+                f"is wider than /{widest}: its ban would refuse "
+                f"2^{network.max_prefixlen - network.prefixlen} addresses"
+            )
+        proxies = self.trusted_proxies
+        if isinstance(proxies, AddressSet) and proxies.overlaps(network):
+            return (
+                "holds a trusted proxy (trusted_proxies): its ban would also refuse every "
+                "request the proxy sends without a client address in ip_header"
+            )
+        if self.allowlist.overlaps(network):
+            return (
+                "holds allow-listed addresses (allowlist), which no ban refuses: its ban "
+                "would not refuse all it names"
+            )
+        return None

@@ -10,16 +10,19 @@ CLI, a log line) is its key, and passing that text back names the same client:
   ``203.0.113.0/24``. One that holds a single client at most (an IPv4 /32, an IPv6
   network at least as long as ``ipv6_prefix``) is that client's key, since the library
   counts and bans that client as one (``addresses.network_key``).
-- A ``key_func`` key is its text as given, except that a key which could be read as an
-  address or a network, or starts with ``key:`` or ``sha256:``, is shown as
-  ``key:<text>``: a user named ``203.0.113.7`` is never the address 203.0.113.7.
+- A ``key_func`` key is its text as given, except that a key which is written as an
+  address or a network (``addresses.written_as_address``, whether it is one or not), or
+  starts with ``key:`` or ``sha256:``, is shown as ``key:<text>``: a user named
+  ``203.0.113.7`` is never the address 203.0.113.7.
 - A ``key_func`` key longer than ``MAX_KEY_LENGTH`` is ``sha256:<hex digest>``, so text
   from request data cannot make a tracked client arbitrarily large. A distinct rule's
   values follow the same rule (``stored_value``).
 
 Text given by the app or an operator is read the same way: ``key:`` names a key, an
 address or a network is normalised, ``sha256:`` names a hashed key, and anything else is
-a key.
+a key, except text written as an address or a network that is not one
+(``300.1.1.0/24``): that is a ``ClientNameError``, since a key of that text would ban
+nobody while it looks like a network ban (``key:300.1.1.0/24`` names such a key).
 
 Listings and log lines show a key with ``shown``: a backslash and every character that
 is not printable are escaped (``\\n``, ``\\x1e``), so a key cannot forge a line that
@@ -35,7 +38,8 @@ from typing import Callable, Optional
 
 from flask import has_request_context, request
 
-from .addresses import network_key, parse_address
+from .addresses import network_key, network_problem, parse_address, written_as_address
+from .errors import ClientNameError
 from .rules import KeySource, request_field
 
 __all__ = [
@@ -70,7 +74,8 @@ def key_of(text: str) -> str:
         return _digest(text)
     if (
         text.startswith((KEY_MARK, HASH_MARK))
-        or parse_address(text) is not None
+        or written_as_address(text)
+        or parse_address(text) is not None  # forms the shape leaves out: fe80::1%eth0
         or network_key(text) is not None
     ):
         return KEY_MARK + text
@@ -88,7 +93,9 @@ def stored_value(text: str) -> str:
 
 def client_key(text: str, ipv6_prefix: int) -> str:
     """The stored key of a client named by the app or an operator: an address, a
-    network, a key shown by the library, or a ``key_func`` key as the app knows it."""
+    network, a key shown by the library, or a ``key_func`` key as the app knows it.
+    Raises ``ClientNameError`` for text written as an address or a network that is not
+    one."""
     if text.startswith(KEY_MARK):
         return key_of(text[len(KEY_MARK) :])
     if text.startswith(HASH_MARK):
@@ -96,7 +103,16 @@ def client_key(text: str, ipv6_prefix: int) -> str:
     address = parse_address(text, ipv6_prefix)
     if address is not None:
         return address.key
-    return network_key(text, ipv6_prefix) or key_of(text)
+    network = network_key(text, ipv6_prefix)
+    if network is not None:
+        return network
+    if written_as_address(text):
+        raise ClientNameError(
+            f"{text!r} is written as an IP address or network but is not one "
+            f"({network_problem(text)}); a key_func key of this text is named "
+            f"{KEY_MARK + text!r}"
+        )
+    return key_of(text)
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}

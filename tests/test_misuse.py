@@ -305,6 +305,27 @@ def test_a_routes_report_when_without_a_ban_rule_fails_at_start_up(on: str) -> N
         gk.init_app(app)
 
 
+def test_a_route_added_after_start_up_says_its_report_when_reports_nothing(
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    gk = GateKeeper()
+    mark = gk.specific(report_when=lambda response: response.status_code == 401)
+    app = Flask(__name__)
+    gk.init_app(app)
+    blueprint = mark(Blueprint("api", __name__))
+    blueprint.add_url_rule("/login", "login", lambda: ("bad password", 401))
+    app.register_blueprint(blueprint)  # after init_app: too late for its check
+    client = app.test_client()
+    assert [client.get("/login").status_code for _ in range(3)] == [401] * 3
+    assert gatekeeper_logs(logs) == [
+        (
+            "WARNING",
+            "report_when on 'api.login' reports nothing: there is no ban_rule "
+            "(GATEKEEPER_BAN_RULE) to count reports toward",
+        )
+    ]
+
+
 # --- Hints for Flask-Limiter users ------------------------------------------------------------
 
 

@@ -602,6 +602,7 @@ class Policies:
         report_when: Optional[ResponsePredicate] = None,
         concurrency: int = 0,
         lease: float = 0.0,
+        bans: bool = True,
     ) -> None:
         self.owner = owner
         self._view_functions = view_functions
@@ -614,6 +615,8 @@ class Policies:
         self._report_when = report_when
         self._concurrency = concurrency
         self._lease = lease
+        self._bans = bans
+        """Whether there is a ban rule for ``report_when`` to report toward."""
         self.cache: dict[tuple[Optional[str], str], RoutePolicy] = {}
         """(endpoint, method) -> policy; the request path reads it directly. A method
         outside ``HTTP_METHODS`` is cached as "", so clients cannot grow it."""
@@ -641,6 +644,13 @@ class Policies:
                 concurrency=self._concurrency,
                 lease=self._lease,
             )
+            if policy.report_when and not self._bans:
+                # init_app refuses the marks it can see: this one came later
+                logger.warning(
+                    "report_when on %r reports nothing: there is no ban_rule "
+                    "(GATEKEEPER_BAN_RULE) to count reports toward",
+                    endpoint,
+                )
             scopes = policy.per_request.scopes if policy.per_request else policy.scopes
             for scope in scopes:
                 if isinstance(scope, Scope):

@@ -98,7 +98,7 @@ class GateKeeper:
         **unexpected: NoReturn,
     ) -> None:
         if unexpected:  # Flask-Limiter's names, or typos: say which option was meant
-            raise unexpected_keyword(unexpected, CONFIG_KEYS, CONFIG_KEYS)
+            raise unexpected_keyword(unexpected, CONFIG_KEYS)
         arguments = locals()
         self._given = {
             option.name: arguments[option.name]

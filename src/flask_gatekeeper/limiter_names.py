@@ -151,19 +151,17 @@ _BY_CONFIG_KEY = {c.config_key: c for c in _COUNTERPARTS if c.config_key is not 
 _FLASK_LIMITER_PREFIX = "RATELIMIT_"
 
 
-def unexpected_keyword(
-    names: Iterable[str], options: Iterable[str], config_keys: Mapping[str, str]
-) -> TypeError:
+def unexpected_keyword(names: Iterable[str], config_keys: Mapping[str, str]) -> TypeError:
     """The error for keywords ``GateKeeper()`` does not take (the first of ``names``):
-    Flask-Limiter's name for one of ``options`` (each with its config key in
-    ``config_keys``) says which, and so does a near miss."""
+    Flask-Limiter's name for one of our options (the keys of ``config_keys``, which maps
+    each to its config key) says which, and so does a near miss."""
     name = next(iter(names))
     counterpart = _BY_KEYWORD.get(name)
     message = f"GateKeeper() got an unexpected keyword argument {name!r}"
     if counterpart is not None:
         message += f", Flask-Limiter's: {_instead(counterpart, config_keys, keyword=True)}"
     else:
-        close = difflib.get_close_matches(name, list(options), n=1)
+        close = difflib.get_close_matches(name, list(config_keys), n=1)
         if close:
             message += f": did you mean {close[0]}= ({config_keys[close[0]]})?"
     return TypeError(message)

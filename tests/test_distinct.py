@@ -78,12 +78,14 @@ def test_dicts_carry_a_distinct_function() -> None:
         (
             {"count": 2, "window": 60, "distinct": "user"},
             ConfigTypeError,
-            r"rate_limit_rules\[0\]: 'distinct' must be a function with no arguments, got 'user'",
+            r"rate_limit_rules\[0\]: 'distinct': expected a function called as distinct\(\), "
+            r"got 'user'",
         ),
         (
             {"count": 2, "window": 60, "distinct": lambda name: name},
             ConfigTypeError,
-            r"rate_limit_rules\[0\]: 'distinct' must be a function with no arguments",
+            r"rate_limit_rules\[0\]: 'distinct': expected a function that can be called as "
+            r"distinct\(\), got .*<lambda>\(name\)$",
         ),
         (
             {"count": 2, "window": 60, "distinct": user, "strategy": "gcra"},

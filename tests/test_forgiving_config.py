@@ -84,8 +84,13 @@ def test_max_clients_with_a_storage_object_shows_the_value_given(clock: FakeCloc
 
 
 def test_the_constructor_takes_every_option_of_the_table_in_order() -> None:
-    parameters = list(inspect.signature(GateKeeper).parameters)
-    assert parameters == ["app", *(option.name for option in OPTIONS)]
+    parameters = list(inspect.signature(GateKeeper).parameters.values())
+    assert [p.name for p in parameters] == [
+        "app",
+        *(option.name for option in OPTIONS),
+        "unexpected",
+    ]
+    assert parameters[-1].kind is inspect.Parameter.VAR_KEYWORD  # only to name what was meant
 
 
 def test_the_configuration_docs_list_every_option_and_key() -> None:

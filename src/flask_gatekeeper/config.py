@@ -9,6 +9,7 @@ or config key it came from and the value, so a typo fails at start-up, not mid-t
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -20,9 +21,19 @@ from .addresses import AddressSet, parse_address_list
 from .errors import ConfigError, ConfigTypeError
 from .headers import parse_headers_option
 from .identify import Identifier, KeyFunc
-from .policy import HTTP_METHODS, Predicate, ResponsePredicate, RulesOrFunction
+from .limiter_names import config_hint
+from .policy import (
+    EXEMPT_WHEN_CALLS,
+    HTTP_METHODS,
+    KEY_FUNC_CALLS,
+    REPORT_WHEN_CALLS,
+    Predicate,
+    ResponsePredicate,
+    RulesOrFunction,
+)
 from .rules import (
     BanRule,
+    Calls,
     SubnetBanRule,
     check_seconds,
     parse_ban_rule,
@@ -53,9 +64,12 @@ DEFAULT_CONCURRENCY_LEASE = 300
 timeout, so only a worker that died holding a slot ever meets it."""
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HOP_COUNT = re.compile(r"\s*[0-9]+\s*")
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 Parser = Callable[[object, str], Any]
+
+logger = logging.getLogger("flask_gatekeeper")
 
 
 def _bool(value: object, name: str) -> bool:
@@ -117,6 +131,8 @@ def _seconds(value: object, name: str) -> float:
 
 
 def _trusted_proxies(value: object, name: str) -> Union[int, AddressSet]:
+    if isinstance(value, str) and _HOP_COUNT.fullmatch(value):
+        value = int(value)  # "1", as the environment gives it: no address is all digits
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
             raise ConfigError(f"{name}: a hop count cannot be negative, got {value!r}")
@@ -142,8 +158,8 @@ def _address_set(value: object, name: str) -> AddressSet:
     return AddressSet(parse_address_list(value, name))
 
 
-def _function(value: object, name: str, returning: str) -> Callable[..., object]:
-    """A function, or an import string naming one."""
+def _function(value: object, name: str, calls: Calls) -> Callable[..., object]:
+    """A function, or an import string naming one, that can be called as ``calls`` says."""
     if isinstance(value, str):
         try:
             value = import_string(value)
@@ -153,21 +169,20 @@ def _function(value: object, name: str, returning: str) -> Callable[..., object]
                 f"{exc.exception}); expected 'package.module:function' or "
                 "'package.module.function'"
             ) from None
-    if not callable(value):
-        raise ConfigTypeError(f"{name}: expected a function returning {returning}, got {value!r}")
+    calls.check(value, name)
     return cast(Callable[..., object], value)
 
 
 def _key_func(value: object, name: str) -> KeyFunc:
-    return cast(KeyFunc, _function(value, name, "a key"))
+    return cast(KeyFunc, _function(value, name, KEY_FUNC_CALLS))
 
 
 def _exempt_when(value: object, name: str) -> Predicate:
-    return _function(value, name, "whether the request is exempt")
+    return _function(value, name, EXEMPT_WHEN_CALLS)
 
 
 def _report_when(value: object, name: str) -> ResponsePredicate:
-    return _function(value, name, "whether a response reports the client")
+    return _function(value, name, REPORT_WHEN_CALLS)
 
 
 def _storage(value: object, name: str) -> object:
@@ -289,6 +304,9 @@ def _check_known_keys(config: Mapping[str, object]) -> None:
 def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> Settings:
     """Settings for one app from the constructor's ``given`` options and its ``config``."""
     _check_known_keys(config)
+    hint = config_hint(config, CONFIG_KEYS)
+    if hint is not None:
+        logger.warning("%s", hint)
     sources: dict[str, tuple[object, str]] = {}
     values: dict[str, Any] = {}
     for option in OPTIONS:

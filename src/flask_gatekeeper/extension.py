@@ -8,8 +8,9 @@ on the extension, so one ``GateKeeper`` can serve several apps with separate cou
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any, Callable, Literal, Optional, TypeVar, Union, overload
+from typing import Any, Callable, Literal, NoReturn, Optional, TypeVar, Union, overload
 
 from flask import (
     Blueprint,
@@ -20,13 +21,19 @@ from flask import (
     has_request_context,
 )
 
-from .config import OPTIONS, load_settings, parse_concurrency, parse_methods
+from .config import CONFIG_KEYS, OPTIONS, load_settings, parse_concurrency, parse_methods
 from .decision import MANUAL, BanDetail, Usage
 from .errors import ConfigError, ConfigTypeError
 from .gate import Gate
 from .identify import KeyFunc
 from .limit import Limit
+from .limiter_names import unexpected_keyword
 from .policy import (
+    COST_CALLS,
+    COUNT_WHEN_CALLS,
+    EXEMPT_WHEN_CALLS,
+    KEY_FUNC_CALLS,
+    REPORT_WHEN_CALLS,
     Cost,
     Mark,
     Pending,
@@ -88,7 +95,10 @@ class GateKeeper:
         exempt_when: Optional[Predicate] = None,
         concurrency: Optional[int] = None,
         concurrency_lease: Optional[float] = None,
+        **unexpected: NoReturn,
     ) -> None:
+        if unexpected:  # Flask-Limiter's names, or typos: say which option was meant
+            raise unexpected_keyword(unexpected, CONFIG_KEYS)
         arguments = locals()
         self._given = {
             option.name: arguments[option.name]
@@ -96,6 +106,8 @@ class GateKeeper:
             if arguments[option.name] is not None
         }
         self._constructor_gate: Optional[Gate] = None
+        self._gates: weakref.WeakSet[Gate] = weakref.WeakSet()
+        """The gates of the apps initialised so far, for checks made at decoration."""
         if app is not None:
             self.init_app(app)
             self._constructor_gate = app.extensions[EXTENSION_KEY]
@@ -113,6 +125,10 @@ class GateKeeper:
                 return
             raise RuntimeError(f"{app.name!r} already has another GateKeeper")
         gate = Gate(self, load_settings(self._given, app.config), app)
+        if gate.settings.ban_rule is None and any(
+            mark.report_when for mark in gate.policies.marks()
+        ):
+            raise ConfigError(_NO_BAN_RULE.format(option="specific(report_when=...)"))
         if not gate.settings.ip_header_trusted:
             logger.warning(
                 "GateKeeper on %r believes the %r header from any client, so a client can "
@@ -123,6 +139,7 @@ class GateKeeper:
                 gate.settings.identifier.ip_header,
             )
         app.extensions[EXTENSION_KEY] = gate
+        self._gates.add(gate)
         app.before_request(gate.check_request)
         got_request_exception.connect(gate.release_on_error, app)
         if gate.settings.headers:
@@ -146,15 +163,25 @@ class GateKeeper:
 
         Returns True when this report bans the client. Never fails: not for a client never
         seen before, not in a bypassed route, not when the storage is down (it is logged);
-        without a ban rule, when disabled, or for an allow-listed client it does nothing.
-        An ``ip`` written as an address or network that is not one is the caller's bug:
+        when disabled or for an allow-listed client it does nothing, and without a ban
+        rule it does nothing but log a warning, once per app and process. An ``ip``
+        written as an address or network that is not one is the caller's bug:
         ``ClientNameError``, as in every manual control.
         """
         gate = self._gate()
         settings = gate.settings
         # ``ip`` is read even when nothing is reported: text that is no address is a bug
         client = None if ip is None else settings.identifier.key_for(ip)
-        if not settings.enabled or settings.ban_rule is None:
+        if not settings.enabled:
+            return False
+        if settings.ban_rule is None:
+            if gate not in _WARNED_UNREPORTED:
+                _WARNED_UNREPORTED.add(gate)
+                logger.warning(
+                    "gk.report() in %r counts nothing: there is no ban_rule "
+                    "(GATEKEEPER_BAN_RULE) to count reports toward (logged once)",
+                    gate.events.app().name,
+                )
             return False
         if ip is not None:
             if settings.identifier.allowed(ip):
@@ -177,6 +204,7 @@ class GateKeeper:
 
     def bypass(self, target: Target) -> Target:
         """Decorate a view, a class-based view or a blueprint: no rule and no ban applies."""
+        _check_target(target, "gk.bypass", _APP_WIDE_BYPASS)
         put_mark(target, self, Mark(bypass=True))
         return target
 
@@ -215,13 +243,22 @@ class GateKeeper:
         this many requests of a client in flight at once in these rules' scope (the
         route's own, or ``scope``); the next one is refused with ``TooManyInFlight``.
         """
+        others = (key_func, methods, scope, exempt_when, count_when, report_when, concurrency)
+        if standalone is False and cost == 1 and all(other is None for other in others):
+            self._refuse_bare_use(rate_limit_rules)  # the one argument a bare decorator passes
         if not isinstance(standalone, bool):
             raise ConfigTypeError(f"standalone: expected True or False, got {standalone!r}")
-        functions = (("key_func", key_func), ("exempt_when", exempt_when))
-        responses = (("count_when", count_when), ("report_when", report_when))
-        for name, function in (*functions, *responses):
-            if function is not None and not callable(function):
-                raise ConfigTypeError(f"{name}: expected a function, got {function!r}")
+        functions = (
+            (key_func, KEY_FUNC_CALLS),
+            (exempt_when, EXEMPT_WHEN_CALLS),
+            (count_when, COUNT_WHEN_CALLS),
+            (report_when, REPORT_WHEN_CALLS),
+        )
+        for function, calls in functions:
+            if function is not None:
+                calls.check(function, calls.option)
+        if report_when is not None and any(gate.settings.ban_rule is None for gate in self._gates):
+            raise ConfigError(_NO_BAN_RULE.format(option="report_when"))
         rules: RulesOrFunction = ()
         in_flight = 0 if concurrency is None else parse_concurrency(concurrency, "concurrency")
         other_purpose = standalone or key_func or exempt_when or report_when or in_flight
@@ -240,11 +277,17 @@ class GateKeeper:
             concurrency=in_flight,
         )
 
-        def decorate(target: Target) -> Target:
-            put_mark(target, self, mark)
-            return target
+        return _Decorator(self, mark)
 
-        return decorate
+    def _refuse_bare_use(self, rules: object) -> None:
+        """``@gk.specific`` without parentheses calls ``specific(view)``, which cannot be
+        told from ``specific(rules_function)``. Below ``@app.route`` the decorator is
+        then registered as the view, and ``_Decorator`` refuses that; above it, the view
+        is registered already, and an app this extension was given shows it."""
+        if isinstance(rules, Flask):
+            _check_target(rules, "gk.specific(...)", _APP_WIDE_RULES)
+        if callable(rules) and any(gate.policies.has_view(rules) for gate in self._gates):
+            raise TypeError(f"{_BARE_USE} (it was given {getattr(rules, '__name__', rules)})")
 
     def limit(
         self, rate_limit_rules: Rules, *, scope: str, key: Optional[str] = None, cost: Cost = 1
@@ -370,7 +413,8 @@ def _methods(value: Union[Iterable[str], str, None]) -> Optional[frozenset[str]]
 def _cost(value: object) -> Cost:
     """A cost: a whole number of requests (at least 1), or a function returning one."""
     if callable(value):
-        return value  # checked on each call
+        COST_CALLS.check(value, "cost")
+        return value  # its result is checked on each call
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"cost: expected an integer >= 1 or a function, got {value!r}")
     return value
@@ -382,3 +426,61 @@ def _scope_name(value: object) -> str:
     if not value:
         raise ConfigError("scope: the name is empty")
     return value
+
+
+_APP_WIDE_RULES = (
+    "rules for the whole app are the rate_limit_rules option (GATEKEEPER_RATE_LIMIT_RULES), "
+    "and exempt_when, key_func, report_when and concurrency are app-wide options too"
+)
+_APP_WIDE_BYPASS = (
+    "to switch the gate off for the whole app, use enabled=False (GATEKEEPER_ENABLED); "
+    "to let some clients through, the allowlist (GATEKEEPER_ALLOWLIST) or exempt_when"
+)
+
+
+def _check_target(target: object, decorator: str, app_wide: str) -> None:
+    """A mark is read from a view function, a view class or a blueprint; put anywhere
+    else it would change nothing, silently: the Flask app above all, where someone used
+    to Flask-Limiter's per-app defaults might try it."""
+    if isinstance(target, Flask):
+        raise TypeError(
+            f"{decorator} marks a view, a view class or a blueprint, not the Flask app: {app_wide}"
+        )
+    if not (callable(target) or isinstance(target, Blueprint)):
+        raise TypeError(f"{decorator} marks a view, a view class or a blueprint, got {target!r}")
+
+
+_NO_BAN_RULE = "{option}: the app has no ban_rule (GATEKEEPER_BAN_RULE) to count its reports toward"
+_WARNED_UNREPORTED: weakref.WeakSet[Gate] = weakref.WeakSet()
+"""The gates whose ``gk.report()`` was called without a ban rule, warned once."""
+
+_BARE_USE = (
+    '@gk.specific needs parentheses and some options: @gk.specific("10/minute"), '
+    "@gk.specific(standalone=True)... (a function given alone is a rules function)"
+)
+
+
+class _Decorator:
+    """What ``gk.specific(...)`` returns: applied to a view, a view class or a blueprint,
+    it marks it for ``owner``. Flask reads ``__name__`` and ``required_methods`` from a
+    view function it registers: read here, they mean that this decorator is registered
+    as a view, which only ``@gk.specific`` written without parentheses does (it made a
+    decorator of the view), so they raise at import instead of every request being a 500.
+    """
+
+    def __init__(self, owner: GateKeeper, mark: Mark) -> None:
+        self._owner = owner
+        self._mark = mark
+
+    def __call__(self, target: Target) -> Target:
+        _check_target(target, "gk.specific(...)", _APP_WIDE_RULES)
+        put_mark(target, self._owner, self._mark)
+        return target
+
+    @property
+    def __name__(self) -> str:
+        raise TypeError(_BARE_USE)
+
+    @property
+    def required_methods(self) -> frozenset[str]:
+        raise TypeError(_BARE_USE)

@@ -164,6 +164,7 @@ class Gate:
             report_when=settings.report_when,
             concurrency=settings.concurrency or 0,
             lease=settings.concurrency_lease,
+            bans=settings.ban_rule is not None,
         )
         self.guard = OutageGuard(
             settings.fail_open, clock=getattr(settings.storage, "clock", None) or time.monotonic

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Union
 from .decision import GLOBAL_SCOPE
 from .errors import ConfigError
 from .keys import key_reader, stored_value
-from .rules import KeySource, Rule, RulesFunction, key_label, parse_rules
+from .rules import Calls, KeySource, Rule, RulesFunction, key_label, parse_rules
 from .strategies import SLIDING_LOG
 from .units import microseconds
 
@@ -33,11 +33,27 @@ Cost = Union[int, CostFunction]
 ResponsePredicate = Callable[[Any], object]
 """``count_when``: called with the response; true counts the request."""
 
+KEY_FUNC_CALLS = Calls("key_func")
+"""``key_func`` is called bare for each request (``identify.Identifier.identify``)."""
+EXEMPT_WHEN_CALLS = Calls("exempt_when")
+"""``exempt_when`` is called bare for each request (``PerRequest.scopes_for``)."""
+COST_CALLS = Calls("cost")
+"""A cost function is called bare for each request (``PerRequest.scopes_for``)."""
+COUNT_WHEN_CALLS = Calls("count_when", (("response",),))
+"""``count_when`` is called with the response (``gate.Gate._count_after_response``)."""
+REPORT_WHEN_CALLS = Calls("report_when", (("response",),))
+"""``report_when`` is called with the response (``gate.Gate._report_after_response``)."""
+
 __all__ = [
     "BYPASS",
+    "COST_CALLS",
+    "COUNT_WHEN_CALLS",
+    "EXEMPT_WHEN_CALLS",
     "GLOBAL_SCOPE",
     "HTTP_METHODS",
+    "KEY_FUNC_CALLS",
     "LARGE_LOG",
+    "REPORT_WHEN_CALLS",
     "Cost",
     "Mark",
     "Pending",
@@ -586,6 +602,7 @@ class Policies:
         report_when: Optional[ResponsePredicate] = None,
         concurrency: int = 0,
         lease: float = 0.0,
+        bans: bool = True,
     ) -> None:
         self.owner = owner
         self._view_functions = view_functions
@@ -598,6 +615,8 @@ class Policies:
         self._report_when = report_when
         self._concurrency = concurrency
         self._lease = lease
+        self._bans = bans
+        """Whether there is a ban rule for ``report_when`` to report toward."""
         self.cache: dict[tuple[Optional[str], str], RoutePolicy] = {}
         """(endpoint, method) -> policy; the request path reads it directly. A method
         outside ``HTTP_METHODS`` is cached as "", so clients cannot grow it."""
@@ -625,12 +644,31 @@ class Policies:
                 concurrency=self._concurrency,
                 lease=self._lease,
             )
+            if policy.report_when and not self._bans:
+                # init_app refuses the marks it can see: this one came later
+                logger.warning(
+                    "report_when on %r reports nothing: there is no ban_rule "
+                    "(GATEKEEPER_BAN_RULE) to count reports toward",
+                    endpoint,
+                )
             scopes = policy.per_request.scopes if policy.per_request else policy.scopes
             for scope in scopes:
                 if isinstance(scope, Scope):
                     self.warn_large_logs(scope.logged)
             self.cache[cache_key] = policy
         return policy
+
+    def marks(self) -> Iterable[Mark]:
+        """Every mark on the app's views, their view classes and its blueprints."""
+        views = self._view_functions.values()
+        targets = (*views, *(getattr(view, "view_class", None) for view in views))
+        for target in (*targets, *self._blueprints.values()):
+            if target is not None:
+                yield from marks_of(target, self.owner)
+
+    def has_view(self, function: object) -> bool:
+        """Whether ``function`` is one of the app's view functions."""
+        return any(view is function for view in self._view_functions.values())
 
     def own_scopes(self, endpoint: str) -> set[str]:
         """The names of the scopes a route counts in by itself, for any method (not the

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_SECONDS",
     "REQUEST_FIELDS",
     "BanRule",
+    "Calls",
     "ConcurrencyLimit",
     "KeySource",
     "Rule",
@@ -69,6 +70,8 @@ def check_key_source(value: object) -> None:
         raise ConfigTypeError(
             f"'key': expected a function or a request field like 'form[user]', got {value!r}"
         )
+    else:
+        KEY_CALLS.check(value, "'key'")
 
 
 def key_label(key: KeySource) -> str:
@@ -77,6 +80,52 @@ def key_label(key: KeySource) -> str:
         return key
     name = getattr(key, "__name__", "")
     return name if name and name != "<lambda>" else "key"
+
+
+@dataclass(frozen=True)
+class Calls:
+    """How the library calls one kind of function that the app gives: ``option``'s
+    function, called with the positional arguments of one of ``shapes`` (each names
+    them; ``()`` is a bare call). A function is checked against them when it is given,
+    so that one which could never be called fails at start-up or at decoration, not on
+    every request."""
+
+    option: str
+    shapes: tuple[tuple[str, ...], ...] = ((),)
+
+    def __str__(self) -> str:
+        return " or ".join(f"{self.option}({', '.join(shape)})" for shape in self.shapes)
+
+    def check(self, func: object, name: str) -> tuple[str, ...]:
+        """The first of ``shapes`` that ``func`` accepts (the call the library will
+        make); ``ConfigTypeError`` naming ``name``, where it was given, when it accepts
+        none. A function whose signature cannot be read (some builtins) is taken at its
+        word: the first shape."""
+        if not callable(func):
+            raise ConfigTypeError(f"{name}: expected a function called as {self}, got {func!r}")
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):
+            return self.shapes[0]
+        for shape in self.shapes:
+            try:
+                signature.bind(*shape)
+            except TypeError:
+                continue
+            return shape
+        shown = getattr(func, "__qualname__", None) or repr(func)
+        raise ConfigTypeError(
+            f"{name}: expected a function that can be called as {self}, got {shown}{signature}"
+        )
+
+
+KEY_CALLS = Calls("key")
+"""A rule's ``key`` function: called bare for each request (``keys.key_reader``)."""
+DISTINCT_CALLS = Calls("distinct")
+"""A distinct rule's function: called bare for each request (``policy.Scope.with_values``)."""
+RULES_CALLS = Calls("rate_limit_rules", ((), ("client_key",)))
+"""A rules function: called bare, or with the client key when it cannot be called bare
+(``RulesFunction``)."""
 
 
 def _seconds_text(seconds: float) -> str:
@@ -126,10 +175,7 @@ class Rule:
 
     def _check_distinct(self) -> None:
         """A distinct rule's function is called bare for each request, and counts exactly."""
-        if not callable(self.distinct) or _required_parameters(self.distinct):
-            raise ConfigTypeError(
-                f"'distinct' must be a function with no arguments, got {self.distinct!r}"
-            )
+        DISTINCT_CALLS.check(self.distinct, "'distinct'")
         if self.strategy is not None:
             raise ConfigError(
                 f"'strategy' does not apply to a 'distinct' rule (it counts distinct values "
@@ -421,32 +467,10 @@ def _ban_rule_of(
         raise ConfigError(f"{name}: {exc}") from None
 
 
-def _required_parameters(func: Callable[..., object]) -> int:
-    """How many positional parameters ``func`` requires (0 for the builtins that have
-    no signature: they are called bare)."""
-    try:
-        parameters = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return 0
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return sum(1 for p in parameters if p.kind in positional and p.default is p.empty)
-
-
-def _takes_key(func: Callable[..., object], name: str) -> bool:
-    """Whether ``func`` wants the client key: it has one required positional parameter."""
-    required = _required_parameters(func)
-    if required > 1:
-        raise ConfigTypeError(
-            f"{name}: a rules function takes no argument or one (the client key), "
-            f"got {func!r} with {required}"
-        )
-    return bool(required)
-
-
 @dataclass(frozen=True)
 class RulesFunction:
     """Rules computed for each request by the app's ``func``, called with no argument or,
-    when it has one required parameter, with the client key. It returns rules in any
+    when it cannot be called so, with the client key (``RULES_CALLS``). It returns rules in any
     form ``parse_rules`` accepts, or None for no limit; ``name`` is where it was given."""
 
     func: Callable[..., object]
@@ -460,5 +484,5 @@ class RulesFunction:
 def parse_rules_or_function(value: object, name: str) -> Union[tuple[Rule, ...], RulesFunction]:
     """Rules as ``parse_rules`` reads them, or a function computing them per request."""
     if callable(value) and not isinstance(value, (Rule, type)):
-        return RulesFunction(value, name, _takes_key(value, name))
+        return RulesFunction(value, name, bool(RULES_CALLS.check(value, name)))
     return parse_rules(value, name)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from .decision import Decision
-from .errors import ConfigError, ConfigTypeError, GateKeeperError, StorageError
+from .errors import (
+    ConfigError,
+    ConfigTypeError,
+    GateKeeperError,
+    StorageCallError,
+    StorageError,
+)
 from .extension import GateKeeper
 from .refusals import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
 from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
@@ -25,6 +31,7 @@ __all__ = [
     "RateLimited",
     "Rule",
     "Storage",
+    "StorageCallError",
     "StorageError",
     "StorageUnavailable",
     "SubnetBanRule",

@@ -26,6 +26,7 @@ from .errors import ConfigError, ConfigTypeError
 from .gate import Gate
 from .identify import KeyFunc
 from .limit import Limit
+from .outage import check_storage
 from .policy import (
     Cost,
     Mark,
@@ -113,6 +114,7 @@ class GateKeeper:
                 return
             raise RuntimeError(f"{app.name!r} already has another GateKeeper")
         gate = Gate(self, load_settings(self._given, app.config), app)
+        check_storage(gate.settings.storage, gate.settings.named("storage"), gate.guard)
         if not gate.settings.ip_header_trusted:
             logger.warning(
                 "GateKeeper on %r believes the %r header from any client, so a client can "

@@ -349,6 +349,9 @@ class MemoryStorage:
     def __repr__(self) -> str:
         return f"MemoryStorage(max_clients={self.max_clients})"
 
+    def check(self) -> None:
+        """The start-up check (see ``Storage``): nothing can be misconfigured here."""
+
     @property
     def tracked(self) -> int:
         """How many logs are held now (at most ``max_clients``)."""

@@ -46,6 +46,7 @@ from flask_gatekeeper import (
 from flask_gatekeeper.decision import Decision
 from flask_gatekeeper.outage import RETRY_INTERVAL
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
+from flask_gatekeeper.rules import MAX_COUNT
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.redis import RedisStorage
 from flask_gatekeeper.testing import FakeClock
@@ -455,3 +456,10 @@ def test_redis_down_at_start_up_follows_the_outage_policy_until_it_answers(
     assert len(_outage_warnings(logs)) == 1
     assert ("INFO", "storage available again") in gatekeeper_logs(logs)
     storage.client.close()
+
+
+@pytest.mark.parametrize("make", [Rule, lambda count, window: BanRule(count, window, 60)])
+def test_a_count_past_max_count_fails_naming_it(make: Any) -> None:
+    make(MAX_COUNT, 60)
+    with pytest.raises(ConfigError, match=rf"^'count' must be at most {MAX_COUNT}, got"):
+        make(MAX_COUNT + 1, 60)

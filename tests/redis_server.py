@@ -101,7 +101,8 @@ class RedisServer:
     """One ``redis-server`` process; a context manager that starts and stops it.
 
     ``unix_socket=True`` adds a Unix socket in the server's directory; ``tcp=False`` (with a
-    socket) turns TCP off, so a client can only reach it through the socket.
+    socket) turns TCP off, so a client can only reach it through the socket. ``password``
+    starts it with ``--requirepass``: its ``url`` and ``client()`` carry the password.
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class RedisServer:
         tcp: bool = True,
         extra_args: Sequence[str] = (),
         with_cluster_bus: bool = False,
+        password: Optional[str] = None,
     ) -> None:
         if not tcp and not unix_socket:
             raise ValueError("a server needs TCP or a Unix socket")
@@ -119,12 +121,14 @@ class RedisServer:
         self.directory = Path(tempfile.mkdtemp(prefix="gk-redis-"))
         self.socket_path: Optional[Path] = self.directory / "redis.sock" if unix_socket else None
         self.extra_args = list(extra_args)
+        self.password = password
         self.process: Optional[subprocess.Popen[bytes]] = None
 
     @property
     def url(self) -> str:
-        """``redis://`` URL of database 0."""
-        return f"redis://{HOST}:{self.port}/0"
+        """``redis://`` URL of database 0 (with the password, if any)."""
+        credentials = "" if self.password is None else f":{self.password}@"
+        return f"redis://{credentials}{HOST}:{self.port}/0"
 
     @property
     def unix_url(self) -> str:
@@ -139,7 +143,8 @@ class RedisServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def client(self, **options: Any) -> redis.Redis:
-        """A new client of this server; the caller closes it."""
+        """A new client of this server (with the password, if any); the caller closes it."""
+        options = {"password": self.password, **options}
         if self.port:
             return redis.Redis(host=HOST, port=self.port, **options)
         return redis.Redis(unix_socket_path=str(self.socket_path), **options)
@@ -162,6 +167,8 @@ class RedisServer:
             "--daemonize",
             "no",
         ]
+        if self.password is not None:
+            command += ["--requirepass", self.password]
         if self.socket_path is not None:
             command += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         return command + self.extra_args

@@ -2,13 +2,14 @@
 
 Hypothesis drives both storages through the same random sequence of calls (``hit`` on
 several scopes mixing the four strategies and distinct rules with their values, with
-usage and strikes, a scope sometimes counted under another key as a rule with its own
-``key`` is, some hits taking slots of concurrency limits; ``release`` of those slots;
-``report`` with escalating ban rules; ``ban``, ``unban``, ``banned_for``, ``bans``,
-``reset``, and ``network_lengths``, the registry of network bans) while one ``FakeClock``
-moves in tiny steps, onto exact window, lease and ban boundaries (and one microsecond
-either side of them), and in large jumps. Every result is compared with
-``==``: every ``Decision`` field, every report's duration, ``banned_for``, ``bans()``.
+usage and strikes and costs from 1 up to the largest count and past it, a scope
+sometimes counted under another key as a rule with its own ``key`` is, some hits taking
+slots of concurrency limits; ``release`` of those slots; ``report`` with escalating ban
+rules; ``ban``, ``unban``, ``banned_for``, ``bans``, ``reset``, and ``network_lengths``,
+the registry of network bans) while one ``FakeClock`` moves in tiny steps, onto exact
+window, lease and ban boundaries (and one microsecond either side of them), and in large
+jumps. Every result is compared with ``==``: every ``Decision`` field, every report's
+duration, ``banned_for``, ``bans()``.
 
 Clients come from a small pool that includes hostile key text (the memory storage's
 separators ``\\x1d``, ``\\x1e``, ``\\x1f``, braces, ``%``, spaces, non-ASCII), so that one
@@ -160,7 +161,12 @@ windows = st.one_of(
     st.integers(min_value=1, max_value=20_000_000).map(lambda us: us / 1e6),
     st.floats(min_value=1e-6, max_value=100, allow_nan=False, allow_infinity=False),
 )
-counts = st.one_of(st.integers(min_value=1, max_value=6), st.sampled_from([10, 100]))
+LARGEST_COUNT = 20_000
+"""A count whose log outgrows one Lua ``unpack`` (about 8,000 values) and ``hit.lua``'s
+pushes of 1,000: a request may cost up to it."""
+counts = st.one_of(
+    st.integers(min_value=1, max_value=6), st.sampled_from([10, 100]), st.just(LARGEST_COUNT)
+)
 rule_strategies = st.sampled_from([None, SLIDING_LOG, FIXED_WINDOW, SLIDING_WINDOW, GCRA])
 
 
@@ -408,7 +414,14 @@ queries = st.one_of(
     st.builds(ResetScope, clients, st.sampled_from((GLOBAL_SCOPE, *ROUTES))),
 )
 ban_reasons = st.sampled_from(["manual", "subnet"])
-costs = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
+costs = st.one_of(
+    st.just(1),
+    st.integers(min_value=2, max_value=12),
+    st.integers(min_value=13, max_value=LARGEST_COUNT + 1),
+    st.sampled_from([99, 100, 101, 8_000, 9_000, LARGEST_COUNT, LARGEST_COUNT + 1, 10**30]),
+)
+"""Small costs, costs up to the largest count and just past it, and one past every count
+(which a scope keeps as its largest count plus one)."""
 owners = st.one_of(st.none(), st.none(), clients)
 """Mostly none; else the key that a rule with its own ``key`` counts under."""
 VALUES = (None, "alice", "bob", "carol", "", "{victim}", "%", "\udc80", "ü😀", "sha256:ab")

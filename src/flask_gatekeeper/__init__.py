@@ -8,6 +8,7 @@ from .errors import (
     ConfigError,
     ConfigTypeError,
     GateKeeperError,
+    StorageCallError,
     StorageError,
     UnsafeBanError,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "RateLimited",
     "Rule",
     "Storage",
+    "StorageCallError",
     "StorageError",
     "StorageUnavailable",
     "SubnetBanRule",

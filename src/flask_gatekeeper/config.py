@@ -290,6 +290,15 @@ class Settings:
     """Option -> (the value as given, where from: the option name, the config key, or
     "default"), for ``flask gatekeeper config``."""
 
+    def named(self, option: str) -> str:
+        """How the user set ``option``: its keyword or config key (the key by default)."""
+        return _named(self.sources, option)
+
+
+def _named(sources: Mapping[str, tuple[object, str]], option: str) -> str:
+    source = sources[option][1]
+    return _BY_NAME[option].key if source == "default" else source
+
 
 def _check_known_keys(config: Mapping[str, object]) -> None:
     """A misspelt key would silently leave a protection off: refuse it instead."""
@@ -320,9 +329,7 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         values[option.name] = None if value is None else option.parse(value, source)
 
     def named(option: str) -> str:
-        """How the user set ``option``: its keyword or config key (the key by default)."""
-        source = sources[option][1]
-        return _BY_NAME[option].key if source == "default" else source
+        return _named(sources, option)
 
     trusted_proxies = values["trusted_proxies"]
     ip_header = values["ip_header"]

@@ -30,4 +30,13 @@ class UnsafeBanError(ConfigError):
 
 
 class StorageError(GateKeeperError):
-    """A storage backend failed; backends convert their own errors into this one."""
+    """A storage backend is unavailable (an outage: unreachable, timing out, out of
+    memory, read-only...); backends convert their own errors into this one, or into
+    ``StorageCallError``. Requests then follow the outage policy, for every client."""
+
+
+class StorageCallError(StorageError):
+    """The storage answered, but refused this one call (a script error, a key of the
+    wrong type, a value it rejects): a bug, not an outage. The request that made the
+    call alone is admitted or refused as the outage policy says; other clients, and the
+    next calls, are not affected. A custom storage raises it for errors of one call."""

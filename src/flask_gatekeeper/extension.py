@@ -28,6 +28,7 @@ from .gate import Gate
 from .identify import KeyFunc
 from .limit import Limit
 from .limiter_names import unexpected_keyword
+from .outage import check_storage
 from .policy import (
     COST_CALLS,
     COUNT_WHEN_CALLS,
@@ -129,6 +130,7 @@ class GateKeeper:
             mark.report_when for mark in gate.policies.marks()
         ):
             raise ConfigError(_NO_BAN_RULE.format(option="specific(report_when=...)"))
+        check_storage(gate.settings.storage, gate.settings.named("storage"), gate.guard)
         if not gate.settings.ip_header_trusted:
             logger.warning(
                 "GateKeeper on %r believes the %r header from any client, so a client can "

@@ -32,7 +32,7 @@ from werkzeug.wsgi import ClosingIterator
 from .addresses import NO_LENGTHS, NetworkLengths, wider_network
 from .config import Settings
 from .decision import RATE_LIMIT, REPORTS, RESPONSE, SUBNET, BanDetail, Decision
-from .errors import StorageError
+from .errors import StorageCallError, StorageError
 from .events import Events
 from .headers import policy_name, rate_limit_headers
 from .identify import Client
@@ -419,8 +419,8 @@ class Gate:
         else:  # a call made while the storage is up ends no outage: ask_storage's work skipped
             try:
                 return hit(client, scopes, usage=usage, strike=strike, also=also, token=token)
-            except StorageError as exc:
-                self._failed(exc)
+            except Exception as exc:  # each failure as its class says (see _failed)
+                self._failed(exc, hit)
         self._unanswered()
         return None
 
@@ -431,26 +431,43 @@ class Gate:
         self.events.admitted_while_down()
 
     def ask_storage(self, call: Callable[..., T], *args: Any, **options: Any) -> Union[T, Down]:
-        """``call(*args, **options)``'s result, or ``DOWN`` while the storage fails
-        (counted, logged once per outage, signalled); a down storage is tried again once
-        a second."""
+        """``call(*args, **options)``'s result, or ``DOWN`` when it has none: while the
+        storage is down (counted, logged once per outage, signalled; a down storage is
+        tried again once a second), or when this call alone failed (see ``_failed``)."""
         guard = self.guard
         if guard.down and not guard.may_probe():
             return DOWN
         outages = guard.outages
+        result: Union[T, Down]
         try:
             result = call(*args, **options)
-        except StorageError as exc:
-            self._failed(exc)
-            return DOWN
+        except Exception as exc:  # each failure as its class says (see _failed)
+            if self._failed(exc, call):
+                return DOWN
+            result = DOWN  # the storage answered, refusing this call: it is up
         if guard.down:
             guard.recovered(outages)
         return result
 
-    def _failed(self, error: StorageError) -> None:
-        """A storage call failed: counted, logged once per outage, signalled."""
-        self.guard.failed(error)
+    def _failed(self, error: Exception, call: Callable[..., object]) -> bool:
+        """A storage call failed: counted and signalled. A ``StorageError`` is an outage
+        (True): logged once, the outage policy for every request until the storage
+        answers. A ``StorageCallError``, or any other exception, is this call's own (a
+        bug, logged with its cause every time): the outage policy for this request
+        alone, nothing for the others (False)."""
         self.events.storage_failed(error)
+        if isinstance(error, StorageError) and not isinstance(error, StorageCallError):
+            self.guard.failed(error)
+            return True
+        logger.error(
+            "the storage's %s call failed on its own, a bug rather than an outage: this "
+            "call goes unanswered (a request is met as in an outage: %s), and other calls "
+            "go on as usual",
+            getattr(call, "__name__", repr(call)),
+            "admitted" if self.guard.fail_open else "refused with 503",
+            exc_info=error,
+        )
+        return False
 
     def refuse(
         self, client: str, decision: Decision, *, environ: Optional[WSGIEnvironment] = None

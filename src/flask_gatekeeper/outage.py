@@ -13,9 +13,10 @@ import logging
 import threading
 import time
 
+from .errors import ConfigError, StorageError
 from .storage.base import Clock
 
-__all__ = ["OutageGuard"]
+__all__ = ["OutageGuard", "check_storage"]
 
 logger = logging.getLogger("flask_gatekeeper")
 
@@ -53,8 +54,9 @@ class OutageGuard:
             self._retry_at = now + RETRY_INTERVAL  # this caller probes; the others wait
             return True
 
-    def failed(self, error: Exception) -> None:
-        """Note a failure; log it when it starts an outage."""
+    def failed(self, error: Exception, *, at_start: str = "") -> None:
+        """Note a failure; log it when it starts an outage. ``at_start``: the setting
+        whose storage did not answer the start-up check, which the log line names."""
         with self._lock:
             self._retry_at = self.clock() + RETRY_INTERVAL
             if self.down:
@@ -62,7 +64,8 @@ class OutageGuard:
             self.down = True
             self.outages += 1
         logger.warning(
-            "storage unavailable, %s requests until it answers again: %s",
+            "%sstorage unavailable, %s requests until it answers again: %s",
+            f"{at_start}: at start-up, " if at_start else "",
             "admitting" if self.fail_open else "refusing (503)",
             error,
         )
@@ -75,3 +78,20 @@ class OutageGuard:
                 return
             self.down = False
         logger.info("storage available again")
+
+
+def check_storage(storage: object, name: str, guard: OutageGuard) -> None:
+    """Check the storage once, at start-up, with its ``check()`` when it has one: a
+    misconfiguration is a ``ConfigError`` naming the setting ``name``; a storage that
+    does not answer (yet: servers often start before Redis) is a warning naming the
+    setting and where the storage is, and an outage from the start, so that requests
+    follow the outage policy until it answers."""
+    check = getattr(storage, "check", None)
+    if not callable(check):
+        return
+    try:
+        check()
+    except ConfigError as exc:
+        raise type(exc)(f"{name}: {exc}") from None
+    except StorageError as exc:
+        guard.failed(exc, at_start=name)

@@ -156,7 +156,8 @@ class Scope:
     keep. ``stateful`` rules use another strategy and keep a state of their own.
 
     A request counts ``cost`` times in every rule of the scope (a cost above a rule's
-    count is never admitted). A ``deferred`` scope is checked with the others but not
+    count is never admitted; one above every count is kept as the largest count plus
+    one, which is refused alike). A ``deferred`` scope is checked with the others but not
     recorded: the storage's ``record`` counts it once the response is known.
 
     ``concurrency`` (0: no limit) is how many requests of a client may be in flight in
@@ -198,6 +199,11 @@ class Scope:
     slots: the one-scope case that storages may decide on a short path."""
 
     def __post_init__(self) -> None:
+        # A cost above every count of the scope is refused whatever its size: kept one
+        # above the largest, it stays a small number that both storages take exactly.
+        largest = max((rule.count for rule in self.logged + self.stateful), default=0)
+        if self.cost > largest + 1:
+            object.__setattr__(self, "cost", largest + 1)
         thresholds = tuple(
             (rule.count - self.cost + 1, rule.window_us, rule) for rule in self.logged
         )

@@ -20,6 +20,7 @@ from .strategies import SLIDING_LOG, check_strategy
 from .units import MAX_MICROSECONDS, MAX_SECONDS, RESOLUTION, microseconds
 
 __all__ = [
+    "MAX_COUNT",
     "MAX_SECONDS",
     "REQUEST_FIELDS",
     "BanRule",
@@ -327,11 +328,19 @@ def parse_subnet_ban_rule(value: object, name: str) -> SubnetBanRule:
     return _ban_rule_of(SubnetBanRule, value, name, ("ipv4_prefix", "ipv6_prefix"))
 
 
+MAX_COUNT = 10**9
+"""The largest count of any rule: counts, costs and their sums stay exact in Lua's
+doubles and in the numbers a script hands Redis (from about 1e17 Lua writes them in
+exponent form, which Redis refuses), with ample room."""
+
+
 def _check_count(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigTypeError(f"{field!r} must be a positive integer, got {value!r}")
     if value < 1:
         raise ConfigError(f"{field!r} must be a positive integer, got {value!r}")
+    if value > MAX_COUNT:
+        raise ConfigError(f"{field!r} must be at most {MAX_COUNT}, got {value!r}")
 
 
 def check_seconds(name: str, value: object) -> None:

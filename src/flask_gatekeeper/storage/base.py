@@ -4,6 +4,13 @@ Each method is one atomic step that reads the clock once. ``hit`` does a whole r
 work (ban check, every rule's check, a slot of every concurrency limit, record if
 admitted) so that a request costs one lock in memory and one round trip in Redis.
 
+Failures: a storage raises ``StorageError`` when it cannot answer anyone now (an outage:
+requests follow the outage policy, and the storage is tried again a second later), and
+``StorageCallError`` when it answered but refused one call (a bug: that request alone
+follows the policy). A storage may also have a ``check()`` method, which ``init_app``
+calls once: it raises ``ConfigError`` for a setting that can never work, and
+``StorageError`` when the storage does not answer yet.
+
 Network bans: a ban whose client is a network's key (its CIDR, ``addresses.network_of``)
 is also entered in a registry of the prefix lengths that banned networks use, which the
 gate reads for each request (``network_lengths``) to name the client's networks of those

@@ -125,6 +125,28 @@ def _append(log: _Log, depth: int, now: int) -> None:
         log.head = (log.head + 1) % size
 
 
+def _append_copies(log: _Log, depth: int, now: int, times: int) -> None:
+    """``_append`` ``times`` times, a slice at a time: at most the log's length is
+    written (further copies would only overwrite copies), so a request of a large cost
+    takes time in proportion to the largest count, not to its cost."""
+    size = len(log)
+    if size < depth:
+        if log.head:  # the rules grew since the ring filled: unroll it first (rare)
+            log[:] = log[log.head :] + log[: log.head]
+            log.head = 0
+        grow = min(times, depth - size)
+        log.extend(array("d", (now,)) * grow)
+        times -= grow
+        size += grow
+    times = min(times, size)
+    head = log.head
+    end = head + times
+    wrapped = max(0, end - size)
+    log[head : end - wrapped] = array("d", (now,)) * (times - wrapped)
+    log[:wrapped] = array("d", (now,)) * wrapped
+    log.head = end % size
+
+
 def _longest_wait(log: Optional[_Log], scope: Scope, now: int) -> tuple[float, Optional[Rule]]:
     """The longest wait, in microseconds, that the scope's sliding-log rules impose on a
     request of the scope's cost, and the rule that imposes it; (0, None) when they all
@@ -326,6 +348,9 @@ class MemoryStorage:
 
     def __repr__(self) -> str:
         return f"MemoryStorage(max_clients={self.max_clients})"
+
+    def check(self) -> None:
+        """The start-up check (see ``Storage``): nothing can be misconfigured here."""
 
     @property
     def tracked(self) -> int:
@@ -559,8 +584,10 @@ class MemoryStorage:
         else:
             self._logs.move_to_end(key)
             repeats = scope.cost
-        for _ in range(repeats):
+        if repeats == 1:
             _append(log, scope.depth, now)
+        elif repeats:
+            _append_copies(log, scope.depth, now, repeats)
 
     def _banned_as(self, others: Sequence[str], now: int) -> Optional[Decision]:
         """The refusal by the longest ban among ``others``, if any is in force."""

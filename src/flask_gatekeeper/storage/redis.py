@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional, Union
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from .. import strategies
 from ..addresses import EVERY_LENGTH, NO_LENGTHS, NetworkLengths, network_of
@@ -45,7 +45,7 @@ from ..decision import (
     Decision,
     Usage,
 )
-from ..errors import ConfigError, StorageError
+from ..errors import ConfigError, StorageCallError, StorageError
 from ..policy import Scope, within
 from ..rules import BanRule, Rule
 from ..strategies import STRATEGY_CODES
@@ -84,13 +84,61 @@ _FAILURES = (redis.RedisError, RedisClusterException)
 """What redis-py raises when Redis fails (cluster errors do not derive from RedisError)."""
 
 
+def _errors(*names: str) -> tuple[type[Exception], ...]:
+    """redis-py's error classes of these names, those that its version has."""
+    return tuple(
+        getattr(redis.exceptions, name) for name in names if hasattr(redis.exceptions, name)
+    )
+
+
+_ACCESS_REFUSED = _errors("AuthenticationError", "AuthorizationError", "NoPermissionError")
+"""The server refuses these credentials (or their ACL): an outage for requests, a
+misconfiguration at start-up."""
+
+_SERVER_STATES = (
+    *_errors("ConnectionError", "TimeoutError", "ClusterError", "TryAgainError"),
+    *_errors("ReadOnlyError", "OutOfMemoryError"),
+    RedisClusterException,
+)
+_SERVER_STATE_CODES = re.compile(
+    r"\b(?:LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|OOM|MISCONF|NOREPLICAS)\b"
+)
+"""Errors of a server that cannot serve anyone now but may soon (unreachable, timing out,
+loading, busy, out of memory, read-only, its cluster or primary down), by class or, for
+a reply met inside a script, by its code."""
+
+
+def _unavailable(exc: Exception) -> bool:
+    """Whether Redis cannot serve anyone now, but may soon: an outage."""
+    if isinstance(exc, _ACCESS_REFUSED):
+        return False
+    return isinstance(exc, _SERVER_STATES) or _SERVER_STATE_CODES.search(str(exc)) is not None
+
+
+def _one_call(exc: Exception) -> bool:
+    """Whether Redis answered and refused this call alone: a script's error, a key of the
+    wrong type, an argument it rejects; never a reply that any call would get now."""
+    if isinstance(exc, redis.DataError):
+        return True
+    if not isinstance(exc, redis.ResponseError) or isinstance(exc, _ACCESS_REFUSED):
+        return False
+    text = str(exc)
+    own = text.startswith("WRONGTYPE") or "script" in text.lower()
+    return own and not _unavailable(exc)
+
+
 def _storage_error(exc: Exception) -> StorageError:
+    """redis-py's failure as the library's error of its class: ``StorageCallError`` for
+    an error of this call alone, else ``StorageError`` (an outage)."""
+    if _one_call(exc):
+        return StorageCallError(f"Redis refused the call: {exc}")
     return StorageError(f"Redis failed: {exc}")
 
 
 @contextmanager
 def _storage_errors() -> Iterator[None]:
-    """redis-py's failures become the library's one ``StorageError``, raised from them."""
+    """redis-py's failures become the library's errors (``_storage_error``), raised from
+    them."""
     try:
         yield
     except _FAILURES as exc:
@@ -237,6 +285,40 @@ _BAN = _Script("common.lua", "ban.lua")
 _USAGE = _Script("common.lua", "distinct.lua", "strategies.lua", "usage.lua")
 _RELEASE = _Script("release.lua")
 _NETWORKS = _Script("common.lua", "networks.lua")
+_SCRIPTS = (_HIT, _REPORT, _BAN, _USAGE, _RELEASE, _NETWORKS)
+
+
+def _without_password(url: str) -> str:
+    """The URL with its password, if any, replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _check_database(url: str) -> None:
+    """Refuse a database in the path that is not a number (redis-py reads
+    ``redis://host/abc`` as database 0)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "unix" or "db" in parse_qs(parts.query):
+        return
+    database = unquote(parts.path).replace("/", "")
+    if database and not database.isdigit():
+        raise ValueError(f"the database must be a number, got {database!r}")
+
+
+def _refusal(exc: Exception) -> str:
+    """Why a server refused the start-up check, said for whoever set the URL."""
+    if isinstance(exc, _ACCESS_REFUSED):
+        return f"authentication failed (check the user name and password): {exc}"
+    if "DB index" in str(exc):
+        return f"no such database (check the number after the host): {exc}"
+    if isinstance(exc, redis.exceptions.InvalidResponse):
+        return f"the server does not speak the Redis protocol (is it Redis?): {exc}"
+    return f"the server refused to load the Lua scripts (is it Redis?): {exc}"
+
 
 _REGISTRY_TAG = "%networks"
 """The registry's hash tag: no client's (``_hash_tag`` writes a ``%`` only before two hex
@@ -348,6 +430,7 @@ class RedisStorage:
         restarted server). Never on a timeout: the script may have run, and running it
         again would count the request twice."""
         try:
+            _check_database(url)
             client = redis.Redis.from_url(
                 url,
                 socket_timeout=DEFAULT_TIMEOUT,
@@ -355,19 +438,36 @@ class RedisStorage:
                 retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             )
         except ValueError as exc:
-            raise ConfigError(f"invalid Redis URL {url!r}: {exc}") from None
+            raise ConfigError(f"invalid Redis URL {_without_password(url)!r}: {exc}") from None
         return cls(client, key_prefix=key_prefix)
 
-    def __repr__(self) -> str:
+    @property
+    def location(self) -> str:
+        """Where the data lives, as a URL without credentials (``redis://host:port/db``,
+        ``unix://path``), or the client's class when it does not say."""
         pool = getattr(self.client, "connection_pool", None)
         options = getattr(pool, "connection_kwargs", {})
         if "path" in options:
-            where = f"unix://{options['path']}"
-        elif "host" in options:
-            where = f"redis://{options['host']}:{options.get('port', 6379)}/{options.get('db', 0)}"
-        else:
-            where = type(self.client).__name__
-        return f"RedisStorage({where!r}, key_prefix={self.key_prefix!r})"
+            return f"unix://{options['path']}?db={options.get('db', 0)}"
+        if "host" in options:
+            return f"redis://{options['host']}:{options.get('port', 6379)}/{options.get('db', 0)}"
+        return type(self.client).__name__
+
+    def __repr__(self) -> str:
+        return f"RedisStorage({self.location!r}, key_prefix={self.key_prefix!r})"
+
+    def check(self) -> None:
+        """Connect, authenticate, select the database and load every script, once, at
+        start-up: ``ConfigError`` for what will never work (credentials refused, no such
+        database, a server that is not Redis or runs no scripts), ``StorageError`` when
+        Redis does not answer now (it may later: requests follow the outage policy)."""
+        try:
+            for script in _SCRIPTS:
+                self.client.script_load(script.source)
+        except _FAILURES as exc:
+            if _unavailable(exc):
+                raise StorageError(f"Redis at {self.location} does not answer: {exc}") from exc
+            raise ConfigError(f"Redis at {self.location}: {_refusal(exc)}") from None
 
     def _key(self, client: str, suffix: str) -> str:
         return f"{self.key_prefix}{{{_hash_tag(client)}}}:{suffix}"

@@ -22,6 +22,20 @@
 -- (then `rule` is the full scope's index, from 0); rules are numbered over every scope
 -- from 0, in each scope sliding-log rules, then stateful, then distinct; -1 means none;
 -- `lengths` as networks.lua returns them, when asked (else empty).
+-- LPUSH `times` copies of `value` (never more than the log keeps: further copies would
+-- only be trimmed), PUSH_CHUNK at a time: unpack fails past about 8000 values.
+local PUSH_CHUNK = 1000
+local function push_copies(key, value, times)
+  local chunk = {}
+  for i = 1, math.min(times, PUSH_CHUNK) do
+    chunk[i] = value
+  end
+  while times > 0 do
+    redis.call('LPUSH', key, unpack(chunk, 1, math.min(times, PUSH_CHUNK)))
+    times = times - PUSH_CHUNK
+  end
+end
+
 local now = clock(ARGV[1])
 local mode, others = tonumber(ARGV[10]), tonumber(ARGV[11])
 local registry, lengths = 0, {}
@@ -132,11 +146,7 @@ for _, scope in ipairs(scopes) do
   local cost = scope.cost
   if mode == 2 or not scope.deferred then
     if scope.depth > 0 then
-      local stamps = {}
-      for i = 1, cost do
-        stamps[i] = int(now)
-      end
-      redis.call('LPUSH', scope.log, unpack(stamps))
+      push_copies(scope.log, int(now), math.min(cost, scope.keep))
       redis.call('LTRIM', scope.log, 0, scope.keep - 1)
       expire_after(scope.log, scope.ttl)
     end

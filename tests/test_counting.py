@@ -6,6 +6,7 @@ without spending it, and resetting one scope."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import pytest
 from flask import Flask, request
@@ -13,6 +14,7 @@ from flask.testing import FlaskClient
 
 from flask_gatekeeper import ConfigError, GateKeeper, MemoryStorage, Rule
 from flask_gatekeeper.decision import Usage
+from flask_gatekeeper.policy import Scope
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from helpers import AppFactory, gatekeeper_logs, index
@@ -252,6 +254,31 @@ def test_an_outage_during_the_refund_keeps_the_reservation(
     storage.failing = False
     clock.advance(2)  # the outage is over
     assert signins("wrong", "wrong") == [401, 429]  # the success kept its place
+
+
+class StorageBeforeRefunds(MemoryStorage):
+    """A storage object written before reservations: no ``refund``, and ``record`` to
+    count a ``count_when`` route after its response."""
+
+    refund = None  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded: list[list[str]] = []
+
+    def record(self, client: str, scopes: Sequence[Scope]) -> None:
+        self.recorded.append([scope.name for scope in scopes])
+
+
+def test_a_storage_without_refund_still_counts_after_the_response(
+    make_app: AppFactory,
+) -> None:
+    storage = StorageBeforeRefunds()
+    client = login_app(make_app, storage).test_client()  # type: ignore[arg-type]
+    with pytest.deprecated_call(match="StorageBeforeRefunds has no refund"):
+        assert logins(client, "wrong") == [401]
+    assert logins(client, "right") == [200]  # warned once
+    assert storage.recorded == [["login"]]  # the failure, after its response
 
 
 def test_usage_reads_the_rules_of_a_route_without_counting(

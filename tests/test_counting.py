@@ -256,6 +256,27 @@ def test_an_outage_during_the_refund_keeps_the_reservation(
     assert signins("wrong", "wrong") == [401, 429]  # the success kept its place
 
 
+@pytest.mark.parametrize(("propagate", "statuses"), [(False, [500, 500]), (True, [429, 429])])
+def test_a_view_that_raises_is_refunded_only_when_its_500_page_is_made(
+    make_app: AppFactory, propagate: bool, statuses: list[int]
+) -> None:
+    app, gk = make_app(base={}, storage=MemoryStorage(), routes=(index,))
+    app.config["PROPAGATE_EXCEPTIONS"] = propagate
+
+    @app.route("/fragile")
+    @gk.specific("1/minute", count_when=lambda response: response.status_code == 401)
+    def fragile() -> str:
+        raise RuntimeError("the view failed")
+
+    client = app.test_client()
+    if propagate:  # no response: the reservation is kept
+        with pytest.raises(RuntimeError):
+            client.get("/fragile")
+    else:
+        assert client.get("/fragile").status_code == 500  # a response count_when declines
+    assert [client.get("/fragile").status_code for _ in range(2)] == statuses
+
+
 class StorageBeforeRefunds(MemoryStorage):
     """A storage object written before reservations: no ``refund``, and ``record`` to
     count a ``count_when`` route after its response."""

@@ -135,12 +135,13 @@ def test_a_banned_client_takes_no_slot(storage: Storage) -> None:
     assert storage.hit(IP, [limited("api", 1)], token="b").admitted
 
 
-def test_a_deferred_scope_takes_its_slot_when_checked(storage: Storage) -> None:
+def test_a_deferred_scope_takes_its_slot_when_admitted(storage: Storage) -> None:
     deferred = Scope.of("api", (Rule(5, 60),), deferred=True, concurrency=1, lease=LEASE)
-    assert storage.hit(IP, [deferred], token="a").admitted
-    storage.record(IP, [deferred])  # counts the request, takes no slot
+    taken = storage.hit(IP, [deferred], token="a")
+    assert taken.admitted
+    storage.refund(IP, [deferred], taken.reserved)  # gives back the count, not the slot
     assert storage.hit(IP, [deferred], token="b") == in_flight("api", 1)
-    assert storage.usage(IP, [deferred])[0].remaining == 4
+    assert storage.usage(IP, [deferred])[0].remaining == 5
 
 
 def test_a_refusal_in_flight_counts_as_a_report_with_a_strike(storage: Storage) -> None:

@@ -1,5 +1,5 @@
-"""Concurrency limits over real HTTP: a threaded werkzeug server with the memory storage,
-and gunicorn workers sharing Redis.
+"""Concurrency limits, and ``count_when`` routes' reservations, over real HTTP: a threaded
+werkzeug server with the memory storage, and gunicorn workers sharing Redis.
 
 Slow views wait on events (threads) or on Redis lists (processes) that the test sets,
 never on sleeps: the test knows when every request is where it should be. The one real
@@ -97,6 +97,17 @@ def threaded_app(views: Views, storage: Released) -> Flask:
         finally:
             views.leave()
 
+    @app.route("/login")
+    @gk.specific("5/minute", count_when=lambda response: response.status_code == 401)
+    def login() -> tuple[str, int]:
+        if request.args.get("hold"):
+            views.enter()
+            try:
+                assert views.go.wait(TIMEOUT)
+            finally:
+                views.leave()
+        return ("welcome", 200) if request.args.get("right") else ("wrong password", 401)
+
     @app.route("/boom")
     @gk.specific(concurrency=1)
     def boom() -> str:
@@ -168,6 +179,28 @@ def test_twenty_at_once_admit_three_until_they_end(served: tuple[int, Views, Rel
     assert fetch(port, "/slow", ip="10.0.0.2")[0] == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "status"), [("/login?hold=1", 401), ("/login?hold=1&right=1", 200)]
+)
+def test_twenty_slow_logins_at_once_admit_five(
+    served: tuple[int, Views, Released], path: str, status: int
+) -> None:
+    port, views, _ = served
+    with ThreadPoolExecutor(20) as pool:
+        futures = [pool.submit(fetch, port, path) for _ in range(20)]
+        for _ in range(5):
+            assert views.entered.acquire(timeout=TIMEOUT)
+        assert first_refused(futures, 15) == [429] * 15  # each admitted one holds its place
+        assert views.most == 5
+        views.go.set()
+        results = [future.result(TIMEOUT)[0] for future in futures]
+    assert Counter(results) == {status: 5, 429: 15}
+    if status == 401:  # counted
+        assert fetch(port, "/login")[0] == 429
+    else:  # given back once their responses were known
+        assert [fetch(port, "/login")[0] for _ in range(6)] == [401] * 5 + [429]
+
+
 def test_a_view_that_raises_gives_its_slot_back(served: tuple[int, Views, Released]) -> None:
     port, _, _ = served
     assert [fetch(port, "/boom")[0] for _ in range(3)] == [500, 500, 500]
@@ -224,6 +257,15 @@ REDIS_APP = textwrap.dedent(
         return "done"
 
 
+    @app.route("/login")
+    @gk.specific("5/minute", count_when=lambda response: response.status_code == 401)
+    def login():
+        if request.args.get("hold"):
+            test.rpush("entered", os.getpid())
+            test.blpop("go", timeout=30)
+        return "wrong password", 401
+
+
     @app.route("/health")
     @gk.bypass
     def health():
@@ -272,6 +314,21 @@ def test_gunicorn_workers_share_one_limit(redis_processes: Any) -> None:
     assert Counter(results) == {200: 3, 429: 17}
     assert db.keys("gatekeeper:*slots*") == []  # every slot given back
     assert [fetch(port, "/slow")[0] for _ in range(4)] == [200] * 4
+
+
+@pytest.mark.redis
+def test_twenty_slow_logins_at_once_on_gunicorn_admit_five(redis_processes: Any) -> None:
+    port, db = redis_processes(workers=6, concurrency=1, lease=300)  # six in views at once
+    with ThreadPoolExecutor(20) as pool:
+        futures = [pool.submit(fetch, port, "/login?hold=1") for _ in range(20)]
+        holders = [db.blpop(["entered"], timeout=TIMEOUT) for _ in range(5)]
+        assert all(holders)
+        assert first_refused(futures, 15) == [429] * 15
+        assert db.llen("entered") == 0  # no sixth request got in
+        db.rpush("go", *[1] * 5)
+        results = [future.result(TIMEOUT)[0] for future in futures]
+    assert Counter(results) == {401: 5, 429: 15}
+    assert fetch(port, "/login")[0] == 429  # the five were counted
 
 
 @pytest.mark.redis

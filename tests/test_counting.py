@@ -1,10 +1,12 @@
 """What a request counts for, through the app, on both storages: ``cost`` (a number or a
-function of the request), ``count_when`` (counted after the response), reading usage
+function of the request), ``count_when`` (reserved when admitted, given back after the
+response it does not count), reading usage
 without spending it, and resetting one scope."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import pytest
 from flask import Flask, request
@@ -12,6 +14,7 @@ from flask.testing import FlaskClient
 
 from flask_gatekeeper import ConfigError, GateKeeper, MemoryStorage, Rule
 from flask_gatekeeper.decision import Usage
+from flask_gatekeeper.policy import Scope
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from helpers import AppFactory, gatekeeper_logs, index
@@ -113,47 +116,105 @@ def test_count_when_counts_only_the_responses_it_accepts(
     assert logins(client, "right") == [200]
 
 
-def test_count_when_overshoots_by_at_most_the_requests_in_flight(make_app: AppFactory) -> None:
-    app, gk = make_app(base={}, storage=MemoryStorage())
-    in_flight = 5
-    barrier = threading.Barrier(in_flight, timeout=10)
+def slow_login_app(make_app: AppFactory, storage: Storage) -> tuple[Flask, SlowViews]:
+    """``/slow-login`` allows 5 failed logins a minute; its view waits until told."""
+    app, gk = make_app(base={}, storage=storage, routes=(index,))
+    views = SlowViews()
 
     @app.route("/slow-login", methods=["POST"])
-    @gk.specific("2/minute", count_when=lambda response: response.status_code == 401)
+    @gk.specific("5/minute", count_when=lambda response: response.status_code == 401)
     def slow_login() -> tuple[str, int]:
-        barrier.wait()  # every request is checked before any is counted
-        return "bad password", 401
+        views.entered.release()
+        assert views.go.wait(10)
+        return ("welcome", 200) if request.form.get("password") == "right" else ("no", 401)
 
+    return app, views
+
+
+class SlowViews:
+    def __init__(self) -> None:
+        self.entered = threading.Semaphore(0)
+        self.go = threading.Event()
+
+
+def burst(app: Flask, views: SlowViews, password: str, requests: int = 20) -> list[int]:
+    """``requests`` logins at once from one client; the views return once every refused
+    one has been answered. Their statuses, in order of completion."""
     statuses: list[int] = []
+    lock = threading.Lock()
 
     def attempt() -> None:
-        statuses.append(app.test_client().post("/slow-login").status_code)
+        status = app.test_client().post("/slow-login", data={"password": password}).status_code
+        with lock:
+            statuses.append(status)
 
-    threads = [threading.Thread(target=attempt) for _ in range(in_flight)]
+    views.go.clear()
+    threads = [threading.Thread(target=attempt) for _ in range(requests)]
     for thread in threads:
         thread.start()
+    for _ in range(5):
+        assert views.entered.acquire(timeout=10)
+    while True:  # every request but the five in their views has its answer
+        with lock:
+            if len(statuses) == requests - 5:
+                break
+        threading.Event().wait(0.01)
+    views.go.set()
     for thread in threads:
         thread.join()
-    assert statuses == [401] * in_flight  # the overshoot: 5 counted against 2
+    return statuses
+
+
+def test_count_when_admits_no_more_than_the_limit_in_flight(
+    make_app: AppFactory, storage: Storage, clock: FakeClock
+) -> None:
+    app, views = slow_login_app(make_app, storage)
+    statuses = burst(app, views, "wrong")
+    assert statuses == [429] * 15 + [401] * 5  # reserved when admitted: exactly five
+    assert app.test_client().post("/slow-login").status_code == 429  # all five counted
+
+
+def test_count_when_gives_back_what_it_does_not_count(
+    make_app: AppFactory, storage: Storage, clock: FakeClock
+) -> None:
+    app, views = slow_login_app(make_app, storage)
+    assert burst(app, views, "right") == [429] * 15 + [200] * 5  # five at once, then refunded
+    clock.advance(1)
+    assert burst(app, views, "wrong") == [429] * 15 + [401] * 5  # five more: none was kept
     assert app.test_client().post("/slow-login").status_code == 429
-    with app.app_context():
-        (usage,) = [u for u in gk.usage("127.0.0.1", "slow_login", "POST") if u.remaining == 0]
-        assert usage.rule == Rule(2, 60)
 
 
-def test_a_failing_count_when_never_fails_the_response(
+def test_the_header_shows_the_reservation(make_app: AppFactory, storage: Storage) -> None:
+    app, gk = make_app(base={}, storage=storage, headers=True, routes=(index,))
+
+    @app.route("/signin", methods=["POST"])
+    @gk.specific("2/minute", count_when=lambda response: response.status_code >= 400)
+    def signin() -> tuple[str, int]:
+        return "bad password", 401
+
+    client = app.test_client()
+    remaining = [client.post("/signin").headers["RateLimit"] for _ in range(2)]
+    assert [field.partition("r=")[2].partition(";")[0] for field in remaining] == ["1", "0"]
+
+
+def test_a_failing_count_when_keeps_the_reservation(
     make_app: AppFactory, logs: pytest.LogCaptureFixture
 ) -> None:
     app, gk = make_app(base={}, storage=MemoryStorage())
 
+    def broken(response: object) -> bool:
+        return 1 / 0 > 0
+
     @app.route("/odd")
-    @gk.specific("1/minute", count_when=lambda response: 1 / 0)
+    @gk.specific("1/minute", count_when=broken)
     def odd() -> str:
         return "fine"
 
     client = app.test_client()
-    assert [client.get("/odd").status_code for _ in range(3)] == [200] * 3  # never counted
-    assert [level for level, _ in gatekeeper_logs(logs)] == ["ERROR"] * 3
+    assert [client.get("/odd").status_code for _ in range(3)] == [200, 429, 429]  # counted
+    ((_, message),) = [entry for entry in gatekeeper_logs(logs) if entry[0] == "ERROR"]
+    assert "the count_when function test_a_failing_count_when" in message
+    assert ".broken failed; the request is counted" in message
 
 
 def test_count_when_during_an_outage_keeps_the_response(
@@ -168,6 +229,77 @@ def test_count_when_during_an_outage_keeps_the_response(
     storage.failing = False
     clock.advance(5)
     assert logins(client, "wrong", "wrong") == [401, 429]  # one failure was counted
+
+
+def test_an_outage_during_the_refund_keeps_the_reservation(
+    make_app: AppFactory, clock: FakeClock, logs: pytest.LogCaptureFixture
+) -> None:
+    storage = FlakyStorage(clock=clock)
+    app, gk = make_app(base={}, storage=storage, routes=(index,))
+
+    @app.route("/signin", methods=["POST"])
+    @gk.specific("2/minute", count_when=lambda response: response.status_code >= 400)
+    def signin() -> tuple[str, int]:
+        storage.failing = request.form.get("break") == "1"  # Redis goes away mid-request
+        return ("welcome", 200) if request.form.get("password") == "right" else ("no", 401)
+
+    client = app.test_client()
+
+    def signins(*passwords: str) -> list[int]:
+        return [client.post("/signin", data={"password": p}).status_code for p in passwords]
+
+    assert client.post("/signin", data={"password": "right", "break": "1"}).status_code == 200
+    assert storage.errors  # the refund failed: logged as an outage
+    assert any("storage" in message.lower() for _, message in gatekeeper_logs(logs))
+    storage.failing = False
+    clock.advance(2)  # the outage is over
+    assert signins("wrong", "wrong") == [401, 429]  # the success kept its place
+
+
+@pytest.mark.parametrize(("propagate", "statuses"), [(False, [500, 500]), (True, [429, 429])])
+def test_a_view_that_raises_is_refunded_only_when_its_500_page_is_made(
+    make_app: AppFactory, propagate: bool, statuses: list[int]
+) -> None:
+    app, gk = make_app(base={}, storage=MemoryStorage(), routes=(index,))
+    app.config["PROPAGATE_EXCEPTIONS"] = propagate
+
+    @app.route("/fragile")
+    @gk.specific("1/minute", count_when=lambda response: response.status_code == 401)
+    def fragile() -> str:
+        raise RuntimeError("the view failed")
+
+    client = app.test_client()
+    if propagate:  # no response: the reservation is kept
+        with pytest.raises(RuntimeError):
+            client.get("/fragile")
+    else:
+        assert client.get("/fragile").status_code == 500  # a response count_when declines
+    assert [client.get("/fragile").status_code for _ in range(2)] == statuses
+
+
+class StorageBeforeRefunds(MemoryStorage):
+    """A storage object written before reservations: no ``refund``, and ``record`` to
+    count a ``count_when`` route after its response."""
+
+    refund = None  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded: list[list[str]] = []
+
+    def record(self, client: str, scopes: Sequence[Scope]) -> None:
+        self.recorded.append([scope.name for scope in scopes])
+
+
+def test_a_storage_without_refund_still_counts_after_the_response(
+    make_app: AppFactory,
+) -> None:
+    storage = StorageBeforeRefunds()
+    client = login_app(make_app, storage).test_client()  # type: ignore[arg-type]
+    with pytest.deprecated_call(match="StorageBeforeRefunds has no refund"):
+        assert logins(client, "wrong") == [401]
+    assert logins(client, "right") == [200]  # warned once
+    assert storage.recorded == [["login"]]  # the failure, after its response
 
 
 def test_usage_reads_the_rules_of_a_route_without_counting(
@@ -216,7 +348,7 @@ def test_reset_of_one_scope_or_endpoint(make_app: AppFactory, storage: Storage) 
 
 
 @pytest.mark.redis
-def test_count_when_takes_two_round_trips_and_other_routes_one(
+def test_count_when_takes_a_second_round_trip_only_to_refund(
     make_app: AppFactory, redis_url: str
 ) -> None:
     import redis
@@ -228,7 +360,7 @@ def test_count_when_takes_two_round_trips_and_other_routes_one(
     assert logins(client, "right") == [200]  # scripts loaded, connection open
     commands: list[str] = []
     with monitor_client.monitor() as monitor:
-        assert logins(client, "wrong") == [401]
+        assert logins(client, "wrong", "right") == [401, 200]
         assert client.get("/").status_code == 200
         marker.echo("end")
         while True:
@@ -239,4 +371,5 @@ def test_count_when_takes_two_round_trips_and_other_routes_one(
                 commands.append(entry["command"].split(" ")[0].upper())
     monitor_client.close()
     marker.close()
-    assert commands == ["EVALSHA", "EVALSHA", "EVALSHA"]  # login: check, count; index: one
+    # a counted login: one (checked and reserved); a refunded one: two; the index: one
+    assert commands == ["EVALSHA"] * 4

@@ -4,7 +4,8 @@ Hypothesis drives both storages through the same random sequence of calls (``hit
 several scopes mixing the four strategies and distinct rules with their values, with
 usage and strikes and costs from 1 up to the largest count and past it, a scope
 sometimes counted under another key as a rule with its own ``key`` is, some hits taking
-slots of concurrency limits; ``release`` of those slots; ``report`` with escalating ban
+slots of concurrency limits, some reserving in a deferred scope; ``release`` of those
+slots; ``refund`` of those reservations; ``record``; ``report`` with escalating ban
 rules; ``ban``, ``unban``, ``banned_for``, ``bans``, ``reset``, and ``network_lengths``,
 the registry of network bans) while one ``FakeClock`` moves in tiny steps, onto exact
 window, lease and ban boundaries (and one microsecond either side of them), and in large
@@ -40,6 +41,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Optional, Union
@@ -49,7 +51,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from flask_gatekeeper import BanRule, Rule
-from flask_gatekeeper.decision import Decision
+from flask_gatekeeper.decision import Decision, Reservation
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.strategies import (
@@ -238,7 +240,7 @@ class Hit:
     times: int = 1  # the same call, this many times in a row (a burst)
     pick: int = 0  # which of the palette's rules and ban rule, when rules change
     cost: int = 1  # every scope's cost
-    deferred: bool = False  # the last scope is recorded only by Record
+    deferred: bool = False  # the last scope is deferred: the hit says what it reserved
     also: Optional[str] = None  # another client whose ban refuses this request too
     values: tuple[Optional[str], ...] = (None,)  # for the distinct rules, in turn
     owner: Optional[str] = None  # the last scope counts under this key (a keyed rule)
@@ -262,8 +264,25 @@ class Slots:
 
 
 @dataclass(frozen=True)
+class Refund:
+    """``refund()`` of what a hit reserved (``pick`` chooses which; refunded ones too)."""
+
+    pick: int
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """What one admitted hit reserved in its deferred scopes, as a ``Refund`` takes it back."""
+
+    client: str
+    scopes: tuple[Scope, ...]
+    reserved: tuple[Reservation, ...]
+
+
+@dataclass(frozen=True)
 class Record:
-    """``record()``: the deferred half of a request, on the same scopes as a hit."""
+    """``record()`` (deprecated): a request counted without a check, on the same scopes
+    as a hit."""
 
     client: str
     scopes: tuple[str, ...]
@@ -361,6 +380,8 @@ Op = Union[
     Hit,
     Release,
     Slots,
+    Refund,
+    Reserved,
     Record,
     Peek,
     Report,
@@ -404,6 +425,7 @@ MAX_SLOTS = 16
 
 queries = st.one_of(
     st.builds(Release, st.integers(min_value=0, max_value=MAX_SLOTS)),
+    st.builds(Refund, st.integers(min_value=0, max_value=MAX_SLOTS)),
     st.builds(Unban, clients),
     st.builds(BannedFor, clients),
     st.builds(Detail, clients),
@@ -547,8 +569,13 @@ def _call(
         if isinstance(op, Slots):
             storage.release(op.client, op.scopes, op.token)
             return None
+        if isinstance(op, Reserved):
+            storage.refund(op.client, op.scopes, op.reserved)
+            return None
         if isinstance(op, Record):
-            storage.record(op.client, scopes)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                storage.record(op.client, scopes)  # type: ignore[attr-defined]
             return None
         if isinstance(op, Peek):
             return storage.usage(op.client, scopes)
@@ -626,6 +653,9 @@ def _describe(
         return f"hit({op.client!r}, [{where}] x cost {op.cost}, {rest})"
     if isinstance(op, Slots):
         return f"release({op.client!r}, {list(op.scopes)!r}, {op.token!r})"
+    if isinstance(op, Reserved):
+        taken = "; ".join(_scope_text(scope) for scope in op.scopes)
+        return f"refund({op.client!r}, [{taken}], {list(op.reserved)!r})"
     if isinstance(op, Record):
         return f"record({op.client!r}, [{where}] x cost {op.cost})"
     if isinstance(op, Peek):
@@ -661,6 +691,8 @@ class Pair:
     started: float = field(default_factory=time.monotonic)
     slots: list[Slots] = field(default_factory=list)
     """The slots admitted hits took, newest last, released ones too."""
+    reservations: list[Reserved] = field(default_factory=list)
+    """What admitted hits reserved, newest last, refunded ones too."""
     tokens: int = 0
 
     @property
@@ -723,6 +755,10 @@ class Pair:
             if self.slots:
                 self.call(self.slots[op.pick % len(self.slots)], [], None)
             return
+        if isinstance(op, Refund):
+            if self.reservations:
+                self.call(self.reservations[op.pick % len(self.reservations)], [], None)
+            return
         for _ in range(op.times if isinstance(op, (Hit, Report)) else 1):
             self.call(op, scopes, ban_rule)
 
@@ -744,6 +780,10 @@ class Pair:
             )
         if isinstance(op, Hit) and token is not None and isinstance(memory, Decision):
             self.hold(op.client, scopes, token, memory)
+        if isinstance(op, Hit) and isinstance(memory, Decision) and memory.reserved:
+            deferred = tuple(scope for scope in scopes if scope.deferred)
+            taken = Reserved(op.client, deferred, memory.reserved)
+            self.reservations = [*self.reservations, taken][-MAX_SLOTS:]
         if isinstance(op, SCOPED):
             self.remember_rules(op.client, scopes)
         if isinstance(op, (Hit, Report)) and ban_rule is not None:

@@ -99,7 +99,8 @@ def test_large_costs_are_exact_on_both_storages(storage: Storage, strategy: str)
 def test_a_cost_past_every_count_is_refused_never_an_error(storage: Storage, cost: int) -> None:
     scope = Scope.of(GLOBAL_SCOPE, (LARGE_RULE, Rule(5, 1, "gcra")), cost=cost)
     assert storage.hit("c", [scope]) == Decision(admitted=False, retry_after=60, rule=LARGE_RULE)
-    storage.record("c", [scope])  # counted after a response, unchecked: still no error
+    largest = Scope.of(GLOBAL_SCOPE, (LARGE_RULE,), cost=LARGE_RULE.count)
+    assert storage.hit("c", [largest]).admitted  # nothing was counted: the whole count fits
     assert not storage.hit("c", [Scope.of(GLOBAL_SCOPE, (LARGE_RULE,))]).admitted  # full
 
 

@@ -1282,6 +1282,33 @@ def test_a_route_with_two_keys_on_a_cluster(
     assert storage_errors(app) == 0
 
 
+def test_a_count_when_route_with_two_keys_refunds_on_each_slot_of_a_cluster(
+    cluster_client: RedisCluster, redis_app: AppFactory
+) -> None:
+    storage = RedisStorage(cluster_client)
+    app, gk = redis_app(storage=storage, rate_limit_rules=None, ban_rule=None)
+
+    @app.post("/sign-in")
+    @gk.specific(
+        [Rule(2, 3600), Rule(3, 3600, key="form[user]")],
+        count_when=lambda response: response.status_code == 401,
+    )
+    def sign_in() -> tuple[str, int]:
+        return ("welcome", 200) if request.form.get("password") == "right" else ("no", 401)
+
+    client = app.test_client()
+
+    def attempt(ip: str, password: str) -> int:
+        data = {"user": "dave", "password": password}  # this test's own (shared cluster)
+        return client.post("/sign-in", data=data, environ_base={"REMOTE_ADDR": ip}).status_code
+
+    ips = [f"10.4.0.{n}" for n in range(1, 6)]
+    assert [attempt(ips[0], "right") for _ in range(4)] == [200] * 4  # each given back
+    assert [attempt(ip, "wrong") for ip in ips[1:]] == [401, 401, 401, 429]  # dave's three
+    assert [attempt(ips[0], "wrong") for _ in range(2)] == [429, 429]
+    assert storage_errors(app) == 0
+
+
 def test_on_a_cluster_only_the_client_s_own_script_takes_the_slot(
     cluster_client: RedisCluster, redis_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

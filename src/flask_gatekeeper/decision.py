@@ -21,6 +21,7 @@ __all__ = [
     "SUBNET",
     "BanDetail",
     "Decision",
+    "Reservation",
     "Usage",
 ]
 
@@ -67,6 +68,23 @@ class Usage:
     scope: str = GLOBAL_SCOPE
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """What an admitted request recorded in one ``deferred`` scope (a ``count_when``
+    route's), so that ``Storage.refund`` takes back exactly that and nobody else's.
+
+    ``stamp``: the instant it was recorded at, whole microseconds (its timestamps in a
+    sliding log). ``states``: for each stateful rule of the scope, the first number of
+    the state it left (the window strategies: the window it was counted in; GCRA: when
+    its share of the bucket ends). ``added``: for each distinct rule, whether it added
+    its value (a value already seen in the window is not its own to take back).
+    """
+
+    stamp: int
+    states: tuple[float, ...] = ()
+    added: tuple[bool, ...] = ()
+
+
 @dataclass(frozen=True, init=False)
 class Decision:
     """The outcome of one atomic storage call for one request.
@@ -79,7 +97,8 @@ class Decision:
     says a ban was set by hand, and ``banned_as`` names the banned client when it is not
     the request's own key (the address behind a ``key_func`` key). ``concurrency``, for a
     refusal by the limit of requests in flight of ``scope``, is that limit (then ``rule``
-    is None and ``retry_after`` is ``IN_FLIGHT_WAIT``).
+    is None and ``retry_after`` is ``IN_FLIGHT_WAIT``). ``reserved``, for an admitted
+    request, holds what it recorded in each ``deferred`` scope, in their order.
     """
 
     admitted: bool
@@ -92,6 +111,7 @@ class Decision:
     manual: bool
     banned_as: Optional[str]
     concurrency: int
+    reserved: tuple[Reservation, ...]
 
     def __init__(
         self,
@@ -105,6 +125,7 @@ class Decision:
         manual: bool = False,
         banned_as: Optional[str] = None,
         concurrency: int = 0,
+        reserved: tuple[Reservation, ...] = (),
     ) -> None:
         # Every refused request makes one: its fields are written at once, where a frozen
         # dataclass's own __init__ writes them one by one through object.__setattr__.
@@ -122,6 +143,7 @@ class Decision:
                 "manual": manual,
                 "banned_as": banned_as,
                 "concurrency": concurrency,
+                "reserved": reserved,
             },
         )
 

@@ -238,8 +238,8 @@ class GateKeeper:
         names it. ``exempt_when``: a function that returns true for a request that is
         neither counted nor limited on this route (bans still apply). ``cost``: how many
         requests one request counts as in these rules, a number or a function of the
-        request. ``count_when``: a function of the response; the rules are checked before
-        the view and the request counted after it, only when this returns true.
+        request. ``count_when``: a function of the response; an admitted request reserves
+        its place at once, given back after the response unless this returns true.
         ``report_when``: a function of the response; when it returns true, the client is
         reported once toward the ban rule (as ``report()`` does). ``concurrency``: at most
         this many requests of a client in flight at once in these rules' scope (the

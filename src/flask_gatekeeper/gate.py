@@ -13,6 +13,7 @@ import itertools
 import logging
 import secrets
 import time
+import warnings
 from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
@@ -31,7 +32,7 @@ from werkzeug.wsgi import ClosingIterator
 
 from .addresses import NO_LENGTHS, NetworkLengths, wider_network
 from .config import Settings
-from .decision import RATE_LIMIT, REPORTS, RESPONSE, SUBNET, BanDetail, Decision
+from .decision import RATE_LIMIT, REPORTS, RESPONSE, SUBNET, BanDetail, Decision, Reservation
 from .errors import StorageCallError, StorageError
 from .events import Events
 from .headers import policy_name, rate_limit_headers
@@ -175,6 +176,7 @@ class Gate:
         self._network_lengths: Callable[..., NetworkLengths] = getattr(
             settings.storage, "network_lengths", _no_network_bans
         )
+        self._warned_no_refund = False
         self._ready: dict[tuple[object, ...], tuple[str, list[tuple[str, str]]]] = {}
         """Refusal responses made, by what makes them (see ``_refuse``)."""
 
@@ -224,7 +226,7 @@ class Gate:
             if token is not None:
                 self._hold(key, scopes, token)
             if policy.count_when:
-                self._count_after_response(key, scopes, policy.count_when)
+                self._settle_after_response(key, scopes, policy.count_when, decision.reserved)
         if policy.report_when:
             self._report_after_response(key, policy.report_when)
         return None
@@ -317,37 +319,74 @@ class Gate:
         detail = self.ask_storage(self.settings.storage.ban_detail, client)
         return None if isinstance(detail, Down) else detail
 
-    def _count_after_response(
+    def _settle_after_response(
         self,
         client: str,
         scopes: tuple[Scope, ...],
         count_when: tuple[tuple[str, ResponsePredicate], ...],
+        reserved: tuple[Reservation, ...],
     ) -> None:
-        """Record the deferred scopes whose ``count_when`` accepts the response, once it
-        is known (``after_this_request``: only requests that need it pay for it). Neither
-        a failing predicate nor a storage outage changes the response: both are logged."""
+        """``count_when`` routes: the storage recorded the request in every scope when it
+        admitted it, and ``reserved`` says what, in each deferred scope. Once the response
+        is known (``after_this_request``: only these routes pay for it), give back (one
+        more storage call) what the scopes whose ``count_when`` declines it reserved. A
+        function that raises keeps the reservation (logged with its name), and so does a
+        storage outage (logged): the safe side. Neither changes the response."""
         predicates = dict(count_when)
-        for scope in scopes:  # a key's rules are counted when their route's are
-            if scope.deferred and scope.name not in predicates:
+        deferred = [scope for scope in scopes if scope.deferred]
+        for scope in deferred:  # a key's rules are counted when their route's are
+            if scope.name not in predicates:
                 predicates[scope.name] = next(
                     f for name, f in count_when if within(scope.name, name)
                 )
-        deferred = [scope for scope in scopes if scope.deferred]
+        storage = self.settings.storage
+        refund = getattr(storage, "refund", None)
+        if refund is None:  # a storage object written before reservations: the old way
+            self._warn_no_refund(storage)
 
-        def count(response: Response) -> Response:
-            counted = []
-            for scope in deferred:
-                try:
-                    if predicates[scope.name](response):
-                        counted.append(scope)
-                except Exception:
-                    logger.exception("a count_when function failed; the request is not counted")
-            if counted:
-                self.ask_storage(self.settings.storage.record, client, counted)
+        def settle(response: Response) -> Response:
+            counts = [self._counts(predicates[scope.name], response) for scope in deferred]
+            if refund is None:
+                counted = [scope for scope, count in zip(deferred, counts) if count]
+                if counted:
+                    self.ask_storage(storage.record, client, counted)  # type: ignore[attr-defined]
+                return response
+            declined = [  # ``reserved`` is in the order of the deferred scopes
+                (scope, taken)
+                for scope, taken, count in zip(deferred, reserved, counts)
+                if not count
+            ]
+            if declined:
+                scopes_back, taken_back = zip(*declined)
+                self.ask_storage(refund, client, scopes_back, taken_back)
             return response
 
         if deferred:
-            after_this_request(count)
+            after_this_request(settle)
+
+    @staticmethod
+    def _counts(predicate: ResponsePredicate, response: Response) -> bool:
+        """Whether a ``count_when`` function counts the response; one that raises does
+        (its request keeps what it reserved), logged with its name."""
+        try:
+            return bool(predicate(response))
+        except Exception:
+            name = getattr(predicate, "__qualname__", None) or repr(predicate)
+            logger.exception("the count_when function %s failed; the request is counted", name)
+            return True
+
+    def _warn_no_refund(self, storage: object) -> None:
+        """Once per gate: a storage without ``refund`` counts after the response."""
+        if not self._warned_no_refund:
+            self._warned_no_refund = True
+            warnings.warn(
+                f"{type(storage).__name__} has no refund(): count_when routes are checked "
+                "before the view and counted after the response with its record(), which "
+                "is deprecated and lets requests in flight together past the limit; "
+                "implement Storage.refund",
+                DeprecationWarning,
+                stacklevel=2,
+            )
 
     def _ban_only(self, client: str, also: tuple[str, ...]) -> Optional[Response]:
         """Refuse the request if ``client``, or one of ``also``, is banned; count nothing."""

@@ -121,7 +121,7 @@ class Mark:
 
     ``rules`` (or a function computing them per request) count in the route's own scope,
     or in the shared ``scope``, each request ``cost`` times (a number, or a function of
-    the request), and only once the response is known when ``count_when`` is given; with
+    the request), given back after the response when ``count_when`` declines it; with
     ``methods`` the whole mark applies to those methods only. ``concurrency`` (0: none)
     caps the client's requests in flight in that scope.
     """
@@ -157,8 +157,9 @@ class Scope:
 
     A request counts ``cost`` times in every rule of the scope (a cost above a rule's
     count is never admitted; one above every count is kept as the largest count plus
-    one, which is refused alike). A ``deferred`` scope is checked with the others but not
-    recorded: the storage's ``record`` counts it once the response is known.
+    one, which is refused alike). A ``deferred`` scope (a ``count_when`` route's) is
+    checked and recorded with the others, and the decision says what it reserved there,
+    for the storage's ``refund`` to give back once the response is known.
 
     ``concurrency`` (0: no limit) is how many requests of a client may be in flight in
     the scope at once; each holds a slot, a lease that ends ``lease_us`` microseconds

@@ -40,6 +40,7 @@ __all__ = [
     "check_strategy",
     "offset",
     "record",
+    "refund",
     "usage",
 ]
 
@@ -127,6 +128,31 @@ def record(
     if strategy == SLIDING_WINDOW:
         return [index, current + cost, previous]
     return [index, current + cost]
+
+
+def refund(
+    strategy: str, state: Sequence[float], count: int, window: int, now: int, cost: int, left: float
+) -> Optional[list[float]]:
+    """The state once an admitted request of ``cost`` is taken back, given ``left``, the
+    first number of the state its record left (``Reservation.states``); None when none of
+    it counts any more (its window has passed, its share of the bucket has drained).
+
+    The windows: its cost comes off the window it was counted in, whether that is the
+    current window or (sliding window) the previous one. GCRA: the bucket drains in
+    arrival order, so what is left of its share is what lies ahead of now up to where
+    its share ended (``left``), at most its cost, and never more than the bucket holds:
+    later requests' shares move forward, none is given back."""
+    if strategy == GCRA:
+        back = min(cost * window / count, left - now, state[0] - now)
+        return [state[0] - back] if back > 0 else None
+    values = list(state)
+    if values[0] == left:
+        values[1] = max(0, values[1] - cost)
+    elif strategy == SLIDING_WINDOW and values[0] == left + 1:
+        values[2] = max(0, values[2] - cost)
+    else:
+        return None
+    return values
 
 
 def usage(

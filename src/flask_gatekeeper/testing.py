@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from .addresses import NetworkLengths
-from .decision import MANUAL, REPORTS, BanDetail, Decision, Usage
+from .decision import MANUAL, REPORTS, BanDetail, Decision, Reservation, Usage
 from .errors import StorageError
 from .policy import Scope
 from .rules import BanRule
@@ -96,9 +96,14 @@ class FlakyStorage:
         self._maybe_fail()
         self.inner.release(client, scope_names, token)
 
-    def record(self, client: str, scopes: Sequence[Scope]) -> None:
+    def refund(self, client: str, scopes: Sequence[Scope], reserved: Sequence[Reservation]) -> None:
         self._maybe_fail()
-        self.inner.record(client, scopes)
+        self.inner.refund(client, scopes, reserved)
+
+    def record(self, client: str, scopes: Sequence[Scope]) -> None:
+        """Deprecated, as ``Storage.record`` is."""
+        self._maybe_fail()
+        self.inner.record(client, scopes)  # type: ignore[attr-defined]
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
         self._maybe_fail()

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Callable, Optional, Protocol
 
 from ..addresses import NetworkLengths
-from ..decision import MANUAL, REPORTS, BanDetail, Decision, Usage
+from ..decision import MANUAL, REPORTS, BanDetail, Decision, Reservation, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import Scope
 from ..rules import BanRule
@@ -32,6 +32,11 @@ __all__ = ["DEFAULT_KEY_PREFIX", "Clock", "Storage", "check_key_prefix"]
 
 DEFAULT_KEY_PREFIX = "gatekeeper:"
 """Prefix of every key a shared storage writes, so several apps can share one database."""
+
+RECORD_DEPRECATED = (
+    "Storage.record is deprecated: hit() records count_when routes' scopes when it admits "
+    "the request (Decision.reserved), and refund() takes back what count_when does not count"
+)
 
 Clock = Callable[[], float]
 """Returns the current time in seconds; only differences matter (e.g. ``time.monotonic``)."""
@@ -67,9 +72,10 @@ class Storage(Protocol):
         else, with a ``token``, refuse if a scope with a ``concurrency`` limit already
         holds that many unexpired slots of the client (the decision names the scope and
         the limit); else record the request (``cost`` times, and its values) in every
-        scope that is not ``deferred``, take a slot named ``token`` in every scope with a
-        concurrency limit (a lease of the scope's ``lease_us``), and admit. Refused
-        requests are not recorded and take no slot.
+        scope, take a slot named ``token`` in every scope with a concurrency limit (a
+        lease of the scope's ``lease_us``), and admit. Refused requests are not recorded
+        and take no slot. An admitted request's decision says what it recorded in each
+        ``deferred`` scope (``Decision.reserved``, in their order), for ``refund``.
 
         A scope with an ``owner`` counts under that key instead of ``client``; slots are
         always the client's (a scope with an owner has no concurrency limit).
@@ -85,10 +91,17 @@ class Storage(Protocol):
         already expired, released or forgotten is no error)."""
         ...
 
-    def record(self, client: str, scopes: Sequence[Scope]) -> None:
-        """Count the request (``cost`` times, and its values) in every rule of
-        ``scopes``, checking nothing: the second half of a deferred scope, once its
-        response is known."""
+    def refund(self, client: str, scopes: Sequence[Scope], reserved: Sequence[Reservation]) -> None:
+        """Take back what ``hit`` recorded for one admitted request in each of ``scopes``
+        (deferred scopes of that hit, each with its ``Reservation``), and nothing else:
+        in a sliding log ``cost`` timestamps of its stamp (those of one microsecond are
+        interchangeable); in a window strategy its cost, from the window it was counted
+        in; in GCRA what is left of its share of the bucket; in a distinct rule its
+        value, when it added it and no request has seen it since. What no longer counts
+        (a window that has passed) is left alone.
+
+        (``record``, the deferred recording this replaces, is deprecated; a storage object
+        without ``refund`` is still served the old way, with a ``DeprecationWarning``.)"""
         ...
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from array import array
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
@@ -40,13 +41,14 @@ from ..decision import (
     REPORTS,
     BanDetail,
     Decision,
+    Reservation,
     Usage,
 )
 from ..errors import ConfigError, ConfigTypeError
 from ..policy import GLOBAL_SCOPE, Scope, within
 from ..rules import BanRule, Rule
 from ..units import instant, microseconds, seconds
-from .base import Clock
+from .base import RECORD_DEPRECATED, Clock
 
 __all__ = ["DEFAULT_MAX_CLIENTS", "MemoryStorage"]
 
@@ -239,14 +241,13 @@ class _Ban:
 class _State:
     """One stateful rule's state as read for a request, and its wait in microseconds."""
 
-    __slots__ = ("cost", "deferred", "key", "rule", "shift", "state", "wait")
+    __slots__ = ("cost", "key", "left", "rule", "scope", "shift", "state", "wait")
 
     def __init__(
         self, key: Hashable, client: str, rule: Rule, state: Optional[_Log], now: int, scope: Scope
     ):
-        self.key, self.rule, self.state = key, rule, state
+        self.key, self.rule, self.state, self.scope = key, rule, state, scope
         cost = self.cost = scope.cost
-        self.deferred = scope.deferred
         self.shift = strategies.offset(client, rule.window_us)
         if cost > rule.count:  # more than the rule ever admits
             self.wait = rule.window_us
@@ -256,11 +257,12 @@ class _State:
             )
 
     def recorded(self, now: int) -> _Log:
-        """The state once this request is admitted."""
+        """The state once this request is admitted; ``left`` keeps its first number."""
         rule = self.rule
         values = strategies.record(
             rule.strategy or "", self.state, rule.count, rule.window_us, self.shift, now, self.cost
         )
+        self.left = values[0]
         return _Log("d", values)
 
     def usage(self, scope: Scope, now: int) -> Usage:
@@ -275,17 +277,17 @@ class _Distinct:
     """One distinct rule's values as read for a request that has ``value`` for it, and
     the wait in microseconds until a new value fits (0 for a value seen in the window)."""
 
-    __slots__ = ("deferred", "key", "log", "rule", "value", "wait")
+    __slots__ = ("added", "key", "log", "rule", "scope", "value", "wait")
 
     def __init__(
         self, key: Hashable, rule: Rule, log: Optional[_Log], value: str, now: int, scope: Scope
     ):
-        self.key, self.rule, self.value = key, rule, value
-        self.deferred = scope.deferred
+        self.key, self.rule, self.value, self.scope = key, rule, value, scope
         self.log = log = _live(log, rule.window_us, now)
         values = log.values
+        self.added = value not in values
         self.wait = 0
-        if value not in values and len(values) >= rule.count:
+        if self.added and len(values) >= rule.count:
             self.wait = next(iter(values.values())) + rule.window_us - now
 
     def recorded(self, now: int) -> _Seen:
@@ -301,6 +303,22 @@ class _Distinct:
             for value, _ in order[:excess]:
                 del values[value]
         return self.log
+
+
+def _reservations(
+    scopes: Sequence[Scope], states: list[_State], distinct: list[_Distinct], now: int
+) -> tuple[Reservation, ...]:
+    """What a recorded request reserved in each deferred scope, from the states and
+    values it recorded there."""
+    reserved = []
+    for scope in scopes:
+        if scope.deferred:
+            left = tuple(state.left for state in states if state.scope is scope)
+            seen = iter([each.added for each in distinct if each.scope is scope])
+            # ``_read_distinct`` read only the rules this request has a value for
+            added = tuple(value is not None and next(seen) for value in scope.values)
+            reserved.append(Reservation(now, left, added))
+    return tuple(reserved)
 
 
 def _utf8(text: str) -> bytes:
@@ -460,9 +478,11 @@ class MemoryStorage:
                 for scope in scopes:
                     if scope.concurrency:
                         self._take((client, scope.name), token, now + scope.lease_us)
-            if not usage:
+            reserved = _reservations(scopes, states, distinct, now)
+            if not usage and not reserved:
                 return ADMITTED
-            return Decision(admitted=True, usage=self._closest(client, scopes, now))
+            closest = self._closest(client, scopes, now) if usage else None
+            return Decision(admitted=True, usage=closest, reserved=reserved)
 
     def _limited(
         self,
@@ -529,6 +549,10 @@ class MemoryStorage:
                     del self._flights[(client, name)]
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
+        """Deprecated: count the request in every rule of ``scopes``, checking nothing.
+        ``hit`` records ``count_when`` routes' scopes itself now, and ``refund`` takes
+        back what the response does not count."""
+        warnings.warn(RECORD_DEPRECATED, DeprecationWarning, stacklevel=2)
         with self._lock:
             now = self._now()
             found: list[tuple[Hashable, Optional[_Log], Scope]] = []
@@ -543,7 +567,50 @@ class MemoryStorage:
                     key = _state_key(who, scope, rule)
                     states.append(_State(key, who, rule, self._logs.get(key), now, scope))
                 distinct.extend(self._read_distinct(who, scope, now))
-            self._write(found, states, now, distinct, deferred_too=True)
+            self._write(found, states, now, distinct)
+
+    def refund(self, client: str, scopes: Sequence[Scope], reserved: Sequence[Reservation]) -> None:
+        with self._lock:
+            now = self._now()
+            for scope, reservation in zip(scopes, reserved):
+                who, stamp = scope.owner or client, reservation.stamp
+                if scope.logged and stamp + max(rule.window_us for rule in scope.logged) > now:
+                    self._refund_log(_scope_key(who, scope), stamp, scope.cost)
+                for rule, left in zip(scope.stateful, reservation.states):
+                    state = self._logs.get(_state_key(who, scope, rule))
+                    if state is not None:
+                        strategy, window, cost = rule.strategy or "", rule.window_us, scope.cost
+                        values = strategies.refund(
+                            strategy, state, rule.count, window, now, cost, left
+                        )
+                        if values is not None:
+                            state[:] = _Log("d", values)
+                for index, (value, added) in enumerate(zip(scope.values, reservation.added)):
+                    if value is not None and added:
+                        seen = self._logs.get(_distinct_key(who, scope, index))
+                        # its own value, unless a request has seen it since (a Redis score)
+                        if isinstance(seen, _Seen) and seen.values.get(value) == stamp:
+                            del seen.values[value]
+
+    def _refund_log(self, key: Hashable, stamp: int, cost: int) -> None:
+        """Take ``cost`` timestamps ``stamp`` out of the log at ``key``: the newest such,
+        as Redis's ``LREM`` does (timestamps of one microsecond are interchangeable)."""
+        log = self._logs.get(key)
+        if log is None:
+            return
+        kept = [*log[log.head :], *log[: log.head]]  # oldest first
+        before = len(kept)
+        for index in range(before - 1, -1, -1):
+            if cost and kept[index] == stamp:
+                del kept[index]
+                cost -= 1
+        if len(kept) == before:
+            return
+        if kept:
+            log[:] = _FloatArray("d", kept)
+            log.head = 0
+        else:
+            del self._logs[key]
 
     def _read_distinct(self, client: str, scope: Scope, now: int) -> list[_Distinct]:
         """The scope's distinct rules that apply to this request (it has a value for)."""
@@ -560,20 +627,15 @@ class MemoryStorage:
         states: list[_State],
         now: int,
         distinct: list[_Distinct],
-        deferred_too: bool = False,
     ) -> None:
         """Record the request, ``cost`` times, in the logs and states read for it, and
-        its values in the distinct rules it has one for (those of a deferred scope only
-        for ``record``)."""
+        its values in the distinct rules it has one for."""
         for key, log, scope in found:
-            if deferred_too or not scope.deferred:
-                self._record_log(key, log, scope, now)
+            self._record_log(key, log, scope, now)
         for state in states:
-            if deferred_too or not state.deferred:
-                self._store(state.key, state.recorded(now))
+            self._store(state.key, state.recorded(now))
         for seen in distinct:
-            if deferred_too or not seen.deferred:
-                self._store(seen.key, seen.recorded(now))
+            self._store(seen.key, seen.recorded(now))
 
     def _record_log(self, key: Hashable, log: Optional[_Log], scope: Scope, now: int) -> None:
         """Record the request, ``cost`` times, in the scope's log (``log``, read at

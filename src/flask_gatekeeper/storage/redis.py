@@ -25,6 +25,7 @@ import inspect
 import math
 import re
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -43,6 +44,7 @@ from ..decision import (
     REPORTS,
     BanDetail,
     Decision,
+    Reservation,
     Usage,
 )
 from ..errors import ConfigError, StorageCallError, StorageError
@@ -50,7 +52,7 @@ from ..policy import Scope, within
 from ..rules import BanRule, Rule
 from ..strategies import STRATEGY_CODES
 from ..units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds
-from .base import DEFAULT_KEY_PREFIX, Clock, check_key_prefix
+from .base import DEFAULT_KEY_PREFIX, RECORD_DEPRECATED, Clock, check_key_prefix
 
 try:
     import redis
@@ -150,9 +152,9 @@ _Argument = Union[int, str, bytes]
 
 _ADMITTED, _BANNED, _IN_FLIGHT = 0, 1, 3
 _HIT_MODE, _RECORD_MODE, _CHECK_MODE = 1, 2, 3
-"""``hit.lua``'s modes: a request, the deferred recording of one, or a request's checks
-without recording it (Redis Cluster: rules counted under another key's slot). Only a
-request takes a slot."""
+"""``hit.lua``'s modes: a request, its recording alone, or a request's checks without
+recording it (Redis Cluster: rules counted under another key's slot are checked, then
+recorded once everything admits). Only a request takes a slot."""
 _GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
 
@@ -284,6 +286,7 @@ _REPORT = _Script("common.lua", "report.lua")
 _BAN = _Script("common.lua", "ban.lua")
 _USAGE = _Script("common.lua", "distinct.lua", "strategies.lua", "usage.lua")
 _RELEASE = _Script("release.lua")
+_REFUND = _Script("common.lua", "distinct.lua", "strategies.lua", "refund.lua")
 _NETWORKS = _Script("common.lua", "networks.lua")
 _SCRIPTS = (_HIT, _REPORT, _BAN, _USAGE, _RELEASE, _NETWORKS)
 
@@ -382,6 +385,23 @@ _STATE_KEY = re.compile(
     + "|".join(re.escape(name) for name in (*STRATEGY_CODES, _DISTINCT))
     + r")(?::(.*))?:\d+/\d+(?:/\d+)?"
 )
+
+
+def _reservations(answer: list[Any], scopes: Sequence[Scope]) -> dict[int, Reservation]:
+    """What ``hit.lua`` says it recorded in the deferred ``scopes`` (by their ``id``): per
+    scope its stamp, each stateful rule's first number, each distinct rule's 1 when it
+    added its value."""
+    if len(answer) < 9 or not answer[8]:
+        return {}
+    values = iter(answer[8])
+    reserved = {}
+    for scope in scopes:
+        if scope.deferred:
+            stamp = int(next(values))
+            states = tuple(float(next(values)) for _ in scope.stateful)
+            added = tuple(next(values) == 1 for _ in scope.distinct)
+            reserved[id(scope)] = Reservation(stamp, states, added)
+    return reserved
 
 
 def _where(scope_name: str) -> str:
@@ -637,8 +657,12 @@ class RedisStorage:
             answer, rules = self._hit(client, own, _HIT_MODE, usage, strike, token=token)
             decision = self._decision(answer, rules, own, usage=usage)
             if decision.admitted:
+                reserved = _reservations(answer, own)
                 for owner, group in keyed.items():
-                    self._hit(owner, group, _RECORD_MODE)
+                    reserved.update(_reservations(self._hit(owner, group, _RECORD_MODE)[0], group))
+                if reserved:
+                    ordered = tuple(reserved[id(scope)] for scope in scopes if scope.deferred)
+                    decision = replace(decision, reserved=ordered)
             return decision
         decision = self._decision(*self._hit(client, own, _CHECK_MODE, False, strike), own)
         longer = not decision.admitted and decision.retry_after >= refusal.retry_after
@@ -658,7 +682,7 @@ class RedisStorage:
         usage: bool = False,
     ) -> Decision:
         """``hit.lua``'s answer, for these ``scopes`` (their rules), as a decision."""
-        status, wait, limiting, closest, remaining, reset, new_ban, _ = answer
+        status, wait, limiting, closest, remaining, reset, new_ban = answer[:7]
         if status == _BANNED:
             return Decision(
                 admitted=False,
@@ -672,6 +696,10 @@ class RedisStorage:
             usage_rule, usage_scope = rules[closest]
             seen = Usage(usage_rule, remaining, seconds(reset), usage_scope)
         if status == _ADMITTED:
+            reserved = _reservations(answer, scopes)
+            if reserved:
+                ordered = tuple(reserved[id(scope)] for scope in scopes if scope.deferred)
+                return Decision(admitted=True, usage=seen, reserved=ordered)
             return Decision(admitted=True, usage=seen) if seen is not None else ADMITTED
         if status == _IN_FLIGHT:
             full = scopes[limiting]
@@ -714,7 +742,27 @@ class RedisStorage:
         )
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
+        """Deprecated: count the request in every rule of ``scopes``, checking nothing.
+        ``hit`` records ``count_when`` routes' scopes itself now, and ``refund`` takes
+        back what the response does not count."""
+        warnings.warn(RECORD_DEPRECATED, DeprecationWarning, stacklevel=2)
         self._hit(client, scopes, _RECORD_MODE)
+
+    def refund(self, client: str, scopes: Sequence[Scope], reserved: Sequence[Reservation]) -> None:
+        """One script (``refund.lua``); on Redis Cluster one per key that the scopes
+        count under, each on its own slot."""
+        groups: dict[Optional[str], list[tuple[Scope, Reservation]]] = {}
+        for scope, reservation in zip(scopes, reserved):
+            owner = scope.owner if self._clustered else None
+            groups.setdefault(owner, []).append((scope, reservation))
+        for group in groups.values():
+            keys, args, _ = self._scopes(client, [scope for scope, _ in group])
+            taken: list[_Argument] = []
+            for _, reservation in group:
+                taken.append(reservation.stamp)
+                taken += [repr(state) for state in reservation.states]
+                taken += [int(added) for added in reservation.added]
+            self._run(_REFUND, keys, [self._now_argument(), len(taken), *taken, *args])
 
     def release(self, client: str, scope_names: Sequence[str], token: str) -> None:
         """One command: a ``ZREM``, or ``release.lua`` for slots in several scopes."""

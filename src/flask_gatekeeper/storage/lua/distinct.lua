@@ -23,18 +23,19 @@ local function distinct_check(rule, now)
 end
 
 -- the request's value seen now; only the newest `count` are kept (more only after a
--- smaller count, or recordings after the response; ties go by the values' bytes)
+-- smaller count; ties go by the values' bytes). Returns 1 when the value is new, else 0.
 local function distinct_record(rule, now)
   if not rule.value then
-    return
+    return 0
   end
   distinct_prune(rule, now)
-  redis.call('ZADD', rule.key, int(now), rule.value)
+  local added = redis.call('ZADD', rule.key, int(now), rule.value)
   local excess = redis.call('ZCARD', rule.key) - rule.count
   if excess > 0 then
     redis.call('ZREMRANGEBYRANK', rule.key, 0, excess - 1)
   end
   expire_after(rule.key, rule.window)
+  return added
 end
 
 -- values left (the count less the live values), and microseconds until the oldest live

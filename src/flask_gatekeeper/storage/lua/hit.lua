@@ -9,19 +9,21 @@
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
 -- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: 1 for a request
--- (ban, check, record the scopes not deferred), 2 to record every scope (nothing else),
--- 3 to check as for a request without recording (no slot either);
+-- (ban, check, record), 2 to record (nothing else), 3 to check as for a request without
+-- recording (no slot either);
 -- ARGV[11]: how many other clients' bans follow the reports key; ARGV[12]: the request's
 -- token, its slot in every scope with a concurrency limit (mode 1 only; "": it takes
 -- none, and those limits are not checked); ARGV[13]: "1" to return the prefix lengths of
 -- the networks banned now; from ARGV[14], the scopes as read_scopes reads them (each
 -- with its cost).
--- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban, lengths}: status 0
+-- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban, lengths, reserved}:
+-- status 0
 -- admitted, 1 banned (then `rule` is 1 for a ban set by hand, and `usage_rule` 0 for the
 -- client's own ban or i for the i-th other client's), 2 limited, 3 too many in flight
 -- (then `rule` is the full scope's index, from 0); rules are numbered over every scope
 -- from 0, in each scope sliding-log rules, then stateful, then distinct; -1 means none;
--- `lengths` as networks.lua returns them, when asked (else empty).
+-- `lengths` as networks.lua returns them, when asked (else empty); `reserved`, once
+-- recorded, what each deferred scope's Reservation holds, in order (absent otherwise).
 -- LPUSH `times` copies of `value` (never more than the log keeps: further copies would
 -- only be trimmed), PUSH_CHUNK at a time: unpack fails past about 8000 values.
 local PUSH_CHUNK = 1000
@@ -142,25 +144,30 @@ end
 if mode == 3 then  -- checked only: recorded by another call (Redis Cluster)
   return {0, 0, -1, -1, 0, 0, -1, lengths}
 end
+local reserved = {}  -- per deferred scope: now, each stateful rule's state[1], each distinct
+-- rule's 1 when it added its value (a Reservation, for refund.lua)
 for _, scope in ipairs(scopes) do
   local cost = scope.cost
-  if mode == 2 or not scope.deferred then
-    if scope.depth > 0 then
-      push_copies(scope.log, int(now), math.min(cost, scope.keep))
-      redis.call('LTRIM', scope.log, 0, scope.keep - 1)
-      expire_after(scope.log, scope.ttl)
+  if scope.deferred then
+    reserved[#reserved + 1] = now
+  end
+  if scope.depth > 0 then
+    push_copies(scope.log, int(now), math.min(cost, scope.keep))
+    redis.call('LTRIM', scope.log, 0, scope.keep - 1)
+    expire_after(scope.log, scope.ttl)
+  end
+  for _, rule in ipairs(scope.stateful) do
+    rule.state = strategy_record(rule.code, rule.state, rule.count, rule.window, rule.shift, now,
+      cost)
+    strategy_save(rule, now)
+    if scope.deferred then
+      reserved[#reserved + 1] = string.format('%.17g', rule.state[1])
     end
-    for _, rule in ipairs(scope.stateful) do
-      rule.state = strategy_record(rule.code, rule.state, rule.count, rule.window, rule.shift, now,
-        cost)
-      local ttl = 2 * rule.window
-      if rule.code == GCRA then
-        ttl = rule.state[1] - now
-      end
-      save_state(rule.key, rule.state, ttl)
-    end
-    for _, rule in ipairs(scope.distinct) do
-      distinct_record(rule, now)
+  end
+  for _, rule in ipairs(scope.distinct) do
+    local added = distinct_record(rule, now)
+    if scope.deferred then
+      reserved[#reserved + 1] = added
     end
   end
   if mode == 1 and token ~= '' and scope.concurrency > 0 then
@@ -170,4 +177,4 @@ for _, scope in ipairs(scopes) do
 end
 
 local closest, remaining, reset = closest_usage()
-return {0, 0, -1, closest, remaining, reset, -1, lengths}
+return {0, 0, -1, closest, remaining, reset, -1, lengths, reserved}

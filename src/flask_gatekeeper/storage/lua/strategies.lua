@@ -86,6 +86,36 @@ local function strategy_record(code, state, count, window, shift, now, cost)
   return {index, current + cost}
 end
 
+-- store a stateful rule's state, kept while it matters (a window's for two windows, GCRA's
+-- until its bucket is empty)
+local function strategy_save(rule, now)
+  local ttl = 2 * rule.window
+  if rule.code == GCRA then
+    ttl = rule.state[1] - now
+  end
+  save_state(rule.key, rule.state, ttl)
+end
+
+-- the state once an admitted request of `cost` is taken back, given `left`, the state[1]
+-- its record left (see strategies.refund); nil when none of it counts any more
+local function strategy_refund(code, state, count, window, now, cost, left)
+  if code == GCRA then
+    local back = math.min(cost * window / count, left - now, state[1] - now)
+    if back > 0 then
+      return {state[1] - back}
+    end
+    return nil
+  end
+  if state[1] == left then
+    state[2] = math.max(0, state[2] - cost)
+  elseif code == SLIDING_WINDOW and state[1] == left + 1 then
+    state[3] = math.max(0, state[3] - cost)
+  else
+    return nil
+  end
+  return state
+end
+
 -- requests left, and whole microseconds until the quota is whole again
 local function strategy_usage(code, state, count, window, shift, now)
   if code == GCRA then
@@ -102,7 +132,7 @@ local function strategy_usage(code, state, count, window, shift, now)
 end
 
 -- The scopes described from ARGV[first_arg] on, their keys from KEYS[first_key] on: per
--- scope, depth, ttl, cost, deferred (1: recorded only by the record mode), concurrency
+-- scope, depth, ttl, cost, deferred (1: a hit returns its reservation), concurrency
 -- (0: no limit), lease (microseconds), number of sliding-log rules, (count, window) for
 -- each, number of stateful rules, (count, window, strategy code, shift) for each, number
 -- of distinct rules, (count, window, 1 when the request has a value for it, the value)

@@ -8,6 +8,7 @@ on the extension, so one ``GateKeeper`` can serve several apps with separate cou
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Literal, Optional, TypeVar, Union, overload
 
@@ -88,6 +89,7 @@ class GateKeeper:
         exempt_when: Optional[Predicate] = None,
         concurrency: Optional[int] = None,
         concurrency_lease: Optional[float] = None,
+        state_file: Union[str, os.PathLike[str], None] = None,
     ) -> None:
         arguments = locals()
         self._given = {

@@ -9,8 +9,10 @@ constructor value (given on top of that config). The options are read from
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
 
 import pytest
@@ -256,6 +258,16 @@ def team_key() -> Optional[str]:
     return "team-" + request.headers.get("x-user", "")
 
 
+def state_file_name(subject: Subject) -> Optional[str]:
+    """The name of the file the app keeps its bans in, if any."""
+    state_file = subject.app.extensions["gatekeeper"].state_file
+    return None if state_file is None else str(state_file.path.name)
+
+
+STATE_DIRECTORY = Path(tempfile.gettempdir())
+"""Where the ``state_file`` scenario's files would go (nothing bans, so none is written)."""
+
+
 @dataclass(frozen=True)
 class Scenario:
     probe: Probe
@@ -465,6 +477,14 @@ SCENARIOS: dict[str, Scenario] = {
         given=20,
         from_given=[200, 429],
         base={"GATEKEEPER_CONCURRENCY": 1},
+    ),
+    "state_file": Scenario(
+        state_file_name,
+        default=None,
+        config=str(STATE_DIRECTORY / "gatekeeper-config.json"),
+        from_config="gatekeeper-config.json",
+        given=STATE_DIRECTORY / "gatekeeper-given.json",
+        from_given="gatekeeper-given.json",
     ),
     "key_func": Scenario(
         refused_key({"x-user": "alice"}),

@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Callable, Optional, Union, cast
 
 from werkzeug.utils import ImportStringError, import_string
@@ -40,7 +41,8 @@ from .rules import (
     parse_rules_or_function,
     parse_subnet_ban_rule,
 )
-from .storage import Storage, storage_from
+from .state_file import parse_state_file
+from .storage import MemoryStorage, Storage, storage_from
 from .storage.base import DEFAULT_KEY_PREFIX, check_key_prefix
 from .strategies import DEFAULT_STRATEGY, check_strategy
 
@@ -245,6 +247,7 @@ OPTIONS: tuple[Option, ...] = (
         DEFAULT_CONCURRENCY_LEASE,
         "longest hold of a slot",
     ),
+    Option("state_file", "GATEKEEPER_STATE_FILE", parse_state_file, None, "bans kept on restart"),
 )
 """Every option, in the constructor's order (the first four are flask-gatekeeper 1.0's)."""
 
@@ -284,6 +287,8 @@ class Settings:
     """At most this many requests of a client in flight at once in the global scope."""
     concurrency_lease: float
     """Seconds after which a slot that was never released frees by itself."""
+    state_file: Optional[Path]
+    """Where the memory storage's bans are kept across restarts (``state_file``)."""
     ip_header_trusted: bool
     """False when ``ip_header`` is believed without ``trusted_proxies`` (init_app warns)."""
     sources: Mapping[str, tuple[object, str]]
@@ -348,9 +353,15 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
                 f"{named(needs_bans)}: {sources[needs_bans][0]!r} needs a ban_rule "
                 "(GATEKEEPER_BAN_RULE) to count reports toward"
             )
+    storage = _build_storage(values, sources, named)
+    if values["state_file"] is not None and not isinstance(storage, MemoryStorage):
+        raise ConfigError(
+            f"{named('state_file')}: the state file keeps the memory storage's bans; "
+            f"{storage!r} keeps its own (drop {named('state_file')}, or use memory://)"
+        )
     derived = {
         "rate_limit_rules": values["rate_limit_rules"] or (),
-        "storage": _build_storage(values, sources, named),
+        "storage": storage,
         "identifier": Identifier(
             ip_header=ip_header,
             trusted_proxies=trusted_proxies,

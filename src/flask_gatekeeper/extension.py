@@ -8,6 +8,7 @@ on the extension, so one ``GateKeeper`` can serve several apps with separate cou
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Literal, NoReturn, Optional, TypeVar, Union, overload
@@ -96,6 +97,7 @@ class GateKeeper:
         exempt_when: Optional[Predicate] = None,
         concurrency: Optional[int] = None,
         concurrency_lease: Optional[float] = None,
+        state_file: Union[str, os.PathLike[str], None] = None,
         **unexpected: NoReturn,
     ) -> None:
         if unexpected:  # Flask-Limiter's names, or typos: say which option was meant

@@ -48,6 +48,7 @@ from .refusals import (
     retry_after_header,
 )
 from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
+from .state_file import StateFile
 from .storage import MemoryStorage
 
 if TYPE_CHECKING:
@@ -179,6 +180,11 @@ class Gate:
         self._warned_no_refund = False
         self._ready: dict[tuple[object, ...], tuple[str, list[tuple[str, str]]]] = {}
         """Refusal responses made, by what makes them (see ``_refuse``)."""
+        self.state_file: Optional[StateFile] = None
+        if settings.state_file is not None:
+            assert isinstance(settings.storage, MemoryStorage)  # load_settings checked
+            self.state_file = StateFile(settings.state_file, settings.storage)
+            self.state_file.load()
 
     # -- the request path -----------------------------------------------------------------
 
@@ -578,8 +584,11 @@ class Gate:
         return app.response_class(body, kind.code, list(headers))
 
     def _check_processes(self, environ: dict[str, Any]) -> None:
-        """Warn once per process when a multi-process server runs the memory storage."""
+        """Warn once per process when a multi-process server runs the memory storage; the
+        process that serves takes its state file (a parent that forks workers never does)."""
         self._processes_checked = True
+        if self.state_file is not None:
+            self.state_file.start()
         if environ.get("wsgi.multiprocess"):
             logger.warning(
                 "this server runs several processes, and the memory storage counts in each "

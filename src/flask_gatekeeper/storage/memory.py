@@ -28,6 +28,7 @@ import warnings
 from array import array
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from .. import strategies
@@ -50,7 +51,7 @@ from ..rules import BanRule, Rule
 from ..units import instant, microseconds, seconds
 from .base import RECORD_DEPRECATED, Clock
 
-__all__ = ["DEFAULT_MAX_CLIENTS", "MemoryStorage"]
+__all__ = ["DEFAULT_MAX_CLIENTS", "MemoryStorage", "Saved", "SavedBan"]
 
 DEFAULT_MAX_CLIENTS = 100_000
 """Default cap on tracked logs: about 32 MB under a flood of one-request clients, and at
@@ -238,6 +239,31 @@ class _Ban:
         return self.strikes if self.forget_at > now else 0
 
 
+@dataclass(frozen=True)
+class SavedBan:
+    """A ban as ``MemoryStorage.saved`` gives it: times in microseconds of the storage's
+    clock, ``strikes`` the bans it had lately (escalation) until ``forget_at``."""
+
+    client: str
+    start: int
+    end: int
+    strikes: int
+    forget_at: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a restart should not forget (``state_file``): the bans that are in force or
+    still remembered for escalation, and each reported client's recent reports (oldest
+    first), read at ``now`` (the storage's clock, microseconds) after ``changes``."""
+
+    now: int
+    changes: int
+    bans: tuple[SavedBan, ...]
+    reports: tuple[tuple[str, tuple[int, ...]], ...]
+
+
 class _State:
     """One stateful rule's state as read for a request, and its wait in microseconds."""
 
@@ -363,6 +389,8 @@ class MemoryStorage:
         """The registry's last answer, and until when it holds (0: ask again)."""
         self._flights: OrderedDict[tuple[str, str], dict[str, int]] = OrderedDict()
         """(client, scope name) -> the slots held there: token -> lease deadline."""
+        self.changes = 0
+        """How many times bans or reports changed: a state file saves when it moves."""
 
     def __repr__(self) -> str:
         return f"MemoryStorage(max_clients={self.max_clients})"
@@ -709,6 +737,7 @@ class MemoryStorage:
             return self._report(client, ban_rule, self._now(), reason)
 
     def _report(self, client: str, ban_rule: BanRule, now: int, reason: str) -> Optional[float]:
+        self.changes += 1
         key = (client, _REPORTS)
         logs = self._logs
         log = logs.get(key)
@@ -738,6 +767,7 @@ class MemoryStorage:
         only for their history, then the soonest-ending, down to 90% of the cap at once,
         so that the sweep's cost is shared by the next tenth of the cap's bans. The ban
         being stored is never dropped: a ban that was just reported is in force."""
+        self.changes += 1
         bans = self._bans
         bans[client] = ban
         if len(bans) <= self.max_clients:
@@ -770,6 +800,7 @@ class MemoryStorage:
         with self._lock:
             ban = self._bans.pop(client, None)
             self._unregister(client)
+            self.changes += 1
             return ban is not None and ban.end > self._now()
 
     def _register(self, client: str, network: tuple[int, int], end: int) -> None:
@@ -833,6 +864,7 @@ class MemoryStorage:
             if scope is None:
                 self._bans.pop(client, None)
                 self._unregister(client)
+                self.changes += 1
                 doomed = [key for key in self._logs if _belongs_to(key, client)]
             else:
                 doomed = [key for key in self._logs if _in_scope(key, client, scope)]
@@ -845,3 +877,36 @@ class MemoryStorage:
                 del self._logs[key]
             for flight in flights:
                 del self._flights[flight]
+
+    def saved(self) -> Saved:
+        """The bans and reports to keep across a restart (``state_file``); request logs,
+        states and slots are left out: they matter for a window, not past a restart."""
+        with self._lock:
+            now = self._now()
+            bans = tuple(
+                SavedBan(name, ban.start, ban.end, ban.strikes, ban.forget_at, ban.reason)
+                for name, ban in self._bans.items()
+                if ban.end > now or ban.strikes_at(now)
+            )
+            reports = tuple(
+                (key[0], tuple(int(stamp) for stamp in (*log[log.head :], *log[: log.head])))
+                for key, log in self._logs.items()
+                if type(key) is tuple and key[1] == _REPORTS
+            )
+            return Saved(now, self.changes, bans, reports)
+
+    def restore(self, saved: Saved) -> None:
+        """Take back what ``saved`` gave, its times already on this storage's clock: each
+        ban (a network's enters the registry) and each report log."""
+        with self._lock:
+            now = self._now()
+            for ban in saved.bans:
+                stored = _Ban(ban.start, ban.end, ban.strikes, ban.forget_at, ban.reason)
+                self._set_ban(ban.client, stored, now)
+                network = network_of(ban.client)
+                if network is not None and ban.end > now:
+                    self._register(ban.client, network, ban.end)
+            for client, stamps in saved.reports:
+                if stamps:
+                    log = _Log("d", stamps)
+                    self._store((client, _REPORTS), log)

@@ -54,6 +54,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
+import common
 import harness
 from harness import BAN_RULE, RATE_LIMIT_RULES, START, expect_only, serve
 from werkzeug.test import EnvironBuilder
@@ -432,7 +433,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     every = clients // 10
     started = time.perf_counter()
     print(
-        f"{harness.setting()}; {clients:,} distinct clients, one request each (1 in "
+        f"{common.setting()}; {clients:,} distinct clients, one request each (1 in "
         f"{IPV6_EVERY} IPv6); max_clients {cap:,}; a reading every {every:,} clients.",
         flush=True,
     )

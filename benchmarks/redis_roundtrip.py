@@ -6,7 +6,7 @@ Not a test: it prints a Markdown table and asserts no speed.
     python benchmarks/redis_roundtrip.py --hiredis    # the same again with hiredis
     python benchmarks/redis_roundtrip.py --smoke      # tiny counts: checks that it runs
 
-On a throwaway local redis-server (no persistence), with ``CLIENTS`` distinct clients
+On a throwaway local redis-server (no persistence), with 10 000 distinct clients
 taken in turn on the real clocks (each far below the seed's 20 per second, so every
 request is admitted and recorded), interleaved round by round (``common.run_rounds``):
 

@@ -54,6 +54,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
+import common
 import harness
 from harness import BAN_RULE, RATE_LIMIT_RULES, START, expect_only, serve
 from werkzeug.test import EnvironBuilder
@@ -144,37 +145,30 @@ class PassResult:
     seconds: float = 0.0
 
 
-class Flood:
-    """The requests of one configuration: a prebuilt environ, and where the client goes."""
-
-    def __init__(self, variant: str) -> None:
-        if variant == "direct":
-            self.base, self.where = harness.GET, "REMOTE_ADDR"
-        else:
-            self.base = EnvironBuilder(environ_base={"REMOTE_ADDR": PROXY_ADDRESS}).get_environ()
-            self.where = "HTTP_X_FORWARDED_FOR"
-
-    def run(self, wsgi: WSGIApplication, clients: Sequence[str]) -> int:
-        """One request from each of ``clients``, the collector on; elapsed ns."""
-        start = time.perf_counter_ns()
-        serve(wsgi, clients, self.base, self.where)
-        return time.perf_counter_ns() - start
-
-    def status_of(self, wsgi: WSGIApplication, client: str) -> str:
-        """The status line of one request from ``client``."""
-        harness.take_statuses()
-        serve(wsgi, [client], self.base, self.where)
-        (status,) = harness.take_statuses()
-        return status
-
-
 def run_pass(config: PassConfig) -> PassResult:
     """One flood through a fresh app, in this (fresh) process."""
     if config.traced:
         tracemalloc.start()
     started = time.perf_counter()
     result = PassResult(config)
-    flood = Flood(config.variant)
+    base, where = harness.GET, "REMOTE_ADDR"
+    if config.variant == "proxy":  # the client in X-Forwarded-For, REMOTE_ADDR the proxy
+        base = EnvironBuilder(environ_base={"REMOTE_ADDR": PROXY_ADDRESS}).get_environ()
+        where = "HTTP_X_FORWARDED_FOR"
+
+    def flood(wsgi: WSGIApplication, clients: Sequence[str]) -> int:
+        """One request from each of ``clients``, the collector on; elapsed ns."""
+        start = time.perf_counter_ns()
+        serve(wsgi, clients, base, where)
+        return time.perf_counter_ns() - start
+
+    def status_of(wsgi: WSGIApplication, client: str) -> str:
+        """The status line of one request from ``client``."""
+        harness.take_statuses()
+        serve(wsgi, [client], base, where)
+        (status,) = harness.take_statuses()
+        return status
+
     slices = [
         range(start, min(start + config.every, config.clients))
         for start in range(0, config.clients, config.every)
@@ -182,7 +176,7 @@ def run_pass(config: PassConfig) -> PassResult:
 
     if not config.traced:  # bare Flask for scale; it also warms the interpreter up
         clients = [client_address(number) for number in slices[0]]
-        elapsed = flood.run(harness.new_app("bare").wsgi_app, clients)
+        elapsed = flood(harness.new_app("bare").wsgi_app, clients)
         expect_only(harness.OK, "bare Flask")
         result.bare_us = elapsed / len(clients) / 1000
 
@@ -202,7 +196,7 @@ def run_pass(config: PassConfig) -> PassResult:
         for _ in range(BAN_RULE["count"]):
             gk.report(ip=BANNED_CLIENT)
         result.ban_seconds = gk.banned_for(BANNED_CLIENT)
-    status = flood.status_of(app.wsgi_app, BANNED_CLIENT)
+    status = status_of(app.wsgi_app, BANNED_CLIENT)
     if result.ban_seconds <= 0 or status != harness.FORBIDDEN:
         raise RuntimeError(f"the ban before the flood did not take: {status}")
 
@@ -220,7 +214,7 @@ def run_pass(config: PassConfig) -> PassResult:
     gc.freeze()  # the app, the ban and everything imported: collections skip them
     for numbers in slices:
         clients = [client_address(number) for number in numbers]
-        elapsed = flood.run(app.wsgi_app, clients)
+        elapsed = flood(app.wsgi_app, clients)
         expect_only(harness.OK, f"{config.variant} flood, clients {numbers.start:,}+")
         del clients  # what the storage keeps of them stays alive
         result.readings.append(reading(numbers.stop, elapsed, len(numbers)))
@@ -228,7 +222,7 @@ def run_pass(config: PassConfig) -> PassResult:
             raise RuntimeError(f"{storage.tracked:,} logs tracked, over the cap")
     gc.unfreeze()
 
-    status = flood.status_of(app.wsgi_app, BANNED_CLIENT)
+    status = status_of(app.wsgi_app, BANNED_CLIENT)
     with app.app_context():
         result.ban_left_after = gk.banned_for(BANNED_CLIENT)
         result.bans_after = len(gk.bans())
@@ -432,7 +426,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     every = clients // 10
     started = time.perf_counter()
     print(
-        f"{harness.setting()}; {clients:,} distinct clients, one request each (1 in "
+        f"{common.setting()}; {clients:,} distinct clients, one request each (1 in "
         f"{IPV6_EVERY} IPv6); max_clients {cap:,}; a reading every {every:,} clients.",
         flush=True,
     )

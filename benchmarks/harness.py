@@ -1,29 +1,23 @@
-"""What every benchmark shares, and the worker that ``peers.py`` runs in each peer's venv.
+"""The apps every benchmark measures, how they are sent requests, and the peers' worker.
 
-Our own benchmarks import it; ``peers.py`` also runs it as a script in the peers' venvs
-(``<venv>/bin/python -I harness.py``: Flask-Limiter's, flask-gatekeeper 1.0's), where no
-other module of this project can be imported. So it imports only the standard library,
-Flask and Werkzeug at the top, and each peer by name inside the function that builds it,
-typed ``Any`` (each venv holds only its own peer; mypy's venv holds none of the others).
+Our benchmarks import it; the drivers also run it as a script, one worker per venv (ours,
+and with ``-I`` Flask-Limiter's and flask-gatekeeper 1.0's under ``benchmarks/.venvs/``,
+where no other module of this project can be imported). So it imports only the standard
+library, Flask and Werkzeug at the top, and each peer by name inside the function that
+builds it, typed ``Any`` (mypy's venv holds none of the others).
 
 - Requests: ``app.wsgi_app(environ, start_response)`` called directly (no test client, no
-  server, no network) on a copy of one prebuilt GET environ with the client's address set
-  in it, the body consumed and closed; ``start_response`` counts the status lines, and a
-  run that got an unexpected status fails rather than measure another path.
+  server, no network) on a copy of one prebuilt GET environ with the client's address in
+  it, the body consumed and closed; ``start_response`` counts the status lines, and a run
+  that got an unexpected status fails rather than measure another path.
 - Peers: ``build(peer, config)`` makes the same ``GET /`` app (a view returning ``ok``)
-  bare, with an empty ``before_request``, with one making a redis-py PING (``pinged``,
-  on Redis only), or behind ours, Flask-Limiter or 1.0.0, each
-  given the configuration it can take; ``build_case`` warms one up to the path a mode
-  measures (admitted, refused, banned, on Redis); ``memory`` and ``flood`` measure memory.
-  The ``-function`` peers (ours, Flask-Limiter's moving window) add a route limit given
-  by a function of the request and a cost given by another (``plan_limit``,
-  ``batch_cost``), and are sent ``GET /?n=2`` with ``X-Plan: pro`` (``FUNCTION_GET``).
-- Rounds: ``run_rounds`` interleaves configurations round by round (A B C ..., then
-  B C ... A), so that drifts in machine speed hit all alike; results are medians over
-  rounds, and ratios medians of per-round paired ratios (``paired``).
-- Served: ``served(peer, storage)`` is the same app behind ``ProxyFix``, the gunicorn
-  app factory of ``load.py`` (in the peers' venvs too).
-- Also a throwaway ``redis_server()``, Markdown ``table``, and ``machine()``.
+  bare, with an empty ``before_request``, with one making a redis-py PING (``pinged``),
+  or behind ours, Flask-Limiter or 1.0.0, each given the configuration it can take;
+  ``build_case`` warms one up to the path a mode measures (admitted, refused, banned, on
+  Redis); ``memory`` and ``flood`` measure memory. The ``-function`` peers add a route
+  limit and a cost given by functions of the request (``plan_limit``, ``batch_cost``) and
+  are sent ``GET /?n=2`` with ``X-Plan: pro`` (``FUNCTION_GET``). ``served`` is the same
+  app behind ``ProxyFix``: the gunicorn app factory of ``load.py``.
 
 Worker protocol: one JSON object per line on stdin (``{"cmd": "build", ...}``), one per
 line on stdout in reply (``{"error": "..."}`` when the command failed); whatever the code
@@ -40,12 +34,7 @@ import itertools
 import json
 import os
 import platform
-import shutil
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -53,9 +42,8 @@ import tracemalloc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional
 
 from flask import Flask, request
 from werkzeug.test import EnvironBuilder
@@ -235,8 +223,6 @@ class Built:
     """The environ its requests copy (``FUNCTION_GET`` for the ``-function`` peers)."""
 
 
-# -- a route limit and a cost computed for each request (the ``-function`` peers) --------------
-
 PRO_LIMIT, FREE_LIMIT = "1000/minute", "100/minute"
 """The route's limit for a client whose ``X-Plan`` header says ``pro``, and otherwise."""
 
@@ -271,10 +257,6 @@ def ours_scopes(rules: Iterable[dict[str, Any]]) -> Any:
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
     policy: Any = importlib.import_module("flask_gatekeeper.policy")
     return (policy.Scope.of(policy.GLOBAL_SCOPE, tuple(gatekeeper.Rule(**r) for r in rules)),)
-
-
-def build_bare(config: Config) -> Built:
-    return Built(new_app("bare"))
 
 
 def build_hook(config: Config) -> Built:
@@ -315,8 +297,7 @@ def build_ours(config: Config, function: bool = False) -> Built:
         app, ban_rule=config.ban_rule, rate_limit_rules=config.rules, storage=storage
     )
     if function:
-        view = gk.specific(plan_limit, cost=batch_cost)(function_view())
-        app.add_url_rule("/", view_func=view)
+        app.add_url_rule("/", view_func=gk.specific(plan_limit, cost=batch_cost)(function_view()))
 
     def fill(clients: Sequence[str]) -> None:
         """``RING_DEPTH - 1`` more requests per client, through the storage."""
@@ -397,7 +378,7 @@ def build_limiter(config: Config, strategy: str, function: bool = False) -> Buil
 
 
 BUILDERS: dict[str, Callable[[Config], Built]] = {
-    "bare": build_bare,
+    "bare": lambda config: Built(new_app("bare")),
     "hook": build_hook,
     "pinged": build_pinged,
     "ours": build_ours,
@@ -532,74 +513,6 @@ def build_case(
     return Case(wsgi, itertools.cycle(addresses), status, clock, environ), facts
 
 
-class Timed(Protocol):
-    """A configuration timed round by round: one sample (µs per request) per round."""
-
-    samples: list[float]
-
-    def measure(self, requests: int) -> float: ...
-
-
-def run_rounds(
-    cases: Sequence[Timed],
-    rounds: int,
-    requests: int,
-    before_round: Callable[[int], None] = lambda number: None,
-) -> None:
-    """One untimed round (caches, the interpreter's specialisation), then ``rounds``
-    rounds in rotating order, a full collection (``before_round``) before each."""
-    for case in cases:
-        case.measure(max(requests // 10, 10))
-    for number in range(rounds):
-        gc.collect()
-        before_round(number)
-        shift = number % len(cases)
-        for case in [*cases[shift:], *cases[:shift]]:
-            case.samples.append(case.measure(requests))
-
-
-def paired(case: Timed, other: Timed, combine: Callable[[float, float], float]) -> float:
-    """The median over rounds of ``combine(case, other)`` for the same round."""
-    return statistics.median(combine(a, b) for a, b in zip(case.samples, other.samples))
-
-
-def ratio(case: Timed, other: Timed) -> float:
-    return paired(case, other, lambda a, b: a / b)
-
-
-def overhead(case: Timed, bare: Timed) -> float:
-    return paired(case, bare, lambda a, b: a - b)
-
-
-def spread(samples: Sequence[float]) -> str:
-    """The interquartile range over rounds, as ± half of it, in microseconds."""
-    if len(samples) < 4:
-        return "n/a"
-    low, _, high = statistics.quantiles(samples, n=4)
-    return f"±{(high - low) / 2:.2f}"
-
-
-def table(headings: Sequence[str], rows: Sequence[Sequence[str]], text: int = 1) -> str:
-    """A Markdown table: the first ``text`` columns left-aligned, the others right-aligned."""
-    lines = [headings, ["---"] * text + ["---:"] * (len(headings) - text), *rows]
-    return "\n".join(f"| {' | '.join(line)} |" for line in lines)
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-
-
-def setting() -> str:
-    """The first line of a report: where and on what it ran."""
-    return f"{machine()}; Python {platform.python_version()}, Flask {version('flask')}"
-
-
 # -- memory --------------------------------------------------------------------------------------
 
 
@@ -693,73 +606,10 @@ def flood(
     return {"points": points, "stopped": stopped}
 
 
-# -- Redis ---------------------------------------------------------------------------------------
+# -- the worker ------------------------------------------------------------------------------------
 
 
-class Resp:
-    """A bare RESP connection: enough for PING, FLUSHALL, ECHO and MONITOR."""
-
-    def __init__(self, port: int) -> None:
-        self.socket = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.reader = self.socket.makefile("rb")
-
-    def send(self, *arguments: str) -> str:
-        """Send one command; return the first line of the reply."""
-        parts = [f"*{len(arguments)}\r\n".encode()]
-        for argument in arguments:
-            data = argument.encode()
-            parts += [f"${len(data)}\r\n".encode(), data, b"\r\n"]
-        self.socket.sendall(b"".join(parts))
-        return self.line()
-
-    def line(self) -> str:
-        return self.reader.readline().decode(errors="replace").rstrip("\r\n")
-
-    def close(self) -> None:
-        self.reader.close()
-        self.socket.close()
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[Optional[int]]:
-    """A throwaway redis-server (no persistence) on a free loopback port; None without one."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        yield None
-        return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    folder = tempfile.mkdtemp(prefix="bench-redis-")
-    server = subprocess.Popen(
-        [
-            *(executable, "--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--dir", folder),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                connection = Resp(port)
-                reply = connection.send("PING")
-                connection.close()
-                if reply == "+PONG":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def ping(url: str, count: int) -> int:
+def ping(url: str, count: int) -> Reply:
     """Elapsed ns for ``count`` redis-py PINGs: the floor of one round trip from Python."""
     redis: Any = importlib.import_module("redis")
     client = redis.Redis.from_url(url)
@@ -769,15 +619,13 @@ def ping(url: str, count: int) -> int:
         client.ping()
     elapsed = time.perf_counter_ns() - start
     client.close()
-    return elapsed
+    return {"ns": elapsed}
 
 
-# -- the worker ------------------------------------------------------------------------------------
-
-
-def versions() -> Reply:
+def versions(extra: Sequence[str] = ()) -> Reply:
+    """This interpreter's version and those of the packages it has (``PACKAGES``, ``extra``)."""
     found: dict[str, str] = {}
-    for package in PACKAGES:
+    for package in (*PACKAGES, *extra):
         with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
     return {"python": platform.python_version(), "packages": found}
@@ -812,7 +660,7 @@ class Worker:
             "hello": versions,
             "memory": memory,
             "flood": flood,
-            "ping": lambda url, count: {"ns": ping(url, count)},
+            "ping": ping,
         }
         return commands[command](**request)
 
@@ -835,22 +683,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def publish(text: str, path: Path, *, smoke: bool, log: Callable[[str], None]) -> None:
-    """Print a benchmark's report; a full run also writes it to ``path`` (a smoke run
-    only proves the code still runs, its numbers are not worth keeping)."""
-    print(text)
-    if not smoke:
-        path.write_text(text, encoding="utf-8")
-        log(f"written to {path.relative_to(path.parent.parent)}")
-
-
-def interpreters(versions: dict[str, dict[str, Any]], ours: str) -> str:
-    """One line naming each venv a run used, its Python and its packages' versions."""
-    return "; ".join(
-        f"{venv} ({'this driver' if venv == ours else f'benchmarks/.venvs/{venv}'}): "
-        f"Python {found['python']}, "
-        + ", ".join(f"{name} {number}" for name, number in sorted(found["packages"].items()))
-        for venv, found in versions.items()
-    )

@@ -27,43 +27,36 @@ much slower than wrk: the report says which ran. Traffic, client in ``X-Forwarde
   but for the few its rules let through), every 10th from the legitimate clients.
 
 Every server gets one warm-up run of its mix; then rounds, the configurations in turn,
-each round's order shifted by one (as ``harness.run_rounds``), so that drifts in machine
+each round's order shifted by one (as ``common.run_rounds``), so that drifts in machine
 speed hit all alike. Requests per second and p50 / p99 latency are medians over rounds;
 ratios are medians of per-round ratios to bare Flask serving the same mix (all 200s).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import http.client
 import json
 import math
-import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
-import harness
-import peers
-from harness import BAN_RULE, RATE_LIMIT_RULES, Resp, table
+import common
+import redis
+from common import HERE, Interpreter, Worker, table
+from harness import BAN_RULE, RATE_LIMIT_RULES
 from peers import BARE, FIXED, MOVING, ORIGINAL, OURS, Peer
 
-HERE = Path(__file__).resolve().parent
-LUA = HERE / "load.lua"
-LOAD_MD = HERE / "LOAD.md"
-
+LUA, LOAD_MD = HERE / "load.lua", HERE / "LOAD.md"
 ATTACKER = "192.0.2.1"
 MIXES = {
     "normal": "every request from a legitimate client, each far below its limits",
@@ -74,6 +67,8 @@ ALLOWANCE = max(rule["count"] / rule["window"] for rule in RATE_LIMIT_RULES)
 """The most requests per second the rules let the attacker through (its 1-second rule,
 until the 10-second one fills: 20 a second in bursts, 10 a second on average)."""
 WORKER_SETTINGS = ("--workers", "1", "--worker-class", "sync", "--backlog", "2048")
+
+log = common.logger("load")
 
 
 @dataclass(frozen=True)
@@ -91,10 +86,6 @@ class Plan:
 
 FULL = Plan(seconds=3, warm_up=1, rounds=5, threads=1, connections=2, clients=1_000)
 SMOKE = Plan(seconds=1, warm_up=0, rounds=1, threads=1, connections=2, clients=1_000)
-
-
-def log(message: str) -> None:
-    print(f"[load] {message}", file=sys.stderr, flush=True)
 
 
 # -- one run of the load generator ----------------------------------------------------------
@@ -152,19 +143,8 @@ class Wrk:
         if done.returncode != 0 or found is None:
             raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
         result = json.loads(found.group(1))
-        return Run(
-            requests=result["requests"],
-            seconds=result["duration_us"] / 1e6,
-            p50_us=result["p50_us"],
-            p99_us=result["p99_us"],
-            statuses=result["statuses"],
-            errors=result["errors"],
-        )
-
-
-def legitimate(thread: int, number: int) -> str:
-    """The number-th legitimate client of generator thread ``thread`` (from 1), as load.lua."""
-    return f"10.{thread}.{number // 250}.{number % 250 + 1}"
+        fields = ("requests", "p50_us", "p99_us", "statuses", "errors")
+        return Run(seconds=result["duration_us"] / 1e6, **{name: result[name] for name in fields})
 
 
 class PythonLoad:
@@ -180,22 +160,20 @@ class PythonLoad:
         lock = threading.Lock()
         latencies: list[float] = []
         statuses: dict[str, int] = {}
-        errors = 0
+        errors = [0]
         started = time.perf_counter()
         deadline = started + seconds
 
         def loop(thread: int) -> None:
-            nonlocal errors
             mine: list[float] = []
             seen: dict[str, int] = {}
             failed = sent = next_legitimate = 0
             while time.perf_counter() < deadline:
                 sent += 1
-                if mix == "attack" and sent % 10:
-                    client = ATTACKER
-                else:
-                    client = legitimate(thread, next_legitimate)
-                    next_legitimate = (next_legitimate + 1) % plan.clients
+                client = ATTACKER
+                if mix != "attack" or not sent % 10:  # as load.lua: 10.T.x.y for thread T
+                    n, next_legitimate = next_legitimate, (next_legitimate + 1) % plan.clients
+                    client = f"10.{thread}.{n // 250}.{n % 250 + 1}"
                 start = time.perf_counter()
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 try:
@@ -213,18 +191,16 @@ class PythonLoad:
                 latencies.extend(mine)
                 for status, count in seen.items():
                     statuses[status] = statuses.get(status, 0) + count
-                errors += failed
+                errors[0] += failed
 
-        workers = [
-            threading.Thread(target=loop, args=(number + 1,)) for number in range(plan.connections)
-        ]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        threads = [threading.Thread(target=loop, args=(n + 1,)) for n in range(plan.connections)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         elapsed = time.perf_counter() - started
         cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-        return Run(len(latencies), elapsed, cuts[49] * 1e6, cuts[98] * 1e6, statuses, errors)
+        return Run(len(latencies), elapsed, cuts[49] * 1e6, cuts[98] * 1e6, statuses, errors[0])
 
 
 # -- servers --------------------------------------------------------------------------------------
@@ -243,68 +219,24 @@ class Served:
 
 
 FULL_CONFIGURATIONS = (
-    Served(BARE),
-    Served(OURS),
-    Served(MOVING),
-    Served(FIXED),
-    Served(ORIGINAL),
-    Served(OURS, redis=True),
-    Served(MOVING, redis=True),
+    *(Served(peer) for peer in (BARE, OURS, MOVING, FIXED, ORIGINAL)),
+    *(Served(peer, redis=True) for peer in (OURS, MOVING)),
 )
 SMOKE_CONFIGURATIONS = (Served(OURS),)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def interpreter(venv: str, install: bool) -> tuple[list[str], dict[str, str]]:
-    """The command that starts Python for a venv, and its environment. Ours is this
-    driver's (its ``PYTHONPATH`` made absolute: gunicorn changes directory); the peers'
-    run with ``-I`` and without ``PYTHONPATH``, so that nothing of this checkout shadows
-    flask-gatekeeper 1.0.0."""
-    env = dict(os.environ)
-    if venv == OURS.venv:
-        paths = env.get("PYTHONPATH", "").split(os.pathsep)
-        env["PYTHONPATH"] = os.pathsep.join(str(Path(path).resolve()) for path in paths if path)
-        return [sys.executable], env
-    python = peers.venv_python(venv, install)
-    if python is None:
-        raise SystemExit(f"benchmarks/.venvs/{venv} is not built: run `make bench-peers`")
-    env.pop("PYTHONPATH", None)
-    return [str(python), "-I"], env
-
-
-def versions(python: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """``harness.versions()`` in that interpreter, gunicorn's version included."""
-    code = (
-        f"import sys; sys.path.insert(0, {str(HERE)!r}); import json, harness; "
-        "from importlib.metadata import version; found = harness.versions(); "
-        "found['packages']['gunicorn'] = version('gunicorn'); print(json.dumps(found))"
-    )
-    done = subprocess.run([*python, "-c", code], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"cannot read versions in {python[0]}:\n{done.stderr}")
-    found: dict[str, Any] = json.loads(done.stdout)
-    return found
 
 
 class Server:
     """gunicorn serving one configuration on a free loopback port, one sync worker."""
 
-    def __init__(
-        self, served: Served, mix: str, python: list[str], env: dict[str, str], storage: str
-    ) -> None:
+    def __init__(self, served: Served, mix: str, python: Interpreter, storage: str) -> None:
         self.served, self.mix, self.storage = served, mix, storage
-        self.port = free_port()
+        self.port = common.free_port()
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by stop())
         factory = f"harness:served({served.peer.key!r}, {storage!r})"
+        command, env = python
         self.process = subprocess.Popen(
             [
-                *(*python, "-m", "gunicorn", "--chdir", str(HERE), *WORKER_SETTINGS),
+                *(*command, "-m", "gunicorn", "--chdir", str(HERE), *WORKER_SETTINGS),
                 *("--bind", f"127.0.0.1:{self.port}", "--log-level", "warning", factory),
             ],
             env=env,
@@ -313,7 +245,8 @@ class Server:
         )
         self.runs: list[Run] = []
         self.memory: dict[str, int] = {}
-        self.redis: dict[str, int] = {}
+        self.redis: Optional[redis.Redis] = None
+        self.redis_memory: dict[str, int] = {}
 
     def name(self) -> str:
         return f"{self.served.label} / {self.mix}"
@@ -358,10 +291,9 @@ class Server:
                 name, _, value = line.partition(":")
                 if name in ("VmRSS", "VmHWM"):
                     self.memory[name] = int(value.split()[0]) * 1024
-        if self.redis:
-            port = self.redis["port"]
-            self.redis["used"] = redis_memory(port) - self.redis["empty"]
-            self.redis["keys"] = int(redis_reply(port, "DBSIZE"))
+        if self.redis is not None:
+            used = self.redis.info("memory")["used_memory"] - self.redis_memory["empty"]
+            self.redis_memory.update(used=used, keys=self.redis.dbsize())
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -372,23 +304,8 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
-
-
-def redis_reply(port: int, *command: str) -> str:
-    """A command's reply: an integer or a bulk string, as text."""
-    connection = Resp(port)
-    try:
-        head = connection.send(*command)
-        if head.startswith("$"):
-            return connection.reader.read(int(head[1:]) + 2).decode()[:-2]
-        return head.lstrip(":+")
-    finally:
-        connection.close()
-
-
-def redis_memory(port: int) -> int:
-    found = re.search(r"^used_memory:(\d+)", redis_reply(port, "INFO", "memory"), re.MULTILINE)
-    return int(found.group(1)) if found else 0
+        if self.redis is not None:
+            self.redis.close()
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -433,33 +350,45 @@ def measure(servers: Sequence[Server], generator: Generator, plan: Plan) -> None
                 server.read_memory()
 
 
+def versions(venv: str, python: Interpreter) -> dict[str, Any]:
+    """``harness.versions()`` in that interpreter, gunicorn's version included."""
+    worker = Worker(venv, python)
+    try:
+        return worker.ask("hello", extra=["gunicorn"])
+    finally:
+        worker.close()
+
+
 @contextlib.contextmanager
-def started(configurations: Sequence[Served], install: bool) -> Iterator[Results]:
+def started(results: Results, configurations: Sequence[Served], install: bool) -> Iterator[None]:
     """Every server (and redis-server) up, stopped on the way out."""
-    results = Results(smoke=False, plan=FULL, generator="")
     with contextlib.ExitStack() as stack:
         for served in configurations:
-            python, env = interpreter(served.peer.venv, install)
+            python = common.interpreter(served.peer.venv, install)
+            if python is None:
+                raise SystemExit(
+                    f"benchmarks/.venvs/{served.peer.venv} is not built: run `make bench-peers`"
+                )
             if served.peer.venv not in results.versions:
-                results.versions[served.peer.venv] = versions(python, env)
+                results.versions[served.peer.venv] = versions(served.peer.venv, python)
             for mix in MIXES:
-                storage = "memory"
-                redis_port: Optional[int] = None
+                storage, client = "memory", None
                 if served.redis:
-                    redis_port = stack.enter_context(harness.redis_server())
-                    if redis_port is None:
+                    port = stack.enter_context(common.redis_server())
+                    if port is None:
                         log(f"skipping {served.label}: no redis-server on this machine")
                         break
-                    storage = f"redis://127.0.0.1:{redis_port}/0"
-                server = Server(served, mix, python, env, storage)
+                    storage, client = f"redis://127.0.0.1:{port}/0", redis.Redis(port=port)
+                server = Server(served, mix, python, storage)
                 stack.callback(server.stop)
-                if redis_port is not None:
-                    server.redis = {"port": redis_port, "empty": redis_memory(redis_port)}
+                if client is not None:
+                    server.redis = client
+                    server.redis_memory["empty"] = client.info("memory")["used_memory"]
                 results.servers.append(server)
         for server in results.servers:
             server.wait_ready()
         log(f"{len(results.servers)} servers up")
-        yield results
+        yield
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -481,11 +410,6 @@ def ratios(server: Server, other: Server) -> list[float]:
     return [a.rps / b.rps for a, b in zip(server.runs, other.runs)]
 
 
-def versus(server: Server, other: Server) -> float:
-    """The median over rounds of the per-round ratio of requests per second."""
-    return median(ratios(server, other))
-
-
 def span(server: Server, other: Server) -> str:
     """The median ratio, and the lowest and highest of the rounds."""
     found = ratios(server, other)
@@ -503,9 +427,7 @@ def results_table(results: Results) -> str:
             requests = sum(run.requests for run in runs)
             refused = sum(run.refused for run in runs)
             errors = sum(run.errors for run in runs)
-            storage = ""
-            if server.redis:
-                storage = f"{server.redis['used'] / 1e6:.1f} MB, {server.redis['keys']:,} keys"
+            stored = server.redis_memory
             rows.append(
                 [
                     server.served.label,
@@ -517,7 +439,7 @@ def results_table(results: Results) -> str:
                     f"{refused / requests:.1%}" + (f" ({errors} errors)" if errors else ""),
                     f"{server.memory.get('VmRSS', 0) / 1e6:.0f} / "
                     f"{server.memory.get('VmHWM', 0) / 1e6:.0f}",
-                    storage,
+                    f"{stored['used'] / 1e6:.1f} MB, {stored['keys']:,} keys" if stored else "",
                 ]
             )
     headings = ["configuration", "traffic", "requests/s", "x bare", "p50 ms", "p99 ms"]
@@ -526,39 +448,32 @@ def results_table(results: Results) -> str:
 
 
 def targets(results: Results) -> str:
-    rows = []
+    found = common.Targets()
     for server in results.servers:
-        if server.served.peer is OURS and server.mix == "attack":
-            bare = bare_of(server, results.servers)
-            if bare is None:
-                continue
-            times = versus(server, bare)
-            rows.append(
-                [
-                    "under attack (90% refused) behind gunicorn, ours serves at least as many "
-                    "requests per second as bare Flask serving the same mix of 200s"
-                    + (" (ours on Redis)" if server.redis else ""),
-                    f"{median([run.rps for run in server.runs]):,.0f} vs "
-                    f"{median([run.rps for run in bare.runs]):,.0f} requests/s: "
-                    + span(server, bare),
-                    "met" if times >= 1 else "**not met**",
-                ]
+        bare = bare_of(server, results.servers)
+        if server.served.peer is OURS and server.mix == "attack" and bare is not None:
+            found.add(
+                "under attack (90% refused) behind gunicorn, ours serves at least as many "
+                "requests per second as bare Flask serving the same mix of 200s"
+                + (" (ours on Redis)" if server.redis else ""),
+                f"{median([run.rps for run in server.runs]):,.0f} vs "
+                f"{median([run.rps for run in bare.runs]):,.0f} requests/s: " + span(server, bare),
+                median(ratios(server, bare)) >= 1,
             )
-    return table(["target", "measured", "status"], rows, text=3) if rows else ""
+    return found.table() if found.rows else ""
 
 
 def report(results: Results) -> str:
     plan = results.plan
-    venvs = harness.interpreters(results.versions, OURS.venv)
-    when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    venvs = common.interpreters(results.versions)
     out = [
         "# flask-gatekeeper behind gunicorn, under load",
         "",
-        f"Generated by `benchmarks/load.py{' --smoke' if results.smoke else ''}` on {when}, in "
-        f"{results.seconds:.0f} s"
-        + (": one short run, not numbers to quote." if results.smoke else "."),
+        common.generated(
+            "load.py", results.smoke, results.seconds, "one short run, not numbers to quote."
+        ),
         "",
-        f"- Machine: {harness.machine()}; the load generator, gunicorn's worker and (for the "
+        f"- Machine: {common.machine()}; the load generator, gunicorn's worker and (for the "
         "Redis rows) redis-server share its cores.",
         f"- Interpreters: {venvs}.",
         f"- Load generator: {results.generator}, to 127.0.0.1; a new connection per request "
@@ -605,10 +520,7 @@ def choose_generator(requested: str, smoke: bool) -> Optional[Generator]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--smoke", action="store_true", help="one second of each mix against ours only"
-    )
+    parser = common.parser(__doc__, "one second of each mix against ours only")
     parser.add_argument(
         "--generator",
         choices=("auto", "wrk", "python"),
@@ -625,17 +537,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         )
         return
     plan = SMOKE if args.smoke else FULL
-    configurations = SMOKE_CONFIGURATIONS if args.smoke else FULL_CONFIGURATIONS
+    results = Results(args.smoke, plan, f"{generator.name}, {generator.shape(plan)}")
     begun = time.perf_counter()
-    with started(configurations, install=not args.smoke) as results:
-        results.smoke, results.plan, results.generator = (
-            args.smoke,
-            plan,
-            f"{generator.name}, {generator.shape(plan)}",
-        )
+    with started(
+        results, SMOKE_CONFIGURATIONS if args.smoke else FULL_CONFIGURATIONS, not args.smoke
+    ):
         measure(results.servers, generator, plan)
     results.seconds = time.perf_counter() - begun
-    harness.publish(report(results), LOAD_MD, smoke=args.smoke, log=log)
+    common.publish(report(results), LOAD_MD, smoke=args.smoke, log=log)
 
 
 if __name__ == "__main__":

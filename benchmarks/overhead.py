@@ -15,97 +15,78 @@ inside a timed loop), for
 - Flask calling one empty ``before_request``: the floor of any such extension;
 - GateKeeper refusing it: a client over its limit (429), and a banned client (403).
 
-Configurations are interleaved round by round; the table shows medians over rounds. The
-overhead and the ratios are medians of per-round paired differences and ratios (each
-configuration against bare Flask at the same number of clients, timed in the same round).
+Configurations are interleaved round by round (``common.run_rounds``); the table shows
+medians over rounds. The overhead and the ratios are medians of per-round paired
+differences and ratios (each configuration against bare Flask at the same number of
+clients, timed in the same round).
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Optional
 
 import harness
-from harness import BAN_RULE, RATE_LIMIT_RULES, Case, Config, overhead, ratio
+from common import Series, overhead, parser, ratio, run_rounds, setting, spread, table
 
 FULL = (1, 1_000, 100_000), 15, 10_000
 """Client counts (MemoryStorage's default max_clients is 100 000: none is evicted),
 rounds, and requests per configuration per round."""
 SMOKE = (1, 10, 100), 2, 200
+BARE, OURS = "bare Flask", "GateKeeper, admitted"
 
 
-@dataclass
-class Row:
-    label: str
-    clients: int
-    case: Case
-    baseline: Optional[Row] = None
-    samples: list[float] = field(default_factory=list)
-    """Mean microseconds per request, one per round."""
-
-    def measure(self, requests: int) -> float:
-        return self.case.run(requests) / requests / 1000
+def build(label: str, peer: str, mode: str, clients: int) -> tuple[Series, int]:
+    config = harness.Config(harness.RATE_LIMIT_RULES, harness.BAN_RULE)
+    case, _facts = harness.build_case(peer, mode, clients, config)
+    return Series(label, case.run), clients
 
 
-def build(label: str, peer: str, mode: str, clients: int, baseline: Optional[Row] = None) -> Row:
-    case, _facts = harness.build_case(peer, mode, clients, Config(RATE_LIMIT_RULES, BAN_RULE))
-    return Row(label, clients, case, baseline)
-
-
-def build_rows(client_counts: Sequence[int]) -> list[Row]:
+def build_rows(client_counts: Sequence[int]) -> list[tuple[Series, int]]:
     """Bare and admitted at each client count, then the hook and refusals at one client."""
-    rows: list[Row] = []
-    for count in client_counts:
-        bare = build("bare Flask", "bare", "admitted", count)
-        rows += [bare, build("GateKeeper, admitted", "ours", "admitted", count, bare)]
-    bare_one = rows[0]
+    rows = [
+        build(label, peer, "admitted", count)
+        for count in client_counts
+        for label, peer in ((BARE, "bare"), (OURS, "ours"))
+    ]
     return [
         *rows,
-        build("Flask + an empty before_request", "hook", "admitted", 1, bare_one),
-        build("GateKeeper, refused (429)", "ours", "refused", 1, bare_one),
-        build("GateKeeper, banned (403)", "ours", "banned", 1, bare_one),
+        build("Flask + an empty before_request", "hook", "admitted", 1),
+        build("GateKeeper, refused (429)", "ours", "refused", 1),
+        build("GateKeeper, banned (403)", "ours", "banned", 1),
     ]
 
 
-def report(rows: Sequence[Row], rounds: int, requests: int) -> str:
-    lines = [
-        f"{harness.setting()}; {rounds} rounds x {requests} requests per configuration; "
-        "medians over rounds.",
-        "",
-        "| path | clients | µs/request | spread | overhead vs bare | ratio vs bare |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        versus = ("", "1.00x")
-        if row.baseline is not None:
-            versus = (
-                f"{overhead(row, row.baseline):+.2f} µs",
-                f"{ratio(row, row.baseline):.2f}x",
-            )
-        lines.append(
-            f"| {row.label} | {row.clients:,} | {statistics.median(row.samples):.2f} "
-            f"| {harness.spread(row.samples)} | {versus[0]} | {versus[1]} |"
-        )
-    found = {(row.label, row.clients): row for row in rows}
-    few, many = rows[0].clients, max(row.clients for row in rows)
-    bare_few, bare_many = found["bare Flask", few], found["bare Flask", many]
-    ours_few, ours_many = found["GateKeeper, admitted", few], found["GateKeeper, admitted", many]
-    over_few, over_many = overhead(ours_few, bare_few), overhead(ours_many, bare_many)
+def report(rows: Sequence[tuple[Series, int]], rounds: int, requests: int) -> str:
+    found = {(row.label, clients): row for row, clients in rows}
+    lines = []
+    for row, clients in rows:
+        bare = found[BARE, clients if row.label == OURS else 1]
+        versus = ["", "1.00x"]
+        if row.label != BARE:
+            versus = [f"{overhead(row, bare):+.2f} µs", f"{ratio(row, bare):.2f}x"]
+        median = f"{statistics.median(row.samples):.2f}"
+        lines.append([row.label, f"{clients:,}", median, spread(row.samples), *versus])
+    few, many = rows[0][1], max(clients for _, clients in rows)
+    bare_few, bare_many = found[BARE, few], found[BARE, many]
+    ours_few, ours_many = found[OURS, few], found[OURS, many]
+    headings = ["path", "clients", "µs/request", "spread", "overhead vs bare", "ratio vs bare"]
     return "\n".join(
         [
-            *lines,
+            f"{setting()}; {rounds} rounds x {requests} requests per configuration; "
+            "medians over rounds.",
+            "",
+            table(headings, lines),
             "",
             f"- GateKeeper, admitted, {many:,} vs {few} client: "
             f"{ratio(ours_many, ours_few):.2f}x per request",
             f"- bare Flask, {many:,} vs {few} client: "
             f"{ratio(bare_many, bare_few):.2f}x per request",
             f"- GateKeeper's own overhead, {many:,} vs {few} client: "
-            f"{over_many:.2f} µs vs {over_few:.2f} µs",
+            f"{overhead(ours_many, bare_many):.2f} µs vs {overhead(ours_few, bare_few):.2f} µs",
             "- Targets (design): admitted within 1.10x of bare Flask; "
             f"{many:,} clients within 1.10x of {few}.",
         ]
@@ -113,16 +94,13 @@ def report(rows: Sequence[Row], rounds: int, requests: int) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--smoke", action="store_true", help="tiny counts: checks that everything runs (CI)"
-    )
-    client_counts, rounds, requests = SMOKE if parser.parse_args(argv).smoke else FULL
+    smoke = parser(__doc__, "tiny counts: checks that everything runs (CI)").parse_args(argv).smoke
+    client_counts, rounds, requests = SMOKE if smoke else FULL
     started = time.perf_counter()
     rows = build_rows(client_counts)
     gc.collect()
     gc.freeze()  # the apps, addresses and logs built above: later collections skip them
-    harness.run_rounds(rows, rounds, requests)
+    run_rounds([row for row, _ in rows], rounds, requests)
     print(report(rows, rounds, requests))
     print(f"\n(run took {time.perf_counter() - started:.0f} s)")
 

@@ -8,43 +8,49 @@ venvs are already built (it builds none, so it downloads nothing; it says which 
 Bare Flask and flask-gatekeeper (this checkout) run on this driver's own interpreter;
 Flask-Limiter 4.x with ``limits`` (memory ``moving-window`` and ``fixed-window``, and the
 same on Redis) and the original flask-gatekeeper 1.0.0 (it has our module name) each in a
-venv of its own under ``benchmarks/.venvs/``, made and reused here. Ours and the moving
-window are timed a second time with a route limit and a cost given by functions of the
-request (``FUNCTIONS``), in the same rounds. One long-lived worker
-per interpreter (``harness.py``, run as a script) builds the apps and times them when told
+venv of its own under ``benchmarks/.venvs/``, made and reused here (``common.venv_python``).
+Ours and the moving window are timed a second time with a route limit and a cost given by
+functions of the request (``FUNCTIONS``), in the same rounds. One long-lived worker per
+interpreter (``harness.py``, run as a script) builds the apps and times them when told
 to, so rounds interleave peers across processes: drifts in machine speed hit all alike.
 Timing is ``overhead.py``'s method, from the same harness.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import re
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import partial
-from pathlib import Path
 from typing import Any, Optional
 
+import common
 import harness
-from harness import BAN_RULE, RATE_LIMIT_RULES, Resp, overhead, ratio, spread, table
+from common import (
+    HERE,
+    OURS_VENV,
+    Interpreter,
+    Resp,
+    Targets,
+    Worker,
+    configuration,
+    overhead,
+    ratio,
+    spread,
+    table,
+)
+from harness import BAN_RULE, RATE_LIMIT_RULES
 
-HERE = Path(__file__).resolve().parent
-VENVS = HERE / ".venvs"
 RESULTS = HERE / "RESULTS.md"
 LOAD = HERE / "LOAD.md"
 """``load.py``'s report, whose target rows this report repeats."""
 
-PIP = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+log = common.logger("peers")
 
 
 @dataclass(frozen=True)
@@ -67,30 +73,8 @@ class Plan:
     """Seconds of flood per peer before it stops (ours is given the time to finish)."""
 
 
-FULL = Plan(
-    client_counts=(1, 1_000, 100_000),
-    rounds=11,
-    requests=2_000,
-    memory_clients=2_000,
-    redis_clients=10_000,
-    redis_rounds=7,
-    redis_requests=2_000,
-    monitor_requests=1_000,
-    flood_clients=1_000_000,
-    flood_every=100_000,
-)
-SMOKE = Plan(
-    client_counts=(1, 10, 100),
-    rounds=2,
-    requests=50,
-    memory_clients=20,
-    redis_clients=200,
-    redis_rounds=2,
-    redis_requests=50,
-    monitor_requests=20,
-    flood_clients=200,
-    flood_every=100,
-)
+FULL = Plan((1, 1_000, 100_000), 11, 2_000, 2_000, 10_000, 7, 2_000, 1_000, 1_000_000, 100_000)
+SMOKE = Plan((1, 10, 100), 2, 50, 20, 200, 2, 50, 20, 200, 100)
 
 
 # -- the peers ---------------------------------------------------------------------------------
@@ -111,8 +95,8 @@ class Peer:
     lacks: str = ""
 
 
-BARE = Peer("bare", "bare Flask", "bare", "ours")
-OURS = Peer("ours", "flask-gatekeeper (this), sliding log", "ours", "ours")
+BARE = Peer("bare", "bare Flask", "bare", OURS_VENV)
+OURS = Peer("ours", "flask-gatekeeper (this), sliding log", "ours", OURS_VENV)
 MOVING = Peer(
     "limiter-moving",
     "Flask-Limiter 4, moving window",
@@ -135,7 +119,7 @@ ORIGINAL = Peer(
     redis=False,
     lacks="no Redis storage; no memory bound",
 )
-PINGED = Peer("pinged", "bare Flask making one redis-py PING per request", "PING", "ours")
+PINGED = Peer("pinged", "bare Flask making one redis-py PING per request", "PING", OURS_VENV)
 """The yardstick of the Redis target, measured on Redis only."""
 ALL = (OURS, MOVING, FIXED, ORIGINAL)
 """Every peer that limits (bare Flask is the floor, not a peer)."""
@@ -148,113 +132,19 @@ REFUSALS = (("refused", None), ("refused", "*/*"), ("banned", None), ("banned", 
 REFUSED_AIM = 1.10
 """What a refusal aims to cost, times a bare Flask request (issue 15)."""
 
-OURS_FUNCTION = Peer(
-    "ours-function", "flask-gatekeeper (this), limit and cost functions", "ours fn", "ours"
-)
-MOVING_FUNCTION = Peer(
-    "limiter-moving-function",
-    "Flask-Limiter 4, moving window, limit and cost functions",
-    "FL moving fn",
-    "limiter",
-)
-FUNCTIONS = {OURS_FUNCTION: OURS, MOVING_FUNCTION: MOVING}
+FUNCTIONS = {
+    Peer(
+        "ours-function", "flask-gatekeeper (this), limit and cost functions", "ours fn", OURS_VENV
+    ): OURS,
+    Peer(
+        "limiter-moving-function",
+        f"{MOVING.label}, limit and cost functions",
+        "FL moving fn",
+        "limiter",
+    ): MOVING,
+}
 """The peers whose route limit and cost are functions of the request, each with the peer
 it adds them to (same rules and ban rule otherwise)."""
-
-VENVS_TO_INSTALL = {
-    "limiter": (("flask-limiter>=4,<5", "redis", "gunicorn"),),
-    # 1.0.0 declares "Flask>=1.1.*", a specifier newer pips refuse: Flask comes first.
-    "original": (("flask", "gunicorn"), ("--no-deps", "flask-gatekeeper==1.0.0")),
-}
-"""Each peer venv's ``pip install`` argument lists, run in order (gunicorn: ``load.py``
-serves each peer from its own venv)."""
-
-
-def log(message: str) -> None:
-    print(f"[peers] {message}", file=sys.stderr, flush=True)
-
-
-def venv_python(name: str, install: bool) -> Optional[Path]:
-    """The venv's Python, installing it first (when ``install``) unless the same install
-    is already there; None when it is not there and ``install`` is false."""
-    root = VENVS / name
-    python = root / "bin" / "python"
-    marker = root / ".bench-installed"
-    wanted = json.dumps(VENVS_TO_INSTALL[name])
-    if python.exists() and marker.exists() and marker.read_text() == wanted:
-        return python
-    if not install:
-        return None
-    log(f"setting up benchmarks/.venvs/{name}")
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
-    for arguments in VENVS_TO_INSTALL[name]:
-        subprocess.run([str(python), *PIP, *arguments], check=True)
-    marker.write_text(wanted)
-    return python
-
-
-def worker_commands(install: bool) -> dict[str, list[str]]:
-    """How to start each interpreter's worker. Ours is this driver's, without ``-I`` so
-    that it imports the flask-gatekeeper this driver would; the peers' venvs run with
-    ``-I``, so that nothing of this checkout (``PYTHONPATH``) shadows 1.0.0."""
-    commands = {"ours": [sys.executable, str(HERE / "harness.py")]}
-    for name in VENVS_TO_INSTALL:
-        python = venv_python(name, install)
-        if python is None:
-            log(
-                f"skipping the {name} peers: benchmarks/.venvs/{name} is not built (--smoke "
-                "builds none; `make bench-peers` does)"
-            )
-        else:
-            commands[name] = [str(python), "-I", str(HERE / "harness.py")]
-    return commands
-
-
-# -- workers -------------------------------------------------------------------------------------
-
-
-class Worker:
-    """A worker process in one venv, and the JSON-lines conversation with it."""
-
-    def __init__(self, venv: str, command: list[str]) -> None:
-        self.venv = venv
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def ask(self, command: str, **fields: object) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write(json.dumps({"cmd": command, **fields}) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise SystemExit(f"the {self.venv} worker died during {command!r}")
-        reply: dict[str, Any] = json.loads(line)
-        if "error" in reply:
-            raise SystemExit(
-                f"the {self.venv} worker failed {command!r} {fields}:\n{reply['error']}"
-            )
-        return reply
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
-            self.process.stdin.write('{"cmd": "quit"}\n')
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def configuration(storage: str = "memory") -> dict[str, object]:
-    return {"rules": RATE_LIMIT_RULES, "ban_rule": BAN_RULE, "storage": storage}
 
 
 # -- timed cases -----------------------------------------------------------------------------------
@@ -296,20 +186,13 @@ def build(
     name = f"{peer.key}/{mode}/{clients}" + ("" if accept is None else f"/{accept}")
     log(f"building {name}")
     worker = workers[peer.venv]
-    reply = worker.ask(
-        "build",
-        case=name,
-        peer=peer.key,
-        mode=mode,
-        clients=clients,
-        accept=accept,
-        **configuration(storage),
-    )
+    fields = {"peer": peer.key, "mode": mode, "clients": clients, "accept": accept}
+    reply = worker.ask("build", case=name, **fields, **configuration(storage))
     return Case(peer, mode, clients, worker, name, accept, reply["facts"])
 
 
 def run_rounds(cases: Sequence[Case], rounds: int, requests: int) -> None:
-    """``harness.run_rounds``, with a full collection in every worker before each round."""
+    """``common.run_rounds``, with a full collection in every worker before each round."""
     workers = list({id(case.worker): case.worker for case in cases}.values())
 
     def collect(number: int) -> None:
@@ -317,7 +200,7 @@ def run_rounds(cases: Sequence[Case], rounds: int, requests: int) -> None:
         for worker in workers:
             worker.ask("collect")
 
-    harness.run_rounds(cases, rounds, requests, collect)
+    common.run_rounds(cases, rounds, requests, collect)
 
 
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
@@ -331,15 +214,11 @@ def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
     marker = Resp(port)
     marker.send("ECHO", sentinel)
     counts: dict[str, int] = {}
-    while True:
-        line = monitor.line()
-        if sentinel in line:
-            break
+    while sentinel not in (line := monitor.line()):
         where, _, command = line.partition("] ")
-        if not command or where.endswith(" lua"):
-            continue
-        name = command.split(" ", 1)[0].strip('"').upper()
-        counts[name] = counts.get(name, 0) + 1
+        if command and not where.endswith(" lua"):
+            name = command.split(" ", 1)[0].strip('"').upper()
+            counts[name] = counts.get(name, 0) + 1
     monitor.close()
     marker.close()
     return counts
@@ -372,48 +251,42 @@ def memory_in(worker: Worker, venv: str, results: Results) -> None:
     """Memory per client for the peers of one venv, in turn."""
     for peer in (peer for peer in results.peers if peer.venv == venv):
         log(f"memory per client: {peer.label}")
+        clients = results.plan.memory_clients
         reply = worker.ask(
-            "memory",
-            peer=peer.key,
-            clients=results.plan.memory_clients,
-            after=[1, 20],
-            **configuration(),
+            "memory", peer=peer.key, clients=clients, after=[1, 20], **configuration()
         )
         results.memory[peer.key] = reply["bytes_per_client"]
 
 
 def measure_time(workers: dict[str, Worker], results: Results) -> None:
-    plan = results.plan
+    plan, peers = results.plan, results.peers
     cases = [
-        build(workers, peer, "admitted", count)
-        for count in plan.client_counts
-        for peer in (BARE, *results.peers)
+        build(workers, peer, "admitted", n) for n in plan.client_counts for peer in (BARE, *peers)
     ]
-    cases += [build(workers, peer, "refused", 1) for peer in results.peers]
+    cases += [build(workers, peer, "refused", 1) for peer in peers]
     cases += [
         build(workers, peer, mode, 1, accept=accept)
         for mode, accept in REFUSALS[1:]
-        for peer in results.peers
+        for peer in peers
         if peer in BANNING
     ]
     functions = [
         build(workers, peer, "admitted", count)
         for count in plan.client_counts
         for peer, plain in FUNCTIONS.items()
-        if plain in results.peers
+        if plain in peers
     ]
     for worker in workers.values():
         worker.ask("freeze")
     run_rounds([*cases, *functions], plan.rounds, plan.requests)
-    results.timed = cases
-    results.functions = functions
+    results.timed, results.functions = cases, functions
     for worker in workers.values():
         worker.ask("drop")
 
 
 def measure_redis(workers: dict[str, Worker], results: Results) -> None:
     plan = results.plan
-    with harness.redis_server() as port:
+    with common.redis_server() as port:
         if port is None:
             results.redis_note = "skipped: no redis-server on this machine"
             return
@@ -428,22 +301,21 @@ def measure_redis(workers: dict[str, Worker], results: Results) -> None:
             results.commands[case.peer.key] = count_commands(case, port, plan.monitor_requests)
         run_rounds(cases, plan.redis_rounds, plan.redis_requests)
         results.redis = cases
+        url, count = f"redis://127.0.0.1:{port}/0", plan.redis_requests
         pings = [
-            workers[OURS.venv].ask("ping", url=f"redis://127.0.0.1:{port}/0", count=count)["ns"]
-            / count
-            / 1000
-            for count in [plan.redis_requests] * plan.redis_rounds
+            workers[OURS_VENV].ask("ping", url=url, count=count)["ns"] / count / 1000
+            for _ in range(plan.redis_rounds)
         ]
         results.ping = statistics.median(pings)
         for worker in workers.values():
             worker.ask("drop")
 
 
-def flood_one(peer: Peer, command: list[str], results: Results) -> None:
+def flood_one(peer: Peer, python: Interpreter, results: Results) -> None:
     """One peer's flood, in a fresh worker (so that its RSS starts clean)."""
     plan = results.plan
     log(f"flood: {peer.label}")
-    worker = Worker(peer.venv, command)
+    worker = Worker(peer.venv, python)
     try:
         reply = worker.ask(
             "flood",
@@ -461,7 +333,7 @@ def flood_one(peer: Peer, command: list[str], results: Results) -> None:
 
 
 def measure_memory_and_flood(
-    workers: dict[str, Worker], commands: dict[str, list[str]], results: Results
+    workers: dict[str, Worker], pythons: dict[str, Interpreter], results: Results
 ) -> None:
     """After the timings, two processes at a time (each is single-threaded): memory does
     not depend on speed; only how far a peer's flood gets within its budget does. Ours'
@@ -469,12 +341,9 @@ def measure_memory_and_flood(
     floods = results.peers
     tasks: list[Callable[[], None]] = []
     if OURS in floods:
-        tasks.append(partial(flood_one, OURS, commands[OURS.venv], results))
-    for venv, worker in workers.items():
-        tasks.append(partial(memory_in, worker, venv, results))
-    for peer in floods:
-        if peer is not OURS:
-            tasks.append(partial(flood_one, peer, commands[peer.venv], results))
+        tasks.append(partial(flood_one, OURS, pythons[OURS.venv], results))
+    tasks += [partial(memory_in, worker, venv, results) for venv, worker in workers.items()]
+    tasks += [partial(flood_one, p, pythons[p.venv], results) for p in floods if p is not OURS]
     with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
         for future in [pool.submit(task) for task in tasks]:
             future.result()
@@ -488,18 +357,23 @@ def by_key(cases: Sequence[Case]) -> dict[tuple[str, str, int], Case]:
 
 
 MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
+TIME_HEADINGS = ["configuration", "clients", "µs/request", "spread", "overhead vs bare", "x bare"]
 
 
-def time_rows(cases: Sequence[Case], peers: Sequence[Peer]) -> list[list[str]]:
-    """One row per case: median, spread, overhead and ratio vs bare Flask (admitted, same
-    client count), then the ratio to each peer's same case, paired by round."""
+def time_table(
+    cases: Sequence[Case],
+    peers: Sequence[Peer],
+    last: Optional[tuple[str, Callable[[Case], str]]] = None,
+) -> str:
+    """One row per case: median, spread, overhead and ratio vs bare Flask (admitted, or on
+    Redis, same client count), then the ratio to each peer's same case, paired by round;
+    and the ``last`` column, when given (its heading, and its cell for a case)."""
     found = by_key(cases)
     rows = []
     for case in cases:
         bare = found.get((BARE.key, "redis" if case.mode == "redis" else "admitted", case.clients))
-        if case.peer is BARE or bare is None:
-            versus_bare = ["", "1.00x"]
-        else:
+        versus_bare = ["", "1.00x"]
+        if case.peer is not BARE and bare is not None:
             versus_bare = [f"{overhead(case, bare):+.2f} µs", f"{ratio(case, bare):.2f}x"]
         versus_peers = []
         for peer in peers:
@@ -514,63 +388,52 @@ def time_rows(cases: Sequence[Case], peers: Sequence[Peer]) -> list[list[str]]:
                 spread(case.samples),
                 *versus_bare,
                 *versus_peers,
+                *([] if last is None else [last[1](case)]),
             ]
         )
-    return rows
-
-
-def time_table(cases: Sequence[Case], peers: Sequence[Peer]) -> str:
-    headings = ["configuration", "clients", "µs/request", "spread", "overhead vs bare", "x bare"]
-    return table([*headings, *(f"x {peer.short}" for peer in peers)], time_rows(cases, peers))
+    headings = [*TIME_HEADINGS, *(f"x {peer.short}" for peer in peers)]
+    return table([*headings, *([] if last is None else [last[0]])], rows)
 
 
 def function_table(results: Results) -> str:
     """The function peers beside bare Flask (same rounds), and what the route's function
     limit and cost add to the same peer's global rules alone (paired by round)."""
-    peers = [peer for peer, plain in FUNCTIONS.items() if plain in results.peers]
     found = by_key(results.timed)
-    bares = [case for case in results.timed if case.peer is BARE]
-    cases = [
-        case
-        for bare in bares
-        for case in (bare, *(c for c in results.functions if c.clients == bare.clients))
-    ]
-    rows = time_rows(cases, peers)
-    for row, case in zip(rows, cases):
+
+    def added(case: Case) -> str:
         peer = FUNCTIONS.get(case.peer)
         plain = None if peer is None else found.get((peer.key, "admitted", case.clients))
-        row.append("" if plain is None else f"{overhead(case, plain):+.2f} µs")
-    headings = ["configuration", "clients", "µs/request", "spread", "overhead vs bare", "x bare"]
-    headings += [*(f"x {peer.short}" for peer in peers), "added to the peer's global rules"]
-    return table(headings, rows)
+        return "" if plain is None else f"{overhead(case, plain):+.2f} µs"
+
+    cases = [
+        case
+        for bare in results.timed
+        if bare.peer is BARE
+        for case in (bare, *(c for c in results.functions if c.clients == bare.clients))
+    ]
+    peers = [peer for peer, plain in FUNCTIONS.items() if plain in results.peers]
+    return time_table(cases, peers, ("added to the peer's global rules", added))
 
 
 def redis_table(results: Results) -> str:
     """The time table, and the client commands per request seen by MONITOR."""
     monitored = results.plan.monitor_requests
-    peers = [peer for peer in results.peers if peer.redis]
-    rows = time_rows(results.redis, peers)
-    for row, case in zip(rows, results.redis):
+
+    def commands(case: Case) -> str:
         counts = results.commands.get(case.peer.key, {})
-        detail = ", ".join(
-            f"{name} {count / monitored:g}" for name, count in sorted(counts.items())
-        )
-        row.append(f"{sum(counts.values()) / monitored:g} ({detail})" if counts else "")
-    headings = ["configuration", "clients", "µs/request", "spread", "overhead vs bare", "x bare"]
-    headings += [*(f"x {peer.short}" for peer in peers), "commands/request"]
-    return table(headings, rows)
+        detail = ", ".join(f"{name} {n / monitored:g}" for name, n in sorted(counts.items()))
+        return f"{sum(counts.values()) / monitored:g} ({detail})" if counts else ""
+
+    peers = [peer for peer in results.peers if peer.redis]
+    return time_table(results.redis, peers, ("commands/request", commands))
 
 
 def memory_table(found: dict[str, dict[str, float]], peers: Sequence[Peer]) -> str:
     ours = found[OURS.key]
     rows = [
-        [
-            peer.label,
-            f"{found[peer.key]['1']:,.0f}",
-            f"{found[peer.key]['20']:,.0f}",
-            f"{found[peer.key]['1'] / ours['1']:.1f}x",
-            f"{found[peer.key]['20'] / ours['20']:.1f}x",
-        ]
+        [peer.label]
+        + [f"{found[peer.key][after]:,.0f}" for after in ("1", "20")]
+        + [f"{found[peer.key][after] / ours[after]:.1f}x" for after in ("1", "20")]
         for peer in peers
     ]
     headings = ["configuration", "B/client after 1 request", "after 20", "x ours (1)"]
@@ -604,7 +467,7 @@ def flood_table(found: dict[str, dict[str, Any]]) -> str:
     return table(["clients", *(peer.label for peer in peers)], rows)
 
 
-def redis_target(results: Results) -> tuple[str, str, Optional[bool]]:
+def redis_target(results: Results, targets: Targets) -> None:
     """Ours' overhead on Redis over a redis-py PING's, each made in a request (bare
     Flask's time taken from both, round by round): the round trip every Redis limiter
     pays, in the same place, with Redis as idle between requests as for ours."""
@@ -613,52 +476,45 @@ def redis_target(results: Results) -> tuple[str, str, Optional[bool]]:
     clients = results.plan.redis_clients
     cases = [found.get((peer.key, "redis", clients)) for peer in (OURS, PINGED, BARE)]
     if any(case is None for case in cases):
-        return target, results.redis_note, None
+        targets.add(target, results.redis_note, None)
+        return
     ours, pinged, bare = (case.samples for case in cases if case is not None)
     ours_over = statistics.median(o - b for o, b in zip(ours, bare))
     ping_over = statistics.median(p - b for p, b in zip(pinged, bare))
     factor = statistics.median((o - b) / (p - b) for o, p, b in zip(ours, pinged, bare))
-    measured = f"{ours_over:.2f} µs vs {ping_over:.2f} µs: {factor:.2f}x"
-    return target, measured, factor <= 1.5
+    targets.add(target, f"{ours_over:.2f} µs vs {ping_over:.2f} µs: {factor:.2f}x", factor <= 1.5)
 
 
-def admitted_bound(clients: int) -> float:
-    """Ours admitting, at most this many times bare Flask: 1.10x, 1.15x from 100,000
-    clients on."""
-    return 1.15 if clients >= 100_000 else 1.10
-
-
-def load_targets() -> list[list[str]]:
+def load_targets(targets: Targets) -> None:
     """The target rows of ``load.py``'s last report (LOAD.md), as written there."""
-    if not LOAD.exists():
-        return []
-    text = LOAD.read_text(encoding="utf-8")
+    text = LOAD.read_text(encoding="utf-8") if LOAD.exists() else ""
     generated = re.search(r"^Generated by `benchmarks/load.py` on ([^,]+),", text, re.MULTILINE)
     when = f" (LOAD.md, {generated[1]})" if generated else " (LOAD.md)"
-    rows = []
-    for line in text.splitlines():
-        if line.startswith("| under attack"):
-            target, measured, status = (cell.strip() for cell in line.strip("|").split(" | "))
-            rows.append([target + when, measured, status])
-    return rows
+    rows = [line for line in text.splitlines() if line.startswith("| under attack")]
+    for line in rows:
+        target, measured, status = (cell.strip() for cell in line.strip("|").split(" | "))
+        targets.rows.append([target + when, measured, status])
+    if not rows:
+        targets.add(
+            "under attack (90% refused) behind gunicorn, ours at least bare Flask's requests "
+            "per second",
+            "not measured: no LOAD.md (`benchmarks/load.py` writes it)",
+            None,
+        )
 
 
 def targets(results: Results) -> str:
     """Where each target of issues 6 and 15 (and the design's memory bound) stands."""
-    rows: list[list[str]] = []
-
-    def add(target: str, measured: str, met: Optional[bool]) -> None:
-        status = "skipped" if met is None else ("met" if met else "**not met**")
-        rows.append([target, measured, status])
-
-    found = by_key(results.timed)
+    found, found_targets = by_key(results.timed), Targets()
+    add = found_targets.add
     unbuilt = "not measured: the peer's venv is not built"
     for count in results.plan.client_counts:
         bare = found[(BARE.key, "admitted", count)]
         ours_case = found[(OURS.key, "admitted", count)]
         ours = overhead(ours_case, bare)
         clients = f"{count:,} client{'s' if count > 1 else ''}"
-        bound, times = admitted_bound(count), ratio(ours_case, bare)
+        # Ours admitting, at most this many times bare Flask: 1.15x from 100,000 clients on.
+        bound, times = 1.15 if count >= 100_000 else 1.10, ratio(ours_case, bare)
         add(
             f"admitted at most {bound:.2f}x bare Flask, {clients}",
             f"{times:.3f}x ({statistics.median(ours_case.samples):.2f} µs vs "
@@ -715,20 +571,18 @@ def targets(results: Results) -> str:
         add(target, f"{ours_20:,.0f} B vs {moving_20:,.0f} B: {times:.1f}x", times >= 3)
     else:
         add(target, unbuilt, None)
+    target = "Redis: exactly 1 client command per request (ours)"
     if OURS.key in results.commands:
-        per_request = sum(results.commands[OURS.key].values()) / results.plan.monitor_requests
+        monitored = results.plan.monitor_requests
+        per_request = sum(results.commands[OURS.key].values()) / monitored
         theirs = ""
         if MOVING.key in results.commands:
             moving_commands = sum(results.commands[MOVING.key].values())
-            theirs = f" (Flask-Limiter: {moving_commands / results.plan.monitor_requests:g})"
-        add(
-            "Redis: exactly 1 client command per request (ours)",
-            f"{per_request:g}{theirs}",
-            per_request == 1,
-        )
+            theirs = f" (Flask-Limiter: {moving_commands / monitored:g})"
+        add(target, f"{per_request:g}{theirs}", per_request == 1)
     else:
-        add("Redis: exactly 1 client command per request (ours)", results.redis_note, None)
-    add(*redis_target(results))
+        add(target, results.redis_note, None)
+    redis_target(results, found_targets)
     points = results.flood[OURS.key]["points"]
     settled = next(p for p in points if p["clients"] >= 2 * results.plan.flood_every)
     end = points[-1]
@@ -738,15 +592,8 @@ def targets(results: Results) -> str:
         f"{end['traced'] / 1e6:.1f} MB at {end['clients']:,}",
         None if results.smoke else end["traced"] <= 1.05 * settled["traced"],
     )
-    rows += load_targets() or [
-        [
-            "under attack (90% refused) behind gunicorn, ours at least bare Flask's requests "
-            "per second",
-            "not measured: no LOAD.md (`benchmarks/load.py` writes it)",
-            "skipped",
-        ]
-    ]
-    return table(["target", "measured", "status"], rows, text=3)
+    load_targets(found_targets)
+    return found_targets.table()
 
 
 def function_section(results: Results) -> list[str]:
@@ -790,21 +637,20 @@ def function_section(results: Results) -> list[str]:
 
 def report(results: Results) -> str:
     plan = results.plan
-    venvs = harness.interpreters(results.versions, OURS.venv)
+    venvs = common.interpreters(results.versions)
     readings = ", ".join(
         f"{case.peer.short} {case.facts['clock_readings_per_request']:.2f}"
         for case in results.timed
         if case.mode == "admitted" and case.clients == 1 and case.peer is not BARE
     )
-    when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     out = [
         "# flask-gatekeeper side by side with its peers",
         "",
-        f"Generated by `benchmarks/peers.py{' --smoke' if results.smoke else ''}` on {when}, "
-        f"in {results.seconds:.0f} s"
-        + (": tiny counts, not numbers to quote." if results.smoke else "."),
+        common.generated(
+            "peers.py", results.smoke, results.seconds, "tiny counts, not numbers to quote."
+        ),
         "",
-        f"- Machine: {harness.machine()}; driver Python {platform.python_version()}.",
+        f"- Machine: {common.machine()}; driver Python {platform.python_version()}.",
         f"- Interpreters: {venvs}.",
         f"- The same configuration for every peer: rate rules {RATE_LIMIT_RULES} and, where the "
         f"peer has one, the ban rule {BAN_RULE}; clients told apart by `REMOTE_ADDR`; one "
@@ -922,28 +768,23 @@ def report(results: Results) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--smoke", action="store_true", help="tiny counts, no flood: checks that everything runs"
-    )
-    args = parser.parse_args(argv)
+    smoke = common.parser(__doc__, "tiny counts, no flood: checks that everything runs")
+    args = smoke.parse_args(argv)
     plan = SMOKE if args.smoke else FULL
     started = time.perf_counter()
-
-    commands = worker_commands(install=not args.smoke)
-    peers = tuple(peer for peer in ALL if peer.venv in commands)
-    results = Results(plan, args.smoke, peers)
-    workers = {name: Worker(name, command) for name, command in commands.items()}
+    pythons = common.worker_interpreters(install=not args.smoke, log=log)
+    results = Results(plan, args.smoke, tuple(peer for peer in ALL if peer.venv in pythons))
+    workers = {venv: Worker(venv, python) for venv, python in pythons.items()}
     try:
-        results.versions = {name: worker.ask("hello") for name, worker in workers.items()}
+        results.versions = {venv: worker.ask("hello") for venv, worker in workers.items()}
         measure_time(workers, results)
         measure_redis(workers, results)
-        measure_memory_and_flood(workers, commands, results)
+        measure_memory_and_flood(workers, pythons, results)
     finally:
         for worker in workers.values():
             worker.close()
     results.seconds = time.perf_counter() - started
-    harness.publish(report(results), RESULTS, smoke=args.smoke, log=log)
+    common.publish(report(results), RESULTS, smoke=args.smoke, log=log)
 
 
 if __name__ == "__main__":

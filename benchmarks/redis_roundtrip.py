@@ -6,9 +6,9 @@ Not a test: it prints a Markdown table and asserts no speed.
     python benchmarks/redis_roundtrip.py --hiredis    # the same again with hiredis
     python benchmarks/redis_roundtrip.py --smoke      # tiny counts: checks that it runs
 
-On a throwaway local redis-server (no persistence), with ``CLIENTS`` distinct clients
+On a throwaway local redis-server (no persistence), with 10 000 distinct clients
 taken in turn on the real clocks (each far below the seed's 20 per second, so every
-request is admitted and recorded), interleaved round by round (``harness.run_rounds``):
+request is admitted and recorded), interleaved round by round (``common.run_rounds``):
 
 - a PING and an EVALSHA of ``hit.lua`` written on a bare socket (RESP2, no client
   library): the floor of a round trip, and of a round trip that runs the script;
@@ -38,10 +38,8 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -49,23 +47,25 @@ from typing import Any, Callable, Optional
 import harness
 import redis
 import redis.utils
-from harness import BAN_RULE, RATE_LIMIT_RULES, Config, Resp
+from common import (
+    HERE,
+    Resp,
+    Series,
+    parser,
+    redis_server,
+    run_rounds,
+    setting,
+    spread,
+    table,
+    venv_python,
+)
+from harness import BAN_RULE, RATE_LIMIT_RULES, Config
 
 from flask_gatekeeper.storage.redis import _HIT, RedisStorage
 
-HERE = Path(__file__).resolve().parent
-HIREDIS_VENV = HERE / ".venvs" / "hiredis"
-
-
-@dataclass(frozen=True)
-class Plan:
-    clients: int
-    rounds: int
-    requests: int
-
-
-FULL = Plan(clients=10_000, rounds=9, requests=2_000)
-SMOKE = Plan(clients=200, rounds=2, requests=50)
+FULL = 10_000, 9, 2_000
+SMOKE = 200, 2, 50
+"""Clients, rounds, and calls per row per round."""
 
 PING = "PING, redis-py (the yardstick)"
 HIT = "`RedisStorage.hit`, the seed's two rules"
@@ -74,18 +74,15 @@ PINGED = "bare Flask request that makes one redis-py PING (`before_request`)"
 OURS = "GateKeeper request, seed's rules and ban rule"
 
 
-@dataclass
-class Row:
-    label: str
-    run: Callable[[int], object]
-    """Makes that many calls (or requests)."""
-    samples: list[float] = field(default_factory=list)
-    """Mean microseconds per call, one per round."""
+def stopwatch(label: str, run: Callable[[int], object]) -> Series:
+    """A row timed around ``run(count)``, which makes that many calls (or requests)."""
 
-    def measure(self, requests: int) -> float:
+    def ns(count: int) -> int:
         started = time.perf_counter_ns()
-        self.run(requests)
-        return (time.perf_counter_ns() - started) / requests / 1000
+        run(count)
+        return time.perf_counter_ns() - started
+
+    return Series(label, ns)
 
 
 def resp(*words: object) -> bytes:
@@ -98,7 +95,7 @@ def resp(*words: object) -> bytes:
 
 
 class Raw(Resp):
-    """``harness.Resp`` sending prebuilt commands and reading integer-array replies."""
+    """``common.Resp`` sending prebuilt commands and reading integer-array replies."""
 
     def ping(self, count: int) -> None:
         for _ in range(count):
@@ -116,11 +113,11 @@ class Raw(Resp):
                 readline()
 
 
-def rows(url: str, port: int, plan: Plan) -> tuple[list[Row], Any]:
+def rows(url: str, port: int, clients: int) -> tuple[list[Series], Any]:
     storage = RedisStorage.from_url(url)
     client = storage.client
     scopes = harness.ours_scopes(RATE_LIMIT_RULES)
-    names = [harness.client_ip(number) for number in range(plan.clients)]
+    names = [harness.client_ip(number) for number in range(clients)]
 
     sent: list[tuple[list[str], list[Any]]] = []
     run_script = RedisStorage._run
@@ -147,44 +144,47 @@ def rows(url: str, port: int, plan: Plan) -> tuple[list[Row], Any]:
         for number in range(count):
             client.evalsha(*calls[number % len(calls)])
 
-    def hit(count: int) -> None:
-        for number in range(count):
-            storage.hit(names[number % len(names)], scopes)
+    def hitting(through: RedisStorage) -> Callable[[int], None]:
+        def hit(count: int) -> None:
+            for number in range(count):
+                through.hit(names[number % len(names)], scopes)
+
+        return hit
 
     evalsha_storage = RedisStorage(client)
     evalsha_storage._pooled = None  # the path of Redis Cluster and of wrapped clients
-
-    def hit_by_evalsha(count: int) -> None:
-        for number in range(count):
-            evalsha_storage.hit(names[number % len(names)], scopes)
-
     config = Config(RATE_LIMIT_RULES, BAN_RULE, url)
-    bare, _ = harness.build_case("bare", "redis", plan.clients, config)
-    ours, _ = harness.build_case("ours", "redis", plan.clients, config)
-    pinged, _ = harness.build_case("pinged", "redis", plan.clients, config)
+    cases = {
+        peer: harness.build_case(peer, "redis", clients, config)[0].run
+        for peer in ("bare", "ours", "pinged")
+    }
     return [
-        Row("PING, bare socket", raw.ping),
-        Row(PING, ping),
-        Row("EVALSHA hit.lua, bare socket", lambda count: raw.script(commands, count)),
-        Row("EVALSHA hit.lua, redis-py `client.evalsha`", evalsha),
-        Row(HIT, hit),
-        Row("`RedisStorage.hit` through `client.evalsha` (Cluster's path)", hit_by_evalsha),
-        Row(BARE, bare.run),
-        Row(PINGED, pinged.run),
-        Row(OURS, ours.run),
+        stopwatch("PING, bare socket", raw.ping),
+        stopwatch(PING, ping),
+        stopwatch("EVALSHA hit.lua, bare socket", lambda count: raw.script(commands, count)),
+        stopwatch("EVALSHA hit.lua, redis-py `client.evalsha`", evalsha),
+        stopwatch(HIT, hitting(storage)),
+        stopwatch(
+            "`RedisStorage.hit` through `client.evalsha` (Cluster's path)",
+            hitting(evalsha_storage),
+        ),
+        stopwatch(BARE, cases["bare"]),
+        stopwatch(PINGED, cases["pinged"]),
+        stopwatch(OURS, cases["ours"]),
     ], client
 
 
-def measure(url: str, port: int, plan: Plan) -> dict[str, Any]:
+def measure(url: str, port: int, plan: tuple[int, int, int]) -> dict[str, Any]:
     """The rows' samples, and Redis's own time per EVALSHA over the timed rounds."""
-    built, client = rows(url, port, plan)
+    clients, rounds, requests = plan
+    built, client = rows(url, port, clients)
     gc.collect()
     gc.freeze()
     client.config_resetstat()
-    harness.run_rounds(built, plan.rounds, plan.requests)
+    run_rounds(built, rounds, requests)
     stats = client.info("commandstats").get("cmdstat_evalsha", {})
     return {
-        "setting": harness.setting(),
+        "setting": setting(),
         "redis-py": version("redis"),
         "hiredis": bool(redis.utils.HIREDIS_AVAILABLE),
         "parser": type(client.connection_pool.get_connection()._parser).__name__,
@@ -194,13 +194,14 @@ def measure(url: str, port: int, plan: Plan) -> dict[str, Any]:
 
 
 def ratio(samples: list[float], yardstick: list[float]) -> float:
+    """The median of per-round ratios (the rows come back from the hiredis venv as lists)."""
     return statistics.median(a / b for a, b in zip(samples, yardstick))
 
 
-def report(found: dict[str, Any], plan: Plan) -> str:
+def report(found: dict[str, Any], plan: tuple[int, int, int]) -> str:
+    clients, rounds, requests = plan
     found_rows: dict[str, list[float]] = found["rows"]
-    ping, hit = found_rows[PING], found_rows[HIT]
-    bare = found_rows[BARE]
+    ping, hit, bare = found_rows[PING], found_rows[HIT], found_rows[BARE]
     in_request = [a - b for a, b in zip(found_rows[PINGED], bare)]
     overhead = [a - b for a, b in zip(found_rows[OURS], bare)]
     derived = {
@@ -208,54 +209,40 @@ def report(found: dict[str, Any], plan: Plan) -> str:
         "GateKeeper's overhead per request (its request minus bare Flask)": overhead,
     }
     lines = [
-        f"{found['setting']}; redis-py {found['redis-py']}, "
-        f"{'with' if found['hiredis'] else 'without'} hiredis (replies read by "
-        f"`{found['parser']}`); {plan.clients:,} clients in "
-        f"turn; {plan.rounds} rounds x {plan.requests:,} calls per row; medians over rounds.",
-        "",
-        "| what | µs per call | spread | x redis-py PING | x PING in a request |",
-        "|---|---:|---:|---:|---:|",
+        [
+            label,
+            f"{statistics.median(samples):.1f}",
+            spread(samples),
+            f"{ratio(samples, ping):.2f}x",
+            f"{ratio(samples, in_request):.2f}x",
+        ]
+        for label, samples in {**found_rows, **derived}.items()
     ]
-    for label, samples in {**found_rows, **derived}.items():
-        lines.append(
-            f"| {label} | {statistics.median(samples):.1f} | {harness.spread(samples)} "
-            f"| {ratio(samples, ping):.2f}x | {ratio(samples, in_request):.2f}x |"
-        )
-    lines += [
-        "",
-        f"- Inside Redis, `hit.lua` took {found['script_us']:.1f} µs per call "
-        "(`INFO commandstats`).",
-        "- Target: per-request overhead at most 1.5x a redis-py PING round trip: "
-        f"`RedisStorage.hit` against a PING, each in a loop, {ratio(hit, ping):.2f}x; "
-        f"GateKeeper's overhead per request against a PING in a request, "
-        f"{ratio(overhead, in_request):.2f}x.",
-    ]
-    return "\n".join(lines)
-
-
-def hiredis_python() -> Path:
-    """``benchmarks/.venvs/hiredis``'s Python, built first when missing or outdated."""
-    python = HIREDIS_VENV / "bin" / "python"
-    marker = HIREDIS_VENV / ".bench-installed"
-    wanted = [f"{name}=={version(name)}" for name in ("flask", "werkzeug", "redis")]
-    wanted.append("hiredis")
-    if python.exists() and marker.exists() and marker.read_text() == json.dumps(wanted):
-        return python
-    print("[redis_roundtrip] setting up benchmarks/.venvs/hiredis", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", str(HIREDIS_VENV)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *wanted],
-        check=True,
+    headings = ["what", "µs per call", "spread", "x redis-py PING", "x PING in a request"]
+    return "\n".join(
+        [
+            f"{found['setting']}; redis-py {found['redis-py']}, "
+            f"{'with' if found['hiredis'] else 'without'} hiredis (replies read by "
+            f"`{found['parser']}`); {clients:,} clients in turn; {rounds} rounds x "
+            f"{requests:,} calls per row; medians over rounds.",
+            "",
+            table(headings, lines),
+            "",
+            f"- Inside Redis, `hit.lua` took {found['script_us']:.1f} µs per call "
+            "(`INFO commandstats`).",
+            "- Target: per-request overhead at most 1.5x a redis-py PING round trip: "
+            f"`RedisStorage.hit` against a PING, each in a loop, {ratio(hit, ping):.2f}x; "
+            f"GateKeeper's overhead per request against a PING in a request, "
+            f"{ratio(overhead, in_request):.2f}x.",
+        ]
     )
-    marker.write_text(json.dumps(wanted))
-    return python
 
 
 def in_hiredis_venv(port: int, smoke: bool) -> dict[str, Any]:
     """The same measurement in the hiredis venv, importing this checkout's sources."""
-    source = str(HERE.parent / "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, str(HERE)])}
-    command = [str(hiredis_python()), str(Path(__file__)), "--port", str(port)]
+    python = venv_python("hiredis", install=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), str(HERE)])}
+    command = [str(python), str(Path(__file__)), "--port", str(port)]
     done = subprocess.run(
         [*command, *(["--smoke"] if smoke else [])],
         env=env,
@@ -268,19 +255,18 @@ def in_hiredis_venv(port: int, smoke: bool) -> dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--smoke", action="store_true", help="tiny counts: checks that it runs")
-    parser.add_argument(
+    arguments = parser(__doc__, "tiny counts: checks that it runs")
+    arguments.add_argument(
         "--hiredis", action="store_true", help="also measure with hiredis, in its own venv"
     )
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)  # the hiredis venv's run
-    args = parser.parse_args(argv)
+    arguments.add_argument("--port", type=int, help=argparse.SUPPRESS)  # the hiredis venv's run
+    args = arguments.parse_args(argv)
     plan = SMOKE if args.smoke else FULL
     if args.port is not None:
         print(json.dumps(measure(f"redis://127.0.0.1:{args.port}/0", args.port, plan)))
         return
     started = time.perf_counter()
-    with harness.redis_server() as port:
+    with redis_server() as port:
         if port is None:
             print("skipped: no redis-server on this machine")
             return

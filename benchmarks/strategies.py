@@ -13,7 +13,6 @@ is installed.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import itertools
 import time
@@ -22,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 import harness
+from common import parser, redis_server, table
 
 from flask_gatekeeper import MemoryStorage
 from flask_gatekeeper.strategies import STRATEGIES
@@ -33,16 +33,19 @@ def scopes(strategy: str) -> Any:
     return harness.ours_scopes([{"count": COUNT, "window": WINDOW, "strategy": strategy}])
 
 
-def memory_per_client(strategy: str, names: Sequence[str], requests: int) -> float:
+def storage(strategy: str, names: Sequence[str]) -> tuple[MemoryStorage, Any]:
     clock = itertools.count(1000.0, 0.001).__next__
-    storage = MemoryStorage(clock=clock, max_clients=len(names) + 1)
-    rules = scopes(strategy)
+    return MemoryStorage(clock=clock, max_clients=len(names) + 1), scopes(strategy)
+
+
+def memory_per_client(strategy: str, names: Sequence[str], requests: int) -> float:
+    found, rules = storage(strategy, names)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for _ in range(requests):
         for name in names:
-            storage.hit(name, rules)
+            found.hit(name, rules)
     gc.collect()
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
@@ -50,16 +53,14 @@ def memory_per_client(strategy: str, names: Sequence[str], requests: int) -> flo
 
 
 def time_per_request(strategy: str, names: Sequence[str], rounds: int) -> float:
-    clock = itertools.count(1000.0, 0.001).__next__
-    storage = MemoryStorage(clock=clock, max_clients=len(names) + 1)
-    rules = scopes(strategy)
+    found, rules = storage(strategy, names)
     for name in names:  # every client tracked before timing
-        storage.hit(name, rules)
+        found.hit(name, rules)
     samples = []
     for _ in range(rounds):
         started = time.perf_counter_ns()
         for name in names:
-            storage.hit(name, rules)
+            found.hit(name, rules)
         samples.append((time.perf_counter_ns() - started) / len(names) / 1000)
     return sorted(samples)[len(samples) // 2]
 
@@ -70,16 +71,16 @@ def redis_bytes(requests: int) -> Optional[dict[str, int]]:
 
     from flask_gatekeeper.storage.redis import RedisStorage
 
-    with harness.redis_server() as port:
+    with redis_server() as port:
         if port is None:
             return None
         client = redis.Redis(port=port)
         found = {}
         for strategy in STRATEGIES:
             client.flushdb()
-            storage = RedisStorage(client)
+            on_redis = RedisStorage(client)
             for _ in range(requests):
-                storage.hit("203.0.113.9", scopes(strategy))
+                on_redis.hit("203.0.113.9", scopes(strategy))
             found[strategy] = sum(
                 int(client.memory_usage(key) or 0) for key in client.scan_iter("gatekeeper:*")
             )
@@ -88,28 +89,20 @@ def redis_bytes(requests: int) -> Optional[dict[str, int]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--smoke", action="store_true", help="tiny counts, for CI")
-    args = parser.parse_args(argv)
-    names = [harness.client_ip(number) for number in range(50 if args.smoke else 2_000)]
-    requests = 3 if args.smoke else 200
-    rounds = 2 if args.smoke else 9
+    smoke = parser(__doc__, "tiny counts, for CI").parse_args(argv).smoke
+    names = [harness.client_ip(number) for number in range(50 if smoke else 2_000)]
+    requests, rounds = (3, 2) if smoke else (200, 9)
     print(f"One rule of {COUNT:,} per {WINDOW:,} s; {len(names):,} clients.\n")
-    print(
-        "| strategy | B/client after 1 | B/client after "
-        f"{requests} | µs per hit | Redis B/client after {requests} |"
-    )
-    print("|---|---:|---:|---:|---:|")
     on_redis = redis_bytes(requests) or {}
+    rows = []
     for strategy in STRATEGIES:
         one = memory_per_client(strategy, names, 1)
         many = memory_per_client(strategy, names, requests)
         speed = time_per_request(strategy, names, rounds)
-        stored = on_redis.get(strategy)
-        print(
-            f"| {strategy} | {one:,.0f} | {many:,.0f} | {speed:.2f} | "
-            f"{stored if stored is not None else 'n/a'} |"
-        )
+        stored = str(on_redis.get(strategy, "n/a"))
+        rows.append([strategy, f"{one:,.0f}", f"{many:,.0f}", f"{speed:.2f}", stored])
+    headings = ["strategy", "B/client after 1", f"B/client after {requests}", "µs per hit"]
+    print(table([*headings, f"Redis B/client after {requests}"], rows))
     print(
         "\nThe sliding log keeps 8 bytes per counted request, up to the count: at "
         f"{COUNT:,} requests about {COUNT * 8 // 1000} KB per client; the others stay flat."

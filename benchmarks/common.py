@@ -1,0 +1,351 @@
+"""What the benchmark drivers share; ``harness.py`` holds what runs inside the peers' venvs.
+
+Timing in interleaved rounds and the paired ratios over them, Markdown tables, report
+headers and target rows, one log helper, the venvs under ``benchmarks/.venvs/`` (one way to
+build and find them), the worker processes that run ``harness.py`` in them, and a throwaway
+redis-server (the tests' launcher, ``tests/redis_server.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Optional, Protocol
+
+import harness
+
+HERE = Path(__file__).resolve().parent
+VENVS = HERE / ".venvs"
+OURS_VENV = "ours"
+"""The name of this driver's own interpreter among the venvs."""
+
+
+def logger(name: str) -> Callable[[str], None]:
+    """Progress lines on stderr, ``[name] message``: stdout carries the report."""
+
+    def log(message: str) -> None:
+        print(f"[{name}] {message}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def parser(doc: Optional[str], smoke: str) -> argparse.ArgumentParser:
+    """A driver's command line: its docstring's first line, and ``--smoke``."""
+    found = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    found.add_argument("--smoke", action="store_true", help=smoke)
+    return found
+
+
+# -- timing in rounds ------------------------------------------------------------------------
+
+
+class Timed(Protocol):
+    """A configuration timed round by round: one sample (µs per request) per round."""
+
+    samples: list[float]
+
+    def measure(self, requests: int) -> float: ...
+
+
+@dataclass
+class Series:
+    """A ``Timed`` whose ``ns(requests)`` makes that many requests and returns elapsed ns."""
+
+    label: str
+    ns: Callable[[int], int]
+    samples: list[float] = field(default_factory=list)
+    """Mean microseconds per request, one per round."""
+
+    def measure(self, requests: int) -> float:
+        return self.ns(requests) / requests / 1000
+
+
+def run_rounds(
+    cases: Sequence[Timed],
+    rounds: int,
+    requests: int,
+    before_round: Callable[[int], None] = lambda number: None,
+) -> None:
+    """One untimed round (caches, the interpreter's specialisation), then ``rounds``
+    rounds in rotating order (A B C, then B C A, ...: drifts in machine speed hit all
+    alike), a full collection (and ``before_round``) before each."""
+    for case in cases:
+        case.measure(max(requests // 10, 10))
+    for number in range(rounds):
+        gc.collect()
+        before_round(number)
+        shift = number % len(cases)
+        for case in [*cases[shift:], *cases[:shift]]:
+            case.samples.append(case.measure(requests))
+
+
+def paired(case: Timed, other: Timed, combine: Callable[[float, float], float]) -> float:
+    """The median over rounds of ``combine(case, other)`` for the same round."""
+    return statistics.median(combine(a, b) for a, b in zip(case.samples, other.samples))
+
+
+def ratio(case: Timed, other: Timed) -> float:
+    return paired(case, other, lambda a, b: a / b)
+
+
+def overhead(case: Timed, bare: Timed) -> float:
+    return paired(case, bare, lambda a, b: a - b)
+
+
+def spread(samples: Sequence[float]) -> str:
+    """The interquartile range over rounds, as ± half of it, in microseconds."""
+    if len(samples) < 4:
+        return "n/a"
+    low, _, high = statistics.quantiles(samples, n=4)
+    return f"±{(high - low) / 2:.2f}"
+
+
+# -- reports -----------------------------------------------------------------------------------
+
+
+def table(headings: Sequence[str], rows: Sequence[Sequence[str]], text: int = 1) -> str:
+    """A Markdown table: the first ``text`` columns left-aligned, the others right-aligned."""
+    lines = [headings, ["---"] * text + ["---:"] * (len(headings) - text), *rows]
+    return "\n".join(f"| {' | '.join(line)} |" for line in lines)
+
+
+@dataclass
+class Targets:
+    """The rows of a report's targets table."""
+
+    rows: list[list[str]] = field(default_factory=list)
+
+    def add(self, target: str, measured: str, met: Optional[bool]) -> None:
+        status = "skipped" if met is None else ("met" if met else "**not met**")
+        self.rows.append([target, measured, status])
+
+    def table(self, text: int = 3) -> str:
+        return table(["target", "measured", "status"], self.rows, text)
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def setting() -> str:
+    """The first line of a report: where and on what it ran."""
+    return f"{machine()}; Python {platform.python_version()}, Flask {version('flask')}"
+
+
+def generated(script: str, smoke: bool, seconds: float, smoke_note: str) -> str:
+    """A written report's first line: which run made it, when, and how long it took."""
+    when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    name = f"benchmarks/{script}{' --smoke' if smoke else ''}"
+    return f"Generated by `{name}` on {when}, in {seconds:.0f} s" + (
+        f": {smoke_note}" if smoke else "."
+    )
+
+
+def publish(text: str, path: Path, *, smoke: bool, log: Callable[[str], None]) -> None:
+    """Print a benchmark's report; a full run also writes it to ``path`` (a smoke run
+    only proves the code still runs, its numbers are not worth keeping)."""
+    print(text)
+    if not smoke:
+        path.write_text(text, encoding="utf-8")
+        log(f"written to {path.relative_to(path.parent.parent)}")
+
+
+def interpreters(versions: dict[str, dict[str, Any]]) -> str:
+    """One line naming each venv a run used, its Python and its packages' versions."""
+    return "; ".join(
+        f"{venv} ({'this driver' if venv == OURS_VENV else f'benchmarks/.venvs/{venv}'}): "
+        f"Python {found['python']}, "
+        + ", ".join(f"{name} {number}" for name, number in sorted(found["packages"].items()))
+        for venv, found in versions.items()
+    )
+
+
+# -- the venvs and their workers -----------------------------------------------------------------
+
+
+def installs(venv: str) -> list[list[str]]:
+    """A venv's ``pip install`` argument lists, run in order. The peers' venvs get
+    gunicorn too (``load.py`` serves each peer from its own venv); 1.0.0 declares
+    "Flask>=1.1.*", a specifier newer pips refuse, so Flask comes first; the hiredis venv
+    has this interpreter's Flask, Werkzeug and redis-py, plus hiredis."""
+    if venv == "limiter":
+        return [["flask-limiter>=4,<5", "redis", "gunicorn"]]
+    if venv == "original":
+        return [["flask", "gunicorn"], ["--no-deps", "flask-gatekeeper==1.0.0"]]
+    if venv == "hiredis":
+        return [
+            [*(f"{name}=={version(name)}" for name in ("flask", "werkzeug", "redis")), "hiredis"]
+        ]
+    raise ValueError(f"no venv named {venv!r}")
+
+
+PEER_VENVS = ("limiter", "original")
+
+
+def venv_python(venv: str, install: bool) -> Optional[Path]:
+    """The venv's Python, installing it first (when ``install``) unless the same install
+    is already there; None when it is not there and ``install`` is false."""
+    root = VENVS / venv
+    python, marker = root / "bin" / "python", root / ".bench-installed"
+    wanted = json.dumps(installs(venv))
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    if not install:
+        return None
+    logger("venvs")(f"setting up benchmarks/.venvs/{venv}")
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+    for arguments in installs(venv):
+        pip = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+        subprocess.run([str(python), *pip, *arguments], check=True)
+    marker.write_text(wanted)
+    return python
+
+
+Interpreter = tuple[list[str], dict[str, str]]
+
+
+def interpreter(venv: str, install: bool) -> Optional[Interpreter]:
+    """The command that starts Python in a venv, and its environment; None when the venv
+    is not built and ``install`` is false. Ours is this driver's interpreter, its
+    ``PYTHONPATH`` made absolute (gunicorn changes directory); the peers' venvs run with
+    ``-I`` and without ``PYTHONPATH``, so that nothing of this checkout shadows
+    flask-gatekeeper 1.0.0 (which has our module name)."""
+    env = dict(os.environ)
+    if venv == OURS_VENV:
+        paths = env.get("PYTHONPATH", "").split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(path).resolve()) for path in paths if path)
+        return [sys.executable], env
+    python = venv_python(venv, install)
+    if python is None:
+        return None
+    env.pop("PYTHONPATH", None)
+    return [str(python), "-I"], env
+
+
+def worker_interpreters(install: bool, log: Callable[[str], None]) -> dict[str, Interpreter]:
+    """Ours and every peer venv that is built (or, with ``install``, built now)."""
+    found = {OURS_VENV: interpreter(OURS_VENV, install)}
+    for venv in PEER_VENVS:
+        found[venv] = interpreter(venv, install)
+        if found[venv] is None:
+            log(
+                f"skipping the {venv} peers: benchmarks/.venvs/{venv} is not built (--smoke "
+                "builds none; `make bench-peers` does)"
+            )
+    return {venv: command for venv, command in found.items() if command is not None}
+
+
+def configuration(storage: str = "memory") -> dict[str, object]:
+    """The shared rules, as the worker's commands take them."""
+    return {"rules": harness.RATE_LIMIT_RULES, "ban_rule": harness.BAN_RULE, "storage": storage}
+
+
+class Worker:
+    """``harness.py`` running as a worker in one venv, and the JSON-lines conversation."""
+
+    def __init__(self, venv: str, python: Interpreter) -> None:
+        self.venv = venv
+        command, env = python
+        self.process = subprocess.Popen(
+            [*command, str(HERE / "harness.py")],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, command: str, **fields: object) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"cmd": command, **fields}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"the {self.venv} worker died during {command!r}")
+        reply: dict[str, Any] = json.loads(line)
+        if "error" in reply:
+            raise SystemExit(
+                f"the {self.venv} worker failed {command!r} {fields}:\n{reply['error']}"
+            )
+        return reply
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.write('{"cmd": "quit"}\n')
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+
+
+sys.path.append(str(HERE.parent / "tests"))  # the tests' launcher, imported when used
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    from redis_server import free_port
+
+    return free_port()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[Optional[int]]:
+    """The port of a throwaway redis-server (the tests' launcher: a free loopback port,
+    no persistence); None when redis-server is not installed."""
+    from redis_server import RedisServer, missing_binary
+
+    if missing_binary("redis-server") is not None:
+        yield None
+        return
+    with RedisServer() as server:
+        yield server.port
+
+
+class Resp:
+    """A bare RESP connection, no client library: enough for PING, ECHO and MONITOR."""
+
+    def __init__(self, port: int) -> None:
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.reader = self.socket.makefile("rb")
+
+    def send(self, *arguments: str) -> str:
+        """Send one command; return the first line of the reply."""
+        parts = [f"*{len(arguments)}\r\n".encode()]
+        for argument in arguments:
+            data = argument.encode()
+            parts += [f"${len(data)}\r\n".encode(), data, b"\r\n"]
+        self.socket.sendall(b"".join(parts))
+        return self.line()
+
+    def line(self) -> str:
+        return self.reader.readline().decode(errors="replace").rstrip("\r\n")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.socket.close()

@@ -271,10 +271,8 @@ def test_a_state_file_that_cannot_work_fails_at_start_up(
 
 # -- a real server, restarted ---------------------------------------------------------------
 
-SERVER = """
-import sys
+APP_MODULE = """
 from flask import Flask
-from werkzeug.serving import make_server
 from flask_gatekeeper import GateKeeper
 
 app = Flask(__name__)
@@ -289,6 +287,13 @@ def login():
 @app.route("/")
 def index():
     return "ok"
+"""
+"""An app whose three bad passwords ban the client for 600 s, with a state file."""
+
+SERVER = (
+    APP_MODULE
+    + """
+from werkzeug.serving import make_server
 
 app.extensions["gatekeeper"].state_file.interval = {interval!r}
 server = make_server("127.0.0.1", 0, app)
@@ -298,6 +303,8 @@ try:
 except KeyboardInterrupt:
     pass
 """
+)
+"""The same app served by werkzeug, printing its port; the writer's interval is set."""
 
 
 def serve(script: Path, path: Path, interval: float) -> tuple[subprocess.Popen[str], str]:
@@ -351,25 +358,6 @@ def test_a_restarted_server_keeps_its_bans(tmp_path: Path, path: Path, stop: str
     finally:
         restarted.send_signal(signal.SIGINT)
         restarted.wait(timeout=10)
-
-
-APP_MODULE = """
-from flask import Flask
-from flask_gatekeeper import GateKeeper
-
-app = Flask(__name__)
-gk = GateKeeper(app, ban_rule={{"count": 3, "window": 10, "duration": 600}},
-                state_file={path!r})
-
-@app.route("/login", methods=["POST"])
-def login():
-    gk.report()
-    return "bad password", 401
-
-@app.route("/")
-def index():
-    return "ok"
-"""
 
 
 @pytest.mark.e2e

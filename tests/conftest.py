@@ -19,7 +19,7 @@ from flask_gatekeeper import GateKeeper, MemoryStorage
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.redis import RedisStorage
 from flask_gatekeeper.testing import FakeClock
-from helpers import (
+from support import (
     OPERATIONS_ROUTES,
     PEER_OPTIONS,
     SEED_OPTIONS,
@@ -33,7 +33,7 @@ from helpers import (
 def redis_url() -> Iterator[str]:
     """A throw-away ``redis-server`` for the whole run (skipped without one, but not
     under CI); tests empty it themselves."""
-    from redis_server import RedisServer, require
+    from support.redis_server import RedisServer, require
 
     require("redis-server")
     with RedisServer() as server:
@@ -88,7 +88,7 @@ def make_app(clock: FakeClock) -> Iterator[AppFactory]:
     ``config`` goes into ``app.config`` before ``GateKeeper`` reads it. The constructor gets
     ``base`` with ``options`` on top (None leaves an option unset) and, unless either names a
     storage, a ``MemoryStorage`` on ``clock``: give ``storage=None`` for ``GateKeeper``'s own
-    default or the config's. Then each of ``routes`` (see ``helpers.py``) adds its views;
+    default or the config's. Then each of ``routes`` (see ``support/apps.py``) adds its views;
     more can be added before the first request. The Redis client of every app built is
     closed at the end.
     """

@@ -335,7 +335,7 @@ def test_twenty_slow_logins_at_once_on_gunicorn_admit_five(redis_processes: Any)
 def test_a_worker_killed_holding_a_slot_gives_it_back_after_the_lease(
     redis_processes: Any,
 ) -> None:
-    from redis_server import wait_until
+    from support.redis_server import wait_until
 
     lease = 2.0
     port, db = redis_processes(workers=2, concurrency=1, lease=lease)

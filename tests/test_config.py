@@ -30,7 +30,7 @@ from flask_gatekeeper import (
 )
 from flask_gatekeeper.config import CONFIG_KEYS
 from flask_gatekeeper.testing import FakeClock
-from helpers import AppFactory, index
+from support import AppFactory, index
 
 PEER = "192.0.2.7"
 
@@ -500,7 +500,7 @@ SCENARIOS: dict[str, Scenario] = {
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
     """A throw-away ``redis-server``, reached only through a Unix socket."""
-    from redis_server import RedisServer, require
+    from support.redis_server import RedisServer, require
 
     require("redis-server")
     with RedisServer(unix_socket=True, tcp=False) as server:

@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 
 from flask_gatekeeper import MemoryStorage
 from flask_gatekeeper.testing import FakeClock
-from helpers import load_script
+from support import load_script
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 

@@ -19,7 +19,7 @@ from werkzeug.test import TestResponse
 from flask_gatekeeper import Banned, BanRule, GateKeeper, MemoryStorage, RateLimited, Rule
 from flask_gatekeeper.rules import RuleLike
 from flask_gatekeeper.testing import FakeClock
-from helpers import AppFactory
+from support import AppFactory
 
 IP = "10.0.0.1"
 ONE_PER_10S: list[RuleLike] = [{"count": 1, "window": 10}]

@@ -13,7 +13,7 @@ failure is handled for what it is (the classes of design.md).
   server that is not Redis fail at start-up naming the setting; Redis merely down at
   start-up is a warning naming the URL, and the outage policy applies until it answers.
 
-Redis tests use real ``redis-server`` processes (``redis_server.py``).
+Redis tests use real ``redis-server`` processes (``support/redis_server.py``).
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from flask_gatekeeper.rules import MAX_COUNT
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.redis import RedisStorage
 from flask_gatekeeper.testing import FakeClock
-from helpers import gatekeeper_logs, get
-from redis_server import RedisServer, free_port, require
+from support import gatekeeper_logs, get
+from support.redis_server import RedisServer, free_port, require
 
 HOST = "127.0.0.1"
 BROKEN_IP = "203.0.113.66"

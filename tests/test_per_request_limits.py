@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from flask_gatekeeper import GateKeeper, RateLimited
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock
-from helpers import IP, OTHER_IP, AppFactory, get, recording, retry_after
+from support import IP, OTHER_IP, AppFactory, get, recording, retry_after
 
 MINUTE_2 = "2/minute"
 
@@ -483,7 +483,7 @@ def test_limit_counts_nothing_for_an_allowlisted_client(make: AppFactory) -> Non
 
 
 def test_limit_admits_while_the_storage_is_down(make_app: AppFactory, clock: FakeClock) -> None:
-    from helpers import probed_storage
+    from support import probed_storage
 
     storage = probed_storage(clock)
     app, gk = make_app(storage=storage, base={}, routes=())

@@ -1,9 +1,9 @@
 """``RedisStorage`` against a real ``redis-server``: one round trip, one clock, tidy keys,
 faults that never become 500s, and exact limits across processes and cluster nodes.
 
-Servers come from ``redis_server.py``: each on a free loopback port (or a Unix socket) in its
-own directory, persistence off, stopped by PID. Without a ``redis-server`` binary these tests
-skip, except under CI (``CI`` set), where they fail: CI must run them.
+Servers come from ``support/redis_server.py``: each on a free loopback port (or a Unix
+socket) in its own directory, persistence off, stopped by PID. Without a ``redis-server``
+binary these tests skip, except under CI (``CI`` set), where they fail: CI must run them.
 
 Round trips are counted with ``MONITOR``: a command a script runs inside Redis is marked
 ``lua`` there and is not a round trip. No test sleeps to wait for a window but one, which
@@ -37,8 +37,8 @@ from flask_gatekeeper import BanRule, ConfigError, GateKeeper, Rule, StorageErro
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock
 from flask_gatekeeper.units import MAX_MICROSECONDS
-from helpers import PEER_OPTIONS, RULES, AppFactory, ProbingClock, burst, health, index
-from helpers import login as login_view
+from support import PEER_OPTIONS, RULES, AppFactory, ProbingClock, burst, health, index
+from support import login as login_view
 
 try:
     import redis
@@ -54,7 +54,14 @@ try:
         NETWORK_REFRESH,
         RedisStorage,
     )
-    from redis_server import HOST, RedisServer, free_port, redis_cluster, require, wait_until
+    from support.redis_server import (
+        HOST,
+        RedisServer,
+        free_port,
+        redis_cluster,
+        require,
+        wait_until,
+    )
 except ImportError:  # pragma: no cover - only without the redis extra
     if os.environ.get("CI"):
         raise

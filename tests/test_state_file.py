@@ -364,7 +364,7 @@ def test_a_restarted_server_keeps_its_bans(tmp_path: Path, path: Path, stop: str
 def test_a_preloading_gunicorn_keeps_its_worker_s_bans(tmp_path: Path, path: Path) -> None:
     """gunicorn ``--preload`` builds the app in its parent, which forks the worker: the
     worker takes the file, and its graceful stop saves it."""
-    from redis_server import free_port, wait_until
+    from support.redis_server import free_port, wait_until
 
     (tmp_path / "banning.py").write_text(APP_MODULE.format(path=str(path)))
     port = free_port()

@@ -14,7 +14,7 @@ from flask import Flask, request
 from flask_gatekeeper import ConfigError, GateKeeper, SubnetBanRule
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock
-from helpers import AppFactory, recording
+from support import AppFactory, recording
 
 SUBNET_RULE = {"count": 3, "window": 3600, "duration": 86400}
 BAN_AT_ONCE = {"count": 1, "window": 60, "duration": 600}

@@ -127,6 +127,13 @@ def build(make_app: AppFactory) -> AppFactory:
 
 
 @pytest.fixture
+def make(make_app: AppFactory, storage: Storage) -> AppFactory:
+    """``make_app`` on both storages (the ``storage`` fixture) with none of the seed's
+    options or routes: ``make(**options)``; the test adds its views."""
+    return functools.partial(make_app, storage=storage, base={}, routes=())
+
+
+@pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """``caplog`` recording the ``flask_gatekeeper`` logger from DEBUG up."""
     caplog.set_level(logging.DEBUG, logger="flask_gatekeeper")

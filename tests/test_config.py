@@ -20,6 +20,7 @@ from flask import Flask, Response, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+import support
 from flask_gatekeeper import (
     ConfigError,
     ConfigTypeError,
@@ -89,15 +90,14 @@ BASE_CONFIG: dict[str, object] = {
 def send(
     subject: Subject, headers: Optional[dict[str, str]] = None, method: str = "GET"
 ) -> TestResponse:
-    return subject.client.open(
-        "/", method=method, headers=headers or {}, environ_base={"REMOTE_ADDR": PEER}
-    )
+    """One request from ``PEER`` to the scenario's app."""
+    return support.get(subject.client, "/", PEER, method=method, headers=headers)
 
 
 def statuses(
     subject: Subject, times: int, headers: Optional[dict[str, str]] = None, method: str = "GET"
 ) -> list[int]:
-    return [send(subject, headers, method).status_code for _ in range(times)]
+    return support.statuses(subject.client, times, "/", PEER, method=method, headers=headers)
 
 
 def refused_key(headers: dict[str, str]) -> Probe:

@@ -20,16 +20,6 @@ from support import IP, OTHER_IP, AppFactory, get, recording, retry_after
 MINUTE_2 = "2/minute"
 
 
-@pytest.fixture
-def make(make_app: AppFactory, storage: Storage) -> AppFactory:
-    """``make_app`` on both storages, with no options or routes of the seed's."""
-
-    def build(**options: Any) -> tuple[Flask, GateKeeper]:
-        return make_app(storage=storage, base={}, routes=(), **options)
-
-    return build
-
-
 def codes(client: FlaskClient, times: int, path: str = "/", ip: str = IP, **kw: Any) -> list[int]:
     """The status codes of ``times`` requests (each response closed: files are sent open)."""
     statuses = []

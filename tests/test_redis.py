@@ -33,6 +33,7 @@ from flask import Flask, Response, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+import support
 from flask_gatekeeper import BanRule, ConfigError, GateKeeper, Rule, StorageError
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock
@@ -125,16 +126,10 @@ def redis_app(make_app: AppFactory) -> AppFactory:
     return functools.partial(make_app, base=base, routes=routes)
 
 
-def get(client: FlaskClient, path: str = "/", ip: str = IP) -> TestResponse:
-    return client.get(path, environ_base={"REMOTE_ADDR": ip})
-
-
-def login(client: FlaskClient, ip: str = IP) -> TestResponse:
-    return client.post("/login", environ_base={"REMOTE_ADDR": ip})
-
-
-def statuses(client: FlaskClient, count: int, path: str = "/", ip: str = IP) -> list[int]:
-    return [get(client, path, ip).status_code for _ in range(count)]
+# Clients of this module are named in REMOTE_ADDR, by default ``IP``.
+get = functools.partial(support.get, ip=IP)
+statuses = functools.partial(support.statuses, ip=IP)
+login = functools.partial(support.bad_login, ip=IP)
 
 
 def client_keys(db: redis.Redis, ip: str = IP, prefix: str = "gatekeeper:") -> list[str]:
@@ -1201,8 +1196,8 @@ def test_a_cluster_client_keeps_exact_limits_for_clients_on_every_node(
     ips = [f"10.0.{n // 250}.{n % 250 + 1}" for n in range(300)]
     for ip in ips:  # every script's keys on one slot: ban, reports and one or two logs
         assert statuses(client, 3, ip=ip) == [200, 200, 200], ip
-        assert get(client, "/burst", ip).status_code == 200
-        assert login(client, ip).status_code == 401  # the fifth request, and a report
+        assert get(client, "/burst", ip=ip).status_code == 200
+        assert login(client, ip=ip).status_code == 401  # the fifth request, and a report
         assert get(client, ip=ip).status_code == 429
     with app.app_context():  # the last client's login was a report within the ban window
         assert not gk.report(ip=ips[-1])

@@ -37,7 +37,10 @@ RULES: dict[str, Any] = {
 PEER_OPTIONS: dict[str, Any] = {**RULES, "excluded_methods": ["HEAD"]}
 """The seed's options without its proxy header: clients are told apart by REMOTE_ADDR."""
 
-SEED_OPTIONS: dict[str, Any] = {"ip_header": "x-my-ip", **PEER_OPTIONS}
+SEED_IP_HEADER = "x-my-ip"
+"""The header the seed's apps read the client's address from."""
+
+SEED_OPTIONS: dict[str, Any] = {"ip_header": SEED_IP_HEADER, **PEER_OPTIONS}
 """The seed's configuration (flask-gatekeeper 1.0's README), as constructor keywords."""
 
 

@@ -33,10 +33,9 @@ from support import (
 def redis_url() -> Iterator[str]:
     """A throw-away ``redis-server`` for the whole run (skipped without one, but not
     under CI); tests empty it themselves."""
-    from support.redis_server import RedisServer, require
+    from support.redis_server import running
 
-    require("redis-server")
-    with RedisServer() as server:
+    with running() as server:
         yield server.url
 
 

@@ -500,10 +500,9 @@ SCENARIOS: dict[str, Scenario] = {
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
     """A throw-away ``redis-server``, reached only through a Unix socket."""
-    from support.redis_server import RedisServer, require
+    from support.redis_server import running
 
-    require("redis-server")
-    with RedisServer(unix_socket=True, tcp=False) as server:
+    with running(unix_socket=True, tcp=False) as server:
         yield server.unix_url
 
 

@@ -3,7 +3,7 @@
 Timing in interleaved rounds and the paired ratios over them, Markdown tables, report
 headers and target rows, one log helper, the venvs under ``benchmarks/.venvs/`` (one way to
 build and find them), the worker processes that run ``harness.py`` in them, and a throwaway
-redis-server (the tests' launcher, ``tests/redis_server.py``).
+redis-server (the tests' launcher, ``tests/support/redis_server.py``).
 """
 
 from __future__ import annotations
@@ -309,7 +309,7 @@ sys.path.append(str(HERE.parent / "tests"))  # the tests' launcher, imported whe
 
 def free_port() -> int:
     """A loopback port nobody listens on now."""
-    from redis_server import free_port
+    from support.redis_server import free_port
 
     return free_port()
 
@@ -318,7 +318,7 @@ def free_port() -> int:
 def redis_server() -> Iterator[Optional[int]]:
     """The port of a throwaway redis-server (the tests' launcher: a free loopback port,
     no persistence); None when redis-server is not installed."""
-    from redis_server import RedisServer, missing_binary
+    from support.redis_server import RedisServer, missing_binary
 
     if missing_binary("redis-server") is not None:
         yield None

@@ -19,7 +19,7 @@ from flask_gatekeeper import GateKeeper, MemoryStorage
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.redis import RedisStorage
 from flask_gatekeeper.testing import FakeClock
-from helpers import (
+from support import (
     OPERATIONS_ROUTES,
     PEER_OPTIONS,
     SEED_OPTIONS,
@@ -33,10 +33,9 @@ from helpers import (
 def redis_url() -> Iterator[str]:
     """A throw-away ``redis-server`` for the whole run (skipped without one, but not
     under CI); tests empty it themselves."""
-    from redis_server import RedisServer, require
+    from support.redis_server import running
 
-    require("redis-server")
-    with RedisServer() as server:
+    with running() as server:
         yield server.url
 
 
@@ -88,7 +87,7 @@ def make_app(clock: FakeClock) -> Iterator[AppFactory]:
     ``config`` goes into ``app.config`` before ``GateKeeper`` reads it. The constructor gets
     ``base`` with ``options`` on top (None leaves an option unset) and, unless either names a
     storage, a ``MemoryStorage`` on ``clock``: give ``storage=None`` for ``GateKeeper``'s own
-    default or the config's. Then each of ``routes`` (see ``helpers.py``) adds its views;
+    default or the config's. Then each of ``routes`` (see ``support/apps.py``) adds its views;
     more can be added before the first request. The Redis client of every app built is
     closed at the end.
     """
@@ -124,6 +123,13 @@ def build(make_app: AppFactory) -> AppFactory:
     The clock starts at 1000.0 and moves only when a test says so. Those tests go through
     Flask's test client or ``GateKeeper``'s public methods only."""
     return functools.partial(make_app, base=PEER_OPTIONS, routes=OPERATIONS_ROUTES)
+
+
+@pytest.fixture
+def make(make_app: AppFactory, storage: Storage) -> AppFactory:
+    """``make_app`` on both storages (the ``storage`` fixture) with none of the seed's
+    options or routes: ``make(**options)``; the test adds its views."""
+    return functools.partial(make_app, storage=storage, base={}, routes=())
 
 
 @pytest.fixture

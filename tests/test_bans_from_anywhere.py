@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from flask_gatekeeper import GateKeeper
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock
-from helpers import AppFactory, gatekeeper_logs, index
+from support import AppFactory, gatekeeper_logs, index
 
 IP = "10.0.0.1"
 BAN_RULE = {"count": 2, "window": 60, "duration": 600}

@@ -19,7 +19,7 @@ from flask_gatekeeper import GateKeeper, MemoryStorage
 from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.config import CONFIG_KEYS
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
-from helpers import IP, OTHER_IP, RULES, AppFactory, index
+from support import IP, OTHER_IP, RULES, AppFactory, index
 
 MANUAL_NOW = "\tmanual\tstarted 0s ago\t0 strikes"
 """The columns after "seconds left" of a ban set by hand just now."""

@@ -33,7 +33,7 @@ from flask_gatekeeper.decision import Usage
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock, FlakyStorage, MemoryStorage
-from helpers import IP, OTHER_IP, AppFactory, get, recording
+from support import IP, OTHER_IP, AppFactory, get, recording, status_codes
 
 LEASE = 60.0
 
@@ -194,16 +194,6 @@ def test_memory_holds_slots_of_at_most_max_clients(clock: FakeClock) -> None:
 # --- the app: options, marks, refusals ---------------------------------------------------
 
 
-@pytest.fixture
-def make(make_app: AppFactory, storage: Storage) -> AppFactory:
-    """``make_app`` on both storages, with no options or routes of the seed's."""
-
-    def build(**options: Any) -> tuple[Flask, GateKeeper]:
-        return make_app(storage=storage, base={}, routes=(), **options)
-
-    return build
-
-
 def streamed() -> Response:
     """A response whose body is produced while it is sent: it holds its slot until closed."""
     return Response(iter(["part one, ", "part two"]))
@@ -220,10 +210,6 @@ def hold(client: FlaskClient, path: str, times: int, ip: str = IP, **kw: Any) ->
     return [get(client, path, ip, **kw) for _ in range(times)]
 
 
-def statuses(responses: list[TestResponse]) -> list[int]:
-    return [response.status_code for response in responses]
-
-
 def test_specific_concurrency_refuses_with_its_own_429(make: AppFactory) -> None:
     app, gk = make()
 
@@ -234,7 +220,7 @@ def test_specific_concurrency_refuses_with_its_own_429(make: AppFactory) -> None
 
     client = app.test_client()
     first, second, refused = hold(client, "/export", 3)
-    assert statuses([first, second, refused]) == [200, 200, 429]
+    assert status_codes([first, second, refused]) == [200, 200, 429]
     assert refused.headers["Retry-After"] == "1"
     assert refused.text == (
         f"ip {IP} has too many requests in flight (at most 2 at once), retry in 1s\n"
@@ -248,7 +234,7 @@ def test_specific_concurrency_refuses_with_its_own_429(make: AppFactory) -> None
     with get(client, "/export") as again:
         assert again.status_code == 200
         assert again.get_data(as_text=True) == "part one, part two"
-    assert statuses(hold(client, "/export", 2)) == [200, 429]
+    assert status_codes(hold(client, "/export", 2)) == [200, 429]
 
 
 def test_complete_responses_release_at_once(make: AppFactory) -> None:
@@ -265,7 +251,7 @@ def test_complete_responses_release_at_once(make: AppFactory) -> None:
 
     client = app.test_client()
     for kind in ("plain", "json", "missing"):
-        codes = statuses(hold(client, f"/report/{kind}", 3))
+        codes = status_codes(hold(client, f"/report/{kind}", 3))
         assert codes == [404 if kind == "missing" else 200] * 3, kind
 
 
@@ -302,7 +288,7 @@ def test_an_after_request_that_raises_releases(make: AppFactory) -> None:
         raise RuntimeError("after_request failed")
 
     client = app.test_client()
-    assert statuses(hold(client, "/export", 2)) == [500, 500]
+    assert status_codes(hold(client, "/export", 2)) == [500, 500]
 
 
 def test_stream_with_context_holds_until_closed(make: AppFactory) -> None:
@@ -334,10 +320,10 @@ def test_app_wide_concurrency_is_the_global_scope(make: AppFactory) -> None:
     held = get(client, "/a")
     assert held.status_code == 200
     assert get(client, "/b").status_code == 429  # one budget across routes
-    assert statuses(hold(client, "/alone", 2)) == [200, 200]  # the global scope is not there
-    assert statuses(hold(client, "/free", 2)) == [200, 200]
+    assert status_codes(hold(client, "/alone", 2)) == [200, 200]  # the global scope is not there
+    assert status_codes(hold(client, "/free", 2)) == [200, 200]
     held.close()
-    assert statuses(hold(client, "/b", 2)) == [200, 429]
+    assert status_codes(hold(client, "/b", 2)) == [200, 429]
 
 
 def test_excluded_methods_and_exempt_requests_take_no_slot(make: AppFactory) -> None:
@@ -345,9 +331,9 @@ def test_excluded_methods_and_exempt_requests_take_no_slot(make: AppFactory) -> 
     app.add_url_rule("/", "index", view(), methods=["GET", "HEAD"])
     app.add_url_rule("/staff", "staff", gk.specific(exempt_when=lambda: True)(view()))
     client = app.test_client()
-    assert statuses(hold(client, "/", 2, method="HEAD")) == [200, 200]
-    assert statuses(hold(client, "/staff", 2)) == [200, 200]
-    assert statuses(hold(client, "/", 2)) == [200, 429]
+    assert status_codes(hold(client, "/", 2, method="HEAD")) == [200, 200]
+    assert status_codes(hold(client, "/staff", 2)) == [200, 200]
+    assert status_codes(hold(client, "/", 2)) == [200, 429]
 
 
 def test_clients_nothing_counts_take_no_slot(make: AppFactory, tmp_path: Any) -> None:
@@ -358,32 +344,32 @@ def test_clients_nothing_counts_take_no_slot(make: AppFactory, tmp_path: Any) ->
     keyed = gk.specific(key_func=lambda: request.headers.get("X-Key"))
     app.add_url_rule("/keyed", "keyed", keyed(view()))
     client = app.test_client()
-    assert statuses(hold(client, "/", 2, OTHER_IP)) == [200, 200]  # allow-listed
+    assert status_codes(hold(client, "/", 2, OTHER_IP)) == [200, 200]  # allow-listed
     files = hold(client, "/static/a.txt", 2)  # static files, held open
-    assert statuses(files) == [200, 200]
+    assert status_codes(files) == [200, 200]
     for response in files:
         response.close()
-    assert statuses(hold(client, "/keyed", 2)) == [200, 200]  # key_func leaves it alone
-    assert statuses(hold(client, "/", 2)) == [200, 429]
+    assert status_codes(hold(client, "/keyed", 2)) == [200, 200]  # key_func leaves it alone
+    assert status_codes(hold(client, "/", 2)) == [200, 429]
 
 
 def test_a_request_takes_one_slot_whatever_its_cost(make: AppFactory) -> None:
     app, gk = make()
     app.add_url_rule("/", "index", gk.specific("100/minute", cost=5, concurrency=2)(view()))
-    assert statuses(hold(app.test_client(), "/", 3)) == [200, 200, 429]
+    assert status_codes(hold(app.test_client(), "/", 3)) == [200, 200, 429]
 
 
 def test_reset_frees_the_slots_of_a_client(make: AppFactory) -> None:
     app, gk = make(concurrency=5)
     app.add_url_rule("/", "index", gk.specific(concurrency=1)(view()))
     client = app.test_client()
-    assert statuses(hold(client, "/", 2)) == [200, 429]
+    assert status_codes(hold(client, "/", 2)) == [200, 429]
     with app.app_context():
         gk.reset(IP, endpoint="index")
-    assert statuses(hold(client, "/", 2)) == [200, 429]
+    assert status_codes(hold(client, "/", 2)) == [200, 429]
     with app.app_context():
         gk.reset(IP)
-    assert statuses(hold(client, "/", 2)) == [200, 429]
+    assert status_codes(hold(client, "/", 2)) == [200, 429]
 
 
 def test_the_app_wide_limit_names_its_policy(make: AppFactory) -> None:
@@ -411,9 +397,9 @@ def test_methods_and_shared_scopes(make: AppFactory) -> None:
     exports.add_url_rule("/json", "json", view())
     app.register_blueprint(exports)
     client = app.test_client()
-    assert statuses(hold(client, "/items", 2)) == [200, 200]  # GET: no limit
-    assert statuses(hold(client, "/items", 2, method="POST")) == [200, 429]
-    assert statuses([get(client, "/csv"), get(client, "/json")]) == [200, 429]
+    assert status_codes(hold(client, "/items", 2)) == [200, 200]  # GET: no limit
+    assert status_codes(hold(client, "/items", 2, method="POST")) == [200, 429]
+    assert status_codes([get(client, "/csv"), get(client, "/json")]) == [200, 429]
 
 
 def test_the_smallest_of_several_limits_on_a_route_holds(make: AppFactory) -> None:
@@ -422,13 +408,13 @@ def test_the_smallest_of_several_limits_on_a_route_holds(make: AppFactory) -> No
     gk.specific(concurrency=5)(blueprint)
     blueprint.add_url_rule("/", "index", gk.specific(concurrency=2)(view()))
     app.register_blueprint(blueprint, url_prefix="/api")
-    assert statuses(hold(app.test_client(), "/api/", 3)) == [200, 200, 429]
+    assert status_codes(hold(app.test_client(), "/api/", 3)) == [200, 200, 429]
 
 
 def test_concurrency_with_rules_computed_per_request(make: AppFactory) -> None:
     app, gk = make()
     app.add_url_rule("/", "index", gk.specific(lambda: None, concurrency=1)(view()))
-    assert statuses(hold(app.test_client(), "/", 2)) == [200, 429]
+    assert status_codes(hold(app.test_client(), "/", 2)) == [200, 429]
 
 
 def test_a_slot_is_the_client_s_never_a_key_s(make: AppFactory, storage: Storage) -> None:
@@ -447,7 +433,7 @@ def test_a_slot_is_the_client_s_never_a_key_s(make: AppFactory, storage: Storage
             return response.status_code
 
     held = [attempt("alice"), attempt("alice", OTHER_IP)]  # one account, two clients
-    assert statuses(held) == [200, 200]
+    assert status_codes(held) == [200, 200]
     assert storage.hit("alice", [limited("login", 1)], token="probe").admitted  # none of hers
     storage.release("alice", ["login"], "probe")
     with attempt("bob") as refused:  # another account, the client of a held request
@@ -502,7 +488,7 @@ def test_a_dry_run_admits_and_takes_no_slot(
     client = app.test_client()
     with recording(app) as events:
         first, second = hold(client, "/", 2)
-        assert statuses([first, second]) == [200, 200]
+        assert status_codes([first, second]) == [200, 200]
         assert [name for name, _ in events] == ["request_rate_limited"]
         assert any("would refuse GET /" in record.getMessage() for record in logs.records)
         first.close()
@@ -513,7 +499,7 @@ def test_a_dry_run_admits_and_takes_no_slot(
 def test_a_refusal_in_flight_reports_with_report_rate_limited(make: AppFactory) -> None:
     app, gk = make(ban_rule={"count": 2, "window": 60, "duration": 600}, report_rate_limited=True)
     app.add_url_rule("/", "index", gk.specific(concurrency=1)(view()))
-    assert statuses(hold(app.test_client(), "/", 4)) == [200, 429, 429, 403]
+    assert status_codes(hold(app.test_client(), "/", 4)) == [200, 429, 429, 403]
 
 
 def test_routes_without_limits_pay_nothing(clock: FakeClock, make_app: AppFactory) -> None:
@@ -546,9 +532,9 @@ def test_routes_without_limits_pay_nothing(clock: FakeClock, make_app: AppFactor
 
     app.add_url_rule("/held", "held", gk.specific(concurrency=2)(lambda: "held"))
     client = app.test_client()
-    assert statuses(hold(client, "/plain", 2)) == [200, 200]
+    assert status_codes(hold(client, "/plain", 2)) == [200, 200]
     assert (storage.tokens, storage.releases, hooks) == ([None, None], 0, [0, 0])
-    assert statuses(hold(client, "/held", 1)) == [200]
+    assert status_codes(hold(client, "/held", 1)) == [200]
     assert len(storage.tokens) == 3
     assert isinstance(storage.tokens[2], str)
     assert storage.releases == 1
@@ -582,22 +568,22 @@ def test_a_request_admitted_during_an_outage_takes_no_slot(
     client = app.test_client()
     storage.failing = True
     down = hold(client, "/", 2)
-    assert statuses(down) == [200, 200]  # fail open
+    assert status_codes(down) == [200, 200]  # fail open
     storage.failing = False
     clock.advance(1)
     for response in down:
         response.close()  # nothing to give back: no storage call
     assert len(storage.errors) == 1
-    assert statuses(hold(client, "/", 2)) == [200, 429]
+    assert status_codes(hold(client, "/", 2)) == [200, 429]
 
 
 def test_the_lease_option(make: AppFactory, clock: FakeClock) -> None:
     app, _ = make(concurrency=1, concurrency_lease=5)
     app.add_url_rule("/", "index", view())
     client = app.test_client()
-    assert statuses(hold(client, "/", 2)) == [200, 429]
+    assert status_codes(hold(client, "/", 2)) == [200, 429]
     clock.advance(5)
-    assert statuses(hold(client, "/", 2)) == [200, 429]
+    assert status_codes(hold(client, "/", 2)) == [200, 429]
 
 
 @pytest.mark.parametrize(

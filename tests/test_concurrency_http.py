@@ -23,26 +23,21 @@ from typing import Any
 
 import pytest
 from flask import Flask, Response, request
-from werkzeug.serving import make_server
 
 from flask_gatekeeper import GateKeeper, MemoryStorage
+from support import servers
+from support.servers import HOST
 
 pytestmark = pytest.mark.e2e
 
-HOST = "127.0.0.1"
 TIMEOUT = 10.0
 """Seconds any wait of these tests may take before it fails."""
 
 
 def fetch(port: int, path: str, ip: str = "10.0.0.1") -> tuple[int, str]:
     """One request over a new connection: its status and body."""
-    connection = http.client.HTTPConnection(HOST, port, timeout=TIMEOUT)
-    try:
-        connection.request("GET", path, headers={"X-Forwarded-For": ip})
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        connection.close()
+    reply = servers.fetch(f"http://{HOST}:{port}{path}", ip)
+    return reply.status, reply.body
 
 
 # --- one process, threads, the memory storage -------------------------------------------
@@ -135,18 +130,11 @@ def threaded_app(views: Views, storage: Released) -> Flask:
 def served() -> Iterator[tuple[int, Views, Released]]:
     """The app on a threaded werkzeug server, on a free port, until the test ends."""
     views, storage = Views(), Released()
-    server = make_server(HOST, 0, threaded_app(views, storage), threaded=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield server.server_port, views, storage
-    finally:
-        views.go.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=TIMEOUT)
+    with servers.serving(threaded_app(views, storage)) as port:
+        try:
+            yield port, views, storage
+        finally:
+            views.go.set()
 
 
 def first_refused(futures: list[Future[tuple[int, str]]], count: int) -> list[int]:
@@ -280,16 +268,18 @@ def redis_processes(redis_url: str, tmp_path: Path) -> Iterator[Any]:
     an empty Redis; stops every server at the end."""
     import redis
 
-    from test_redis import AppProcess
-
     (tmp_path / "gk_app.py").write_text(REDIS_APP)
     db = redis.Redis.from_url(redis_url, decode_responses=True)
     db.flushdb()
-    started: list[AppProcess] = []
+    started: list[servers.ServerProcess] = []
 
     def start(workers: int, concurrency: int, lease: float) -> tuple[int, redis.Redis]:
-        server = AppProcess.gunicorn(tmp_path, redis_url, workers=workers)
-        server.env.update(GK_TEST_CONCURRENCY=str(concurrency), GK_TEST_LEASE=str(lease))
+        env = {
+            "GK_TEST_REDIS_URL": redis_url,
+            "GK_TEST_CONCURRENCY": str(concurrency),
+            "GK_TEST_LEASE": str(lease),
+        }
+        server = servers.ServerProcess.gunicorn(tmp_path, workers=workers, env=env)
         started.append(server)
         server.start()
         return server.port, db
@@ -335,8 +325,6 @@ def test_twenty_slow_logins_at_once_on_gunicorn_admit_five(redis_processes: Any)
 def test_a_worker_killed_holding_a_slot_gives_it_back_after_the_lease(
     redis_processes: Any,
 ) -> None:
-    from redis_server import wait_until
-
     lease = 2.0
     port, db = redis_processes(workers=2, concurrency=1, lease=lease)
     with ThreadPoolExecutor(1) as pool:
@@ -348,5 +336,5 @@ def test_a_worker_killed_holding_a_slot_gives_it_back_after_the_lease(
         with pytest.raises((ConnectionError, http.client.HTTPException)):
             lost.result(TIMEOUT)
     assert fetch(port, "/slow")[0] == 429  # nobody gave the slot back
-    wait_until(lambda: fetch(port, "/slow")[0] == 200, TIMEOUT, "the lease to end")
+    servers.wait_until(lambda: fetch(port, "/slow")[0] == 200, TIMEOUT, "the lease to end")
     assert time.monotonic() - held_since >= lease - 0.05

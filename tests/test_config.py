@@ -20,6 +20,7 @@ from flask import Flask, Response, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+import support
 from flask_gatekeeper import (
     ConfigError,
     ConfigTypeError,
@@ -30,7 +31,7 @@ from flask_gatekeeper import (
 )
 from flask_gatekeeper.config import CONFIG_KEYS
 from flask_gatekeeper.testing import FakeClock
-from helpers import AppFactory, index
+from support import AppFactory, index
 
 PEER = "192.0.2.7"
 
@@ -89,15 +90,14 @@ BASE_CONFIG: dict[str, object] = {
 def send(
     subject: Subject, headers: Optional[dict[str, str]] = None, method: str = "GET"
 ) -> TestResponse:
-    return subject.client.open(
-        "/", method=method, headers=headers or {}, environ_base={"REMOTE_ADDR": PEER}
-    )
+    """One request from ``PEER`` to the scenario's app."""
+    return support.get(subject.client, "/", PEER, method=method, headers=headers)
 
 
 def statuses(
     subject: Subject, times: int, headers: Optional[dict[str, str]] = None, method: str = "GET"
 ) -> list[int]:
-    return [send(subject, headers, method).status_code for _ in range(times)]
+    return support.statuses(subject.client, times, "/", PEER, method=method, headers=headers)
 
 
 def refused_key(headers: dict[str, str]) -> Probe:
@@ -500,10 +500,9 @@ SCENARIOS: dict[str, Scenario] = {
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
     """A throw-away ``redis-server``, reached only through a Unix socket."""
-    from redis_server import RedisServer, require
+    from support.redis_server import running
 
-    require("redis-server")
-    with RedisServer(unix_socket=True, tcp=False) as server:
+    with running(unix_socket=True, tcp=False) as server:
         yield server.unix_url
 
 

@@ -17,7 +17,7 @@ from flask_gatekeeper.decision import Usage
 from flask_gatekeeper.policy import Scope
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
-from helpers import AppFactory, gatekeeper_logs, index
+from support import AppFactory, gatekeeper_logs, index
 
 
 def batch_app(make_app: AppFactory, storage: Storage, **options: object) -> Flask:

@@ -11,20 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
 import pytest
-from werkzeug.serving import make_server
 
 from flask_gatekeeper import MemoryStorage
 from flask_gatekeeper.testing import FakeClock
-from helpers import load_script
-
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+from support import DEMO, load_script
+from support.servers import serving
 
 
 def load_demo() -> ModuleType:
@@ -71,17 +67,8 @@ def test_makefile_passes_port_to_the_demo() -> None:
 def served_demo() -> Iterator[tuple[ModuleType, int]]:
     demo = load_demo()
     app, _ = demo.create_app(storage=MemoryStorage(clock=FakeClock()))  # time stands still
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield demo, server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(app) as port:
+        yield demo, port
 
 
 @pytest.mark.e2e

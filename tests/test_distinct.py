@@ -27,7 +27,7 @@ from flask_gatekeeper.rules import RuleLike, parse_rules
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock, MemoryStorage
 from flask_gatekeeper.units import microseconds
-from helpers import AppFactory, gatekeeper_logs
+from support import AppFactory, gatekeeper_logs
 
 
 def user() -> Optional[str]:

@@ -13,7 +13,7 @@ import pytest
 from flask_gatekeeper import Rule
 from flask_gatekeeper.decision import BanDetail
 from flask_gatekeeper.testing import FakeClock
-from helpers import (
+from support import (
     IP,
     OTHER_IP,
     AppFactory,

@@ -6,75 +6,25 @@ inside the demo's 1 s window, and the ban lasts 600 s.
 
 from __future__ import annotations
 
-import importlib.util
-import threading
-import urllib.error
-import urllib.request
+import functools
 from collections.abc import Iterator
-from email.message import Message
-from json import dumps
-from pathlib import Path
-from typing import NamedTuple, Optional, cast
 
 import pytest
-from flask import Flask
-from werkzeug.serving import make_server
+
+from support import DEMO, SEED_IP_HEADER, load_script, servers
 
 pytestmark = pytest.mark.e2e
 
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
-
-# No proxy from the environment may stand between the test and the loopback server.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class Reply(NamedTuple):
-    status: int
-    headers: Message
-    body: str
-
-
-def load_demo_app() -> Flask:
-    """The module-level ``app`` of a fresh import of examples/demo.py."""
-    spec = importlib.util.spec_from_file_location("gatekeeper_demo", DEMO)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return cast(Flask, module.app)
+# The demo reads its clients from the seed's header.
+fetch = functools.partial(servers.fetch, ip_header=SEED_IP_HEADER)
 
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     """The demo, served by a threaded werkzeug server on a free port until the module ends."""
-    server = make_server("127.0.0.1", 0, load_demo_app(), threaded=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-def fetch(url: str, ip: str, json: Optional[object] = None, method: Optional[str] = None) -> Reply:
-    """One HTTP request from client ``ip`` (the demo reads it from ``x-my-ip``)."""
-    data = None if json is None else dumps(json).encode()
-    headers = {"x-my-ip": ip}
-    if json is not None:
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with _OPENER.open(request, timeout=10) as response:
-            return Reply(response.status, response.headers, response.read().decode())
-    except urllib.error.HTTPError as error:
-        try:
-            return Reply(error.code, error.headers, error.read().decode())
-        finally:
-            error.close()
+    app = load_script(DEMO, "gatekeeper_demo").app
+    with servers.serving(app) as port:
+        yield f"http://{servers.HOST}:{port}"
 
 
 def test_burst_is_rate_limited(base_url: str) -> None:

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from flask_gatekeeper import BanRule, ConfigError, ConfigTypeError
 from flask_gatekeeper.decision import BanDetail
 from flask_gatekeeper.testing import FakeClock
-from helpers import IP, OTHER_IP, AppFactory, bad_login, get, recording, retry_after, statuses
+from support import IP, OTHER_IP, AppFactory, bad_login, get, recording, retry_after, statuses
 
 ESCALATING: dict[str, Any] = {
     "count": 1,

@@ -14,32 +14,19 @@ from flask import Blueprint, Flask
 from flask.testing import FlaskClient
 from flask.views import MethodView
 from werkzeug.exceptions import HTTPException
-from werkzeug.test import TestResponse
 
+import support
 from flask_gatekeeper import Banned, BanRule, GateKeeper, MemoryStorage, RateLimited, Rule
 from flask_gatekeeper.rules import RuleLike
 from flask_gatekeeper.testing import FakeClock
-from helpers import AppFactory
+from support import IP, SEED_IP_HEADER, AppFactory
 
-IP = "10.0.0.1"
 ONE_PER_10S: list[RuleLike] = [{"count": 1, "window": 10}]
 
-
-def get(client: FlaskClient, path: str = "/", ip: str = IP, method: str = "GET") -> TestResponse:
-    """One request from client ``ip`` (sent in the seed's ``x-my-ip`` header)."""
-    return client.open(path, method=method, headers={"x-my-ip": ip})
-
-
-def statuses(
-    client: FlaskClient, times: int, path: str = "/", ip: str = IP, method: str = "GET"
-) -> list[int]:
-    """The status codes of ``times`` requests made at the same instant."""
-    return [get(client, path, ip, method).status_code for _ in range(times)]
-
-
-def bad_login(client: FlaskClient, ip: str) -> TestResponse:
-    """A wrong password: the ``/login`` view reports the client."""
-    return client.post("/login", data={"password": "wrong"}, headers={"x-my-ip": ip})
+# Clients are named in the seed's header, as its README's apps are.
+get = functools.partial(support.get, ip_header=SEED_IP_HEADER)
+statuses = functools.partial(support.statuses, ip_header=SEED_IP_HEADER)
+bad_login = functools.partial(support.bad_login, ip_header=SEED_IP_HEADER)
 
 
 def ban(client: FlaskClient, ip: str) -> None:

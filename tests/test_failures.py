@@ -13,26 +13,23 @@ failure is handled for what it is (the classes of design.md).
   server that is not Redis fail at start-up naming the setting; Redis merely down at
   start-up is a warning naming the URL, and the outage policy applies until it answers.
 
-Redis tests use real ``redis-server`` processes (``redis_server.py``).
+Redis tests use real ``redis-server`` processes (``support/redis_server.py``).
 """
 
 from __future__ import annotations
 
-import http.client
 import logging
 import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Optional
 
 import pytest
 import redis
 from flask import Flask, request
-from werkzeug.serving import make_server
 
 from flask_gatekeeper import (
     BanRule,
@@ -50,10 +47,10 @@ from flask_gatekeeper.rules import MAX_COUNT
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.redis import RedisStorage
 from flask_gatekeeper.testing import FakeClock
-from helpers import gatekeeper_logs, get
-from redis_server import RedisServer, free_port, require
+from support import gatekeeper_logs, get
+from support.redis_server import RedisServer, free_port, require, running
+from support.servers import HOST, fetch, serving
 
-HOST = "127.0.0.1"
 BROKEN_IP = "203.0.113.66"
 HEALTHY_IP = "203.0.113.7"
 STRATEGIES = ["sliding-log", "fixed-window", "sliding-window", "gcra"]
@@ -114,27 +111,8 @@ def test_huge_keys_and_values_are_stored_as_they_are(storage: Storage) -> None:
     assert storage.hit(client[:-1], [replace(scope, values=("w",))]).admitted  # another client
 
 
-@contextmanager
-def serving(app: Flask) -> Iterator[int]:
-    """``app`` on a threaded werkzeug server on a free port: the port."""
-    server = make_server(HOST, 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
 def _status(port: int, path: str) -> int:
-    connection = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        connection.request("GET", path)
-        return connection.getresponse().status
-    finally:
-        connection.close()
+    return fetch(f"http://{HOST}:{port}{path}").status
 
 
 @pytest.mark.e2e
@@ -358,8 +336,7 @@ def test_out_of_memory_is_an_outage_for_every_client(
 @pytest.fixture(scope="module")
 def guarded() -> Iterator[RedisServer]:
     """A server that wants the password ``s3cret``."""
-    require("redis-server")
-    with RedisServer(password="s3cret") as server:
+    with running(password="s3cret") as server:
         yield server
 
 

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 
 from flask_gatekeeper import Banned, Denied, GateKeeper, MemoryStorage, RateLimited, gate
 from flask_gatekeeper.testing import FakeClock
-from helpers import recording
+from support import recording
 
 ACCEPTS = [None, "*/*", "application/json", "text/html;q=0.5, application/problem+json"]
 

@@ -13,7 +13,7 @@ from flask import Flask
 from flask_gatekeeper import ConfigError, GateKeeper, MemoryStorage
 from flask_gatekeeper.config import OPTIONS
 from flask_gatekeeper.testing import FakeClock
-from helpers import AppFactory
+from support import AppFactory
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

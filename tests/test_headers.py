@@ -16,7 +16,7 @@ from werkzeug.test import TestResponse
 
 from flask_gatekeeper import ConfigError, ConfigTypeError
 from flask_gatekeeper.testing import FakeClock
-from helpers import OTHER_IP, AppFactory, get, retry_after
+from support import OTHER_IP, AppFactory, get, retry_after
 
 Params = dict[str, Union[int, float]]
 SfList = list[tuple[str, Params]]

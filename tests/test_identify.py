@@ -19,7 +19,7 @@ from werkzeug.datastructures import Headers
 from flask_gatekeeper import ConfigError, ConfigTypeError, GateKeeper
 from flask_gatekeeper.addresses import AddressSet, parse_address, parse_address_list
 from flask_gatekeeper.identify import Identifier
-from helpers import AppFactory, index
+from support import AppFactory, index
 
 PEER = "192.0.2.1"
 XFF = "X-Forwarded-For"

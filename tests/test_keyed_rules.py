@@ -17,7 +17,7 @@ from flask_gatekeeper import ConfigError, GateKeeper, Rule
 from flask_gatekeeper.policy import keyed_scope_name
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock
-from helpers import IP, OTHER_IP, AppFactory, recording
+from support import IP, OTHER_IP, AppFactory, recording
 
 LOGIN = "/login"
 IP_RULE = Rule(3, 60)

@@ -15,7 +15,7 @@ from flask import Flask
 
 from flask_gatekeeper import ConfigError, ConfigTypeError, GateKeeper
 from flask_gatekeeper.testing import FakeClock
-from helpers import ADMIN_IP, IP, OTHER_IP, AppFactory, get, retry_after, statuses
+from support import ADMIN_IP, IP, OTHER_IP, AppFactory, get, retry_after, statuses
 
 
 def test_manual_control_in_an_app_context(build: AppFactory, clock: FakeClock) -> None:

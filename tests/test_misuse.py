@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response
 from flask.views import View
 
 from flask_gatekeeper import ConfigError, ConfigTypeError, GateKeeper, Rule
-from helpers import IP, AppFactory, gatekeeper_logs
+from support import IP, AppFactory, gatekeeper_logs
 
 BAN_RULE = {"count": 2, "window": 60, "duration": 600}
 

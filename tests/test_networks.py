@@ -23,7 +23,7 @@ from flask_gatekeeper.keys import client_key
 from flask_gatekeeper.policy import Scope
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
-from helpers import AppFactory, gatekeeper_logs, index, recording
+from support import AppFactory, gatekeeper_logs, index, recording
 
 NETWORK = "203.0.113.0/24"
 INSIDE = "203.0.113.7"

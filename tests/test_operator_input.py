@@ -34,7 +34,7 @@ from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.keys import key_of
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
-from helpers import AppFactory, index
+from support import AppFactory, index
 
 PROXY = "10.0.0.1"
 ALLOWED = "192.0.2.0/28"

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
-from helpers import AppFactory, gatekeeper_logs, get, probed_storage, statuses
+from support import AppFactory, gatekeeper_logs, get, probed_storage, statuses
 
 
 def test_one_warning_per_storage_outage(

@@ -15,19 +15,9 @@ from flask.testing import FlaskClient
 from flask_gatekeeper import GateKeeper, RateLimited
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock
-from helpers import IP, OTHER_IP, AppFactory, get, recording, retry_after
+from support import IP, OTHER_IP, AppFactory, get, recording, retry_after
 
 MINUTE_2 = "2/minute"
-
-
-@pytest.fixture
-def make(make_app: AppFactory, storage: Storage) -> AppFactory:
-    """``make_app`` on both storages, with no options or routes of the seed's."""
-
-    def build(**options: Any) -> tuple[Flask, GateKeeper]:
-        return make_app(storage=storage, base={}, routes=(), **options)
-
-    return build
 
 
 def codes(client: FlaskClient, times: int, path: str = "/", ip: str = IP, **kw: Any) -> list[int]:
@@ -483,7 +473,7 @@ def test_limit_counts_nothing_for_an_allowlisted_client(make: AppFactory) -> Non
 
 
 def test_limit_admits_while_the_storage_is_down(make_app: AppFactory, clock: FakeClock) -> None:
-    from helpers import probed_storage
+    from support import probed_storage
 
     storage = probed_storage(clock)
     app, gk = make_app(storage=storage, base={}, routes=())

@@ -1,9 +1,9 @@
 """``RedisStorage`` against a real ``redis-server``: one round trip, one clock, tidy keys,
 faults that never become 500s, and exact limits across processes and cluster nodes.
 
-Servers come from ``redis_server.py``: each on a free loopback port (or a Unix socket) in its
-own directory, persistence off, stopped by PID. Without a ``redis-server`` binary these tests
-skip, except under CI (``CI`` set), where they fail: CI must run them.
+Servers come from ``support/redis_server.py``: each on a free loopback port (or a Unix
+socket) in its own directory, persistence off, stopped by PID. Without a ``redis-server``
+binary these tests skip, except under CI (``CI`` set), where they fail: CI must run them.
 
 Round trips are counted with ``MONITOR``: a command a script runs inside Redis is marked
 ``lua`` there and is not a round trip. No test sleeps to wait for a window but one, which
@@ -14,31 +14,30 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import http.client
 import logging
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional, cast
+from typing import Any, Callable, ClassVar, cast
 
 import pytest
 from flask import Flask, Response, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+import support
 from flask_gatekeeper import BanRule, ConfigError, GateKeeper, Rule, StorageError
 from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock
 from flask_gatekeeper.units import MAX_MICROSECONDS
-from helpers import PEER_OPTIONS, RULES, AppFactory, ProbingClock, burst, health, index
-from helpers import login as login_view
+from support import PEER_OPTIONS, RULES, AppFactory, ProbingClock, burst, health, index
+from support import login as login_view
 
 try:
     import redis
@@ -54,7 +53,16 @@ try:
         NETWORK_REFRESH,
         RedisStorage,
     )
-    from redis_server import HOST, RedisServer, free_port, redis_cluster, require, wait_until
+    from support.redis_server import (
+        HOST,
+        RedisServer,
+        free_port,
+        redis_cluster,
+        require,
+        running,
+        wait_until,
+    )
+    from support.servers import Reply, ServerProcess, fetch
 except ImportError:  # pragma: no cover - only without the redis extra
     if os.environ.get("CI"):
         raise
@@ -81,16 +89,14 @@ def storage_errors(app: Flask) -> int:
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
     """One server for the tests that do not stop it; ``redis`` empties it before each."""
-    require("redis-server")
-    with RedisServer() as server:
+    with running() as server:
         yield server
 
 
 @pytest.fixture
 def own_server() -> Iterator[RedisServer]:
     """A server of the test's own, free to stop and start again."""
-    require("redis-server")
-    with RedisServer() as server:
+    with running() as server:
         yield server
 
 
@@ -118,16 +124,10 @@ def redis_app(make_app: AppFactory) -> AppFactory:
     return functools.partial(make_app, base=base, routes=routes)
 
 
-def get(client: FlaskClient, path: str = "/", ip: str = IP) -> TestResponse:
-    return client.get(path, environ_base={"REMOTE_ADDR": ip})
-
-
-def login(client: FlaskClient, ip: str = IP) -> TestResponse:
-    return client.post("/login", environ_base={"REMOTE_ADDR": ip})
-
-
-def statuses(client: FlaskClient, count: int, path: str = "/", ip: str = IP) -> list[int]:
-    return [get(client, path, ip).status_code for _ in range(count)]
+# Clients of this module are named in REMOTE_ADDR, by default ``IP``.
+get = functools.partial(support.get, ip=IP)
+statuses = functools.partial(support.statuses, ip=IP)
+login = functools.partial(support.bad_login, ip=IP)
 
 
 def client_keys(db: redis.Redis, ip: str = IP, prefix: str = "gatekeeper:") -> list[str]:
@@ -556,8 +556,7 @@ def test_the_storage_uri_config_key(
 
 
 def test_a_unix_socket_url(redis_app: AppFactory) -> None:
-    require("redis-server")
-    with RedisServer(unix_socket=True, tcp=False) as server:
+    with running(unix_socket=True, tcp=False) as server:
         app, _ = redis_app(storage=server.unix_url, rate_limit_rules=[{"count": 2, "window": 60}])
         assert statuses(app.test_client(), 3) == [200, 200, 429]
         db = server.client(decode_responses=True)
@@ -1015,95 +1014,13 @@ APP_MODULE = textwrap.dedent(
 )
 
 
-class HttpResult:
-    def __init__(self, port: int, status: int, headers: dict[str, str], body: str) -> None:
-        self.port = port
-        self.status = status
-        self.headers = headers
-        self.body = body
+def redis_env(storage: str) -> dict[str, str]:
+    """The environment that gives ``APP_MODULE`` its storage."""
+    return {"GK_TEST_REDIS_URL": storage}
 
 
-def http_request(port: int, method: str = "GET", path: str = "/", ip: str = IP) -> HttpResult:
-    connection = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        connection.request(method, path, headers={"X-Forwarded-For": ip})
-        response = connection.getresponse()
-        body = response.read().decode()
-        headers = {name.lower(): value for name, value in response.getheaders()}
-        return HttpResult(port, response.status, headers, body)
-    finally:
-        connection.close()
-
-
-class AppProcess:
-    """An app server in its own process group (gunicorn, or werkzeug through ``flask run``)."""
-
-    def __init__(self, command: list[str], port: int, directory: Path, redis_url: str) -> None:
-        self.command = command
-        self.port = port
-        self.directory = directory
-        self.env = {**os.environ, "GK_TEST_REDIS_URL": redis_url}
-        self.log_path = directory / f"server-{port}.log"
-        self.process: Optional[subprocess.Popen[bytes]] = None
-        self.workers = 0
-
-    @classmethod
-    def gunicorn(cls, directory: Path, redis_url: str, workers: int) -> AppProcess:
-        port = free_port()
-        command = [sys.executable, "-m", "gunicorn", "-w", str(workers)]
-        command += ["-b", f"{HOST}:{port}", "--chdir", str(directory), "gk_app:app"]
-        server = cls(command, port, directory, redis_url)
-        server.workers = workers
-        return server
-
-    @classmethod
-    def werkzeug(cls, directory: Path, redis_url: str) -> AppProcess:
-        port = free_port()
-        command = [sys.executable, "-m", "flask", "--app", "gk_app", "run"]
-        command += ["--host", HOST, "--port", str(port), "--with-threads"]
-        return cls(command, port, directory, redis_url)
-
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.command} exited:\n{self.log_path.read_text()[-3000:]}")
-        try:
-            if http_request(self.port, path="/health").status != 200:
-                return False
-        except OSError:
-            return False
-        booted = self.log_path.read_text().count("Booting worker with pid")
-        return booted >= self.workers
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                cwd=self.directory,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_until(self._ready, 30, f"{self.command[2]} on port {self.port}")
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Stop the whole process group (the master and its workers) and wait."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(15)
-        except ProcessLookupError:
-            process.wait(15)
+def http_request(port: int, method: str = "GET", path: str = "/", ip: str = IP) -> Reply:
+    return fetch(f"http://{HOST}:{port}{path}", ip, method=method)
 
 
 @pytest.fixture
@@ -1114,9 +1031,9 @@ def app_directory(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app_processes() -> Iterator[list[AppProcess]]:
+def app_processes() -> Iterator[list[ServerProcess]]:
     """Collects the app servers a test starts, and stops them all at the end."""
-    started: list[AppProcess] = []
+    started: list[ServerProcess] = []
     yield started
     for server in started:
         server.stop()
@@ -1126,10 +1043,10 @@ def test_four_gunicorn_workers_and_a_second_process_share_one_exact_limit(
     redis_server: RedisServer,
     redis_db: redis.Redis,
     app_directory: Path,
-    app_processes: list[AppProcess],
+    app_processes: list[ServerProcess],
 ) -> None:
-    gunicorn = AppProcess.gunicorn(app_directory, redis_server.url, workers=4)
-    werkzeug = AppProcess.werkzeug(app_directory, redis_server.url)
+    gunicorn = ServerProcess.gunicorn(app_directory, workers=4, env=redis_env(redis_server.url))
+    werkzeug = ServerProcess.werkzeug(app_directory, env=redis_env(redis_server.url))
     for server in (gunicorn, werkzeug):
         app_processes.append(server)
         server.start()
@@ -1152,9 +1069,9 @@ def test_a_ban_survives_an_app_restart(
     redis_server: RedisServer,
     redis_db: redis.Redis,
     app_directory: Path,
-    app_processes: list[AppProcess],
+    app_processes: list[ServerProcess],
 ) -> None:
-    server = AppProcess.gunicorn(app_directory, redis_server.url, workers=2)
+    server = ServerProcess.gunicorn(app_directory, workers=2, env=redis_env(redis_server.url))
     app_processes.append(server)
     server.start()
     bodies = [http_request(server.port, "POST", "/login").body for _ in range(3)]
@@ -1194,8 +1111,8 @@ def test_a_cluster_client_keeps_exact_limits_for_clients_on_every_node(
     ips = [f"10.0.{n // 250}.{n % 250 + 1}" for n in range(300)]
     for ip in ips:  # every script's keys on one slot: ban, reports and one or two logs
         assert statuses(client, 3, ip=ip) == [200, 200, 200], ip
-        assert get(client, "/burst", ip).status_code == 200
-        assert login(client, ip).status_code == 401  # the fifth request, and a report
+        assert get(client, "/burst", ip=ip).status_code == 200
+        assert login(client, ip=ip).status_code == 401  # the fifth request, and a report
         assert get(client, ip=ip).status_code == 429
     with app.app_context():  # the last client's login was a report within the ban window
         assert not gk.report(ip=ips[-1])
@@ -1495,12 +1412,12 @@ def test_on_a_cluster_network_bans_hold(
 
 @pytest.mark.e2e
 def test_a_multi_process_server_with_the_memory_storage_warns_once_per_worker(
-    tmp_path: Path, app_processes: list[AppProcess]
+    tmp_path: Path, app_processes: list[ServerProcess]
 ) -> None:
     """Real gunicorn with two workers and the memory storage: each worker logs one
     warning that names the Redis storage, at its first request, and no more."""
     (tmp_path / "gk_app.py").write_text(APP_MODULE)
-    server = AppProcess.gunicorn(tmp_path, "memory://", workers=2)
+    server = ServerProcess.gunicorn(tmp_path, workers=2, env=redis_env("memory://"))
     app_processes.append(server)
     server.start()
     pids = {http_request(server.port).headers["x-pid"] for _ in range(30)}

@@ -13,7 +13,7 @@ from typing import Optional
 import pytest
 
 from flask_gatekeeper.testing import FakeClock
-from helpers import OTHER_IP, AppFactory, bad_login, get, statuses
+from support import OTHER_IP, AppFactory, bad_login, get, statuses
 
 JSON_ACCEPTS = [
     "application/json",

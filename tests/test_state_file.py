@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from flask import Flask
 from flask_gatekeeper import BanRule, ConfigError, GateKeeper, MemoryStorage
 from flask_gatekeeper.state_file import FORMAT, StateFile
 from flask_gatekeeper.testing import FakeClock
+from support.servers import ServerProcess, fetch
 
 RULE = BanRule(3, 10, 600)
 
@@ -293,105 +291,61 @@ def index():
 """
 """An app whose three bad passwords ban the client for 600 s, with a state file."""
 
-SERVER = (
-    APP_MODULE
-    + """
-from werkzeug.serving import make_server
-
+INTERVAL = """
 app.extensions["gatekeeper"].state_file.interval = {interval!r}
-server = make_server("127.0.0.1", 0, app)
-print(server.server_port, flush=True)
-try:
-    server.serve_forever()
-except KeyboardInterrupt:
-    pass
 """
-)
-"""The same app served by werkzeug, printing its port; the writer's interval is set."""
-
-
-def serve(script: Path, path: Path, interval: float) -> tuple[subprocess.Popen[str], str]:
-    script.write_text(SERVER.format(path=str(path), interval=interval))
-    process = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
-    )
-    assert process.stdout is not None
-    with process.stdout:  # it prints nothing more
-        port = process.stdout.readline().strip()
-    return process, f"http://127.0.0.1:{port}"
+"""Sets the writer's interval of ``APP_MODULE``'s state file."""
 
 
 def status(url: str, method: str = "GET") -> int:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(urllib.request.Request(url, method=method), timeout=10) as reply:
-            return int(reply.status)
-    except urllib.error.HTTPError as error:
-        error.close()
-        return error.code
+    return fetch(url, method=method).status
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("stop", ["clean shutdown", "kill -9 after a write"])
 def test_a_restarted_server_keeps_its_bans(tmp_path: Path, path: Path, stop: str) -> None:
-    script = tmp_path / "server.py"
     # A clean stop saves at exit, the interval is never reached; kill -9 loses only what
     # the writer did not save yet, so that test waits for the write (a bounded poll).
     interval = 3600.0 if stop == "clean shutdown" else 0.05
-    process, url = serve(script, path, interval)
+    module = APP_MODULE.format(path=str(path)) + INTERVAL.format(interval=interval)
+    (tmp_path / "banning.py").write_text(module)
+    server = ServerProcess.werkzeug(tmp_path, "banning", probe="/")
+    server.start()
     try:
+        url = server.url
         assert [status(f"{url}/login", "POST") for _ in range(3)] == [401, 401, 401]
         assert status(url) == 403
         if stop == "clean shutdown":
-            process.send_signal(signal.SIGINT)
+            server.stop(signal.SIGINT)
         else:
             deadline = time.monotonic() + 10
             while not path.exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+            server.stop(signal.SIGKILL)
     finally:
-        process.kill()
-        process.wait()
+        server.stop(signal.SIGKILL)
     assert json.loads(path.read_text())["bans"][0]["client"] == "127.0.0.1"
 
-    restarted, url = serve(script, path, interval)
+    server.start()  # on the same port
     try:
         assert status(url) == 403
     finally:
-        restarted.send_signal(signal.SIGINT)
-        restarted.wait(timeout=10)
+        server.stop(signal.SIGINT)
 
 
 @pytest.mark.e2e
 def test_a_preloading_gunicorn_keeps_its_worker_s_bans(tmp_path: Path, path: Path) -> None:
     """gunicorn ``--preload`` builds the app in its parent, which forks the worker: the
     worker takes the file, and its graceful stop saves it."""
-    from redis_server import free_port, wait_until
-
     (tmp_path / "banning.py").write_text(APP_MODULE.format(path=str(path)))
-    port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "--preload", "-w", "1"]
-    command += ["-b", f"127.0.0.1:{port}", "--chdir", str(tmp_path), "banning:app"]
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return status(url) in (200, 403)  # 403 once restarted: the ban came back
-        except OSError:
-            return False
-
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(Path(p).resolve()) for p in paths if p)}
+    server = ServerProcess.gunicorn(tmp_path, "banning", workers=1, options=("--preload",))
     for attempt in ("first", "restarted"):
-        server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+        server.start()  # answers 403 once restarted: the ban came back
         try:
-            wait_until(answers, timeout=20, what="gunicorn to answer")
             if attempt == "first":
-                assert [status(f"{url}/login", "POST") for _ in range(3)] == [401] * 3
-            assert status(url) == 403
+                assert [status(f"{server.url}/login", "POST") for _ in range(3)] == [401] * 3
+            assert status(server.url) == 403
         finally:
-            server.send_signal(signal.SIGTERM)  # gunicorn's graceful stop
-            _, errors = server.communicate(timeout=30)
-        assert "will not be saved" not in errors
+            server.stop()  # SIGTERM: gunicorn's graceful stop
+        assert "will not be saved" not in server.log
     assert json.loads(path.read_text())["bans"][0]["client"] == "127.0.0.1"

@@ -29,7 +29,7 @@ from flask_gatekeeper.strategies import (
 )
 from flask_gatekeeper.testing import FakeClock
 from flask_gatekeeper.units import instant, microseconds
-from helpers import AppFactory, index
+from support import AppFactory, index
 
 TICK = 1 / 64
 CLIENT = "198.51.100.4"

@@ -7,7 +7,7 @@ from types import ModuleType
 
 import pytest
 
-from helpers import load_script
+from support import load_script
 
 SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "make_strategy_picture.py"
 

@@ -5,6 +5,7 @@ Every test runs on both storages (the ``storage`` fixture)."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -14,7 +15,7 @@ from flask import Flask, request
 from flask_gatekeeper import ConfigError, GateKeeper, SubnetBanRule
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock
-from helpers import AppFactory, recording
+from support import AppFactory, index, recording
 
 SUBNET_RULE = {"count": 3, "window": 3600, "duration": 86400}
 BAN_AT_ONCE = {"count": 1, "window": 60, "duration": 600}
@@ -23,13 +24,9 @@ NETWORK = "203.0.113.0/24"
 
 @pytest.fixture
 def make(make_app: AppFactory, storage: Storage) -> AppFactory:
-    def build(**options: Any) -> tuple[Flask, GateKeeper]:
-        options = {"ban_rule": BAN_AT_ONCE, "subnet_ban_rule": SUBNET_RULE, **options}
-        app, gk = make_app(storage=storage, base={}, routes=(), **options)
-        app.add_url_rule("/", "index", lambda: "hello")
-        return app, gk
-
-    return build
+    """``make_app`` on both storages: a ban at the first report, subnet bans on, and ``/``."""
+    base = {"ban_rule": BAN_AT_ONCE, "subnet_ban_rule": SUBNET_RULE}
+    return functools.partial(make_app, storage=storage, base=base, routes=(index,))
 
 
 def ban(gk: GateKeeper, app: Flask, *addresses: str) -> list[bool]:

@@ -16,7 +16,7 @@ from flask_gatekeeper.policy import Scope
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from flask_gatekeeper.units import MAX_SECONDS
-from helpers import AppFactory, gatekeeper_logs
+from support import AppFactory, gatekeeper_logs
 
 HOSTILE_KEYS = [
     pytest.param("k" * 200, id="longer than 128"),

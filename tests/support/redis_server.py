@@ -14,18 +14,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
 import redis
+
+from support.servers import HOST, free_port, wait_until
 
 __all__ = [
     "HOST",
@@ -33,15 +33,14 @@ __all__ = [
     "free_port",
     "missing_binary",
     "redis_cluster",
+    "require",
+    "running",
     "wait_until",
 ]
 
-HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
 """Seconds a server (or a cluster) may take to answer before the test fails."""
 STOP_TIMEOUT = 10.0
-CLUSTER_BUS_OFFSET = 10_000
-"""A cluster node also listens on its port + 10000 (the cluster bus)."""
 
 
 def missing_binary(*names: str) -> Optional[str]:
@@ -63,38 +62,6 @@ def require(*binaries: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI is set, so not skipping: {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(*, with_cluster_bus: bool = False) -> int:
-    """A loopback port nobody listens on now (and its cluster bus port, when asked)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind((HOST, 0))
-            port: int = probe.getsockname()[1]
-        if not with_cluster_bus:
-            return port
-        bus = port + CLUSTER_BUS_OFFSET
-        if bus < 65_536 and _port_is_free(bus):
-            return port
-    raise RuntimeError("no free loopback port found")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until it holds, for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class RedisServer:
@@ -233,6 +200,15 @@ class RedisServer:
     ) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextmanager
+def running(**options: Any) -> Iterator[RedisServer]:
+    """A started ``RedisServer(**options)``; without ``redis-server``, a skip (a failure
+    under CI)."""
+    require("redis-server")
+    with RedisServer(**options) as server:
+        yield server
 
 
 def _cluster_ok(node: RedisServer) -> bool:

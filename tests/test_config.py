@@ -28,7 +28,7 @@ from flask_gatekeeper import (
     MemoryStorage,
     StorageError,
 )
-from flask_gatekeeper.config import CONFIG_KEYS
+from flask_gatekeeper.options import CONFIG_KEYS
 from flask_gatekeeper.testing import FakeClock
 from helpers import AppFactory, index
 

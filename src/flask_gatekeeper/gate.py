@@ -31,12 +31,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
 from .addresses import NO_LENGTHS, NetworkLengths, wider_network
-from .config import Settings
 from .decision import RATE_LIMIT, REPORTS, RESPONSE, SUBNET, BanDetail, Decision, Reservation
 from .errors import StorageCallError, StorageError
 from .events import Events
 from .headers import policy_name, rate_limit_headers
 from .identify import Client
+from .options import Settings
 from .outage import RETRY_INTERVAL, OutageGuard
 from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope, owners, within
 from .refusals import (

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Union
 from .decision import GLOBAL_SCOPE
 from .errors import ConfigError
 from .keys import key_reader, stored_value
-from .rules import Calls, KeySource, Rule, RulesFunction, key_label, parse_rules
+from .rules import KeySource, Rule, RulesFunction, key_label, parse_rules
 from .strategies import SLIDING_LOG
 from .units import microseconds
 
@@ -33,27 +33,11 @@ Cost = Union[int, CostFunction]
 ResponsePredicate = Callable[[Any], object]
 """``count_when``: called with the response; true counts the request."""
 
-KEY_FUNC_CALLS = Calls("key_func")
-"""``key_func`` is called bare for each request (``identify.Identifier.identify``)."""
-EXEMPT_WHEN_CALLS = Calls("exempt_when")
-"""``exempt_when`` is called bare for each request (``PerRequest.scopes_for``)."""
-COST_CALLS = Calls("cost")
-"""A cost function is called bare for each request (``PerRequest.scopes_for``)."""
-COUNT_WHEN_CALLS = Calls("count_when", (("response",),))
-"""``count_when`` is called with the response (``gate.Gate._count_after_response``)."""
-REPORT_WHEN_CALLS = Calls("report_when", (("response",),))
-"""``report_when`` is called with the response (``gate.Gate._report_after_response``)."""
-
 __all__ = [
     "BYPASS",
-    "COST_CALLS",
-    "COUNT_WHEN_CALLS",
-    "EXEMPT_WHEN_CALLS",
     "GLOBAL_SCOPE",
     "HTTP_METHODS",
-    "KEY_FUNC_CALLS",
     "LARGE_LOG",
-    "REPORT_WHEN_CALLS",
     "Cost",
     "Mark",
     "Pending",

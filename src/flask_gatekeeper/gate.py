@@ -154,20 +154,7 @@ class Gate:
         self.owner = owner
         self.settings = settings
         self.events = Events(app)
-        self.policies = Policies(
-            owner,
-            app.view_functions,
-            app.blueprints,
-            global_rules=settings.rate_limit_rules,
-            excluded_methods=settings.excluded_methods,
-            strategy=settings.strategy,
-            exempt_static=settings.exempt_static,
-            exempt_when=settings.exempt_when,
-            report_when=settings.report_when,
-            concurrency=settings.concurrency or 0,
-            lease=settings.concurrency_lease,
-            bans=settings.ban_rule is not None,
-        )
+        self.policies = Policies(owner, app.view_functions, app.blueprints, settings)
         self.guard = OutageGuard(
             settings.fail_open, clock=getattr(settings.storage, "clock", None) or time.monotonic
         )

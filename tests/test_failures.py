@@ -227,6 +227,38 @@ def test_an_error_of_one_call_fails_that_request_alone(
     assert _stats(gk, app)["storage_errors"] == 21
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(ConnectionRefusedError(111, "Connection refused"), id="ConnectionError"),
+        pytest.param(TimeoutError("timed out"), id="TimeoutError"),
+        pytest.param(OSError(101, "Network is unreachable"), id="OSError"),
+    ],
+)
+def test_a_custom_storage_s_socket_errors_are_an_outage(
+    clock: FakeClock, logs: pytest.LogCaptureFixture, error: Exception
+) -> None:
+    """A storage of the app's own that lets its socket's errors through: an outage, so
+    the storage is asked once a second, not by every request, and it is logged once."""
+    storage = _BrokenFor(BROKEN_IP, error, clock)
+    calls = []
+    hit = storage.hit
+
+    def counted(client: str, scopes: Sequence[Scope], **options: Any) -> Decision:
+        calls.append(client)
+        return hit(client, scopes, **options)
+
+    storage.hit = counted  # type: ignore[method-assign]
+    app, _ = _limited_app(storage, fail_open=True)
+    client = app.test_client()
+    for _ in range(5):
+        assert client.get("/", environ_base={"REMOTE_ADDR": BROKEN_IP}).status_code == 200
+    assert len(calls) == 1  # the others met the outage policy without asking
+    assert len(_outage_warnings(logs)) == 1
+    assert app.extensions["gatekeeper"].guard.down
+    assert [record for record in logs.records if record.levelno == logging.ERROR] == []
+
+
 # --- Redis: the classes at the boundary ---------------------------------------------------------
 
 _REDIS_ERRORS = redis.exceptions

@@ -23,7 +23,7 @@ from flask import (
 )
 
 from .decision import MANUAL, BanDetail, Usage
-from .errors import ConfigError
+from .errors import ClientNameError, ConfigError
 from .gate import Gate
 from .identify import KeyFunc
 from .limit import Limit
@@ -170,13 +170,16 @@ class GateKeeper:
         seen before, not in a bypassed route, not when the storage is down (it is logged);
         when disabled or for an allow-listed client it does nothing, and without a ban
         rule it does nothing but log a warning, once per app and process. An ``ip``
-        written as an address or network that is not one is the caller's bug:
-        ``ClientNameError``, as in every manual control.
+        written as an address or network that is not one (often a request's own text)
+        reports nothing and logs a warning.
         """
         gate = self._gate()
         settings = gate.settings
-        # ``ip`` is read even when nothing is reported: text that is no address is a bug
-        client = None if ip is None else settings.identifier.key_for(ip)
+        try:
+            client = None if ip is None else settings.identifier.key_for(ip)
+        except ClientNameError as exc:
+            logger.warning("gk.report(ip=...) reports nothing: %s", exc)
+            return False
         if not settings.enabled:
             return False
         if settings.ban_rule is None:

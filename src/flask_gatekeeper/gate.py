@@ -474,21 +474,22 @@ class Gate:
         try:
             result = call(*args, **options)
         except Exception as exc:  # each failure as its class says (see _failed)
-            if self._failed(exc, call):
-                return DOWN
+            if self._failed(exc, call) or not isinstance(exc, StorageCallError):
+                return DOWN  # an outage, or an error that says nothing of the storage's health
             result = DOWN  # the storage answered, refusing this call: it is up
         if guard.down:
             guard.recovered(outages)
         return result
 
     def _failed(self, error: Exception, call: Callable[..., object]) -> bool:
-        """A storage call failed: counted and signalled. A ``StorageError`` is an outage
-        (True): logged once, the outage policy for every request until the storage
-        answers. A ``StorageCallError``, or any other exception, is this call's own (a
-        bug, logged with its cause every time): the outage policy for this request
+        """A storage call failed: counted and signalled. A ``StorageError``, or an
+        ``OSError`` (a storage of the app's own that lets its socket's errors through),
+        is an outage (True): logged once, the outage policy for every request until the
+        storage answers. A ``StorageCallError``, or any other exception, is this call's
+        own (a bug, logged with its cause every time): the outage policy for this request
         alone, nothing for the others (False)."""
         self.events.storage_failed(error)
-        if isinstance(error, StorageError) and not isinstance(error, StorageCallError):
+        if isinstance(error, (StorageError, OSError)) and not isinstance(error, StorageCallError):
             self.guard.failed(error)
             return True
         logger.error(

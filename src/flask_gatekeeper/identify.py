@@ -221,9 +221,9 @@ class Identifier:
         address = parse_address(client, self.ipv6_prefix)
         return address is not None and address in self.allowlist
 
-    def key_for(self, client: str) -> str:
+    def key_for(self, client: str, *, strict: bool = True) -> str:
         """The key of a client named by the app or an operator (``keys.client_key``)."""
-        return client_key(client, self.ipv6_prefix)
+        return client_key(client, self.ipv6_prefix, strict=strict)
 
     def ban_key(self, client: str, force: bool = False) -> str:
         """The key of a client to ban (``key_for``). Without ``force``, a network is

@@ -91,11 +91,12 @@ def stored_value(text: str) -> str:
     return text
 
 
-def client_key(text: str, ipv6_prefix: int) -> str:
+def client_key(text: str, ipv6_prefix: int, *, strict: bool = True) -> str:
     """The stored key of a client named by the app or an operator: an address, a
     network, a key shown by the library, or a ``key_func`` key as the app knows it.
     Raises ``ClientNameError`` for text written as an address or a network that is not
-    one."""
+    one; unless not ``strict`` (a key the app takes from a request, as ``gk.limit``'s
+    ``key``), where that text is a ``key_func`` key, as a ``key_func`` returning it."""
     if text.startswith(KEY_MARK):
         return key_of(text[len(KEY_MARK) :])
     if text.startswith(HASH_MARK):
@@ -106,7 +107,7 @@ def client_key(text: str, ipv6_prefix: int) -> str:
     network = network_key(text, ipv6_prefix)
     if network is not None:
         return network
-    if written_as_address(text):
+    if strict and written_as_address(text):
         raise ClientNameError(
             f"{text!r} is written as an IP address or network but is not one "
             f"({network_problem(text)}); a key_func key of this text is named "

@@ -43,7 +43,8 @@ class Limit:
         identifier = gate.settings.identifier
         if self._key is not None:
             allowed = identifier.allowed(self._key)
-            client: Optional[str] = None if allowed else identifier.key_for(self._key)
+            # often a request's own text (a user name): never an error, a key like any
+            client: Optional[str] = None if allowed else identifier.key_for(self._key, strict=False)
         elif has_request_context():
             client = gate.requester()
         else:

@@ -82,7 +82,7 @@ EXEMPT_WHEN_CALLS = Calls("exempt_when")
 COST_CALLS = Calls("cost")
 """A cost function is called bare for each request (``policy.PerRequest.scopes_for``)."""
 COUNT_WHEN_CALLS = Calls("count_when", (("response",),))
-"""``count_when`` is called with the response (``gate.Gate._count_after_response``)."""
+"""``count_when`` is called with the response (``gate.Gate._settle_after_response``)."""
 REPORT_WHEN_CALLS = Calls("report_when", (("response",),))
 """``report_when`` is called with the response (``gate.Gate._report_after_response``)."""
 

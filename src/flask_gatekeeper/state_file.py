@@ -132,12 +132,14 @@ class StateFile:
     ) -> None:
         self.path = path
         self.storage = storage
+        storage.track_reports()
         self.wall = wall
         self.interval = interval
         self.saved_changes = storage.changes
         self._lock_file: Optional[int] = None
         self._started = False
         self._refused = False
+        self._writing = False
         self._stop = threading.Event()
         self._start_lock = threading.Lock()
         self._save_lock = threading.Lock()
@@ -220,29 +222,40 @@ class StateFile:
     # -- writing --------------------------------------------------------------------------
 
     def start(self) -> bool:
-        """Take the file for this process (its lock) and start the writer; True when this
-        process writes the file. Called at the first request and at exit, never before:
-        a server's parent process that forks workers never takes it."""
+        """Take the file for this process and start the writer; True when this process
+        writes the file. Called at the first request, never before: a server's parent
+        process that forks workers never takes it."""
         with self._start_lock:
-            if self._started or self._refused:
-                return self._started
-            holder = self._take_lock()
-            if holder is not None:
-                self._refused = True
-                logger.error(
-                    "state_file %r is written by %s, so this process's bans will not be saved: "
-                    "the memory storage keeps each process's bans apart, and one file cannot "
-                    "hold them all. Several processes share bans with the Redis storage "
-                    '(storage="redis://..." or GATEKEEPER_STORAGE_URI); otherwise give each '
-                    "app and process a file of its own",
-                    str(self.path),
-                    holder,
-                )
+            if not self._claim():
                 return False
-            self._started = True
-            thread = threading.Thread(target=self._run, name="gatekeeper-state-file", daemon=True)
-            thread.start()
+            if not self._writing:
+                self._writing = True
+                thread = threading.Thread(
+                    target=self._run, name="gatekeeper-state-file", daemon=True
+                )
+                thread.start()
             return True
+
+    def _claim(self) -> bool:
+        """Take the file's lock for this process, once; False (logged once) when another
+        process or app holds it."""
+        if self._started or self._refused:
+            return self._started
+        holder = self._take_lock()
+        if holder is not None:
+            self._refused = True
+            logger.error(
+                "state_file %r is written by %s, so this process's bans will not be saved: "
+                "the memory storage keeps each process's bans apart, and one file cannot "
+                "hold them all. Several processes share bans with the Redis storage "
+                '(storage="redis://..." or GATEKEEPER_STORAGE_URI); otherwise give each '
+                "app and process a file of its own",
+                str(self.path),
+                holder,
+            )
+            return False
+        self._started = True
+        return True
 
     def _take_lock(self) -> Optional[str]:
         """None when this ``StateFile`` now holds the file; else who holds it."""
@@ -307,10 +320,14 @@ class StateFile:
 
     def close(self) -> None:
         """At exit: save what changed since the last save (taking the file first when no
-        request did), stop the writer and let the file go."""
-        if self.storage.changes != self.saved_changes and self.start():
+        request did: no thread is started, which the interpreter refuses at exit), stop
+        the writer and let the file go."""
+        with self._start_lock:
+            claimed = self.storage.changes != self.saved_changes and self._claim()
+        if claimed:
             self.save()
         self._stop.set()
+        self._writing = False
         with _HELD_LOCK:
             if _HELD.get(self.path) == id(self):
                 del _HELD[self.path]
@@ -322,7 +339,7 @@ class StateFile:
     def _forked(self) -> None:
         """In a forked child: the parent's writer thread and lock did not come along (and
         its mutexes may have been held by another thread)."""
-        self._started = self._refused = False
+        self._started = self._refused = self._writing = False
         self._stop = threading.Event()
         self._start_lock, self._save_lock = threading.Lock(), threading.Lock()
         self._lock_file = None

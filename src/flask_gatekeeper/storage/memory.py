@@ -391,6 +391,9 @@ class MemoryStorage:
         """(client, scope name) -> the slots held there: token -> lease deadline."""
         self.changes = 0
         """How many times bans or reports changed: a state file saves when it moves."""
+        self._reported: Optional[set[str]] = None
+        """Clients whose reports a state file keeps (``saved``): found without a scan of
+        every log under the lock. None until a state file asks (``track_reports``)."""
 
     def __repr__(self) -> str:
         return f"MemoryStorage(max_clients={self.max_clients})"
@@ -743,6 +746,8 @@ class MemoryStorage:
         log = logs.get(key)
         if log is None:
             self._store(key, log := _new_log(now))
+            if self._reported is not None:
+                self._reported.add(client)
         else:
             logs.move_to_end(key)
             _append(log, ban_rule.count, now)
@@ -878,9 +883,19 @@ class MemoryStorage:
             for flight in flights:
                 del self._flights[flight]
 
+    def track_reports(self) -> None:
+        """From now on, note which clients have reports, for ``saved`` (a state file)."""
+        with self._lock:
+            if self._reported is None:
+                self._reported = {
+                    key[0] for key in self._logs if type(key) is tuple and key[1] == _REPORTS
+                }
+
     def saved(self) -> Saved:
         """The bans and reports to keep across a restart (``state_file``); request logs,
-        states and slots are left out: they matter for a window, not past a restart."""
+        states and slots are left out: they matter for a window, not past a restart.
+        Reports only once ``track_reports`` was called: the lock is held for the bans and
+        the reported clients, never for a scan of every log."""
         with self._lock:
             now = self._now()
             bans = tuple(
@@ -888,12 +903,17 @@ class MemoryStorage:
                 for name, ban in self._bans.items()
                 if ban.end > now or ban.strikes_at(now)
             )
-            reports = tuple(
-                (key[0], tuple(int(stamp) for stamp in (*log[log.head :], *log[: log.head])))
-                for key, log in self._logs.items()
-                if type(key) is tuple and key[1] == _REPORTS
-            )
-            return Saved(now, self.changes, bans, reports)
+            reports = []
+            reported = self._reported or set()
+            for client in list(reported):
+                log = self._logs.get((client, _REPORTS))
+                if log is None:  # banned (its reports start afresh), reset, or evicted
+                    reported.discard(client)
+                    continue
+                reports.append(
+                    (client, tuple(int(t) for t in (*log[log.head :], *log[: log.head])))
+                )
+            return Saved(now, self.changes, bans, tuple(reports))
 
     def restore(self, saved: Saved) -> None:
         """Take back what ``saved`` gave, its times already on this storage's clock: each

@@ -288,7 +288,8 @@ _USAGE = _Script("common.lua", "distinct.lua", "strategies.lua", "usage.lua")
 _RELEASE = _Script("release.lua")
 _REFUND = _Script("common.lua", "distinct.lua", "strategies.lua", "refund.lua")
 _NETWORKS = _Script("common.lua", "networks.lua")
-_SCRIPTS = (_HIT, _REPORT, _BAN, _USAGE, _RELEASE, _NETWORKS)
+_SCRIPTS = (_HIT, _REPORT, _BAN, _USAGE, _RELEASE, _NETWORKS, _REFUND)
+"""Every script, each loaded by the start-up check (``check``)."""
 
 
 def _without_password(url: str) -> str:

@@ -17,7 +17,7 @@ from flask import Flask
 
 from flask_gatekeeper import GateKeeper, MemoryStorage
 from flask_gatekeeper.cli import gatekeeper
-from flask_gatekeeper.config import CONFIG_KEYS
+from flask_gatekeeper.options import CONFIG_KEYS
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from support import IP, OTHER_IP, RULES, AppFactory, index
 
@@ -196,7 +196,7 @@ def test_config_prints_every_key_and_where_it_comes_from(cli_app: AppFactory) ->
         "GATEKEEPER_EXCLUDED_METHODS = ()  (default)",
         "GATEKEEPER_ENABLED = True  (default)",
         "GATEKEEPER_STORAGE_URI = 'memory://'  (default)",
-        "GATEKEEPER_MAX_CLIENTS = None  (default)",
+        "GATEKEEPER_MAX_CLIENTS = 100000  (default)",
         "GATEKEEPER_TRUSTED_PROXIES = None  (default)",
         "GATEKEEPER_IPV6_PREFIX = 56  (app.config)",
         "GATEKEEPER_ALLOWLIST = ()  (default)",

@@ -29,7 +29,7 @@ from flask_gatekeeper import (
     MemoryStorage,
     StorageError,
 )
-from flask_gatekeeper.config import CONFIG_KEYS
+from flask_gatekeeper.options import CONFIG_KEYS
 from flask_gatekeeper.testing import FakeClock
 from support import AppFactory, index
 

@@ -1,21 +1,16 @@
 """Config that forgives what it can and explains what it cannot: the quirks a newcomer
-met, one test each, and the one table every option comes from."""
+met, one test each (the table every option comes from is tests/test_options.py's)."""
 
 from __future__ import annotations
 
-import inspect
 import logging
-from pathlib import Path
 
 import pytest
 from flask import Flask
 
 from flask_gatekeeper import ConfigError, GateKeeper, MemoryStorage
-from flask_gatekeeper.config import OPTIONS
 from flask_gatekeeper.testing import FakeClock
 from support import AppFactory
-
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def test_excluded_methods_as_a_comma_separated_string(make_app: AppFactory) -> None:
@@ -81,22 +76,6 @@ def test_key_prefix_with_a_storage_object_is_refused(clock: FakeClock) -> None:
 def test_max_clients_with_a_storage_object_shows_the_value_given(clock: FakeClock) -> None:
     with pytest.raises(ConfigError, match=r"MemoryStorage\(max_clients=500\)"):
         GateKeeper(Flask(__name__), storage=MemoryStorage(clock=clock), max_clients=500)
-
-
-def test_the_constructor_takes_every_option_of_the_table_in_order() -> None:
-    parameters = list(inspect.signature(GateKeeper).parameters.values())
-    assert [p.name for p in parameters] == [
-        "app",
-        *(option.name for option in OPTIONS),
-        "unexpected",
-    ]
-    assert parameters[-1].kind is inspect.Parameter.VAR_KEYWORD  # only to name what was meant
-
-
-def test_the_configuration_docs_list_every_option_and_key() -> None:
-    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
-    for option in OPTIONS:
-        assert f"| `{option.name}` | `{option.key}` |" in text, option.name
 
 
 def test_the_constructor_passes_every_option_through(clock: FakeClock) -> None:

@@ -21,11 +21,11 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .config import OPTIONS
 from .errors import GateKeeperError
 from .extension import EXTENSION_KEY, GateKeeper
 from .gate import Gate
 from .keys import shown, unshown
+from .options import APP_OPTIONS
 from .refusals import retry_after_header
 from .rules import RulesFunction
 from .storage import MemoryStorage
@@ -176,7 +176,7 @@ def status(client: str | None) -> None:
 def show_config() -> None:
     """Show every option's GATEKEEPER_* key, the value in force and where it comes from."""
     sources = _gate().settings.sources
-    for option in OPTIONS:
+    for option in APP_OPTIONS:
         value, source = sources[option.name]
         where = {option.name: f"GateKeeper({option.name}=...)", option.key: "app.config"}.get(
             source, "default"

@@ -1,7 +1,7 @@
 """The public Flask extension: ``GateKeeper``, its decorators and its manual controls.
 
 Kept thin on purpose: what happens to a request is ``gate.Gate``; options are the table
-in ``config``. Per-app state (the gate) lives in ``app.extensions["gatekeeper"]``, never
+in ``options``. Per-app state (the gate) lives in ``app.extensions["gatekeeper"]``, never
 on the extension, so one ``GateKeeper`` can serve several apps with separate counters.
 """
 
@@ -22,31 +22,32 @@ from flask import (
     has_request_context,
 )
 
-from .config import CONFIG_KEYS, OPTIONS, load_settings, parse_concurrency, parse_methods
 from .decision import MANUAL, BanDetail, Usage
-from .errors import ClientNameError, ConfigError, ConfigTypeError
+from .errors import ClientNameError, ConfigError
 from .gate import Gate
 from .identify import KeyFunc
 from .limit import Limit
 from .limiter_names import unexpected_keyword
+from .options import (
+    APP_OPTIONS,
+    CONFIG_KEYS,
+    ROUTE_OPTIONS,
+    load_settings,
+    parse_route,
+    route_option,
+)
 from .outage import check_storage
 from .policy import (
-    COST_CALLS,
-    COUNT_WHEN_CALLS,
-    EXEMPT_WHEN_CALLS,
-    KEY_FUNC_CALLS,
-    REPORT_WHEN_CALLS,
     Cost,
     Mark,
     Pending,
     PerRequest,
     Predicate,
     ResponsePredicate,
-    RulesOrFunction,
     put_mark,
     shared_scope_name,
 )
-from .rules import BanRule, RuleLike, SubnetBanRule, check_seconds, parse_rules_or_function
+from .rules import BanRule, RuleLike, SubnetBanRule, check_seconds
 from .storage import Storage
 
 __all__ = ["GateKeeper"]
@@ -66,7 +67,7 @@ class GateKeeper:
 
     The first five parameters keep flask-gatekeeper 1.0's order and meaning; every other
     option is keyword-only. Options left as None fall back to ``app.config["GATEKEEPER_*"]``
-    and then to defaults, when ``init_app`` runs (see ``config.OPTIONS``).
+    and then to defaults, when ``init_app`` runs (see ``options.OPTIONS``).
     """
 
     def __init__(
@@ -105,7 +106,7 @@ class GateKeeper:
         arguments = locals()
         self._given = {
             option.name: arguments[option.name]
-            for option in OPTIONS
+            for option in APP_OPTIONS
             if arguments[option.name] is not None
         }
         self._constructor_gate: Optional[Gate] = None
@@ -220,13 +221,13 @@ class GateKeeper:
         rate_limit_rules: Optional[Rules] = None,
         standalone: bool = False,
         *,
-        key_func: Optional[KeyFunc] = None,
         methods: Union[Iterable[str], str, None] = None,
         scope: Optional[str] = None,
-        exempt_when: Optional[Predicate] = None,
         cost: Cost = 1,
         count_when: Optional[ResponsePredicate] = None,
+        key_func: Optional[KeyFunc] = None,
         report_when: Optional[ResponsePredicate] = None,
+        exempt_when: Optional[Predicate] = None,
         concurrency: Optional[int] = None,
     ) -> Callable[[Target], Target]:
         """Decorate a view (or blueprint) with its own rules, counted per client and route.
@@ -250,35 +251,25 @@ class GateKeeper:
         this many requests of a client in flight at once in these rules' scope (the
         route's own, or ``scope``); the next one is refused with ``TooManyInFlight``.
         """
-        others = (key_func, methods, scope, exempt_when, count_when, report_when, concurrency)
-        if standalone is False and cost == 1 and all(other is None for other in others):
+        arguments = locals()
+        given = {option.name: arguments[option.name] for option in ROUTE_OPTIONS}
+        if all(given[option.name] is option.default for option in ROUTE_OPTIONS[1:]):
             self._refuse_bare_use(rate_limit_rules)  # the one argument a bare decorator passes
-        if not isinstance(standalone, bool):
-            raise ConfigTypeError(f"standalone: expected True or False, got {standalone!r}")
-        functions = (
-            (key_func, KEY_FUNC_CALLS),
-            (exempt_when, EXEMPT_WHEN_CALLS),
-            (count_when, COUNT_WHEN_CALLS),
-            (report_when, REPORT_WHEN_CALLS),
-        )
-        for function, calls in functions:
-            if function is not None:
-                calls.check(function, calls.option)
+        values = parse_route(given)
         if report_when is not None and any(gate.settings.ban_rule is None for gate in self._gates):
             raise ConfigError(_NO_BAN_RULE.format(option="report_when"))
-        rules: RulesOrFunction = ()
-        in_flight = 0 if concurrency is None else parse_concurrency(concurrency, "concurrency")
+        in_flight: int = values["concurrency"] or 0
         other_purpose = standalone or key_func or exempt_when or report_when or in_flight
-        if rate_limit_rules is not None or not other_purpose:
-            rules = parse_rules_or_function(rate_limit_rules, "rate_limit_rules")
+        if rate_limit_rules is None and not other_purpose:
+            route_option("rate_limit_rules").read(None)  # refused: the mark would do nothing
         mark = Mark(
-            rules=rules,
+            rules=() if rate_limit_rules is None else values["rate_limit_rules"],
             standalone=standalone,
             key_func=key_func,
-            methods=_methods(methods),
-            scope=None if scope is None else _scope_name(scope),
+            methods=values["methods"],
+            scope=values["scope"],
             exempt_when=exempt_when,
-            cost=_cost(cost),
+            cost=values["cost"],
             count_when=count_when,
             report_when=report_when,
             concurrency=in_flight,
@@ -307,8 +298,9 @@ class GateKeeper:
         ``RateLimited`` (429), or ``Banned`` (403) for a banned client, as a request
         refused by the gate.
         """
-        rules = parse_rules_or_function(rate_limit_rules, "rate_limit_rules")
-        pending = Pending(shared_scope_name(_scope_name(scope))).add(rules, _cost(cost))
+        rules = route_option("rate_limit_rules").read(rate_limit_rules)
+        name = shared_scope_name(route_option("scope").read(scope))
+        pending = Pending(name).add(rules, route_option("cost").read(cost))
         return Limit(self._gate, PerRequest((pending,)), key)
 
     # -- manual control (in a request or an app context) -----------------------------------
@@ -371,7 +363,8 @@ class GateKeeper:
         key = gate.settings.identifier.key_for(client)
         storage = gate.settings.storage
         if scope is not None or endpoint is not None:
-            names = {shared_scope_name(_scope_name(scope))} if scope is not None else set()
+            shared = None if scope is None else route_option("scope").read(scope)
+            names = set() if shared is None else {shared_scope_name(shared)}
             if endpoint is not None:
                 names |= gate.policies.own_scopes(endpoint)
             for name in sorted(names):
@@ -406,33 +399,6 @@ class GateKeeper:
         counts: dict[str, Optional[int]] = dict(gate.events.stats.snapshot())
         counts["tracked_clients"] = getattr(gate.settings.storage, "tracked", None)
         return counts
-
-
-def _methods(value: Union[Iterable[str], str, None]) -> Optional[frozenset[str]]:
-    if value is None:
-        return None
-    methods = parse_methods(value, "methods")
-    if not methods:
-        raise ConfigError("methods: the list is empty; leave it out for every method")
-    return methods
-
-
-def _cost(value: object) -> Cost:
-    """A cost: a whole number of requests (at least 1), or a function returning one."""
-    if callable(value):
-        COST_CALLS.check(value, "cost")
-        return value  # its result is checked on each call
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"cost: expected an integer >= 1 or a function, got {value!r}")
-    return value
-
-
-def _scope_name(value: object) -> str:
-    if not isinstance(value, str):
-        raise ConfigTypeError(f"scope: expected a name (a string), got {value!r}")
-    if not value:
-        raise ConfigError("scope: the name is empty")
-    return value
 
 
 _APP_WIDE_RULES = (

@@ -31,12 +31,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
 from .addresses import NO_LENGTHS, NetworkLengths, wider_network
-from .config import Settings
 from .decision import RATE_LIMIT, REPORTS, RESPONSE, SUBNET, BanDetail, Decision, Reservation
 from .errors import StorageCallError, StorageError
 from .events import Events
 from .headers import policy_name, rate_limit_headers
 from .identify import Client
+from .options import Settings
 from .outage import RETRY_INTERVAL, OutageGuard
 from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope, owners, within
 from .refusals import (
@@ -154,20 +154,7 @@ class Gate:
         self.owner = owner
         self.settings = settings
         self.events = Events(app)
-        self.policies = Policies(
-            owner,
-            app.view_functions,
-            app.blueprints,
-            global_rules=settings.rate_limit_rules,
-            excluded_methods=settings.excluded_methods,
-            strategy=settings.strategy,
-            exempt_static=settings.exempt_static,
-            exempt_when=settings.exempt_when,
-            report_when=settings.report_when,
-            concurrency=settings.concurrency or 0,
-            lease=settings.concurrency_lease,
-            bans=settings.ban_rule is not None,
-        )
+        self.policies = Policies(owner, app.view_functions, app.blueprints, settings)
         self.guard = OutageGuard(
             settings.fail_open, clock=getattr(settings.storage, "clock", None) or time.monotonic
         )

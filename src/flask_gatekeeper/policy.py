@@ -16,14 +16,17 @@ import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from .decision import GLOBAL_SCOPE
 from .errors import ConfigError
 from .keys import key_reader, stored_value
-from .rules import Calls, KeySource, Rule, RulesFunction, key_label, parse_rules
+from .rules import KeySource, Rule, RulesFunction, key_label, parse_rules
 from .strategies import SLIDING_LOG
 from .units import microseconds
+
+if TYPE_CHECKING:
+    from .options import Settings
 
 KeyFunc = Callable[[], Optional[str]]
 Predicate = Callable[[], object]
@@ -33,27 +36,11 @@ Cost = Union[int, CostFunction]
 ResponsePredicate = Callable[[Any], object]
 """``count_when``: called with the response; true counts the request."""
 
-KEY_FUNC_CALLS = Calls("key_func")
-"""``key_func`` is called bare for each request (``identify.Identifier.identify``)."""
-EXEMPT_WHEN_CALLS = Calls("exempt_when")
-"""``exempt_when`` is called bare for each request (``PerRequest.scopes_for``)."""
-COST_CALLS = Calls("cost")
-"""A cost function is called bare for each request (``PerRequest.scopes_for``)."""
-COUNT_WHEN_CALLS = Calls("count_when", (("response",),))
-"""``count_when`` is called with the response (``gate.Gate._settle_after_response``)."""
-REPORT_WHEN_CALLS = Calls("report_when", (("response",),))
-"""``report_when`` is called with the response (``gate.Gate._report_after_response``)."""
-
 __all__ = [
     "BYPASS",
-    "COST_CALLS",
-    "COUNT_WHEN_CALLS",
-    "EXEMPT_WHEN_CALLS",
     "GLOBAL_SCOPE",
     "HTTP_METHODS",
-    "KEY_FUNC_CALLS",
     "LARGE_LOG",
-    "REPORT_WHEN_CALLS",
     "Cost",
     "Mark",
     "Pending",
@@ -533,26 +520,21 @@ def with_strategy(rules: tuple[Rule, ...], strategy: str) -> tuple[Rule, ...]:
 def resolve(
     endpoint: Optional[str],
     marks: Iterable[Mark],
-    global_rules: RulesOrFunction,
     method: str,
+    app: Settings,
     *,
     exempt: bool = False,
-    strategy: str = SLIDING_LOG,
-    exempt_when: Optional[Predicate] = None,
-    report_when: Optional[ResponsePredicate] = None,
-    concurrency: int = 0,
-    lease: float = 0.0,
 ) -> RoutePolicy:
-    """Combine the marks of a view and its blueprints that apply to ``method`` with the
-    global rules. ``exempt`` (an excluded method, a static file): count nothing. Rules
-    without a strategy get ``strategy``, the extension's default; ``exempt_when`` is the
-    app's own; ``concurrency`` the app's limit of requests in flight, in the global
-    scope, and ``lease`` the longest any request holds a slot."""
+    """Combine the marks of a view and its blueprints that apply to ``method`` with what
+    routes inherit from the ``app``'s options: its rules (``rate_limit_rules``, in the
+    global scope), ``strategy`` for rules without one, ``exempt_when``, ``report_when``,
+    ``concurrency`` (in the global scope) and ``concurrency_lease``. ``exempt`` (an
+    excluded method, a static file): count nothing."""
     marks = [mark for mark in marks if mark.applies_to(method)]
     if any(mark.bypass for mark in marks):
         return BYPASS
     key_func = next((mark.key_func for mark in marks if mark.key_func), None)
-    reports = tuple(f for f in (*(mark.report_when for mark in marks), report_when) if f)
+    reports = tuple(f for f in (*(mark.report_when for mark in marks), app.report_when) if f)
     if exempt:
         return RoutePolicy(bypass=False, scopes=(), key_func=key_func, report_when=reports)
     scopes: dict[str, Pending] = {}
@@ -565,11 +547,11 @@ def resolve(
         concurrency: int = 0,
     ) -> None:
         if rules or concurrency:
-            pending = scopes.get(name, Pending(name, lease=lease))
+            pending = scopes.get(name, Pending(name, lease=app.concurrency_lease))
             scopes[name] = pending.add(rules, cost, deferred, concurrency)
 
     if not any(mark.standalone for mark in marks):
-        add(GLOBAL_SCOPE, global_rules, concurrency=concurrency)
+        add(GLOBAL_SCOPE, app.rate_limit_rules, concurrency=app.concurrency or 0)
     count_when: dict[str, ResponsePredicate] = {}
     if endpoint is not None:
         for mark in marks:
@@ -577,9 +559,9 @@ def resolve(
             add(name, mark.rules, mark.cost, mark.count_when is not None, mark.concurrency)
             if mark.count_when is not None:
                 count_when.setdefault(name, mark.count_when)
-    ready = tuple(pending.ready(strategy) for pending in scopes.values())
+    ready = tuple(pending.ready(app.strategy) for pending in scopes.values())
     static = tuple(scope for scope in ready if isinstance(scope, Scope))
-    exempts = tuple(f for f in (exempt_when, *(mark.exempt_when for mark in marks)) if f)
+    exempts = tuple(f for f in (app.exempt_when, *(mark.exempt_when for mark in marks)) if f)
     deferred = tuple(count_when.items())
     held = any(pending.concurrency for pending in scopes.values())
     if not exempts and len(static) == len(ready):
@@ -592,7 +574,8 @@ class Policies:
     """One app's route policies, resolved once per endpoint and method.
 
     ``owner`` is the ``GateKeeper`` whose marks count; ``view_functions`` and
-    ``blueprints`` are the app's own (live) tables, so routes added later are found.
+    ``blueprints`` are the app's own (live) tables, so routes added later are found;
+    ``settings`` are the app's options, which every route inherits (see ``resolve``).
     """
 
     def __init__(
@@ -600,58 +583,30 @@ class Policies:
         owner: object,
         view_functions: Mapping[str, object],
         blueprints: Mapping[str, object],
-        *,
-        global_rules: RulesOrFunction,
-        excluded_methods: frozenset[str],
-        strategy: str,
-        exempt_static: bool = True,
-        exempt_when: Optional[Predicate] = None,
-        report_when: Optional[ResponsePredicate] = None,
-        concurrency: int = 0,
-        lease: float = 0.0,
-        bans: bool = True,
+        settings: Settings,
     ) -> None:
         self.owner = owner
         self._view_functions = view_functions
         self._blueprints = blueprints
-        self._global_rules = global_rules
-        self.excluded_methods = excluded_methods
-        self._strategy = strategy
-        self._exempt_static = exempt_static
-        self._exempt_when = exempt_when
-        self._report_when = report_when
-        self._concurrency = concurrency
-        self._lease = lease
-        self._bans = bans
-        """Whether there is a ban rule for ``report_when`` to report toward."""
+        self._settings = settings
         self.cache: dict[tuple[Optional[str], str], RoutePolicy] = {}
         """(endpoint, method) -> policy; the request path reads it directly. A method
         outside ``HTTP_METHODS`` is cached as "", so clients cannot grow it."""
         self._warned: set[Rule] = set()
-        if not isinstance(global_rules, RulesFunction):
-            self.warn_large_logs(with_strategy(global_rules, strategy))
+        if not isinstance(settings.rate_limit_rules, RulesFunction):
+            self.warn_large_logs(with_strategy(settings.rate_limit_rules, settings.strategy))
 
     def policy_for(self, endpoint: Optional[str], method: str) -> RoutePolicy:
         """The policy of an endpoint (None: no route matched, global rules apply)."""
         cache_key = (endpoint, method if method in HTTP_METHODS else "")
         policy = self.cache.get(cache_key)
         if policy is None:
-            exempt = method in self.excluded_methods or (
-                self._exempt_static and is_static(endpoint)
+            settings = self._settings
+            exempt = method in settings.excluded_methods or (
+                settings.exempt_static and is_static(endpoint)
             )
-            policy = resolve(
-                endpoint,
-                self._marks(endpoint),
-                self._global_rules,
-                cache_key[1],
-                exempt=exempt,
-                strategy=self._strategy,
-                exempt_when=self._exempt_when,
-                report_when=self._report_when,
-                concurrency=self._concurrency,
-                lease=self._lease,
-            )
-            if policy.report_when and not self._bans:
+            policy = resolve(endpoint, self._marks(endpoint), cache_key[1], settings, exempt=exempt)
+            if policy.report_when and settings.ban_rule is None:
                 # init_app refuses the marks it can see: this one came later
                 logger.warning(
                     "report_when on %r reports nothing: there is no ban_rule "
@@ -694,7 +649,9 @@ class Policies:
         if any(mark.bypass for mark in marks):
             return None
         rules = (mark.rules for mark in marks if not isinstance(mark.rules, RulesFunction))
-        return with_strategy(tuple(rule for each in rules for rule in each), self._strategy)
+        return with_strategy(
+            tuple(rule for each in rules for rule in each), self._settings.strategy
+        )
 
     def _marks(self, endpoint: Optional[str]) -> Iterable[Mark]:
         """Marks on the view, on its class-based view class, and on each enclosing blueprint."""

@@ -1,35 +1,17 @@
 """End to end: requests per second and latency behind gunicorn, under real HTTP load.
 
-Not a test: it prints one Markdown report (written to ``benchmarks/LOAD.md`` too, which
-``benchmarks/RESULTS.md`` links to) and asserts no speed; it fails loudly only when a run
-got statuses its traffic should not get (a limit hit by normal traffic, an attacker let
-through, an error status). ``make bench`` runs it (about 4 minutes on two cores).
-``make bench-smoke`` runs ``--smoke``: one second of each traffic mix against ours only,
-memory storage; it skips (and says so) when wrk is not installed.
+Not a test: it prints one Markdown report (written to ``benchmarks/LOAD.md`` too) and
+fails only when a run got statuses its traffic should not (a limit hit by normal traffic,
+an attacker let through, an error). ``make bench`` runs it (about 4 minutes on two cores);
+``--smoke``: one second of each mix against ours only (skipped without wrk).
 
-Each configuration is ``harness.served(...)``, the same ``GET /`` app as every benchmark
-(bare Flask, ours, Flask-Limiter's two memory strategies, flask-gatekeeper 1.0.0; ours and
-Flask-Limiter's moving window on Redis too), behind werkzeug's ``ProxyFix(x_for=1)``,
-served by gunicorn from the configuration's own interpreter: ours and bare Flask from
-this driver's, the peers from their venvs under ``benchmarks/.venvs/`` (built by
-``peers.py``, which installs gunicorn there too). One server per configuration and
-traffic mix, each with one sync worker (``--workers 1 --worker-class sync``; a sync
-worker closes the connection after each response), so that the memory storage's counts
-are exact; a redis-server of its own (no persistence) for each Redis configuration.
-
-The load generator is wrk (``load.lua``: one thread, two connections) when it is on the
-PATH; otherwise, outside ``--smoke``, a small Python one (threads + ``http.client``),
-much slower than wrk: the report says which ran. Traffic, client in ``X-Forwarded-For``:
-
-- ``normal``: 1 000 legitimate clients per generator thread in turn, each far below its
-  limits (every request is admitted);
-- ``attack``: 9 requests in 10 from one attacker who stays over its limits (refused,
-  but for the few its rules let through), every 10th from the legitimate clients.
-
-Every server gets one warm-up run of its mix; then rounds, the configurations in turn,
-each round's order shifted by one (as ``common.run_rounds``), so that drifts in machine
-speed hit all alike. Requests per second and p50 / p99 latency are medians over rounds;
-ratios are medians of per-round ratios to bare Flask serving the same mix (all 200s).
+Each configuration is ``harness.served(...)`` (bare Flask, ours, Flask-Limiter's two memory
+strategies, 1.0.0; ours and the moving window on Redis too), served by gunicorn with one
+sync worker from its own interpreter (the peers' venvs are ``peers.py``'s), one server per
+configuration and mix, a redis-server each on Redis. The load generator is wrk
+(``load.lua``) or, without it, a much slower Python one. ``normal`` traffic: legitimate
+clients in turn, all admitted; ``attack``: 9 requests in 10 from one attacker over its
+limits. A warm-up run per server, then rounds, each round's order shifted by one.
 """
 
 from __future__ import annotations
@@ -464,47 +446,31 @@ def targets(results: Results) -> str:
 
 
 def report(results: Results) -> str:
-    plan = results.plan
-    venvs = common.interpreters(results.versions)
-    out = [
-        "# flask-gatekeeper behind gunicorn, under load",
-        "",
-        common.generated(
-            "load.py", results.smoke, results.seconds, "one short run, not numbers to quote."
-        ),
-        "",
-        f"- Machine: {common.machine()}; the load generator, gunicorn's worker and (for the "
-        "Redis rows) redis-server share its cores.",
-        f"- Interpreters: {venvs}.",
-        f"- Load generator: {results.generator}, to 127.0.0.1; a new connection per request "
-        "(a sync worker closes each one).",
-        "- Server: gunicorn, one server per configuration and traffic mix, "
-        f"`{' '.join(WORKER_SETTINGS)}` (the memory storage counts exactly in one process).",
-        f"- Every configuration: `GET /` returning `ok`, rate rules {RATE_LIMIT_RULES} and, "
-        f"where the peer has one, the ban rule {BAN_RULE}; werkzeug's `ProxyFix(x_for=1)` in "
-        "front (bare Flask too), so the client is the `X-Forwarded-For` value the generator "
-        "sends; each peer's defaults otherwise (refusals are 429s). What each peer lacks is in "
-        "[RESULTS.md](RESULTS.md).",
-        f"- Traffic: `normal`, {MIXES['normal']} ({plan.clients:,} per generator thread, in "
-        f"turn); `attack`, {MIXES['attack']} (the attacker, {ATTACKER}, is refused but for "
-        "what its rules admit, up to 20 a second in bursts and 100 per 10 s: the refused share "
-        "is a little under 90%, the more so the fewer requests per second a configuration "
-        "serves).",
-        f"- Runs: {'no warm-up' if not plan.warm_up else f'a {plan.warm_up} s warm-up per server'}"
-        f", then {plan.rounds} round(s) x {plan.seconds} s per server, the order shifted each "
-        "round; requests per second and latencies are medians over rounds, `x bare` the median "
-        "of per-round ratios to bare Flask serving the same mix (all 200s), with the lowest and "
-        "highest round in brackets; `refused` counts "
-        "all rounds. Worker memory is the one worker's RSS right after its last run, and its "
-        "peak; Redis memory is redis-server's `used_memory` growth since it started empty, "
-        "and the keys it holds, right after the last run (keys expire with their windows).",
-        "",
-    ]
-    found_targets = targets(results)
-    if found_targets:
-        out += ["## Target", "", found_targets, ""]
-    out += ["## Requests per second and latency", "", results_table(results), ""]
-    return "\n".join(out)
+    plan, found_targets = results.plan, targets(results)
+    return (
+        common.template(
+            "load.md",
+            generated=common.generated(
+                "load.py", results.smoke, results.seconds, "one short run, not numbers to quote."
+            ),
+            machine=common.machine(),
+            interpreters=common.interpreters(results.versions),
+            generator=results.generator,
+            settings=" ".join(WORKER_SETTINGS),
+            rules=RATE_LIMIT_RULES,
+            ban_rule=BAN_RULE,
+            normal=MIXES["normal"],
+            attack=MIXES["attack"],
+            clients=f"{plan.clients:,}",
+            attacker=ATTACKER,
+            warm_up=f"a {plan.warm_up} s warm-up per server" if plan.warm_up else "no warm-up",
+            rounds=plan.rounds,
+            seconds=plan.seconds,
+            targets=f"\n## Target\n\n{found_targets}\n" if found_targets else "",
+            table=results_table(results),
+        )
+        + "\n"
+    )
 
 
 def choose_generator(requested: str, smoke: bool) -> Optional[Generator]:

@@ -344,6 +344,15 @@ def redis_server() -> Iterator[Optional[int]]:
         yield server.port
 
 
+def resp(*words: object) -> bytes:
+    """One command in RESP, as a client library writes it."""
+    parts = [b"*%d\r\n" % len(words)]
+    for word in words:
+        data = str(word).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
 class Resp:
     """A bare RESP connection, no client library: enough for PING, ECHO and MONITOR."""
 
@@ -353,11 +362,7 @@ class Resp:
 
     def send(self, *arguments: str) -> str:
         """Send one command; return the first line of the reply."""
-        parts = [f"*{len(arguments)}\r\n".encode()]
-        for argument in arguments:
-            data = argument.encode()
-            parts += [f"${len(data)}\r\n".encode(), data, b"\r\n"]
-        self.socket.sendall(b"".join(parts))
+        self.socket.sendall(resp(*arguments))
         return self.line()
 
     def line(self) -> str:

@@ -1,10 +1,6 @@
-"""What the benchmark drivers share; ``harness.py`` holds what runs inside the peers' venvs.
-
-Timing in interleaved rounds and the paired ratios over them, Markdown tables, report
-headers and target rows, one log helper, the venvs under ``benchmarks/.venvs/`` (one way to
-build and find them), the worker processes that run ``harness.py`` in them, and a throwaway
-redis-server (the tests' launcher, ``tests/support/redis_server.py``).
-"""
+"""What the benchmark drivers share: rounds and paired ratios, reports, venvs and their
+workers, a throwaway redis-server (the tests' launcher, ``tests/support/redis_server.py``).
+``harness.py`` holds what runs inside the workers."""
 
 from __future__ import annotations
 
@@ -16,21 +12,24 @@ import os
 import platform
 import socket
 import statistics
+import string
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Optional, Protocol, TypeVar
 
 import harness
 
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
 OURS_VENV = "ours"
-"""The name of this driver's own interpreter among the venvs."""
+"""This driver's own interpreter, among the venvs."""
+T = TypeVar("T")
 
 
 def logger(name: str) -> Callable[[str], None]:
@@ -160,9 +159,14 @@ def generated(script: str, smoke: bool, seconds: float, smoke_note: str) -> str:
     )
 
 
+def template(name: str, **values: object) -> str:
+    """``benchmarks/templates/name`` with its ``$placeholders`` filled."""
+    text = (HERE / "templates" / name).read_text(encoding="utf-8")
+    return string.Template(text).substitute(values).rstrip("\n")
+
+
 def publish(text: str, path: Path, *, smoke: bool, log: Callable[[str], None]) -> None:
-    """Print a benchmark's report; a full run also writes it to ``path`` (a smoke run
-    only proves the code still runs, its numbers are not worth keeping)."""
+    """Print a report; a full run also writes it to ``path`` (smoke numbers are noise)."""
     print(text)
     if not smoke:
         path.write_text(text, encoding="utf-8")
@@ -183,10 +187,9 @@ def interpreters(versions: dict[str, dict[str, Any]]) -> str:
 
 
 def installs(venv: str) -> list[list[str]]:
-    """A venv's ``pip install`` argument lists, run in order. The peers' venvs get
-    gunicorn too (``load.py`` serves each peer from its own venv); 1.0.0 declares
-    "Flask>=1.1.*", a specifier newer pips refuse, so Flask comes first; the hiredis venv
-    has this interpreter's Flask, Werkzeug and redis-py, plus hiredis."""
+    """A venv's ``pip install`` argument lists, in order. The peers' get gunicorn
+    (``load.py``); 1.0.0 declares "Flask>=1.1.*", which newer pips refuse, so Flask goes
+    first; hiredis's has this interpreter's Flask, Werkzeug and redis-py."""
     if venv == "limiter":
         return [["flask-limiter>=4,<5", "redis", "gunicorn"]]
     if venv == "original":
@@ -202,8 +205,8 @@ PEER_VENVS = ("limiter", "original")
 
 
 def venv_python(venv: str, install: bool) -> Optional[Path]:
-    """The venv's Python, installing it first (when ``install``) unless the same install
-    is already there; None when it is not there and ``install`` is false."""
+    """The venv's Python, installed first when ``install`` (unless already the same);
+    None when it is not there and ``install`` is false."""
     root = VENVS / venv
     python, marker = root / "bin" / "python", root / ".bench-installed"
     wanted = json.dumps(installs(venv))
@@ -225,11 +228,10 @@ Interpreter = tuple[list[str], dict[str, str]]
 
 
 def interpreter(venv: str, install: bool) -> Optional[Interpreter]:
-    """The command that starts Python in a venv, and its environment; None when the venv
-    is not built and ``install`` is false. Ours is this driver's interpreter, its
-    ``PYTHONPATH`` made absolute (gunicorn changes directory); the peers' venvs run with
-    ``-I`` and without ``PYTHONPATH``, so that nothing of this checkout shadows
-    flask-gatekeeper 1.0.0 (which has our module name)."""
+    """The command that starts Python in a venv, and its environment (None: not built).
+    Ours is this driver's, its ``PYTHONPATH`` made absolute (gunicorn changes directory);
+    the peers' run with ``-I`` and no ``PYTHONPATH``: nothing of this checkout may shadow
+    flask-gatekeeper 1.0.0 (our module name)."""
     env = dict(os.environ)
     if venv == OURS_VENV:
         paths = env.get("PYTHONPATH", "").split(os.pathsep)
@@ -255,9 +257,10 @@ def worker_interpreters(install: bool, log: Callable[[str], None]) -> dict[str, 
     return {venv: command for venv, command in found.items() if command is not None}
 
 
-def configuration(storage: str = "memory") -> dict[str, object]:
-    """The shared rules, as the worker's commands take them."""
-    return {"rules": harness.RATE_LIMIT_RULES, "ban_rule": harness.BAN_RULE, "storage": storage}
+def configuration(storage: str = "memory", **options: object) -> dict[str, object]:
+    """The shared rules (and ``harness.Config``'s ``options``), as the workers take them."""
+    rules = {"rules": harness.RATE_LIMIT_RULES, "ban_rule": harness.BAN_RULE}
+    return {**rules, "storage": storage, **options}
 
 
 class Worker:
@@ -301,6 +304,22 @@ class Worker:
                 self.process.wait()
 
 
+def once(venv: str, python: Interpreter, command: str, **fields: object) -> dict[str, Any]:
+    """One command in a fresh worker (its RSS its own), closed after."""
+    worker = Worker(venv, python)
+    try:
+        return worker.ask(command, **fields)
+    finally:
+        worker.close()
+
+
+def two_at_a_time(tasks: Sequence[Callable[[], T]]) -> list[T]:
+    """The tasks, in threads, two at a time (at most the cores; each worker is one
+    process, single-threaded): their results, in order."""
+    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+        return [future.result() for future in [pool.submit(task) for task in tasks]]
+
+
 # -- Redis ---------------------------------------------------------------------------------------
 
 
@@ -316,8 +335,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[Optional[int]]:
-    """The port of a throwaway redis-server (the tests' launcher: a free loopback port,
-    no persistence); None when redis-server is not installed."""
+    """The port of a throwaway redis-server (the tests' launcher), or None without one."""
     from support.redis_server import RedisServer, missing_binary
 
     if missing_binary("redis-server") is not None:
@@ -325,6 +343,15 @@ def redis_server() -> Iterator[Optional[int]]:
         return
     with RedisServer() as server:
         yield server.port
+
+
+def resp(*words: object) -> bytes:
+    """One command in RESP, as a client library writes it."""
+    parts = [b"*%d\r\n" % len(words)]
+    for word in words:
+        data = str(word).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 class Resp:
@@ -336,11 +363,7 @@ class Resp:
 
     def send(self, *arguments: str) -> str:
         """Send one command; return the first line of the reply."""
-        parts = [f"*{len(arguments)}\r\n".encode()]
-        for argument in arguments:
-            data = argument.encode()
-            parts += [f"${len(data)}\r\n".encode(), data, b"\r\n"]
-        self.socket.sendall(b"".join(parts))
+        self.socket.sendall(resp(*arguments))
         return self.line()
 
     def line(self) -> str:

@@ -1,28 +1,15 @@
-"""The apps every benchmark measures, how they are sent requests, and the peers' worker.
+"""The apps every benchmark measures, how they are sent requests, and the workers.
 
-Our benchmarks import it; the drivers also run it as a script, one worker per venv (ours,
-and with ``-I`` Flask-Limiter's and flask-gatekeeper 1.0's under ``benchmarks/.venvs/``,
-where no other module of this project can be imported). So it imports only the standard
-library, Flask and Werkzeug at the top, and each peer by name inside the function that
-builds it, typed ``Any`` (mypy's venv holds none of the others).
+The drivers import it, and run it as a worker, one per venv: ours, and (with ``-I``)
+Flask-Limiter's and flask-gatekeeper 1.0's under ``benchmarks/.venvs/``. So it imports
+only the standard library, Flask and Werkzeug at the top, each peer inside its builder.
 
-- Requests: ``app.wsgi_app(environ, start_response)`` called directly (no test client, no
-  server, no network) on a copy of one prebuilt GET environ with the client's address in
-  it, the body consumed and closed; ``start_response`` counts the status lines, and a run
-  that got an unexpected status fails rather than measure another path.
-- Peers: ``build(peer, config)`` makes the same ``GET /`` app (a view returning ``ok``)
-  bare, with an empty ``before_request``, with one making a redis-py PING (``pinged``),
-  or behind ours, Flask-Limiter or 1.0.0, each given the configuration it can take;
-  ``build_case`` warms one up to the path a mode measures (admitted, refused, banned, on
-  Redis); ``memory`` and ``flood`` measure memory. The ``-function`` peers add a route
-  limit and a cost given by functions of the request (``plan_limit``, ``batch_cost``) and
-  are sent ``GET /?n=2`` with ``X-Plan: pro`` (``FUNCTION_GET``). ``served`` is the same
-  app behind ``ProxyFix``: the gunicorn app factory of ``load.py``.
+Requests call ``app.wsgi_app`` directly on a copy of one prebuilt environ (no server), the
+body consumed and closed; an unexpected status fails the run rather than measure another
+path. ``served`` is the same app behind ``ProxyFix``, gunicorn's app factory in ``load.py``.
 
-Worker protocol: one JSON object per line on stdin (``{"cmd": "build", ...}``), one per
-line on stdout in reply (``{"error": "..."}`` when the command failed); whatever the code
-under test prints goes to stderr. Commands: ``hello`` (versions), ``build`` / ``run`` /
-``drop`` (timed cases, by name), ``collect``, ``freeze``, ``memory``, ``flood``, ``ping``.
+Worker protocol: one JSON command per line on stdin, one JSON reply per line on stdout
+(``{"error": ...}`` when it failed); what the code under test prints goes to stderr.
 """
 
 from __future__ import annotations
@@ -40,7 +27,7 @@ import time
 import traceback
 import tracemalloc
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Optional
@@ -60,23 +47,14 @@ RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
 BAN_RULE = {"count": 3, "window": 10, "duration": 600}
 
 START = 1000.0
-"""Where every fake clock starts (seconds; only differences matter to every peer)."""
-
+"""Where every fake clock starts (seconds; only differences matter)."""
 SECONDS_PER_REQUEST = 0.25
-"""How far a fake clock moves per request on the admitted path. Huge counts would admit
-everything too, but then no log fills and no rule is evaluated: not the path a server
-runs. So the rules stay realistic and time is faked: at one client, 4 requests per
-simulated second, well inside 20 per 1 s and 100 per 10 s, so every rule is evaluated and
-admits. Peers read the clock a different number of times per request (``calibrate``):
-each reading moves it on by this divided by the peer's readings per request, so every
-peer sees the same traffic. The clocks are ``itertools.count(...).__next__``, a C call
-like ``time.time``: they cost what the production clock costs."""
-
+"""How far a fake clock moves per admitted request: 4 requests per simulated second at
+one client, inside every rule, so each rule is evaluated and admits without sleeping. Each
+reading moves it by this over the peer's readings per request (``calibrate``)."""
 WARM_UP_ONE_CLIENT = 500
-"""Requests sent to a one-client case before timing: every log reaches its steady state."""
-
+"""Requests sent to a one-client case before timing: every log in its steady state."""
 PACKAGES = ("flask", "werkzeug", "flask-gatekeeper", "flask-limiter", "limits", "redis")
-
 OK, TOO_MANY, FORBIDDEN = "200 OK", "429 TOO MANY REQUESTS", "403 FORBIDDEN"
 
 
@@ -98,7 +76,7 @@ def _write(data: bytes) -> None:
 
 
 statuses: dict[str, int] = {}
-"""Every status line seen by ``start_response`` since the last ``take_statuses``."""
+"""Every status line seen since the last ``take_statuses``."""
 
 
 def start_response(
@@ -115,7 +93,6 @@ def take_statuses() -> dict[str, int]:
 
 
 def expect_only(status: str, what: str) -> None:
-    """Fail loudly when requests got another status: the numbers would measure another path."""
     seen = take_statuses()
     if set(seen) - {status}:
         raise RuntimeError(f"{what}: expected only {status!r}, got {seen}")
@@ -127,9 +104,23 @@ def client_ip(number: int) -> str:
     return f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
 
 
+def client_address(number: int, ipv6_every: int = 0) -> str:
+    """``client_ip``, but every ``ipv6_every``-th client an IPv6 address in a /64 of its own."""
+    if ipv6_every and number % ipv6_every == ipv6_every - 1:
+        return f"2001:db8:{number >> 16:x}:{number & 0xFFFF:x}::{number * 40503 & 0xFFFF:x}"
+    return client_ip(number)
+
+
+def client_key(number: int, ipv6_every: int) -> str:
+    """The key ours counts ``client_address`` under (an IPv6 address: its /64)."""
+    address = client_address(number, ipv6_every)
+    return address.rpartition("::")[0] + "::/64" if ":" in address else address
+
+
 GET: WSGIEnvironment = EnvironBuilder(path="/", method="GET").get_environ()
-"""The environ every request copies. The copies share its empty ``wsgi.input``, which is
-fine for GET requests without a body: nothing reads it."""
+"""The environ every request copies (they share its empty ``wsgi.input``: nothing reads it)."""
+PROXIED: WSGIEnvironment = EnvironBuilder(environ_base={"REMOTE_ADDR": "172.16.0.2"}).get_environ()
+"""The same from a proxy, for ``Config.proxies``: the client goes in ``X-Forwarded-For``."""
 
 
 def serve(
@@ -138,8 +129,7 @@ def serve(
     base: WSGIEnvironment = GET,
     where: str = "REMOTE_ADDR",
 ) -> None:
-    """One request per client: a copy of ``base`` (Flask stores the request object in
-    it) with the client's address in ``where``; the body consumed and closed."""
+    """One request per client: a copy of ``base`` with the client in ``where``."""
     for client in clients:
         environ = base.copy()
         environ[where] = client
@@ -167,15 +157,12 @@ def run_requests(
 # -- fake clocks for the peers that read time.time() -----------------------------------------
 
 _time = SimpleNamespace(time=time.time)
-"""Stands for the ``time`` module inside the peers that read ``time.time()`` (Flask-Limiter's
-memory storage in ``limits``, flask-gatekeeper 1.0): the case about to run puts its clock
-here. A module attribute lookup either way, so it costs what ``time.time`` costs."""
+"""The ``time`` module as the patched peers see it (``limits.storage.memory``, 1.0.0)."""
 
 
 def use_clock(clock: Clock) -> None:
-    """Make ``clock`` the one the patched peers read, once every expiry sweep that
-    Flask-Limiter's memory storages scheduled (``threading.Timer`` threads, 10 ms after a
-    request) has run: each sweep then reads the clock of the case whose requests set it."""
+    """Make ``clock`` the one the patched peers read, once Flask-Limiter's pending expiry
+    sweeps have run (each sweep reads the clock of the case whose requests set it)."""
     settle()
     _time.time = clock
 
@@ -188,7 +175,6 @@ def settle() -> None:
 
 
 def patch_time(module_name: str) -> None:
-    """Make ``module_name`` read ``_time.time`` wherever it calls ``time.time()``."""
     module: Any = importlib.import_module(module_name)
     module.time = _time
 
@@ -206,6 +192,10 @@ class Config:
     """``memory`` or a ``redis://`` URL."""
     clock: Optional[Clock] = None
     """A fake clock (memory storages only), or None for the peer's real one."""
+    max_clients: Optional[int] = None
+    """Ours' memory bound, when not the default."""
+    proxies: Optional[int] = None
+    """Ours' ``trusted_proxies``: requests then come through ``PROXIED``."""
 
 
 @dataclass
@@ -214,32 +204,26 @@ class Built:
 
     app: Flask
     fill: Optional[Callable[[Sequence[str]], None]] = None
-    """Brings every (already tracked) client's log to its steady state, a full ring of
-    timestamps, through the peer's own data structures (through Flask it would take
-    minutes at 100 000 clients); None where there is nothing to fill."""
+    """Brings every tracked client's log to its steady state (a full ring) through the
+    peer's own data structures: through Flask it would take minutes at 100 000 clients."""
     ban: Optional[Callable[[str], None]] = None
-    """Bans a client, where the peer can."""
     environ: WSGIEnvironment = field(default_factory=lambda: GET)
-    """The environ its requests copy (``FUNCTION_GET`` for the ``-function`` peers)."""
+    storage: Any = None
+    """Ours' storage (its tracked logs and bans)."""
 
 
 PRO_LIMIT, FREE_LIMIT = "1000/minute", "100/minute"
-"""The route's limit for a client whose ``X-Plan`` header says ``pro``, and otherwise."""
-
 FUNCTION_GET: WSGIEnvironment = EnvironBuilder(
     path="/", method="GET", query_string={"n": "2"}, headers=[("X-Plan", "pro")]
 ).get_environ()
-"""What the ``-function`` peers are sent: a pro client's request that costs 2. At one
-client, 4 requests per simulated second cost 480 a minute: within ``PRO_LIMIT``."""
+"""What the ``-function`` peers are sent: a pro client's request that costs 2."""
 
 
 def plan_limit() -> str:
-    """The route's limit for this request, from its headers (both peers take this string)."""
     return PRO_LIMIT if request.headers.get("X-Plan") == "pro" else FREE_LIMIT
 
 
 def batch_cost() -> int:
-    """What this request counts as in the route's limit: its ``n`` query argument."""
     return int(request.args.get("n", "1"))
 
 
@@ -260,15 +244,14 @@ def ours_scopes(rules: Iterable[dict[str, Any]]) -> Any:
 
 
 def build_hook(config: Config) -> Built:
-    """The floor of any ``before_request`` extension: Flask calling one that does nothing."""
+    """The floor of any ``before_request`` extension: one that does nothing."""
     app = new_app("hook")
     app.before_request(lambda: None)
     return Built(app)
 
 
 def build_pinged(config: Config) -> Built:
-    """The floor of any limiter that asks Redis once per request: a ``before_request``
-    that makes one redis-py PING to ``config.storage`` (a ``redis://`` URL)."""
+    """The floor of a limiter that asks Redis once a request: one redis-py PING."""
     redis: Any = importlib.import_module("redis")
     client = redis.Redis.from_url(config.storage)
     app = new_app("pinged")
@@ -282,25 +265,27 @@ def build_pinged(config: Config) -> Built:
 
 def build_ours(config: Config, function: bool = False) -> Built:
     """Ours; with ``function``, ``GET /`` also under ``gk.specific(plan_limit,
-    cost=batch_cost)``, and the memory bound doubled: it counts logs, and each client
-    then has two (the global rules' and the route's)."""
+    cost=batch_cost)`` and the memory bound doubled (each client then has two logs)."""
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
     app = Flask("ours-function") if function else new_app("ours")
     storage: Any = config.storage
-    if storage == "memory":  # the default clock unless a fake one is given
+    if storage == "memory":
         options: dict[str, Any] = {} if config.clock is None else {"clock": config.clock}
-        if function:
+        if function or config.max_clients:
             default = importlib.import_module("flask_gatekeeper.storage").DEFAULT_MAX_CLIENTS
-            options["max_clients"] = 2 * default
+            options["max_clients"] = config.max_clients or 2 * default
         storage = gatekeeper.MemoryStorage(**options)
     gk = gatekeeper.GateKeeper(
-        app, ban_rule=config.ban_rule, rate_limit_rules=config.rules, storage=storage
+        app,
+        ban_rule=config.ban_rule,
+        rate_limit_rules=config.rules,
+        storage=storage,
+        trusted_proxies=config.proxies,
     )
     if function:
         app.add_url_rule("/", view_func=gk.specific(plan_limit, cost=batch_cost)(function_view()))
 
     def fill(clients: Sequence[str]) -> None:
-        """``RING_DEPTH - 1`` more requests per client, through the storage."""
         scopes = ours_scopes(config.rules)
         for _ in range(max(rule["count"] for rule in config.rules) - 1):
             for client in clients:
@@ -313,7 +298,8 @@ def build_ours(config: Config, function: bool = False) -> Built:
                 gk.report(ip=client)
 
     environ = FUNCTION_GET if function else GET
-    return Built(app, fill if config.storage == "memory" else None, ban, environ)
+    memory = config.storage == "memory"
+    return Built(app, fill if memory else None, ban, environ, storage if memory else None)
 
 
 def build_original(config: Config) -> Built:
@@ -330,16 +316,16 @@ def build_original(config: Config) -> Built:
     gk = module.GateKeeper(app, ban_rule=config.ban_rule, rate_limit_rules=config.rules)
 
     def fill(clients: Sequence[str]) -> None:
-        """Each deque full (its maxlen, the largest count) of timestamps older than every
-        window: every request then filters all of them, as on a long-running server."""
+        """Each deque full of timestamps older than every window: every request then
+        filters all of them, as on a long-running server."""
         for client in clients:
             entries = gk.ips[client].rate_entries
             old = entries[0] - 10_000.0
             entries.extendleft(old - step for step in range(entries.maxlen - len(entries)))
 
     def ban(client: str) -> None:
-        """Enough reports to ban: 1.0.0 bans at the client's next request (``report``
-        counts only for a client it tracks, which ``_create`` makes it)."""
+        """1.0.0 bans at the client's next request, and counts reports only for a client
+        it tracks (``_create``)."""
         gk._create(client)
         for _ in range(config.ban_rule["count"]):
             gk.report(ip=client)
@@ -348,10 +334,9 @@ def build_original(config: Config) -> Built:
 
 
 def build_limiter(config: Config, strategy: str, function: bool = False) -> Built:
-    """Flask-Limiter with ``limits``; it has no ban rule. Its memory storage reads
-    ``time.time()`` in ``limits.storage.memory``, in requests and in its expiry thread.
-    With ``function``, ``GET /`` also under ``limiter.limit(plan_limit, cost=batch_cost,
-    override_defaults=False)``: the default limits keep applying there, as ours' global
+    """Flask-Limiter (no ban rule); its memory storage reads ``time.time()``. With
+    ``function``, ``GET /`` also under ``limiter.limit(plan_limit, cost=batch_cost,
+    override_defaults=False)``, so its default limits keep applying, as ours' global
     rules do."""
     flask_limiter: Any = importlib.import_module("flask_limiter")
     util: Any = importlib.import_module("flask_limiter.util")
@@ -398,11 +383,9 @@ def build(peer: str, config: Config) -> Built:
 
 
 def served(peer: str, storage: str = "memory") -> WSGIApplication:
-    """The app ``load.py`` serves behind gunicorn, as an app factory
-    (``gunicorn 'harness:served("ours")'``): ``build``'s app for ``peer`` with the shared
-    rules on its real clock and ``storage``, behind werkzeug's ``ProxyFix(x_for=1)``, so
-    that for every peer alike the client is the ``X-Forwarded-For`` value the load
-    generator sends (a deployment behind one proxy)."""
+    """gunicorn's app factory (``harness:served("ours")``): ``peer`` with the shared rules
+    on real clocks, behind ``ProxyFix(x_for=1)``, so that for every peer the client is the
+    ``X-Forwarded-For`` value the load generator sends."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     app = build(peer, Config(RATE_LIMIT_RULES, BAN_RULE, storage)).app
@@ -433,8 +416,7 @@ class Case:
 
 
 class CountingClock:
-    """A clock that counts its readings (for ``calibrate`` only: a Python call is slower
-    than the C-level clocks the timed cases use)."""
+    """A clock that counts its readings (``calibrate`` only: a Python call is slower)."""
 
     def __init__(self, step: float) -> None:
         self.step = step
@@ -466,14 +448,10 @@ def calibrate(peer: str, config: Config) -> float:
 def build_case(
     peer: str, mode: str, clients: int, config: Config, accept: Optional[str] = None
 ) -> tuple[Case, Reply]:
-    """A warmed-up case, and what the driver may want to state about it.
-
-    ``admitted``: a fake clock advancing with every reading (see SECONDS_PER_REQUEST),
-    every client tracked and its log full; ``refused``: one client over its limit under
-    a frozen clock; ``banned``: one banned client under a frozen clock; ``redis``: the
-    real clocks (Redis's and the peer's), every client seen. ``accept``: the requests'
-    ``Accept`` header (none by default).
-    """
+    """A warmed-up case, and facts about it. ``admitted``: a fake clock advancing with
+    every reading, every client tracked, its log full; ``refused``: one client over its
+    limit, ``banned``: one banned client, each under a frozen clock; ``redis``: real
+    clocks, every client seen. ``accept``: the requests' ``Accept`` header."""
     facts: Reply = {}
     addresses = [client_ip(number) for number in range(clients)]
     clock: Optional[Clock] = None
@@ -483,7 +461,7 @@ def build_case(
         clock = itertools.count(START, SECONDS_PER_REQUEST / max(readings, 1.0)).__next__
     elif mode in ("refused", "banned"):
         clock = itertools.repeat(START).__next__
-    built = build(peer, Config(config.rules, config.ban_rule, config.storage, clock))
+    built = build(peer, replace(config, clock=clock))
     wsgi, environ = built.app.wsgi_app, built.environ
     if accept is not None:
         environ = {**environ, "HTTP_ACCEPT": accept}
@@ -518,7 +496,7 @@ def build_case(
 
 def traced_now() -> int:
     gc.collect()
-    return tracemalloc.get_traced_memory()[0]
+    return tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
 
 
 def rss() -> int:
@@ -534,22 +512,17 @@ def rss() -> int:
 
 
 def send_each(wsgi: WSGIApplication, clients: range) -> None:
-    """One request from each client, the collector on (as in a server), each address
-    string built afresh while tracing, as a server builds it: a peer that keeps the
-    string as its key is charged for it."""
+    """One request from each client, the collector on, each address built afresh while
+    tracing, as a server builds it: a peer that keeps it as its key is charged for it."""
     serve(wsgi, (client_ip(number) for number in clients))
 
 
 def memory(peer: str, clients: int, config: Config, after: Sequence[int]) -> Reply:
-    """Traced memory growth per client once each of ``clients`` made ``after[i]`` requests.
-
-    The clock moves 0.1 µs per reading: every request of a burst of 20 stays in every
-    window and is admitted (the state right after a client's burst), and every reading is
-    a new float, as ``time.time()`` returns (a frozen clock would hand the peers that keep
-    float objects one shared float, and hide their cost).
-    """
+    """Traced growth per client once each of ``clients`` made ``after[i]`` requests, on a
+    clock moving 0.1 µs per reading: every request of a burst of 20 is admitted, and every
+    reading is a new float, as ``time.time()`` returns."""
     clock = itertools.count(START, 1e-7).__next__
-    wsgi = build(peer, Config(config.rules, config.ban_rule, "memory", clock)).app.wsgi_app
+    wsgi = build(peer, replace(config, clock=clock)).app.wsgi_app
     send_each(wsgi, range(clients, clients + 1))  # lazy setup, off the books
     expect_only(OK, "memory warm-up")
     tracemalloc.start()
@@ -570,40 +543,110 @@ def memory(peer: str, clients: int, config: Config, after: Sequence[int]) -> Rep
 
 
 def flood(
-    peer: str, config: Config, clients: int, every: int, ceiling: int, budget: Optional[float]
+    peer: str,
+    config: Config,
+    clients: int,
+    every: int,
+    trace: bool = True,
+    ceiling: int = 1 << 40,
+    budget: Optional[float] = None,
+    ipv6_every: int = 0,
+    clock_step: Optional[float] = None,
+    banned: Optional[str] = None,
+    scale: bool = False,
 ) -> Reply:
-    """Distinct clients, one request each, on the peer's real clock and default storage
-    bound: RSS and traced memory every ``every`` clients, until ``clients``, or until RSS
-    passes ``ceiling`` bytes or ``budget`` seconds have passed (checked every tenth of
-    ``every``, with a last point where it stopped)."""
-    wsgi = build(peer, Config(config.rules, config.ban_rule)).app.wsgi_app
-    send_each(wsgi, range(clients, clients + 1))
-    expect_only(OK, "flood warm-up")
-    points: list[dict[str, float]] = [{"clients": 0, "rss": rss(), "traced": 0, "seconds": 0.0}]
-    step = max(every // 10, 1)
-    stopped = "finished"
-    tracemalloc.start()
-    try:
-        base = traced_now()
-        started = time.perf_counter()
-        for first in range(0, clients, step):
-            done = min(first + step, clients)
-            send_each(wsgi, range(first, done))
-            expect_only(OK, "flood: a new client")
-            elapsed = time.perf_counter() - started
-            if rss() > ceiling:
-                stopped = "memory ceiling"
-            elif budget is not None and elapsed > budget and done < clients:
-                stopped = "time budget"
-            if done % every == 0 or done == clients or stopped != "finished":
-                point = {"clients": done, "rss": rss(), "traced": traced_now() - base}
-                points.append({**point, "seconds": elapsed})
-            if stopped != "finished":
-                break
-    finally:
-        tracemalloc.stop()
+    """Distinct clients (``client_address``), one request each, the collector on: a point
+    every ``every`` clients (RSS, traced memory, seconds, the slice's ns, ours' tracked
+    logs) until ``clients``, RSS past ``ceiling`` bytes or ``budget`` seconds (checked
+    every tenth of ``every``). ``clock_step``: a fake clock (else the real one), objects
+    made before the flood frozen out of the collector; ``banned``: a client banned before,
+    still refused after; ``scale``: bare Flask's µs per request over ``every`` clients."""
+    base, where = (PROXIED, "HTTP_X_FORWARDED_FOR") if config.proxies else (GET, "REMOTE_ADDR")
+
+    def send(wsgi: WSGIApplication, numbers: range) -> int:
+        addresses = [client_address(number, ipv6_every) for number in numbers]
+        start = time.perf_counter_ns()
+        serve(wsgi, addresses, base, where)
+        return time.perf_counter_ns() - start
+
+    reply: Reply = {"stopped": "finished"}
+    if scale:  # it also warms the interpreter up
+        reply["bare_us"] = send(new_app("bare").wsgi_app, range(every)) / every / 1000
+        expect_only(OK, "bare Flask")
+    clock = None if clock_step is None else itertools.count(START, clock_step).__next__
+    config = replace(config, clock=clock)
+    if trace:
+        build(peer, config)  # its imports off the books
+        tracemalloc.start()
+    built = build(peer, config)
+    tracked = (lambda: built.storage.tracked) if built.storage is not None else lambda: None
+    if banned is not None and built.ban is not None:
+        built.ban(banned)
+        reply["ban_seconds"] = built.storage.banned_for(banned)
+        serve(built.app.wsgi_app, [banned], base, where)
+        expect_only(FORBIDDEN, "the ban before the flood")
+    else:
+        send(built.app.wsgi_app, range(clients, clients + 1))
+        expect_only(OK, "flood warm-up")
+    points: list[Reply] = [{"clients": 0, "rss": rss(), "traced": traced_now(), "ns": 0}]
+    points[0].update(tracked=tracked(), seconds=0.0)
+    if clock is not None:
+        gc.freeze()
+    step, ns = max(every // 10, 1), 0
+    started = time.perf_counter()
+    for first in range(0, clients, step):
+        done = min(first + step, clients)
+        ns += send(built.app.wsgi_app, range(first, done))
+        expect_only(OK, f"flood, clients {first:,}+")
+        elapsed = time.perf_counter() - started
+        if rss() > ceiling:
+            reply["stopped"] = "memory ceiling"
+        elif budget is not None and elapsed > budget and done < clients:
+            reply["stopped"] = "time budget"
+        if done % every == 0 or done == clients or reply["stopped"] != "finished":
+            point = {"clients": done, "tracked": tracked(), "traced": traced_now(), "rss": rss()}
+            points.append({**point, "seconds": elapsed, "ns": ns})
+            ns = 0
+            if config.max_clients and (point["tracked"] or 0) > config.max_clients:
+                raise RuntimeError(f"{point['tracked']:,} logs tracked, over the cap")
+        if reply["stopped"] != "finished":
+            break
+    gc.unfreeze()
+    if banned is not None and built.ban is not None:
+        serve(built.app.wsgi_app, [banned], base, where)
+        expect_only(FORBIDDEN, "the ban after the flood")
+        reply["ban_left_after"] = built.storage.banned_for(banned)
+        reply["bans_after"] = len(built.storage.bans())
+    if clock is not None:
+        reply["clock_seconds"] = clock() - START
+    tracemalloc.stop()
     settle()
-    return {"points": points, "stopped": stopped}
+    return {**reply, "points": points}
+
+
+def fill(clients: int, requests: int, ipv6_every: int, step: float) -> Reply:
+    """Bytes per tracked log with ours' storage called directly (no Flask): ``clients``
+    logs of ``requests`` each, keys as ours builds them, the clock moving ``step`` per
+    reading (each request then seconds after the client's previous one: admitted)."""
+    storage_module: Any = importlib.import_module("flask_gatekeeper.storage")
+    scopes = ours_scopes(RATE_LIMIT_RULES)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    storage = storage_module.MemoryStorage(
+        max_clients=max(clients, storage_module.DEFAULT_MAX_CLIENTS),
+        clock=itertools.count(START, step).__next__,
+    )
+    keys = [client_key(number, ipv6_every) for number in range(clients)]
+    for _ in range(requests):
+        for key in keys:
+            if not storage.hit(key, scopes).admitted:
+                raise RuntimeError("the direct fill was refused")
+    del keys  # the storage holds them
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return {"tracked": storage.tracked, "bytes_per_client": used / storage.tracked}
 
 
 # -- the worker ------------------------------------------------------------------------------------
@@ -623,7 +666,6 @@ def ping(url: str, count: int) -> Reply:
 
 
 def versions(extra: Sequence[str] = ()) -> Reply:
-    """This interpreter's version and those of the packages it has (``PACKAGES``, ``extra``)."""
     found: dict[str, str] = {}
     for package in (*PACKAGES, *extra):
         with contextlib.suppress(PackageNotFoundError):
@@ -640,8 +682,9 @@ class Worker:
     def handle(self, request: Reply) -> Reply:
         command = request.pop("cmd")
         if "rules" in request:
+            fields = ("rules", "ban_rule", "storage", "max_clients", "proxies")
             request["config"] = Config(
-                request.pop("rules"), request.pop("ban_rule"), request.pop("storage", "memory")
+                **{name: request.pop(name) for name in fields if name in request}
             )
         if command == "build":
             name = request.pop("case")
@@ -660,6 +703,7 @@ class Worker:
             "hello": versions,
             "memory": memory,
             "flood": flood,
+            "fill": fill,
             "ping": ping,
         }
         return commands[command](**request)

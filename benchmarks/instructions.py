@@ -1,22 +1,15 @@
 """Instructions per request under callgrind: the side-by-side ratios without the noise.
 
-Not a test: it prints a Markdown report (written to ``benchmarks/INSTRUCTIONS.md`` too)
-and asserts no speed. ``make bench`` runs it when valgrind is installed (about 20
-minutes on two cores); ``make bench-smoke`` runs ``--smoke`` (bare Flask and ours, a
-few hundred requests).
+Not a test: it prints a Markdown report (written to ``benchmarks/INSTRUCTIONS.md`` too).
+``make bench`` runs it when valgrind is installed (about 20 minutes on two cores);
+``--smoke``: bare Flask and ours, a few hundred requests.
 
-Why: on a shared or small machine the timings of ``peers.py`` move by 10 to 20 µs from
-round to round, as much as the overhead they measure. The number of machine
-instructions a request executes does not move: it is what a request costs on an idle
-core, cache misses aside. Each configuration is built by ``harness.py`` exactly as
-``peers.py`` builds it (same apps, rules, fake clocks, warm-up and filled logs), in the
-same venvs, and run twice under ``valgrind --tool=callgrind``: once built and warmed up
-only, once with 4 000 more requests (``FULL``). The difference, divided by 4 000, is
-one request's instructions, the interpreter and WSGI call included. ``PYTHONHASHSEED``
-is fixed, so that two runs differ only by the requests.
-
-100 000 clients are left out: filling their logs under callgrind takes longer than the
-rest together, and ``peers.py`` times them.
+Timings on a shared machine move by as much as the overhead they measure; instructions
+do not. Each configuration is built by ``harness.py`` as ``peers.py`` builds it, in the
+same venvs, and run twice under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED`` fixed):
+built and warmed up, then with 4 000 more requests; the difference over 4 000 is one
+request's instructions. 100 000 clients are left out (filling them under callgrind takes
+longer than the rest together; ``peers.py`` times them).
 """
 
 from __future__ import annotations
@@ -34,10 +27,9 @@ from typing import Optional
 
 import common
 from common import HERE, Interpreter, Targets, configuration, table
-from peers import BARE, MOVING, ORIGINAL, OURS, REFUSED_AIM, Peer
+from peers import BARE, HOOK, MOVING, ORIGINAL, OURS, REFUSED_AIM, Peer
 
 REPORT = HERE / "INSTRUCTIONS.md"
-HOOK = Peer("hook", "Flask + an empty before_request", "hook", common.OURS_VENV)
 ADMITTED = (BARE, HOOK, OURS, MOVING, ORIGINAL)
 REFUSING = (
     (OURS, ("refused", "banned")),

@@ -1,35 +1,17 @@
 """End to end: requests per second and latency behind gunicorn, under real HTTP load.
 
-Not a test: it prints one Markdown report (written to ``benchmarks/LOAD.md`` too, which
-``benchmarks/RESULTS.md`` links to) and asserts no speed; it fails loudly only when a run
-got statuses its traffic should not get (a limit hit by normal traffic, an attacker let
-through, an error status). ``make bench`` runs it (about 4 minutes on two cores).
-``make bench-smoke`` runs ``--smoke``: one second of each traffic mix against ours only,
-memory storage; it skips (and says so) when wrk is not installed.
+Not a test: it prints one Markdown report (written to ``benchmarks/LOAD.md`` too) and
+fails only when a run got statuses its traffic should not (a limit hit by normal traffic,
+an attacker let through, an error). ``make bench`` runs it (about 4 minutes on two cores);
+``--smoke``: one second of each mix against ours only (skipped without wrk).
 
-Each configuration is ``harness.served(...)``, the same ``GET /`` app as every benchmark
-(bare Flask, ours, Flask-Limiter's two memory strategies, flask-gatekeeper 1.0.0; ours and
-Flask-Limiter's moving window on Redis too), behind werkzeug's ``ProxyFix(x_for=1)``,
-served by gunicorn from the configuration's own interpreter: ours and bare Flask from
-this driver's, the peers from their venvs under ``benchmarks/.venvs/`` (built by
-``peers.py``, which installs gunicorn there too). One server per configuration and
-traffic mix, each with one sync worker (``--workers 1 --worker-class sync``; a sync
-worker closes the connection after each response), so that the memory storage's counts
-are exact; a redis-server of its own (no persistence) for each Redis configuration.
-
-The load generator is wrk (``load.lua``: one thread, two connections) when it is on the
-PATH; otherwise, outside ``--smoke``, a small Python one (threads + ``http.client``),
-much slower than wrk: the report says which ran. Traffic, client in ``X-Forwarded-For``:
-
-- ``normal``: 1 000 legitimate clients per generator thread in turn, each far below its
-  limits (every request is admitted);
-- ``attack``: 9 requests in 10 from one attacker who stays over its limits (refused,
-  but for the few its rules let through), every 10th from the legitimate clients.
-
-Every server gets one warm-up run of its mix; then rounds, the configurations in turn,
-each round's order shifted by one (as ``common.run_rounds``), so that drifts in machine
-speed hit all alike. Requests per second and p50 / p99 latency are medians over rounds;
-ratios are medians of per-round ratios to bare Flask serving the same mix (all 200s).
+Each configuration is ``harness.served(...)`` (bare Flask, ours, Flask-Limiter's two memory
+strategies, 1.0.0; ours and the moving window on Redis too), served by gunicorn with one
+sync worker from its own interpreter (the peers' venvs are ``peers.py``'s), one server per
+configuration and mix, a redis-server each on Redis. The load generator is wrk
+(``load.lua``) or, without it, a much slower Python one. ``normal`` traffic: legitimate
+clients in turn, all admitted; ``attack``: 9 requests in 10 from one attacker over its
+limits. A warm-up run per server, then rounds, each round's order shifted by one.
 """
 
 from __future__ import annotations
@@ -48,11 +30,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Optional, Union
 
 import common
 import redis
-from common import HERE, Interpreter, Worker, table
+from common import HERE, Interpreter, table
 from harness import BAN_RULE, RATE_LIMIT_RULES
 from peers import BARE, FIXED, MOVING, ORIGINAL, OURS, Peer
 
@@ -64,8 +46,7 @@ MIXES = {
 }
 REFUSED = {"429", "403"}
 ALLOWANCE = max(rule["count"] / rule["window"] for rule in RATE_LIMIT_RULES)
-"""The most requests per second the rules let the attacker through (its 1-second rule,
-until the 10-second one fills: 20 a second in bursts, 10 a second on average)."""
+"""The most requests a second the rules let the attacker through (in bursts)."""
 WORKER_SETTINGS = ("--workers", "1", "--worker-class", "sync", "--backlog", "2048")
 
 log = common.logger("load")
@@ -74,9 +55,9 @@ log = common.logger("load")
 @dataclass(frozen=True)
 class Plan:
     seconds: int
-    """Length of one timed run (wrk counts whole seconds)."""
+    """One timed run (wrk counts whole seconds)."""
     warm_up: int
-    """Length of each server's untimed first run, 0 for none."""
+    """Each server's untimed first run, 0 for none."""
     rounds: int
     threads: int
     connections: int
@@ -86,9 +67,6 @@ class Plan:
 
 FULL = Plan(seconds=3, warm_up=1, rounds=5, threads=1, connections=2, clients=1_000)
 SMOKE = Plan(seconds=1, warm_up=0, rounds=1, threads=1, connections=2, clients=1_000)
-
-
-# -- one run of the load generator ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -110,29 +88,18 @@ class Run:
         return sum(self.statuses.get(status, 0) for status in REFUSED)
 
 
-class Generator(Protocol):
-    name: str
-
-    def shape(self, plan: Plan) -> str:
-        """Its threads and connections."""
-        ...
-
-    def run(self, port: int, mix: str, seconds: int, plan: Plan) -> Run: ...
-
-
 class Wrk:
     """wrk with ``load.lua``: the mix's requests, statuses counted, one JSON line at the end."""
 
-    def __init__(self, executable: str) -> None:
-        self.executable = executable
+    def __init__(self, executable: str, plan: Plan) -> None:
+        self.executable, self.plan = executable, plan
         found = subprocess.run([executable, "-v"], capture_output=True, text=True, check=False)
         words = (found.stdout + found.stderr).split()
-        self.name = f"wrk {words[1] if len(words) > 1 else ''}".strip()
+        name = f"wrk {words[1] if len(words) > 1 else ''}".strip()
+        self.name = f"{name}, {plan.threads} thread(s), {plan.connections} connections"
 
-    def shape(self, plan: Plan) -> str:
-        return f"{plan.threads} thread(s), {plan.connections} connections"
-
-    def run(self, port: int, mix: str, seconds: int, plan: Plan) -> Run:
+    def run(self, port: int, mix: str, seconds: int) -> Run:
+        plan = self.plan
         command = [
             *(self.executable, f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds}s"),
             *("--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/"),
@@ -148,31 +115,24 @@ class Wrk:
 
 
 class PythonLoad:
-    """The fallback without wrk: ``plan.connections`` threads, each sending load.lua's
-    sequence of requests (thread by thread) over a new ``http.client`` connection each."""
+    """Without wrk: ``plan.connections`` threads sending load.lua's sequence of requests,
+    a new ``http.client`` connection each."""
 
-    name = "the Python fallback, threads + http.client (far slower than wrk)"
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.name = "the Python fallback, threads + http.client (far slower than wrk), "
+        self.name += f"{plan.connections} threads, a connection each"
 
-    def shape(self, plan: Plan) -> str:
-        return f"{plan.connections} threads, a connection each"
-
-    def run(self, port: int, mix: str, seconds: int, plan: Plan) -> Run:
-        lock = threading.Lock()
-        latencies: list[float] = []
-        statuses: dict[str, int] = {}
-        errors = [0]
-        started = time.perf_counter()
-        deadline = started + seconds
+    def run(self, port: int, mix: str, seconds: int) -> Run:
+        lock, latencies, statuses = threading.Lock(), list[float](), dict[str, int]()
+        errors, started = [0], time.perf_counter()
 
         def loop(thread: int) -> None:
-            mine: list[float] = []
-            seen: dict[str, int] = {}
-            failed = sent = next_legitimate = 0
-            while time.perf_counter() < deadline:
-                sent += 1
-                client = ATTACKER
+            mine, seen, failed, sent, legitimate = [], dict[str, int](), 0, 0, 0
+            while time.perf_counter() < started + seconds:
+                sent, client = sent + 1, ATTACKER
                 if mix != "attack" or not sent % 10:  # as load.lua: 10.T.x.y for thread T
-                    n, next_legitimate = next_legitimate, (next_legitimate + 1) % plan.clients
+                    n, legitimate = legitimate, (legitimate + 1) % self.plan.clients
                     client = f"10.{thread}.{n // 250}.{n % 250 + 1}"
                 start = time.perf_counter()
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -193,7 +153,9 @@ class PythonLoad:
                     statuses[status] = statuses.get(status, 0) + count
                 errors[0] += failed
 
-        threads = [threading.Thread(target=loop, args=(n + 1,)) for n in range(plan.connections)]
+        threads = [
+            threading.Thread(target=loop, args=(n + 1,)) for n in range(self.plan.connections)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -203,7 +165,7 @@ class PythonLoad:
         return Run(len(latencies), elapsed, cuts[49] * 1e6, cuts[98] * 1e6, statuses, errors[0])
 
 
-# -- servers --------------------------------------------------------------------------------------
+Generator = Union[Wrk, PythonLoad]
 
 
 @dataclass(frozen=True)
@@ -229,8 +191,7 @@ class Server:
     """gunicorn serving one configuration on a free loopback port, one sync worker."""
 
     def __init__(self, served: Served, mix: str, python: Interpreter, storage: str) -> None:
-        self.served, self.mix, self.storage = served, mix, storage
-        self.port = common.free_port()
+        self.served, self.mix, self.port = served, mix, common.free_port()
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by stop())
         factory = f"harness:served({served.peer.key!r}, {storage!r})"
         command, env = python
@@ -273,24 +234,19 @@ class Server:
                     raise self.failed("gunicorn did not answer") from None
                 time.sleep(0.1)
 
-    def worker_pid(self) -> int:
-        """The one worker: the process whose parent is the gunicorn master."""
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, IndexError, ValueError):
-                    stat = (entry / "stat").read_text()
-                    if int(stat.rpartition(")")[2].split()[1]) == self.process.pid:
-                        return int(entry.name)
-        raise self.failed("no worker process found")
-
     def read_memory(self) -> None:
-        """Right after its last run: the worker's resident set and its peak (Linux), in
-        bytes, and what its redis-server holds (keys expire with their windows)."""
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.worker_pid()}/status").read_text().splitlines():
-                name, _, value = line.partition(":")
-                if name in ("VmRSS", "VmHWM"):
-                    self.memory[name] = int(value.split()[0]) * 1024
+        """Right after its last run: the worker's (the master's child's) resident set and
+        its peak, and what its redis-server holds (keys expire with their windows)."""
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if (
+                    int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+                    == self.process.pid
+                ):
+                    for line in (entry / "status").read_text().splitlines():
+                        name, _, value = line.partition(":")
+                        if name in ("VmRSS", "VmHWM"):
+                            self.memory[name] = int(value.split()[0]) * 1024
         if self.redis is not None:
             used = self.redis.info("memory")["used_memory"] - self.redis_memory["empty"]
             self.redis_memory.update(used=used, keys=self.redis.dbsize())
@@ -308,13 +264,9 @@ class Server:
             self.redis.close()
 
 
-# -- the run ---------------------------------------------------------------------------------------
-
-
 def check(server: Server, run: Run) -> None:
     """Fail when the run measured another path than its mix means to."""
-    other = set(run.statuses) - {"200"} - REFUSED
-    if other:
+    if set(run.statuses) - {"200"} - REFUSED:
         raise server.failed(f"unexpected statuses {run.statuses}")
     if server.mix == "normal" or server.served.peer is BARE:
         if set(run.statuses) != {"200"}:
@@ -328,49 +280,38 @@ class Results:
     smoke: bool
     plan: Plan
     generator: str
-    """Its name and shape, for the report."""
     servers: list[Server] = field(default_factory=list)
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
 
 
 def measure(servers: Sequence[Server], generator: Generator, plan: Plan) -> None:
-    if plan.warm_up:
-        for server in servers:
-            log(f"warm-up: {server.name()}")
-            check(server, generator.run(server.port, server.mix, plan.warm_up, plan))
+    """A warm-up run per server, then rounds, each round's order shifted by one."""
+    for server in servers if plan.warm_up else ():
+        log(f"warm-up: {server.name()}")
+        check(server, generator.run(server.port, server.mix, plan.warm_up))
     for number in range(plan.rounds):
         log(f"round {number + 1}/{plan.rounds}")
         shift = number % len(servers)
         for server in [*servers[shift:], *servers[:shift]]:
-            run = generator.run(server.port, server.mix, plan.seconds, plan)
+            run = generator.run(server.port, server.mix, plan.seconds)
             check(server, run)
             server.runs.append(run)
             if number == plan.rounds - 1:
                 server.read_memory()
 
 
-def versions(venv: str, python: Interpreter) -> dict[str, Any]:
-    """``harness.versions()`` in that interpreter, gunicorn's version included."""
-    worker = Worker(venv, python)
-    try:
-        return worker.ask("hello", extra=["gunicorn"])
-    finally:
-        worker.close()
-
-
 @contextlib.contextmanager
 def started(results: Results, configurations: Sequence[Served], install: bool) -> Iterator[None]:
-    """Every server (and redis-server) up, stopped on the way out."""
+    """Every server (and a redis-server for each on Redis) up, stopped on the way out."""
     with contextlib.ExitStack() as stack:
         for served in configurations:
-            python = common.interpreter(served.peer.venv, install)
+            venv = served.peer.venv
+            python = common.interpreter(venv, install)
             if python is None:
-                raise SystemExit(
-                    f"benchmarks/.venvs/{served.peer.venv} is not built: run `make bench-peers`"
-                )
-            if served.peer.venv not in results.versions:
-                results.versions[served.peer.venv] = versions(served.peer.venv, python)
+                raise SystemExit(f"benchmarks/.venvs/{venv} is not built: run `make bench-peers`")
+            if venv not in results.versions:
+                results.versions[venv] = common.once(venv, python, "hello", extra=["gunicorn"])
             for mix in MIXES:
                 storage, client = "memory", None
                 if served.redis:
@@ -399,10 +340,7 @@ def median(values: Sequence[float]) -> float:
 
 
 def bare_of(server: Server, servers: Sequence[Server]) -> Optional[Server]:
-    return next(
-        (other for other in servers if other.served.peer is BARE and other.mix == server.mix),
-        None,
-    )
+    return next((s for s in servers if s.served.peer is BARE and s.mix == server.mix), None)
 
 
 def ratios(server: Server, other: Server) -> list[float]:
@@ -413,35 +351,30 @@ def ratios(server: Server, other: Server) -> list[float]:
 def span(server: Server, other: Server) -> str:
     """The median ratio, and the lowest and highest of the rounds."""
     found = ratios(server, other)
-    return f"{median(found):.2f}x" + (
-        f" ({min(found):.2f} to {max(found):.2f})" if len(found) > 1 else ""
-    )
+    spread = f" ({min(found):.2f} to {max(found):.2f})" if len(found) > 1 else ""
+    return f"{median(found):.2f}x{spread}"
 
 
 def results_table(results: Results) -> str:
     rows = []
-    for mix in MIXES:
-        for server in (server for server in results.servers if server.mix == mix):
-            runs = server.runs
-            bare = bare_of(server, results.servers)
-            requests = sum(run.requests for run in runs)
-            refused = sum(run.refused for run in runs)
-            errors = sum(run.errors for run in runs)
-            stored = server.redis_memory
-            rows.append(
-                [
-                    server.served.label,
-                    mix,
-                    f"{median([run.rps for run in runs]):,.0f}",
-                    "" if bare is None or bare is server else span(server, bare),
-                    f"{median([run.p50_us for run in runs]) / 1000:.2f}",
-                    f"{median([run.p99_us for run in runs]) / 1000:.2f}",
-                    f"{refused / requests:.1%}" + (f" ({errors} errors)" if errors else ""),
-                    f"{server.memory.get('VmRSS', 0) / 1e6:.0f} / "
-                    f"{server.memory.get('VmHWM', 0) / 1e6:.0f}",
-                    f"{stored['used'] / 1e6:.1f} MB, {stored['keys']:,} keys" if stored else "",
-                ]
-            )
+    for server in sorted(results.servers, key=lambda server: list(MIXES).index(server.mix)):
+        runs, bare, stored = server.runs, bare_of(server, results.servers), server.redis_memory
+        requests, errors = sum(run.requests for run in runs), sum(run.errors for run in runs)
+        rows.append(
+            [
+                server.served.label,
+                server.mix,
+                f"{median([run.rps for run in runs]):,.0f}",
+                "" if bare is None or bare is server else span(server, bare),
+                f"{median([run.p50_us for run in runs]) / 1000:.2f}",
+                f"{median([run.p99_us for run in runs]) / 1000:.2f}",
+                f"{sum(run.refused for run in runs) / requests:.1%}"
+                + (f" ({errors} errors)" if errors else ""),
+                f"{server.memory.get('VmRSS', 0) / 1e6:.0f} / "
+                f"{server.memory.get('VmHWM', 0) / 1e6:.0f}",
+                f"{stored['used'] / 1e6:.1f} MB, {stored['keys']:,} keys" if stored else "",
+            ]
+        )
     headings = ["configuration", "traffic", "requests/s", "x bare", "p50 ms", "p99 ms"]
     headings += ["refused", "worker RSS / peak MB", "Redis used memory"]
     return table(headings, rows, text=2)
@@ -464,59 +397,43 @@ def targets(results: Results) -> str:
 
 
 def report(results: Results) -> str:
-    plan = results.plan
-    venvs = common.interpreters(results.versions)
-    out = [
-        "# flask-gatekeeper behind gunicorn, under load",
-        "",
-        common.generated(
-            "load.py", results.smoke, results.seconds, "one short run, not numbers to quote."
-        ),
-        "",
-        f"- Machine: {common.machine()}; the load generator, gunicorn's worker and (for the "
-        "Redis rows) redis-server share its cores.",
-        f"- Interpreters: {venvs}.",
-        f"- Load generator: {results.generator}, to 127.0.0.1; a new connection per request "
-        "(a sync worker closes each one).",
-        "- Server: gunicorn, one server per configuration and traffic mix, "
-        f"`{' '.join(WORKER_SETTINGS)}` (the memory storage counts exactly in one process).",
-        f"- Every configuration: `GET /` returning `ok`, rate rules {RATE_LIMIT_RULES} and, "
-        f"where the peer has one, the ban rule {BAN_RULE}; werkzeug's `ProxyFix(x_for=1)` in "
-        "front (bare Flask too), so the client is the `X-Forwarded-For` value the generator "
-        "sends; each peer's defaults otherwise (refusals are 429s). What each peer lacks is in "
-        "[RESULTS.md](RESULTS.md).",
-        f"- Traffic: `normal`, {MIXES['normal']} ({plan.clients:,} per generator thread, in "
-        f"turn); `attack`, {MIXES['attack']} (the attacker, {ATTACKER}, is refused but for "
-        "what its rules admit, up to 20 a second in bursts and 100 per 10 s: the refused share "
-        "is a little under 90%, the more so the fewer requests per second a configuration "
-        "serves).",
-        f"- Runs: {'no warm-up' if not plan.warm_up else f'a {plan.warm_up} s warm-up per server'}"
-        f", then {plan.rounds} round(s) x {plan.seconds} s per server, the order shifted each "
-        "round; requests per second and latencies are medians over rounds, `x bare` the median "
-        "of per-round ratios to bare Flask serving the same mix (all 200s), with the lowest and "
-        "highest round in brackets; `refused` counts "
-        "all rounds. Worker memory is the one worker's RSS right after its last run, and its "
-        "peak; Redis memory is redis-server's `used_memory` growth since it started empty, "
-        "and the keys it holds, right after the last run (keys expire with their windows).",
-        "",
-    ]
-    found_targets = targets(results)
-    if found_targets:
-        out += ["## Target", "", found_targets, ""]
-    out += ["## Requests per second and latency", "", results_table(results), ""]
-    return "\n".join(out)
+    plan, found_targets = results.plan, targets(results)
+    return (
+        common.template(
+            "load.md",
+            generated=common.generated(
+                "load.py", results.smoke, results.seconds, "one short run, not numbers to quote."
+            ),
+            machine=common.machine(),
+            interpreters=common.interpreters(results.versions),
+            generator=results.generator,
+            settings=" ".join(WORKER_SETTINGS),
+            rules=RATE_LIMIT_RULES,
+            ban_rule=BAN_RULE,
+            normal=MIXES["normal"],
+            attack=MIXES["attack"],
+            clients=f"{plan.clients:,}",
+            attacker=ATTACKER,
+            warm_up=f"a {plan.warm_up} s warm-up per server" if plan.warm_up else "no warm-up",
+            rounds=plan.rounds,
+            seconds=plan.seconds,
+            targets=f"\n## Target\n\n{found_targets}\n" if found_targets else "",
+            table=results_table(results),
+        )
+        + "\n"
+    )
 
 
-def choose_generator(requested: str, smoke: bool) -> Optional[Generator]:
+def choose_generator(requested: str, smoke: bool, plan: Plan) -> Optional[Generator]:
     executable = shutil.which("wrk")
     if requested == "python":
-        return PythonLoad()
+        return PythonLoad(plan)
     if executable is not None:
-        return Wrk(executable)
+        return Wrk(executable, plan)
     if requested == "wrk" or smoke:
         return None
     log("wrk is not installed: falling back to the Python load generator (far slower)")
-    return PythonLoad()
+    return PythonLoad(plan)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -528,7 +445,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         help="auto: wrk when installed, else the Python one (--smoke then skips)",
     )
     args = parser.parse_args(argv)
-    generator = choose_generator(args.generator, args.smoke)
+    plan = SMOKE if args.smoke else FULL
+    generator = choose_generator(args.generator, args.smoke, plan)
     if generator is None:
         print(
             "load.py: skipped: wrk is not installed (Debian/Ubuntu: apt-get install wrk; "
@@ -536,12 +454,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             flush=True,
         )
         return
-    plan = SMOKE if args.smoke else FULL
-    results = Results(args.smoke, plan, f"{generator.name}, {generator.shape(plan)}")
+    results = Results(args.smoke, plan, generator.name)
     begun = time.perf_counter()
-    with started(
-        results, SMOKE_CONFIGURATIONS if args.smoke else FULL_CONFIGURATIONS, not args.smoke
-    ):
+    configurations = SMOKE_CONFIGURATIONS if args.smoke else FULL_CONFIGURATIONS
+    with started(results, configurations, not args.smoke):
         measure(results.servers, generator, plan)
     results.seconds = time.perf_counter() - begun
     common.publish(report(results), LOAD_MD, smoke=args.smoke, log=log)

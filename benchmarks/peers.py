@@ -1,30 +1,22 @@
-"""Side by side with the peers: per-request time, memory per client, Redis, flood.
+"""Side by side with the peers: time per request, memory per client, Redis, flood.
 
 Not a test: it prints one Markdown report (written to ``benchmarks/RESULTS.md`` too) and
-asserts no speed. ``make bench-peers`` runs it (about 25 minutes on two cores).
-``make bench-smoke`` runs ``--smoke``: tiny counts, no flood, and only the peers whose
-venvs are already built (it builds none, so it downloads nothing; it says which it skips).
+asserts no speed. ``make bench-peers`` runs it (about 25 minutes on two cores); ``--smoke``
+runs tiny counts with the peers whose venvs are built (it builds none, and says so).
 
-Bare Flask and flask-gatekeeper (this checkout) run on this driver's own interpreter;
-Flask-Limiter 4.x with ``limits`` (memory ``moving-window`` and ``fixed-window``, and the
-same on Redis) and the original flask-gatekeeper 1.0.0 (it has our module name) each in a
-venv of its own under ``benchmarks/.venvs/``, made and reused here (``common.venv_python``).
-Ours and the moving window are timed a second time with a route limit and a cost given by
-functions of the request (``FUNCTIONS``), in the same rounds. One long-lived worker per
-interpreter (``harness.py``, run as a script) builds the apps and times them when told
-to, so rounds interleave peers across processes: drifts in machine speed hit all alike.
-Timing is ``overhead.py``'s method, from the same harness.
+Bare Flask and ours run on this driver's interpreter; Flask-Limiter 4 (moving and fixed
+window, memory and Redis) and flask-gatekeeper 1.0.0 each in a venv of theirs under
+``benchmarks/.venvs/``. One long-lived worker per interpreter (``harness.py``) builds the
+apps and times them when told, so rounds interleave peers across processes.
 """
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Optional
@@ -55,8 +47,6 @@ log = common.logger("peers")
 
 @dataclass(frozen=True)
 class Plan:
-    """How much to measure: the full run, or the smoke run's tiny counts."""
-
     client_counts: tuple[int, ...]
     rounds: int
     requests: int
@@ -95,6 +85,7 @@ class Peer:
     lacks: str = ""
 
 
+HOOK = Peer("hook", "Flask + an empty before_request", "hook", OURS_VENV)
 BARE = Peer("bare", "bare Flask", "bare", OURS_VENV)
 OURS = Peer("ours", "flask-gatekeeper (this), sliding log", "ours", OURS_VENV)
 MOVING = Peer(
@@ -152,7 +143,7 @@ it adds them to (same rules and ban rule otherwise)."""
 
 @dataclass
 class Case:
-    """One configuration in one worker, and its per-round samples (µs per request)."""
+    """One configuration in one worker, and its samples (µs per request, one a round)."""
 
     peer: Peer
     mode: str
@@ -163,7 +154,6 @@ class Case:
     """The requests' ``Accept`` header, if any."""
     facts: dict[str, Any] = field(default_factory=dict)
     samples: list[float] = field(default_factory=list)
-    """Mean microseconds per request, one per round."""
 
     @property
     def kind(self) -> str:
@@ -237,7 +227,6 @@ class Results:
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
     timed: list[Case] = field(default_factory=list)
     functions: list[Case] = field(default_factory=list)
-    """The ``FUNCTIONS`` peers' cases, timed in the same rounds as ``timed``."""
     redis: list[Case] = field(default_factory=list)
     commands: dict[str, dict[str, int]] = field(default_factory=dict)
     redis_note: str = ""
@@ -312,41 +301,39 @@ def measure_redis(workers: dict[str, Worker], results: Results) -> None:
 
 
 def flood_one(peer: Peer, python: Interpreter, results: Results) -> None:
-    """One peer's flood, in a fresh worker (so that its RSS starts clean)."""
+    """One peer's flood, in a fresh worker (its RSS its own); ours is given the time to
+    finish."""
     plan = results.plan
     log(f"flood: {peer.label}")
-    worker = Worker(peer.venv, python)
-    try:
-        reply = worker.ask(
-            "flood",
-            peer=peer.key,
-            clients=plan.flood_clients,
-            every=plan.flood_every,
-            ceiling=plan.flood_ceiling,
-            budget=None if peer is OURS else plan.flood_budget,
-            **configuration(),
-        )
-    finally:
-        worker.close()
+    reply = common.once(
+        peer.venv,
+        python,
+        "flood",
+        peer=peer.key,
+        clients=plan.flood_clients,
+        every=plan.flood_every,
+        ceiling=plan.flood_ceiling,
+        budget=None if peer is OURS else plan.flood_budget,
+        **configuration(),
+    )
     log(f"flood done: {peer.label} ({reply['stopped']})")
+    base = reply["points"][0]["traced"]
+    for point in reply["points"]:  # growth since just before the flood
+        point["traced"] -= base
     results.flood[peer.key] = reply
 
 
 def measure_memory_and_flood(
     workers: dict[str, Worker], pythons: dict[str, Interpreter], results: Results
 ) -> None:
-    """After the timings, two processes at a time (each is single-threaded): memory does
-    not depend on speed; only how far a peer's flood gets within its budget does. Ours'
-    flood, the longest, starts first; the rest share the other core."""
-    floods = results.peers
-    tasks: list[Callable[[], None]] = []
-    if OURS in floods:
-        tasks.append(partial(flood_one, OURS, pythons[OURS.venv], results))
-    tasks += [partial(memory_in, worker, venv, results) for venv, worker in workers.items()]
-    tasks += [partial(flood_one, p, pythons[p.venv], results) for p in floods if p is not OURS]
-    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
-        for future in [pool.submit(task) for task in tasks]:
-            future.result()
+    """After the timings, two at a time (memory does not depend on speed; only how far a
+    peer's flood gets in its budget does): ours' flood, the longest, first."""
+    floods = sorted(results.peers, key=lambda peer: peer is not OURS)
+    common.two_at_a_time(
+        [partial(flood_one, floods[0], pythons[floods[0].venv], results)]
+        + [partial(memory_in, worker, venv, results) for venv, worker in workers.items()]
+        + [partial(flood_one, peer, pythons[peer.venv], results) for peer in floods[1:]]
+    )
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -596,179 +583,70 @@ def targets(results: Results) -> str:
     return found_targets.table()
 
 
-def function_section(results: Results) -> list[str]:
-    """What the ``FUNCTIONS`` peers measure, and their table."""
-    readings = ", ".join(
+def readings(cases: Sequence[Case]) -> str:
+    """The clock readings per admitted request at one client, of each peer that has one."""
+    return ", ".join(
         f"{case.peer.short} {case.facts['clock_readings_per_request']:.2f}"
-        for case in results.functions
-        if case.clients == 1
+        for case in cases
+        if case.mode == "admitted" and case.clients == 1 and case.peer is not BARE
     )
-    return [
-        "## A route limit and a cost computed for each request",
-        "",
-        "The same app and rules, with `GET /` also under a route limit given by a function "
-        "of the request and a cost given by another. Ours: "
-        "`gk.specific(plan_limit, cost=batch_cost)`; Flask-Limiter (moving window): "
-        "`limiter.limit(plan_limit, cost=batch_cost, override_defaults=False)`, so that its "
-        "default limits keep applying on the route, as ours' global rules do. `plan_limit` "
-        f'returns `"{harness.PRO_LIMIT}"` when the `X-Plan` header says `pro`, and '
-        f'`"{harness.FREE_LIMIT}"` otherwise; `batch_cost` returns '
-        '`int(request.args.get("n", "1"))`. Every request is `GET /?n=2` with `X-Plan: pro`: '
-        "both functions run for each request, which counts twice in the route's limit and "
-        "once in the global rules, and is admitted (at one client, 4 requests per simulated "
-        "second cost 480 a minute, of 1000).",
-        "",
-        "Timed in the same rounds as the table above, with the same client counts, warm-up "
-        "and fake clocks (readings per request at one client: "
-        f"{readings or 'none measured'}); the route's logs are not filled beforehand (at one "
-        "client the warm-up fills its window; at more, a client's turns are further apart, "
-        "250 s at 1,000 clients, so its window holds its latest request only). Ours' memory "
-        "bound is doubled to 200 000 logs here: it counts logs, and each client has two "
-        "(the global rules' and the route's), so 100 000 clients would evict one another "
-        "under the default. The last "
-        "column is the row's time minus the same peer's with the global rules alone (the "
-        "table above, same clients, paired by round): what the route's functions, limit and "
-        "cost add. Flask-Limiter's fixed window is not measured in this configuration.",
-        "",
-        function_table(results),
-        "",
-    ]
 
 
 def report(results: Results) -> str:
-    plan = results.plan
-    venvs = common.interpreters(results.versions)
-    readings = ", ".join(
-        f"{case.peer.short} {case.facts['clock_readings_per_request']:.2f}"
-        for case in results.timed
-        if case.mode == "admitted" and case.clients == 1 and case.peer is not BARE
+    plan, smoke = results.plan, results.smoke
+    redis = results.redis_note.capitalize() + "."
+    if not results.redis_note:
+        redis = common.template(
+            "results-redis.md",
+            clients=f"{plan.redis_clients:,}",
+            rounds=plan.redis_rounds,
+            requests=f"{plan.redis_requests:,}",
+            monitored=f"{plan.monitor_requests:,}",
+            table=redis_table(results),
+            ping=f"{results.ping:.1f}",
+        )
+    return (
+        common.template(
+            "results.md",
+            generated=common.generated(
+                "peers.py", smoke, results.seconds, "tiny counts, not numbers to quote."
+            ),
+            machine=common.machine(),
+            python=platform.python_version(),
+            interpreters=common.interpreters(results.versions),
+            rules=RATE_LIMIT_RULES,
+            ban_rule=BAN_RULE,
+            lacks="; ".join(f"{peer.label}: {peer.lacks}" for peer in ALL if peer.lacks),
+            unmeasured="".join(
+                f"\n- Not measured (its venv is not built): {peer.label}."
+                for peer in ALL
+                if peer not in results.peers
+            ),
+            targets=targets(results),
+            rounds=plan.rounds,
+            requests=f"{plan.requests:,}",
+            time_table=time_table(results.timed, results.peers),
+            readings=readings(results.timed),
+            pro_limit=harness.PRO_LIMIT,
+            free_limit=harness.FREE_LIMIT,
+            function_readings=readings(results.functions) or "none measured",
+            function_table=function_table(results),
+            memory_clients=f"{plan.memory_clients:,}",
+            memory_table=memory_table(results.memory, results.peers),
+            redis=redis,
+            flood_clients=f"{plan.flood_clients:,}",
+            flood_every=f"{plan.flood_every:,}",
+            ceiling=f"{plan.flood_ceiling / 2**30:g}",
+            budget=f"{plan.flood_budget:g}",
+            check=f"{plan.flood_every // 10:,}",
+            flood_table=flood_table(results.flood),
+        )
+        + "\n"
     )
-    out = [
-        "# flask-gatekeeper side by side with its peers",
-        "",
-        common.generated(
-            "peers.py", results.smoke, results.seconds, "tiny counts, not numbers to quote."
-        ),
-        "",
-        f"- Machine: {common.machine()}; driver Python {platform.python_version()}.",
-        f"- Interpreters: {venvs}.",
-        f"- The same configuration for every peer: rate rules {RATE_LIMIT_RULES} and, where the "
-        f"peer has one, the ban rule {BAN_RULE}; clients told apart by `REMOTE_ADDR`; one "
-        "`GET /` view returning `ok`; each peer's defaults otherwise (ours: no RateLimit "
-        "headers, memory bound 100 000 clients).",
-        "- What each peer lacks: "
-        + "; ".join(f"{peer.label}: {peer.lacks}" for peer in ALL if peer.lacks)
-        + ". Flask-Limiter checks its limits one by one, not atomically: a request refused "
-        "by one limit may already count against another.",
-        *(
-            f"- Not measured (its venv is not built): {peer.label}."
-            for peer in ALL
-            if peer not in results.peers
-        ),
-        "",
-        "End to end, behind gunicorn under real HTTP load (normal traffic, and an attack "
-        "where 9 requests in 10 are refused): [LOAD.md](LOAD.md), written by "
-        "`benchmarks/load.py`.",
-        "",
-        "The same configurations counted in instructions per request under callgrind, "
-        "which the timing noise of a shared machine does not move: "
-        "[INSTRUCTIONS.md](INSTRUCTIONS.md), written by `benchmarks/instructions.py`.",
-        "",
-        "## Targets",
-        "",
-        "Overhead is the per-request time minus bare Flask's, the median of per-round "
-        "differences (admitted requests).",
-        "",
-        targets(results),
-        "",
-        "## Per-request time, admitted and refused",
-        "",
-        f"{plan.rounds} rounds x {plan.requests:,} requests per configuration, interleaved across "
-        "the worker processes; medians over rounds; spread is half the interquartile range. "
-        "Ratios are medians of per-round ratios of per-request times: the row's over bare "
-        "Flask's (admitted, same clients), or over the column's peer's (same mode and clients).",
-        "",
-        time_table(results.timed, results.peers),
-        "",
-        "How every peer stays on its admitted path without sleeping: its clock is faked, not its "
-        "rules. Ours gets a C-level `itertools.count(...).__next__` as `MemoryStorage(clock=...)`; "
-        "Flask-Limiter's memory storage (`limits.storage.memory`, read by requests and by its "
-        "expiry thread) and 1.0.0 (`flask_gatekeeper.gatekeeper`) call `time.time()`, so the "
-        "`time` of those modules is replaced by an object whose `time` is such a clock. Each "
-        "reading moves the clock on by 0.25 s divided by the readings the peer makes per request "
-        f"(measured at one client: {readings}), so every client of every peer sends 4 requests "
-        "per simulated second at one client (fewer as clients take turns): every rule is "
-        "evaluated and admits. Before timing, every client is tracked and its log is in steady "
-        "state: at one client after 500 requests; at more clients, ours' ring and 1.0.0's "
-        "deque are filled to the largest count (100) directly in their data structures (1.0.0 "
-        "then filters all 100 entries for each rule of each request, as on a long-running "
-        "server), while Flask-Limiter's lists hold what its expiry thread leaves (nothing older "
-        "than a window). The refusal rows freeze the clock with one client over 20 per second. "
-        "Flask-Limiter's expiry thread (a `threading.Timer` re-armed by requests, sweeping every "
-        "key) runs inside its timings where it overlaps them; the worker waits for the last "
-        "sweep before it answers, so a sweep never overlaps another peer's timing.",
-        "",
-        *function_section(results),
-        "## Memory per tracked client",
-        "",
-        "Traced memory growth (tracemalloc, after a full collection) divided by "
-        f"{plan.memory_clients:,} clients, once each client made 1 and then 20 requests; "
-        "environs and their `REMOTE_ADDR` strings built afresh per request (as a server does), "
-        "the collector on. The fake clocks move 0.1 µs per reading, so all 20 requests stay in "
-        "every window and are admitted (the state right after a burst), and each reading is a "
-        "new float, as `time.time()` returns. Measured after the timings, alongside the floods: "
-        "memory does not depend on speed.",
-        "",
-        memory_table(results.memory, results.peers),
-        "",
-        "## Redis",
-        "",
-    ]
-    if results.redis_note:
-        out.append(results.redis_note.capitalize() + ".")
-    else:
-        out += [
-            f"A local redis-server started by the driver (no persistence); {plan.redis_clients:,} "
-            "clients in turn on real clocks (each client then stays far below 20 requests per "
-            f"second: every request is admitted); {plan.redis_rounds} rounds x "
-            f"{plan.redis_requests:,} requests, interleaved. Client commands per request counted "
-            f"with MONITOR over {plan.monitor_requests:,} requests on a dedicated connection "
-            "(commands a script runs show there as `lua` and are not counted). Ours: "
-            '`storage="redis://..."`; Flask-Limiter: `storage_uri="redis://..."` (a database '
-            "each); 1.0.0 has no Redis storage. The PING row is bare Flask with a "
-            "`before_request` that makes one redis-py PING: the round trip any Redis limiter "
-            "pays per request, the Redis target's yardstick.",
-            "",
-            redis_table(results),
-            "",
-            f"For scale, one redis-py PING round trip from the same process takes "
-            f"{results.ping:.1f} µs on this machine when PINGs follow one another (Redis "
-            "never idle, unlike between requests); `benchmarks/redis_roundtrip.py` breaks "
-            "a Redis request down further.",
-        ]
-    out += ["", "## Flood", ""]
-    out += [
-        f"{plan.flood_clients:,} distinct clients, one request each, as fast as one process "
-        "serves them, on real clocks and each peer's default memory bound. Traced memory "
-        f"(since the start) / RSS every {plan.flood_every:,} clients, and seconds since the "
-        "start: tracemalloc slows every peer about fourfold, and two floods share the two "
-        f"cores. A peer stops past {plan.flood_ceiling / 2**30:g} GiB RSS or "
-        f"{plan.flood_budget:g} s (checked every {plan.flood_every // 10:,} clients); ours "
-        "runs to the end.",
-        "",
-        flood_table(results.flood),
-        "",
-        "Ours keeps at most `max_clients` logs and drops the least recently seen. "
-        "Flask-Limiter's memory storage keeps every key its expiry thread has not removed; "
-        "that thread sweeps every key about every 10 ms, so each request gets slower as keys "
-        "pile up, and the moving window leaves each emptied key (with an empty list) in "
-        "place. flask-gatekeeper 1.0.0 never forgets a client.",
-    ]
-    return "\n".join(out) + "\n"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.parser(__doc__, "tiny counts, no flood: checks that everything runs")
+    smoke = common.parser(__doc__, "tiny counts: checks that everything runs")
     args = smoke.parse_args(argv)
     plan = SMOKE if args.smoke else FULL
     started = time.perf_counter()

@@ -1,33 +1,15 @@
 """What one Redis request costs, next to one redis-py PING from the same process.
 
-Not a test: it prints a Markdown table and asserts no speed.
+Not a test: it prints a Markdown table (a few minutes; ``--smoke``: tiny counts;
+``--hiredis``: the same again in ``benchmarks/.venvs/hiredis``, built on first use).
 
-    python benchmarks/redis_roundtrip.py              # full run (a few minutes)
-    python benchmarks/redis_roundtrip.py --hiredis    # the same again with hiredis
-    python benchmarks/redis_roundtrip.py --smoke      # tiny counts: checks that it runs
-
-On a throwaway local redis-server (no persistence), with 10 000 distinct clients
-taken in turn on the real clocks (each far below the seed's 20 per second, so every
-request is admitted and recorded), interleaved round by round (``common.run_rounds``):
-
-- a PING and an EVALSHA of ``hit.lua`` written on a bare socket (RESP2, no client
-  library): the floor of a round trip, and of a round trip that runs the script;
-- a PING through redis-py: the yardstick of the targets;
-- ``client.evalsha(...)`` through redis-py with the arguments built beforehand: redis-py's
-  own command path for the same script call;
-- ``RedisStorage.hit`` for the seed's two rules: what the storage adds (its arguments,
-  its call and its decision), through the same client as the PING; and the same through
-  ``client.evalsha``, the path Redis Cluster and wrapped clients take;
-- bare Flask, and GateKeeper with the seed's rules and ban rule on that Redis: the whole
-  per-request overhead.
-
-The raw EVALSHA and ``client.evalsha`` send, for each client, the keys and arguments
-``storage.hit`` sent for it during the warm-up (captured at ``RedisStorage._run``). The
-time the script takes inside Redis is Redis's own ``usec_per_call`` for EVALSHA
-(``INFO commandstats``) over the timed rounds. Ratios are medians of per-round ratios to
-the redis-py PING of the same round. ``--hiredis`` runs the same measurement again in
-``benchmarks/.venvs/hiredis`` (this interpreter's Flask, Werkzeug and redis-py, plus
-hiredis, built on first use) against the same server, and prints both tables.
+On a throwaway redis-server, 10 000 clients in turn on real clocks (all admitted),
+interleaved rounds of: PING and EVALSHA of ``hit.lua`` on a bare socket (the round trip,
+and with the script); a redis-py PING (the yardstick); ``client.evalsha`` with the
+arguments ``RedisStorage.hit`` sent in the warm-up; ``RedisStorage.hit`` for the seed's
+rules, direct and through ``client.evalsha`` (Redis Cluster's path); bare Flask, bare
+Flask making a PING, and ours on that Redis. The script's own time is Redis's
+``usec_per_call`` (``INFO commandstats``). Ratios are medians of per-round ratios.
 """
 
 from __future__ import annotations
@@ -44,6 +26,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import common
 import harness
 import redis
 import redis.utils
@@ -75,7 +58,7 @@ OURS = "GateKeeper request, seed's rules and ban rule"
 
 
 def stopwatch(label: str, run: Callable[[int], object]) -> Series:
-    """A row timed around ``run(count)``, which makes that many calls (or requests)."""
+    """A row timed around ``run(count)``, which makes that many calls."""
 
     def ns(count: int) -> int:
         started = time.perf_counter_ns()
@@ -83,15 +66,6 @@ def stopwatch(label: str, run: Callable[[int], object]) -> Series:
         return time.perf_counter_ns() - started
 
     return Series(label, ns)
-
-
-def resp(*words: object) -> bytes:
-    """One command in RESP, as a client library writes it."""
-    parts = [b"*%d\r\n" % len(words)]
-    for word in words:
-        data = str(word).encode()
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
 
 
 class Raw(Resp):
@@ -132,8 +106,8 @@ def rows(url: str, port: int, clients: int) -> tuple[list[Series], Any]:
             storage.hit(name, scopes)
     finally:
         RedisStorage._run = run_script  # type: ignore[method-assign]
-    commands = [resp("EVALSHA", _HIT.sha, len(keys), *keys, *args) for keys, args in sent]
     calls = [(_HIT.sha, len(keys), *keys, *args) for keys, args in sent]
+    commands = [common.resp("EVALSHA", *call) for call in calls]
     raw = Raw(port)
 
     def ping(count: int) -> None:

@@ -1,14 +1,10 @@
 """Each strategy at a big quota (10 000 per day): memory per client, time per request,
-and Redis bytes per client. Not a test; it prints a Markdown table.
+and Redis bytes per client. Not a test: it prints a Markdown table (about a minute;
+``--smoke``: tiny counts).
 
-    python benchmarks/strategies.py            # full run (about a minute)
-    python benchmarks/strategies.py --smoke    # tiny counts: checks that it runs
-
-Memory is traced growth (tracemalloc) divided by the clients, after each client made 1
-and then ``REQUESTS`` requests (the sliding log grows with them; the others do not).
-Time is ``MemoryStorage.hit`` alone, per request, with a C-level advancing clock. Redis
-bytes are ``MEMORY USAGE`` of a client's keys on a throw-away local redis-server, when one
-is installed.
+Memory is traced growth per client after 1 and then ``requests`` requests each (only the
+sliding log grows with them); time is ``MemoryStorage.hit`` alone on a C-level clock;
+Redis bytes are ``MEMORY USAGE`` of a client's keys on a throwaway redis-server.
 """
 
 from __future__ import annotations

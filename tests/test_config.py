@@ -258,6 +258,11 @@ def team_key() -> Optional[str]:
     return "team-" + request.headers.get("x-user", "")
 
 
+def remembers_refusals(subject: Subject) -> bool:
+    """Whether the app answers a shared storage's refusals again without asking it."""
+    return subject.app.extensions["gatekeeper"].known is not None
+
+
 def state_file_name(subject: Subject) -> Optional[str]:
     """The name of the file the app keeps its bans in, if any."""
     state_file = subject.app.extensions["gatekeeper"].state_file
@@ -485,6 +490,16 @@ SCENARIOS: dict[str, Scenario] = {
         from_config="gatekeeper-config.json",
         given=STATE_DIRECTORY / "gatekeeper-given.json",
         from_given="gatekeeper-given.json",
+    ),
+    "cache_refusals": Scenario(
+        remembers_refusals,
+        default=True,
+        config=False,
+        from_config=False,
+        given=True,
+        from_given=True,
+        base={"GATEKEEPER_STORAGE_URI": Fresh(redis_storage)},
+        redis=True,
     ),
     "key_func": Scenario(
         refused_key({"x-user": "alice"}),

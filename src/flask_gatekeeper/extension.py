@@ -99,6 +99,7 @@ class GateKeeper:
         concurrency: Optional[int] = None,
         concurrency_lease: Optional[float] = None,
         state_file: Union[str, os.PathLike[str], None] = None,
+        cache_refusals: Optional[bool] = None,
         **unexpected: NoReturn,
     ) -> None:
         if unexpected:  # Flask-Limiter's names, or typos: say which option was meant
@@ -324,6 +325,7 @@ class GateKeeper:
         key = gate.settings.identifier.ban_key(client, force)
         storage = gate.settings.storage
         storage.ban(key, duration)
+        gate.forget_refusals(None if gate.settings.identifier.is_network(key) else key)
         detail = storage.ban_detail(key)  # a longer ban may stand
         gate.events.banned(key, detail.left if detail else 0.0, MANUAL, detail)
 
@@ -332,6 +334,7 @@ class GateKeeper:
         gate = self._gate()
         key = gate.settings.identifier.key_for(client)
         was_banned = gate.settings.storage.unban(key)
+        gate.forget_refusals()
         if was_banned:
             gate.events.unbanned(key)
         return was_banned
@@ -369,9 +372,11 @@ class GateKeeper:
                 names |= gate.policies.own_scopes(endpoint)
             for name in sorted(names):
                 storage.reset(key, name)
+            gate.forget_refusals()
             return
         was_banned = storage.banned_for(key) > 0
         storage.reset(key)
+        gate.forget_refusals()
         if was_banned:
             gate.events.unbanned(key)
 

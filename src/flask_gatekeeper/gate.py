@@ -36,6 +36,7 @@ from .errors import StorageCallError, StorageError
 from .events import Events
 from .headers import policy_name, rate_limit_headers
 from .identify import Client
+from .known import KnownRefusals
 from .options import Settings
 from .outage import RETRY_INTERVAL, OutageGuard
 from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope, owners, within
@@ -167,6 +168,12 @@ class Gate:
         self._warned_no_refund = False
         self._ready: dict[tuple[object, ...], tuple[str, list[tuple[str, str]]]] = {}
         """Refusal responses made, by what makes them (see ``_refuse``)."""
+        self.known: Optional[KnownRefusals] = None
+        """Refusals of a shared storage, answered again without asking it (``known``)."""
+        changes = getattr(settings.storage, "operator_changes", None)
+        if settings.cache_refusals and changes is not None:
+            clock = getattr(settings.storage, "clock", None) or time.monotonic
+            self.known = KnownRefusals(changes, clock, limits=self._strike is None)
         self.state_file: Optional[StateFile] = None
         if settings.state_file is not None:
             assert isinstance(settings.storage, MemoryStorage)  # load_settings checked
@@ -280,6 +287,7 @@ class Gate:
             self.ask_storage(storage.ban, client, 0)
         self.events.reported(client, banned_for, reason, self.ban_detail(client, banned_for))
         if banned_for is not None:
+            self.forget_refusals(client)
             self._escalate(client)
         return banned_for is not None
 
@@ -302,6 +310,7 @@ class Gate:
         if decision.admitted and decision.usage is not None and decision.usage.remaining:
             return
         if not isinstance(self.ask_storage(storage.ban, network, rule.duration, SUBNET), Down):
+            self.forget_refusals()  # its addresses' 429s would hide the network's 403
             self.events.banned(network, rule.duration, SUBNET, self.ban_detail(network))
 
     def ban_detail(self, client: str, banned_for: Optional[float] = 0) -> Optional[BanDetail]:
@@ -441,20 +450,36 @@ class Gate:
         own); ``token``: the request's slot, taken under ``client``, in every scope with a
         concurrency limit."""
         hit, strike, usage = self.settings.storage.hit, self._strike, usage and bool(scopes)
+        known = self.known
+        if known is not None:
+            remembered = known.refusal(client, scopes, also, usage)
+            if remembered is not None:
+                return remembered
         decision: Union[Decision, Down]
         if self.guard.down:
             decision = self.ask_storage(
                 hit, client, scopes, usage=usage, strike=strike, also=also, token=token
             )
-            if not isinstance(decision, Down):
-                return decision
         else:  # a call made while the storage is up ends no outage: ask_storage's work skipped
             try:
-                return hit(client, scopes, usage=usage, strike=strike, also=also, token=token)
+                decision = hit(client, scopes, usage=usage, strike=strike, also=also, token=token)
             except Exception as exc:  # each failure as its class says (see _failed)
                 self._failed(exc, hit)
+                decision = DOWN
+        if not isinstance(decision, Down):
+            if known is not None and not decision.admitted:
+                known.learn(client, scopes, decision)
+            return decision
         self._unanswered()
         return None
+
+    def forget_refusals(self, client: Optional[str] = None) -> None:
+        """An operator ended or shortened refusals here: this process forgets what it
+        remembers at once (the others within a second: the storage counts the change).
+        With ``client``: this process banned it, so its remembered 429s go (the next
+        request meets the ban)."""
+        if self.known is not None:
+            self.known.forget(client)
 
     def _unanswered(self) -> None:
         """No decision could be made: refuse with 503 when failing closed, else admit."""
@@ -517,6 +542,7 @@ class Gate:
             detail = self.ban_detail(client, decision.new_ban)
             self.events.reported(client, decision.new_ban, RATE_LIMIT, detail)
             if decision.new_ban is not None:
+                self.forget_refusals(client)
                 self._escalate(client)
         if decision.concurrency:
             limit = ConcurrencyLimit(decision.concurrency)

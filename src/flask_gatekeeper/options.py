@@ -379,6 +379,13 @@ OPTIONS: tuple[Option, ...] = (
         "longest hold of a slot",
     ),
     Option("state_file", "GATEKEEPER_STATE_FILE", parse_state_file, None, "bans kept on restart"),
+    Option(
+        "cache_refusals",
+        "GATEKEEPER_CACHE_REFUSALS",
+        _bool,
+        True,
+        "refusals of a shared storage answered again in-process",
+    ),
 )
 """Every option. Those of the app are in the constructor's order (the first four are
 flask-gatekeeper 1.0's), those of routes in ``specific()``'s."""
@@ -447,6 +454,9 @@ class Settings:
     """Seconds after which a slot that was never released frees by itself."""
     state_file: Optional[Path]
     """Where the memory storage's bans are kept across restarts (``state_file``)."""
+    cache_refusals: bool
+    """Each process answers the refusals a shared storage made again until they end
+    (``known``): no round trip for a client already refused."""
     ip_header_trusted: bool
     """False when ``ip_header`` is believed without ``trusted_proxies`` (init_app warns)."""
     sources: Mapping[str, tuple[object, str]]

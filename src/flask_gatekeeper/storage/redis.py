@@ -443,6 +443,8 @@ class RedisStorage:
         self._registry: tuple[float, NetworkLengths] = (-math.inf, NO_LENGTHS)
         """This process's copy of the registry of network bans, and when it was read (on
         ``clock``, else ``time.monotonic``)."""
+        self._changes: tuple[float, int] = (-math.inf, 0)
+        """The count of operator changes, read with the registry, and when."""
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStorage:
@@ -502,10 +504,13 @@ class RedisStorage:
     def _copy_time(self) -> float:
         return (self.clock or time.monotonic)()
 
-    def _keep(self, read_at: float, members: list[Any]) -> NetworkLengths:
-        """Keep the registry's answer, read at ``read_at``, as this process's copy."""
+    def _keep(self, read_at: float, answer: list[Any]) -> NetworkLengths:
+        """Keep the registry's answer (the count of operator changes, then the lengths
+        in use), read at ``read_at``, as this process's copy."""
+        count, *members = answer
         lengths = _lengths(members)
         self._registry = (read_at, lengths)
+        self._changes = (read_at, int(count))
         return lengths
 
     def _registry_call(
@@ -514,7 +519,7 @@ class RedisStorage:
         """Run ``networks.lua``: "read" the registry, or "add" or "remove" an ``entry``
         (a network's key, its version and length, when its ban ends); the answer becomes
         this process's copy."""
-        keys = [self._registry_key("lengths")]
+        keys = [self._registry_key("lengths"), self._registry_key("changes")]
         args: list[Union[int, str]] = [self._now_argument(), action]
         if entry is not None:
             network, (version, length), end = entry
@@ -583,7 +588,7 @@ class RedisStorage:
         other_bans = [self._key(other, "ban") for other in also]
         keys = [self._key(client, "ban"), self._key(client, "reports"), *other_bans]
         if registry:
-            keys.append(self._registry_key("lengths"))
+            keys += [self._registry_key("lengths"), self._registry_key("changes")]
         keys += scope_keys
         args: list[_Argument] = [
             self._now_argument(),
@@ -805,7 +810,25 @@ class RedisStorage:
         network = network_of(client)
         if end and network is not None:
             self._registry_call("remove", (client, network, end))
+        self._changed()
         return end > 0
+
+    def _changed(self) -> None:
+        """Count one operator action that may end refusals (an unban, a reset): every
+        process's ``KnownRefusals`` forgets what it remembers once it reads the count,
+        which comes along with the registry of network bans (same hash tag)."""
+        with _storage_errors():
+            self.client.incr(self._registry_key("changes"))
+
+    def operator_changes(self, *, cached: bool = False) -> Optional[int]:
+        """How many operator actions ended refusals so far: this process's copy, read
+        along with the registry (no call), or None with ``cached`` when it is older than
+        ``NETWORK_REFRESH``; without ``cached``, read now (one script, the registry's)."""
+        read_at, count = self._changes
+        if cached:
+            return count if self._copy_time() - read_at < NETWORK_REFRESH else None
+        self._registry_call("read")
+        return self._changes[1]
 
     def network_lengths(self, *, cached: bool = False) -> NetworkLengths:
         """The registry (one script), or with ``cached`` this process's copy while it is
@@ -875,3 +898,4 @@ class RedisStorage:
         if keys:
             with _storage_errors():
                 self.client.delete(*keys)
+        self._changed()

@@ -45,9 +45,13 @@ local function set_ban(ban_key, now, duration, strikes, forget_after, reason)
   expire_after(ban_key, finish + forget_after - now)
 end
 
--- The registry of network bans: the lengths ("4/24") that a network banned now uses.
-local function live_lengths(lengths_key, now)
-  return redis.call('ZRANGEBYSCORE', lengths_key, '(' .. int(now), '+inf')
+-- The registry of network bans, as every script returns it: the count of operator
+-- actions that ended refusals (unban, reset), then the lengths ("4/24") that a network
+-- banned now uses. Both keys share the registry's hash tag.
+local function registry_answer(lengths_key, changes_key, now)
+  local answer = redis.call('ZRANGEBYSCORE', lengths_key, '(' .. int(now), '+inf')
+  table.insert(answer, 1, tonumber(redis.call('GET', changes_key) or 0))
+  return answer
 end
 
 -- Whether the ban was made without the ban rule, by hand or by the subnet ban rule (its

@@ -2,7 +2,8 @@
 -- check, record and take a slot if admitted.
 -- KEYS: ban, reports, the bans of the other clients that refuse this request too (the
 -- address behind a key_func key, the client's banned networks, the keys of rules with
--- their own), the registry of network bans when ARGV[13] is "1", then per scope its
+-- their own), the registry of network bans and the count of operator changes when
+-- ARGV[13] is "1", then per scope its
 -- sliding log (a list, newest first) followed by one state key per stateful rule, one
 -- sorted set per distinct rule and, when it has a concurrency limit, its slots (see
 -- read_scopes).
@@ -13,8 +14,8 @@
 -- recording (no slot either);
 -- ARGV[11]: how many other clients' bans follow the reports key; ARGV[12]: the request's
 -- token, its slot in every scope with a concurrency limit (mode 1 only; "": it takes
--- none, and those limits are not checked); ARGV[13]: "1" to return the prefix lengths of
--- the networks banned now; from ARGV[14], the scopes as read_scopes reads them (each
+-- none, and those limits are not checked); ARGV[13]: "1" to return the registry (the
+-- count of changes, then the prefix lengths of the networks banned now); from ARGV[14], the scopes as read_scopes reads them (each
 -- with its cost).
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban, lengths, reserved}:
 -- status 0
@@ -22,7 +23,7 @@
 -- client's own ban or i for the i-th other client's), 2 limited, 3 too many in flight
 -- (then `rule` is the full scope's index, from 0); rules are numbered over every scope
 -- from 0, in each scope sliding-log rules, then stateful, then distinct; -1 means none;
--- `lengths` as networks.lua returns them, when asked (else empty); `reserved`, once
+-- `lengths` the registry as networks.lua returns it, when asked (else empty); `reserved`, once
 -- recorded, what each deferred scope's Reservation holds, in order (absent otherwise).
 -- LPUSH `times` copies of `value` (never more than the log keeps: further copies would
 -- only be trimmed), PUSH_CHUNK at a time: unpack fails past about 8000 values.
@@ -42,8 +43,8 @@ local now = clock(ARGV[1])
 local mode, others = tonumber(ARGV[10]), tonumber(ARGV[11])
 local registry, lengths = 0, {}
 if ARGV[13] == '1' then
-  registry = 1
-  lengths = live_lengths(KEYS[3 + others], now)
+  registry = 2  -- keys: the lengths in use, the count of changes
+  lengths = registry_answer(KEYS[3 + others], KEYS[4 + others], now)
 end
 if mode ~= 2 then
   local longest, banned = 0, -1

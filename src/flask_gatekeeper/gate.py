@@ -38,7 +38,7 @@ from .events import Events
 from .headers import policy_name, rate_limit_headers
 from .identify import Client
 from .outage import RETRY_INTERVAL, OutageGuard
-from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope, owners, within
+from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, owners
 from .refusals import (
     Banned,
     Denied,
@@ -50,6 +50,7 @@ from .refusals import (
 from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
 from .state_file import StateFile
 from .storage import MemoryStorage
+from .storage.plan import Scope, within
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment

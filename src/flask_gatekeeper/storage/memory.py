@@ -46,10 +46,10 @@ from ..decision import (
     Usage,
 )
 from ..errors import ConfigError, ConfigTypeError
-from ..policy import GLOBAL_SCOPE, Scope, within
 from ..rules import BanRule, Rule
 from ..units import instant, microseconds, seconds
 from .base import RECORD_DEPRECATED, Clock
+from .plan import GLOBAL_SCOPE, Scope, within
 
 __all__ = ["DEFAULT_MAX_CLIENTS", "MemoryStorage", "Saved", "SavedBan"]
 
@@ -150,14 +150,57 @@ def _append_copies(log: _Log, depth: int, now: int, times: int) -> None:
     log.head = end % size
 
 
-def _longest_wait(log: Optional[_Log], scope: Scope, now: int) -> tuple[float, Optional[Rule]]:
-    """The longest wait, in microseconds, that the scope's sliding-log rules impose on a
-    request of the scope's cost, and the rule that imposes it; (0, None) when they all
-    admit it. One index per rule, whatever its count."""
+_Thresholds = tuple[tuple[int, int, Rule], ...]
+
+
+class _Plan:
+    """What this storage derives from a scope, once per scope object (kept in its
+    ``derived`` table, so that a request reads it in one lookup).
+
+    ``thresholds``: for each sliding-log rule, which timestamp decides (the n-th
+    newest: the request is refused while it is within the window; n < 1 when the cost
+    is over the count), the window in microseconds, and the rule. ``plain``: only
+    sliding-log rules, each able to admit the cost, recorded at once and without slots:
+    the one-scope case that ``hit`` decides on a short path."""
+
+    __slots__ = ("named", "plain", "ring", "thresholds")
+
+    def __init__(self, scope: Scope) -> None:
+        cost = scope.cost
+        self.named = None if scope.name == GLOBAL_SCOPE else scope.name
+        """The scope's name in its logs' keys (None: the global scope's are the keys)."""
+        self.ring = scope.depth if cost == 1 else -1
+        """The length of a full log that a request of cost 1 records in place (-1: none)."""
+        self.thresholds = tuple(
+            (rule.count - cost + 1, rule.window_us, rule) for rule in scope.logged
+        )
+        plain = bool(self.thresholds) and all(needed >= 1 for needed, _, _ in self.thresholds)
+        self.plain = plain and not (
+            scope.stateful or scope.distinct or scope.deferred or scope.concurrency
+        )
+
+
+_PLAN = "memory"
+"""The name this storage's ``_Plan`` of a scope is kept under in ``Scope.derived``."""
+
+
+def _plan(scope: Scope) -> _Plan:
+    plan: Optional[_Plan] = scope.derived.get(_PLAN)
+    if plan is None:
+        plan = scope.derived[_PLAN] = _Plan(scope)
+    return plan
+
+
+def _longest_wait(
+    log: Optional[_Log], thresholds: _Thresholds, now: int
+) -> tuple[float, Optional[Rule]]:
+    """The longest wait, in microseconds, that a scope's sliding-log rules (its plan's
+    ``thresholds``) impose on a request of the scope's cost, and the rule that imposes
+    it; (0, None) when they all admit it. One index per rule, whatever its count."""
     longest: float = 0
     worst = None
     size, head = (0, 0) if log is None else (len(log), log.head)
-    for needed, window, rule in scope.thresholds:
+    for needed, window, rule in thresholds:
         wait: float
         if needed < 1:  # more than the rule ever admits
             wait = window
@@ -433,26 +476,35 @@ class MemoryStorage:
             if not scopes:
                 return ADMITTED
             logs = self._logs
-            if token is None and len(scopes) == 1 and scopes[0].plain:
-                # The common case, kept short (each call costs): one scope of sliding-log
-                # rules (``Scope.plain``) that a tracked client's full ring admits is
-                # decided and recorded in place; anything else as below.
+            if token is None and len(scopes) == 1:
                 scope = scopes[0]
-                key = _scope_key(scope.owner or client, scope)
+                try:
+                    plan = scope.derived[_PLAN]
+                except KeyError:  # the scope's first request
+                    plan = _plan(scope)
+            else:
+                plan = None
+            if plan is not None and plan.plain:
+                # The common case, kept short (each call costs): one scope of sliding-log
+                # rules (``_Plan.plain``) that a tracked client's full ring admits is
+                # decided and recorded in place; anything else as below.
+                who = scope.owner or client
+                key = who if plan.named is None else (who, plan.named)  # _scope_key's
                 log = logs.get(key)
                 recorded = False
-                if log is not None and scope.cost == 1 and len(log) == scope.depth:
+                if log is not None and len(log) == plan.ring:
                     logs.move_to_end(key)
                     head = log.head
-                    for needed, window, _ in scope.thresholds:
-                        if log[(head - needed) % scope.depth] + window > now:
+                    depth = plan.ring
+                    for needed, window, _ in plan.thresholds:
+                        if log[(head - needed) % depth] + window > now:
                             break  # refused: _longest_wait finds by which rule
                     else:
                         log[head] = now
                         log.head = (head + 1) % scope.depth
                         recorded = True
                 if not recorded:
-                    wait, rule = _longest_wait(log, scope, now)
+                    wait, rule = _longest_wait(log, plan.thresholds, now)
                     if rule is not None:
                         if log is not None:  # a refused request is seen too
                             logs.move_to_end(key)
@@ -468,14 +520,18 @@ class MemoryStorage:
             worst: Optional[Rule] = None
             worst_scope = GLOBAL_SCOPE
             for scope in scopes:
+                try:
+                    plan = scope.derived[_PLAN]
+                except KeyError:
+                    plan = _plan(scope)
                 who = scope.owner or client
-                key = _scope_key(who, scope)
-                if scope.logged:
+                key = who if plan.named is None else (who, plan.named)  # _scope_key's
+                if plan.thresholds:
                     log = logs.get(key)
                     found.append((key, log, scope))
                     if log is not None:
                         logs.move_to_end(key)
-                    wait, rule = _longest_wait(log, scope, now)
+                    wait, rule = _longest_wait(log, plan.thresholds, now)
                     if rule is not None and wait > longest:
                         longest, worst, worst_scope = wait, rule, scope.name
                 for rule in scope.stateful:

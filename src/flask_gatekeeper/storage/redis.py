@@ -48,11 +48,11 @@ from ..decision import (
     Usage,
 )
 from ..errors import ConfigError, StorageCallError, StorageError
-from ..policy import Scope, within
 from ..rules import BanRule, Rule
 from ..strategies import STRATEGY_CODES
 from ..units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds
 from .base import DEFAULT_KEY_PREFIX, RECORD_DEPRECATED, Clock, check_key_prefix
+from .plan import Scope, within
 
 try:
     import redis

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from flask_gatekeeper import MemoryStorage, Rule
-from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
+from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.strategies import STRATEGIES
 from flask_gatekeeper.testing import FakeClock
 

@@ -169,7 +169,7 @@ def test_report_when_without_a_ban_rule_fails_at_start_up() -> None:
 def test_ban_details_say_why_since_when_and_how_often(storage: Storage, clock: FakeClock) -> None:
     from flask_gatekeeper import BanRule, Rule
     from flask_gatekeeper.decision import BanDetail
-    from flask_gatekeeper.policy import Scope
+    from flask_gatekeeper.storage.plan import Scope
 
     rule = BanRule(1, 60, 100, factor=2)
     assert storage.report("a", rule) == 100

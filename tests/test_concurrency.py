@@ -30,8 +30,8 @@ from flask_gatekeeper import (
     TooManyInFlight,
 )
 from flask_gatekeeper.decision import Usage
-from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock, FlakyStorage, MemoryStorage
 from support import IP, OTHER_IP, AppFactory, get, recording, status_codes
 

@@ -9,8 +9,8 @@ import pytest
 
 from flask_gatekeeper import Rule
 from flask_gatekeeper.decision import GLOBAL_SCOPE, Usage
-from flask_gatekeeper.policy import Scope
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import Scope
 from flask_gatekeeper.testing import FakeClock
 
 STRATEGIES = ["sliding-log", "fixed-window", "sliding-window", "gcra"]

@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 
 from flask_gatekeeper import ConfigError, GateKeeper, MemoryStorage, Rule
 from flask_gatekeeper.decision import Usage
-from flask_gatekeeper.policy import Scope
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import Scope
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from support import AppFactory, gatekeeper_logs, index
 

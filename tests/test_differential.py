@@ -52,8 +52,8 @@ from hypothesis import strategies as st
 
 from flask_gatekeeper import BanRule, Rule
 from flask_gatekeeper.decision import Decision, Reservation
-from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.strategies import (
     FIXED_WINDOW,
     GCRA,

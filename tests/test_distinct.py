@@ -22,9 +22,9 @@ from conftest import StorageFactory
 from flask_gatekeeper import ConfigError, ConfigTypeError, GateKeeper, Rule
 from flask_gatekeeper.decision import GLOBAL_SCOPE, Decision, Usage
 from flask_gatekeeper.keys import MAX_KEY_LENGTH
-from flask_gatekeeper.policy import Scope
 from flask_gatekeeper.rules import RuleLike, parse_rules
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import Scope
 from flask_gatekeeper.testing import FakeClock, MemoryStorage
 from flask_gatekeeper.units import microseconds
 from support import AppFactory, gatekeeper_logs

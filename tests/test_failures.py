@@ -42,9 +42,9 @@ from flask_gatekeeper import (
 )
 from flask_gatekeeper.decision import Decision
 from flask_gatekeeper.outage import RETRY_INTERVAL
-from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.rules import MAX_COUNT
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.storage.redis import RedisStorage
 from flask_gatekeeper.testing import FakeClock
 from support import gatekeeper_logs, get

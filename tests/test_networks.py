@@ -20,8 +20,8 @@ from flask_gatekeeper import BanRule, GateKeeper, MemoryStorage, Rule
 from flask_gatekeeper.addresses import NO_LENGTHS, network_keys, parse_address
 from flask_gatekeeper.decision import BanDetail, Decision
 from flask_gatekeeper.keys import client_key
-from flask_gatekeeper.policy import Scope
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import Scope
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from support import AppFactory, gatekeeper_logs, index, recording
 

@@ -33,7 +33,7 @@ from werkzeug.test import TestResponse
 
 import support
 from flask_gatekeeper import BanRule, ConfigError, GateKeeper, Rule, StorageError
-from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
+from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock
 from flask_gatekeeper.units import MAX_MICROSECONDS
 from support import PEER_OPTIONS, RULES, AppFactory, ProbingClock, burst, health, index

@@ -12,8 +12,8 @@ import pytest
 
 from flask_gatekeeper import Rule
 from flask_gatekeeper.decision import Decision, Reservation, Usage
-from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.strategies import (
     FIXED_WINDOW,
     GCRA,

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from conftest import StorageFactory
 from flask_gatekeeper import BanRule, ConfigError, ConfigTypeError, Decision, Rule
 from flask_gatekeeper.decision import Usage
-from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock, MemoryStorage
 
 T0 = 1000.0

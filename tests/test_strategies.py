@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from conftest import StorageFactory
 from flask_gatekeeper import GateKeeper, Rule
 from flask_gatekeeper.decision import Decision, Usage
-from flask_gatekeeper.policy import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.strategies import (
     FIXED_WINDOW,
     GCRA,

@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 
 from flask_gatekeeper import BanRule, ConfigError, GateKeeper, MemoryStorage, Rule, signals
 from flask_gatekeeper.decision import GLOBAL_SCOPE
-from flask_gatekeeper.policy import Scope
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import Scope
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from flask_gatekeeper.units import MAX_SECONDS
 from support import AppFactory, gatekeeper_logs

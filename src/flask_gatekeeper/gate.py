@@ -39,7 +39,7 @@ from .identify import Client
 from .known import KnownRefusals
 from .options import Settings
 from .outage import RETRY_INTERVAL, OutageGuard
-from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, Scope, owners, within
+from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, owners
 from .refusals import (
     Banned,
     Denied,
@@ -51,6 +51,7 @@ from .refusals import (
 from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
 from .state_file import StateFile
 from .storage import MemoryStorage
+from .storage.plan import Scope, within
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment

@@ -15,8 +15,8 @@ from typing import Union
 
 from .decision import GLOBAL_SCOPE, Usage
 from .errors import ConfigError, ConfigTypeError
-from .policy import Scope
 from .rules import ConcurrencyLimit, Rule
+from .storage.plan import Scope
 
 __all__ = ["HEADER_MODES", "parse_headers_option", "policy_name", "rate_limit_headers"]
 

@@ -15,15 +15,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from .decision import GLOBAL_SCOPE
 from .errors import ConfigError
 from .keys import key_reader, stored_value
 from .rules import KeySource, Rule, RulesFunction, key_label, parse_rules
+from .storage.plan import Scope, keyed_prefix, within
 from .strategies import SLIDING_LOG
-from .units import microseconds
 
 if TYPE_CHECKING:
     from .options import Settings
@@ -58,6 +58,7 @@ __all__ = [
     "resolve",
     "shared_scope_name",
     "with_strategy",
+    "with_values",
     "within",
 ]
 
@@ -134,116 +135,11 @@ class Mark:
         return own_scope_name(endpoint, self.methods)
 
 
-@dataclass(frozen=True)
-class Scope:
-    """Rules that count the same requests: the global ones, or one route's own.
-
-    ``logged`` are the sliding-log rules, decided from one log of timestamps per client
-    and scope; ``depth`` is their largest count, the number of timestamps the log must
-    keep. ``stateful`` rules use another strategy and keep a state of their own.
-
-    A request counts ``cost`` times in every rule of the scope (a cost above a rule's
-    count is never admitted; one above every count is kept as the largest count plus
-    one, which is refused alike). A ``deferred`` scope (a ``count_when`` route's) is
-    checked and recorded with the others, and the decision says what it reserved there,
-    for the storage's ``refund`` to give back once the response is known.
-
-    ``concurrency`` (0: no limit) is how many requests of a client may be in flight in
-    the scope at once; each holds a slot, a lease that ends ``lease_us`` microseconds
-    after it was taken unless released before (a worker that died never releases).
-    Slots are always the request's client's: a scope with an ``owner`` has no limit.
-
-    ``owner``: whose counters these are, when not the request's client: the key that
-    rules with their own ``key`` named for this request (see ``keyed_scopes``).
-
-    ``distinct`` rules count values, one per request whatever its cost: ``values`` holds
-    this request's value for each (None: the rule does not apply to it), and
-    ``distinct_ids`` names each rule's values within the scope (``"20/3600000000"``: its
-    count and window; a second rule of the same count and window in the scope gets
-    ``/1``), so that each keeps its own.
-    """
-
-    name: str
-    rules: tuple[Rule, ...]
-    depth: int
-    logged: tuple[Rule, ...]
-    stateful: tuple[Rule, ...]
-    cost: int = 1
-    deferred: bool = False
-    concurrency: int = 0
-    lease_us: int = 0
-    owner: Optional[str] = None
-    keyed: bool = False
-    """Some rules have their own ``key``: ``keyed_scopes`` splits them out per request."""
-    distinct: tuple[Rule, ...] = ()
-    distinct_ids: tuple[str, ...] = ()
-    values: tuple[Optional[str], ...] = ()
-    thresholds: tuple[tuple[int, int, Rule], ...] = field(init=False, repr=False, compare=False)
-    """For each ``logged`` rule: which timestamp decides (the n-th newest: the request is
-    refused while it is within the window; n < 1 when the cost is over the count), the
-    window in microseconds, and the rule. Derived once, read by every request."""
-    plain: bool = field(init=False, repr=False, compare=False)
-    """Only sliding-log rules, each able to admit the cost, recorded at once and without
-    slots: the one-scope case that storages may decide on a short path."""
-
-    def __post_init__(self) -> None:
-        # A cost above every count of the scope is refused whatever its size: kept one
-        # above the largest, it stays a small number that both storages take exactly.
-        largest = max((rule.count for rule in self.logged + self.stateful), default=0)
-        if self.cost > largest + 1:
-            object.__setattr__(self, "cost", largest + 1)
-        thresholds = tuple(
-            (rule.count - self.cost + 1, rule.window_us, rule) for rule in self.logged
-        )
-        plain = bool(thresholds) and all(needed >= 1 for needed, _, _ in thresholds)
-        plain = plain and not (self.stateful or self.distinct or self.deferred or self.concurrency)
-        object.__setattr__(self, "thresholds", thresholds)
-        object.__setattr__(self, "plain", plain)
-
-    @classmethod
-    def of(
-        cls,
-        name: str,
-        rules: tuple[Rule, ...],
-        *,
-        cost: int = 1,
-        deferred: bool = False,
-        concurrency: int = 0,
-        lease: float = 0.0,
-    ) -> Scope:
-        logged = tuple(rule for rule in rules if rule.logged)
-        distinct = tuple(rule for rule in rules if rule.distinct is not None)
-        stateful = tuple(rule for rule in rules if not rule.logged and rule.distinct is None)
-        depth = max((rule.count for rule in logged), default=0)
-        ids: list[str] = []
-        twins: dict[tuple[int, int], int] = {}
-        for rule in distinct:
-            shape = (rule.count, rule.window_us)
-            twins[shape] = twin = twins.get(shape, -1) + 1
-            ids.append(f"{rule.count}/{rule.window_us}" + (f"/{twin}" if twin else ""))
-        values = (None,) * len(distinct)
-        keyed = any(rule.key is not None for rule in rules)
-        return cls(
-            name,
-            rules,
-            depth,
-            logged,
-            stateful,
-            cost,
-            deferred,
-            concurrency,
-            microseconds(lease) if concurrency else 0,
-            keyed=keyed,
-            distinct=distinct,
-            distinct_ids=(*ids,),
-            values=values,
-        )
-
-    def with_values(self) -> Scope:
-        """This scope with the current request's value for each distinct rule: its
-        function's result as text (``keys.stored_value``), or None when it returns None
-        or raises (logged: the rule does not apply to this request)."""
-        return replace(self, values=tuple(_value(rule) for rule in self.distinct))
+def with_values(scope: Scope) -> Scope:
+    """``scope`` with the current request's value for each distinct rule: its function's
+    result as text (``keys.stored_value``), or None when it returns None or raises
+    (logged: the rule does not apply to this request)."""
+    return replace(scope, values=tuple(_value(rule) for rule in scope.distinct))
 
 
 def _value(rule: Rule) -> Optional[str]:
@@ -255,21 +151,11 @@ def _value(rule: Rule) -> Optional[str]:
         return None
 
 
-def _keyed_prefix(scope: str) -> str:
-    return f"{scope} per " if scope else "per "
-
-
 def keyed_scope_name(scope: str, key: KeySource) -> str:
     """The scope that a rule with its own ``key`` counts in: its route's (or the global)
     scope's name and the key's, e.g. ``"login per form[user]"``. Resetting a scope
     resets these too (``within``)."""
-    return _keyed_prefix(scope) + key_label(key)
-
-
-def within(name: str, scope: str) -> bool:
-    """Whether counters of scope ``name`` belong to ``scope``: it, or one of its rules
-    with their own key. What ``Storage.reset(client, scope)`` forgets."""
-    return name == scope or name.startswith(_keyed_prefix(scope))
+    return keyed_prefix(scope) + key_label(key)
 
 
 KeyedScope = tuple[Callable[[], Optional[str]], Scope]
@@ -423,7 +309,7 @@ class PerRequest:
             else:
                 found = [scope]
             for each in found:
-                scopes.append(each.with_values() if values and each.distinct else each)
+                scopes.append(with_values(each) if values and each.distinct else each)
         return tuple(scopes)
 
 

@@ -123,7 +123,7 @@ class Calls:
 KEY_CALLS = Calls("key")
 """A rule's ``key`` function: called bare for each request (``keys.key_reader``)."""
 DISTINCT_CALLS = Calls("distinct")
-"""A distinct rule's function: called bare for each request (``policy.Scope.with_values``)."""
+"""A distinct rule's function: called bare for each request (``policy.with_values``)."""
 RULES_CALLS = Calls("rate_limit_rules", ((), ("client_key",)))
 """A rules function: called bare, or with the client key when it cannot be called bare
 (``RulesFunction``)."""

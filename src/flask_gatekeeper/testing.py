@@ -18,9 +18,9 @@ from typing import Optional
 from .addresses import NetworkLengths
 from .decision import MANUAL, REPORTS, BanDetail, Decision, Reservation, Usage
 from .errors import StorageError
-from .policy import Scope
 from .rules import BanRule
 from .storage import Clock, MemoryStorage, Storage
+from .storage.plan import Scope
 
 __all__ = ["FakeClock", "FlakyStorage", "MemoryStorage"]
 

@@ -25,10 +25,10 @@ from typing import Callable, Optional, Protocol
 from ..addresses import NetworkLengths
 from ..decision import MANUAL, REPORTS, BanDetail, Decision, Reservation, Usage
 from ..errors import ConfigError, ConfigTypeError
-from ..policy import Scope
 from ..rules import BanRule
+from .plan import Scope
 
-__all__ = ["DEFAULT_KEY_PREFIX", "Clock", "Storage", "check_key_prefix"]
+__all__ = ["DEFAULT_KEY_PREFIX", "Clock", "Scope", "Storage", "check_key_prefix"]
 
 DEFAULT_KEY_PREFIX = "gatekeeper:"
 """Prefix of every key a shared storage writes, so several apps can share one database."""

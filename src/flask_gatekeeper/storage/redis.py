@@ -37,6 +37,8 @@ from .. import strategies
 from ..addresses import EVERY_LENGTH, NO_LENGTHS, NetworkLengths, network_of
 from ..decision import (
     ADMITTED,
+    BAN_REASONS,
+    BY_NO_BAN_RULE,
     GLOBAL_SCOPE,
     IN_FLIGHT_WAIT,
     MANUAL,
@@ -48,11 +50,11 @@ from ..decision import (
     Usage,
 )
 from ..errors import ConfigError, StorageCallError, StorageError
-from ..policy import Scope, within
 from ..rules import BanRule, Rule
 from ..strategies import STRATEGY_CODES
 from ..units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds
 from .base import DEFAULT_KEY_PREFIX, RECORD_DEPRECATED, Clock, check_key_prefix
+from .plan import Scope, within
 
 try:
     import redis
@@ -162,13 +164,27 @@ GARBAGE_DELAY_MS = 1000
 """How long after its data stops mattering a key expires (expiry only collects garbage)."""
 
 
+def _lua_string(text: str) -> str:
+    """A Lua string literal of plain text (the reasons and names below are ASCII)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _preamble() -> str:
-    """The constants the scripts share with Python, written from Python's own values."""
+    """The constants and strings the scripts share with Python, written from Python's
+    own values: the units, the strategy codes, the ban reasons (``REASON_RATE_LIMIT``...)
+    and which of them the ban rule did not make (``BY_NO_BAN_RULE``, a set)."""
     codes = "".join(
         f"local {name.upper().replace('-', '_')} = {code}\n"
         for name, code in STRATEGY_CODES.items()
     )
-    return f"{lua_constants()}local GARBAGE_DELAY_MS = {GARBAGE_DELAY_MS}\n{codes}"
+    reasons = "".join(
+        f"local REASON_{reason.upper()} = {_lua_string(reason)}\n" for reason in BAN_REASONS
+    )
+    by_hand = ", ".join(f"[{_lua_string(reason)}] = true" for reason in BY_NO_BAN_RULE)
+    return (
+        f"{lua_constants()}local GARBAGE_DELAY_MS = {GARBAGE_DELAY_MS}\n{codes}{reasons}"
+        f"local BY_NO_BAN_RULE = {{{by_hand}}}\n"
+    )
 
 
 def _bulk(data: bytes) -> bytes:

@@ -1,6 +1,7 @@
 -- Shared by every script (prepended when loaded, after the constants that redis.py
--- writes from Python: MICROSECONDS, MAX_MICROSECONDS, GARBAGE_DELAY_MS and the strategy
--- codes). Times are integer microseconds.
+-- writes from Python: MICROSECONDS, MAX_MICROSECONDS, GARBAGE_DELAY_MS, the strategy
+-- codes, the ban reasons REASON_* and the set BY_NO_BAN_RULE). Times are integer
+-- microseconds.
 -- A ban is a hash: t = start, e = end, r = reason, s = bans lately (for escalation),
 -- f = when to forget them.
 -- Expiries only collect garbage, a second late: decisions compare stored times.
@@ -58,7 +59,7 @@ end
 -- refusal names no rule).
 local function manual(ban_key)
   local reason = redis.call('HGET', ban_key, 'r')
-  return reason == 'manual' or reason == 'subnet'
+  return BY_NO_BAN_RULE[reason] == true
 end
 
 -- The bans a client had lately, for escalation: none once their forget time has passed.

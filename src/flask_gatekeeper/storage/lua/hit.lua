@@ -88,7 +88,7 @@ end
 
 local function strike()
   if ARGV[3] == '1' then
-    return report(KEYS[2], KEYS[1], now, numbers(4, 9), 'rate_limit')
+    return report(KEYS[2], KEYS[1], now, numbers(4, 9), REASON_RATE_LIMIT)
   end
   return -1
 end

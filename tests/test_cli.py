@@ -216,6 +216,7 @@ def test_config_prints_every_key_and_where_it_comes_from(cli_app: AppFactory) ->
         "GATEKEEPER_CONCURRENCY_LEASE = 300  (default)",
         "GATEKEEPER_STATE_FILE = None  (default)",
         "GATEKEEPER_CACHE_REFUSALS = True  (default)",
+        "GATEKEEPER_ON_OUTAGE = None  (default)",
     ]
 
 

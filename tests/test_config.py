@@ -399,6 +399,16 @@ SCENARIOS: dict[str, Scenario] = {
         from_given=(200, None),
         base={"GATEKEEPER_STORAGE_URI": BrokenStorage()},
     ),
+    "on_outage": Scenario(
+        status_and_retry_after,
+        default=(200, None),  # a storage of its own: "open" unless told
+        config="closed",
+        from_config=(503, "1"),
+        given="local",
+        from_given=(200, None),  # decided by the process's own limits
+        base={"GATEKEEPER_STORAGE_URI": BrokenStorage()},
+        drop=("GATEKEEPER_FAIL_OPEN",),
+    ),
     "headers": Scenario(
         rate_limit_header_names,
         default=[],

@@ -443,11 +443,15 @@ def test_redis_down_at_start_up_is_a_warning_naming_the_url(
     app.config["GATEKEEPER_STORAGE_URI"] = f"redis://:s3cret@{HOST}:{port}/2"
     GateKeeper(app, rate_limit_rules=[Rule(5, 60)])
     (warning,) = _outage_warnings(logs)
-    assert warning.startswith("GATEKEEPER_STORAGE_URI: at start-up, storage unavailable, admitting")
+    assert warning.startswith(
+        "GATEKEEPER_STORAGE_URI: at start-up, storage unavailable, deciding requests with "
+        "this process's own limits"  # on_outage="local", the default for Redis
+    )
     assert f"redis://{HOST}:{port}/2" in warning
     assert "s3cret" not in warning
     app.add_url_rule("/", "index", lambda: "hello")
-    assert get(app.test_client(), "/", HEALTHY_IP).status_code == 200  # fail open
+    client = app.test_client()
+    assert [get(client, "/", HEALTHY_IP).status_code for _ in range(6)] == [200] * 5 + [429]
 
 
 @pytest.mark.redis

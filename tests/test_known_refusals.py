@@ -267,3 +267,47 @@ def test_remembering_answers_as_the_storage_would(
 def _report(gk: GateKeeper) -> tuple[str, int]:
     gk.report()
     return "bad password", 401
+
+
+def test_redis_stopped_mid_traffic_keeps_bans_and_limits_then_hands_back(
+    redis_url: str, clock: FakeClock
+) -> None:
+    """on_outage="local" (the default with Redis): while Redis is down, a banned client
+    stays 403, a client over its limit gets 429 from the process's own limits, others
+    200; a ban made meanwhile reaches Redis when it is back, and Redis decides again."""
+    from support.redis_server import RedisServer
+
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        app = Flask(__name__)
+        gk = GateKeeper(
+            app,
+            storage=RedisStorage(client, clock=clock),
+            ban_rule=BAN_RULE,
+            rate_limit_rules="5/minute",
+        )
+        app.add_url_rule("/", "index", lambda: "hello")
+        app.add_url_rule("/login", "login", functools.partial(_report, gk), methods=["POST"])
+        test_client = app.test_client()
+        banned, limited, other, late = "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"
+        with app.app_context():
+            gk.ban(banned, 600)
+        assert statuses(test_client, 2, ip=banned) == [403, 403]
+        assert statuses(test_client, 6, ip=limited)[-1] == 429
+
+        server.stop()
+        assert statuses(test_client, 3, ip=banned) == [403] * 3  # remembered
+        assert statuses(test_client, 2, ip=limited) == [429] * 2  # remembered
+        assert statuses(test_client, 6, ip=other) == [200] * 5 + [429]  # local limits
+        for _ in range(3):  # reports ban in the process's own storage meanwhile
+            test_client.post("/login", environ_base={"REMOTE_ADDR": late})
+        assert get(test_client, ip=late).status_code == 403
+        assert app.extensions["gatekeeper"].guard.down
+
+        server.start()  # empty: its data went with the process
+        clock.advance(1)  # the next probe
+        assert get(test_client, ip=other).status_code == 200  # Redis decides again
+        assert not app.extensions["gatekeeper"].guard.down
+        with app.app_context():
+            assert gk.banned_for(late) == pytest.approx(599, abs=1)  # handed to Redis
+        client.close()

@@ -336,8 +336,8 @@ def test_a_route_added_after_start_up_says_its_report_when_reports_nothing(
         ("default_limits", "did you mean rate_limit_rules= (GATEKEEPER_RATE_LIMIT_RULES)?"),
         ("application_limits", "did you mean rate_limit_rules= (GATEKEEPER_RATE_LIMIT_RULES)?"),
         ("headers_enabled", "did you mean headers= (GATEKEEPER_HEADERS)?"),
-        ("swallow_errors", "did you mean fail_open= (GATEKEEPER_FAIL_OPEN)?"),
-        ("in_memory_fallback_enabled", "did you mean fail_open= (GATEKEEPER_FAIL_OPEN)?"),
+        ("swallow_errors", "did you mean on_outage= (GATEKEEPER_ON_OUTAGE)?"),
+        ("in_memory_fallback_enabled", "did you mean on_outage= (GATEKEEPER_ON_OUTAGE)?"),
         ("deduct_when", "no equivalent option: count after the response with gk.specific"),
         ("per_method", "no equivalent option: give rules per method with gk.specific"),
         ("on_breach", "the request_rate_limited signal"),
@@ -378,7 +378,8 @@ def test_ratelimit_config_keys_log_one_warning_naming_ours(
             "routes, not per route); RATELIMIT_HEADER_RESET: no equivalent option: header "
             "names are fixed: headers=True sends the IETF RateLimit fields, "
             'headers="legacy" the X-RateLimit-* ones; RATELIMIT_STORAGE_URI: use '
-            "GATEKEEPER_STORAGE_URI; RATELIMIT_SWALLOW_ERRORS: use GATEKEEPER_FAIL_OPEN",
+            "GATEKEEPER_STORAGE_URI; RATELIMIT_SWALLOW_ERRORS: use GATEKEEPER_ON_OUTAGE "
+            '(on_outage="open")',
         )
     ]
 

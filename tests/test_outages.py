@@ -113,7 +113,7 @@ def test_one_probe_a_second_while_the_storage_is_down(clock: FakeClock) -> None:
     from flask_gatekeeper.outage import OutageGuard
 
     moment = [0.0]
-    guard = OutageGuard(fail_open=True, clock=lambda: moment[0])
+    guard = OutageGuard("open", clock=lambda: moment[0])
     guard.failed(RuntimeError("down"))
     moment[0] = 5.0  # due for another try
     allowed: list[bool] = []
@@ -134,7 +134,7 @@ def test_one_probe_a_second_while_the_storage_is_down(clock: FakeClock) -> None:
 def test_a_call_from_before_an_outage_does_not_end_it() -> None:
     from flask_gatekeeper.outage import OutageGuard
 
-    guard = OutageGuard(fail_open=True)
+    guard = OutageGuard("open")
     started = guard.outages  # a slow call starts...
     guard.failed(RuntimeError("down"))  # ...another one fails meanwhile...
     guard.recovered(started)  # ...and the slow one's late success proves nothing

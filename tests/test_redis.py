@@ -909,18 +909,19 @@ def concurrent_responses(app: Flask, threads: int, each: int) -> list[TestRespon
         return [response for batch in pool.map(burst, range(threads)) for response in batch]
 
 
-@pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
+@pytest.mark.parametrize("policy", ["local", "open", "closed"])
 def test_redis_stopped_mid_traffic_and_started_again(
     own_server: RedisServer,
     redis_app: AppFactory,
     caplog: pytest.LogCaptureFixture,
-    fail_open: bool,
+    policy: str,
 ) -> None:
     caplog.set_level(logging.INFO, logger="flask_gatekeeper")
     app, _ = redis_app(
         storage=own_server.url,
         rate_limit_rules=[{"count": 5, "window": 3600}],
-        fail_open=None if fail_open else False,  # None: the default, fail open
+        # "local" is the default for Redis; fail_open=True is "open", False is "closed"
+        fail_open={"local": None, "open": True, "closed": False}[policy],
     )
     guard = app.extensions["gatekeeper"].guard
     guard.clock = ProbingClock()  # ask Redis again on every call while it is down
@@ -929,14 +930,19 @@ def test_redis_stopped_mid_traffic_and_started_again(
 
     own_server.stop()
     during = concurrent_responses(app, threads=4, each=5)
-    if fail_open:
-        assert [response.status_code for response in during] == [200] * 20
+    codes = sorted(response.status_code for response in during)
+    if policy == "local":  # the process's own limits: 5 an hour, counted from the outage on
+        assert codes == [200] * 5 + [429] * 15
+        assert login(client).status_code == 429  # refused by the local limits too
+        assert storage_errors(app) == 21  # every request asked first (retry interval 0)
+    elif policy == "open":
+        assert codes == [200] * 20
         assert login(client).status_code == 401  # report() fails quietly: not a 500
         assert (
             storage_errors(app) == 22
         )  # every request asked (the retry interval is 0), and report()
     else:
-        assert [response.status_code for response in during] == [503] * 20
+        assert codes == [503] * 20
         assert {response.headers.get("Retry-After") for response in during} == {"1"}
         assert login(client).status_code == 503
         assert storage_errors(app) == 21  # every request asked (the retry interval is 0)
@@ -948,7 +954,12 @@ def test_redis_stopped_mid_traffic_and_started_again(
     assert guard.outages == 1
     warnings = outage_warnings(caplog)
     assert len(warnings) == 1
-    assert ("admitting" if fail_open else "refusing (503)") in warnings[0].getMessage()
+    meets = {
+        "local": "deciding requests with this process's own limits",
+        "open": "admitting",
+        "closed": "refusing (503)",
+    }
+    assert meets[policy] in warnings[0].getMessage()
 
 
 def test_a_down_redis_is_asked_once_per_retry_interval(

@@ -100,6 +100,7 @@ class GateKeeper:
         concurrency_lease: Optional[float] = None,
         state_file: Union[str, os.PathLike[str], None] = None,
         cache_refusals: Optional[bool] = None,
+        on_outage: Optional[str] = None,
         **unexpected: NoReturn,
     ) -> None:
         if unexpected:  # Flask-Limiter's names, or typos: say which option was meant

@@ -65,6 +65,13 @@ _G_SLOT = "_gatekeeper_slot"
 
 Refusal = Union[Banned, Denied, RateLimited]
 
+_ALONE = {
+    "local": "decided by this process's own limits",
+    "open": "admitted",
+    "closed": "refused with 503",
+}
+"""What a request whose storage call failed on its own meets, by outage policy."""
+
 READY_RESPONSES = 1024
 """How many refusal responses a gate keeps ready (see ``Gate._refuse``): all of them are
 forgotten when one more is needed, so an attack from many clients keeps them bounded."""
@@ -157,9 +164,13 @@ class Gate:
         self.settings = settings
         self.events = Events(app)
         self.policies = Policies(owner, app.view_functions, app.blueprints, settings)
-        self.guard = OutageGuard(
-            settings.fail_open, clock=getattr(settings.storage, "clock", None) or time.monotonic
-        )
+        clock = getattr(settings.storage, "clock", None) or time.monotonic
+        self.guard = OutageGuard(settings.on_outage, clock=clock)
+        self.fallback: Optional[MemoryStorage] = None
+        """With ``on_outage="local"``: the storage that decides while the shared one is
+        down, on the same rules; its bans go to the shared storage when it is back."""
+        if settings.on_outage == "local":
+            self.fallback = MemoryStorage(clock=clock)
         self._usage = bool(settings.headers)
         self._strike = settings.ban_rule if settings.report_rate_limited else None
         self._processes_checked = not isinstance(settings.storage, MemoryStorage)
@@ -250,7 +261,11 @@ class Gate:
 
     def release(self, client: str, names: tuple[str, ...], token: str) -> None:
         """Give back the request's slots. It may run after the request's contexts are
-        gone; while the storage is down it is skipped (logged), and the leases end."""
+        gone; while the storage is down it is skipped (logged), and the leases end. A
+        slot the fallback took is given back to it (releasing one it never took is no
+        error)."""
+        if self.fallback is not None:
+            self.fallback.release(client, names, token)
         self.ask_storage(self.settings.storage.release, client, names, token)
 
     def _report_after_response(
@@ -281,11 +296,17 @@ class Gate:
         storage = self.settings.storage
         banned_for = self.ask_storage(storage.report, client, ban_rule, reason)
         if isinstance(banned_for, Down):
-            return False
+            if self.fallback is None:
+                return False
+            storage = self.fallback  # counted here while the shared storage is down
+            banned_for = storage.report(client, ban_rule, reason)
         if banned_for is not None and self.settings.identifier.is_network(client):
             # A ban of no time changes no ban; it enters this one in the storage's registry
             # of network bans, which requests read (reports alone never do).
-            self.ask_storage(storage.ban, client, 0)
+            if storage is self.fallback:
+                storage.ban(client, 0)
+            else:
+                self.ask_storage(storage.ban, client, 0)
         self.events.reported(client, banned_for, reason, self.ban_detail(client, banned_for))
         if banned_for is not None:
             self.forget_refusals(client)
@@ -361,7 +382,9 @@ class Gate:
             ]
             if declined:
                 scopes_back, taken_back = zip(*declined)
-                self.ask_storage(refund, client, scopes_back, taken_back)
+                given_back = self.ask_storage(refund, client, scopes_back, taken_back)
+                if isinstance(given_back, Down) and self.fallback is not None:
+                    self.fallback.refund(client, scopes_back, taken_back)  # reserved there
             return response
 
         if deferred:
@@ -431,7 +454,7 @@ class Gate:
         except Exception:
             logger.exception(
                 "a rules or exempt_when function failed; %s",
-                "admitting the request" if self.guard.fail_open else "refusing it (503)",
+                "refusing it (503)" if self.guard.policy == "closed" else "admitting the request",
             )
             self._unanswered()
             return None
@@ -445,7 +468,8 @@ class Gate:
         also: tuple[str, ...] = (),
         token: Optional[str] = None,
     ) -> Optional[Decision]:
-        """The storage's decision, or None when the storage is down (and fail-open).
+        """The storage's decision; while it is down, the fallback's (``on_outage="local"``),
+        or None to admit ("open"; "closed" raises ``StorageUnavailable``).
         ``also``: other clients whose bans refuse the request (the address behind a
         ``key_func`` key, the client's banned networks, the keys of rules with their
         own); ``token``: the request's slot, taken under ``client``, in every scope with a
@@ -471,6 +495,10 @@ class Gate:
             if known is not None and not decision.admitted:
                 known.learn(client, scopes, decision)
             return decision
+        if self.fallback is not None:
+            return self.fallback.hit(
+                client, scopes, usage=usage, strike=strike, also=also, token=token
+            )
         self._unanswered()
         return None
 
@@ -484,7 +512,7 @@ class Gate:
 
     def _unanswered(self) -> None:
         """No decision could be made: refuse with 503 when failing closed, else admit."""
-        if not self.guard.fail_open:
+        if self.guard.policy == "closed":
             raise StorageUnavailable(RETRY_INTERVAL)
         self.events.admitted_while_down()
 
@@ -503,9 +531,21 @@ class Gate:
             if self._failed(exc, call) or not isinstance(exc, StorageCallError):
                 return DOWN  # an outage, or an error that says nothing of the storage's health
             result = DOWN  # the storage answered, refusing this call: it is up
-        if guard.down:
-            guard.recovered(outages)
+        if guard.down and guard.recovered(outages):
+            self._back_from_outage()
         return result
+
+    def _back_from_outage(self) -> None:
+        """The shared storage answers again: the bans the fallback made meanwhile go to it
+        (so no ban is lost), and the fallback starts afresh for the next outage."""
+        fallback = self.fallback
+        if fallback is None:
+            return
+        self.fallback = MemoryStorage(clock=fallback.clock)
+        storage = self.settings.storage
+        for client, detail in fallback.ban_details().items():
+            if isinstance(self.ask_storage(storage.ban, client, detail.left, detail.reason), Down):
+                return  # down again: the rest stay with this process's new outage
 
     def _failed(self, error: Exception, call: Callable[..., object]) -> bool:
         """A storage call failed: counted and signalled. A ``StorageError``, or an
@@ -523,7 +563,7 @@ class Gate:
             "call goes unanswered (a request is met as in an outage: %s), and other calls "
             "go on as usual",
             getattr(call, "__name__", repr(call)),
-            "admitted" if self.guard.fail_open else "refused with 503",
+            _ALONE[self.guard.policy],
             exc_info=error,
         )
         return False

@@ -231,7 +231,10 @@ class KnownRefusals:
             try:
                 changes = self._changes()
             except StorageError:
-                return  # the count stays old: nothing new is remembered meanwhile
+                # Down: what is remembered stands (and keeps refusing during the outage),
+                # asked again a second later, never by every request.
+                self._seen_at = now
+                return
         if changes is not None:
             self._seen_now(changes, now)
 

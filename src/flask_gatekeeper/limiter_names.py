@@ -81,18 +81,18 @@ _COUNTERPARTS = (
         "storage",
         "give a redis.Redis client, or a storage object, built with those options",
     ),
-    _Counterpart("swallow_errors", "RATELIMIT_SWALLOW_ERRORS", "fail_open"),
+    _Counterpart("swallow_errors", "RATELIMIT_SWALLOW_ERRORS", "on_outage", 'on_outage="open"'),
     _Counterpart(
         "in_memory_fallback",
         "RATELIMIT_IN_MEMORY_FALLBACK",
-        "fail_open",
-        "what a storage outage does",
+        "on_outage",
+        'on_outage="local" (the default with Redis) enforces the same rules in memory',
     ),
     _Counterpart(
         "in_memory_fallback_enabled",
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED",
-        "fail_open",
-        "what a storage outage does",
+        "on_outage",
+        'on_outage="local" (the default with Redis) enforces the same rules in memory',
     ),
     _Counterpart(
         "fail_on_first_breach",

@@ -111,6 +111,42 @@ def _bool(value: object, name: str) -> bool:
     raise ConfigTypeError(f"{name}: expected True or False, got {value!r}{hint}")
 
 
+OUTAGE_POLICIES = ("local", "open", "closed")
+"""What requests meet while the storage is down (``on_outage``; see ``outage``)."""
+
+
+def _outage_policy(value: object, name: str) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in OUTAGE_POLICIES:
+        raise ConfigError(
+            f"{name}: expected one of {', '.join(map(repr, OUTAGE_POLICIES))}, got {value!r}"
+        )
+    return value.strip().lower()
+
+
+def _outage_policy_of(
+    values: Mapping[str, Any],
+    sources: Mapping[str, tuple[object, str]],
+    storage: object,
+    named: Callable[[str], str],
+) -> str:
+    """``on_outage`` as given, or ``fail_open`` (its two old spellings: True is "open",
+    False "closed"); by default "local" for a storage shared by processes (Redis), whose
+    outages are the ones that happen, else "open" as before."""
+    policy: Optional[str] = values["on_outage"]
+    fail_open_given = sources["fail_open"][1] != "default"
+    spelled = "open" if values["fail_open"] else "closed"
+    if policy is not None and fail_open_given and policy != spelled:
+        raise ConfigError(
+            f"{named('on_outage')}: {policy!r} contradicts {named('fail_open')}="
+            f"{values['fail_open']!r} (True is 'open', False is 'closed'): give one"
+        )
+    if policy is not None:
+        return policy
+    if fail_open_given:
+        return spelled
+    return "local" if callable(getattr(storage, "operator_changes", None)) else "open"
+
+
 def _header_name(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise ConfigTypeError(f"{name}: expected a header name, got {value!r}")
@@ -328,7 +364,7 @@ OPTIONS: tuple[Option, ...] = (
         DEFAULT_KEY_PREFIX,
         "Redis key prefix",
     ),
-    Option("fail_open", "GATEKEEPER_FAIL_OPEN", _bool, True, "admit during an outage"),
+    Option("fail_open", "GATEKEEPER_FAIL_OPEN", _bool, True, "admit during an outage (or 503)"),
     Option("headers", "GATEKEEPER_HEADERS", parse_headers_option, False, "RateLimit fields"),
     Option("dry_run", "GATEKEEPER_DRY_RUN", _bool, False, "count and signal, refuse nothing"),
     Option(
@@ -385,6 +421,13 @@ OPTIONS: tuple[Option, ...] = (
         _bool,
         True,
         "refusals of a shared storage answered again in-process",
+    ),
+    Option(
+        "on_outage",
+        "GATEKEEPER_ON_OUTAGE",
+        _outage_policy,
+        None,
+        "while the storage is down: local limits, open or closed",
     ),
 )
 """Every option. Those of the app are in the constructor's order (the first four are
@@ -457,6 +500,9 @@ class Settings:
     cache_refusals: bool
     """Each process answers the refusals a shared storage made again until they end
     (``known``): no round trip for a client already refused."""
+    on_outage: str
+    """While the storage is down: "local" (this process's own memory storage enforces the
+    same rules), "open" (admit) or "closed" (503). ``fail_open`` follows it."""
     ip_header_trusted: bool
     """False when ``ip_header`` is believed without ``trusted_proxies`` (init_app warns)."""
     sources: Mapping[str, tuple[object, str]]
@@ -539,6 +585,8 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
             f"{named('state_file')}: the state file keeps the memory storage's bans; "
             f"{storage!r} keeps its own (drop {named('state_file')}, or use memory://)"
         )
+    values["on_outage"] = _outage_policy_of(values, sources, storage, named)
+    values["fail_open"] = values["on_outage"] != "closed"
     identity = {name: values.pop(name) for name in _IDENTITY}
     identity["ip_header"] = ip_header
     for name in _STORAGE_BUILT_WITH:

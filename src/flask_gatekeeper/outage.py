@@ -1,10 +1,12 @@
 """Storage outages: never a 500, logged once per outage, counted, and left by themselves.
 
-When the storage fails, requests are admitted (``fail_open=True``, the default: a limiter
-outage should not become a site outage) or refused with 503 (``fail_open=False``). For a
-second after a failure the storage is not asked at all, so a stalled Redis costs one
-timeout per second and process, not one per request; then one request tries again, and
-its success ends the outage.
+When the storage fails, requests meet the outage policy (``on_outage``): "local", the
+default for Redis, decides them with this process's own memory storage, on the same
+rules (a client gets at most its limit in each process); "open" admits them (a limiter
+outage should not become a site outage); "closed" refuses them with 503. For a second
+after a failure the storage is not asked at all, so a stalled Redis costs one timeout per
+second and process, not one per request; then one request tries again, and its success
+ends the outage.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ class OutageGuard:
     started before an outage, and succeeded after it began, from ending it.
     """
 
-    def __init__(self, fail_open: bool, clock: Clock = time.monotonic) -> None:
-        """``clock`` is the storage's own when it has one, so a test that moves its
-        storage's clock (``testing.FakeClock``) moves the retry interval along."""
-        self.fail_open = fail_open
+    def __init__(self, policy: str, clock: Clock = time.monotonic) -> None:
+        """``policy``: "local", "open" or "closed" (``on_outage``). ``clock`` is the
+        storage's own when it has one, so a test that moves its storage's clock
+        (``testing.FakeClock``) moves the retry interval along."""
+        self.policy = policy
         self.outages = 0
         self.down = False
         self._retry_at = 0.0
@@ -64,20 +67,29 @@ class OutageGuard:
             self.down = True
             self.outages += 1
         logger.warning(
-            "%sstorage unavailable, %s requests until it answers again: %s",
+            "%sstorage unavailable, %s until it answers again: %s",
             f"{at_start}: at start-up, " if at_start else "",
-            "admitting" if self.fail_open else "refusing (503)",
+            _MEETS[self.policy],
             error,
         )
 
-    def recovered(self, outages: int) -> None:
+    def recovered(self, outages: int) -> bool:
         """A call that started when ``outages`` had this value succeeded: end that outage
-        (logged once)."""
+        (logged once); True when this call ended it."""
         with self._lock:
             if not self.down or outages != self.outages:
-                return
+                return False
             self.down = False
         logger.info("storage available again")
+        return True
+
+
+_MEETS = {
+    "local": "deciding requests with this process's own limits",
+    "open": "admitting requests",
+    "closed": "refusing (503) requests",
+}
+"""What requests meet during an outage, as the log line says it."""
 
 
 def check_storage(storage: object, name: str, guard: OutageGuard) -> None:

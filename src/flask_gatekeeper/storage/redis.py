@@ -14,7 +14,7 @@ process keeps a copy for ``NETWORK_REFRESH`` seconds; once it is older, a reques
 up its networks of every length, and its script returns the registry along (on Redis
 Cluster, where the registry sits on another slot, the copy is read in a call of its own).
 
-Install with ``pip install "flask-gatekeeper[redis]"``.
+Install redis-py with ``pip install "redis>=4.6"``, or the project with its ``redis`` extra.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ try:
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        'the Redis storage needs redis-py: pip install "flask-gatekeeper[redis]"'
+        'the Redis storage needs redis-py: pip install "redis>=4.6" (or this project with '
+        'its extra: pip install ".[redis]" in a checkout)'
     ) from exc
 
 if TYPE_CHECKING:

@@ -51,9 +51,10 @@ from typing import Callable, NamedTuple, Optional, TypeVar
 
 from .decision import Decision, Usage
 from .errors import StorageError
-from .policy import Scope
+from .storage.plan import Scope
 from .rules import Rule
 from .storage.base import Clock
+from .units import MICROSECONDS, instant, seconds
 
 __all__ = ["CHECK_INTERVAL", "KNOWN_REFUSALS", "KnownRefusals"]
 
@@ -65,12 +66,12 @@ CHECK_INTERVAL = 1.0
 
 
 class _Ban(NamedTuple):
-    end: float
+    end: int
     manual: bool
 
 
 class _Limited(NamedTuple):
-    end: float
+    end: int
     rule: Rule
     cost: int
 
@@ -119,9 +120,10 @@ class KnownRefusals:
         to ask the storage. At most once a second, the count of changes is read first."""
         if not self._bans and not self._limited:
             return None  # nobody refused: nothing to check, no call
-        now = self._clock()
-        if now - self._seen_at >= CHECK_INTERVAL:
-            self._check(now)
+        clock = self._clock()
+        if clock - self._seen_at >= CHECK_INTERVAL:
+            self._check(clock)
+        now = instant(clock)  # whole microseconds, as the storages count
         with self._lock:
             banned = self._banned(client, also, now)
             if banned is not None or not self._limits:
@@ -139,7 +141,7 @@ class KnownRefusals:
                     del per_scope[scope.name]
                 elif scope.cost >= known.cost and known.rule in scope.rules:
                     limited.move_to_end(who)
-                    wait = known.end - now
+                    wait = seconds(known.end - now)
                     seen = Usage(known.rule, 0, wait, scope.name) if usage else None
                     return Decision(
                         admitted=False,
@@ -150,10 +152,10 @@ class KnownRefusals:
                     )
         return None
 
-    def _banned(self, client: str, also: Sequence[str], now: float) -> Optional[Decision]:
+    def _banned(self, client: str, also: Sequence[str], now: int) -> Optional[Decision]:
         """The client's own ban decides; else the longest of ``also``'s (as a storage)."""
         bans = self._bans
-        longest: Optional[tuple[float, str, _Ban]] = None
+        longest: Optional[tuple[int, str, _Ban]] = None
         for name in (client, *also):
             ban = bans.get(name)
             if ban is None:
@@ -164,7 +166,10 @@ class KnownRefusals:
             bans.move_to_end(name)
             if name == client:
                 return Decision(
-                    admitted=False, banned=True, retry_after=ban.end - now, manual=ban.manual
+                    admitted=False,
+                    banned=True,
+                    retry_after=seconds(ban.end - now),
+                    manual=ban.manual,
                 )
             if longest is None or ban.end > longest[0]:
                 longest = (ban.end, name, ban)
@@ -174,7 +179,7 @@ class KnownRefusals:
         return Decision(
             admitted=False,
             banned=True,
-            retry_after=end - now,
+            retry_after=seconds(end - now),
             manual=ban.manual,
             banned_as=name,
         )
@@ -183,16 +188,16 @@ class KnownRefusals:
         """Remember what the storage's refusal ``decision`` of this request covers."""
         if decision.admitted:
             return
-        now = self._clock()
+        clock = self._clock()
         changes = self._changes(cached=True)
         if changes is None:
             # The count must have been read before the decision was made (its call reads
             # it along, once a second), or an operator action between the two would go
             # unseen: read it now, and remember from the next refusal on.
-            self._check(now)
+            self._check(clock)
             return
-        self._seen_now(changes, now)
-        end = now + decision.retry_after
+        self._seen_now(changes, clock)
+        end = instant(clock) + round(decision.retry_after * MICROSECONDS)  # exact: whole µs
         with self._lock:
             if decision.banned:
                 _put(

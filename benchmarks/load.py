@@ -17,7 +17,6 @@ limits. A warm-up run per server, then rounds, each round's order shifted by one
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import math
 import re
@@ -37,6 +36,8 @@ import redis
 from common import HERE, Interpreter, table
 from harness import BAN_RULE, RATE_LIMIT_RULES
 from peers import BARE, FIXED, MOVING, ORIGINAL, OURS, Peer
+
+from support.servers import ServerProcess, fetch, free_port
 
 LUA, LOAD_MD = HERE / "load.lua", HERE / "LOAD.md"
 ATTACKER = "192.0.2.1"
@@ -116,7 +117,7 @@ class Wrk:
 
 class PythonLoad:
     """Without wrk: ``plan.connections`` threads sending load.lua's sequence of requests,
-    a new ``http.client`` connection each."""
+    a new ``http.client`` connection each (``fetch``)."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
@@ -135,18 +136,13 @@ class PythonLoad:
                     n, legitimate = legitimate, (legitimate + 1) % self.plan.clients
                     client = f"10.{thread}.{n // 250}.{n % 250 + 1}"
                 start = time.perf_counter()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 try:
-                    connection.request("GET", "/", headers={"X-Forwarded-For": client})
-                    response = connection.getresponse()
-                    response.read()
+                    status = str(fetch(f"http://127.0.0.1:{port}/", client).status)
                 except OSError:
                     failed += 1
                     continue
-                finally:
-                    connection.close()
                 mine.append(time.perf_counter() - start)
-                seen[str(response.status)] = seen.get(str(response.status), 0) + 1
+                seen[status] = seen.get(status, 0) + 1
             with lock:
                 latencies.extend(mine)
                 for status, count in seen.items():
@@ -187,24 +183,20 @@ FULL_CONFIGURATIONS = (
 SMOKE_CONFIGURATIONS = (Served(OURS),)
 
 
-class Server:
-    """gunicorn serving one configuration on a free loopback port, one sync worker."""
+class Server(ServerProcess):
+    """gunicorn serving one configuration (``harness.served``) and mix on a free loopback
+    port, one sync worker, its log in ``directory``."""
 
-    def __init__(self, served: Served, mix: str, python: Interpreter, storage: str) -> None:
-        self.served, self.mix, self.port = served, mix, common.free_port()
-        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by stop())
-        factory = f"harness:served({served.peer.key!r}, {storage!r})"
+    def __init__(
+        self, served: Served, mix: str, python: Interpreter, storage: str, directory: Path
+    ) -> None:
         command, env = python
-        self.process = subprocess.Popen(
-            [
-                *(*command, "-m", "gunicorn", "--chdir", str(HERE), *WORKER_SETTINGS),
-                *("--bind", f"127.0.0.1:{self.port}", "--log-level", "warning", factory),
-            ],
-            env=env,
-            stdout=self.log,
-            stderr=self.log,
-        )
-        self.runs: list[Run] = []
+        port = free_port()
+        factory = f"harness:served({served.peer.key!r}, {storage!r})"
+        gunicorn = [*command, "-m", "gunicorn", "--chdir", str(HERE), *WORKER_SETTINGS]
+        gunicorn += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning", factory]
+        super().__init__(gunicorn, directory, port=port, env=env, probe="/")
+        self.served, self.mix, self.runs = served, mix, list[Run]()
         self.memory: dict[str, int] = {}
         self.redis: Optional[redis.Redis] = None
         self.redis_memory: dict[str, int] = {}
@@ -213,55 +205,26 @@ class Server:
         return f"{self.served.label} / {self.mix}"
 
     def failed(self, why: str) -> SystemExit:
-        self.log.seek(0)
-        return SystemExit(f"{self.name()}: {why}\n{self.log.read()}")
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise self.failed("gunicorn exited")
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                connection.request("GET", "/")
-                status = connection.getresponse().status
-                connection.close()
-                if status == 200:
-                    return
-                raise self.failed(f"the first request got {status}")
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise self.failed("gunicorn did not answer") from None
-                time.sleep(0.1)
+        return SystemExit(f"{self.name()}: {why}\n{self.log}")
 
     def read_memory(self) -> None:
         """Right after its last run: the worker's (the master's child's) resident set and
         its peak, and what its redis-server holds (keys expire with their windows)."""
+        assert self.process is not None
         for entry in Path("/proc").iterdir():
             with contextlib.suppress(OSError, IndexError, ValueError):
-                if (
-                    int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-                    == self.process.pid
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+                for line in (
+                    (entry / "status").read_text().splitlines()
+                    if parent == self.process.pid
+                    else ()
                 ):
-                    for line in (entry / "status").read_text().splitlines():
-                        name, _, value = line.partition(":")
-                        if name in ("VmRSS", "VmHWM"):
-                            self.memory[name] = int(value.split()[0]) * 1024
+                    name, _, value = line.partition(":")
+                    if name in ("VmRSS", "VmHWM"):
+                        self.memory[name] = int(value.split()[0]) * 1024
         if self.redis is not None:
             used = self.redis.info("memory")["used_memory"] - self.redis_memory["empty"]
             self.redis_memory.update(used=used, keys=self.redis.dbsize())
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # gunicorn's graceful shutdown
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        if self.redis is not None:
-            self.redis.close()
 
 
 def check(server: Server, run: Run) -> None:
@@ -305,13 +268,13 @@ def measure(servers: Sequence[Server], generator: Generator, plan: Plan) -> None
 def started(results: Results, configurations: Sequence[Served], install: bool) -> Iterator[None]:
     """Every server (and a redis-server for each on Redis) up, stopped on the way out."""
     with contextlib.ExitStack() as stack:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for served in configurations:
             venv = served.peer.venv
             python = common.interpreter(venv, install)
-            if python is None:
-                raise SystemExit(f"benchmarks/.venvs/{venv} is not built: run `make bench-peers`")
+            assert python is not None  # installed when missing (a smoke run uses ours only)
             if venv not in results.versions:
-                results.versions[venv] = common.once(venv, python, "hello", extra=["gunicorn"])
+                results.versions[venv] = common.once(venv, python, "hello")
             for mix in MIXES:
                 storage, client = "memory", None
                 if served.redis:
@@ -320,14 +283,17 @@ def started(results: Results, configurations: Sequence[Served], install: bool) -
                         log(f"skipping {served.label}: no redis-server on this machine")
                         break
                     storage, client = f"redis://127.0.0.1:{port}/0", redis.Redis(port=port)
-                server = Server(served, mix, python, storage)
+                    stack.callback(client.close)
+                server = Server(served, mix, python, storage, directory)
+                try:
+                    server.start()
+                except (RuntimeError, TimeoutError) as error:
+                    raise server.failed(str(error)) from None
                 stack.callback(server.stop)
                 if client is not None:
                     server.redis = client
                     server.redis_memory["empty"] = client.info("memory")["used_memory"]
                 results.servers.append(server)
-        for server in results.servers:
-            server.wait_ready()
         log(f"{len(results.servers)} servers up")
         yield
 
@@ -393,7 +359,7 @@ def targets(results: Results) -> str:
                 f"{median([run.rps for run in bare.runs]):,.0f} requests/s: " + span(server, bare),
                 median(ratios(server, bare)) >= 1,
             )
-    return found.table() if found.rows else ""
+    return found.table() if found else ""
 
 
 def report(results: Results) -> str:

@@ -20,8 +20,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Optional, Protocol, TypeVar
 
-import harness
-
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
 OURS_VENV = "ours"
@@ -239,9 +237,8 @@ def worker_interpreters(install: bool, log: Callable[[str], None]) -> dict[str, 
 
 
 def configuration(storage: str = "memory", **options: object) -> dict[str, object]:
-    """The shared rules (and ``harness.Config``'s ``options``), as the workers take them."""
-    rules = {"rules": harness.RATE_LIMIT_RULES, "ban_rule": harness.BAN_RULE}
-    return {"config": {**rules, "storage": storage, **options}}
+    """A ``harness.Config``, as the workers take it."""
+    return {"config": {"storage": storage, **options}}
 
 
 class Worker:

@@ -200,18 +200,15 @@ def settle() -> None:
 
 @dataclass(frozen=True)
 class Config:
-    """The equivalent configuration every peer gets, as far as it has each part."""
+    """What every peer gets besides the shared rules, as far as it has each part: a storage
+    (``memory`` or a ``redis://`` URL); a fake clock (memory storages only; None: the
+    peer's real one); ours' memory bound, when not the default, and ``trusted_proxies``
+    (requests then come through ``PROXIED``)."""
 
-    rules: list[dict[str, int]]
-    ban_rule: dict[str, int]
     storage: str = "memory"
-    """``memory`` or a ``redis://`` URL."""
     clock: Optional[Clock] = None
-    """A fake clock (memory storages only), or None for the peer's real one."""
     max_clients: Optional[int] = None
-    """Ours' memory bound, when not the default."""
     proxies: Optional[int] = None
-    """Ours' ``trusted_proxies``: requests then come through ``PROXIED``."""
 
 
 @dataclass
@@ -273,8 +270,8 @@ def build_ours(config: Config, function: bool = False) -> Built:
         storage = gatekeeper.MemoryStorage(**options)
     gk = gatekeeper.GateKeeper(
         app,
-        ban_rule=config.ban_rule,
-        rate_limit_rules=config.rules,
+        ban_rule=BAN_RULE,
+        rate_limit_rules=RATE_LIMIT_RULES,
         storage=storage,
         trusted_proxies=config.proxies,
     )
@@ -282,15 +279,15 @@ def build_ours(config: Config, function: bool = False) -> Built:
         app.add_url_rule("/", view_func=gk.specific(plan_limit, cost=batch_cost)(function_view()))
 
     def fill(clients: Sequence[str]) -> None:
-        scopes = ours_scopes(config.rules)
-        for _ in range(max(rule["count"] for rule in config.rules) - 1):
+        scopes = ours_scopes(RATE_LIMIT_RULES)
+        for _ in range(max(rule["count"] for rule in RATE_LIMIT_RULES) - 1):
             for client in clients:
                 if not storage.hit(client, scopes).admitted:
                     raise RuntimeError("the ring fill was refused")
 
     def ban(client: str) -> None:
         with app.app_context():
-            for _ in range(config.ban_rule["count"]):
+            for _ in range(BAN_RULE["count"]):
                 gk.report(ip=client)
 
     environ = FUNCTION_GET if function else GET
@@ -308,7 +305,7 @@ def build_original(config: Config) -> Built:
     if config.clock is not None:
         module.time = _time
     app = new_app("original")
-    gk = module.GateKeeper(app, ban_rule=config.ban_rule, rate_limit_rules=config.rules)
+    gk = module.GateKeeper(app, ban_rule=BAN_RULE, rate_limit_rules=RATE_LIMIT_RULES)
 
     def fill(clients: Sequence[str]) -> None:
         """Each deque full of timestamps older than every window: every request then
@@ -322,7 +319,7 @@ def build_original(config: Config) -> Built:
         """1.0.0 bans at the client's next request, and counts reports only for a client
         it tracks (``_create``)."""
         gk._create(client)
-        for _ in range(config.ban_rule["count"]):
+        for _ in range(BAN_RULE["count"]):
             gk.report(ip=client)
 
     return Built(app, fill, ban)
@@ -344,7 +341,7 @@ def build_limiter(config: Config, strategy: str, function: bool = False) -> Buil
         app=app,
         default_limits=[  # "20 per 1 second"
             f"{rule['count']} per {rule['window']} second{'s' if rule['window'] != 1 else ''}"
-            for rule in config.rules
+            for rule in RATE_LIMIT_RULES
         ],
         storage_uri="memory://" if memory else config.storage,
         strategy=strategy,
@@ -389,7 +386,7 @@ def served(peer: str, storage: str = "memory") -> WSGIApplication:
     ``X-Forwarded-For`` value the load generator sends."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    app = build(peer, Config(RATE_LIMIT_RULES, BAN_RULE, storage)).app
+    app = build(peer, Config(storage)).app
     return ProxyFix(app.wsgi_app, x_for=1)
 
 
@@ -407,7 +404,7 @@ def calibrate(peer: str, config: Config) -> float:
         def clock() -> float:
             return START + next(reads) * SECONDS_PER_REQUEST  # 4 a second: admitted
 
-        built = build(peer, Config(config.rules, config.ban_rule, "memory", clock))
+        built = build(peer, Config(clock=clock))
         wsgi, environ = built.app.wsgi_app, built.environ
         clients = itertools.repeat(client_ip(0))
         run_requests(wsgi, clients, WARM_UP_ONE_CLIENT, environ)
@@ -439,7 +436,7 @@ def build_case(
         environ = {**environ, "HTTP_ACCEPT": accept}
     status = OK
     if mode == "refused":
-        limit = min(rule["count"] for rule in config.rules)
+        limit = min(rule["count"] for rule in RATE_LIMIT_RULES)
         run_requests(wsgi, itertools.cycle(addresses), limit + 1, environ)
         if (seen := take_statuses()) != {OK: limit, TOO_MANY: 1}:
             raise RuntimeError(f"filling the refused client's rule: got {seen}")
@@ -516,7 +513,7 @@ def redis_parts(url: str, port: int, clients: int, config: Config) -> tuple[dict
     and the ``redis`` cases of bare Flask, bare Flask making a PING, and ours."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage.redis")
     storage = storage_module.RedisStorage.from_url(url)
-    client, scopes = storage.client, ours_scopes(config.rules)
+    client, scopes = storage.client, ours_scopes(RATE_LIMIT_RULES)
     names = [client_ip(number) for number in range(clients)]
     sent: list[tuple[Any, ...]] = []
     run_script = storage_module.RedisStorage._run

@@ -58,48 +58,41 @@ SMOKE = Plan((1, 10, 100), 2, 50, 20, 200, 2, 50, 20, 200, 100)
 @dataclass(frozen=True)
 class Peer:
     """One configuration under test (``key``: the worker's name for it; ``short``: its
-    column heading), and the venv whose worker runs it."""
+    column heading), the venv whose worker runs it, and whether it is measured on Redis
+    too (bare Flask: as the floor there as well)."""
 
     key: str
     label: str
     short: str
     venv: str
     redis: bool = True
-    """Measured on Redis too (bare Flask: as the floor there as well)."""
-    lacks: str = ""
 
 
 HOOK = Peer("hook", "Flask + an empty before_request", "hook", OURS_VENV)
 BARE = Peer("bare", "bare Flask", "bare", OURS_VENV)
 OURS = Peer("ours", "flask-gatekeeper (this), sliding log", "ours", OURS_VENV)
-MOVING = Peer(
-    "limiter-moving",
-    "Flask-Limiter 4, moving window",
-    "FL moving",
-    "limiter",
-    lacks="no ban rule (only the two rate rules run)",
-)
-FIXED = Peer(
-    "limiter-fixed",
-    "Flask-Limiter 4, fixed window",
-    "FL fixed",
-    "limiter",
-    lacks="no ban rule; fixed windows admit up to twice a rule's count across a boundary",
-)
-ORIGINAL = Peer(
-    "original",
-    "flask-gatekeeper 1.0.0",
-    "1.0.0",
-    "original",
-    redis=False,
-    lacks="no Redis storage; no memory bound",
-)
+MOVING = Peer("limiter-moving", "Flask-Limiter 4, moving window", "FL moving", "limiter")
+FIXED = Peer("limiter-fixed", "Flask-Limiter 4, fixed window", "FL fixed", "limiter")
+ORIGINAL = Peer("original", "flask-gatekeeper 1.0.0", "1.0.0", "original", redis=False)
 PINGED = Peer("pinged", "bare Flask making one redis-py PING per request", "PING", OURS_VENV)
 """The yardstick of the Redis target, measured on Redis only."""
 ALL = (OURS, MOVING, FIXED, ORIGINAL)
 """Every peer that limits (bare Flask is the floor, not a peer)."""
 BANNING = (OURS, ORIGINAL)
 """The peers with a ban rule, timed refusing a banned client too."""
+LACKS = {
+    MOVING: "no ban rule (only the two rate rules run)",
+    FIXED: "no ban rule; fixed windows admit up to twice a rule's count across a boundary",
+    ORIGINAL: "no Redis storage; no memory bound",
+}
+FUNCTIONS = {
+    Peer(
+        f"{peer.key}-function", f"{label}, limit and cost functions", f"{peer.short} fn", peer.venv
+    ): peer
+    for peer, label in ((OURS, "flask-gatekeeper (this)"), (MOVING, MOVING.label))
+}
+"""The peers whose route limit and cost are functions of the request, each with the peer
+it adds them to (same rules and ban rule otherwise)."""
 
 REFUSALS = (("refused", None), ("refused", "*/*"), ("banned", None), ("banned", "*/*"))
 """The refused paths of the targets (one client): over its rate limit (429) or banned
@@ -107,21 +100,6 @@ REFUSALS = (("refused", None), ("refused", "*/*"), ("banned", None), ("banned", 
 REFUSED_AIM = 1.10
 """What a refusal aims to cost, times a bare Flask request (issue 15)."""
 MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
-
-FUNCTIONS = {
-    Peer(
-        "ours-function", "flask-gatekeeper (this), limit and cost functions", "ours fn", OURS_VENV
-    ): OURS,
-    Peer(
-        "limiter-moving-function",
-        f"{MOVING.label}, limit and cost functions",
-        "FL moving fn",
-        "limiter",
-    ): MOVING,
-}
-"""The peers whose route limit and cost are functions of the request, each with the peer
-it adds them to (same rules and ban rule otherwise)."""
-
 
 # -- timed cases -----------------------------------------------------------------------------------
 
@@ -614,7 +592,7 @@ def report(results: Results) -> str:
             interpreters=common.interpreters(results.versions),
             rules=RATE_LIMIT_RULES,
             ban_rule=BAN_RULE,
-            lacks="; ".join(f"{peer.label}: {peer.lacks}" for peer in ALL if peer.lacks),
+            lacks="; ".join(f"{peer.label}: {lacks}" for peer, lacks in LACKS.items()),
             unmeasured="".join(
                 f"\n- Not measured (its venv is not built): {peer.label}."
                 for peer in ALL

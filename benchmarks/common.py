@@ -1,44 +1,37 @@
 """What the benchmark drivers share: rounds and paired ratios, reports, venvs and their
-workers, a throwaway redis-server (the tests' launcher, ``tests/support/redis_server.py``).
-``harness.py`` holds what runs inside the workers."""
+workers (``harness.py``), and the tests' launchers (``tests/support``: redis-server,
+gunicorn)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import os
 import platform
-import socket
 import statistics
 import string
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Optional, Protocol, TypeVar
 
-import harness
-
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
 OURS_VENV = "ours"
 """This driver's own interpreter, among the venvs."""
+PEER_VENVS = ("limiter", "original")
 T = TypeVar("T")
+sys.path.append(str(HERE.parent / "tests"))  # the tests' support package, imported when used
 
 
 def logger(name: str) -> Callable[[str], None]:
     """Progress lines on stderr, ``[name] message``: stdout carries the report."""
-
-    def log(message: str) -> None:
-        print(f"[{name}] {message}", file=sys.stderr, flush=True)
-
-    return log
+    return lambda message: print(f"[{name}] {message}", file=sys.stderr, flush=True)
 
 
 def parser(doc: Optional[str], smoke: str) -> argparse.ArgumentParser:
@@ -52,43 +45,38 @@ def parser(doc: Optional[str], smoke: str) -> argparse.ArgumentParser:
 
 
 class Timed(Protocol):
-    """A configuration timed round by round: one sample (µs per request) per round."""
+    """A case a worker built (``name``), timed round by round: µs per request, a sample a
+    round."""
 
+    worker: Optional[Worker]
     samples: list[float]
 
-    def measure(self, requests: int) -> float: ...
+    @property
+    def name(self) -> str: ...
 
 
-@dataclass
-class Series:
-    """A ``Timed`` whose ``ns(requests)`` makes that many requests and returns elapsed ns."""
-
-    label: str
-    ns: Callable[[int], int]
-    samples: list[float] = field(default_factory=list)
-    """Mean microseconds per request, one per round."""
-
-    def measure(self, requests: int) -> float:
-        return self.ns(requests) / requests / 1000
+def measure(case: Timed, requests: int) -> float:
+    """Mean µs per request over ``requests`` requests of the case."""
+    assert case.worker is not None
+    return float(case.worker.ask("run", case=case.name, requests=requests)["ns"]) / requests / 1000
 
 
 def run_rounds(
-    cases: Sequence[Timed],
-    rounds: int,
-    requests: int,
-    before_round: Callable[[int], None] = lambda number: None,
+    cases: Sequence[Timed], rounds: int, requests: int, log: Callable[[str], None]
 ) -> None:
     """One untimed round (caches, the interpreter's specialisation), then ``rounds``
     rounds in rotating order (A B C, then B C A, ...: drifts in machine speed hit all
-    alike), a full collection (and ``before_round``) before each."""
+    alike), a full collection in every worker before each."""
+    workers = list({id(case.worker): case.worker for case in cases if case.worker}.values())
     for case in cases:
-        case.measure(max(requests // 10, 10))
+        measure(case, max(requests // 10, 10))
     for number in range(rounds):
-        gc.collect()
-        before_round(number)
+        log(f"round {number + 1}/{rounds}")
+        for worker in workers:
+            worker.ask("collect")
         shift = number % len(cases)
         for case in [*cases[shift:], *cases[:shift]]:
-            case.samples.append(case.measure(requests))
+            case.samples.append(measure(case, requests))
 
 
 def paired(case: Timed, other: Timed, combine: Callable[[float, float], float]) -> float:
@@ -121,18 +109,16 @@ def table(headings: Sequence[str], rows: Sequence[Sequence[str]], text: int = 1)
     return "\n".join(f"| {' | '.join(line)} |" for line in lines)
 
 
-@dataclass
-class Targets:
+class Targets(list[list[str]]):
     """The rows of a report's targets table."""
 
-    rows: list[list[str]] = field(default_factory=list)
-
     def add(self, target: str, measured: str, met: Optional[bool]) -> None:
-        status = "skipped" if met is None else ("met" if met else "**not met**")
-        self.rows.append([target, measured, status])
+        self.append(
+            [target, measured, "skipped" if met is None else ("met" if met else "**not met**")]
+        )
 
-    def table(self, text: int = 3) -> str:
-        return table(["target", "measured", "status"], self.rows, text)
+    def table(self) -> str:
+        return table(["target", "measured", "status"], self, text=3)
 
 
 def machine() -> str:
@@ -154,9 +140,8 @@ def generated(script: str, smoke: bool, seconds: float, smoke_note: str) -> str:
     """A written report's first line: which run made it, when, and how long it took."""
     when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     name = f"benchmarks/{script}{' --smoke' if smoke else ''}"
-    return f"Generated by `{name}` on {when}, in {seconds:.0f} s" + (
-        f": {smoke_note}" if smoke else "."
-    )
+    note = f": {smoke_note}" if smoke else "."
+    return f"Generated by `{name}` on {when}, in {seconds:.0f} s{note}"
 
 
 def template(name: str, **values: object) -> str:
@@ -201,66 +186,59 @@ def installs(venv: str) -> list[list[str]]:
     raise ValueError(f"no venv named {venv!r}")
 
 
-PEER_VENVS = ("limiter", "original")
-
-
-def venv_python(venv: str, install: bool) -> Optional[Path]:
-    """The venv's Python, installed first when ``install`` (unless already the same);
-    None when it is not there and ``install`` is false."""
-    root = VENVS / venv
-    python, marker = root / "bin" / "python", root / ".bench-installed"
-    wanted = json.dumps(installs(venv))
-    if python.exists() and marker.exists() and marker.read_text() == wanted:
-        return python
-    if not install:
-        return None
-    logger("venvs")(f"setting up benchmarks/.venvs/{venv}")
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
-    for arguments in installs(venv):
-        pip = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
-        subprocess.run([str(python), *pip, *arguments], check=True)
-    marker.write_text(wanted)
-    return python
-
-
 Interpreter = tuple[list[str], dict[str, str]]
 
 
-def interpreter(venv: str, install: bool) -> Optional[Interpreter]:
-    """The command that starts Python in a venv, and its environment (None: not built).
-    Ours is this driver's, its ``PYTHONPATH`` made absolute (gunicorn changes directory);
-    the peers' run with ``-I`` and no ``PYTHONPATH``: nothing of this checkout may shadow
+def interpreter(
+    venv: str, install: bool, log: Optional[Callable[[str], None]] = None
+) -> Optional[Interpreter]:
+    """The command that starts Python in a venv, and its environment; None when the venv
+    is not built (and ``install`` is false: then ``log`` says so). The peers' venvs are
+    installed first when ``install`` (unless already the same). Ours and hiredis's import
+    this checkout, their ``PYTHONPATH`` made absolute (gunicorn changes directory); the
+    peers' run with ``-I`` and no ``PYTHONPATH``: nothing of this checkout may shadow
     flask-gatekeeper 1.0.0 (our module name)."""
     env = dict(os.environ)
+    paths = [
+        *env.get("PYTHONPATH", "").split(os.pathsep),
+        *([str(HERE.parent / "src")] if venv == "hiredis" else []),
+    ]
+    env["PYTHONPATH"] = os.pathsep.join(str(Path(path).resolve()) for path in paths if path)
     if venv == OURS_VENV:
-        paths = env.get("PYTHONPATH", "").split(os.pathsep)
-        env["PYTHONPATH"] = os.pathsep.join(str(Path(path).resolve()) for path in paths if path)
         return [sys.executable], env
-    python = venv_python(venv, install)
-    if python is None:
-        return None
-    env.pop("PYTHONPATH", None)
+    root = VENVS / venv
+    python, marker = root / "bin" / "python", root / ".bench-installed"
+    wanted = json.dumps(installs(venv))
+    if not (python.exists() and marker.exists() and marker.read_text() == wanted):
+        if not install:
+            if log is not None:
+                log(
+                    f"skipping the {venv} peers: benchmarks/.venvs/{venv} is not built (--smoke "
+                    "builds none; `make bench-peers` does)"
+                )
+            return None
+        logger("venvs")(f"setting up benchmarks/.venvs/{venv}")
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+        for arguments in installs(venv):
+            pip = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+            subprocess.run([str(python), *pip, *arguments], check=True)
+        marker.write_text(wanted)
+    if venv == "hiredis":
+        return [str(python)], env
+    env.pop("PYTHONPATH")
     return [str(python), "-I"], env
 
 
 def worker_interpreters(install: bool, log: Callable[[str], None]) -> dict[str, Interpreter]:
     """Ours and every peer venv that is built (or, with ``install``, built now)."""
-    found = {OURS_VENV: interpreter(OURS_VENV, install)}
-    for venv in PEER_VENVS:
-        found[venv] = interpreter(venv, install)
-        if found[venv] is None:
-            log(
-                f"skipping the {venv} peers: benchmarks/.venvs/{venv} is not built (--smoke "
-                "builds none; `make bench-peers` does)"
-            )
+    found = {venv: interpreter(venv, install, log) for venv in (OURS_VENV, *PEER_VENVS)}
     return {venv: command for venv, command in found.items() if command is not None}
 
 
 def configuration(storage: str = "memory", **options: object) -> dict[str, object]:
-    """The shared rules (and ``harness.Config``'s ``options``), as the workers take them."""
-    rules = {"rules": harness.RATE_LIMIT_RULES, "ban_rule": harness.BAN_RULE}
-    return {**rules, "storage": storage, **options}
+    """A ``harness.Config``, as the workers take it."""
+    return {"config": {"storage": storage, **options}}
 
 
 class Worker:
@@ -320,19 +298,6 @@ def two_at_a_time(tasks: Sequence[Callable[[], T]]) -> list[T]:
         return [future.result() for future in [pool.submit(task) for task in tasks]]
 
 
-# -- Redis ---------------------------------------------------------------------------------------
-
-
-sys.path.append(str(HERE.parent / "tests"))  # the tests' launcher, imported when used
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    from support.redis_server import free_port
-
-    return free_port()
-
-
 @contextlib.contextmanager
 def redis_server() -> Iterator[Optional[int]]:
     """The port of a throwaway redis-server (the tests' launcher), or None without one."""
@@ -343,32 +308,3 @@ def redis_server() -> Iterator[Optional[int]]:
         return
     with RedisServer() as server:
         yield server.port
-
-
-def resp(*words: object) -> bytes:
-    """One command in RESP, as a client library writes it."""
-    parts = [b"*%d\r\n" % len(words)]
-    for word in words:
-        data = str(word).encode()
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-class Resp:
-    """A bare RESP connection, no client library: enough for PING, ECHO and MONITOR."""
-
-    def __init__(self, port: int) -> None:
-        self.socket = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.reader = self.socket.makefile("rb")
-
-    def send(self, *arguments: str) -> str:
-        """Send one command; return the first line of the reply."""
-        self.socket.sendall(resp(*arguments))
-        return self.line()
-
-    def line(self) -> str:
-        return self.reader.readline().decode(errors="replace").rstrip("\r\n")
-
-    def close(self) -> None:
-        self.reader.close()
-        self.socket.close()

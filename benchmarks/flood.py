@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any, Optional
 
 import common
-from common import OURS_VENV, configuration, once, two_at_a_time
+from common import OURS_VENV, configuration, once, table, two_at_a_time
 from harness import RATE_LIMIT_RULES, client_address, client_key
 
 from flask_gatekeeper.addresses import parse_address
@@ -56,22 +56,16 @@ def growth_per_client(traced: Reply) -> float:
 
 
 def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> list[str]:
-    lines = [
-        f"### {variant}: {VARIANTS[variant][1]}",
-        "",
-        "| clients so far | tracked | RSS MB | traced MB | µs/request (slice) |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    plain_points, traced_points = timed["points"], traced["points"]
+    plain_points, traced_points, rows = timed["points"], traced["points"], []
     for was, plain, with_trace in zip([None, *plain_points], plain_points, traced_points):
         if (plain["clients"], plain["tracked"]) != (with_trace["clients"], with_trace["tracked"]):
             raise SystemExit(f"flood.py: the passes disagree: {plain} vs {with_trace}")
         plain["us"] = plain["ns"] / (plain["clients"] - was["clients"]) / 1000 if was else 0
         speed = "" if was is None else f"{plain['us']:.2f}"
-        lines.append(
-            f"| {plain['clients']:,} | {plain['tracked']:,} | {mb(plain['rss'])} "
-            f"| {mb(with_trace['traced'])} | {speed} |"
-        )
+        counts = [f"{plain['clients']:,}", f"{plain['tracked']:,}"]
+        rows.append([*counts, mb(plain["rss"]), mb(with_trace["traced"]), speed])
+    headings = ["clients so far", "tracked", "RSS MB", "traced MB", "µs/request (slice)"]
+    lines = [f"### {variant}: {VARIANTS[variant][1]}", "", table(headings, rows, text=0)]
     pairs = list(zip(plain_points, plain_points[1:]))
     # A slice that crossed the cap mixes both phases: it counts in neither median.
     phases = (
@@ -122,23 +116,30 @@ def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> list[str
 
 
 def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) -> list[str]:
-    lines = [
-        "### bytes per tracked client (tracemalloc)",
-        "",
-        f"| measured | logs | requests per log | bytes per client | x {cap:,} (the cap) |",
-        "|---|---:|---:|---:|---:|",
+    measured = [
+        (
+            f"{variant} flood, at its end",
+            result["points"][-1]["tracked"],
+            1,
+            growth_per_client(result),
+        )
+        for variant, result in traced.items()
     ]
-    for variant, result in traced.items():
-        per_client = growth_per_client(result)
-        lines.append(
-            f"| {variant} flood, at its end | {result['points'][-1]['tracked']:,} | 1 "
-            f"| {per_client:,.0f} | {mb(per_client * cap)} MB |"
+    measured += [
+        (
+            "storage.hit directly, no eviction",
+            fill["tracked"],
+            fill["requests"],
+            fill["bytes_per_client"],
         )
-    for fill in fills:
-        lines.append(
-            f"| storage.hit directly, no eviction | {fill['tracked']:,} | {fill['requests']} "
-            f"| {fill['bytes_per_client']:,.0f} | {mb(fill['bytes_per_client'] * cap)} MB |"
-        )
+        for fill in fills
+    ]
+    rows = [
+        [what, f"{logs:,}", str(requests), f"{size:,.0f}", f"{mb(size * cap)} MB"]
+        for what, logs, requests, size in measured
+    ]
+    headings = ["measured", "logs", "requests per log", "bytes per client", f"x {cap:,} (the cap)"]
+    lines = ["### bytes per tracked client (tracemalloc)", "", table(headings, rows)]
     one, full = fills[0]["bytes_per_client"], fills[-1]["bytes_per_client"]
     extra = max(growth_per_client(result) for result in traced.values()) - one
     return [

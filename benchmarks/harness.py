@@ -1,8 +1,9 @@
 """The apps every benchmark measures, how they are sent requests, and the workers.
 
-The drivers import it, and run it as a worker, one per venv: ours, and (with ``-I``)
-Flask-Limiter's and flask-gatekeeper 1.0's under ``benchmarks/.venvs/``. So it imports
-only the standard library, Flask and Werkzeug at the top, each peer inside its builder.
+The drivers import it, and run it as a worker, one per venv: ours and hiredis's (this
+checkout's sources), and (with ``-I``) Flask-Limiter's and flask-gatekeeper 1.0's under
+``benchmarks/.venvs/``. So it imports only the standard library, Flask and Werkzeug at the
+top, each peer inside its builder.
 
 Requests call ``app.wsgi_app`` directly on a copy of one prebuilt environ (no server), the
 body consumed and closed; an unexpected status fails the run rather than measure another
@@ -21,6 +22,7 @@ import itertools
 import json
 import os
 import platform
+import socket
 import sys
 import threading
 import time
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], float]
 Reply = dict[str, Any]
+Run = Callable[[int], int]
+"""A built case: makes that many requests (or calls), returns the elapsed ns."""
 
 # The rules of the design's example, given to every peer that has each part.
 RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
@@ -55,24 +59,26 @@ reading moves it by this over the peer's readings per request (``calibrate``).""
 WARM_UP_ONE_CLIENT = 500
 """Requests sent to a one-client case before timing: every log in its steady state."""
 PACKAGES = ("flask", "werkzeug", "flask-gatekeeper", "flask-limiter", "limits", "redis")
+PACKAGES_TOO = ("hiredis", "gunicorn")
 OK, TOO_MANY, FORBIDDEN = "200 OK", "429 TOO MANY REQUESTS", "403 FORBIDDEN"
 
 
 # -- requests ------------------------------------------------------------------------------
 
 
-def index() -> str:
-    return "ok"
-
-
 def new_app(name: str) -> Flask:
     app = Flask(name)
-    app.add_url_rule("/", view_func=index)
+    app.add_url_rule("/", view_func=function_view())
     return app
 
 
-def _write(data: bytes) -> None:
-    """The ``write`` callable of ``start_response``; Flask never calls it."""
+def function_view() -> Callable[[], str]:
+    """A fresh ``GET /`` view for each app (the peers' decorators mark or register it)."""
+
+    def index() -> str:
+        return "ok"
+
+    return index
 
 
 statuses: dict[str, int] = {}
@@ -83,7 +89,7 @@ def start_response(
     status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
 ) -> Callable[[bytes], object]:
     statuses[status] = statuses.get(status, 0) + 1
-    return _write
+    return len  # ``write``: Flask never calls it
 
 
 def take_statuses() -> dict[str, int]:
@@ -121,6 +127,10 @@ GET: WSGIEnvironment = EnvironBuilder(path="/", method="GET").get_environ()
 """The environ every request copies (they share its empty ``wsgi.input``: nothing reads it)."""
 PROXIED: WSGIEnvironment = EnvironBuilder(environ_base={"REMOTE_ADDR": "172.16.0.2"}).get_environ()
 """The same from a proxy, for ``Config.proxies``: the client goes in ``X-Forwarded-For``."""
+FUNCTION_GET: WSGIEnvironment = EnvironBuilder(
+    path="/", method="GET", query_string={"n": "2"}, headers=[("X-Plan", "pro")]
+).get_environ()
+"""What the ``-function`` peers are sent: a pro client's request that costs 2."""
 
 
 def serve(
@@ -136,9 +146,8 @@ def serve(
         body = wsgi(environ, start_response)
         for _chunk in body:
             pass
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
+        if hasattr(body, "close"):
+            body.close()
 
 
 def run_requests(
@@ -152,6 +161,18 @@ def run_requests(
         return time.perf_counter_ns() - start
     finally:
         gc.enable()
+
+
+def calls(call: Callable[[int], object]) -> Run:
+    """The ``Run`` that times ``call(0)``, ``call(1)``, ... ``call(count - 1)``."""
+
+    def timed(count: int) -> int:
+        started = time.perf_counter_ns()
+        for number in range(count):
+            call(number)
+        return time.perf_counter_ns() - started
+
+    return timed
 
 
 # -- fake clocks for the peers that read time.time() -----------------------------------------
@@ -174,28 +195,20 @@ def settle() -> None:
             thread.join()
 
 
-def patch_time(module_name: str) -> None:
-    module: Any = importlib.import_module(module_name)
-    module.time = _time
-
-
 # -- the peers ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Config:
-    """The equivalent configuration every peer gets, as far as it has each part."""
+    """What every peer gets besides the shared rules, as far as it has each part: a storage
+    (``memory`` or a ``redis://`` URL); a fake clock (memory storages only; None: the
+    peer's real one); ours' memory bound, when not the default, and ``trusted_proxies``
+    (requests then come through ``PROXIED``)."""
 
-    rules: list[dict[str, int]]
-    ban_rule: dict[str, int]
     storage: str = "memory"
-    """``memory`` or a ``redis://`` URL."""
     clock: Optional[Clock] = None
-    """A fake clock (memory storages only), or None for the peer's real one."""
     max_clients: Optional[int] = None
-    """Ours' memory bound, when not the default."""
     proxies: Optional[int] = None
-    """Ours' ``trusted_proxies``: requests then come through ``PROXIED``."""
 
 
 @dataclass
@@ -209,14 +222,10 @@ class Built:
     ban: Optional[Callable[[str], None]] = None
     environ: WSGIEnvironment = field(default_factory=lambda: GET)
     storage: Any = None
-    """Ours' storage (its tracked logs and bans)."""
+    """Ours' memory storage (its tracked logs and bans)."""
 
 
 PRO_LIMIT, FREE_LIMIT = "1000/minute", "100/minute"
-FUNCTION_GET: WSGIEnvironment = EnvironBuilder(
-    path="/", method="GET", query_string={"n": "2"}, headers=[("X-Plan", "pro")]
-).get_environ()
-"""What the ``-function`` peers are sent: a pro client's request that costs 2."""
 
 
 def plan_limit() -> str:
@@ -227,15 +236,6 @@ def batch_cost() -> int:
     return int(request.args.get("n", "1"))
 
 
-def function_view() -> Callable[[], str]:
-    """A fresh view for each app (the peers' decorators mark or register the function)."""
-
-    def index() -> str:
-        return "ok"
-
-    return index
-
-
 def ours_scopes(rules: Iterable[dict[str, Any]]) -> Any:
     """The scopes our extension builds for global ``rules``, to call a storage directly."""
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
@@ -243,17 +243,9 @@ def ours_scopes(rules: Iterable[dict[str, Any]]) -> Any:
     return (policy.Scope.of(policy.GLOBAL_SCOPE, tuple(gatekeeper.Rule(**r) for r in rules)),)
 
 
-def build_hook(config: Config) -> Built:
-    """The floor of any ``before_request`` extension: one that does nothing."""
-    app = new_app("hook")
-    app.before_request(lambda: None)
-    return Built(app)
-
-
 def build_pinged(config: Config) -> Built:
     """The floor of a limiter that asks Redis once a request: one redis-py PING."""
-    redis: Any = importlib.import_module("redis")
-    client = redis.Redis.from_url(config.storage)
+    client = importlib.import_module("redis").Redis.from_url(config.storage)
     app = new_app("pinged")
 
     @app.before_request
@@ -269,7 +261,8 @@ def build_ours(config: Config, function: bool = False) -> Built:
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
     app = Flask("ours-function") if function else new_app("ours")
     storage: Any = config.storage
-    if storage == "memory":
+    memory = storage == "memory"
+    if memory:
         options: dict[str, Any] = {} if config.clock is None else {"clock": config.clock}
         if function or config.max_clients:
             default = importlib.import_module("flask_gatekeeper.storage").DEFAULT_MAX_CLIENTS
@@ -277,8 +270,8 @@ def build_ours(config: Config, function: bool = False) -> Built:
         storage = gatekeeper.MemoryStorage(**options)
     gk = gatekeeper.GateKeeper(
         app,
-        ban_rule=config.ban_rule,
-        rate_limit_rules=config.rules,
+        ban_rule=BAN_RULE,
+        rate_limit_rules=RATE_LIMIT_RULES,
         storage=storage,
         trusted_proxies=config.proxies,
     )
@@ -286,19 +279,18 @@ def build_ours(config: Config, function: bool = False) -> Built:
         app.add_url_rule("/", view_func=gk.specific(plan_limit, cost=batch_cost)(function_view()))
 
     def fill(clients: Sequence[str]) -> None:
-        scopes = ours_scopes(config.rules)
-        for _ in range(max(rule["count"] for rule in config.rules) - 1):
+        scopes = ours_scopes(RATE_LIMIT_RULES)
+        for _ in range(max(rule["count"] for rule in RATE_LIMIT_RULES) - 1):
             for client in clients:
                 if not storage.hit(client, scopes).admitted:
                     raise RuntimeError("the ring fill was refused")
 
     def ban(client: str) -> None:
         with app.app_context():
-            for _ in range(config.ban_rule["count"]):
+            for _ in range(BAN_RULE["count"]):
                 gk.report(ip=client)
 
     environ = FUNCTION_GET if function else GET
-    memory = config.storage == "memory"
     return Built(app, fill if memory else None, ban, environ, storage if memory else None)
 
 
@@ -311,9 +303,9 @@ def build_original(config: Config) -> Built:
         raise RuntimeError(f"expected flask-gatekeeper 1.0.0 in this venv, found {found}")
     module: Any = importlib.import_module("flask_gatekeeper.gatekeeper")
     if config.clock is not None:
-        patch_time("flask_gatekeeper.gatekeeper")
+        module.time = _time
     app = new_app("original")
-    gk = module.GateKeeper(app, ban_rule=config.ban_rule, rate_limit_rules=config.rules)
+    gk = module.GateKeeper(app, ban_rule=BAN_RULE, rate_limit_rules=RATE_LIMIT_RULES)
 
     def fill(clients: Sequence[str]) -> None:
         """Each deque full of timestamps older than every window: every request then
@@ -327,7 +319,7 @@ def build_original(config: Config) -> Built:
         """1.0.0 bans at the client's next request, and counts reports only for a client
         it tracks (``_create``)."""
         gk._create(client)
-        for _ in range(config.ban_rule["count"]):
+        for _ in range(BAN_RULE["count"]):
             gk.report(ip=client)
 
     return Built(app, fill, ban)
@@ -339,20 +331,19 @@ def build_limiter(config: Config, strategy: str, function: bool = False) -> Buil
     override_defaults=False)``, so its default limits keep applying, as ours' global
     rules do."""
     flask_limiter: Any = importlib.import_module("flask_limiter")
-    util: Any = importlib.import_module("flask_limiter.util")
-    uri = "memory://" if config.storage == "memory" else config.storage
-    if config.storage == "memory" and config.clock is not None:
-        patch_time("limits.storage.memory")
+    memory = config.storage == "memory"
+    if memory and config.clock is not None:
+        importlib.import_module("limits.storage.memory").time = _time  # type: ignore[attr-defined]
     name = f"limiter-{strategy}"
     app = Flask(f"{name}-function") if function else new_app(name)
     limiter = flask_limiter.Limiter(
-        util.get_remote_address,
+        importlib.import_module("flask_limiter.util").get_remote_address,
         app=app,
         default_limits=[  # "20 per 1 second"
             f"{rule['count']} per {rule['window']} second{'s' if rule['window'] != 1 else ''}"
-            for rule in config.rules
+            for rule in RATE_LIMIT_RULES
         ],
-        storage_uri=uri,
+        storage_uri="memory://" if memory else config.storage,
         strategy=strategy,
     )
     if not function:
@@ -360,6 +351,13 @@ def build_limiter(config: Config, strategy: str, function: bool = False) -> Buil
     limit = limiter.limit(plan_limit, cost=batch_cost, override_defaults=False)
     app.add_url_rule("/", view_func=limit(function_view()))
     return Built(app, environ=FUNCTION_GET)
+
+
+def build_hook(config: Config) -> Built:
+    """The floor of any ``before_request`` extension: one that does nothing."""
+    app = new_app("hook")
+    app.before_request(lambda: None)
+    return Built(app)
 
 
 BUILDERS: dict[str, Callable[[Config], Built]] = {
@@ -388,66 +386,38 @@ def served(peer: str, storage: str = "memory") -> WSGIApplication:
     ``X-Forwarded-For`` value the load generator sends."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    app = build(peer, Config(RATE_LIMIT_RULES, BAN_RULE, storage)).app
+    app = build(peer, Config(storage)).app
     return ProxyFix(app.wsgi_app, x_for=1)
 
 
 # -- timed cases -------------------------------------------------------------------------------
 
-
-@dataclass
-class Case:
-    """One built configuration and the endless round-robin of clients it is sent."""
-
-    wsgi: WSGIApplication
-    clients: Iterator[str]
-    status: str
-    clock: Optional[Clock]
-    environ: WSGIEnvironment = field(default_factory=lambda: GET)
-
-    def run(self, requests: int) -> int:
-        """Elapsed ns for ``requests`` requests."""
-        if self.clock is not None:
-            use_clock(self.clock)
-        elapsed = run_requests(self.wsgi, self.clients, requests, self.environ)
-        settle()  # a sweep still running would steal the next case's time, in any process
-        expect_only(self.status, "timed requests")
-        return elapsed
-
-
-class CountingClock:
-    """A clock that counts its readings (``calibrate`` only: a Python call is slower)."""
-
-    def __init__(self, step: float) -> None:
-        self.step = step
-        self.reads = 0
-
-    def __call__(self) -> float:
-        self.reads += 1
-        return START + self.reads * self.step
-
-
 _readings: dict[str, float] = {}
 
 
 def calibrate(peer: str, config: Config) -> float:
-    """How many times the peer reads its clock per admitted request at one client."""
+    """How many times the peer reads its clock per admitted request at one client, on a
+    clock that counts its readings (``calibrate`` only: a Python call is slower)."""
     if peer not in _readings:
-        clock = CountingClock(SECONDS_PER_REQUEST)  # at most 4 requests a second: admitted
-        built = build(peer, Config(config.rules, config.ban_rule, "memory", clock))
+        reads = itertools.count(1)
+
+        def clock() -> float:
+            return START + next(reads) * SECONDS_PER_REQUEST  # 4 a second: admitted
+
+        built = build(peer, Config(clock=clock))
         wsgi, environ = built.app.wsgi_app, built.environ
         clients = itertools.repeat(client_ip(0))
         run_requests(wsgi, clients, WARM_UP_ONE_CLIENT, environ)
-        before = clock.reads  # time never goes back: the logs hold its readings
+        before = clock()  # time never goes back: the logs hold its readings
         run_requests(wsgi, clients, 1000, environ)
         expect_only(OK, f"calibrating {peer}")
-        _readings[peer] = (clock.reads - before) / 1000
+        _readings[peer] = ((clock() - before) / SECONDS_PER_REQUEST - 1) / 1000
     return _readings[peer]
 
 
 def build_case(
     peer: str, mode: str, clients: int, config: Config, accept: Optional[str] = None
-) -> tuple[Case, Reply]:
+) -> tuple[Run, Reply]:
     """A warmed-up case, and facts about it. ``admitted``: a fake clock advancing with
     every reading, every client tracked, its log full; ``refused``: one client over its
     limit, ``banned``: one banned client, each under a frozen clock; ``redis``: real
@@ -456,8 +426,7 @@ def build_case(
     addresses = [client_ip(number) for number in range(clients)]
     clock: Optional[Clock] = None
     if mode == "admitted" and peer not in CLOCKLESS:
-        readings = calibrate(peer, config)
-        facts["clock_readings_per_request"] = readings
+        readings = facts["clock_readings_per_request"] = calibrate(peer, config)
         clock = itertools.count(START, SECONDS_PER_REQUEST / max(readings, 1.0)).__next__
     elif mode in ("refused", "banned"):
         clock = itertools.repeat(START).__next__
@@ -467,10 +436,9 @@ def build_case(
         environ = {**environ, "HTTP_ACCEPT": accept}
     status = OK
     if mode == "refused":
-        limit = min(rule["count"] for rule in config.rules)
+        limit = min(rule["count"] for rule in RATE_LIMIT_RULES)
         run_requests(wsgi, itertools.cycle(addresses), limit + 1, environ)
-        seen = take_statuses()
-        if seen != {OK: limit, TOO_MANY: 1}:
+        if (seen := take_statuses()) != {OK: limit, TOO_MANY: 1}:
             raise RuntimeError(f"filling the refused client's rule: got {seen}")
         status = TOO_MANY
     elif mode == "banned":
@@ -479,16 +447,112 @@ def build_case(
         for address in addresses:
             built.ban(address)
         status = FORBIDDEN
-    elif clients == 1:
-        serve(wsgi, itertools.repeat(addresses[0], WARM_UP_ONE_CLIENT), environ)
-        expect_only(OK, "warm-up")
     else:
-        serve(wsgi, addresses, environ)
-        expect_only(OK, f"warm-up of {clients} clients")
-        if built.fill is not None and mode == "admitted":
+        warm_up = itertools.repeat(addresses[0], WARM_UP_ONE_CLIENT) if clients == 1 else None
+        serve(wsgi, warm_up or addresses, environ)
+        expect_only(OK, f"warm-up of {clients} client(s)")
+        if clients > 1 and built.fill is not None and mode == "admitted":
             built.fill(addresses)
             facts["logs_filled"] = True
-    return Case(wsgi, itertools.cycle(addresses), status, clock, environ), facts
+    cycle = itertools.cycle(addresses)
+
+    def run(requests: int) -> int:
+        if clock is not None:
+            use_clock(clock)
+        elapsed = run_requests(wsgi, cycle, requests, environ)
+        settle()  # a sweep still running would steal the next case's time, in any process
+        expect_only(status, "timed requests")
+        return elapsed
+
+    return run, facts
+
+
+class Resp:
+    """A bare RESP connection to Redis, no client library."""
+
+    def __init__(self, port: int) -> None:
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.reader = self.socket.makefile("rb")
+
+    @staticmethod
+    def command(*words: object) -> bytes:
+        """One command in RESP, as a client library writes it."""
+        data = [str(word).encode() for word in words]
+        return b"*%d\r\n" % len(data) + b"".join(b"$%d\r\n%b\r\n" % (len(d), d) for d in data)
+
+    def send(self, *words: object) -> str:
+        """Send one command; return the first line of the reply."""
+        self.socket.sendall(self.command(*words))
+        return self.line()
+
+    def line(self) -> str:
+        return self.reader.readline().decode(errors="replace").rstrip("\r\n")
+
+    def call(self, command: bytes) -> None:
+        """Send a prebuilt command and read its whole reply."""
+        self.socket.sendall(command)
+        self.skip_reply()
+
+    def skip_reply(self) -> None:
+        """Read one whole reply (arrays and bulk strings too); fail on an error."""
+        head = self.reader.readline()
+        if head[:1] == b"-":
+            raise RuntimeError(f"Redis replied {head!r}")
+        if head[:1] == b"*":
+            for _ in range(int(head[1:])):
+                self.skip_reply()
+        elif head[:1] == b"$" and int(head[1:]) >= 0:
+            self.reader.readline()
+
+
+def redis_parts(url: str, port: int, clients: int, config: Config) -> tuple[dict[str, Run], Reply]:
+    """The parts of a request on Redis, each timed alone (``redis_roundtrip.py``), for
+    ``clients`` clients in turn on real clocks: the round trip on a bare socket, a redis-py
+    PING, EVALSHA of ``hit.lua`` with the arguments ``RedisStorage.hit`` sent in the
+    warm-up, ``RedisStorage.hit`` direct and through ``client.evalsha`` (Cluster's path),
+    and the ``redis`` cases of bare Flask, bare Flask making a PING, and ours."""
+    storage_module: Any = importlib.import_module("flask_gatekeeper.storage.redis")
+    storage = storage_module.RedisStorage.from_url(url)
+    client, scopes = storage.client, ours_scopes(RATE_LIMIT_RULES)
+    names = [client_ip(number) for number in range(clients)]
+    sent: list[tuple[Any, ...]] = []
+    run_script = storage_module.RedisStorage._run
+
+    def capture(self: Any, script: Any, keys: list[str], args: Sequence[Any]) -> Any:
+        sent.append((storage_module._HIT.sha, len(keys), *keys, *args))
+        return run_script(self, script, keys, args)
+
+    storage_module.RedisStorage._run = capture
+    try:
+        for name in names:  # every client seen once: its log exists
+            storage.hit(name, scopes)
+    finally:
+        storage_module.RedisStorage._run = run_script
+    evalsha = storage_module.RedisStorage(client)
+    evalsha._pooled = None  # the path of Redis Cluster and of wrapped clients
+
+    raw, ping = Resp(port), Resp.command("PING")
+    evalshas = [Resp.command("EVALSHA", *arguments) for arguments in sent]
+    parts = {
+        "raw-ping": calls(lambda number: raw.call(ping)),
+        "ping": calls(lambda number: client.ping()),
+        "raw-evalsha": calls(lambda number: raw.call(evalshas[number % len(sent)])),
+        "evalsha": calls(lambda number: client.evalsha(*sent[number % len(sent)])),
+        "hit": calls(lambda number: storage.hit(names[number % clients], scopes)),
+        "hit-evalsha": calls(lambda number: evalsha.hit(names[number % clients], scopes)),
+    }
+    for peer in ("bare", "pinged", "ours"):
+        parts[peer] = build_case(peer, "redis", clients, config)[0]
+    parser = type(client.connection_pool.get_connection()._parser).__name__
+    hiredis = importlib.import_module("redis.utils").HIREDIS_AVAILABLE
+    return parts, {"parser": parser, "hiredis": bool(hiredis), **versions()}
+
+
+def pinger(url: str) -> tuple[Run, Reply]:
+    """redis-py PINGs: the floor of one round trip from Python."""
+    client = importlib.import_module("redis").Redis.from_url(url)
+    client.ping()
+    return calls(lambda number: client.ping()), {}
 
 
 # -- memory --------------------------------------------------------------------------------------
@@ -511,19 +575,14 @@ def rss() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
-def send_each(wsgi: WSGIApplication, clients: range) -> None:
-    """One request from each client, the collector on, each address built afresh while
-    tracing, as a server builds it: a peer that keeps it as its key is charged for it."""
-    serve(wsgi, (client_ip(number) for number in clients))
-
-
 def memory(peer: str, clients: int, config: Config, after: Sequence[int]) -> Reply:
     """Traced growth per client once each of ``clients`` made ``after[i]`` requests, on a
     clock moving 0.1 µs per reading: every request of a burst of 20 is admitted, and every
-    reading is a new float, as ``time.time()`` returns."""
+    reading is a new float, as ``time.time()`` returns. Each address is built afresh while
+    tracing, as a server builds it: a peer that keeps it as its key is charged for it."""
     clock = itertools.count(START, 1e-7).__next__
     wsgi = build(peer, replace(config, clock=clock)).app.wsgi_app
-    send_each(wsgi, range(clients, clients + 1))  # lazy setup, off the books
+    serve(wsgi, [client_ip(clients)])  # lazy setup, off the books
     expect_only(OK, "memory warm-up")
     tracemalloc.start()
     try:
@@ -532,7 +591,7 @@ def memory(peer: str, clients: int, config: Config, after: Sequence[int]) -> Rep
         made = 0
         for target in after:
             while made < target:
-                send_each(wsgi, range(clients))
+                serve(wsgi, (client_ip(number) for number in range(clients)))
                 made += 1
             expect_only(OK, f"{clients} clients x {made} requests")
             per_client[str(target)] = (traced_now() - base) / clients
@@ -563,7 +622,7 @@ def flood(
     still refused after; ``scale``: bare Flask's µs per request over ``every`` clients."""
     base, where = (PROXIED, "HTTP_X_FORWARDED_FOR") if config.proxies else (GET, "REMOTE_ADDR")
 
-    def send(wsgi: WSGIApplication, numbers: range) -> int:
+    def send(wsgi: WSGIApplication, numbers: Iterable[int]) -> int:
         addresses = [client_address(number, ipv6_every) for number in numbers]
         start = time.perf_counter_ns()
         serve(wsgi, addresses, base, where)
@@ -579,15 +638,17 @@ def flood(
         build(peer, config)  # its imports off the books
         tracemalloc.start()
     built = build(peer, config)
-    tracked = (lambda: built.storage.tracked) if built.storage is not None else lambda: None
-    if banned is not None and built.ban is not None:
-        built.ban(banned)
-        reply["ban_seconds"] = built.storage.banned_for(banned)
-        serve(built.app.wsgi_app, [banned], base, where)
+    storage, wsgi = built.storage, built.app.wsgi_app
+    ban = built.ban if banned is not None else None
+    if ban is not None and banned is not None:
+        ban(banned)
+        reply["ban_seconds"] = storage.banned_for(banned)
+        serve(wsgi, [banned], base, where)
         expect_only(FORBIDDEN, "the ban before the flood")
     else:
-        send(built.app.wsgi_app, range(clients, clients + 1))
+        send(wsgi, [clients])
         expect_only(OK, "flood warm-up")
+    tracked = (lambda: storage.tracked) if storage is not None else lambda: None
     points: list[Reply] = [{"clients": 0, "rss": rss(), "traced": traced_now(), "ns": 0}]
     points[0].update(tracked=tracked(), seconds=0.0)
     if clock is not None:
@@ -596,7 +657,7 @@ def flood(
     started = time.perf_counter()
     for first in range(0, clients, step):
         done = min(first + step, clients)
-        ns += send(built.app.wsgi_app, range(first, done))
+        ns += send(wsgi, range(first, done))
         expect_only(OK, f"flood, clients {first:,}+")
         elapsed = time.perf_counter() - started
         if rss() > ceiling:
@@ -612,11 +673,10 @@ def flood(
         if reply["stopped"] != "finished":
             break
     gc.unfreeze()
-    if banned is not None and built.ban is not None:
-        serve(built.app.wsgi_app, [banned], base, where)
+    if ban is not None and banned is not None:
+        serve(wsgi, [banned], base, where)
         expect_only(FORBIDDEN, "the ban after the flood")
-        reply["ban_left_after"] = built.storage.banned_for(banned)
-        reply["bans_after"] = len(built.storage.bans())
+        reply.update(ban_left_after=storage.banned_for(banned), bans_after=len(storage.bans()))
     if clock is not None:
         reply["clock_seconds"] = clock() - START
     tracemalloc.stop()
@@ -624,12 +684,19 @@ def flood(
     return {**reply, "points": points}
 
 
-def fill(clients: int, requests: int, ipv6_every: int, step: float) -> Reply:
-    """Bytes per tracked log with ours' storage called directly (no Flask): ``clients``
-    logs of ``requests`` each, keys as ours builds them, the clock moving ``step`` per
-    reading (each request then seconds after the client's previous one: admitted)."""
+def fill(
+    clients: int,
+    requests: int,
+    step: float,
+    ipv6_every: int = 0,
+    rules: Sequence[dict[str, Any]] = RATE_LIMIT_RULES,
+) -> Reply:
+    """Bytes per tracked log with ours' memory storage called directly (no Flask):
+    ``clients`` logs of ``requests`` each under global ``rules``, keys as ours builds them,
+    the clock moving ``step`` per reading (each request then seconds after the client's
+    previous one: admitted)."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage")
-    scopes = ours_scopes(RATE_LIMIT_RULES)
+    scopes = ours_scopes(rules)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -652,73 +719,60 @@ def fill(clients: int, requests: int, ipv6_every: int, step: float) -> Reply:
 # -- the worker ------------------------------------------------------------------------------------
 
 
-def ping(url: str, count: int) -> Reply:
-    """Elapsed ns for ``count`` redis-py PINGs: the floor of one round trip from Python."""
-    redis: Any = importlib.import_module("redis")
-    client = redis.Redis.from_url(url)
-    client.ping()
-    start = time.perf_counter_ns()
-    for _ in range(count):
-        client.ping()
-    elapsed = time.perf_counter_ns() - start
-    client.close()
-    return {"ns": elapsed}
-
-
-def versions(extra: Sequence[str] = ()) -> Reply:
+def versions() -> Reply:
     found: dict[str, str] = {}
-    for package in (*PACKAGES, *extra):
+    for package in (*PACKAGES, *PACKAGES_TOO):
         with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
     return {"python": platform.python_version(), "packages": found}
 
 
-@dataclass
-class Worker:
-    """The commands, and the cases built so far in this process."""
+cases: dict[str, Run] = {}
+"""The cases built so far in this process."""
+BUILDS: dict[str, Callable[..., tuple[Any, Reply]]] = {
+    "build": build_case,
+    "parts": redis_parts,
+    "ping": pinger,
+}
+"""Commands that build cases: ``case`` names one (``parts``: the prefix of several)."""
 
-    cases: dict[str, Case] = field(default_factory=dict)
 
-    def handle(self, request: Reply) -> Reply:
-        command = request.pop("cmd")
-        if "rules" in request:
-            fields = ("rules", "ban_rule", "storage", "max_clients", "proxies")
-            request["config"] = Config(
-                **{name: request.pop(name) for name in fields if name in request}
-            )
-        if command == "build":
-            name = request.pop("case")
-            self.cases[name], facts = build_case(**request)
-            return {"facts": facts}
-        if command == "run":
-            return {"ns": self.cases[request["case"]].run(request["requests"])}
-        if command in ("drop", "collect", "freeze"):
-            if command == "drop":
-                self.cases.clear()
-            gc.collect()
-            if command == "freeze":
-                gc.freeze()
-            return {}
-        commands: dict[str, Callable[..., Reply]] = {
-            "hello": versions,
-            "memory": memory,
-            "flood": flood,
-            "fill": fill,
-            "ping": ping,
-        }
-        return commands[command](**request)
+def handle(command: str, request: Reply) -> Reply:
+    if "config" in request:
+        request["config"] = Config(**request["config"])
+    if command in BUILDS:
+        prefix = request.pop("case")
+        built, facts = BUILDS[command](**request)
+        parts = built if isinstance(built, dict) else {"": built}
+        cases.update({prefix + name: run for name, run in parts.items()})
+        return {"facts": facts}
+    if command == "run":
+        return {"ns": cases[request["case"]](request["requests"])}
+    if command in ("drop", "collect", "freeze"):
+        if command == "drop":
+            cases.clear()
+        gc.collect()
+        if command == "freeze":
+            gc.freeze()
+        return {}
+    commands: dict[str, Callable[..., Reply]] = {
+        "hello": versions,
+        "memory": memory,
+        "flood": flood,
+        "fill": fill,
+    }
+    return commands[command](**request)
 
 
 def main() -> None:
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints go to stderr
-    worker = Worker()
     for line in sys.stdin:
         request = json.loads(line)
         if request["cmd"] == "quit":
             break
         try:
-            reply = worker.handle(request)
+            reply = handle(request.pop("cmd"), request)
         except Exception:
             reply = {"error": traceback.format_exc()}
         replies.write(json.dumps(reply) + "\n")

@@ -17,7 +17,6 @@ limits. A warm-up run per server, then rounds, each round's order shifted by one
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import math
 import re
@@ -25,18 +24,21 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import common
 import redis
 from common import HERE, Interpreter, table
 from harness import BAN_RULE, RATE_LIMIT_RULES
 from peers import BARE, FIXED, MOVING, ORIGINAL, OURS, Peer
+
+from support.servers import ServerProcess, fetch, free_port
 
 LUA, LOAD_MD = HERE / "load.lua", HERE / "LOAD.md"
 ATTACKER = "192.0.2.1"
@@ -48,21 +50,24 @@ REFUSED = {"429", "403"}
 ALLOWANCE = max(rule["count"] / rule["window"] for rule in RATE_LIMIT_RULES)
 """The most requests a second the rules let the attacker through (in bursts)."""
 WORKER_SETTINGS = ("--workers", "1", "--worker-class", "sync", "--backlog", "2048")
+FULL_CONFIGURATIONS = [(peer, False) for peer in (BARE, OURS, MOVING, FIXED, ORIGINAL)]
+FULL_CONFIGURATIONS += [(OURS, True), (MOVING, True)]
+"""Each peer, on Redis or not."""
 
 log = common.logger("load")
 
 
 @dataclass(frozen=True)
 class Plan:
+    """``seconds`` per timed run (wrk counts whole seconds); ``warm_up``: each server's
+    untimed first run (0: none); ``clients``: legitimate clients per generator thread."""
+
     seconds: int
-    """One timed run (wrk counts whole seconds)."""
     warm_up: int
-    """Each server's untimed first run, 0 for none."""
     rounds: int
     threads: int
     connections: int
     clients: int
-    """Legitimate clients per generator thread."""
 
 
 FULL = Plan(seconds=3, warm_up=1, rounds=5, threads=1, connections=2, clients=1_000)
@@ -71,172 +76,132 @@ SMOKE = Plan(seconds=1, warm_up=0, rounds=1, threads=1, connections=2, clients=1
 
 @dataclass(frozen=True)
 class Run:
+    """One run of a mix against a server (``errors``: no response)."""
+
     requests: int
     seconds: float
     p50_us: float
     p99_us: float
     statuses: dict[str, int]
     errors: int
-    """Socket errors and timeouts (no response)."""
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
 
-    @property
-    def refused(self) -> int:
-        return sum(self.statuses.get(status, 0) for status in REFUSED)
+
+Generator = Callable[[int, str, int], Run]
+"""Runs a mix against a port for some seconds."""
 
 
-class Wrk:
+def wrk(executable: str, plan: Plan) -> tuple[str, Generator]:
     """wrk with ``load.lua``: the mix's requests, statuses counted, one JSON line at the end."""
+    found = subprocess.run([executable, "-v"], capture_output=True, text=True, check=False)
+    words = (found.stdout + found.stderr).split()
+    name = f"wrk {words[1] if len(words) > 1 else ''}".strip()
 
-    def __init__(self, executable: str, plan: Plan) -> None:
-        self.executable, self.plan = executable, plan
-        found = subprocess.run([executable, "-v"], capture_output=True, text=True, check=False)
-        words = (found.stdout + found.stderr).split()
-        name = f"wrk {words[1] if len(words) > 1 else ''}".strip()
-        self.name = f"{name}, {plan.threads} thread(s), {plan.connections} connections"
-
-    def run(self, port: int, mix: str, seconds: int) -> Run:
-        plan = self.plan
-        command = [
-            *(self.executable, f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds}s"),
-            *("--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/"),
-            *("--", mix, str(plan.clients)),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
+    def run(port: int, mix: str, seconds: int) -> Run:
+        command = [executable, f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds}s"]
+        command += ["--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/"]
+        done = subprocess.run(
+            [*command, "--", mix, str(plan.clients)],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+        )
         found = re.search(r"^LOAD-RESULT (.*)$", done.stdout, re.MULTILINE)
         if done.returncode != 0 or found is None:
             raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
         result = json.loads(found.group(1))
         fields = ("requests", "p50_us", "p99_us", "statuses", "errors")
-        return Run(seconds=result["duration_us"] / 1e6, **{name: result[name] for name in fields})
+        return Run(seconds=result["duration_us"] / 1e6, **{key: result[key] for key in fields})
+
+    return f"{name}, {plan.threads} thread(s), {plan.connections} connections", run
 
 
-class PythonLoad:
+def python_load(plan: Plan) -> tuple[str, Generator]:
     """Without wrk: ``plan.connections`` threads sending load.lua's sequence of requests,
-    a new ``http.client`` connection each."""
+    a new ``http.client`` connection each (``fetch``)."""
 
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.name = "the Python fallback, threads + http.client (far slower than wrk), "
-        self.name += f"{plan.connections} threads, a connection each"
+    def run(port: int, mix: str, seconds: int) -> Run:
+        started = time.perf_counter()
 
-    def run(self, port: int, mix: str, seconds: int) -> Run:
-        lock, latencies, statuses = threading.Lock(), list[float](), dict[str, int]()
-        errors, started = [0], time.perf_counter()
-
-        def loop(thread: int) -> None:
-            mine, seen, failed, sent, legitimate = [], dict[str, int](), 0, 0, 0
+        def loop(thread: int) -> tuple[list[float], Counter[str]]:
+            latencies, statuses, sent, legitimate = [], Counter[str](), 0, 0
             while time.perf_counter() < started + seconds:
                 sent, client = sent + 1, ATTACKER
                 if mix != "attack" or not sent % 10:  # as load.lua: 10.T.x.y for thread T
-                    n, legitimate = legitimate, (legitimate + 1) % self.plan.clients
+                    n, legitimate = legitimate, (legitimate + 1) % plan.clients
                     client = f"10.{thread}.{n // 250}.{n % 250 + 1}"
                 start = time.perf_counter()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 try:
-                    connection.request("GET", "/", headers={"X-Forwarded-For": client})
-                    response = connection.getresponse()
-                    response.read()
+                    statuses[str(fetch(f"http://127.0.0.1:{port}/", client).status)] += 1
                 except OSError:
-                    failed += 1
+                    statuses["error"] += 1
                     continue
-                finally:
-                    connection.close()
-                mine.append(time.perf_counter() - start)
-                seen[str(response.status)] = seen.get(str(response.status), 0) + 1
-            with lock:
-                latencies.extend(mine)
-                for status, count in seen.items():
-                    statuses[status] = statuses.get(status, 0) + count
-                errors[0] += failed
+                latencies.append(time.perf_counter() - start)
+            return latencies, statuses
 
-        threads = [
-            threading.Thread(target=loop, args=(n + 1,)) for n in range(self.plan.connections)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
+        with ThreadPoolExecutor(plan.connections) as pool:
+            found = list(pool.map(loop, range(1, plan.connections + 1)))
+        latencies = [latency for mine, _ in found for latency in mine]
+        statuses = sum((seen for _, seen in found), Counter[str]())
         cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-        return Run(len(latencies), elapsed, cuts[49] * 1e6, cuts[98] * 1e6, statuses, errors[0])
+        errors, elapsed = statuses.pop("error", 0), time.perf_counter() - started
+        return Run(len(latencies), elapsed, cuts[49] * 1e6, cuts[98] * 1e6, dict(statuses), errors)
+
+    name = "the Python fallback, threads + http.client (far slower than wrk), "
+    return name + f"{plan.connections} threads, a connection each", run
 
 
-Generator = Union[Wrk, PythonLoad]
+class Server(ServerProcess):
+    """gunicorn serving a peer (``harness.served``, on Redis or not) to one mix on a free
+    loopback port, one sync worker, its log in ``directory``."""
 
-
-@dataclass(frozen=True)
-class Served:
-    """One configuration: a peer on a storage."""
-
-    peer: Peer
-    redis: bool = False
-
-    @property
-    def label(self) -> str:
-        return self.peer.label + (", Redis" if self.redis else "")
-
-
-FULL_CONFIGURATIONS = (
-    *(Served(peer) for peer in (BARE, OURS, MOVING, FIXED, ORIGINAL)),
-    *(Served(peer, redis=True) for peer in (OURS, MOVING)),
-)
-SMOKE_CONFIGURATIONS = (Served(OURS),)
-
-
-class Server:
-    """gunicorn serving one configuration on a free loopback port, one sync worker."""
-
-    def __init__(self, served: Served, mix: str, python: Interpreter, storage: str) -> None:
-        self.served, self.mix, self.port = served, mix, common.free_port()
-        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by stop())
-        factory = f"harness:served({served.peer.key!r}, {storage!r})"
+    def __init__(
+        self, peer: Peer, redis_port: Optional[int], mix: str, python: Interpreter, directory: Path
+    ) -> None:
         command, env = python
-        self.process = subprocess.Popen(
-            [
-                *(*command, "-m", "gunicorn", "--chdir", str(HERE), *WORKER_SETTINGS),
-                *("--bind", f"127.0.0.1:{self.port}", "--log-level", "warning", factory),
-            ],
-            env=env,
-            stdout=self.log,
-            stderr=self.log,
+        port, storage = (
+            free_port(),
+            "memory" if redis_port is None else f"redis://127.0.0.1:{redis_port}/0",
         )
-        self.runs: list[Run] = []
-        self.memory: dict[str, int] = {}
-        self.redis: Optional[redis.Redis] = None
-        self.redis_memory: dict[str, int] = {}
-
-    def name(self) -> str:
-        return f"{self.served.label} / {self.mix}"
+        gunicorn = [*command, "-m", "gunicorn", "--chdir", str(HERE), *WORKER_SETTINGS]
+        gunicorn += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+        super().__init__(
+            [*gunicorn, f"harness:served({peer.key!r}, {storage!r})"],
+            directory,
+            port=port,
+            env=env,
+            probe="/",
+        )
+        self.peer, self.mix, self.runs, self.memory = peer, mix, list[Run](), dict[str, int]()
+        self.label = peer.label + ("" if redis_port is None else ", Redis")
+        self.redis = None if redis_port is None else redis.Redis(port=redis_port)
+        self.redis_memory = (
+            {} if self.redis is None else {"empty": self.redis.info("memory")["used_memory"]}
+        )
 
     def failed(self, why: str) -> SystemExit:
-        self.log.seek(0)
-        return SystemExit(f"{self.name()}: {why}\n{self.log.read()}")
+        return SystemExit(f"{self.label} / {self.mix}: {why}\n{self.log}")
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise self.failed("gunicorn exited")
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                connection.request("GET", "/")
-                status = connection.getresponse().status
-                connection.close()
-                if status == 200:
-                    return
-                raise self.failed(f"the first request got {status}")
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise self.failed("gunicorn did not answer") from None
-                time.sleep(0.1)
+    def check(self, run: Run) -> Run:
+        """Fail when the run measured another path than its mix means to."""
+        if set(run.statuses) - {"200"} - REFUSED:
+            raise self.failed(f"unexpected statuses {run.statuses}")
+        if self.mix == "normal" or self.peer is BARE:
+            if set(run.statuses) != {"200"}:
+                raise self.failed(f"expected only 200s, got {run.statuses}")
+        elif run.statuses.get("200", 0) > math.ceil(run.requests / 10) + ALLOWANCE * (
+            run.seconds + 1
+        ):
+            raise self.failed(f"the attacker was not kept over its limits: {run.statuses}")
+        return run
 
     def read_memory(self) -> None:
         """Right after its last run: the worker's (the master's child's) resident set and
         its peak, and what its redis-server holds (keys expire with their windows)."""
+        assert self.process is not None
         for entry in Path("/proc").iterdir():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 if (
@@ -251,85 +216,49 @@ class Server:
             used = self.redis.info("memory")["used_memory"] - self.redis_memory["empty"]
             self.redis_memory.update(used=used, keys=self.redis.dbsize())
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # gunicorn's graceful shutdown
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        if self.redis is not None:
-            self.redis.close()
 
-
-def check(server: Server, run: Run) -> None:
-    """Fail when the run measured another path than its mix means to."""
-    if set(run.statuses) - {"200"} - REFUSED:
-        raise server.failed(f"unexpected statuses {run.statuses}")
-    if server.mix == "normal" or server.served.peer is BARE:
-        if set(run.statuses) != {"200"}:
-            raise server.failed(f"expected only 200s, got {run.statuses}")
-    elif run.statuses.get("200", 0) > math.ceil(run.requests / 10) + ALLOWANCE * (run.seconds + 1):
-        raise server.failed(f"the attacker was not kept over its limits: {run.statuses}")
-
-
-@dataclass
-class Results:
-    smoke: bool
-    plan: Plan
-    generator: str
-    servers: list[Server] = field(default_factory=list)
-    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seconds: float = 0.0
+@contextlib.contextmanager
+def started(
+    configurations: Sequence[tuple[Peer, bool]], install: bool, versions: dict[str, Any]
+) -> Iterator[list[Server]]:
+    """Every server (and a redis-server for each on Redis) up, stopped on the way out."""
+    with contextlib.ExitStack() as stack:
+        directory, servers = Path(stack.enter_context(tempfile.TemporaryDirectory())), []
+        for peer, on_redis in configurations:
+            python = common.interpreter(peer.venv, install)
+            assert python is not None  # installed when missing (a smoke run uses ours only)
+            if peer.venv not in versions:
+                versions[peer.venv] = common.once(peer.venv, python, "hello")
+            for mix in MIXES:
+                port = stack.enter_context(common.redis_server()) if on_redis else None
+                if on_redis and port is None:
+                    log(f"skipping {peer.label}, Redis: no redis-server on this machine")
+                    break
+                server = Server(peer, port, mix, python, directory)
+                if server.redis is not None:
+                    stack.callback(server.redis.close)
+                try:
+                    server.start()
+                except (RuntimeError, TimeoutError) as error:
+                    raise server.failed(str(error)) from None
+                stack.callback(server.stop)
+                servers.append(server)
+        log(f"{len(servers)} servers up")
+        yield servers
 
 
 def measure(servers: Sequence[Server], generator: Generator, plan: Plan) -> None:
     """A warm-up run per server, then rounds, each round's order shifted by one."""
     for server in servers if plan.warm_up else ():
-        log(f"warm-up: {server.name()}")
-        check(server, generator.run(server.port, server.mix, plan.warm_up))
+        log(f"warm-up: {server.label} / {server.mix}")
+        server.check(generator(server.port, server.mix, plan.warm_up))
     for number in range(plan.rounds):
         log(f"round {number + 1}/{plan.rounds}")
         shift = number % len(servers)
         for server in [*servers[shift:], *servers[:shift]]:
-            run = generator.run(server.port, server.mix, plan.seconds)
-            check(server, run)
-            server.runs.append(run)
+            server.runs.append(server.check(generator(server.port, server.mix, plan.seconds)))
             if number == plan.rounds - 1:
                 server.read_memory()
-
-
-@contextlib.contextmanager
-def started(results: Results, configurations: Sequence[Served], install: bool) -> Iterator[None]:
-    """Every server (and a redis-server for each on Redis) up, stopped on the way out."""
-    with contextlib.ExitStack() as stack:
-        for served in configurations:
-            venv = served.peer.venv
-            python = common.interpreter(venv, install)
-            if python is None:
-                raise SystemExit(f"benchmarks/.venvs/{venv} is not built: run `make bench-peers`")
-            if venv not in results.versions:
-                results.versions[venv] = common.once(venv, python, "hello", extra=["gunicorn"])
-            for mix in MIXES:
-                storage, client = "memory", None
-                if served.redis:
-                    port = stack.enter_context(common.redis_server())
-                    if port is None:
-                        log(f"skipping {served.label}: no redis-server on this machine")
-                        break
-                    storage, client = f"redis://127.0.0.1:{port}/0", redis.Redis(port=port)
-                server = Server(served, mix, python, storage)
-                stack.callback(server.stop)
-                if client is not None:
-                    server.redis = client
-                    server.redis_memory["empty"] = client.info("memory")["used_memory"]
-                results.servers.append(server)
-        for server in results.servers:
-            server.wait_ready()
-        log(f"{len(results.servers)} servers up")
-        yield
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -339,74 +268,66 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def bare_of(server: Server, servers: Sequence[Server]) -> Optional[Server]:
-    return next((s for s in servers if s.served.peer is BARE and s.mix == server.mix), None)
+def versus_bare(server: Server, servers: Sequence[Server]) -> Optional[tuple[list[float], str]]:
+    """The per-round ratios of requests per second to bare Flask's on the same mix, and
+    their median with the lowest and highest round; None for bare Flask itself."""
+    bare = next((s for s in servers if s.peer is BARE and s.mix == server.mix), server)
+    if bare is server:
+        return None
+    found = [a.rps / b.rps for a, b in zip(server.runs, bare.runs)]
+    extremes = f" ({min(found):.2f} to {max(found):.2f})" if len(found) > 1 else ""
+    return found, f"{median(found):.2f}x{extremes}"
 
 
-def ratios(server: Server, other: Server) -> list[float]:
-    """The per-round ratios of requests per second."""
-    return [a.rps / b.rps for a, b in zip(server.runs, other.runs)]
-
-
-def span(server: Server, other: Server) -> str:
-    """The median ratio, and the lowest and highest of the rounds."""
-    found = ratios(server, other)
-    spread = f" ({min(found):.2f} to {max(found):.2f})" if len(found) > 1 else ""
-    return f"{median(found):.2f}x{spread}"
-
-
-def results_table(results: Results) -> str:
-    rows = []
-    for server in sorted(results.servers, key=lambda server: list(MIXES).index(server.mix)):
-        runs, bare, stored = server.runs, bare_of(server, results.servers), server.redis_memory
+def report(
+    servers: Sequence[Server],
+    plan: Plan,
+    generator: str,
+    versions: dict[str, Any],
+    smoke: bool,
+    seconds: float,
+) -> str:
+    rows, targets = [], common.Targets()
+    for server in sorted(servers, key=lambda server: list(MIXES).index(server.mix)):
+        runs, versus, stored = server.runs, versus_bare(server, servers), server.redis_memory
         requests, errors = sum(run.requests for run in runs), sum(run.errors for run in runs)
+        refused = sum(run.statuses.get(status, 0) for run in runs for status in REFUSED)
         rows.append(
             [
-                server.served.label,
+                server.label,
                 server.mix,
                 f"{median([run.rps for run in runs]):,.0f}",
-                "" if bare is None or bare is server else span(server, bare),
+                "" if versus is None else versus[1],
                 f"{median([run.p50_us for run in runs]) / 1000:.2f}",
                 f"{median([run.p99_us for run in runs]) / 1000:.2f}",
-                f"{sum(run.refused for run in runs) / requests:.1%}"
-                + (f" ({errors} errors)" if errors else ""),
-                f"{server.memory.get('VmRSS', 0) / 1e6:.0f} / "
-                f"{server.memory.get('VmHWM', 0) / 1e6:.0f}",
-                f"{stored['used'] / 1e6:.1f} MB, {stored['keys']:,} keys" if stored else "",
+                f"{refused / requests:.1%}" + (f" ({errors} errors)" if errors else ""),
+                " / ".join(
+                    f"{server.memory.get(name, 0) / 1e6:.0f}" for name in ("VmRSS", "VmHWM")
+                ),
+                f"{stored['used'] / 1e6:.1f} MB, {stored['keys']:,} keys"
+                if "used" in stored
+                else "",
             ]
         )
-    headings = ["configuration", "traffic", "requests/s", "x bare", "p50 ms", "p99 ms"]
-    headings += ["refused", "worker RSS / peak MB", "Redis used memory"]
-    return table(headings, rows, text=2)
-
-
-def targets(results: Results) -> str:
-    found = common.Targets()
-    for server in results.servers:
-        bare = bare_of(server, results.servers)
-        if server.served.peer is OURS and server.mix == "attack" and bare is not None:
-            found.add(
+        if server.peer is OURS and server.mix == "attack" and versus is not None:
+            bare = next(s for s in servers if s.peer is BARE and s.mix == "attack")
+            targets.add(
                 "under attack (90% refused) behind gunicorn, ours serves at least as many "
                 "requests per second as bare Flask serving the same mix of 200s"
                 + (" (ours on Redis)" if server.redis else ""),
-                f"{median([run.rps for run in server.runs]):,.0f} vs "
-                f"{median([run.rps for run in bare.runs]):,.0f} requests/s: " + span(server, bare),
-                median(ratios(server, bare)) >= 1,
+                f"{median([run.rps for run in runs]):,.0f} vs "
+                f"{median([run.rps for run in bare.runs]):,.0f} requests/s: {versus[1]}",
+                median(versus[0]) >= 1,
             )
-    return found.table() if found.rows else ""
-
-
-def report(results: Results) -> str:
-    plan, found_targets = results.plan, targets(results)
+    headings = ["configuration", "traffic", "requests/s", "x bare", "p50 ms", "p99 ms", "refused"]
+    smoke_note = "one short run, not numbers to quote."
     return (
         common.template(
             "load.md",
-            generated=common.generated(
-                "load.py", results.smoke, results.seconds, "one short run, not numbers to quote."
-            ),
+            generated=common.generated("load.py", smoke, seconds, smoke_note),
             machine=common.machine(),
-            interpreters=common.interpreters(results.versions),
-            generator=results.generator,
+            interpreters=common.interpreters(versions),
+            generator=generator,
             settings=" ".join(WORKER_SETTINGS),
             rules=RATE_LIMIT_RULES,
             ban_rule=BAN_RULE,
@@ -417,23 +338,11 @@ def report(results: Results) -> str:
             warm_up=f"a {plan.warm_up} s warm-up per server" if plan.warm_up else "no warm-up",
             rounds=plan.rounds,
             seconds=plan.seconds,
-            targets=f"\n## Target\n\n{found_targets}\n" if found_targets else "",
-            table=results_table(results),
+            targets=f"\n## Target\n\n{targets.table()}\n" if targets else "",
+            table=table([*headings, "worker RSS / peak MB", "Redis used memory"], rows, text=2),
         )
         + "\n"
     )
-
-
-def choose_generator(requested: str, smoke: bool, plan: Plan) -> Optional[Generator]:
-    executable = shutil.which("wrk")
-    if requested == "python":
-        return PythonLoad(plan)
-    if executable is not None:
-        return Wrk(executable, plan)
-    if requested == "wrk" or smoke:
-        return None
-    log("wrk is not installed: falling back to the Python load generator (far slower)")
-    return PythonLoad(plan)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -445,22 +354,27 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         help="auto: wrk when installed, else the Python one (--smoke then skips)",
     )
     args = parser.parse_args(argv)
-    plan = SMOKE if args.smoke else FULL
-    generator = choose_generator(args.generator, args.smoke, plan)
-    if generator is None:
+    plan, executable = SMOKE if args.smoke else FULL, shutil.which("wrk")
+    if args.generator != "python" and executable is not None:
+        name, generator = wrk(executable, plan)
+    elif args.generator == "wrk" or (args.smoke and args.generator == "auto"):
         print(
             "load.py: skipped: wrk is not installed (Debian/Ubuntu: apt-get install wrk; "
             "or run with --generator python)",
             flush=True,
         )
         return
-    results = Results(args.smoke, plan, generator.name)
-    begun = time.perf_counter()
-    configurations = SMOKE_CONFIGURATIONS if args.smoke else FULL_CONFIGURATIONS
-    with started(results, configurations, not args.smoke):
-        measure(results.servers, generator, plan)
-    results.seconds = time.perf_counter() - begun
-    common.publish(report(results), LOAD_MD, smoke=args.smoke, log=log)
+    else:
+        if args.generator == "auto":
+            log("wrk is not installed: falling back to the Python load generator (far slower)")
+        name, generator = python_load(plan)
+    begun, versions = time.perf_counter(), dict[str, Any]()
+    with started(
+        [(OURS, False)] if args.smoke else FULL_CONFIGURATIONS, not args.smoke, versions
+    ) as servers:
+        measure(servers, generator, plan)
+    text = report(servers, plan, name, versions, args.smoke, time.perf_counter() - begun)
+    common.publish(text, LOAD_MD, smoke=args.smoke, log=log)
 
 
 if __name__ == "__main__":

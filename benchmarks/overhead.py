@@ -18,7 +18,7 @@ from typing import Optional
 
 import common
 from common import OURS_VENV, Worker, overhead, ratio
-from peers import BARE, HOOK, Peer, build, by_key, run_rounds, time_table
+from peers import BARE, HOOK, Case, Peer, build, time_table
 
 FULL = (1, 1_000, 100_000), 15, 10_000
 """Client counts (none evicted under the default bound), rounds, requests per round."""
@@ -34,17 +34,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     assert python is not None
     workers = {OURS_VENV: Worker(OURS_VENV, python)}
     try:
-        cases = [build(workers, peer, "admitted", n) for n in counts for peer in (BARE, OURS)]
-        cases += [build(workers, HOOK, "admitted", 1)]
-        cases += [build(workers, OURS, mode, 1) for mode in ("refused", "banned")]
+        cases = [Case(peer, "admitted", n) for n in counts for peer in (BARE, OURS)]
+        cases += [
+            Case(HOOK, "admitted", 1),
+            *(Case(OURS, mode, 1) for mode in ("refused", "banned")),
+        ]
+        cases = [build(workers, case) for case in cases]
         workers[OURS_VENV].ask("freeze")  # the apps, addresses and logs: collections skip them
-        run_rounds(cases, rounds, requests)
+        common.run_rounds(cases, rounds, requests, common.logger("overhead"))
     finally:
         workers[OURS_VENV].close()
-    found = by_key(cases)
+    bare_few, ours_few, *_, bare_many, ours_many = cases[: 2 * len(counts)]
     few, many = counts[0], counts[-1]
-    bare_few, bare_many = found[BARE.key, "admitted", few], found[BARE.key, "admitted", many]
-    ours_few, ours_many = found[OURS.key, "admitted", few], found[OURS.key, "admitted", many]
     print(
         f"{common.setting()}; {rounds} rounds x {requests} requests per configuration; "
         f"medians over rounds.\n\n{time_table(cases, [])}\n\n"

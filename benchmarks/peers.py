@@ -23,25 +23,10 @@ from typing import Any, Optional
 
 import common
 import harness
-from common import (
-    HERE,
-    OURS_VENV,
-    Interpreter,
-    Resp,
-    Targets,
-    Worker,
-    configuration,
-    overhead,
-    ratio,
-    spread,
-    table,
-)
+from common import HERE, OURS_VENV, Targets, Worker, configuration, overhead, ratio, table
 from harness import BAN_RULE, RATE_LIMIT_RULES
 
-RESULTS = HERE / "RESULTS.md"
-LOAD = HERE / "LOAD.md"
-"""``load.py``'s report, whose target rows this report repeats."""
-
+RESULTS, LOAD = HERE / "RESULTS.md", HERE / "LOAD.md"
 log = common.logger("peers")
 
 
@@ -72,136 +57,103 @@ SMOKE = Plan((1, 10, 100), 2, 50, 20, 200, 2, 50, 20, 200, 100)
 
 @dataclass(frozen=True)
 class Peer:
-    """One configuration under test, and the venv whose worker runs it."""
+    """One configuration under test (``key``: the worker's name for it; ``short``: its
+    column heading), the venv whose worker runs it, and whether it is measured on Redis
+    too (bare Flask: as the floor there as well)."""
 
     key: str
-    """The worker's name for it."""
     label: str
     short: str
-    """Its column heading."""
     venv: str
     redis: bool = True
-    """Measured on Redis too (bare Flask: as the floor there as well)."""
-    lacks: str = ""
 
 
 HOOK = Peer("hook", "Flask + an empty before_request", "hook", OURS_VENV)
 BARE = Peer("bare", "bare Flask", "bare", OURS_VENV)
 OURS = Peer("ours", "flask-gatekeeper (this), sliding log", "ours", OURS_VENV)
-MOVING = Peer(
-    "limiter-moving",
-    "Flask-Limiter 4, moving window",
-    "FL moving",
-    "limiter",
-    lacks="no ban rule (only the two rate rules run)",
-)
-FIXED = Peer(
-    "limiter-fixed",
-    "Flask-Limiter 4, fixed window",
-    "FL fixed",
-    "limiter",
-    lacks="no ban rule; fixed windows admit up to twice a rule's count across a boundary",
-)
-ORIGINAL = Peer(
-    "original",
-    "flask-gatekeeper 1.0.0",
-    "1.0.0",
-    "original",
-    redis=False,
-    lacks="no Redis storage; no memory bound",
-)
+MOVING = Peer("limiter-moving", "Flask-Limiter 4, moving window", "FL moving", "limiter")
+FIXED = Peer("limiter-fixed", "Flask-Limiter 4, fixed window", "FL fixed", "limiter")
+ORIGINAL = Peer("original", "flask-gatekeeper 1.0.0", "1.0.0", "original", redis=False)
 PINGED = Peer("pinged", "bare Flask making one redis-py PING per request", "PING", OURS_VENV)
 """The yardstick of the Redis target, measured on Redis only."""
 ALL = (OURS, MOVING, FIXED, ORIGINAL)
 """Every peer that limits (bare Flask is the floor, not a peer)."""
 BANNING = (OURS, ORIGINAL)
 """The peers with a ban rule, timed refusing a banned client too."""
+LACKS = {
+    MOVING: "no ban rule (only the two rate rules run)",
+    FIXED: "no ban rule; fixed windows admit up to twice a rule's count across a boundary",
+    ORIGINAL: "no Redis storage; no memory bound",
+}
+FUNCTIONS = {
+    Peer(
+        f"{peer.key}-function", f"{label}, limit and cost functions", f"{peer.short} fn", peer.venv
+    ): peer
+    for peer, label in ((OURS, "flask-gatekeeper (this)"), (MOVING, MOVING.label))
+}
+"""The peers whose route limit and cost are functions of the request, each with the peer
+it adds them to (same rules and ban rule otherwise)."""
 
 REFUSALS = (("refused", None), ("refused", "*/*"), ("banned", None), ("banned", "*/*"))
 """The refused paths of the targets (one client): over its rate limit (429) or banned
 (403), with no ``Accept`` header and with ``Accept: */*``."""
 REFUSED_AIM = 1.10
 """What a refusal aims to cost, times a bare Flask request (issue 15)."""
-
-FUNCTIONS = {
-    Peer(
-        "ours-function", "flask-gatekeeper (this), limit and cost functions", "ours fn", OURS_VENV
-    ): OURS,
-    Peer(
-        "limiter-moving-function",
-        f"{MOVING.label}, limit and cost functions",
-        "FL moving fn",
-        "limiter",
-    ): MOVING,
-}
-"""The peers whose route limit and cost are functions of the request, each with the peer
-it adds them to (same rules and ban rule otherwise)."""
-
+MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
 
 # -- timed cases -----------------------------------------------------------------------------------
 
 
 @dataclass
 class Case:
-    """One configuration in one worker, and its samples (µs per request, one a round)."""
+    """One configuration, the worker that built it, and its samples (µs per request, one a
+    round; ``instructions.py``: its one instruction count)."""
 
     peer: Peer
     mode: str
     clients: int
-    worker: Worker
-    name: str
     accept: Optional[str] = None
     """The requests' ``Accept`` header, if any."""
+    storage: str = "memory"
+    worker: Optional[Worker] = None
     facts: dict[str, Any] = field(default_factory=dict)
     samples: list[float] = field(default_factory=list)
 
     @property
+    def name(self) -> str:
+        return f"{self.peer.key}/{self.mode}/{self.clients}/{self.accept}"
+
+    @property
     def kind(self) -> str:
         """The mode, and the ``Accept`` header when there is one."""
-        return self.mode if self.accept is None else f"{self.mode}, Accept: {self.accept}"
+        return self.mode + ("" if self.accept is None else f", Accept: {self.accept}")
 
-    def measure(self, requests: int) -> float:
-        reply = self.worker.ask("run", case=self.name, requests=requests)
-        return float(reply["ns"]) / requests / 1000
+    @property
+    def label(self) -> str:
+        accept = "" if self.accept is None else f", Accept: {self.accept}"
+        return self.peer.label + MODE_LABELS.get(self.mode, "") + accept
 
-
-def build(
-    workers: dict[str, Worker],
-    peer: Peer,
-    mode: str,
-    clients: int,
-    storage: str = "memory",
-    accept: Optional[str] = None,
-) -> Case:
-    name = f"{peer.key}/{mode}/{clients}" + ("" if accept is None else f"/{accept}")
-    log(f"building {name}")
-    worker = workers[peer.venv]
-    fields = {"peer": peer.key, "mode": mode, "clients": clients, "accept": accept}
-    reply = worker.ask("build", case=name, **fields, **configuration(storage))
-    return Case(peer, mode, clients, worker, name, accept, reply["facts"])
+    def fields(self) -> dict[str, Any]:
+        """The worker's ``build`` command for it."""
+        build = {"peer": self.peer.key, "mode": self.mode, "clients": self.clients}
+        return {"case": self.name, **build, "accept": self.accept, **configuration(self.storage)}
 
 
-def run_rounds(cases: Sequence[Case], rounds: int, requests: int) -> None:
-    """``common.run_rounds``, with a full collection in every worker before each round."""
-    workers = list({id(case.worker): case.worker for case in cases}.values())
-
-    def collect(number: int) -> None:
-        log(f"round {number + 1}/{rounds}")
-        for worker in workers:
-            worker.ask("collect")
-
-    common.run_rounds(cases, rounds, requests, collect)
+def build(workers: dict[str, Worker], case: Case) -> Case:
+    log(f"building {case.name}")
+    case.worker = workers[case.peer.venv]
+    case.facts = case.worker.ask("build", **case.fields())["facts"]
+    return case
 
 
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
     """Commands the app sent Redis for ``requests`` requests, seen by MONITOR on its own
     connection; commands a script runs show as ``[0 lua]`` there and are not counted."""
-    monitor = Resp(port)
+    monitor, marker = harness.Resp(port), harness.Resp(port)
     if monitor.send("MONITOR") != "+OK":
         raise SystemExit("MONITOR was refused")
-    case.measure(requests)
+    common.measure(case, requests)
     sentinel = f"peers-sentinel-{case.name}"
-    marker = Resp(port)
     marker.send("ECHO", sentinel)
     counts: dict[str, int] = {}
     while sentinel not in (line := monitor.line()):
@@ -209,8 +161,9 @@ def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
         if command and not where.endswith(" lua"):
             name = command.split(" ", 1)[0].strip('"').upper()
             counts[name] = counts.get(name, 0) + 1
-    monitor.close()
-    marker.close()
+    for connection in (monitor, marker):
+        connection.reader.close()
+        connection.socket.close()
     return counts
 
 
@@ -236,39 +189,24 @@ class Results:
     seconds: float = 0.0
 
 
-def memory_in(worker: Worker, venv: str, results: Results) -> None:
-    """Memory per client for the peers of one venv, in turn."""
-    for peer in (peer for peer in results.peers if peer.venv == venv):
-        log(f"memory per client: {peer.label}")
-        clients = results.plan.memory_clients
-        reply = worker.ask(
-            "memory", peer=peer.key, clients=clients, after=[1, 20], **configuration()
-        )
-        results.memory[peer.key] = reply["bytes_per_client"]
-
-
 def measure_time(workers: dict[str, Worker], results: Results) -> None:
     plan, peers = results.plan, results.peers
-    cases = [
-        build(workers, peer, "admitted", n) for n in plan.client_counts for peer in (BARE, *peers)
-    ]
-    cases += [build(workers, peer, "refused", 1) for peer in peers]
+    cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in (BARE, *peers)]
+    cases += [Case(peer, "refused", 1) for peer in peers]
     cases += [
-        build(workers, peer, mode, 1, accept=accept)
-        for mode, accept in REFUSALS[1:]
-        for peer in peers
-        if peer in BANNING
+        Case(p, mode, 1, accept) for mode, accept in REFUSALS[1:] for p in peers if p in BANNING
     ]
     functions = [
-        build(workers, peer, "admitted", count)
+        Case(peer, "admitted", count)
         for count in plan.client_counts
         for peer, plain in FUNCTIONS.items()
         if plain in peers
     ]
+    results.timed = [build(workers, case) for case in cases]
+    results.functions = [build(workers, case) for case in functions]
     for worker in workers.values():
         worker.ask("freeze")
-    run_rounds([*cases, *functions], plan.rounds, plan.requests)
-    results.timed, results.functions = cases, functions
+    common.run_rounds([*results.timed, *results.functions], plan.rounds, plan.requests, log)
     for worker in workers.values():
         worker.ask("drop")
 
@@ -282,25 +220,35 @@ def measure_redis(workers: dict[str, Worker], results: Results) -> None:
         peers = [peer for peer in (BARE, PINGED, *results.peers) if peer.redis]
         # A database each: Flask-Limiter's strategies would share keys of different types.
         cases = [
-            build(workers, peer, "redis", plan.redis_clients, f"redis://127.0.0.1:{port}/{db}")
+            Case(peer, "redis", plan.redis_clients, storage=f"redis://127.0.0.1:{port}/{db}")
             for db, peer in enumerate(peers)
         ]
+        results.redis = [build(workers, case) for case in cases]
         for case in cases[1:]:
             log(f"MONITOR: {case.peer.label}")
             results.commands[case.peer.key] = count_commands(case, port, plan.monitor_requests)
-        run_rounds(cases, plan.redis_rounds, plan.redis_requests)
-        results.redis = cases
-        url, count = f"redis://127.0.0.1:{port}/0", plan.redis_requests
-        pings = [
-            workers[OURS_VENV].ask("ping", url=url, count=count)["ns"] / count / 1000
-            for _ in range(plan.redis_rounds)
-        ]
-        results.ping = statistics.median(pings)
+        common.run_rounds(cases, plan.redis_rounds, plan.redis_requests, log)
+        ping = Case(PINGED, "ping", 0, worker=workers[OURS_VENV])
+        workers[OURS_VENV].ask("ping", case=ping.name, url=f"redis://127.0.0.1:{port}/0")
+        results.ping = statistics.median(
+            common.measure(ping, plan.redis_requests) for _ in range(plan.redis_rounds)
+        )
         for worker in workers.values():
             worker.ask("drop")
 
 
-def flood_one(peer: Peer, python: Interpreter, results: Results) -> None:
+def memory_in(worker: Worker, venv: str, results: Results) -> None:
+    """Memory per client for the peers of one venv, in turn."""
+    for peer in (peer for peer in results.peers if peer.venv == venv):
+        log(f"memory per client: {peer.label}")
+        clients = results.plan.memory_clients
+        reply = worker.ask(
+            "memory", peer=peer.key, clients=clients, after=[1, 20], **configuration()
+        )
+        results.memory[peer.key] = reply["bytes_per_client"]
+
+
+def flood_one(peer: Peer, python: common.Interpreter, results: Results) -> None:
     """One peer's flood, in a fresh worker (its RSS its own); ours is given the time to
     finish."""
     plan = results.plan
@@ -324,7 +272,7 @@ def flood_one(peer: Peer, python: Interpreter, results: Results) -> None:
 
 
 def measure_memory_and_flood(
-    workers: dict[str, Worker], pythons: dict[str, Interpreter], results: Results
+    workers: dict[str, Worker], pythons: dict[str, common.Interpreter], results: Results
 ) -> None:
     """After the timings, two at a time (memory does not depend on speed; only how far a
     peer's flood gets in its budget does): ours' flood, the longest, first."""
@@ -339,46 +287,61 @@ def measure_memory_and_flood(
 # -- the report ------------------------------------------------------------------------------------
 
 
-def by_key(cases: Sequence[Case]) -> dict[tuple[str, str, int], Case]:
+@dataclass(frozen=True)
+class Unit:
+    """How a table shows a case's samples: µs per request, or instructions."""
+
+    heading: str
+    spec: str
+    suffix: str = ""
+    digits: int = 2
+    """Of a ratio to bare Flask."""
+
+    def __call__(self, value: float, sign: str = "") -> str:
+        return f"{value:{sign}{self.spec}}{self.suffix}"
+
+
+MICROSECONDS = Unit("µs/request", ".2f", " µs")
+Found = dict[tuple[str, str, int], Case]
+
+
+def by_key(cases: Sequence[Case]) -> Found:
     return {(case.peer.key, case.kind, case.clients): case for case in cases}
 
 
-MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
-TIME_HEADINGS = ["configuration", "clients", "µs/request", "spread", "overhead vs bare", "x bare"]
+def median(case: Case) -> float:
+    return statistics.median(case.samples)
 
 
 def time_table(
     cases: Sequence[Case],
     peers: Sequence[Peer],
     last: Optional[tuple[str, Callable[[Case], str]]] = None,
+    unit: Unit = MICROSECONDS,
 ) -> str:
     """One row per case: median, spread, overhead and ratio vs bare Flask (admitted, or on
     Redis, same client count), then the ratio to each peer's same case, paired by round;
     and the ``last`` column, when given (its heading, and its cell for a case)."""
-    found = by_key(cases)
-    rows = []
+    found, rows = by_key(cases), []
     for case in cases:
         bare = found.get((BARE.key, "redis" if case.mode == "redis" else "admitted", case.clients))
-        versus_bare = ["", "1.00x"]
+        versus_bare = ["", f"{1:.{unit.digits}f}x"]
         if case.peer is not BARE and bare is not None:
-            versus_bare = [f"{overhead(case, bare):+.2f} µs", f"{ratio(case, bare):.2f}x"]
-        versus_peers = []
-        for peer in peers:
-            other = found.get((peer.key, case.kind, case.clients))
-            versus_peers.append("" if other is None else f"{ratio(case, other):.2f}x")
-        accept = "" if case.accept is None else f", Accept: {case.accept}"
+            versus_bare = [unit(overhead(case, bare), "+"), f"{ratio(case, bare):.{unit.digits}f}x"]
+        others = [found.get((peer.key, case.kind, case.clients)) for peer in peers]
         rows.append(
             [
-                case.peer.label + MODE_LABELS.get(case.mode, "") + accept,
+                case.label,
                 f"{case.clients:,}",
-                f"{statistics.median(case.samples):.2f}",
-                spread(case.samples),
+                f"{median(case):{unit.spec}}",
+                *([common.spread(case.samples)] if unit is MICROSECONDS else []),
                 *versus_bare,
-                *versus_peers,
+                *("" if other is None else f"{ratio(case, other):.2f}x" for other in others),
                 *([] if last is None else [last[1](case)]),
             ]
         )
-    headings = [*TIME_HEADINGS, *(f"x {peer.short}" for peer in peers)]
+    headings = ["configuration", "clients", unit.heading, *["spread"] * (unit is MICROSECONDS)]
+    headings += ["overhead vs bare", "x bare", *(f"x {peer.short}" for peer in peers)]
     return table([*headings, *([] if last is None else [last[0]])], rows)
 
 
@@ -390,7 +353,7 @@ def function_table(results: Results) -> str:
     def added(case: Case) -> str:
         peer = FUNCTIONS.get(case.peer)
         plain = None if peer is None else found.get((peer.key, "admitted", case.clients))
-        return "" if plain is None else f"{overhead(case, plain):+.2f} µs"
+        return "" if plain is None else MICROSECONDS(overhead(case, plain), "+")
 
     cases = [
         case
@@ -416,11 +379,11 @@ def redis_table(results: Results) -> str:
 
 
 def memory_table(found: dict[str, dict[str, float]], peers: Sequence[Peer]) -> str:
-    ours = found[OURS.key]
+    ours, after = found[OURS.key], ("1", "20")
     rows = [
         [peer.label]
-        + [f"{found[peer.key][after]:,.0f}" for after in ("1", "20")]
-        + [f"{found[peer.key][after] / ours[after]:.1f}x" for after in ("1", "20")]
+        + [f"{found[peer.key][n]:,.0f}" for n in after]
+        + [f"{found[peer.key][n] / ours[n]:.1f}x" for n in after]
         for peer in peers
     ]
     headings = ["configuration", "B/client after 1 request", "after 20", "x ours (1)"]
@@ -430,46 +393,102 @@ def memory_table(found: dict[str, dict[str, float]], peers: Sequence[Peer]) -> s
 def flood_table(found: dict[str, dict[str, Any]]) -> str:
     """Traced / RSS at each checkpoint (and where a peer stopped), a column per peer."""
     peers = [peer for peer in ALL if peer.key in found]
-    points = {peer.key: {int(p["clients"]): p for p in found[peer.key]["points"]} for peer in peers}
-    rows = []
-    for clients in sorted(set().union(*(points[peer.key] for peer in peers)) - {0}):
-        row = [f"{clients:,}"]
-        for peer in peers:
-            point = points[peer.key].get(clients)
-            row.append(
-                ""
-                if point is None
-                else f"{point['traced'] / 1e6:,.1f} / {point['rss'] / 1e6:,.0f} MB "
-                f"({point['seconds']:.0f} s)"
-            )
-        rows.append(row)
-    last = {peer.key: found[peer.key]["points"][-1] for peer in peers}
+    points = {peer: {int(p["clients"]): p for p in found[peer.key]["points"]} for peer in peers}
+    rows = [
+        [f"{clients:,}"]
+        + [
+            f"{p['traced'] / 1e6:,.1f} / {p['rss'] / 1e6:,.0f} MB ({p['seconds']:.0f} s)"
+            if (p := points[peer].get(clients))
+            else ""
+            for peer in peers
+        ]
+        for clients in sorted(set().union(*points.values()) - {0})
+    ]
+    last = [found[peer.key]["points"][-1] for peer in peers]
     rows.append(
         [
             "traced B/client at the end",
-            *(f"{last[p.key]['traced'] / max(last[p.key]['clients'], 1):,.0f}" for p in peers),
+            *(f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in last),
         ]
     )
     rows.append(["stopped", *(found[peer.key]["stopped"] for peer in peers)])
     return table(["clients", *(peer.label for peer in peers)], rows)
 
 
-def redis_target(results: Results, targets: Targets) -> None:
-    """Ours' overhead on Redis over a redis-py PING's, each made in a request (bare
-    Flask's time taken from both, round by round): the round trip every Redis limiter
-    pays, in the same place, with Redis as idle between requests as for ours."""
-    target = "Redis: overhead at most 1.5x a redis-py PING round trip made in a request (ours)"
-    found = by_key(results.redis)
-    clients = results.plan.redis_clients
-    cases = [found.get((peer.key, "redis", clients)) for peer in (OURS, PINGED, BARE)]
-    if any(case is None for case in cases):
-        targets.add(target, results.redis_note, None)
-        return
-    ours, pinged, bare = (case.samples for case in cases if case is not None)
-    ours_over = statistics.median(o - b for o, b in zip(ours, bare))
-    ping_over = statistics.median(p - b for p, b in zip(pinged, bare))
-    factor = statistics.median((o - b) / (p - b) for o, p, b in zip(ours, pinged, bare))
-    targets.add(target, f"{ours_over:.2f} µs vs {ping_over:.2f} µs: {factor:.2f}x", factor <= 1.5)
+NOT_MEASURED = "not measured: the peer's venv is not built (or --smoke)"
+
+
+def speed_targets(found: Found, client_counts: Sequence[int], unit: Unit = MICROSECONDS) -> Targets:
+    """The targets of issues 6 and 15 on the time (or instructions) of a request: admitted
+    at each client count against bare Flask and the peers, and each refusal at one client
+    against bare Flask and 1.0.0's. A row whose cases were not measured is skipped."""
+    targets = Targets()
+
+    def add(
+        target: str, keys: Sequence[tuple[Peer, str, int]], row: Callable[..., tuple[str, bool]]
+    ) -> None:
+        cases = [found.get((peer.key, kind, clients)) for peer, kind, clients in keys]
+        if any(case is None for case in cases):
+            targets.add(target, NOT_MEASURED, None)
+        else:
+            targets.add(target, *row(*cases))
+
+    def against_bare(case: Case, bare: Case) -> str:
+        return f"{unit(median(case))} ({ratio(case, bare):.2f}x bare)"
+
+    def overheads(ours: Case, peer: Case, bare: Case) -> tuple[float, float, str]:
+        mine, theirs = overhead(ours, bare), overhead(peer, bare)
+        return mine, theirs, f"{unit(mine, '+')} vs {unit(theirs, '+')}"
+
+    def twenty_times(ours: Case, moving: Case, bare: Case) -> tuple[str, bool]:
+        mine, theirs, measured = overheads(ours, moving, bare)
+        factor = f"{theirs / mine:.1f}x" if mine > 0 else "ours at most 0 (noise)"
+        return f"{measured}: {factor}", theirs >= 20 * mine
+
+    def smaller(ours: Case, original: Case, bare: Case) -> tuple[str, bool]:
+        mine, theirs, measured = overheads(ours, original, bare)
+        return measured, mine < theirs
+
+    for count in client_counts:
+        clients = f"{count:,} client{'s' if count > 1 else ''}"
+        # Ours admitting, at most this many times bare Flask: 1.15x from 100,000 clients on.
+        bound, at = (1.15 if count >= 100_000 else 1.10), ("admitted", count)
+        add(
+            f"admitted at most {bound:.2f}x bare Flask, {clients}",
+            [(OURS, *at), (BARE, *at)],
+            lambda ours, bare, bound=bound: (
+                f"{ratio(ours, bare):.3f}x ({unit(median(ours))} vs {unit(median(bare))})",
+                ratio(ours, bare) <= bound,
+            ),
+        )
+        moving, original = (
+            [(OURS, *at), (MOVING, *at), (BARE, *at)],
+            [(OURS, *at), (ORIGINAL, *at), (BARE, *at)],
+        )
+        add(
+            f"overhead at least 20x smaller than Flask-Limiter moving window's, {clients}",
+            moving,
+            twenty_times,
+        )
+        add(f"overhead smaller than flask-gatekeeper 1.0.0's, {clients}", original, smaller)
+    for mode, accept in REFUSALS:
+        kind = mode if accept is None else f"{mode}, Accept: {accept}"
+        what = MODE_LABELS[mode][2:] + ("" if accept is None else f", Accept: {accept}")
+        add(
+            f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal",
+            [(OURS, kind, 1), (ORIGINAL, kind, 1), (BARE, "admitted", 1)],
+            lambda ours, original, bare: (
+                f"{against_bare(ours, bare)} vs {against_bare(original, bare)}: "
+                f"{ratio(ours, original):.3f}x",
+                ratio(ours, original) < 1,
+            ),
+        )
+        add(
+            f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)",
+            [(OURS, kind, 1), (BARE, "admitted", 1)],
+            lambda ours, bare: (f"{ratio(ours, bare):.3f}x", ratio(ours, bare) <= REFUSED_AIM),
+        )
+    return targets
 
 
 def load_targets(targets: Targets) -> None:
@@ -480,7 +499,7 @@ def load_targets(targets: Targets) -> None:
     rows = [line for line in text.splitlines() if line.startswith("| under attack")]
     for line in rows:
         target, measured, status = (cell.strip() for cell in line.strip("|").split(" | "))
-        targets.rows.append([target + when, measured, status])
+        targets.append([target + when, measured, status])
     if not rows:
         targets.add(
             "under attack (90% refused) behind gunicorn, ours at least bare Flask's requests "
@@ -492,95 +511,53 @@ def load_targets(targets: Targets) -> None:
 
 def targets(results: Results) -> str:
     """Where each target of issues 6 and 15 (and the design's memory bound) stands."""
-    found, found_targets = by_key(results.timed), Targets()
-    add = found_targets.add
-    unbuilt = "not measured: the peer's venv is not built"
-    for count in results.plan.client_counts:
-        bare = found[(BARE.key, "admitted", count)]
-        ours_case = found[(OURS.key, "admitted", count)]
-        ours = overhead(ours_case, bare)
-        clients = f"{count:,} client{'s' if count > 1 else ''}"
-        # Ours admitting, at most this many times bare Flask: 1.15x from 100,000 clients on.
-        bound, times = 1.15 if count >= 100_000 else 1.10, ratio(ours_case, bare)
-        add(
-            f"admitted at most {bound:.2f}x bare Flask, {clients}",
-            f"{times:.3f}x ({statistics.median(ours_case.samples):.2f} µs vs "
-            f"{statistics.median(bare.samples):.2f} µs)",
-            times <= bound,
-        )
-        target = f"overhead at least 20x smaller than Flask-Limiter moving window's, {clients}"
-        if MOVING in results.peers:
-            moving = overhead(found[(MOVING.key, "admitted", count)], bare)
-            factor = f"{moving / ours:.1f}x" if ours > 0 else "ours at most 0 (noise)"
-            add(target, f"{ours:.2f} µs vs {moving:.2f} µs: {factor}", moving >= 20 * ours)
-        else:
-            add(target, unbuilt, None)
-        target = f"overhead smaller than flask-gatekeeper 1.0.0's, {clients}"
-        if ORIGINAL in results.peers:
-            original = overhead(found[(ORIGINAL.key, "admitted", count)], bare)
-            add(target, f"{ours:.2f} µs vs {original:.2f} µs", ours < original)
-        else:
-            add(target, unbuilt, None)
-    bare = found[(BARE.key, "admitted", 1)]
-    for mode, accept in REFUSALS:
-        kind = mode if accept is None else f"{mode}, Accept: {accept}"
-        ours_case = found[(OURS.key, kind, 1)]
-        what = f"{MODE_LABELS[mode][2:]}{'' if accept is None else f', Accept: {accept}'}"
-        ours_times = ratio(ours_case, bare)
-        target = f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal"
-        if ORIGINAL in results.peers:
-            original_case = found[(ORIGINAL.key, kind, 1)]
-            versus = ratio(ours_case, original_case)
-            add(
-                target,
-                f"{statistics.median(ours_case.samples):.2f} µs ({ours_times:.2f}x bare) vs "
-                f"{statistics.median(original_case.samples):.2f} µs "
-                f"({ratio(original_case, bare):.2f}x bare): {versus:.3f}x",
-                versus < 1,
-            )
-        else:
-            add(target, unbuilt, None)
-        add(
-            f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)",
-            f"{ours_times:.3f}x",
-            ours_times <= REFUSED_AIM,
-        )
-    memory = results.memory
-    add(
-        "memory per client at most 300 B after 1 request",
-        f"{memory[OURS.key]['1']:,.0f} B",
-        memory[OURS.key]["1"] <= 300,
-    )
+    found = speed_targets(by_key(results.timed), results.plan.client_counts)
+    memory, commands, monitored = results.memory, results.commands, results.plan.monitor_requests
+    ours_1, ours_20 = memory[OURS.key]["1"], memory[OURS.key]["20"]
+    found.add("memory per client at most 300 B after 1 request", f"{ours_1:,.0f} B", ours_1 <= 300)
     target = "memory per client at least 3x smaller than Flask-Limiter moving window's after 20"
-    if MOVING in results.peers:
-        ours_20, moving_20 = memory[OURS.key]["20"], memory[MOVING.key]["20"]
+    if MOVING.key in memory:
+        moving_20 = memory[MOVING.key]["20"]
         times = moving_20 / ours_20
-        add(target, f"{ours_20:,.0f} B vs {moving_20:,.0f} B: {times:.1f}x", times >= 3)
+        found.add(target, f"{ours_20:,.0f} B vs {moving_20:,.0f} B: {times:.1f}x", times >= 3)
     else:
-        add(target, unbuilt, None)
+        found.add(target, NOT_MEASURED, None)
     target = "Redis: exactly 1 client command per request (ours)"
-    if OURS.key in results.commands:
-        monitored = results.plan.monitor_requests
-        per_request = sum(results.commands[OURS.key].values()) / monitored
-        theirs = ""
-        if MOVING.key in results.commands:
-            moving_commands = sum(results.commands[MOVING.key].values())
-            theirs = f" (Flask-Limiter: {moving_commands / monitored:g})"
-        add(target, f"{per_request:g}{theirs}", per_request == 1)
+    if OURS.key in commands:
+        per_request = sum(commands[OURS.key].values()) / monitored
+        theirs = commands.get(MOVING.key)
+        theirs_text = f" (Flask-Limiter: {sum(theirs.values()) / monitored:g})" if theirs else ""
+        found.add(target, f"{per_request:g}{theirs_text}", per_request == 1)
     else:
-        add(target, results.redis_note, None)
-    redis_target(results, found_targets)
+        found.add(target, results.redis_note, None)
+    # Ours' overhead on Redis over a redis-py PING's, each made in a request (bare Flask's
+    # time taken from both, round by round): the round trip every Redis limiter pays, in
+    # the same place, with Redis as idle between requests as for ours.
+    target = "Redis: overhead at most 1.5x a redis-py PING round trip made in a request (ours)"
+    on_redis = by_key(results.redis)
+    cases = [
+        on_redis.get((peer.key, "redis", results.plan.redis_clients))
+        for peer in (OURS, PINGED, BARE)
+    ]
+    if any(case is None for case in cases):
+        found.add(target, results.redis_note, None)
+    else:
+        ours, pinged, bare = (case.samples for case in cases if case is not None)
+        ours_over = statistics.median(o - b for o, b in zip(ours, bare))
+        ping_over = statistics.median(p - b for p, b in zip(pinged, bare))
+        factor = statistics.median((o - b) / (p - b) for o, p, b in zip(ours, pinged, bare))
+        found.add(target, f"{ours_over:.2f} µs vs {ping_over:.2f} µs: {factor:.2f}x", factor <= 1.5)
     points = results.flood[OURS.key]["points"]
     settled = next(p for p in points if p["clients"] >= 2 * results.plan.flood_every)
     end = points[-1]
-    add(
+    found.add(
         "design: memory bounded by default (ours' traced memory flat once the bound is full)",
         f"{settled['traced'] / 1e6:.1f} MB at {settled['clients']:,} clients, "
         f"{end['traced'] / 1e6:.1f} MB at {end['clients']:,}",
         None if results.smoke else end["traced"] <= 1.05 * settled["traced"],
     )
-    load_targets(found_targets)
-    return found_targets.table()
+    load_targets(found)
+    return found.table()
 
 
 def readings(cases: Sequence[Case]) -> str:
@@ -605,18 +582,17 @@ def report(results: Results) -> str:
             table=redis_table(results),
             ping=f"{results.ping:.1f}",
         )
+    smoke_note = "tiny counts, not numbers to quote."
     return (
         common.template(
             "results.md",
-            generated=common.generated(
-                "peers.py", smoke, results.seconds, "tiny counts, not numbers to quote."
-            ),
+            generated=common.generated("peers.py", smoke, results.seconds, smoke_note),
             machine=common.machine(),
             python=platform.python_version(),
             interpreters=common.interpreters(results.versions),
             rules=RATE_LIMIT_RULES,
             ban_rule=BAN_RULE,
-            lacks="; ".join(f"{peer.label}: {peer.lacks}" for peer in ALL if peer.lacks),
+            lacks="; ".join(f"{peer.label}: {lacks}" for peer, lacks in LACKS.items()),
             unmeasured="".join(
                 f"\n- Not measured (its venv is not built): {peer.label}."
                 for peer in ALL
@@ -646,12 +622,12 @@ def report(results: Results) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.parser(__doc__, "tiny counts: checks that everything runs")
-    args = smoke.parse_args(argv)
-    plan = SMOKE if args.smoke else FULL
+    smoke = (
+        common.parser(__doc__, "tiny counts: checks that everything runs").parse_args(argv).smoke
+    )
     started = time.perf_counter()
-    pythons = common.worker_interpreters(install=not args.smoke, log=log)
-    results = Results(plan, args.smoke, tuple(peer for peer in ALL if peer.venv in pythons))
+    pythons = common.worker_interpreters(install=not smoke, log=log)
+    results = Results(SMOKE if smoke else FULL, smoke, tuple(p for p in ALL if p.venv in pythons))
     workers = {venv: Worker(venv, python) for venv, python in pythons.items()}
     try:
         results.versions = {venv: worker.ask("hello") for venv, worker in workers.items()}
@@ -662,7 +638,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         for worker in workers.values():
             worker.close()
     results.seconds = time.perf_counter() - started
-    common.publish(report(results), RESULTS, smoke=args.smoke, log=log)
+    common.publish(report(results), RESULTS, smoke=smoke, log=log)
 
 
 if __name__ == "__main__":

@@ -1225,3 +1225,11 @@ def test_usage_covers_the_rules_of_every_key(any_storage: Storage) -> None:
     assert any_storage.hit("10.0.0.3", slots, token="t1").admitted
     in_flight = any_storage.hit("10.0.0.3", slots, usage=True, token="t2")
     assert (in_flight.concurrency, in_flight.usage) == (1, Usage(tight, 1, 10, "api"))
+
+
+def test_an_empty_owner_is_the_client_s_own(any_storage: Storage) -> None:
+    # Memory and one server count a scope whose owner is "" under the client (``owner or
+    # client``); the Cluster path counted it under the key "" (the gate never makes one).
+    assert any_storage.hit("victim", _scope(GLOBAL_SCOPE, ONE_IN_TEN)).admitted
+    refused = any_storage.hit("victim", [_keyed(GLOBAL_SCOPE, "", ONE_IN_TEN)])
+    assert refused == Decision(admitted=False, retry_after=10, rule=ONE_IN_TEN)

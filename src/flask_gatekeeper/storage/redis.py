@@ -678,7 +678,7 @@ class RedisStorage:
         also: Sequence[str] = (),
         token: Optional[str] = None,
     ) -> Decision:
-        if self._clustered and (also or any(scope.owner is not None for scope in scopes)):
+        if self._clustered and (also or any(scope.owner for scope in scopes)):
             return self._hit_on_slots(client, scopes, usage, strike, also, token)
         read_at = self._copy_time()
         registry = not self._clustered and read_at - self._registry[0] >= NETWORK_REFRESH
@@ -707,10 +707,10 @@ class RedisStorage:
         rule. Each call is atomic on its own slot, the request is not (docs/workers.md).
         Only the client's own script, run as a request, checks and takes the slots of
         ``token`` (a key's scopes have none)."""
-        own = [scope for scope in scopes if scope.owner is None]
+        own = [scope for scope in scopes if not scope.owner]  # "": the client's, as in _scopes
         keyed: dict[str, list[Scope]] = {}
         for scope in scopes:
-            if scope.owner is not None:
+            if scope.owner:
                 keyed.setdefault(scope.owner, []).append(scope)
         bans = {other: self._ban_state(other) for other in also if other not in keyed}
         checks: list[tuple[list[Any], list[tuple[Rule, str]], list[Scope]]] = []
@@ -826,7 +826,7 @@ class RedisStorage:
         server; on Redis Cluster, one per key that the scopes count under."""
         groups: dict[str, list[int]] = {}
         for index, scope in enumerate(scopes):
-            who = scope.owner if self._clustered and scope.owner is not None else client
+            who = scope.owner if self._clustered and scope.owner else client
             groups.setdefault(who, []).append(index)
         return list(groups.items())
 

@@ -33,12 +33,11 @@ with its own key counts on that key's slot, checked and recorded in calls of the
 and the other clients' bans are read apart. Single-threaded, nothing comes between those
 calls, so the decisions must be the same, field for field.
 
-150 examples per property on one server and 100 on the Cluster by default (a few seconds
-each once the storages agree, plus about 3 s to start the Cluster; a failure takes
-longer, as Hypothesis shrinks it); more with environment variables::
+150 examples per property and storage by default (a few seconds each once the storages
+agree, plus about 3 s to start the Cluster; a failure takes longer, as Hypothesis shrinks
+it); more with an environment variable::
 
-    GATEKEEPER_DIFFERENTIAL_EXAMPLES=5000 GATEKEEPER_DIFFERENTIAL_CLUSTER_EXAMPLES=2000 \
-        python -m pytest tests/test_differential.py
+    GATEKEEPER_DIFFERENTIAL_EXAMPLES=5000 python -m pytest tests/test_differential.py
 
 Needs a real ``redis-server`` (and ``redis-cli`` for the Cluster: skipped without them,
 but failing under CI). Below the properties, one plain test per divergence found so far
@@ -88,9 +87,8 @@ except ImportError:  # pragma: no cover - only without the redis extra
     )
 
 EXAMPLES = int(os.environ.get("GATEKEEPER_DIFFERENTIAL_EXAMPLES", "150"))
-"""Examples per property against one server (two properties); raise it for a longer hunt."""
-CLUSTER_EXAMPLES = int(os.environ.get("GATEKEEPER_DIFFERENTIAL_CLUSTER_EXAMPLES", "100"))
-"""Examples per property against a Redis Cluster (two properties): its calls are slower."""
+"""Examples per property (two properties, each against one server and a Cluster); raise it
+for a longer hunt."""
 
 T0_US = 1_000 * 1_000_000
 """The clock's start, in microseconds (FakeClock's default, 1000 s)."""
@@ -831,6 +829,13 @@ def cluster_client() -> Iterator[RedisCluster]:
         client.close()
 
 
+@pytest.fixture(scope="module", params=["redis", "cluster"])
+def shared_client(request: pytest.FixtureRequest) -> Union[redis.Redis, RedisCluster]:
+    """The client of the ``RedisStorage`` compared: one server, or a Redis Cluster."""
+    client: Union[redis.Redis, RedisCluster] = request.getfixturevalue(f"{request.param}_client")
+    return client
+
+
 def new_pair(client: Union[redis.Redis, RedisCluster]) -> Pair:
     """Both storages, empty (every primary of a cluster flushed), on a fresh clock at
     ``T0_US``."""
@@ -875,17 +880,24 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-CLUSTER_SETTINGS = settings(SETTINGS, max_examples=CLUSTER_EXAMPLES)
 
 
-def run_fixed(
-    pair: Pair,
+@pytest.mark.redis
+@SETTINGS
+@given(
+    scope_rules=st.fixed_dictionaries(dict.fromkeys((GLOBAL_SCOPE, *ROUTES), rule_sets)),
+    scope_limits=st.fixed_dictionaries(dict.fromkeys((GLOBAL_SCOPE, *ROUTES), limits)),
+    ban_rule=ban_rules(),
+    ops=sequences(fixed_ops()),
+)
+def test_storages_agree(
+    shared_client: Union[redis.Redis, RedisCluster],
     scope_rules: dict[str, tuple[Rule, ...]],
     scope_limits: dict[str, tuple[int, float]],
     ban_rule: BanRule,
     ops: list[Op],
 ) -> None:
-    """Run ``ops`` on both storages of ``pair`` with one set of rules per scope."""
+    pair = new_pair(shared_client)
     for op in ops:
         if pair.out_of_time:
             return
@@ -897,34 +909,9 @@ def run_fixed(
             pair.run(op, [], ban_rule if isinstance(op, (Report, Ban)) else None)
 
 
-def run_changing(
-    pair: Pair,
-    palette: dict[str, list[tuple[Rule, ...]]],
-    limits_palette: dict[str, list[tuple[int, float]]],
-    ban_palette: list[BanRule],
-    ops: list[Op],
-) -> None:
-    """Run ``ops`` on both storages of ``pair``, each picking its rules from the palette."""
-    for op in ops:
-        if pair.out_of_time:
-            return
-        if isinstance(op, SCOPED):
-            names = op.scopes
-            chosen = {name: limits_palette[name][op.pick] for name in names}
-            scopes = _scopes(op, {name: palette[name][op.pick] for name in names}, chosen)
-            strike = isinstance(op, Hit) and op.strike
-            pair.run(op, scopes, ban_palette[op.pick] if strike else None)
-        else:
-            pair.run(op, [], ban_palette[op.pick] if isinstance(op, (Report, Ban)) else None)
-
-
-fixed_runs = given(
-    scope_rules=st.fixed_dictionaries(dict.fromkeys((GLOBAL_SCOPE, *ROUTES), rule_sets)),
-    scope_limits=st.fixed_dictionaries(dict.fromkeys((GLOBAL_SCOPE, *ROUTES), limits)),
-    ban_rule=ban_rules(),
-    ops=sequences(fixed_ops()),
-)
-changing_runs = given(
+@pytest.mark.redis
+@SETTINGS
+@given(
     palette=st.fixed_dictionaries(
         {
             name: st.lists(rule_sets, min_size=PALETTE_SIZE, max_size=PALETTE_SIZE)
@@ -940,60 +927,25 @@ changing_runs = given(
     ban_palette=st.lists(ban_rules(), min_size=PALETTE_SIZE, max_size=PALETTE_SIZE),
     ops=sequences(changing_ops()),
 )
-
-
-@pytest.mark.redis
-@SETTINGS
-@fixed_runs
-def test_storages_agree(
-    redis_client: redis.Redis,
-    scope_rules: dict[str, tuple[Rule, ...]],
-    scope_limits: dict[str, tuple[int, float]],
-    ban_rule: BanRule,
-    ops: list[Op],
-) -> None:
-    run_fixed(new_pair(redis_client), scope_rules, scope_limits, ban_rule, ops)
-
-
-@pytest.mark.redis
-@SETTINGS
-@changing_runs
 def test_storages_agree_when_rules_change(
-    redis_client: redis.Redis,
+    shared_client: Union[redis.Redis, RedisCluster],
     palette: dict[str, list[tuple[Rule, ...]]],
     limits_palette: dict[str, list[tuple[int, float]]],
     ban_palette: list[BanRule],
     ops: list[Op],
 ) -> None:
-    run_changing(new_pair(redis_client), palette, limits_palette, ban_palette, ops)
-
-
-@pytest.mark.redis
-@CLUSTER_SETTINGS
-@fixed_runs
-def test_a_cluster_agrees(
-    cluster_client: RedisCluster,
-    scope_rules: dict[str, tuple[Rule, ...]],
-    scope_limits: dict[str, tuple[int, float]],
-    ban_rule: BanRule,
-    ops: list[Op],
-) -> None:
-    """The same runs on a ``RedisStorage`` of a Redis Cluster: a rule with its own key
-    counts on that key's slot, read and recorded in calls of their own."""
-    run_fixed(new_pair(cluster_client), scope_rules, scope_limits, ban_rule, ops)
-
-
-@pytest.mark.redis
-@CLUSTER_SETTINGS
-@changing_runs
-def test_a_cluster_agrees_when_rules_change(
-    cluster_client: RedisCluster,
-    palette: dict[str, list[tuple[Rule, ...]]],
-    limits_palette: dict[str, list[tuple[int, float]]],
-    ban_palette: list[BanRule],
-    ops: list[Op],
-) -> None:
-    run_changing(new_pair(cluster_client), palette, limits_palette, ban_palette, ops)
+    pair = new_pair(shared_client)
+    for op in ops:
+        if pair.out_of_time:
+            return
+        if isinstance(op, SCOPED):
+            names = op.scopes
+            chosen = {name: limits_palette[name][op.pick] for name in names}
+            scopes = _scopes(op, {name: palette[name][op.pick] for name in names}, chosen)
+            strike = isinstance(op, Hit) and op.strike
+            pair.run(op, scopes, ban_palette[op.pick] if strike else None)
+        else:
+            pair.run(op, [], ban_palette[op.pick] if isinstance(op, (Report, Ban)) else None)
 
 
 # --- the divergences found so far, one promise each, on each storage --------------------------

@@ -1,4 +1,5 @@
-"""Differential test: ``MemoryStorage`` and ``RedisStorage`` on one clock must agree exactly.
+"""Differential test: ``MemoryStorage`` and ``RedisStorage`` on one clock must agree exactly,
+``RedisStorage`` on one server and on a real Redis Cluster of three primaries.
 
 Hypothesis drives both storages through the same random sequence of calls (``hit`` on
 several scopes mixing the four strategies and distinct rules with their values, with
@@ -27,13 +28,20 @@ per run, as an app does; ``test_storages_agree_when_rules_change`` lets every ca
 among two rule sets per scope and two ban rules (a redeploy with other rules, several
 apps sharing one storage).
 
-150 examples per property by default (about 10 s for both once the storages agree; a
-failure takes longer, as Hypothesis shrinks it); more with an environment variable::
+On a Cluster the same runs take the Cluster path (``RedisStorage._hit_on_slots``): a rule
+with its own key counts on that key's slot, checked and recorded in calls of their own,
+and the other clients' bans are read apart. Single-threaded, nothing comes between those
+calls, so the decisions must be the same, field for field.
+
+150 examples per property and storage by default (a few seconds each once the storages
+agree, plus about 3 s to start the Cluster; a failure takes longer, as Hypothesis shrinks
+it); more with an environment variable::
 
     GATEKEEPER_DIFFERENTIAL_EXAMPLES=5000 python -m pytest tests/test_differential.py
 
-Needs a real ``redis-server`` (skipped without one, but failing under CI). Below the
-properties, one plain test per divergence found so far pins it on each storage.
+Needs a real ``redis-server`` (and ``redis-cli`` for the Cluster: skipped without them,
+but failing under CI). Below the properties, one plain test per divergence found so far
+pins it on each storage.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from flask_gatekeeper import BanRule, Rule
-from flask_gatekeeper.decision import Decision, Reservation
+from flask_gatekeeper.decision import ADMITTED, Decision, Reservation, Usage
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.strategies import (
@@ -66,8 +74,10 @@ from flask_gatekeeper.units import MAX_SECONDS, microseconds
 
 try:
     import redis
+    from redis.cluster import RedisCluster
 
     from flask_gatekeeper.storage.redis import RedisStorage
+    from support.redis_server import HOST, redis_cluster, require
 except ImportError:  # pragma: no cover - only without the redis extra
     if os.environ.get("CI"):
         raise
@@ -77,7 +87,8 @@ except ImportError:  # pragma: no cover - only without the redis extra
     )
 
 EXAMPLES = int(os.environ.get("GATEKEEPER_DIFFERENTIAL_EXAMPLES", "150"))
-"""Examples per property (two properties); raise it for a longer hunt."""
+"""Examples per property (two properties, each against one server and a Cluster); raise it
+for a longer hunt."""
 
 T0_US = 1_000 * 1_000_000
 """The clock's start, in microseconds (FakeClock's default, 1000 s)."""
@@ -616,6 +627,8 @@ def _same(memory: Result, redis_result: Result) -> bool:
 def _outcome(op: Op, result: Result) -> str:
     """What happened, for ``--hypothesis-show-statistics``: how often runs reach each case."""
     kind = type(op).__name__
+    if isinstance(op, Hit) and op.owner is not None:
+        kind = "Hit with a key's rule"
     if isinstance(result, Raised):
         return f"{kind}: both raised"
     if isinstance(result, Decision):
@@ -806,11 +819,29 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def new_pair(redis_client: redis.Redis) -> Pair:
-    """Both storages, empty, on a fresh clock at ``T0_US``."""
-    redis_client.flushdb()
+@pytest.fixture(scope="module")
+def cluster_client() -> Iterator[RedisCluster]:
+    """A client of a real Redis Cluster of three primaries, started for this module."""
+    require("redis-server", "redis-cli")
+    with redis_cluster(3) as nodes:
+        client = RedisCluster(host=HOST, port=nodes[0].port)
+        yield client
+        client.close()
+
+
+@pytest.fixture(scope="module", params=["redis", "cluster"])
+def shared_client(request: pytest.FixtureRequest) -> Union[redis.Redis, RedisCluster]:
+    """The client of the ``RedisStorage`` compared: one server, or a Redis Cluster."""
+    client: Union[redis.Redis, RedisCluster] = request.getfixturevalue(f"{request.param}_client")
+    return client
+
+
+def new_pair(client: Union[redis.Redis, RedisCluster]) -> Pair:
+    """Both storages, empty (every primary of a cluster flushed), on a fresh clock at
+    ``T0_US``."""
+    client.flushdb()
     clock = FakeClock(T0_US / 1e6)
-    return Pair(MemoryStorage(clock=clock), RedisStorage(redis_client, clock=clock), clock)
+    return Pair(MemoryStorage(clock=clock), RedisStorage(client, clock=clock), clock)
 
 
 def _scopes(
@@ -860,13 +891,13 @@ SETTINGS = settings(
     ops=sequences(fixed_ops()),
 )
 def test_storages_agree(
-    redis_client: redis.Redis,
+    shared_client: Union[redis.Redis, RedisCluster],
     scope_rules: dict[str, tuple[Rule, ...]],
     scope_limits: dict[str, tuple[int, float]],
     ban_rule: BanRule,
     ops: list[Op],
 ) -> None:
-    pair = new_pair(redis_client)
+    pair = new_pair(shared_client)
     for op in ops:
         if pair.out_of_time:
             return
@@ -897,13 +928,13 @@ def test_storages_agree(
     ops=sequences(changing_ops()),
 )
 def test_storages_agree_when_rules_change(
-    redis_client: redis.Redis,
+    shared_client: Union[redis.Redis, RedisCluster],
     palette: dict[str, list[tuple[Rule, ...]]],
     limits_palette: dict[str, list[tuple[int, float]]],
     ban_palette: list[BanRule],
     ops: list[Op],
 ) -> None:
-    pair = new_pair(redis_client)
+    pair = new_pair(shared_client)
     for op in ops:
         if pair.out_of_time:
             return
@@ -1063,3 +1094,94 @@ def test_a_manual_ban_after_forget_after_starts_escalation_again(
     clock.set(2000.0)
     storage.ban("c", 10)
     assert storage.report("c", ban_rule) == 60
+
+
+# --- the divergences of the Redis Cluster path, on every storage ------------------------------
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis), "cluster"])
+def any_storage(request: pytest.FixtureRequest, clock: FakeClock) -> Storage:
+    """An empty storage of each kind on ``clock``: memory, one Redis server, a Cluster."""
+    if request.param == "memory":
+        return MemoryStorage(clock=clock)
+    client = request.getfixturevalue(f"{request.param}_client")
+    client.flushdb()
+    return RedisStorage(client, clock=clock)
+
+
+def _keyed(name: str, owner: str, *rules: Rule) -> Scope:
+    """A scope of rules with their own key, counted under ``owner``."""
+    return replace(Scope.of(name, rules), owner=owner)
+
+
+def test_a_key_s_ban_refuses_only_where_the_request_names_it(any_storage: Storage) -> None:
+    # The Cluster path checked the ban of every key that a rule counts under, named or
+    # not: it refused what one server admits.
+    any_storage.ban("alice", 60)
+    scopes = [
+        *_scope(GLOBAL_SCOPE, ONE_IN_TEN),
+        _keyed("login per form[user]", "alice", ONE_IN_TEN),
+    ]
+    assert any_storage.hit("10.0.0.1", scopes) == ADMITTED
+    refused = any_storage.hit("10.0.0.2", scopes, also=("alice",))
+    assert refused == Decision(
+        admitted=False, banned=True, retry_after=60, manual=True, banned_as="alice"
+    )
+
+
+def test_the_longest_of_the_bans_named_refuses(any_storage: Storage, clock: FakeClock) -> None:
+    # The Cluster path returned the ban of a client that no rule counts under (read first)
+    # without the longer ban of a key whose rules it checks.
+    any_storage.ban("10.0.0.9", 30)
+    any_storage.ban("alice", 60)
+    scopes = [_keyed("login per form[user]", "alice", ONE_IN_TEN)]
+    refused = any_storage.hit("10.0.0.1", scopes, also=("10.0.0.9", "alice"))
+    assert (refused.banned_as, refused.retry_after) == ("alice", 60)
+    any_storage.ban("10.0.0.1", 10)  # the client's own ban comes first
+    assert any_storage.hit("10.0.0.1", scopes, also=("10.0.0.9", "alice")) == Decision(
+        admitted=False, banned=True, retry_after=10, manual=True
+    )
+
+
+def test_of_equal_waits_the_first_scope_s_rule_refuses(any_storage: Storage) -> None:
+    # The Cluster path named the client's own rule when a key's rule, earlier among the
+    # scopes, made the client wait as long.
+    scopes = [_keyed("account", "alice", ONE_IN_TEN), *_scope("login", ONE_IN_TEN)]
+    assert any_storage.hit("10.0.0.1", scopes).admitted
+    refused = any_storage.hit("10.0.0.1", scopes, usage=True)
+    assert refused == Decision(
+        admitted=False,
+        retry_after=10,
+        rule=ONE_IN_TEN,
+        scope="account",
+        usage=Usage(ONE_IN_TEN, 0, 10, "account"),
+    )
+
+
+def test_usage_covers_the_rules_of_every_key(any_storage: Storage) -> None:
+    # On a Cluster, a decision's usage left the rules of other keys out, and usage() and
+    # record() of scopes with several keys failed (keys on several slots in one script).
+    tight, loose = Rule(2, 10), Rule(5, 10)
+    scopes = [*_scope(GLOBAL_SCOPE, loose), _keyed("account", "alice", tight)]
+    assert any_storage.hit("10.0.0.1", scopes, usage=True).usage == Usage(tight, 1, 10, "account")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        any_storage.record("10.0.0.2", scopes)  # type: ignore[attr-defined]
+    assert any_storage.usage("10.0.0.1", scopes) == [
+        Usage(loose, 4, 10, GLOBAL_SCOPE),
+        Usage(tight, 0, 10, "account"),
+    ]
+    refused = any_storage.hit("10.0.0.1", scopes, usage=True)
+    assert refused.usage == Usage(tight, 0, 10, "account")
+    slots = [Scope.of(GLOBAL_SCOPE, (loose,), concurrency=1, lease=60), _keyed("api", "bob", tight)]
+    assert any_storage.hit("10.0.0.3", slots, token="t1").admitted
+    in_flight = any_storage.hit("10.0.0.3", slots, usage=True, token="t2")
+    assert (in_flight.concurrency, in_flight.usage) == (1, Usage(tight, 1, 10, "api"))
+
+
+def test_an_empty_owner_is_the_client_s_own(any_storage: Storage) -> None:
+    # Memory and one server count a scope whose owner is "" under the client (``owner or
+    # client``); the Cluster path counted it under the key "" (the gate never makes one).
+    assert any_storage.hit("victim", _scope(GLOBAL_SCOPE, ONE_IN_TEN)).admitted
+    refused = any_storage.hit("victim", [_keyed(GLOBAL_SCOPE, "", ONE_IN_TEN)])
+    assert refused == Decision(admitted=False, retry_after=10, rule=ONE_IN_TEN)

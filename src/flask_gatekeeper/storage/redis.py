@@ -154,10 +154,11 @@ _Argument = Union[int, str, bytes]
 """What a script's ARGV holds: numbers, text, and distinct values as UTF-8 bytes."""
 
 _ADMITTED, _BANNED, _IN_FLIGHT = 0, 1, 3
-_HIT_MODE, _RECORD_MODE, _CHECK_MODE = 1, 2, 3
-"""``hit.lua``'s modes: a request, its recording alone, or a request's checks without
-recording it (Redis Cluster: rules counted under another key's slot are checked, then
-recorded once everything admits). Only a request takes a slot."""
+_HIT_MODE, _RECORD_MODE, _CHECK_MODE, _RULES_MODE = 1, 2, 3, 4
+"""``hit.lua``'s modes: a request, its recording alone, a request's checks without
+recording it, or those checks without the ban (Redis Cluster: rules counted under
+another key's slot are checked, then recorded once everything admits; the key's ban
+refuses only when the request names it in ``also``). Only a request takes a slot."""
 _GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
 
@@ -422,6 +423,54 @@ def _reservations(answer: list[Any], scopes: Sequence[Scope]) -> dict[int, Reser
     return reserved
 
 
+def _ban_decision(left: int, manual: int, banned_as: Optional[str] = None) -> Decision:
+    """The refusal by a ban with ``left`` microseconds to go (``manual``: 1 when set by
+    hand), as the memory storage's model makes it."""
+    return Decision(
+        admitted=False,
+        banned=True,
+        retry_after=seconds(left),
+        manual=manual == 1,
+        banned_as=banned_as,
+    )
+
+
+def _longest_ban(also: Sequence[str], bans: dict[str, tuple[int, int]]) -> Optional[Decision]:
+    """The refusal by the longest ban among ``also`` (the first of equal ones), from
+    ``bans``: each client's microseconds left and whether set by hand, read apart."""
+    longest, banned = 0, ""
+    for other in also:
+        left = bans.get(other, (0, 0))[0]
+        if left > longest:
+            longest, banned = left, other
+    return _ban_decision(longest, bans[banned][1], banned) if longest else None
+
+
+def _position(scopes: Sequence[Scope], scope_name: Optional[str]) -> int:
+    """Where the scope of this name comes among ``scopes``: the order that breaks ties."""
+    return next(index for index, scope in enumerate(scopes) if scope.name == scope_name)
+
+
+def _first_longest(scopes: Sequence[Scope], refusals: Sequence[Decision]) -> Decision:
+    """The refusal with the longest wait, of the first scope among equal ones, as one
+    script over every scope would choose it (Redis Cluster: each slot's own decision)."""
+    return min(
+        refusals, key=lambda refusal: (-refusal.retry_after, _position(scopes, refusal.scope))
+    )
+
+
+def _with_closest(
+    decision: Decision, scopes: Sequence[Scope], others: Sequence[Decision]
+) -> Decision:
+    """``decision`` with the closest rule of its own and of ``others`` (decided on other
+    slots) as its usage: the fewest left, then the longest reset, then the first scope."""
+    usages = [seen.usage for seen in (decision, *others) if seen.usage is not None]
+    if not usages:
+        return decision
+    best = min(usages, key=lambda use: (use.remaining, -use.reset, _position(scopes, use.scope)))
+    return decision if best is decision.usage else replace(decision, usage=best)
+
+
 def _where(scope_name: str) -> str:
     """The end of a scope's key suffixes: nothing for the global scope, else ``:<name>``."""
     return "" if scope_name == GLOBAL_SCOPE else f":{scope_name}"
@@ -630,16 +679,8 @@ class RedisStorage:
         also: Sequence[str] = (),
         token: Optional[str] = None,
     ) -> Decision:
-        if self._clustered:  # other clients' keys sit on other slots: read apart
-            keys = {scope.owner for scope in scopes if scope.owner is not None}
-            also = [other for other in also if other not in keys]  # read with their rules
-            if also:
-                refused = self._banned_as(also)
-                if refused is not None and self.banned_for(client) == 0:
-                    return refused
-                also = ()
-            if keys:
-                return self._hit_on_slots(client, scopes, usage, strike, token)
+        if self._clustered and (also or any(scope.owner for scope in scopes)):
+            return self._hit_on_slots(client, scopes, usage, strike, also, token)
         read_at = self._copy_time()
         registry = not self._clustered and read_at - self._registry[0] >= NETWORK_REFRESH
         answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also, token, registry)
@@ -653,46 +694,66 @@ class RedisStorage:
         scopes: Sequence[Scope],
         usage: bool,
         strike: Optional[BanRule],
+        also: Sequence[str],
         token: Optional[str],
     ) -> Decision:
-        """Redis Cluster, for rules with their own key (on that key's slot): check each
-        key's ban and rules (one round trip per key, recording nothing), then run the
-        client's own script, and only when everything admits record each key's rules
-        (one more round trip per key). Each key's rules stay exact on their own; between
-        the check and the record, concurrent requests of the same key may be admitted
-        too. Usage covers the client's own rules. Only the client's own script, run as
-        a request, checks and takes the slots of ``token`` (a key's scopes have none)."""
-        own = [scope for scope in scopes if scope.owner is None]
+        """Redis Cluster, where other clients' bans (``also``) and rules with their own
+        key sit on other slots: read each other client's ban (one round trip each), check
+        each key's rules, and its ban when ``also`` names it (one round trip per key,
+        recording nothing); a ban among them refuses, after one more read of the client's
+        own ban (its own ban comes first). Then the client's own script runs: as a request
+        when every key admitted, and then each key's rules are recorded (one more round
+        trip per key); else as a check, which reports a strike. The decision is the one
+        script's: the longest wait (the first rule of equal ones), and usage over every
+        rule. Each call is atomic on its own slot, the request is not (docs/workers.md).
+        Only the client's own script, run as a request, checks and takes the slots of
+        ``token`` (a key's scopes have none)."""
+        own = [scope for scope in scopes if not scope.owner]  # "": the client's, as in _scopes
         keyed: dict[str, list[Scope]] = {}
         for scope in scopes:
-            if scope.owner is not None:
+            if scope.owner:
                 keyed.setdefault(scope.owner, []).append(scope)
-        refusal: Optional[Decision] = None
+        bans = {other: self._ban_state(other) for other in also if other not in keyed}
+        checks: list[tuple[list[Any], list[tuple[Rule, str]], list[Scope]]] = []
         for owner, group in keyed.items():
-            decision = self._decision(*self._hit(owner, group, _CHECK_MODE), group)
-            if decision.banned and self.banned_for(client) == 0:  # the client's own first
-                return replace(decision, banned_as=owner)
-            if decision.admitted:
-                continue
-            if refusal is None or decision.retry_after > refusal.retry_after:
-                refusal = decision
-        if refusal is None:
+            mode = _CHECK_MODE if owner in also else _RULES_MODE
+            answer, rules = self._hit(owner, group, mode, usage)
+            if answer[0] == _BANNED:
+                bans[owner] = (answer[1], answer[2])
+            checks.append((answer, rules, group))
+        refused = _longest_ban(also, bans)
+        if refused is not None:
+            left, manual = self._ban_state(client)
+            return refused if not left else _ban_decision(left, manual)
+        checked = [
+            self._decision(answer, rules, group, usage=usage) for answer, rules, group in checks
+        ]
+        refusals = [decision for decision in checked if not decision.admitted]
+        if not refusals:
             answer, rules = self._hit(client, own, _HIT_MODE, usage, strike, token=token)
             decision = self._decision(answer, rules, own, usage=usage)
-            if decision.admitted:
-                reserved = _reservations(answer, own)
-                for owner, group in keyed.items():
-                    reserved.update(_reservations(self._hit(owner, group, _RECORD_MODE)[0], group))
-                if reserved:
-                    ordered = tuple(reserved[id(scope)] for scope in scopes if scope.deferred)
-                    decision = replace(decision, reserved=ordered)
-            return decision
-        decision = self._decision(*self._hit(client, own, _CHECK_MODE, False, strike), own)
-        longer = not decision.admitted and decision.retry_after >= refusal.retry_after
-        if decision.banned or longer:
+            if decision.banned or decision.rule is not None:
+                return decision  # every key admitted: the client's own refusal is the longest
+            if not decision.admitted:  # too many in flight: nothing recorded
+                return _with_closest(decision, scopes, checked)
+            reserved = _reservations(answer, own)
+            records = []
+            for owner, group in keyed.items():
+                answer, rules = self._hit(owner, group, _RECORD_MODE, usage)
+                reserved.update(_reservations(answer, group))
+                records.append(self._decision(answer, rules, group, usage=usage))
+            if reserved:
+                ordered = tuple(reserved[id(scope)] for scope in scopes if scope.deferred)
+                decision = replace(decision, reserved=ordered)
+            return _with_closest(decision, scopes, records)
+        refusal = _first_longest(scopes, refusals)
+        decision = self._decision(
+            *self._hit(client, own, _CHECK_MODE, usage, strike), own, (), usage
+        )
+        if decision.banned:
             return decision
         if not decision.admitted:  # the client's own refusal was reported by its script
-            return replace(refusal, new_ban=decision.new_ban)
+            return replace(_first_longest(scopes, [decision, refusal]), new_ban=decision.new_ban)
         new_ban = self.report(client, strike, RATE_LIMIT) if strike is not None else None
         return replace(refusal, new_ban=new_ban)
 
@@ -744,44 +805,39 @@ class RedisStorage:
             new_ban=seconds(new_ban) if new_ban >= 0 else None,
         )
 
-    def _banned_as(self, others: Sequence[str]) -> Optional[Decision]:
-        """Redis Cluster: the longest ban among ``others``, each read on its own slot
-        (one more round trip each), before the request's own script."""
-        longest, banned, manual = 0, "", False
-        for other in others:
-            left, by_hand = self._run(
-                _BAN, [self._key(other, "ban")], [self._now_argument(), "state", 0]
-            )
-            if left > longest:
-                longest, banned, manual = left, other, by_hand == 1
-        if not longest:
-            return None
-        return Decision(
-            admitted=False,
-            banned=True,
-            retry_after=seconds(longest),
-            manual=manual,
-            banned_as=banned,
+    def _ban_state(self, client: str) -> tuple[int, int]:
+        """The microseconds left of the client's ban (0: none) and 1 when it was set by
+        hand: one script on the client's slot."""
+        left, by_hand = self._run(
+            _BAN, [self._key(client, "ban")], [self._now_argument(), "state", 0]
         )
+        return int(left), int(by_hand)
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
         """Deprecated: count the request in every rule of ``scopes``, checking nothing.
         ``hit`` records ``count_when`` routes' scopes itself now, and ``refund`` takes
         back what the response does not count."""
         warnings.warn(RECORD_DEPRECATED, DeprecationWarning, stacklevel=2)
-        self._hit(client, scopes, _RECORD_MODE)
+        for who, group in self._slots(client, scopes):
+            self._hit(who, [scopes[index] for index in group], _RECORD_MODE)
+
+    def _slots(self, client: str, scopes: Sequence[Scope]) -> list[tuple[str, list[int]]]:
+        """The scopes' indices grouped by the slot their keys sit on, in order of first
+        appearance, each with the client whose slot it is: one group, the client's, on one
+        server; on Redis Cluster, one per key that the scopes count under."""
+        groups: dict[str, list[int]] = {}
+        for index, scope in enumerate(scopes):
+            who = scope.owner if self._clustered and scope.owner else client
+            groups.setdefault(who, []).append(index)
+        return list(groups.items())
 
     def refund(self, client: str, scopes: Sequence[Scope], reserved: Sequence[Reservation]) -> None:
         """One script (``refund.lua``); on Redis Cluster one per key that the scopes
         count under, each on its own slot."""
-        groups: dict[Optional[str], list[tuple[Scope, Reservation]]] = {}
-        for scope, reservation in zip(scopes, reserved):
-            owner = scope.owner if self._clustered else None
-            groups.setdefault(owner, []).append((scope, reservation))
-        for group in groups.values():
-            keys, args, _ = self._scopes(client, [scope for scope, _ in group])
+        for _, group in self._slots(client, scopes[: len(reserved)]):
+            keys, args, _ = self._scopes(client, [scopes[index] for index in group])
             taken: list[_Argument] = []
-            for _, reservation in group:
+            for reservation in (reserved[index] for index in group):
                 taken.append(reservation.stamp)
                 taken += [repr(state) for state in reservation.states]
                 taken += [int(added) for added in reservation.added]
@@ -797,12 +853,21 @@ class RedisStorage:
             self.client.zrem(keys[0], token)
 
     def usage(self, client: str, scopes: Sequence[Scope]) -> list[Usage]:
-        keys, args, rules = self._scopes(client, scopes)
-        answer = self._run(_USAGE, keys, [self._now_argument(), *args])
-        return [
-            Usage(rule, answer[2 * index], seconds(answer[2 * index + 1]), scope_name)
-            for index, (rule, scope_name) in enumerate(rules)
-        ]
+        """One script (``usage.lua``); on Redis Cluster one per key that the scopes count
+        under, each on its own slot."""
+        per_scope: dict[int, list[Usage]] = {}
+        for _, group in self._slots(client, scopes):
+            keys, args, rules = self._scopes(client, [scopes[index] for index in group])
+            answer = iter(self._run(_USAGE, keys, [self._now_argument(), *args]))
+            seen = [
+                Usage(rule, next(answer), seconds(next(answer)), scope_name)
+                for rule, scope_name in rules
+            ]
+            for index in group:
+                scope = scopes[index]
+                taken = len(scope.logged) + len(scope.stateful) + len(scope.distinct)
+                per_scope[index], seen = seen[:taken], seen[taken:]
+        return [use for index in range(len(scopes)) for use in per_scope[index]]
 
     def report(self, client: str, ban_rule: BanRule, reason: str = REPORTS) -> Optional[float]:
         keys = [self._key(client, "reports"), self._key(client, "ban")]

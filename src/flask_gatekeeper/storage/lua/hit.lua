@@ -11,7 +11,8 @@
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
 -- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: 1 for a request
 -- (ban, check, record), 2 to record (nothing else), 3 to check as for a request without
--- recording (no slot either);
+-- recording (no slot either), 4 as 3 without the ban (Redis Cluster: a key's rules, when
+-- the request does not name the key's ban);
 -- ARGV[11]: how many other clients' bans follow the reports key; ARGV[12]: the request's
 -- token, its slot in every scope with a concurrency limit (mode 1 only; "": it takes
 -- none, and those limits are not checked); ARGV[13]: "1" to return the registry (the
@@ -46,7 +47,7 @@ if ARGV[13] == '1' then
   registry = 2  -- keys: the lengths in use, the count of changes
   lengths = registry_answer(KEYS[3 + others], KEYS[4 + others], now)
 end
-if mode ~= 2 then
+if mode == 1 or mode == 3 then
   local longest, banned = 0, -1
   for i = 0, others do  -- the client's own ban (KEYS[1]), then the others' (KEYS[3]...)
     local ban_key = KEYS[1]
@@ -142,8 +143,9 @@ if mode ~= 2 then
   end
 end
 
-if mode == 3 then  -- checked only: recorded by another call (Redis Cluster)
-  return {0, 0, -1, -1, 0, 0, -1, lengths}
+if mode >= 3 then  -- checked only: recorded by another call (Redis Cluster)
+  local closest, remaining, reset = closest_usage()
+  return {0, 0, -1, closest, remaining, reset, -1, lengths}
 end
 local reserved = {}  -- per deferred scope: now, each stateful rule's state[1], each distinct
 -- rule's 1 when it added its value (a Reservation, for refund.lua)

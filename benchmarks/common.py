@@ -34,16 +34,15 @@ def logger(name: str) -> Callable[[str], None]:
     return lambda message: print(f"[{name}] {message}", file=sys.stderr, flush=True)
 
 
-def parser(doc: Optional[str], smoke: str) -> argparse.ArgumentParser:
-    """A driver's command line: its docstring's first line, and ``--smoke``."""
+def arguments(
+    doc: Optional[str], argv: Optional[Sequence[str]], **flags: str
+) -> argparse.Namespace:
+    """A driver's command line (its docstring's first line): ``--smoke`` and other ``flags``,
+    each with its help."""
     found = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
-    found.add_argument("--smoke", action="store_true", help=smoke)
-    return found
-
-
-def smoke(doc: Optional[str], what: str, argv: Optional[Sequence[str]] = None) -> bool:
-    """Whether a driver with no other option was given ``--smoke`` (``what``: its help)."""
-    return bool(parser(doc, what).parse_args(argv).smoke)
+    for flag, text in flags.items():
+        found.add_argument(f"--{flag}", action="store_true", help=text)
+    return found.parse_args(argv)
 
 
 # -- timing in rounds ------------------------------------------------------------------------
@@ -184,18 +183,15 @@ def interpreters(versions: dict[str, dict[str, Any]]) -> str:
 # -- the venvs and their workers -----------------------------------------------------------------
 
 
-def installs(venv: str) -> list[list[str]]:
-    """A venv's ``pip install`` argument lists, in order. 1.0.0 declares "Flask>=1.1.*",
-    which newer pips refuse, so Flask goes first; hiredis's has this interpreter's Flask."""
-    if venv == "limiter":
-        return [["flask-limiter>=4,<5", "redis", "gunicorn"]]
-    if venv == "original":
-        return [["flask", "gunicorn"], ["--no-deps", "flask-gatekeeper==1.0.0"]]
-    if venv == "hiredis":
-        return [
-            [*(f"{name}=={version(name)}" for name in ("flask", "werkzeug", "redis")), "hiredis"]
-        ]
-    raise ValueError(f"no venv named {venv!r}")
+INSTALLS = {
+    "limiter": [["flask-limiter>=4,<5", "redis", "gunicorn"]],
+    "original": [["flask", "gunicorn"], ["--no-deps", "flask-gatekeeper==1.0.0"]],
+    "hiredis": [
+        [*(f"{name}=={version(name)}" for name in ("flask", "werkzeug", "redis")), "hiredis"]
+    ],
+}
+"""Each venv's ``pip install`` argument lists, in order. 1.0.0 declares "Flask>=1.1.*", which
+newer pips refuse, so Flask goes first; hiredis's has this interpreter's Flask and redis-py."""
 
 
 Interpreter = tuple[list[str], dict[str, str]]
@@ -217,7 +213,7 @@ def interpreter(
         return [sys.executable], env
     root = VENVS / venv
     python, marker = root / "bin" / "python", root / ".bench-installed"
-    wanted = json.dumps(installs(venv))
+    wanted = json.dumps(INSTALLS[venv])
     if not (python.exists() and marker.exists() and marker.read_text() == wanted):
         if not install:
             if log is not None:
@@ -229,7 +225,7 @@ def interpreter(
         logger("venvs")(f"setting up benchmarks/.venvs/{venv}")
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
-        for arguments in installs(venv):
+        for arguments in INSTALLS[venv]:
             pip = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
             subprocess.run([str(python), *pip, *arguments], check=True)
         marker.write_text(wanted)
@@ -282,8 +278,7 @@ class Worker:
     def close(self) -> None:
         if self.process.poll() is None:
             assert self.process.stdin is not None
-            self.process.stdin.write('{"cmd": "quit"}\n')
-            self.process.stdin.close()
+            self.process.stdin.close()  # the worker's loop ends with its input
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:

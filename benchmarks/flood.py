@@ -138,7 +138,7 @@ def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) ->
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.smoke(__doc__, "1,000 clients against a cap of 250, in seconds", argv)
+    smoke = common.arguments(__doc__, argv, smoke="1,000 clients against a cap of 250").smoke
     clients, cap, fill_clients = SMOKE if smoke else FULL
     every = clients // 10
     started = time.perf_counter()

@@ -440,7 +440,6 @@ def build_case(
         expect_only(OK, f"warm-up of {clients} client(s)")
         if clients > 1 and built.fill is not None and mode == "admitted":
             built.fill(addresses)
-            facts["logs_filled"] = True
     cycle = itertools.cycle(addresses)
 
     def run(requests: int) -> int:

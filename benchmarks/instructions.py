@@ -55,7 +55,7 @@ def collected(python: Interpreter, case: Case, requests: int) -> int:
 
 
 def main() -> None:
-    smoke = common.smoke(__doc__, "bare Flask and ours, few requests")
+    smoke = common.arguments(__doc__, None, smoke="bare Flask and ours, few requests").smoke
     if shutil.which("valgrind") is None:
         log("skipped: valgrind is not installed (apt-get install valgrind)")
         return

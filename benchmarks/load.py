@@ -283,7 +283,7 @@ def report(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.smoke(__doc__, "one second of each mix against ours only", argv)
+    smoke = common.arguments(__doc__, argv, smoke="one second of each mix against ours").smoke
     executable = shutil.which("wrk")
     if executable is None:
         print("load.py: skipped: it needs wrk (Debian/Ubuntu: apt-get install wrk)", flush=True)

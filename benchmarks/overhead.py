@@ -21,7 +21,7 @@ OURS = Peer("ours", "GateKeeper", "ours", OURS_VENV)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.smoke(__doc__, "tiny counts: checks that everything runs", argv)
+    smoke = common.arguments(__doc__, argv, smoke="tiny counts: checks that it runs").smoke
     counts, rounds, requests = SMOKE if smoke else FULL
     started = time.perf_counter()
     python = common.interpreter(OURS_VENV, install=False)

@@ -53,8 +53,7 @@ SMOKE = Plan((1, 10, 100), 2, 50, 20, 200, 2, 50, 20, 200, 100)
 
 @dataclass(frozen=True)
 class Peer:
-    """A configuration (``key``: the worker's name for it; ``short``: its column heading),
-    its venv, and whether it is measured on Redis too."""
+    """A configuration: the worker's name for it, labels (``short``: its column), its venv."""
 
     key: str
     label: str
@@ -99,8 +98,7 @@ MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
 
 @dataclass
 class Case:
-    """One configuration, the worker that built it, and its samples (µs per request, one a
-    round; ``instructions.py``: its one instruction count)."""
+    """A peer in a mode, the worker that built it, and its samples (µs per request a round)."""
 
     peer: Peer
     mode: str
@@ -142,19 +140,20 @@ def build(workers: dict[str, Worker], case: Case) -> Case:
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
     """Commands the app sent Redis for ``requests`` requests, seen by MONITOR (commands a
     script runs show there as ``lua`` and are not counted)."""
-    client, counts = redis.Redis(port=port), dict[str, int]()
+    watcher, marker, counts = redis.Redis(port=port), redis.Redis(port=port), dict[str, int]()
     sentinel = f"peers-sentinel-{case.name}"
-    client.ping()  # the ECHO's connection and its HELLO, before MONITOR watches
-    with client.monitor() as monitor:
+    marker.ping()  # the marker's connection set up (HELLO) before MONITOR watches
+    with watcher.monitor() as monitor:
         common.measure(case, requests)
-        client.echo(sentinel)
+        marker.echo(sentinel)
         for seen in monitor.listen():
             if sentinel in seen["command"]:
                 break
             if seen["client_type"] != "lua":
                 name = seen["command"].split(" ", 1)[0].upper()
                 counts[name] = counts.get(name, 0) + 1
-    client.close()
+    watcher.close()
+    marker.close()
     return counts
 
 
@@ -232,29 +231,18 @@ def memory_in(worker: Worker, venv: str, results: Results) -> None:
     """Memory per client for the peers of one venv, in turn."""
     for peer in (peer for peer in results.peers if peer.venv == venv):
         log(f"memory per client: {peer.label}")
-        clients = results.plan.memory_clients
-        reply = worker.ask(
-            "memory", peer=peer.key, clients=clients, after=[1, 20], **configuration()
-        )
-        results.memory[peer.key] = reply["bytes_per_client"]
+        shape = {"clients": results.plan.memory_clients, "after": [1, 20], **configuration()}
+        results.memory[peer.key] = worker.ask("memory", peer=peer.key, **shape)["bytes_per_client"]
 
 
 def flood_one(peer: Peer, python: common.Interpreter, results: Results) -> None:
-    """One peer's flood, in a fresh worker (its RSS its own); ours is given the time to
-    finish."""
+    """One peer's flood, in a fresh worker (its RSS its own); ours is given the time to finish."""
     plan = results.plan
     log(f"flood: {peer.label}")
-    reply = common.once(
-        peer.venv,
-        python,
-        "flood",
-        peer=peer.key,
-        clients=plan.flood_clients,
-        every=plan.flood_every,
-        ceiling=plan.flood_ceiling,
-        budget=None if peer is OURS else plan.flood_budget,
-        **configuration(),
-    )
+    shape = {"clients": plan.flood_clients, "every": plan.flood_every, **configuration()}
+    budget = None if peer is OURS else plan.flood_budget
+    limits = {"ceiling": plan.flood_ceiling, "budget": budget}
+    reply = common.once(peer.venv, python, "flood", peer=peer.key, **shape, **limits)
     log(f"flood done: {peer.label} ({reply['stopped']})")
     base = reply["points"][0]["traced"]
     for point in reply["points"]:  # growth since just before the flood
@@ -265,8 +253,7 @@ def flood_one(peer: Peer, python: common.Interpreter, results: Results) -> None:
 def measure_memory_and_flood(
     workers: dict[str, Worker], pythons: dict[str, common.Interpreter], results: Results
 ) -> None:
-    """After the timings, two at a time (memory does not depend on speed; only how far a
-    peer's flood gets in its budget does): ours' flood, the longest, first."""
+    """After the timings (memory does not depend on speed), two at a time: ours' flood first."""
     floods = sorted(results.peers, key=lambda peer: peer is not OURS)
     common.two_at_a_time(
         [partial(flood_one, floods[0], pythons[floods[0].venv], results)]
@@ -586,7 +573,7 @@ def report(results: Results) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.smoke(__doc__, "tiny counts: checks that everything runs", argv)
+    smoke = common.arguments(__doc__, argv, smoke="tiny counts: checks that it runs").smoke
     started = time.perf_counter()
     pythons = common.worker_interpreters(install=not smoke, log=log)
     results = Results(SMOKE if smoke else FULL, smoke, tuple(p for p in ALL if p.venv in pythons))

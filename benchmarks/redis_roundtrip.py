@@ -104,11 +104,12 @@ def measure(venv: str, port: int, plan: tuple[int, int, int]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    arguments = common.parser(__doc__, "tiny counts: checks that it runs")
-    arguments.add_argument(
-        "--hiredis", action="store_true", help="also measure with hiredis, in its own venv"
+    args = common.arguments(
+        __doc__,
+        argv,
+        smoke="tiny counts: checks that it runs",
+        hiredis="also measure with hiredis, in its own venv",
     )
-    args = arguments.parse_args(argv)
     started = time.perf_counter()
     with common.redis_server() as port:
         if port is None:

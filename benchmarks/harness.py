@@ -208,7 +208,8 @@ class Built:
 
     app: Flask
     fill: Optional[Callable[[Sequence[str]], None]] = None
-    """Brings every client's log to its steady state in the peer's own data structures."""
+    """Brings every client's log to its steady state in the peer's own data structures
+    (through Flask, it would take minutes at 100 000 clients)."""
     ban: Optional[Callable[[str], None]] = None
     environ: WSGIEnvironment = field(default_factory=lambda: GET)
     storage: Any = None
@@ -582,8 +583,9 @@ def flood(
     scale: bool = False,
 ) -> Reply:
     """Distinct clients, one request each: a point every ``every`` clients until ``clients``,
-    RSS past ``ceiling`` or ``budget`` seconds. ``clock_step``: a fake clock (else the real
-    one); ``banned``: a client banned before and after; ``scale``: bare Flask's µs first."""
+    RSS past ``ceiling`` or ``budget`` seconds (checked every tenth of ``every``).
+    ``clock_step``: a fake clock (else the real one); ``banned``: a client banned before and
+    after; ``scale``: bare Flask's µs per request first."""
     base, where = (PROXIED, "HTTP_X_FORWARDED_FOR") if config.proxies else (GET, "REMOTE_ADDR")
 
     def send(wsgi: WSGIApplication, numbers: Iterable[int]) -> int:

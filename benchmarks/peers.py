@@ -73,6 +73,7 @@ PINGED = Peer("pinged", "bare Flask making one redis-py PING per request", "PING
 ALL = (OURS, MOVING, FIXED, ORIGINAL)
 """Every peer that limits (bare Flask is the floor, not a peer)."""
 BANNING = (OURS, ORIGINAL)
+"""The peers with a ban rule, timed refusing a banned client too."""
 LACKS = {
     MOVING: "no ban rule (only the two rate rules run)",
     FIXED: "no ban rule; fixed windows admit up to twice a rule's count across a boundary",

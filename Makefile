@@ -96,7 +96,7 @@ dist-check: $(VENV)/.installed-dev
 
 ## Benchmarks (not tests; numbers go to stdout): overhead, Redis round trip (with and without
 ## hiredis, which gets its own venv in benchmarks/.venvs/), strategies, flood, peers, and
-## load (behind gunicorn, with wrk when installed; written to benchmarks/LOAD.md). The
+## load (behind gunicorn, under wrk, skipped without it; written to benchmarks/LOAD.md). The
 ## benchmarks' own venvs install through PINS too.
 bench: $(VENV)/.installed-dev
 	$(PIN) $(BIN)/python benchmarks/overhead.py

@@ -1,17 +1,10 @@
 """Memory and per-request time of ours while a million distinct clients arrive (issue 3).
 
 Not a test: it prints Markdown tables (about 15 minutes on two cores; ``--smoke``: 1 000
-clients against a cap of 250, seconds). It fails when a request gets an unexpected status,
-the tracked logs pass the cap, or the client banned before the flood is let in after it.
-
-Each request comes from a new client, 1 in 10 an IPv6 address in a /64 of its own (a key
-of its own). Ours has the design's rules, the default cap of 100 000 logs, and a clock
-moving 0.1 ms a reading (10 000 requests a second, well inside the ban), in two variants:
-``direct`` (the client is ``REMOTE_ADDR``) and ``proxy`` (``trusted_proxies=1``, a distinct
-``X-Forwarded-For`` each, as a botnet rotating addresses). ``harness.flood`` runs each pass
-in a fresh worker: time and RSS without tracemalloc, alone on the machine; traced memory
-from a second pass with it. ``harness.fill`` then calls the storage directly: bytes per log
-of 1 request and of 100 (the largest count: a full ring), which bound the memory at the cap.
+clients against a cap of 250). Each request comes from a new client, 1 in 10 an IPv6 /64,
+under the design's rules and a clock moving 0.1 ms a reading, in two variants (``VARIANTS``),
+each timed alone and then traced in a fresh worker; ``harness.fill`` then gives the bytes
+per log of 1 request and of 100 (a full ring), which bound the memory at the cap.
 """
 
 from __future__ import annotations
@@ -23,15 +16,15 @@ from functools import partial
 from typing import Any, Optional
 
 import common
-from common import OURS_VENV, configuration, once, table, two_at_a_time
+from common import OURS_VENV, configuration, once, table, template, two_at_a_time
 from harness import RATE_LIMIT_RULES, client_address, client_key
 
 from flask_gatekeeper.addresses import parse_address
 from flask_gatekeeper.storage import DEFAULT_MAX_CLIENTS
 
 CLOCK_STEP, FILL_CLOCK_STEP = 0.0001, 0.25
-"""Seconds per clock reading in the flood, and in the direct fills (rounds of thousands
-of clients: each request seconds after the client's previous one)."""
+"""Seconds per clock reading in the flood (10 000 requests a second, well inside the ban),
+and in the direct fills (each request seconds after the client's previous one)."""
 BANNED_CLIENT, IPV6_EVERY = "192.0.2.1", 10
 FULL = 1_000_000, DEFAULT_MAX_CLIENTS, 10_000
 """Flood clients, the storage's cap on tracked logs, and clients of the direct fills."""
@@ -55,7 +48,7 @@ def growth_per_client(traced: Reply) -> float:
     return float((last["traced"] - before["traced"]) / last["tracked"])
 
 
-def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> list[str]:
+def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> str:
     plain_points, traced_points, rows = timed["points"], traced["points"], []
     for was, plain, with_trace in zip([None, *plain_points], plain_points, traced_points):
         if (plain["clients"], plain["tracked"]) != (with_trace["clients"], with_trace["tracked"]):
@@ -65,7 +58,6 @@ def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> list[str
         counts = [f"{plain['clients']:,}", f"{plain['tracked']:,}"]
         rows.append([*counts, mb(plain["rss"]), mb(with_trace["traced"]), speed])
     headings = ["clients so far", "tracked", "RSS MB", "traced MB", "µs/request (slice)"]
-    lines = [f"### {variant}: {VARIANTS[variant][1]}", "", table(headings, rows, text=0)]
     pairs = list(zip(plain_points, plain_points[1:]))
     # A slice that crossed the cap mixes both phases: it counts in neither median.
     phases = (
@@ -77,88 +69,77 @@ def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> list[str
         for phase, values in phases
         if values
     ]
-    lines += ["", f"- bare Flask, same loop and environs: {timed['bare_us']:.2f} µs/request"]
-    lines.append(f"- GateKeeper per request, {'; '.join(speeds) or 'no whole slice'}")
     half = len(plain_points) // 2
     tail, rss_tail = traced_points[half:], plain_points[half:]
+    plateau = f"the cap ({cap:,}) was not reached by mid-flood: no plateau to show"
     if min(point["tracked"] for point in tail) >= cap:
         traced_mb = [point["traced"] / MB for point in tail]
         rss_mb = [point["rss"] / MB for point in rss_tail]
-        lines.append(
-            f"- second half of the flood ({tail[0]['clients']:,} to {tail[-1]['clients']:,} "
+        plateau = (
+            f"second half of the flood ({tail[0]['clients']:,} to {tail[-1]['clients']:,} "
             f"clients), {cap:,} tracked throughout: traced {min(traced_mb):,.1f} to "
             f"{max(traced_mb):,.1f} MB, RSS {min(rss_mb):,.1f} to {max(rss_mb):,.1f} MB"
         )
-    else:
-        lines.append(f"- the cap ({cap:,}) was not reached by mid-flood: no plateau to show")
     rises = [
-        now["clients"]
+        f"- traced memory last rose by more than 1 % in the slice ending at {now['clients']:,} "
+        "clients\n"
         for was, now in zip(traced_points, traced_points[1:])
         if now["traced"] > was["traced"] * 1.01
     ]
-    if rises:
-        lines.append(
-            f"- traced memory last rose by more than 1 % in the slice ending at {rises[-1]:,} "
-            "clients"
-        )
     last, first = traced_points[-1], traced_points[0]
-    return [
-        *lines,
-        f"- bytes per tracked client at the end (logs of 1 request): traced growth since "
-        f"before the flood / tracked = {mb(last['traced'] - first['traced'])} MB / "
-        f"{last['tracked']:,} = {growth_per_client(traced):,.0f} B",
-        f"- banned client {BANNED_CLIENT}: 403 before and after the flood "
-        f"({timed['clock_seconds']:.0f} s of clock time); ban {timed['ban_seconds']:.0f} s, "
-        f"{timed['ban_left_after']:.0f} s left after; active bans after: {timed['bans_after']}",
-        f"- pass times: {timed['seconds']:.0f} s without tracemalloc, "
-        f"{traced['seconds']:.0f} s with it",
-    ]
+    return template(
+        "flood-pass.md",
+        variant=variant,
+        label=VARIANTS[variant][1],
+        table=table(headings, rows, text=0),
+        bare_us=f"{timed['bare_us']:.2f}",
+        speeds="; ".join(speeds) or "no whole slice",
+        plateau=plateau,
+        rises=rises[-1] if rises else "",
+        growth=mb(last["traced"] - first["traced"]),
+        tracked=f"{last['tracked']:,}",
+        per_client=f"{growth_per_client(traced):,.0f}",
+        banned=BANNED_CLIENT,
+        clock_seconds=f"{timed['clock_seconds']:.0f}",
+        ban_seconds=f"{timed['ban_seconds']:.0f}",
+        ban_left=f"{timed['ban_left_after']:.0f}",
+        bans_after=timed["bans_after"],
+        untraced_seconds=f"{timed['seconds']:.0f}",
+        traced_seconds=f"{traced['seconds']:.0f}",
+    )
 
 
-def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) -> list[str]:
-    measured = [
-        (
-            f"{variant} flood, at its end",
-            result["points"][-1]["tracked"],
-            1,
-            growth_per_client(result),
+def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) -> str:
+    def row(what: str, logs: int, requests: int, size: float) -> list[str]:
+        return [what, f"{logs:,}", str(requests), f"{size:,.0f}", f"{mb(size * cap)} MB"]
+
+    rows = []
+    for variant, found in traced.items():
+        end = found["points"][-1]["tracked"]
+        rows.append(row(f"{variant} flood, at its end", end, 1, growth_per_client(found)))
+    for fill in fills:
+        size = fill["bytes_per_client"]
+        rows.append(
+            row("storage.hit directly, no eviction", fill["tracked"], fill["requests"], size)
         )
-        for variant, result in traced.items()
-    ]
-    measured += [
-        (
-            "storage.hit directly, no eviction",
-            fill["tracked"],
-            fill["requests"],
-            fill["bytes_per_client"],
-        )
-        for fill in fills
-    ]
-    rows = [
-        [what, f"{logs:,}", str(requests), f"{size:,.0f}", f"{mb(size * cap)} MB"]
-        for what, logs, requests, size in measured
-    ]
     headings = ["measured", "logs", "requests per log", "bytes per client", f"x {cap:,} (the cap)"]
-    lines = ["### bytes per tracked client (tracemalloc)", "", table(headings, rows)]
     one, full = fills[0]["bytes_per_client"], fills[-1]["bytes_per_client"]
     extra = max(growth_per_client(result) for result in traced.values()) - one
-    return [
-        *lines,
-        "",
-        f"Keys as GateKeeper builds them (1 in {IPV6_EVERY} an IPv6 /64). A flood costs more "
-        f"per client than a direct fill of logs of 1 request ({extra:,.0f} B more): the table "
-        "of logs keeps room for the slots that eviction frees, and the parsed-address cache "
-        "(at most 8 192 entries) fills with IPv6 addresses. A log holds at most "
-        f"{FILL_REQUESTS} timestamps (the largest count), so at the cap of {cap:,} the logs "
-        f"take at most about {mb((full + extra) * cap)} MB "
-        f"(full logs, {full:,.0f} B each, plus the flood's {extra:,.0f} B); "
-        "bans live in a table of their own.",
-    ]
+    return template(
+        "flood-memory.md",
+        table=table(headings, rows),
+        ipv6_every=IPV6_EVERY,
+        extra=f"{extra:,.0f}",
+        largest=FILL_REQUESTS,
+        cap=f"{cap:,}",
+        at_most=mb((full + extra) * cap),
+        full=f"{full:,.0f}",
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.parser(__doc__, "1,000 clients against a cap of 250, in seconds")
-    clients, cap, fill_clients = SMOKE if smoke.parse_args(argv).smoke else FULL
+    smoke = common.arguments(__doc__, argv, smoke="1,000 clients against a cap of 250").smoke
+    clients, cap, fill_clients = SMOKE if smoke else FULL
     every = clients // 10
     started = time.perf_counter()
     for number in range(IPV6_EVERY):  # the fills' keys are the ones a request produces
@@ -194,8 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     )
     traced = dict(zip(VARIANTS, untimed))
     for variant in VARIANTS:
-        print("\n" + "\n".join(report_pass(variant, timed[variant], traced[variant], cap)))
-    print("\n" + "\n".join(report_memory(traced, untimed[len(VARIANTS) :], cap)))
+        print("\n" + report_pass(variant, timed[variant], traced[variant], cap))
+    print("\n" + report_memory(traced, untimed[len(VARIANTS) :], cap))
     print(f"\n(run took {time.perf_counter() - started:.0f} s)")
 
 

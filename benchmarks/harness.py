@@ -1,16 +1,9 @@
-"""The apps every benchmark measures, how they are sent requests, and the workers.
+"""The apps every benchmark measures, the requests sent to them, and the worker that runs them.
 
-The drivers import it, and run it as a worker, one per venv: ours and hiredis's (this
-checkout's sources), and (with ``-I``) Flask-Limiter's and flask-gatekeeper 1.0's under
-``benchmarks/.venvs/``. So it imports only the standard library, Flask and Werkzeug at the
-top, each peer inside its builder.
-
-Requests call ``app.wsgi_app`` directly on a copy of one prebuilt environ (no server), the
-body consumed and closed; an unexpected status fails the run rather than measure another
-path. ``served`` is the same app behind ``ProxyFix``, gunicorn's app factory in ``load.py``.
-
-Worker protocol: one JSON command per line on stdin, one JSON reply per line on stdout
-(``{"error": ...}`` when it failed); what the code under test prints goes to stderr.
+A worker runs in each venv (ours, hiredis's, and with ``-I`` Flask-Limiter's and 1.0.0's), so
+only the standard library, Flask and Werkzeug are imported at the top, each peer in its builder.
+Requests call ``app.wsgi_app`` on a copy of one prebuilt environ; an unexpected status fails the
+run. Protocol: one JSON command per line on stdin, one JSON reply per line on stdout.
 """
 
 from __future__ import annotations
@@ -53,13 +46,12 @@ BAN_RULE = {"count": 3, "window": 10, "duration": 600}
 START = 1000.0
 """Where every fake clock starts (seconds; only differences matter)."""
 SECONDS_PER_REQUEST = 0.25
-"""How far a fake clock moves per admitted request: 4 requests per simulated second at
-one client, inside every rule, so each rule is evaluated and admits without sleeping. Each
-reading moves it by this over the peer's readings per request (``calibrate``)."""
+"""How far a fake clock moves per admitted request (over the peer's readings per request):
+4 requests per simulated second at one client, so every rule is evaluated and admits."""
 WARM_UP_ONE_CLIENT = 500
 """Requests sent to a one-client case before timing: every log in its steady state."""
-PACKAGES = ("flask", "werkzeug", "flask-gatekeeper", "flask-limiter", "limits", "redis")
-PACKAGES_TOO = ("hiredis", "gunicorn")
+PACKAGES = ["flask", "werkzeug", "flask-gatekeeper", "flask-limiter", "limits", "redis"]
+PACKAGES += ["hiredis", "gunicorn"]
 OK, TOO_MANY, FORBIDDEN = "200 OK", "429 TOO MANY REQUESTS", "403 FORBIDDEN"
 
 
@@ -182,8 +174,7 @@ _time = SimpleNamespace(time=time.time)
 
 
 def use_clock(clock: Clock) -> None:
-    """Make ``clock`` the one the patched peers read, once Flask-Limiter's pending expiry
-    sweeps have run (each sweep reads the clock of the case whose requests set it)."""
+    """Make ``clock`` the patched peers', once Flask-Limiter's pending expiry sweeps have run."""
     settle()
     _time.time = clock
 
@@ -200,15 +191,15 @@ def settle() -> None:
 
 @dataclass(frozen=True)
 class Config:
-    """What every peer gets besides the shared rules, as far as it has each part: a storage
-    (``memory`` or a ``redis://`` URL); a fake clock (memory storages only; None: the
-    peer's real one); ours' memory bound, when not the default, and ``trusted_proxies``
-    (requests then come through ``PROXIED``)."""
+    """What every peer gets besides the shared rules, as far as it has each part."""
 
     storage: str = "memory"
+    """``memory`` or a ``redis://`` URL."""
     clock: Optional[Clock] = None
+    """A fake clock (memory storages only); None: the peer's real one."""
     max_clients: Optional[int] = None
     proxies: Optional[int] = None
+    """Ours' ``trusted_proxies``: requests then come through ``PROXIED``."""
 
 
 @dataclass
@@ -217,8 +208,8 @@ class Built:
 
     app: Flask
     fill: Optional[Callable[[Sequence[str]], None]] = None
-    """Brings every tracked client's log to its steady state (a full ring) through the
-    peer's own data structures: through Flask it would take minutes at 100 000 clients."""
+    """Brings every client's log to its steady state in the peer's own data structures
+    (through Flask, it would take minutes at 100 000 clients)."""
     ban: Optional[Callable[[str], None]] = None
     environ: WSGIEnvironment = field(default_factory=lambda: GET)
     storage: Any = None
@@ -243,6 +234,14 @@ def ours_scopes(rules: Iterable[dict[str, Any]]) -> Any:
     return (policy.Scope.of(policy.GLOBAL_SCOPE, tuple(gatekeeper.Rule(**r) for r in rules)),)
 
 
+def hit_all(storage: Any, keys: Sequence[str], scopes: Any, times: int, what: str) -> None:
+    """``times`` rounds of one ``storage.hit`` per key, each of which must be admitted."""
+    for _ in range(times):
+        for key in keys:
+            if not storage.hit(key, scopes).admitted:
+                raise RuntimeError(f"{what} was refused")
+
+
 def build_pinged(config: Config) -> Built:
     """The floor of a limiter that asks Redis once a request: one redis-py PING."""
     client = importlib.import_module("redis").Redis.from_url(config.storage)
@@ -252,6 +251,13 @@ def build_pinged(config: Config) -> Built:
     def ping() -> None:
         client.ping()
 
+    return Built(app)
+
+
+def build_hook(config: Config) -> Built:
+    """The floor of any ``before_request`` extension: one that does nothing."""
+    app = new_app("hook")
+    app.before_request(lambda: None)
     return Built(app)
 
 
@@ -279,11 +285,8 @@ def build_ours(config: Config, function: bool = False) -> Built:
         app.add_url_rule("/", view_func=gk.specific(plan_limit, cost=batch_cost)(function_view()))
 
     def fill(clients: Sequence[str]) -> None:
-        scopes = ours_scopes(RATE_LIMIT_RULES)
-        for _ in range(max(rule["count"] for rule in RATE_LIMIT_RULES) - 1):
-            for client in clients:
-                if not storage.hit(client, scopes).admitted:
-                    raise RuntimeError("the ring fill was refused")
+        largest = max(rule["count"] for rule in RATE_LIMIT_RULES)
+        hit_all(storage, clients, ours_scopes(RATE_LIMIT_RULES), largest - 1, "the ring fill")
 
     def ban(client: str) -> None:
         with app.app_context():
@@ -308,16 +311,14 @@ def build_original(config: Config) -> Built:
     gk = module.GateKeeper(app, ban_rule=BAN_RULE, rate_limit_rules=RATE_LIMIT_RULES)
 
     def fill(clients: Sequence[str]) -> None:
-        """Each deque full of timestamps older than every window: every request then
-        filters all of them, as on a long-running server."""
+        """Each deque full of timestamps older than every window, as on a long-running server."""
         for client in clients:
             entries = gk.ips[client].rate_entries
             old = entries[0] - 10_000.0
             entries.extendleft(old - step for step in range(entries.maxlen - len(entries)))
 
     def ban(client: str) -> None:
-        """1.0.0 bans at the client's next request, and counts reports only for a client
-        it tracks (``_create``)."""
+        """1.0.0 bans at the next request, and counts reports of clients it tracks only."""
         gk._create(client)
         for _ in range(BAN_RULE["count"]):
             gk.report(ip=client)
@@ -326,10 +327,8 @@ def build_original(config: Config) -> Built:
 
 
 def build_limiter(config: Config, strategy: str, function: bool = False) -> Built:
-    """Flask-Limiter (no ban rule); its memory storage reads ``time.time()``. With
-    ``function``, ``GET /`` also under ``limiter.limit(plan_limit, cost=batch_cost,
-    override_defaults=False)``, so its default limits keep applying, as ours' global
-    rules do."""
+    """Flask-Limiter (no ban rule); its memory storage reads ``time.time()``. With ``function``,
+    ``GET /`` also under ``limiter.limit(plan_limit, ...)``, its default limits kept."""
     flask_limiter: Any = importlib.import_module("flask_limiter")
     memory = config.storage == "memory"
     if memory and config.clock is not None:
@@ -353,13 +352,6 @@ def build_limiter(config: Config, strategy: str, function: bool = False) -> Buil
     return Built(app, environ=FUNCTION_GET)
 
 
-def build_hook(config: Config) -> Built:
-    """The floor of any ``before_request`` extension: one that does nothing."""
-    app = new_app("hook")
-    app.before_request(lambda: None)
-    return Built(app)
-
-
 BUILDERS: dict[str, Callable[[Config], Built]] = {
     "bare": lambda config: Built(new_app("bare")),
     "hook": build_hook,
@@ -381,13 +373,11 @@ def build(peer: str, config: Config) -> Built:
 
 
 def served(peer: str, storage: str = "memory") -> WSGIApplication:
-    """gunicorn's app factory (``harness:served("ours")``): ``peer`` with the shared rules
-    on real clocks, behind ``ProxyFix(x_for=1)``, so that for every peer the client is the
-    ``X-Forwarded-For`` value the load generator sends."""
+    """gunicorn's app factory: ``peer`` on real clocks behind ``ProxyFix(x_for=1)``, so that
+    the client is the ``X-Forwarded-For`` value wrk sends."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    app = build(peer, Config(storage)).app
-    return ProxyFix(app.wsgi_app, x_for=1)
+    return ProxyFix(build(peer, Config(storage)).app.wsgi_app, x_for=1)
 
 
 # -- timed cases -------------------------------------------------------------------------------
@@ -395,9 +385,9 @@ def served(peer: str, storage: str = "memory") -> WSGIApplication:
 _readings: dict[str, float] = {}
 
 
-def calibrate(peer: str, config: Config) -> float:
-    """How many times the peer reads its clock per admitted request at one client, on a
-    clock that counts its readings (``calibrate`` only: a Python call is slower)."""
+def calibrate(peer: str) -> float:
+    """How many times the peer reads its clock per admitted request at one client (counted
+    by a Python clock, slower than the C-level ones timed)."""
     if peer not in _readings:
         reads = itertools.count(1)
 
@@ -418,15 +408,13 @@ def calibrate(peer: str, config: Config) -> float:
 def build_case(
     peer: str, mode: str, clients: int, config: Config, accept: Optional[str] = None
 ) -> tuple[Run, Reply]:
-    """A warmed-up case, and facts about it. ``admitted``: a fake clock advancing with
-    every reading, every client tracked, its log full; ``refused``: one client over its
-    limit, ``banned``: one banned client, each under a frozen clock; ``redis``: real
-    clocks, every client seen. ``accept``: the requests' ``Accept`` header."""
+    """A warmed-up case. ``admitted``: a clock moving with each reading, every log full;
+    ``refused`` and ``banned``: one client, a frozen clock; ``redis``: real clocks."""
     facts: Reply = {}
     addresses = [client_ip(number) for number in range(clients)]
     clock: Optional[Clock] = None
     if mode == "admitted" and peer not in CLOCKLESS:
-        readings = facts["clock_readings_per_request"] = calibrate(peer, config)
+        readings = facts["clock_readings_per_request"] = calibrate(peer)
         clock = itertools.count(START, SECONDS_PER_REQUEST / max(readings, 1.0)).__next__
     elif mode in ("refused", "banned"):
         clock = itertools.repeat(START).__next__
@@ -453,7 +441,6 @@ def build_case(
         expect_only(OK, f"warm-up of {clients} client(s)")
         if clients > 1 and built.fill is not None and mode == "admitted":
             built.fill(addresses)
-            facts["logs_filled"] = True
     cycle = itertools.cycle(addresses)
 
     def run(requests: int) -> int:
@@ -467,50 +454,39 @@ def build_case(
     return run, facts
 
 
-class Resp:
-    """A bare RESP connection to Redis, no client library."""
+def resp(*words: object) -> bytes:
+    """One command in RESP, as a client library writes it."""
+    data = [str(word).encode() for word in words]
+    return b"*%d\r\n" % len(data) + b"".join(b"$%d\r\n%b\r\n" % (len(d), d) for d in data)
 
-    def __init__(self, port: int) -> None:
-        self.socket = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.reader = self.socket.makefile("rb")
 
-    @staticmethod
-    def command(*words: object) -> bytes:
-        """One command in RESP, as a client library writes it."""
-        data = [str(word).encode() for word in words]
-        return b"*%d\r\n" % len(data) + b"".join(b"$%d\r\n%b\r\n" % (len(d), d) for d in data)
+def bare_socket(port: int) -> Callable[[bytes], None]:
+    """Sends a prebuilt RESP command to Redis on a bare socket and reads its whole reply."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    reader = connection.makefile("rb")
 
-    def send(self, *words: object) -> str:
-        """Send one command; return the first line of the reply."""
-        self.socket.sendall(self.command(*words))
-        return self.line()
-
-    def line(self) -> str:
-        return self.reader.readline().decode(errors="replace").rstrip("\r\n")
-
-    def call(self, command: bytes) -> None:
-        """Send a prebuilt command and read its whole reply."""
-        self.socket.sendall(command)
-        self.skip_reply()
-
-    def skip_reply(self) -> None:
-        """Read one whole reply (arrays and bulk strings too); fail on an error."""
-        head = self.reader.readline()
+    def skip_reply() -> None:
+        head = reader.readline()
         if head[:1] == b"-":
             raise RuntimeError(f"Redis replied {head!r}")
         if head[:1] == b"*":
             for _ in range(int(head[1:])):
-                self.skip_reply()
+                skip_reply()
         elif head[:1] == b"$" and int(head[1:]) >= 0:
-            self.reader.readline()
+            reader.readline()
+
+    def call(command: bytes) -> None:
+        connection.sendall(command)
+        skip_reply()
+
+    return call
 
 
 def redis_parts(url: str, port: int, clients: int, config: Config) -> tuple[dict[str, Run], Reply]:
-    """The parts of a request on Redis, each timed alone (``redis_roundtrip.py``), for
-    ``clients`` clients in turn on real clocks: the round trip on a bare socket, a redis-py
-    PING, EVALSHA of ``hit.lua`` with the arguments ``RedisStorage.hit`` sent in the
-    warm-up, ``RedisStorage.hit`` direct and through ``client.evalsha`` (Cluster's path),
-    and the ``redis`` cases of bare Flask, bare Flask making a PING, and ours."""
+    """The parts of a request on Redis, each timed alone, ``clients`` clients in turn: PING
+    and EVALSHA (the arguments ``RedisStorage.hit`` sent) on a bare socket and through
+    redis-py, ``RedisStorage.hit`` direct and through ``client.evalsha``, and the ``redis``
+    cases of bare Flask, bare Flask making a PING, and ours."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage.redis")
     storage = storage_module.RedisStorage.from_url(url)
     client, scopes = storage.client, ours_scopes(RATE_LIMIT_RULES)
@@ -530,13 +506,12 @@ def redis_parts(url: str, port: int, clients: int, config: Config) -> tuple[dict
         storage_module.RedisStorage._run = run_script
     evalsha = storage_module.RedisStorage(client)
     evalsha._pooled = None  # the path of Redis Cluster and of wrapped clients
-
-    raw, ping = Resp(port), Resp.command("PING")
-    evalshas = [Resp.command("EVALSHA", *arguments) for arguments in sent]
+    raw, ping = bare_socket(port), resp("PING")
+    evalshas = [resp("EVALSHA", *arguments) for arguments in sent]
     parts = {
-        "raw-ping": calls(lambda number: raw.call(ping)),
+        "raw-ping": calls(lambda number: raw(ping)),
         "ping": calls(lambda number: client.ping()),
-        "raw-evalsha": calls(lambda number: raw.call(evalshas[number % len(sent)])),
+        "raw-evalsha": calls(lambda number: raw(evalshas[number % len(sent)])),
         "evalsha": calls(lambda number: client.evalsha(*sent[number % len(sent)])),
         "hit": calls(lambda number: storage.hit(names[number % clients], scopes)),
         "hit-evalsha": calls(lambda number: evalsha.hit(names[number % clients], scopes)),
@@ -564,22 +539,15 @@ def traced_now() -> int:
 
 
 def rss() -> int:
-    """This process's resident set size in bytes (Linux; elsewhere its peak)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
+    """This process's resident set size in bytes (Linux, as the other benchmarks)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def memory(peer: str, clients: int, config: Config, after: Sequence[int]) -> Reply:
     """Traced growth per client once each of ``clients`` made ``after[i]`` requests, on a
-    clock moving 0.1 µs per reading: every request of a burst of 20 is admitted, and every
-    reading is a new float, as ``time.time()`` returns. Each address is built afresh while
-    tracing, as a server builds it: a peer that keeps it as its key is charged for it."""
+    clock moving 0.1 µs per reading (a burst, all admitted; a new float per reading, as
+    ``time.time()`` returns), each address built afresh while tracing, as a server does."""
     clock = itertools.count(START, 1e-7).__next__
     wsgi = build(peer, replace(config, clock=clock)).app.wsgi_app
     serve(wsgi, [client_ip(clients)])  # lazy setup, off the books
@@ -614,12 +582,10 @@ def flood(
     banned: Optional[str] = None,
     scale: bool = False,
 ) -> Reply:
-    """Distinct clients (``client_address``), one request each, the collector on: a point
-    every ``every`` clients (RSS, traced memory, seconds, the slice's ns, ours' tracked
-    logs) until ``clients``, RSS past ``ceiling`` bytes or ``budget`` seconds (checked
-    every tenth of ``every``). ``clock_step``: a fake clock (else the real one), objects
-    made before the flood frozen out of the collector; ``banned``: a client banned before,
-    still refused after; ``scale``: bare Flask's µs per request over ``every`` clients."""
+    """Distinct clients, one request each: a point every ``every`` clients until ``clients``,
+    RSS past ``ceiling`` or ``budget`` seconds (checked every tenth of ``every``).
+    ``clock_step``: a fake clock (else the real one); ``banned``: a client banned before and
+    after; ``scale``: bare Flask's µs per request first."""
     base, where = (PROXIED, "HTTP_X_FORWARDED_FOR") if config.proxies else (GET, "REMOTE_ADDR")
 
     def send(wsgi: WSGIApplication, numbers: Iterable[int]) -> int:
@@ -639,20 +605,30 @@ def flood(
         tracemalloc.start()
     built = build(peer, config)
     storage, wsgi = built.storage, built.app.wsgi_app
-    ban = built.ban if banned is not None else None
-    if ban is not None and banned is not None:
-        ban(banned)
-        reply["ban_seconds"] = storage.banned_for(banned)
+
+    def still_banned(when: str) -> None:
+        assert banned is not None
         serve(wsgi, [banned], base, where)
-        expect_only(FORBIDDEN, "the ban before the flood")
+        expect_only(FORBIDDEN, f"the ban {when} the flood")
+
+    if banned is not None and built.ban is not None:
+        built.ban(banned)
+        reply["ban_seconds"] = storage.banned_for(banned)
+        still_banned("before")
     else:
         send(wsgi, [clients])
         expect_only(OK, "flood warm-up")
-    tracked = (lambda: storage.tracked) if storage is not None else lambda: None
-    points: list[Reply] = [{"clients": 0, "rss": rss(), "traced": traced_now(), "ns": 0}]
-    points[0].update(tracked=tracked(), seconds=0.0)
+
+    def point(done: int, seconds: float, ns: int) -> Reply:
+        tracked = None if storage is None else storage.tracked
+        if config.max_clients and (tracked or 0) > config.max_clients:
+            raise RuntimeError(f"{tracked:,} logs tracked, over the cap")
+        found = {"clients": done, "tracked": tracked, "traced": traced_now(), "rss": rss()}
+        return {**found, "seconds": seconds, "ns": ns}
+
+    points = [point(0, 0.0, 0)]
     if clock is not None:
-        gc.freeze()
+        gc.freeze()  # the objects made before the flood: the collector skips them
     step, ns = max(every // 10, 1), 0
     started = time.perf_counter()
     for first in range(0, clients, step):
@@ -665,17 +641,13 @@ def flood(
         elif budget is not None and elapsed > budget and done < clients:
             reply["stopped"] = "time budget"
         if done % every == 0 or done == clients or reply["stopped"] != "finished":
-            point = {"clients": done, "tracked": tracked(), "traced": traced_now(), "rss": rss()}
-            points.append({**point, "seconds": elapsed, "ns": ns})
+            points.append(point(done, elapsed, ns))
             ns = 0
-            if config.max_clients and (point["tracked"] or 0) > config.max_clients:
-                raise RuntimeError(f"{point['tracked']:,} logs tracked, over the cap")
         if reply["stopped"] != "finished":
             break
     gc.unfreeze()
-    if ban is not None and banned is not None:
-        serve(wsgi, [banned], base, where)
-        expect_only(FORBIDDEN, "the ban after the flood")
+    if banned is not None and built.ban is not None:
+        still_banned("after")
         reply.update(ban_left_after=storage.banned_for(banned), bans_after=len(storage.bans()))
     if clock is not None:
         reply["clock_seconds"] = clock() - START
@@ -691,10 +663,8 @@ def fill(
     ipv6_every: int = 0,
     rules: Sequence[dict[str, Any]] = RATE_LIMIT_RULES,
 ) -> Reply:
-    """Bytes per tracked log with ours' memory storage called directly (no Flask):
-    ``clients`` logs of ``requests`` each under global ``rules``, keys as ours builds them,
-    the clock moving ``step`` per reading (each request then seconds after the client's
-    previous one: admitted)."""
+    """Bytes per log of ``requests`` requests in ours' memory storage, called directly (no
+    Flask) with keys as ours builds them, the clock moving ``step`` per reading."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage")
     scopes = ours_scopes(rules)
     gc.collect()
@@ -705,10 +675,7 @@ def fill(
         clock=itertools.count(START, step).__next__,
     )
     keys = [client_key(number, ipv6_every) for number in range(clients)]
-    for _ in range(requests):
-        for key in keys:
-            if not storage.hit(key, scopes).admitted:
-                raise RuntimeError("the direct fill was refused")
+    hit_all(storage, keys, scopes, requests, "the direct fill")
     del keys  # the storage holds them
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before
@@ -721,7 +688,7 @@ def fill(
 
 def versions() -> Reply:
     found: dict[str, str] = {}
-    for package in (*PACKAGES, *PACKAGES_TOO):
+    for package in PACKAGES:
         with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
     return {"python": platform.python_version(), "packages": found}
@@ -735,6 +702,12 @@ BUILDS: dict[str, Callable[..., tuple[Any, Reply]]] = {
     "ping": pinger,
 }
 """Commands that build cases: ``case`` names one (``parts``: the prefix of several)."""
+COMMANDS: dict[str, Callable[..., Reply]] = {
+    "hello": versions,
+    "memory": memory,
+    "flood": flood,
+    "fill": fill,
+}
 
 
 def handle(command: str, request: Reply) -> Reply:
@@ -755,13 +728,7 @@ def handle(command: str, request: Reply) -> Reply:
         if command == "freeze":
             gc.freeze()
         return {}
-    commands: dict[str, Callable[..., Reply]] = {
-        "hello": versions,
-        "memory": memory,
-        "flood": flood,
-        "fill": fill,
-    }
-    return commands[command](**request)
+    return COMMANDS[command](**request)
 
 
 def main() -> None:

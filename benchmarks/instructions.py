@@ -1,16 +1,8 @@
 """Instructions per request under callgrind: the side-by-side ratios without the noise.
 
-Not a test: it prints a Markdown report (written to ``benchmarks/INSTRUCTIONS.md`` too).
-``make bench`` runs it when valgrind is installed (about 20 minutes on two cores);
-``--smoke``: bare Flask and ours, a few hundred requests.
-
-Timings on a shared machine move by as much as the overhead they measure; instructions
-do not. Each configuration is built by ``harness.py`` as ``peers.py`` builds it, in the
-same venvs, and run twice under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED`` fixed):
-built and warmed up, then with 4 000 more requests; the difference over 4 000 is one
-request's instructions. The targets are ``peers.py``'s, in instructions. 100 000 clients
-are left out (filling them under callgrind takes longer than the rest together;
-``peers.py`` times them).
+Not a test: it prints INSTRUCTIONS.md's report (a full run writes it). ``make bench`` runs
+it when valgrind is installed (about 20 minutes on two cores); ``--smoke``: bare Flask and
+ours, a few hundred requests. 100 000 clients are left out (too slow to fill under callgrind).
 """
 
 from __future__ import annotations
@@ -29,11 +21,7 @@ from peers import BARE, HOOK, MOVING, ORIGINAL, OURS, Case, Unit, by_key, speed_
 
 REPORT = HERE / "INSTRUCTIONS.md"
 ADMITTED = (BARE, HOOK, OURS, MOVING, ORIGINAL)
-REFUSING = (
-    (OURS, ("refused", "banned")),
-    (ORIGINAL, ("refused", "banned")),
-    (MOVING, ("refused",)),
-)
+REFUSING = {OURS: ("refused", "banned"), ORIGINAL: ("refused", "banned"), MOVING: ("refused",)}
 FULL = (1, 1_000), 4_000
 SMOKE = (1,), 200
 """Client counts, and requests counted per configuration."""
@@ -48,14 +36,9 @@ def collected(python: Interpreter, case: Case, requests: int) -> int:
     lines = [{"cmd": "build", **case.fields()}]
     lines += [{"cmd": "run", "case": case.name, "requests": requests}] * bool(requests)
     command, env = python
+    valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
     done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            *command,
-            str(HERE / "harness.py"),
-        ],
+        [*valgrind, *command, str(HERE / "harness.py")],
         input="".join(json.dumps(line) + "\n" for line in [*lines, {"cmd": "quit"}]),
         capture_output=True,
         text=True,
@@ -72,7 +55,7 @@ def collected(python: Interpreter, case: Case, requests: int) -> int:
 
 
 def main() -> None:
-    smoke = common.parser(__doc__, "bare Flask and ours, few requests").parse_args().smoke
+    smoke = common.arguments(__doc__, None, smoke="bare Flask and ours, few requests").smoke
     if shutil.which("valgrind") is None:
         log("skipped: valgrind is not installed (apt-get install valgrind)")
         return
@@ -80,7 +63,7 @@ def main() -> None:
     pythons = common.worker_interpreters(install=False, log=log)
     client_counts, requests = SMOKE if smoke else FULL
     cases = [Case(peer, "admitted", clients) for clients in client_counts for peer in ADMITTED]
-    for peer, modes in () if smoke else REFUSING:
+    for peer, modes in {} if smoke else REFUSING.items():
         cases += [Case(peer, mode, 1, accept) for mode in modes for accept in (None, "*/*")]
     cases = [
         case
@@ -95,33 +78,15 @@ def main() -> None:
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(count, cases))
-    text = common.generated(
-        "instructions.py", smoke, time.monotonic() - started, "tiny counts, not numbers to quote."
-    )
     valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout
-    report = "\n".join(
-        [
-            "# Instructions per request, side by side",
-            "",
-            text,
-            "",
-            f"- {common.setting()}; {valgrind.strip()}.",
-            "- The configurations, clocks, warm-up and filled logs of [RESULTS.md](RESULTS.md), "
-            "each run under `valgrind --tool=callgrind`: a request's instructions are the "
-            "difference between a run that builds and warms up the configuration and one that "
-            f"then serves {requests:,} more requests, divided by {requests:,}. Deterministic "
-            "(`PYTHONHASHSEED=0`); cache misses and the CPU's speed do not count, which is why "
-            "RESULTS.md times the same configurations too.",
-            "",
-            "## Targets (issue 15), in instructions",
-            "",
-            speed_targets(by_key(cases), client_counts, INSTRUCTIONS).table(),
-            "",
-            "## Instructions per request",
-            "",
-            time_table(cases, [], unit=INSTRUCTIONS),
-            "",
-        ]
+    report = common.template(
+        "instructions.md",
+        generated=common.generated("instructions.py", smoke, time.monotonic() - started),
+        setting=common.setting(),
+        valgrind=valgrind.strip(),
+        requests=f"{requests:,}",
+        targets=speed_targets(by_key(cases), client_counts, INSTRUCTIONS).table(),
+        table=time_table(cases, [], unit=INSTRUCTIONS),
     )
     common.publish(report, REPORT, smoke=smoke, log=log)
 

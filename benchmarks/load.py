@@ -1,17 +1,8 @@
-"""End to end: requests per second and latency behind gunicorn, under real HTTP load.
+"""End to end: requests per second and latency behind gunicorn, under wrk's HTTP load.
 
-Not a test: it prints one Markdown report (written to ``benchmarks/LOAD.md`` too) and
-fails only when a run got statuses its traffic should not (a limit hit by normal traffic,
-an attacker let through, an error). ``make bench`` runs it (about 4 minutes on two cores);
-``--smoke``: one second of each mix against ours only (skipped without wrk).
-
-Each configuration is ``harness.served(...)`` (bare Flask, ours, Flask-Limiter's two memory
-strategies, 1.0.0; ours and the moving window on Redis too), served by gunicorn with one
-sync worker from its own interpreter (the peers' venvs are ``peers.py``'s), one server per
-configuration and mix, a redis-server each on Redis. The load generator is wrk
-(``load.lua``) or, without it, a much slower Python one. ``normal`` traffic: legitimate
-clients in turn, all admitted; ``attack``: 9 requests in 10 from one attacker over its
-limits. A warm-up run per server, then rounds, each round's order shifted by one.
+Not a test: it prints LOAD.md's report (a full run writes it), and fails when a run got
+statuses its traffic should not. ``make bench`` runs it (about 4 minutes on two cores);
+``--smoke``: one second of each mix against ours. It needs wrk: without it, it skips.
 """
 
 from __future__ import annotations
@@ -25,9 +16,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -38,7 +27,7 @@ from common import HERE, Interpreter, table
 from harness import BAN_RULE, RATE_LIMIT_RULES
 from peers import BARE, FIXED, MOVING, ORIGINAL, OURS, Peer
 
-from support.servers import ServerProcess, fetch, free_port
+from support.servers import ServerProcess, free_port
 
 LUA, LOAD_MD = HERE / "load.lua", HERE / "LOAD.md"
 ATTACKER = "192.0.2.1"
@@ -59,8 +48,8 @@ log = common.logger("load")
 
 @dataclass(frozen=True)
 class Plan:
-    """``seconds`` per timed run (wrk counts whole seconds); ``warm_up``: each server's
-    untimed first run (0: none); ``clients``: legitimate clients per generator thread."""
+    """Seconds per timed run and per server's warm-up (0: none), rounds, wrk's threads and
+    connections, and legitimate clients per wrk thread."""
 
     seconds: int
     warm_up: int
@@ -119,67 +108,24 @@ def wrk(executable: str, plan: Plan) -> tuple[str, Generator]:
     return f"{name}, {plan.threads} thread(s), {plan.connections} connections", run
 
 
-def python_load(plan: Plan) -> tuple[str, Generator]:
-    """Without wrk: ``plan.connections`` threads sending load.lua's sequence of requests,
-    a new ``http.client`` connection each (``fetch``)."""
-
-    def run(port: int, mix: str, seconds: int) -> Run:
-        started = time.perf_counter()
-
-        def loop(thread: int) -> tuple[list[float], Counter[str]]:
-            latencies, statuses, sent, legitimate = [], Counter[str](), 0, 0
-            while time.perf_counter() < started + seconds:
-                sent, client = sent + 1, ATTACKER
-                if mix != "attack" or not sent % 10:  # as load.lua: 10.T.x.y for thread T
-                    n, legitimate = legitimate, (legitimate + 1) % plan.clients
-                    client = f"10.{thread}.{n // 250}.{n % 250 + 1}"
-                start = time.perf_counter()
-                try:
-                    statuses[str(fetch(f"http://127.0.0.1:{port}/", client).status)] += 1
-                except OSError:
-                    statuses["error"] += 1
-                    continue
-                latencies.append(time.perf_counter() - start)
-            return latencies, statuses
-
-        with ThreadPoolExecutor(plan.connections) as pool:
-            found = list(pool.map(loop, range(1, plan.connections + 1)))
-        latencies = [latency for mine, _ in found for latency in mine]
-        statuses = sum((seen for _, seen in found), Counter[str]())
-        cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-        errors, elapsed = statuses.pop("error", 0), time.perf_counter() - started
-        return Run(len(latencies), elapsed, cuts[49] * 1e6, cuts[98] * 1e6, dict(statuses), errors)
-
-    name = "the Python fallback, threads + http.client (far slower than wrk), "
-    return name + f"{plan.connections} threads, a connection each", run
-
-
 class Server(ServerProcess):
-    """gunicorn serving a peer (``harness.served``, on Redis or not) to one mix on a free
-    loopback port, one sync worker, its log in ``directory``."""
+    """gunicorn serving a peer (``harness.served``, on Redis or not) to one mix."""
 
     def __init__(
         self, peer: Peer, redis_port: Optional[int], mix: str, python: Interpreter, directory: Path
     ) -> None:
         command, env = python
-        port, storage = (
-            free_port(),
-            "memory" if redis_port is None else f"redis://127.0.0.1:{redis_port}/0",
-        )
+        port = free_port()
+        storage = "memory" if redis_port is None else f"redis://127.0.0.1:{redis_port}/0"
         gunicorn = [*command, "-m", "gunicorn", "--chdir", str(HERE), *WORKER_SETTINGS]
         gunicorn += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
-        super().__init__(
-            [*gunicorn, f"harness:served({peer.key!r}, {storage!r})"],
-            directory,
-            port=port,
-            env=env,
-            probe="/",
-        )
+        app = f"harness:served({peer.key!r}, {storage!r})"
+        super().__init__([*gunicorn, app], directory, port=port, env=env, probe="/")
         self.peer, self.mix, self.runs, self.memory = peer, mix, list[Run](), dict[str, int]()
         self.label = peer.label + ("" if redis_port is None else ", Redis")
         self.redis = None if redis_port is None else redis.Redis(port=redis_port)
         self.redis_memory = (
-            {} if self.redis is None else {"empty": self.redis.info("memory")["used_memory"]}
+            {"empty": self.redis.info("memory")["used_memory"]} if self.redis else {}
         )
 
     def failed(self, why: str) -> SystemExit:
@@ -199,19 +145,15 @@ class Server(ServerProcess):
         return run
 
     def read_memory(self) -> None:
-        """Right after its last run: the worker's (the master's child's) resident set and
-        its peak, and what its redis-server holds (keys expire with their windows)."""
+        """The worker's (the master's child's) resident set and its peak, and what its
+        redis-server holds, right after the last run (keys expire with their windows)."""
         assert self.process is not None
-        for entry in Path("/proc").iterdir():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if (
-                    int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-                    == self.process.pid
-                ):
-                    for line in (entry / "status").read_text().splitlines():
-                        name, _, value = line.partition(":")
-                        if name in ("VmRSS", "VmHWM"):
-                            self.memory[name] = int(value.split()[0]) * 1024
+        pid = self.process.pid
+        worker = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]
+        for line in Path(f"/proc/{worker}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                self.memory[name] = int(value.split()[0]) * 1024
         if self.redis is not None:
             used = self.redis.info("memory")["used_memory"] - self.redis_memory["empty"]
             self.redis_memory.update(used=used, keys=self.redis.dbsize())
@@ -292,6 +234,7 @@ def report(
         runs, versus, stored = server.runs, versus_bare(server, servers), server.redis_memory
         requests, errors = sum(run.requests for run in runs), sum(run.errors for run in runs)
         refused = sum(run.statuses.get(status, 0) for run in runs for status in REFUSED)
+        memory = (f"{server.memory.get(name, 0) / 1e6:.0f}" for name in ("VmRSS", "VmHWM"))
         rows.append(
             [
                 server.label,
@@ -301,9 +244,7 @@ def report(
                 f"{median([run.p50_us for run in runs]) / 1000:.2f}",
                 f"{median([run.p99_us for run in runs]) / 1000:.2f}",
                 f"{refused / requests:.1%}" + (f" ({errors} errors)" if errors else ""),
-                " / ".join(
-                    f"{server.memory.get(name, 0) / 1e6:.0f}" for name in ("VmRSS", "VmHWM")
-                ),
+                " / ".join(memory),
                 f"{stored['used'] / 1e6:.1f} MB, {stored['keys']:,} keys"
                 if "used" in stored
                 else "",
@@ -320,61 +261,41 @@ def report(
                 median(versus[0]) >= 1,
             )
     headings = ["configuration", "traffic", "requests/s", "x bare", "p50 ms", "p99 ms", "refused"]
-    smoke_note = "one short run, not numbers to quote."
-    return (
-        common.template(
-            "load.md",
-            generated=common.generated("load.py", smoke, seconds, smoke_note),
-            machine=common.machine(),
-            interpreters=common.interpreters(versions),
-            generator=generator,
-            settings=" ".join(WORKER_SETTINGS),
-            rules=RATE_LIMIT_RULES,
-            ban_rule=BAN_RULE,
-            normal=MIXES["normal"],
-            attack=MIXES["attack"],
-            clients=f"{plan.clients:,}",
-            attacker=ATTACKER,
-            warm_up=f"a {plan.warm_up} s warm-up per server" if plan.warm_up else "no warm-up",
-            rounds=plan.rounds,
-            seconds=plan.seconds,
-            targets=f"\n## Target\n\n{targets.table()}\n" if targets else "",
-            table=table([*headings, "worker RSS / peak MB", "Redis used memory"], rows, text=2),
-        )
-        + "\n"
+    return common.template(
+        "load.md",
+        generated=common.generated("load.py", smoke, seconds),
+        machine=common.machine(),
+        interpreters=common.interpreters(versions),
+        generator=generator,
+        settings=" ".join(WORKER_SETTINGS),
+        rules=RATE_LIMIT_RULES,
+        ban_rule=BAN_RULE,
+        normal=MIXES["normal"],
+        attack=MIXES["attack"],
+        clients=f"{plan.clients:,}",
+        attacker=ATTACKER,
+        warm_up=f"a {plan.warm_up} s warm-up per server" if plan.warm_up else "no warm-up",
+        rounds=plan.rounds,
+        seconds=plan.seconds,
+        targets=f"\n## Target\n\n{targets.table()}\n" if targets else "",
+        table=table([*headings, "worker RSS / peak MB", "Redis used memory"], rows, text=2),
     )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = common.parser(__doc__, "one second of each mix against ours only")
-    parser.add_argument(
-        "--generator",
-        choices=("auto", "wrk", "python"),
-        default="auto",
-        help="auto: wrk when installed, else the Python one (--smoke then skips)",
-    )
-    args = parser.parse_args(argv)
-    plan, executable = SMOKE if args.smoke else FULL, shutil.which("wrk")
-    if args.generator != "python" and executable is not None:
-        name, generator = wrk(executable, plan)
-    elif args.generator == "wrk" or (args.smoke and args.generator == "auto"):
-        print(
-            "load.py: skipped: wrk is not installed (Debian/Ubuntu: apt-get install wrk; "
-            "or run with --generator python)",
-            flush=True,
-        )
+    smoke = common.arguments(__doc__, argv, smoke="one second of each mix against ours").smoke
+    executable = shutil.which("wrk")
+    if executable is None:
+        print("load.py: skipped: it needs wrk (Debian/Ubuntu: apt-get install wrk)", flush=True)
         return
-    else:
-        if args.generator == "auto":
-            log("wrk is not installed: falling back to the Python load generator (far slower)")
-        name, generator = python_load(plan)
+    plan = SMOKE if smoke else FULL
+    name, generator = wrk(executable, plan)
     begun, versions = time.perf_counter(), dict[str, Any]()
-    with started(
-        [(OURS, False)] if args.smoke else FULL_CONFIGURATIONS, not args.smoke, versions
-    ) as servers:
+    configurations = [(OURS, False)] if smoke else FULL_CONFIGURATIONS
+    with started(configurations, not smoke, versions) as servers:
         measure(servers, generator, plan)
-    text = report(servers, plan, name, versions, args.smoke, time.perf_counter() - begun)
-    common.publish(text, LOAD_MD, smoke=args.smoke, log=log)
+    text = report(servers, plan, name, versions, smoke, time.perf_counter() - begun)
+    common.publish(text, LOAD_MD, smoke=smoke, log=log)
 
 
 if __name__ == "__main__":

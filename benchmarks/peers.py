@@ -1,13 +1,8 @@
 """Side by side with the peers: time per request, memory per client, Redis, flood.
 
-Not a test: it prints one Markdown report (written to ``benchmarks/RESULTS.md`` too) and
-asserts no speed. ``make bench-peers`` runs it (about 25 minutes on two cores); ``--smoke``
-runs tiny counts with the peers whose venvs are built (it builds none, and says so).
-
-Bare Flask and ours run on this driver's interpreter; Flask-Limiter 4 (moving and fixed
-window, memory and Redis) and flask-gatekeeper 1.0.0 each in a venv of theirs under
-``benchmarks/.venvs/``. One long-lived worker per interpreter (``harness.py``) builds the
-apps and times them when told, so rounds interleave peers across processes.
+Not a test: it prints RESULTS.md's report (a full run writes it) and asserts no speed.
+``make bench-peers`` runs it (about 25 minutes on two cores); ``--smoke``: tiny counts, with
+the peers whose venvs under ``benchmarks/.venvs/`` are built (it builds none).
 """
 
 from __future__ import annotations
@@ -23,6 +18,7 @@ from typing import Any, Optional
 
 import common
 import harness
+import redis
 from common import HERE, OURS_VENV, Targets, Worker, configuration, overhead, ratio, table
 from harness import BAN_RULE, RATE_LIMIT_RULES
 
@@ -57,9 +53,7 @@ SMOKE = Plan((1, 10, 100), 2, 50, 20, 200, 2, 50, 20, 200, 100)
 
 @dataclass(frozen=True)
 class Peer:
-    """One configuration under test (``key``: the worker's name for it; ``short``: its
-    column heading), the venv whose worker runs it, and whether it is measured on Redis
-    too (bare Flask: as the floor there as well)."""
+    """A configuration: the worker's name for it, labels (``short``: its column), its venv."""
 
     key: str
     label: str
@@ -95,8 +89,7 @@ FUNCTIONS = {
 it adds them to (same rules and ban rule otherwise)."""
 
 REFUSALS = (("refused", None), ("refused", "*/*"), ("banned", None), ("banned", "*/*"))
-"""The refused paths of the targets (one client): over its rate limit (429) or banned
-(403), with no ``Accept`` header and with ``Accept: */*``."""
+"""The refused paths of the targets (one client), with no ``Accept`` header and with one."""
 REFUSED_AIM = 1.10
 """What a refusal aims to cost, times a bare Flask request (issue 15)."""
 MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
@@ -106,8 +99,7 @@ MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
 
 @dataclass
 class Case:
-    """One configuration, the worker that built it, and its samples (µs per request, one a
-    round; ``instructions.py``: its one instruction count)."""
+    """A peer in a mode, the worker that built it, and its samples (µs per request a round)."""
 
     peer: Peer
     mode: str
@@ -147,23 +139,22 @@ def build(workers: dict[str, Worker], case: Case) -> Case:
 
 
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
-    """Commands the app sent Redis for ``requests`` requests, seen by MONITOR on its own
-    connection; commands a script runs show as ``[0 lua]`` there and are not counted."""
-    monitor, marker = harness.Resp(port), harness.Resp(port)
-    if monitor.send("MONITOR") != "+OK":
-        raise SystemExit("MONITOR was refused")
-    common.measure(case, requests)
+    """Commands the app sent Redis for ``requests`` requests, seen by MONITOR (commands a
+    script runs show there as ``lua`` and are not counted)."""
+    watcher, marker, counts = redis.Redis(port=port), redis.Redis(port=port), dict[str, int]()
     sentinel = f"peers-sentinel-{case.name}"
-    marker.send("ECHO", sentinel)
-    counts: dict[str, int] = {}
-    while sentinel not in (line := monitor.line()):
-        where, _, command = line.partition("] ")
-        if command and not where.endswith(" lua"):
-            name = command.split(" ", 1)[0].strip('"').upper()
-            counts[name] = counts.get(name, 0) + 1
-    for connection in (monitor, marker):
-        connection.reader.close()
-        connection.socket.close()
+    marker.ping()  # the marker's connection set up (HELLO) before MONITOR watches
+    with watcher.monitor() as monitor:
+        common.measure(case, requests)
+        marker.echo(sentinel)
+        for seen in monitor.listen():
+            if sentinel in seen["command"]:
+                break
+            if seen["client_type"] != "lua":
+                name = seen["command"].split(" ", 1)[0].upper()
+                counts[name] = counts.get(name, 0) + 1
+    watcher.close()
+    marker.close()
     return counts
 
 
@@ -241,29 +232,18 @@ def memory_in(worker: Worker, venv: str, results: Results) -> None:
     """Memory per client for the peers of one venv, in turn."""
     for peer in (peer for peer in results.peers if peer.venv == venv):
         log(f"memory per client: {peer.label}")
-        clients = results.plan.memory_clients
-        reply = worker.ask(
-            "memory", peer=peer.key, clients=clients, after=[1, 20], **configuration()
-        )
-        results.memory[peer.key] = reply["bytes_per_client"]
+        shape = {"clients": results.plan.memory_clients, "after": [1, 20], **configuration()}
+        results.memory[peer.key] = worker.ask("memory", peer=peer.key, **shape)["bytes_per_client"]
 
 
 def flood_one(peer: Peer, python: common.Interpreter, results: Results) -> None:
-    """One peer's flood, in a fresh worker (its RSS its own); ours is given the time to
-    finish."""
+    """One peer's flood, in a fresh worker (its RSS its own); ours is given the time to finish."""
     plan = results.plan
     log(f"flood: {peer.label}")
-    reply = common.once(
-        peer.venv,
-        python,
-        "flood",
-        peer=peer.key,
-        clients=plan.flood_clients,
-        every=plan.flood_every,
-        ceiling=plan.flood_ceiling,
-        budget=None if peer is OURS else plan.flood_budget,
-        **configuration(),
-    )
+    shape = {"clients": plan.flood_clients, "every": plan.flood_every, **configuration()}
+    budget = None if peer is OURS else plan.flood_budget
+    limits = {"ceiling": plan.flood_ceiling, "budget": budget}
+    reply = common.once(peer.venv, python, "flood", peer=peer.key, **shape, **limits)
     log(f"flood done: {peer.label} ({reply['stopped']})")
     base = reply["points"][0]["traced"]
     for point in reply["points"]:  # growth since just before the flood
@@ -274,8 +254,7 @@ def flood_one(peer: Peer, python: common.Interpreter, results: Results) -> None:
 def measure_memory_and_flood(
     workers: dict[str, Worker], pythons: dict[str, common.Interpreter], results: Results
 ) -> None:
-    """After the timings, two at a time (memory does not depend on speed; only how far a
-    peer's flood gets in its budget does): ours' flood, the longest, first."""
+    """After the timings (memory does not depend on speed), two at a time: ours' flood first."""
     floods = sorted(results.peers, key=lambda peer: peer is not OURS)
     common.two_at_a_time(
         [partial(flood_one, floods[0], pythons[floods[0].venv], results)]
@@ -319,9 +298,8 @@ def time_table(
     last: Optional[tuple[str, Callable[[Case], str]]] = None,
     unit: Unit = MICROSECONDS,
 ) -> str:
-    """One row per case: median, spread, overhead and ratio vs bare Flask (admitted, or on
-    Redis, same client count), then the ratio to each peer's same case, paired by round;
-    and the ``last`` column, when given (its heading, and its cell for a case)."""
+    """One row per case: median, spread, overhead and ratio vs bare Flask (same clients),
+    the ratio to each peer's same case, paired by round, and the ``last`` column if given."""
     found, rows = by_key(cases), []
     for case in cases:
         bare = found.get((BARE.key, "redis" if case.mode == "redis" else "admitted", case.clients))
@@ -405,89 +383,66 @@ def flood_table(found: dict[str, dict[str, Any]]) -> str:
         for clients in sorted(set().union(*points.values()) - {0})
     ]
     last = [found[peer.key]["points"][-1] for peer in peers]
-    rows.append(
-        [
-            "traced B/client at the end",
-            *(f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in last),
-        ]
-    )
+    ends = (f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in last)
+    rows.append(["traced B/client at the end", *ends])
     rows.append(["stopped", *(found[peer.key]["stopped"] for peer in peers)])
     return table(["clients", *(peer.label for peer in peers)], rows)
 
 
-NOT_MEASURED = "not measured: the peer's venv is not built (or --smoke)"
-
-
 def speed_targets(found: Found, client_counts: Sequence[int], unit: Unit = MICROSECONDS) -> Targets:
-    """The targets of issues 6 and 15 on the time (or instructions) of a request: admitted
-    at each client count against bare Flask and the peers, and each refusal at one client
-    against bare Flask and 1.0.0's. A row whose cases were not measured is skipped."""
-    targets = Targets()
+    """The targets of issues 6 and 15 on a request's time (or instructions): admitted at
+    each client count, and each refusal at one client. Unmeasured rows are skipped."""
 
-    def add(
-        target: str, keys: Sequence[tuple[Peer, str, int]], row: Callable[..., tuple[str, bool]]
-    ) -> None:
-        cases = [found.get((peer.key, kind, clients)) for peer, kind, clients in keys]
-        if any(case is None for case in cases):
-            targets.add(target, NOT_MEASURED, None)
-        else:
-            targets.add(target, *row(*cases))
+    def at(peer: Peer, kind: str, clients: int = 1) -> Case:
+        return found[(peer.key, kind, clients)]
 
-    def against_bare(case: Case, bare: Case) -> str:
-        return f"{unit(median(case))} ({ratio(case, bare):.2f}x bare)"
+    def bare_flask(count: int, bound: float) -> tuple[str, bool]:
+        ours, bare = at(OURS, "admitted", count), at(BARE, "admitted", count)
+        both = f"{unit(median(ours))} vs {unit(median(bare))}"
+        return f"{ratio(ours, bare):.3f}x ({both})", ratio(ours, bare) <= bound
 
-    def overheads(ours: Case, peer: Case, bare: Case) -> tuple[float, float, str]:
-        mine, theirs = overhead(ours, bare), overhead(peer, bare)
+    def overheads(peer: Peer, count: int) -> tuple[float, float, str]:
+        bare = at(BARE, "admitted", count)
+        mine, theirs = (overhead(at(p, "admitted", count), bare) for p in (OURS, peer))
         return mine, theirs, f"{unit(mine, '+')} vs {unit(theirs, '+')}"
 
-    def twenty_times(ours: Case, moving: Case, bare: Case) -> tuple[str, bool]:
-        mine, theirs, measured = overheads(ours, moving, bare)
+    def twenty_times(count: int) -> tuple[str, bool]:
+        mine, theirs, measured = overheads(MOVING, count)
         factor = f"{theirs / mine:.1f}x" if mine > 0 else "ours at most 0 (noise)"
         return f"{measured}: {factor}", theirs >= 20 * mine
 
-    def smaller(ours: Case, original: Case, bare: Case) -> tuple[str, bool]:
-        mine, theirs, measured = overheads(ours, original, bare)
+    def smaller(count: int) -> tuple[str, bool]:
+        mine, theirs, measured = overheads(ORIGINAL, count)
         return measured, mine < theirs
 
+    def cheaper(kind: str) -> tuple[str, bool]:
+        ours, original, bare = at(OURS, kind), at(ORIGINAL, kind), at(BARE, "admitted")
+        each = (f"{unit(median(c))} ({ratio(c, bare):.2f}x bare)" for c in (ours, original))
+        return f"{' vs '.join(each)}: {ratio(ours, original):.3f}x", ratio(ours, original) < 1
+
+    def aim(kind: str) -> tuple[str, bool]:
+        times = ratio(at(OURS, kind), at(BARE, "admitted"))
+        return f"{times:.3f}x", times <= REFUSED_AIM
+
+    targets = Targets()
     for count in client_counts:
         clients = f"{count:,} client{'s' if count > 1 else ''}"
-        # Ours admitting, at most this many times bare Flask: 1.15x from 100,000 clients on.
-        bound, at = (1.15 if count >= 100_000 else 1.10), ("admitted", count)
-        add(
-            f"admitted at most {bound:.2f}x bare Flask, {clients}",
-            [(OURS, *at), (BARE, *at)],
-            lambda ours, bare, bound=bound: (
-                f"{ratio(ours, bare):.3f}x ({unit(median(ours))} vs {unit(median(bare))})",
-                ratio(ours, bare) <= bound,
-            ),
-        )
-        moving, original = (
-            [(OURS, *at), (MOVING, *at), (BARE, *at)],
-            [(OURS, *at), (ORIGINAL, *at), (BARE, *at)],
-        )
-        add(
-            f"overhead at least 20x smaller than Flask-Limiter moving window's, {clients}",
-            moving,
-            twenty_times,
-        )
-        add(f"overhead smaller than flask-gatekeeper 1.0.0's, {clients}", original, smaller)
+        bound = 1.15 if count >= 100_000 else 1.10
+        limiter = "Flask-Limiter moving window's"
+        rows = {
+            f"admitted at most {bound:.2f}x bare Flask": partial(bare_flask, count, bound),
+            f"overhead at least 20x smaller than {limiter}": partial(twenty_times, count),
+            "overhead smaller than flask-gatekeeper 1.0.0's": partial(smaller, count),
+        }
+        for target, row in rows.items():
+            targets.measured(f"{target}, {clients}", row)
     for mode, accept in REFUSALS:
         kind = mode if accept is None else f"{mode}, Accept: {accept}"
         what = MODE_LABELS[mode][2:] + ("" if accept is None else f", Accept: {accept}")
-        add(
-            f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal",
-            [(OURS, kind, 1), (ORIGINAL, kind, 1), (BARE, "admitted", 1)],
-            lambda ours, original, bare: (
-                f"{against_bare(ours, bare)} vs {against_bare(original, bare)}: "
-                f"{ratio(ours, original):.3f}x",
-                ratio(ours, original) < 1,
-            ),
-        )
-        add(
-            f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)",
-            [(OURS, kind, 1), (BARE, "admitted", 1)],
-            lambda ours, bare: (f"{ratio(ours, bare):.3f}x", ratio(ours, bare) <= REFUSED_AIM),
-        )
+        cheaper_row = partial(cheaper, kind)
+        targets.measured(f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal", cheaper_row)
+        aim_row = partial(aim, kind)
+        targets.measured(f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)", aim_row)
     return targets
 
 
@@ -515,38 +470,39 @@ def targets(results: Results) -> str:
     memory, commands, monitored = results.memory, results.commands, results.plan.monitor_requests
     ours_1, ours_20 = memory[OURS.key]["1"], memory[OURS.key]["20"]
     found.add("memory per client at most 300 B after 1 request", f"{ours_1:,.0f} B", ours_1 <= 300)
-    target = "memory per client at least 3x smaller than Flask-Limiter moving window's after 20"
-    if MOVING.key in memory:
+
+    def smaller_than_moving() -> tuple[str, bool]:
         moving_20 = memory[MOVING.key]["20"]
         times = moving_20 / ours_20
-        found.add(target, f"{ours_20:,.0f} B vs {moving_20:,.0f} B: {times:.1f}x", times >= 3)
-    else:
-        found.add(target, NOT_MEASURED, None)
-    target = "Redis: exactly 1 client command per request (ours)"
-    if OURS.key in commands:
+        return f"{ours_20:,.0f} B vs {moving_20:,.0f} B: {times:.1f}x", times >= 3
+
+    def one_command() -> tuple[str, bool]:
         per_request = sum(commands[OURS.key].values()) / monitored
         theirs = commands.get(MOVING.key)
         theirs_text = f" (Flask-Limiter: {sum(theirs.values()) / monitored:g})" if theirs else ""
-        found.add(target, f"{per_request:g}{theirs_text}", per_request == 1)
-    else:
-        found.add(target, results.redis_note, None)
-    # Ours' overhead on Redis over a redis-py PING's, each made in a request (bare Flask's
-    # time taken from both, round by round): the round trip every Redis limiter pays, in
-    # the same place, with Redis as idle between requests as for ours.
-    target = "Redis: overhead at most 1.5x a redis-py PING round trip made in a request (ours)"
-    on_redis = by_key(results.redis)
-    cases = [
-        on_redis.get((peer.key, "redis", results.plan.redis_clients))
-        for peer in (OURS, PINGED, BARE)
-    ]
-    if any(case is None for case in cases):
-        found.add(target, results.redis_note, None)
-    else:
-        ours, pinged, bare = (case.samples for case in cases if case is not None)
-        ours_over = statistics.median(o - b for o, b in zip(ours, bare))
-        ping_over = statistics.median(p - b for p, b in zip(pinged, bare))
-        factor = statistics.median((o - b) / (p - b) for o, p, b in zip(ours, pinged, bare))
-        found.add(target, f"{ours_over:.2f} µs vs {ping_over:.2f} µs: {factor:.2f}x", factor <= 1.5)
+        return f"{per_request:g}{theirs_text}", per_request == 1
+
+    def against_ping() -> tuple[str, bool]:
+        """Ours' overhead on Redis over a redis-py PING's, each made in a request (bare
+        Flask's time taken from both, round by round), Redis as idle between requests."""
+        on_redis, clients = by_key(results.redis), results.plan.redis_clients
+        ours, pinged, bare = (on_redis[(p.key, "redis", clients)] for p in (OURS, PINGED, BARE))
+        factor = statistics.median(
+            (o - b) / (p - b) for o, p, b in zip(ours.samples, pinged.samples, bare.samples)
+        )
+        both = f"{overhead(ours, bare):.2f} µs vs {overhead(pinged, bare):.2f} µs"
+        return f"{both}: {factor:.2f}x", factor <= 1.5
+
+    moving = "Flask-Limiter moving window's after 20"
+    found.measured(f"memory per client at least 3x smaller than {moving}", smaller_than_moving)
+    found.measured(
+        "Redis: exactly 1 client command per request (ours)", one_command, results.redis_note
+    )
+    found.measured(
+        "Redis: overhead at most 1.5x a redis-py PING round trip made in a request (ours)",
+        against_ping,
+        results.redis_note,
+    )
     points = results.flood[OURS.key]["points"]
     settled = next(p for p in points if p["clients"] >= 2 * results.plan.flood_every)
     end = points[-1]
@@ -571,9 +527,9 @@ def readings(cases: Sequence[Case]) -> str:
 
 def report(results: Results) -> str:
     plan, smoke = results.plan, results.smoke
-    redis = results.redis_note.capitalize() + "."
+    redis_part = results.redis_note.capitalize() + "."
     if not results.redis_note:
-        redis = common.template(
+        redis_part = common.template(
             "results-redis.md",
             clients=f"{plan.redis_clients:,}",
             rounds=plan.redis_rounds,
@@ -582,49 +538,43 @@ def report(results: Results) -> str:
             table=redis_table(results),
             ping=f"{results.ping:.1f}",
         )
-    smoke_note = "tiny counts, not numbers to quote."
-    return (
-        common.template(
-            "results.md",
-            generated=common.generated("peers.py", smoke, results.seconds, smoke_note),
-            machine=common.machine(),
-            python=platform.python_version(),
-            interpreters=common.interpreters(results.versions),
-            rules=RATE_LIMIT_RULES,
-            ban_rule=BAN_RULE,
-            lacks="; ".join(f"{peer.label}: {lacks}" for peer, lacks in LACKS.items()),
-            unmeasured="".join(
-                f"\n- Not measured (its venv is not built): {peer.label}."
-                for peer in ALL
-                if peer not in results.peers
-            ),
-            targets=targets(results),
-            rounds=plan.rounds,
-            requests=f"{plan.requests:,}",
-            time_table=time_table(results.timed, results.peers),
-            readings=readings(results.timed),
-            pro_limit=harness.PRO_LIMIT,
-            free_limit=harness.FREE_LIMIT,
-            function_readings=readings(results.functions) or "none measured",
-            function_table=function_table(results),
-            memory_clients=f"{plan.memory_clients:,}",
-            memory_table=memory_table(results.memory, results.peers),
-            redis=redis,
-            flood_clients=f"{plan.flood_clients:,}",
-            flood_every=f"{plan.flood_every:,}",
-            ceiling=f"{plan.flood_ceiling / 2**30:g}",
-            budget=f"{plan.flood_budget:g}",
-            check=f"{plan.flood_every // 10:,}",
-            flood_table=flood_table(results.flood),
-        )
-        + "\n"
+    return common.template(
+        "results.md",
+        generated=common.generated("peers.py", smoke, results.seconds),
+        machine=common.machine(),
+        python=platform.python_version(),
+        interpreters=common.interpreters(results.versions),
+        rules=RATE_LIMIT_RULES,
+        ban_rule=BAN_RULE,
+        lacks="; ".join(f"{peer.label}: {lacks}" for peer, lacks in LACKS.items()),
+        unmeasured="".join(
+            f"\n- Not measured (its venv is not built): {peer.label}."
+            for peer in ALL
+            if peer not in results.peers
+        ),
+        targets=targets(results),
+        rounds=plan.rounds,
+        requests=f"{plan.requests:,}",
+        time_table=time_table(results.timed, results.peers),
+        readings=readings(results.timed),
+        pro_limit=harness.PRO_LIMIT,
+        free_limit=harness.FREE_LIMIT,
+        function_readings=readings(results.functions) or "none measured",
+        function_table=function_table(results),
+        memory_clients=f"{plan.memory_clients:,}",
+        memory_table=memory_table(results.memory, results.peers),
+        redis=redis_part,
+        flood_clients=f"{plan.flood_clients:,}",
+        flood_every=f"{plan.flood_every:,}",
+        ceiling=f"{plan.flood_ceiling / 2**30:g}",
+        budget=f"{plan.flood_budget:g}",
+        check=f"{plan.flood_every // 10:,}",
+        flood_table=flood_table(results.flood),
     )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = (
-        common.parser(__doc__, "tiny counts: checks that everything runs").parse_args(argv).smoke
-    )
+    smoke = common.arguments(__doc__, argv, smoke="tiny counts: checks that it runs").smoke
     started = time.perf_counter()
     pythons = common.worker_interpreters(install=not smoke, log=log)
     results = Results(SMOKE if smoke else FULL, smoke, tuple(p for p in ALL if p.venv in pythons))

@@ -1,16 +1,9 @@
 """What one Redis request costs, next to one redis-py PING from the same process.
 
 Not a test: it prints a Markdown table (a few minutes; ``--smoke``: tiny counts;
-``--hiredis``: the same again in ``benchmarks/.venvs/hiredis``, built on first use).
-
-On a throwaway redis-server, 10 000 clients in turn on real clocks (all admitted), a
-``harness.py`` worker times interleaved rounds of each part of a request
-(``harness.redis_parts``): PING and EVALSHA of ``hit.lua`` on a bare socket (the round
-trip, and with the script); a redis-py PING (the yardstick); ``client.evalsha`` with the
-arguments ``RedisStorage.hit`` sent in the warm-up; ``RedisStorage.hit`` for the seed's
-rules, direct and through ``client.evalsha`` (Redis Cluster's path); bare Flask, bare
-Flask making a PING, and ours on that Redis. The script's own time is Redis's
-``usec_per_call`` (``INFO commandstats``). Ratios are medians of per-round ratios.
+``--hiredis``: the same again in ``benchmarks/.venvs/hiredis``, built on first use). A
+worker times interleaved rounds of each part of a request (``harness.redis_parts``) on a
+throwaway redis-server; the script's own time is Redis's ``INFO commandstats``.
 """
 
 from __future__ import annotations
@@ -52,16 +45,19 @@ class Row:
     samples: list[float] = field(default_factory=list)
 
 
+def ratio(samples: list[float], yardstick: list[float]) -> str:
+    return f"{statistics.median(a / b for a, b in zip(samples, yardstick)):.2f}x"
+
+
 def measure(venv: str, port: int, plan: tuple[int, int, int]) -> str:
-    """Every part timed in the venv's worker, reported with Redis's own time per EVALSHA
-    over the timed rounds."""
+    """Every part timed in the venv's worker, with Redis's own time per EVALSHA."""
     clients, rounds, requests = plan
     python = common.interpreter(venv, install=True)
     assert python is not None
     worker, url = Worker(venv, python), f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
-        facts = worker.ask(
+        reply = worker.ask(
             "parts", case="", url=url, port=port, clients=clients, **configuration(url)
         )
         rows = {name: Row(worker, name) for name in ROWS}
@@ -70,9 +66,7 @@ def measure(venv: str, port: int, plan: tuple[int, int, int]) -> str:
         common.run_rounds(list(rows.values()), rounds, requests, log)
     finally:
         worker.close()
-    script_us = float(
-        client.info("commandstats").get("cmdstat_evalsha", {}).get("usec_per_call", 0.0)
-    )
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
     client.flushall()
     client.close()
     found = {ROWS[name]: row.samples for name, row in rows.items()}
@@ -81,10 +75,6 @@ def measure(venv: str, port: int, plan: tuple[int, int, int]) -> str:
     overhead = [a - b for a, b in zip(found[ROWS["ours"]], bare)]
     found["a redis-py PING in a request (the PING request minus bare Flask)"] = in_request
     found["GateKeeper's overhead per request (its request minus bare Flask)"] = overhead
-
-    def ratio(samples: list[float], yardstick: list[float]) -> str:
-        return f"{statistics.median(a / b for a, b in zip(samples, yardstick)):.2f}x"
-
     lines = [
         [
             label,
@@ -95,34 +85,31 @@ def measure(venv: str, port: int, plan: tuple[int, int, int]) -> str:
         ]
         for label, samples in found.items()
     ]
-    packages = facts["facts"]["packages"]
-    return "\n".join(
-        [
-            f"{common.setting()}; redis-py {packages['redis']}, "
-            f"{'with' if facts['facts']['hiredis'] else 'without'} hiredis (replies read by "
-            f"`{facts['facts']['parser']}`); {clients:,} clients in turn; {rounds} rounds x "
-            f"{requests:,} calls per row; medians over rounds.",
-            "",
-            table(
-                ["what", "µs per call", "spread", "x redis-py PING", "x PING in a request"], lines
-            ),
-            "",
-            f"- Inside Redis, `hit.lua` took {script_us:.1f} µs per call (`INFO commandstats`).",
-            "- Target: per-request overhead at most 1.5x a redis-py PING round trip: "
-            f"`RedisStorage.hit` against a PING, each in a loop, "
-            f"{ratio(found[ROWS['hit']], ping)}; "
-            f"GateKeeper's overhead per request against a PING in a request, "
-            f"{ratio(overhead, in_request)}.",
-        ]
+    headings = ["what", "µs per call", "spread", "x redis-py PING", "x PING in a request"]
+    facts = reply["facts"]
+    return common.template(
+        "redis-roundtrip.md",
+        setting=common.setting(),
+        redis_py=facts["packages"]["redis"],
+        hiredis="with" if facts["hiredis"] else "without",
+        parser=facts["parser"],
+        clients=f"{clients:,}",
+        rounds=rounds,
+        requests=f"{requests:,}",
+        table=table(headings, lines),
+        script_us=f"{float(stats.get('usec_per_call', 0.0)):.1f}",
+        hit_ratio=ratio(found[ROWS["hit"]], ping),
+        overhead_ratio=ratio(overhead, in_request),
     )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    arguments = common.parser(__doc__, "tiny counts: checks that it runs")
-    arguments.add_argument(
-        "--hiredis", action="store_true", help="also measure with hiredis, in its own venv"
+    args = common.arguments(
+        __doc__,
+        argv,
+        smoke="tiny counts: checks that it runs",
+        hiredis="also measure with hiredis, in its own venv",
     )
-    args = arguments.parse_args(argv)
     started = time.perf_counter()
     with common.redis_server() as port:
         if port is None:

@@ -1,11 +1,8 @@
-"""Each strategy at a big quota (10 000 per day): memory per client, time per request,
-and Redis bytes per client. Not a test: it prints a Markdown table (about a minute;
-``--smoke``: tiny counts).
+"""Each strategy at a big quota (10 000 per day): memory and Redis bytes per client, time per hit.
 
-Memory is traced growth per client after 1 and then ``requests`` requests each
-(``harness.fill``: only the sliding log grows with them); time is ``MemoryStorage.hit``
-alone on a C-level clock; Redis bytes are ``MEMORY USAGE`` of a client's keys on a
-throwaway redis-server.
+Not a test: it prints a Markdown table (about a minute; ``--smoke``: tiny counts). Memory is
+``harness.fill``'s traced growth; time is ``MemoryStorage.hit`` alone on a C-level clock;
+Redis bytes are ``MEMORY USAGE`` of a client's keys on a throwaway redis-server.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from typing import Optional
 
 import harness
 import redis
-from common import parser, redis_server, table
+from common import arguments, redis_server, table
 
 from flask_gatekeeper import MemoryStorage
 from flask_gatekeeper.storage.redis import RedisStorage
@@ -34,10 +31,8 @@ def rules(strategy: str) -> list[dict[str, object]]:
 def time_per_request(strategy: str, clients: int, rounds: int) -> float:
     """The median over rounds of µs per ``hit``, every client tracked before timing."""
     storage = MemoryStorage(clock=itertools.count(1000.0, 0.001).__next__, max_clients=clients + 1)
-    names, scopes = (
-        [harness.client_ip(n) for n in range(clients)],
-        harness.ours_scopes(rules(strategy)),
-    )
+    names = [harness.client_ip(n) for n in range(clients)]
+    scopes = harness.ours_scopes(rules(strategy))
     samples = []
     for _ in range(rounds + 1):
         started = time.perf_counter_ns()
@@ -65,7 +60,7 @@ def redis_bytes(requests: int) -> Optional[dict[str, int]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = parser(__doc__, "tiny counts, for CI").parse_args(argv).smoke
+    smoke = arguments(__doc__, argv, smoke="tiny counts, for CI").smoke
     clients, requests, rounds = (50, 3, 2) if smoke else (2_000, 200, 9)
     print(f"One rule of {COUNT:,} per {WINDOW:,} s; {clients:,} clients.\n")
     on_redis = redis_bytes(requests) or {}

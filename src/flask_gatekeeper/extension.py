@@ -25,7 +25,6 @@ from flask import (
 from .decision import MANUAL, BanDetail, Usage
 from .errors import ClientNameError, ConfigError
 from .gate import Gate
-from .identify import KeyFunc
 from .limit import Limit
 from .limiter_names import unexpected_keyword
 from .options import (
@@ -37,16 +36,8 @@ from .options import (
     route_option,
 )
 from .outage import check_storage
-from .policy import (
-    Cost,
-    Mark,
-    Pending,
-    PerRequest,
-    Predicate,
-    ResponsePredicate,
-    put_mark,
-    shared_scope_name,
-)
+from .request import Cost, KeyFunc, Pending, PerRequest, Predicate, ResponsePredicate
+from .routes import Mark, put_mark, shared_scope_name
 from .rules import BanRule, RuleLike, SubnetBanRule, check_seconds
 from .storage import Storage
 

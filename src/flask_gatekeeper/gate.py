@@ -1,9 +1,9 @@
-"""What happens to a request: identify -> policy -> one storage call -> decision.
+"""What happens to a request: identify -> route policy -> one storage call -> decision.
 
 ``Gate.check_request`` is the ``before_request`` hook; each step lives in the module of
-its name (``identify``, ``policy``, the ``storage``, ``refusals``), and what the gate
-reports on the way (counters, signals, logs) goes through ``events``. ``report()`` uses
-the same identify step and the same storage-call path.
+its name (``identify``, ``routes`` and ``request``, the ``storage``, ``refusals``), and
+what the gate reports on the way (counters, signals, logs) goes through ``events``.
+``report()`` uses the same identify step and the same storage-call path.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from flask import (
     Request,
     Response,
     after_this_request,
-    g,
     has_request_context,
     request,
 )
@@ -39,7 +38,6 @@ from .identify import Client
 from .known import KnownRefusals
 from .options import Settings
 from .outage import RETRY_INTERVAL, OutageGuard
-from .policy import PerRequest, Policies, ResponsePredicate, RoutePolicy, owners
 from .refusals import (
     Banned,
     Denied,
@@ -48,6 +46,8 @@ from .refusals import (
     TooManyInFlight,
     retry_after_header,
 )
+from .request import PerRequest, ResponsePredicate, current_state, owners, pop_state, state
+from .routes import Policies, RoutePolicy
 from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
 from .state_file import StateFile
 from .storage import MemoryStorage
@@ -59,9 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["DOWN", "Down", "Gate"]
 
 logger = logging.getLogger("flask_gatekeeper")
-
-_G_HEADERS = "_gatekeeper_headers"
-_G_SLOT = "_gatekeeper_slot"
 
 Refusal = Union[Banned, Denied, RateLimited]
 
@@ -231,7 +228,7 @@ class Gate:
         if decision is not None:
             if decision.usage is not None:
                 fields = rate_limit_headers(scopes, decision.usage, settings.headers)
-                setattr(g, _G_HEADERS, fields)
+                state().fields = fields
             if not decision.admitted:
                 return self.refuse(key, decision, environ=req.environ)
             self.events.admitted()
@@ -249,15 +246,15 @@ class Gate:
         names = tuple(scope.name for scope in scopes if scope.concurrency)
         if names:
             slot = _Slot(self, client, names, token)
-            setattr(g, _G_SLOT, slot)
+            state().release_slots = slot.release
             after_this_request(slot.on_response)
 
     def release_on_error(self, sender: Flask, **extra: Any) -> None:
         """``got_request_exception``: an exception that no handler took ends the request,
         maybe with no response at all (when Flask propagates it): release its slots now."""
-        slot: Optional[_Slot] = g.pop(_G_SLOT, None)
-        if slot is not None:
-            slot.release()
+        held = current_state()
+        if held is not None and held.release_slots is not None:
+            held.release_slots()  # once: the response, if one is made, releases nothing
 
     def release(self, client: str, names: tuple[str, ...], token: str) -> None:
         """Give back the request's slots. It may run after the request's contexts are
@@ -654,7 +651,7 @@ class Gate:
 
     def add_headers(self, response: Response) -> Response:
         """``after_request``: the RateLimit fields computed for this request, if any."""
-        fields = g.pop(_G_HEADERS, None)
-        if fields:
-            response.headers.extend(fields)
+        held = pop_state()
+        if held is not None and held.fields:
+            response.headers.extend(held.fields)
         return response

@@ -42,7 +42,7 @@ from .addresses import (
 )
 from .errors import UnsafeBanError
 from .keys import client_key, key_of
-from .policy import KeyFunc
+from .request import KeyFunc
 
 __all__ = ["Client", "Identifier", "KeyFunc"]
 

@@ -51,9 +51,9 @@ from typing import Callable, NamedTuple, Optional, TypeVar
 
 from .decision import Decision, Usage
 from .errors import StorageError
-from .policy import Scope
 from .rules import Rule
 from .storage.base import Clock
+from .storage.plan import Scope
 
 __all__ = ["CHECK_INTERVAL", "KNOWN_REFUSALS", "KnownRefusals"]
 

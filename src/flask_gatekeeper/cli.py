@@ -26,7 +26,7 @@ from .extension import EXTENSION_KEY, GateKeeper
 from .gate import Gate
 from .keys import shown, unshown
 from .options import APP_OPTIONS
-from .refusals import retry_after_header
+from .responses import retry_after_header
 from .rules import RulesFunction
 from .storage import MemoryStorage
 

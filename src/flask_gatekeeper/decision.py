@@ -1,5 +1,5 @@
 """What a storage decided about a request: frozen values with no HTTP and no Flask in
-them (``refusals`` turns them into responses), carrying what later stages need."""
+them (``responses`` turns them into HTTP), carrying what later stages need."""
 
 from __future__ import annotations
 

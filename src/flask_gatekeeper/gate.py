@@ -1,7 +1,7 @@
 """What happens to a request: identify -> route policy -> one storage call -> decision.
 
 ``Gate.check_request`` is the ``before_request`` hook; each step lives in the module of
-its name (``identify``, ``routes`` and ``request``, the ``storage``, ``refusals``), and
+its name (``identify``, ``routes`` and ``request``, the ``storage``, ``responses``), and
 what the gate reports on the way (counters, signals, logs) goes through ``events``.
 ``report()`` uses the same identify step and the same storage-call path.
 """
@@ -33,20 +33,21 @@ from .addresses import NO_LENGTHS, NetworkLengths, wider_network
 from .decision import RATE_LIMIT, REPORTS, RESPONSE, SUBNET, BanDetail, Decision, Reservation
 from .errors import StorageCallError, StorageError
 from .events import Events
-from .headers import policy_name, rate_limit_headers
 from .identify import Client
 from .known import KnownRefusals
 from .options import Settings
 from .outage import RETRY_INTERVAL, OutageGuard
-from .refusals import (
+from .request import PerRequest, ResponsePredicate, current_state, owners, pop_state, state
+from .responses import (
     Banned,
     Denied,
     RateLimited,
     StorageUnavailable,
     TooManyInFlight,
+    policy_name,
+    rate_limit_headers,
     retry_after_header,
 )
-from .request import PerRequest, ResponsePredicate, current_state, owners, pop_state, state
 from .routes import Policies, RoutePolicy
 from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
 from .state_file import StateFile

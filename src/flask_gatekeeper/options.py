@@ -33,10 +33,10 @@ from werkzeug.utils import ImportStringError, import_string
 
 from .addresses import AddressSet, parse_address_list
 from .errors import ConfigError, ConfigTypeError
-from .headers import parse_headers_option
 from .identify import Identifier
 from .limiter_names import config_hint
 from .request import Predicate, ResponsePredicate, RulesOrFunction
+from .responses import parse_headers_option
 from .routes import HTTP_METHODS
 from .rules import (
     BanRule,

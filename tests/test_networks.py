@@ -17,9 +17,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from flask_gatekeeper import BanRule, GateKeeper, MemoryStorage, Rule
-from flask_gatekeeper.addresses import NO_LENGTHS, network_keys, parse_address
 from flask_gatekeeper.decision import BanDetail, Decision
-from flask_gatekeeper.keys import client_key
+from flask_gatekeeper.identity.addresses import NO_LENGTHS, network_keys, parse_address
+from flask_gatekeeper.identity.keys import client_key
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.plan import Scope
 from flask_gatekeeper.testing import FakeClock, FlakyStorage

@@ -18,7 +18,7 @@ from flask import Flask
 
 from . import signals
 from .decision import BanDetail
-from .keys import shown
+from .identity.keys import shown
 
 __all__ = ["Events", "Stats", "logger"]
 

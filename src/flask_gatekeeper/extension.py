@@ -298,7 +298,7 @@ class GateKeeper:
 
     # -- manual control (in a request or an app context) -----------------------------------
 
-    # Every control names its client as ``keys.client_key`` reads it: an IP address
+    # Every control names its client as ``identity.keys.client_key`` reads it: an IP address
     # (normalised like a request's), a key as the library shows it, or a key_func key.
 
     def ban(self, client: str, duration: Optional[float] = None, *, force: bool = False) -> None:

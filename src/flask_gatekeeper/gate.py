@@ -1,7 +1,7 @@
 """What happens to a request: identify -> route policy -> one storage call -> decision.
 
 ``Gate.check_request`` is the ``before_request`` hook; each step lives in the module of
-its name (``identify``, ``routes`` and ``request``, the ``storage``, ``responses``), and
+its name (``identity``, ``routes`` and ``request``, the ``storage``, ``responses``), and
 what the gate reports on the way (counters, signals, logs) goes through ``events``.
 ``report()`` uses the same identify step and the same storage-call path.
 """
@@ -29,11 +29,11 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
-from .addresses import NO_LENGTHS, NetworkLengths, wider_network
 from .decision import RATE_LIMIT, REPORTS, RESPONSE, SUBNET, BanDetail, Decision, Reservation
 from .errors import StorageCallError, StorageError
 from .events import Events
-from .identify import Client
+from .identity.addresses import NO_LENGTHS, NetworkLengths, wider_network
+from .identity.proxies import Client
 from .known import KnownRefusals
 from .options import Settings
 from .outage import RETRY_INTERVAL, OutageGuard

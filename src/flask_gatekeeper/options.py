@@ -31,9 +31,9 @@ from typing import Any, Callable, Literal, Optional, Union
 
 from werkzeug.utils import ImportStringError, import_string
 
-from .addresses import AddressSet, parse_address_list
 from .errors import ConfigError, ConfigTypeError
-from .identify import Identifier
+from .identity.addresses import AddressSet, parse_address_list
+from .identity.proxies import Identifier
 from .limiter_names import config_hint
 from .request import Predicate, ResponsePredicate, RulesOrFunction
 from .responses import parse_headers_option
@@ -77,7 +77,7 @@ DEFAULT_CONCURRENCY_LEASE = 300
 timeout, so only a worker that died holding a slot ever meets it."""
 
 KEY_FUNC_CALLS = Calls("key_func")
-"""``key_func`` is called bare for each request (``identify.Identifier.identify``)."""
+"""``key_func`` is called bare for each request (``identity.proxies.Identifier.identify``)."""
 EXEMPT_WHEN_CALLS = Calls("exempt_when")
 """``exempt_when`` is called bare for each request (``request.PerRequest.scopes_for``)."""
 COST_CALLS = Calls("cost")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Union
 from flask import g
 
 from .errors import ConfigError
-from .keys import key_reader, stored_value
+from .identity.keys import key_reader, stored_value
 from .rules import KeySource, Rule, RulesFunction, key_label, parse_rules
 from .storage.plan import Scope, keyed_prefix
 from .strategies import SLIDING_LOG
@@ -110,7 +110,7 @@ def with_strategy(rules: tuple[Rule, ...], strategy: str) -> tuple[Rule, ...]:
 
 def with_values(scope: Scope) -> Scope:
     """``scope`` with the current request's value for each distinct rule: its function's
-    result as text (``keys.stored_value``), or None when it returns None or raises
+    result as text (``identity.keys.stored_value``), or None when it returns None or raises
     (logged: the rule does not apply to this request)."""
     return replace(scope, values=tuple(_value(rule) for rule in scope.distinct))
 

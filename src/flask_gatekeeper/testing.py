@@ -15,9 +15,9 @@ import threading
 from collections.abc import Sequence
 from typing import Optional
 
-from .addresses import NetworkLengths
 from .decision import MANUAL, REPORTS, BanDetail, Decision, Reservation, Usage
 from .errors import StorageError
+from .identity.addresses import NetworkLengths
 from .rules import BanRule
 from .storage import Clock, MemoryStorage, Storage
 from .storage.plan import Scope

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import strategies
-from ..addresses import NO_LENGTHS, NetworkLengths, network_of
 from ..decision import (
     ADMITTED,
     IN_FLIGHT_WAIT,
@@ -41,6 +40,7 @@ from ..decision import (
     Usage,
 )
 from ..errors import ConfigError, ConfigTypeError
+from ..identity.addresses import NO_LENGTHS, NetworkLengths, network_of
 from ..rules import BanRule, Rule
 from ..units import instant, microseconds, seconds
 from .base import RECORD_DEPRECATED, Clock

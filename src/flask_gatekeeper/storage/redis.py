@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from .. import strategies
-from ..addresses import EVERY_LENGTH, NO_LENGTHS, NetworkLengths, network_of
 from ..decision import (
     ADMITTED,
     BAN_REASONS,
@@ -50,6 +49,7 @@ from ..decision import (
     Usage,
 )
 from ..errors import ConfigError, StorageCallError, StorageError
+from ..identity.addresses import EVERY_LENGTH, NO_LENGTHS, NetworkLengths, network_of
 from ..rules import BanRule, Rule
 from ..strategies import STRATEGY_CODES
 from ..units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds

@@ -29,6 +29,8 @@ from typing import Optional, Union
 
 from werkzeug.datastructures import Headers
 
+from ..errors import UnsafeBanError
+from ..request import KeyFunc
 from .addresses import (
     NO_LENGTHS,
     Address,
@@ -40,9 +42,7 @@ from .addresses import (
     network_of,
     parse_address,
 )
-from .errors import UnsafeBanError
 from .keys import client_key, key_of
-from .request import KeyFunc
 
 __all__ = ["Client", "Identifier", "KeyFunc"]
 

@@ -106,13 +106,15 @@ class Events:
         if signal.receivers:
             _send(signal, self.app(), client=client, retry_after=wait, dry_run=dry_run)
 
-    def reported(
+    def report_counted(
         self,
         client: str,
         banned_for: Optional[float],
         reason: str,
         detail: Optional[BanDetail] = None,
     ) -> None:
+        """One report of ``client`` was counted toward the ban rule; ``banned_for``: the
+        ban it started, if it did."""
         self.stats.add("reports")
         _send(signals.client_reported, self.app(), client=client, banned_for=banned_for)
         if banned_for is not None:

@@ -193,7 +193,7 @@ class GateKeeper:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
         if client is None:
             return False  # allow-listed (never banned), skipped, or denied already
-        return gate.report(client)
+        return gate.count_report(client)
 
     def client_ip(self) -> Optional[str]:
         """The current request's address as the library keys it: proxy-aware (as far as

@@ -3,7 +3,7 @@
 ``Gate.check_request`` is the ``before_request`` hook; each step lives in the module of
 its name (``identity``, ``routes`` and ``request``, the ``storage``, ``responses``), and
 what the gate reports on the way (counters, signals, logs) goes through ``events``.
-``report()`` uses the same identify step and the same storage-call path.
+``count_report`` (``gk.report()``) uses the same identify step and storage-call path.
 """
 
 from __future__ import annotations
@@ -272,19 +272,19 @@ class Gate:
         """Report the client once the response is known, when any of ``report_when``
         accepts it (``after_this_request``: only requests that need it pay for it)."""
 
-        def report(response: Response) -> Response:
+        def report_if_matched(response: Response) -> Response:
             try:
                 matched = any(predicate(response) for predicate in report_when)
             except Exception:
                 logger.exception("a report_when function failed; nothing is reported")
                 return response
             if matched:
-                self.report(client, RESPONSE)
+                self.count_report(client, RESPONSE)
             return response
 
-        after_this_request(report)
+        after_this_request(report_if_matched)
 
-    def report(self, client: str, reason: str = REPORTS) -> bool:
+    def count_report(self, client: str, reason: str = REPORTS) -> bool:
         """One offence of ``client`` toward the ban rule: True when it bans (for
         ``reason``). Never raises: without a ban rule, or while the storage is down
         (logged), it reports nothing."""
@@ -305,7 +305,7 @@ class Gate:
                 storage.ban(client, 0)
             else:
                 self.ask_storage(storage.ban, client, 0)
-        self.events.reported(client, banned_for, reason, self.ban_detail(client, banned_for))
+        self.events.report_counted(client, banned_for, reason, self.ban_detail(client, banned_for))
         if banned_for is not None:
             self.forget_refusals(client)
             self._escalate(client)
@@ -429,13 +429,13 @@ class Gate:
         )
 
     def requester(self) -> Optional[str]:
-        """The current request's client key for ``report()``; None when nothing applies to
+        """The current request's client key for ``gk.report()``; None when nothing applies to
         it (allow list, or a ``key_func`` that returned None) or the deny list refuses it."""
         policy = self.policies.policy_for(request.endpoint, request.method)
         client = self.identify(request, policy)
-        if client is None or client[1]:
+        if client is None or client.denied:
             return None
-        return client[0]  # None too when key_func leaves the request alone
+        return client.key  # None too when key_func leaves the request alone
 
     def client_ip(self) -> Optional[str]:
         """The current request's address as a client key (proxy-aware, normalised), or
@@ -579,7 +579,7 @@ class Gate:
             return self._refuse(Banned, who, wait, ban_rule, make_ban, environ)
         if self._strike is not None:
             detail = self.ban_detail(client, decision.new_ban)
-            self.events.reported(client, decision.new_ban, RATE_LIMIT, detail)
+            self.events.report_counted(client, decision.new_ban, RATE_LIMIT, detail)
             if decision.new_ban is not None:
                 self.forget_refusals(client)
                 self._escalate(client)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 from werkzeug.datastructures import Headers
 
@@ -55,11 +55,18 @@ logger = logging.getLogger("flask_gatekeeper")
 WIDEST_BAN = {4: 8, 6: 32}
 """The widest network (prefix length per IP version) banned without ``force=True``."""
 
-Client = tuple[Optional[str], bool, tuple[str, ...]]
-"""The key a request counts under (None when ``key_func`` leaves it alone), whether the
-deny list refuses it outright, and the other clients whose bans refuse the request too:
-the address behind a ``key_func`` key (first), then the address's banned-length networks
-(a plain tuple: this is built once per request)."""
+
+class Client(NamedTuple):
+    """Who a request comes from, as ``Identifier.identify`` found it."""
+
+    key: Optional[str]
+    """The key the request counts under; None when ``key_func`` leaves it alone."""
+    denied: bool
+    """The deny list refuses it outright."""
+    also: tuple[str, ...]
+    """The other clients whose bans refuse the request too: the address behind a
+    ``key_func`` key (first), then the address's networks of the banned lengths."""
+
 
 _NOBODY: tuple[str, ...] = ()
 
@@ -158,26 +165,26 @@ class Identifier:
         ):
             # The common case, kept cheap: the server wrote this IPv4 address, not the
             # client, and there is nothing to aggregate or look up.
-            return remote_addr, False, _NOBODY
+            return Client(remote_addr, False, _NOBODY)
         address = self.client_address(headers, remote_addr)
         networks = _NOBODY
         if address is not None:
             if self.allowlist and address in self.allowlist:
                 return None
             if self.denylist and address in self.denylist:
-                return address.key, True, _NOBODY
+                return Client(address.key, True, _NOBODY)
             if by_version:
                 networks = network_keys(address, by_version[address.version])
         if key_func is not None:
             key = key_func()
             if key is None:
-                return None, False, _NOBODY if address is None else (address.key, *networks)
+                return Client(None, False, _NOBODY if address is None else (address.key, *networks))
             if not isinstance(key, str):
                 raise TypeError(f"key_func must return a str or None, got {key!r}")
             key = key_of(key)
             if address is not None and address.key != key:
                 # its address and networks stay banned behind the key
-                return key, False, (address.key, *networks)
+                return Client(key, False, (address.key, *networks))
         elif address is not None:
             key = address.key
         else:  # no socket peer at all (e.g. a server on a Unix socket): one shared key
@@ -191,7 +198,7 @@ class Identifier:
                     remote_addr,
                     key,
                 )
-        return key, False, networks
+        return Client(key, False, networks)
 
     def _by_version(self, lengths: NetworkLengths) -> ByVersion:
         """``lengths`` wider than one client, by IP version; the last answer is kept, as

@@ -385,12 +385,12 @@ class Recording(FlakyStorage):
         scopes: Sequence[Scope],
         *,
         usage: bool = False,
-        strike: Optional[BanRule] = None,
+        report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
     ) -> Decision:
         self.seen.append(tuple(also))
-        return super().hit(client, scopes, usage=usage, strike=strike, also=also, token=token)
+        return super().hit(client, scopes, usage=usage, report_to=report_to, also=also, token=token)
 
 
 def test_a_request_looks_up_one_network_per_length_in_use(

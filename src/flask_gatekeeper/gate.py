@@ -170,7 +170,7 @@ class Gate:
         if settings.on_outage == "local":
             self.fallback = MemoryStorage(clock=clock)
         self._usage = bool(settings.headers)
-        self._strike = settings.ban_rule if settings.report_rate_limited else None
+        self._report_to = settings.ban_rule if settings.report_rate_limited else None
         self._processes_checked = not isinstance(settings.storage, MemoryStorage)
         self._network_lengths: Callable[..., NetworkLengths] = getattr(
             settings.storage, "network_lengths", _no_network_bans
@@ -183,7 +183,7 @@ class Gate:
         changes = getattr(settings.storage, "operator_changes", None)
         if settings.cache_refusals and changes is not None:
             clock = getattr(settings.storage, "clock", None) or time.monotonic
-            self.known = KnownRefusals(changes, clock, limits=self._strike is None)
+            self.known = KnownRefusals(changes, clock, limits=self._report_to is None)
         self.state_file: Optional[StateFile] = None
         if settings.state_file is not None:
             assert isinstance(settings.storage, MemoryStorage)  # load_settings checked
@@ -472,7 +472,7 @@ class Gate:
         ``key_func`` key, the client's banned networks, the keys of rules with their
         own); ``token``: the request's slot, taken under ``client``, in every scope with a
         concurrency limit."""
-        hit, strike, usage = self.settings.storage.hit, self._strike, usage and bool(scopes)
+        hit, report_to, usage = self.settings.storage.hit, self._report_to, usage and bool(scopes)
         known = self.known
         if known is not None:
             remembered = known.refusal(client, scopes, also, usage)
@@ -481,11 +481,13 @@ class Gate:
         decision: Union[Decision, Down]
         if self.guard.down:
             decision = self.ask_storage(
-                hit, client, scopes, usage=usage, strike=strike, also=also, token=token
+                hit, client, scopes, usage=usage, report_to=report_to, also=also, token=token
             )
         else:  # a call made while the storage is up ends no outage: ask_storage's work skipped
             try:
-                decision = hit(client, scopes, usage=usage, strike=strike, also=also, token=token)
+                decision = hit(
+                    client, scopes, usage=usage, report_to=report_to, also=also, token=token
+                )
             except Exception as exc:  # each failure as its class says (see _failed)
                 self._failed(exc, hit)
                 decision = DOWN
@@ -495,7 +497,7 @@ class Gate:
             return decision
         if self.fallback is not None:
             return self.fallback.hit(
-                client, scopes, usage=usage, strike=strike, also=also, token=token
+                client, scopes, usage=usage, report_to=report_to, also=also, token=token
             )
         self._unanswered()
         return None
@@ -577,7 +579,7 @@ class Gate:
             who = decision.banned_as or client
             make_ban = partial(Banned, who, wait, ban_rule)
             return self._refuse(Banned, who, wait, ban_rule, make_ban, environ)
-        if self._strike is not None:
+        if self._report_to is not None:
             detail = self.ban_detail(client, decision.new_ban)
             self.events.report_counted(client, decision.new_ban, RATE_LIMIT, detail)
             if decision.new_ban is not None:

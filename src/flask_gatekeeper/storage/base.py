@@ -61,7 +61,7 @@ class Storage(Protocol):
         scopes: Sequence[Scope],
         *,
         usage: bool = False,
-        strike: Optional[BanRule] = None,
+        report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
     ) -> Decision:
@@ -81,7 +81,7 @@ class Storage(Protocol):
         A scope with an ``owner`` counts under that key instead of ``client``; slots are
         always the client's (a scope with an owner has no concurrency limit).
 
-        ``usage``: also return the rule closest to its limit. ``strike``: a refusal by a
+        ``usage``: also return the rule closest to its limit. ``report_to``: a refusal by a
         rule or a concurrency limit also counts as one report toward this ban rule (same
         atomic step).
         """

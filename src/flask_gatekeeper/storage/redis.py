@@ -391,7 +391,7 @@ def _ban_rule_arguments(rule: BanRule) -> tuple[Union[int, str], ...]:
     )
 
 
-_NO_STRIKE: tuple[Union[int, str], ...] = (0,) * 6
+_NO_REPORT_TO: tuple[Union[int, str], ...] = (0,) * 6
 
 
 _DISTINCT = "distinct"
@@ -593,7 +593,7 @@ class RedisStorage:
         scopes: Sequence[Scope],
         mode: int,
         usage: bool = False,
-        strike: Optional[BanRule] = None,
+        report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
         registry: bool = False,
@@ -609,8 +609,8 @@ class RedisStorage:
         args: list[_Argument] = [
             self._now_argument(),
             int(usage),
-            int(strike is not None),
-            *(_ban_rule_arguments(strike) if strike is not None else _NO_STRIKE),
+            int(report_to is not None),
+            *(_ban_rule_arguments(report_to) if report_to is not None else _NO_REPORT_TO),
             mode,
             len(other_bans),
             token or "",
@@ -625,7 +625,7 @@ class RedisStorage:
         scopes: Sequence[Scope],
         *,
         usage: bool = False,
-        strike: Optional[BanRule] = None,
+        report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
     ) -> Decision:
@@ -638,10 +638,12 @@ class RedisStorage:
                     return refused
                 also = ()
             if keys:
-                return self._hit_on_slots(client, scopes, usage, strike, token)
+                return self._hit_on_slots(client, scopes, usage, report_to, token)
         read_at = self._copy_time()
         registry = not self._clustered and read_at - self._registry[0] >= NETWORK_REFRESH
-        answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also, token, registry)
+        answer, rules = self._hit(
+            client, scopes, _HIT_MODE, usage, report_to, also, token, registry
+        )
         if registry:
             self._keep(read_at, answer[7])
         return self._decision(answer, rules, scopes, also, usage)
@@ -651,7 +653,7 @@ class RedisStorage:
         client: str,
         scopes: Sequence[Scope],
         usage: bool,
-        strike: Optional[BanRule],
+        report_to: Optional[BanRule],
         token: Optional[str],
     ) -> Decision:
         """Redis Cluster, for rules with their own key (on that key's slot): check each
@@ -676,7 +678,7 @@ class RedisStorage:
             if refusal is None or decision.retry_after > refusal.retry_after:
                 refusal = decision
         if refusal is None:
-            answer, rules = self._hit(client, own, _HIT_MODE, usage, strike, token=token)
+            answer, rules = self._hit(client, own, _HIT_MODE, usage, report_to, token=token)
             decision = self._decision(answer, rules, own, usage=usage)
             if decision.admitted:
                 reserved = _reservations(answer, own)
@@ -686,13 +688,13 @@ class RedisStorage:
                     ordered = tuple(reserved[id(scope)] for scope in scopes if scope.deferred)
                     decision = replace(decision, reserved=ordered)
             return decision
-        decision = self._decision(*self._hit(client, own, _CHECK_MODE, False, strike), own)
+        decision = self._decision(*self._hit(client, own, _CHECK_MODE, False, report_to), own)
         longer = not decision.admitted and decision.retry_after >= refusal.retry_after
         if decision.banned or longer:
             return decision
         if not decision.admitted:  # the client's own refusal was reported by its script
             return replace(refusal, new_ban=decision.new_ban)
-        new_ban = self.report(client, strike, RATE_LIMIT) if strike is not None else None
+        new_ban = self.report(client, report_to, RATE_LIMIT) if report_to is not None else None
         return replace(refusal, new_ban=new_ban)
 
     def _decision(

@@ -5,6 +5,8 @@
   any run of answers and failures of every class.
 - ``Gate.check_request`` reads the policy cache before ``Policies.policy_for``: the same
   policy for every endpoint and method, known, unknown or misspelt.
+- ``Identifier.identify`` answers a plain IPv4 socket peer at once: the same ``Client``
+  as the general path, which parses the address.
 - ``Decision.__init__`` writes its fields at once: the same fields, defaults, equality
   and hash as the frozen dataclass's own ``__init__``.
 
@@ -22,11 +24,14 @@ import pytest
 from flask import Flask
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from werkzeug.datastructures import Headers
 
 from flask_gatekeeper import GateKeeper
 from flask_gatekeeper.decision import Decision, Reservation, Usage
 from flask_gatekeeper.errors import StorageCallError, StorageError
 from flask_gatekeeper.gate import Down, Gate
+from flask_gatekeeper.identity.addresses import AddressSet
+from flask_gatekeeper.identity.proxies import Client, Identifier
 from flask_gatekeeper.routes import HTTP_METHODS
 from flask_gatekeeper.rules import Rule
 from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
@@ -161,6 +166,29 @@ def test_the_gates_read_of_the_policy_cache_is_policy_for(
         assert read is policies.policy_for(endpoint, method)
     for (endpoint, method), policy in policies.cache.items():  # what the read relies on
         assert policy is policies.policy_for(endpoint, method)
+
+
+def peer_identifier(ip_header: Optional[str]) -> Identifier:
+    none = AddressSet(())
+    return Identifier(
+        ip_header=ip_header,
+        trusted_proxies=None,
+        ipv6_prefix=64,
+        allowlist=none,
+        denylist=none,
+        key_func=None,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(peer=st.ip_addresses(v=4).map(str))
+def test_a_plain_ipv4_peer_is_identified_as_in_general(peer: str) -> None:
+    short = peer_identifier(None).identify(Headers(), peer)  # the socket peer is the key
+    general = peer_identifier("X-Real-IP").identify(Headers(), peer)  # no header: the peer
+    assert type(short) is type(general) is Client
+    assert short == general
+    assert short is not None
+    assert (short.key, short.denied, short.also) == (peer, False, ())
 
 
 rules = st.builds(Rule, st.integers(1, 5), st.sampled_from([1, 2.5]))

@@ -204,6 +204,8 @@ class Gate:
             self._check_processes(req.environ)
         rule = req.url_rule  # its endpoint, read without the property's call
         endpoint = None if rule is None else rule.endpoint
+        # policy_for's own cache read, without its call and its check of the method: 2,200
+        # instructions per request (callgrind); equal to it (tests/test_fast_paths.py)
         policy = self.policies.cache.get((endpoint, req.method))
         if policy is None:
             policy = self.policies.policy_for(endpoint, req.method)
@@ -483,7 +485,10 @@ class Gate:
             decision = self.ask_storage(
                 hit, client, scopes, usage=usage, report_to=report_to, also=also, token=token
             )
-        else:  # a call made while the storage is up ends no outage: ask_storage's work skipped
+        else:
+            # ask_storage(hit, ...) while the storage is up, without its call and its outage
+            # bookkeeping (a call made while the storage is up ends no outage): 6,100
+            # instructions per request (callgrind); equal to it (tests/test_fast_paths.py)
             try:
                 decision = hit(
                     client, scopes, usage=usage, report_to=report_to, also=also, token=token

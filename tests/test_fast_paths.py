@@ -5,8 +5,8 @@
   any run of answers and failures of every class.
 - ``Gate.check_request`` reads the policy cache before ``Policies.policy_for``: the same
   policy for every endpoint and method, known, unknown or misspelt.
-- ``Identifier.identify`` answers a plain IPv4 socket peer at once: the same ``Client``
-  as the general path, which parses the address.
+- ``Gate.check_request`` takes a plain IPv4 socket peer's key from
+  ``Identifier.peer_key``: exactly what ``Identifier.identify`` answers for it.
 - ``Decision.__init__`` writes its fields at once: the same fields, defaults, equality
   and hash as the frozen dataclass's own ``__init__``.
 
@@ -30,7 +30,7 @@ from flask_gatekeeper import GateKeeper
 from flask_gatekeeper.decision import Decision, Reservation, Usage
 from flask_gatekeeper.errors import StorageCallError, StorageError
 from flask_gatekeeper.gate import Down, Gate
-from flask_gatekeeper.identity.addresses import AddressSet
+from flask_gatekeeper.identity.addresses import AddressSet, parse_address_list
 from flask_gatekeeper.identity.proxies import Client, Identifier
 from flask_gatekeeper.routes import HTTP_METHODS
 from flask_gatekeeper.rules import Rule
@@ -168,27 +168,50 @@ def test_the_gates_read_of_the_policy_cache_is_policy_for(
         assert policy is policies.policy_for(endpoint, method)
 
 
-def peer_identifier(ip_header: Optional[str]) -> Identifier:
-    none = AddressSet(())
+def an_identifier(ip_header: Optional[str], denylist: bool, key_func: bool) -> Identifier:
+    listed = AddressSet(parse_address_list(["192.0.2.0/24"], "denylist"))
     return Identifier(
         ip_header=ip_header,
         trusted_proxies=None,
         ipv6_prefix=64,
-        allowlist=none,
-        denylist=none,
-        key_func=None,
+        allowlist=AddressSet(()),
+        denylist=listed if denylist else AddressSet(()),
+        key_func=(lambda: "user") if key_func else None,
     )
 
 
-@settings(max_examples=200, deadline=None)
-@given(peer=st.ip_addresses(v=4).map(str))
-def test_a_plain_ipv4_peer_is_identified_as_in_general(peer: str) -> None:
-    short = peer_identifier(None).identify(Headers(), peer)  # the socket peer is the key
-    general = peer_identifier("X-Real-IP").identify(Headers(), peer)  # no header: the peer
-    assert type(short) is type(general) is Client
-    assert short == general
-    assert short is not None
-    assert (short.key, short.denied, short.also) == (peer, False, ())
+peers = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(str),
+    st.sampled_from(["192.0.2.7", "", "unix", "10.0.0.1:80"]),
+    st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    peer=peers,
+    ip_header=st.sampled_from([None, "X-Real-IP"]),
+    denylist=st.booleans(),
+    key_func=st.booleans(),
+    lengths=st.sampled_from([frozenset(), frozenset({(4, 16)}), frozenset({(6, 48)})]),
+)
+def test_a_peer_key_is_what_identify_answers(
+    peer: Optional[str],
+    ip_header: Optional[str],
+    denylist: bool,
+    key_func: bool,
+    lengths: frozenset[tuple[int, int]],
+) -> None:
+    identifier = an_identifier(ip_header, denylist, key_func)
+    key = identifier.peer_key(peer, None, lengths)
+    if key is not None:
+        client = identifier.identify(Headers(), peer, None, lengths)
+        assert type(client) is Client
+        assert client == Client(key, False, ())
+        assert key == peer  # never parsed, never chosen by the client
+    if ip_header is None and not denylist and not key_func and not lengths and peer:
+        assert (key is not None) == (":" not in peer)  # the common case takes it
 
 
 rules = st.builds(Rule, st.integers(1, 5), st.sampled_from([1, 2.5]))

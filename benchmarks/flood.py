@@ -19,7 +19,7 @@ import common
 from common import OURS_VENV, configuration, once, table, template, two_at_a_time
 from harness import RATE_LIMIT_RULES, client_address, client_key
 
-from flask_gatekeeper.addresses import parse_address
+from flask_gatekeeper.identity.addresses import parse_address
 from flask_gatekeeper.storage import DEFAULT_MAX_CLIENTS
 
 CLOCK_STEP, FILL_CLOCK_STEP = 0.0001, 0.25

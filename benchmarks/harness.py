@@ -230,8 +230,10 @@ def batch_cost() -> int:
 def ours_scopes(rules: Iterable[dict[str, Any]]) -> Any:
     """The scopes our extension builds for global ``rules``, to call a storage directly."""
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
-    policy: Any = importlib.import_module("flask_gatekeeper.policy")
-    return (policy.Scope.of(policy.GLOBAL_SCOPE, tuple(gatekeeper.Rule(**r) for r in rules)),)
+    plan: Any = importlib.import_module("flask_gatekeeper.storage.plan")
+    decision: Any = importlib.import_module("flask_gatekeeper.decision")
+    rules = tuple(gatekeeper.Rule(**rule) for rule in rules)
+    return (plan.Scope.of(decision.GLOBAL_SCOPE, rules),)
 
 
 def hit_all(storage: Any, keys: Sequence[str], scopes: Any, times: int, what: str) -> None:

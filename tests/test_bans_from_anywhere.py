@@ -177,7 +177,7 @@ def test_ban_details_say_why_since_when_and_how_often(storage: Storage, clock: F
     storage.ban("c", 50)
     scopes = [Scope.of("", (Rule(1, 60),))]
     assert storage.hit("d", scopes).admitted
-    assert storage.hit("d", scopes, strike=rule).new_ban == 100
+    assert storage.hit("d", scopes, report_to=rule).new_ban == 100
     clock.advance(10)
     assert storage.ban_details() == {
         "a": BanDetail(90, 10, "reports", 1),

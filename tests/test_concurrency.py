@@ -144,12 +144,12 @@ def test_a_deferred_scope_takes_its_slot_when_admitted(storage: Storage) -> None
     assert storage.usage(IP, [deferred])[0].remaining == 5
 
 
-def test_a_refusal_in_flight_counts_as_a_report_with_a_strike(storage: Storage) -> None:
+def test_a_refusal_in_flight_counts_as_a_report_with_report_to(storage: Storage) -> None:
     api = [limited("api", 1)]
-    strike = BanRule(2, 60, 600)
-    assert storage.hit(IP, api, strike=strike, token="a").admitted
-    assert storage.hit(IP, api, strike=strike, token="b").new_ban is None
-    refusal = storage.hit(IP, api, strike=strike, token="c")
+    ban_rule = BanRule(2, 60, 600)
+    assert storage.hit(IP, api, report_to=ban_rule, token="a").admitted
+    assert storage.hit(IP, api, report_to=ban_rule, token="b").new_ban is None
+    refusal = storage.hit(IP, api, report_to=ban_rule, token="c")
     assert (refusal.concurrency, refusal.new_ban) == (1, 600)
     assert storage.banned_for(IP) == 600
 

@@ -575,7 +575,7 @@ def _call(
         if isinstance(op, Hit):
             also = () if op.also is None else (op.also,)
             return storage.hit(
-                op.client, scopes, usage=op.usage, strike=ban_rule, also=also, token=token
+                op.client, scopes, usage=op.usage, report_to=ban_rule, also=also, token=token
             )
         if isinstance(op, Slots):
             storage.release(op.client, op.scopes, op.token)
@@ -659,7 +659,7 @@ def _describe(
 ) -> str:
     where = "; ".join(_scope_text(scope) for scope in scopes)
     if isinstance(op, Hit):
-        strike = f", strike={ban_rule!r}" if ban_rule is not None else ""
+        strike = f", report_to={ban_rule!r}" if ban_rule is not None else ""
         also = f", also=({op.also!r},)" if op.also is not None else ""
         held = f", token={token!r}" if token is not None else ""
         rest = f"usage={op.usage}{strike}{also}{held}"

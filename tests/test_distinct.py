@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from conftest import StorageFactory
 from flask_gatekeeper import ConfigError, ConfigTypeError, GateKeeper, Rule
 from flask_gatekeeper.decision import GLOBAL_SCOPE, Decision, Usage
-from flask_gatekeeper.keys import MAX_KEY_LENGTH
+from flask_gatekeeper.identity.keys import MAX_KEY_LENGTH
 from flask_gatekeeper.rules import RuleLike, parse_rules
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.plan import Scope

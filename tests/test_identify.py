@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
 from flask_gatekeeper import ConfigError, ConfigTypeError, GateKeeper
-from flask_gatekeeper.addresses import AddressSet, parse_address, parse_address_list
-from flask_gatekeeper.identify import Identifier
+from flask_gatekeeper.identity.addresses import AddressSet, parse_address, parse_address_list
+from flask_gatekeeper.identity.proxies import Identifier
 from support import AppFactory, index
 
 PEER = "192.0.2.1"

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_gatekeeper import ConfigError, GateKeeper, Rule
-from flask_gatekeeper.policy import keyed_scope_name
+from flask_gatekeeper.request import keyed_scope_name
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock
 from support import IP, OTHER_IP, AppFactory, recording

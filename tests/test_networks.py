@@ -17,9 +17,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from flask_gatekeeper import BanRule, GateKeeper, MemoryStorage, Rule
-from flask_gatekeeper.addresses import NO_LENGTHS, network_keys, parse_address
 from flask_gatekeeper.decision import BanDetail, Decision
-from flask_gatekeeper.keys import client_key
+from flask_gatekeeper.identity.addresses import NO_LENGTHS, network_keys, parse_address
+from flask_gatekeeper.identity.keys import client_key
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.plan import Scope
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
@@ -385,12 +385,12 @@ class Recording(FlakyStorage):
         scopes: Sequence[Scope],
         *,
         usage: bool = False,
-        strike: Optional[BanRule] = None,
+        report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
     ) -> Decision:
         self.seen.append(tuple(also))
-        return super().hit(client, scopes, usage=usage, strike=strike, also=also, token=token)
+        return super().hit(client, scopes, usage=usage, report_to=report_to, also=also, token=token)
 
 
 def test_a_request_looks_up_one_network_per_length_in_use(

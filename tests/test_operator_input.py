@@ -29,9 +29,9 @@ from flask_gatekeeper import (
     RateLimited,
     UnsafeBanError,
 )
-from flask_gatekeeper.addresses import AddressSet, written_as_address
 from flask_gatekeeper.cli import gatekeeper
-from flask_gatekeeper.keys import key_of
+from flask_gatekeeper.identity.addresses import AddressSet, written_as_address
+from flask_gatekeeper.identity.keys import key_of
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from support import AppFactory, index

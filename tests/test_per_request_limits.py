@@ -256,7 +256,7 @@ def test_a_rules_function_returning_none_sets_no_limit(make: AppFactory) -> None
 
 
 def test_rules_functions_are_parsed_once_per_result(make_app: AppFactory) -> None:
-    from flask_gatekeeper import policy
+    from flask_gatekeeper import request as per_request
 
     calls: list[int] = []
 
@@ -268,12 +268,12 @@ def test_rules_functions_are_parsed_once_per_result(make_app: AppFactory) -> Non
     app.add_url_rule("/", "index", hello())
     client = app.test_client()
     codes(client, 1)
-    hits = policy._parsed_scope.cache_info().hits
+    hits = per_request._parsed_scope.cache_info().hits
 
     codes(client, 3)
 
     assert len(calls) == 4
-    assert policy._parsed_scope.cache_info().hits == hits + 3
+    assert per_request._parsed_scope.cache_info().hits == hits + 3
 
 
 def test_routes_without_functions_compute_nothing_per_request(make_app: AppFactory) -> None:

@@ -521,12 +521,12 @@ def test_usage_prefers_the_longest_reset_among_equals(storage: Storage) -> None:
     assert decision.usage == Usage(long, 1, 60, "route")
 
 
-def test_a_strike_counts_a_refusal_as_a_report(storage: Storage, clock: FakeClock) -> None:
+def test_report_to_counts_a_refusal_as_a_report(storage: Storage, clock: FakeClock) -> None:
     rule, ban_rule = Rule(1, 60), BanRule(2, 60, 600)
     scopes = [scope(GLOBAL_SCOPE, rule)]
-    assert storage.hit("c", scopes, strike=ban_rule).new_ban is None  # admitted: no strike
-    assert storage.hit("c", scopes, strike=ban_rule).new_ban is None  # first strike
-    assert storage.hit("c", scopes, strike=ban_rule).new_ban == 600  # second: banned
+    assert storage.hit("c", scopes, report_to=ban_rule).new_ban is None  # admitted: no strike
+    assert storage.hit("c", scopes, report_to=ban_rule).new_ban is None  # first strike
+    assert storage.hit("c", scopes, report_to=ban_rule).new_ban == 600  # second: banned
     assert_banned(storage.hit("c", scopes), 600)
 
 

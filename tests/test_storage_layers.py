@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "flask_gatekeeper"
 
-LOWER_LAYERS = {"addresses", "decision", "errors", "rules", "strategies", "units"}
+LOWER_LAYERS = {"identity.addresses", "decision", "errors", "rules", "strategies", "units"}
 """The package's modules that ``storage/`` may import, besides its own."""
 
 FORBIDDEN = ("flask", "werkzeug")

@@ -13,7 +13,7 @@ from .errors import (
     UnsafeBanError,
 )
 from .extension import GateKeeper
-from .refusals import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
+from .responses import Banned, Denied, RateLimited, StorageUnavailable, TooManyInFlight
 from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
 from .storage import MemoryStorage, Storage
 

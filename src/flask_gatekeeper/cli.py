@@ -5,8 +5,8 @@ A command runs in a process of its own. With the Redis storage it acts on the li
 every server process shares; with the memory storage that state lives inside each server
 process, out of reach, and the commands that would need it say so instead of pretending.
 
-Clients are printed with ``keys.shown`` (control characters escaped, so no key can forge
-a line of a listing) and read back from arguments with ``keys.unshown``: a client's text
+Clients are printed with ``identity.keys.shown`` (control characters escaped, so no key can forge
+a line of a listing) and read back from arguments with ``identity.keys.unshown``: a client's text
 as a listing prints it names that client.
 """
 
@@ -24,9 +24,9 @@ from flask.cli import AppGroup
 from .errors import GateKeeperError
 from .extension import EXTENSION_KEY, GateKeeper
 from .gate import Gate
-from .keys import shown, unshown
+from .identity.keys import shown, unshown
 from .options import APP_OPTIONS
-from .refusals import retry_after_header
+from .responses import retry_after_header
 from .rules import RulesFunction
 from .storage import MemoryStorage
 

@@ -1,5 +1,5 @@
 """What a storage decided about a request: frozen values with no HTTP and no Flask in
-them (``refusals`` turns them into responses), carrying what later stages need."""
+them (``responses`` turns them into HTTP), carrying what later stages need."""
 
 from __future__ import annotations
 
@@ -128,7 +128,9 @@ class Decision:
         reserved: tuple[Reservation, ...] = (),
     ) -> None:
         # Every refused request makes one: its fields are written at once, where a frozen
-        # dataclass's own __init__ writes them one by one through object.__setattr__.
+        # dataclass's own __init__ writes them one by one through object.__setattr__:
+        # 10,500 instructions per refused request (callgrind); the same fields, defaults,
+        # equality and hash (tests/test_fast_paths.py).
         object.__setattr__(
             self,
             "__dict__",

@@ -1,4 +1,5 @@
-"""The exceptions flask-gatekeeper raises itself (refusals live in ``decision``)."""
+"""The exceptions flask-gatekeeper raises itself (its refusals are HTTP exceptions, in
+``responses``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the gate tells the world: counters, signals and log lines, in one place.
+"""What the gate tells the world: counters (``Stats``), signals and log lines, in one place.
 
 A signal receiver is the app's code running inside our request path; one that raises is
 logged with its name and skipped, so the refusal or admission it was told about stands
@@ -8,18 +8,19 @@ signal nobody listens to costs one attribute test.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import weakref
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from blinker import NamedSignal
 from flask import Flask
 
 from . import signals
 from .decision import BanDetail
-from .keys import shown
+from .identity.keys import shown
 
-__all__ = ["Events", "logger"]
+__all__ = ["Events", "Stats", "logger"]
 
 logger = logging.getLogger("flask_gatekeeper")
 
@@ -36,11 +37,41 @@ def _send(signal: NamedSignal, app: Flask, **kwargs: Any) -> None:
             logger.exception("a receiver of %s raised; ignored: %s", signal.name, name)
 
 
+class Stats:
+    """Counters of one app in this process (each worker counts its own requests).
+
+    Each counter is an ``itertools.count``: ``next()`` on it is one atomic C call, so the
+    admitted path pays no lock; its value is read from its ``repr``, ``count(N)``.
+    """
+
+    FIELDS = ("admitted", "rate_limited", "banned", "reports", "bans", "storage_errors")
+
+    def __init__(self) -> None:
+        self._counters = {field: itertools.count() for field in self.FIELDS}
+        self.admitted = self.counter("admitted")
+        """Count one admitted request (the hot path's own bound method)."""
+
+    def add(self, field: str) -> None:
+        next(self._counters[field])
+
+    def counter(self, field: str) -> Callable[[], int]:
+        """A call that counts one for ``field``: for the request path, no lookup by name."""
+        return self._counters[field].__next__
+
+    def snapshot(self) -> dict[str, int]:
+        return {field: _value(counter) for field, counter in self._counters.items()}
+
+
+def _value(counter: itertools.count[int]) -> int:
+    """The next number ``counter`` would give, without taking it."""
+    return int(repr(counter)[len("count(") : -1])
+
+
 class Events:
     """One app's counters (``stats``) and the signals and logs of what its gate does."""
 
     def __init__(self, app: Flask) -> None:
-        self.stats = signals.Stats()
+        self.stats = Stats()
         self.admitted = self.stats.admitted
         """Count one admitted request (the hot path's own bound method)."""
         self._count_rate_limited = self.stats.counter("rate_limited")
@@ -75,13 +106,15 @@ class Events:
         if signal.receivers:
             _send(signal, self.app(), client=client, retry_after=wait, dry_run=dry_run)
 
-    def reported(
+    def report_counted(
         self,
         client: str,
         banned_for: Optional[float],
         reason: str,
         detail: Optional[BanDetail] = None,
     ) -> None:
+        """One report of ``client`` was counted toward the ban rule; ``banned_for``: the
+        ban it started, if it did."""
         self.stats.add("reports")
         _send(signals.client_reported, self.app(), client=client, banned_for=banned_for)
         if banned_for is not None:

@@ -25,7 +25,6 @@ from flask import (
 from .decision import MANUAL, BanDetail, Usage
 from .errors import ClientNameError, ConfigError
 from .gate import Gate
-from .identify import KeyFunc
 from .limit import Limit
 from .limiter_names import unexpected_keyword
 from .options import (
@@ -37,16 +36,8 @@ from .options import (
     route_option,
 )
 from .outage import check_storage
-from .policy import (
-    Cost,
-    Mark,
-    Pending,
-    PerRequest,
-    Predicate,
-    ResponsePredicate,
-    put_mark,
-    shared_scope_name,
-)
+from .request import Cost, KeyFunc, Pending, PerRequest, Predicate, ResponsePredicate
+from .routes import Mark, put_mark, shared_scope_name
 from .rules import BanRule, RuleLike, SubnetBanRule, check_seconds
 from .storage import Storage
 
@@ -202,7 +193,7 @@ class GateKeeper:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
         if client is None:
             return False  # allow-listed (never banned), skipped, or denied already
-        return gate.report(client)
+        return gate.count_report(client)
 
     def client_ip(self) -> Optional[str]:
         """The current request's address as the library keys it: proxy-aware (as far as
@@ -307,7 +298,7 @@ class GateKeeper:
 
     # -- manual control (in a request or an app context) -----------------------------------
 
-    # Every control names its client as ``keys.client_key`` reads it: an IP address
+    # Every control names its client as ``identity.keys.client_key`` reads it: an IP address
     # (normalised like a request's), a key as the library shows it, or a key_func key.
 
     def ban(self, client: str, duration: Optional[float] = None, *, force: bool = False) -> None:

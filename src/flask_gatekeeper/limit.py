@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, cast
 
 from flask import has_request_context
 
-from .policy import PerRequest, owners
+from .request import PerRequest, owners
 
 if TYPE_CHECKING:
     from .gate import Gate

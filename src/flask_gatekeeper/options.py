@@ -31,12 +31,13 @@ from typing import Any, Callable, Literal, Optional, Union
 
 from werkzeug.utils import ImportStringError, import_string
 
-from .addresses import AddressSet, parse_address_list
 from .errors import ConfigError, ConfigTypeError
-from .headers import parse_headers_option
-from .identify import Identifier
+from .identity.addresses import AddressSet, parse_address_list
+from .identity.proxies import Identifier
 from .limiter_names import config_hint
-from .policy import HTTP_METHODS, Predicate, ResponsePredicate, RulesOrFunction
+from .request import Predicate, ResponsePredicate, RulesOrFunction
+from .responses import parse_headers_option
+from .routes import HTTP_METHODS
 from .rules import (
     BanRule,
     Calls,
@@ -76,11 +77,11 @@ DEFAULT_CONCURRENCY_LEASE = 300
 timeout, so only a worker that died holding a slot ever meets it."""
 
 KEY_FUNC_CALLS = Calls("key_func")
-"""``key_func`` is called bare for each request (``identify.Identifier.identify``)."""
+"""``key_func`` is called bare for each request (``identity.proxies.Identifier.identify``)."""
 EXEMPT_WHEN_CALLS = Calls("exempt_when")
-"""``exempt_when`` is called bare for each request (``policy.PerRequest.scopes_for``)."""
+"""``exempt_when`` is called bare for each request (``request.PerRequest.scopes_for``)."""
 COST_CALLS = Calls("cost")
-"""A cost function is called bare for each request (``policy.PerRequest.scopes_for``)."""
+"""A cost function is called bare for each request (``request.PerRequest.scopes_for``)."""
 COUNT_WHEN_CALLS = Calls("count_when", (("response",),))
 """``count_when`` is called with the response (``gate.Gate._settle_after_response``)."""
 REPORT_WHEN_CALLS = Calls("report_when", (("response",),))
@@ -238,7 +239,7 @@ def _scope(value: object, name: str) -> str:
 
 def _cost(value: object, name: str) -> object:
     """A cost: a whole number of requests (at least 1), or a function returning one (its
-    result is checked on each call, ``policy._checked_cost``)."""
+    result is checked on each call, ``request._checked_cost``)."""
     if callable(value):
         COST_CALLS.check(value, name)
         return value

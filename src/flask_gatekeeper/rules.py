@@ -121,7 +121,7 @@ class Calls:
 
 
 KEY_CALLS = Calls("key")
-"""A rule's ``key`` function: called bare for each request (``keys.key_reader``)."""
+"""A rule's ``key`` function: called bare for each request (``identity.keys.key_reader``)."""
 DISTINCT_CALLS = Calls("distinct")
 """A distinct rule's function: called bare for each request (``policy.with_values``)."""
 RULES_CALLS = Calls("rate_limit_rules", ((), ("client_key",)))

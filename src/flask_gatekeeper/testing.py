@@ -15,9 +15,9 @@ import threading
 from collections.abc import Sequence
 from typing import Optional
 
-from .addresses import NetworkLengths
 from .decision import MANUAL, REPORTS, BanDetail, Decision, Reservation, Usage
 from .errors import StorageError
+from .identity.addresses import NetworkLengths
 from .rules import BanRule
 from .storage import Clock, MemoryStorage, Storage
 from .storage.plan import Scope
@@ -84,13 +84,15 @@ class FlakyStorage:
         scopes: Sequence[Scope],
         *,
         usage: bool = False,
-        strike: Optional[BanRule] = None,
+        report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
     ) -> Decision:
         self.calls += 1
         self._maybe_fail()
-        return self.inner.hit(client, scopes, usage=usage, strike=strike, also=also, token=token)
+        return self.inner.hit(
+            client, scopes, usage=usage, report_to=report_to, also=also, token=token
+        )
 
     def release(self, client: str, scope_names: Sequence[str], token: str) -> None:
         self._maybe_fail()

@@ -11,10 +11,11 @@ follows the policy). A storage may also have a ``check()`` method, which ``init_
 calls once: it raises ``ConfigError`` for a setting that can never work, and
 ``StorageError`` when the storage does not answer yet.
 
-Network bans: a ban whose client is a network's key (its CIDR, ``addresses.network_of``)
-is also entered in a registry of the prefix lengths that banned networks use, which the
-gate reads for each request (``network_lengths``) to name the client's networks of those
-lengths in ``hit``'s ``also``; with no network banned, a request looks up nothing more.
+Network bans: a ban whose client is a network's key (its CIDR,
+``identity.addresses.network_of``) is also entered in a registry of the prefix lengths
+that banned networks use, which the gate reads for each request (``network_lengths``) to
+name the client's networks of those lengths in ``hit``'s ``also``; with no network
+banned, a request looks up nothing more.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Callable, Optional, Protocol
 
-from ..addresses import NetworkLengths
 from ..decision import MANUAL, REPORTS, BanDetail, Decision, Reservation, Usage
 from ..errors import ConfigError, ConfigTypeError
+from ..identity.addresses import NetworkLengths
 from ..rules import BanRule
 from .plan import Scope
 
@@ -60,7 +61,7 @@ class Storage(Protocol):
         scopes: Sequence[Scope],
         *,
         usage: bool = False,
-        strike: Optional[BanRule] = None,
+        report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
     ) -> Decision:
@@ -80,7 +81,7 @@ class Storage(Protocol):
         A scope with an ``owner`` counts under that key instead of ``client``; slots are
         always the client's (a scope with an owner has no concurrency limit).
 
-        ``usage``: also return the rule closest to its limit. ``strike``: a refusal by a
+        ``usage``: also return the rule closest to its limit. ``report_to``: a refusal by a
         rule or a concurrency limit also counts as one report toward this ban rule (same
         atomic step).
         """
@@ -133,8 +134,9 @@ class Storage(Protocol):
 
         ``cached``: the answer a request uses, which never raises. A storage shared by
         processes may answer from its copy up to a second old (a network that another
-        process banned meanwhile is not refused yet), or with ``addresses.EVERY_LENGTH``
-        when its copy is older, for its next ``hit`` to read the registry along."""
+        process banned meanwhile is not refused yet), or with
+        ``identity.addresses.EVERY_LENGTH`` when its copy is older, for its next ``hit``
+        to read the registry along."""
         ...
 
     def banned_for(self, client: str) -> float:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import strategies
-from ..addresses import NO_LENGTHS, NetworkLengths, network_of
 from ..decision import (
     ADMITTED,
     IN_FLIGHT_WAIT,
@@ -41,6 +40,7 @@ from ..decision import (
     Usage,
 )
 from ..errors import ConfigError, ConfigTypeError
+from ..identity.addresses import NO_LENGTHS, NetworkLengths, network_of
 from ..rules import BanRule, Rule
 from ..units import instant, microseconds, seconds
 from .base import RECORD_DEPRECATED, Clock
@@ -191,7 +191,7 @@ class MemoryStorage:
         scopes: Sequence[Scope],
         *,
         usage: bool = False,
-        strike: Optional[BanRule] = None,
+        report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
     ) -> Decision:
@@ -245,7 +245,9 @@ class MemoryStorage:
                     if rule is not None:
                         if log is not None:  # a refused request is seen too
                             logs.move_to_end(key)
-                        new_ban = self._report(client, strike, now, RATE_LIMIT) if strike else None
+                        new_ban = (
+                            self._report(client, report_to, now, RATE_LIMIT) if report_to else None
+                        )
                         return limited(wait, rule, scope.name, usage, new_ban)
                     self._record_log(key, log, scope, now)
                 if not usage:
@@ -284,7 +286,7 @@ class MemoryStorage:
                         if seen.wait > longest:
                             longest, worst, worst_scope = seen.wait, seen.rule, scope.name
             if worst is not None:
-                new_ban = self._report(client, strike, now, RATE_LIMIT) if strike else None
+                new_ban = self._report(client, report_to, now, RATE_LIMIT) if report_to else None
                 return limited(longest, worst, worst_scope, usage, new_ban)
             full = None if token is None else self._full(client, scopes, now)
             if full is not None:
@@ -293,7 +295,7 @@ class MemoryStorage:
                     retry_after=IN_FLIGHT_WAIT,
                     scope=full.name,
                     usage=self._closest(client, scopes, now) if usage else None,
-                    new_ban=self._report(client, strike, now, RATE_LIMIT) if strike else None,
+                    new_ban=self._report(client, report_to, now, RATE_LIMIT) if report_to else None,
                     concurrency=full.concurrency,
                 )
             self._write(found, states, now, distinct)

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from .. import strategies
-from ..addresses import EVERY_LENGTH, NO_LENGTHS, NetworkLengths, network_of
 from ..decision import (
     ADMITTED,
     BAN_REASONS,
@@ -50,6 +49,7 @@ from ..decision import (
     Usage,
 )
 from ..errors import ConfigError, StorageCallError, StorageError
+from ..identity.addresses import EVERY_LENGTH, NO_LENGTHS, NetworkLengths, network_of
 from ..rules import BanRule, Rule
 from ..strategies import STRATEGY_CODES
 from ..units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds
@@ -393,7 +393,7 @@ def _ban_rule_arguments(rule: BanRule) -> tuple[Union[int, str], ...]:
     )
 
 
-_NO_STRIKE: tuple[Union[int, str], ...] = (0,) * 6
+_NO_REPORT_TO: tuple[Union[int, str], ...] = (0,) * 6
 
 
 _DISTINCT = "distinct"
@@ -643,7 +643,7 @@ class RedisStorage:
         scopes: Sequence[Scope],
         mode: int,
         usage: bool = False,
-        strike: Optional[BanRule] = None,
+        report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
         registry: bool = False,
@@ -659,8 +659,8 @@ class RedisStorage:
         args: list[_Argument] = [
             self._now_argument(),
             int(usage),
-            int(strike is not None),
-            *(_ban_rule_arguments(strike) if strike is not None else _NO_STRIKE),
+            int(report_to is not None),
+            *(_ban_rule_arguments(report_to) if report_to is not None else _NO_REPORT_TO),
             mode,
             len(other_bans),
             token or "",
@@ -675,15 +675,17 @@ class RedisStorage:
         scopes: Sequence[Scope],
         *,
         usage: bool = False,
-        strike: Optional[BanRule] = None,
+        report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
     ) -> Decision:
         if self._clustered and (also or any(scope.owner for scope in scopes)):
-            return self._hit_on_slots(client, scopes, usage, strike, also, token)
+            return self._hit_on_slots(client, scopes, usage, report_to, also, token)
         read_at = self._copy_time()
         registry = not self._clustered and read_at - self._registry[0] >= NETWORK_REFRESH
-        answer, rules = self._hit(client, scopes, _HIT_MODE, usage, strike, also, token, registry)
+        answer, rules = self._hit(
+            client, scopes, _HIT_MODE, usage, report_to, also, token, registry
+        )
         if registry:
             self._keep(read_at, answer[7])
         return self._decision(answer, rules, scopes, also, usage)
@@ -693,7 +695,7 @@ class RedisStorage:
         client: str,
         scopes: Sequence[Scope],
         usage: bool,
-        strike: Optional[BanRule],
+        report_to: Optional[BanRule],
         also: Sequence[str],
         token: Optional[str],
     ) -> Decision:
@@ -703,7 +705,7 @@ class RedisStorage:
         recording nothing); a ban among them refuses, after one more read of the client's
         own ban (its own ban comes first). Then the client's own script runs: as a request
         when every key admitted, and then each key's rules are recorded (one more round
-        trip per key); else as a check, which reports a strike. The decision is the one
+        trip per key); else as a check, which reports the refusal. The decision is the one
         script's: the longest wait (the first rule of equal ones), and usage over every
         rule. Each call is atomic on its own slot, the request is not (docs/workers.md).
         Only the client's own script, run as a request, checks and takes the slots of
@@ -730,7 +732,7 @@ class RedisStorage:
         ]
         refusals = [decision for decision in checked if not decision.admitted]
         if not refusals:
-            answer, rules = self._hit(client, own, _HIT_MODE, usage, strike, token=token)
+            answer, rules = self._hit(client, own, _HIT_MODE, usage, report_to, token=token)
             decision = self._decision(answer, rules, own, usage=usage)
             if decision.banned or decision.rule is not None:
                 return decision  # every key admitted: the client's own refusal is the longest
@@ -748,13 +750,13 @@ class RedisStorage:
             return _with_closest(decision, scopes, records)
         refusal = _first_longest(scopes, refusals)
         decision = self._decision(
-            *self._hit(client, own, _CHECK_MODE, usage, strike), own, (), usage
+            *self._hit(client, own, _CHECK_MODE, usage, report_to), own, (), usage
         )
         if decision.banned:
             return decision
         if not decision.admitted:  # the client's own refusal was reported by its script
             return replace(_first_longest(scopes, [decision, refusal]), new_ban=decision.new_ban)
-        new_ban = self.report(client, strike, RATE_LIMIT) if strike is not None else None
+        new_ban = self.report(client, report_to, RATE_LIMIT) if report_to is not None else None
         return replace(refusal, new_ban=new_ban)
 
     def _decision(

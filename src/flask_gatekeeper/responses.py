@@ -1,9 +1,17 @@
-"""The HTTP refusals made from a storage's decision: werkzeug ``HTTPException`` subclasses,
-so an app's ``@app.errorhandler(429)`` (or 403) replaces our default response like any
-other error's.
+"""What the client is told: the HTTP refusals made from a storage's decision, and the
+RateLimit header fields of the responses that are not refused.
 
-Each carries the exact wait as ``retry_after_exact`` (seconds, a float) and the header's
-whole seconds as werkzeug's own ``retry_after``.
+Refusals are werkzeug ``HTTPException`` subclasses, so an app's
+``@app.errorhandler(429)`` (or 403) replaces our default response like any other
+error's. Each carries the exact wait as ``retry_after_exact`` (seconds, a float) and the
+header's whole seconds as werkzeug's own ``retry_after``; its body is one line of plain
+text, or problem+json for a client that prefers JSON.
+
+Header fields: the IETF httpapi draft's and, on request, the legacy trio.
+``RateLimit-Policy`` lists every rule of the route as a Structured Field list item
+``"name";q=<count>;w=<window>``; ``RateLimit`` reports the rule closest to its limit as
+``"name";r=<remaining>;t=<seconds>``. The legacy ``X-RateLimit-*`` fields say the same
+for that rule, with ``Reset`` as a Unix time as most clients expect.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -18,19 +28,25 @@ from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import Forbidden, HTTPException, ServiceUnavailable, TooManyRequests
 from werkzeug.http import parse_accept_header
 
-from .decision import IN_FLIGHT_WAIT
+from .decision import GLOBAL_SCOPE, IN_FLIGHT_WAIT, Usage
+from .errors import ConfigError, ConfigTypeError
 from .rules import BanRule, ConcurrencyLimit, Rule
+from .storage.plan import Scope
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from werkzeug.sansio.response import Response
 
 __all__ = [
+    "HEADER_MODES",
     "Banned",
     "Denied",
     "RateLimited",
     "StorageUnavailable",
     "TooManyInFlight",
+    "parse_headers_option",
+    "policy_name",
+    "rate_limit_headers",
     "retry_after_header",
 ]
 
@@ -51,7 +67,7 @@ def _prefers_json(accept_header: str) -> bool:
     return accept.best_match(_OFFERED) in _OFFERED[1:]
 
 
-class _PlainTextRefusal(HTTPException):
+class _TextOrJsonRefusal(HTTPException):
     """A refusal with a ``Retry-After`` header and a short body: one line of plain text,
     like flask-gatekeeper 1.0's, or problem+json when the client prefers JSON.
 
@@ -113,7 +129,7 @@ class _PlainTextRefusal(HTTPException):
         return body, [("Content-Type", content_type), ("Retry-After", str(self.retry_after))]
 
 
-class Banned(_PlainTextRefusal, Forbidden):
+class Banned(_TextOrJsonRefusal, Forbidden):
     """403: the client is banned for ``wait`` more seconds; ``rule`` (also ``ban_rule``)
     is the ban rule, None for a ban set by hand."""
 
@@ -132,7 +148,7 @@ class Banned(_PlainTextRefusal, Forbidden):
         self.ban_rule = self.rule = ban_rule
 
 
-class Denied(_PlainTextRefusal, Forbidden):
+class Denied(_TextOrJsonRefusal, Forbidden):
     """403: the client is on the deny list; no ``Retry-After``, waiting will not help."""
 
     def __init__(self, client: str, response: Response | None = None) -> None:
@@ -140,7 +156,7 @@ class Denied(_PlainTextRefusal, Forbidden):
         self.client = client
 
 
-class RateLimited(_PlainTextRefusal, TooManyRequests):
+class RateLimited(_TextOrJsonRefusal, TooManyRequests):
     """429: a rate rule is full; ``wait`` is the exact wait until every full rule admits.
     ``policy`` names the rule as the ``RateLimit`` header fields do. (Its subclass
     ``TooManyInFlight`` names a ``ConcurrencyLimit`` as its ``rule``.)"""
@@ -191,10 +207,66 @@ class TooManyInFlight(RateLimited):
         self.policy = policy or limit.name
 
 
-class StorageUnavailable(_PlainTextRefusal, ServiceUnavailable):
+class StorageUnavailable(_TextOrJsonRefusal, ServiceUnavailable):
     """503: the storage is down and ``fail_open=False``; try again in ``wait`` seconds."""
 
     def __init__(self, wait: float, response: Response | None = None) -> None:
         seconds = retry_after_header(wait)
         super().__init__(f"rate limiter unavailable, retry in {seconds}s", response)
         self._set_wait(wait, seconds)
+
+
+# -- RateLimit header fields --------------------------------------------------------------
+
+HEADER_MODES = ("ietf", "legacy", "both")
+
+
+def parse_headers_option(value: object, name: str) -> frozenset[str]:
+    """``True``/``"ietf"``, ``"legacy"``, ``"both"`` or ``False``: which fields to send."""
+    if value is True:
+        value = "ietf"
+    if value is False:
+        return frozenset()
+    if not isinstance(value, str):
+        raise ConfigTypeError(
+            f"{name}: expected True, False or one of {HEADER_MODES}, got {value!r}"
+        )
+    if value not in HEADER_MODES:
+        raise ConfigError(f"{name}: expected True, False or one of {HEADER_MODES}, got {value!r}")
+    return frozenset(("ietf", "legacy")) if value == "both" else frozenset((value,))
+
+
+def _number(seconds: float) -> str:
+    """A Structured Field integer, or a decimal with one to three fractional digits
+    (never 0: a window shorter than a millisecond reads as 0.001)."""
+    value = max(round(float(seconds), 3), 0.001)
+    if value.is_integer():
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0")
+
+
+def policy_name(rule: Union[Rule, ConcurrencyLimit], scope_name: str = GLOBAL_SCOPE) -> str:
+    """The rule's name, ``"route-"`` in front for a ``specific`` route's own rule."""
+    return rule.name if scope_name == GLOBAL_SCOPE else f"route-{rule.name}"
+
+
+def rate_limit_headers(
+    scopes: Sequence[Scope], usage: Usage, modes: frozenset[str]
+) -> list[tuple[str, str]]:
+    """The header fields for a response of a route with ``scopes``."""
+    fields = []
+    reset = max(0, math.ceil(usage.reset))
+    if "ietf" in modes:
+        policies = [
+            f'"{policy_name(rule, scope.name)}";q={rule.count};w={_number(rule.window)}'
+            for scope in scopes
+            for rule in scope.rules
+        ]
+        name = policy_name(usage.rule, usage.scope)
+        fields.append(("RateLimit-Policy", ", ".join(dict.fromkeys(policies))))
+        fields.append(("RateLimit", f'"{name}";r={usage.remaining};t={reset}'))
+    if "legacy" in modes:
+        fields.append(("X-RateLimit-Limit", str(usage.rule.count)))
+        fields.append(("X-RateLimit-Remaining", str(usage.remaining)))
+        fields.append(("X-RateLimit-Reset", str(math.ceil(time.time() + usage.reset))))
+    return fields

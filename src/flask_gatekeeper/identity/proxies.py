@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 from werkzeug.datastructures import Headers
 
+from ..errors import UnsafeBanError
+from ..request import KeyFunc
 from .addresses import (
     NO_LENGTHS,
     Address,
@@ -40,9 +42,7 @@ from .addresses import (
     network_of,
     parse_address,
 )
-from .errors import UnsafeBanError
 from .keys import client_key, key_of
-from .policy import KeyFunc
 
 __all__ = ["Client", "Identifier", "KeyFunc"]
 
@@ -55,13 +55,21 @@ logger = logging.getLogger("flask_gatekeeper")
 WIDEST_BAN = {4: 8, 6: 32}
 """The widest network (prefix length per IP version) banned without ``force=True``."""
 
-Client = tuple[Optional[str], bool, tuple[str, ...]]
-"""The key a request counts under (None when ``key_func`` leaves it alone), whether the
-deny list refuses it outright, and the other clients whose bans refuse the request too:
-the address behind a ``key_func`` key (first), then the address's banned-length networks
-(a plain tuple: this is built once per request)."""
+
+class Client(NamedTuple):
+    """Who a request comes from, as ``Identifier.identify`` found it."""
+
+    key: Optional[str]
+    """The key the request counts under; None when ``key_func`` leaves it alone."""
+    denied: bool
+    """The deny list refuses it outright."""
+    also: tuple[str, ...]
+    """The other clients whose bans refuse the request too: the address behind a
+    ``key_func`` key (first), then the address's networks of the banned lengths."""
+
 
 _NOBODY: tuple[str, ...] = ()
+
 
 ByVersion = dict[int, tuple[int, ...]]
 
@@ -136,6 +144,26 @@ class Identifier:
             text = _forwarded_for(text)
         return parse_address(text, self.ipv6_prefix)
 
+    def peer_key(
+        self,
+        remote_addr: Optional[str],
+        key_func: Optional[KeyFunc] = None,
+        lengths: NetworkLengths = NO_LENGTHS,
+    ) -> Optional[str]:
+        """The common case, answered without parsing: the client's key when it is the
+        socket peer's IPv4 address as the server wrote it (not the client), with no list,
+        header, ``key_func`` or banned IPv4 network to look at; None otherwise (ask
+        ``identify``). ``identify`` answers ``Client(key, False, ())`` for it."""
+        if (
+            self._peer_is_key
+            and remote_addr
+            and ":" not in remote_addr
+            and (key_func or self.key_func) is None
+            and not (lengths and self._by_version(lengths)[4])
+        ):
+            return remote_addr
+        return None
+
     def identify(
         self,
         headers: Headers,
@@ -147,37 +175,30 @@ class Identifier:
         ``key_func`` overrides the app's own; when it returns None the request is not
         counted, but the ban of its address still applies. ``lengths``: the prefix
         lengths of the networks banned now, whose bans refuse the request too."""
+        key = self.peer_key(remote_addr, key_func, lengths)
+        if key is not None:
+            return Client(key, False, _NOBODY)
         key_func = key_func or self.key_func
         by_version = self._by_version(lengths) if lengths else None
-        if (
-            self._peer_is_key
-            and key_func is None
-            and remote_addr
-            and ":" not in remote_addr
-            and not (by_version and by_version[4])
-        ):
-            # The common case, kept cheap: the server wrote this IPv4 address, not the
-            # client, and there is nothing to aggregate or look up.
-            return remote_addr, False, _NOBODY
         address = self.client_address(headers, remote_addr)
         networks = _NOBODY
         if address is not None:
             if self.allowlist and address in self.allowlist:
                 return None
             if self.denylist and address in self.denylist:
-                return address.key, True, _NOBODY
+                return Client(address.key, True, _NOBODY)
             if by_version:
                 networks = network_keys(address, by_version[address.version])
         if key_func is not None:
             key = key_func()
             if key is None:
-                return None, False, _NOBODY if address is None else (address.key, *networks)
+                return Client(None, False, _NOBODY if address is None else (address.key, *networks))
             if not isinstance(key, str):
                 raise TypeError(f"key_func must return a str or None, got {key!r}")
             key = key_of(key)
             if address is not None and address.key != key:
                 # its address and networks stay banned behind the key
-                return key, False, (address.key, *networks)
+                return Client(key, False, (address.key, *networks))
         elif address is not None:
             key = address.key
         else:  # no socket peer at all (e.g. a server on a Unix socket): one shared key
@@ -191,7 +212,7 @@ class Identifier:
                     remote_addr,
                     key,
                 )
-        return key, False, networks
+        return Client(key, False, networks)
 
     def _by_version(self, lengths: NetworkLengths) -> ByVersion:
         """``lengths`` wider than one client, by IP version; the last answer is kept, as

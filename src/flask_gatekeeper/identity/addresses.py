@@ -1,7 +1,7 @@
 """IP address text from the network, parsed once, and sets of networks looked up in O(1);
 networks as client keys (the text of a network ban) and the networks of an address.
 
-Pure helpers for ``identify``, ``keys`` and the storages: nothing here knows about Flask
+Pure helpers for ``proxies``, ``keys`` and the storages: nothing here knows about Flask
 or requests.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple, Optional, Union
 
-from .errors import ConfigError, ConfigTypeError
+from ..errors import ConfigError, ConfigTypeError
 
 __all__ = [
     "EVERY_LENGTH",

@@ -38,9 +38,9 @@ from typing import Callable, Optional
 
 from flask import has_request_context, request
 
+from ..errors import ClientNameError
+from ..rules import KeySource, request_field
 from .addresses import network_key, network_problem, parse_address, written_as_address
-from .errors import ClientNameError
-from .rules import KeySource, request_field
 
 __all__ = [
     "HASH_MARK",

@@ -1,65 +1,52 @@
-"""Which rules apply to a request: global, ``specific`` (per route, per method or in a
-shared scope), ``standalone``, ``bypass``, excluded methods and static files, and what is
-computed per request (rules functions and ``exempt_when``).
+"""Which rules apply to a route: the marks the decorators leave (``@gk.bypass``,
+``@gk.specific``), the scopes they count in, and the ``RoutePolicy`` each endpoint and
+method resolves to: global, ``specific`` (per route, per method or in a shared scope),
+``standalone``, ``bypass``, excluded methods and static files.
 
-Flask-free: ``Policies`` reads the marks the decorators left on a view, its view class and
-its blueprints (from the app's own tables, handed in), and caches per endpoint and method
-the frozen ``RoutePolicy`` that ``resolve`` makes of them. A policy with nothing computed
-per request has its scopes ready; otherwise ``PerRequest.scopes_for`` finishes them for
-each request, from a cache of parsed rules; a scope with distinct rules gets this
-request's values too.
+Flask-free: ``Policies`` reads the marks on a view, its view class and its blueprints
+(from the app's own tables, handed in), and caches per endpoint and method the frozen
+``RoutePolicy`` that ``resolve`` makes of them. A policy with nothing computed per
+request has its scopes ready; otherwise ``request.PerRequest`` finishes them for each
+request.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
 from .decision import GLOBAL_SCOPE
-from .errors import ConfigError
-from .keys import key_reader, stored_value
-from .rules import KeySource, Rule, RulesFunction, key_label, parse_rules
-from .storage.plan import Scope, keyed_prefix, within
-from .strategies import SLIDING_LOG
+from .request import (
+    Cost,
+    KeyFunc,
+    Pending,
+    PerRequest,
+    Predicate,
+    ResponsePredicate,
+    RulesOrFunction,
+    with_strategy,
+)
+from .rules import Rule, RulesFunction
+from .storage.plan import Scope
 
 if TYPE_CHECKING:
     from .options import Settings
 
-KeyFunc = Callable[[], Optional[str]]
-Predicate = Callable[[], object]
-RulesOrFunction = Union[tuple[Rule, ...], RulesFunction]
-CostFunction = Callable[[], int]
-Cost = Union[int, CostFunction]
-ResponsePredicate = Callable[[Any], object]
-"""``count_when``: called with the response; true counts the request."""
-
 __all__ = [
     "BYPASS",
-    "GLOBAL_SCOPE",
     "HTTP_METHODS",
     "LARGE_LOG",
-    "Cost",
     "Mark",
-    "Pending",
-    "PerRequest",
     "Policies",
-    "Predicate",
-    "ResponsePredicate",
     "RoutePolicy",
-    "RulesOrFunction",
-    "Scope",
     "is_static",
     "marks_of",
     "own_scope_name",
     "put_mark",
     "resolve",
     "shared_scope_name",
-    "with_strategy",
-    "with_values",
-    "within",
 ]
 
 _MARKS_ATTRIBUTE = "_gatekeeper_marks"
@@ -72,8 +59,6 @@ HTTP_METHODS = frozenset(
 _SHARED = "="
 _METHODS = "@"
 _ESCAPE = "\\"
-_PARSED_SCOPES = 1024
-"""How many scopes built from rules functions' results are kept parsed."""
 
 LARGE_LOG = 1000
 """Sliding-log counts above this (8 KB of timestamps per client) get a start-up warning."""
@@ -135,218 +120,6 @@ class Mark:
         return own_scope_name(endpoint, self.methods)
 
 
-def with_values(scope: Scope) -> Scope:
-    """``scope`` with the current request's value for each distinct rule: its function's
-    result as text (``keys.stored_value``), or None when it returns None or raises
-    (logged: the rule does not apply to this request)."""
-    return replace(scope, values=tuple(_value(rule) for rule in scope.distinct))
-
-
-def _value(rule: Rule) -> Optional[str]:
-    try:
-        value = rule.distinct() if rule.distinct is not None else None
-        return None if value is None else stored_value(str(value))
-    except Exception:
-        logger.exception("a distinct function failed; its rule does not apply to this request")
-        return None
-
-
-def keyed_scope_name(scope: str, key: KeySource) -> str:
-    """The scope that a rule with its own ``key`` counts in: its route's (or the global)
-    scope's name and the key's, e.g. ``"login per form[user]"``. Resetting a scope
-    resets these too (``within``)."""
-    return keyed_prefix(scope) + key_label(key)
-
-
-KeyedScope = tuple[Callable[[], Optional[str]], Scope]
-"""A reader of the current request's key, and the scope its rules count in."""
-
-
-@functools.lru_cache(maxsize=_PARSED_SCOPES)
-def keyed_scopes(scope: Scope) -> tuple[Optional[Scope], tuple[KeyedScope, ...]]:
-    """``scope`` split into the rules counted under the client, with the scope's limit
-    of requests in flight (None when it has neither), and, per key, those with their own
-    ``key`` (never with that limit: a slot is the client's, whatever the key)."""
-    groups: dict[KeySource, list[Rule]] = {}
-    for rule in scope.rules:
-        if rule.key is not None:
-            groups.setdefault(rule.key, []).append(rule)
-    names: dict[str, int] = {}
-    keyed = []
-    for key, rules in groups.items():
-        name = keyed_scope_name(scope.name, key)
-        names[name] = names.get(name, 0) + 1
-        if names[name] > 1:  # two functions of one name (lambdas): told apart
-            name = f"{name} {names[name]}"
-        of = Scope.of(name, tuple(rules), cost=scope.cost, deferred=scope.deferred)
-        keyed.append((key_reader(key), of))
-    plain = tuple(rule for rule in scope.rules if rule.key is None)
-    own = None
-    if plain or scope.concurrency:
-        own = replace(
-            Scope.of(scope.name, plain, cost=scope.cost, deferred=scope.deferred),
-            concurrency=scope.concurrency,
-            lease_us=scope.lease_us,
-        )
-    return own, tuple(keyed)
-
-
-def owners(scopes: Iterable[Scope]) -> tuple[str, ...]:
-    """The keys that rules with their own ``key`` count under: a ban of any of them
-    refuses the request too."""
-    return tuple(dict.fromkeys(scope.owner for scope in scopes if scope.owner is not None))
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A scope whose rules are partly computed per request: ``rules`` and whatever each
-    of ``functions`` returns. Its ``concurrency`` and ``lease`` never are."""
-
-    name: str
-    rules: tuple[Rule, ...] = ()
-    functions: tuple[RulesFunction, ...] = ()
-    cost: Cost = 1
-    deferred: bool = False
-    concurrency: int = 0
-    lease: float = 0.0
-
-    @property
-    def keyed(self) -> bool:
-        """Whether some of its rules have their own ``key``, read per request."""
-        return any(rule.key is not None for rule in self.rules)
-
-    def add(
-        self, rules: RulesOrFunction, cost: Cost = 1, deferred: bool = False, concurrency: int = 0
-    ) -> Pending:
-        """With ``rules`` too; the first mark that names a cost (the view's, before its
-        blueprints') sets it, any deferred mark defers the scope, and the smallest
-        concurrency limit given applies (every limit given holds)."""
-        cost = self.cost if self.cost != 1 else cost
-        deferred = self.deferred or deferred
-        if concurrency and self.concurrency:
-            concurrency = min(concurrency, self.concurrency)
-        concurrency = concurrency or self.concurrency
-        functions, fixed = self.functions, self.rules
-        if isinstance(rules, RulesFunction):
-            functions = (*functions, rules)
-        else:
-            fixed += rules
-        return replace(
-            self,
-            rules=fixed,
-            functions=functions,
-            cost=cost,
-            deferred=deferred,
-            concurrency=concurrency,
-        )
-
-    def ready(self, strategy: str) -> Union[Scope, Pending]:
-        """The scope itself when nothing in it is computed per request."""
-        distinct = any(rule.distinct is not None for rule in self.rules)
-        if self.functions or not isinstance(self.cost, int) or self.keyed or distinct:
-            return self
-        return self.scope(with_strategy(self.rules, strategy), self.cost)
-
-    def scope(self, rules: tuple[Rule, ...], cost: int) -> Scope:
-        """The scope with these rules (its own, or those computed for a request)."""
-        return Scope.of(
-            self.name,
-            rules,
-            cost=cost,
-            deferred=self.deferred,
-            concurrency=self.concurrency,
-            lease=self.lease,
-        )
-
-
-def _hashable(value: object) -> object:
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _scope_of(
-    pending: Pending, values: tuple[object, ...], strategy: str, cost: int
-) -> Optional[Scope]:
-    rules = pending.rules
-    for function, value in zip(pending.functions, values):
-        if value is not None:
-            rules += parse_rules(value, f"{function.name} (a function's result)")
-    if not rules and not pending.concurrency:
-        return None
-    return pending.scope(with_strategy(rules, strategy), cost)
-
-
-_parsed_scope = functools.lru_cache(maxsize=_PARSED_SCOPES)(_scope_of)
-
-
-@dataclass(frozen=True)
-class PerRequest:
-    """What a route computes for each request: whether ``exempt_when`` exempts it, the
-    rules of the ``Pending`` among its scopes, and their distinct rules' values."""
-
-    scopes: tuple[Union[Scope, Pending], ...]
-    exempt_when: tuple[Predicate, ...] = ()
-
-    def scopes_for(self, client: str, strategy: str, *, values: bool = True) -> tuple[Scope, ...]:
-        """This request's scopes (none when exempt), with their distinct rules' values
-        unless ``values`` is false (reading usage needs none). Raises what the app's
-        rules and ``exempt_when`` functions raise, and ``ConfigError`` for a result that
-        is not rules."""
-        for exempt in self.exempt_when:
-            if exempt():
-                return ()
-        scopes = []
-        for item in self.scopes:
-            scope = item if isinstance(item, Scope) else _computed(item, client, strategy)
-            if scope is None:
-                continue
-            if scope.keyed:
-                own, keyed = keyed_scopes(scope)
-                found = [] if own is None else [own]
-                for read, template in keyed:
-                    owner = _key_of_request(read, template)
-                    if owner is not None:
-                        found.append(replace(template, owner=owner))
-            else:
-                found = [scope]
-            for each in found:
-                scopes.append(with_values(each) if values and each.distinct else each)
-        return tuple(scopes)
-
-
-def _key_of_request(read: Callable[[], Optional[str]], scope: Scope) -> Optional[str]:
-    """The key ``scope``'s rules count under for this request; None, leaving them out
-    of this request, when there is none or reading it fails (logged: the client's own
-    rules still apply)."""
-    try:
-        return read()
-    except Exception as exc:
-        logger.warning(
-            "the key of the rules of scope %r could not be read (%s: %s); "
-            "they do not apply to this request",
-            scope.name,
-            type(exc).__name__,
-            exc,
-        )
-        return None
-
-
-def _computed(pending: Pending, client: str, strategy: str) -> Optional[Scope]:
-    values = tuple(_hashable(function(client)) for function in pending.functions)
-    cost = pending.cost if isinstance(pending.cost, int) else _checked_cost(pending.cost())
-    try:
-        hash(values)
-    except TypeError:  # e.g. dicts: parsed every time
-        return _scope_of(pending, values, strategy, cost)
-    return _parsed_scope(pending, values, strategy, cost)
-
-
-def _checked_cost(cost: object) -> int:
-    """A cost function's result: a whole number of requests, at least 1."""
-    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
-        raise ConfigError(f"cost: a cost function must return an integer >= 1, got {cost!r}")
-    return cost
-
-
 @dataclass(frozen=True)
 class RoutePolicy:
     """What to do with requests to one endpoint with one method.
@@ -390,17 +163,6 @@ def marks_of(target: object, owner: object) -> tuple[Mark, ...]:
     """The marks ``owner`` put on ``target``, in the order they were put."""
     marks: dict[int, tuple[Mark, ...]] = getattr(target, _MARKS_ATTRIBUTE, {})
     return marks.get(id(owner), ())
-
-
-def with_strategy(rules: tuple[Rule, ...], strategy: str) -> tuple[Rule, ...]:
-    """The rules, those without a strategy of their own given ``strategy`` (distinct
-    rules have none)."""
-    if strategy == SLIDING_LOG:
-        return rules  # a rule without a strategy already is a sliding log
-    return tuple(
-        rule if rule.strategy or rule.distinct is not None else replace(rule, strategy=strategy)
-        for rule in rules
-    )
 
 
 def resolve(

@@ -7,7 +7,6 @@ is how many calls a request costs.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -41,44 +40,49 @@ def db(redis_url: str) -> Iterator[Any]:
 AppMaker = Callable[..., tuple[Flask, GateKeeper]]
 
 
+def build_app(client: Any, clock: FakeClock, **options: Any) -> tuple[Flask, GateKeeper]:
+    """An app on ``client``'s Redis and ``clock``: ``/`` under ``5/minute``; ``/heavy``
+    costs ``?cost=`` in its own ``2/minute`` besides; ``/login`` reports; ``/other`` has
+    its own ``100/minute`` only (standalone)."""
+    app = Flask(__name__)
+    gk = GateKeeper(
+        app,
+        storage=RedisStorage(client, clock=clock),
+        ban_rule=BAN_RULE,
+        **{"rate_limit_rules": "5/minute", **options},
+    )
+
+    @app.route("/")
+    def index() -> str:
+        return "hello"
+
+    @app.route("/heavy")
+    @gk.specific("2/minute", cost=lambda: int(request.args.get("cost", "1")))
+    def heavy() -> str:
+        return "heavy"
+
+    @app.route("/login", methods=["POST"])
+    def login() -> tuple[str, int]:
+        gk.report()
+        return "bad password", 401
+
+    @app.route("/other")
+    @gk.specific("100/minute", standalone=True)
+    def other() -> str:
+        return "other"
+
+    return app, gk
+
+
 @pytest.fixture
 def make(redis_url: str, clock: FakeClock) -> Iterator[AppMaker]:
-    """Apps on one Redis and one clock, as processes of one deployment: ``/`` under
-    ``5/minute``; ``/heavy`` costs ``?cost=`` in its own ``2/minute`` besides; ``/login``
-    reports; ``/other`` has its own ``100/minute`` only (standalone)."""
+    """Apps on one Redis and one clock, as processes of one deployment (``build_app``)."""
     clients = []
 
     def build(**options: Any) -> tuple[Flask, GateKeeper]:
         client = redis.Redis.from_url(redis_url)
         clients.append(client)
-        app = Flask(__name__)
-        gk = GateKeeper(
-            app,
-            storage=RedisStorage(client, clock=clock),
-            ban_rule=BAN_RULE,
-            **{"rate_limit_rules": "5/minute", **options},
-        )
-
-        @app.route("/")
-        def index() -> str:
-            return "hello"
-
-        @app.route("/heavy")
-        @gk.specific("2/minute", cost=lambda: int(request.args.get("cost", "1")))
-        def heavy() -> str:
-            return "heavy"
-
-        @app.route("/login", methods=["POST"])
-        def login() -> tuple[str, int]:
-            gk.report()
-            return "bad password", 401
-
-        @app.route("/other")
-        @gk.specific("100/minute", standalone=True)
-        def other() -> str:
-            return "other"
-
-        return app, gk
+        return build_app(client, clock, **options)
 
     yield build
     for client in clients:
@@ -225,23 +229,7 @@ def test_remembering_answers_as_the_storage_would(
     for cache_refusals, db_number in ((True, 1), (False, 2)):
         client = redis.Redis.from_url(redis_url, db=db_number)
         client.flushdb()
-        app = Flask(__name__)
-        gk = GateKeeper(
-            app,
-            storage=RedisStorage(client, clock=clock),
-            ban_rule=BAN_RULE,
-            rate_limit_rules="5/minute",
-            cache_refusals=cache_refusals,
-        )
-        app.add_url_rule("/", "index", lambda: "hello")
-        app.add_url_rule(
-            "/heavy",
-            "heavy",
-            gk.specific("2/minute", cost=lambda: int(request.args.get("cost", "1")))(
-                lambda: "heavy"
-            ),
-        )
-        app.add_url_rule("/login", "login", functools.partial(_report, gk), methods=["POST"])
+        app, gk = build_app(client, clock, cache_refusals=cache_refusals)
         seen: list[object] = []
         start = clock()
         test_client = app.test_client()
@@ -264,11 +252,6 @@ def test_remembering_answers_as_the_storage_would(
     assert answers[0] == answers[1]
 
 
-def _report(gk: GateKeeper) -> tuple[str, int]:
-    gk.report()
-    return "bad password", 401
-
-
 def test_redis_stopped_mid_traffic_keeps_bans_and_limits_then_hands_back(
     redis_url: str, clock: FakeClock
 ) -> None:
@@ -279,15 +262,7 @@ def test_redis_stopped_mid_traffic_keeps_bans_and_limits_then_hands_back(
 
     with RedisServer() as server:
         client = redis.Redis.from_url(server.url)
-        app = Flask(__name__)
-        gk = GateKeeper(
-            app,
-            storage=RedisStorage(client, clock=clock),
-            ban_rule=BAN_RULE,
-            rate_limit_rules="5/minute",
-        )
-        app.add_url_rule("/", "index", lambda: "hello")
-        app.add_url_rule("/login", "login", functools.partial(_report, gk), methods=["POST"])
+        app, gk = build_app(client, clock)
         test_client = app.test_client()
         banned, limited, other, late = "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"
         with app.app_context():

@@ -16,14 +16,17 @@ import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .errors import GateKeeperError
+from .decision import BLOCKLIST, BY_HAND, MANUAL
+from .errors import ConfigError, GateKeeperError
 from .extension import EXTENSION_KEY, GateKeeper
 from .gate import Gate
+from .identity.addresses import address_lines, written_as_address
 from .identity.keys import shown, unshown
 from .options import APP_OPTIONS
 from .responses import retry_after_header
@@ -98,21 +101,77 @@ def list_bans() -> None:
 
 
 @gatekeeper.command("ban")
-@click.argument("client", callback=_client_text)
+@click.argument("client", required=False, callback=_client_text)
+@click.option(
+    "--file",
+    "block_list",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Ban every address or network of a block list (one a line; ';' and '#' start "
+    "comments), such as Spamhaus DROP or FireHOL.",
+)
 @click.option("--duration", type=float, help="Seconds (default: the ban rule's duration).")
+@click.option(
+    "--reason",
+    type=click.Choice(BY_HAND),
+    help="The ban's reason, as listings and signals show it (default: manual, or "
+    "blocklist with --file).",
+)
 @click.option(
     "--force",
     is_flag=True,
     help="Ban even a network wider than /8 (IPv4) or /32 (IPv6), or one holding a trusted "
     "proxy or an allow-listed address.",
 )
-def ban(client: str, duration: float | None, force: bool) -> None:
-    """Ban CLIENT (an IP address, a network such as 203.0.113.0/24, or a key)."""
+def ban(
+    client: str | None,
+    block_list: Path | None,
+    duration: float | None,
+    reason: str | None,
+    force: bool,
+) -> None:
+    """Ban CLIENT (an IP address, a network such as 203.0.113.0/24, or a key), or every
+    entry of a block list (--file)."""
+    if block_list is not None and client is None:
+        _ban_list(_live_extension(), block_list, duration, reason or BLOCKLIST, force)
+        return
+    if client is None or block_list is not None:
+        raise click.UsageError("give a CLIENT or --file, not both")
     extension = _live_extension()
     with _clean_errors():
-        extension.ban(client, duration, force=force)
+        extension.ban(client, duration, force=force, reason=reason or MANUAL)
         left = extension.banned_for(client)
     click.echo(f"banned {_key(client)} for {retry_after_header(left)}s")
+
+
+def _ban_list(
+    extension: GateKeeper, block_list: Path, duration: float | None, reason: str, force: bool
+) -> None:
+    """Ban each entry of ``block_list`` through ``GateKeeper.ban`` (the one key rule and its
+    safety checks), then say how many were added, already banned, or invalid and where.
+    A storage outage stops the command; an entry that is not an address or network, or a
+    ban that needs ``--force``, is counted invalid and the rest go on."""
+    identifier = _gate().settings.identifier
+    added = already = 0
+    invalid: list[str] = []
+    with _clean_errors():
+        banned = extension.bans()
+        for entry in address_lines(block_list.read_text(encoding="utf-8")):
+            try:
+                if not written_as_address(entry.text):
+                    raise ConfigError("not an IP address or network")
+                key = identifier.key_for(entry.text)
+                extension.ban(entry.text, duration, force=force, reason=reason)
+            except ConfigError as exc:
+                invalid.append(f"line {entry.number}: {shown(entry.text)}: {exc}")
+                continue
+            already += key in banned
+            added += key not in banned
+            banned[key] = 0.0
+    for line in invalid:
+        click.echo(f"invalid {line}", err=True)
+    click.echo(f"{added} added, {already} already banned, {len(invalid)} invalid")
+    if invalid:
+        raise SystemExit(1)
 
 
 @gatekeeper.command("unban")

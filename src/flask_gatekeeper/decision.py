@@ -11,6 +11,8 @@ from .rules import Rule
 __all__ = [
     "ADMITTED",
     "BAN_REASONS",
+    "BLOCKLIST",
+    "BY_HAND",
     "BY_NO_BAN_RULE",
     "GLOBAL_SCOPE",
     "IN_FLIGHT_WAIT",
@@ -36,8 +38,12 @@ frees when another request ends, which no storage can foresee."""
 REPORTS, RESPONSE, RATE_LIMIT, MANUAL = "reports", "response", "rate_limit", "manual"
 SUBNET = "subnet"
 """A network banned by ``subnet_ban_rule``: enough of its addresses were banned."""
-BAN_REASONS = (REPORTS, RESPONSE, RATE_LIMIT, MANUAL, SUBNET)
-BY_NO_BAN_RULE = (MANUAL, SUBNET)
+BLOCKLIST = "blocklist"
+"""Banned by hand from a block list (``flask gatekeeper ban --file``)."""
+BY_HAND = (MANUAL, BLOCKLIST)
+"""The reasons ``GateKeeper.ban`` accepts."""
+BAN_REASONS = (REPORTS, RESPONSE, RATE_LIMIT, MANUAL, SUBNET, BLOCKLIST)
+BY_NO_BAN_RULE = (MANUAL, SUBNET, BLOCKLIST)
 """Reasons of bans that the ban rule did not make: their refusals name no rule."""
 """Why a client is banned: ``report()`` calls, responses ``report_when`` accepted, 429s
 counted as reports (``report_rate_limited``), or by hand."""

@@ -11,6 +11,7 @@ import logging
 import os
 import weakref
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, Callable, Literal, NoReturn, Optional, TypeVar, Union, overload
 
 from flask import (
@@ -22,7 +23,7 @@ from flask import (
     has_request_context,
 )
 
-from .decision import MANUAL, BanDetail, Usage
+from .decision import BY_HAND, MANUAL, BanDetail, Usage
 from .errors import ClientNameError, ConfigError
 from .gate import Gate
 from .limit import Limit
@@ -75,7 +76,7 @@ class GateKeeper:
         trusted_proxies: Union[int, Addresses, None] = None,
         ipv6_prefix: Optional[int] = None,
         allowlist: Optional[Addresses] = None,
-        denylist: Optional[Addresses] = None,
+        denylist: Union[Addresses, Path, None] = None,
         key_func: Union[KeyFunc, str, None] = None,
         key_prefix: Optional[str] = None,
         fail_open: Optional[bool] = None,
@@ -301,10 +302,20 @@ class GateKeeper:
     # Every control names its client as ``identity.keys.client_key`` reads it: an IP address
     # (normalised like a request's), a key as the library shows it, or a key_func key.
 
-    def ban(self, client: str, duration: Optional[float] = None, *, force: bool = False) -> None:
+    def ban(
+        self,
+        client: str,
+        duration: Optional[float] = None,
+        *,
+        force: bool = False,
+        reason: str = MANUAL,
+    ) -> None:
         """Ban ``client`` for ``duration`` seconds, by default the ban rule's duration.
         A longer ban in force stands. A network wider than /8 (IPv4) or /32 (IPv6), or
-        one holding a trusted proxy or an allow-listed address, needs ``force=True``."""
+        one holding a trusted proxy or an allow-listed address, needs ``force=True``.
+        ``reason`` is ``"manual"`` or ``"blocklist"`` (what listings and signals say)."""
+        if reason not in BY_HAND:
+            raise ConfigError(f"ban(): reason must be one of {BY_HAND}, got {reason!r}")
         gate = self._gate()
         if duration is None:
             if gate.settings.ban_rule is None:
@@ -316,10 +327,10 @@ class GateKeeper:
             raise type(exc)(f"ban(): {exc}") from None
         key = gate.settings.identifier.ban_key(client, force)
         storage = gate.settings.storage
-        storage.ban(key, duration)
+        storage.ban(key, duration, reason)
         gate.forget_refusals(None if gate.settings.identifier.is_network(key) else key)
         detail = storage.ban_detail(key)  # a longer ban may stand
-        gate.events.banned(key, detail.left if detail else 0.0, MANUAL, detail)
+        gate.events.banned(key, detail.left if detail else 0.0, reason, detail)
 
     def unban(self, client: str) -> bool:
         """End ``client``'s ban and forget its ban history; True if it was banned."""

@@ -32,7 +32,7 @@ from typing import Any, Callable, Literal, Optional, Union
 from werkzeug.utils import ImportStringError, import_string
 
 from .errors import ConfigError, ConfigTypeError
-from .identity.addresses import AddressSet, parse_address_list
+from .identity.addresses import AddressSet, parse_address_list, read_address_file
 from .identity.proxies import Identifier
 from .limiter_names import config_hint
 from .request import Predicate, ResponsePredicate, RulesOrFunction
@@ -224,6 +224,16 @@ def _address_set(value: object, name: str) -> AddressSet:
     return AddressSet(parse_address_list(value, name))
 
 
+def _denylist(value: object, name: str) -> AddressSet:
+    """A denylist, or a block list file (a ``Path``, or text naming an existing file) read
+    once here, at start-up: a list of ten thousand networks is one line of config."""
+    if isinstance(value, str) and Path(value).is_file():
+        value = Path(value)
+    if isinstance(value, Path):
+        return AddressSet(read_address_file(value, name))
+    return _address_set(value, name)
+
+
 def _storage(value: object, name: str) -> object:
     """Checked when it is built, in ``load_settings``: it depends on two other options."""
     return value
@@ -349,7 +359,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "allowlist", "GATEKEEPER_ALLOWLIST", _address_set, (), "never counted, limited or banned"
     ),
-    Option("denylist", "GATEKEEPER_DENYLIST", _address_set, (), "always refused"),
+    Option("denylist", "GATEKEEPER_DENYLIST", _denylist, (), "always refused"),
     Option(
         "key_func",
         "GATEKEEPER_KEY_FUNC",

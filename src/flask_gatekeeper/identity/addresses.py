@@ -13,6 +13,7 @@ import socket
 import string
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import NamedTuple, Optional, Union
 
 from ..errors import ConfigError, ConfigTypeError
@@ -22,7 +23,9 @@ __all__ = [
     "NO_LENGTHS",
     "Address",
     "AddressSet",
+    "ListedLine",
     "NetworkLengths",
+    "address_lines",
     "client_length",
     "network_key",
     "network_keys",
@@ -30,6 +33,7 @@ __all__ = [
     "network_problem",
     "parse_address",
     "parse_address_list",
+    "read_address_file",
     "written_as_address",
 ]
 
@@ -228,14 +232,55 @@ def parse_address_list(value: object, name: str) -> list[Network]:
     for item in items:
         if not isinstance(item, str):
             raise ConfigTypeError(f"{name}: expected an IP address or network, got {item!r}")
-        try:
-            networks.append(ipaddress.ip_network(item.strip()))
-        except ValueError:
-            problem = network_problem(item, strict=True)
-            raise ConfigError(
-                f"{name}: {item!r} is not an IP address or network ({problem})"
-            ) from None
+        networks.append(_listed_network(item, name))
     return networks
+
+
+def _listed_network(text: str, where: str) -> Network:
+    """One entry of an address list, or a ``ConfigError`` saying where it is and why."""
+    try:
+        return ipaddress.ip_network(text.strip())
+    except ValueError:
+        problem = network_problem(text, strict=True)
+        raise ConfigError(
+            f"{where}: {text!r} is not an IP address or network ({problem})"
+        ) from None
+
+
+class ListedLine(NamedTuple):
+    """An entry of a block list file: its line number (from 1) and its text."""
+
+    number: int
+    text: str
+
+
+_COMMENT = re.compile(r"[;#].*")
+
+
+def address_lines(text: str) -> list[ListedLine]:
+    """The entries of a block list, one address or network per line: ``;`` and ``#`` start
+    a comment (a Spamhaus DROP line reads ``1.10.16.0/20 ; SBL256894``, FireHOL's comments
+    start with ``#``), blank lines are skipped. The one reader of that format, for the
+    ``denylist`` option and ``flask gatekeeper ban --file``."""
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = _COMMENT.sub("", line).strip()
+        if entry:
+            entries.append(ListedLine(number, entry))
+    return entries
+
+
+def read_address_file(path: Path, name: str) -> list[Network]:
+    """The networks of a block list file, read once; an unreadable file, or a line that is
+    not an address or network, fails naming ``name``, the file and the line number."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: cannot read the block list {str(path)!r}: {exc}") from None
+    return [
+        _listed_network(entry.text, f"{name}: {str(path)!r}, line {entry.number}")
+        for entry in address_lines(text)
+    ]
 
 
 class AddressSet:

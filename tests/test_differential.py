@@ -337,7 +337,7 @@ class Ban:
     client: str
     duration: Optional[float]  # None: the ban rule's duration, as ``gk.ban(ip)`` does
     pick: int = 0  # whose ban rule, when rules change
-    reason: str = "manual"  # or "subnet", a ban by the subnet ban rule
+    reason: str = "manual"  # or "subnet" (by the subnet ban rule), or "blocklist"
 
 
 @dataclass(frozen=True)
@@ -446,7 +446,7 @@ queries = st.one_of(
     st.builds(Reset, clients),
     st.builds(ResetScope, clients, st.sampled_from((GLOBAL_SCOPE, *ROUTES))),
 )
-ban_reasons = st.sampled_from(["manual", "subnet"])
+ban_reasons = st.sampled_from(["manual", "subnet", "blocklist"])
 costs = st.one_of(
     st.just(1),
     st.integers(min_value=2, max_value=12),

@@ -4,8 +4,9 @@ Every signal is sent with the app as sender and keyword arguments:
 
 =======================  ===============================================================
 ``client_reported``      ``client``, ``banned_for`` (the new ban's seconds, or None)
-``client_banned``        ``client``, ``duration``, ``reason`` ("reports", "response",
-                         "rate_limit", "manual": ``decision.BAN_REASONS``), ``detail``
+``client_banned``        ``client``, ``duration``, ``reason`` (one of
+                         ``decision.BAN_REASONS``: "reports", "response", "rate_limit",
+                         "manual", "subnet", "blocklist"), ``detail``
                          (the ban in force: a ``BanDetail``, as ``gk.bans(detail=True)``
                          gives it; None when the storage could not be read)
 ``client_unbanned``      ``client``

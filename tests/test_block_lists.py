@@ -57,18 +57,24 @@ def shared(make_app: AppFactory, storage: Storage) -> tuple[Flask, GateKeeper]:
     return make_app(base=RULES, routes=(index,), storage=FlakyStorage(storage))
 
 
+@pytest.fixture
+def drop_list(tmp_path: Path) -> Path:
+    """``SPAMHAUS_DROP`` as a file."""
+    listed = tmp_path / "drop.txt"
+    listed.write_text(SPAMHAUS_DROP)
+    return listed
+
+
 def ban_file(app: Flask, path: Path, *args: str) -> Result:
     return app.test_cli_runner().invoke(gatekeeper, ["ban", "--file", str(path), *args])
 
 
 def test_ban_file_bans_every_entry_through_the_storage(
-    shared: tuple[Flask, GateKeeper], tmp_path: Path
+    shared: tuple[Flask, GateKeeper], drop_list: Path
 ) -> None:
     app, gk = shared
-    listed = tmp_path / "drop.txt"
-    listed.write_text(SPAMHAUS_DROP)
 
-    result = ban_file(app, listed, "--duration", "3600")
+    result = ban_file(app, drop_list, "--duration", "3600")
 
     assert (result.exit_code, result.stdout) == (0, "3 added, 0 already banned, 0 invalid\n")
     with app.app_context():
@@ -132,29 +138,25 @@ def test_ban_file_passes_force_through(shared: tuple[Flask, GateKeeper], tmp_pat
         assert gk.bans() == {"16.0.0.0/4": 60}
 
 
-def test_ban_file_stops_at_an_outage(shared: tuple[Flask, GateKeeper], tmp_path: Path) -> None:
+def test_ban_file_stops_at_an_outage(shared: tuple[Flask, GateKeeper], drop_list: Path) -> None:
     app, gk = shared
-    listed = tmp_path / "drop.txt"
-    listed.write_text(SPAMHAUS_DROP)
     storage = gk._gate().settings.storage
     assert isinstance(storage, FlakyStorage)
     storage.failing = True
 
-    result = ban_file(app, listed, "--duration", "60")
+    result = ban_file(app, drop_list, "--duration", "60")
 
     assert result.exit_code == 1
     assert result.output.startswith("Error: connection refused")
 
 
 def test_ban_needs_a_client_or_a_file_not_both(
-    shared: tuple[Flask, GateKeeper], tmp_path: Path
+    shared: tuple[Flask, GateKeeper], drop_list: Path
 ) -> None:
     app, _ = shared
-    listed = tmp_path / "drop.txt"
-    listed.write_text(SPAMHAUS_DROP)
     runner = app.test_cli_runner()
 
-    for args in (["ban"], ["ban", "10.0.0.1", "--file", str(listed)]):
+    for args in (["ban"], ["ban", "10.0.0.1", "--file", str(drop_list)]):
         result = runner.invoke(gatekeeper, args)
         assert result.exit_code == 2
         assert "give a CLIENT or --file, not both" in result.output
@@ -183,11 +185,9 @@ def deny_app(make_app: AppFactory) -> functools.partial[tuple[Flask, GateKeeper]
 
 
 @pytest.mark.parametrize("as_text", [True, False], ids=["text", "Path"])
-def test_denylist_reads_a_file(deny_app: AppFactory, tmp_path: Path, as_text: bool) -> None:
-    listed = tmp_path / "drop.txt"
-    listed.write_text(SPAMHAUS_DROP)
+def test_denylist_reads_a_file(deny_app: AppFactory, drop_list: Path, as_text: bool) -> None:
 
-    app, _ = deny_app(denylist=str(listed) if as_text else listed)
+    app, _ = deny_app(denylist=str(drop_list) if as_text else drop_list)
 
     assert status_of(app, "1.10.31.255") == 403
     assert status_of(app, "1.10.32.0") == 200

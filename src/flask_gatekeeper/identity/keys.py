@@ -13,7 +13,9 @@ CLI, a log line) is its key, and passing that text back names the same client:
 - A ``key_func`` key is its text as given, except that a key which is written as an
   address or a network (``addresses.written_as_address``, whether it is one or not), or
   starts with ``key:`` or ``sha256:``, is shown as ``key:<text>``: a user named
-  ``203.0.113.7`` is never the address 203.0.113.7.
+  ``203.0.113.7`` is never the address 203.0.113.7. The one exception is the request's
+  own address as ``gk.client_ip()`` gives it, which a ``key_func`` returns to fall back
+  to the address: that is the address (``proxies.Identifier.identify``).
 - A ``key_func`` key longer than ``MAX_KEY_LENGTH`` is ``sha256:<hex digest>``, so text
   from request data cannot make a tracked client arbitrarily large. A distinct rule's
   values follow the same rule (``stored_value``).

@@ -99,6 +99,42 @@ def test_client_ip_is_the_address_as_keyed(make_app: AppFactory) -> None:
     assert client.get("/whoami").text == "127.0.0.1"
 
 
+def test_a_key_func_falls_back_to_the_address_with_client_ip(
+    make_app: AppFactory, storage: Storage
+) -> None:
+    """``key_func() or gk.client_ip()``: a request without a key is the address itself,
+    counted, reported, banned and reset as the address (not as ``key:10.0.0.1``); text
+    that names another address is still a key of that text."""
+    gk: GateKeeper
+    app, gk = make_app(
+        base={},
+        storage=storage,
+        ban_rule=BAN_RULE,
+        rate_limit_rules="3/minute",
+        key_func=lambda: request.headers.get("X-Api-Key") or gk.client_ip(),
+        routes=(index,),
+    )
+
+    @app.route("/report")
+    def report() -> str:
+        gk.report()
+        return "reported"
+
+    client = app.test_client()
+    assert [get(client, "/") for _ in range(4)] == [200, 200, 200, 429]
+    with app.app_context():
+        assert [use.remaining for use in gk.usage(IP)] == [0]
+        gk.reset(IP)
+        assert [use.remaining for use in gk.usage(IP)] == [3]
+    assert get(client, "/", key="10.0.0.9") == 200
+    with app.app_context():
+        assert [use.remaining for use in gk.usage("key:10.0.0.9")] == [2]
+    assert [get(client, "/report") for _ in range(2)] == [200, 200]
+    with app.app_context():
+        assert set(gk.bans()) == {IP}  # the address, banned by its own reports
+    assert get(client, "/", key="k1") == 403  # and its ban holds behind any key
+
+
 def report_app(make_app: AppFactory, storage: Storage, **options: object) -> Flask:
     app, gk = make_app(base={}, storage=storage, ban_rule=BAN_RULE, routes=(), **options)
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import Result
 from flask import Flask
 
-from flask_gatekeeper import GateKeeper, MemoryStorage
+from flask_gatekeeper import GateKeeper, MemoryStorage, Rule
 from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.options import CONFIG_KEYS
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
@@ -433,3 +433,71 @@ def test_a_storage_outage_reads_as_one_error_line(
     result = app.test_cli_runner().invoke(gatekeeper, args)
     assert result.exit_code == 1
     assert result.output == "Error: connection refused (1)\n"
+
+
+def account_of_request() -> str:
+    return "account-1"
+
+
+def failed(response: object) -> bool:
+    return getattr(response, "status_code", 200) == 401
+
+
+def policy_app(shared: tuple[Flask, GateKeeper]) -> Flask:
+    """Routes whose policies use every option of ``specific``."""
+    app, gk = shared
+
+    @app.route("/export")
+    @gk.specific("2/hour", standalone=True, key_func=account_of_request)
+    def export() -> str:
+        return "csv"
+
+    @app.route("/login", methods=["GET", "POST"])
+    @gk.specific(
+        [Rule(5, 900, key="form[user]")],
+        methods=["POST"],
+        scope="logins",
+        cost=2,
+        count_when=failed,
+        report_when=failed,
+    )
+    @gk.specific("1/minute", concurrency=1, exempt_when=lambda: False)
+    def login() -> str:
+        return "form"
+
+    return app
+
+
+def test_status_shows_each_routes_whole_policy(shared: tuple[Flask, GateKeeper]) -> None:
+    route_lines = [line for line in lines(run(policy_app(shared), "status")) if "route" in line]
+    assert route_lines == [
+        "route export: 2 requests in a 3600s window",
+        "route export: standalone, key_func=account_of_request",
+        "route login: 1 request in a 60s window",
+        "route login: concurrency=1, exempt_when=policy_app.<locals>.<lambda>",
+        "route login [POST]: 5 requests in a 900s window per form[user]",
+        "route login [POST]: scope='logins', cost=2, count_when=failed, report_when=failed",
+    ]
+
+
+def test_status_of_a_client_shows_its_routes_rules(
+    shared: tuple[Flask, GateKeeper], clock: FakeClock
+) -> None:
+    """A standalone route's rules are there, each named by its route, beside the global
+    rules: not the global rules alone."""
+    app = policy_app(shared)
+    client = app.test_client()
+    client.get("/export", environ_base={"REMOTE_ADDR": IP})
+    client.get("/login", environ_base={"REMOTE_ADDR": IP})
+    assert lines(run(app, "status", "account-1"))[-4:] == [
+        "account-1: 20 left of 20 requests in a 1s window",
+        "account-1: 100 left of 100 requests in a 10s window",
+        "account-1: 1 left of 2 requests in a 3600s window, whole again in 3600s (route export)",
+        "account-1: 1 left of 1 request in a 60s window (route login)",
+    ]
+    assert lines(run(app, "status", IP))[-4:] == [
+        f"{IP}: 19 left of 20 requests in a 1s window, whole again in 1s",
+        f"{IP}: 99 left of 100 requests in a 10s window, whole again in 10s",
+        f"{IP}: 2 left of 2 requests in a 3600s window (route export)",
+        f"{IP}: 0 left of 1 request in a 60s window, whole again in 60s (route login)",
+    ]

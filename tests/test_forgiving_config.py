@@ -4,6 +4,11 @@ met, one test each (the table every option comes from is tests/test_options.py's
 from __future__ import annotations
 
 import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -134,3 +139,39 @@ def test_one_multiprocess_warning_per_process(
     ]
     assert len(warnings) == 1
     assert "Redis storage" in warnings[0]
+
+
+WARN_IN_A_FRESH_PROCESS = """
+import logging
+from flask import Flask
+from flask_gatekeeper import GateKeeper
+
+def warn(name):
+    app = Flask(name)
+    GateKeeper(app)
+    app.add_url_rule("/", "index", lambda: "ok")
+    app.test_client().get("/", environ_overrides={"wsgi.multiprocess": True})
+
+warn("unconfigured")
+logging.basicConfig(format="configured %(levelname)s %(name)s: %(message)s")
+warn("configured")
+"""
+
+
+def test_warnings_name_their_level_and_logger_when_no_logging_is_configured() -> None:
+    """As Flask's ``app.logger`` does: with no logging configured, a line with the level
+    and the logger's name (not the message alone); once the app configures logging, its
+    handler writes the line, and ours stays silent."""
+    source = Path(__file__).resolve().parent.parent / "src"
+    result = subprocess.run(
+        [sys.executable, "-c", WARN_IN_A_FRESH_PROCESS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(source)},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "several processes" in line]
+    assert len(lines) == 2, result.stderr
+    assert re.match(r"\[[^]]+\] WARNING in flask_gatekeeper: this server runs several", lines[0])
+    assert lines[1].startswith("configured WARNING flask_gatekeeper: this server runs several")

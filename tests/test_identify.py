@@ -361,7 +361,7 @@ def test_specific_key_func_replaces_the_global_key_on_its_route(identity_app: Ap
     assert client.get("/api", headers={"X-Api-Key": "k1"}).status_code == 200
     refused = client.get("/api", headers={"X-Api-Key": "k1"})
     assert refused.status_code == 429
-    assert b"ip k1 rate limited" in refused.data
+    assert b"client k1 rate limited" in refused.data
     assert client.get("/api", headers={"X-Api-Key": "k2"}).status_code == 200
     assert client.get("/api").status_code == 200  # no key: not limited
 
@@ -430,5 +430,5 @@ def test_long_key_func_keys_are_hashed(identity_app: AppFactory) -> None:
     assert client.get("/", headers={"X-User": long_name}).status_code == 200
     refused = client.get("/", headers={"X-User": long_name})
     assert refused.status_code == 429
-    assert b"ip sha256:" in refused.data
+    assert b"client sha256:" in refused.data
     assert client.get("/", headers={"X-User": "u" * 9_999}).status_code == 200

@@ -72,7 +72,7 @@ def test_a_banned_network_refuses_every_address_in_it(
     for ip in ("203.0.113.0", INSIDE, "203.0.113.255", "::ffff:203.0.113.9"):
         response = client.get("/", environ_base={"REMOTE_ADDR": ip})
         assert response.status_code == 403, ip
-        assert response.text == f"ip {NETWORK} banned for 60s\n"  # names the network
+        assert response.text == f"network {NETWORK} banned for 60s\n"  # names the network
         assert response.headers["Retry-After"] == "60"
     for ip in (OUTSIDE, "203.0.112.255", "10.0.0.1", "2001:db8::1"):
         assert status(client, ip) == 200, ip
@@ -108,7 +108,10 @@ def test_an_ipv6_network_refuses_every_client_in_it(make_app: AppFactory, storag
         assert gk.bans() == {"2001:db8::/48": 60}
     for ip in ("2001:db8::1", "2001:db8:0:ffff::1", "2001:db8:0:5:aaaa::9"):
         response = client.get("/", environ_base={"REMOTE_ADDR": ip})
-        assert (response.status_code, response.text) == (403, "ip 2001:db8::/48 banned for 60s\n")
+        assert (response.status_code, response.text) == (
+            403,
+            "network 2001:db8::/48 banned for 60s\n",
+        )
     for ip in ("2001:db8:1::1", "2001:db9::1", INSIDE):
         assert status(client, ip) == 200, ip
     with app.app_context():
@@ -127,9 +130,9 @@ def test_several_networks_and_lengths_at_once(
         gk.ban("198.51.100.0/24", 90)
         gk.ban("2001:db8::/32", 120)
     refusal = client.get("/", environ_base={"REMOTE_ADDR": INSIDE})
-    assert refusal.text == f"ip {NETWORK} banned for 60s\n"  # the longest of its two bans
+    assert refusal.text == f"network {NETWORK} banned for 60s\n"  # the longest of its two bans
     assert client.get("/", environ_base={"REMOTE_ADDR": "203.0.5.1"}).text == (
-        "ip 203.0.0.0/16 banned for 30s\n"
+        "network 203.0.0.0/16 banned for 30s\n"
     )
     assert status(client, "198.51.100.1") == 403
     assert status(client, "2001:db8:ab::1") == 403
@@ -153,7 +156,7 @@ def test_the_address_own_ban_and_its_networks(make_app: AppFactory, storage: Sto
     with app.app_context():
         assert gk.unban(INSIDE)  # the network's ban stands
     assert client.get("/", environ_base={"REMOTE_ADDR": INSIDE}).text == (
-        f"ip {NETWORK} banned for 60s\n"
+        f"network {NETWORK} banned for 60s\n"
     )
 
 
@@ -171,7 +174,7 @@ def test_a_network_ban_holds_on_key_func_routes(
     response = client.get(
         "/api", headers={"X-Api-Key": key} if key else {}, environ_base={"REMOTE_ADDR": INSIDE}
     )
-    assert (response.status_code, response.text) == (403, f"ip {NETWORK} banned for 60s\n")
+    assert (response.status_code, response.text) == (403, f"network {NETWORK} banned for 60s\n")
     assert status(client, OUTSIDE, "/api", key) == 200
 
 
@@ -278,7 +281,7 @@ def test_a_network_shown_by_the_library_names_it_in_every_control(
         assert gk.report(ip=shown)  # three reports through report(ip=...) ban it
         assert gk.bans(detail=True) == {shown: BanDetail(600, 0, "reports", 1)}
     assert client.get("/", environ_base={"REMOTE_ADDR": INSIDE}).text == (
-        f"ip {NETWORK} banned for 600s (reported 3 times in a 10s window)\n"
+        f"network {NETWORK} banned for 600s (reported 3 times in a 10s window)\n"
     )
     assert status(client, OUTSIDE) == 200
 

@@ -11,6 +11,8 @@ import json
 from typing import Optional
 
 import pytest
+from flask import request
+from flask.testing import FlaskClient
 
 from flask_gatekeeper.testing import FakeClock
 from support import OTHER_IP, AppFactory, bad_login, get, statuses
@@ -125,3 +127,33 @@ def test_refusals_are_plain_text_unless_json_is_preferred(
     assert banned.status_code == 403
     assert banned.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert banned.text == "ip 10.0.0.2 banned for 30s\n"
+
+
+def test_bodies_say_what_kind_of_client_they_refuse(make_app: AppFactory) -> None:
+    """ "ip" for an address (an IPv6 client's /ipv6_prefix key too), "network" for a wider
+    network, "client" for a ``key_func`` key, even one that reads as an address."""
+    over = "rate limited for 60s (over 1 request in a 60s window)\n"
+    apps = [
+        make_app(base={}, routes=(), rate_limit_rules=["1/minute"], ipv6_prefix=56, **options)
+        for options in ({}, {"key_func": lambda: request.headers.get("X-User")})
+    ]
+    for app, gk in apps:
+        app.add_url_rule("/", "index", lambda: "hello")
+        with app.app_context():
+            gk.ban("2001:db8:1::/48", 30)
+            gk.ban("banned-user", 30)
+    by_address, by_key = (app.test_client() for app, _ in apps)
+
+    def second_body(client: FlaskClient, ip: str, user: Optional[str] = None) -> str:
+        headers = {"X-User": user} if user else {}
+        get(client, ip=ip, headers=headers)
+        return get(client, ip=ip, headers=headers).text
+
+    assert second_body(by_address, "10.0.0.1") == f"ip 10.0.0.1 {over}"
+    assert second_body(by_address, "2001:db8::1") == f"ip 2001:db8::/56 {over}"
+    banned_network = "network 2001:db8:1::/48 banned for 30s\n"
+    assert second_body(by_address, "2001:db8:1::1") == banned_network
+    assert second_body(by_key, "2001:db8:1::1", "user-1") == banned_network
+    assert second_body(by_key, "10.0.0.2", "user-42") == f"client user-42 {over}"
+    assert second_body(by_key, "10.0.0.3", "10.0.0.9") == f"client key:10.0.0.9 {over}"
+    assert second_body(by_key, "10.0.0.4", "banned-user") == "client banned-user banned for 30s\n"

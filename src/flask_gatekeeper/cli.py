@@ -22,14 +22,16 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .decision import BLOCKLIST, BY_HAND, MANUAL
+from .decision import BLOCKLIST, BY_HAND, GLOBAL_SCOPE, MANUAL, Usage
 from .errors import ConfigError, GateKeeperError
 from .extension import EXTENSION_KEY, GateKeeper
 from .gate import Gate
 from .identity.addresses import address_lines, written_as_address
 from .identity.keys import shown, unshown
 from .options import APP_OPTIONS
+from .request import with_strategy
 from .responses import retry_after_header
+from .routes import Mark
 from .rules import RulesFunction
 from .storage import MemoryStorage
 
@@ -195,8 +197,9 @@ def reset(client: str) -> None:
 @gatekeeper.command("status")
 @click.argument("client", required=False, callback=_client_text)
 def status(client: str | None) -> None:
-    """Show the rules in force and the storage; for CLIENT, its ban and where it stands
-    against the global rules (read without counting)."""
+    """Show the storage, the global rules and each route's whole policy; for CLIENT, its
+    ban and where it stands against the global rules and each route's own (read without
+    counting)."""
     gate = _gate()
     settings = gate.settings
     click.echo(f"enabled: {settings.enabled}{' (dry run)' if settings.dry_run else ''}")
@@ -208,11 +211,8 @@ def status(client: str | None) -> None:
         for rule in rules:
             click.echo(f"rate limit: {rule}")
     for endpoint in sorted(current_app.view_functions):
-        own = gate.policies.route_rules(endpoint)
-        if own is None:
-            click.echo(f"route {endpoint}: bypassed")
-        for rule in own or ():
-            click.echo(f"route {endpoint}: {rule}")
+        for line in _route_policy(gate, endpoint):
+            click.echo(line)
     ban_rule = settings.ban_rule
     click.echo(
         f"ban rule: {ban_rule}, banned {ban_rule.duration:g}s" if ban_rule else "ban rule: none"
@@ -222,13 +222,76 @@ def status(client: str | None) -> None:
         with _clean_errors():
             left = extension.banned_for(client)
             usages = extension.usage(client)
+            routes: dict[tuple[str, str], tuple[Usage, str]] = {}
+            for endpoint in sorted(current_app.view_functions):
+                for use in _route_usage(gate, extension, client, endpoint):
+                    routes.setdefault((use.scope, str(use.rule)), (use, endpoint))
         key = _key(client)
         click.echo(
             f"{key}: banned for {retry_after_header(left)}s" if left else f"{key}: not banned"
         )
-        for use in usages:
+        for use, where in [(use, "") for use in usages] + list(routes.values()):
             whole = f", whole again in {math.ceil(use.reset)}s" if use.reset else ""
-            click.echo(f"{key}: {use.remaining} left of {use.rule}{whole}")
+            route = f" (route {where})" if where else ""
+            click.echo(f"{key}: {use.remaining} left of {use.rule}{whole}{route}")
+
+
+def _function_name(function: object) -> str:
+    return getattr(function, "__qualname__", None) or repr(function)
+
+
+def _mark_options(mark: Mark) -> list[str]:
+    """What a ``specific`` mark says besides its rules, as the call spelled it."""
+    options = ["standalone"] if mark.standalone else []
+    if mark.scope is not None:
+        options.append(f"scope={mark.scope!r}")
+    if mark.cost != 1:
+        cost = mark.cost if isinstance(mark.cost, (int, float)) else _function_name(mark.cost)
+        options.append(f"cost={cost}")
+    if mark.concurrency:
+        options.append(f"concurrency={mark.concurrency}")
+    functions = ("key_func", "count_when", "report_when", "exempt_when")
+    for name in functions:
+        function = getattr(mark, name)
+        if function is not None:
+            options.append(f"{name}={_function_name(function)}")
+    return options
+
+
+def _route_policy(gate: Gate, endpoint: str) -> Iterator[str]:
+    """The lines of a route's whole policy: for each ``specific`` mark (its methods, if
+    it names them), its rules and its other options; or that it is bypassed."""
+    marks = gate.policies.route_marks(endpoint)
+    if any(mark.bypass for mark in marks):
+        yield f"route {endpoint}: bypassed"
+        return
+    for mark in marks:
+        methods = f" [{', '.join(sorted(mark.methods))}]" if mark.methods else ""
+        head = f"route {endpoint}{methods}"
+        if isinstance(mark.rules, RulesFunction):
+            yield f"{head}: rate limit computed for each request by {mark.rules.func!r}"
+        else:
+            for rule in with_strategy(tuple(mark.rules), gate.settings.strategy):
+                yield f"{head}: {rule}"
+        options = _mark_options(mark)
+        if options:
+            yield f"{head}: {', '.join(options)}"
+
+
+def _route_usage(gate: Gate, extension: GateKeeper, client: str, endpoint: str) -> list[Usage]:
+    """Where ``client`` stands against a route's own rules (the global ones are listed
+    once), for each method the route answers; none for a route's rules computed per
+    request."""
+    marks = gate.policies.route_marks(endpoint)
+    if any(isinstance(mark.rules, RulesFunction) for mark in marks):
+        return []  # they may need the request's data
+    methods: set[str] = set()
+    for url_rule in current_app.url_map.iter_rules(endpoint):
+        methods |= (url_rule.methods or set()) - {"HEAD", "OPTIONS"}
+    usages = [
+        use for method in sorted(methods) for use in extension.usage(client, endpoint, method)
+    ]
+    return [use for use in usages if use.scope != GLOBAL_SCOPE]
 
 
 @gatekeeper.command("config")

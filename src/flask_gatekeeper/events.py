@@ -15,14 +15,42 @@ from typing import Any, Callable, Optional
 
 from blinker import NamedSignal
 from flask import Flask
+from flask.logging import has_level_handler, wsgi_errors_stream
 
 from . import signals
 from .decision import BanDetail
 from .identity.keys import shown
 
-__all__ = ["Events", "Stats", "logger"]
+__all__ = ["Events", "Stats", "default_handler", "install_default_handler", "logger"]
 
 logger = logging.getLogger("flask_gatekeeper")
+
+
+class _Unconfigured(logging.Filter):
+    """Passes a record only while no other handler would show it: logging configured
+    after ``init_app`` (``logging.basicConfig()``, a handler of the app's own on our
+    logger) takes over, and no line is written twice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not logging.root.handlers and logger.handlers == [default_handler]
+
+
+default_handler = logging.StreamHandler(wsgi_errors_stream)  # type: ignore[call-overload]
+"""Writes our records to the request's ``wsgi.errors`` (else stderr) as
+``[time] WARNING in flask_gatekeeper: message``, like Flask's ``default_handler`` for
+``app.logger``, when the app configured no logging; Python's last-resort handler would
+print the message alone, with no level or logger name."""
+default_handler.setFormatter(
+    logging.Formatter("[%(asctime)s] %(levelname)s in %(name)s: %(message)s")
+)
+default_handler.addFilter(_Unconfigured())
+
+
+def install_default_handler() -> None:
+    """At ``init_app``, as Flask does for ``app.logger``: our ``default_handler`` on the
+    ``flask_gatekeeper`` logger when no handler in its chain would take its records."""
+    if default_handler not in logger.handlers and not has_level_handler(logger):
+        logger.addHandler(default_handler)
 
 
 def _send(signal: NamedSignal, app: Flask, **kwargs: Any) -> None:

@@ -25,6 +25,7 @@ from flask import (
 
 from .decision import BY_HAND, MANUAL, BanDetail, Usage
 from .errors import ClientNameError, ConfigError
+from .events import install_default_handler
 from .gate import Gate
 from .limit import Limit
 from .limiter_names import unexpected_keyword
@@ -122,6 +123,7 @@ class GateKeeper:
             if gate.owner is self:
                 return
             raise RuntimeError(f"{app.name!r} already has another GateKeeper")
+        install_default_handler()
         gate = Gate(self, load_settings(self._given, app.config), app)
         if gate.settings.ban_rule is None and any(
             mark.report_when for mark in gate.policies.marks()

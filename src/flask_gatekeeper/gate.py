@@ -229,7 +229,8 @@ class Gate:
         if key is None:  # key_func leaves the request alone; its address's ban does not
             return self._ban_only(also[0], also[1:]) if also else None
         if denied:
-            return self._refuse(Denied, key, None, None, partial(Denied, key), req.environ)
+            denial = partial(Denied, key, ipv6_prefix=self.identifier.ipv6_prefix)
+            return self._refuse(Denied, key, None, None, denial, req.environ)
         scopes = policy.scopes
         if policy.per_request is not None:
             computed = self.scopes_for(policy.per_request, key)
@@ -584,7 +585,8 @@ class Gate:
         if decision.banned:
             ban_rule = None if decision.manual else self.settings.ban_rule
             who = decision.banned_as or client
-            make_ban = partial(Banned, who, wait, ban_rule)
+            prefix = self.identifier.ipv6_prefix
+            make_ban = partial(Banned, who, wait, ban_rule, ipv6_prefix=prefix)
             return self._refuse(Banned, who, wait, ban_rule, make_ban, environ)
         if self._report_to is not None:
             detail = self.ban_detail(client, decision.new_ban)
@@ -592,15 +594,16 @@ class Gate:
             if decision.new_ban is not None:
                 self.forget_refusals(client)
                 self._escalate(client)
+        prefix = self.identifier.ipv6_prefix
         if decision.concurrency:
             limit = ConcurrencyLimit(decision.concurrency)
             name = policy_name(limit, decision.scope)
-            too_many = partial(TooManyInFlight, client, limit, policy=name)
+            too_many = partial(TooManyInFlight, client, limit, policy=name, ipv6_prefix=prefix)
             return self._refuse(TooManyInFlight, client, wait, limit, too_many, environ, name)
         rule = decision.rule
         assert rule is not None  # a refusal by a rule names it
         name = policy_name(rule, decision.scope)
-        limited = partial(RateLimited, client, wait, rule, policy=name)
+        limited = partial(RateLimited, client, wait, rule, policy=name, ipv6_prefix=prefix)
         return self._refuse(RateLimited, client, wait, rule, limited, environ, name)
 
     def _refuse(

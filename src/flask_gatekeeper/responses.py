@@ -30,6 +30,7 @@ from werkzeug.http import parse_accept_header
 
 from .decision import GLOBAL_SCOPE, IN_FLIGHT_WAIT, Usage
 from .errors import ConfigError, ConfigTypeError
+from .identity.keys import key_kind
 from .rules import BanRule, ConcurrencyLimit, Rule
 from .storage.plan import Scope
 
@@ -129,6 +130,13 @@ class _TextOrJsonRefusal(HTTPException):
         return body, [("Content-Type", content_type), ("Retry-After", str(self.retry_after))]
 
 
+def _named(client: str, ipv6_prefix: int) -> str:
+    """The client as a body names it (``key_kind``): ``ip 10.0.0.1``, ``network
+    203.0.113.0/24`` or ``client user-42``; ``ipv6_prefix`` is the app's, the length of
+    one IPv6 client, whose key is a network's text."""
+    return f"{key_kind(client, ipv6_prefix)} {client}"
+
+
 class Banned(_TextOrJsonRefusal, Forbidden):
     """403: the client is banned for ``wait`` more seconds; ``rule`` (also ``ban_rule``)
     is the ban rule, None for a ban set by hand."""
@@ -139,10 +147,12 @@ class Banned(_TextOrJsonRefusal, Forbidden):
         wait: float,
         ban_rule: BanRule | None = None,
         response: Response | None = None,
+        *,
+        ipv6_prefix: int = 64,
     ) -> None:
         seconds = retry_after_header(wait)
         reason = f" ({ban_rule})" if ban_rule is not None else ""
-        super().__init__(f"ip {client} banned for {seconds}s{reason}", response)
+        super().__init__(f"{_named(client, ipv6_prefix)} banned for {seconds}s{reason}", response)
         self._set_wait(wait, seconds)
         self.client = client
         self.ban_rule = self.rule = ban_rule
@@ -151,8 +161,10 @@ class Banned(_TextOrJsonRefusal, Forbidden):
 class Denied(_TextOrJsonRefusal, Forbidden):
     """403: the client is on the deny list; no ``Retry-After``, waiting will not help."""
 
-    def __init__(self, client: str, response: Response | None = None) -> None:
-        super().__init__(f"ip {client} denied", response)
+    def __init__(
+        self, client: str, response: Response | None = None, *, ipv6_prefix: int = 64
+    ) -> None:
+        super().__init__(f"{_named(client, ipv6_prefix)} denied", response)
         self.client = client
 
 
@@ -172,9 +184,11 @@ class RateLimited(_TextOrJsonRefusal, TooManyRequests):
         response: Response | None = None,
         *,
         policy: str | None = None,
+        ipv6_prefix: int = 64,
     ) -> None:
         seconds = retry_after_header(wait)
-        super().__init__(f"ip {client} rate limited for {seconds}s (over {rule})", response)
+        text = f"{_named(client, ipv6_prefix)} rate limited for {seconds}s (over {rule})"
+        super().__init__(text, response)
         self._set_wait(wait, seconds)
         self.client = client
         self.rule = rule
@@ -197,9 +211,11 @@ class TooManyInFlight(RateLimited):
         response: Response | None = None,
         *,
         policy: str | None = None,
+        ipv6_prefix: int = 64,
     ) -> None:
         seconds = retry_after_header(IN_FLIGHT_WAIT)
-        text = f"ip {client} has too many requests in flight (at most {limit.count} at once)"
+        who = _named(client, ipv6_prefix)
+        text = f"{who} has too many requests in flight (at most {limit.count} at once)"
         TooManyRequests.__init__(self, f"{text}, retry in {seconds}s", response)
         self._set_wait(IN_FLIGHT_WAIT, seconds)
         self.client = client

@@ -301,6 +301,11 @@ class Policies:
             tuple(rule for each in rules for rule in each), self._settings.strategy
         )
 
+    def route_marks(self, endpoint: str) -> list[Mark]:
+        """Every mark that applies to ``endpoint``: its view's, its view class's and its
+        blueprints' (the whole policy the route was given, for ``flask gatekeeper status``)."""
+        return list(self._marks(endpoint))
+
     def _marks(self, endpoint: Optional[str]) -> Iterable[Mark]:
         """Marks on the view, on its class-based view class, and on each enclosing blueprint."""
         if endpoint is None:

@@ -13,7 +13,9 @@ CLI, a log line) is its key, and passing that text back names the same client:
 - A ``key_func`` key is its text as given, except that a key which is written as an
   address or a network (``addresses.written_as_address``, whether it is one or not), or
   starts with ``key:`` or ``sha256:``, is shown as ``key:<text>``: a user named
-  ``203.0.113.7`` is never the address 203.0.113.7.
+  ``203.0.113.7`` is never the address 203.0.113.7. The one exception is the request's
+  own address as ``gk.client_ip()`` gives it, which a ``key_func`` returns to fall back
+  to the address: that is the address (``proxies.Identifier.identify``).
 - A ``key_func`` key longer than ``MAX_KEY_LENGTH`` is ``sha256:<hex digest>``, so text
   from request data cannot make a tracked client arbitrarily large. A distinct rule's
   values follow the same rule (``stored_value``).
@@ -40,13 +42,21 @@ from flask import has_request_context, request
 
 from ..errors import ClientNameError
 from ..rules import KeySource, request_field
-from .addresses import network_key, network_problem, parse_address, written_as_address
+from .addresses import (
+    client_length,
+    network_key,
+    network_of,
+    network_problem,
+    parse_address,
+    written_as_address,
+)
 
 __all__ = [
     "HASH_MARK",
     "KEY_MARK",
     "MAX_KEY_LENGTH",
     "client_key",
+    "key_kind",
     "key_of",
     "key_reader",
     "shown",
@@ -80,6 +90,20 @@ def key_of(text: str) -> str:
     ):
         return KEY_MARK + text
     return text
+
+
+def key_kind(key: str, ipv6_prefix: int = 64) -> str:
+    """What a stored key names, as a refusal body says it: ``"ip"`` for an address (an
+    IPv6 client's ``/ipv6_prefix`` key included), ``"network"`` for a wider network,
+    ``"client"`` for a ``key_func`` or rule key (``key_of`` marks those that would read
+    as an address)."""
+    network = network_of(key)
+    if network is not None:
+        version, length = network
+        return "ip" if length >= client_length(version, ipv6_prefix) else "network"
+    if not key.startswith((KEY_MARK, HASH_MARK)) and parse_address(key) is not None:
+        return "ip"
+    return "client"
 
 
 def stored_value(text: str) -> str:

@@ -195,6 +195,9 @@ class Identifier:
                 return Client(None, False, _NOBODY if address is None else (address.key, *networks))
             if not isinstance(key, str):
                 raise TypeError(f"key_func must return a str or None, got {key!r}")
+            if address is not None and key == address.key:
+                # gk.client_ip(): the fallback to the address is the address itself
+                return Client(key, False, networks)
             key = key_of(key)
             if address is not None and address.key != key:
                 # its address and networks stay banned behind the key

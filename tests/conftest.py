@@ -39,6 +39,18 @@ def redis_url() -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture
+def raw_redis(redis_url: str) -> Iterator[Any]:
+    """A redis-py client of the session's server, which starts the test empty: for tests
+    that reach under the storage (a key of the wrong type, INFO, CONFIG SET)."""
+    from redis import Redis
+
+    client = Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
 StorageFactory = Callable[[FakeClock], Storage]
 
 

@@ -287,22 +287,17 @@ def test_redis_errors_become_the_error_of_their_class(error: Exception, kind: ty
     assert caught.value.__cause__ is error
 
 
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[Any]:
-    """A client of the shared server, which starts the test empty."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield client
-    client.close()
-
-
 @pytest.mark.redis
 @pytest.mark.parametrize("fail_open", [True, False], ids=["fail open", "fail closed"])
 def test_a_script_error_for_one_client_leaves_the_others_limited(
-    redis_url: str, raw: Any, clock: FakeClock, logs: pytest.LogCaptureFixture, fail_open: bool
+    redis_url: str,
+    raw_redis: Any,
+    clock: FakeClock,
+    logs: pytest.LogCaptureFixture,
+    fail_open: bool,
 ) -> None:
     app, gk = _limited_app(RedisStorage(redis.Redis.from_url(redis_url), clock=clock), fail_open)
-    raw.set(f"gatekeeper:{{{BROKEN_IP}}}:log", "not a list")  # WRONGTYPE in its script
+    raw_redis.set(f"gatekeeper:{{{BROKEN_IP}}}:log", "not a list")  # WRONGTYPE in its script
     seen = _hammer(app, [BROKEN_IP, HEALTHY_IP], 20)
     assert seen[HEALTHY_IP] == {200: 5, 429: 15}
     assert seen[BROKEN_IP] == {200 if fail_open else 503: 20}
@@ -315,16 +310,16 @@ def test_a_script_error_for_one_client_leaves_the_others_limited(
 
 @pytest.mark.redis
 def test_out_of_memory_is_an_outage_for_every_client(
-    redis_url: str, raw: Any, clock: FakeClock, logs: pytest.LogCaptureFixture
+    redis_url: str, raw_redis: Any, clock: FakeClock, logs: pytest.LogCaptureFixture
 ) -> None:
     app, _ = _limited_app(RedisStorage(redis.Redis.from_url(redis_url), clock=clock), False)
-    raw.config_set("maxmemory", "1")  # every write refused: OOM
+    raw_redis.config_set("maxmemory", "1")  # every write refused: OOM
     try:
         assert get(app.test_client(), "/", BROKEN_IP).status_code == 503
         assert get(app.test_client(), "/", HEALTHY_IP).status_code == 503  # not even asked
         assert len(_outage_warnings(logs)) == 1
     finally:
-        raw.config_set("maxmemory", "0")
+        raw_redis.config_set("maxmemory", "0")
     clock.advance(RETRY_INTERVAL)
     assert get(app.test_client(), "/", HEALTHY_IP).status_code == 200
     assert ("INFO", "storage available again") in gatekeeper_logs(logs)

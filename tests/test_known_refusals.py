@@ -29,14 +29,6 @@ IP, OTHER = "198.51.100.7", "198.51.100.8"
 BAN_RULE = {"count": 3, "window": 10, "duration": 600}
 
 
-@pytest.fixture
-def db(redis_url: str) -> Iterator[Any]:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield client
-    client.close()
-
-
 AppMaker = Callable[..., tuple[Flask, GateKeeper]]
 
 
@@ -89,9 +81,9 @@ def make(redis_url: str, clock: FakeClock) -> Iterator[AppMaker]:
         client.close()
 
 
-def scripts_run(db: Any) -> int:
+def scripts_run(client: Any) -> int:
     """How many scripts Redis has run (EVALSHA and EVAL), from ``INFO commandstats``."""
-    stats = db.info("commandstats")
+    stats = client.info("commandstats")
     return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
@@ -104,38 +96,38 @@ def statuses(client: FlaskClient, count: int, path: str = "/", ip: str = IP) -> 
 
 
 def test_a_rate_limited_client_costs_no_round_trip_until_its_refusal_ends(
-    make: AppMaker, db: Any, clock: FakeClock
+    make: AppMaker, raw_redis: Any, clock: FakeClock
 ) -> None:
     app, _ = make()
     client = app.test_client()
     assert statuses(client, 7) == [200] * 5 + [429] * 2  # the second 429 is remembered
-    before = scripts_run(db)
+    before = scripts_run(raw_redis)
     replies = [get(client) for _ in range(500)]
     assert {reply.status_code for reply in replies} == {429}
     assert {reply.headers["Retry-After"] for reply in replies} == {"60"}
-    assert scripts_run(db) - before == 0
+    assert scripts_run(raw_redis) - before == 0
     clock.advance(60)  # the refusal's end: Redis is asked again, and admits
     assert get(client).status_code == 200
-    assert scripts_run(db) - before >= 1
+    assert scripts_run(raw_redis) - before >= 1
 
 
 def test_a_banned_client_costs_no_round_trip_until_its_ban_ends(
-    make: AppMaker, db: Any, clock: FakeClock
+    make: AppMaker, raw_redis: Any, clock: FakeClock
 ) -> None:
     app, _ = make()
     client = app.test_client()
     for _ in range(3):
         client.post("/login", environ_base={"REMOTE_ADDR": IP})
     assert statuses(client, 2) == [403, 403]
-    before = scripts_run(db)
+    before = scripts_run(raw_redis)
     assert statuses(client, 250) + statuses(client, 250, "/other") == [403] * 500
-    assert scripts_run(db) - before <= 1  # at most the count of changes, once a second
+    assert scripts_run(raw_redis) - before <= 1  # at most the count of changes, once a second
     clock.advance(600)
     assert get(client).status_code == 200
 
 
 def test_an_unban_in_one_process_reaches_another_within_a_second(
-    make: AppMaker, db: Any, clock: FakeClock
+    make: AppMaker, raw_redis: Any, clock: FakeClock
 ) -> None:
     serving, _ = make()
     operator_app, operator = make()
@@ -171,16 +163,16 @@ def test_operator_actions_in_the_process_itself_apply_at_once(
     assert get(client).status_code == 200
 
 
-def test_a_refusal_covers_only_what_it_refused(make: AppMaker, db: Any) -> None:
+def test_a_refusal_covers_only_what_it_refused(make: AppMaker, raw_redis: Any) -> None:
     app, _ = make(rate_limit_rules="100/minute")
     client = app.test_client()
     assert get(client, "/heavy?cost=2").status_code == 200
     assert [get(client, "/heavy?cost=2").status_code for _ in range(2)] == [429, 429]
-    before = scripts_run(db)
+    before = scripts_run(raw_redis)
     assert get(client, "/heavy?cost=2").status_code == 429  # remembered: no call
-    assert scripts_run(db) == before
+    assert scripts_run(raw_redis) == before
     assert get(client, "/heavy?cost=1").status_code == 429  # a smaller cost is asked...
-    assert scripts_run(db) == before + 1
+    assert scripts_run(raw_redis) == before + 1
     assert get(client, "/").status_code == 200  # ...and so is another scope
     assert get(client, "/heavy", ip=OTHER).status_code == 200  # and another client
 
@@ -193,14 +185,14 @@ def test_a_refusal_covers_only_what_it_refused(make: AppMaker, db: Any) -> None:
     ],
 )
 def test_when_every_refusal_goes_to_the_storage(
-    make: AppMaker, db: Any, options: dict[str, Any]
+    make: AppMaker, raw_redis: Any, options: dict[str, Any]
 ) -> None:
     app, _ = make(**options)
     client = app.test_client()
     assert statuses(client, 6)[-1] == 429
-    before = scripts_run(db)
+    before = scripts_run(raw_redis)
     assert get(client).status_code in (403, 429)
-    assert scripts_run(db) == before + 1
+    assert scripts_run(raw_redis) == before + 1
 
 
 ACTIONS = st.lists(

@@ -106,9 +106,6 @@ class KnownRefusals:
         self._seen_at = -math.inf
         self._lock = threading.Lock()
 
-    def __len__(self) -> int:
-        return len(self._bans) + len(self._limited)
-
     def refusal(
         self,
         client: str,

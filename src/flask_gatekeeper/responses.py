@@ -224,7 +224,8 @@ class TooManyInFlight(RateLimited):
 
 
 class StorageUnavailable(_TextOrJsonRefusal, ServiceUnavailable):
-    """503: the storage is down and ``fail_open=False``; try again in ``wait`` seconds."""
+    """503: the storage is down and ``on_outage="closed"`` (``fail_open=False``); try
+    again in ``wait`` seconds."""
 
     def __init__(self, wait: float, response: Response | None = None) -> None:
         seconds = retry_after_header(wait)

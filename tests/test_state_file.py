@@ -70,6 +70,21 @@ def test_bans_reports_and_history_come_back_after_a_restart(
     assert restored.report("192.0.2.3", RULE) == 600.0  # the third report bans
 
 
+def test_reports_come_back_through_two_restarts(
+    path: Path, clock: FakeClock, wall: FakeClock
+) -> None:
+    first = state_file(path, clock, wall)
+    first.storage.report("192.0.2.3", RULE)
+    first.storage.report("192.0.2.3", RULE)
+    assert first.save()
+    second = state_file(path, FakeClock(5.0), wall)
+    second.load()
+    assert second.save()  # what it restored is saved again, unchanged
+    third = state_file(path, FakeClock(9.0), wall)
+    third.load()
+    assert third.storage.report("192.0.2.3", RULE) == 600.0  # the third report bans
+
+
 def test_what_ended_meanwhile_stays_ended(path: Path, clock: FakeClock, wall: FakeClock) -> None:
     before = state_file(path, clock, wall)
     before.storage.ban("192.0.2.2", 60)

@@ -669,3 +669,5 @@ class MemoryStorage:
                 if stamps:
                     log = Log("d", stamps)
                     self._store((client, _REPORTS), log)
+                    if self._reported is not None:  # saved again by the next save
+                        self._reported.add(client)

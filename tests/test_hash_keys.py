@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import re
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -409,3 +410,31 @@ def test_the_cli_takes_the_clear_key_and_shows_its_hash(make: AppFactory, shared
     assert f"{HASHED}: 2 left of 2 requests in a 60s window" in outputs[5]
     outputs.append(run("config"))
     assert not [output for output in outputs if SECRET in output or SECRET_KEY in output]
+
+
+def test_a_dry_run_logs_the_hash(make: AppFactory, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="flask_gatekeeper")
+    app, _ = build(make, dry_run=True)
+    client = app.test_client()
+    assert [get(client).status_code for _ in range(3)] == [200, 200, 200]
+    assert f"dry run, would refuse GET /: client {HASHED} rate limited" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_the_state_file_keeps_the_hash(make_app: AppFactory, tmp_path: Path) -> None:
+    path = tmp_path / "bans.json"
+    app, gk = make_app(
+        config={"SECRET_KEY": SECRET_KEY},
+        base={},
+        routes=(),
+        key_func=api_key,
+        hash_keys=True,
+        state_file=path,
+        ban_rule=BAN_RULE,
+    )
+    with app.app_context():
+        gk.ban(SECRET, 60)
+    assert app.extensions["gatekeeper"].state_file.save()
+    text = path.read_text(encoding="utf-8")
+    assert HASHED in text
+    assert SECRET not in text

@@ -202,6 +202,7 @@ def test_config_prints_every_key_and_where_it_comes_from(cli_app: AppFactory) ->
         "GATEKEEPER_ALLOWLIST = ()  (default)",
         "GATEKEEPER_DENYLIST = ()  (default)",
         "GATEKEEPER_KEY_FUNC = None  (default)",
+        "GATEKEEPER_HASH_KEYS = False  (default)",
         "GATEKEEPER_KEY_PREFIX = 'gatekeeper:'  (default)",
         "GATEKEEPER_FAIL_OPEN = True  (default)",
         "GATEKEEPER_HEADERS = 'both'  (app.config)",

@@ -303,4 +303,7 @@ def show_config() -> None:
         where = {option.name: f"GateKeeper({option.name}=...)", option.key: "app.config"}.get(
             source, "default"
         )
-        click.echo(f"{option.key} = {_masked(value)}  ({where})")
+        secret = option.name == "hash_keys" and isinstance(value, (str, bytes))
+        click.echo(
+            f"{option.key} = {'<a key of its own>' if secret else _masked(value)}  ({where})"
+        )

@@ -79,6 +79,7 @@ class GateKeeper:
         allowlist: Optional[Addresses] = None,
         denylist: Union[Addresses, Path, None] = None,
         key_func: Union[KeyFunc, str, None] = None,
+        hash_keys: Union[bool, str, bytes, None] = None,
         key_prefix: Optional[str] = None,
         fail_open: Optional[bool] = None,
         headers: Union[bool, str, None] = None,
@@ -399,7 +400,9 @@ class GateKeeper:
             return []
         scopes = policy.scopes
         if policy.per_request is not None:
-            scopes = policy.per_request.scopes_for(key, gate.settings.strategy, values=False)
+            scopes = policy.per_request.scopes_for(
+                key, gate.settings.strategy, values=False, hasher=gate.identifier.hasher
+            )
         return gate.settings.storage.usage(key, scopes) if scopes else []
 
     def stats(self) -> dict[str, Optional[int]]:

@@ -33,6 +33,7 @@ from werkzeug.utils import ImportStringError, import_string
 
 from .errors import ConfigError, ConfigTypeError
 from .identity.addresses import AddressSet, parse_address_list, read_address_file
+from .identity.keys import key_hasher, parse_hash_keys
 from .identity.proxies import Identifier
 from .limiter_names import config_hint
 from .request import Predicate, ResponsePredicate, RulesOrFunction
@@ -369,6 +370,13 @@ OPTIONS: tuple[Option, ...] = (
         "both",
     ),
     Option(
+        "hash_keys",
+        "GATEKEEPER_HASH_KEYS",
+        parse_hash_keys,
+        False,
+        "key_func and rule keys stored as keyed hashes",
+    ),
+    Option(
         "key_prefix",
         "GATEKEEPER_KEY_PREFIX",
         check_key_prefix,
@@ -469,7 +477,15 @@ def parse_route(given: Mapping[str, object]) -> dict[str, Any]:
     }
 
 
-_IDENTITY = ("ip_header", "trusted_proxies", "ipv6_prefix", "allowlist", "denylist", "key_func")
+_IDENTITY = (
+    "ip_header",
+    "trusted_proxies",
+    "ipv6_prefix",
+    "allowlist",
+    "denylist",
+    "key_func",
+    "hash_keys",
+)
 """The options that say who a client is: ``Settings.identifier`` is made of them."""
 _STORAGE_BUILT_WITH = ("max_clients", "key_prefix")
 """The options that ``storage`` is built with: ``Settings.storage`` holds them."""
@@ -597,6 +613,9 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
             f"{storage!r} keeps its own (drop {named('state_file')}, or use memory://)"
         )
     values["on_outage"] = _outage_policy_of(values, sources, storage, named)
+    values["hash_keys"] = key_hasher(
+        values["hash_keys"], config.get("SECRET_KEY"), named("hash_keys")
+    )
     values["fail_open"] = values["on_outage"] != "closed"
     identity = {name: values.pop(name) for name in _IDENTITY}
     identity["ip_header"] = ip_header

@@ -316,6 +316,15 @@ SCENARIOS: dict[str, Scenario] = {
         given="5/second",
         from_given=5,
     ),
+    "default_rules": Scenario(
+        admitted_of_ten,
+        default=10,
+        config=[{"count": 3, "window": 10}],
+        from_config=3,
+        given="5/second",
+        from_given=5,
+        drop=("GATEKEEPER_RATE_LIMIT_RULES",),
+    ),
     "ip_header": Scenario(
         refused_key({"x-a": "1.1.1.1", "x-b": "2.2.2.2"}),
         default=PEER,

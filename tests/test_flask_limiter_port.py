@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
 import pytest
-from flask import Flask
+from flask import Blueprint, Flask
 
 from flask_gatekeeper import GateKeeper
 from flask_gatekeeper.testing import FakeClock, MemoryStorage
@@ -235,3 +235,79 @@ def test_a_refused_request_counts_in_the_limits_flask_limiter_checked_before(
 
     assert statuses(limiter_app, steps, limiter_clock) == [*first, 200, 429]
     assert statuses(port, steps, limiter_clock) == [*first, 200, 200]
+
+
+def where_defaults_apply(clock: FakeClock) -> tuple[Flask, Flask]:
+    """The rows of docs/migrating.md on where default limits apply, under each library:
+    limits for some methods, ``override_defaults=False``, a blueprint's limits, a limit
+    inside a view."""
+    apps = []
+    for kind in ("limiter", "port"):
+        app = Flask(kind)
+        bp = Blueprint("bp", kind)
+        views: dict[str, Callable[[], str]] = {}
+        inside: Any  # a limit used inside a view
+        for name in ("form", "both", "inside"):
+            views[name] = functools.wraps(index)(lambda name=name: name)  # this app's own
+            views[name].__qualname__ = f"{kind}.{name}"  # Flask-Limiter's name for it
+        if kind == "limiter":
+            limiter = Limiter(
+                lambda: "client",
+                app=app,
+                default_limits=["2/minute"],
+                strategy="moving-window",
+                storage_uri="memory://",
+            )
+            form = limiter.limit("1/minute", methods=["POST"])(views["form"])
+            both = limiter.limit("3/minute", override_defaults=False)(views["both"])
+            limiter.limit("3/minute")(bp)
+            inside = limiter.limit("5/minute")
+        else:
+            gk = GateKeeper(app, default_rules="2/minute", storage=MemoryStorage(clock=clock))
+            form = gk.specific("1/minute", methods=["POST"])(views["form"])
+            both = gk.specific(["3/minute", "2/minute"])(views["both"])
+            gk.specific("3/minute")(bp)
+            inside = gk.limit("5/minute", scope="ctx")
+
+        def ctx(inside: Any = inside) -> str:
+            with inside:
+                return "ctx"
+
+        ctx.__qualname__ = f"{kind}.ctx"
+        app.add_url_rule("/form", "form", form, methods=["GET", "POST"])
+        app.add_url_rule("/both", "both", both)
+        app.add_url_rule("/ctx", "ctx", ctx)
+        bp.add_url_rule("/in", "inside", views["inside"])
+        app.register_blueprint(bp, url_prefix="/bp")
+        apps.append(app)
+    return apps[0], apps[1]
+
+
+def test_default_limits_apply_where_flask_limiters_do(limiter_clock: FakeClock) -> None:
+    limiter_app, port = where_defaults_apply(limiter_clock)
+    sequence: list[tuple[Request, int]] = [
+        *[(get("/form"), 200)] * 2,
+        (get("/form"), 429),  # GET keeps the defaults
+        (Request("/form", "POST"), 200),
+        (Request("/form", "POST"), 429),  # POST has its own 1/minute
+        *[(get("/both"), 200)] * 2,
+        (get("/both"), 429),  # the defaults beside its own 3/minute
+        *[(get("/bp/in"), 200)] * 3,
+        (get("/bp/in"), 429),  # the blueprint's 3/minute instead of the defaults
+    ]
+    steps = [step for step, _ in sequence]
+    expected = [status for _, status in sequence]
+
+    assert statuses(limiter_app, steps, limiter_clock) == expected
+    assert statuses(port, steps, limiter_clock) == expected
+
+
+def test_a_limit_inside_a_view_leaves_the_defaults_in_place(limiter_clock: FakeClock) -> None:
+    """A difference docs/migrating.md names: once a limit inside a view has run,
+    Flask-Limiter leaves the route's defaults out (a limit that overrides them, remembered
+    for the endpoint); ``gk.limit`` is a check of its own and the defaults stay."""
+    limiter_app, port = where_defaults_apply(limiter_clock)
+    steps = [get("/ctx")] * 3
+
+    assert statuses(limiter_app, steps, limiter_clock) == [200, 200, 200]  # 5/minute only
+    assert statuses(port, steps, limiter_clock) == [200, 200, 429]  # the default 2/minute

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -316,15 +316,6 @@ SCENARIOS: dict[str, Scenario] = {
         given="5/second",
         from_given=5,
     ),
-    "default_rules": Scenario(
-        admitted_of_ten,
-        default=10,
-        config=[{"count": 3, "window": 10}],
-        from_config=3,
-        given="5/second",
-        from_given=5,
-        drop=("GATEKEEPER_RATE_LIMIT_RULES",),
-    ),
     "ip_header": Scenario(
         refused_key({"x-a": "1.1.1.1", "x-b": "2.2.2.2"}),
         default=PEER,
@@ -530,6 +521,10 @@ SCENARIOS: dict[str, Scenario] = {
         from_given="team-alice",
     ),
 }
+SCENARIOS["default_rules"] = replace(
+    SCENARIOS["rate_limit_rules"], drop=("GATEKEEPER_RATE_LIMIT_RULES",)
+)
+"""On a single route, the default rules limit as the app-wide rules would."""
 
 
 @pytest.fixture(scope="module")

@@ -194,6 +194,7 @@ def test_config_prints_every_key_and_where_it_comes_from(cli_app: AppFactory) ->
         "  (GateKeeper(rate_limit_rules=...))",
         "GATEKEEPER_IP_HEADER = None  (default)",
         "GATEKEEPER_EXCLUDED_METHODS = ()  (default)",
+        "GATEKEEPER_DEFAULT_RULES = None  (default)",
         "GATEKEEPER_ENABLED = True  (default)",
         "GATEKEEPER_STORAGE_URI = 'memory://'  (default)",
         "GATEKEEPER_MAX_CLIENTS = 100000  (default)",

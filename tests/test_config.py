@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -540,6 +540,10 @@ SCENARIOS: dict[str, Scenario] = {
         from_given="team-alice",
     ),
 }
+SCENARIOS["default_rules"] = replace(
+    SCENARIOS["rate_limit_rules"], drop=("GATEKEEPER_RATE_LIMIT_RULES",)
+)
+"""On a single route, the default rules limit as the app-wide rules would."""
 
 
 @pytest.fixture(scope="module")

@@ -71,6 +71,7 @@ class GateKeeper:
         ip_header: Optional[str] = None,
         excluded_methods: Union[Iterable[str], str, None] = None,
         *,
+        default_rules: Optional[Rules] = None,
         enabled: Optional[bool] = None,
         storage: Union[str, Storage, Any, None] = None,
         max_clients: Optional[int] = None,

@@ -330,7 +330,7 @@ OPTIONS: tuple[Option, ...] = (
         "rules, or a function returning them for each request",
         "both",
     ),
-    Option("standalone", None, _bool, False, "the global rules do not apply", "route"),
+    Option("standalone", None, _bool, False, "the app's rules do not apply", "route"),
     Option("methods", None, _some_methods, None, "the methods the mark applies to", "route"),
     Option("scope", None, _scope, None, "a budget shared by the routes naming it", "route"),
     Option("cost", None, _cost, 1, "how many requests one request counts as", "route"),
@@ -344,6 +344,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("ip_header", "GATEKEEPER_IP_HEADER", _header_name, None, "client IP from a header"),
     Option("excluded_methods", "GATEKEEPER_EXCLUDED_METHODS", _methods, (), "never counted"),
+    Option(
+        "default_rules",
+        "GATEKEEPER_DEFAULT_RULES",
+        parse_rules_or_function,
+        None,
+        "rules counted per route, on routes without rules of their own",
+    ),
     Option("enabled", "GATEKEEPER_ENABLED", _bool, True, "master switch"),
     Option("storage", "GATEKEEPER_STORAGE_URI", _storage, "memory://", "where counts live"),
     Option(
@@ -500,6 +507,9 @@ class Settings:
     ban_rule: Optional[BanRule]
     rate_limit_rules: RulesOrFunction
     excluded_methods: frozenset[str]
+    default_rules: RulesOrFunction
+    """Counted per client and per route (``routes.default_scope_name``), on every route
+    whose marks for the method give no rules of their own; not on standalone routes."""
     storage: Storage
     identifier: Identifier
     fail_open: bool
@@ -625,6 +635,7 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         **{
             **values,
             "rate_limit_rules": values["rate_limit_rules"] or (),
+            "default_rules": values["default_rules"] or (),
             "storage": storage,
             "identifier": Identifier(**identity),
             "ip_header_trusted": ip_header is None or trusted_proxies is not None,

@@ -304,17 +304,6 @@ class Policies:
             names |= {item.name for item in items}
         return {name for name in names if name != GLOBAL_SCOPE and not name.startswith(_SHARED)}
 
-    def route_rules(self, endpoint: str) -> Optional[tuple[Rule, ...]]:
-        """The rules a route adds of its own (``specific``, whatever the method; not those
-        computed per request), or None when it is bypassed."""
-        marks = list(self._marks(endpoint))
-        if any(mark.bypass for mark in marks):
-            return None
-        rules = (mark.rules for mark in marks if not isinstance(mark.rules, RulesFunction))
-        return with_strategy(
-            tuple(rule for each in rules for rule in each), self._settings.strategy
-        )
-
     def route_marks(self, endpoint: str) -> list[Mark]:
         """Every mark that applies to ``endpoint``: its view's, its view class's and its
         blueprints' (the whole policy the route was given, for ``flask gatekeeper status``)."""

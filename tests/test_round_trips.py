@@ -12,16 +12,15 @@ whose keys sit on other slots (the network's, the registry's) take a call per sl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
 import pytest
 from flask import Flask
 
 from flask_gatekeeper import BanRule, GateKeeper, Rule, SubnetBanRule
-from flask_gatekeeper.decision import BanDetail, Decision
-from flask_gatekeeper.storage.base import BanSteps, bans_in_one_step
-from flask_gatekeeper.storage.plan import Scope
+from flask_gatekeeper.decision import BanDetail
+from flask_gatekeeper.storage.base import bans_in_one_step
 from flask_gatekeeper.testing import FakeClock, FlakyStorage, MemoryStorage
 from support import index, recording
 from support.redis_server import HOST, redis_cluster, require
@@ -38,25 +37,11 @@ NETWORK = "203.0.113.0/24"
 
 
 class Apart(RedisStorage):
-    """The Redis storage, served as a storage without ``report_steps`` is: its own
-    ``hit`` and ``report`` make the gate call each step after a ban apart."""
+    """The Redis storage, served as a storage without ``report_steps`` is: ``hit`` and
+    ``report`` of its own make the gate call each step after a ban apart."""
 
-    def hit(
-        self,
-        client: str,
-        scopes: Sequence[Scope],
-        *,
-        usage: bool = False,
-        report_to: Optional[BanRule] = None,
-        also: Sequence[str] = (),
-        token: Optional[str] = None,
-        steps: Optional[BanSteps] = None,
-    ) -> Decision:
-        assert steps is None
-        return super().hit(client, scopes, usage=usage, report_to=report_to, also=also, token=token)
-
-    def report(self, client: str, ban_rule: BanRule, reason: str = "reports") -> Optional[float]:
-        return super().report(client, ban_rule, reason)
+    hit = RedisStorage.hit
+    report = RedisStorage.report
 
 
 def scripts_run(client: Any) -> int:

@@ -555,7 +555,7 @@ class Gate:
         if report_to is not None and self._one_step is not None:
             steps = self._ban_steps(client)
             if steps is not None:  # its refusal may ban: the storage makes what follows
-                hit = partial(self._one_step.hit, steps=steps)
+                hit = functools.update_wrapper(partial(self._one_step.hit, steps=steps), hit)
         decision: Union[Decision, Down]
         if self.guard.down:
             decision = self.ask_storage(

@@ -206,3 +206,36 @@ def test_a_storage_object_without_report_steps_is_served_apart() -> None:
     assert bans_in_one_step(MemoryStorage()) is not None
     assert bans_in_one_step(FlakyStorage()) is None
     assert bans_in_one_step(Watched()) is None
+
+
+def test_while_redis_is_down_the_fallback_makes_the_steps_and_hands_them_over(
+    clock: FakeClock,
+) -> None:
+    """on_outage="local": a 429 that bans during an outage escalates in the process's own
+    storage, signalled as on Redis; both bans reach Redis when it is back."""
+    from support.redis_server import RedisServer
+
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        app = Flask(__name__)
+        gk = GateKeeper(
+            app,
+            storage=RedisStorage(client, clock=clock),
+            ban_rule=BanRule(count=1, window=60, duration=600),
+            rate_limit_rules=[Rule(1, 60)],
+            report_rate_limited=True,
+            subnet_ban_rule=SubnetBanRule(count=1, window=3600, duration=86400),
+        )
+        index(app, gk)
+        server.stop()
+        with recording(app) as events:
+            assert [get(app, "203.0.113.2") for _ in range(3)] == [200, 429, 403]
+        assert [client for client, _, _ in banned_events(events)] == ["203.0.113.2", NETWORK]
+        assert get(app, "203.0.113.50") == 403  # the local registry knows the network
+        server.start()  # empty: its data went with the process
+        clock.advance(1)  # the next probe
+        assert get(app, "198.51.100.1") == 200
+        with app.app_context():
+            assert gk.bans(detail=True)[NETWORK].reason == "subnet"
+            assert gk.banned_for("203.0.113.2") == 599  # a second later
+        client.close()

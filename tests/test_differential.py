@@ -8,10 +8,12 @@ sometimes counted under another key as a rule with its own ``key`` is, some hits
 slots of concurrency limits, some reserving in a deferred scope; ``release`` of those
 slots; ``refund`` of those reservations; ``record``; ``report`` with escalating ban
 rules; ``ban``, ``unban``, ``banned_for``, ``bans``, ``reset``, and ``network_lengths``,
-the registry of network bans) while one ``FakeClock`` moves in tiny steps, onto exact
-window, lease and ban boundaries (and one microsecond either side of them), and in large
-jumps. Every result is compared with ``==``: every ``Decision`` field, every report's
-duration, ``banned_for``, ``bans()``.
+the registry of network bans; hits that strike and reports are sometimes given
+``BanSteps``, as the gate gives them: the ban's detail, a network client's registry
+entry, and the run's subnet ban rule's escalation to the client's network) while one
+``FakeClock`` moves in tiny steps, onto exact window, lease and ban boundaries (and one
+microsecond either side of them), and in large jumps. Every result is compared with
+``==``: every ``Decision`` field, every report's duration, ``banned_for``, ``bans()``.
 
 Clients come from a small pool that includes hostile key text (the memory storage's
 separators ``\\x1d``, ``\\x1e``, ``\\x1f``, braces, ``%``, spaces, non-ASCII), so that one
@@ -58,9 +60,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from flask_gatekeeper import BanRule, Rule
-from flask_gatekeeper.decision import ADMITTED, Decision, Reservation, Usage
+from flask_gatekeeper import BanRule, Rule, SubnetBanRule
+from flask_gatekeeper.decision import ADMITTED, BanDetail, Decision, NewBan, Reservation, Usage
+from flask_gatekeeper.gate import banned_addresses
+from flask_gatekeeper.identity.addresses import wider_network
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.base import BanSteps
 from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.strategies import (
     FIXED_WINDOW,
@@ -230,6 +235,35 @@ def ban_rules(draw: st.DrawFn) -> BanRule:
     )
 
 
+subnet_rules = st.builds(
+    SubnetBanRule,
+    count=st.integers(min_value=1, max_value=3),
+    window=windows,
+    duration=durations,
+    ipv4_prefix=st.sampled_from([8, 16, 24]),
+    ipv6_prefix=st.sampled_from([32, 48]),
+)
+"""The run's subnet ban rule: networks of the clients' pool among its networks."""
+SOME_SUBNET_RULE = SubnetBanRule(2, 60, 600)
+
+StepsDrawn = Optional[tuple[bool, bool, bool]]
+"""A call's ``BanSteps``, as drawn: None, or (details, register, escalate)."""
+steps_drawn = st.one_of(st.none(), st.tuples(st.booleans(), st.booleans(), st.booleans()))
+
+
+def _ban_steps(client: str, drawn: StepsDrawn, subnet: SubnetBanRule) -> Optional[BanSteps]:
+    """The ``BanSteps`` the gate would give for ``client`` (registering any client the
+    draw says: a storage registers only network keys)."""
+    if drawn is None:
+        return None
+    details, register, escalate = drawn
+    network = wider_network(client, subnet.ipv4_prefix, subnet.ipv6_prefix) if escalate else None
+    if network is None:
+        return BanSteps(details, register)
+    addresses = replace(banned_addresses(subnet), values=(client,))
+    return BanSteps(details, register, network, addresses, subnet.duration)
+
+
 # --- operations -------------------------------------------------------------------------------
 
 
@@ -256,6 +290,7 @@ class Hit:
     values: tuple[Optional[str], ...] = (None,)  # for the distinct rules, in turn
     owner: Optional[str] = None  # the last scope counts under this key (a keyed rule)
     hold: bool = False  # with a token of its own: takes a slot of each concurrency limit
+    steps: StepsDrawn = None  # BanSteps after a ban that the strike makes
 
 
 @dataclass(frozen=True)
@@ -330,6 +365,7 @@ class Report:
     times: int = 1
     pick: int = 0  # which of the palette's ban rules, when rules change
     reason: str = "reports"
+    steps: StepsDrawn = None  # report_steps() with these BanSteps, else report()
 
 
 @dataclass(frozen=True)
@@ -490,6 +526,7 @@ def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
         values=values,
         owner=owners,
         hold=st.booleans(),
+        steps=steps_drawn,
     )
 
 
@@ -504,7 +541,9 @@ def scoped(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Op]:
 
 def reports(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Report]:
     reasons = st.sampled_from(["reports", "response"])
-    return st.builds(Report, client=clients, times=times, pick=picks, reason=reasons)
+    return st.builds(
+        Report, client=clients, times=times, pick=picks, reason=reasons, steps=steps_drawn
+    )
 
 
 def sequences(ops: st.SearchStrategy[Op]) -> st.SearchStrategy[list[Op]]:
@@ -570,10 +609,22 @@ def _call(
     scopes: list[Scope],
     ban_rule: Optional[BanRule],
     token: Optional[str] = None,
+    subnet: SubnetBanRule = SOME_SUBNET_RULE,
 ) -> Result:
     try:
         if isinstance(op, Hit):
             also = () if op.also is None else (op.also,)
+            steps = _ban_steps(op.client, op.steps, subnet)
+            if steps is not None:
+                return storage.hit(  # type: ignore[call-arg]  # both are OneStepBans
+                    op.client,
+                    scopes,
+                    usage=op.usage,
+                    report_to=ban_rule,
+                    also=also,
+                    token=token,
+                    steps=steps,
+                )
             return storage.hit(
                 op.client, scopes, usage=op.usage, report_to=ban_rule, also=also, token=token
             )
@@ -599,6 +650,11 @@ def _call(
             return None
         if isinstance(op, Report):
             assert ban_rule is not None
+            if op.steps is not None:
+                steps = _ban_steps(op.client, op.steps, subnet)
+                return storage.report_steps(  # type: ignore[attr-defined]  # OneStepBans
+                    op.client, ban_rule, op.reason, steps
+                )
             return storage.report(op.client, ban_rule, op.reason)
         if isinstance(op, Ban):
             storage.ban(op.client, _duration(op, ban_rule), op.reason)
@@ -631,6 +687,9 @@ def _outcome(op: Op, result: Result) -> str:
         kind = "Hit with a key's rule"
     if isinstance(result, Raised):
         return f"{kind}: both raised"
+    escalated = result.ban if isinstance(result, Decision) else result
+    if isinstance(escalated, NewBan) and escalated.network is not None:
+        return f"{kind}: banned, and its network with it"
     if isinstance(result, Decision):
         if result.new_ban is not None:
             return f"{kind}: limited, and banned by the strike"
@@ -707,6 +766,8 @@ class Pair:
     reservations: list[Reserved] = field(default_factory=list)
     """What admitted hits reserved, newest last, refunded ones too."""
     tokens: int = 0
+    subnet: SubnetBanRule = SOME_SUBNET_RULE
+    """The subnet ban rule of the run's ``BanSteps``."""
 
     @property
     def out_of_time(self) -> bool:
@@ -781,8 +842,8 @@ class Pair:
         if isinstance(op, Hit) and op.hold:
             self.tokens += 1
             token = f"t{self.tokens}"
-        memory = _call(self.memory, op, scopes, ban_rule, token)
-        redis_result = _call(self.redis, op, scopes, ban_rule, token)
+        memory = _call(self.memory, op, scopes, ban_rule, token, self.subnet)
+        redis_result = _call(self.redis, op, scopes, ban_rule, token, self.subnet)
         call = _describe(op, scopes, ban_rule, token)
         self.transcript.append(f"{call} -> {memory!r}")
         if not _same(memory, redis_result):
@@ -809,6 +870,12 @@ class Pair:
                 self.remember(self.now + microseconds(memory.new_ban))
         if type(memory) in (int, float):  # banned_for, or a report's new ban
             self.remember(self.now + microseconds(memory))  # type: ignore[arg-type]
+        new = memory.ban if isinstance(memory, Decision) else memory
+        if isinstance(new, NewBan):
+            self.remember(self.now + microseconds(new.duration))
+            if new.network is not None:
+                self.remember(self.now + microseconds(self.subnet.duration))
+                self.remember(self.now + microseconds(self.subnet.window))
         event(_outcome(op, memory))
 
 
@@ -888,6 +955,7 @@ SETTINGS = settings(
     scope_rules=st.fixed_dictionaries(dict.fromkeys((GLOBAL_SCOPE, *ROUTES), rule_sets)),
     scope_limits=st.fixed_dictionaries(dict.fromkeys((GLOBAL_SCOPE, *ROUTES), limits)),
     ban_rule=ban_rules(),
+    subnet=subnet_rules,
     ops=sequences(fixed_ops()),
 )
 def test_storages_agree(
@@ -895,9 +963,11 @@ def test_storages_agree(
     scope_rules: dict[str, tuple[Rule, ...]],
     scope_limits: dict[str, tuple[int, float]],
     ban_rule: BanRule,
+    subnet: SubnetBanRule,
     ops: list[Op],
 ) -> None:
     pair = new_pair(shared_client)
+    pair.subnet = subnet
     for op in ops:
         if pair.out_of_time:
             return
@@ -925,6 +995,7 @@ def test_storages_agree(
         }
     ),
     ban_palette=st.lists(ban_rules(), min_size=PALETTE_SIZE, max_size=PALETTE_SIZE),
+    subnet=subnet_rules,
     ops=sequences(changing_ops()),
 )
 def test_storages_agree_when_rules_change(
@@ -932,9 +1003,11 @@ def test_storages_agree_when_rules_change(
     palette: dict[str, list[tuple[Rule, ...]]],
     limits_palette: dict[str, list[tuple[int, float]]],
     ban_palette: list[BanRule],
+    subnet: SubnetBanRule,
     ops: list[Op],
 ) -> None:
     pair = new_pair(shared_client)
+    pair.subnet = subnet
     for op in ops:
         if pair.out_of_time:
             return
@@ -1185,3 +1258,29 @@ def test_an_empty_owner_is_the_client_s_own(any_storage: Storage) -> None:
     assert any_storage.hit("victim", _scope(GLOBAL_SCOPE, ONE_IN_TEN)).admitted
     refused = any_storage.hit("victim", [_keyed(GLOBAL_SCOPE, "", ONE_IN_TEN)])
     assert refused == Decision(admitted=False, retry_after=10, rule=ONE_IN_TEN)
+
+
+def test_a_strike_that_bans_makes_the_ban_s_steps_in_its_own_step(storage: Storage) -> None:
+    # Hypothesis reaches a hit whose strike escalates less often than a report that does.
+    subnet = SubnetBanRule(2, 60, 3600)
+    one = _scope(GLOBAL_SCOPE, ONE_IN_TEN)
+    ban_at_once = BanRule(1, 10, 600)
+    decisions = []
+    for address in ("10.0.0.1", "10.0.0.2"):
+        steps = _ban_steps(address, (True, False, True), subnet)
+        assert storage.hit(address, one).admitted
+        refused = storage.hit(address, one, report_to=ban_at_once, steps=steps)  # type: ignore[call-arg]
+        decisions.append(refused.ban)
+    first, second = decisions
+    assert first == NewBan(600, BanDetail(600, 0, "rate_limit", 1))  # one banned address
+    network_ban = BanDetail(3600, 0, "subnet", 0)
+    assert second == NewBan(600, BanDetail(600, 0, "rate_limit", 1), "10.0.0.0/24", network_ban)
+    assert storage.network_lengths() == {(4, 24)}
+    assert storage.hit("10.0.0.3", one, also=("10.0.0.0/24",)).banned_as == "10.0.0.0/24"
+
+
+def test_a_report_that_bans_a_network_registers_it_in_its_own_step(storage: Storage) -> None:
+    steps = BanSteps(details=False, register=True)
+    new = storage.report_steps("203.0.113.0/24", BanRule(1, 10, 600), "reports", steps)  # type: ignore[attr-defined]
+    assert new == NewBan(600)
+    assert storage.network_lengths() == {(4, 24)}

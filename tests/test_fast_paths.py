@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
 from flask_gatekeeper import GateKeeper
-from flask_gatekeeper.decision import Decision, Reservation, Usage
+from flask_gatekeeper.decision import Decision, NewBan, Reservation, Usage
 from flask_gatekeeper.errors import StorageCallError, StorageError
 from flask_gatekeeper.gate import Down, Gate
 from flask_gatekeeper.identity.addresses import AddressSet, parse_address_list
@@ -226,6 +226,7 @@ decision_fields: dict[str, st.SearchStrategy[Any]] = {
     "banned_as": st.none() | st.just("10.0.0.1"),
     "concurrency": st.integers(0, 3),
     "reserved": st.lists(st.builds(Reservation, st.integers(0, 10**9)), max_size=2).map(tuple),
+    "ban": st.none() | st.builds(NewBan, st.floats(1, 600)),
 }
 
 
@@ -244,6 +245,7 @@ class GeneralDecision:
     banned_as: Optional[str] = None
     concurrency: int = 0
     reserved: tuple[Reservation, ...] = ()
+    ban: Optional[NewBan] = None
 
 
 def test_the_general_decision_has_decisions_fields() -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "SUBNET",
     "BanDetail",
     "Decision",
+    "NewBan",
     "Reservation",
     "Usage",
 ]
@@ -58,6 +59,20 @@ class BanDetail:
     since: float
     reason: str
     strikes: int
+
+
+@dataclass(frozen=True)
+class NewBan:
+    """A ban that a report made (or a refusal counted as one), and what the storage did
+    after it in the same atomic step (``storage.base.BanSteps``): ``detail``, the
+    client's ban in force after it (when asked for); ``network``, the network that the
+    subnet ban rule banned with it, and ``network_detail`` its ban (when asked for). The
+    gate signals and logs them without another storage call."""
+
+    duration: float
+    detail: Optional[BanDetail] = None
+    network: Optional[str] = None
+    network_detail: Optional[BanDetail] = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,8 @@ class Decision:
     refusal by the limit of requests in flight of ``scope``, is that limit (then ``rule``
     is None and ``retry_after`` is ``IN_FLIGHT_WAIT``). ``reserved``, for an admitted
     request, holds what it recorded in each ``deferred`` scope, in their order.
+    ``ban``, when the call was given ``BanSteps`` and the refusal's report banned, is
+    that ban with what the same step did after it (``new_ban`` is its duration).
     """
 
     admitted: bool
@@ -118,6 +135,7 @@ class Decision:
     banned_as: Optional[str]
     concurrency: int
     reserved: tuple[Reservation, ...]
+    ban: Optional[NewBan]
 
     def __init__(
         self,
@@ -132,6 +150,7 @@ class Decision:
         banned_as: Optional[str] = None,
         concurrency: int = 0,
         reserved: tuple[Reservation, ...] = (),
+        ban: Optional[NewBan] = None,
     ) -> None:
         # Every refused request makes one: its fields are written at once, where a frozen
         # dataclass's own __init__ writes them one by one through object.__setattr__:
@@ -152,6 +171,7 @@ class Decision:
                 "banned_as": banned_as,
                 "concurrency": concurrency,
                 "reserved": reserved,
+                "ban": ban,
             },
         )
 

@@ -29,7 +29,16 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
-from .decision import RATE_LIMIT, REPORTS, RESPONSE, SUBNET, BanDetail, Decision, Reservation
+from .decision import (
+    RATE_LIMIT,
+    REPORTS,
+    RESPONSE,
+    SUBNET,
+    BanDetail,
+    Decision,
+    NewBan,
+    Reservation,
+)
 from .errors import StorageCallError, StorageError
 from .events import Events
 from .identity.addresses import NO_LENGTHS, NetworkLengths, wider_network
@@ -51,6 +60,7 @@ from .routes import Policies
 from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
 from .state_file import StateFile
 from .storage import MemoryStorage
+from .storage.base import BanSteps, bans_in_one_step
 from .storage.plan import Scope, within
 
 if TYPE_CHECKING:
@@ -70,6 +80,9 @@ _ALONE = {
     "closed": "refused with 503",
 }
 """What a request whose storage call failed on its own meets, by outage policy."""
+
+BAN_STEPS_KEPT = 4096
+"""How many clients' ``BanSteps`` a gate keeps made (least recently used out)."""
 
 READY_RESPONSES = 1024
 """How many refusal responses a gate keeps ready (see ``Gate._refuse``): all of them are
@@ -174,6 +187,10 @@ class Gate:
             self.fallback = MemoryStorage(clock=clock)
         self._usage = bool(settings.headers)
         self._report_to = settings.ban_rule if settings.report_rate_limited else None
+        self._one_step = bans_in_one_step(settings.storage)
+        """The storage, when it makes the steps after a ban in the ban's own step
+        (``storage.base.OneStepBans``): asked once, here."""
+        self._steps_of = functools.lru_cache(maxsize=BAN_STEPS_KEPT)(self._make_steps)
         self._processes_checked = not isinstance(settings.storage, MemoryStorage)
         self._network_lengths: Callable[..., NetworkLengths] = getattr(
             settings.storage, "network_lengths", _no_network_bans
@@ -305,6 +322,8 @@ class Gate:
         ban_rule = self.settings.ban_rule
         if ban_rule is None:
             return False
+        if self._one_step is not None:
+            return self._count_report_in_one_step(client, ban_rule, reason)
         storage = self.settings.storage
         banned_for = self.ask_storage(storage.report, client, ban_rule, reason)
         if isinstance(banned_for, Down):
@@ -325,6 +344,50 @@ class Gate:
             self._escalate(client)
         return banned_for is not None
 
+    def _count_report_in_one_step(self, client: str, ban_rule: BanRule, reason: str) -> bool:
+        """``count_report`` on a storage that makes the ban's steps (its detail, the
+        registry, the escalation) in the report's own step: one storage call."""
+        assert self._one_step is not None
+        steps = self._ban_steps(client)
+        new = self.ask_storage(self._one_step.report_steps, client, ban_rule, reason, steps)
+        if isinstance(new, Down):
+            if self.fallback is None:
+                return False
+            new = self.fallback.report_steps(client, ban_rule, reason, steps)
+        if new is None:
+            self.events.report_counted(client, None, reason)
+            return False
+        self._banned_by_report(client, reason, new)
+        return True
+
+    def _banned_by_report(self, client: str, reason: str, new: NewBan) -> None:
+        """Signal and log a report's ban and what its step did after it (the network
+        that the subnet ban rule banned with it), with no storage call."""
+        self.events.report_counted(client, new.duration, reason, new.detail)
+        self.forget_refusals(client)
+        if new.network is not None:
+            self._network_banned(new.network, new.network_detail)
+
+    def _ban_steps(self, client: str) -> Optional[BanSteps]:
+        """What a storage that makes a ban's steps itself does after a ban of ``client``:
+        its detail when someone listens for bans, the registry when it is a network,
+        the subnet ban rule's escalation. None when nothing follows."""
+        return self._steps_of(client, self.events.hears_bans())
+
+    def _make_steps(self, client: str, details: bool) -> Optional[BanSteps]:
+        """``_ban_steps``'s answer, made once per client (``BAN_STEPS_KEPT``)."""
+        register = self.identifier.is_network(client)
+        rule = self.settings.subnet_ban_rule
+        network = (
+            None if rule is None else wider_network(client, rule.ipv4_prefix, rule.ipv6_prefix)
+        )
+        if not (details or register or network):
+            return None
+        if rule is None or network is None:
+            return BanSteps(details, register)
+        addresses = replace(banned_addresses(rule), values=(client,))
+        return BanSteps(details, register, network, addresses, rule.duration)
+
     def _escalate(self, client: str) -> None:
         """``client`` was just banned (by the ban rule): with a ``subnet_ban_rule``, count
         it among the banned addresses of its network, and ban the network once they
@@ -344,8 +407,14 @@ class Gate:
         if decision.admitted and decision.usage is not None and decision.usage.remaining:
             return
         if not isinstance(self.ask_storage(storage.ban, network, rule.duration, SUBNET), Down):
-            self.forget_refusals()  # its addresses' 429s would hide the network's 403
-            self.events.banned(network, rule.duration, SUBNET, self.ban_detail(network))
+            self._network_banned(network, self.ban_detail(network))
+
+    def _network_banned(self, network: str, detail: Optional[BanDetail]) -> None:
+        """The subnet ban rule banned ``network``: signalled and logged."""
+        rule = self.settings.subnet_ban_rule
+        assert rule is not None  # only its escalation bans for SUBNET
+        self.forget_refusals()  # its addresses' 429s would hide the network's 403
+        self.events.banned(network, rule.duration, SUBNET, detail)
 
     def ban_detail(self, client: str, banned_for: Optional[float] = 0) -> Optional[BanDetail]:
         """The client's ban as the ``client_banned`` signal carries it: read from the
@@ -485,6 +554,10 @@ class Gate:
             remembered = known.refusal(client, scopes, also, usage)
             if remembered is not None:
                 return remembered
+        if report_to is not None and self._one_step is not None:
+            steps = self._ban_steps(client)
+            if steps is not None:  # its refusal may ban: the storage makes what follows
+                hit = functools.update_wrapper(partial(self._one_step.hit, steps=steps), hit)
         decision: Union[Decision, Down]
         if self.guard.down:
             decision = self.ask_storage(
@@ -506,8 +579,15 @@ class Gate:
                 known.learn(client, scopes, decision)
             return decision
         if self.fallback is not None:
+            steps = self._ban_steps(client) if report_to is not None else None
             return self.fallback.hit(
-                client, scopes, usage=usage, report_to=report_to, also=also, token=token
+                client,
+                scopes,
+                usage=usage,
+                report_to=report_to,
+                also=also,
+                token=token,
+                steps=steps,
             )
         self._unanswered()
         return None
@@ -590,7 +670,9 @@ class Gate:
             prefix = self.identifier.ipv6_prefix
             make_ban = partial(Banned, who, wait, ban_rule, ipv6_prefix=prefix)
             return self._refuse(Banned, who, wait, ban_rule, make_ban, environ)
-        if self._report_to is not None:
+        if decision.ban is not None:  # the storage made the ban's steps in its own step
+            self._banned_by_report(client, RATE_LIMIT, decision.ban)
+        elif self._report_to is not None:
             detail = self.ban_detail(client, decision.new_ban)
             self.events.report_counted(client, decision.new_ban, RATE_LIMIT, detail)
             if decision.new_ban is not None:

@@ -16,20 +16,38 @@ Network bans: a ban whose client is a network's key (its CIDR,
 that banned networks use, which the gate reads for each request (``network_lengths``) to
 name the client's networks of those lengths in ``hit``'s ``also``; with no network
 banned, a request looks up nothing more.
+
+Bans in one step (optional, ``OneStepBans``): a storage with ``report_steps`` also
+takes ``steps`` in ``hit``, and then makes what follows a ban that a report made in the
+same atomic step (``BanSteps``: the ban's detail, a network client's entry in the
+registry, the subnet ban rule's escalation), returning them in a ``decision.NewBan``.
+The gate looks for it once, at start-up (``bans_in_one_step``): a storage without it
+(or a subclass that overrides ``hit`` or ``report`` but not ``report_steps``) is served
+as before, with a call of its own for each of those steps after the ban.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
-from ..decision import MANUAL, REPORTS, BanDetail, Decision, Reservation, Usage
+from ..decision import MANUAL, REPORTS, BanDetail, Decision, NewBan, Reservation, Usage
 from ..errors import ConfigError, ConfigTypeError
 from ..identity.addresses import NetworkLengths
 from ..rules import BanRule
 from .plan import Scope
 
-__all__ = ["DEFAULT_KEY_PREFIX", "Clock", "Scope", "Storage", "check_key_prefix"]
+__all__ = [
+    "DEFAULT_KEY_PREFIX",
+    "BanSteps",
+    "Clock",
+    "OneStepBans",
+    "Scope",
+    "Storage",
+    "bans_in_one_step",
+    "check_key_prefix",
+]
 
 DEFAULT_KEY_PREFIX = "gatekeeper:"
 """Prefix of every key a shared storage writes, so several apps can share one database."""
@@ -50,6 +68,31 @@ def check_key_prefix(value: object, name: str) -> str:
     if "{" in value or "}" in value:
         raise ConfigError(f"{name}: braces would break the Redis Cluster hash tag: {value!r}")
     return value
+
+
+@dataclass(frozen=True)
+class BanSteps:
+    """What a ban that a report makes (or a refusal counted as one) brings along, done by
+    a storage with ``report_steps`` in the same atomic step as the ban:
+
+    - ``details``: return the client's ban in force after it (``NewBan.detail``), and
+      the network's when it is banned too (for the ``client_banned`` signal);
+    - ``register``: the client is a network: its ban enters the registry, as
+      ``ban(client, 0)`` would enter it;
+    - ``network``: the subnet ban rule's escalation. Unless ``network`` is banned now,
+      count the client's key among its banned addresses, as a request of the scope
+      ``addresses`` (one distinct rule, the client's key its value) under ``network``
+      would be counted; when that leaves the rule no room (or it had none for a new
+      address), ban ``network`` for ``duration`` seconds with the reason "subnet", as
+      ``ban`` would (a longer ban stands; it enters the registry), and name it in
+      ``NewBan.network``.
+    """
+
+    details: bool = False
+    register: bool = False
+    network: Optional[str] = None
+    addresses: Optional[Scope] = None
+    duration: float = 0.0
 
 
 class Storage(Protocol):
@@ -160,3 +203,47 @@ class Storage(Protocol):
         history (a network leaves the registry); with ``scope``, only its counters and
         slots in that scope."""
         ...
+
+
+class OneStepBans(Storage, Protocol):
+    """A storage that makes the steps after a ban in the ban's own atomic step (see the
+    module's docstring): ``MemoryStorage`` and ``RedisStorage`` are."""
+
+    def hit(
+        self,
+        client: str,
+        scopes: Sequence[Scope],
+        *,
+        usage: bool = False,
+        report_to: Optional[BanRule] = None,
+        also: Sequence[str] = (),
+        token: Optional[str] = None,
+        steps: Optional[BanSteps] = None,
+    ) -> Decision:
+        """``Storage.hit``; ``steps``: when the refusal's report (``report_to``) bans,
+        the steps that follow, in the same step; the decision's ``ban`` says what they
+        did."""
+        ...
+
+    def report_steps(
+        self, client: str, ban_rule: BanRule, reason: str, steps: Optional[BanSteps]
+    ) -> Optional[NewBan]:
+        """``report``, and when it bans, the ``steps`` that follow, in the same atomic
+        step (on Redis Cluster, as few calls as the keys' slots allow): the new ban and
+        what the steps did, or None when the report does not ban."""
+        ...
+
+
+def bans_in_one_step(storage: object) -> Optional[OneStepBans]:
+    """``storage`` when it makes the steps after a ban itself (``OneStepBans``), else
+    None. Asked once, at start-up: a subclass that overrides ``hit`` or ``report``
+    without ``report_steps`` is served the old way, so its own methods keep being
+    called."""
+    defined_in = {
+        name: next((cls for cls in type(storage).__mro__ if name in vars(cls)), None)
+        for name in ("report_steps", "hit", "report")
+    }
+    owner = defined_in["report_steps"]
+    if owner is None or any(cls is not owner for cls in defined_in.values()):
+        return None
+    return storage  # type: ignore[return-value]  # it has report_steps and its hit

@@ -24,7 +24,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from .. import strategies
@@ -34,8 +34,10 @@ from ..decision import (
     MANUAL,
     RATE_LIMIT,
     REPORTS,
+    SUBNET,
     BanDetail,
     Decision,
+    NewBan,
     Reservation,
     Usage,
 )
@@ -43,7 +45,7 @@ from ..errors import ConfigError, ConfigTypeError
 from ..identity.addresses import NO_LENGTHS, NetworkLengths, network_of
 from ..rules import BanRule, Rule
 from ..units import instant, microseconds, seconds
-from .base import RECORD_DEPRECATED, Clock
+from .base import RECORD_DEPRECATED, BanSteps, Clock
 from .model import (
     PLAN,
     Ban,
@@ -58,6 +60,7 @@ from .model import (
     ban_refusal,
     closest,
     distinct_usage,
+    escalation,
     limited,
     longest_ban,
     longest_wait,
@@ -194,6 +197,7 @@ class MemoryStorage:
         report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
+        steps: Optional[BanSteps] = None,
     ) -> Decision:
         with self._lock:
             now = instant(self.clock())
@@ -245,10 +249,10 @@ class MemoryStorage:
                     if rule is not None:
                         if log is not None:  # a refused request is seen too
                             logs.move_to_end(key)
-                        new_ban = (
-                            self._report(client, report_to, now, RATE_LIMIT) if report_to else None
-                        )
-                        return limited(wait, rule, scope.name, usage, new_ban)
+                        refused = limited(wait, rule, scope.name, usage, None)
+                        if report_to is None:
+                            return refused
+                        return self._strike(client, report_to, now, steps, refused)
                     self._record_log(key, log, scope, now)
                 if not usage:
                     return ADMITTED
@@ -286,18 +290,22 @@ class MemoryStorage:
                         if seen.wait > longest:
                             longest, worst, worst_scope = seen.wait, seen.rule, scope.name
             if worst is not None:
-                new_ban = self._report(client, report_to, now, RATE_LIMIT) if report_to else None
-                return limited(longest, worst, worst_scope, usage, new_ban)
+                refused = limited(longest, worst, worst_scope, usage, None)
+                if report_to is None:
+                    return refused
+                return self._strike(client, report_to, now, steps, refused)
             full = None if token is None else self._full(client, scopes, now)
             if full is not None:
-                return Decision(
+                refused = Decision(
                     admitted=False,
                     retry_after=IN_FLIGHT_WAIT,
                     scope=full.name,
                     usage=self._closest(client, scopes, now) if usage else None,
-                    new_ban=self._report(client, report_to, now, RATE_LIMIT) if report_to else None,
                     concurrency=full.concurrency,
                 )
+                if report_to is None:
+                    return refused
+                return self._strike(client, report_to, now, steps, refused)
             self._write(found, states, now, distinct)
             if token is not None:  # slots are the client's, never a scope owner's
                 for scope in scopes:
@@ -308,6 +316,66 @@ class MemoryStorage:
                 return ADMITTED
             closest = self._closest(client, scopes, now) if usage else None
             return Decision(admitted=True, usage=closest, reserved=reserved)
+
+    def _strike(
+        self,
+        client: str,
+        report_to: BanRule,
+        now: int,
+        steps: Optional[BanSteps],
+        refused: Decision,
+    ) -> Decision:
+        """The refusal, counted as a report toward ``report_to`` (``new_ban``: the ban it
+        started; with ``steps``, ``ban`` too: what followed it)."""
+        duration = self._report(client, report_to, now, RATE_LIMIT)
+        if duration is None:
+            return refused
+        new = None if steps is None else self._after_ban(client, duration, now, steps)
+        return replace(refused, new_ban=duration, ban=new)
+
+    def report_steps(
+        self, client: str, ban_rule: BanRule, reason: str, steps: Optional[BanSteps]
+    ) -> Optional[NewBan]:
+        with self._lock:
+            now = self._now()
+            duration = self._report(client, ban_rule, now, reason)
+            if duration is None:
+                return None
+            if steps is None:
+                return NewBan(duration)
+            return self._after_ban(client, duration, now, steps)
+
+    def _after_ban(self, client: str, duration: float, now: int, steps: BanSteps) -> NewBan:
+        """What follows the ban that a report just made on ``client`` (``BanSteps``),
+        under the same lock."""
+        ban = self._bans[client]
+        detail = ban.detail(now) if steps.details else None
+        network = network_of(client) if steps.register else None
+        if network is not None:
+            self._register(client, network, ban.end)
+        wider, addresses = steps.network, steps.addresses
+        if wider is None or addresses is None or not self._escalate(wider, addresses, steps, now):
+            return NewBan(duration, detail)
+        wider_detail = self._bans[wider].detail(now) if steps.details else None
+        return NewBan(duration, detail, wider, wider_detail)
+
+    def _escalate(self, network: str, addresses: Scope, steps: BanSteps, now: int) -> bool:
+        """The subnet ban rule's step (``model.escalation``): True when it bans ``network``."""
+        previous = self._bans.get(network)
+        (seen,) = self._read_distinct(network, addresses, now)
+        record, ban_it = escalation(previous, seen, now)
+        if record:
+            self._store(seen.key, seen.recorded(now))
+        if not ban_it:
+            return False
+        end = now + microseconds(steps.duration)
+        ban = manual_ban(previous, now, end, SUBNET)
+        if ban is not None:
+            self._set_ban(network, ban, now)
+        where = network_of(network)
+        if where is not None:
+            self._register(network, where, self._bans[network].end)
+        return True
 
     def _full(self, client: str, scopes: Sequence[Scope], now: int) -> Optional[Scope]:
         """The first scope whose concurrency limit the client's unexpired slots fill

@@ -50,6 +50,7 @@ __all__ = [
     "ban_refusal",
     "closest",
     "distinct_usage",
+    "escalation",
     "limited",
     "live",
     "longest_ban",
@@ -430,6 +431,19 @@ def manual_ban(previous: Optional[Ban], now: int, end: int, reason: str) -> Opti
     if previous.end < end:
         return Ban(now, end, previous.strikes, max(previous.forget_at, end), reason)
     return None
+
+
+def escalation(network_ban: Optional[Ban], seen: DistinctRead, now: int) -> tuple[bool, bool]:
+    """The subnet ban rule's step after a ban (``BanSteps``), given the network's ban and
+    its banned addresses as read with the banned client's key (``seen``): whether to
+    record that address, and whether to ban the network. Nothing while the network is
+    banned; the network is banned when the rule had no room for a new address, or has
+    none left once it is recorded (as a request of that scope with its usage would say)."""
+    if network_ban is not None and network_ban.end > now:
+        return False, False
+    if seen.wait:
+        return False, True
+    return True, len(seen.log.values) + seen.added >= seen.rule.count
 
 
 def without_stamps(log: Log, stamp: int, cost: int) -> Optional[list[float]]:

@@ -45,6 +45,7 @@ from ..decision import (
     REPORTS,
     BanDetail,
     Decision,
+    NewBan,
     Reservation,
     Usage,
 )
@@ -53,7 +54,7 @@ from ..identity.addresses import EVERY_LENGTH, NO_LENGTHS, NetworkLengths, netwo
 from ..rules import BanRule, Rule
 from ..strategies import STRATEGY_CODES
 from ..units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds
-from .base import DEFAULT_KEY_PREFIX, RECORD_DEPRECATED, Clock, check_key_prefix
+from .base import DEFAULT_KEY_PREFIX, RECORD_DEPRECATED, BanSteps, Clock, check_key_prefix
 from .plan import Scope, within
 
 try:
@@ -299,14 +300,15 @@ def _pooled(client: RedisClient) -> Optional[_Pooled]:
     return _Pooled(pool) if isinstance(pool, redis.ConnectionPool) else None
 
 
-_HIT = _Script("common.lua", "distinct.lua", "strategies.lua", "hit.lua")
-_REPORT = _Script("common.lua", "report.lua")
+_HIT = _Script("common.lua", "distinct.lua", "strategies.lua", "steps.lua", "hit.lua")
+_REPORT = _Script("common.lua", "distinct.lua", "steps.lua", "report.lua")
+_ESCALATE = _Script("common.lua", "distinct.lua", "steps.lua", "escalate.lua")
 _BAN = _Script("common.lua", "ban.lua")
 _USAGE = _Script("common.lua", "distinct.lua", "strategies.lua", "usage.lua")
 _RELEASE = _Script("release.lua")
 _REFUND = _Script("common.lua", "distinct.lua", "strategies.lua", "refund.lua")
 _NETWORKS = _Script("common.lua", "networks.lua")
-_SCRIPTS = (_HIT, _REPORT, _BAN, _USAGE, _RELEASE, _NETWORKS, _REFUND)
+_SCRIPTS = (_HIT, _REPORT, _BAN, _USAGE, _RELEASE, _NETWORKS, _REFUND, _ESCALATE)
 """Every script, each loaded by the start-up check (``check``)."""
 
 
@@ -394,6 +396,27 @@ def _ban_rule_arguments(rule: BanRule) -> tuple[Union[int, str], ...]:
 
 
 _NO_REPORT_TO: tuple[Union[int, str], ...] = (0,) * 6
+
+_NO_STEPS: tuple[_Argument, ...] = (0, 0, "", "", "", "", 0, 0, 0)
+"""``steps.lua``'s STEP_ARGS arguments when no step follows a ban (``after_ban``)."""
+
+
+def _length_text(key: str) -> str:
+    """A network key's entry in the registry ("4/24"), "" for any other key."""
+    where = network_of(key)
+    return "" if where is None else f"{where[0]}/{where[1]}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _detail_of(values: Sequence[Any]) -> Optional[BanDetail]:
+    """``ban_detail``'s answer (``common.lua``: end, left, since, reason, strikes) as a
+    ``BanDetail``; None when empty or no ban is in force."""
+    if not values or values[1] <= 0:
+        return None
+    return BanDetail(seconds(values[1]), seconds(values[2]), _text(values[3]), int(values[4]))
 
 
 _DISTINCT = "distinct"
@@ -628,14 +651,84 @@ class RedisStorage:
                 code = STRATEGY_CODES[strategy]
                 args += [rule.count, window, code, strategies.offset(who, window)]
             args.append(len(scope.distinct))
-            for rule, name, value in zip(scope.distinct, scope.distinct_ids, scope.values):
-                keys.append(self._key(who, f"{_DISTINCT}{where}:{name}"))
+            for index, (rule, value) in enumerate(zip(scope.distinct, scope.values)):
+                keys.append(self._distinct_key(who, scope, index))
                 text = b"" if value is None else value.encode("utf-8", "surrogatepass")
                 args += [rule.count, rule.window_us, int(value is not None), text]
             if scope.concurrency:  # the request's client's slots, never an owner's
                 keys.append(self._key(client, f"slots{where}"))
             rules += [(rule, scope.name) for rule in scope.logged + scope.stateful + scope.distinct]
         return keys, args, rules
+
+    def _distinct_key(self, who: str, scope: Scope, index: int) -> str:
+        """The key of the values that the scope's ``index``-th distinct rule holds for ``who``."""
+        return self._key(who, f"{_DISTINCT}{_where(scope.name)}:{scope.distinct_ids[index]}")
+
+    def _step_parts(
+        self, client: str, steps: Optional[BanSteps]
+    ) -> tuple[list[str], list[_Argument]]:
+        """The KEYS and the STEP_ARGS arguments that ``steps`` add to a script that may
+        ban ``client`` (``after_ban`` in ``steps.lua``). On Redis Cluster, only the
+        details (the client's ban, on the client's slot); ``_steps_apart`` does the rest."""
+        if steps is None:
+            return [], list(_NO_STEPS)
+        details = int(steps.details or steps.register)
+        if self._clustered:
+            return [], [0, details, client, "", "", "", 0, 0, 0]
+        length = _length_text(client) if steps.register else ""
+        network, addresses = steps.network, steps.addresses
+        keys = []
+        if length or (network and addresses):
+            keys += [self._registry_key("lengths"), self._registry_key("changes")]
+        if length:
+            keys.append(self._registry_key(length))
+        if not network or addresses is None:
+            return keys, [len(keys), details, client, length, "", "", 0, 0, 0]
+        wider = _length_text(network)
+        keys += [self._key(network, "ban"), self._distinct_key(network, addresses, 0)]
+        keys.append(self._registry_key(wider or "none"))
+        rule = addresses.distinct[0]
+        rule_args = [rule.count, rule.window_us, microseconds(steps.duration)]
+        return keys, [len(keys), details, client, length, network, wider, *rule_args]
+
+    def _new_ban(
+        self, client: str, duration: float, answer: list[Any], steps: BanSteps, read_at: float
+    ) -> NewBan:
+        """``after_ban``'s ``answer`` (the client's ban, the network's, the registry's
+        answer) as a ``NewBan``: on Redis Cluster, the steps of other slots made apart."""
+        own, wider, registry = answer if answer else ([], [], [])
+        if registry:
+            self._keep(read_at, registry)
+        if self._clustered:
+            own, wider = self._steps_apart(client, steps, own)
+        network = steps.network if wider else None
+        if not steps.details:
+            return NewBan(duration, None, network)
+        return NewBan(duration, _detail_of(own), network, _detail_of(wider))
+
+    def _steps_apart(
+        self, client: str, steps: BanSteps, own: list[Any]
+    ) -> tuple[list[Any], list[Any]]:
+        """Redis Cluster: the steps after a ban whose keys sit on other slots, each slot
+        in one call: the client's ban detail when its script did not read it (one call
+        on its slot), the escalation (one on the network's slot), each registry entry
+        (one on the registry's)."""
+        if not own and (steps.details or steps.register):
+            own = self._run(_BAN, [self._key(client, "ban")], [self._now_argument(), "detail", 0])
+        where = network_of(client) if steps.register else None
+        if where is not None and own:
+            self._registry_call("add", (client, where, int(own[0])))
+        network, addresses = steps.network, steps.addresses
+        if not network or addresses is None:
+            return own, []
+        rule = addresses.distinct[0]
+        keys = [self._key(network, "ban"), self._distinct_key(network, addresses, 0)]
+        args = [self._now_argument(), client, rule.count, rule.window_us]
+        wider = self._run(_ESCALATE, keys, [*args, microseconds(steps.duration)])
+        where = network_of(network)
+        if wider and where is not None:
+            self._registry_call("add", (network, where, int(wider[0])))
+        return own, wider
 
     def _hit(
         self,
@@ -647,9 +740,11 @@ class RedisStorage:
         also: Sequence[str] = (),
         token: Optional[str] = None,
         registry: bool = False,
+        steps: Optional[BanSteps] = None,
     ) -> tuple[list[Any], list[tuple[Rule, str]]]:
         """Run ``hit.lua``: its answer, and the rules its indices point into. ``registry``:
-        the answer brings the registry of network bans along."""
+        the answer brings the registry of network bans along; ``steps``: what follows a
+        ban that ``report_to`` makes (``_step_parts``)."""
         scope_keys, scope_args, rules = self._scopes(client, scopes)
         other_bans = [self._key(other, "ban") for other in also]
         keys = [self._key(client, "ban"), self._key(client, "reports"), *other_bans]
@@ -667,6 +762,10 @@ class RedisStorage:
             int(registry),
             *scope_args,
         ]
+        if report_to is not None:
+            step_keys, step_args = self._step_parts(client, steps)
+            keys += step_keys
+            args += step_args
         return self._run(_HIT, keys, args), rules
 
     def hit(
@@ -678,17 +777,27 @@ class RedisStorage:
         report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
+        steps: Optional[BanSteps] = None,
     ) -> Decision:
+        """``steps``: see ``BanSteps``; one script does it all on one server."""
         if self._clustered and (also or any(scope.owner for scope in scopes)):
-            return self._hit_on_slots(client, scopes, usage, report_to, also, token)
+            decision = self._hit_on_slots(client, scopes, usage, report_to, also, token)
+            if steps is None or decision.new_ban is None:
+                return decision
+            new = self._new_ban(client, decision.new_ban, [], steps, self._copy_time())
+            return replace(decision, ban=new)
         read_at = self._copy_time()
         registry = not self._clustered and read_at - self._registry[0] >= NETWORK_REFRESH
         answer, rules = self._hit(
-            client, scopes, _HIT_MODE, usage, report_to, also, token, registry
+            client, scopes, _HIT_MODE, usage, report_to, also, token, registry, steps
         )
         if registry:
             self._keep(read_at, answer[7])
-        return self._decision(answer, rules, scopes, also, usage)
+        decision = self._decision(answer, rules, scopes, also, usage)
+        if steps is None or decision.new_ban is None:
+            return decision
+        new = self._new_ban(client, decision.new_ban, answer[9], steps, read_at)
+        return replace(decision, ban=new)
 
     def _hit_on_slots(
         self,
@@ -877,6 +986,23 @@ class RedisStorage:
         duration = self._run(_REPORT, keys, args)
         return seconds(duration) if duration >= 0 else None
 
+    def report_steps(
+        self, client: str, ban_rule: BanRule, reason: str, steps: Optional[BanSteps]
+    ) -> Optional[NewBan]:
+        """``report`` and the ``steps`` after its ban in one script (``report.lua``); on
+        Redis Cluster, the steps of other slots apart (``_steps_apart``)."""
+        if steps is None:
+            duration = self.report(client, ban_rule, reason)
+            return None if duration is None else NewBan(duration)
+        step_keys, step_args = self._step_parts(client, steps)
+        keys = [self._key(client, "reports"), self._key(client, "ban"), *step_keys]
+        args = [self._now_argument(), *_ban_rule_arguments(ban_rule), reason, *step_args]
+        read_at = self._copy_time()
+        duration, answer = self._run(_REPORT, keys, args)
+        if duration < 0:
+            return None
+        return self._new_ban(client, seconds(duration), answer, steps, read_at)
+
     def _ban_action(
         self, client: str, action: str, duration: float = 0, reason: str = MANUAL
     ) -> int:
@@ -962,13 +1088,7 @@ class RedisStorage:
         return self._detail(self._key(client, "ban"))
 
     def _detail(self, ban_key: str) -> Optional[BanDetail]:
-        left, since, reason, strikes = self._run(
-            _BAN, [ban_key], [self._now_argument(), "detail", 0]
-        )
-        if left <= 0:
-            return None
-        text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        return BanDetail(seconds(left), seconds(since), text, strikes)
+        return _detail_of(self._run(_BAN, [ban_key], [self._now_argument(), "detail", 0]))
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
         """Forget the client (a SCAN of its keys: for operators, not for requests)."""

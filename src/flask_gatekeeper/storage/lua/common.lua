@@ -113,3 +113,47 @@ local function log_usage(stamps, count, window, now)
   end
   return count - used, reset
 end
+
+-- The ban in force at `ban_key`: {end, microseconds left, microseconds since it started,
+-- reason, strikes} (left 0 when none).
+local function ban_detail(ban_key, now)
+  local finish = ban_end(ban_key)
+  return {finish, math.max(0, finish - now), now - tonumber(redis.call('HGET', ban_key, 't') or now),
+    redis.call('HGET', ban_key, 'r') or '', tonumber(redis.call('HGET', ban_key, 's') or 0)}
+end
+
+-- A ban by hand (or by the subnet ban rule) for `duration` unless a longer ban stands;
+-- the history still remembered stays, with its forget time.
+local function ban_for(ban_key, now, duration, reason)
+  if math.max(0, ban_end(ban_key) - now) < duration then
+    local forget_at = tonumber(redis.call('HGET', ban_key, 'f') or 0)
+    set_ban(ban_key, now, duration, strikes(ban_key, now), math.max(0, forget_at - now - duration),
+      reason)
+  end
+end
+
+-- Change the registry of network bans (see networks.lua): "add" the network's entry,
+-- ending at `finish` (an entry never moves earlier), or "remove" the one that ended then.
+-- KEYS of the registry's tag: `lengths` (the lengths in use), `networks` (the networks
+-- of `length`, "4/24").
+local function registry_change(lengths, networks, now, action, network, length, finish)
+  redis.call('ZREMRANGEBYSCORE', networks, '-inf', int(now))
+  local listed = tonumber(redis.call('ZSCORE', networks, network) or 0)
+  if action == 'add' and finish > listed then
+    redis.call('ZADD', networks, int(finish), network)
+  elseif action == 'remove' and listed > 0 and listed <= finish then
+    redis.call('ZREM', networks, network)
+  end
+  local last = redis.call('ZRANGE', networks, -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('ZADD', lengths, last[2], length)
+    expire_after(networks, tonumber(last[2]) - now)
+  else
+    redis.call('ZREM', lengths, length)
+  end
+  redis.call('ZREMRANGEBYSCORE', lengths, '-inf', int(now))
+  local longest = redis.call('ZRANGE', lengths, -1, -1, 'WITHSCORES')
+  if longest[2] then
+    expire_after(lengths, tonumber(longest[2]) - now)
+  end
+end

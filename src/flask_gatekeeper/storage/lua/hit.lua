@@ -9,7 +9,8 @@
 -- read_scopes).
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
--- (count, window, duration, factor, longest ban, forget_after); ARGV[10]: 1 for a request
+-- (count, window, duration, factor, longest ban, forget_after), and the last STEP_ARGS
+-- ARGV say what follows a ban that report makes (after_ban); ARGV[10]: 1 for a request
 -- (ban, check, record), 2 to record (nothing else), 3 to check as for a request without
 -- recording (no slot either), 4 as 3 without the ban (Redis Cluster: a key's rules, when
 -- the request does not name the key's ban);
@@ -25,7 +26,8 @@
 -- (then `rule` is the full scope's index, from 0); rules are numbered over every scope
 -- from 0, in each scope sliding-log rules, then stateful, then distinct; -1 means none;
 -- `lengths` the registry as networks.lua returns it, when asked (else empty); `reserved`, once
--- recorded, what each deferred scope's Reservation holds, in order (absent otherwise).
+-- recorded, what each deferred scope's Reservation holds, in order (absent otherwise);
+-- a refusal counted as a report ends with {} (no reservation) and after_ban's answer.
 -- LPUSH `times` copies of `value` (never more than the log keeps: further copies would
 -- only be trimmed), PUSH_CHUNK at a time: unpack fails past about 8000 values.
 local PUSH_CHUNK = 1000
@@ -69,7 +71,7 @@ if mode == 1 or mode == 3 then
 end
 
 local token = ARGV[12]
-local scopes = read_scopes(14, 3 + others + registry)
+local scopes = read_scopes(14, 3 + others + registry, ARGV[3] == '1' and #ARGV - STEP_ARGS)
 
 -- the rule with the fewest requests left (then the longest reset), with its requests
 -- left and reset; -1 when usage was not asked for, or no scope has a rule
@@ -92,6 +94,13 @@ local function strike()
     return report(KEYS[2], KEYS[1], now, numbers(4, 9), REASON_RATE_LIMIT)
   end
   return -1
+end
+
+-- A refusal's answer: counted as a report when asked, and what follows the ban it makes.
+local function refusal(status, wait, rule, closest, remaining, reset)
+  local new_ban = strike()
+  return {status, wait, rule, closest, remaining, reset, new_ban, lengths, {},
+    after_ban(new_ban, KEYS[1], now)}
 end
 
 if mode ~= 2 then
@@ -128,7 +137,7 @@ if mode ~= 2 then
     end
   end
   if worst >= 0 then
-    return {2, wait, worst, worst, 0, wait, strike(), lengths}
+    return refusal(2, wait, worst, worst, 0, wait)
   end
   if mode == 1 and token ~= '' then  -- expired leases go, as they are met
     for i, scope in ipairs(scopes) do
@@ -136,7 +145,7 @@ if mode ~= 2 then
         redis.call('ZREMRANGEBYSCORE', scope.slots, '-inf', int(now))
         if redis.call('ZCARD', scope.slots) >= scope.concurrency then
           local closest, remaining, reset = closest_usage()
-          return {3, 0, i - 1, closest, remaining, reset, strike(), lengths}
+          return refusal(3, 0, i - 1, closest, remaining, reset)
         end
       end
     end

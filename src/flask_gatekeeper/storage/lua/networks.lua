@@ -11,25 +11,6 @@
 local now, action = clock(ARGV[1]), ARGV[2]
 local lengths = KEYS[1]
 if action ~= 'read' then
-  local networks, network, length, finish = KEYS[3], ARGV[3], ARGV[4], tonumber(ARGV[5])
-  redis.call('ZREMRANGEBYSCORE', networks, '-inf', int(now))
-  local listed = tonumber(redis.call('ZSCORE', networks, network) or 0)
-  if action == 'add' and finish > listed then
-    redis.call('ZADD', networks, int(finish), network)
-  elseif action == 'remove' and listed > 0 and listed <= finish then
-    redis.call('ZREM', networks, network)
-  end
-  local last = redis.call('ZRANGE', networks, -1, -1, 'WITHSCORES')
-  if last[2] then
-    redis.call('ZADD', lengths, last[2], length)
-    expire_after(networks, tonumber(last[2]) - now)
-  else
-    redis.call('ZREM', lengths, length)
-  end
-  redis.call('ZREMRANGEBYSCORE', lengths, '-inf', int(now))
-  local longest = redis.call('ZRANGE', lengths, -1, -1, 'WITHSCORES')
-  if longest[2] then
-    expire_after(lengths, tonumber(longest[2]) - now)
-  end
+  registry_change(lengths, KEYS[3], now, action, ARGV[3], ARGV[4], tonumber(ARGV[5]))
 end
 return registry_answer(lengths, KEYS[2], now)

@@ -131,7 +131,8 @@ local function strategy_usage(code, state, count, window, shift, now)
   return math.max(0, math.floor(count - current)), start + window - now
 end
 
--- The scopes described from ARGV[first_arg] on, their keys from KEYS[first_key] on: per
+-- The scopes described from ARGV[first_arg] on (to ARGV[last_arg], the last unless
+-- given), their keys from KEYS[first_key] on: per
 -- scope, depth, ttl, cost, deferred (1: a hit returns its reservation), concurrency
 -- (0: no limit), lease (microseconds), number of sliding-log rules, (count, window) for
 -- each, number of stateful rules, (count, window, strategy code, shift) for each, number
@@ -139,9 +140,9 @@ end
 -- for each. Keys: per scope its log, then its stateful rules' states, then its distinct
 -- rules' sets, then its slots (a sorted set: token -> lease deadline) when it has a
 -- concurrency limit. Reads each log's length and each stateful rule's state.
-local function read_scopes(first_arg, first_key)
+local function read_scopes(first_arg, first_key, last_arg)
   local scopes, arg, key = {}, first_arg, first_key
-  while arg <= #ARGV do
+  while arg <= (last_arg or #ARGV) do
     local scope = {log = KEYS[key], depth = tonumber(ARGV[arg]), ttl = tonumber(ARGV[arg + 1]),
       cost = tonumber(ARGV[arg + 2]), deferred = ARGV[arg + 3] == '1',
       concurrency = tonumber(ARGV[arg + 4]), lease = tonumber(ARGV[arg + 5])}

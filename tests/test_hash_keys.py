@@ -438,3 +438,33 @@ def test_the_state_file_keeps_the_hash(make_app: AppFactory, tmp_path: Path) -> 
     text = path.read_text(encoding="utf-8")
     assert HASHED in text
     assert SECRET not in text
+
+
+def test_a_secret_key_of_another_type_is_named_as_such() -> None:
+    app = Flask(__name__)
+    app.config.update(GATEKEEPER_HASH_KEYS=True, SECRET_KEY=12345)
+    with pytest.raises(
+        ConfigError, match=r"^GATEKEEPER_HASH_KEYS: .*SECRET_KEY \(text or bytes\), and it is of "
+    ):
+        GateKeeper(app)
+
+
+def test_the_settings_repr_never_shows_a_key_of_its_own() -> None:
+    app = Flask(__name__)
+    own = "a key of this app's own, 16+ bytes"
+    GateKeeper(app, hash_keys=own.encode())
+    settings = app.extensions["gatekeeper"].settings
+    assert own not in repr(settings)
+    assert "<a key of its own>" in repr(settings.sources["hash_keys"])
+
+
+def test_a_key_func_returning_no_text_is_named_by_its_type_only(
+    make: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The wrong value may be the secret itself (the API key's bytes): the error that
+    reaches the app and its log names the type, never the value."""
+    app, _ = build(make, key_func=lambda: SECRET.encode())
+    app.testing = False  # the 500 is logged, as in production
+    assert get(app.test_client()).status_code == 500
+    assert "TypeError: key_func must return a str or None, got a bytes" in caplog.text
+    assert SECRET not in caplog.text

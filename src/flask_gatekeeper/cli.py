@@ -329,7 +329,4 @@ def show_config() -> None:
         where = {option.name: f"GateKeeper({option.name}=...)", option.key: "app.config"}.get(
             source, "default"
         )
-        secret = option.name == "hash_keys" and isinstance(value, (str, bytes))
-        click.echo(
-            f"{option.key} = {'<a key of its own>' if secret else _masked(value)}  ({where})"
-        )
+        click.echo(f"{option.key} = {_masked(value)}  ({where})")

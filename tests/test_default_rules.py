@@ -104,6 +104,28 @@ def test_a_route_with_rules_of_its_own_skips_the_defaults(
     assert codes(app.test_client(), "/own", "/own") == [200, 429]  # 1/minute, not 5
 
 
+def test_a_route_whose_rules_function_returns_none_skips_the_defaults_too(
+    make: AppFactory,
+) -> None:
+    """As a Flask-Limiter limit exempted by its ``exempt_when`` still replaces the defaults:
+    the route has rules of its own, none for this request."""
+    app, gk = make(default_rules=DEFAULTS, rate_limit_rules=APP_WIDE)
+
+    @app.route("/feed")
+    @gk.specific(lambda: None if request.headers.get("X-Internal") else "1/minute")
+    def feed() -> str:
+        return "items"
+
+    client = app.test_client()
+    internal = [
+        client.get("/feed", headers={"X-Internal": "1"}, environ_base={"REMOTE_ADDR": IP})
+        for _ in range(4)
+    ]
+    assert [response.status_code for response in internal] == [200] * 4  # no 2/minute
+    assert codes(client, "/feed") == [200]  # the 5th request the app counted
+    assert codes(client, "/feed", ip=OTHER_IP) + codes(client, "/feed", ip=OTHER_IP) == [200, 429]
+
+
 def test_a_blueprints_rules_make_its_routes_skip_the_defaults(make: AppFactory) -> None:
     app, gk = make(default_rules=DEFAULTS)
     limited = Blueprint("limited", __name__)

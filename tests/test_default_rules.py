@@ -17,7 +17,8 @@ from flask.testing import FlaskClient
 from flask_gatekeeper import ConfigError, GateKeeper, Rule
 from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.routes import default_scope_name
-from flask_gatekeeper.testing import FakeClock
+from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.testing import FakeClock, FlakyStorage, MemoryStorage
 from support import IP, OTHER_IP, AppFactory
 
 DEFAULTS = "2/minute"
@@ -301,6 +302,37 @@ def test_status_shows_the_defaults_and_where_they_apply(make: AppFactory) -> Non
         "route form [POST]: 3 requests in a 60s window",
         "route plain: default rules",
     ]
+
+
+def test_status_of_a_client_shows_its_default_budgets(
+    make: AppFactory, storage: Storage, clock: FakeClock
+) -> None:
+    shared = FlakyStorage(clock=clock) if isinstance(storage, MemoryStorage) else storage
+    app, _ = make(default_rules=DEFAULTS, storage=shared)
+    plain_routes(app, "a", "b")
+    assert codes(app.test_client(), "/a") == [200]
+
+    result = app.test_cli_runner().invoke(gatekeeper, ["status", IP])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-2:] == [
+        f"{IP}: 1 left of 2 requests in a 60s window, whole again in 60s (route a)",
+        f"{IP}: 2 left of 2 requests in a 60s window (route b)",
+    ]
+
+
+def test_status_of_a_client_leaves_out_default_rules_computed_per_request(
+    make: AppFactory, storage: Storage, clock: FakeClock
+) -> None:
+    """They may read the request, and the command has none: no traceback."""
+    shared = FlakyStorage(clock=clock) if isinstance(storage, MemoryStorage) else storage
+    app, _ = make(
+        default_rules=lambda: "5/minute" if request.headers.get("X-Pro") else DEFAULTS,
+        storage=shared,
+    )
+    plain_routes(app, "a")
+    result = app.test_cli_runner().invoke(gatekeeper, ["status", IP])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == f"{IP}: not banned"
 
 
 def test_the_config_key_and_a_bad_value_name_the_option(make: AppFactory) -> None:

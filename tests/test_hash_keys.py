@@ -468,3 +468,16 @@ def test_a_key_func_returning_no_text_is_named_by_its_type_only(
     assert get(app.test_client()).status_code == 500
     assert "TypeError: key_func must return a str or None, got a bytes" in caplog.text
     assert SECRET not in caplog.text
+
+
+def test_a_rules_function_given_the_client_key_receives_its_hash(make: AppFactory) -> None:
+    seen: list[str] = []
+
+    def by_client(key: str) -> str:
+        seen.append(key)
+        return "1/minute"
+
+    app, _ = build(make, rate_limit_rules=by_client)
+    client = app.test_client()
+    assert [get(client).status_code for _ in range(2)] == [200, 429]
+    assert set(seen) == {HASHED}

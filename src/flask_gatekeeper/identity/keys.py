@@ -112,7 +112,8 @@ class KeyHasher:
         self._base = hmac.new(derived, digestmod=hashlib.sha256)
 
     def __call__(self, text: str) -> str:
-        mac = self._base.copy()  # the key's padding is hashed once, here: 2.4 us, not 3.1
+        # the padded key (two SHA-256 blocks) is hashed once, in __init__, not per call
+        mac = self._base.copy()
         mac.update(text.encode("utf-8", "surrogatepass"))
         return HMAC_MARK + mac.hexdigest()[:HMAC_HEX_DIGITS]
 

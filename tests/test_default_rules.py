@@ -18,7 +18,7 @@ from flask_gatekeeper import ConfigError, GateKeeper, Rule
 from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.routes import default_scope_name
 from flask_gatekeeper.storage import Storage
-from flask_gatekeeper.testing import FakeClock, FlakyStorage, MemoryStorage
+from flask_gatekeeper.testing import FakeClock
 from support import IP, OTHER_IP, AppFactory
 
 DEFAULTS = "2/minute"
@@ -305,10 +305,9 @@ def test_status_shows_the_defaults_and_where_they_apply(make: AppFactory) -> Non
 
 
 def test_status_of_a_client_shows_its_default_budgets(
-    make: AppFactory, storage: Storage, clock: FakeClock
+    make: AppFactory, cli_storage: Storage
 ) -> None:
-    shared = FlakyStorage(clock=clock) if isinstance(storage, MemoryStorage) else storage
-    app, _ = make(default_rules=DEFAULTS, storage=shared)
+    app, _ = make(default_rules=DEFAULTS, storage=cli_storage)
     plain_routes(app, "a", "b")
     assert codes(app.test_client(), "/a") == [200]
 
@@ -321,13 +320,12 @@ def test_status_of_a_client_shows_its_default_budgets(
 
 
 def test_status_of_a_client_leaves_out_default_rules_computed_per_request(
-    make: AppFactory, storage: Storage, clock: FakeClock
+    make: AppFactory, cli_storage: Storage
 ) -> None:
     """They may read the request, and the command has none: no traceback."""
-    shared = FlakyStorage(clock=clock) if isinstance(storage, MemoryStorage) else storage
     app, _ = make(
         default_rules=lambda: "5/minute" if request.headers.get("X-Pro") else DEFAULTS,
-        storage=shared,
+        storage=cli_storage,
     )
     plain_routes(app, "a")
     result = app.test_cli_runner().invoke(gatekeeper, ["status", IP])

@@ -26,7 +26,7 @@ from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.identity.keys import KeyHasher
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.redis import RedisStorage
-from flask_gatekeeper.testing import FakeClock, FlakyStorage
+from flask_gatekeeper.testing import FakeClock
 from support import IP, OTHER_IP, AppFactory, gatekeeper_logs, recording
 
 SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
@@ -380,14 +380,10 @@ def test_a_key_of_its_own_needs_no_secret_key_and_is_not_shown_by_config() -> No
 # --- the CLI --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def shared(storage: Storage, clock: FakeClock) -> Storage:
-    """The storage as the CLI sees it: Redis, or a memory storage it treats as shared."""
-    return FlakyStorage(clock=clock) if isinstance(storage, MemoryStorage) else storage
-
-
-def test_the_cli_takes_the_clear_key_and_shows_its_hash(make: AppFactory, shared: Storage) -> None:
-    app, _ = build(make, storage=shared)
+def test_the_cli_takes_the_clear_key_and_shows_its_hash(
+    make: AppFactory, cli_storage: Storage
+) -> None:
+    app, _ = build(make, storage=cli_storage)
     runner = app.test_cli_runner()
 
     def run(*args: str) -> str:

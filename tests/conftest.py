@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from flask_gatekeeper import GateKeeper, MemoryStorage
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.redis import RedisStorage
-from flask_gatekeeper.testing import FakeClock
+from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from support import (
     OPERATIONS_ROUTES,
     PEER_OPTIONS,
@@ -77,6 +77,13 @@ def make_storage(request: pytest.FixtureRequest) -> Iterator[StorageFactory]:
 @pytest.fixture
 def storage(make_storage: StorageFactory, clock: FakeClock) -> Storage:
     return make_storage(clock)
+
+
+@pytest.fixture
+def cli_storage(storage: Storage, clock: FakeClock) -> Storage:
+    """The storage as the CLI sees it: Redis, or a memory storage it treats as shared
+    (the commands refuse the memory storage, whose state they could not reach)."""
+    return FlakyStorage(clock=clock) if isinstance(storage, MemoryStorage) else storage
 
 
 @pytest.fixture

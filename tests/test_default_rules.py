@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from flask_gatekeeper import ConfigError, GateKeeper, Rule
 from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.routes import default_scope_name
+from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock
 from support import IP, OTHER_IP, AppFactory
 
@@ -102,6 +103,28 @@ def test_a_route_with_rules_of_its_own_skips_the_defaults(
         return "own"
 
     assert codes(app.test_client(), "/own", "/own") == [200, 429]  # 1/minute, not 5
+
+
+def test_a_route_whose_rules_function_returns_none_skips_the_defaults_too(
+    make: AppFactory,
+) -> None:
+    """As a Flask-Limiter limit exempted by its ``exempt_when`` still replaces the defaults:
+    the route has rules of its own, none for this request."""
+    app, gk = make(default_rules=DEFAULTS, rate_limit_rules=APP_WIDE)
+
+    @app.route("/feed")
+    @gk.specific(lambda: None if request.headers.get("X-Internal") else "1/minute")
+    def feed() -> str:
+        return "items"
+
+    client = app.test_client()
+    internal = [
+        client.get("/feed", headers={"X-Internal": "1"}, environ_base={"REMOTE_ADDR": IP})
+        for _ in range(4)
+    ]
+    assert [response.status_code for response in internal] == [200] * 4  # no 2/minute
+    assert codes(client, "/feed") == [200]  # the 5th request the app counted
+    assert codes(client, "/feed", ip=OTHER_IP) + codes(client, "/feed", ip=OTHER_IP) == [200, 429]
 
 
 def test_a_blueprints_rules_make_its_routes_skip_the_defaults(make: AppFactory) -> None:
@@ -279,6 +302,35 @@ def test_status_shows_the_defaults_and_where_they_apply(make: AppFactory) -> Non
         "route form [POST]: 3 requests in a 60s window",
         "route plain: default rules",
     ]
+
+
+def test_status_of_a_client_shows_its_default_budgets(
+    make: AppFactory, cli_storage: Storage
+) -> None:
+    app, _ = make(default_rules=DEFAULTS, storage=cli_storage)
+    plain_routes(app, "a", "b")
+    assert codes(app.test_client(), "/a") == [200]
+
+    result = app.test_cli_runner().invoke(gatekeeper, ["status", IP])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-2:] == [
+        f"{IP}: 1 left of 2 requests in a 60s window, whole again in 60s (route a)",
+        f"{IP}: 2 left of 2 requests in a 60s window (route b)",
+    ]
+
+
+def test_status_of_a_client_leaves_out_default_rules_computed_per_request(
+    make: AppFactory, cli_storage: Storage
+) -> None:
+    """They may read the request, and the command has none: no traceback."""
+    app, _ = make(
+        default_rules=lambda: "5/minute" if request.headers.get("X-Pro") else DEFAULTS,
+        storage=cli_storage,
+    )
+    plain_routes(app, "a")
+    result = app.test_cli_runner().invoke(gatekeeper, ["status", IP])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == f"{IP}: not banned"
 
 
 def test_the_config_key_and_a_bad_value_name_the_option(make: AppFactory) -> None:

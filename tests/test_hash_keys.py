@@ -26,7 +26,7 @@ from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.identity.keys import KeyHasher
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.redis import RedisStorage
-from flask_gatekeeper.testing import FakeClock, FlakyStorage
+from flask_gatekeeper.testing import FakeClock
 from support import IP, OTHER_IP, AppFactory, gatekeeper_logs, recording
 
 SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
@@ -380,14 +380,10 @@ def test_a_key_of_its_own_needs_no_secret_key_and_is_not_shown_by_config() -> No
 # --- the CLI --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def shared(storage: Storage, clock: FakeClock) -> Storage:
-    """The storage as the CLI sees it: Redis, or a memory storage it treats as shared."""
-    return FlakyStorage(clock=clock) if isinstance(storage, MemoryStorage) else storage
-
-
-def test_the_cli_takes_the_clear_key_and_shows_its_hash(make: AppFactory, shared: Storage) -> None:
-    app, _ = build(make, storage=shared)
+def test_the_cli_takes_the_clear_key_and_shows_its_hash(
+    make: AppFactory, cli_storage: Storage
+) -> None:
+    app, _ = build(make, storage=cli_storage)
     runner = app.test_cli_runner()
 
     def run(*args: str) -> str:
@@ -438,3 +434,46 @@ def test_the_state_file_keeps_the_hash(make_app: AppFactory, tmp_path: Path) -> 
     text = path.read_text(encoding="utf-8")
     assert HASHED in text
     assert SECRET not in text
+
+
+def test_a_secret_key_of_another_type_is_named_as_such() -> None:
+    app = Flask(__name__)
+    app.config.update(GATEKEEPER_HASH_KEYS=True, SECRET_KEY=12345)
+    with pytest.raises(
+        ConfigError, match=r"^GATEKEEPER_HASH_KEYS: .*SECRET_KEY \(text or bytes\), and it is of "
+    ):
+        GateKeeper(app)
+
+
+def test_the_settings_repr_never_shows_a_key_of_its_own() -> None:
+    app = Flask(__name__)
+    own = "a key of this app's own, 16+ bytes"
+    GateKeeper(app, hash_keys=own.encode())
+    settings = app.extensions["gatekeeper"].settings
+    assert own not in repr(settings)
+    assert "<a key of its own>" in repr(settings.sources["hash_keys"])
+
+
+def test_a_key_func_returning_no_text_is_named_by_its_type_only(
+    make: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The wrong value may be the secret itself (the API key's bytes): the error that
+    reaches the app and its log names the type, never the value."""
+    app, _ = build(make, key_func=lambda: SECRET.encode())
+    app.testing = False  # the 500 is logged, as in production
+    assert get(app.test_client()).status_code == 500
+    assert "TypeError: key_func must return a str or None, got a bytes" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_a_rules_function_given_the_client_key_receives_its_hash(make: AppFactory) -> None:
+    seen: list[str] = []
+
+    def by_client(key: str) -> str:
+        seen.append(key)
+        return "1/minute"
+
+    app, _ = build(make, rate_limit_rules=by_client)
+    client = app.test_client()
+    assert [get(client).status_code for _ in range(2)] == [200, 429]
+    assert set(seen) == {HASHED}

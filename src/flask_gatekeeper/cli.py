@@ -286,11 +286,13 @@ def _route_policy(gate: Gate, endpoint: str) -> Iterator[str]:
 
 
 def _route_usage(gate: Gate, extension: GateKeeper, client: str, endpoint: str) -> list[Usage]:
-    """Where ``client`` stands against a route's own rules (the global ones are listed
-    once), for each method the route answers; none for a route's rules computed per
-    request."""
-    marks = gate.policies.route_marks(endpoint)
-    if any(isinstance(mark.rules, RulesFunction) for mark in marks):
+    """Where ``client`` stands against a route's own rules and its default rules (the
+    global ones are listed once), for each method the route answers; none for a route
+    whose rules, its default rules included, are computed per request."""
+    rules = [mark.rules for mark in gate.policies.route_marks(endpoint)]
+    if _default_methods(gate, endpoint):
+        rules.append(gate.settings.default_rules)
+    if any(isinstance(each, RulesFunction) for each in rules):
         return []  # they may need the request's data
     usages = [
         use
@@ -329,7 +331,4 @@ def show_config() -> None:
         where = {option.name: f"GateKeeper({option.name}=...)", option.key: "app.config"}.get(
             source, "default"
         )
-        secret = option.name == "hash_keys" and isinstance(value, (str, bytes))
-        click.echo(
-            f"{option.key} = {'<a key of its own>' if secret else _masked(value)}  ({where})"
-        )
+        click.echo(f"{option.key} = {_masked(value)}  ({where})")

@@ -33,7 +33,7 @@ from werkzeug.utils import ImportStringError, import_string
 
 from .errors import ConfigError, ConfigTypeError
 from .identity.addresses import AddressSet, parse_address_list, read_address_file
-from .identity.keys import key_hasher, parse_hash_keys
+from .identity.keys import HIDDEN_KEY, key_hasher, parse_hash_keys
 from .identity.proxies import Identifier
 from .limiter_names import config_hint
 from .request import Predicate, ResponsePredicate, RulesOrFunction
@@ -623,6 +623,8 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
             f"{storage!r} keeps its own (drop {named('state_file')}, or use memory://)"
         )
     values["on_outage"] = _outage_policy_of(values, sources, storage, named)
+    if isinstance(values["hash_keys"], bytes):
+        sources["hash_keys"] = (HIDDEN_KEY, sources["hash_keys"][1])
     values["hash_keys"] = key_hasher(
         values["hash_keys"], config.get("SECRET_KEY"), named("hash_keys")
     )

@@ -197,7 +197,9 @@ class Identifier:
             if key is None:
                 return Client(None, False, _NOBODY if address is None else (address.key, *networks))
             if not isinstance(key, str):
-                raise TypeError(f"key_func must return a str or None, got {key!r}")
+                # with hash_keys the value may be the secret itself: name its type only
+                got = repr(key) if self.hasher is None else f"a {type(key).__name__}"
+                raise TypeError(f"key_func must return a str or None, got {got}")
             if address is not None and key == address.key:
                 # gk.client_ip(): the fallback to the address is the address itself
                 return Client(key, False, networks)

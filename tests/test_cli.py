@@ -13,7 +13,7 @@ import importlib.metadata
 
 import pytest
 from click.testing import Result
-from flask import Flask
+from flask import Flask, request
 
 from flask_gatekeeper import GateKeeper, MemoryStorage, Rule
 from flask_gatekeeper.cli import gatekeeper
@@ -264,6 +264,24 @@ def test_status_shows_what_a_client_used_without_counting(
     ]
     assert lines(run(app, "status", IP))[-3:] == expected
     assert lines(run(app, "status", IP))[-3:] == expected  # reading counted nothing
+
+
+def test_status_of_a_client_when_the_global_rules_read_the_request(
+    cli_app: AppFactory, clock: FakeClock
+) -> None:
+    """A rules function that reads the request cannot run in a command: its usage is said
+    to be not shown, the rest of the status is printed, with no traceback."""
+
+    def by_plan(key: str) -> list[Rule]:
+        return [Rule(5 if request.headers.get("X-Plan") == "pro" else 2, 60)]
+
+    app, _ = cli_app(rate_limit_rules=by_plan, storage=FlakyStorage(clock=clock))
+    result = run(app, "status", IP)
+    assert result.exit_code == 0, result.output
+    assert lines(result)[-2:] == [
+        f"{IP}: not banned",
+        f"{IP}: the global rules need a request's data: not shown",
+    ]
 
 
 def test_ban_list_status_unban(shared: tuple[Flask, GateKeeper], clock: FakeClock) -> None:

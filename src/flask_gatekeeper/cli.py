@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import click
@@ -224,19 +225,33 @@ def status(client: str | None) -> None:
         extension = _live_extension()
         with _clean_errors():
             left = extension.banned_for(client)
-            usages = extension.usage(client)
+            usages = _outside_requests(partial(extension.usage, client))
             routes: dict[tuple[str, str], tuple[Usage, str]] = {}
             for endpoint in sorted(current_app.view_functions):
-                for use in _route_usage(gate, extension, client, endpoint):
+                found = _outside_requests(partial(_route_usage, gate, extension, client, endpoint))
+                for use in found or ():
                     routes.setdefault((use.scope, str(use.rule)), (use, endpoint))
         key = _key(client)
         click.echo(
             f"{key}: banned for {retry_after_header(left)}s" if left else f"{key}: not banned"
         )
-        for use, where in [(use, "") for use in usages] + list(routes.values()):
+        if usages is None:
+            click.echo(f"{key}: the global rules need a request's data: not shown")
+        for use, where in [(use, "") for use in usages or ()] + list(routes.values()):
             whole = f", whole again in {math.ceil(use.reset)}s" if use.reset else ""
             route = f" (route {where})" if where else ""
             click.echo(f"{key}: {use.remaining} left of {use.rule}{whole}{route}")
+
+
+def _outside_requests(read: Callable[[], list[Usage]]) -> list[Usage] | None:
+    """``read()``, or None when a function of the app's (rules, ``exempt_when``) needs
+    a request's data, which a command has not: Flask's "outside of request context"."""
+    try:
+        return read()
+    except RuntimeError as exc:
+        if "request context" not in str(exc):
+            raise
+        return None
 
 
 def _function_name(function: object) -> str:

@@ -226,6 +226,7 @@ decision_fields: dict[str, st.SearchStrategy[Any]] = {
     "banned_as": st.none() | st.just("10.0.0.1"),
     "concurrency": st.integers(0, 3),
     "reserved": st.lists(st.builds(Reservation, st.integers(0, 10**9)), max_size=2).map(tuple),
+    "offence": st.none() | st.just("login"),
 }
 
 
@@ -244,6 +245,7 @@ class GeneralDecision:
     banned_as: Optional[str] = None
     concurrency: int = 0
     reserved: tuple[Reservation, ...] = ()
+    offence: Optional[str] = None
 
 
 def test_the_general_decision_has_decisions_fields() -> None:

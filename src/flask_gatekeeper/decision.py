@@ -14,6 +14,7 @@ __all__ = [
     "BLOCKLIST",
     "BY_HAND",
     "BY_NO_BAN_RULE",
+    "DEFAULT_OFFENCE",
     "GLOBAL_SCOPE",
     "IN_FLIGHT_WAIT",
     "MANUAL",
@@ -48,16 +49,23 @@ BY_NO_BAN_RULE = (MANUAL, SUBNET, BLOCKLIST)
 """Why a client is banned: ``report()`` calls, responses ``report_when`` accepted, 429s
 counted as reports (``report_rate_limited``), or by hand."""
 
+DEFAULT_OFFENCE = "default"
+"""The offence ``ban_rule`` counts (``report()`` without ``offence``); the ``ban_rules``
+option names the others (jails), each counted on its own."""
+
 
 @dataclass(frozen=True)
 class BanDetail:
     """One active ban: seconds ``left``, seconds ``since`` it started, its ``reason``
-    (one of ``BAN_REASONS``) and ``strikes``, the client's bans lately (escalation)."""
+    (one of ``BAN_REASONS``) and ``strikes``, the client's bans lately (escalation);
+    ``offence``: the offence whose reports made it (``DEFAULT_OFFENCE`` for ``ban_rule``,
+    a name of ``ban_rules``), None for a ban made without a ban rule (by hand)."""
 
     left: float
     since: float
     reason: str
     strikes: int
+    offence: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,9 @@ class Decision:
     refusal by the limit of requests in flight of ``scope``, is that limit (then ``rule``
     is None and ``retry_after`` is ``IN_FLIGHT_WAIT``). ``reserved``, for an admitted
     request, holds what it recorded in each ``deferred`` scope, in their order.
+    ``offence``, for a refusal by a ban that reports of an offence of ``ban_rules`` made,
+    names that offence (the refusal names its ban rule); None for the default offence's
+    bans and those made by hand.
     """
 
     admitted: bool
@@ -118,6 +129,7 @@ class Decision:
     banned_as: Optional[str]
     concurrency: int
     reserved: tuple[Reservation, ...]
+    offence: Optional[str]
 
     def __init__(
         self,
@@ -132,6 +144,7 @@ class Decision:
         banned_as: Optional[str] = None,
         concurrency: int = 0,
         reserved: tuple[Reservation, ...] = (),
+        offence: Optional[str] = None,
     ) -> None:
         # Every refused request makes one: its fields are written at once, where a frozen
         # dataclass's own __init__ writes them one by one through object.__setattr__:
@@ -152,6 +165,7 @@ class Decision:
                 "banned_as": banned_as,
                 "concurrency": concurrency,
                 "reserved": reserved,
+                "offence": offence,
             },
         )
 

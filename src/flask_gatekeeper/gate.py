@@ -29,7 +29,16 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
-from .decision import RATE_LIMIT, REPORTS, RESPONSE, SUBNET, BanDetail, Decision, Reservation
+from .decision import (
+    DEFAULT_OFFENCE,
+    RATE_LIMIT,
+    REPORTS,
+    RESPONSE,
+    SUBNET,
+    BanDetail,
+    Decision,
+    Reservation,
+)
 from .errors import StorageCallError, StorageError
 from .events import Events
 from .identity.addresses import NO_LENGTHS, NetworkLengths, wider_network
@@ -153,6 +162,10 @@ class Down:
 DOWN = Down()
 
 
+_NO_JAIL: dict[str, str] = {}
+"""No ``offence`` for ``Storage.hit``: its 429s report the default offence, if any."""
+
+
 class Gate:
     """One app's request path, with its settings, route policies, storage health and
     events. Lives in ``app.extensions["gatekeeper"]``; ``owner`` is the ``GateKeeper``
@@ -239,20 +252,22 @@ class Gate:
             scopes = computed
             also += owners(scopes)
         token = secrets.token_hex(8) if policy.concurrency else None
-        decision = self.hit(key, scopes, usage=self._usage, also=also, token=token)
+        jail = policy.offence
+        decision = self.hit(key, scopes, usage=self._usage, also=also, token=token, offence=jail)
         if decision is not None:
             if decision.usage is not None:
                 fields = rate_limit_headers(scopes, decision.usage, settings.headers)
                 state().fields = fields
             if not decision.admitted:
-                return self.refuse(key, decision, environ=req.environ)
+                return self.refuse(key, decision, environ=req.environ, offence=jail)
             self.events.admitted()
             if token is not None:
                 self._hold(key, scopes, token)
             if policy.count_when:
                 self._settle_after_response(key, scopes, policy.count_when, decision.reserved)
         if policy.report_when:
-            self._report_after_response(key, policy.report_when)
+            offence = policy.offence or settings.offence
+            self._report_after_response(key, policy.report_when, offence)
         return None
 
     def _hold(self, client: str, scopes: tuple[Scope, ...], token: str) -> None:
@@ -281,10 +296,11 @@ class Gate:
         self.ask_storage(self.settings.storage.release, client, names, token)
 
     def _report_after_response(
-        self, client: str, report_when: tuple[ResponsePredicate, ...]
+        self, client: str, report_when: tuple[ResponsePredicate, ...], offence: str
     ) -> None:
-        """Report the client once the response is known, when any of ``report_when``
-        accepts it (``after_this_request``: only requests that need it pay for it)."""
+        """Report the client (of ``offence``) once the response is known, when any of
+        ``report_when`` accepts it (``after_this_request``: only requests that need it pay
+        for it)."""
 
         def report_if_matched(response: Response) -> Response:
             try:
@@ -293,25 +309,30 @@ class Gate:
                 logger.exception("a report_when function failed; nothing is reported")
                 return response
             if matched:
-                self.count_report(client, RESPONSE)
+                self.count_report(client, RESPONSE, offence)
             return response
 
         after_this_request(report_if_matched)
 
-    def count_report(self, client: str, reason: str = REPORTS) -> bool:
-        """One offence of ``client`` toward the ban rule: True when it bans (for
-        ``reason``). Never raises: without a ban rule, or while the storage is down
+    def count_report(
+        self, client: str, reason: str = REPORTS, offence: str = DEFAULT_OFFENCE
+    ) -> bool:
+        """One report of ``client`` toward ``offence``'s ban rule: True when it bans (for
+        ``reason``). Never raises: without that ban rule, or while the storage is down
         (logged), it reports nothing."""
-        ban_rule = self.settings.ban_rule
+        ban_rule = self.settings.ban_rules.get(offence)
         if ban_rule is None:
             return False
+        # the default offence's call is as it was before offences (a storage of the app's
+        # own may not know them)
+        jail = () if offence == DEFAULT_OFFENCE else (offence,)
         storage = self.settings.storage
-        banned_for = self.ask_storage(storage.report, client, ban_rule, reason)
+        banned_for = self.ask_storage(storage.report, client, ban_rule, reason, *jail)
         if isinstance(banned_for, Down):
             if self.fallback is None:
                 return False
             storage = self.fallback  # counted here while the shared storage is down
-            banned_for = storage.report(client, ban_rule, reason)
+            banned_for = storage.report(client, ban_rule, reason, offence)
         if banned_for is not None and self.settings.identifier.is_network(client):
             # A ban of no time changes no ban; it enters this one in the storage's registry
             # of network bans, which requests read (reports alone never do).
@@ -319,7 +340,8 @@ class Gate:
                 storage.ban(client, 0)
             else:
                 self.ask_storage(storage.ban, client, 0)
-        self.events.report_counted(client, banned_for, reason, self.ban_detail(client, banned_for))
+        detail = self.ban_detail(client, banned_for)
+        self.events.report_counted(client, banned_for, reason, detail, offence)
         if banned_for is not None:
             self.forget_refusals(client)
             self._escalate(client)
@@ -470,14 +492,19 @@ class Gate:
         usage: bool,
         also: tuple[str, ...] = (),
         token: Optional[str] = None,
+        offence: Optional[str] = None,
     ) -> Optional[Decision]:
         """The storage's decision; while it is down, the fallback's (``on_outage="local"``),
         or None to admit ("open"; "closed" raises ``StorageUnavailable``).
         ``also``: other clients whose bans refuse the request (the address behind a
         ``key_func`` key, the client's banned networks, the keys of rules with their
         own); ``token``: the request's slot, taken under ``client``, in every scope with a
-        concurrency limit."""
+        concurrency limit; ``offence``: the route's, which its 429s count toward as
+        reports (``report_rate_limited``) instead of the default offence."""
         hit, report_to, usage = self.settings.storage.hit, self._report_to, usage and bool(scopes)
+        jail = _NO_JAIL  # the default offence's call is as it was before offences
+        if offence is not None and report_to is not None:
+            report_to, jail = self.settings.ban_rules[offence], {"offence": offence}
         known = self.known
         if known is not None:
             remembered = known.refusal(client, scopes, also, usage)
@@ -486,7 +513,14 @@ class Gate:
         decision: Union[Decision, Down]
         if self.guard.down:
             decision = self.ask_storage(
-                hit, client, scopes, usage=usage, report_to=report_to, also=also, token=token
+                hit,
+                client,
+                scopes,
+                usage=usage,
+                report_to=report_to,
+                also=also,
+                token=token,
+                **jail,
             )
         else:
             # ask_storage(hit, ...) while the storage is up, without its call and its outage
@@ -494,7 +528,7 @@ class Gate:
             # instructions per request (callgrind); equal to it (tests/test_fast_paths.py)
             try:
                 decision = hit(
-                    client, scopes, usage=usage, report_to=report_to, also=also, token=token
+                    client, scopes, usage=usage, report_to=report_to, also=also, token=token, **jail
                 )
             except Exception as exc:  # each failure as its class says (see _failed)
                 self._failed(exc, hit)
@@ -505,7 +539,7 @@ class Gate:
             return decision
         if self.fallback is not None:
             return self.fallback.hit(
-                client, scopes, usage=usage, report_to=report_to, also=also, token=token
+                client, scopes, usage=usage, report_to=report_to, also=also, token=token, **jail
             )
         self._unanswered()
         return None
@@ -577,20 +611,34 @@ class Gate:
         return False
 
     def refuse(
-        self, client: str, decision: Decision, *, environ: Optional[WSGIEnvironment] = None
+        self,
+        client: str,
+        decision: Decision,
+        *,
+        environ: Optional[WSGIEnvironment] = None,
+        offence: Optional[str] = None,
     ) -> Optional[Response]:
         """Refuse what the storage did not admit: banned, rate limited, or with too many
-        requests in flight (see ``_refuse``)."""
+        requests in flight (see ``_refuse``). ``offence``: the one the refusal counted
+        toward as a report (None: the default offence)."""
         wait = decision.retry_after
         if decision.banned:
-            ban_rule = None if decision.manual else self.settings.ban_rule
+            jail = decision.offence
+            if decision.manual:
+                ban_rule = None
+            elif jail is None:
+                ban_rule = self.settings.ban_rule
+            else:
+                ban_rule = self.settings.ban_rules.get(jail)
             who = decision.banned_as or client
             prefix = self.identifier.ipv6_prefix
-            make_ban = partial(Banned, who, wait, ban_rule, ipv6_prefix=prefix)
-            return self._refuse(Banned, who, wait, ban_rule, make_ban, environ)
+            make_ban = partial(Banned, who, wait, ban_rule, ipv6_prefix=prefix, offence=jail)
+            # ``policy``: the offence, which the body names (ready responses differ by it)
+            return self._refuse(Banned, who, wait, ban_rule, make_ban, environ, jail)
         if self._report_to is not None:
             detail = self.ban_detail(client, decision.new_ban)
-            self.events.report_counted(client, decision.new_ban, RATE_LIMIT, detail)
+            jail = offence or DEFAULT_OFFENCE
+            self.events.report_counted(client, decision.new_ban, RATE_LIMIT, detail, jail)
             if decision.new_ban is not None:
                 self.forget_refusals(client)
                 self._escalate(client)

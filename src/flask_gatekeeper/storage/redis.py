@@ -38,6 +38,7 @@ from ..decision import (
     ADMITTED,
     BAN_REASONS,
     BY_NO_BAN_RULE,
+    DEFAULT_OFFENCE,
     GLOBAL_SCOPE,
     IN_FLIGHT_WAIT,
     MANUAL,
@@ -423,6 +424,25 @@ def _reservations(answer: list[Any], scopes: Sequence[Scope]) -> dict[int, Reser
     return reserved
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _jail_of(offence: object) -> Optional[str]:
+    """A ban's offence as ``Decision.offence`` names it: None for the default offence's
+    (and a ban made before offences, which has none)."""
+    text = _text(offence)
+    return None if text in ("", DEFAULT_OFFENCE) else text
+
+
+def _report_flag(report_to: Optional[BanRule], offence: str) -> Union[int, str]:
+    """``hit.lua``'s ARGV[3]: 0 when a refusal is no report, 1 when it reports the default
+    offence, else ``=`` and the offence's name."""
+    if report_to is None:
+        return 0
+    return 1 if offence == DEFAULT_OFFENCE else f"={offence}"
+
+
 def _ban_decision(left: int, manual: int, banned_as: Optional[str] = None) -> Decision:
     """The refusal by a ban with ``left`` microseconds to go (``manual``: 1 when set by
     hand), as the memory storage's model makes it."""
@@ -647,19 +667,20 @@ class RedisStorage:
         also: Sequence[str] = (),
         token: Optional[str] = None,
         registry: bool = False,
+        offence: str = DEFAULT_OFFENCE,
     ) -> tuple[list[Any], list[tuple[Rule, str]]]:
         """Run ``hit.lua``: its answer, and the rules its indices point into. ``registry``:
         the answer brings the registry of network bans along."""
         scope_keys, scope_args, rules = self._scopes(client, scopes)
         other_bans = [self._key(other, "ban") for other in also]
-        keys = [self._key(client, "ban"), self._key(client, "reports"), *other_bans]
+        keys = [self._key(client, "ban"), self._reports_key(client, offence), *other_bans]
         if registry:
             keys += [self._registry_key("lengths"), self._registry_key("changes")]
         keys += scope_keys
         args: list[_Argument] = [
             self._now_argument(),
             int(usage),
-            int(report_to is not None),
+            _report_flag(report_to, offence),
             *(_ban_rule_arguments(report_to) if report_to is not None else _NO_REPORT_TO),
             mode,
             len(other_bans),
@@ -678,13 +699,14 @@ class RedisStorage:
         report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
+        offence: str = DEFAULT_OFFENCE,
     ) -> Decision:
         if self._clustered and (also or any(scope.owner for scope in scopes)):
-            return self._hit_on_slots(client, scopes, usage, report_to, also, token)
+            return self._hit_on_slots(client, scopes, usage, report_to, also, token, offence)
         read_at = self._copy_time()
         registry = not self._clustered and read_at - self._registry[0] >= NETWORK_REFRESH
         answer, rules = self._hit(
-            client, scopes, _HIT_MODE, usage, report_to, also, token, registry
+            client, scopes, _HIT_MODE, usage, report_to, also, token, registry, offence
         )
         if registry:
             self._keep(read_at, answer[7])
@@ -698,6 +720,7 @@ class RedisStorage:
         report_to: Optional[BanRule],
         also: Sequence[str],
         token: Optional[str],
+        offence: str = DEFAULT_OFFENCE,
     ) -> Decision:
         """Redis Cluster, where other clients' bans (``also``) and rules with their own
         key sit on other slots: read each other client's ban (one round trip each), check
@@ -732,7 +755,9 @@ class RedisStorage:
         ]
         refusals = [decision for decision in checked if not decision.admitted]
         if not refusals:
-            answer, rules = self._hit(client, own, _HIT_MODE, usage, report_to, token=token)
+            answer, rules = self._hit(
+                client, own, _HIT_MODE, usage, report_to, token=token, offence=offence
+            )
             decision = self._decision(answer, rules, own, usage=usage)
             if decision.banned or decision.rule is not None:
                 return decision  # every key admitted: the client's own refusal is the longest
@@ -750,13 +775,15 @@ class RedisStorage:
             return _with_closest(decision, scopes, records)
         refusal = _first_longest(scopes, refusals)
         decision = self._decision(
-            *self._hit(client, own, _CHECK_MODE, usage, report_to), own, (), usage
+            *self._hit(client, own, _CHECK_MODE, usage, report_to, offence=offence), own, (), usage
         )
         if decision.banned:
             return decision
         if not decision.admitted:  # the client's own refusal was reported by its script
             return replace(_first_longest(scopes, [decision, refusal]), new_ban=decision.new_ban)
-        new_ban = self.report(client, report_to, RATE_LIMIT) if report_to is not None else None
+        new_ban = (
+            self.report(client, report_to, RATE_LIMIT, offence) if report_to is not None else None
+        )
         return replace(refusal, new_ban=new_ban)
 
     def _decision(
@@ -776,6 +803,7 @@ class RedisStorage:
                 retry_after=seconds(wait),
                 manual=limiting == 1,
                 banned_as=also[closest - 1] if closest > 0 else None,
+                offence=_jail_of(remaining) if limiting != 1 else None,
             )
         seen = None
         if usage and closest >= 0:
@@ -871,9 +899,22 @@ class RedisStorage:
                 per_scope[index], seen = seen[:taken], seen[taken:]
         return [use for index in range(len(scopes)) for use in per_scope[index]]
 
-    def report(self, client: str, ban_rule: BanRule, reason: str = REPORTS) -> Optional[float]:
-        keys = [self._key(client, "reports"), self._key(client, "ban")]
+    def _reports_key(self, client: str, offence: str) -> str:
+        """The offence's reports (a list, newest first): the default offence's key is
+        the one flask-gatekeeper had before offences."""
+        return self._key(client, "reports" if offence == DEFAULT_OFFENCE else f"reports:{offence}")
+
+    def report(
+        self,
+        client: str,
+        ban_rule: BanRule,
+        reason: str = REPORTS,
+        offence: str = DEFAULT_OFFENCE,
+    ) -> Optional[float]:
+        keys = [self._reports_key(client, offence), self._key(client, "ban")]
         args = [self._now_argument(), *_ban_rule_arguments(ban_rule), reason]
+        if offence != DEFAULT_OFFENCE:  # the default offence's reports as they always were
+            args.append(offence)
         duration = self._run(_REPORT, keys, args)
         return seconds(duration) if duration >= 0 else None
 
@@ -962,13 +1003,17 @@ class RedisStorage:
         return self._detail(self._key(client, "ban"))
 
     def _detail(self, ban_key: str) -> Optional[BanDetail]:
-        left, since, reason, strikes = self._run(
+        left, since, reason, strikes, offence = self._run(
             _BAN, [ban_key], [self._now_argument(), "detail", 0]
         )
         if left <= 0:
             return None
-        text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        return BanDetail(seconds(left), seconds(since), text, strikes)
+        text = _text(reason)
+        if text in BY_NO_BAN_RULE:
+            return BanDetail(seconds(left), seconds(since), text, strikes)
+        # a ban made before offences has none: the default offence's (the only one then)
+        named = _text(offence) or DEFAULT_OFFENCE
+        return BanDetail(seconds(left), seconds(since), text, strikes, named)
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
         """Forget the client (a SCAN of its keys: for operators, not for requests)."""

@@ -3,7 +3,7 @@
 -- ban in force ends; "unban": end it and forget the history (returns when it would have
 -- ended if it was active, else 0); "left": microseconds left (0 when not banned); "state":
 -- {microseconds left, 1 when set by hand}; "detail": {left, microseconds since it
--- started, reason, strikes}.
+-- started, reason, strikes, offence ("" for a ban by hand)}.
 local now, action = clock(ARGV[1]), ARGV[2]
 local left = math.max(0, ban_end(KEYS[1]) - now)
 if action == 'ban' then
@@ -11,14 +11,15 @@ if action == 'ban' then
   if left < duration then  -- keep the history still remembered, and its forget time
     local forget_at = tonumber(redis.call('HGET', KEYS[1], 'f') or 0)
     set_ban(KEYS[1], now, duration, strikes(KEYS[1], now), math.max(0, forget_at - now - duration),
-      ARGV[4])
+      ARGV[4], '')
   end
   return ban_end(KEYS[1])
 elseif action == 'state' then
   return {left, manual(KEYS[1]) and 1 or 0}
 elseif action == 'detail' then
   return {left, now - tonumber(redis.call('HGET', KEYS[1], 't') or now),
-    redis.call('HGET', KEYS[1], 'r') or '', tonumber(redis.call('HGET', KEYS[1], 's') or 0)}
+    redis.call('HGET', KEYS[1], 'r') or '', tonumber(redis.call('HGET', KEYS[1], 's') or 0),
+    redis.call('HGET', KEYS[1], 'o') or ''}
 elseif action == 'unban' then
   local finish = ban_end(KEYS[1])
   redis.call('DEL', KEYS[1])

@@ -220,9 +220,9 @@ def status(client: str | None) -> None:
     click.echo(
         f"ban rule: {ban_rule}, banned {ban_rule.duration:g}s" if ban_rule else "ban rule: none"
     )
-    for offence, rule in settings.ban_rules.items():
+    for offence, jail in settings.ban_rules.items():
         if offence != DEFAULT_OFFENCE:
-            click.echo(f"ban rule of {offence}: {rule}, banned {rule.duration:g}s")
+            click.echo(f"ban rule of {offence}: {jail}, banned {jail.duration:g}s")
     if client is not None:
         extension = _live_extension()
         with _clean_errors():

@@ -59,7 +59,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from flask_gatekeeper import BanRule, Rule
-from flask_gatekeeper.decision import ADMITTED, Decision, Reservation, Usage
+from flask_gatekeeper.decision import ADMITTED, DEFAULT_OFFENCE, Decision, Reservation, Usage
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.strategies import (
@@ -256,6 +256,7 @@ class Hit:
     values: tuple[Optional[str], ...] = (None,)  # for the distinct rules, in turn
     owner: Optional[str] = None  # the last scope counts under this key (a keyed rule)
     hold: bool = False  # with a token of its own: takes a slot of each concurrency limit
+    offence: str = DEFAULT_OFFENCE  # the offence a strike reports (its own reports log)
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,7 @@ class Report:
     times: int = 1
     pick: int = 0  # which of the palette's ban rules, when rules change
     reason: str = "reports"
+    offence: str = DEFAULT_OFFENCE  # each offence's reports are logged apart
 
 
 @dataclass(frozen=True)
@@ -473,6 +475,8 @@ limits = st.tuples(
 
 
 times = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
+offences = st.sampled_from([DEFAULT_OFFENCE, "login", "scan:ner"])
+"""The offences reported (jails): a name with a colon too, as Redis keys hold it."""
 
 
 def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
@@ -490,6 +494,7 @@ def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
         values=values,
         owner=owners,
         hold=st.booleans(),
+        offence=offences,
     )
 
 
@@ -504,7 +509,9 @@ def scoped(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Op]:
 
 def reports(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Report]:
     reasons = st.sampled_from(["reports", "response"])
-    return st.builds(Report, client=clients, times=times, pick=picks, reason=reasons)
+    return st.builds(
+        Report, client=clients, times=times, pick=picks, reason=reasons, offence=offences
+    )
 
 
 def sequences(ops: st.SearchStrategy[Op]) -> st.SearchStrategy[list[Op]]:
@@ -575,7 +582,13 @@ def _call(
         if isinstance(op, Hit):
             also = () if op.also is None else (op.also,)
             return storage.hit(
-                op.client, scopes, usage=op.usage, report_to=ban_rule, also=also, token=token
+                op.client,
+                scopes,
+                usage=op.usage,
+                report_to=ban_rule,
+                also=also,
+                token=token,
+                offence=op.offence,
             )
         if isinstance(op, Slots):
             storage.release(op.client, op.scopes, op.token)
@@ -599,7 +612,7 @@ def _call(
             return None
         if isinstance(op, Report):
             assert ban_rule is not None
-            return storage.report(op.client, ban_rule, op.reason)
+            return storage.report(op.client, ban_rule, op.reason, op.offence)
         if isinstance(op, Ban):
             storage.ban(op.client, _duration(op, ban_rule), op.reason)
             return None
@@ -659,7 +672,7 @@ def _describe(
 ) -> str:
     where = "; ".join(_scope_text(scope) for scope in scopes)
     if isinstance(op, Hit):
-        strike = f", report_to={ban_rule!r}" if ban_rule is not None else ""
+        strike = f", report_to={ban_rule!r}, offence={op.offence!r}" if ban_rule is not None else ""
         also = f", also=({op.also!r},)" if op.also is not None else ""
         held = f", token={token!r}" if token is not None else ""
         rest = f"usage={op.usage}{strike}{also}{held}"
@@ -680,7 +693,7 @@ def _describe(
     if isinstance(op, ResetScope):
         return f"reset({op.client!r}, {op.scope!r})"
     if isinstance(op, Report):
-        return f"report({op.client!r}, {ban_rule!r}, {op.reason!r})"
+        return f"report({op.client!r}, {ban_rule!r}, {op.reason!r}, {op.offence!r})"
     if isinstance(op, Ban):
         return f"ban({op.client!r}, {_duration(op, ban_rule)!r}, {op.reason!r})"
     if isinstance(op, Bans):

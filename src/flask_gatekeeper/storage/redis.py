@@ -443,27 +443,33 @@ def _report_flag(report_to: Optional[BanRule], offence: str) -> Union[int, str]:
     return 1 if offence == DEFAULT_OFFENCE else f"={offence}"
 
 
-def _ban_decision(left: int, manual: int, banned_as: Optional[str] = None) -> Decision:
-    """The refusal by a ban with ``left`` microseconds to go (``manual``: 1 when set by
-    hand), as the memory storage's model makes it."""
+_BanState = tuple[int, int, object]
+"""A ban as ``ban.lua`` reads its "state": microseconds left (0: none), 1 when set by
+hand, and its offence."""
+
+
+def _ban_decision(state: _BanState, banned_as: Optional[str] = None) -> Decision:
+    """The refusal by a ban of this ``state``, as the memory storage's model makes it."""
+    left, manual, offence = state
     return Decision(
         admitted=False,
         banned=True,
         retry_after=seconds(left),
         manual=manual == 1,
         banned_as=banned_as,
+        offence=None if manual == 1 else _jail_of(offence),
     )
 
 
-def _longest_ban(also: Sequence[str], bans: dict[str, tuple[int, int]]) -> Optional[Decision]:
+def _longest_ban(also: Sequence[str], bans: dict[str, _BanState]) -> Optional[Decision]:
     """The refusal by the longest ban among ``also`` (the first of equal ones), from
-    ``bans``: each client's microseconds left and whether set by hand, read apart."""
+    ``bans``: each client's ban state, read apart."""
     longest, banned = 0, ""
     for other in also:
-        left = bans.get(other, (0, 0))[0]
+        left = bans.get(other, (0, 0, ""))[0]
         if left > longest:
             longest, banned = left, other
-    return _ban_decision(longest, bans[banned][1], banned) if longest else None
+    return _ban_decision(bans[banned], banned) if longest else None
 
 
 def _position(scopes: Sequence[Scope], scope_name: Optional[str]) -> int:
@@ -744,12 +750,12 @@ class RedisStorage:
             mode = _CHECK_MODE if owner in also else _RULES_MODE
             answer, rules = self._hit(owner, group, mode, usage)
             if answer[0] == _BANNED:
-                bans[owner] = (answer[1], answer[2])
+                bans[owner] = (answer[1], answer[2], answer[4])
             checks.append((answer, rules, group))
         refused = _longest_ban(also, bans)
         if refused is not None:
-            left, manual = self._ban_state(client)
-            return refused if not left else _ban_decision(left, manual)
+            state = self._ban_state(client)
+            return refused if not state[0] else _ban_decision(state)
         checked = [
             self._decision(answer, rules, group, usage=usage) for answer, rules, group in checks
         ]
@@ -835,13 +841,13 @@ class RedisStorage:
             new_ban=seconds(new_ban) if new_ban >= 0 else None,
         )
 
-    def _ban_state(self, client: str) -> tuple[int, int]:
-        """The microseconds left of the client's ban (0: none) and 1 when it was set by
-        hand: one script on the client's slot."""
-        left, by_hand = self._run(
+    def _ban_state(self, client: str) -> _BanState:
+        """The microseconds left of the client's ban (0: none), 1 when it was set by hand,
+        and its offence: one script on the client's slot."""
+        left, by_hand, offence = self._run(
             _BAN, [self._key(client, "ban")], [self._now_argument(), "state", 0]
         )
-        return int(left), int(by_hand)
+        return int(left), int(by_hand), offence
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
         """Deprecated: count the request in every rule of ``scopes``, checking nothing.

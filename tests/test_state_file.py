@@ -100,7 +100,8 @@ def test_each_offences_reports_and_a_bans_offence_come_back(
     after.load()
     restored = after.storage
     detail = restored.ban_detail("192.0.2.4")
-    assert detail is not None and (detail.offence, detail.strikes) == ("scanner", 1)
+    assert detail is not None
+    assert (detail.offence, detail.strikes) == ("scanner", 1)
     assert restored.report("192.0.2.3", RULE) is None  # two of three default reports
     assert restored.report("192.0.2.3", RULE, offence="login") == 600.0
 
@@ -131,7 +132,8 @@ def test_a_file_written_before_offences_reads_as_the_default_offence(
     after = state_file(path, clock, wall)
     assert after.load() == 1
     detail = after.storage.ban_detail("192.0.2.1")
-    assert detail is not None and detail.offence == "default"
+    assert detail is not None
+    assert detail.offence == "default"
     assert after.storage.report("192.0.2.3", RULE) == 600.0  # its third report
 
 

@@ -375,3 +375,26 @@ def test_a_route_added_later_with_an_unknown_offence_warns_and_counts_the_defaul
     client = app.test_client()
     assert [get(client) for _ in range(4)] == [200, 200, 200, 403]  # the default's 3
     assert any("specific(offence='scanner')" in m for _, m in gatekeeper_logs(logs))
+
+
+# --- Redis: where each offence's reports live ---------------------------------------
+
+
+@pytest.mark.redis
+def test_redis_keeps_each_offences_reports_under_the_clients_hash_tag(
+    raw_redis: Any, clock: FakeClock
+) -> None:
+    from flask_gatekeeper.storage.redis import RedisStorage
+
+    storage = RedisStorage(raw_redis, clock=clock)
+    storage.report(IP, LOGIN)
+    storage.report(IP, LOGIN, offence="login")
+    assert storage.report(IP, LOGIN, offence="login") == 3600
+    storage.report(IP, LOGIN, offence="scan:ner")
+    keys = sorted(key.decode() for key in raw_redis.scan_iter())
+    assert keys == [
+        f"gatekeeper:{{{IP}}}:ban",
+        f"gatekeeper:{{{IP}}}:reports",
+        f"gatekeeper:{{{IP}}}:reports:scan:ner",  # login's went with its ban
+    ]
+    assert raw_redis.hget(f"gatekeeper:{{{IP}}}:ban", "o") == b"login"

@@ -5,16 +5,25 @@ client everywhere, and says which offence made it. On both storages."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
 
-from flask_gatekeeper import BanRule, ConfigError, ConfigTypeError, GateKeeper
+from flask_gatekeeper import (
+    BanRule,
+    ConfigError,
+    ConfigTypeError,
+    Decision,
+    GateKeeper,
+    MemoryStorage,
+)
 from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.decision import DEFAULT_OFFENCE, BanDetail
 from flask_gatekeeper.storage import Storage
+from flask_gatekeeper.storage.plan import Scope
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from support import AppFactory, gatekeeper_logs, recording
 
@@ -398,3 +407,75 @@ def test_redis_keeps_each_offences_reports_under_the_clients_hash_tag(
         f"gatekeeper:{{{IP}}}:reports:scan:ner",  # login's went with its ban
     ]
     assert raw_redis.hget(f"gatekeeper:{{{IP}}}:ban", "o") == b"login"
+
+
+# --- storages: of the app's own, and the local fallback during an outage ----------------
+
+
+class StorageBeforeOffences(MemoryStorage):
+    """A storage of the app's own written before offences: no ``offence`` parameter."""
+
+    def hit(  # type: ignore[override]
+        self,
+        client: str,
+        scopes: Sequence[Scope],
+        *,
+        usage: bool = False,
+        report_to: Optional[BanRule] = None,
+        also: Sequence[str] = (),
+        token: Optional[str] = None,
+    ) -> Decision:
+        return super().hit(client, scopes, usage=usage, report_to=report_to, also=also, token=token)
+
+    def report(  # type: ignore[override]
+        self, client: str, ban_rule: BanRule, reason: str = "reports"
+    ) -> Optional[float]:
+        return super().report(client, ban_rule, reason)
+
+
+def test_a_storage_that_knows_no_offences_serves_an_app_without_jails(
+    make_app: AppFactory, clock: FakeClock
+) -> None:
+    app, gk = make_app(
+        base={},
+        routes=(),
+        storage=StorageBeforeOffences(clock=clock),
+        ban_rule={"count": 2, "window": 60, "duration": 600},
+        rate_limit_rules="1/minute",
+        report_rate_limited=True,
+    )
+
+    @app.route("/")
+    def index() -> str:
+        return "hello"
+
+    client = app.test_client()
+    assert [get(client) for _ in range(4)] == [200, 429, 429, 403]
+    with app.app_context():
+        assert gk.report(OTHER) is False
+
+
+def test_during_an_outage_the_fallback_counts_a_routes_429s_toward_its_offence(
+    make_app: AppFactory, clock: FakeClock
+) -> None:
+    shared = FlakyStorage(clock=clock)
+    app, gk = make_app(
+        base={},
+        routes=(),
+        storage=shared,
+        on_outage="local",
+        ban_rule=DEFAULT_RULE,
+        ban_rules={"scanner": SCANNER},
+        report_rate_limited=True,
+    )
+
+    @app.route("/search")
+    @gk.specific("1/minute", offence="scanner")
+    def search() -> str:
+        return "results"
+
+    shared.failing = True
+    client = app.test_client()
+    assert [get(client, "/search") for _ in range(4)] == [200, 429, 429, 403]
+    fallback = app.extensions["gatekeeper"].fallback
+    assert fallback.ban_detail(IP) == BanDetail(86400, 0, "rate_limit", 1, "scanner")

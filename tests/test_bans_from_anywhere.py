@@ -216,16 +216,16 @@ def test_ban_details_say_why_since_when_and_how_often(storage: Storage, clock: F
     assert storage.hit("d", scopes, report_to=rule).new_ban == 100
     clock.advance(10)
     assert storage.ban_details() == {
-        "a": BanDetail(90, 10, "reports", 1),
-        "b": BanDetail(90, 10, "response", 1),
+        "a": BanDetail(90, 10, "reports", 1, "default"),
+        "b": BanDetail(90, 10, "response", 1, "default"),
         "c": BanDetail(40, 10, "manual", 0),
-        "d": BanDetail(90, 10, "rate_limit", 1),
+        "d": BanDetail(90, 10, "rate_limit", 1, "default"),
     }
     storage.ban("a", 5)  # shorter than the ban in force: it stands, as it was
-    assert storage.ban_details()["a"] == BanDetail(90, 10, "reports", 1)
+    assert storage.ban_details()["a"] == BanDetail(90, 10, "reports", 1, "default")
     clock.advance(90)  # a's ban is over; its second ban escalates
     assert storage.report("a", rule) == 200
-    assert storage.ban_details()["a"] == BanDetail(200, 0, "reports", 2)
+    assert storage.ban_details()["a"] == BanDetail(200, 0, "reports", 2, "default")
     assert "c" not in storage.ban_details()
 
 
@@ -238,5 +238,5 @@ def test_bans_with_detail_through_the_app(make_app: AppFactory, storage: Storage
         client.post("/login", data={"password": "wrong"})
     with app.app_context():
         gk = app.extensions["gatekeeper"].owner
-        assert gk.bans(detail=True) == {"127.0.0.1": BanDetail(600, 0, "response", 1)}
+        assert gk.bans(detail=True) == {"127.0.0.1": BanDetail(600, 0, "response", 1, "default")}
         assert gk.bans() == {"127.0.0.1": 600}

@@ -22,6 +22,7 @@ from werkzeug.test import TestResponse
 
 import support
 from flask_gatekeeper import (
+    BanRule,
     ConfigError,
     ConfigTypeError,
     Decision,
@@ -215,6 +216,23 @@ def two_missing_pages(subject: Subject) -> object:
         subject.client.get("/missing", environ_base={"REMOTE_ADDR": PEER}).status_code
         for _ in range(2)
     ]
+
+
+def three_missing_pages(subject: Subject) -> object:
+    return [
+        subject.client.get("/missing", environ_base={"REMOTE_ADDR": PEER}).status_code
+        for _ in range(3)
+    ]
+
+
+def login_reports_until_banned(subject: Subject) -> object:
+    """How many reports of 1.1.1.1 for the offence "login" ban it (None: no such offence)."""
+    with subject.app.app_context():
+        try:
+            reports = [subject.gk.report(ip="1.1.1.1", offence="login") for _ in range(3)]
+        except ValueError:
+            return None
+    return reports.index(True) + 1 if True in reports else 0
 
 
 def networks_banned_after_two_bans(subject: Subject) -> object:
@@ -461,6 +479,27 @@ SCENARIOS: dict[str, Scenario] = {
         given=lambda response: False,
         from_given=[404, 404],
         base={"GATEKEEPER_BAN_RULE": {"count": 1, "window": 10, "duration": 100}},
+    ),
+    "offence": Scenario(
+        three_missing_pages,
+        default=[404, 403, 403],  # the default offence's rule: one report bans
+        config="scanner",
+        from_config=[404, 404, 403],  # the scanner's: two
+        given="default",
+        from_given=[404, 403, 403],
+        base={
+            "GATEKEEPER_BAN_RULE": {"count": 1, "window": 10, "duration": 100},
+            "GATEKEEPER_BAN_RULES": {"scanner": {"count": 2, "window": 10, "duration": 100}},
+            "GATEKEEPER_REPORT_WHEN": f"{__name__}:is_not_found",
+        },
+    ),
+    "ban_rules": Scenario(
+        login_reports_until_banned,
+        default=None,
+        config={"login": {"count": 1, "window": 10, "duration": 5}},
+        from_config=1,
+        given={"login": BanRule(2, 10, 7)},
+        from_given=2,
     ),
     "subnet_ban_rule": Scenario(
         networks_banned_after_two_bans,

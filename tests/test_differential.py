@@ -61,7 +61,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from flask_gatekeeper import BanRule, Rule, SubnetBanRule
-from flask_gatekeeper.decision import ADMITTED, BanDetail, Decision, NewBan, Reservation, Usage
+from flask_gatekeeper.decision import (
+    ADMITTED,
+    DEFAULT_OFFENCE,
+    BanDetail,
+    Decision,
+    NewBan,
+    Reservation,
+    Usage,
+)
 from flask_gatekeeper.gate import banned_addresses
 from flask_gatekeeper.identity.addresses import wider_network
 from flask_gatekeeper.storage import Storage
@@ -291,6 +299,7 @@ class Hit:
     owner: Optional[str] = None  # the last scope counts under this key (a keyed rule)
     hold: bool = False  # with a token of its own: takes a slot of each concurrency limit
     steps: StepsDrawn = None  # BanSteps after a ban that the strike makes
+    offence: str = DEFAULT_OFFENCE  # the offence a strike reports (its own reports log)
 
 
 @dataclass(frozen=True)
@@ -366,6 +375,7 @@ class Report:
     pick: int = 0  # which of the palette's ban rules, when rules change
     reason: str = "reports"
     steps: StepsDrawn = None  # report_steps() with these BanSteps, else report()
+    offence: str = DEFAULT_OFFENCE  # each offence's reports are logged apart
 
 
 @dataclass(frozen=True)
@@ -509,6 +519,8 @@ limits = st.tuples(
 
 
 times = st.one_of(st.just(1), st.integers(min_value=2, max_value=12))
+offences = st.sampled_from([DEFAULT_OFFENCE, "login", "scan:ner"])
+"""The offences reported (jails): a name with a colon too, as Redis keys hold it."""
 
 
 def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
@@ -527,6 +539,7 @@ def hits(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Hit]:
         owner=owners,
         hold=st.booleans(),
         steps=steps_drawn,
+        offence=offences,
     )
 
 
@@ -542,7 +555,13 @@ def scoped(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Op]:
 def reports(picks: st.SearchStrategy[int]) -> st.SearchStrategy[Report]:
     reasons = st.sampled_from(["reports", "response"])
     return st.builds(
-        Report, client=clients, times=times, pick=picks, reason=reasons, steps=steps_drawn
+        Report,
+        client=clients,
+        times=times,
+        pick=picks,
+        reason=reasons,
+        steps=steps_drawn,
+        offence=offences,
     )
 
 
@@ -624,9 +643,16 @@ def _call(
                     also=also,
                     token=token,
                     steps=steps,
+                    offence=op.offence,
                 )
             return storage.hit(
-                op.client, scopes, usage=op.usage, report_to=ban_rule, also=also, token=token
+                op.client,
+                scopes,
+                usage=op.usage,
+                report_to=ban_rule,
+                also=also,
+                token=token,
+                offence=op.offence,
             )
         if isinstance(op, Slots):
             storage.release(op.client, op.scopes, op.token)
@@ -653,9 +679,9 @@ def _call(
             if op.steps is not None:
                 steps = _ban_steps(op.client, op.steps, subnet)
                 return storage.report_steps(  # type: ignore[attr-defined]  # OneStepBans
-                    op.client, ban_rule, op.reason, steps
+                    op.client, ban_rule, op.reason, steps, op.offence
                 )
-            return storage.report(op.client, ban_rule, op.reason)
+            return storage.report(op.client, ban_rule, op.reason, op.offence)
         if isinstance(op, Ban):
             storage.ban(op.client, _duration(op, ban_rule), op.reason)
             return None
@@ -718,7 +744,7 @@ def _describe(
 ) -> str:
     where = "; ".join(_scope_text(scope) for scope in scopes)
     if isinstance(op, Hit):
-        strike = f", report_to={ban_rule!r}" if ban_rule is not None else ""
+        strike = f", report_to={ban_rule!r}, offence={op.offence!r}" if ban_rule is not None else ""
         also = f", also=({op.also!r},)" if op.also is not None else ""
         held = f", token={token!r}" if token is not None else ""
         rest = f"usage={op.usage}{strike}{also}{held}"
@@ -739,7 +765,7 @@ def _describe(
     if isinstance(op, ResetScope):
         return f"reset({op.client!r}, {op.scope!r})"
     if isinstance(op, Report):
-        return f"report({op.client!r}, {ban_rule!r}, {op.reason!r})"
+        return f"report({op.client!r}, {ban_rule!r}, {op.reason!r}, {op.offence!r})"
     if isinstance(op, Ban):
         return f"ban({op.client!r}, {_duration(op, ban_rule)!r}, {op.reason!r})"
     if isinstance(op, Bans):
@@ -1272,9 +1298,11 @@ def test_a_strike_that_bans_makes_the_ban_s_steps_in_its_own_step(storage: Stora
         refused = storage.hit(address, one, report_to=ban_at_once, steps=steps)  # type: ignore[call-arg]
         decisions.append(refused.ban)
     first, second = decisions
-    assert first == NewBan(600, BanDetail(600, 0, "rate_limit", 1))  # one banned address
+    assert first == NewBan(600, BanDetail(600, 0, "rate_limit", 1, "default"))  # one banned address
     network_ban = BanDetail(3600, 0, "subnet", 0)
-    assert second == NewBan(600, BanDetail(600, 0, "rate_limit", 1), "10.0.0.0/24", network_ban)
+    assert second == NewBan(
+        600, BanDetail(600, 0, "rate_limit", 1, "default"), "10.0.0.0/24", network_ban
+    )
     assert storage.network_lengths() == {(4, 24)}
     assert storage.hit("10.0.0.3", one, also=("10.0.0.0/24",)).banned_as == "10.0.0.0/24"
 

@@ -235,7 +235,8 @@ def test_each_429_counts_as_a_report(
             "client": IP,
             "duration": 600,
             "reason": "rate_limit",
-            "detail": BanDetail(600, 0, "rate_limit", 1),
+            "detail": BanDetail(600, 0, "rate_limit", 1, "default"),
+            "offence": "default",
         },
     ) in events
     with app.app_context():
@@ -274,9 +275,9 @@ def test_429_reports_are_signalled_and_counted_like_reports(build: AppFactory) -
 
     reported = [kwargs for name, kwargs in events if name == "client_reported"]
     assert reported == [
-        {"client": IP, "banned_for": None},
-        {"client": IP, "banned_for": None},
-        {"client": IP, "banned_for": 600},
+        {"client": IP, "banned_for": None, "offence": "default"},
+        {"client": IP, "banned_for": None, "offence": "default"},
+        {"client": IP, "banned_for": 600, "offence": "default"},
     ]
     with app.app_context():
         assert gk.stats()["reports"] == 3

@@ -40,7 +40,7 @@ from flask_gatekeeper import (
     StorageCallError,
     StorageError,
 )
-from flask_gatekeeper.decision import Decision
+from flask_gatekeeper.decision import DEFAULT_OFFENCE, Decision
 from flask_gatekeeper.outage import RETRY_INTERVAL
 from flask_gatekeeper.rules import MAX_COUNT
 from flask_gatekeeper.storage import Storage
@@ -160,10 +160,16 @@ class _BrokenFor(MemoryStorage):
             raise self.error
         return super().hit(client, scopes, **options)
 
-    def report(self, client: str, ban_rule: BanRule, reason: str = "reports") -> Optional[float]:
+    def report(
+        self,
+        client: str,
+        ban_rule: BanRule,
+        reason: str = "reports",
+        offence: str = DEFAULT_OFFENCE,
+    ) -> Optional[float]:
         if client == self.broken:
             raise self.error
-        return super().report(client, ban_rule, reason)
+        return super().report(client, ban_rule, reason, offence)
 
 
 def _limited_app(storage: Storage, fail_open: bool) -> tuple[Flask, GateKeeper]:

@@ -227,6 +227,7 @@ decision_fields: dict[str, st.SearchStrategy[Any]] = {
     "concurrency": st.integers(0, 3),
     "reserved": st.lists(st.builds(Reservation, st.integers(0, 10**9)), max_size=2).map(tuple),
     "ban": st.none() | st.builds(NewBan, st.floats(1, 600)),
+    "offence": st.none() | st.just("login"),
 }
 
 
@@ -246,6 +247,7 @@ class GeneralDecision:
     concurrency: int = 0
     reserved: tuple[Reservation, ...] = ()
     ban: Optional[NewBan] = None
+    offence: Optional[str] = None
 
 
 def test_the_general_decision_has_decisions_fields() -> None:

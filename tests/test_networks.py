@@ -17,7 +17,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from flask_gatekeeper import BanRule, GateKeeper, MemoryStorage, Rule
-from flask_gatekeeper.decision import BanDetail, Decision
+from flask_gatekeeper.decision import DEFAULT_OFFENCE, BanDetail, Decision
 from flask_gatekeeper.identity.addresses import NO_LENGTHS, network_keys, parse_address
 from flask_gatekeeper.identity.keys import client_key
 from flask_gatekeeper.storage import Storage
@@ -279,7 +279,7 @@ def test_a_network_shown_by_the_library_names_it_in_every_control(
         assert not gk.report(ip=shown)
         assert not gk.report(ip=shown)
         assert gk.report(ip=shown)  # three reports through report(ip=...) ban it
-        assert gk.bans(detail=True) == {shown: BanDetail(600, 0, "reports", 1)}
+        assert gk.bans(detail=True) == {shown: BanDetail(600, 0, "reports", 1, "default")}
     assert client.get("/", environ_base={"REMOTE_ADDR": INSIDE}).text == (
         f"network {NETWORK} banned for 600s (reported 3 times in a 10s window)\n"
     )
@@ -320,6 +320,7 @@ def test_signals_and_logs_name_the_network(
                 "duration": 60,
                 "reason": "manual",
                 "detail": BanDetail(60, 0, "manual", 0),
+                "offence": None,
             },
         ),
         ("request_banned", {"client": NETWORK, "retry_after": 60, "dry_run": False}),
@@ -361,7 +362,7 @@ def test_a_network_ban_made_by_a_report_enters_the_registry(storage: Storage) ->
     assert storage.network_lengths() == NO_LENGTHS
     storage.ban(NETWORK, 0)  # changes no ban
     assert storage.network_lengths() == {(4, 24)}
-    assert storage.ban_details() == {NETWORK: BanDetail(60, 0, "reports", 1)}
+    assert storage.ban_details() == {NETWORK: BanDetail(60, 0, "reports", 1, "default")}
 
 
 def test_hit_refuses_on_behalf_of_a_banned_network(storage: Storage) -> None:
@@ -391,9 +392,18 @@ class Recording(FlakyStorage):
         report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
+        offence: str = DEFAULT_OFFENCE,
     ) -> Decision:
         self.seen.append(tuple(also))
-        return super().hit(client, scopes, usage=usage, report_to=report_to, also=also, token=token)
+        return super().hit(
+            client,
+            scopes,
+            usage=usage,
+            report_to=report_to,
+            also=also,
+            token=token,
+            offence=offence,
+        )
 
 
 def test_a_request_looks_up_one_network_per_length_in_use(

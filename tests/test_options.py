@@ -104,6 +104,8 @@ def test_limit_takes_the_route_rows_of_its_options() -> None:
         ("exempt_when", lambda response: True),
         ("concurrency", 0),
         ("concurrency", "3"),
+        ("offence", ""),
+        ("offence", 5),
     ],
 )
 def test_an_option_of_app_and_route_is_checked_alike_in_both(name: str, value: object) -> None:

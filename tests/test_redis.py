@@ -704,7 +704,8 @@ def test_a_plain_client_calls_scripts_on_a_connection_of_its_pool(
     # the bytes redis-py's own encoder writes for the same calls, non-ASCII text too
     assert scripted.report("é", BanRule(3, 10, 600), "motif: açaí") is None
     keys = ["gatekeeper:{%C3%A9}:reports", "gatekeeper:{%C3%A9}:ban"]
-    args = ["", 3, 10_000_000, 600_000_000, "1.0", MAX_MICROSECONDS, 86_400_000_000, "motif: açaí"]
+    rule_args = [3, 10_000_000, 600_000_000, "1.0", MAX_MICROSECONDS, 86_400_000_000]
+    args = ["", *rule_args, "motif: açaí", ""]  # "": the default offence
     packer = redis.connection.PythonRespSerializer(6000, redis_db.get_encoder().encode)
     assert ScriptedConnection.written[-2:] == [
         b"".join(packer.pack(*call, 2, *keys, *args))

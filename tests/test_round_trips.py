@@ -19,7 +19,7 @@ import pytest
 from flask import Flask
 
 from flask_gatekeeper import BanRule, GateKeeper, Rule, SubnetBanRule
-from flask_gatekeeper.decision import BanDetail
+from flask_gatekeeper.decision import DEFAULT_OFFENCE, BanDetail
 from flask_gatekeeper.storage.base import bans_in_one_step
 from flask_gatekeeper.testing import FakeClock, FlakyStorage, MemoryStorage
 from support import index, recording
@@ -161,7 +161,7 @@ def test_a_429_that_bans_and_escalates_with_a_listener_is_one_script(
     assert get(app, "203.0.113.2") == 429  # banned, and its network with it
     assert scripts() - before == calls(kind, one_server=1, cluster=3, apart=6)
     assert banned_events(events)[-2:] == [
-        ("203.0.113.2", "rate_limit", BanDetail(600, 0, "rate_limit", 1)),
+        ("203.0.113.2", "rate_limit", BanDetail(600, 0, "rate_limit", 1, "default")),
         (NETWORK, "subnet", BanDetail(86400, 0, "subnet", 0)),
     ]
     assert get(app, "203.0.113.99") == 403  # the registry knows the network
@@ -189,7 +189,9 @@ def test_a_report_that_bans_a_network_client_is_one_script(
         assert gk.report(ip=NETWORK)  # banned, and entered in the registry
     assert scripts() - before == calls(kind, one_server=1, cluster=2, apart=3 + listener)
     if listener:
-        assert banned_events(events) == [(NETWORK, "reports", BanDetail(600, 0, "reports", 1))]
+        assert banned_events(events) == [
+            (NETWORK, "reports", BanDetail(600, 0, "reports", 1, "default"))
+        ]
     assert get(app, "203.0.113.7") == 403  # a request of the network meets its ban
 
 
@@ -199,9 +201,13 @@ def test_a_storage_object_without_report_steps_is_served_apart() -> None:
 
     class Watched(MemoryStorage):
         def report(
-            self, client: str, ban_rule: BanRule, reason: str = "reports"
+            self,
+            client: str,
+            ban_rule: BanRule,
+            reason: str = "reports",
+            offence: str = DEFAULT_OFFENCE,
         ) -> Optional[float]:
-            return super().report(client, ban_rule, reason)
+            return super().report(client, ban_rule, reason, offence)
 
     assert bans_in_one_step(MemoryStorage()) is not None
     assert bans_in_one_step(FlakyStorage()) is None

@@ -40,16 +40,17 @@ def test_signals_of_reports_bans_refusals_and_unbans(build: AppFactory, clock: F
             gk.unban(IP)  # not banned: no signal
 
     assert events == [
-        ("client_reported", {"client": IP, "banned_for": None}),
-        ("client_reported", {"client": IP, "banned_for": None}),
-        ("client_reported", {"client": IP, "banned_for": 600}),
+        ("client_reported", {"client": IP, "banned_for": None, "offence": "default"}),
+        ("client_reported", {"client": IP, "banned_for": None, "offence": "default"}),
+        ("client_reported", {"client": IP, "banned_for": 600, "offence": "default"}),
         (
             "client_banned",
             {
                 "client": IP,
                 "duration": 600,
                 "reason": "reports",
-                "detail": BanDetail(600, 0, "reports", 1),
+                "detail": BanDetail(600, 0, "reports", 1, "default"),
+                "offence": "default",
             },
         ),
         ("request_banned", {"client": IP, "retry_after": 500.0, "dry_run": False}),
@@ -97,6 +98,7 @@ def test_manual_ban_signal(build: AppFactory) -> None:
                 "duration": 30,
                 "reason": "manual",
                 "detail": BanDetail(30, 0, "manual", 0),
+                "offence": None,
             },
         ),
         (
@@ -106,6 +108,7 @@ def test_manual_ban_signal(build: AppFactory) -> None:
                 "duration": 600,
                 "reason": "manual",
                 "detail": BanDetail(600, 0, "manual", 0),
+                "offence": None,
             },
         ),
         ("client_unbanned", {"client": "10.0.0.8"}),
@@ -119,14 +122,15 @@ def test_report_outside_a_request_signals(build: AppFactory) -> None:
         assert gk.report(ip="2001:db8::1") is True
 
     assert events == [
-        ("client_reported", {"client": "2001:db8::/64", "banned_for": 60}),
+        ("client_reported", {"client": "2001:db8::/64", "banned_for": 60, "offence": "default"}),
         (
             "client_banned",
             {
                 "client": "2001:db8::/64",
                 "duration": 60,
                 "reason": "reports",
-                "detail": BanDetail(60, 0, "reports", 1),
+                "detail": BanDetail(60, 0, "reports", 1, "default"),
+                "offence": "default",
             },
         ),
     ]
@@ -179,6 +183,7 @@ def test_signals_carry_their_own_app_as_sender(build: AppFactory) -> None:
                 "duration": 10,
                 "reason": "manual",
                 "detail": BanDetail(10, 0, "manual", 0),
+                "offence": None,
             },
         )
     ]
@@ -190,6 +195,7 @@ def test_signals_carry_their_own_app_as_sender(build: AppFactory) -> None:
                 "duration": 20,
                 "reason": "manual",
                 "detail": BanDetail(20, 0, "manual", 0),
+                "offence": None,
             },
         )
     ]
@@ -204,7 +210,7 @@ def test_admitted_requests_send_no_signal(build: AppFactory) -> None:
             assert get(client, path).status_code == 200
         assert bad_login(client).text == "bad password"  # only the report
 
-    assert events == [("client_reported", {"client": IP, "banned_for": None})]
+    assert events == [("client_reported", {"client": IP, "banned_for": None, "offence": "default"})]
 
 
 # --- Logging ------------------------------------------------------------------------------

@@ -85,6 +85,58 @@ def test_reports_come_back_through_two_restarts(
     assert third.storage.report("192.0.2.3", RULE) == 600.0  # the third report bans
 
 
+def test_each_offences_reports_and_a_bans_offence_come_back(
+    path: Path, clock: FakeClock, wall: FakeClock
+) -> None:
+    before = state_file(path, clock, wall)
+    storage = before.storage
+    storage.report("192.0.2.3", RULE)
+    storage.report("192.0.2.3", RULE, offence="login")
+    storage.report("192.0.2.3", RULE, offence="login")  # two of three login reports
+    for _ in range(3):
+        storage.report("192.0.2.4", RULE, offence="scanner")
+    assert before.save()
+    after = state_file(path, FakeClock(5.0), wall)
+    after.load()
+    restored = after.storage
+    detail = restored.ban_detail("192.0.2.4")
+    assert detail is not None
+    assert (detail.offence, detail.strikes) == ("scanner", 1)
+    assert restored.report("192.0.2.3", RULE) is None  # two of three default reports
+    assert restored.report("192.0.2.3", RULE, offence="login") == 600.0
+
+
+def test_a_file_written_before_offences_reads_as_the_default_offence(
+    path: Path, clock: FakeClock, wall: FakeClock
+) -> None:
+    now = int(wall() * 1e6)
+    path.write_text(
+        json.dumps(
+            {
+                "format": FORMAT,
+                "version": 1,
+                "bans": [
+                    {
+                        "client": "192.0.2.1",
+                        "start": now,
+                        "end": now + 60_000_000,
+                        "strikes": 1,
+                        "forget_at": now + 120_000_000,
+                        "reason": "reports",
+                    }
+                ],
+                "reports": [{"client": "192.0.2.3", "times": [now, now]}],
+            }
+        )
+    )
+    after = state_file(path, clock, wall)
+    assert after.load() == 1
+    detail = after.storage.ban_detail("192.0.2.1")
+    assert detail is not None
+    assert detail.offence == "default"
+    assert after.storage.report("192.0.2.3", RULE) == 600.0  # its third report
+
+
 def test_what_ended_meanwhile_stays_ended(path: Path, clock: FakeClock, wall: FakeClock) -> None:
     before = state_file(path, clock, wall)
     before.storage.ban("192.0.2.2", 60)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from conftest import StorageFactory
 from flask_gatekeeper import BanRule, ConfigError, ConfigTypeError, Decision, Rule
-from flask_gatekeeper.decision import Usage
+from flask_gatekeeper.decision import BanDetail, Usage
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock, MemoryStorage
@@ -528,6 +528,43 @@ def test_report_to_counts_a_refusal_as_a_report(storage: Storage, clock: FakeClo
     assert storage.hit("c", scopes, report_to=ban_rule).new_ban is None  # first strike
     assert storage.hit("c", scopes, report_to=ban_rule).new_ban == 600  # second: banned
     assert_banned(storage.hit("c", scopes), 600)
+
+
+def test_each_offence_logs_its_own_reports_one_ban_names_it(storage: Storage) -> None:
+    rule = BanRule(2, 60, 600)
+    assert storage.report("c", rule) is None
+    assert storage.report("c", rule, offence="login") is None  # not the default's second
+    assert storage.report("c", rule, offence="log") is None  # nor another offence's
+    assert storage.report("c", BanRule(2, 60, 900), "response", "login") == 900
+    assert storage.ban_detail("c") == BanDetail(900, 0, "response", 1, "login")
+    assert storage.hit("c", [scope(GLOBAL_SCOPE, Rule(5, 60))]) == Decision(
+        admitted=False, banned=True, retry_after=900, offence="login"
+    )
+    assert storage.report("c", rule) == 600  # the default's second: a shorter ban stands
+    assert storage.ban_details() == {"c": BanDetail(900, 0, "response", 2, "login")}
+    storage.ban("c", 1000)  # by hand: no offence
+    assert storage.ban_detail("c") == BanDetail(1000, 0, "manual", 2, None)
+
+
+def test_report_to_counts_a_refusal_toward_its_offence(storage: Storage) -> None:
+    scopes = [scope(GLOBAL_SCOPE, Rule(1, 60))]
+    ban_rule = BanRule(2, 60, 600)
+    assert storage.report("c", ban_rule) is None  # one report of the default offence
+    assert_admitted(storage.hit("c", scopes, report_to=ban_rule, offence="scanner"))
+    assert storage.hit("c", scopes, report_to=ban_rule, offence="scanner").new_ban is None
+    assert storage.hit("c", scopes, report_to=ban_rule, offence="scanner").new_ban == 600
+    assert storage.ban_detail("c") == BanDetail(600, 0, "rate_limit", 1, "scanner")
+
+
+def test_reset_forgets_every_offences_reports(storage: Storage) -> None:
+    rule = BanRule(2, 60, 600)
+    for offence in ("default", "login", "a:b"):
+        storage.report("c", rule, offence=offence)
+    storage.reset("c", "login")  # a scope's reset leaves reports alone
+    assert storage.report("c", rule, offence="login") == 600
+    storage.reset("c")
+    for offence in ("default", "a:b"):
+        assert storage.report("c", rule, offence=offence) is None
 
 
 @pytest.mark.parametrize(

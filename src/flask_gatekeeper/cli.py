@@ -23,7 +23,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .decision import BLOCKLIST, BY_HAND, GLOBAL_SCOPE, MANUAL, Usage
+from .decision import BLOCKLIST, BY_HAND, DEFAULT_OFFENCE, GLOBAL_SCOPE, MANUAL, Usage
 from .errors import ConfigError, GateKeeperError
 from .extension import EXTENSION_KEY, GateKeeper
 from .gate import Gate
@@ -90,15 +90,18 @@ def _masked(value: object) -> str:
 
 @gatekeeper.command("bans")
 def list_bans() -> None:
-    """List active bans, the longest first: seconds left, reason, start, strikes."""
+    """List active bans, the longest first: seconds left, reason (and the offence of
+    ``ban_rules`` that made it), start, strikes."""
     with _clean_errors():
         bans = _live_extension().bans(detail=True)
     if not bans:
         click.echo("no active bans")
     for client, ban in sorted(bans.items(), key=lambda item: -item[1].left):
         strikes = "1 strike" if ban.strikes == 1 else f"{ban.strikes} strikes"
+        named = ban.offence is not None and ban.offence != DEFAULT_OFFENCE
+        reason = f"{ban.reason} of {ban.offence}" if named else ban.reason
         click.echo(
-            f"{shown(client)}\t{retry_after_header(ban.left)}s left\t{ban.reason}"
+            f"{shown(client)}\t{retry_after_header(ban.left)}s left\t{reason}"
             f"\tstarted {math.floor(ban.since)}s ago\t{strikes}"
         )
 
@@ -221,6 +224,9 @@ def status(client: str | None) -> None:
     click.echo(
         f"ban rule: {ban_rule}, banned {ban_rule.duration:g}s" if ban_rule else "ban rule: none"
     )
+    for offence, jail in settings.ban_rules.items():
+        if offence != DEFAULT_OFFENCE:
+            click.echo(f"ban rule of {offence}: {jail}, banned {jail.duration:g}s")
     if client is not None:
         extension = _live_extension()
         with _clean_errors():
@@ -268,6 +274,8 @@ def _mark_options(mark: Mark) -> list[str]:
         options.append(f"cost={cost}")
     if mark.concurrency:
         options.append(f"concurrency={mark.concurrency}")
+    if mark.offence is not None:
+        options.append(f"offence={mark.offence!r}")
     functions = ("key_func", "count_when", "report_when", "exempt_when")
     for name in functions:
         function = getattr(mark, name)

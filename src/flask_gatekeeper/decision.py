@@ -14,6 +14,7 @@ __all__ = [
     "BLOCKLIST",
     "BY_HAND",
     "BY_NO_BAN_RULE",
+    "DEFAULT_OFFENCE",
     "GLOBAL_SCOPE",
     "IN_FLIGHT_WAIT",
     "MANUAL",
@@ -49,16 +50,23 @@ BY_NO_BAN_RULE = (MANUAL, SUBNET, BLOCKLIST)
 """Why a client is banned: ``report()`` calls, responses ``report_when`` accepted, 429s
 counted as reports (``report_rate_limited``), or by hand."""
 
+DEFAULT_OFFENCE = "default"
+"""The offence ``ban_rule`` counts (``report()`` without ``offence``); the ``ban_rules``
+option names the others (jails), each counted on its own."""
+
 
 @dataclass(frozen=True)
 class BanDetail:
     """One active ban: seconds ``left``, seconds ``since`` it started, its ``reason``
-    (one of ``BAN_REASONS``) and ``strikes``, the client's bans lately (escalation)."""
+    (one of ``BAN_REASONS``) and ``strikes``, the client's bans lately (escalation);
+    ``offence``: the offence whose reports made it (``DEFAULT_OFFENCE`` for ``ban_rule``,
+    a name of ``ban_rules``), None for a ban made without a ban rule (by hand)."""
 
     left: float
     since: float
     reason: str
     strikes: int
+    offence: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,9 @@ class Decision:
     request, holds what it recorded in each ``deferred`` scope, in their order.
     ``ban``, when the call was given ``BanSteps`` and the refusal's report banned, is
     that ban with what the same step did after it (``new_ban`` is its duration).
+    ``offence``, for a refusal by a ban that reports of an offence of ``ban_rules`` made,
+    names that offence (the refusal names its ban rule); None for the default offence's
+    bans and those made by hand.
     """
 
     admitted: bool
@@ -136,6 +147,7 @@ class Decision:
     concurrency: int
     reserved: tuple[Reservation, ...]
     ban: Optional[NewBan]
+    offence: Optional[str]
 
     def __init__(
         self,
@@ -151,6 +163,7 @@ class Decision:
         concurrency: int = 0,
         reserved: tuple[Reservation, ...] = (),
         ban: Optional[NewBan] = None,
+        offence: Optional[str] = None,
     ) -> None:
         # Every refused request makes one: its fields are written at once, where a frozen
         # dataclass's own __init__ writes them one by one through object.__setattr__:
@@ -172,6 +185,7 @@ class Decision:
                 "concurrency": concurrency,
                 "reserved": reserved,
                 "ban": ban,
+                "offence": offence,
             },
         )
 

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.logging import has_level_handler, wsgi_errors_stream
 
 from . import signals
-from .decision import BanDetail
+from .decision import DEFAULT_OFFENCE, BanDetail
 from .identity.keys import shown
 
 __all__ = ["Events", "Stats", "default_handler", "install_default_handler", "logger"]
@@ -140,21 +140,35 @@ class Events:
         banned_for: Optional[float],
         reason: str,
         detail: Optional[BanDetail] = None,
+        offence: str = DEFAULT_OFFENCE,
     ) -> None:
-        """One report of ``client`` was counted toward the ban rule; ``banned_for``: the
-        ban it started, if it did."""
+        """One report of ``client`` was counted toward ``offence``'s ban rule;
+        ``banned_for``: the ban it started, if it did."""
         self.stats.add("reports")
-        _send(signals.client_reported, self.app(), client=client, banned_for=banned_for)
+        _send(
+            signals.client_reported,
+            self.app(),
+            client=client,
+            banned_for=banned_for,
+            offence=offence,
+        )
         if banned_for is not None:
-            self.banned(client, banned_for, reason, detail)
+            self.banned(client, banned_for, reason, detail, offence)
 
     def banned(
-        self, client: str, duration: float, reason: str, detail: Optional[BanDetail] = None
+        self,
+        client: str,
+        duration: float,
+        reason: str,
+        detail: Optional[BanDetail] = None,
+        offence: Optional[str] = None,
     ) -> None:
-        """A ban was made; ``detail`` is the ban in force after it (a longer one may
-        stand), when the caller read it."""
+        """A ban was made (by ``offence``'s reports; None: without a ban rule); ``detail``
+        is the ban in force after it (a longer one may stand), when the caller read it."""
         self.stats.add("bans")
-        logger.info("banned %s for %gs (%s)", shown(client), duration, reason)
+        named = offence is not None and offence != DEFAULT_OFFENCE  # logged as before jails
+        why = f"{reason} of offence {offence}" if named else reason
+        logger.info("banned %s for %gs (%s)", shown(client), duration, why)
         _send(
             signals.client_banned,
             self.app(),
@@ -162,6 +176,7 @@ class Events:
             duration=duration,
             reason=reason,
             detail=detail,
+            offence=offence,
         )
 
     def unbanned(self, client: str) -> None:

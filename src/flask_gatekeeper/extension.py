@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Literal, NoReturn, Optional, TypeVar, Union, overload
 
@@ -23,7 +23,7 @@ from flask import (
     has_request_context,
 )
 
-from .decision import BY_HAND, MANUAL, BanDetail, Usage
+from .decision import BY_HAND, DEFAULT_OFFENCE, MANUAL, BanDetail, Usage
 from .errors import ClientNameError, ConfigError
 from .events import install_default_handler
 from .gate import Gate
@@ -33,6 +33,7 @@ from .options import (
     APP_OPTIONS,
     CONFIG_KEYS,
     ROUTE_OPTIONS,
+    Settings,
     load_settings,
     parse_route,
     route_option,
@@ -40,7 +41,7 @@ from .options import (
 from .outage import check_storage
 from .request import Cost, KeyFunc, Pending, PerRequest, Predicate, ResponsePredicate
 from .routes import Mark, put_mark, shared_scope_name
-from .rules import BanRule, RuleLike, SubnetBanRule, check_seconds
+from .rules import BanRule, RuleLike, SubnetBanRule, check_offence, check_seconds, known_offences
 from .storage import Storage
 
 __all__ = ["GateKeeper"]
@@ -87,7 +88,9 @@ class GateKeeper:
         dry_run: Optional[bool] = None,
         report_rate_limited: Optional[bool] = None,
         report_when: Union[ResponsePredicate, str, None] = None,
+        offence: Optional[str] = None,
         subnet_ban_rule: Union[SubnetBanRule, dict[str, Any], None] = None,
+        ban_rules: Optional[Mapping[str, Union[BanRule, dict[str, Any]]]] = None,
         strategy: Optional[str] = None,
         exempt_static: Optional[bool] = None,
         exempt_when: Optional[Predicate] = None,
@@ -127,10 +130,8 @@ class GateKeeper:
             raise RuntimeError(f"{app.name!r} already has another GateKeeper")
         install_default_handler()
         gate = Gate(self, load_settings(self._given, app.config), app)
-        if gate.settings.ban_rule is None and any(
-            mark.report_when for mark in gate.policies.marks()
-        ):
-            raise ConfigError(_NO_BAN_RULE.format(option="specific(report_when=...)"))
+        for mark in gate.policies.marks():
+            _check_route_offence(mark.offence, bool(mark.report_when), gate.settings, "specific")
         check_storage(gate.settings.storage, gate.settings.named("storage"), gate.guard)
         if not gate.settings.ip_header_trusted:
             logger.warning(
@@ -161,18 +162,28 @@ class GateKeeper:
 
     # -- in views -------------------------------------------------------------------------
 
-    def report(self, ip: Optional[str] = None) -> bool:
-        """Count one offence against the current client (or ``ip``) toward the ban rule.
+    def report(self, ip: Optional[str] = None, *, offence: Optional[str] = None) -> bool:
+        """Count one offence against the current client (or ``ip``) toward the ban rule,
+        or with ``offence`` toward that offence's (a name of ``ban_rules``).
 
         Returns True when this report bans the client. Never fails: not for a client never
         seen before, not in a bypassed route, not when the storage is down (it is logged);
         when disabled or for an allow-listed client it does nothing, and without a ban
         rule it does nothing but log a warning, once per app and process. An ``ip``
         written as an address or network that is not one (often a request's own text)
-        reports nothing and logs a warning.
+        reports nothing and logs a warning. An ``offence`` the app does not count is a
+        mistake in the code, not in the request: ``ValueError``, naming those it counts.
         """
         gate = self._gate()
         settings = gate.settings
+        if offence is not None and offence != DEFAULT_OFFENCE:
+            if offence not in settings.ban_rules:
+                raise ValueError(
+                    f"report(offence={offence!r}): the app counts no such offence (it counts "
+                    f"{known_offences(settings.ban_rules)}; ban_rules names offences)"
+                )
+        else:
+            offence = DEFAULT_OFFENCE
         try:
             client = None if ip is None else settings.identifier.key_for(ip)
         except ClientNameError as exc:
@@ -180,7 +191,7 @@ class GateKeeper:
             return False
         if not settings.enabled:
             return False
-        if settings.ban_rule is None:
+        if offence not in settings.ban_rules:  # the default offence, without a ban_rule
             if gate not in _WARNED_UNREPORTED:
                 _WARNED_UNREPORTED.add(gate)
                 logger.warning(
@@ -198,7 +209,7 @@ class GateKeeper:
             raise RuntimeError("report() outside a request needs the client: report(ip=...)")
         if client is None:
             return False  # allow-listed (never banned), skipped, or denied already
-        return gate.count_report(client)
+        return gate.count_report(client, offence=offence)
 
     def client_ip(self) -> Optional[str]:
         """The current request's address as the library keys it: proxy-aware (as far as
@@ -225,6 +236,7 @@ class GateKeeper:
         count_when: Optional[ResponsePredicate] = None,
         key_func: Optional[KeyFunc] = None,
         report_when: Optional[ResponsePredicate] = None,
+        offence: Optional[str] = None,
         exempt_when: Optional[Predicate] = None,
         concurrency: Optional[int] = None,
     ) -> Callable[[Target], Target]:
@@ -245,7 +257,10 @@ class GateKeeper:
         request. ``count_when``: a function of the response; an admitted request reserves
         its place at once, given back after the response unless this returns true.
         ``report_when``: a function of the response; when it returns true, the client is
-        reported once toward the ban rule (as ``report()`` does). ``concurrency``: at most
+        reported once toward the ban rule (as ``report()`` does). ``offence``: the offence
+        (a name of ``ban_rules``) that the route's reports count toward: ``report_when``'s
+        (else the app's ``offence``) and its 429s counted as reports
+        (``report_rate_limited``; else the default offence). ``concurrency``: at most
         this many requests of a client in flight at once in these rules' scope (the
         route's own, or ``scope``); the next one is refused with ``TooManyInFlight``.
         """
@@ -254,10 +269,10 @@ class GateKeeper:
         if all(given[option.name] is option.default for option in ROUTE_OPTIONS[1:]):
             self._refuse_bare_use(rate_limit_rules)  # the one argument a bare decorator passes
         values = parse_route(given)
-        if report_when is not None and any(gate.settings.ban_rule is None for gate in self._gates):
-            raise ConfigError(_NO_BAN_RULE.format(option="report_when"))
+        for gate in self._gates:
+            _check_route_offence(values["offence"], report_when is not None, gate.settings)
         in_flight: int = values["concurrency"] or 0
-        other_purpose = standalone or key_func or exempt_when or report_when or in_flight
+        other_purpose = standalone or key_func or exempt_when or report_when or offence or in_flight
         if rate_limit_rules is None and not other_purpose:
             route_option("rate_limit_rules").read(None)  # refused: the mark would do nothing
         mark = Mark(
@@ -271,6 +286,7 @@ class GateKeeper:
             count_when=count_when,
             report_when=report_when,
             concurrency=in_flight,
+            offence=values["offence"],
         )
 
         return _Decorator(self, mark)
@@ -438,6 +454,22 @@ def _check_target(target: object, decorator: str, app_wide: str) -> None:
 
 
 _NO_BAN_RULE = "{option}: the app has no ban_rule (GATEKEEPER_BAN_RULE) to count its reports toward"
+
+
+def _check_route_offence(
+    offence: Optional[str], report_when: bool, settings: Settings, within: str = ""
+) -> None:
+    """A route's ``offence`` must be one of the app's, and its ``report_when`` needs a
+    ban rule to count toward (its offence's, else the app's ``offence``'s). ``within``:
+    "specific" at start-up, where the error names the decorator (at decoration, the
+    option alone)."""
+    named = (lambda option: f"{within}({option}=...)") if within else (lambda option: option)
+    if offence is not None:
+        check_offence(offence, settings.ban_rules, named("offence"))
+    if report_when and (offence or settings.offence) not in settings.ban_rules:
+        raise ConfigError(_NO_BAN_RULE.format(option=named("report_when")))
+
+
 _WARNED_UNREPORTED: weakref.WeakSet[Gate] = weakref.WeakSet()
 """The gates whose ``gk.report()`` was called without a ban rule, warned once."""
 

@@ -30,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
 from .decision import (
+    DEFAULT_OFFENCE,
     RATE_LIMIT,
     REPORTS,
     RESPONSE,
@@ -256,20 +257,22 @@ class Gate:
             scopes = computed
             also += owners(scopes)
         token = secrets.token_hex(8) if policy.concurrency else None
-        decision = self.hit(key, scopes, usage=self._usage, also=also, token=token)
+        jail = policy.offence
+        decision = self.hit(key, scopes, usage=self._usage, also=also, token=token, offence=jail)
         if decision is not None:
             if decision.usage is not None:
                 fields = rate_limit_headers(scopes, decision.usage, settings.headers)
                 state().fields = fields
             if not decision.admitted:
-                return self.refuse(key, decision, environ=req.environ)
+                return self.refuse(key, decision, environ=req.environ, offence=jail)
             self.events.admitted()
             if token is not None:
                 self._hold(key, scopes, token)
             if policy.count_when:
                 self._settle_after_response(key, scopes, policy.count_when, decision.reserved)
         if policy.report_when:
-            self._report_after_response(key, policy.report_when)
+            offence = policy.offence or settings.offence
+            self._report_after_response(key, policy.report_when, offence)
         return None
 
     def _hold(self, client: str, scopes: tuple[Scope, ...], token: str) -> None:
@@ -298,10 +301,11 @@ class Gate:
         self.ask_storage(self.settings.storage.release, client, names, token)
 
     def _report_after_response(
-        self, client: str, report_when: tuple[ResponsePredicate, ...]
+        self, client: str, report_when: tuple[ResponsePredicate, ...], offence: str
     ) -> None:
-        """Report the client once the response is known, when any of ``report_when``
-        accepts it (``after_this_request``: only requests that need it pay for it)."""
+        """Report the client (of ``offence``) once the response is known, when any of
+        ``report_when`` accepts it (``after_this_request``: only requests that need it pay
+        for it)."""
 
         def report_if_matched(response: Response) -> Response:
             try:
@@ -310,27 +314,32 @@ class Gate:
                 logger.exception("a report_when function failed; nothing is reported")
                 return response
             if matched:
-                self.count_report(client, RESPONSE)
+                self.count_report(client, RESPONSE, offence)
             return response
 
         after_this_request(report_if_matched)
 
-    def count_report(self, client: str, reason: str = REPORTS) -> bool:
-        """One offence of ``client`` toward the ban rule: True when it bans (for
-        ``reason``). Never raises: without a ban rule, or while the storage is down
+    def count_report(
+        self, client: str, reason: str = REPORTS, offence: str = DEFAULT_OFFENCE
+    ) -> bool:
+        """One report of ``client`` toward ``offence``'s ban rule: True when it bans (for
+        ``reason``). Never raises: without that ban rule, or while the storage is down
         (logged), it reports nothing."""
-        ban_rule = self.settings.ban_rule
+        ban_rule = self.settings.ban_rules.get(offence)
         if ban_rule is None:
             return False
         if self._one_step is not None:
-            return self._count_report_in_one_step(client, ban_rule, reason)
+            return self._count_report_in_one_step(client, ban_rule, reason, offence)
+        # the default offence's call is as it was before offences (a storage of the app's
+        # own may not know them)
+        jail = () if offence == DEFAULT_OFFENCE else (offence,)
         storage = self.settings.storage
-        banned_for = self.ask_storage(storage.report, client, ban_rule, reason)
+        banned_for = self.ask_storage(storage.report, client, ban_rule, reason, *jail)
         if isinstance(banned_for, Down):
             if self.fallback is None:
                 return False
             storage = self.fallback  # counted here while the shared storage is down
-            banned_for = storage.report(client, ban_rule, reason)
+            banned_for = storage.report(client, ban_rule, reason, offence)
         if banned_for is not None and self.settings.identifier.is_network(client):
             # A ban of no time changes no ban; it enters this one in the storage's registry
             # of network bans, which requests read (reports alone never do).
@@ -338,32 +347,37 @@ class Gate:
                 storage.ban(client, 0)
             else:
                 self.ask_storage(storage.ban, client, 0)
-        self.events.report_counted(client, banned_for, reason, self.ban_detail(client, banned_for))
+        detail = self.ban_detail(client, banned_for)
+        self.events.report_counted(client, banned_for, reason, detail, offence)
         if banned_for is not None:
             self.forget_refusals(client)
             self._escalate(client)
         return banned_for is not None
 
-    def _count_report_in_one_step(self, client: str, ban_rule: BanRule, reason: str) -> bool:
+    def _count_report_in_one_step(
+        self, client: str, ban_rule: BanRule, reason: str, offence: str
+    ) -> bool:
         """``count_report`` on a storage that makes the ban's steps (its detail, the
         registry, the escalation) in the report's own step: one storage call."""
         assert self._one_step is not None
         steps = self._ban_steps(client)
-        new = self.ask_storage(self._one_step.report_steps, client, ban_rule, reason, steps)
+        new = self.ask_storage(
+            self._one_step.report_steps, client, ban_rule, reason, steps, offence
+        )
         if isinstance(new, Down):
             if self.fallback is None:
                 return False
-            new = self.fallback.report_steps(client, ban_rule, reason, steps)
+            new = self.fallback.report_steps(client, ban_rule, reason, steps, offence)
         if new is None:
-            self.events.report_counted(client, None, reason)
+            self.events.report_counted(client, None, reason, None, offence)
             return False
-        self._banned_by_report(client, reason, new)
+        self._banned_by_report(client, reason, new, offence)
         return True
 
-    def _banned_by_report(self, client: str, reason: str, new: NewBan) -> None:
-        """Signal and log a report's ban and what its step did after it (the network
-        that the subnet ban rule banned with it), with no storage call."""
-        self.events.report_counted(client, new.duration, reason, new.detail)
+    def _banned_by_report(self, client: str, reason: str, new: NewBan, offence: str) -> None:
+        """Signal and log a report's ban of ``offence`` and what its step did after it
+        (the network that the subnet ban rule banned with it), with no storage call."""
+        self.events.report_counted(client, new.duration, reason, new.detail, offence)
         self.forget_refusals(client)
         if new.network is not None:
             self._network_banned(new.network, new.network_detail)
@@ -541,14 +555,21 @@ class Gate:
         usage: bool,
         also: tuple[str, ...] = (),
         token: Optional[str] = None,
+        offence: Optional[str] = None,
     ) -> Optional[Decision]:
         """The storage's decision; while it is down, the fallback's (``on_outage="local"``),
         or None to admit ("open"; "closed" raises ``StorageUnavailable``).
         ``also``: other clients whose bans refuse the request (the address behind a
         ``key_func`` key, the client's banned networks, the keys of rules with their
         own); ``token``: the request's slot, taken under ``client``, in every scope with a
-        concurrency limit."""
+        concurrency limit; ``offence``: the route's, which its 429s count toward as
+        reports (``report_rate_limited``) instead of the default offence."""
         hit, report_to, usage = self.settings.storage.hit, self._report_to, usage and bool(scopes)
+        if offence is not None and report_to is not None:
+            # a partial, not ``**{"offence": ...}`` in every call: an empty ``**`` costs
+            # the common path about a third of a microsecond; the default offence's call
+            # is as it was before offences (a storage of the app's own may not know them)
+            report_to, hit = self.settings.ban_rules[offence], partial(hit, offence=offence)
         known = self.known
         if known is not None:
             remembered = known.refusal(client, scopes, also, usage)
@@ -557,7 +578,11 @@ class Gate:
         if report_to is not None and self._one_step is not None:
             steps = self._ban_steps(client)
             if steps is not None:  # its refusal may ban: the storage makes what follows
-                hit = functools.update_wrapper(partial(self._one_step.hit, steps=steps), hit)
+                one_step = self._one_step.hit
+                jail = offence or DEFAULT_OFFENCE
+                hit = functools.update_wrapper(
+                    partial(one_step, steps=steps, offence=jail), one_step
+                )
         decision: Union[Decision, Down]
         if self.guard.down:
             decision = self.ask_storage(
@@ -572,7 +597,7 @@ class Gate:
                     client, scopes, usage=usage, report_to=report_to, also=also, token=token
                 )
             except Exception as exc:  # each failure as its class says (see _failed)
-                self._failed(exc, hit)
+                self._failed(exc, self.settings.storage.hit)
                 decision = DOWN
         if not isinstance(decision, Down):
             if known is not None and not decision.admitted:
@@ -588,6 +613,7 @@ class Gate:
                 also=also,
                 token=token,
                 steps=steps,
+                offence=offence or DEFAULT_OFFENCE,
             )
         self._unanswered()
         return None
@@ -652,29 +678,43 @@ class Gate:
             "the storage's %s call failed on its own, a bug rather than an outage: this "
             "call goes unanswered (a request is met as in an outage: %s), and other calls "
             "go on as usual",
-            getattr(call, "__name__", repr(call)),
+            getattr(getattr(call, "func", call), "__name__", repr(call)),  # a partial: its own
             _ALONE[self.guard.policy],
             exc_info=error,
         )
         return False
 
     def refuse(
-        self, client: str, decision: Decision, *, environ: Optional[WSGIEnvironment] = None
+        self,
+        client: str,
+        decision: Decision,
+        *,
+        environ: Optional[WSGIEnvironment] = None,
+        offence: Optional[str] = None,
     ) -> Optional[Response]:
         """Refuse what the storage did not admit: banned, rate limited, or with too many
-        requests in flight (see ``_refuse``)."""
+        requests in flight (see ``_refuse``). ``offence``: the one the refusal counted
+        toward as a report (None: the default offence)."""
         wait = decision.retry_after
         if decision.banned:
-            ban_rule = None if decision.manual else self.settings.ban_rule
+            jail = decision.offence
+            if decision.manual:
+                ban_rule = None
+            elif jail is None:
+                ban_rule = self.settings.ban_rule
+            else:
+                ban_rule = self.settings.ban_rules.get(jail)
             who = decision.banned_as or client
             prefix = self.identifier.ipv6_prefix
-            make_ban = partial(Banned, who, wait, ban_rule, ipv6_prefix=prefix)
-            return self._refuse(Banned, who, wait, ban_rule, make_ban, environ)
+            make_ban = partial(Banned, who, wait, ban_rule, ipv6_prefix=prefix, offence=jail)
+            # ``policy``: the offence, which the body names (ready responses differ by it)
+            return self._refuse(Banned, who, wait, ban_rule, make_ban, environ, jail)
         if decision.ban is not None:  # the storage made the ban's steps in its own step
-            self._banned_by_report(client, RATE_LIMIT, decision.ban)
+            self._banned_by_report(client, RATE_LIMIT, decision.ban, offence or DEFAULT_OFFENCE)
         elif self._report_to is not None:
             detail = self.ban_detail(client, decision.new_ban)
-            self.events.report_counted(client, decision.new_ban, RATE_LIMIT, detail)
+            jail = offence or DEFAULT_OFFENCE
+            self.events.report_counted(client, decision.new_ban, RATE_LIMIT, detail, jail)
             if decision.new_ban is not None:
                 self.forget_refusals(client)
                 self._escalate(client)

@@ -68,6 +68,8 @@ CHECK_INTERVAL = 1.0
 class _Ban(NamedTuple):
     end: int
     manual: bool
+    offence: Optional[str] = None
+    """``Decision.offence``: the refusal names that offence's ban rule."""
 
 
 class _Limited(NamedTuple):
@@ -167,6 +169,7 @@ class KnownRefusals:
                     banned=True,
                     retry_after=seconds(ban.end - now),
                     manual=ban.manual,
+                    offence=ban.offence,
                 )
             if longest is None or ban.end > longest[0]:
                 longest = (ban.end, name, ban)
@@ -179,6 +182,7 @@ class KnownRefusals:
             retry_after=seconds(end - now),
             manual=ban.manual,
             banned_as=name,
+            offence=ban.offence,
         )
 
     def learn(self, client: str, scopes: Sequence[Scope], decision: Decision) -> None:
@@ -197,9 +201,8 @@ class KnownRefusals:
         end = instant(clock) + round(decision.retry_after * MICROSECONDS)  # exact: whole µs
         with self._lock:
             if decision.banned:
-                _put(
-                    self._bans, decision.banned_as or client, _Ban(end, decision.manual), self._size
-                )
+                ban = _Ban(end, decision.manual, decision.offence)
+                _put(self._bans, decision.banned_as or client, ban, self._size)
                 return
             rule = decision.rule
             if not self._limits or rule is None or rule.distinct is not None:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Literal, Optional, Union
 
 from werkzeug.utils import ImportStringError, import_string
 
+from .decision import DEFAULT_OFFENCE
 from .errors import ConfigError, ConfigTypeError
 from .identity.addresses import AddressSet, parse_address_list, read_address_file
 from .identity.keys import HIDDEN_KEY, key_hasher, parse_hash_keys
@@ -43,6 +44,7 @@ from .rules import (
     BanRule,
     Calls,
     SubnetBanRule,
+    check_offence,
     check_seconds,
     parse_ban_rule,
     parse_rules_or_function,
@@ -248,6 +250,35 @@ def _scope(value: object, name: str) -> str:
     return value
 
 
+def _offence(value: object, name: str) -> str:
+    """An offence's name: the default one's, or one of ``ban_rules`` (checked by
+    ``load_settings`` and ``GateKeeper``, which know them)."""
+    if not isinstance(value, str):
+        raise ConfigTypeError(f"{name}: expected an offence's name (a string), got {value!r}")
+    if not value:
+        raise ConfigError(f"{name}: the offence's name is empty")
+    return value
+
+
+def _ban_rules(value: object, name: str) -> dict[str, BanRule]:
+    """``ban_rules``: offence name -> its ban rule, each in a form ``ban_rule`` takes.
+    The default offence is ``ban_rule``'s: naming it here would give it two rules."""
+    if not isinstance(value, Mapping):
+        raise ConfigTypeError(
+            f"{name}: expected a dict of offence names and ban rules, got {value!r}"
+        )
+    rules = {}
+    for offence, rule in value.items():
+        _offence(offence, f"{name}: {offence!r}")
+        if offence == DEFAULT_OFFENCE:
+            raise ConfigError(
+                f"{name}: {offence!r} is the default offence, counted by ban_rule "
+                "(GATEKEEPER_BAN_RULE): give it there, or name this offence otherwise"
+            )
+        rules[offence] = parse_ban_rule(rule, f"{name}[{offence!r}]")
+    return rules
+
+
 def _cost(value: object, name: str) -> object:
     """A cost: a whole number of requests (at least 1), or a function returning one (its
     result is checked on each call, ``request._checked_cost``)."""
@@ -409,11 +440,26 @@ OPTIONS: tuple[Option, ...] = (
         "both",
     ),
     Option(
+        "offence",
+        "GATEKEEPER_OFFENCE",
+        _offence,
+        None,
+        "the offence report_when reports (on a route, its 429 reports too)",
+        "both",
+    ),
+    Option(
         "subnet_ban_rule",
         "GATEKEEPER_SUBNET_BAN_RULE",
         parse_subnet_ban_rule,
         None,
         "banned addresses that ban their network",
+    ),
+    Option(
+        "ban_rules",
+        "GATEKEEPER_BAN_RULES",
+        _ban_rules,
+        None,
+        "a ban rule per offence besides the default (jails)",
     ),
     Option("strategy", "GATEKEEPER_STRATEGY", _strategy, DEFAULT_STRATEGY, "default strategy"),
     Option("exempt_static", "GATEKEEPER_EXEMPT_STATIC", _bool, True, "static files not counted"),
@@ -520,8 +566,13 @@ class Settings:
     """Each 429 also counts as a report toward the ban rule."""
     report_when: Optional[ResponsePredicate]
     """A response it accepts is one report of the client (every route but bypassed ones)."""
+    offence: str
+    """The offence ``report_when``'s reports count toward, on routes that name none."""
     subnet_ban_rule: Optional[SubnetBanRule]
     """Banned addresses of one network that ban the network."""
+    ban_rules: Mapping[str, BanRule]
+    """Every offence the app counts and its ban rule: ``ban_rule``'s, the default offence
+    (when given), and those of the ``ban_rules`` option."""
     strategy: str
     """The strategy of rules that do not name one."""
     exempt_static: bool
@@ -603,12 +654,25 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
             f"({values['ipv6_prefix']}), the length of one IPv6 client, got "
             f"{subnet_rule.ipv6_prefix!r}"
         )
-    for needs_bans in ("report_rate_limited", "report_when", "subnet_ban_rule"):
+    ban_rules = values["ban_rules"] or {}
+    if values["ban_rule"] is not None:
+        ban_rules = {DEFAULT_OFFENCE: values["ban_rule"], **ban_rules}
+    values["ban_rules"] = ban_rules
+    if values["offence"] is None:
+        values["offence"] = DEFAULT_OFFENCE
+    else:
+        check_offence(values["offence"], ban_rules, named("offence"))
+    for needs_bans in ("report_rate_limited", "subnet_ban_rule"):
         if values[needs_bans] and values["ban_rule"] is None:
             raise ConfigError(
                 f"{named(needs_bans)}: {sources[needs_bans][0]!r} needs a ban_rule "
                 "(GATEKEEPER_BAN_RULE) to count reports toward"
             )
+    if values["report_when"] and values["offence"] not in ban_rules:
+        raise ConfigError(
+            f"{named('report_when')}: {sources['report_when'][0]!r} needs a ban_rule "
+            "(GATEKEEPER_BAN_RULE) to count reports toward"
+        )
     # max_clients and key_prefix are passed only when given: storage_from refuses each
     # where it would be silently ignored (a storage object, or the other backend)
     storage = storage_from(

@@ -139,7 +139,8 @@ def _named(client: str, ipv6_prefix: int) -> str:
 
 class Banned(_TextOrJsonRefusal, Forbidden):
     """403: the client is banned for ``wait`` more seconds; ``rule`` (also ``ban_rule``)
-    is the ban rule, None for a ban set by hand."""
+    is the ban rule, None for a ban set by hand; ``offence`` names the offence of
+    ``ban_rules`` whose reports made the ban (None: the default offence's, or by hand)."""
 
     def __init__(
         self,
@@ -149,13 +150,17 @@ class Banned(_TextOrJsonRefusal, Forbidden):
         response: Response | None = None,
         *,
         ipv6_prefix: int = 64,
+        offence: str | None = None,
     ) -> None:
         seconds = retry_after_header(wait)
         reason = f" ({ban_rule})" if ban_rule is not None else ""
+        if offence is not None and ban_rule is not None:  # an offence of ``ban_rules``
+            reason = f" ({offence}: {ban_rule})"
         super().__init__(f"{_named(client, ipv6_prefix)} banned for {seconds}s{reason}", response)
         self._set_wait(wait, seconds)
         self.client = client
         self.ban_rule = self.rule = ban_rule
+        self.offence = offence
 
 
 class Denied(_TextOrJsonRefusal, Forbidden):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Optional
 
 from .decision import GLOBAL_SCOPE
@@ -28,7 +28,7 @@ from .request import (
     RulesOrFunction,
     with_strategy,
 )
-from .rules import Rule, RulesFunction
+from .rules import Rule, RulesFunction, known_offences
 from .storage.plan import Scope
 
 if TYPE_CHECKING:
@@ -118,6 +118,8 @@ class Mark:
     count_when: Optional[ResponsePredicate] = None
     report_when: Optional[ResponsePredicate] = None
     concurrency: int = 0
+    offence: Optional[str] = None
+    """The offence the route's reports count toward (``report_when``'s, its 429s')."""
 
     def applies_to(self, method: str) -> bool:
         return self.methods is None or method in self.methods
@@ -150,6 +152,10 @@ class RoutePolicy:
     concurrency: bool = False
     """A scope limits the requests in flight: an admitted request holds a slot there
     until it ends."""
+    offence: Optional[str] = None
+    """The offence the route's marks name (the view's first): its ``report_when``
+    reports and its 429s counted as reports count toward it. None: ``report_when``
+    reports the app's ``offence``, and 429s the default offence."""
 
 
 BYPASS = RoutePolicy(bypass=True, scopes=())
@@ -194,8 +200,11 @@ def resolve(
         return BYPASS
     key_func = next((mark.key_func for mark in marks if mark.key_func), None)
     reports = tuple(f for f in (*(mark.report_when for mark in marks), app.report_when) if f)
+    offence = next((mark.offence for mark in marks if mark.offence), None)
     if exempt:
-        return RoutePolicy(bypass=False, scopes=(), key_func=key_func, report_when=reports)
+        return RoutePolicy(
+            bypass=False, scopes=(), key_func=key_func, report_when=reports, offence=offence
+        )
     scopes: dict[str, Pending] = {}
 
     def add(
@@ -226,9 +235,9 @@ def resolve(
     deferred = tuple(count_when.items())
     held = any(pending.concurrency for pending in scopes.values())
     if not exempts and len(static) == len(ready):
-        return RoutePolicy(False, static, key_func, None, deferred, reports, held)
+        return RoutePolicy(False, static, key_func, None, deferred, reports, held, offence)
     per_request = PerRequest(ready, exempts)
-    return RoutePolicy(False, (), key_func, per_request, deferred, reports, held)
+    return RoutePolicy(False, (), key_func, per_request, deferred, reports, held, offence)
 
 
 class Policies:
@@ -268,7 +277,20 @@ class Policies:
                 settings.exempt_static and is_static(endpoint)
             )
             policy = resolve(endpoint, self._marks(endpoint), cache_key[1], settings, exempt=exempt)
-            if policy.report_when and settings.ban_rule is None:
+            if policy.offence is not None and policy.offence not in settings.ban_rules:
+                # init_app refuses the marks it can see: this one came later
+                logger.warning(
+                    "specific(offence=%r) on %r: the app has no such offence (it counts %s); "
+                    "the route's reports count as if it named none",
+                    policy.offence,
+                    endpoint,
+                    known_offences(settings.ban_rules),
+                )
+                policy = replace(policy, offence=None)
+            if (
+                policy.report_when
+                and (policy.offence or settings.offence) not in settings.ban_rules
+            ):
                 # init_app refuses the marks it can see: this one came later
                 logger.warning(
                     "report_when on %r reports nothing: there is no ban_rule "

@@ -32,8 +32,10 @@ __all__ = [
     "RulesFunction",
     "SubnetBanRule",
     "check_key_source",
+    "check_offence",
     "check_seconds",
     "key_label",
+    "known_offences",
     "parse_ban_rule",
     "parse_rules",
     "parse_rules_or_function",
@@ -451,6 +453,20 @@ def parse_rules(value: object, name: str) -> tuple[Rule, ...]:
 def parse_ban_rule(value: object, name: str) -> BanRule:
     """Validate the ban rule given as ``name``: a ``BanRule`` or a dict of its three fields."""
     return _ban_rule_of(BanRule, value, name, ("factor", "max_duration", "forget_after"))
+
+
+def known_offences(ban_rules: Mapping[str, BanRule]) -> str:
+    """The offences an app counts, for an error that names an unknown one."""
+    return ", ".join(map(repr, ban_rules)) or "none: no ban_rule and no ban_rules"
+
+
+def check_offence(offence: str, ban_rules: Mapping[str, BanRule], name: str) -> None:
+    """Refuse an offence with no ban rule in ``ban_rules`` (every offence of an app)."""
+    if offence not in ban_rules:
+        raise ConfigError(
+            f"{name}: {offence!r} is not an offence of this app (it counts "
+            f"{known_offences(ban_rules)}; ban_rules, GATEKEEPER_BAN_RULES, names offences)"
+        )
 
 
 AnyBanRule = TypeVar("AnyBanRule", BanRule, "SubnetBanRule")

@@ -3,12 +3,16 @@
 Every signal is sent with the app as sender and keyword arguments:
 
 =======================  ===============================================================
-``client_reported``      ``client``, ``banned_for`` (the new ban's seconds, or None)
+``client_reported``      ``client``, ``banned_for`` (the new ban's seconds, or None),
+                         ``offence`` (the one it counted toward: "default" or a name
+                         of ``ban_rules``)
 ``client_banned``        ``client``, ``duration``, ``reason`` (one of
                          ``decision.BAN_REASONS``: "reports", "response", "rate_limit",
                          "manual", "subnet", "blocklist"), ``detail``
                          (the ban in force: a ``BanDetail``, as ``gk.bans(detail=True)``
-                         gives it; None when the storage could not be read)
+                         gives it; None when the storage could not be read),
+                         ``offence`` (the offence whose reports made this ban; None
+                         for a ban made without a ban rule)
 ``client_unbanned``      ``client``
 ``request_rate_limited`` ``client``, ``rule``, ``retry_after``, ``dry_run``
 ``request_banned``       ``client``, ``retry_after`` (None for the deny list), ``dry_run``

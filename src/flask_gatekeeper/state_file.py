@@ -35,6 +35,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Optional
 
+from .decision import DEFAULT_OFFENCE
 from .errors import ConfigError, ConfigTypeError
 from .storage.base import Clock
 from .storage.memory import MemoryStorage, Saved, SavedBan
@@ -106,6 +107,13 @@ def _number(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _NotAStateFile(f"{what} is not a whole number")
     return value
+
+
+def _offence(item: dict[str, Any], what: str) -> Optional[str]:
+    """An entry's offence: absent in files written before jails (the default offence's
+    reports, a ban's offence as its reason says)."""
+    offence = item.get("offence")
+    return None if offence is None else _text(offence, f"{what}'s offence")
 
 
 def _items(document: dict[str, Any], field: str) -> list[Any]:
@@ -208,6 +216,7 @@ class StateFile:
                     _number(item.get("strikes"), f"{what}'s strikes"),
                     _number(item.get("forget_at"), f"{what}'s forget_at") + shift,
                     _text(item.get("reason"), f"{what}'s reason"),
+                    _offence(item, what),
                 )
             )
         reports = []
@@ -216,7 +225,8 @@ class StateFile:
                 raise _NotAStateFile(f"report log {index} is not an object with 'times'")
             client = _text(item.get("client"), f"report log {index}'s client")
             times = [_number(stamp, f"a time of report log {index}") for stamp in item["times"]]
-            reports.append((client, tuple(stamp + shift for stamp in times)))
+            offence = _offence(item, f"report log {index}") or DEFAULT_OFFENCE
+            reports.append((client, tuple(stamp + shift for stamp in times), offence))
         return Saved(now, 0, tuple(bans), tuple(reports))
 
     # -- writing --------------------------------------------------------------------------
@@ -297,12 +307,17 @@ class StateFile:
                         "strikes": ban.strikes,
                         "forget_at": ban.forget_at + shift,
                         "reason": ban.reason,
+                        **({} if ban.offence is None else {"offence": ban.offence}),
                     }
                     for ban in saved.bans
                 ],
                 "reports": [
-                    {"client": client, "times": [stamp + shift for stamp in times]}
-                    for client, times in saved.reports
+                    {
+                        "client": client,
+                        "times": [stamp + shift for stamp in times],
+                        "offence": offence,
+                    }
+                    for client, times, offence in saved.reports
                 ],
             }
             temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")

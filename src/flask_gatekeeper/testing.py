@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Optional
 
-from .decision import MANUAL, REPORTS, BanDetail, Decision, Reservation, Usage
+from .decision import DEFAULT_OFFENCE, MANUAL, REPORTS, BanDetail, Decision, Reservation, Usage
 from .errors import StorageError
 from .identity.addresses import NetworkLengths
 from .rules import BanRule
@@ -87,11 +87,18 @@ class FlakyStorage:
         report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
+        offence: str = DEFAULT_OFFENCE,
     ) -> Decision:
         self.calls += 1
         self._maybe_fail()
         return self.inner.hit(
-            client, scopes, usage=usage, report_to=report_to, also=also, token=token
+            client,
+            scopes,
+            usage=usage,
+            report_to=report_to,
+            also=also,
+            token=token,
+            offence=offence,
         )
 
     def release(self, client: str, scope_names: Sequence[str], token: str) -> None:
@@ -111,9 +118,15 @@ class FlakyStorage:
         self._maybe_fail()
         return self.inner.usage(client, scopes)
 
-    def report(self, client: str, ban_rule: BanRule, reason: str = REPORTS) -> Optional[float]:
+    def report(
+        self,
+        client: str,
+        ban_rule: BanRule,
+        reason: str = REPORTS,
+        offence: str = DEFAULT_OFFENCE,
+    ) -> Optional[float]:
         self._maybe_fail()
-        return self.inner.report(client, ban_rule, reason)
+        return self.inner.report(client, ban_rule, reason, offence)
 
     def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
         self._maybe_fail()

@@ -32,7 +32,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
-from ..decision import MANUAL, REPORTS, BanDetail, Decision, NewBan, Reservation, Usage
+from ..decision import (
+    DEFAULT_OFFENCE,
+    MANUAL,
+    REPORTS,
+    BanDetail,
+    Decision,
+    NewBan,
+    Reservation,
+    Usage,
+)
 from ..errors import ConfigError, ConfigTypeError
 from ..identity.addresses import NetworkLengths
 from ..rules import BanRule
@@ -107,6 +116,7 @@ class Storage(Protocol):
         report_to: Optional[BanRule] = None,
         also: Sequence[str] = (),
         token: Optional[str] = None,
+        offence: str = DEFAULT_OFFENCE,
     ) -> Decision:
         """Refuse a banned client, or when one of ``also`` is banned (the address behind a
         ``key_func`` key, the client's networks; the decision's ``banned_as`` names the
@@ -126,7 +136,7 @@ class Storage(Protocol):
 
         ``usage``: also return the rule closest to its limit. ``report_to``: a refusal by a
         rule or a concurrency limit also counts as one report toward this ban rule (same
-        atomic step).
+        atomic step), of ``offence`` (as ``report`` counts it).
         """
         ...
 
@@ -153,10 +163,18 @@ class Storage(Protocol):
         counting nothing."""
         ...
 
-    def report(self, client: str, ban_rule: BanRule, reason: str = REPORTS) -> Optional[float]:
-        """Record one offence; when it completes ``ban_rule``, ban the client (for
-        ``reason``, one of ``decision.BAN_REASONS``) and return the ban's duration
-        (escalated for repeat offenders), else None. A longer ban in force stands."""
+    def report(
+        self,
+        client: str,
+        ban_rule: BanRule,
+        reason: str = REPORTS,
+        offence: str = DEFAULT_OFFENCE,
+    ) -> Optional[float]:
+        """Record one report of ``offence`` (each offence's reports are logged on their
+        own); when they complete ``ban_rule`` (that offence's), ban the client (for
+        ``reason``, one of ``decision.BAN_REASONS``, and ``offence``) and return the
+        ban's duration (escalated for repeat offenders, whatever offence banned them
+        before), else None. A longer ban in force stands, with its offence."""
         ...
 
     def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
@@ -199,9 +217,9 @@ class Storage(Protocol):
         ...
 
     def reset(self, client: str, scope: Optional[str] = None) -> None:
-        """Forget everything about the client: counters, slots held, reports, ban and its
-        history (a network leaves the registry); with ``scope``, only its counters and
-        slots in that scope."""
+        """Forget everything about the client: counters, slots held, reports of every
+        offence, ban and its history (a network leaves the registry); with ``scope``,
+        only its counters and slots in that scope."""
         ...
 
 
@@ -219,6 +237,7 @@ class OneStepBans(Storage, Protocol):
         also: Sequence[str] = (),
         token: Optional[str] = None,
         steps: Optional[BanSteps] = None,
+        offence: str = DEFAULT_OFFENCE,
     ) -> Decision:
         """``Storage.hit``; ``steps``: when the refusal's report (``report_to``) bans,
         the steps that follow, in the same step; the decision's ``ban`` says what they
@@ -226,7 +245,12 @@ class OneStepBans(Storage, Protocol):
         ...
 
     def report_steps(
-        self, client: str, ban_rule: BanRule, reason: str, steps: Optional[BanSteps]
+        self,
+        client: str,
+        ban_rule: BanRule,
+        reason: str,
+        steps: Optional[BanSteps],
+        offence: str = DEFAULT_OFFENCE,
     ) -> Optional[NewBan]:
         """``report``, and when it bans, the ``steps`` that follow, in the same atomic
         step (on Redis Cluster, as few calls as the keys' slots allow): the new ban and

@@ -30,6 +30,7 @@ from typing import Optional
 from .. import strategies
 from ..decision import (
     ADMITTED,
+    DEFAULT_OFFENCE,
     IN_FLIGHT_WAIT,
     MANUAL,
     RATE_LIMIT,
@@ -82,7 +83,8 @@ most about 110 MB when every log is full with the seed's 100-request rule (measu
 ``benchmarks/flood.py``; see the README)."""
 
 _REPORTS = 0
-"""Second item of a client's report log key, ``(client, _REPORTS)``: not a scope name."""
+"""Second item of a client's report log key, ``(client, _REPORTS)`` for the default
+offence, ``(client, _REPORTS, offence)`` for another: not a scope name."""
 
 _DISTINCT = 0
 """Third item of a distinct rule's key, ``(client, scope name, _DISTINCT, distinct id)``."""
@@ -98,6 +100,10 @@ def _state_key(client: str, scope: Scope, rule: Rule) -> Hashable:
 
 def _distinct_key(client: str, scope: Scope, index: int) -> Hashable:
     return (client, scope.name, _DISTINCT, scope.distinct_ids[index])
+
+
+def _reports_key(client: str, offence: str) -> Hashable:
+    return (client, _REPORTS) if offence == DEFAULT_OFFENCE else (client, _REPORTS, offence)
 
 
 def _belongs_to(key: Hashable, client: str) -> bool:
@@ -124,18 +130,21 @@ class SavedBan:
     strikes: int
     forget_at: int
     reason: str
+    offence: Optional[str] = None
 
 
 @dataclass(frozen=True)
 class Saved:
     """What a restart should not forget (``state_file``): the bans that are in force or
     still remembered for escalation, and each reported client's recent reports (oldest
-    first), read at ``now`` (the storage's clock, microseconds) after ``changes``."""
+    first) of each offence, read at ``now`` (the storage's clock, microseconds) after
+    ``changes``."""
 
     now: int
     changes: int
     bans: tuple[SavedBan, ...]
-    reports: tuple[tuple[str, tuple[int, ...]], ...]
+    reports: tuple[tuple[str, tuple[int, ...], str], ...]
+    """(client, report times, offence)."""
 
 
 class MemoryStorage:
@@ -170,9 +179,10 @@ class MemoryStorage:
         """(client, scope name) -> the slots held there: token -> lease deadline."""
         self.changes = 0
         """How many times bans or reports changed: a state file saves when it moves."""
-        self._reported: Optional[set[str]] = None
-        """Clients whose reports a state file keeps (``saved``): found without a scan of
-        every log under the lock. None until a state file asks (``track_reports``)."""
+        self._reported: Optional[set[tuple[str, str]]] = None
+        """Clients and offences whose reports a state file keeps (``saved``): found
+        without a scan of every log under the lock. None until a state file asks
+        (``track_reports``)."""
 
     def __repr__(self) -> str:
         return f"MemoryStorage(max_clients={self.max_clients})"
@@ -198,6 +208,7 @@ class MemoryStorage:
         also: Sequence[str] = (),
         token: Optional[str] = None,
         steps: Optional[BanSteps] = None,
+        offence: str = DEFAULT_OFFENCE,
     ) -> Decision:
         with self._lock:
             now = instant(self.clock())
@@ -252,7 +263,7 @@ class MemoryStorage:
                         refused = limited(wait, rule, scope.name, usage, None)
                         if report_to is None:
                             return refused
-                        return self._strike(client, report_to, now, steps, refused)
+                        return self._strike(client, report_to, now, steps, refused, offence)
                     self._record_log(key, log, scope, now)
                 if not usage:
                     return ADMITTED
@@ -293,7 +304,7 @@ class MemoryStorage:
                 refused = limited(longest, worst, worst_scope, usage, None)
                 if report_to is None:
                     return refused
-                return self._strike(client, report_to, now, steps, refused)
+                return self._strike(client, report_to, now, steps, refused, offence)
             full = None if token is None else self._full(client, scopes, now)
             if full is not None:
                 refused = Decision(
@@ -305,7 +316,7 @@ class MemoryStorage:
                 )
                 if report_to is None:
                     return refused
-                return self._strike(client, report_to, now, steps, refused)
+                return self._strike(client, report_to, now, steps, refused, offence)
             self._write(found, states, now, distinct)
             if token is not None:  # slots are the client's, never a scope owner's
                 for scope in scopes:
@@ -324,21 +335,27 @@ class MemoryStorage:
         now: int,
         steps: Optional[BanSteps],
         refused: Decision,
+        offence: str,
     ) -> Decision:
-        """The refusal, counted as a report toward ``report_to`` (``new_ban``: the ban it
-        started; with ``steps``, ``ban`` too: what followed it)."""
-        duration = self._report(client, report_to, now, RATE_LIMIT)
+        """The refusal, counted as a report of ``offence`` toward ``report_to``
+        (``new_ban``: the ban it started; with ``steps``, ``ban`` too: what followed it)."""
+        duration = self._report(client, report_to, now, RATE_LIMIT, offence)
         if duration is None:
             return refused
         new = None if steps is None else self._after_ban(client, duration, now, steps)
         return replace(refused, new_ban=duration, ban=new)
 
     def report_steps(
-        self, client: str, ban_rule: BanRule, reason: str, steps: Optional[BanSteps]
+        self,
+        client: str,
+        ban_rule: BanRule,
+        reason: str,
+        steps: Optional[BanSteps],
+        offence: str = DEFAULT_OFFENCE,
     ) -> Optional[NewBan]:
         with self._lock:
             now = self._now()
-            duration = self._report(client, ban_rule, now, reason)
+            duration = self._report(client, ban_rule, now, reason, offence)
             if duration is None:
                 return None
             if steps is None:
@@ -554,26 +571,34 @@ class MemoryStorage:
         with self._lock:
             return self._usages(client, scopes, self._now())
 
-    def report(self, client: str, ban_rule: BanRule, reason: str = REPORTS) -> Optional[float]:
+    def report(
+        self,
+        client: str,
+        ban_rule: BanRule,
+        reason: str = REPORTS,
+        offence: str = DEFAULT_OFFENCE,
+    ) -> Optional[float]:
         with self._lock:
-            return self._report(client, ban_rule, self._now(), reason)
+            return self._report(client, ban_rule, self._now(), reason, offence)
 
-    def _report(self, client: str, ban_rule: BanRule, now: int, reason: str) -> Optional[float]:
+    def _report(
+        self, client: str, ban_rule: BanRule, now: int, reason: str, offence: str
+    ) -> Optional[float]:
         self.changes += 1
-        key = (client, _REPORTS)
+        key = _reports_key(client, offence)
         logs = self._logs
         log = logs.get(key)
         if log is None:
             self._store(key, log := new_log(now))
             if self._reported is not None:
-                self._reported.add(client)
+                self._reported.add((client, offence))
         else:
             logs.move_to_end(key)
             append(log, ban_rule.count, now)
         if not reports_complete(log, ban_rule, now):
             return None
         del logs[key]
-        ban, duration = ban_after_reports(self._bans.get(client), ban_rule, now, reason)
+        ban, duration = ban_after_reports(self._bans.get(client), ban_rule, now, reason, offence)
         self._set_ban(client, ban, now)
         return seconds(duration)
 
@@ -695,7 +720,9 @@ class MemoryStorage:
         with self._lock:
             if self._reported is None:
                 self._reported = {
-                    key[0] for key in self._logs if type(key) is tuple and key[1] == _REPORTS
+                    (key[0], key[2] if len(key) > 2 else DEFAULT_OFFENCE)
+                    for key in self._logs
+                    if type(key) is tuple and key[1] == _REPORTS
                 }
 
     def saved(self) -> Saved:
@@ -706,20 +733,21 @@ class MemoryStorage:
         with self._lock:
             now = self._now()
             bans = tuple(
-                SavedBan(name, ban.start, ban.end, ban.strikes, ban.forget_at, ban.reason)
+                SavedBan(
+                    name, ban.start, ban.end, ban.strikes, ban.forget_at, ban.reason, ban.offence
+                )
                 for name, ban in self._bans.items()
                 if ban.end > now or ban.strikes_at(now)
             )
             reports = []
             reported = self._reported or set()
-            for client in list(reported):
-                log = self._logs.get((client, _REPORTS))
+            for client, offence in list(reported):
+                log = self._logs.get(_reports_key(client, offence))
                 if log is None:  # banned (its reports start afresh), reset, or evicted
-                    reported.discard(client)
+                    reported.discard((client, offence))
                     continue
-                reports.append(
-                    (client, tuple(int(t) for t in (*log[log.head :], *log[: log.head])))
-                )
+                stamps = tuple(int(t) for t in (*log[log.head :], *log[: log.head]))
+                reports.append((client, stamps, offence))
             return Saved(now, self.changes, bans, tuple(reports))
 
     def restore(self, saved: Saved) -> None:
@@ -728,14 +756,16 @@ class MemoryStorage:
         with self._lock:
             now = self._now()
             for ban in saved.bans:
-                stored = Ban(ban.start, ban.end, ban.strikes, ban.forget_at, ban.reason)
+                stored = Ban(
+                    ban.start, ban.end, ban.strikes, ban.forget_at, ban.reason, ban.offence
+                )
                 self._set_ban(ban.client, stored, now)
                 network = network_of(ban.client)
                 if network is not None and ban.end > now:
                     self._register(ban.client, network, ban.end)
-            for client, stamps in saved.reports:
+            for client, stamps, offence in saved.reports:
                 if stamps:
                     log = Log("d", stamps)
-                    self._store((client, _REPORTS), log)
+                    self._store(_reports_key(client, offence), log)
                     if self._reported is not None:  # saved again by the next save
-                        self._reported.add(client)
+                        self._reported.add((client, offence))

@@ -29,7 +29,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Optional
 
 from .. import strategies
-from ..decision import BY_NO_BAN_RULE, BanDetail, Decision, Reservation, Usage
+from ..decision import BY_NO_BAN_RULE, DEFAULT_OFFENCE, BanDetail, Decision, Reservation, Usage
 from ..rules import BanRule, Rule
 from ..units import microseconds, seconds
 from .plan import GLOBAL_SCOPE, Scope
@@ -231,17 +231,27 @@ def used(log: Optional[Log], rule: Rule, now: int) -> tuple[int, int]:
 
 class Ban:
     """A client's ban, in microseconds: when it started and ends, why (``reason``; a
-    "manual" ban names no rule in its refusal), and how many bans it had lately (for
-    escalation) until ``forget_at``."""
+    "manual" ban names no rule in its refusal), the ``offence`` whose reports made it
+    (None: made without a ban rule), and how many bans it had lately (for escalation,
+    whatever their offence) until ``forget_at``."""
 
-    __slots__ = ("end", "forget_at", "reason", "start", "strikes")
+    __slots__ = ("end", "forget_at", "offence", "reason", "start", "strikes")
 
-    def __init__(self, start: int, end: int, strikes: int, forget_at: int, reason: str) -> None:
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        strikes: int,
+        forget_at: int,
+        reason: str,
+        offence: Optional[str] = None,
+    ) -> None:
         self.start = start
         self.end = end
         self.strikes = strikes
         self.forget_at = forget_at
         self.reason = reason
+        self.offence = None if reason in BY_NO_BAN_RULE else offence or DEFAULT_OFFENCE
 
     @property
     def manual(self) -> bool:
@@ -250,7 +260,11 @@ class Ban:
 
     def detail(self, now: int) -> BanDetail:
         return BanDetail(
-            seconds(self.end - now), seconds(now - self.start), self.reason, self.strikes
+            seconds(self.end - now),
+            seconds(now - self.start),
+            self.reason,
+            self.strikes,
+            self.offence,
         )
 
     def strikes_at(self, now: int) -> int:
@@ -364,6 +378,7 @@ def ban_refusal(ban: Optional[Ban], now: int, name: Optional[str] = None) -> Opt
         retry_after=seconds(ban.end - now),
         manual=ban.manual,
         banned_as=name,
+        offence=None if ban.offence == DEFAULT_OFFENCE else ban.offence,
     )
 
 
@@ -409,18 +424,29 @@ def reports_complete(log: Log, ban_rule: BanRule, now: int) -> bool:
 
 
 def ban_after_reports(
-    previous: Optional[Ban], ban_rule: BanRule, now: int, reason: str
+    previous: Optional[Ban],
+    ban_rule: BanRule,
+    now: int,
+    reason: str,
+    offence: str = DEFAULT_OFFENCE,
 ) -> tuple[Ban, int]:
-    """The ban that completed reports start, for ``reason``, and its duration in
-    microseconds: escalated by the bans still remembered, and a longer ban in force
-    stands, as it was (its start, end and reason)."""
+    """The ban that completed reports of ``offence`` start, for ``reason``, and its
+    duration in microseconds: escalated by the bans still remembered (of any offence:
+    one history per client), and a longer ban in force stands, as it was (its start,
+    end, reason and offence)."""
     earlier = previous.strikes_at(now) if previous is not None else 0
     duration = ban_rule.duration_after(earlier)
     start, end = now, now + duration
+    made_by: Optional[str] = offence
     if previous is not None and previous.end > end:
-        start, end, reason = previous.start, previous.end, previous.reason
+        start, end, reason, made_by = (
+            previous.start,
+            previous.end,
+            previous.reason,
+            previous.offence,
+        )
     forget_at = end + microseconds(ban_rule.forget_after)
-    return Ban(start, end, earlier + 1, forget_at, reason), duration
+    return Ban(start, end, earlier + 1, forget_at, reason, made_by), duration
 
 
 def manual_ban(previous: Optional[Ban], now: int, end: int, reason: str) -> Optional[Ban]:

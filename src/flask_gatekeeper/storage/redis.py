@@ -38,6 +38,7 @@ from ..decision import (
     ADMITTED,
     BAN_REASONS,
     BY_NO_BAN_RULE,
+    DEFAULT_OFFENCE,
     GLOBAL_SCOPE,
     IN_FLIGHT_WAIT,
     MANUAL,
@@ -412,11 +413,20 @@ def _text(value: Any) -> str:
 
 
 def _detail_of(values: Sequence[Any]) -> Optional[BanDetail]:
-    """``ban_detail``'s answer (``common.lua``: end, left, since, reason, strikes) as a
-    ``BanDetail``; None when empty or no ban is in force."""
+    """``ban_detail``'s answer (``common.lua``: end, left, since, reason, strikes,
+    offence) as a ``BanDetail``; None when empty or no ban is in force."""
     if not values or values[1] <= 0:
         return None
-    return BanDetail(seconds(values[1]), seconds(values[2]), _text(values[3]), int(values[4]))
+    left, since, reason, strikes = (
+        seconds(values[1]),
+        seconds(values[2]),
+        _text(values[3]),
+        int(values[4]),
+    )
+    if reason in BY_NO_BAN_RULE:
+        return BanDetail(left, since, reason, strikes)
+    # a ban made before offences has none: the default offence's (the only one then)
+    return BanDetail(left, since, reason, strikes, _text(values[5]) or DEFAULT_OFFENCE)
 
 
 _DISTINCT = "distinct"
@@ -446,27 +456,53 @@ def _reservations(answer: list[Any], scopes: Sequence[Scope]) -> dict[int, Reser
     return reserved
 
 
-def _ban_decision(left: int, manual: int, banned_as: Optional[str] = None) -> Decision:
-    """The refusal by a ban with ``left`` microseconds to go (``manual``: 1 when set by
-    hand), as the memory storage's model makes it."""
+def _jail_of(offence: object) -> Optional[str]:
+    """A ban's offence as ``Decision.offence`` names it: None for the default offence's
+    (and a ban made before offences, which has none)."""
+    text = _text(offence)
+    return None if text in ("", DEFAULT_OFFENCE) else text
+
+
+def _report_flag(report_to: Optional[BanRule], offence: str) -> Union[int, str]:
+    """``hit.lua``'s ARGV[3]: 0 when a refusal is no report, 1 when it reports the default
+    offence, else ``=`` and the offence's name."""
+    if report_to is None:
+        return 0
+    return 1 if offence == DEFAULT_OFFENCE else f"={offence}"
+
+
+def _stored(offence: str) -> str:
+    """An offence as the scripts store it: "" for the default offence."""
+    return "" if offence == DEFAULT_OFFENCE else offence
+
+
+_BanState = tuple[int, int, object]
+"""A ban as ``ban.lua`` reads its "state": microseconds left (0: none), 1 when set by
+hand, and its offence."""
+
+
+def _ban_decision(state: _BanState, banned_as: Optional[str] = None) -> Decision:
+    """The refusal by a ban of this ``state``, as the memory storage's model makes it."""
+    left, manual, offence = state
     return Decision(
         admitted=False,
         banned=True,
         retry_after=seconds(left),
         manual=manual == 1,
         banned_as=banned_as,
+        offence=None if manual == 1 else _jail_of(offence),
     )
 
 
-def _longest_ban(also: Sequence[str], bans: dict[str, tuple[int, int]]) -> Optional[Decision]:
+def _longest_ban(also: Sequence[str], bans: dict[str, _BanState]) -> Optional[Decision]:
     """The refusal by the longest ban among ``also`` (the first of equal ones), from
-    ``bans``: each client's microseconds left and whether set by hand, read apart."""
+    ``bans``: each client's ban state, read apart."""
     longest, banned = 0, ""
     for other in also:
-        left = bans.get(other, (0, 0))[0]
+        left = bans.get(other, (0, 0, ""))[0]
         if left > longest:
             longest, banned = left, other
-    return _ban_decision(longest, bans[banned][1], banned) if longest else None
+    return _ban_decision(bans[banned], banned) if longest else None
 
 
 def _position(scopes: Sequence[Scope], scope_name: Optional[str]) -> int:
@@ -741,20 +777,21 @@ class RedisStorage:
         token: Optional[str] = None,
         registry: bool = False,
         steps: Optional[BanSteps] = None,
+        offence: str = DEFAULT_OFFENCE,
     ) -> tuple[list[Any], list[tuple[Rule, str]]]:
         """Run ``hit.lua``: its answer, and the rules its indices point into. ``registry``:
         the answer brings the registry of network bans along; ``steps``: what follows a
         ban that ``report_to`` makes (``_step_parts``)."""
         scope_keys, scope_args, rules = self._scopes(client, scopes)
         other_bans = [self._key(other, "ban") for other in also]
-        keys = [self._key(client, "ban"), self._key(client, "reports"), *other_bans]
+        keys = [self._key(client, "ban"), self._reports_key(client, offence), *other_bans]
         if registry:
             keys += [self._registry_key("lengths"), self._registry_key("changes")]
         keys += scope_keys
         args: list[_Argument] = [
             self._now_argument(),
             int(usage),
-            int(report_to is not None),
+            _report_flag(report_to, offence),
             *(_ban_rule_arguments(report_to) if report_to is not None else _NO_REPORT_TO),
             mode,
             len(other_bans),
@@ -778,10 +815,11 @@ class RedisStorage:
         also: Sequence[str] = (),
         token: Optional[str] = None,
         steps: Optional[BanSteps] = None,
+        offence: str = DEFAULT_OFFENCE,
     ) -> Decision:
         """``steps``: see ``BanSteps``; one script does it all on one server."""
         if self._clustered and (also or any(scope.owner for scope in scopes)):
-            decision = self._hit_on_slots(client, scopes, usage, report_to, also, token)
+            decision = self._hit_on_slots(client, scopes, usage, report_to, also, token, offence)
             if steps is None or decision.new_ban is None:
                 return decision
             new = self._new_ban(client, decision.new_ban, [], steps, self._copy_time())
@@ -789,7 +827,7 @@ class RedisStorage:
         read_at = self._copy_time()
         registry = not self._clustered and read_at - self._registry[0] >= NETWORK_REFRESH
         answer, rules = self._hit(
-            client, scopes, _HIT_MODE, usage, report_to, also, token, registry, steps
+            client, scopes, _HIT_MODE, usage, report_to, also, token, registry, steps, offence
         )
         if registry:
             self._keep(read_at, answer[7])
@@ -807,6 +845,7 @@ class RedisStorage:
         report_to: Optional[BanRule],
         also: Sequence[str],
         token: Optional[str],
+        offence: str = DEFAULT_OFFENCE,
     ) -> Decision:
         """Redis Cluster, where other clients' bans (``also``) and rules with their own
         key sit on other slots: read each other client's ban (one round trip each), check
@@ -830,18 +869,20 @@ class RedisStorage:
             mode = _CHECK_MODE if owner in also else _RULES_MODE
             answer, rules = self._hit(owner, group, mode, usage)
             if answer[0] == _BANNED:
-                bans[owner] = (answer[1], answer[2])
+                bans[owner] = (answer[1], answer[2], answer[4])
             checks.append((answer, rules, group))
         refused = _longest_ban(also, bans)
         if refused is not None:
-            left, manual = self._ban_state(client)
-            return refused if not left else _ban_decision(left, manual)
+            state = self._ban_state(client)
+            return refused if not state[0] else _ban_decision(state)
         checked = [
             self._decision(answer, rules, group, usage=usage) for answer, rules, group in checks
         ]
         refusals = [decision for decision in checked if not decision.admitted]
         if not refusals:
-            answer, rules = self._hit(client, own, _HIT_MODE, usage, report_to, token=token)
+            answer, rules = self._hit(
+                client, own, _HIT_MODE, usage, report_to, token=token, offence=offence
+            )
             decision = self._decision(answer, rules, own, usage=usage)
             if decision.banned or decision.rule is not None:
                 return decision  # every key admitted: the client's own refusal is the longest
@@ -859,13 +900,15 @@ class RedisStorage:
             return _with_closest(decision, scopes, records)
         refusal = _first_longest(scopes, refusals)
         decision = self._decision(
-            *self._hit(client, own, _CHECK_MODE, usage, report_to), own, (), usage
+            *self._hit(client, own, _CHECK_MODE, usage, report_to, offence=offence), own, (), usage
         )
         if decision.banned:
             return decision
         if not decision.admitted:  # the client's own refusal was reported by its script
             return replace(_first_longest(scopes, [decision, refusal]), new_ban=decision.new_ban)
-        new_ban = self.report(client, report_to, RATE_LIMIT) if report_to is not None else None
+        new_ban = (
+            self.report(client, report_to, RATE_LIMIT, offence) if report_to is not None else None
+        )
         return replace(refusal, new_ban=new_ban)
 
     def _decision(
@@ -885,6 +928,7 @@ class RedisStorage:
                 retry_after=seconds(wait),
                 manual=limiting == 1,
                 banned_as=also[closest - 1] if closest > 0 else None,
+                offence=_jail_of(remaining) if limiting != 1 else None,
             )
         seen = None
         if usage and closest >= 0:
@@ -916,13 +960,13 @@ class RedisStorage:
             new_ban=seconds(new_ban) if new_ban >= 0 else None,
         )
 
-    def _ban_state(self, client: str) -> tuple[int, int]:
-        """The microseconds left of the client's ban (0: none) and 1 when it was set by
-        hand: one script on the client's slot."""
-        left, by_hand = self._run(
+    def _ban_state(self, client: str) -> _BanState:
+        """The microseconds left of the client's ban (0: none), 1 when it was set by hand,
+        and its offence: one script on the client's slot."""
+        left, by_hand, offence = self._run(
             _BAN, [self._key(client, "ban")], [self._now_argument(), "state", 0]
         )
-        return int(left), int(by_hand)
+        return int(left), int(by_hand), offence
 
     def record(self, client: str, scopes: Sequence[Scope]) -> None:
         """Deprecated: count the request in every rule of ``scopes``, checking nothing.
@@ -980,23 +1024,45 @@ class RedisStorage:
                 per_scope[index], seen = seen[:taken], seen[taken:]
         return [use for index in range(len(scopes)) for use in per_scope[index]]
 
-    def report(self, client: str, ban_rule: BanRule, reason: str = REPORTS) -> Optional[float]:
-        keys = [self._key(client, "reports"), self._key(client, "ban")]
-        args = [self._now_argument(), *_ban_rule_arguments(ban_rule), reason]
+    def _reports_key(self, client: str, offence: str) -> str:
+        """The offence's reports (a list, newest first): the default offence's key is
+        the one flask-gatekeeper had before offences."""
+        return self._key(client, "reports" if offence == DEFAULT_OFFENCE else f"reports:{offence}")
+
+    def report(
+        self,
+        client: str,
+        ban_rule: BanRule,
+        reason: str = REPORTS,
+        offence: str = DEFAULT_OFFENCE,
+    ) -> Optional[float]:
+        keys = [self._reports_key(client, offence), self._key(client, "ban")]
+        args = [self._now_argument(), *_ban_rule_arguments(ban_rule), reason, _stored(offence)]
         duration = self._run(_REPORT, keys, args)
         return seconds(duration) if duration >= 0 else None
 
     def report_steps(
-        self, client: str, ban_rule: BanRule, reason: str, steps: Optional[BanSteps]
+        self,
+        client: str,
+        ban_rule: BanRule,
+        reason: str,
+        steps: Optional[BanSteps],
+        offence: str = DEFAULT_OFFENCE,
     ) -> Optional[NewBan]:
         """``report`` and the ``steps`` after its ban in one script (``report.lua``); on
         Redis Cluster, the steps of other slots apart (``_steps_apart``)."""
         if steps is None:
-            duration = self.report(client, ban_rule, reason)
+            duration = self.report(client, ban_rule, reason, offence)
             return None if duration is None else NewBan(duration)
         step_keys, step_args = self._step_parts(client, steps)
-        keys = [self._key(client, "reports"), self._key(client, "ban"), *step_keys]
-        args = [self._now_argument(), *_ban_rule_arguments(ban_rule), reason, *step_args]
+        keys = [self._reports_key(client, offence), self._key(client, "ban"), *step_keys]
+        args: list[_Argument] = [
+            self._now_argument(),
+            *_ban_rule_arguments(ban_rule),
+            reason,
+            _stored(offence),
+            *step_args,
+        ]
         read_at = self._copy_time()
         duration, answer = self._run(_REPORT, keys, args)
         if duration < 0:

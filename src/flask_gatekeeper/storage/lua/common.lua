@@ -2,8 +2,9 @@
 -- writes from Python: MICROSECONDS, MAX_MICROSECONDS, GARBAGE_DELAY_MS, the strategy
 -- codes, the ban reasons REASON_* and the set BY_NO_BAN_RULE). Times are integer
 -- microseconds.
--- A ban is a hash: t = start, e = end, r = reason, s = bans lately (for escalation),
--- f = when to forget them.
+-- A ban is a hash: t = start, e = end, r = reason, o = the offence whose reports made it
+-- ("" for a ban by hand), s = bans lately (for escalation, of any offence), f = when to
+-- forget them.
 -- Expiries only collect garbage, a second late: decisions compare stored times.
 
 local function clock(argument)
@@ -32,17 +33,18 @@ local function ban_end(ban_key)
   return tonumber(redis.call('HGET', ban_key, 'e') or 0) or 0
 end
 
--- Ban until now + duration for `reason` unless a longer ban stands (it stays as it was);
--- keep `strikes` and forget them `forget_after` after the end.
-local function set_ban(ban_key, now, duration, strikes, forget_after, reason)
+-- Ban until now + duration for `reason` (and `offence`) unless a longer ban stands (it
+-- stays as it was); keep `strikes` and forget them `forget_after` after the end.
+local function set_ban(ban_key, now, duration, strikes, forget_after, reason, offence)
   local start, finish = now, now + duration
   if ban_end(ban_key) > finish then
     start = tonumber(redis.call('HGET', ban_key, 't') or now)
     finish = ban_end(ban_key)
     reason = redis.call('HGET', ban_key, 'r') or reason
+    offence = redis.call('HGET', ban_key, 'o') or ''
   end
   redis.call('HSET', ban_key, 't', int(start), 'e', int(finish), 'r', reason, 's', strikes,
-    'f', int(finish + forget_after))
+    'f', int(finish + forget_after), 'o', offence)
   expire_after(ban_key, finish + forget_after - now)
 end
 
@@ -70,11 +72,11 @@ local function strikes(ban_key, now)
   return 0
 end
 
--- One offence: returns the new ban's duration (banned for `reason`) when it completes the
--- ban rule, else -1.
+-- One report of `offence` (its own reports key): returns the new ban's duration (banned
+-- for `reason` and `offence`) when it completes the offence's ban rule, else -1.
 -- rule = {count, window, duration, factor, longest ban, forget_after}; the duration is
 -- BanRule.duration_after's expression, in the same order on the same doubles.
-local function report(reports_key, ban_key, now, rule, reason)
+local function report(reports_key, ban_key, now, rule, reason, offence)
   local count, window = rule[1], rule[2]
   -- keep the newest `count`, and never fewer than before (the ban rule may have shrunk)
   local keep = math.max(count, redis.call('LLEN', reports_key))
@@ -88,7 +90,7 @@ local function report(reports_key, ban_key, now, rule, reason)
   redis.call('DEL', reports_key)
   local earlier = strikes(ban_key, now)
   local duration = math.floor(math.min(rule[3] * rule[4] ^ math.min(earlier, 64), rule[5]) + 0.5)
-  set_ban(ban_key, now, duration, earlier + 1, rule[6], reason)
+  set_ban(ban_key, now, duration, earlier + 1, rule[6], reason, offence)
   return duration
 end
 
@@ -115,11 +117,12 @@ local function log_usage(stamps, count, window, now)
 end
 
 -- The ban in force at `ban_key`: {end, microseconds left, microseconds since it started,
--- reason, strikes} (left 0 when none).
+-- reason, strikes, offence} (left 0 when none; offence "" for a ban by hand).
 local function ban_detail(ban_key, now)
   local finish = ban_end(ban_key)
   return {finish, math.max(0, finish - now), now - tonumber(redis.call('HGET', ban_key, 't') or now),
-    redis.call('HGET', ban_key, 'r') or '', tonumber(redis.call('HGET', ban_key, 's') or 0)}
+    redis.call('HGET', ban_key, 'r') or '', tonumber(redis.call('HGET', ban_key, 's') or 0),
+    redis.call('HGET', ban_key, 'o') or ''}
 end
 
 -- A ban by hand (or by the subnet ban rule) for `duration` unless a longer ban stands;
@@ -128,7 +131,7 @@ local function ban_for(ban_key, now, duration, reason)
   if math.max(0, ban_end(ban_key) - now) < duration then
     local forget_at = tonumber(redis.call('HGET', ban_key, 'f') or 0)
     set_ban(ban_key, now, duration, strikes(ban_key, now), math.max(0, forget_at - now - duration),
-      reason)
+      reason, '')
   end
 end
 

@@ -1,6 +1,6 @@
 -- One request, atomically: ban check, every rule's check, every concurrency limit's
 -- check, record and take a slot if admitted.
--- KEYS: ban, reports, the bans of the other clients that refuse this request too (the
+-- KEYS: ban, the reports of the offence a refusal counts toward, the bans of the other clients that refuse this request too (the
 -- address behind a key_func key, the client's banned networks, the keys of rules with
 -- their own), the registry of network bans and the count of operator changes when
 -- ARGV[13] is "1", then per scope its
@@ -8,7 +8,8 @@
 -- sorted set per distinct rule and, when it has a concurrency limit, its slots (see
 -- read_scopes).
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
--- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
+-- ARGV[3]: whether a refusal counts as a report: "0" no, "1" toward the default offence,
+-- "=<name>" toward the offence <name>; then ARGV[4..9] its ban rule
 -- (count, window, duration, factor, longest ban, forget_after), and the last STEP_ARGS
 -- ARGV say what follows a ban that report makes (after_ban); ARGV[10]: 1 for a request
 -- (ban, check, record), 2 to record (nothing else), 3 to check as for a request without
@@ -21,8 +22,9 @@
 -- with its cost).
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban, lengths, reserved}:
 -- status 0
--- admitted, 1 banned (then `rule` is 1 for a ban set by hand, and `usage_rule` 0 for the
--- client's own ban or i for the i-th other client's), 2 limited, 3 too many in flight
+-- admitted, 1 banned (then `rule` is 1 for a ban set by hand, `usage_rule` 0 for the
+-- client's own ban or i for the i-th other client's, and `remaining` the ban's offence),
+-- 2 limited, 3 too many in flight
 -- (then `rule` is the full scope's index, from 0); rules are numbered over every scope
 -- from 0, in each scope sliding-log rules, then stateful, then distinct; -1 means none;
 -- `lengths` the registry as networks.lua returns it, when asked (else empty); `reserved`, once
@@ -66,12 +68,13 @@ if mode == 1 or mode == 3 then
   end
   if banned >= 0 then  -- the third value says whether the ban was set by hand
     local ban_key = banned == 0 and KEYS[1] or KEYS[2 + banned]
-    return {1, longest, manual(ban_key) and 1 or 0, banned, 0, 0, -1, lengths}
+    return {1, longest, manual(ban_key) and 1 or 0, banned, redis.call('HGET', ban_key, 'o') or '',
+      0, -1, lengths}
   end
 end
 
 local token = ARGV[12]
-local scopes = read_scopes(14, 3 + others + registry, ARGV[3] == '1' and #ARGV - STEP_ARGS)
+local scopes = read_scopes(14, 3 + others + registry, ARGV[3] ~= '0' and #ARGV - STEP_ARGS)
 
 -- the rule with the fewest requests left (then the longest reset), with its requests
 -- left and reset; -1 when usage was not asked for, or no scope has a rule
@@ -90,8 +93,8 @@ local function closest_usage()
 end
 
 local function strike()
-  if ARGV[3] == '1' then
-    return report(KEYS[2], KEYS[1], now, numbers(4, 9), REASON_RATE_LIMIT)
+  if ARGV[3] ~= '0' then  -- the default offence is stored as ""
+    return report(KEYS[2], KEYS[1], now, numbers(4, 9), REASON_RATE_LIMIT, string.sub(ARGV[3], 2))
   end
   return -1
 end

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
 from flask_gatekeeper import GateKeeper
-from flask_gatekeeper.decision import Decision, Reservation, Usage
+from flask_gatekeeper.decision import Decision, Reservation, ShadowRefusal, Usage
 from flask_gatekeeper.errors import StorageCallError, StorageError
 from flask_gatekeeper.gate import Down, Gate
 from flask_gatekeeper.identity.addresses import AddressSet, parse_address_list
@@ -226,6 +226,10 @@ decision_fields: dict[str, st.SearchStrategy[Any]] = {
     "banned_as": st.none() | st.just("10.0.0.1"),
     "concurrency": st.integers(0, 3),
     "reserved": st.lists(st.builds(Reservation, st.integers(0, 10**9)), max_size=2).map(tuple),
+    "shadowed": st.lists(
+        st.builds(ShadowRefusal, st.just(Rule(1, 1, shadow=True)), st.just(""), st.just(1.0)),
+        max_size=2,
+    ).map(tuple),
 }
 
 
@@ -244,6 +248,7 @@ class GeneralDecision:
     banned_as: Optional[str] = None
     concurrency: int = 0
     reserved: tuple[Reservation, ...] = ()
+    shadowed: tuple[ShadowRefusal, ...] = ()
 
 
 def test_the_general_decision_has_decisions_fields() -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "BanDetail",
     "Decision",
     "Reservation",
+    "ShadowRefusal",
     "Usage",
 ]
 
@@ -91,6 +92,16 @@ class Reservation:
     added: tuple[bool, ...] = ()
 
 
+@dataclass(frozen=True)
+class ShadowRefusal:
+    """A shadow ``rule`` (of the scope ``scope``) that would have refused an admitted
+    request, making it wait ``retry_after`` seconds."""
+
+    rule: Rule
+    scope: str
+    retry_after: float
+
+
 @dataclass(frozen=True, init=False)
 class Decision:
     """The outcome of one atomic storage call for one request.
@@ -105,6 +116,8 @@ class Decision:
     refusal by the limit of requests in flight of ``scope``, is that limit (then ``rule``
     is None and ``retry_after`` is ``IN_FLIGHT_WAIT``). ``reserved``, for an admitted
     request, holds what it recorded in each ``deferred`` scope, in their order.
+    ``shadowed``, for an admitted request, names the shadow rules that would have refused
+    it, in the order of the scopes and their rules (a refused request names none).
     """
 
     admitted: bool
@@ -118,6 +131,7 @@ class Decision:
     banned_as: Optional[str]
     concurrency: int
     reserved: tuple[Reservation, ...]
+    shadowed: tuple[ShadowRefusal, ...]
 
     def __init__(
         self,
@@ -132,6 +146,7 @@ class Decision:
         banned_as: Optional[str] = None,
         concurrency: int = 0,
         reserved: tuple[Reservation, ...] = (),
+        shadowed: tuple[ShadowRefusal, ...] = (),
     ) -> None:
         # Every refused request makes one: its fields are written at once, where a frozen
         # dataclass's own __init__ writes them one by one through object.__setattr__:
@@ -152,6 +167,7 @@ class Decision:
                 "banned_as": banned_as,
                 "concurrency": concurrency,
                 "reserved": reserved,
+                "shadowed": shadowed,
             },
         )
 

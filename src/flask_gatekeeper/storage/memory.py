@@ -37,6 +37,7 @@ from ..decision import (
     BanDetail,
     Decision,
     Reservation,
+    ShadowRefusal,
     Usage,
 )
 from ..errors import ConfigError, ConfigTypeError
@@ -66,6 +67,7 @@ from .model import (
     plan_of,
     reports_complete,
     reservations,
+    shadow_refusals,
     used,
     without_stamps,
 )
@@ -90,7 +92,10 @@ def _scope_key(client: str, scope: Scope) -> Hashable:
 
 
 def _state_key(client: str, scope: Scope, rule: Rule) -> Hashable:
-    return (client, scope.name, rule.count, rule.window_us, rule.strategy)
+    """A stateful rule's key; a shadow rule's is its own, apart from an enforcing rule
+    of the same count, window and strategy (Redis: ``/shadow`` ends its key)."""
+    key = (client, scope.name, rule.count, rule.window_us, rule.strategy)
+    return (*key, True) if rule.shadow else key
 
 
 def _distinct_key(client: str, scope: Scope, index: int) -> Hashable:
@@ -256,6 +261,7 @@ class MemoryStorage:
             found: list[tuple[Hashable, Optional[Log], Scope]] = []
             states: list[RuleState] = []
             distinct: list[DistinctRead] = []
+            shadowed: list[ShadowRefusal] = []
             longest = 0.0
             worst: Optional[Rule] = None
             worst_scope = GLOBAL_SCOPE
@@ -266,7 +272,7 @@ class MemoryStorage:
                     plan = plan_of(scope)
                 who = scope.owner or client
                 key = who if plan.named is None else (who, plan.named)  # _scope_key's
-                if plan.thresholds:
+                if scope.logged:
                     log = logs.get(key)
                     found.append((key, log, scope))
                     if log is not None:
@@ -274,16 +280,25 @@ class MemoryStorage:
                     wait, rule = longest_wait(log, plan.thresholds, now)
                     if rule is not None and wait > longest:
                         longest, worst, worst_scope = wait, rule, scope.name
+                    if plan.shadows:
+                        shadowed += shadow_refusals(log, plan.shadows, now, scope)
                 for rule in scope.stateful:
                     state_key = _state_key(who, scope, rule)
                     state = RuleState(state_key, who, rule, logs.get(state_key), now, scope)
                     states.append(state)
-                    if state.wait > longest:
+                    if rule.shadow:
+                        if state.wait > 0:
+                            shadowed.append(ShadowRefusal(rule, scope.name, seconds(state.wait)))
+                    elif state.wait > longest:
                         longest, worst, worst_scope = state.wait, rule, scope.name
                 if scope.distinct:
                     for seen in self._read_distinct(who, scope, now):
                         distinct.append(seen)
-                        if seen.wait > longest:
+                        if seen.rule.shadow:
+                            if seen.wait > 0:
+                                would_wait = seconds(seen.wait)
+                                shadowed.append(ShadowRefusal(seen.rule, scope.name, would_wait))
+                        elif seen.wait > longest:
                             longest, worst, worst_scope = seen.wait, seen.rule, scope.name
             if worst is not None:
                 new_ban = self._report(client, report_to, now, RATE_LIMIT) if report_to else None
@@ -304,10 +319,12 @@ class MemoryStorage:
                     if scope.concurrency:
                         self._take((client, scope.name), token, now + scope.lease_us)
             reserved = reservations(scopes, states, distinct, now)
-            if not usage and not reserved:
+            if not usage and not reserved and not shadowed:
                 return ADMITTED
             closest = self._closest(client, scopes, now) if usage else None
-            return Decision(admitted=True, usage=closest, reserved=reserved)
+            return Decision(
+                admitted=True, usage=closest, reserved=reserved, shadowed=tuple(shadowed)
+            )
 
     def _full(self, client: str, scopes: Sequence[Scope], now: int) -> Optional[Scope]:
         """The first scope whose concurrency limit the client's unexpired slots fill

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 import pytest
@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from conftest import StorageFactory
 from flask_gatekeeper import BanRule, ConfigError, ConfigTypeError, Decision, Rule
-from flask_gatekeeper.decision import Usage
+from flask_gatekeeper.decision import ShadowRefusal, Usage
+from flask_gatekeeper.strategies import FIXED_WINDOW, GCRA, SLIDING_LOG, SLIDING_WINDOW
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock, MemoryStorage
@@ -653,6 +654,103 @@ def test_threads_hammering_one_client_get_exactly_count_admitted(clock: FakeCloc
             for _ in range(50):
                 assert_admitted(storage.hit(client, [route]))
             assert not storage.hit(client, [route]).admitted
+
+
+# --- shadow rules: checked and counted, never refusing -----------------------------------------
+
+
+def shadowed(*refusals: tuple[Rule, float, str]) -> tuple[ShadowRefusal, ...]:
+    return tuple(ShadowRefusal(rule, name, wait) for rule, wait, name in refusals)
+
+
+def test_a_shadow_rule_counts_every_admitted_request_and_never_refuses(
+    storage: Storage, clock: FakeClock
+) -> None:
+    enforcing, shadow = Rule(4, 60), Rule(2, 10, shadow=True)
+    scopes = [scope(GLOBAL_SCOPE, enforcing, shadow)]
+    assert_admitted(storage.hit("c", scopes))
+    clock.advance(1)
+    assert_admitted(storage.hit("c", scopes))
+    clock.advance(1)  # the shadow rule is full: the request is admitted, and recorded
+    assert storage.hit("c", scopes) == Decision(admitted=True, shadowed=shadowed((shadow, 8, "")))
+    clock.advance(1)  # it counts that request too: the second one decides now
+    assert storage.hit("c", scopes) == Decision(admitted=True, shadowed=shadowed((shadow, 8, "")))
+    # refused by the enforcing rule: nothing recorded, and no shadow rule named
+    assert_limited(storage.hit("c", scopes), 60 - 3, enforcing)
+    clock.advance(57)  # the first request leaves the enforcing rule's window
+    decision = storage.hit("c", scopes)
+    assert decision == Decision(admitted=True)  # the shadow rule's window has emptied
+
+
+@pytest.mark.parametrize("strategy", [SLIDING_LOG, FIXED_WINDOW, SLIDING_WINDOW, GCRA, "distinct"])
+def test_shadow_rules_of_every_kind_admit_what_they_would_refuse(
+    storage: Storage, strategy: str
+) -> None:
+    if strategy == "distinct":
+        shadow = Rule(1, 60, distinct=lambda: None, shadow=True)
+    else:
+        shadow = Rule(1, 60, strategy, shadow=True)
+    base = scope("route", Rule(3, 60), shadow)
+    first, second = (replace(base, values=(value,)) for value in ("a", "b"))
+    assert_admitted(storage.hit("c", [first]))
+    decision = storage.hit("c", [second])
+    assert decision.admitted
+    assert [(refusal.rule, refusal.scope) for refusal in decision.shadowed] == [(shadow, "route")]
+    assert 0 < decision.shadowed[0].retry_after <= 120
+    # recorded, so still over it (a distinct rule kept the newest value: "a" is new again)
+    assert storage.hit("c", [first]).shadowed
+    assert_limited(storage.hit("c", [first]), 60, Rule(3, 60), "route")  # the third was the last
+
+
+def test_a_shadow_rule_keeps_its_own_state_beside_an_enforcing_twin(storage: Storage) -> None:
+    enforcing, shadow = Rule(2, 60, GCRA), Rule(2, 60, GCRA, shadow=True)
+    scopes = [scope(GLOBAL_SCOPE, enforcing, shadow)]
+    assert_admitted(storage.hit("c", scopes))
+    assert_admitted(storage.hit("c", scopes))  # one shared state would have counted 4
+    assert not storage.hit("c", scopes).admitted
+
+
+def test_a_cost_over_a_shadow_rule_s_count_is_admitted_and_named(storage: Storage) -> None:
+    shadow = Rule(2, 30, shadow=True)
+    scopes = [Scope.of(GLOBAL_SCOPE, (Rule(10, 60), shadow), cost=3)]
+    assert storage.hit("c", scopes) == Decision(admitted=True, shadowed=shadowed((shadow, 30, "")))
+    assert storage.hit("c", scopes).admitted  # 6 of 10
+    assert storage.hit("c", scopes).admitted  # 9 of 10
+    assert not storage.hit("c", scopes).admitted
+
+
+def test_shadow_rules_are_named_in_the_order_of_scopes_and_rules(storage: Storage) -> None:
+    first, second, third = (
+        Rule(1, 60, shadow=True),
+        Rule(1, 60, GCRA, shadow=True),
+        Rule(1, 10, shadow=True),
+    )
+    scopes = [scope(GLOBAL_SCOPE, Rule(5, 60), first, second), scope("route", third)]
+    assert_admitted(storage.hit("c", scopes))
+    expected = shadowed((first, 60, ""), (second, 60, ""), (third, 10, "route"))
+    assert storage.hit("c", scopes) == Decision(admitted=True, shadowed=expected)
+
+
+def test_usage_for_headers_leaves_shadow_rules_out(storage: Storage) -> None:
+    loose, tight = Rule(5, 60), Rule(1, 10, shadow=True)
+    scopes = [scope(GLOBAL_SCOPE, loose, tight)]
+    assert storage.hit("c", scopes, usage=True).usage == Usage(loose, 4, 60)
+    only_shadow = [scope("route", Rule(1, 10, GCRA, shadow=True))]
+    assert storage.hit("c", only_shadow, usage=True).usage is None
+    # reading usage by hand lists every rule, shadow ones too (Usage.rule.shadow)
+    assert storage.usage("c", scopes) == [Usage(loose, 4, 60), Usage(tight, 0, 10)]
+
+
+def test_a_shadow_rule_s_reservation_is_refunded_and_reset_forgets_it(storage: Storage) -> None:
+    shadow = Rule(1, 60, GCRA, shadow=True)
+    scopes = [Scope.of("route", (shadow,), deferred=True)]
+    taken = storage.hit("c", scopes)
+    assert taken.admitted and not taken.shadowed
+    storage.refund("c", scopes, taken.reserved)  # its own key: given back
+    assert not storage.hit("c", scopes).shadowed
+    assert storage.hit("c", scopes).shadowed
+    storage.reset("c", "route")
+    assert not storage.hit("c", scopes).shadowed
 
 
 # --- properties against a brute-force reference model -------------------------------------------

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from conftest import StorageFactory
 from flask_gatekeeper import BanRule, ConfigError, ConfigTypeError, Decision, Rule
 from flask_gatekeeper.decision import ShadowRefusal, Usage
-from flask_gatekeeper.strategies import FIXED_WINDOW, GCRA, SLIDING_LOG, SLIDING_WINDOW
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
+from flask_gatekeeper.strategies import FIXED_WINDOW, GCRA, SLIDING_LOG, SLIDING_WINDOW
 from flask_gatekeeper.testing import FakeClock, MemoryStorage
 
 T0 = 1000.0
@@ -745,7 +745,8 @@ def test_a_shadow_rule_s_reservation_is_refunded_and_reset_forgets_it(storage: S
     shadow = Rule(1, 60, GCRA, shadow=True)
     scopes = [Scope.of("route", (shadow,), deferred=True)]
     taken = storage.hit("c", scopes)
-    assert taken.admitted and not taken.shadowed
+    assert taken.admitted
+    assert not taken.shadowed
     storage.refund("c", scopes, taken.reserved)  # its own key: given back
     assert not storage.hit("c", scopes).shadowed
     assert storage.hit("c", scopes).shadowed

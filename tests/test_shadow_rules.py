@@ -12,6 +12,7 @@ import pytest
 from flask import request
 
 from flask_gatekeeper import ConfigError, ConfigTypeError, Rule, signals
+from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.rules import parse_rules
 from flask_gatekeeper.testing import FakeClock
 from support import IP, OTHER_IP, AppFactory, gatekeeper_logs, get, recording, statuses
@@ -219,3 +220,10 @@ def test_a_signal_receiver_tells_a_shadow_rule_from_a_dry_run(make: AppFactory) 
     with signals.request_rate_limited.connected_to(receiver, sender=app):
         statuses(app.test_client(), 5)
     assert seen == ["shadow", "shadow", "refused"]
+
+
+def test_status_shows_which_rules_are_shadow_rules(make: AppFactory) -> None:
+    app, _ = app_with(make)
+    result = app.test_cli_runner().invoke(gatekeeper, ["status"])
+    assert "rate limit: 4 requests in a 60s window\n" in result.output
+    assert "rate limit: 2 requests in a 60s window, shadow\n" in result.output

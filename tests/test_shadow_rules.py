@@ -227,3 +227,20 @@ def test_status_shows_which_rules_are_shadow_rules(make: AppFactory) -> None:
     result = app.test_cli_runner().invoke(gatekeeper, ["status"])
     assert "rate limit: 4 requests in a 60s window\n" in result.output
     assert "rate limit: 2 requests in a 60s window, shadow\n" in result.output
+
+
+def test_a_rules_function_may_return_shadow_rules(make: AppFactory) -> None:
+    app, gk = make(rate_limit_rules=None)
+
+    @app.route("/search")
+    @gk.specific(lambda: "2/minute; 1/minute shadow")
+    def search() -> str:
+        return "results"
+
+    client = app.test_client()
+    with recording(app) as events:
+        assert statuses(client, 3, "/search") == [200, 200, 429]
+    assert [(payload["rule"], payload["dry_run"]) for _, payload in events] == [
+        (Rule(1, 60, shadow=True), True),
+        (Rule(2, 60), False),
+    ]

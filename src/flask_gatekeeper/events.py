@@ -2,8 +2,9 @@
 
 A signal receiver is the app's code running inside our request path; one that raises is
 logged with its name and skipped, so the refusal or admission it was told about stands
-and no request becomes a 500. Nothing is sent or logged for an admitted request, and a
-signal nobody listens to costs one attribute test.
+and no request becomes a 500. Nothing is sent or logged for an admitted request (unless
+a shadow rule would have refused it), and a signal nobody listens to costs one
+attribute test.
 """
 
 from __future__ import annotations

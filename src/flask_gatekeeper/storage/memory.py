@@ -94,8 +94,9 @@ def _scope_key(client: str, scope: Scope) -> Hashable:
 def _state_key(client: str, scope: Scope, rule: Rule) -> Hashable:
     """A stateful rule's key; a shadow rule's is its own, apart from an enforcing rule
     of the same count, window and strategy (Redis: ``/shadow`` ends its key)."""
-    key = (client, scope.name, rule.count, rule.window_us, rule.strategy)
-    return (*key, True) if rule.shadow else key
+    if rule.shadow:
+        return (client, scope.name, rule.count, rule.window_us, rule.strategy, True)
+    return (client, scope.name, rule.count, rule.window_us, rule.strategy)
 
 
 def _distinct_key(client: str, scope: Scope, index: int) -> Hashable:
@@ -286,20 +287,20 @@ class MemoryStorage:
                     state_key = _state_key(who, scope, rule)
                     state = RuleState(state_key, who, rule, logs.get(state_key), now, scope)
                     states.append(state)
-                    if rule.shadow:
-                        if state.wait > 0:
+                    if state.wait > 0:  # (a shadow rule only when it would refuse: cheaper)
+                        if rule.shadow:
                             shadowed.append(ShadowRefusal(rule, scope.name, seconds(state.wait)))
-                    elif state.wait > longest:
-                        longest, worst, worst_scope = state.wait, rule, scope.name
+                        elif state.wait > longest:
+                            longest, worst, worst_scope = state.wait, rule, scope.name
                 if scope.distinct:
                     for seen in self._read_distinct(who, scope, now):
                         distinct.append(seen)
-                        if seen.rule.shadow:
-                            if seen.wait > 0:
+                        if seen.wait > 0:
+                            if seen.rule.shadow:
                                 would_wait = seconds(seen.wait)
                                 shadowed.append(ShadowRefusal(seen.rule, scope.name, would_wait))
-                        elif seen.wait > longest:
-                            longest, worst, worst_scope = seen.wait, seen.rule, scope.name
+                            elif seen.wait > longest:
+                                longest, worst, worst_scope = seen.wait, seen.rule, scope.name
             if worst is not None:
                 new_ban = self._report(client, report_to, now, RATE_LIMIT) if report_to else None
                 return limited(longest, worst, worst_scope, usage, new_ban)

@@ -244,3 +244,14 @@ def test_a_rules_function_may_return_shadow_rules(make: AppFactory) -> None:
         (Rule(1, 60, shadow=True), True),
         (Rule(2, 60), False),
     ]
+
+
+def test_what_a_shadow_rule_would_refuse_is_no_report(make: AppFactory) -> None:
+    app, gk = app_with(
+        make, ban_rule={"count": 1, "window": 60, "duration": 600}, report_rate_limited=True
+    )
+    assert statuses(app.test_client(), 4) == [200] * 4  # two over the shadow rule
+    with app.app_context():
+        assert gk.banned_for(IP) == 0
+        assert gk.stats()["reports"] == 0
+    assert statuses(app.test_client(), 2) == [429, 403]  # a real refusal reports, and bans

@@ -763,6 +763,7 @@ class Expected:
     banned: bool = False
     retry_after: float = 0.0
     rules: frozenset[Rule] = frozenset()  # the full rules with the longest wait
+    shadowed: tuple[ShadowRefusal, ...] = ()  # admitted: the full shadow rules, in order
 
 
 @dataclass
@@ -780,20 +781,25 @@ class Reference:
         if end is not None and end > now:
             return Expected(admitted=False, banned=True, retry_after=end - now)
         waits: list[tuple[float, Rule]] = []
+        shadowed: list[ShadowRefusal] = []  # shadow rules never refuse: named if admitted
         for each in scopes:
             stamps = self.stamps[client, each.name]
             for rule in each.rules:
                 counted = [t for t in stamps if t + rule.window > now]
                 if len(counted) >= rule.count:
                     count_th_newest = sorted(counted, reverse=True)[rule.count - 1]
-                    waits.append((count_th_newest + rule.window - now, rule))
+                    wait = count_th_newest + rule.window - now
+                    if rule.shadow:
+                        shadowed.append(ShadowRefusal(rule, each.name, wait))
+                    else:
+                        waits.append((wait, rule))
         if waits:
             longest = max(wait for wait, _ in waits)
             worst = frozenset(rule for wait, rule in waits if wait == longest)
             return Expected(admitted=False, retry_after=longest, rules=worst)
         for each in scopes:
             self.stamps[client, each.name].append(now)
-        return Expected(admitted=True)
+        return Expected(admitted=True, shadowed=tuple(shadowed))
 
     def report(self, client: str, ban_rule: BanRule, now: float) -> bool:
         log = self.reports[client]
@@ -810,6 +816,7 @@ def assert_matches(actual: Decision, expected: Expected) -> None:
     assert actual.admitted == expected.admitted
     assert actual.banned == expected.banned
     assert actual.retry_after == expected.retry_after
+    assert actual.shadowed == expected.shadowed
     if expected.rules:
         assert actual.rule in expected.rules
     else:
@@ -823,7 +830,12 @@ time_steps = st.one_of(
     st.integers(min_value=0, max_value=12 * 64).map(lambda ticks: ticks * TICK),
 )
 rule_sets = st.lists(
-    st.builds(Rule, st.integers(min_value=1, max_value=6), st.sampled_from(WINDOWS)),
+    st.builds(
+        Rule,
+        st.integers(min_value=1, max_value=6),
+        st.sampled_from(WINDOWS),
+        shadow=st.sampled_from([False, False, True]),
+    ),
     min_size=1,
     max_size=3,
 ).map(tuple)

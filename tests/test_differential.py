@@ -200,9 +200,10 @@ def _value() -> None:
     """A distinct rule's function: the storages never call it (values come with the op)."""
 
 
+shadows = st.sampled_from([False, False, True])  # a shadow rule: checked, never refusing
 rules = st.one_of(
-    st.builds(Rule, counts, windows, rule_strategies),
-    st.builds(Rule, counts, windows, distinct=st.just(_value)),
+    st.builds(Rule, counts, windows, rule_strategies, shadow=shadows),
+    st.builds(Rule, counts, windows, distinct=st.just(_value), shadow=shadows),
 )
 rule_sets = st.lists(rules, min_size=1, max_size=3).map(tuple)
 
@@ -279,7 +280,8 @@ def _rules_text(rules: Sequence[Rule]) -> str:
     return ", ".join(
         f"Rule({rule.count}, {rule.window!r}"
         + (f", {rule.strategy!r}" if rule.strategy else "")
-        + (", distinct=f)" if rule.distinct else ")")
+        + (", distinct=f" if rule.distinct else "")
+        + (", shadow=True)" if rule.shadow else ")")
         for rule in rules
     )
 
@@ -723,6 +725,8 @@ def _outcome(op: Op, result: Result) -> str:
             return f"{kind}: banned" + (" by hand" if result.manual else "")
         if result.concurrency:
             return f"{kind}: too many in flight"
+        if result.shadowed:
+            return f"{kind}: admitted, a shadow rule would have refused"
         return f"{kind}: {'admitted' if result.admitted else 'limited'}"
     if isinstance(op, Report):
         return f"{kind}: {'no ban' if result is None else 'banned'}"

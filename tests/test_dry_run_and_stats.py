@@ -143,6 +143,7 @@ def test_stats_after_a_scripted_sequence(build: AppFactory, clock: FakeClock) ->
             "reports": 0,
             "bans": 0,
             "storage_errors": 0,
+            "shadow_refused": 0,
             "tracked_clients": 0,
         }
 
@@ -164,6 +165,7 @@ def test_stats_after_a_scripted_sequence(build: AppFactory, clock: FakeClock) ->
             "reports": 3,
             "bans": 2,
             "storage_errors": 0,
+            "shadow_refused": 0,
             # IP, 10.0.0.3, OTHER_IP, OTHER_IP on /burst, 10.0.0.4 and its reports
             "tracked_clients": 6,
         }

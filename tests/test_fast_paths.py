@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
 from flask_gatekeeper import GateKeeper
-from flask_gatekeeper.decision import Decision, NewBan, Reservation, Usage
+from flask_gatekeeper.decision import Decision, NewBan, Reservation, ShadowRefusal, Usage
 from flask_gatekeeper.errors import StorageCallError, StorageError
 from flask_gatekeeper.gate import Down, Gate
 from flask_gatekeeper.identity.addresses import AddressSet, parse_address_list
@@ -228,6 +228,10 @@ decision_fields: dict[str, st.SearchStrategy[Any]] = {
     "reserved": st.lists(st.builds(Reservation, st.integers(0, 10**9)), max_size=2).map(tuple),
     "ban": st.none() | st.builds(NewBan, st.floats(1, 600)),
     "offence": st.none() | st.just("login"),
+    "shadowed": st.lists(
+        st.builds(ShadowRefusal, st.just(Rule(1, 1, shadow=True)), st.just(""), st.just(1.0)),
+        max_size=2,
+    ).map(tuple),
 }
 
 
@@ -248,6 +252,7 @@ class GeneralDecision:
     reserved: tuple[Reservation, ...] = ()
     ban: Optional[NewBan] = None
     offence: Optional[str] = None
+    shadowed: tuple[ShadowRefusal, ...] = ()
 
 
 def test_the_general_decision_has_decisions_fields() -> None:

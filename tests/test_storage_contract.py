@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 import pytest
@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 
 from conftest import StorageFactory
 from flask_gatekeeper import BanRule, ConfigError, ConfigTypeError, Decision, Rule
-from flask_gatekeeper.decision import BanDetail, Usage
+from flask_gatekeeper.decision import BanDetail, ShadowRefusal, Usage
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
+from flask_gatekeeper.strategies import FIXED_WINDOW, GCRA, SLIDING_LOG, SLIDING_WINDOW
 from flask_gatekeeper.testing import FakeClock, MemoryStorage
 
 T0 = 1000.0
@@ -692,6 +693,104 @@ def test_threads_hammering_one_client_get_exactly_count_admitted(clock: FakeCloc
             assert not storage.hit(client, [route]).admitted
 
 
+# --- shadow rules: checked and counted, never refusing -----------------------------------------
+
+
+def shadowed(*refusals: tuple[Rule, float, str]) -> tuple[ShadowRefusal, ...]:
+    return tuple(ShadowRefusal(rule, name, wait) for rule, wait, name in refusals)
+
+
+def test_a_shadow_rule_counts_every_admitted_request_and_never_refuses(
+    storage: Storage, clock: FakeClock
+) -> None:
+    enforcing, shadow = Rule(4, 60), Rule(2, 10, shadow=True)
+    scopes = [scope(GLOBAL_SCOPE, enforcing, shadow)]
+    assert_admitted(storage.hit("c", scopes))
+    clock.advance(1)
+    assert_admitted(storage.hit("c", scopes))
+    clock.advance(1)  # the shadow rule is full: the request is admitted, and recorded
+    assert storage.hit("c", scopes) == Decision(admitted=True, shadowed=shadowed((shadow, 8, "")))
+    clock.advance(1)  # it counts that request too: the second one decides now
+    assert storage.hit("c", scopes) == Decision(admitted=True, shadowed=shadowed((shadow, 8, "")))
+    # refused by the enforcing rule: nothing recorded, and no shadow rule named
+    assert_limited(storage.hit("c", scopes), 60 - 3, enforcing)
+    clock.advance(57)  # the first request leaves the enforcing rule's window
+    decision = storage.hit("c", scopes)
+    assert decision == Decision(admitted=True)  # the shadow rule's window has emptied
+
+
+@pytest.mark.parametrize("strategy", [SLIDING_LOG, FIXED_WINDOW, SLIDING_WINDOW, GCRA, "distinct"])
+def test_shadow_rules_of_every_kind_admit_what_they_would_refuse(
+    storage: Storage, strategy: str
+) -> None:
+    if strategy == "distinct":
+        shadow = Rule(1, 60, distinct=lambda: None, shadow=True)
+    else:
+        shadow = Rule(1, 60, strategy, shadow=True)
+    base = scope("route", Rule(3, 60), shadow)
+    first, second = (replace(base, values=(value,)) for value in ("a", "b"))
+    assert_admitted(storage.hit("c", [first]))
+    decision = storage.hit("c", [second])
+    assert decision.admitted
+    assert [(refusal.rule, refusal.scope) for refusal in decision.shadowed] == [(shadow, "route")]
+    assert 0 < decision.shadowed[0].retry_after <= 120
+    # recorded, so still over it (a distinct rule kept the newest value: "a" is new again)
+    assert storage.hit("c", [first]).shadowed
+    assert_limited(storage.hit("c", [first]), 60, Rule(3, 60), "route")  # the third was the last
+
+
+def test_a_shadow_rule_keeps_its_own_state_beside_an_enforcing_twin(storage: Storage) -> None:
+    enforcing, shadow = Rule(2, 60, GCRA), Rule(2, 60, GCRA, shadow=True)
+    scopes = [scope(GLOBAL_SCOPE, enforcing, shadow)]
+    assert_admitted(storage.hit("c", scopes))
+    assert_admitted(storage.hit("c", scopes))  # one shared state would have counted 4
+    assert not storage.hit("c", scopes).admitted
+
+
+def test_a_cost_over_a_shadow_rule_s_count_is_admitted_and_named(storage: Storage) -> None:
+    shadow = Rule(2, 30, shadow=True)
+    scopes = [Scope.of(GLOBAL_SCOPE, (Rule(10, 60), shadow), cost=3)]
+    assert storage.hit("c", scopes) == Decision(admitted=True, shadowed=shadowed((shadow, 30, "")))
+    assert storage.hit("c", scopes).admitted  # 6 of 10
+    assert storage.hit("c", scopes).admitted  # 9 of 10
+    assert not storage.hit("c", scopes).admitted
+
+
+def test_shadow_rules_are_named_in_the_order_of_scopes_and_rules(storage: Storage) -> None:
+    first, second, third = (
+        Rule(1, 60, shadow=True),
+        Rule(1, 60, GCRA, shadow=True),
+        Rule(1, 10, shadow=True),
+    )
+    scopes = [scope(GLOBAL_SCOPE, Rule(5, 60), first, second), scope("route", third)]
+    assert_admitted(storage.hit("c", scopes))
+    expected = shadowed((first, 60, ""), (second, 60, ""), (third, 10, "route"))
+    assert storage.hit("c", scopes) == Decision(admitted=True, shadowed=expected)
+
+
+def test_usage_for_headers_leaves_shadow_rules_out(storage: Storage) -> None:
+    loose, tight = Rule(5, 60), Rule(1, 10, shadow=True)
+    scopes = [scope(GLOBAL_SCOPE, loose, tight)]
+    assert storage.hit("c", scopes, usage=True).usage == Usage(loose, 4, 60)
+    only_shadow = [scope("route", Rule(1, 10, GCRA, shadow=True))]
+    assert storage.hit("c", only_shadow, usage=True).usage is None
+    # reading usage by hand lists every rule, shadow ones too (Usage.rule.shadow)
+    assert storage.usage("c", scopes) == [Usage(loose, 4, 60), Usage(tight, 0, 10)]
+
+
+def test_a_shadow_rule_s_reservation_is_refunded_and_reset_forgets_it(storage: Storage) -> None:
+    shadow = Rule(1, 60, GCRA, shadow=True)
+    scopes = [Scope.of("route", (shadow,), deferred=True)]
+    taken = storage.hit("c", scopes)
+    assert taken.admitted
+    assert not taken.shadowed
+    storage.refund("c", scopes, taken.reserved)  # its own key: given back
+    assert not storage.hit("c", scopes).shadowed
+    assert storage.hit("c", scopes).shadowed
+    storage.reset("c", "route")
+    assert not storage.hit("c", scopes).shadowed
+
+
 # --- properties against a brute-force reference model -------------------------------------------
 
 
@@ -701,6 +800,7 @@ class Expected:
     banned: bool = False
     retry_after: float = 0.0
     rules: frozenset[Rule] = frozenset()  # the full rules with the longest wait
+    shadowed: tuple[ShadowRefusal, ...] = ()  # admitted: the full shadow rules, in order
 
 
 @dataclass
@@ -718,20 +818,25 @@ class Reference:
         if end is not None and end > now:
             return Expected(admitted=False, banned=True, retry_after=end - now)
         waits: list[tuple[float, Rule]] = []
+        shadowed: list[ShadowRefusal] = []  # shadow rules never refuse: named if admitted
         for each in scopes:
             stamps = self.stamps[client, each.name]
             for rule in each.rules:
                 counted = [t for t in stamps if t + rule.window > now]
                 if len(counted) >= rule.count:
                     count_th_newest = sorted(counted, reverse=True)[rule.count - 1]
-                    waits.append((count_th_newest + rule.window - now, rule))
+                    wait = count_th_newest + rule.window - now
+                    if rule.shadow:
+                        shadowed.append(ShadowRefusal(rule, each.name, wait))
+                    else:
+                        waits.append((wait, rule))
         if waits:
             longest = max(wait for wait, _ in waits)
             worst = frozenset(rule for wait, rule in waits if wait == longest)
             return Expected(admitted=False, retry_after=longest, rules=worst)
         for each in scopes:
             self.stamps[client, each.name].append(now)
-        return Expected(admitted=True)
+        return Expected(admitted=True, shadowed=tuple(shadowed))
 
     def report(self, client: str, ban_rule: BanRule, now: float) -> bool:
         log = self.reports[client]
@@ -748,6 +853,7 @@ def assert_matches(actual: Decision, expected: Expected) -> None:
     assert actual.admitted == expected.admitted
     assert actual.banned == expected.banned
     assert actual.retry_after == expected.retry_after
+    assert actual.shadowed == expected.shadowed
     if expected.rules:
         assert actual.rule in expected.rules
     else:
@@ -761,7 +867,12 @@ time_steps = st.one_of(
     st.integers(min_value=0, max_value=12 * 64).map(lambda ticks: ticks * TICK),
 )
 rule_sets = st.lists(
-    st.builds(Rule, st.integers(min_value=1, max_value=6), st.sampled_from(WINDOWS)),
+    st.builds(
+        Rule,
+        st.integers(min_value=1, max_value=6),
+        st.sampled_from(WINDOWS),
+        shadow=st.sampled_from([False, False, True]),
+    ),
     min_size=1,
     max_size=3,
 ).map(tuple)

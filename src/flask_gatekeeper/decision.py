@@ -26,6 +26,7 @@ __all__ = [
     "Decision",
     "NewBan",
     "Reservation",
+    "ShadowRefusal",
     "Usage",
 ]
 
@@ -114,6 +115,16 @@ class Reservation:
     added: tuple[bool, ...] = ()
 
 
+@dataclass(frozen=True)
+class ShadowRefusal:
+    """A shadow ``rule`` (of the scope ``scope``) that would have refused an admitted
+    request, making it wait ``retry_after`` seconds."""
+
+    rule: Rule
+    scope: str
+    retry_after: float
+
+
 @dataclass(frozen=True, init=False)
 class Decision:
     """The outcome of one atomic storage call for one request.
@@ -133,6 +144,8 @@ class Decision:
     ``offence``, for a refusal by a ban that reports of an offence of ``ban_rules`` made,
     names that offence (the refusal names its ban rule); None for the default offence's
     bans and those made by hand.
+    ``shadowed``, for an admitted request, names the shadow rules that would have refused
+    it, in the order of the scopes and their rules (a refused request names none).
     """
 
     admitted: bool
@@ -148,6 +161,7 @@ class Decision:
     reserved: tuple[Reservation, ...]
     ban: Optional[NewBan]
     offence: Optional[str]
+    shadowed: tuple[ShadowRefusal, ...]
 
     def __init__(
         self,
@@ -164,6 +178,7 @@ class Decision:
         reserved: tuple[Reservation, ...] = (),
         ban: Optional[NewBan] = None,
         offence: Optional[str] = None,
+        shadowed: tuple[ShadowRefusal, ...] = (),
     ) -> None:
         # Every refused request makes one: its fields are written at once, where a frozen
         # dataclass's own __init__ writes them one by one through object.__setattr__:
@@ -186,6 +201,7 @@ class Decision:
                 "reserved": reserved,
                 "ban": ban,
                 "offence": offence,
+                "shadowed": shadowed,
             },
         )
 

@@ -2,8 +2,9 @@
 
 A signal receiver is the app's code running inside our request path; one that raises is
 logged with its name and skipped, so the refusal or admission it was told about stands
-and no request becomes a 500. Nothing is sent or logged for an admitted request, and a
-signal nobody listens to costs one attribute test.
+and no request becomes a 500. Nothing is sent or logged for an admitted request (unless
+a shadow rule would have refused it), and a signal nobody listens to costs one
+attribute test.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from flask import Flask
 from flask.logging import has_level_handler, wsgi_errors_stream
 
 from . import signals
-from .decision import DEFAULT_OFFENCE, BanDetail
+from .decision import DEFAULT_OFFENCE, BanDetail, ShadowRefusal
 from .identity.keys import shown
 
 __all__ = ["Events", "Stats", "default_handler", "install_default_handler", "logger"]
@@ -72,7 +73,15 @@ class Stats:
     admitted path pays no lock; its value is read from its ``repr``, ``count(N)``.
     """
 
-    FIELDS = ("admitted", "rate_limited", "banned", "reports", "bans", "storage_errors")
+    FIELDS = (
+        "admitted",
+        "rate_limited",
+        "banned",
+        "reports",
+        "bans",
+        "storage_errors",
+        "shadow_refused",
+    )
 
     def __init__(self) -> None:
         self._counters = {field: itertools.count() for field in self.FIELDS}
@@ -126,6 +135,18 @@ class Events:
         signal = signals.request_rate_limited
         if signal.receivers:  # refusals are the path an attack takes: no call without them
             _send(signal, self.app(), client=client, rule=rule, retry_after=wait, dry_run=dry_run)
+
+    def shadow_refused(self, client: str, shadowed: tuple[ShadowRefusal, ...]) -> None:
+        """An admitted request that shadow rules would have refused: counted once, and
+        signalled for each rule as a dry run's refusal is (``rule.shadow`` tells them
+        apart)."""
+        self.stats.add("shadow_refused")
+        signal = signals.request_rate_limited
+        if signal.receivers:
+            app = self.app()
+            for refusal in shadowed:
+                wait = refusal.retry_after
+                _send(signal, app, client=client, rule=refusal.rule, retry_after=wait, dry_run=True)
 
     def refused_banned(self, client: str, wait: Optional[float], dry_run: bool) -> None:
         """A banned (or, with ``wait`` None, deny-listed) client was refused."""

@@ -39,6 +39,7 @@ from .decision import (
     Decision,
     NewBan,
     Reservation,
+    ShadowRefusal,
 )
 from .errors import StorageCallError, StorageError
 from .events import Events
@@ -160,6 +161,12 @@ def banned_addresses(rule: SubnetBanRule) -> Scope:
     return Scope.of("banned addresses", (counter,))
 
 
+def _log_would_refuse(why: str, make: Callable[[], Refusal]) -> None:
+    """Log at INFO a refusal that was not made (``why``: a dry run, a shadow rule)."""
+    where = f"{request.method} {request.path}" if has_request_context() else "a call"
+    logger.info("%s, would refuse %s: %s", why, where, make().description)
+
+
 class Down:
     """What ``Gate.ask_storage`` returns while the storage is down."""
 
@@ -266,6 +273,8 @@ class Gate:
             if not decision.admitted:
                 return self.refuse(key, decision, environ=req.environ, offence=jail)
             self.events.admitted()
+            if decision.shadowed:
+                self.shadow_refused(key, decision.shadowed)
             if token is not None:
                 self._hold(key, scopes, token)
             if policy.count_when:
@@ -730,6 +739,18 @@ class Gate:
         limited = partial(RateLimited, client, wait, rule, policy=name, ipv6_prefix=prefix)
         return self._refuse(RateLimited, client, wait, rule, limited, environ, name)
 
+    def shadow_refused(self, client: str, shadowed: tuple[ShadowRefusal, ...]) -> None:
+        """An admitted request that shadow rules would have refused: counted, signalled
+        and logged for each rule as a dry run's refusal is."""
+        self.events.shadow_refused(client, shadowed)
+        if logger.isEnabledFor(logging.INFO):
+            prefix = self.identifier.ipv6_prefix
+            for refusal in shadowed:
+                rule, wait = refusal.rule, refusal.retry_after
+                name = policy_name(rule, refusal.scope)
+                limited = partial(RateLimited, client, wait, rule, policy=name, ipv6_prefix=prefix)
+                _log_would_refuse("shadow rule", limited)
+
     def _refuse(
         self,
         kind: type[Refusal],
@@ -755,8 +776,7 @@ class Gate:
         else:
             self.events.refused_banned(client, wait, dry_run)
         if dry_run:
-            where = f"{request.method} {request.path}" if has_request_context() else "a call"
-            logger.info("dry run, would refuse %s: %s", where, make().description)
+            _log_would_refuse("dry run", make)
             return None
         app = self.events.app()
         if environ is None or _handled(app, kind):

@@ -57,6 +57,8 @@ class Limit:
         decision = gate.hit(client, scopes, usage=False, also=owners(scopes))
         if decision is not None and not decision.admitted:
             gate.refuse(client, decision)
+        elif decision is not None and decision.shadowed:
+            gate.shadow_refused(client, decision.shadowed)
 
     def __enter__(self) -> Limit:
         self.check()

@@ -283,6 +283,7 @@ def rate_limit_headers(
             f'"{policy_name(rule, scope.name)}";q={rule.count};w={_number(rule.window)}'
             for scope in scopes
             for rule in scope.rules
+            if not rule.shadow  # the fields describe what enforces
         ]
         name = policy_name(usage.rule, usage.scope)
         fields.append(("RateLimit-Policy", ", ".join(dict.fromkeys(policies))))

@@ -152,6 +152,11 @@ class Rule:
     counts the distinct values it returns instead of requests: at most ``count`` of them
     in any ``window`` seconds, exactly (no strategy applies); a value seen within the
     window is admitted again, and None leaves the request to the other rules.
+
+    A ``shadow`` rule is checked and counted like the others but never refuses: a
+    request that it alone would refuse is admitted (and counted), and reported as one it
+    "would refuse" (``Decision.shadowed``, then signals, stats and logs as in a dry
+    run), so that a new rule can be tried on real traffic beside rules that enforce.
     """
 
     count: int
@@ -159,6 +164,7 @@ class Rule:
     strategy: Optional[str] = None
     key: Optional[KeySource] = None
     distinct: Optional[Callable[[], object]] = field(default=None, hash=False)
+    shadow: bool = False
     window_us: int = field(init=False, repr=False, compare=False)
     """``window`` in whole microseconds (rounded up): what the storages compute with."""
 
@@ -174,6 +180,8 @@ class Rule:
             check_key_source(self.key)
         if self.distinct is not None:
             self._check_distinct()
+        if not isinstance(self.shadow, bool):
+            raise ConfigTypeError(f"'shadow' must be True or False, got {self.shadow!r}")
         object.__setattr__(self, "window_us", microseconds(self.window))
 
     def _check_distinct(self) -> None:
@@ -210,7 +218,9 @@ class Rule:
         text = f"{self.count} {noun} in a {_seconds_text(self.window)} window"
         if self.key is not None:
             text = f"{text} per {key_label(self.key)}"
-        return text if self.strategy in (None, SLIDING_LOG) else f"{text}, {self.strategy}"
+        if self.strategy not in (None, SLIDING_LOG):
+            text = f"{text}, {self.strategy}"
+        return f"{text}, shadow" if self.shadow else text
 
 
 @dataclass(frozen=True)
@@ -369,7 +379,7 @@ _UNIT_SECONDS = {
 _ONE_RULE = re.compile(
     r"\s*(?P<count>\d+)\s*(?:/|\s+per\s+)\s*(?P<multiple>\d+)?\s*"
     r"(?P<unit>second|minute|hour|day|month|year)s?\s*"
-    r"(?:\((?P<strategy>[a-z-]+)\)\s*)?",
+    r"(?:\((?P<strategy>[a-z-]+)\)\s*)?(?P<shadow>shadow\s*)?",
     re.IGNORECASE,
 )
 _SEPARATOR = re.compile(r"[;,|]")
@@ -377,7 +387,8 @@ _SEPARATOR = re.compile(r"[;,|]")
 
 def _parse_rule_string(text: str) -> list[Rule]:
     """Flask-Limiter's grammar: ``"20/second"``, ``"100 per 10 seconds"``, ``"5/minute; 1000/day"``,
-    each optionally followed by a strategy in parentheses: ``"10000/day (gcra)"``.
+    each optionally followed by a strategy in parentheses: ``"10000/day (gcra)"``, then
+    optionally by ``shadow`` for a shadow rule: ``"10/minute shadow"``.
 
     Months are 30 days and years 360 days, as in ``limits``, so migrated rules keep their meaning.
     """
@@ -397,7 +408,7 @@ def _parse_rule_string(text: str) -> list[Rule]:
         multiple = int(match["multiple"] or 1)
         seconds = multiple * _UNIT_SECONDS[match["unit"].lower()]
         strategy = match["strategy"].lower() if match["strategy"] else None
-        rules.append(Rule(int(match["count"]), seconds, strategy))
+        rules.append(Rule(int(match["count"]), seconds, strategy, shadow=bool(match["shadow"])))
     return rules
 
 
@@ -420,7 +431,7 @@ def _parse_one(value: object) -> list[Rule]:
     if isinstance(value, str):
         return _parse_rule_string(value)
     if isinstance(value, Mapping):
-        fields = _fields(value, ("count", "window"), ("strategy", "key", "distinct"))
+        fields = _fields(value, ("count", "window"), ("strategy", "key", "distinct", "shadow"))
         return [Rule(**fields)]  # type: ignore[arg-type]  # Rule checks the types
     raise ConfigTypeError(
         f"a rule must be a dict, a Rule or a string like '20/second', got {value!r}"

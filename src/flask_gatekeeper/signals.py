@@ -19,7 +19,9 @@ Every signal is sent with the app as sender and keyword arguments:
 ``storage_error``        ``error``
 =======================  ===============================================================
 
-Nothing is sent or logged for an admitted request: that path stays cheap.
+Nothing is sent or logged for an admitted request, unless a shadow rule would have
+refused it (``request_rate_limited`` with ``dry_run=True`` and ``rule.shadow``): that path
+stays cheap.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from ..decision import (
     Decision,
     NewBan,
     Reservation,
+    ShadowRefusal,
     Usage,
 )
 from ..errors import ConfigError, ConfigTypeError
@@ -70,6 +71,7 @@ from .model import (
     plan_of,
     reports_complete,
     reservations,
+    shadow_refusals,
     used,
     without_stamps,
 )
@@ -95,6 +97,10 @@ def _scope_key(client: str, scope: Scope) -> Hashable:
 
 
 def _state_key(client: str, scope: Scope, rule: Rule) -> Hashable:
+    """A stateful rule's key; a shadow rule's is its own, apart from an enforcing rule
+    of the same count, window and strategy (Redis: ``/shadow`` ends its key)."""
+    if rule.shadow:
+        return (client, scope.name, rule.count, rule.window_us, rule.strategy, True)
     return (client, scope.name, rule.count, rule.window_us, rule.strategy)
 
 
@@ -271,6 +277,7 @@ class MemoryStorage:
             found: list[tuple[Hashable, Optional[Log], Scope]] = []
             states: list[RuleState] = []
             distinct: list[DistinctRead] = []
+            shadowed: list[ShadowRefusal] = []
             longest = 0.0
             worst: Optional[Rule] = None
             worst_scope = GLOBAL_SCOPE
@@ -281,7 +288,7 @@ class MemoryStorage:
                     plan = plan_of(scope)
                 who = scope.owner or client
                 key = who if plan.named is None else (who, plan.named)  # _scope_key's
-                if plan.thresholds:
+                if scope.logged:
                     log = logs.get(key)
                     found.append((key, log, scope))
                     if log is not None:
@@ -289,17 +296,26 @@ class MemoryStorage:
                     wait, rule = longest_wait(log, plan.thresholds, now)
                     if rule is not None and wait > longest:
                         longest, worst, worst_scope = wait, rule, scope.name
+                    if plan.shadows:
+                        shadowed += shadow_refusals(log, plan.shadows, now, scope)
                 for rule in scope.stateful:
                     state_key = _state_key(who, scope, rule)
                     state = RuleState(state_key, who, rule, logs.get(state_key), now, scope)
                     states.append(state)
-                    if state.wait > longest:
-                        longest, worst, worst_scope = state.wait, rule, scope.name
+                    if state.wait > 0:  # (a shadow rule only when it would refuse: cheaper)
+                        if rule.shadow:
+                            shadowed.append(ShadowRefusal(rule, scope.name, seconds(state.wait)))
+                        elif state.wait > longest:
+                            longest, worst, worst_scope = state.wait, rule, scope.name
                 if scope.distinct:
                     for seen in self._read_distinct(who, scope, now):
                         distinct.append(seen)
-                        if seen.wait > longest:
-                            longest, worst, worst_scope = seen.wait, seen.rule, scope.name
+                        if seen.wait > 0:
+                            if seen.rule.shadow:
+                                would_wait = seconds(seen.wait)
+                                shadowed.append(ShadowRefusal(seen.rule, scope.name, would_wait))
+                            elif seen.wait > longest:
+                                longest, worst, worst_scope = seen.wait, seen.rule, scope.name
             if worst is not None:
                 refused = limited(longest, worst, worst_scope, usage, None)
                 if report_to is None:
@@ -323,10 +339,12 @@ class MemoryStorage:
                     if scope.concurrency:
                         self._take((client, scope.name), token, now + scope.lease_us)
             reserved = reservations(scopes, states, distinct, now)
-            if not usage and not reserved:
+            if not usage and not reserved and not shadowed:
                 return ADMITTED
             closest = self._closest(client, scopes, now) if usage else None
-            return Decision(admitted=True, usage=closest, reserved=reserved)
+            return Decision(
+                admitted=True, usage=closest, reserved=reserved, shadowed=tuple(shadowed)
+            )
 
     def _strike(
         self,

@@ -29,7 +29,15 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Optional
 
 from .. import strategies
-from ..decision import BY_NO_BAN_RULE, DEFAULT_OFFENCE, BanDetail, Decision, Reservation, Usage
+from ..decision import (
+    BY_NO_BAN_RULE,
+    DEFAULT_OFFENCE,
+    BanDetail,
+    Decision,
+    Reservation,
+    ShadowRefusal,
+    Usage,
+)
 from ..rules import BanRule, Rule
 from ..units import microseconds, seconds
 from .plan import GLOBAL_SCOPE, Scope
@@ -61,6 +69,7 @@ __all__ = [
     "plan_of",
     "reports_complete",
     "reservations",
+    "shadow_refusals",
     "used",
     "without_stamps",
 ]
@@ -162,9 +171,11 @@ class Plan:
     newest: the request is refused while it is within the window; n < 1 when the cost
     is over the count), the window in microseconds, and the rule. ``plain``: only
     sliding-log rules, each able to admit the cost, recorded at once and without slots:
-    the one-scope case that ``hit`` decides on a short path."""
+    the one-scope case that ``hit`` decides on a short path. ``shadows``: the
+    thresholds of its shadow sliding-log rules, which never refuse (``thresholds`` holds
+    only the others); a scope with shadow rules is never ``plain``."""
 
-    __slots__ = ("named", "plain", "ring", "thresholds")
+    __slots__ = ("named", "plain", "ring", "shadows", "thresholds")
 
     def __init__(self, scope: Scope) -> None:
         cost = scope.cost
@@ -172,12 +183,12 @@ class Plan:
         """The scope's name in its logs' keys (None: the global scope's are the keys)."""
         self.ring = scope.depth if cost == 1 else -1
         """The length of a full log that a request of cost 1 records in place (-1: none)."""
-        self.thresholds = tuple(
-            (rule.count - cost + 1, rule.window_us, rule) for rule in scope.logged
-        )
+        thresholds = tuple((rule.count - cost + 1, rule.window_us, rule) for rule in scope.logged)
+        self.thresholds = tuple(each for each in thresholds if not each[2].shadow)
+        self.shadows = tuple(each for each in thresholds if each[2].shadow)
         plain = bool(self.thresholds) and all(needed >= 1 for needed, _, _ in self.thresholds)
         self.plain = plain and not (
-            scope.stateful or scope.distinct or scope.deferred or scope.concurrency
+            scope.stateful or scope.distinct or scope.deferred or scope.concurrency or scope.shadow
         )
 
 
@@ -212,6 +223,19 @@ def longest_wait(
         if wait > longest:
             longest, worst = wait, rule
     return longest, worst
+
+
+def shadow_refusals(
+    log: Optional[Log], shadows: Thresholds, now: int, scope: Scope
+) -> list[ShadowRefusal]:
+    """The shadow sliding-log rules (a plan's ``shadows``) that would refuse a request of
+    the scope's cost, each with its wait, as ``longest_wait`` finds it for one rule."""
+    refusals = []
+    for threshold in shadows:
+        wait, rule = longest_wait(log, (threshold,), now)
+        if rule is not None:
+            refusals.append(ShadowRefusal(rule, scope.name, seconds(wait)))
+    return refusals
 
 
 def used(log: Optional[Log], rule: Rule, now: int) -> tuple[int, int]:
@@ -410,8 +434,10 @@ def limited(
 
 def closest(usages: Sequence[Usage]) -> Optional[Usage]:
     """The rule with the fewest requests left, then the longest reset, then the first;
-    None when there is no rule (only concurrency limits)."""
-    return min(usages, key=lambda use: (use.remaining, -use.reset)) if usages else None
+    None when there is no rule (only concurrency limits). Shadow rules are left out:
+    the ``RateLimit`` fields describe what enforces."""
+    enforcing = [use for use in usages if not use.rule.shadow]
+    return min(enforcing, key=lambda use: (use.remaining, -use.reset)) if enforcing else None
 
 
 def reports_complete(log: Log, ban_rule: BanRule, now: int) -> bool:

@@ -64,6 +64,8 @@ class Scope:
     distinct: tuple[Rule, ...] = ()
     distinct_ids: tuple[str, ...] = ()
     values: tuple[Optional[str], ...] = ()
+    shadow: bool = False
+    """Some rules are shadow rules (``Rule.shadow``): checked, never refusing."""
     derived: dict[str, Any] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -115,6 +117,7 @@ class Scope:
             distinct=distinct,
             distinct_ids=(*ids,),
             values=values,
+            shadow=any(rule.shadow for rule in rules),
         )
 
 

@@ -48,6 +48,7 @@ from ..decision import (
     Decision,
     NewBan,
     Reservation,
+    ShadowRefusal,
     Usage,
 )
 from ..errors import ConfigError, StorageCallError, StorageError
@@ -432,11 +433,38 @@ def _detail_of(values: Sequence[Any]) -> Optional[BanDetail]:
 _DISTINCT = "distinct"
 """Starts the key of a distinct rule's values: ``distinct:<scope>:<distinct id>``."""
 
+_SHADOW_KEY = "/shadow"
+"""Ends the key of a shadow rule's state, apart from an enforcing rule's of the same
+count, window and strategy."""
+
 _STATE_KEY = re.compile(
     "(?:"
     + "|".join(re.escape(name) for name in (*STRATEGY_CODES, _DISTINCT))
-    + r")(?::(.*))?:\d+/\d+(?:/\d+)?"
+    + r")(?::(.*))?:\d+/\d+(?:/\d+)?(?:"
+    + re.escape(_SHADOW_KEY)
+    + ")?"
 )
+
+
+def _shadow_positions(scope: Scope) -> str:
+    """Where a scope's shadow rules are among its rules, from 1, as ``read_scopes``
+    reads them: ``"2 3"``, or ``""`` for none."""
+    if not scope.shadow:
+        return ""
+    rules = scope.logged + scope.stateful + scope.distinct
+    return " ".join(str(index) for index, rule in enumerate(rules, 1) if rule.shadow)
+
+
+def _shadowed(answer: list[Any], rules: list[tuple[Rule, str]]) -> tuple[ShadowRefusal, ...]:
+    """The shadow rules that ``hit.lua`` says would have refused: pairs of a rule's
+    number and its wait."""
+    if len(answer) < 10 or not answer[9]:
+        return ()
+    pairs = answer[9]
+    return tuple(
+        ShadowRefusal(rules[index][0], rules[index][1], seconds(wait))
+        for index, wait in zip(pairs[::2], pairs[1::2])
+    )
 
 
 def _reservations(answer: list[Any], scopes: Sequence[Scope]) -> dict[int, Reservation]:
@@ -683,7 +711,8 @@ class RedisStorage:
             for rule in scope.stateful:
                 window = rule.window_us
                 strategy = rule.strategy or ""
-                keys.append(self._key(who, f"{strategy}{where}:{rule.count}/{window}"))
+                apart = _SHADOW_KEY if rule.shadow else ""  # as the memory's _state_key
+                keys.append(self._key(who, f"{strategy}{where}:{rule.count}/{window}{apart}"))
                 code = STRATEGY_CODES[strategy]
                 args += [rule.count, window, code, strategies.offset(who, window)]
             args.append(len(scope.distinct))
@@ -691,6 +720,7 @@ class RedisStorage:
                 keys.append(self._distinct_key(who, scope, index))
                 text = b"" if value is None else value.encode("utf-8", "surrogatepass")
                 args += [rule.count, rule.window_us, int(value is not None), text]
+            args.append(_shadow_positions(scope))
             if scope.concurrency:  # the request's client's slots, never an owner's
                 keys.append(self._key(client, f"slots{where}"))
             rules += [(rule, scope.name) for rule in scope.logged + scope.stateful + scope.distinct]
@@ -897,6 +927,10 @@ class RedisStorage:
             if reserved:
                 ordered = tuple(reserved[id(scope)] for scope in scopes if scope.deferred)
                 decision = replace(decision, reserved=ordered)
+            shadowed = [*decision.shadowed, *(s for each in checked for s in each.shadowed)]
+            if len(shadowed) > len(decision.shadowed):  # in the order of the scopes
+                shadowed.sort(key=lambda refusal: _position(scopes, refusal.scope))
+                decision = replace(decision, shadowed=tuple(shadowed))
             return _with_closest(decision, scopes, records)
         refusal = _first_longest(scopes, refusals)
         decision = self._decision(
@@ -936,9 +970,12 @@ class RedisStorage:
             seen = Usage(usage_rule, remaining, seconds(reset), usage_scope)
         if status == _ADMITTED:
             reserved = _reservations(answer, scopes)
-            if reserved:
-                ordered = tuple(reserved[id(scope)] for scope in scopes if scope.deferred)
-                return Decision(admitted=True, usage=seen, reserved=ordered)
+            shadowed = _shadowed(answer, rules)
+            if reserved or shadowed:
+                ordered = tuple(
+                    reserved[id(scope)] for scope in scopes if scope.deferred and reserved
+                )
+                return Decision(admitted=True, usage=seen, reserved=ordered, shadowed=shadowed)
             return Decision(admitted=True, usage=seen) if seen is not None else ADMITTED
         if status == _IN_FLIGHT:
             full = scopes[limiting]

@@ -20,7 +20,8 @@
 -- none, and those limits are not checked); ARGV[13]: "1" to return the registry (the
 -- count of changes, then the prefix lengths of the networks banned now); from ARGV[14], the scopes as read_scopes reads them (each
 -- with its cost).
--- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban, lengths, reserved}:
+-- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban, lengths, reserved,
+-- shadowed}:
 -- status 0
 -- admitted, 1 banned (then `rule` is 1 for a ban set by hand, `usage_rule` 0 for the
 -- client's own ban or i for the i-th other client's, and `remaining` the ban's offence),
@@ -30,6 +31,9 @@
 -- `lengths` the registry as networks.lua returns it, when asked (else empty); `reserved`, once
 -- recorded, what each deferred scope's Reservation holds, in order (absent otherwise);
 -- a refusal counted as a report ends with {} (no reservation) and after_ban's answer.
+-- `shadowed`, once checked and admitted, the shadow rules that would have refused: each
+-- rule's number, then its wait (absent otherwise). Shadow rules never refuse, and the
+-- usage leaves them out.
 -- LPUSH `times` copies of `value` (never more than the log keeps: further copies would
 -- only be trimmed), PUSH_CHUNK at a time: unpack fails past about 8000 values.
 local PUSH_CHUNK = 1000
@@ -83,8 +87,9 @@ local function closest_usage()
   if ARGV[2] ~= '1' then
     return closest, remaining, reset
   end
-  each_usage(scopes, now, function(left, rule_reset)
-    if closest < 0 or left < remaining or (left == remaining and rule_reset > reset) then
+  each_usage(scopes, now, function(left, rule_reset, shadow)
+    if not shadow and (closest < 0 or left < remaining
+        or (left == remaining and rule_reset > reset)) then
       closest, remaining, reset = index, left, rule_reset
     end
     index = index + 1
@@ -106,10 +111,16 @@ local function refusal(status, wait, rule, closest, remaining, reset)
     after_ban(new_ban, KEYS[1], now)}
 end
 
+local shadowed = {}  -- the shadow rules that would refuse: number, wait, number, wait...
 if mode ~= 2 then
   local wait, worst, index = 0, -1, 0
-  local function consider(rule_wait)
-    if rule_wait > wait then
+  local function consider(rule_wait, shadow)
+    if shadow then
+      if rule_wait > 0 then
+        shadowed[#shadowed + 1] = index
+        shadowed[#shadowed + 1] = rule_wait
+      end
+    elseif rule_wait > wait then
       wait, worst = rule_wait, index
     end
     index = index + 1
@@ -119,24 +130,25 @@ if mode ~= 2 then
     for r = 1, #scope.logged, 2 do
       local count, window = scope.logged[r], scope.logged[r + 1]
       local needed = count - cost + 1  -- the needed-th newest decides
+      local shadow = scope.shadow[(r + 1) / 2]
       if needed < 1 then  -- more than the rule ever admits
-        consider(window)
+        consider(window, shadow)
       elseif scope.size >= needed then
-        consider(tonumber(redis.call('LINDEX', scope.log, needed - 1)) + window - now)
+        consider(tonumber(redis.call('LINDEX', scope.log, needed - 1)) + window - now, shadow)
       else
-        consider(0)
+        consider(0, shadow)
       end
     end
     for _, rule in ipairs(scope.stateful) do
       if cost > rule.count then
-        consider(rule.window)
+        consider(rule.window, rule.shadow)
       else
         consider(strategy_check(rule.code, rule.state, rule.count, rule.window, rule.shift, now,
-          cost))
+          cost), rule.shadow)
       end
     end
     for _, rule in ipairs(scope.distinct) do
-      consider(distinct_check(rule, now))
+      consider(distinct_check(rule, now), rule.shadow)
     end
   end
   if worst >= 0 then
@@ -157,7 +169,7 @@ end
 
 if mode >= 3 then  -- checked only: recorded by another call (Redis Cluster)
   local closest, remaining, reset = closest_usage()
-  return {0, 0, -1, closest, remaining, reset, -1, lengths}
+  return {0, 0, -1, closest, remaining, reset, -1, lengths, {}, shadowed}
 end
 local reserved = {}  -- per deferred scope: now, each stateful rule's state[1], each distinct
 -- rule's 1 when it added its value (a Reservation, for refund.lua)
@@ -192,4 +204,4 @@ for _, scope in ipairs(scopes) do
 end
 
 local closest, remaining, reset = closest_usage()
-return {0, 0, -1, closest, remaining, reset, -1, lengths, reserved}
+return {0, 0, -1, closest, remaining, reset, -1, lengths, reserved, shadowed}

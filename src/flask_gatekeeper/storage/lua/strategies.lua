@@ -137,7 +137,8 @@ end
 -- (0: no limit), lease (microseconds), number of sliding-log rules, (count, window) for
 -- each, number of stateful rules, (count, window, strategy code, shift) for each, number
 -- of distinct rules, (count, window, 1 when the request has a value for it, the value)
--- for each. Keys: per scope its log, then its stateful rules' states, then its distinct
+-- for each, then the positions of its shadow rules (from 1, over its sliding-log, stateful
+-- and distinct rules in that order) separated by spaces ("" for none). Keys: per scope its log, then its stateful rules' states, then its distinct
 -- rules' sets, then its slots (a sorted set: token -> lease deadline) when it has a
 -- concurrency limit. Reads each log's length and each stateful rule's state.
 local function read_scopes(first_arg, first_key, last_arg)
@@ -170,6 +171,21 @@ local function read_scopes(first_arg, first_key, last_arg)
       arg = arg + 4
     end
     arg = arg + 1
+    -- shadow rules never refuse: scope.shadow[i] for the i-th sliding-log rule, and a
+    -- flag on each stateful and distinct rule
+    local shadow = {}
+    for position in string.gmatch(ARGV[arg], '%d+') do
+      shadow[tonumber(position)] = true
+    end
+    arg = arg + 1
+    local logged = #scope.logged / 2
+    for i, rule in ipairs(scope.stateful) do
+      rule.shadow = shadow[logged + i] == true
+    end
+    for d, rule in ipairs(scope.distinct) do
+      rule.shadow = shadow[logged + #scope.stateful + d] == true
+    end
+    scope.shadow = shadow
     key = key + 1
     if scope.concurrency > 0 then
       scope.slots = KEYS[key]
@@ -183,18 +199,23 @@ local function read_scopes(first_arg, first_key, last_arg)
   return scopes
 end
 
--- Each rule's requests left and microseconds until its quota is whole again, in order.
+-- Each rule's requests left and microseconds until its quota is whole again, in order,
+-- and whether it is a shadow rule.
 local function each_usage(scopes, now, visit)
   for _, scope in ipairs(scopes) do
     local stamps = redis.call('LRANGE', scope.log, 0, scope.keep - 1)
     for r = 1, #scope.logged, 2 do
-      visit(log_usage(stamps, scope.logged[r], scope.logged[r + 1], now))
+      local left, reset = log_usage(stamps, scope.logged[r], scope.logged[r + 1], now)
+      visit(left, reset, scope.shadow[(r + 1) / 2] == true)
     end
     for _, rule in ipairs(scope.stateful) do
-      visit(strategy_usage(rule.code, rule.state, rule.count, rule.window, rule.shift, now))
+      local left, reset = strategy_usage(rule.code, rule.state, rule.count, rule.window,
+        rule.shift, now)
+      visit(left, reset, rule.shadow)
     end
     for _, rule in ipairs(scope.distinct) do
-      visit(distinct_usage(rule, now))
+      local left, reset = distinct_usage(rule, now)
+      visit(left, reset, rule.shadow)
     end
   end
 end

@@ -99,7 +99,7 @@ dist-check: $(VENV)/.installed-dev
 ## load (behind gunicorn, under wrk, skipped without it; written to benchmarks/LOAD.md). The
 ## benchmarks' own venvs install through PINS too.
 bench: $(VENV)/.installed-dev
-	$(PIN) $(BIN)/python benchmarks/overhead.py
+	$(PIN) $(BIN)/python benchmarks/peers.py --overhead
 	$(PIN) $(BIN)/python benchmarks/redis_roundtrip.py --hiredis
 	$(PIN) $(BIN)/python benchmarks/strategies.py
 	$(PIN) $(BIN)/python benchmarks/flood.py
@@ -108,7 +108,7 @@ bench: $(VENV)/.installed-dev
 	$(PIN) $(BIN)/python benchmarks/instructions.py
 
 bench-smoke: $(VENV)/.installed-dev
-	$(PIN) $(BIN)/python benchmarks/overhead.py --smoke
+	$(PIN) $(BIN)/python benchmarks/peers.py --overhead --smoke
 	$(PIN) $(BIN)/python benchmarks/redis_roundtrip.py --smoke
 	$(PIN) $(BIN)/python benchmarks/strategies.py --smoke
 	$(PIN) $(BIN)/python benchmarks/flood.py --smoke

@@ -9,7 +9,6 @@ import json
 import os
 import platform
 import statistics
-import string
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -20,16 +19,16 @@ from pathlib import Path
 from typing import Any, Optional, Protocol, TypeVar
 
 HERE = Path(__file__).resolve().parent
-VENVS = HERE / ".venvs"
 OURS_VENV = "ours"
 """This driver's own interpreter, among the venvs."""
 PEER_VENVS = ("limiter", "original")
 NOT_MEASURED = "not measured: the peer's venv is not built (or --smoke)"
 T = TypeVar("T")
+Log = Callable[[str], None]
 sys.path.append(str(HERE.parent / "tests"))  # the tests' support package, imported when used
 
 
-def logger(name: str) -> Callable[[str], None]:
+def logger(name: str) -> Log:
     """Progress lines on stderr, ``[name] message``: stdout carries the report."""
     return lambda message: print(f"[{name}] {message}", file=sys.stderr, flush=True)
 
@@ -37,8 +36,7 @@ def logger(name: str) -> Callable[[str], None]:
 def arguments(
     doc: Optional[str], argv: Optional[Sequence[str]], **flags: str
 ) -> argparse.Namespace:
-    """A driver's command line (its docstring's first line): ``--smoke`` and other ``flags``,
-    each with its help."""
+    """A driver's command line (its docstring's first line): ``flags``, each with its help."""
     found = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     for flag, text in flags.items():
         found.add_argument(f"--{flag}", action="store_true", help=text)
@@ -64,11 +62,15 @@ def measure(case: Timed, requests: int) -> float:
     return float(case.worker.ask("run", case=case.name, requests=requests)["ns"]) / requests / 1000
 
 
-def run_rounds(
-    cases: Sequence[Timed], rounds: int, requests: int, log: Callable[[str], None]
-) -> None:
-    """One untimed round, then ``rounds`` in rotating order (A B C, then B C A: drifts in
-    machine speed hit all alike), a full collection in every worker before each."""
+def rotated(items: Sequence[T], number: int) -> list[T]:
+    """Round ``number``'s order (A B C, then B C A): drifts in machine speed hit all alike."""
+    shift = number % len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def run_rounds(cases: Sequence[Timed], rounds: int, requests: int, log: Log) -> None:
+    """One untimed round, then ``rounds`` in rotating order, a full collection in every
+    worker before each."""
     workers = list({id(case.worker): case.worker for case in cases if case.worker}.values())
     for case in cases:
         measure(case, max(requests // 10, 10))
@@ -76,8 +78,7 @@ def run_rounds(
         log(f"round {number + 1}/{rounds}")
         for worker in workers:
             worker.ask("collect")
-        shift = number % len(cases)
-        for case in [*cases[shift:], *cases[:shift]]:
+        for case in rotated(cases, number):
             case.samples.append(measure(case, requests))
 
 
@@ -157,12 +158,12 @@ def generated(script: str, smoke: bool, seconds: float) -> str:
 
 
 def template(name: str, **values: object) -> str:
-    """``benchmarks/templates/name`` with its ``$placeholders`` filled."""
+    """``benchmarks/templates/name`` with its ``{fields}`` filled (format specs allowed)."""
     text = (HERE / "templates" / name).read_text(encoding="utf-8")
-    return string.Template(text).substitute(values).rstrip("\n")
+    return text.format_map(values).rstrip("\n")
 
 
-def publish(text: str, path: Path, *, smoke: bool, log: Callable[[str], None]) -> None:
+def publish(text: str, path: Path, *, smoke: bool, log: Log) -> None:
     """Print a report; a full run also writes it to ``path`` (smoke numbers are noise)."""
     print(text)
     if not smoke:
@@ -192,26 +193,20 @@ INSTALLS = {
 }
 """Each venv's ``pip install`` argument lists, in order. 1.0.0 declares "Flask>=1.1.*", which
 newer pips refuse, so Flask goes first; hiredis's has this interpreter's Flask and redis-py."""
-
-
 Interpreter = tuple[list[str], dict[str, str]]
 
 
-def interpreter(
-    venv: str, install: bool, log: Optional[Callable[[str], None]] = None
-) -> Optional[Interpreter]:
+def interpreter(venv: str, install: bool, log: Optional[Log] = None) -> Optional[Interpreter]:
     """The command and environment that start Python in a venv (built first when
     ``install``), or None when not built. The peers' run with ``-I`` and no ``PYTHONPATH``:
     nothing of this checkout may shadow flask-gatekeeper 1.0.0."""
-    env = dict(os.environ)
-    paths = [
-        *env.get("PYTHONPATH", "").split(os.pathsep),
-        *([str(HERE.parent / "src")] if venv == "hiredis" else []),
-    ]
-    env["PYTHONPATH"] = os.pathsep.join(str(Path(path).resolve()) for path in paths if path)
+    from support.servers import absolute_pythonpath
+
+    paths = [absolute_pythonpath(os.environ), str(HERE.parent / "src") if venv == "hiredis" else ""]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
     if venv == OURS_VENV:
         return [sys.executable], env
-    root = VENVS / venv
+    root = HERE / ".venvs" / venv
     python, marker = root / "bin" / "python", root / ".bench-installed"
     wanted = json.dumps(INSTALLS[venv])
     if not (python.exists() and marker.exists() and marker.read_text() == wanted):
@@ -235,7 +230,7 @@ def interpreter(
     return [str(python), "-I"], env
 
 
-def worker_interpreters(install: bool, log: Callable[[str], None]) -> dict[str, Interpreter]:
+def worker_interpreters(install: bool, log: Log) -> dict[str, Interpreter]:
     """Ours and every peer venv that is built (or, with ``install``, built now)."""
     found = {venv: interpreter(venv, install, log) for venv in (OURS_VENV, *PEER_VENVS)}
     return {venv: command for venv, command in found.items() if command is not None}
@@ -276,9 +271,10 @@ class Worker:
         return reply
 
     def close(self) -> None:
+        """Its loop ends with its input."""
         if self.process.poll() is None:
             assert self.process.stdin is not None
-            self.process.stdin.close()  # the worker's loop ends with its input
+            self.process.stdin.close()
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:

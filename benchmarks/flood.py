@@ -16,8 +16,8 @@ from functools import partial
 from typing import Any, Optional
 
 import common
-from common import OURS_VENV, configuration, once, table, template, two_at_a_time
-from harness import RATE_LIMIT_RULES, client_address, client_key
+from common import OURS_VENV, configuration, table, template
+from harness import LARGEST, client_address, client_key
 
 from flask_gatekeeper.identity.addresses import parse_address
 from flask_gatekeeper.storage import DEFAULT_MAX_CLIENTS
@@ -29,7 +29,6 @@ BANNED_CLIENT, IPV6_EVERY = "192.0.2.1", 10
 FULL = 1_000_000, DEFAULT_MAX_CLIENTS, 10_000
 """Flood clients, the storage's cap on tracked logs, and clients of the direct fills."""
 SMOKE = 1_000, 250, 100
-FILL_REQUESTS = max(rule["count"] for rule in RATE_LIMIT_RULES)
 MB = 1024 * 1024
 VARIANTS = {
     "direct": (None, "clients identified by REMOTE_ADDR (default settings)"),
@@ -70,11 +69,10 @@ def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> str:
         if values
     ]
     half = len(plain_points) // 2
-    tail, rss_tail = traced_points[half:], plain_points[half:]
+    tail, rss_mb = traced_points[half:], [point["rss"] / MB for point in plain_points[half:]]
     plateau = f"the cap ({cap:,}) was not reached by mid-flood: no plateau to show"
     if min(point["tracked"] for point in tail) >= cap:
         traced_mb = [point["traced"] / MB for point in tail]
-        rss_mb = [point["rss"] / MB for point in rss_tail]
         plateau = (
             f"second half of the flood ({tail[0]['clients']:,} to {tail[-1]['clients']:,} "
             f"clients), {cap:,} tracked throughout: traced {min(traced_mb):,.1f} to "
@@ -86,26 +84,19 @@ def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> str:
         for was, now in zip(traced_points, traced_points[1:])
         if now["traced"] > was["traced"] * 1.01
     ]
-    last, first = traced_points[-1], traced_points[0]
     return template(
         "flood-pass.md",
         variant=variant,
         label=VARIANTS[variant][1],
         table=table(headings, rows, text=0),
-        bare_us=f"{timed['bare_us']:.2f}",
         speeds="; ".join(speeds) or "no whole slice",
         plateau=plateau,
         rises=rises[-1] if rises else "",
-        growth=mb(last["traced"] - first["traced"]),
-        tracked=f"{last['tracked']:,}",
-        per_client=f"{growth_per_client(traced):,.0f}",
-        banned=BANNED_CLIENT,
-        clock_seconds=f"{timed['clock_seconds']:.0f}",
-        ban_seconds=f"{timed['ban_seconds']:.0f}",
-        ban_left=f"{timed['ban_left_after']:.0f}",
-        bans_after=timed["bans_after"],
-        untraced_seconds=f"{timed['seconds']:.0f}",
-        traced_seconds=f"{traced['seconds']:.0f}",
+        growth=mb(traced_points[-1]["traced"] - traced_points[0]["traced"]),
+        tracked=traced_points[-1]["tracked"],
+        per_client=growth_per_client(traced),
+        timed=timed,
+        traced=traced,
     )
 
 
@@ -113,15 +104,24 @@ def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) ->
     def row(what: str, logs: int, requests: int, size: float) -> list[str]:
         return [what, f"{logs:,}", str(requests), f"{size:,.0f}", f"{mb(size * cap)} MB"]
 
-    rows = []
-    for variant, found in traced.items():
-        end = found["points"][-1]["tracked"]
-        rows.append(row(f"{variant} flood, at its end", end, 1, growth_per_client(found)))
-    for fill in fills:
-        size = fill["bytes_per_client"]
-        rows.append(
-            row("storage.hit directly, no eviction", fill["tracked"], fill["requests"], size)
+    rows = [
+        row(
+            f"{variant} flood, at its end",
+            found["points"][-1]["tracked"],
+            1,
+            growth_per_client(found),
         )
+        for variant, found in traced.items()
+    ]
+    rows += [
+        row(
+            "storage.hit directly, no eviction",
+            fill["tracked"],
+            fill["requests"],
+            fill["bytes_per_client"],
+        )
+        for fill in fills
+    ]
     headings = ["measured", "logs", "requests per log", "bytes per client", f"x {cap:,} (the cap)"]
     one, full = fills[0]["bytes_per_client"], fills[-1]["bytes_per_client"]
     extra = max(growth_per_client(result) for result in traced.values()) - one
@@ -129,11 +129,11 @@ def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) ->
         "flood-memory.md",
         table=table(headings, rows),
         ipv6_every=IPV6_EVERY,
-        extra=f"{extra:,.0f}",
-        largest=FILL_REQUESTS,
-        cap=f"{cap:,}",
+        extra=extra,
+        largest=LARGEST,
+        cap=cap,
         at_most=mb((full + extra) * cap),
-        full=f"{full:,.0f}",
+        full=full,
     )
 
 
@@ -156,7 +156,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     def run(command: str, **fields: object) -> Reply:
         begun = time.perf_counter()
-        reply = once(OURS_VENV, python, command, ipv6_every=IPV6_EVERY, **fields)
+        reply = common.once(OURS_VENV, python, command, ipv6_every=IPV6_EVERY, **fields)
         return {**fields, **reply, "seconds": time.perf_counter() - begun}
 
     def flood(variant: str, trace: bool) -> Reply:
@@ -166,11 +166,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return run("flood", peer="ours", trace=trace, **shape, **ban)
 
     timed = {variant: flood(variant, trace=False) for variant in VARIANTS}  # each alone
-    untimed = two_at_a_time(
+    untimed = common.two_at_a_time(
         [partial(flood, variant, True) for variant in VARIANTS]
         + [
             partial(run, "fill", clients=fill_clients, requests=requests, step=FILL_CLOCK_STEP)
-            for requests in (1, FILL_REQUESTS)
+            for requests in (1, LARGEST)
         ]
     )
     traced = dict(zip(VARIANTS, untimed))

@@ -21,6 +21,7 @@ import threading
 import time
 import traceback
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
@@ -42,7 +43,7 @@ Run = Callable[[int], int]
 # The rules of the design's example, given to every peer that has each part.
 RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
 BAN_RULE = {"count": 3, "window": 10, "duration": 600}
-
+LARGEST = max(rule["count"] for rule in RATE_LIMIT_RULES)
 START = 1000.0
 """Where every fake clock starts (seconds; only differences matter)."""
 SECONDS_PER_REQUEST = 0.25
@@ -53,15 +54,10 @@ WARM_UP_ONE_CLIENT = 500
 PACKAGES = ["flask", "werkzeug", "flask-gatekeeper", "flask-limiter", "limits", "redis"]
 PACKAGES += ["hiredis", "gunicorn"]
 OK, TOO_MANY, FORBIDDEN = "200 OK", "429 TOO MANY REQUESTS", "403 FORBIDDEN"
+PRO_LIMIT, FREE_LIMIT = "1000/minute", "100/minute"
 
 
 # -- requests ------------------------------------------------------------------------------
-
-
-def new_app(name: str) -> Flask:
-    app = Flask(name)
-    app.add_url_rule("/", view_func=function_view())
-    return app
 
 
 def function_view() -> Callable[[], str]:
@@ -73,27 +69,34 @@ def function_view() -> Callable[[], str]:
     return index
 
 
-statuses: dict[str, int] = {}
-"""Every status line seen since the last ``take_statuses``."""
+def new_app(name: str, before: Optional[Callable[[], None]] = None) -> Flask:
+    """An app serving ``GET /``, with ``before`` as its ``before_request`` hook if given."""
+    app = Flask(name)
+    app.add_url_rule("/", view_func=function_view())
+    if before is not None:
+        app.before_request(before)
+    return app
+
+
+statuses: Counter[str] = Counter()
+"""Every status line seen since the last ``expect_only``."""
 
 
 def start_response(
     status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
 ) -> Callable[[bytes], object]:
-    statuses[status] = statuses.get(status, 0) + 1
+    statuses[status] += 1
     return len  # ``write``: Flask never calls it
 
 
-def take_statuses() -> dict[str, int]:
+def expect_only(expected: dict[str, int] | str, what: str) -> None:
+    """Fail unless the statuses seen since the last call are only ``expected`` (a status
+    line, or exact counts); forget them."""
     seen = dict(statuses)
     statuses.clear()
-    return seen
-
-
-def expect_only(status: str, what: str) -> None:
-    seen = take_statuses()
-    if set(seen) - {status}:
-        raise RuntimeError(f"{what}: expected only {status!r}, got {seen}")
+    unexpected = seen != expected if isinstance(expected, dict) else set(seen) - {expected}
+    if unexpected:
+        raise RuntimeError(f"{what}: expected {expected!r}, got {seen}")
 
 
 def client_ip(number: int) -> str:
@@ -130,27 +133,23 @@ def serve(
     clients: Iterable[str],
     base: WSGIEnvironment = GET,
     where: str = "REMOTE_ADDR",
-) -> None:
-    """One request per client: a copy of ``base`` with the client in ``where``."""
-    for client in clients:
-        environ = base.copy()
-        environ[where] = client
-        body = wsgi(environ, start_response)
-        for _chunk in body:
-            pass
-        if hasattr(body, "close"):
-            body.close()
-
-
-def run_requests(
-    wsgi: WSGIApplication, clients: Iterator[str], count: int, base: WSGIEnvironment = GET
+    collect: bool = True,
 ) -> int:
-    """``count`` requests from the next clients, no garbage collection among them; ns."""
-    gc.disable()
+    """One request per client, a copy of ``base`` with the client in ``where``, the
+    collector off unless ``collect``; the elapsed ns."""
+    if not collect:
+        gc.disable()
+    started = time.perf_counter_ns()
     try:
-        start = time.perf_counter_ns()
-        serve(wsgi, itertools.islice(clients, count), base)
-        return time.perf_counter_ns() - start
+        for client in clients:
+            environ = base.copy()
+            environ[where] = client
+            body = wsgi(environ, start_response)
+            for _chunk in body:
+                pass
+            if hasattr(body, "close"):
+                body.close()
+        return time.perf_counter_ns() - started
     finally:
         gc.enable()
 
@@ -216,9 +215,6 @@ class Built:
     """Ours' memory storage (its tracked logs and bans)."""
 
 
-PRO_LIMIT, FREE_LIMIT = "1000/minute", "100/minute"
-
-
 def plan_limit() -> str:
     return PRO_LIMIT if request.headers.get("X-Plan") == "pro" else FREE_LIMIT
 
@@ -231,9 +227,8 @@ def ours_scopes(rules: Iterable[dict[str, Any]]) -> Any:
     """The scopes our extension builds for global ``rules``, to call a storage directly."""
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
     plan: Any = importlib.import_module("flask_gatekeeper.storage.plan")
-    decision: Any = importlib.import_module("flask_gatekeeper.decision")
-    rules = tuple(gatekeeper.Rule(**rule) for rule in rules)
-    return (plan.Scope.of(decision.GLOBAL_SCOPE, rules),)
+    scope = importlib.import_module("flask_gatekeeper.decision").GLOBAL_SCOPE
+    return (plan.Scope.of(scope, tuple(gatekeeper.Rule(**rule) for rule in rules)),)
 
 
 def hit_all(storage: Any, keys: Sequence[str], scopes: Any, times: int, what: str) -> None:
@@ -247,20 +242,11 @@ def hit_all(storage: Any, keys: Sequence[str], scopes: Any, times: int, what: st
 def build_pinged(config: Config) -> Built:
     """The floor of a limiter that asks Redis once a request: one redis-py PING."""
     client = importlib.import_module("redis").Redis.from_url(config.storage)
-    app = new_app("pinged")
 
-    @app.before_request
     def ping() -> None:
         client.ping()
 
-    return Built(app)
-
-
-def build_hook(config: Config) -> Built:
-    """The floor of any ``before_request`` extension: one that does nothing."""
-    app = new_app("hook")
-    app.before_request(lambda: None)
-    return Built(app)
+    return Built(new_app("pinged", ping))
 
 
 def build_ours(config: Config, function: bool = False) -> Built:
@@ -287,8 +273,7 @@ def build_ours(config: Config, function: bool = False) -> Built:
         app.add_url_rule("/", view_func=gk.specific(plan_limit, cost=batch_cost)(function_view()))
 
     def fill(clients: Sequence[str]) -> None:
-        largest = max(rule["count"] for rule in RATE_LIMIT_RULES)
-        hit_all(storage, clients, ours_scopes(RATE_LIMIT_RULES), largest - 1, "the ring fill")
+        hit_all(storage, clients, ours_scopes(RATE_LIMIT_RULES), LARGEST - 1, "the ring fill")
 
     def ban(client: str) -> None:
         with app.app_context():
@@ -356,7 +341,7 @@ def build_limiter(config: Config, strategy: str, function: bool = False) -> Buil
 
 BUILDERS: dict[str, Callable[[Config], Built]] = {
     "bare": lambda config: Built(new_app("bare")),
-    "hook": build_hook,
+    "hook": lambda config: Built(new_app("hook", lambda: None)),
     "pinged": build_pinged,
     "ours": build_ours,
     "original": build_original,
@@ -397,11 +382,15 @@ def calibrate(peer: str) -> float:
             return START + next(reads) * SECONDS_PER_REQUEST  # 4 a second: admitted
 
         built = build(peer, Config(clock=clock))
-        wsgi, environ = built.app.wsgi_app, built.environ
-        clients = itertools.repeat(client_ip(0))
-        run_requests(wsgi, clients, WARM_UP_ONE_CLIENT, environ)
+        one = itertools.repeat(client_ip(0))
+        serve(
+            built.app.wsgi_app,
+            itertools.islice(one, WARM_UP_ONE_CLIENT),
+            built.environ,
+            collect=False,
+        )
         before = clock()  # time never goes back: the logs hold its readings
-        run_requests(wsgi, clients, 1000, environ)
+        serve(built.app.wsgi_app, itertools.islice(one, 1000), built.environ, collect=False)
         expect_only(OK, f"calibrating {peer}")
         _readings[peer] = ((clock() - before) / SECONDS_PER_REQUEST - 1) / 1000
     return _readings[peer]
@@ -427,9 +416,8 @@ def build_case(
     status = OK
     if mode == "refused":
         limit = min(rule["count"] for rule in RATE_LIMIT_RULES)
-        run_requests(wsgi, itertools.cycle(addresses), limit + 1, environ)
-        if (seen := take_statuses()) != {OK: limit, TOO_MANY: 1}:
-            raise RuntimeError(f"filling the refused client's rule: got {seen}")
+        serve(wsgi, addresses * (limit + 1), environ, collect=False)
+        expect_only({OK: limit, TOO_MANY: 1}, "filling the refused client's rule")
         status = TOO_MANY
     elif mode == "banned":
         if built.ban is None:
@@ -438,8 +426,7 @@ def build_case(
             built.ban(address)
         status = FORBIDDEN
     else:
-        warm_up = itertools.repeat(addresses[0], WARM_UP_ONE_CLIENT) if clients == 1 else None
-        serve(wsgi, warm_up or addresses, environ)
+        serve(wsgi, addresses * WARM_UP_ONE_CLIENT if clients == 1 else addresses, environ)
         expect_only(OK, f"warm-up of {clients} client(s)")
         if clients > 1 and built.fill is not None and mode == "admitted":
             built.fill(addresses)
@@ -448,7 +435,7 @@ def build_case(
     def run(requests: int) -> int:
         if clock is not None:
             use_clock(clock)
-        elapsed = run_requests(wsgi, cycle, requests, environ)
+        elapsed = serve(wsgi, itertools.islice(cycle, requests), environ, collect=False)
         settle()  # a sweep still running would steal the next case's time, in any process
         expect_only(status, "timed requests")
         return elapsed
@@ -546,6 +533,16 @@ def rss() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@contextlib.contextmanager
+def tracing() -> Iterator[None]:
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        tracemalloc.stop()
+        settle()
+
+
 def memory(peer: str, clients: int, config: Config, after: Sequence[int]) -> Reply:
     """Traced growth per client once each of ``clients`` made ``after[i]`` requests, on a
     clock moving 0.1 µs per reading (a burst, all admitted; a new float per reading, as
@@ -554,20 +551,15 @@ def memory(peer: str, clients: int, config: Config, after: Sequence[int]) -> Rep
     wsgi = build(peer, replace(config, clock=clock)).app.wsgi_app
     serve(wsgi, [client_ip(clients)])  # lazy setup, off the books
     expect_only(OK, "memory warm-up")
-    tracemalloc.start()
-    try:
-        base = traced_now()
-        per_client: dict[str, float] = {}
-        made = 0
+    per_client: dict[str, float] = {}
+    with tracing():
+        base, made = traced_now(), 0
         for target in after:
             while made < target:
                 serve(wsgi, (client_ip(number) for number in range(clients)))
                 made += 1
             expect_only(OK, f"{clients} clients x {made} requests")
             per_client[str(target)] = (traced_now() - base) / clients
-    finally:
-        tracemalloc.stop()
-    settle()
     return {"bytes_per_client": per_client}
 
 
@@ -591,10 +583,7 @@ def flood(
     base, where = (PROXIED, "HTTP_X_FORWARDED_FOR") if config.proxies else (GET, "REMOTE_ADDR")
 
     def send(wsgi: WSGIApplication, numbers: Iterable[int]) -> int:
-        addresses = [client_address(number, ipv6_every) for number in numbers]
-        start = time.perf_counter_ns()
-        serve(wsgi, addresses, base, where)
-        return time.perf_counter_ns() - start
+        return serve(wsgi, [client_address(number, ipv6_every) for number in numbers], base, where)
 
     reply: Reply = {"stopped": "finished"}
     if scale:  # it also warms the interpreter up
@@ -604,57 +593,55 @@ def flood(
     config = replace(config, clock=clock)
     if trace:
         build(peer, config)  # its imports off the books
-        tracemalloc.start()
-    built = build(peer, config)
-    storage, wsgi = built.storage, built.app.wsgi_app
+    with tracing() if trace else contextlib.nullcontext():
+        built = build(peer, config)
+        storage, wsgi = built.storage, built.app.wsgi_app
 
-    def still_banned(when: str) -> None:
-        assert banned is not None
-        serve(wsgi, [banned], base, where)
-        expect_only(FORBIDDEN, f"the ban {when} the flood")
+        def banned_still(when: str) -> None:
+            assert banned is not None
+            serve(wsgi, [banned], base, where)
+            expect_only(FORBIDDEN, f"the ban {when} the flood")
 
-    if banned is not None and built.ban is not None:
-        built.ban(banned)
-        reply["ban_seconds"] = storage.banned_for(banned)
-        still_banned("before")
-    else:
-        send(wsgi, [clients])
-        expect_only(OK, "flood warm-up")
+        if banned is not None and built.ban is not None:
+            built.ban(banned)
+            reply["ban_seconds"] = storage.banned_for(banned)
+            banned_still("before")
+        else:
+            send(wsgi, [clients])
+            expect_only(OK, "flood warm-up")
 
-    def point(done: int, seconds: float, ns: int) -> Reply:
-        tracked = None if storage is None else storage.tracked
-        if config.max_clients and (tracked or 0) > config.max_clients:
-            raise RuntimeError(f"{tracked:,} logs tracked, over the cap")
-        found = {"clients": done, "tracked": tracked, "traced": traced_now(), "rss": rss()}
-        return {**found, "seconds": seconds, "ns": ns}
+        def point(done: int, seconds: float, ns: int) -> Reply:
+            tracked = None if storage is None else storage.tracked
+            if config.max_clients and (tracked or 0) > config.max_clients:
+                raise RuntimeError(f"{tracked:,} logs tracked, over the cap")
+            found = {"clients": done, "tracked": tracked, "traced": traced_now(), "rss": rss()}
+            return {**found, "seconds": seconds, "ns": ns}
 
-    points = [point(0, 0.0, 0)]
-    if clock is not None:
-        gc.freeze()  # the objects made before the flood: the collector skips them
-    step, ns = max(every // 10, 1), 0
-    started = time.perf_counter()
-    for first in range(0, clients, step):
-        done = min(first + step, clients)
-        ns += send(wsgi, range(first, done))
-        expect_only(OK, f"flood, clients {first:,}+")
-        elapsed = time.perf_counter() - started
-        if rss() > ceiling:
-            reply["stopped"] = "memory ceiling"
-        elif budget is not None and elapsed > budget and done < clients:
-            reply["stopped"] = "time budget"
-        if done % every == 0 or done == clients or reply["stopped"] != "finished":
-            points.append(point(done, elapsed, ns))
-            ns = 0
-        if reply["stopped"] != "finished":
-            break
-    gc.unfreeze()
-    if banned is not None and built.ban is not None:
-        still_banned("after")
-        reply.update(ban_left_after=storage.banned_for(banned), bans_after=len(storage.bans()))
-    if clock is not None:
-        reply["clock_seconds"] = clock() - START
-    tracemalloc.stop()
-    settle()
+        points = [point(0, 0.0, 0)]
+        if clock is not None:
+            gc.freeze()  # the objects made before the flood: the collector skips them
+        step, ns = max(every // 10, 1), 0
+        started = time.perf_counter()
+        for first in range(0, clients, step):
+            done = min(first + step, clients)
+            ns += send(wsgi, range(first, done))
+            expect_only(OK, f"flood, clients {first:,}+")
+            elapsed = time.perf_counter() - started
+            if rss() > ceiling:
+                reply["stopped"] = "memory ceiling"
+            elif budget is not None and elapsed > budget and done < clients:
+                reply["stopped"] = "time budget"
+            if done % every == 0 or done == clients or reply["stopped"] != "finished":
+                points.append(point(done, elapsed, ns))
+                ns = 0
+            if reply["stopped"] != "finished":
+                break
+        gc.unfreeze()
+        if banned is not None and built.ban is not None:
+            banned_still("after")
+            reply.update(ban_left_after=storage.banned_for(banned), bans_after=len(storage.bans()))
+        if clock is not None:
+            reply["clock_seconds"] = clock() - START
     return {**reply, "points": points}
 
 
@@ -670,18 +657,17 @@ def fill(
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage")
     scopes = ours_scopes(rules)
     gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    storage = storage_module.MemoryStorage(
-        max_clients=max(clients, storage_module.DEFAULT_MAX_CLIENTS),
-        clock=itertools.count(START, step).__next__,
-    )
-    keys = [client_key(number, ipv6_every) for number in range(clients)]
-    hit_all(storage, keys, scopes, requests, "the direct fill")
-    del keys  # the storage holds them
-    gc.collect()
-    used = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
+    with tracing():
+        before = tracemalloc.get_traced_memory()[0]
+        storage = storage_module.MemoryStorage(
+            max_clients=max(clients, storage_module.DEFAULT_MAX_CLIENTS),
+            clock=itertools.count(START, step).__next__,
+        )
+        keys = [client_key(number, ipv6_every) for number in range(clients)]
+        hit_all(storage, keys, scopes, requests, "the direct fill")
+        del keys  # the storage holds them
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
     return {"tracked": storage.tracked, "bytes_per_client": used / storage.tracked}
 
 

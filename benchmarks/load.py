@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -54,13 +54,12 @@ class Plan:
     seconds: int
     warm_up: int
     rounds: int
-    threads: int
-    connections: int
-    clients: int
+    threads: int = 1
+    connections: int = 2
+    clients: int = 1_000
 
 
-FULL = Plan(seconds=3, warm_up=1, rounds=5, threads=1, connections=2, clients=1_000)
-SMOKE = Plan(seconds=1, warm_up=0, rounds=1, threads=1, connections=2, clients=1_000)
+FULL, SMOKE = Plan(seconds=3, warm_up=1, rounds=5), Plan(seconds=1, warm_up=0, rounds=1)
 
 
 @dataclass(frozen=True)
@@ -68,44 +67,38 @@ class Run:
     """One run of a mix against a server (``errors``: no response)."""
 
     requests: int
-    seconds: float
+    duration_us: float
     p50_us: float
     p99_us: float
     statuses: dict[str, int]
     errors: int
 
     @property
+    def seconds(self) -> float:
+        return self.duration_us / 1e6
+
+    @property
     def rps(self) -> float:
         return self.requests / self.seconds
 
 
-Generator = Callable[[int, str, int], Run]
-"""Runs a mix against a port for some seconds."""
-
-
-def wrk(executable: str, plan: Plan) -> tuple[str, Generator]:
-    """wrk with ``load.lua``: the mix's requests, statuses counted, one JSON line at the end."""
+def wrk_version(executable: str) -> str:
     found = subprocess.run([executable, "-v"], capture_output=True, text=True, check=False)
     words = (found.stdout + found.stderr).split()
-    name = f"wrk {words[1] if len(words) > 1 else ''}".strip()
+    return f"wrk {words[1] if len(words) > 1 else ''}".strip()
 
-    def run(port: int, mix: str, seconds: int) -> Run:
-        command = [executable, f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds}s"]
-        command += ["--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/"]
-        done = subprocess.run(
-            [*command, "--", mix, str(plan.clients)],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 30,
-        )
-        found = re.search(r"^LOAD-RESULT (.*)$", done.stdout, re.MULTILINE)
-        if done.returncode != 0 or found is None:
-            raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-        result = json.loads(found.group(1))
-        fields = ("requests", "p50_us", "p99_us", "statuses", "errors")
-        return Run(seconds=result["duration_us"] / 1e6, **{key: result[key] for key in fields})
 
-    return f"{name}, {plan.threads} thread(s), {plan.connections} connections", run
+def wrk(executable: str, plan: Plan, port: int, mix: str, seconds: int) -> Run:
+    """wrk with ``load.lua``: the mix's requests, statuses counted, one JSON line at the end."""
+    command = [executable, f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds}s"]
+    command += ["--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/"]
+    command += ["--", mix, str(plan.clients)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
+    found = re.search(r"^LOAD-RESULT (.*)$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    result = json.loads(found.group(1))
+    return Run(**{name: result[name] for name in Run.__dataclass_fields__})
 
 
 class Server(ServerProcess):
@@ -189,49 +182,36 @@ def started(
         yield servers
 
 
-def measure(servers: Sequence[Server], generator: Generator, plan: Plan) -> None:
+def measure(servers: Sequence[Server], executable: str, plan: Plan) -> None:
     """A warm-up run per server, then rounds, each round's order shifted by one."""
     for server in servers if plan.warm_up else ():
         log(f"warm-up: {server.label} / {server.mix}")
-        server.check(generator(server.port, server.mix, plan.warm_up))
+        server.check(wrk(executable, plan, server.port, server.mix, plan.warm_up))
     for number in range(plan.rounds):
         log(f"round {number + 1}/{plan.rounds}")
-        shift = number % len(servers)
-        for server in [*servers[shift:], *servers[:shift]]:
-            server.runs.append(server.check(generator(server.port, server.mix, plan.seconds)))
+        for server in common.rotated(servers, number):
+            run = wrk(executable, plan, server.port, server.mix, plan.seconds)
+            server.runs.append(server.check(run))
             if number == plan.rounds - 1:
                 server.read_memory()
-
-
-# -- the report ------------------------------------------------------------------------------------
 
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def versus_bare(server: Server, servers: Sequence[Server]) -> Optional[tuple[list[float], str]]:
-    """The per-round ratios of requests per second to bare Flask's on the same mix, and
-    their median with the lowest and highest round; None for bare Flask itself."""
-    bare = next((s for s in servers if s.peer is BARE and s.mix == server.mix), server)
-    if bare is server:
-        return None
-    found = [a.rps / b.rps for a, b in zip(server.runs, bare.runs)]
-    extremes = f" ({min(found):.2f} to {max(found):.2f})" if len(found) > 1 else ""
-    return found, f"{median(found):.2f}x{extremes}"
-
-
-def report(
-    servers: Sequence[Server],
-    plan: Plan,
-    generator: str,
-    versions: dict[str, Any],
-    smoke: bool,
-    seconds: float,
-) -> str:
+def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
+    """The table (one row per server), and the target: ours under attack at least as fast
+    as bare Flask, by the median of per-round ratios of requests per second."""
     rows, targets = [], common.Targets()
     for server in sorted(servers, key=lambda server: list(MIXES).index(server.mix)):
-        runs, versus, stored = server.runs, versus_bare(server, servers), server.redis_memory
+        runs, stored = server.runs, server.redis_memory
+        rps = median([run.rps for run in runs])
+        bare = next((s for s in servers if s.peer is BARE and s.mix == server.mix), server)
+        ratios = [a.rps / b.rps for a, b in zip(runs, bare.runs)]
+        versus = f"{median(ratios):.2f}x"
+        if len(ratios) > 1:
+            versus += f" ({min(ratios):.2f} to {max(ratios):.2f})"
         requests, errors = sum(run.requests for run in runs), sum(run.errors for run in runs)
         refused = sum(run.statuses.get(status, 0) for run in runs for status in REFUSED)
         memory = (f"{server.memory.get(name, 0) / 1e6:.0f}" for name in ("VmRSS", "VmHWM"))
@@ -239,8 +219,8 @@ def report(
             [
                 server.label,
                 server.mix,
-                f"{median([run.rps for run in runs]):,.0f}",
-                "" if versus is None else versus[1],
+                f"{rps:,.0f}",
+                "" if bare is server else versus,
                 f"{median([run.p50_us for run in runs]) / 1000:.2f}",
                 f"{median([run.p99_us for run in runs]) / 1000:.2f}",
                 f"{refused / requests:.1%}" + (f" ({errors} errors)" if errors else ""),
@@ -250,33 +230,26 @@ def report(
                 else "",
             ]
         )
-        if server.peer is OURS and server.mix == "attack" and versus is not None:
-            bare = next(s for s in servers if s.peer is BARE and s.mix == "attack")
+        if server.peer is OURS and server.mix == "attack" and bare is not server:
             targets.add(
                 "under attack (90% refused) behind gunicorn, ours serves at least as many "
                 "requests per second as bare Flask serving the same mix of 200s"
                 + (" (ours on Redis)" if server.redis else ""),
-                f"{median([run.rps for run in runs]):,.0f} vs "
-                f"{median([run.rps for run in bare.runs]):,.0f} requests/s: {versus[1]}",
-                median(versus[0]) >= 1,
+                f"{rps:,.0f} vs {median([run.rps for run in bare.runs]):,.0f} requests/s: {versus}",
+                median(ratios) >= 1,
             )
     headings = ["configuration", "traffic", "requests/s", "x bare", "p50 ms", "p99 ms", "refused"]
     return common.template(
         "load.md",
-        generated=common.generated("load.py", smoke, seconds),
+        **values,
+        plan=plan,
         machine=common.machine(),
-        interpreters=common.interpreters(versions),
-        generator=generator,
         settings=" ".join(WORKER_SETTINGS),
         rules=RATE_LIMIT_RULES,
         ban_rule=BAN_RULE,
-        normal=MIXES["normal"],
-        attack=MIXES["attack"],
-        clients=f"{plan.clients:,}",
+        mixes=MIXES,
         attacker=ATTACKER,
         warm_up=f"a {plan.warm_up} s warm-up per server" if plan.warm_up else "no warm-up",
-        rounds=plan.rounds,
-        seconds=plan.seconds,
         targets=f"\n## Target\n\n{targets.table()}\n" if targets else "",
         table=table([*headings, "worker RSS / peak MB", "Redis used memory"], rows, text=2),
     )
@@ -289,12 +262,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print("load.py: skipped: it needs wrk (Debian/Ubuntu: apt-get install wrk)", flush=True)
         return
     plan = SMOKE if smoke else FULL
-    name, generator = wrk(executable, plan)
     begun, versions = time.perf_counter(), dict[str, Any]()
-    configurations = [(OURS, False)] if smoke else FULL_CONFIGURATIONS
-    with started(configurations, not smoke, versions) as servers:
-        measure(servers, generator, plan)
-    text = report(servers, plan, name, versions, smoke, time.perf_counter() - begun)
+    with started([(OURS, False)] if smoke else FULL_CONFIGURATIONS, not smoke, versions) as servers:
+        measure(servers, executable, plan)
+    text = report(
+        servers,
+        plan,
+        generated=common.generated("load.py", smoke, time.perf_counter() - begun),
+        interpreters=common.interpreters(versions),
+        wrk=wrk_version(executable),
+    )
     common.publish(text, LOAD_MD, smoke=smoke, log=log)
 
 

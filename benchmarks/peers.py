@@ -2,7 +2,8 @@
 
 Not a test: it prints RESULTS.md's report (a full run writes it) and asserts no speed.
 ``make bench-peers`` runs it (about 25 minutes on two cores); ``--smoke``: tiny counts, with
-the peers whose venvs under ``benchmarks/.venvs/`` are built (it builds none).
+the peers whose venvs under ``benchmarks/.venvs/`` are built (it builds none). ``--overhead``:
+ours over bare Flask alone, more rounds (about five minutes; ``make bench`` runs both).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import common
 import harness
 import redis
 from common import HERE, OURS_VENV, Targets, Worker, configuration, overhead, ratio, table
-from harness import BAN_RULE, RATE_LIMIT_RULES
 
 RESULTS, LOAD = HERE / "RESULTS.md", HERE / "LOAD.md"
 log = common.logger("peers")
@@ -31,13 +31,13 @@ class Plan:
     client_counts: tuple[int, ...]
     rounds: int
     requests: int
-    memory_clients: int
-    redis_clients: int
-    redis_rounds: int
-    redis_requests: int
-    monitor_requests: int
-    flood_clients: int
-    flood_every: int
+    memory_clients: int = 0
+    redis_clients: int = 0
+    redis_rounds: int = 0
+    redis_requests: int = 0
+    monitor_requests: int = 0
+    flood_clients: int = 0
+    flood_every: int = 0
     flood_ceiling: int = 1 << 30
     """RSS, in bytes, past which a peer's flood stops."""
     flood_budget: float = 45.0
@@ -46,9 +46,8 @@ class Plan:
 
 FULL = Plan((1, 1_000, 100_000), 11, 2_000, 2_000, 10_000, 7, 2_000, 1_000, 1_000_000, 100_000)
 SMOKE = Plan((1, 10, 100), 2, 50, 20, 200, 2, 50, 20, 200, 100)
-
-
-# -- the peers ---------------------------------------------------------------------------------
+OVERHEAD, OVERHEAD_SMOKE = Plan((1, 1_000, 100_000), 15, 10_000), Plan((1, 10, 100), 2, 200)
+"""``--overhead``: client counts (none evicted under the default bound), rounds, requests."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,8 @@ OURS = Peer("ours", "flask-gatekeeper (this), sliding log", "ours", OURS_VENV)
 MOVING = Peer("limiter-moving", "Flask-Limiter 4, moving window", "FL moving", "limiter")
 FIXED = Peer("limiter-fixed", "Flask-Limiter 4, fixed window", "FL fixed", "limiter")
 ORIGINAL = Peer("original", "flask-gatekeeper 1.0.0", "1.0.0", "original", redis=False)
+GATEKEEPER = Peer("ours", "GateKeeper", "ours", OURS_VENV)
+"""Ours as ``--overhead`` labels it."""
 PINGED = Peer("pinged", "bare Flask making one redis-py PING per request", "PING", OURS_VENV)
 """The yardstick of the Redis target, measured on Redis only."""
 ALL = (OURS, MOVING, FIXED, ORIGINAL)
@@ -80,21 +81,16 @@ LACKS = {
     ORIGINAL: "no Redis storage; no memory bound",
 }
 FUNCTIONS = {
-    Peer(
-        f"{peer.key}-function", f"{label}, limit and cost functions", f"{peer.short} fn", peer.venv
-    ): peer
-    for peer, label in ((OURS, "flask-gatekeeper (this)"), (MOVING, MOVING.label))
+    Peer(f"{p.key}-function", f"{label}, limit and cost functions", f"{p.short} fn", p.venv): p
+    for p, label in ((OURS, "flask-gatekeeper (this)"), (MOVING, MOVING.label))
 }
 """The peers whose route limit and cost are functions of the request, each with the peer
 it adds them to (same rules and ban rule otherwise)."""
-
 REFUSALS = (("refused", None), ("refused", "*/*"), ("banned", None), ("banned", "*/*"))
 """The refused paths of the targets (one client), with no ``Accept`` header and with one."""
 REFUSED_AIM = 1.10
 """What a refusal aims to cost, times a bare Flask request (issue 15)."""
 MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
-
-# -- timed cases -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -116,14 +112,16 @@ class Case:
         return f"{self.peer.key}/{self.mode}/{self.clients}/{self.accept}"
 
     @property
+    def accepts(self) -> str:
+        return "" if self.accept is None else f", Accept: {self.accept}"
+
+    @property
     def kind(self) -> str:
-        """The mode, and the ``Accept`` header when there is one."""
-        return self.mode + ("" if self.accept is None else f", Accept: {self.accept}")
+        return self.mode + self.accepts
 
     @property
     def label(self) -> str:
-        accept = "" if self.accept is None else f", Accept: {self.accept}"
-        return self.peer.label + MODE_LABELS.get(self.mode, "") + accept
+        return self.peer.label + MODE_LABELS.get(self.mode, "") + self.accepts
 
     def fields(self) -> dict[str, Any]:
         """The worker's ``build`` command for it."""
@@ -131,11 +129,12 @@ class Case:
         return {"case": self.name, **build, "accept": self.accept, **configuration(self.storage)}
 
 
-def build(workers: dict[str, Worker], case: Case) -> Case:
-    log(f"building {case.name}")
-    case.worker = workers[case.peer.venv]
-    case.facts = case.worker.ask("build", **case.fields())["facts"]
-    return case
+def build(workers: dict[str, Worker], cases: Sequence[Case]) -> list[Case]:
+    for case in cases:
+        log(f"building {case.name}")
+        case.worker = workers[case.peer.venv]
+        case.facts = case.worker.ask("build", **case.fields())["facts"]
+    return list(cases)
 
 
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
@@ -177,7 +176,6 @@ class Results:
     ping: float = 0.0
     """µs per redis-py PING round trip (median of rounds)."""
     flood: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 def measure_time(workers: dict[str, Worker], results: Results) -> None:
@@ -185,18 +183,20 @@ def measure_time(workers: dict[str, Worker], results: Results) -> None:
     cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in (BARE, *peers)]
     cases += [Case(peer, "refused", 1) for peer in peers]
     cases += [
-        Case(p, mode, 1, accept) for mode, accept in REFUSALS[1:] for p in peers if p in BANNING
+        Case(p, mode, 1, accept) for mode, accept in REFUSALS[1:] for p in BANNING if p in peers
     ]
-    functions = [
-        Case(peer, "admitted", count)
-        for count in plan.client_counts
-        for peer, plain in FUNCTIONS.items()
-        if plain in peers
-    ]
-    results.timed = [build(workers, case) for case in cases]
-    results.functions = [build(workers, case) for case in functions]
+    results.timed = build(workers, cases)
+    results.functions = build(
+        workers,
+        [
+            Case(peer, "admitted", count)
+            for count in plan.client_counts
+            for peer, plain in FUNCTIONS.items()
+            if plain in peers
+        ],
+    )
     for worker in workers.values():
-        worker.ask("freeze")
+        worker.ask("freeze")  # the apps, addresses and logs: collections skip them
     common.run_rounds([*results.timed, *results.functions], plan.rounds, plan.requests, log)
     for worker in workers.values():
         worker.ask("drop")
@@ -210,17 +210,18 @@ def measure_redis(workers: dict[str, Worker], results: Results) -> None:
             return
         peers = [peer for peer in (BARE, PINGED, *results.peers) if peer.redis]
         # A database each: Flask-Limiter's strategies would share keys of different types.
+        url = f"redis://127.0.0.1:{port}/"
         cases = [
-            Case(peer, "redis", plan.redis_clients, storage=f"redis://127.0.0.1:{port}/{db}")
+            Case(peer, "redis", plan.redis_clients, storage=f"{url}{db}")
             for db, peer in enumerate(peers)
         ]
-        results.redis = [build(workers, case) for case in cases]
+        results.redis = build(workers, cases)
         for case in cases[1:]:
             log(f"MONITOR: {case.peer.label}")
             results.commands[case.peer.key] = count_commands(case, port, plan.monitor_requests)
         common.run_rounds(cases, plan.redis_rounds, plan.redis_requests, log)
         ping = Case(PINGED, "ping", 0, worker=workers[OURS_VENV])
-        workers[OURS_VENV].ask("ping", case=ping.name, url=f"redis://127.0.0.1:{port}/0")
+        workers[OURS_VENV].ask("ping", case=ping.name, url=f"{url}0")
         results.ping = statistics.median(
             common.measure(ping, plan.redis_requests) for _ in range(plan.redis_rounds)
         )
@@ -241,8 +242,7 @@ def flood_one(peer: Peer, python: common.Interpreter, results: Results) -> None:
     plan = results.plan
     log(f"flood: {peer.label}")
     shape = {"clients": plan.flood_clients, "every": plan.flood_every, **configuration()}
-    budget = None if peer is OURS else plan.flood_budget
-    limits = {"ceiling": plan.flood_ceiling, "budget": budget}
+    limits = {"ceiling": plan.flood_ceiling, "budget": None if peer is OURS else plan.flood_budget}
     reply = common.once(peer.venv, python, "flood", peer=peer.key, **shape, **limits)
     log(f"flood done: {peer.label} ({reply['stopped']})")
     base = reply["points"][0]["traced"]
@@ -300,7 +300,7 @@ def time_table(
 ) -> str:
     """One row per case: median, spread, overhead and ratio vs bare Flask (same clients),
     the ratio to each peer's same case, paired by round, and the ``last`` column if given."""
-    found, rows = by_key(cases), []
+    found, rows, timed = by_key(cases), [], unit is MICROSECONDS
     for case in cases:
         bare = found.get((BARE.key, "redis" if case.mode == "redis" else "admitted", case.clients))
         versus_bare = ["", f"{1:.{unit.digits}f}x"]
@@ -312,13 +312,13 @@ def time_table(
                 case.label,
                 f"{case.clients:,}",
                 f"{median(case):{unit.spec}}",
-                *([common.spread(case.samples)] if unit is MICROSECONDS else []),
+                *([common.spread(case.samples)] if timed else []),
                 *versus_bare,
                 *("" if other is None else f"{ratio(case, other):.2f}x" for other in others),
                 *([] if last is None else [last[1](case)]),
             ]
         )
-    headings = ["configuration", "clients", unit.heading, *["spread"] * (unit is MICROSECONDS)]
+    headings = ["configuration", "clients", unit.heading, *["spread"] * timed]
     headings += ["overhead vs bare", "x bare", *(f"x {peer.short}" for peer in peers)]
     return table([*headings, *([] if last is None else [last[0]])], rows)
 
@@ -383,8 +383,12 @@ def flood_table(found: dict[str, dict[str, Any]]) -> str:
         for clients in sorted(set().union(*points.values()) - {0})
     ]
     last = [found[peer.key]["points"][-1] for peer in peers]
-    ends = (f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in last)
-    rows.append(["traced B/client at the end", *ends])
+    rows.append(
+        [
+            "traced B/client at the end",
+            *(f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in last),
+        ]
+    )
     rows.append(["stopped", *(found[peer.key]["stopped"] for peer in peers)])
     return table(["clients", *(peer.label for peer in peers)], rows)
 
@@ -393,17 +397,17 @@ def speed_targets(found: Found, client_counts: Sequence[int], unit: Unit = MICRO
     """The targets of issues 6 and 15 on a request's time (or instructions): admitted at
     each client count, and each refusal at one client. Unmeasured rows are skipped."""
 
-    def at(peer: Peer, kind: str, clients: int = 1) -> Case:
+    def at(peer: Peer, kind: str = "admitted", clients: int = 1) -> Case:
         return found[(peer.key, kind, clients)]
 
     def bare_flask(count: int, bound: float) -> tuple[str, bool]:
-        ours, bare = at(OURS, "admitted", count), at(BARE, "admitted", count)
+        ours, bare = at(OURS, clients=count), at(BARE, clients=count)
         both = f"{unit(median(ours))} vs {unit(median(bare))}"
         return f"{ratio(ours, bare):.3f}x ({both})", ratio(ours, bare) <= bound
 
     def overheads(peer: Peer, count: int) -> tuple[float, float, str]:
-        bare = at(BARE, "admitted", count)
-        mine, theirs = (overhead(at(p, "admitted", count), bare) for p in (OURS, peer))
+        bare = at(BARE, clients=count)
+        mine, theirs = (overhead(at(p, clients=count), bare) for p in (OURS, peer))
         return mine, theirs, f"{unit(mine, '+')} vs {unit(theirs, '+')}"
 
     def twenty_times(count: int) -> tuple[str, bool]:
@@ -416,33 +420,36 @@ def speed_targets(found: Found, client_counts: Sequence[int], unit: Unit = MICRO
         return measured, mine < theirs
 
     def cheaper(kind: str) -> tuple[str, bool]:
-        ours, original, bare = at(OURS, kind), at(ORIGINAL, kind), at(BARE, "admitted")
+        ours, original, bare = at(OURS, kind), at(ORIGINAL, kind), at(BARE)
         each = (f"{unit(median(c))} ({ratio(c, bare):.2f}x bare)" for c in (ours, original))
         return f"{' vs '.join(each)}: {ratio(ours, original):.3f}x", ratio(ours, original) < 1
 
     def aim(kind: str) -> tuple[str, bool]:
-        times = ratio(at(OURS, kind), at(BARE, "admitted"))
+        times = ratio(at(OURS, kind), at(BARE))
         return f"{times:.3f}x", times <= REFUSED_AIM
 
     targets = Targets()
     for count in client_counts:
         clients = f"{count:,} client{'s' if count > 1 else ''}"
         bound = 1.15 if count >= 100_000 else 1.10
-        limiter = "Flask-Limiter moving window's"
         rows = {
             f"admitted at most {bound:.2f}x bare Flask": partial(bare_flask, count, bound),
-            f"overhead at least 20x smaller than {limiter}": partial(twenty_times, count),
+            "overhead at least 20x smaller than Flask-Limiter moving window's": partial(
+                twenty_times, count
+            ),
             "overhead smaller than flask-gatekeeper 1.0.0's": partial(smaller, count),
         }
         for target, row in rows.items():
             targets.measured(f"{target}, {clients}", row)
     for mode, accept in REFUSALS:
-        kind = mode if accept is None else f"{mode}, Accept: {accept}"
-        what = MODE_LABELS[mode][2:] + ("" if accept is None else f", Accept: {accept}")
-        cheaper_row = partial(cheaper, kind)
-        targets.measured(f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal", cheaper_row)
-        aim_row = partial(aim, kind)
-        targets.measured(f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)", aim_row)
+        case = Case(OURS, mode, 1, accept)
+        kind, what = case.kind, MODE_LABELS[mode][2:] + case.accepts
+        targets.measured(
+            f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal", partial(cheaper, kind)
+        )
+        targets.measured(
+            f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)", partial(aim, kind)
+        )
     return targets
 
 
@@ -495,14 +502,12 @@ def targets(results: Results) -> str:
 
     moving = "Flask-Limiter moving window's after 20"
     found.measured(f"memory per client at least 3x smaller than {moving}", smaller_than_moving)
-    found.measured(
-        "Redis: exactly 1 client command per request (ours)", one_command, results.redis_note
-    )
-    found.measured(
-        "Redis: overhead at most 1.5x a redis-py PING round trip made in a request (ours)",
-        against_ping,
-        results.redis_note,
-    )
+    redis_rows = {
+        "exactly 1 client command per request (ours)": one_command,
+        "overhead at most 1.5x a redis-py PING round trip made in a request (ours)": against_ping,
+    }
+    for target, row in redis_rows.items():
+        found.measured(f"Redis: {target}", row, results.redis_note)
     points = results.flood[OURS.key]["points"]
     settled = next(p for p in points if p["clients"] >= 2 * results.plan.flood_every)
     end = points[-1]
@@ -525,27 +530,22 @@ def readings(cases: Sequence[Case]) -> str:
     )
 
 
-def report(results: Results) -> str:
-    plan, smoke = results.plan, results.smoke
+def report(results: Results, seconds: float) -> str:
+    plan = results.plan
     redis_part = results.redis_note.capitalize() + "."
     if not results.redis_note:
         redis_part = common.template(
-            "results-redis.md",
-            clients=f"{plan.redis_clients:,}",
-            rounds=plan.redis_rounds,
-            requests=f"{plan.redis_requests:,}",
-            monitored=f"{plan.monitor_requests:,}",
-            table=redis_table(results),
-            ping=f"{results.ping:.1f}",
+            "results-redis.md", plan=plan, table=redis_table(results), ping=results.ping
         )
     return common.template(
         "results.md",
-        generated=common.generated("peers.py", smoke, results.seconds),
+        plan=plan,
+        generated=common.generated("peers.py", results.smoke, seconds),
         machine=common.machine(),
         python=platform.python_version(),
         interpreters=common.interpreters(results.versions),
-        rules=RATE_LIMIT_RULES,
-        ban_rule=BAN_RULE,
+        rules=harness.RATE_LIMIT_RULES,
+        ban_rule=harness.BAN_RULE,
         lacks="; ".join(f"{peer.label}: {lacks}" for peer, lacks in LACKS.items()),
         unmeasured="".join(
             f"\n- Not measured (its venv is not built): {peer.label}."
@@ -553,31 +553,65 @@ def report(results: Results) -> str:
             if peer not in results.peers
         ),
         targets=targets(results),
-        rounds=plan.rounds,
-        requests=f"{plan.requests:,}",
         time_table=time_table(results.timed, results.peers),
         readings=readings(results.timed),
         pro_limit=harness.PRO_LIMIT,
         free_limit=harness.FREE_LIMIT,
         function_readings=readings(results.functions) or "none measured",
         function_table=function_table(results),
-        memory_clients=f"{plan.memory_clients:,}",
         memory_table=memory_table(results.memory, results.peers),
         redis=redis_part,
-        flood_clients=f"{plan.flood_clients:,}",
-        flood_every=f"{plan.flood_every:,}",
-        ceiling=f"{plan.flood_ceiling / 2**30:g}",
-        budget=f"{plan.flood_budget:g}",
-        check=f"{plan.flood_every // 10:,}",
+        ceiling=plan.flood_ceiling / 2**30,
+        check=plan.flood_every // 10,
         flood_table=flood_table(results.flood),
     )
 
 
+def overhead_report(smoke: bool, started: float) -> str:
+    """Ours over bare Flask at each client count, its refusals, and an empty hook."""
+    plan = OVERHEAD_SMOKE if smoke else OVERHEAD
+    python = common.interpreter(OURS_VENV, install=False)
+    assert python is not None
+    workers = {OURS_VENV: Worker(OURS_VENV, python)}
+    try:
+        ours = GATEKEEPER
+        cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in (BARE, ours)]
+        cases += [Case(HOOK, "admitted", 1), Case(ours, "refused", 1), Case(ours, "banned", 1)]
+        cases = build(workers, cases)
+        workers[OURS_VENV].ask("freeze")
+        common.run_rounds(cases, plan.rounds, plan.requests, log)
+    finally:
+        workers[OURS_VENV].close()
+    bare_few, ours_few, *_, bare_many, ours_many = cases[: 2 * len(plan.client_counts)]
+    return common.template(
+        "overhead.md",
+        setting=common.setting(),
+        plan=plan,
+        table=time_table(cases, []),
+        many=plan.client_counts[-1],
+        few=plan.client_counts[0],
+        ours_ratio=ratio(ours_many, ours_few),
+        bare_ratio=ratio(bare_many, bare_few),
+        ours_many=overhead(ours_many, bare_many),
+        ours_few=overhead(ours_few, bare_few),
+        seconds=time.perf_counter() - started,
+    )
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.arguments(__doc__, argv, smoke="tiny counts: checks that it runs").smoke
+    args = common.arguments(
+        __doc__,
+        argv,
+        smoke="tiny counts: checks that it runs",
+        overhead="ours over bare Flask only, printed (not RESULTS.md)",
+    )
     started = time.perf_counter()
-    pythons = common.worker_interpreters(install=not smoke, log=log)
-    results = Results(SMOKE if smoke else FULL, smoke, tuple(p for p in ALL if p.venv in pythons))
+    if args.overhead:
+        print(overhead_report(args.smoke, started))
+        return
+    pythons = common.worker_interpreters(install=not args.smoke, log=log)
+    peers = tuple(peer for peer in ALL if peer.venv in pythons)
+    results = Results(SMOKE if args.smoke else FULL, args.smoke, peers)
     workers = {venv: Worker(venv, python) for venv, python in pythons.items()}
     try:
         results.versions = {venv: worker.ask("hello") for venv, worker in workers.items()}
@@ -587,8 +621,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     finally:
         for worker in workers.values():
             worker.close()
-    results.seconds = time.perf_counter() - started
-    common.publish(report(results), RESULTS, smoke=smoke, log=log)
+    text = report(results, time.perf_counter() - started)
+    common.publish(text, RESULTS, smoke=args.smoke, log=log)
 
 
 if __name__ == "__main__":

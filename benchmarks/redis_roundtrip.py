@@ -86,18 +86,16 @@ def measure(venv: str, port: int, plan: tuple[int, int, int]) -> str:
         for label, samples in found.items()
     ]
     headings = ["what", "µs per call", "spread", "x redis-py PING", "x PING in a request"]
-    facts = reply["facts"]
     return common.template(
         "redis-roundtrip.md",
         setting=common.setting(),
-        redis_py=facts["packages"]["redis"],
-        hiredis="with" if facts["hiredis"] else "without",
-        parser=facts["parser"],
-        clients=f"{clients:,}",
+        facts=reply["facts"],
+        hiredis="with" if reply["facts"]["hiredis"] else "without",
+        clients=clients,
         rounds=rounds,
-        requests=f"{requests:,}",
+        requests=requests,
         table=table(headings, lines),
-        script_us=f"{float(stats.get('usec_per_call', 0.0)):.1f}",
+        script_us=float(stats.get("usec_per_call", 0.0)),
         hit_ratio=ratio(found[ROWS["hit"]], ping),
         overhead_ratio=ratio(overhead, in_request),
     )

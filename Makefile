@@ -105,7 +105,7 @@ bench: $(VENV)/.installed-dev
 	$(PIN) $(BIN)/python benchmarks/flood.py
 	$(PIN) $(BIN)/python benchmarks/load.py
 	$(PIN) $(BIN)/python benchmarks/peers.py
-	$(PIN) $(BIN)/python benchmarks/instructions.py
+	$(PIN) $(BIN)/python benchmarks/peers.py --instructions
 
 bench-smoke: $(VENV)/.installed-dev
 	$(PIN) $(BIN)/python benchmarks/peers.py --overhead --smoke
@@ -113,7 +113,7 @@ bench-smoke: $(VENV)/.installed-dev
 	$(PIN) $(BIN)/python benchmarks/strategies.py --smoke
 	$(PIN) $(BIN)/python benchmarks/flood.py --smoke
 	$(PIN) $(BIN)/python benchmarks/peers.py --smoke
-	$(PIN) $(BIN)/python benchmarks/instructions.py --smoke
+	$(PIN) $(BIN)/python benchmarks/peers.py --instructions --smoke
 	$(PIN) $(BIN)/python benchmarks/load.py --smoke
 
 ## Side by side with Flask-Limiter and flask-gatekeeper 1.0 (own venvs in benchmarks/.venvs/);

@@ -291,9 +291,10 @@ def once(venv: str, python: Interpreter, command: str, **fields: object) -> dict
         worker.close()
 
 
-def two_at_a_time(tasks: Sequence[Callable[[], T]]) -> list[T]:
-    """The tasks' results, in order, run in threads two at a time (at most the cores)."""
-    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+def two_at_a_time(tasks: Sequence[Callable[[], T]], at_once: Optional[int] = 2) -> list[T]:
+    """The tasks' results, in order, run in threads two (or ``at_once``) at a time, at most
+    the cores."""
+    with ThreadPoolExecutor(max_workers=max(1, min(at_once or 1, os.cpu_count() or 1))) as pool:
         return [future.result() for future in [pool.submit(task) for task in tasks]]
 
 

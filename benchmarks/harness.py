@@ -1,10 +1,7 @@
-"""The apps every benchmark measures, the requests sent to them, and the worker that runs them.
-
-A worker runs in each venv (ours, hiredis's, and with ``-I`` Flask-Limiter's and 1.0.0's), so
-only the standard library, Flask and Werkzeug are imported at the top, each peer in its builder.
-Requests call ``app.wsgi_app`` on a copy of one prebuilt environ; an unexpected status fails the
-run. Protocol: one JSON command per line on stdin, one JSON reply per line on stdout.
-"""
+"""The apps every benchmark measures, the requests sent to them, and the worker that runs them
+(one JSON command per line on stdin, one reply per line on stdout). A worker runs in each venv,
+so only the standard library, Flask and Werkzeug are imported at the top, each peer in its
+builder. Requests call ``app.wsgi_app`` on a copy of one prebuilt environ."""
 
 from __future__ import annotations
 
@@ -57,9 +54,6 @@ OK, TOO_MANY, FORBIDDEN = "200 OK", "429 TOO MANY REQUESTS", "403 FORBIDDEN"
 PRO_LIMIT, FREE_LIMIT = "1000/minute", "100/minute"
 
 
-# -- requests ------------------------------------------------------------------------------
-
-
 def function_view() -> Callable[[], str]:
     """A fresh ``GET /`` view for each app (the peers' decorators mark or register it)."""
 
@@ -90,8 +84,7 @@ def start_response(
 
 
 def expect_only(expected: dict[str, int] | str, what: str) -> None:
-    """Fail unless the statuses seen since the last call are only ``expected`` (a status
-    line, or exact counts); forget them."""
+    """Fail unless the statuses since the last call are only ``expected`` (or these counts)."""
     seen = dict(statuses)
     statuses.clear()
     unexpected = seen != expected if isinstance(expected, dict) else set(seen) - {expected}
@@ -135,8 +128,8 @@ def serve(
     where: str = "REMOTE_ADDR",
     collect: bool = True,
 ) -> int:
-    """One request per client, a copy of ``base`` with the client in ``where``, the
-    collector off unless ``collect``; the elapsed ns."""
+    """One request per client (in ``where`` of a copy of ``base``), in ns; timed runs skip
+    the collector."""
     if not collect:
         gc.disable()
     started = time.perf_counter_ns()
@@ -166,8 +159,6 @@ def calls(call: Callable[[int], object]) -> Run:
     return timed
 
 
-# -- fake clocks for the peers that read time.time() -----------------------------------------
-
 _time = SimpleNamespace(time=time.time)
 """The ``time`` module as the patched peers see it (``limits.storage.memory``, 1.0.0)."""
 
@@ -185,34 +176,29 @@ def settle() -> None:
             thread.join()
 
 
-# -- the peers ---------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Config:
-    """What every peer gets besides the shared rules, as far as it has each part."""
+    """What every peer gets besides the shared rules, as far as it has each part: ``memory``
+    or a ``redis://`` URL, a fake clock (None: the peer's real one), ours' memory bound and
+    ``trusted_proxies`` (requests then come through ``PROXIED``)."""
 
     storage: str = "memory"
-    """``memory`` or a ``redis://`` URL."""
     clock: Optional[Clock] = None
-    """A fake clock (memory storages only); None: the peer's real one."""
     max_clients: Optional[int] = None
     proxies: Optional[int] = None
-    """Ours' ``trusted_proxies``: requests then come through ``PROXIED``."""
 
 
 @dataclass
 class Built:
-    """A peer's app, ready to serve."""
+    """A peer's app; ``fill`` brings every client's log to its steady state in the peer's own
+    data structures (through Flask, it would take minutes at 100 000 clients); ``storage``:
+    ours' memory storage (its tracked logs and bans)."""
 
     app: Flask
     fill: Optional[Callable[[Sequence[str]], None]] = None
-    """Brings every client's log to its steady state in the peer's own data structures
-    (through Flask, it would take minutes at 100 000 clients)."""
     ban: Optional[Callable[[str], None]] = None
     environ: WSGIEnvironment = field(default_factory=lambda: GET)
     storage: Any = None
-    """Ours' memory storage (its tracked logs and bans)."""
 
 
 def plan_limit() -> str:
@@ -297,16 +283,14 @@ def build_original(config: Config) -> Built:
     app = new_app("original")
     gk = module.GateKeeper(app, ban_rule=BAN_RULE, rate_limit_rules=RATE_LIMIT_RULES)
 
-    def fill(clients: Sequence[str]) -> None:
-        """Each deque full of timestamps older than every window, as on a long-running server."""
+    def fill(clients: Sequence[str]) -> None:  # old timestamps, as on a long-running server
         for client in clients:
             entries = gk.ips[client].rate_entries
             old = entries[0] - 10_000.0
             entries.extendleft(old - step for step in range(entries.maxlen - len(entries)))
 
     def ban(client: str) -> None:
-        """1.0.0 bans at the next request, and counts reports of clients it tracks only."""
-        gk._create(client)
+        gk._create(client)  # 1.0.0 counts reports of clients it tracks only
         for _ in range(BAN_RULE["count"]):
             gk.report(ip=client)
 
@@ -367,14 +351,11 @@ def served(peer: str, storage: str = "memory") -> WSGIApplication:
     return ProxyFix(build(peer, Config(storage)).app.wsgi_app, x_for=1)
 
 
-# -- timed cases -------------------------------------------------------------------------------
-
 _readings: dict[str, float] = {}
 
 
 def calibrate(peer: str) -> float:
-    """How many times the peer reads its clock per admitted request at one client (counted
-    by a Python clock, slower than the C-level ones timed)."""
+    """Clock readings per admitted request at one client (a Python clock counts them)."""
     if peer not in _readings:
         reads = itertools.count(1)
 
@@ -399,8 +380,8 @@ def calibrate(peer: str) -> float:
 def build_case(
     peer: str, mode: str, clients: int, config: Config, accept: Optional[str] = None
 ) -> tuple[Run, Reply]:
-    """A warmed-up case. ``admitted``: a clock moving with each reading, every log full;
-    ``refused`` and ``banned``: one client, a frozen clock; ``redis``: real clocks."""
+    """A warmed-up case: ``admitted`` on a clock moving with each reading, every log full;
+    ``refused`` and ``banned`` on a frozen one; ``redis`` on real clocks."""
     facts: Reply = {}
     addresses = [client_ip(number) for number in range(clients)]
     clock: Optional[Clock] = None
@@ -471,13 +452,11 @@ def bare_socket(port: int) -> Callable[[bytes], None]:
     return call
 
 
-def redis_parts(url: str, port: int, clients: int, config: Config) -> tuple[dict[str, Run], Reply]:
-    """The parts of a request on Redis, each timed alone, ``clients`` clients in turn: PING
-    and EVALSHA (the arguments ``RedisStorage.hit`` sent) on a bare socket and through
-    redis-py, ``RedisStorage.hit`` direct and through ``client.evalsha``, and the ``redis``
-    cases of bare Flask, bare Flask making a PING, and ours."""
+def redis_parts(port: int, clients: int, config: Config) -> tuple[dict[str, Run], Reply]:
+    """The parts of a request on Redis, each timed alone (``redis_roundtrip.ROWS``); the
+    EVALSHAs repeat the arguments ``RedisStorage.hit`` sent."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage.redis")
-    storage = storage_module.RedisStorage.from_url(url)
+    storage = storage_module.RedisStorage.from_url(config.storage)
     client, scopes = storage.client, ours_scopes(RATE_LIMIT_RULES)
     names = [client_ip(number) for number in range(clients)]
     sent: list[tuple[Any, ...]] = []
@@ -519,9 +498,6 @@ def pinger(url: str) -> tuple[Run, Reply]:
     return calls(lambda number: client.ping()), {}
 
 
-# -- memory --------------------------------------------------------------------------------------
-
-
 def traced_now() -> int:
     gc.collect()
     return tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
@@ -544,9 +520,8 @@ def tracing() -> Iterator[None]:
 
 
 def memory(peer: str, clients: int, config: Config, after: Sequence[int]) -> Reply:
-    """Traced growth per client once each of ``clients`` made ``after[i]`` requests, on a
-    clock moving 0.1 µs per reading (a burst, all admitted; a new float per reading, as
-    ``time.time()`` returns), each address built afresh while tracing, as a server does."""
+    """Traced growth per client once each made ``after[i]`` requests: a burst on a clock
+    moving 0.1 µs a reading (a new float each, as ``time.time()``), fresh addresses."""
     clock = itertools.count(START, 1e-7).__next__
     wsgi = build(peer, replace(config, clock=clock)).app.wsgi_app
     serve(wsgi, [client_ip(clients)])  # lazy setup, off the books
@@ -576,10 +551,9 @@ def flood(
     banned: Optional[str] = None,
     scale: bool = False,
 ) -> Reply:
-    """Distinct clients, one request each: a point every ``every`` clients until ``clients``,
-    RSS past ``ceiling`` or ``budget`` seconds (checked every tenth of ``every``).
-    ``clock_step``: a fake clock (else the real one); ``banned``: a client banned before and
-    after; ``scale``: bare Flask's µs per request first."""
+    """Distinct clients, one request each, a point every ``every``, until RSS passes
+    ``ceiling`` or ``budget`` seconds; ``banned``: a client banned before and after;
+    ``scale``: bare Flask's µs per request first."""
     base, where = (PROXIED, "HTTP_X_FORWARDED_FOR") if config.proxies else (GET, "REMOTE_ADDR")
 
     def send(wsgi: WSGIApplication, numbers: Iterable[int]) -> int:
@@ -652,8 +626,7 @@ def fill(
     ipv6_every: int = 0,
     rules: Sequence[dict[str, Any]] = RATE_LIMIT_RULES,
 ) -> Reply:
-    """Bytes per log of ``requests`` requests in ours' memory storage, called directly (no
-    Flask) with keys as ours builds them, the clock moving ``step`` per reading."""
+    """Bytes per log of ``requests`` requests in ours' memory storage, called directly."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage")
     scopes = ours_scopes(rules)
     gc.collect()
@@ -671,9 +644,6 @@ def fill(
     return {"tracked": storage.tracked, "bytes_per_client": used / storage.tracked}
 
 
-# -- the worker ------------------------------------------------------------------------------------
-
-
 def versions() -> Reply:
     found: dict[str, str] = {}
     for package in PACKAGES:
@@ -684,11 +654,7 @@ def versions() -> Reply:
 
 cases: dict[str, Run] = {}
 """The cases built so far in this process."""
-BUILDS: dict[str, Callable[..., tuple[Any, Reply]]] = {
-    "build": build_case,
-    "parts": redis_parts,
-    "ping": pinger,
-}
+BUILDS: dict[str, Callable[..., Any]] = {"build": build_case, "parts": redis_parts, "ping": pinger}
 """Commands that build cases: ``case`` names one (``parts``: the prefix of several)."""
 COMMANDS: dict[str, Callable[..., Reply]] = {
     "hello": versions,

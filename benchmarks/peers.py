@@ -1,16 +1,19 @@
-"""Side by side with the peers: time per request, memory per client, Redis, flood.
-
-Not a test: it prints RESULTS.md's report (a full run writes it) and asserts no speed.
-``make bench-peers`` runs it (about 25 minutes on two cores); ``--smoke``: tiny counts, with
-the peers whose venvs under ``benchmarks/.venvs/`` are built (it builds none). ``--overhead``:
-ours over bare Flask alone, more rounds (about five minutes; ``make bench`` runs both).
-"""
+"""Side by side with the peers: time per request, memory per client, Redis, flood. Not a
+test: it prints RESULTS.md's report (a full run writes it; about 25 minutes on two cores).
+``--smoke``: tiny counts, with the peers whose venvs are built (it builds none);
+``--overhead``: ours over bare Flask alone, more rounds (about five minutes); ``--instructions``:
+instructions per request under callgrind, INSTRUCTIONS.md (about 20 minutes; 100 000 clients
+are left out, too slow to fill under callgrind)."""
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import re
+import shutil
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ import harness
 import redis
 from common import HERE, OURS_VENV, Targets, Worker, configuration, overhead, ratio, table
 
-RESULTS, LOAD = HERE / "RESULTS.md", HERE / "LOAD.md"
+RESULTS, LOAD, INSTRUCTIONS = HERE / "RESULTS.md", HERE / "LOAD.md", HERE / "INSTRUCTIONS.md"
 log = common.logger("peers")
 
 
@@ -38,16 +41,16 @@ class Plan:
     monitor_requests: int = 0
     flood_clients: int = 0
     flood_every: int = 0
-    flood_ceiling: int = 1 << 30
-    """RSS, in bytes, past which a peer's flood stops."""
+    flood_ceiling: int = 1 << 30  # bytes of RSS, and seconds, past which a peer's flood stops
     flood_budget: float = 45.0
-    """Seconds of flood per peer before it stops (ours is given the time to finish)."""
 
 
 FULL = Plan((1, 1_000, 100_000), 11, 2_000, 2_000, 10_000, 7, 2_000, 1_000, 1_000_000, 100_000)
 SMOKE = Plan((1, 10, 100), 2, 50, 20, 200, 2, 50, 20, 200, 100)
 OVERHEAD, OVERHEAD_SMOKE = Plan((1, 1_000, 100_000), 15, 10_000), Plan((1, 10, 100), 2, 200)
 """``--overhead``: client counts (none evicted under the default bound), rounds, requests."""
+COUNTED, COUNTED_SMOKE = Plan((1, 1_000), 0, 4_000), Plan((1,), 0, 200)
+"""``--instructions``: client counts, and requests counted per configuration."""
 
 
 @dataclass(frozen=True)
@@ -67,14 +70,11 @@ OURS = Peer("ours", "flask-gatekeeper (this), sliding log", "ours", OURS_VENV)
 MOVING = Peer("limiter-moving", "Flask-Limiter 4, moving window", "FL moving", "limiter")
 FIXED = Peer("limiter-fixed", "Flask-Limiter 4, fixed window", "FL fixed", "limiter")
 ORIGINAL = Peer("original", "flask-gatekeeper 1.0.0", "1.0.0", "original", redis=False)
-GATEKEEPER = Peer("ours", "GateKeeper", "ours", OURS_VENV)
-"""Ours as ``--overhead`` labels it."""
+GATEKEEPER = Peer("ours", "GateKeeper", "ours", OURS_VENV)  # as ``--overhead`` labels it
 PINGED = Peer("pinged", "bare Flask making one redis-py PING per request", "PING", OURS_VENV)
 """The yardstick of the Redis target, measured on Redis only."""
-ALL = (OURS, MOVING, FIXED, ORIGINAL)
-"""Every peer that limits (bare Flask is the floor, not a peer)."""
-BANNING = (OURS, ORIGINAL)
-"""The peers with a ban rule, timed refusing a banned client too."""
+ALL = (OURS, MOVING, FIXED, ORIGINAL)  # bare Flask is the floor, not a peer
+BANNING = (OURS, ORIGINAL)  # with a ban rule: timed refusing a banned client too
 LACKS = {
     MOVING: "no ban rule (only the two rate rules run)",
     FIXED: "no ban rule; fixed windows admit up to twice a rule's count across a boundary",
@@ -84,12 +84,10 @@ FUNCTIONS = {
     Peer(f"{p.key}-function", f"{label}, limit and cost functions", f"{p.short} fn", p.venv): p
     for p, label in ((OURS, "flask-gatekeeper (this)"), (MOVING, MOVING.label))
 }
-"""The peers whose route limit and cost are functions of the request, each with the peer
-it adds them to (same rules and ban rule otherwise)."""
-REFUSALS = (("refused", None), ("refused", "*/*"), ("banned", None), ("banned", "*/*"))
+"""The peers whose route limit and cost are functions of the request: the peer they add to."""
+REFUSALS = (("refused", 1, None), ("refused", 1, "*/*"), ("banned", 1, None), ("banned", 1, "*/*"))
 """The refused paths of the targets (one client), with no ``Accept`` header and with one."""
-REFUSED_AIM = 1.10
-"""What a refusal aims to cost, times a bare Flask request (issue 15)."""
+REFUSED_AIM = 1.10  # what a refusal aims to cost, times a bare Flask request (issue 15)
 MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
 
 
@@ -101,7 +99,6 @@ class Case:
     mode: str
     clients: int
     accept: Optional[str] = None
-    """The requests' ``Accept`` header, if any."""
     storage: str = "memory"
     worker: Optional[Worker] = None
     facts: dict[str, Any] = field(default_factory=dict)
@@ -124,7 +121,6 @@ class Case:
         return self.peer.label + MODE_LABELS.get(self.mode, "") + self.accepts
 
     def fields(self) -> dict[str, Any]:
-        """The worker's ``build`` command for it."""
         build = {"peer": self.peer.key, "mode": self.mode, "clients": self.clients}
         return {"case": self.name, **build, "accept": self.accept, **configuration(self.storage)}
 
@@ -157,15 +153,11 @@ def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
     return counts
 
 
-# -- the run ---------------------------------------------------------------------------------------
-
-
 @dataclass
 class Results:
     plan: Plan
     smoke: bool
-    peers: tuple[Peer, ...]
-    """The peers measured: ``ALL``, or in a smoke run those whose venvs are built."""
+    peers: tuple[Peer, ...]  # those whose venvs are built
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
     timed: list[Case] = field(default_factory=list)
@@ -173,8 +165,7 @@ class Results:
     redis: list[Case] = field(default_factory=list)
     commands: dict[str, dict[str, int]] = field(default_factory=dict)
     redis_note: str = ""
-    ping: float = 0.0
-    """µs per redis-py PING round trip (median of rounds)."""
+    ping: float = 0.0  # µs per redis-py PING round trip
     flood: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -182,18 +173,11 @@ def measure_time(workers: dict[str, Worker], results: Results) -> None:
     plan, peers = results.plan, results.peers
     cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in (BARE, *peers)]
     cases += [Case(peer, "refused", 1) for peer in peers]
-    cases += [
-        Case(p, mode, 1, accept) for mode, accept in REFUSALS[1:] for p in BANNING if p in peers
-    ]
+    cases += [Case(p, *refusal) for refusal in REFUSALS[1:] for p in BANNING if p in peers]
+    functions = [Case(p, "admitted", n) for n in plan.client_counts for p in FUNCTIONS]
     results.timed = build(workers, cases)
     results.functions = build(
-        workers,
-        [
-            Case(peer, "admitted", count)
-            for count in plan.client_counts
-            for peer, plain in FUNCTIONS.items()
-            if plain in peers
-        ],
+        workers, [case for case in functions if FUNCTIONS[case.peer] in peers]
     )
     for worker in workers.values():
         worker.ask("freeze")  # the apps, addresses and logs: collections skip them
@@ -263,9 +247,6 @@ def measure_memory_and_flood(
     )
 
 
-# -- the report ------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Unit:
     """How a table shows a case's samples: µs per request, or instructions."""
@@ -281,6 +262,7 @@ class Unit:
 
 
 MICROSECONDS = Unit("µs/request", ".2f", " µs")
+INSTRUCTIONS_UNIT = Unit("instructions", ",.0f", digits=3)
 Found = dict[tuple[str, str, int], Case]
 
 
@@ -441,9 +423,9 @@ def speed_targets(found: Found, client_counts: Sequence[int], unit: Unit = MICRO
         }
         for target, row in rows.items():
             targets.measured(f"{target}, {clients}", row)
-    for mode, accept in REFUSALS:
-        case = Case(OURS, mode, 1, accept)
-        kind, what = case.kind, MODE_LABELS[mode][2:] + case.accepts
+    for refusal in REFUSALS:
+        case = Case(OURS, *refusal)
+        kind, what = case.kind, MODE_LABELS[case.mode][2:] + case.accepts
         targets.measured(
             f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal", partial(cheaper, kind)
         )
@@ -598,16 +580,78 @@ def overhead_report(smoke: bool, started: float) -> str:
     )
 
 
+def collected(python: common.Interpreter, case: Case, requests: int) -> int:
+    """Instructions a worker executes building ``case`` and then running ``requests``
+    requests (none: built and warmed up only)."""
+    lines = [{"cmd": "build", **case.fields()}]
+    lines += [{"cmd": "run", "case": case.name, "requests": requests}] * bool(requests)
+    command, env = python
+    valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    done = subprocess.run(
+        [*valgrind, *command, str(HERE / "harness.py")],
+        input="".join(json.dumps(line) + "\n" for line in [*lines, {"cmd": "quit"}]),
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONHASHSEED": "0"},
+        check=False,
+    )
+    for reply in map(json.loads, done.stdout.splitlines()):
+        if "error" in reply:
+            raise SystemExit(f"{case.label}: {reply['error']}")
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"{case.label}: no instruction count from callgrind:\n{done.stderr}")
+    return int(found.group(1))
+
+
+def instructions_report(smoke: bool, started: float) -> Optional[str]:
+    """The configurations of the time table counted in instructions per request; each is
+    the difference between a run that builds and warms it up and one that also serves."""
+    if shutil.which("valgrind") is None:
+        log("skipped: valgrind is not installed (apt-get install valgrind)")
+        return None
+    pythons = common.worker_interpreters(install=False, log=log)
+    plan = COUNTED_SMOKE if smoke else COUNTED
+    peers = (BARE, OURS) if smoke else (BARE, HOOK, OURS, MOVING, ORIGINAL)
+    cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in peers]
+    refusing = {OURS: ("refused", "banned"), ORIGINAL: ("refused", "banned"), MOVING: ("refused",)}
+    for peer, modes in {} if smoke else refusing.items():
+        cases += [Case(peer, mode, 1, accept) for mode in modes for accept in (None, "*/*")]
+    cases = [case for case in cases if case.peer.venv in pythons]
+
+    def count(case: Case) -> None:
+        log(f"counting {case.label}, {case.clients} client(s)")
+        python, requests = pythons[case.peer.venv], plan.requests
+        case.samples = [(collected(python, case, requests) - collected(python, case, 0)) / requests]
+
+    common.two_at_a_time([partial(count, case) for case in cases], os.cpu_count())
+    valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout
+    return common.template(
+        "instructions.md",
+        generated=common.generated("peers.py --instructions", smoke, time.perf_counter() - started),
+        setting=common.setting(),
+        valgrind=valgrind.strip(),
+        requests=plan.requests,
+        targets=speed_targets(by_key(cases), plan.client_counts, INSTRUCTIONS_UNIT).table(),
+        table=time_table(cases, [], unit=INSTRUCTIONS_UNIT),
+    )
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = common.arguments(
         __doc__,
         argv,
         smoke="tiny counts: checks that it runs",
         overhead="ours over bare Flask only, printed (not RESULTS.md)",
+        instructions="instructions per request under callgrind (INSTRUCTIONS.md)",
     )
     started = time.perf_counter()
     if args.overhead:
         print(overhead_report(args.smoke, started))
+        return
+    if args.instructions:
+        if (text := instructions_report(args.smoke, started)) is not None:
+            common.publish(text, INSTRUCTIONS, smoke=args.smoke, log=log)
         return
     pythons = common.worker_interpreters(install=not args.smoke, log=log)
     peers = tuple(peer for peer in ALL if peer.venv in pythons)

@@ -1,10 +1,7 @@
-"""What one Redis request costs, next to one redis-py PING from the same process.
-
-Not a test: it prints a Markdown table (a few minutes; ``--smoke``: tiny counts;
-``--hiredis``: the same again in ``benchmarks/.venvs/hiredis``, built on first use). A
-worker times interleaved rounds of each part of a request (``harness.redis_parts``) on a
-throwaway redis-server; the script's own time is Redis's ``INFO commandstats``.
-"""
+"""What one Redis request costs, next to one redis-py PING from the same process: a worker
+times interleaved rounds of each part of a request (``harness.redis_parts``) on a throwaway
+redis-server; the script's own time is Redis's ``INFO commandstats``. Not a test: it prints
+a Markdown table (a few minutes; ``--hiredis``: again in ``benchmarks/.venvs/hiredis``)."""
 
 from __future__ import annotations
 
@@ -18,9 +15,7 @@ import common
 import redis
 from common import OURS_VENV, Worker, configuration, spread, table
 
-FULL = 10_000, 9, 2_000
-SMOKE = 200, 2, 50
-"""Clients, rounds, and calls per row per round."""
+FULL, SMOKE = (10_000, 9, 2_000), (200, 2, 50)  # clients, rounds, calls per row per round
 ROWS = {
     "raw-ping": "PING, bare socket",
     "ping": "PING, redis-py (the yardstick)",
@@ -38,8 +33,6 @@ log = common.logger("redis_roundtrip")
 
 @dataclass
 class Row:
-    """One part, as the worker named it."""
-
     worker: Optional[Worker]
     name: str
     samples: list[float] = field(default_factory=list)
@@ -57,9 +50,9 @@ def measure(venv: str, port: int, plan: tuple[int, int, int]) -> str:
     worker, url = Worker(venv, python), f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
-        reply = worker.ask(
-            "parts", case="", url=url, port=port, clients=clients, **configuration(url)
-        )
+        facts = worker.ask("parts", case="", port=port, clients=clients, **configuration(url))[
+            "facts"
+        ]
         rows = {name: Row(worker, name) for name in ROWS}
         worker.ask("freeze")
         client.config_resetstat()
@@ -89,8 +82,8 @@ def measure(venv: str, port: int, plan: tuple[int, int, int]) -> str:
     return common.template(
         "redis-roundtrip.md",
         setting=common.setting(),
-        facts=reply["facts"],
-        hiredis="with" if reply["facts"]["hiredis"] else "without",
+        facts=facts,
+        hiredis="with" if facts["hiredis"] else "without",
         clients=clients,
         rounds=rounds,
         requests=requests,

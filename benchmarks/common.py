@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any, Optional, Protocol, TypeVar
 
 HERE = Path(__file__).resolve().parent
-OURS_VENV = "ours"
-"""This driver's own interpreter, among the venvs."""
-PEER_VENVS = ("limiter", "original")
+OURS_VENV, PEER_VENVS = "ours", ("limiter", "original")  # ours: this driver's interpreter
 NOT_MEASURED = "not measured: the peer's venv is not built (or --smoke)"
 T = TypeVar("T")
 Log = Callable[[str], None]
@@ -33,17 +31,12 @@ def logger(name: str) -> Log:
     return lambda message: print(f"[{name}] {message}", file=sys.stderr, flush=True)
 
 
-def arguments(
-    doc: Optional[str], argv: Optional[Sequence[str]], **flags: str
-) -> argparse.Namespace:
+def arguments(doc: Optional[str], argv: Optional[Sequence[str]], **flags: str) -> Any:
     """A driver's command line (its docstring's first line): ``flags``, each with its help."""
     found = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     for flag, text in flags.items():
         found.add_argument(f"--{flag}", action="store_true", help=text)
     return found.parse_args(argv)
-
-
-# -- timing in rounds ------------------------------------------------------------------------
 
 
 class Timed(Protocol):
@@ -69,8 +62,7 @@ def rotated(items: Sequence[T], number: int) -> list[T]:
 
 
 def run_rounds(cases: Sequence[Timed], rounds: int, requests: int, log: Log) -> None:
-    """One untimed round, then ``rounds`` in rotating order, a full collection in every
-    worker before each."""
+    """One untimed round, then ``rounds`` in rotating order, each after a full collection."""
     workers = list({id(case.worker): case.worker for case in cases if case.worker}.values())
     for case in cases:
         measure(case, max(requests // 10, 10))
@@ -101,9 +93,6 @@ def spread(samples: Sequence[float]) -> str:
         return "n/a"
     low, _, high = statistics.quantiles(samples, n=4)
     return f"±{(high - low) / 2:.2f}"
-
-
-# -- reports -----------------------------------------------------------------------------------
 
 
 def table(headings: Sequence[str], rows: Sequence[Sequence[str]], text: int = 1) -> str:
@@ -137,10 +126,9 @@ class Targets(list[list[str]]):
 def machine() -> str:
     model = platform.processor() or "unknown CPU"
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [line for line in lines if line.startswith("model name")]
+        model = names[0].partition(":")[2].strip() if names else model
     return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
@@ -159,8 +147,7 @@ def generated(script: str, smoke: bool, seconds: float) -> str:
 
 def template(name: str, **values: object) -> str:
     """``benchmarks/templates/name`` with its ``{fields}`` filled (format specs allowed)."""
-    text = (HERE / "templates" / name).read_text(encoding="utf-8")
-    return text.format_map(values).rstrip("\n")
+    return (HERE / "templates" / name).read_text(encoding="utf-8").format_map(values).rstrip()
 
 
 def publish(text: str, path: Path, *, smoke: bool, log: Log) -> None:
@@ -181,9 +168,6 @@ def interpreters(versions: dict[str, dict[str, Any]]) -> str:
     )
 
 
-# -- the venvs and their workers -----------------------------------------------------------------
-
-
 INSTALLS = {
     "limiter": [["flask-limiter>=4,<5", "redis", "gunicorn"]],
     "original": [["flask", "gunicorn"], ["--no-deps", "flask-gatekeeper==1.0.0"]],
@@ -196,7 +180,7 @@ newer pips refuse, so Flask goes first; hiredis's has this interpreter's Flask a
 Interpreter = tuple[list[str], dict[str, str]]
 
 
-def interpreter(venv: str, install: bool, log: Optional[Log] = None) -> Optional[Interpreter]:
+def interpreter(venv: str, install: bool = True) -> Optional[Interpreter]:
     """The command and environment that start Python in a venv (built first when
     ``install``), or None when not built. The peers' run with ``-I`` and no ``PYTHONPATH``:
     nothing of this checkout may shadow flask-gatekeeper 1.0.0."""
@@ -211,11 +195,7 @@ def interpreter(venv: str, install: bool, log: Optional[Log] = None) -> Optional
     wanted = json.dumps(INSTALLS[venv])
     if not (python.exists() and marker.exists() and marker.read_text() == wanted):
         if not install:
-            if log is not None:
-                log(
-                    f"skipping the {venv} peers: benchmarks/.venvs/{venv} is not built (--smoke "
-                    "builds none; `make bench-peers` does)"
-                )
+            logger("venvs")(f"skipping the {venv} peers: benchmarks/.venvs/{venv} is not built")
             return None
         logger("venvs")(f"setting up benchmarks/.venvs/{venv}")
         if not python.exists():
@@ -230,9 +210,9 @@ def interpreter(venv: str, install: bool, log: Optional[Log] = None) -> Optional
     return [str(python), "-I"], env
 
 
-def worker_interpreters(install: bool, log: Log) -> dict[str, Interpreter]:
+def worker_interpreters(install: bool) -> dict[str, Interpreter]:
     """Ours and every peer venv that is built (or, with ``install``, built now)."""
-    found = {venv: interpreter(venv, install, log) for venv in (OURS_VENV, *PEER_VENVS)}
+    found = {venv: interpreter(venv, install) for venv in (OURS_VENV, *PEER_VENVS)}
     return {venv: command for venv, command in found.items() if command is not None}
 
 
@@ -244,8 +224,10 @@ def configuration(storage: str = "memory", **options: object) -> dict[str, objec
 class Worker:
     """``harness.py`` running as a worker in one venv, and the JSON-lines conversation."""
 
-    def __init__(self, venv: str, python: Interpreter) -> None:
+    def __init__(self, venv: str, python: Optional[Interpreter] = None) -> None:
         self.venv = venv
+        python = python or interpreter(venv)
+        assert python is not None  # built when missing
         command, env = python
         self.process = subprocess.Popen(
             [*command, str(HERE / "harness.py")],
@@ -272,29 +254,22 @@ class Worker:
 
     def close(self) -> None:
         """Its loop ends with its input."""
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        try:
+            self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
-def once(venv: str, python: Interpreter, command: str, **fields: object) -> dict[str, Any]:
+def once(venv: str, command: str, **fields: object) -> dict[str, Any]:
     """One command in a fresh worker (its RSS its own), closed after."""
-    worker = Worker(venv, python)
-    try:
+    with contextlib.closing(Worker(venv)) as worker:
         return worker.ask(command, **fields)
-    finally:
-        worker.close()
 
 
-def two_at_a_time(tasks: Sequence[Callable[[], T]], at_once: Optional[int] = 2) -> list[T]:
-    """The tasks' results, in order, run in threads two (or ``at_once``) at a time, at most
-    the cores."""
-    with ThreadPoolExecutor(max_workers=max(1, min(at_once or 1, os.cpu_count() or 1))) as pool:
+def in_threads(tasks: Sequence[Callable[[], T]], threads: int = 2) -> list[T]:
+    """The tasks' results, in order, run ``threads`` at a time (at most the cores)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, os.cpu_count() or 1))) as pool:
         return [future.result() for future in [pool.submit(task) for task in tasks]]
 
 

@@ -151,12 +151,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         f"{IPV6_EVERY} IPv6); max_clients {cap:,}; a reading every {every:,} clients.",
         flush=True,
     )
-    python = common.interpreter(OURS_VENV, install=False)
-    assert python is not None
 
     def run(command: str, **fields: object) -> Reply:
         begun = time.perf_counter()
-        reply = common.once(OURS_VENV, python, command, ipv6_every=IPV6_EVERY, **fields)
+        reply = common.once(OURS_VENV, command, ipv6_every=IPV6_EVERY, **fields)
         return {**fields, **reply, "seconds": time.perf_counter() - begun}
 
     def flood(variant: str, trace: bool) -> Reply:
@@ -166,7 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return run("flood", peer="ours", trace=trace, **shape, **ban)
 
     timed = {variant: flood(variant, trace=False) for variant in VARIANTS}  # each alone
-    untimed = common.two_at_a_time(
+    untimed = common.in_threads(
         [partial(flood, variant, True) for variant in VARIANTS]
         + [
             partial(run, "fill", clients=fill_clients, requests=requests, step=FILL_CLOCK_STEP)

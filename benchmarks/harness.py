@@ -363,15 +363,9 @@ def calibrate(peer: str) -> float:
             return START + next(reads) * SECONDS_PER_REQUEST  # 4 a second: admitted
 
         built = build(peer, Config(clock=clock))
-        one = itertools.repeat(client_ip(0))
-        serve(
-            built.app.wsgi_app,
-            itertools.islice(one, WARM_UP_ONE_CLIENT),
-            built.environ,
-            collect=False,
-        )
+        serve(built.app.wsgi_app, [client_ip(0)] * WARM_UP_ONE_CLIENT, built.environ)
         before = clock()  # time never goes back: the logs hold its readings
-        serve(built.app.wsgi_app, itertools.islice(one, 1000), built.environ, collect=False)
+        serve(built.app.wsgi_app, [client_ip(0)] * 1000, built.environ)
         expect_only(OK, f"calibrating {peer}")
         _readings[peer] = ((clock() - before) / SECONDS_PER_REQUEST - 1) / 1000
     return _readings[peer]
@@ -397,7 +391,7 @@ def build_case(
     status = OK
     if mode == "refused":
         limit = min(rule["count"] for rule in RATE_LIMIT_RULES)
-        serve(wsgi, addresses * (limit + 1), environ, collect=False)
+        serve(wsgi, addresses * (limit + 1), environ)
         expect_only({OK: limit, TOO_MANY: 1}, "filling the refused client's rule")
         status = TOO_MANY
     elif mode == "banned":
@@ -552,70 +546,68 @@ def flood(
     scale: bool = False,
 ) -> Reply:
     """Distinct clients, one request each, a point every ``every``, until RSS passes
-    ``ceiling`` or ``budget`` seconds; ``banned``: a client banned before and after;
-    ``scale``: bare Flask's µs per request first."""
+    ``ceiling`` or ``budget`` seconds (checked every tenth of ``every``); ``banned``: a client
+    banned before and after; ``scale``: bare Flask's µs per request first."""
     base, where = (PROXIED, "HTTP_X_FORWARDED_FOR") if config.proxies else (GET, "REMOTE_ADDR")
 
     def send(wsgi: WSGIApplication, numbers: Iterable[int]) -> int:
-        return serve(wsgi, [client_address(number, ipv6_every) for number in numbers], base, where)
+        elapsed = serve(wsgi, [client_address(n, ipv6_every) for n in numbers], base, where)
+        expect_only(OK, f"flood of {peer}")
+        return elapsed
+
+    def still_banned(when: str) -> None:
+        serve(wsgi, [str(banned)], base, where)
+        expect_only(FORBIDDEN, f"the ban {when} the flood")
 
     reply: Reply = {"stopped": "finished"}
     if scale:  # it also warms the interpreter up
         reply["bare_us"] = send(new_app("bare").wsgi_app, range(every)) / every / 1000
-        expect_only(OK, "bare Flask")
     clock = None if clock_step is None else itertools.count(START, clock_step).__next__
     config = replace(config, clock=clock)
     if trace:
         build(peer, config)  # its imports off the books
-    with tracing() if trace else contextlib.nullcontext():
-        built = build(peer, config)
-        storage, wsgi = built.storage, built.app.wsgi_app
+        tracemalloc.start()
+    built = build(peer, config)
+    storage, wsgi = built.storage, built.app.wsgi_app
+    if banned is not None and built.ban is not None:
+        built.ban(banned)
+        reply["ban_seconds"] = storage.banned_for(banned)
+        still_banned("before")
+    else:
+        send(wsgi, [clients])
 
-        def banned_still(when: str) -> None:
-            assert banned is not None
-            serve(wsgi, [banned], base, where)
-            expect_only(FORBIDDEN, f"the ban {when} the flood")
+    def point(done: int, seconds: float, ns: int) -> Reply:
+        tracked = None if storage is None else storage.tracked
+        if config.max_clients and (tracked or 0) > config.max_clients:
+            raise RuntimeError(f"{tracked:,} logs tracked, over the cap")
+        found = {"clients": done, "tracked": tracked, "traced": traced_now(), "rss": rss()}
+        return {**found, "seconds": seconds, "ns": ns}
 
-        if banned is not None and built.ban is not None:
-            built.ban(banned)
-            reply["ban_seconds"] = storage.banned_for(banned)
-            banned_still("before")
-        else:
-            send(wsgi, [clients])
-            expect_only(OK, "flood warm-up")
-
-        def point(done: int, seconds: float, ns: int) -> Reply:
-            tracked = None if storage is None else storage.tracked
-            if config.max_clients and (tracked or 0) > config.max_clients:
-                raise RuntimeError(f"{tracked:,} logs tracked, over the cap")
-            found = {"clients": done, "tracked": tracked, "traced": traced_now(), "rss": rss()}
-            return {**found, "seconds": seconds, "ns": ns}
-
-        points = [point(0, 0.0, 0)]
-        if clock is not None:
-            gc.freeze()  # the objects made before the flood: the collector skips them
-        step, ns = max(every // 10, 1), 0
-        started = time.perf_counter()
-        for first in range(0, clients, step):
-            done = min(first + step, clients)
-            ns += send(wsgi, range(first, done))
-            expect_only(OK, f"flood, clients {first:,}+")
-            elapsed = time.perf_counter() - started
-            if rss() > ceiling:
-                reply["stopped"] = "memory ceiling"
-            elif budget is not None and elapsed > budget and done < clients:
-                reply["stopped"] = "time budget"
-            if done % every == 0 or done == clients or reply["stopped"] != "finished":
-                points.append(point(done, elapsed, ns))
-                ns = 0
-            if reply["stopped"] != "finished":
-                break
-        gc.unfreeze()
-        if banned is not None and built.ban is not None:
-            banned_still("after")
-            reply.update(ban_left_after=storage.banned_for(banned), bans_after=len(storage.bans()))
-        if clock is not None:
-            reply["clock_seconds"] = clock() - START
+    points, step, ns = [point(0, 0.0, 0)], max(every // 10, 1), 0
+    if clock is not None:
+        gc.freeze()  # the objects made before the flood: the collector skips them
+    started = time.perf_counter()
+    for first in range(0, clients, step):
+        done = min(first + step, clients)
+        ns += send(wsgi, range(first, done))
+        elapsed = time.perf_counter() - started
+        if rss() > ceiling:
+            reply["stopped"] = "memory ceiling"
+        elif budget is not None and elapsed > budget and done < clients:
+            reply["stopped"] = "time budget"
+        if done % every == 0 or done == clients or reply["stopped"] != "finished":
+            points.append(point(done, elapsed, ns))
+            ns = 0
+        if reply["stopped"] != "finished":
+            break
+    gc.unfreeze()
+    if banned is not None and built.ban is not None:
+        still_banned("after")
+        reply.update(ban_left_after=storage.banned_for(banned), bans_after=len(storage.bans()))
+    if clock is not None:
+        reply["clock_seconds"] = clock() - START
+    tracemalloc.stop()
+    settle()
     return {**reply, "points": points}
 
 

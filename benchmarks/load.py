@@ -1,9 +1,6 @@
-"""End to end: requests per second and latency behind gunicorn, under wrk's HTTP load.
-
-Not a test: it prints LOAD.md's report (a full run writes it), and fails when a run got
-statuses its traffic should not. ``make bench`` runs it (about 4 minutes on two cores);
-``--smoke``: one second of each mix against ours. It needs wrk: without it, it skips.
-"""
+"""End to end: requests per second and latency behind gunicorn, under wrk's HTTP load. Not a
+test: it prints LOAD.md's report (a full run writes it; about 4 minutes on two cores), and
+fails when a run got statuses its traffic should not. Without wrk, it skips."""
 
 from __future__ import annotations
 
@@ -12,13 +9,13 @@ import json
 import math
 import re
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any, Optional
 
 import common
@@ -48,8 +45,8 @@ log = common.logger("load")
 
 @dataclass(frozen=True)
 class Plan:
-    """Seconds per timed run and per server's warm-up (0: none), rounds, wrk's threads and
-    connections, and legitimate clients per wrk thread."""
+    """Seconds per run and per warm-up (0: none), rounds, wrk's threads and connections, and
+    legitimate clients per wrk thread."""
 
     seconds: int
     warm_up: int
@@ -64,7 +61,7 @@ FULL, SMOKE = Plan(seconds=3, warm_up=1, rounds=5), Plan(seconds=1, warm_up=0, r
 
 @dataclass(frozen=True)
 class Run:
-    """One run of a mix against a server (``errors``: no response)."""
+    """One run of a mix against a server, as ``load.lua`` reports it."""
 
     requests: int
     duration_us: float
@@ -114,12 +111,11 @@ class Server(ServerProcess):
         gunicorn += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
         app = f"harness:served({peer.key!r}, {storage!r})"
         super().__init__([*gunicorn, app], directory, port=port, env=env, probe="/")
-        self.peer, self.mix, self.runs, self.memory = peer, mix, list[Run](), dict[str, int]()
+        self.peer, self.mix, self.runs, self.memory = peer, mix, list[Run](), ""
         self.label = peer.label + ("" if redis_port is None else ", Redis")
         self.redis = None if redis_port is None else redis.Redis(port=redis_port)
-        self.redis_memory = (
-            {"empty": self.redis.info("memory")["used_memory"]} if self.redis else {}
-        )
+        self.empty = self.redis.info("memory")["used_memory"] if self.redis else 0
+        self.stored = ""
 
     def failed(self, why: str) -> SystemExit:
         return SystemExit(f"{self.label} / {self.mix}: {why}\n{self.log}")
@@ -143,13 +139,14 @@ class Server(ServerProcess):
         assert self.process is not None
         pid = self.process.pid
         worker = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]
-        for line in Path(f"/proc/{worker}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                self.memory[name] = int(value.split()[0]) * 1024
+        lines = Path(f"/proc/{worker}/status").read_text().splitlines()
+        found = dict(line.split(":", 1) for line in lines if ":" in line)
+        self.memory = " / ".join(
+            f"{int(found[name].split()[0]) * 1024 / 1e6:.0f}" for name in ("VmRSS", "VmHWM")
+        )
         if self.redis is not None:
-            used = self.redis.info("memory")["used_memory"] - self.redis_memory["empty"]
-            self.redis_memory.update(used=used, keys=self.redis.dbsize())
+            used = self.redis.info("memory")["used_memory"] - self.empty
+            self.stored = f"{used / 1e6:.1f} MB, {self.redis.dbsize():,} keys"
 
 
 @contextlib.contextmanager
@@ -160,10 +157,10 @@ def started(
     with contextlib.ExitStack() as stack:
         directory, servers = Path(stack.enter_context(tempfile.TemporaryDirectory())), []
         for peer, on_redis in configurations:
-            python = common.interpreter(peer.venv, install)
-            assert python is not None  # installed when missing (a smoke run uses ours only)
+            python = common.interpreter(peer.venv)  # a smoke run uses ours only
+            assert python is not None
             if peer.venv not in versions:
-                versions[peer.venv] = common.once(peer.venv, python, "hello")
+                versions[peer.venv] = common.once(peer.venv, "hello")
             for mix in MIXES:
                 port = stack.enter_context(common.redis_server()) if on_redis else None
                 if on_redis and port is None:
@@ -196,16 +193,12 @@ def measure(servers: Sequence[Server], executable: str, plan: Plan) -> None:
                 server.read_memory()
 
 
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
 def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
     """The table (one row per server), and the target: ours under attack at least as fast
     as bare Flask, by the median of per-round ratios of requests per second."""
     rows, targets = [], common.Targets()
     for server in sorted(servers, key=lambda server: list(MIXES).index(server.mix)):
-        runs, stored = server.runs, server.redis_memory
+        runs = server.runs
         rps = median([run.rps for run in runs])
         bare = next((s for s in servers if s.peer is BARE and s.mix == server.mix), server)
         ratios = [a.rps / b.rps for a, b in zip(runs, bare.runs)]
@@ -214,7 +207,6 @@ def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
             versus += f" ({min(ratios):.2f} to {max(ratios):.2f})"
         requests, errors = sum(run.requests for run in runs), sum(run.errors for run in runs)
         refused = sum(run.statuses.get(status, 0) for run in runs for status in REFUSED)
-        memory = (f"{server.memory.get(name, 0) / 1e6:.0f}" for name in ("VmRSS", "VmHWM"))
         rows.append(
             [
                 server.label,
@@ -224,10 +216,8 @@ def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
                 f"{median([run.p50_us for run in runs]) / 1000:.2f}",
                 f"{median([run.p99_us for run in runs]) / 1000:.2f}",
                 f"{refused / requests:.1%}" + (f" ({errors} errors)" if errors else ""),
-                " / ".join(memory),
-                f"{stored['used'] / 1e6:.1f} MB, {stored['keys']:,} keys"
-                if "used" in stored
-                else "",
+                server.memory,
+                server.stored,
             ]
         )
         if server.peer is OURS and server.mix == "attack" and bare is not server:

@@ -221,13 +221,13 @@ def memory_in(worker: Worker, venv: str, results: Results) -> None:
         results.memory[peer.key] = worker.ask("memory", peer=peer.key, **shape)["bytes_per_client"]
 
 
-def flood_one(peer: Peer, python: common.Interpreter, results: Results) -> None:
+def flood_one(peer: Peer, results: Results) -> None:
     """One peer's flood, in a fresh worker (its RSS its own); ours is given the time to finish."""
     plan = results.plan
     log(f"flood: {peer.label}")
     shape = {"clients": plan.flood_clients, "every": plan.flood_every, **configuration()}
     limits = {"ceiling": plan.flood_ceiling, "budget": None if peer is OURS else plan.flood_budget}
-    reply = common.once(peer.venv, python, "flood", peer=peer.key, **shape, **limits)
+    reply = common.once(peer.venv, "flood", peer=peer.key, **shape, **limits)
     log(f"flood done: {peer.label} ({reply['stopped']})")
     base = reply["points"][0]["traced"]
     for point in reply["points"]:  # growth since just before the flood
@@ -235,15 +235,13 @@ def flood_one(peer: Peer, python: common.Interpreter, results: Results) -> None:
     results.flood[peer.key] = reply
 
 
-def measure_memory_and_flood(
-    workers: dict[str, Worker], pythons: dict[str, common.Interpreter], results: Results
-) -> None:
+def measure_memory_and_flood(workers: dict[str, Worker], results: Results) -> None:
     """After the timings (memory does not depend on speed), two at a time: ours' flood first."""
     floods = sorted(results.peers, key=lambda peer: peer is not OURS)
-    common.two_at_a_time(
-        [partial(flood_one, floods[0], pythons[floods[0].venv], results)]
+    common.in_threads(
+        [partial(flood_one, floods[0], results)]
         + [partial(memory_in, worker, venv, results) for venv, worker in workers.items()]
-        + [partial(flood_one, peer, pythons[peer.venv], results) for peer in floods[1:]]
+        + [partial(flood_one, peer, results) for peer in floods[1:]]
     )
 
 
@@ -552,9 +550,7 @@ def report(results: Results, seconds: float) -> str:
 def overhead_report(smoke: bool, started: float) -> str:
     """Ours over bare Flask at each client count, its refusals, and an empty hook."""
     plan = OVERHEAD_SMOKE if smoke else OVERHEAD
-    python = common.interpreter(OURS_VENV, install=False)
-    assert python is not None
-    workers = {OURS_VENV: Worker(OURS_VENV, python)}
+    workers = {OURS_VENV: Worker(OURS_VENV)}
     try:
         ours = GATEKEEPER
         cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in (BARE, ours)]
@@ -610,7 +606,7 @@ def instructions_report(smoke: bool, started: float) -> Optional[str]:
     if shutil.which("valgrind") is None:
         log("skipped: valgrind is not installed (apt-get install valgrind)")
         return None
-    pythons = common.worker_interpreters(install=False, log=log)
+    pythons = common.worker_interpreters(install=False)
     plan = COUNTED_SMOKE if smoke else COUNTED
     peers = (BARE, OURS) if smoke else (BARE, HOOK, OURS, MOVING, ORIGINAL)
     cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in peers]
@@ -624,7 +620,7 @@ def instructions_report(smoke: bool, started: float) -> Optional[str]:
         python, requests = pythons[case.peer.venv], plan.requests
         case.samples = [(collected(python, case, requests) - collected(python, case, 0)) / requests]
 
-    common.two_at_a_time([partial(count, case) for case in cases], os.cpu_count())
+    common.in_threads([partial(count, case) for case in cases], os.cpu_count() or 1)
     valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout
     return common.template(
         "instructions.md",
@@ -653,7 +649,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if (text := instructions_report(args.smoke, started)) is not None:
             common.publish(text, INSTRUCTIONS, smoke=args.smoke, log=log)
         return
-    pythons = common.worker_interpreters(install=not args.smoke, log=log)
+    pythons = common.worker_interpreters(install=not args.smoke)
     peers = tuple(peer for peer in ALL if peer.venv in pythons)
     results = Results(SMOKE if args.smoke else FULL, args.smoke, peers)
     workers = {venv: Worker(venv, python) for venv, python in pythons.items()}
@@ -661,7 +657,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         results.versions = {venv: worker.ask("hello") for venv, worker in workers.items()}
         measure_time(workers, results)
         measure_redis(workers, results)
-        measure_memory_and_flood(workers, pythons, results)
+        measure_memory_and_flood(workers, results)
     finally:
         for worker in workers.values():
             worker.close()

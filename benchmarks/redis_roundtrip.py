@@ -45,9 +45,7 @@ def ratio(samples: list[float], yardstick: list[float]) -> str:
 def measure(venv: str, port: int, plan: tuple[int, int, int]) -> str:
     """Every part timed in the venv's worker, with Redis's own time per EVALSHA."""
     clients, rounds, requests = plan
-    python = common.interpreter(venv, install=True)
-    assert python is not None
-    worker, url = Worker(venv, python), f"redis://127.0.0.1:{port}/0"
+    worker, url = Worker(venv), f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
         facts = worker.ask("parts", case="", port=port, clients=clients, **configuration(url))[

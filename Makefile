@@ -100,7 +100,7 @@ dist-check: $(VENV)/.installed-dev
 ## benchmarks' own venvs install through PINS too.
 bench: $(VENV)/.installed-dev
 	$(PIN) $(BIN)/python benchmarks/peers.py --overhead
-	$(PIN) $(BIN)/python benchmarks/redis_roundtrip.py --hiredis
+	$(PIN) $(BIN)/python benchmarks/peers.py --redis-parts --hiredis
 	$(PIN) $(BIN)/python benchmarks/strategies.py
 	$(PIN) $(BIN)/python benchmarks/flood.py
 	$(PIN) $(BIN)/python benchmarks/load.py
@@ -109,7 +109,7 @@ bench: $(VENV)/.installed-dev
 
 bench-smoke: $(VENV)/.installed-dev
 	$(PIN) $(BIN)/python benchmarks/peers.py --overhead --smoke
-	$(PIN) $(BIN)/python benchmarks/redis_roundtrip.py --smoke
+	$(PIN) $(BIN)/python benchmarks/peers.py --redis-parts --smoke
 	$(PIN) $(BIN)/python benchmarks/strategies.py --smoke
 	$(PIN) $(BIN)/python benchmarks/flood.py --smoke
 	$(PIN) $(BIN)/python benchmarks/peers.py --smoke

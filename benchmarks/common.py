@@ -35,7 +35,7 @@ def arguments(doc: Optional[str], argv: Optional[Sequence[str]], **flags: str) -
     """A driver's command line (its docstring's first line): ``flags``, each with its help."""
     found = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     for flag, text in flags.items():
-        found.add_argument(f"--{flag}", action="store_true", help=text)
+        found.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=text)
     return found.parse_args(argv)
 
 

@@ -660,7 +660,7 @@ def handle(command: str, request: Reply) -> Reply:
     if "config" in request:
         request["config"] = Config(**request["config"])
     if command in BUILDS:
-        prefix = request.pop("case")
+        prefix = request.pop("case", "")
         built, facts = BUILDS[command](**request)
         parts = built if isinstance(built, dict) else {"": built}
         cases.update({prefix + name: run for name, run in parts.items()})

@@ -3,10 +3,12 @@ test: it prints RESULTS.md's report (a full run writes it; about 25 minutes on t
 ``--smoke``: tiny counts, with the peers whose venvs are built (it builds none);
 ``--overhead``: ours over bare Flask alone, more rounds (about five minutes); ``--instructions``:
 instructions per request under callgrind, INSTRUCTIONS.md (about 20 minutes; 100 000 clients
-are left out, too slow to fill under callgrind)."""
+are left out, too slow to fill under callgrind); ``--redis-parts``: what one Redis request
+costs, part by part, next to a redis-py PING (``--hiredis``: again with hiredis)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -261,6 +263,19 @@ class Unit:
 
 MICROSECONDS = Unit("µs/request", ".2f", " µs")
 INSTRUCTIONS_UNIT = Unit("instructions", ",.0f", digits=3)
+PARTS = {
+    "raw-ping": "PING, bare socket",
+    "ping": "PING, redis-py (the yardstick)",
+    "raw-evalsha": "EVALSHA hit.lua, bare socket",
+    "evalsha": "EVALSHA hit.lua, redis-py `client.evalsha`",
+    "hit": "`RedisStorage.hit`, the seed's two rules",
+    "hit-evalsha": "`RedisStorage.hit` through `client.evalsha` (Cluster's path)",
+    "bare": "bare Flask request",
+    "pinged": "bare Flask request that makes one redis-py PING (`before_request`)",
+    "ours": "GateKeeper request, seed's rules and ban rule",
+}
+"""``--redis-parts``' rows: the parts of a request, as ``harness.redis_parts`` names them."""
+PARTS_PLAN, PARTS_SMOKE = Plan((10_000,), 9, 2_000), Plan((200,), 2, 50)
 Found = dict[tuple[str, str, int], Case]
 
 
@@ -633,6 +648,53 @@ def instructions_report(smoke: bool, started: float) -> Optional[str]:
     )
 
 
+@dataclass
+class Part:
+    worker: Optional[Worker]
+    name: str
+    samples: list[float] = field(default_factory=list)
+
+
+def parts_report(venv: str, port: int, smoke: bool) -> str:
+    """Every part timed in the venv's worker, with Redis's own time per EVALSHA."""
+    plan, url = PARTS_SMOKE if smoke else PARTS_PLAN, f"redis://127.0.0.1:{port}/0"
+    clients = plan.client_counts[0]
+    with contextlib.closing(Worker(venv)) as worker, redis.Redis.from_url(url) as client:
+        facts = worker.ask("parts", port=port, clients=clients, **configuration(url))["facts"]
+        parts = [Part(worker, name) for name in PARTS]
+        worker.ask("freeze")
+        client.config_resetstat()
+        common.run_rounds(parts, plan.rounds, plan.requests, log)
+        stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        client.flushall()
+    found = {PARTS[part.name]: part.samples for part in parts}
+    ping, bare = found[PARTS["ping"]], found[PARTS["bare"]]
+    in_request = [a - b for a, b in zip(found[PARTS["pinged"]], bare)]
+    overheads = [a - b for a, b in zip(found[PARTS["ours"]], bare)]
+    found["a redis-py PING in a request (the PING request minus bare Flask)"] = in_request
+    found["GateKeeper's overhead per request (its request minus bare Flask)"] = overheads
+
+    def times(samples: list[float], yardstick: list[float]) -> str:
+        return f"{statistics.median(a / b for a, b in zip(samples, yardstick)):.2f}x"
+
+    rows = []
+    for what, samples in found.items():
+        ratios = [times(samples, ping), times(samples, in_request)]
+        rows.append([what, f"{statistics.median(samples):.1f}", common.spread(samples), *ratios])
+    headings = ["what", "µs per call", "spread", "x redis-py PING", "x PING in a request"]
+    return common.template(
+        "redis-roundtrip.md",
+        setting=common.setting(),
+        facts=facts,
+        hiredis="with" if facts["hiredis"] else "without",
+        plan=plan,
+        table=table(headings, rows),
+        script_us=float(stats.get("usec_per_call", 0.0)),
+        hit_ratio=times(found[PARTS["hit"]], ping),
+        overhead_ratio=times(overheads, in_request),
+    )
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = common.arguments(
         __doc__,
@@ -640,8 +702,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         smoke="tiny counts: checks that it runs",
         overhead="ours over bare Flask only, printed (not RESULTS.md)",
         instructions="instructions per request under callgrind (INSTRUCTIONS.md)",
+        redis_parts="a Redis request's parts next to a redis-py PING, printed",
+        hiredis="with --redis-parts: also with hiredis, in its own venv",
     )
     started = time.perf_counter()
+    if args.redis_parts:
+        with common.redis_server() as port:
+            if port is None:
+                print("skipped: no redis-server on this machine")
+                return
+            venvs = [OURS_VENV, *(["hiredis"] * args.hiredis)]
+            print("\n\n".join(parts_report(venv, port, args.smoke) for venv in venvs))
+        print(f"\n(run took {time.perf_counter() - started:.0f} s)")
+        return
     if args.overhead:
         print(overhead_report(args.smoke, started))
         return

@@ -1,14 +1,15 @@
 """Memory and per-request time of ours while a million distinct clients arrive (issue 3).
-
-Not a test: it prints Markdown tables (about 15 minutes on two cores; ``--smoke``: 1 000
-clients against a cap of 250). Each request comes from a new client, 1 in 10 an IPv6 /64,
-under the design's rules and a clock moving 0.1 ms a reading, in two variants (``VARIANTS``),
-each timed alone and then traced in a fresh worker; ``harness.fill`` then gives the bytes
-per log of 1 request and of 100 (a full ring), which bound the memory at the cap.
-"""
+Not a test: it prints Markdown tables (about 15 minutes on two cores). Each request comes
+from a new client, 1 in 10 an IPv6 /64, under the design's rules and a clock moving 0.1 ms a
+reading, in two variants (``VARIANTS``), each timed alone and then traced in a fresh worker;
+``harness.fill`` then gives the bytes per log of 1 request and of 100 (a full ring), which
+bound the memory at the cap. ``--strategies``: each strategy at a big quota (10 000 per
+day): bytes per client in memory (``harness.fill``) and on Redis (``MEMORY USAGE``), and
+``MemoryStorage.hit``'s time alone on a C-level clock (about a minute)."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Sequence
@@ -16,11 +17,16 @@ from functools import partial
 from typing import Any, Optional
 
 import common
+import harness
+import redis
 from common import OURS_VENV, configuration, table, template
 from harness import LARGEST, client_address, client_key
 
+from flask_gatekeeper import MemoryStorage
 from flask_gatekeeper.identity.addresses import parse_address
 from flask_gatekeeper.storage import DEFAULT_MAX_CLIENTS
+from flask_gatekeeper.storage.redis import RedisStorage
+from flask_gatekeeper.strategies import STRATEGIES
 
 CLOCK_STEP, FILL_CLOCK_STEP = 0.0001, 0.25
 """Seconds per clock reading in the flood (10 000 requests a second, well inside the ban),
@@ -29,6 +35,7 @@ BANNED_CLIENT, IPV6_EVERY = "192.0.2.1", 10
 FULL = 1_000_000, DEFAULT_MAX_CLIENTS, 10_000
 """Flood clients, the storage's cap on tracked logs, and clients of the direct fills."""
 SMOKE = 1_000, 250, 100
+QUOTA = 10_000  # per day, for --strategies
 MB = 1024 * 1024
 VARIANTS = {
     "direct": (None, "clients identified by REMOTE_ADDR (default settings)"),
@@ -137,9 +144,74 @@ def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) ->
     )
 
 
+def quota(strategy: str) -> list[dict[str, object]]:
+    return [{"count": QUOTA, "window": 86_400, "strategy": strategy}]
+
+
+def time_per_hit(strategy: str, clients: int, rounds: int) -> float:
+    """The median over rounds of µs per ``hit``, every client tracked before timing."""
+    storage = MemoryStorage(clock=itertools.count(1000.0, 0.001).__next__, max_clients=clients + 1)
+    names, scopes = (
+        [harness.client_ip(n) for n in range(clients)],
+        harness.ours_scopes(quota(strategy)),
+    )
+    samples = []
+    for _ in range(rounds + 1):
+        started = time.perf_counter_ns()
+        for name in names:
+            storage.hit(name, scopes)
+        samples.append((time.perf_counter_ns() - started) / clients / 1000)
+    return statistics.median_high(samples[1:])
+
+
+def redis_bytes(requests: int) -> dict[str, int]:
+    """MEMORY USAGE of one client's keys per strategy (none without redis-server)."""
+    found: dict[str, int] = {}
+    with common.redis_server() as port:
+        if port is None:
+            return found
+        with redis.Redis(port=port) as client:
+            for strategy in STRATEGIES:
+                client.flushdb()
+                on_redis = RedisStorage(client)
+                for _ in range(requests):
+                    on_redis.hit("203.0.113.9", harness.ours_scopes(quota(strategy)))
+                keys = client.scan_iter("gatekeeper:*")
+                found[strategy] = sum(int(client.memory_usage(key) or 0) for key in keys)
+    return found
+
+
+def strategies(smoke: bool) -> None:
+    clients, requests, rounds = (50, 3, 2) if smoke else (2_000, 200, 9)
+    print(f"One rule of {QUOTA:,} per 86,400 s; {clients:,} clients.\n")
+    on_redis, rows = redis_bytes(requests), []
+    for strategy in STRATEGIES:
+        one, many = (
+            harness.fill(clients, n, 0.001, rules=quota(strategy))["bytes_per_client"]
+            for n in (1, requests)
+        )
+        speed = time_per_hit(strategy, clients, rounds)
+        stored = str(on_redis.get(strategy, "n/a"))
+        rows.append([strategy, f"{one:,.0f}", f"{many:,.0f}", f"{speed:.2f}", stored])
+    headings = ["strategy", "B/client after 1", f"B/client after {requests}", "µs per hit"]
+    print(table([*headings, f"Redis B/client after {requests}"], rows))
+    print(
+        "\nThe sliding log keeps 8 bytes per counted request, up to the count: at "
+        f"{QUOTA:,} requests about {QUOTA * 8 // 1000} KB per client; the others stay flat."
+    )
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.arguments(__doc__, argv, smoke="1,000 clients against a cap of 250").smoke
-    clients, cap, fill_clients = SMOKE if smoke else FULL
+    args = common.arguments(
+        __doc__,
+        argv,
+        smoke="tiny counts: 1,000 clients against a cap of 250",
+        strategies="each strategy at a big quota instead",
+    )
+    if args.strategies:
+        strategies(args.smoke)
+        return
+    clients, cap, fill_clients = SMOKE if args.smoke else FULL
     every = clients // 10
     started = time.perf_counter()
     for number in range(IPV6_EVERY):  # the fills' keys are the ones a request produces

@@ -109,11 +109,16 @@ class Targets(list[list[str]]):
         self.append([target, measured, status])
 
     def measured(
-        self, target: str, row: Callable[[], tuple[str, bool]], missing: str = NOT_MEASURED
+        self,
+        target: str,
+        row: Callable[..., tuple[str, bool]],
+        *arguments: Any,
+        missing: str = NOT_MEASURED,
     ) -> None:
-        """The target's row (measured, met), or ``missing`` when a case it reads is missing."""
+        """The target's ``row(*arguments)`` (measured, met), or ``missing`` when a case it
+        reads is missing."""
         try:
-            found, met = row()
+            found, met = row(*arguments)
         except KeyError:
             self.add(target, missing, None)
         else:
@@ -146,8 +151,15 @@ def generated(script: str, smoke: bool, seconds: float) -> str:
 
 
 def template(name: str, **values: object) -> str:
-    """``benchmarks/templates/name`` with its ``{fields}`` filled (format specs allowed)."""
-    return (HERE / "templates" / name).read_text(encoding="utf-8").format_map(values).rstrip()
+    """``benchmarks/templates/name`` with its ``{fields}`` filled (format specs allowed), the
+    machine, the setting, this Python and ``harness`` (the shared rules) among them."""
+    import harness
+
+    python = platform.python_version()
+    found = {"machine": machine(), "setting": setting(), "python": python, "harness": harness}
+    return (
+        (HERE / "templates" / name).read_text(encoding="utf-8").format_map(found | values).rstrip()
+    )
 
 
 def publish(text: str, path: Path, *, smoke: bool, log: Log) -> None:

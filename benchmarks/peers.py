@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -23,7 +22,6 @@ from functools import partial
 from typing import Any, Optional
 
 import common
-import harness
 import redis
 from common import HERE, OURS_VENV, Targets, Worker, configuration, overhead, ratio, table
 
@@ -53,6 +51,7 @@ OVERHEAD, OVERHEAD_SMOKE = Plan((1, 1_000, 100_000), 15, 10_000), Plan((1, 10, 1
 """``--overhead``: client counts (none evicted under the default bound), rounds, requests."""
 COUNTED, COUNTED_SMOKE = Plan((1, 1_000), 0, 4_000), Plan((1,), 0, 200)
 """``--instructions``: client counts, and requests counted per configuration."""
+PARTS_PLAN, PARTS_SMOKE = Plan((10_000,), 9, 2_000), Plan((200,), 2, 50)
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,18 @@ REFUSALS = (("refused", 1, None), ("refused", 1, "*/*"), ("banned", 1, None), ("
 """The refused paths of the targets (one client), with no ``Accept`` header and with one."""
 REFUSED_AIM = 1.10  # what a refusal aims to cost, times a bare Flask request (issue 15)
 MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
+PARTS = {
+    "raw-ping": "PING, bare socket",
+    "ping": "PING, redis-py (the yardstick)",
+    "raw-evalsha": "EVALSHA hit.lua, bare socket",
+    "evalsha": "EVALSHA hit.lua, redis-py `client.evalsha`",
+    "hit": "`RedisStorage.hit`, the seed's two rules",
+    "hit-evalsha": "`RedisStorage.hit` through `client.evalsha` (Cluster's path)",
+    "bare": "bare Flask request",
+    "pinged": "bare Flask request that makes one redis-py PING (`before_request`)",
+    "ours": "GateKeeper request, seed's rules and ban rule",
+}
+"""``--redis-parts``' rows: the parts of a request, as ``harness.redis_parts`` names them."""
 
 
 @dataclass
@@ -127,6 +138,13 @@ class Case:
         return {"case": self.name, **build, "accept": self.accept, **configuration(self.storage)}
 
 
+@dataclass
+class Part:
+    worker: Optional[Worker]
+    name: str
+    samples: list[float] = field(default_factory=list)
+
+
 def build(workers: dict[str, Worker], cases: Sequence[Case]) -> list[Case]:
     for case in cases:
         log(f"building {case.name}")
@@ -135,23 +153,26 @@ def build(workers: dict[str, Worker], cases: Sequence[Case]) -> list[Case]:
     return list(cases)
 
 
+def tell(workers: dict[str, Worker], command: str) -> None:
+    for worker in workers.values():
+        worker.ask(command)
+
+
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
     """Commands the app sent Redis for ``requests`` requests, seen by MONITOR (commands a
     script runs show there as ``lua`` and are not counted)."""
-    watcher, marker, counts = redis.Redis(port=port), redis.Redis(port=port), dict[str, int]()
-    sentinel = f"peers-sentinel-{case.name}"
-    marker.ping()  # the marker's connection set up (HELLO) before MONITOR watches
-    with watcher.monitor() as monitor:
-        common.measure(case, requests)
-        marker.echo(sentinel)
-        for seen in monitor.listen():
-            if sentinel in seen["command"]:
-                break
-            if seen["client_type"] != "lua":
-                name = seen["command"].split(" ", 1)[0].upper()
-                counts[name] = counts.get(name, 0) + 1
-    watcher.close()
-    marker.close()
+    counts, sentinel = dict[str, int](), f"peers-sentinel-{case.name}"
+    with redis.Redis(port=port) as watcher, redis.Redis(port=port) as marker:
+        marker.ping()  # the marker's connection set up (HELLO) before MONITOR watches
+        with watcher.monitor() as monitor:
+            common.measure(case, requests)
+            marker.echo(sentinel)
+            for seen in monitor.listen():
+                if sentinel in seen["command"]:
+                    break
+                if seen["client_type"] != "lua":
+                    name = seen["command"].split(" ", 1)[0].upper()
+                    counts[name] = counts.get(name, 0) + 1
     return counts
 
 
@@ -178,14 +199,10 @@ def measure_time(workers: dict[str, Worker], results: Results) -> None:
     cases += [Case(p, *refusal) for refusal in REFUSALS[1:] for p in BANNING if p in peers]
     functions = [Case(p, "admitted", n) for n in plan.client_counts for p in FUNCTIONS]
     results.timed = build(workers, cases)
-    results.functions = build(
-        workers, [case for case in functions if FUNCTIONS[case.peer] in peers]
-    )
-    for worker in workers.values():
-        worker.ask("freeze")  # the apps, addresses and logs: collections skip them
+    results.functions = build(workers, [c for c in functions if FUNCTIONS[c.peer] in peers])
+    tell(workers, "freeze")  # the apps, addresses and logs: collections skip them
     common.run_rounds([*results.timed, *results.functions], plan.rounds, plan.requests, log)
-    for worker in workers.values():
-        worker.ask("drop")
+    tell(workers, "drop")
 
 
 def measure_redis(workers: dict[str, Worker], results: Results) -> None:
@@ -198,8 +215,7 @@ def measure_redis(workers: dict[str, Worker], results: Results) -> None:
         # A database each: Flask-Limiter's strategies would share keys of different types.
         url = f"redis://127.0.0.1:{port}/"
         cases = [
-            Case(peer, "redis", plan.redis_clients, storage=f"{url}{db}")
-            for db, peer in enumerate(peers)
+            Case(p, "redis", plan.redis_clients, storage=f"{url}{db}") for db, p in enumerate(peers)
         ]
         results.redis = build(workers, cases)
         for case in cases[1:]:
@@ -208,11 +224,9 @@ def measure_redis(workers: dict[str, Worker], results: Results) -> None:
         common.run_rounds(cases, plan.redis_rounds, plan.redis_requests, log)
         ping = Case(PINGED, "ping", 0, worker=workers[OURS_VENV])
         workers[OURS_VENV].ask("ping", case=ping.name, url=f"{url}0")
-        results.ping = statistics.median(
-            common.measure(ping, plan.redis_requests) for _ in range(plan.redis_rounds)
-        )
-        for worker in workers.values():
-            worker.ask("drop")
+        samples = [common.measure(ping, plan.redis_requests) for _ in range(plan.redis_rounds)]
+        results.ping = statistics.median(samples)
+        tell(workers, "drop")
 
 
 def memory_in(worker: Worker, venv: str, results: Results) -> None:
@@ -237,16 +251,6 @@ def flood_one(peer: Peer, results: Results) -> None:
     results.flood[peer.key] = reply
 
 
-def measure_memory_and_flood(workers: dict[str, Worker], results: Results) -> None:
-    """After the timings (memory does not depend on speed), two at a time: ours' flood first."""
-    floods = sorted(results.peers, key=lambda peer: peer is not OURS)
-    common.in_threads(
-        [partial(flood_one, floods[0], results)]
-        + [partial(memory_in, worker, venv, results) for venv, worker in workers.items()]
-        + [partial(flood_one, peer, results) for peer in floods[1:]]
-    )
-
-
 @dataclass(frozen=True)
 class Unit:
     """How a table shows a case's samples: µs per request, or instructions."""
@@ -254,8 +258,7 @@ class Unit:
     heading: str
     spec: str
     suffix: str = ""
-    digits: int = 2
-    """Of a ratio to bare Flask."""
+    digits: int = 2  # of a ratio to bare Flask
 
     def __call__(self, value: float, sign: str = "") -> str:
         return f"{value:{sign}{self.spec}}{self.suffix}"
@@ -263,19 +266,6 @@ class Unit:
 
 MICROSECONDS = Unit("µs/request", ".2f", " µs")
 INSTRUCTIONS_UNIT = Unit("instructions", ",.0f", digits=3)
-PARTS = {
-    "raw-ping": "PING, bare socket",
-    "ping": "PING, redis-py (the yardstick)",
-    "raw-evalsha": "EVALSHA hit.lua, bare socket",
-    "evalsha": "EVALSHA hit.lua, redis-py `client.evalsha`",
-    "hit": "`RedisStorage.hit`, the seed's two rules",
-    "hit-evalsha": "`RedisStorage.hit` through `client.evalsha` (Cluster's path)",
-    "bare": "bare Flask request",
-    "pinged": "bare Flask request that makes one redis-py PING (`before_request`)",
-    "ours": "GateKeeper request, seed's rules and ban rule",
-}
-"""``--redis-parts``' rows: the parts of a request, as ``harness.redis_parts`` names them."""
-PARTS_PLAN, PARTS_SMOKE = Plan((10_000,), 9, 2_000), Plan((200,), 2, 50)
 Found = dict[tuple[str, str, int], Case]
 
 
@@ -328,12 +318,9 @@ def function_table(results: Results) -> str:
         plain = None if peer is None else found.get((peer.key, "admitted", case.clients))
         return "" if plain is None else MICROSECONDS(overhead(case, plain), "+")
 
-    cases = [
-        case
-        for bare in results.timed
-        if bare.peer is BARE
-        for case in (bare, *(c for c in results.functions if c.clients == bare.clients))
-    ]
+    cases = []
+    for bare in (case for case in results.timed if case.peer is BARE):
+        cases += [bare, *(c for c in results.functions if c.clients == bare.clients)]
     peers = [peer for peer, plain in FUNCTIONS.items() if plain in results.peers]
     return time_table(cases, peers, ("added to the peer's global rules", added))
 
@@ -377,11 +364,11 @@ def flood_table(found: dict[str, dict[str, Any]]) -> str:
         ]
         for clients in sorted(set().union(*points.values()) - {0})
     ]
-    last = [found[peer.key]["points"][-1] for peer in peers]
+    ends = [found[peer.key]["points"][-1] for peer in peers]
     rows.append(
         [
             "traced B/client at the end",
-            *(f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in last),
+            *(f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in ends),
         ]
     )
     rows.append(["stopped", *(found[peer.key]["stopped"] for peer in peers)])
@@ -427,24 +414,23 @@ def speed_targets(found: Found, client_counts: Sequence[int], unit: Unit = MICRO
     for count in client_counts:
         clients = f"{count:,} client{'s' if count > 1 else ''}"
         bound = 1.15 if count >= 100_000 else 1.10
-        rows = {
-            f"admitted at most {bound:.2f}x bare Flask": partial(bare_flask, count, bound),
-            "overhead at least 20x smaller than Flask-Limiter moving window's": partial(
-                twenty_times, count
-            ),
-            "overhead smaller than flask-gatekeeper 1.0.0's": partial(smaller, count),
-        }
-        for target, row in rows.items():
-            targets.measured(f"{target}, {clients}", row)
+        targets.measured(
+            f"admitted at most {bound:.2f}x bare Flask, {clients}", bare_flask, count, bound
+        )
+        moving = "Flask-Limiter moving window's"
+        targets.measured(
+            f"overhead at least 20x smaller than {moving}, {clients}", twenty_times, count
+        )
+        targets.measured(
+            f"overhead smaller than flask-gatekeeper 1.0.0's, {clients}", smaller, count
+        )
     for refusal in REFUSALS:
         case = Case(OURS, *refusal)
-        kind, what = case.kind, MODE_LABELS[case.mode][2:] + case.accepts
+        what = MODE_LABELS[case.mode][2:] + case.accepts
         targets.measured(
-            f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal", partial(cheaper, kind)
+            f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal", cheaper, case.kind
         )
-        targets.measured(
-            f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)", partial(aim, kind)
-        )
+        targets.measured(f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)", aim, case.kind)
     return targets
 
 
@@ -502,7 +488,7 @@ def targets(results: Results) -> str:
         "overhead at most 1.5x a redis-py PING round trip made in a request (ours)": against_ping,
     }
     for target, row in redis_rows.items():
-        found.measured(f"Redis: {target}", row, results.redis_note)
+        found.measured(f"Redis: {target}", row, missing=results.redis_note)
     points = results.flood[OURS.key]["points"]
     settled = next(p for p in points if p["clients"] >= 2 * results.plan.flood_every)
     end = points[-1]
@@ -536,11 +522,7 @@ def report(results: Results, seconds: float) -> str:
         "results.md",
         plan=plan,
         generated=common.generated("peers.py", results.smoke, seconds),
-        machine=common.machine(),
-        python=platform.python_version(),
         interpreters=common.interpreters(results.versions),
-        rules=harness.RATE_LIMIT_RULES,
-        ban_rule=harness.BAN_RULE,
         lacks="; ".join(f"{peer.label}: {lacks}" for peer, lacks in LACKS.items()),
         unmeasured="".join(
             f"\n- Not measured (its venv is not built): {peer.label}."
@@ -550,8 +532,6 @@ def report(results: Results, seconds: float) -> str:
         targets=targets(results),
         time_table=time_table(results.timed, results.peers),
         readings=readings(results.timed),
-        pro_limit=harness.PRO_LIMIT,
-        free_limit=harness.FREE_LIMIT,
         function_readings=readings(results.functions) or "none measured",
         function_table=function_table(results),
         memory_table=memory_table(results.memory, results.peers),
@@ -562,23 +542,38 @@ def report(results: Results, seconds: float) -> str:
     )
 
 
+def side_by_side(smoke: bool, started: float) -> str:
+    """RESULTS.md: every peer whose venv is built (or, unless ``smoke``, built now)."""
+    pythons = common.worker_interpreters(install=not smoke)
+    results = Results(SMOKE if smoke else FULL, smoke, tuple(p for p in ALL if p.venv in pythons))
+    with contextlib.ExitStack() as stack:
+        workers = {
+            v: stack.enter_context(contextlib.closing(Worker(v, p))) for v, p in pythons.items()
+        }
+        results.versions = {venv: worker.ask("hello") for venv, worker in workers.items()}
+        measure_time(workers, results)
+        measure_redis(workers, results)
+        floods = sorted(results.peers, key=lambda peer: peer is not OURS)  # ours' first
+        common.in_threads(  # after the timings (memory does not depend on speed)
+            [partial(flood_one, floods[0], results)]
+            + [partial(memory_in, worker, venv, results) for venv, worker in workers.items()]
+            + [partial(flood_one, peer, results) for peer in floods[1:]]
+        )
+    return report(results, time.perf_counter() - started)
+
+
 def overhead_report(smoke: bool, started: float) -> str:
     """Ours over bare Flask at each client count, its refusals, and an empty hook."""
-    plan = OVERHEAD_SMOKE if smoke else OVERHEAD
-    workers = {OURS_VENV: Worker(OURS_VENV)}
-    try:
-        ours = GATEKEEPER
-        cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in (BARE, ours)]
-        cases += [Case(HOOK, "admitted", 1), Case(ours, "refused", 1), Case(ours, "banned", 1)]
-        cases = build(workers, cases)
-        workers[OURS_VENV].ask("freeze")
+    plan, ours = OVERHEAD_SMOKE if smoke else OVERHEAD, GATEKEEPER
+    cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in (BARE, ours)]
+    cases += [Case(HOOK, "admitted", 1), Case(ours, "refused", 1), Case(ours, "banned", 1)]
+    with contextlib.closing(Worker(OURS_VENV)) as worker:
+        build({OURS_VENV: worker}, cases)
+        worker.ask("freeze")
         common.run_rounds(cases, plan.rounds, plan.requests, log)
-    finally:
-        workers[OURS_VENV].close()
     bare_few, ours_few, *_, bare_many, ours_many = cases[: 2 * len(plan.client_counts)]
     return common.template(
         "overhead.md",
-        setting=common.setting(),
         plan=plan,
         table=time_table(cases, []),
         many=plan.client_counts[-1],
@@ -615,12 +610,9 @@ def collected(python: common.Interpreter, case: Case, requests: int) -> int:
     return int(found.group(1))
 
 
-def instructions_report(smoke: bool, started: float) -> Optional[str]:
+def instructions_report(smoke: bool, started: float) -> str:
     """The configurations of the time table counted in instructions per request; each is
     the difference between a run that builds and warms it up and one that also serves."""
-    if shutil.which("valgrind") is None:
-        log("skipped: valgrind is not installed (apt-get install valgrind)")
-        return None
     pythons = common.worker_interpreters(install=False)
     plan = COUNTED_SMOKE if smoke else COUNTED
     peers = (BARE, OURS) if smoke else (BARE, HOOK, OURS, MOVING, ORIGINAL)
@@ -640,19 +632,11 @@ def instructions_report(smoke: bool, started: float) -> Optional[str]:
     return common.template(
         "instructions.md",
         generated=common.generated("peers.py --instructions", smoke, time.perf_counter() - started),
-        setting=common.setting(),
         valgrind=valgrind.strip(),
         requests=plan.requests,
         targets=speed_targets(by_key(cases), plan.client_counts, INSTRUCTIONS_UNIT).table(),
         table=time_table(cases, [], unit=INSTRUCTIONS_UNIT),
     )
-
-
-@dataclass
-class Part:
-    worker: Optional[Worker]
-    name: str
-    samples: list[float] = field(default_factory=list)
 
 
 def parts_report(venv: str, port: int, smoke: bool) -> str:
@@ -684,7 +668,6 @@ def parts_report(venv: str, port: int, smoke: bool) -> str:
     headings = ["what", "µs per call", "spread", "x redis-py PING", "x PING in a request"]
     return common.template(
         "redis-roundtrip.md",
-        setting=common.setting(),
         facts=facts,
         hiredis="with" if facts["hiredis"] else "without",
         plan=plan,
@@ -706,7 +689,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         hiredis="with --redis-parts: also with hiredis, in its own venv",
     )
     started = time.perf_counter()
-    if args.redis_parts:
+    if args.overhead:
+        print(overhead_report(args.smoke, started))
+    elif args.redis_parts:
         with common.redis_server() as port:
             if port is None:
                 print("skipped: no redis-server on this machine")
@@ -714,28 +699,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             venvs = [OURS_VENV, *(["hiredis"] * args.hiredis)]
             print("\n\n".join(parts_report(venv, port, args.smoke) for venv in venvs))
         print(f"\n(run took {time.perf_counter() - started:.0f} s)")
-        return
-    if args.overhead:
-        print(overhead_report(args.smoke, started))
-        return
-    if args.instructions:
-        if (text := instructions_report(args.smoke, started)) is not None:
-            common.publish(text, INSTRUCTIONS, smoke=args.smoke, log=log)
-        return
-    pythons = common.worker_interpreters(install=not args.smoke)
-    peers = tuple(peer for peer in ALL if peer.venv in pythons)
-    results = Results(SMOKE if args.smoke else FULL, args.smoke, peers)
-    workers = {venv: Worker(venv, python) for venv, python in pythons.items()}
-    try:
-        results.versions = {venv: worker.ask("hello") for venv, worker in workers.items()}
-        measure_time(workers, results)
-        measure_redis(workers, results)
-        measure_memory_and_flood(workers, results)
-    finally:
-        for worker in workers.values():
-            worker.close()
-    text = report(results, time.perf_counter() - started)
-    common.publish(text, RESULTS, smoke=args.smoke, log=log)
+    elif args.instructions and shutil.which("valgrind") is None:
+        log("skipped: valgrind is not installed (apt-get install valgrind)")
+    elif args.instructions:
+        text = instructions_report(args.smoke, started)
+        common.publish(text, INSTRUCTIONS, smoke=args.smoke, log=log)
+    else:
+        common.publish(side_by_side(args.smoke, started), RESULTS, smoke=args.smoke, log=log)
 
 
 if __name__ == "__main__":

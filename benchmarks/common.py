@@ -192,10 +192,17 @@ newer pips refuse, so Flask goes first; hiredis's has this interpreter's Flask a
 Interpreter = tuple[list[str], dict[str, str]]
 
 
-def interpreter(venv: str, install: bool = True) -> Optional[Interpreter]:
-    """The command and environment that start Python in a venv (built first when
-    ``install``), or None when not built. The peers' run with ``-I`` and no ``PYTHONPATH``:
-    nothing of this checkout may shadow flask-gatekeeper 1.0.0."""
+def built(venv: str) -> bool:
+    root = HERE / ".venvs" / venv
+    marker = root / ".bench-installed"
+    wanted = json.dumps(INSTALLS[venv])
+    return (root / "bin" / "python").exists() and marker.exists() and marker.read_text() == wanted
+
+
+def interpreter(venv: str) -> Interpreter:
+    """The command and environment that start Python in a venv, built first when missing. The
+    peers' run with ``-I`` and no ``PYTHONPATH``: nothing of this checkout may shadow
+    flask-gatekeeper 1.0.0."""
     from support.servers import absolute_pythonpath
 
     paths = [absolute_pythonpath(os.environ), str(HERE.parent / "src") if venv == "hiredis" else ""]
@@ -203,19 +210,15 @@ def interpreter(venv: str, install: bool = True) -> Optional[Interpreter]:
     if venv == OURS_VENV:
         return [sys.executable], env
     root = HERE / ".venvs" / venv
-    python, marker = root / "bin" / "python", root / ".bench-installed"
-    wanted = json.dumps(INSTALLS[venv])
-    if not (python.exists() and marker.exists() and marker.read_text() == wanted):
-        if not install:
-            logger("venvs")(f"skipping the {venv} peers: benchmarks/.venvs/{venv} is not built")
-            return None
+    python = root / "bin" / "python"
+    if not built(venv):
         logger("venvs")(f"setting up benchmarks/.venvs/{venv}")
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
         for arguments in INSTALLS[venv]:
             pip = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
             subprocess.run([str(python), *pip, *arguments], check=True)
-        marker.write_text(wanted)
+        (root / ".bench-installed").write_text(json.dumps(INSTALLS[venv]))
     if venv == "hiredis":
         return [str(python)], env
     env.pop("PYTHONPATH")
@@ -224,8 +227,10 @@ def interpreter(venv: str, install: bool = True) -> Optional[Interpreter]:
 
 def worker_interpreters(install: bool) -> dict[str, Interpreter]:
     """Ours and every peer venv that is built (or, with ``install``, built now)."""
-    found = {venv: interpreter(venv, install) for venv in (OURS_VENV, *PEER_VENVS)}
-    return {venv: command for venv, command in found.items() if command is not None}
+    venvs = [OURS_VENV, *(venv for venv in PEER_VENVS if install or built(venv))]
+    for venv in set(PEER_VENVS) - set(venvs):
+        logger("venvs")(f"skipping the {venv} peers: benchmarks/.venvs/{venv} is not built")
+    return {venv: interpreter(venv) for venv in venvs}
 
 
 def configuration(storage: str = "memory", **options: object) -> dict[str, object]:
@@ -238,15 +243,10 @@ class Worker:
 
     def __init__(self, venv: str, python: Optional[Interpreter] = None) -> None:
         self.venv = venv
-        python = python or interpreter(venv)
-        assert python is not None  # built when missing
-        command, env = python
+        command, env = python or interpreter(venv)
+        pipe = subprocess.PIPE
         self.process = subprocess.Popen(
-            [*command, str(HERE / "harness.py")],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            [*command, str(HERE / "harness.py")], env=env, stdin=pipe, stdout=pipe, text=True
         )
 
     def ask(self, command: str, **fields: object) -> dict[str, Any]:

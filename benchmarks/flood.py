@@ -108,11 +108,8 @@ def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> str:
 
 
 def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) -> str:
-    def row(what: str, logs: int, requests: int, size: float) -> list[str]:
-        return [what, f"{logs:,}", str(requests), f"{size:,.0f}", f"{mb(size * cap)} MB"]
-
-    rows = [
-        row(
+    measured = [
+        (
             f"{variant} flood, at its end",
             found["points"][-1]["tracked"],
             1,
@@ -120,14 +117,12 @@ def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) ->
         )
         for variant, found in traced.items()
     ]
-    rows += [
-        row(
-            "storage.hit directly, no eviction",
-            fill["tracked"],
-            fill["requests"],
-            fill["bytes_per_client"],
-        )
-        for fill in fills
+    for fill in fills:
+        sizes = fill["tracked"], fill["requests"], fill["bytes_per_client"]
+        measured.append(("storage.hit directly, no eviction", *sizes))
+    rows = [
+        [what, f"{logs:,}", str(requests), f"{size:,.0f}", f"{mb(size * cap)} MB"]
+        for what, logs, requests, size in measured
     ]
     headings = ["measured", "logs", "requests per log", "bytes per client", f"x {cap:,} (the cap)"]
     one, full = fills[0]["bytes_per_client"], fills[-1]["bytes_per_client"]

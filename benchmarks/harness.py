@@ -34,20 +34,17 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], float]
 Reply = dict[str, Any]
-Run = Callable[[int], int]
-"""A built case: makes that many requests (or calls), returns the elapsed ns."""
+Run = Callable[[int], int]  # a built case: makes that many requests (or calls); the elapsed ns
 
 # The rules of the design's example, given to every peer that has each part.
 RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
 BAN_RULE = {"count": 3, "window": 10, "duration": 600}
 LARGEST = max(rule["count"] for rule in RATE_LIMIT_RULES)
-START = 1000.0
-"""Where every fake clock starts (seconds; only differences matter)."""
+START = 1000.0  # where every fake clock starts (seconds; only differences matter)
 SECONDS_PER_REQUEST = 0.25
 """How far a fake clock moves per admitted request (over the peer's readings per request):
 4 requests per simulated second at one client, so every rule is evaluated and admits."""
-WARM_UP_ONE_CLIENT = 500
-"""Requests sent to a one-client case before timing: every log in its steady state."""
+WARM_UP_ONE_CLIENT = 500  # requests before timing one client: every log in its steady state
 PACKAGES = ["flask", "werkzeug", "flask-gatekeeper", "flask-limiter", "limits", "redis"]
 PACKAGES += ["hiredis", "gunicorn"]
 OK, TOO_MANY, FORBIDDEN = "200 OK", "429 TOO MANY REQUESTS", "403 FORBIDDEN"
@@ -72,8 +69,7 @@ def new_app(name: str, before: Optional[Callable[[], None]] = None) -> Flask:
     return app
 
 
-statuses: Counter[str] = Counter()
-"""Every status line seen since the last ``expect_only``."""
+statuses: Counter[str] = Counter()  # every status line seen since the last ``expect_only``
 
 
 def start_response(
@@ -388,18 +384,16 @@ def build_case(
     wsgi, environ = built.app.wsgi_app, built.environ
     if accept is not None:
         environ = {**environ, "HTTP_ACCEPT": accept}
-    status = OK
+    status = {"refused": TOO_MANY, "banned": FORBIDDEN}.get(mode, OK)
     if mode == "refused":
         limit = min(rule["count"] for rule in RATE_LIMIT_RULES)
         serve(wsgi, addresses * (limit + 1), environ)
         expect_only({OK: limit, TOO_MANY: 1}, "filling the refused client's rule")
-        status = TOO_MANY
     elif mode == "banned":
         if built.ban is None:
             raise ValueError(f"{peer} cannot ban")
         for address in addresses:
             built.ban(address)
-        status = FORBIDDEN
     else:
         serve(wsgi, addresses * WARM_UP_ONE_CLIENT if clients == 1 else addresses, environ)
         expect_only(OK, f"warm-up of {clients} client(s)")
@@ -454,18 +448,16 @@ def redis_parts(port: int, clients: int, config: Config) -> tuple[dict[str, Run]
     client, scopes = storage.client, ours_scopes(RATE_LIMIT_RULES)
     names = [client_ip(number) for number in range(clients)]
     sent: list[tuple[Any, ...]] = []
-    run_script = storage_module.RedisStorage._run
+    run_script = storage._run
 
-    def capture(self: Any, script: Any, keys: list[str], args: Sequence[Any]) -> Any:
+    def capture(script: Any, keys: list[str], args: Sequence[Any]) -> Any:
         sent.append((storage_module._HIT.sha, len(keys), *keys, *args))
-        return run_script(self, script, keys, args)
+        return run_script(script, keys, args)
 
-    storage_module.RedisStorage._run = capture
-    try:
-        for name in names:  # every client seen once: its log exists
-            storage.hit(name, scopes)
-    finally:
-        storage_module.RedisStorage._run = run_script
+    storage._run = capture  # this instance only: every client seen once, its log exists
+    for name in names:
+        storage.hit(name, scopes)
+    del storage._run
     evalsha = storage_module.RedisStorage(client)
     evalsha._pooled = None  # the path of Redis Cluster and of wrapped clients
     raw, ping = bare_socket(port), resp("PING")

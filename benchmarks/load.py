@@ -151,14 +151,13 @@ class Server(ServerProcess):
 
 @contextlib.contextmanager
 def started(
-    configurations: Sequence[tuple[Peer, bool]], install: bool, versions: dict[str, Any]
+    configurations: Sequence[tuple[Peer, bool]], versions: dict[str, Any]
 ) -> Iterator[list[Server]]:
     """Every server (and a redis-server for each on Redis) up, stopped on the way out."""
     with contextlib.ExitStack() as stack:
         directory, servers = Path(stack.enter_context(tempfile.TemporaryDirectory())), []
         for peer, on_redis in configurations:
             python = common.interpreter(peer.venv)  # a smoke run uses ours only
-            assert python is not None
             if peer.venv not in versions:
                 versions[peer.venv] = common.once(peer.venv, "hello")
             for mix in MIXES:
@@ -253,7 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return
     plan = SMOKE if smoke else FULL
     begun, versions = time.perf_counter(), dict[str, Any]()
-    with started([(OURS, False)] if smoke else FULL_CONFIGURATIONS, not smoke, versions) as servers:
+    with started([(OURS, False)] if smoke else FULL_CONFIGURATIONS, versions) as servers:
         measure(servers, executable, plan)
     text = report(
         servers,

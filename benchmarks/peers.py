@@ -410,27 +410,19 @@ def speed_targets(found: Found, client_counts: Sequence[int], unit: Unit = MICRO
         times = ratio(at(OURS, kind), at(BARE))
         return f"{times:.3f}x", times <= REFUSED_AIM
 
-    targets = Targets()
+    targets, moving = Targets(), "Flask-Limiter moving window's"
+    add = targets.measured
     for count in client_counts:
         clients = f"{count:,} client{'s' if count > 1 else ''}"
         bound = 1.15 if count >= 100_000 else 1.10
-        targets.measured(
-            f"admitted at most {bound:.2f}x bare Flask, {clients}", bare_flask, count, bound
-        )
-        moving = "Flask-Limiter moving window's"
-        targets.measured(
-            f"overhead at least 20x smaller than {moving}, {clients}", twenty_times, count
-        )
-        targets.measured(
-            f"overhead smaller than flask-gatekeeper 1.0.0's, {clients}", smaller, count
-        )
+        add(f"admitted at most {bound:.2f}x bare Flask, {clients}", bare_flask, count, bound)
+        add(f"overhead at least 20x smaller than {moving}, {clients}", twenty_times, count)
+        add(f"overhead smaller than flask-gatekeeper 1.0.0's, {clients}", smaller, count)
     for refusal in REFUSALS:
         case = Case(OURS, *refusal)
         what = MODE_LABELS[case.mode][2:] + case.accepts
-        targets.measured(
-            f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal", cheaper, case.kind
-        )
-        targets.measured(f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)", aim, case.kind)
+        add(f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal", cheaper, case.kind)
+        add(f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)", aim, case.kind)
     return targets
 
 

@@ -23,6 +23,7 @@ OURS_VENV, PEER_VENVS = "ours", ("limiter", "original")  # ours: this driver's i
 NOT_MEASURED = "not measured: the peer's venv is not built (or --smoke)"
 T = TypeVar("T")
 Log = Callable[[str], None]
+Row = Callable[..., tuple[str, bool]]  # a target's row: what was measured, and whether it is met
 sys.path.append(str(HERE.parent / "tests"))  # the tests' support package, imported when used
 
 
@@ -108,13 +109,7 @@ class Targets(list[list[str]]):
         status = "skipped" if met is None else ("met" if met else "**not met**")
         self.append([target, measured, status])
 
-    def measured(
-        self,
-        target: str,
-        row: Callable[..., tuple[str, bool]],
-        *arguments: Any,
-        missing: str = NOT_MEASURED,
-    ) -> None:
+    def measured(self, target: str, row: Row, *arguments: Any, missing: str = NOT_MEASURED) -> None:
         """The target's ``row(*arguments)`` (measured, met), or ``missing`` when a case it
         reads is missing."""
         try:

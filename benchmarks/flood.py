@@ -146,10 +146,8 @@ def quota(strategy: str) -> list[dict[str, object]]:
 def time_per_hit(strategy: str, clients: int, rounds: int) -> float:
     """The median over rounds of µs per ``hit``, every client tracked before timing."""
     storage = MemoryStorage(clock=itertools.count(1000.0, 0.001).__next__, max_clients=clients + 1)
-    names, scopes = (
-        [harness.client_ip(n) for n in range(clients)],
-        harness.ours_scopes(quota(strategy)),
-    )
+    scopes = harness.ours_scopes(quota(strategy))
+    names = [harness.client_ip(n) for n in range(clients)]
     samples = []
     for _ in range(rounds + 1):
         started = time.perf_counter_ns()

@@ -39,6 +39,7 @@ Run = Callable[[int], int]  # a built case: makes that many requests (or calls);
 # The rules of the design's example, given to every peer that has each part.
 RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
 BAN_RULE = {"count": 3, "window": 10, "duration": 600}
+RULES = {"ban_rule": BAN_RULE, "rate_limit_rules": RATE_LIMIT_RULES}
 LARGEST = max(rule["count"] for rule in RATE_LIMIT_RULES)
 START = 1000.0  # where every fake clock starts (seconds; only differences matter)
 SECONDS_PER_REQUEST = 0.25
@@ -244,13 +245,7 @@ def build_ours(config: Config, function: bool = False) -> Built:
             default = importlib.import_module("flask_gatekeeper.storage").DEFAULT_MAX_CLIENTS
             options["max_clients"] = config.max_clients or 2 * default
         storage = gatekeeper.MemoryStorage(**options)
-    gk = gatekeeper.GateKeeper(
-        app,
-        ban_rule=BAN_RULE,
-        rate_limit_rules=RATE_LIMIT_RULES,
-        storage=storage,
-        trusted_proxies=config.proxies,
-    )
+    gk = gatekeeper.GateKeeper(app, storage=storage, trusted_proxies=config.proxies, **RULES)
     if function:
         app.add_url_rule("/", view_func=gk.specific(plan_limit, cost=batch_cost)(function_view()))
 
@@ -277,7 +272,7 @@ def build_original(config: Config) -> Built:
     if config.clock is not None:
         module.time = _time
     app = new_app("original")
-    gk = module.GateKeeper(app, ban_rule=BAN_RULE, rate_limit_rules=RATE_LIMIT_RULES)
+    gk = module.GateKeeper(app, **RULES)
 
     def fill(clients: Sequence[str]) -> None:  # old timestamps, as on a long-running server
         for client in clients:
@@ -302,15 +297,11 @@ def build_limiter(config: Config, strategy: str, function: bool = False) -> Buil
         importlib.import_module("limits.storage.memory").time = _time  # type: ignore[attr-defined]
     name = f"limiter-{strategy}"
     app = Flask(f"{name}-function") if function else new_app(name)
+    key = importlib.import_module("flask_limiter.util").get_remote_address
+    limits = [f"{rule['count']} per {rule['window']} seconds" for rule in RATE_LIMIT_RULES]
+    uri = "memory://" if memory else config.storage
     limiter = flask_limiter.Limiter(
-        importlib.import_module("flask_limiter.util").get_remote_address,
-        app=app,
-        default_limits=[  # "20 per 1 second"
-            f"{rule['count']} per {rule['window']} second{'s' if rule['window'] != 1 else ''}"
-            for rule in RATE_LIMIT_RULES
-        ],
-        storage_uri="memory://" if memory else config.storage,
-        strategy=strategy,
+        key, app=app, default_limits=limits, storage_uri=uri, strategy=strategy
     )
     if not function:
         return Built(app)

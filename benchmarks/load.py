@@ -20,8 +20,8 @@ from typing import Any, Optional
 
 import common
 import redis
-from common import HERE, Interpreter, table
-from harness import BAN_RULE, RATE_LIMIT_RULES
+from common import HERE, table
+from harness import RATE_LIMIT_RULES
 from peers import BARE, FIXED, MOVING, ORIGINAL, OURS, Peer
 
 from support.servers import ServerProcess, free_port
@@ -101,10 +101,8 @@ def wrk(executable: str, plan: Plan, port: int, mix: str, seconds: int) -> Run:
 class Server(ServerProcess):
     """gunicorn serving a peer (``harness.served``, on Redis or not) to one mix."""
 
-    def __init__(
-        self, peer: Peer, redis_port: Optional[int], mix: str, python: Interpreter, directory: Path
-    ) -> None:
-        command, env = python
+    def __init__(self, peer: Peer, redis_port: Optional[int], mix: str, directory: Path) -> None:
+        command, env = common.interpreter(peer.venv)  # a smoke run uses ours only
         port = free_port()
         storage = "memory" if redis_port is None else f"redis://127.0.0.1:{redis_port}/0"
         gunicorn = [*command, "-m", "gunicorn", "--chdir", str(HERE), *WORKER_SETTINGS]
@@ -157,7 +155,6 @@ def started(
     with contextlib.ExitStack() as stack:
         directory, servers = Path(stack.enter_context(tempfile.TemporaryDirectory())), []
         for peer, on_redis in configurations:
-            python = common.interpreter(peer.venv)  # a smoke run uses ours only
             if peer.venv not in versions:
                 versions[peer.venv] = common.once(peer.venv, "hello")
             for mix in MIXES:
@@ -165,7 +162,7 @@ def started(
                 if on_redis and port is None:
                     log(f"skipping {peer.label}, Redis: no redis-server on this machine")
                     break
-                server = Server(peer, port, mix, python, directory)
+                server = Server(peer, port, mix, directory)
                 if server.redis is not None:
                     stack.callback(server.redis.close)
                 try:
@@ -206,19 +203,10 @@ def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
             versus += f" ({min(ratios):.2f} to {max(ratios):.2f})"
         requests, errors = sum(run.requests for run in runs), sum(run.errors for run in runs)
         refused = sum(run.statuses.get(status, 0) for run in runs for status in REFUSED)
-        rows.append(
-            [
-                server.label,
-                server.mix,
-                f"{rps:,.0f}",
-                "" if bare is server else versus,
-                f"{median([run.p50_us for run in runs]) / 1000:.2f}",
-                f"{median([run.p99_us for run in runs]) / 1000:.2f}",
-                f"{refused / requests:.1%}" + (f" ({errors} errors)" if errors else ""),
-                server.memory,
-                server.stored,
-            ]
-        )
+        share = f"{refused / requests:.1%}" + (f" ({errors} errors)" if errors else "")
+        p50, p99 = (median([getattr(run, p) for run in runs]) / 1000 for p in ("p50_us", "p99_us"))
+        row = [server.label, server.mix, f"{rps:,.0f}", "" if bare is server else versus]
+        rows.append([*row, f"{p50:.2f}", f"{p99:.2f}", share, server.memory, server.stored])
         if server.peer is OURS and server.mix == "attack" and bare is not server:
             targets.add(
                 "under attack (90% refused) behind gunicorn, ours serves at least as many "
@@ -232,10 +220,7 @@ def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
         "load.md",
         **values,
         plan=plan,
-        machine=common.machine(),
         settings=" ".join(WORKER_SETTINGS),
-        rules=RATE_LIMIT_RULES,
-        ban_rule=BAN_RULE,
         mixes=MIXES,
         attacker=ATTACKER,
         warm_up=f"a {plan.warm_up} s warm-up per server" if plan.warm_up else "no warm-up",

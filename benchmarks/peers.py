@@ -292,17 +292,10 @@ def time_table(
         if case.peer is not BARE and bare is not None:
             versus_bare = [unit(overhead(case, bare), "+"), f"{ratio(case, bare):.{unit.digits}f}x"]
         others = [found.get((peer.key, case.kind, case.clients)) for peer in peers]
-        rows.append(
-            [
-                case.label,
-                f"{case.clients:,}",
-                f"{median(case):{unit.spec}}",
-                *([common.spread(case.samples)] if timed else []),
-                *versus_bare,
-                *("" if other is None else f"{ratio(case, other):.2f}x" for other in others),
-                *([] if last is None else [last[1](case)]),
-            ]
-        )
+        row = [case.label, f"{case.clients:,}", f"{median(case):{unit.spec}}"]
+        row += [common.spread(case.samples)] * timed + versus_bare
+        row += ["" if other is None else f"{ratio(case, other):.2f}x" for other in others]
+        rows.append(row if last is None else [*row, last[1](case)])
     headings = ["configuration", "clients", unit.heading, *["spread"] * timed]
     headings += ["overhead vs bare", "x bare", *(f"x {peer.short}" for peer in peers)]
     return table([*headings, *([] if last is None else [last[0]])], rows)
@@ -350,28 +343,24 @@ def memory_table(found: dict[str, dict[str, float]], peers: Sequence[Peer]) -> s
     return table([*headings, "x ours (20)"], rows)
 
 
+def checkpoint(point: Optional[dict[str, Any]]) -> str:
+    """A peer's traced / RSS memory at a checkpoint of its flood, and seconds since the start."""
+    if point is None:
+        return ""
+    return f"{point['traced'] / 1e6:,.1f} / {point['rss'] / 1e6:,.0f} MB ({point['seconds']:.0f} s)"
+
+
 def flood_table(found: dict[str, dict[str, Any]]) -> str:
     """Traced / RSS at each checkpoint (and where a peer stopped), a column per peer."""
     peers = [peer for peer in ALL if peer.key in found]
     points = {peer: {int(p["clients"]): p for p in found[peer.key]["points"]} for peer in peers}
-    rows = [
-        [f"{clients:,}"]
-        + [
-            f"{p['traced'] / 1e6:,.1f} / {p['rss'] / 1e6:,.0f} MB ({p['seconds']:.0f} s)"
-            if (p := points[peer].get(clients))
-            else ""
-            for peer in peers
-        ]
-        for clients in sorted(set().union(*points.values()) - {0})
-    ]
+    rows = []
+    for clients in sorted(set().union(*points.values()) - {0}):
+        rows.append([f"{clients:,}", *(checkpoint(points[peer].get(clients)) for peer in peers)])
     ends = [found[peer.key]["points"][-1] for peer in peers]
-    rows.append(
-        [
-            "traced B/client at the end",
-            *(f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in ends),
-        ]
-    )
-    rows.append(["stopped", *(found[peer.key]["stopped"] for peer in peers)])
+    per_client = [f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in ends]
+    rows += [["traced B/client at the end", *per_client]]
+    rows += [["stopped", *(found[peer.key]["stopped"] for peer in peers)]]
     return table(["clients", *(peer.label for peer in peers)], rows)
 
 
@@ -504,7 +493,7 @@ def readings(cases: Sequence[Case]) -> str:
 
 
 def report(results: Results, seconds: float) -> str:
-    plan = results.plan
+    plan, missing = results.plan, [peer for peer in ALL if peer not in results.peers]
     redis_part = results.redis_note.capitalize() + "."
     if not results.redis_note:
         redis_part = common.template(
@@ -517,9 +506,7 @@ def report(results: Results, seconds: float) -> str:
         interpreters=common.interpreters(results.versions),
         lacks="; ".join(f"{peer.label}: {lacks}" for peer, lacks in LACKS.items()),
         unmeasured="".join(
-            f"\n- Not measured (its venv is not built): {peer.label}."
-            for peer in ALL
-            if peer not in results.peers
+            f"\n- Not measured (its venv is not built): {p.label}." for p in missing
         ),
         targets=targets(results),
         time_table=time_table(results.timed, results.peers),

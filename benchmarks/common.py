@@ -110,8 +110,7 @@ class Targets(list[list[str]]):
         self.append([target, measured, status])
 
     def measured(self, target: str, row: Row, *arguments: Any, missing: str = NOT_MEASURED) -> None:
-        """The target's ``row(*arguments)`` (measured, met), or ``missing`` when a case it
-        reads is missing."""
+        """The target's ``row(*arguments)``, or ``missing`` when a case it reads is missing."""
         try:
             found, met = row(*arguments)
         except KeyError:
@@ -146,8 +145,7 @@ def generated(script: str, smoke: bool, seconds: float) -> str:
 
 
 def template(name: str, **values: object) -> str:
-    """``benchmarks/templates/name`` with its ``{fields}`` filled (format specs allowed), the
-    machine, the setting, this Python and ``harness`` (the shared rules) among them."""
+    """A template's ``{fields}`` filled; the machine, setting and shared rules are given."""
     import harness
 
     python = platform.python_version()
@@ -195,9 +193,8 @@ def built(venv: str) -> bool:
 
 
 def interpreter(venv: str) -> Interpreter:
-    """The command and environment that start Python in a venv, built first when missing. The
-    peers' run with ``-I`` and no ``PYTHONPATH``: nothing of this checkout may shadow
-    flask-gatekeeper 1.0.0."""
+    """Python's command and environment in a venv (built when missing); the peers' run with
+    ``-I`` and no ``PYTHONPATH``: nothing of this checkout may shadow flask-gatekeeper 1.0.0."""
     from support.servers import absolute_pythonpath
 
     paths = [absolute_pythonpath(os.environ), str(HERE.parent / "src") if venv == "hiredis" else ""]

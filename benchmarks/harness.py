@@ -19,7 +19,7 @@ import time
 import traceback
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from types import SimpleNamespace
@@ -125,8 +125,7 @@ def serve(
     where: str = "REMOTE_ADDR",
     collect: bool = True,
 ) -> int:
-    """One request per client (in ``where`` of a copy of ``base``), in ns; timed runs skip
-    the collector."""
+    """One request per client (in ``where`` of a copy of ``base``); the elapsed ns."""
     if not collect:
         gc.disable()
     started = time.perf_counter_ns()
@@ -233,8 +232,7 @@ def build_pinged(config: Config) -> Built:
 
 
 def build_ours(config: Config, function: bool = False) -> Built:
-    """Ours; with ``function``, ``GET /`` also under ``gk.specific(plan_limit,
-    cost=batch_cost)`` and the memory bound doubled (each client then has two logs)."""
+    """Ours; ``function`` doubles the memory bound: each client then has two logs."""
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
     app = Flask("ours-function") if function else new_app("ours")
     storage: Any = config.storage
@@ -289,8 +287,7 @@ def build_original(config: Config) -> Built:
 
 
 def build_limiter(config: Config, strategy: str, function: bool = False) -> Built:
-    """Flask-Limiter (no ban rule); its memory storage reads ``time.time()``. With ``function``,
-    ``GET /`` also under ``limiter.limit(plan_limit, ...)``, its default limits kept."""
+    """Flask-Limiter (no ban rule); its memory storage reads ``time.time()``."""
     flask_limiter: Any = importlib.import_module("flask_limiter")
     memory = config.storage == "memory"
     if memory and config.clock is not None:
@@ -331,8 +328,7 @@ def build(peer: str, config: Config) -> Built:
 
 
 def served(peer: str, storage: str = "memory") -> WSGIApplication:
-    """gunicorn's app factory: ``peer`` on real clocks behind ``ProxyFix(x_for=1)``, so that
-    the client is the ``X-Forwarded-For`` value wrk sends."""
+    """gunicorn's app factory: behind ``ProxyFix``, the client is the address wrk sends."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     return ProxyFix(build(peer, Config(storage)).app.wsgi_app, x_for=1)
@@ -432,8 +428,7 @@ def bare_socket(port: int) -> Callable[[bytes], None]:
 
 
 def redis_parts(port: int, clients: int, config: Config) -> tuple[dict[str, Run], Reply]:
-    """The parts of a request on Redis, each timed alone (``redis_roundtrip.ROWS``); the
-    EVALSHAs repeat the arguments ``RedisStorage.hit`` sent."""
+    """A Redis request's parts (``peers.PARTS``), the EVALSHAs those ``RedisStorage.hit`` sent."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage.redis")
     storage = storage_module.RedisStorage.from_url(config.storage)
     client, scopes = storage.client, ours_scopes(RATE_LIMIT_RULES)
@@ -486,16 +481,6 @@ def rss() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-@contextlib.contextmanager
-def tracing() -> Iterator[None]:
-    tracemalloc.start()
-    try:
-        yield
-    finally:
-        tracemalloc.stop()
-        settle()
-
-
 def memory(peer: str, clients: int, config: Config, after: Sequence[int]) -> Reply:
     """Traced growth per client once each made ``after[i]`` requests: a burst on a clock
     moving 0.1 µs a reading (a new float each, as ``time.time()``), fresh addresses."""
@@ -504,14 +489,16 @@ def memory(peer: str, clients: int, config: Config, after: Sequence[int]) -> Rep
     serve(wsgi, [client_ip(clients)])  # lazy setup, off the books
     expect_only(OK, "memory warm-up")
     per_client: dict[str, float] = {}
-    with tracing():
-        base, made = traced_now(), 0
-        for target in after:
-            while made < target:
-                serve(wsgi, (client_ip(number) for number in range(clients)))
-                made += 1
-            expect_only(OK, f"{clients} clients x {made} requests")
-            per_client[str(target)] = (traced_now() - base) / clients
+    tracemalloc.start()  # a failure ends the run: no need to stop it then
+    base, made = traced_now(), 0
+    for target in after:
+        while made < target:
+            serve(wsgi, (client_ip(number) for number in range(clients)))
+            made += 1
+        expect_only(OK, f"{clients} clients x {made} requests")
+        per_client[str(target)] = (traced_now() - base) / clients
+    tracemalloc.stop()
+    settle()
     return {"bytes_per_client": per_client}
 
 
@@ -605,17 +592,18 @@ def fill(
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage")
     scopes = ours_scopes(rules)
     gc.collect()
-    with tracing():
-        before = tracemalloc.get_traced_memory()[0]
-        storage = storage_module.MemoryStorage(
-            max_clients=max(clients, storage_module.DEFAULT_MAX_CLIENTS),
-            clock=itertools.count(START, step).__next__,
-        )
-        keys = [client_key(number, ipv6_every) for number in range(clients)]
-        hit_all(storage, keys, scopes, requests, "the direct fill")
-        del keys  # the storage holds them
-        gc.collect()
-        used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    bound = max(clients, storage_module.DEFAULT_MAX_CLIENTS)
+    storage = storage_module.MemoryStorage(
+        max_clients=bound, clock=itertools.count(START, step).__next__
+    )
+    keys = [client_key(number, ipv6_every) for number in range(clients)]
+    hit_all(storage, keys, scopes, requests, "the direct fill")
+    del keys  # the storage holds them
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
     return {"tracked": storage.tracked, "bytes_per_client": used / storage.tracked}
 
 

@@ -190,8 +190,7 @@ def measure(servers: Sequence[Server], executable: str, plan: Plan) -> None:
 
 
 def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
-    """The table (one row per server), and the target: ours under attack at least as fast
-    as bare Flask, by the median of per-round ratios of requests per second."""
+    """One row per server; the target: ours under attack at least as fast as bare Flask."""
     rows, targets = [], common.Targets()
     for server in sorted(servers, key=lambda server: list(MIXES).index(server.mix)):
         runs = server.runs

@@ -302,8 +302,7 @@ def time_table(
 
 
 def function_table(results: Results) -> str:
-    """The function peers beside bare Flask (same rounds), and what the route's function
-    limit and cost add to the same peer's global rules alone (paired by round)."""
+    """The function peers, and what they add to the same peer's global rules alone."""
     found = by_key(results.timed)
 
     def added(case: Case) -> str:
@@ -566,19 +565,15 @@ def overhead_report(smoke: bool, started: float) -> str:
 
 
 def collected(python: common.Interpreter, case: Case, requests: int) -> int:
-    """Instructions a worker executes building ``case`` and then running ``requests``
-    requests (none: built and warmed up only)."""
+    """Instructions a worker executes building ``case`` and serving ``requests`` requests."""
     lines = [{"cmd": "build", **case.fields()}]
     lines += [{"cmd": "run", "case": case.name, "requests": requests}] * bool(requests)
     command, env = python
-    valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
+    stdin = "".join(json.dumps(line) + "\n" for line in [*lines, {"cmd": "quit"}])
+    env = {**env, "PYTHONHASHSEED": "0"}
     done = subprocess.run(
-        [*valgrind, *command, str(HERE / "harness.py")],
-        input="".join(json.dumps(line) + "\n" for line in [*lines, {"cmd": "quit"}]),
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONHASHSEED": "0"},
-        check=False,
+        [*valgrind, str(HERE / "harness.py")], input=stdin, env=env, capture_output=True, text=True
     )
     for reply in map(json.loads, done.stdout.splitlines()):
         if "error" in reply:

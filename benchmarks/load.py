@@ -1,6 +1,6 @@
-"""End to end: requests per second and latency behind gunicorn, under wrk's HTTP load. Not a
-test: it prints LOAD.md's report (a full run writes it; about 4 minutes on two cores), and
-fails when a run got statuses its traffic should not. Without wrk, it skips."""
+"""End to end: requests per second and latency behind gunicorn, under wrk's HTTP load.
+Not a test: it prints LOAD.md's report (a full run writes it; about 4 minutes on two
+cores), and fails when a run got statuses its traffic should not. Without wrk, it skips."""
 
 from __future__ import annotations
 

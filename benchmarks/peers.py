@@ -1,6 +1,6 @@
-"""Side by side with the peers: time per request, memory per client, Redis, flood. Not a
-test: it prints RESULTS.md's report (a full run writes it; about 25 minutes on two cores).
-``--smoke``: tiny counts, with the peers whose venvs are built (it builds none);
+"""Side by side with the peers: time per request, memory per client, Redis, flood.
+Not a test: it prints RESULTS.md's report (a full run writes it; about 25 minutes on two
+cores). ``--smoke``: tiny counts, with the peers whose venvs are built (it builds none);
 ``--overhead``: ours over bare Flask alone, more rounds (about five minutes); ``--instructions``:
 instructions per request under callgrind, INSTRUCTIONS.md (about 20 minutes; 100 000 clients
 are left out, too slow to fill under callgrind); ``--redis-parts``: what one Redis request
@@ -213,10 +213,8 @@ def measure_redis(workers: dict[str, Worker], results: Results) -> None:
             return
         peers = [peer for peer in (BARE, PINGED, *results.peers) if peer.redis]
         # A database each: Flask-Limiter's strategies would share keys of different types.
-        url = f"redis://127.0.0.1:{port}/"
-        cases = [
-            Case(p, "redis", plan.redis_clients, storage=f"{url}{db}") for db, p in enumerate(peers)
-        ]
+        url, clients = f"redis://127.0.0.1:{port}/", plan.redis_clients
+        cases = [Case(p, "redis", clients, storage=f"{url}{db}") for db, p in enumerate(peers)]
         results.redis = build(workers, cases)
         for case in cases[1:]:
             log(f"MONITOR: {case.peer.label}")

@@ -95,25 +95,26 @@ dist-check: $(VENV)/.installed-dev
 	cd dist && ../.venv-dist/bin/python ../tests/check_installed_demo.py ../examples/demo.py
 
 ## Benchmarks (not tests; numbers go to stdout): overhead, Redis round trip (with and without
-## hiredis, which gets its own venv in benchmarks/.venvs/), strategies, flood, peers, and
-## load (behind gunicorn, under wrk, skipped without it; written to benchmarks/LOAD.md). The
-## benchmarks' own venvs install through PINS too.
+## hiredis, which gets its own venv in benchmarks/.venvs/), strategies, flood, load (behind
+## gunicorn, under wrk, skipped without it; written to benchmarks/LOAD.md), peers, and
+## instructions (under valgrind, skipped without it; written to benchmarks/INSTRUCTIONS.md).
+## The benchmarks' own venvs install through PINS too.
 bench: $(VENV)/.installed-dev
-	$(PIN) $(BIN)/python benchmarks/overhead.py
-	$(PIN) $(BIN)/python benchmarks/redis_roundtrip.py --hiredis
-	$(PIN) $(BIN)/python benchmarks/strategies.py
+	$(PIN) $(BIN)/python benchmarks/peers.py --overhead
+	$(PIN) $(BIN)/python benchmarks/peers.py --redis-parts --hiredis
+	$(PIN) $(BIN)/python benchmarks/flood.py --strategies
 	$(PIN) $(BIN)/python benchmarks/flood.py
 	$(PIN) $(BIN)/python benchmarks/load.py
 	$(PIN) $(BIN)/python benchmarks/peers.py
-	$(PIN) $(BIN)/python benchmarks/instructions.py
+	$(PIN) $(BIN)/python benchmarks/peers.py --instructions
 
 bench-smoke: $(VENV)/.installed-dev
-	$(PIN) $(BIN)/python benchmarks/overhead.py --smoke
-	$(PIN) $(BIN)/python benchmarks/redis_roundtrip.py --smoke
-	$(PIN) $(BIN)/python benchmarks/strategies.py --smoke
+	$(PIN) $(BIN)/python benchmarks/peers.py --overhead --smoke
+	$(PIN) $(BIN)/python benchmarks/peers.py --redis-parts --smoke
+	$(PIN) $(BIN)/python benchmarks/flood.py --strategies --smoke
 	$(PIN) $(BIN)/python benchmarks/flood.py --smoke
 	$(PIN) $(BIN)/python benchmarks/peers.py --smoke
-	$(PIN) $(BIN)/python benchmarks/instructions.py --smoke
+	$(PIN) $(BIN)/python benchmarks/peers.py --instructions --smoke
 	$(PIN) $(BIN)/python benchmarks/load.py --smoke
 
 ## Side by side with Flask-Limiter and flask-gatekeeper 1.0 (own venvs in benchmarks/.venvs/);

@@ -9,7 +9,6 @@ import json
 import os
 import platform
 import statistics
-import string
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -20,32 +19,25 @@ from pathlib import Path
 from typing import Any, Optional, Protocol, TypeVar
 
 HERE = Path(__file__).resolve().parent
-VENVS = HERE / ".venvs"
-OURS_VENV = "ours"
-"""This driver's own interpreter, among the venvs."""
-PEER_VENVS = ("limiter", "original")
+OURS_VENV, PEER_VENVS = "ours", ("limiter", "original")  # ours: this driver's interpreter
 NOT_MEASURED = "not measured: the peer's venv is not built (or --smoke)"
 T = TypeVar("T")
+Log = Callable[[str], None]
+Row = Callable[..., tuple[str, bool]]  # a target's row: what was measured, and whether it is met
 sys.path.append(str(HERE.parent / "tests"))  # the tests' support package, imported when used
 
 
-def logger(name: str) -> Callable[[str], None]:
+def logger(name: str) -> Log:
     """Progress lines on stderr, ``[name] message``: stdout carries the report."""
     return lambda message: print(f"[{name}] {message}", file=sys.stderr, flush=True)
 
 
-def arguments(
-    doc: Optional[str], argv: Optional[Sequence[str]], **flags: str
-) -> argparse.Namespace:
-    """A driver's command line (its docstring's first line): ``--smoke`` and other ``flags``,
-    each with its help."""
+def arguments(doc: Optional[str], argv: Optional[Sequence[str]], **flags: str) -> Any:
+    """A driver's command line (its docstring's first line): ``flags``, each with its help."""
     found = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     for flag, text in flags.items():
-        found.add_argument(f"--{flag}", action="store_true", help=text)
+        found.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=text)
     return found.parse_args(argv)
-
-
-# -- timing in rounds ------------------------------------------------------------------------
 
 
 class Timed(Protocol):
@@ -64,11 +56,14 @@ def measure(case: Timed, requests: int) -> float:
     return float(case.worker.ask("run", case=case.name, requests=requests)["ns"]) / requests / 1000
 
 
-def run_rounds(
-    cases: Sequence[Timed], rounds: int, requests: int, log: Callable[[str], None]
-) -> None:
-    """One untimed round, then ``rounds`` in rotating order (A B C, then B C A: drifts in
-    machine speed hit all alike), a full collection in every worker before each."""
+def rotated(items: Sequence[T], number: int) -> list[T]:
+    """Round ``number``'s order (A B C, then B C A): drifts in machine speed hit all alike."""
+    shift = number % len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def run_rounds(cases: Sequence[Timed], rounds: int, requests: int, log: Log) -> None:
+    """One untimed round, then ``rounds`` in rotating order, each after a full collection."""
     workers = list({id(case.worker): case.worker for case in cases if case.worker}.values())
     for case in cases:
         measure(case, max(requests // 10, 10))
@@ -76,8 +71,7 @@ def run_rounds(
         log(f"round {number + 1}/{rounds}")
         for worker in workers:
             worker.ask("collect")
-        shift = number % len(cases)
-        for case in [*cases[shift:], *cases[:shift]]:
+        for case in rotated(cases, number):
             case.samples.append(measure(case, requests))
 
 
@@ -102,9 +96,6 @@ def spread(samples: Sequence[float]) -> str:
     return f"±{(high - low) / 2:.2f}"
 
 
-# -- reports -----------------------------------------------------------------------------------
-
-
 def table(headings: Sequence[str], rows: Sequence[Sequence[str]], text: int = 1) -> str:
     """A Markdown table: the first ``text`` columns left-aligned, the others right-aligned."""
     lines = [headings, ["---"] * text + ["---:"] * (len(headings) - text), *rows]
@@ -118,12 +109,10 @@ class Targets(list[list[str]]):
         status = "skipped" if met is None else ("met" if met else "**not met**")
         self.append([target, measured, status])
 
-    def measured(
-        self, target: str, row: Callable[[], tuple[str, bool]], missing: str = NOT_MEASURED
-    ) -> None:
-        """The target's row (measured, met), or ``missing`` when a case it reads is missing."""
+    def measured(self, target: str, row: Row, *arguments: Any, missing: str = NOT_MEASURED) -> None:
+        """The target's ``row(*arguments)``, or ``missing`` when a case it reads is missing."""
         try:
-            found, met = row()
+            found, met = row(*arguments)
         except KeyError:
             self.add(target, missing, None)
         else:
@@ -136,10 +125,9 @@ class Targets(list[list[str]]):
 def machine() -> str:
     model = platform.processor() or "unknown CPU"
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [line for line in lines if line.startswith("model name")]
+        model = names[0].partition(":")[2].strip() if names else model
     return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
@@ -157,12 +145,17 @@ def generated(script: str, smoke: bool, seconds: float) -> str:
 
 
 def template(name: str, **values: object) -> str:
-    """``benchmarks/templates/name`` with its ``$placeholders`` filled."""
-    text = (HERE / "templates" / name).read_text(encoding="utf-8")
-    return string.Template(text).substitute(values).rstrip("\n")
+    """A template's ``{fields}`` filled; the machine, setting and shared rules are given."""
+    import harness
+
+    python = platform.python_version()
+    found = {"machine": machine(), "setting": setting(), "python": python, "harness": harness}
+    return (
+        (HERE / "templates" / name).read_text(encoding="utf-8").format_map(found | values).rstrip()
+    )
 
 
-def publish(text: str, path: Path, *, smoke: bool, log: Callable[[str], None]) -> None:
+def publish(text: str, path: Path, *, smoke: bool, log: Log) -> None:
     """Print a report; a full run also writes it to ``path`` (smoke numbers are noise)."""
     print(text)
     if not smoke:
@@ -180,9 +173,6 @@ def interpreters(versions: dict[str, dict[str, Any]]) -> str:
     )
 
 
-# -- the venvs and their workers -----------------------------------------------------------------
-
-
 INSTALLS = {
     "limiter": [["flask-limiter>=4,<5", "redis", "gunicorn"]],
     "original": [["flask", "gunicorn"], ["--no-deps", "flask-gatekeeper==1.0.0"]],
@@ -192,53 +182,47 @@ INSTALLS = {
 }
 """Each venv's ``pip install`` argument lists, in order. 1.0.0 declares "Flask>=1.1.*", which
 newer pips refuse, so Flask goes first; hiredis's has this interpreter's Flask and redis-py."""
-
-
 Interpreter = tuple[list[str], dict[str, str]]
 
 
-def interpreter(
-    venv: str, install: bool, log: Optional[Callable[[str], None]] = None
-) -> Optional[Interpreter]:
-    """The command and environment that start Python in a venv (built first when
-    ``install``), or None when not built. The peers' run with ``-I`` and no ``PYTHONPATH``:
-    nothing of this checkout may shadow flask-gatekeeper 1.0.0."""
-    env = dict(os.environ)
-    paths = [
-        *env.get("PYTHONPATH", "").split(os.pathsep),
-        *([str(HERE.parent / "src")] if venv == "hiredis" else []),
-    ]
-    env["PYTHONPATH"] = os.pathsep.join(str(Path(path).resolve()) for path in paths if path)
+def built(venv: str) -> bool:
+    root = HERE / ".venvs" / venv
+    marker = root / ".bench-installed"
+    wanted = json.dumps(INSTALLS[venv])
+    return (root / "bin" / "python").exists() and marker.exists() and marker.read_text() == wanted
+
+
+def interpreter(venv: str) -> Interpreter:
+    """Python's command and environment in a venv (built when missing); the peers' run with
+    ``-I`` and no ``PYTHONPATH``: nothing of this checkout may shadow flask-gatekeeper 1.0.0."""
+    from support.servers import absolute_pythonpath
+
+    paths = [absolute_pythonpath(os.environ), str(HERE.parent / "src") if venv == "hiredis" else ""]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
     if venv == OURS_VENV:
         return [sys.executable], env
-    root = VENVS / venv
-    python, marker = root / "bin" / "python", root / ".bench-installed"
-    wanted = json.dumps(INSTALLS[venv])
-    if not (python.exists() and marker.exists() and marker.read_text() == wanted):
-        if not install:
-            if log is not None:
-                log(
-                    f"skipping the {venv} peers: benchmarks/.venvs/{venv} is not built (--smoke "
-                    "builds none; `make bench-peers` does)"
-                )
-            return None
+    root = HERE / ".venvs" / venv
+    python = root / "bin" / "python"
+    if not built(venv):
         logger("venvs")(f"setting up benchmarks/.venvs/{venv}")
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
         for arguments in INSTALLS[venv]:
             pip = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
             subprocess.run([str(python), *pip, *arguments], check=True)
-        marker.write_text(wanted)
+        (root / ".bench-installed").write_text(json.dumps(INSTALLS[venv]))
     if venv == "hiredis":
         return [str(python)], env
     env.pop("PYTHONPATH")
     return [str(python), "-I"], env
 
 
-def worker_interpreters(install: bool, log: Callable[[str], None]) -> dict[str, Interpreter]:
+def worker_interpreters(install: bool) -> dict[str, Interpreter]:
     """Ours and every peer venv that is built (or, with ``install``, built now)."""
-    found = {venv: interpreter(venv, install, log) for venv in (OURS_VENV, *PEER_VENVS)}
-    return {venv: command for venv, command in found.items() if command is not None}
+    venvs = [OURS_VENV, *(venv for venv in PEER_VENVS if install or built(venv))]
+    for venv in set(PEER_VENVS) - set(venvs):
+        logger("venvs")(f"skipping the {venv} peers: benchmarks/.venvs/{venv} is not built")
+    return {venv: interpreter(venv) for venv in venvs}
 
 
 def configuration(storage: str = "memory", **options: object) -> dict[str, object]:
@@ -249,15 +233,12 @@ def configuration(storage: str = "memory", **options: object) -> dict[str, objec
 class Worker:
     """``harness.py`` running as a worker in one venv, and the JSON-lines conversation."""
 
-    def __init__(self, venv: str, python: Interpreter) -> None:
+    def __init__(self, venv: str, python: Optional[Interpreter] = None) -> None:
         self.venv = venv
-        command, env = python
+        command, env = python or interpreter(venv)
+        pipe = subprocess.PIPE
         self.process = subprocess.Popen(
-            [*command, str(HERE / "harness.py")],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            [*command, str(HERE / "harness.py")], env=env, stdin=pipe, stdout=pipe, text=True
         )
 
     def ask(self, command: str, **fields: object) -> dict[str, Any]:
@@ -276,28 +257,23 @@ class Worker:
         return reply
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()  # the worker's loop ends with its input
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Its loop ends with its input."""
+        try:
+            self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
-def once(venv: str, python: Interpreter, command: str, **fields: object) -> dict[str, Any]:
+def once(venv: str, command: str, **fields: object) -> dict[str, Any]:
     """One command in a fresh worker (its RSS its own), closed after."""
-    worker = Worker(venv, python)
-    try:
+    with contextlib.closing(Worker(venv)) as worker:
         return worker.ask(command, **fields)
-    finally:
-        worker.close()
 
 
-def two_at_a_time(tasks: Sequence[Callable[[], T]]) -> list[T]:
-    """The tasks' results, in order, run in threads two at a time (at most the cores)."""
-    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+def in_threads(tasks: Sequence[Callable[[], T]], threads: int = 2) -> list[T]:
+    """The tasks' results, in order, run ``threads`` at a time (at most the cores)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, os.cpu_count() or 1))) as pool:
         return [future.result() for future in [pool.submit(task) for task in tasks]]
 
 

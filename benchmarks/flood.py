@@ -1,14 +1,15 @@
 """Memory and per-request time of ours while a million distinct clients arrive (issue 3).
-
-Not a test: it prints Markdown tables (about 15 minutes on two cores; ``--smoke``: 1 000
-clients against a cap of 250). Each request comes from a new client, 1 in 10 an IPv6 /64,
-under the design's rules and a clock moving 0.1 ms a reading, in two variants (``VARIANTS``),
-each timed alone and then traced in a fresh worker; ``harness.fill`` then gives the bytes
-per log of 1 request and of 100 (a full ring), which bound the memory at the cap.
-"""
+Not a test: it prints Markdown tables (about 15 minutes on two cores). Each request comes
+from a new client, 1 in 10 an IPv6 /64, under the design's rules and a clock moving 0.1 ms a
+reading, in two variants (``VARIANTS``), each timed alone and then traced in a fresh worker;
+``harness.fill`` then gives the bytes per log of 1 request and of 100 (a full ring), which
+bound the memory at the cap. ``--strategies``: each strategy at a big quota (10 000 per
+day): bytes per client in memory (``harness.fill``) and on Redis (``MEMORY USAGE``), and
+``MemoryStorage.hit``'s time alone on a C-level clock (about a minute)."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Sequence
@@ -16,11 +17,16 @@ from functools import partial
 from typing import Any, Optional
 
 import common
-from common import OURS_VENV, configuration, once, table, template, two_at_a_time
-from harness import RATE_LIMIT_RULES, client_address, client_key
+import harness
+import redis
+from common import OURS_VENV, configuration, table, template
+from harness import LARGEST, client_address, client_key
 
+from flask_gatekeeper import MemoryStorage
 from flask_gatekeeper.identity.addresses import parse_address
 from flask_gatekeeper.storage import DEFAULT_MAX_CLIENTS
+from flask_gatekeeper.storage.redis import RedisStorage
+from flask_gatekeeper.strategies import STRATEGIES
 
 CLOCK_STEP, FILL_CLOCK_STEP = 0.0001, 0.25
 """Seconds per clock reading in the flood (10 000 requests a second, well inside the ban),
@@ -29,7 +35,7 @@ BANNED_CLIENT, IPV6_EVERY = "192.0.2.1", 10
 FULL = 1_000_000, DEFAULT_MAX_CLIENTS, 10_000
 """Flood clients, the storage's cap on tracked logs, and clients of the direct fills."""
 SMOKE = 1_000, 250, 100
-FILL_REQUESTS = max(rule["count"] for rule in RATE_LIMIT_RULES)
+QUOTA = 10_000  # per day, for --strategies
 MB = 1024 * 1024
 VARIANTS = {
     "direct": (None, "clients identified by REMOTE_ADDR (default settings)"),
@@ -70,11 +76,10 @@ def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> str:
         if values
     ]
     half = len(plain_points) // 2
-    tail, rss_tail = traced_points[half:], plain_points[half:]
+    tail, rss_mb = traced_points[half:], [point["rss"] / MB for point in plain_points[half:]]
     plateau = f"the cap ({cap:,}) was not reached by mid-flood: no plateau to show"
     if min(point["tracked"] for point in tail) >= cap:
         traced_mb = [point["traced"] / MB for point in tail]
-        rss_mb = [point["rss"] / MB for point in rss_tail]
         plateau = (
             f"second half of the flood ({tail[0]['clients']:,} to {tail[-1]['clients']:,} "
             f"clients), {cap:,} tracked throughout: traced {min(traced_mb):,.1f} to "
@@ -86,42 +91,39 @@ def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> str:
         for was, now in zip(traced_points, traced_points[1:])
         if now["traced"] > was["traced"] * 1.01
     ]
-    last, first = traced_points[-1], traced_points[0]
     return template(
         "flood-pass.md",
         variant=variant,
         label=VARIANTS[variant][1],
         table=table(headings, rows, text=0),
-        bare_us=f"{timed['bare_us']:.2f}",
         speeds="; ".join(speeds) or "no whole slice",
         plateau=plateau,
         rises=rises[-1] if rises else "",
-        growth=mb(last["traced"] - first["traced"]),
-        tracked=f"{last['tracked']:,}",
-        per_client=f"{growth_per_client(traced):,.0f}",
-        banned=BANNED_CLIENT,
-        clock_seconds=f"{timed['clock_seconds']:.0f}",
-        ban_seconds=f"{timed['ban_seconds']:.0f}",
-        ban_left=f"{timed['ban_left_after']:.0f}",
-        bans_after=timed["bans_after"],
-        untraced_seconds=f"{timed['seconds']:.0f}",
-        traced_seconds=f"{traced['seconds']:.0f}",
+        growth=mb(traced_points[-1]["traced"] - traced_points[0]["traced"]),
+        tracked=traced_points[-1]["tracked"],
+        per_client=growth_per_client(traced),
+        timed=timed,
+        traced=traced,
     )
 
 
 def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) -> str:
-    def row(what: str, logs: int, requests: int, size: float) -> list[str]:
-        return [what, f"{logs:,}", str(requests), f"{size:,.0f}", f"{mb(size * cap)} MB"]
-
-    rows = []
-    for variant, found in traced.items():
-        end = found["points"][-1]["tracked"]
-        rows.append(row(f"{variant} flood, at its end", end, 1, growth_per_client(found)))
-    for fill in fills:
-        size = fill["bytes_per_client"]
-        rows.append(
-            row("storage.hit directly, no eviction", fill["tracked"], fill["requests"], size)
+    measured = [
+        (
+            f"{variant} flood, at its end",
+            found["points"][-1]["tracked"],
+            1,
+            growth_per_client(found),
         )
+        for variant, found in traced.items()
+    ]
+    for fill in fills:
+        sizes = fill["tracked"], fill["requests"], fill["bytes_per_client"]
+        measured.append(("storage.hit directly, no eviction", *sizes))
+    rows = [
+        [what, f"{logs:,}", str(requests), f"{size:,.0f}", f"{mb(size * cap)} MB"]
+        for what, logs, requests, size in measured
+    ]
     headings = ["measured", "logs", "requests per log", "bytes per client", f"x {cap:,} (the cap)"]
     one, full = fills[0]["bytes_per_client"], fills[-1]["bytes_per_client"]
     extra = max(growth_per_client(result) for result in traced.values()) - one
@@ -129,17 +131,80 @@ def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) ->
         "flood-memory.md",
         table=table(headings, rows),
         ipv6_every=IPV6_EVERY,
-        extra=f"{extra:,.0f}",
-        largest=FILL_REQUESTS,
-        cap=f"{cap:,}",
+        extra=extra,
+        largest=LARGEST,
+        cap=cap,
         at_most=mb((full + extra) * cap),
-        full=f"{full:,.0f}",
+        full=full,
+    )
+
+
+def quota(strategy: str) -> list[dict[str, object]]:
+    return [{"count": QUOTA, "window": 86_400, "strategy": strategy}]
+
+
+def time_per_hit(strategy: str, clients: int, rounds: int) -> float:
+    """The median over rounds of µs per ``hit``, every client tracked before timing."""
+    storage = MemoryStorage(clock=itertools.count(1000.0, 0.001).__next__, max_clients=clients + 1)
+    scopes = harness.ours_scopes(quota(strategy))
+    names = [harness.client_ip(n) for n in range(clients)]
+    samples = []
+    for _ in range(rounds + 1):
+        started = time.perf_counter_ns()
+        for name in names:
+            storage.hit(name, scopes)
+        samples.append((time.perf_counter_ns() - started) / clients / 1000)
+    return statistics.median_high(samples[1:])
+
+
+def redis_bytes(requests: int) -> dict[str, int]:
+    """MEMORY USAGE of one client's keys per strategy (none without redis-server)."""
+    found: dict[str, int] = {}
+    with common.redis_server() as port:
+        if port is None:
+            return found
+        with redis.Redis(port=port) as client:
+            for strategy in STRATEGIES:
+                client.flushdb()
+                on_redis = RedisStorage(client)
+                for _ in range(requests):
+                    on_redis.hit("203.0.113.9", harness.ours_scopes(quota(strategy)))
+                keys = client.scan_iter("gatekeeper:*")
+                found[strategy] = sum(int(client.memory_usage(key) or 0) for key in keys)
+    return found
+
+
+def strategies(smoke: bool) -> None:
+    clients, requests, rounds = (50, 3, 2) if smoke else (2_000, 200, 9)
+    print(f"One rule of {QUOTA:,} per 86,400 s; {clients:,} clients.\n")
+    on_redis, rows = redis_bytes(requests), []
+    for strategy in STRATEGIES:
+        one, many = (
+            harness.fill(clients, n, 0.001, rules=quota(strategy))["bytes_per_client"]
+            for n in (1, requests)
+        )
+        speed = time_per_hit(strategy, clients, rounds)
+        stored = str(on_redis.get(strategy, "n/a"))
+        rows.append([strategy, f"{one:,.0f}", f"{many:,.0f}", f"{speed:.2f}", stored])
+    headings = ["strategy", "B/client after 1", f"B/client after {requests}", "µs per hit"]
+    print(table([*headings, f"Redis B/client after {requests}"], rows))
+    print(
+        "\nThe sliding log keeps 8 bytes per counted request, up to the count: at "
+        f"{QUOTA:,} requests about {QUOTA * 8 // 1000} KB per client; the others stay flat."
     )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.arguments(__doc__, argv, smoke="1,000 clients against a cap of 250").smoke
-    clients, cap, fill_clients = SMOKE if smoke else FULL
+    args = common.arguments(
+        __doc__,
+        argv,
+        smoke="tiny counts: 1,000 clients against a cap of 250",
+        strategies="each strategy at a big quota instead",
+    )
+    if args.strategies:
+        strategies(args.smoke)
+        return
+    clients, cap, fill_clients = SMOKE if args.smoke else FULL
     every = clients // 10
     started = time.perf_counter()
     for number in range(IPV6_EVERY):  # the fills' keys are the ones a request produces
@@ -151,12 +216,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         f"{IPV6_EVERY} IPv6); max_clients {cap:,}; a reading every {every:,} clients.",
         flush=True,
     )
-    python = common.interpreter(OURS_VENV, install=False)
-    assert python is not None
 
     def run(command: str, **fields: object) -> Reply:
         begun = time.perf_counter()
-        reply = once(OURS_VENV, python, command, ipv6_every=IPV6_EVERY, **fields)
+        reply = common.once(OURS_VENV, command, ipv6_every=IPV6_EVERY, **fields)
         return {**fields, **reply, "seconds": time.perf_counter() - begun}
 
     def flood(variant: str, trace: bool) -> Reply:
@@ -166,11 +229,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return run("flood", peer="ours", trace=trace, **shape, **ban)
 
     timed = {variant: flood(variant, trace=False) for variant in VARIANTS}  # each alone
-    untimed = two_at_a_time(
+    untimed = common.in_threads(
         [partial(flood, variant, True) for variant in VARIANTS]
         + [
             partial(run, "fill", clients=fill_clients, requests=requests, step=FILL_CLOCK_STEP)
-            for requests in (1, FILL_REQUESTS)
+            for requests in (1, LARGEST)
         ]
     )
     traced = dict(zip(VARIANTS, untimed))

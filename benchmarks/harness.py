@@ -1,10 +1,7 @@
-"""The apps every benchmark measures, the requests sent to them, and the worker that runs them.
-
-A worker runs in each venv (ours, hiredis's, and with ``-I`` Flask-Limiter's and 1.0.0's), so
-only the standard library, Flask and Werkzeug are imported at the top, each peer in its builder.
-Requests call ``app.wsgi_app`` on a copy of one prebuilt environ; an unexpected status fails the
-run. Protocol: one JSON command per line on stdin, one JSON reply per line on stdout.
-"""
+"""The apps every benchmark measures, the requests sent to them, and the worker that runs them
+(one JSON command per line on stdin, one reply per line on stdout). A worker runs in each venv,
+so only the standard library, Flask and Werkzeug are imported at the top, each peer in its
+builder. Requests call ``app.wsgi_app`` on a copy of one prebuilt environ."""
 
 from __future__ import annotations
 
@@ -21,7 +18,8 @@ import threading
 import time
 import traceback
 import tracemalloc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from types import SimpleNamespace
@@ -36,32 +34,22 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], float]
 Reply = dict[str, Any]
-Run = Callable[[int], int]
-"""A built case: makes that many requests (or calls), returns the elapsed ns."""
+Run = Callable[[int], int]  # a built case: makes that many requests (or calls); the elapsed ns
 
 # The rules of the design's example, given to every peer that has each part.
 RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
 BAN_RULE = {"count": 3, "window": 10, "duration": 600}
-
-START = 1000.0
-"""Where every fake clock starts (seconds; only differences matter)."""
+RULES = {"ban_rule": BAN_RULE, "rate_limit_rules": RATE_LIMIT_RULES}
+LARGEST = max(rule["count"] for rule in RATE_LIMIT_RULES)
+START = 1000.0  # where every fake clock starts (seconds; only differences matter)
 SECONDS_PER_REQUEST = 0.25
 """How far a fake clock moves per admitted request (over the peer's readings per request):
 4 requests per simulated second at one client, so every rule is evaluated and admits."""
-WARM_UP_ONE_CLIENT = 500
-"""Requests sent to a one-client case before timing: every log in its steady state."""
+WARM_UP_ONE_CLIENT = 500  # requests before timing one client: every log in its steady state
 PACKAGES = ["flask", "werkzeug", "flask-gatekeeper", "flask-limiter", "limits", "redis"]
 PACKAGES += ["hiredis", "gunicorn"]
 OK, TOO_MANY, FORBIDDEN = "200 OK", "429 TOO MANY REQUESTS", "403 FORBIDDEN"
-
-
-# -- requests ------------------------------------------------------------------------------
-
-
-def new_app(name: str) -> Flask:
-    app = Flask(name)
-    app.add_url_rule("/", view_func=function_view())
-    return app
+PRO_LIMIT, FREE_LIMIT = "1000/minute", "100/minute"
 
 
 def function_view() -> Callable[[], str]:
@@ -73,27 +61,32 @@ def function_view() -> Callable[[], str]:
     return index
 
 
-statuses: dict[str, int] = {}
-"""Every status line seen since the last ``take_statuses``."""
+def new_app(name: str, before: Optional[Callable[[], None]] = None) -> Flask:
+    """An app serving ``GET /``, with ``before`` as its ``before_request`` hook if given."""
+    app = Flask(name)
+    app.add_url_rule("/", view_func=function_view())
+    if before is not None:
+        app.before_request(before)
+    return app
+
+
+statuses: Counter[str] = Counter()  # every status line seen since the last ``expect_only``
 
 
 def start_response(
     status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
 ) -> Callable[[bytes], object]:
-    statuses[status] = statuses.get(status, 0) + 1
+    statuses[status] += 1
     return len  # ``write``: Flask never calls it
 
 
-def take_statuses() -> dict[str, int]:
+def expect_only(expected: dict[str, int] | str, what: str) -> None:
+    """Fail unless the statuses since the last call are only ``expected`` (or these counts)."""
     seen = dict(statuses)
     statuses.clear()
-    return seen
-
-
-def expect_only(status: str, what: str) -> None:
-    seen = take_statuses()
-    if set(seen) - {status}:
-        raise RuntimeError(f"{what}: expected only {status!r}, got {seen}")
+    unexpected = seen != expected if isinstance(expected, dict) else set(seen) - {expected}
+    if unexpected:
+        raise RuntimeError(f"{what}: expected {expected!r}, got {seen}")
 
 
 def client_ip(number: int) -> str:
@@ -130,27 +123,22 @@ def serve(
     clients: Iterable[str],
     base: WSGIEnvironment = GET,
     where: str = "REMOTE_ADDR",
-) -> None:
-    """One request per client: a copy of ``base`` with the client in ``where``."""
-    for client in clients:
-        environ = base.copy()
-        environ[where] = client
-        body = wsgi(environ, start_response)
-        for _chunk in body:
-            pass
-        if hasattr(body, "close"):
-            body.close()
-
-
-def run_requests(
-    wsgi: WSGIApplication, clients: Iterator[str], count: int, base: WSGIEnvironment = GET
+    collect: bool = True,
 ) -> int:
-    """``count`` requests from the next clients, no garbage collection among them; ns."""
-    gc.disable()
+    """One request per client (in ``where`` of a copy of ``base``); the elapsed ns."""
+    if not collect:
+        gc.disable()
+    started = time.perf_counter_ns()
     try:
-        start = time.perf_counter_ns()
-        serve(wsgi, itertools.islice(clients, count), base)
-        return time.perf_counter_ns() - start
+        for client in clients:
+            environ = base.copy()
+            environ[where] = client
+            body = wsgi(environ, start_response)
+            for _chunk in body:
+                pass
+            if hasattr(body, "close"):
+                body.close()
+        return time.perf_counter_ns() - started
     finally:
         gc.enable()
 
@@ -166,8 +154,6 @@ def calls(call: Callable[[int], object]) -> Run:
 
     return timed
 
-
-# -- fake clocks for the peers that read time.time() -----------------------------------------
 
 _time = SimpleNamespace(time=time.time)
 """The ``time`` module as the patched peers see it (``limits.storage.memory``, 1.0.0)."""
@@ -186,37 +172,29 @@ def settle() -> None:
             thread.join()
 
 
-# -- the peers ---------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Config:
-    """What every peer gets besides the shared rules, as far as it has each part."""
+    """What every peer gets besides the shared rules, as far as it has each part: ``memory``
+    or a ``redis://`` URL, a fake clock (None: the peer's real one), ours' memory bound and
+    ``trusted_proxies`` (requests then come through ``PROXIED``)."""
 
     storage: str = "memory"
-    """``memory`` or a ``redis://`` URL."""
     clock: Optional[Clock] = None
-    """A fake clock (memory storages only); None: the peer's real one."""
     max_clients: Optional[int] = None
     proxies: Optional[int] = None
-    """Ours' ``trusted_proxies``: requests then come through ``PROXIED``."""
 
 
 @dataclass
 class Built:
-    """A peer's app, ready to serve."""
+    """A peer's app; ``fill`` brings every client's log to its steady state in the peer's own
+    data structures (through Flask, it would take minutes at 100 000 clients); ``storage``:
+    ours' memory storage (its tracked logs and bans)."""
 
     app: Flask
     fill: Optional[Callable[[Sequence[str]], None]] = None
-    """Brings every client's log to its steady state in the peer's own data structures
-    (through Flask, it would take minutes at 100 000 clients)."""
     ban: Optional[Callable[[str], None]] = None
     environ: WSGIEnvironment = field(default_factory=lambda: GET)
     storage: Any = None
-    """Ours' memory storage (its tracked logs and bans)."""
-
-
-PRO_LIMIT, FREE_LIMIT = "1000/minute", "100/minute"
 
 
 def plan_limit() -> str:
@@ -231,9 +209,8 @@ def ours_scopes(rules: Iterable[dict[str, Any]]) -> Any:
     """The scopes our extension builds for global ``rules``, to call a storage directly."""
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
     plan: Any = importlib.import_module("flask_gatekeeper.storage.plan")
-    decision: Any = importlib.import_module("flask_gatekeeper.decision")
-    rules = tuple(gatekeeper.Rule(**rule) for rule in rules)
-    return (plan.Scope.of(decision.GLOBAL_SCOPE, rules),)
+    scope = importlib.import_module("flask_gatekeeper.decision").GLOBAL_SCOPE
+    return (plan.Scope.of(scope, tuple(gatekeeper.Rule(**rule) for rule in rules)),)
 
 
 def hit_all(storage: Any, keys: Sequence[str], scopes: Any, times: int, what: str) -> None:
@@ -247,25 +224,15 @@ def hit_all(storage: Any, keys: Sequence[str], scopes: Any, times: int, what: st
 def build_pinged(config: Config) -> Built:
     """The floor of a limiter that asks Redis once a request: one redis-py PING."""
     client = importlib.import_module("redis").Redis.from_url(config.storage)
-    app = new_app("pinged")
 
-    @app.before_request
     def ping() -> None:
         client.ping()
 
-    return Built(app)
-
-
-def build_hook(config: Config) -> Built:
-    """The floor of any ``before_request`` extension: one that does nothing."""
-    app = new_app("hook")
-    app.before_request(lambda: None)
-    return Built(app)
+    return Built(new_app("pinged", ping))
 
 
 def build_ours(config: Config, function: bool = False) -> Built:
-    """Ours; with ``function``, ``GET /`` also under ``gk.specific(plan_limit,
-    cost=batch_cost)`` and the memory bound doubled (each client then has two logs)."""
+    """Ours; ``function`` doubles the memory bound: each client then has two logs."""
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
     app = Flask("ours-function") if function else new_app("ours")
     storage: Any = config.storage
@@ -276,19 +243,12 @@ def build_ours(config: Config, function: bool = False) -> Built:
             default = importlib.import_module("flask_gatekeeper.storage").DEFAULT_MAX_CLIENTS
             options["max_clients"] = config.max_clients or 2 * default
         storage = gatekeeper.MemoryStorage(**options)
-    gk = gatekeeper.GateKeeper(
-        app,
-        ban_rule=BAN_RULE,
-        rate_limit_rules=RATE_LIMIT_RULES,
-        storage=storage,
-        trusted_proxies=config.proxies,
-    )
+    gk = gatekeeper.GateKeeper(app, storage=storage, trusted_proxies=config.proxies, **RULES)
     if function:
         app.add_url_rule("/", view_func=gk.specific(plan_limit, cost=batch_cost)(function_view()))
 
     def fill(clients: Sequence[str]) -> None:
-        largest = max(rule["count"] for rule in RATE_LIMIT_RULES)
-        hit_all(storage, clients, ours_scopes(RATE_LIMIT_RULES), largest - 1, "the ring fill")
+        hit_all(storage, clients, ours_scopes(RATE_LIMIT_RULES), LARGEST - 1, "the ring fill")
 
     def ban(client: str) -> None:
         with app.app_context():
@@ -310,18 +270,16 @@ def build_original(config: Config) -> Built:
     if config.clock is not None:
         module.time = _time
     app = new_app("original")
-    gk = module.GateKeeper(app, ban_rule=BAN_RULE, rate_limit_rules=RATE_LIMIT_RULES)
+    gk = module.GateKeeper(app, **RULES)
 
-    def fill(clients: Sequence[str]) -> None:
-        """Each deque full of timestamps older than every window, as on a long-running server."""
+    def fill(clients: Sequence[str]) -> None:  # old timestamps, as on a long-running server
         for client in clients:
             entries = gk.ips[client].rate_entries
             old = entries[0] - 10_000.0
             entries.extendleft(old - step for step in range(entries.maxlen - len(entries)))
 
     def ban(client: str) -> None:
-        """1.0.0 bans at the next request, and counts reports of clients it tracks only."""
-        gk._create(client)
+        gk._create(client)  # 1.0.0 counts reports of clients it tracks only
         for _ in range(BAN_RULE["count"]):
             gk.report(ip=client)
 
@@ -329,23 +287,18 @@ def build_original(config: Config) -> Built:
 
 
 def build_limiter(config: Config, strategy: str, function: bool = False) -> Built:
-    """Flask-Limiter (no ban rule); its memory storage reads ``time.time()``. With ``function``,
-    ``GET /`` also under ``limiter.limit(plan_limit, ...)``, its default limits kept."""
+    """Flask-Limiter (no ban rule); its memory storage reads ``time.time()``."""
     flask_limiter: Any = importlib.import_module("flask_limiter")
     memory = config.storage == "memory"
     if memory and config.clock is not None:
         importlib.import_module("limits.storage.memory").time = _time  # type: ignore[attr-defined]
     name = f"limiter-{strategy}"
     app = Flask(f"{name}-function") if function else new_app(name)
+    key = importlib.import_module("flask_limiter.util").get_remote_address
+    limits = [f"{rule['count']} per {rule['window']} seconds" for rule in RATE_LIMIT_RULES]
+    uri = "memory://" if memory else config.storage
     limiter = flask_limiter.Limiter(
-        importlib.import_module("flask_limiter.util").get_remote_address,
-        app=app,
-        default_limits=[  # "20 per 1 second"
-            f"{rule['count']} per {rule['window']} second{'s' if rule['window'] != 1 else ''}"
-            for rule in RATE_LIMIT_RULES
-        ],
-        storage_uri="memory://" if memory else config.storage,
-        strategy=strategy,
+        key, app=app, default_limits=limits, storage_uri=uri, strategy=strategy
     )
     if not function:
         return Built(app)
@@ -356,7 +309,7 @@ def build_limiter(config: Config, strategy: str, function: bool = False) -> Buil
 
 BUILDERS: dict[str, Callable[[Config], Built]] = {
     "bare": lambda config: Built(new_app("bare")),
-    "hook": build_hook,
+    "hook": lambda config: Built(new_app("hook", lambda: None)),
     "pinged": build_pinged,
     "ours": build_ours,
     "original": build_original,
@@ -375,21 +328,17 @@ def build(peer: str, config: Config) -> Built:
 
 
 def served(peer: str, storage: str = "memory") -> WSGIApplication:
-    """gunicorn's app factory: ``peer`` on real clocks behind ``ProxyFix(x_for=1)``, so that
-    the client is the ``X-Forwarded-For`` value wrk sends."""
+    """gunicorn's app factory: behind ``ProxyFix``, the client is the address wrk sends."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     return ProxyFix(build(peer, Config(storage)).app.wsgi_app, x_for=1)
 
 
-# -- timed cases -------------------------------------------------------------------------------
-
 _readings: dict[str, float] = {}
 
 
 def calibrate(peer: str) -> float:
-    """How many times the peer reads its clock per admitted request at one client (counted
-    by a Python clock, slower than the C-level ones timed)."""
+    """Clock readings per admitted request at one client (a Python clock counts them)."""
     if peer not in _readings:
         reads = itertools.count(1)
 
@@ -397,11 +346,9 @@ def calibrate(peer: str) -> float:
             return START + next(reads) * SECONDS_PER_REQUEST  # 4 a second: admitted
 
         built = build(peer, Config(clock=clock))
-        wsgi, environ = built.app.wsgi_app, built.environ
-        clients = itertools.repeat(client_ip(0))
-        run_requests(wsgi, clients, WARM_UP_ONE_CLIENT, environ)
+        serve(built.app.wsgi_app, [client_ip(0)] * WARM_UP_ONE_CLIENT, built.environ)
         before = clock()  # time never goes back: the logs hold its readings
-        run_requests(wsgi, clients, 1000, environ)
+        serve(built.app.wsgi_app, [client_ip(0)] * 1000, built.environ)
         expect_only(OK, f"calibrating {peer}")
         _readings[peer] = ((clock() - before) / SECONDS_PER_REQUEST - 1) / 1000
     return _readings[peer]
@@ -410,8 +357,8 @@ def calibrate(peer: str) -> float:
 def build_case(
     peer: str, mode: str, clients: int, config: Config, accept: Optional[str] = None
 ) -> tuple[Run, Reply]:
-    """A warmed-up case. ``admitted``: a clock moving with each reading, every log full;
-    ``refused`` and ``banned``: one client, a frozen clock; ``redis``: real clocks."""
+    """A warmed-up case: ``admitted`` on a clock moving with each reading, every log full;
+    ``refused`` and ``banned`` on a frozen one; ``redis`` on real clocks."""
     facts: Reply = {}
     addresses = [client_ip(number) for number in range(clients)]
     clock: Optional[Clock] = None
@@ -424,22 +371,18 @@ def build_case(
     wsgi, environ = built.app.wsgi_app, built.environ
     if accept is not None:
         environ = {**environ, "HTTP_ACCEPT": accept}
-    status = OK
+    status = {"refused": TOO_MANY, "banned": FORBIDDEN}.get(mode, OK)
     if mode == "refused":
         limit = min(rule["count"] for rule in RATE_LIMIT_RULES)
-        run_requests(wsgi, itertools.cycle(addresses), limit + 1, environ)
-        if (seen := take_statuses()) != {OK: limit, TOO_MANY: 1}:
-            raise RuntimeError(f"filling the refused client's rule: got {seen}")
-        status = TOO_MANY
+        serve(wsgi, addresses * (limit + 1), environ)
+        expect_only({OK: limit, TOO_MANY: 1}, "filling the refused client's rule")
     elif mode == "banned":
         if built.ban is None:
             raise ValueError(f"{peer} cannot ban")
         for address in addresses:
             built.ban(address)
-        status = FORBIDDEN
     else:
-        warm_up = itertools.repeat(addresses[0], WARM_UP_ONE_CLIENT) if clients == 1 else None
-        serve(wsgi, warm_up or addresses, environ)
+        serve(wsgi, addresses * WARM_UP_ONE_CLIENT if clients == 1 else addresses, environ)
         expect_only(OK, f"warm-up of {clients} client(s)")
         if clients > 1 and built.fill is not None and mode == "admitted":
             built.fill(addresses)
@@ -448,7 +391,7 @@ def build_case(
     def run(requests: int) -> int:
         if clock is not None:
             use_clock(clock)
-        elapsed = run_requests(wsgi, cycle, requests, environ)
+        elapsed = serve(wsgi, itertools.islice(cycle, requests), environ, collect=False)
         settle()  # a sweep still running would steal the next case's time, in any process
         expect_only(status, "timed requests")
         return elapsed
@@ -484,28 +427,23 @@ def bare_socket(port: int) -> Callable[[bytes], None]:
     return call
 
 
-def redis_parts(url: str, port: int, clients: int, config: Config) -> tuple[dict[str, Run], Reply]:
-    """The parts of a request on Redis, each timed alone, ``clients`` clients in turn: PING
-    and EVALSHA (the arguments ``RedisStorage.hit`` sent) on a bare socket and through
-    redis-py, ``RedisStorage.hit`` direct and through ``client.evalsha``, and the ``redis``
-    cases of bare Flask, bare Flask making a PING, and ours."""
+def redis_parts(port: int, clients: int, config: Config) -> tuple[dict[str, Run], Reply]:
+    """A Redis request's parts (``peers.PARTS``), the EVALSHAs those ``RedisStorage.hit`` sent."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage.redis")
-    storage = storage_module.RedisStorage.from_url(url)
+    storage = storage_module.RedisStorage.from_url(config.storage)
     client, scopes = storage.client, ours_scopes(RATE_LIMIT_RULES)
     names = [client_ip(number) for number in range(clients)]
     sent: list[tuple[Any, ...]] = []
-    run_script = storage_module.RedisStorage._run
+    run_script = storage._run
 
-    def capture(self: Any, script: Any, keys: list[str], args: Sequence[Any]) -> Any:
+    def capture(script: Any, keys: list[str], args: Sequence[Any]) -> Any:
         sent.append((storage_module._HIT.sha, len(keys), *keys, *args))
-        return run_script(self, script, keys, args)
+        return run_script(script, keys, args)
 
-    storage_module.RedisStorage._run = capture
-    try:
-        for name in names:  # every client seen once: its log exists
-            storage.hit(name, scopes)
-    finally:
-        storage_module.RedisStorage._run = run_script
+    storage._run = capture  # this instance only: every client seen once, its log exists
+    for name in names:
+        storage.hit(name, scopes)
+    del storage._run
     evalsha = storage_module.RedisStorage(client)
     evalsha._pooled = None  # the path of Redis Cluster and of wrapped clients
     raw, ping = bare_socket(port), resp("PING")
@@ -532,9 +470,6 @@ def pinger(url: str) -> tuple[Run, Reply]:
     return calls(lambda number: client.ping()), {}
 
 
-# -- memory --------------------------------------------------------------------------------------
-
-
 def traced_now() -> int:
     gc.collect()
     return tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
@@ -547,26 +482,22 @@ def rss() -> int:
 
 
 def memory(peer: str, clients: int, config: Config, after: Sequence[int]) -> Reply:
-    """Traced growth per client once each of ``clients`` made ``after[i]`` requests, on a
-    clock moving 0.1 µs per reading (a burst, all admitted; a new float per reading, as
-    ``time.time()`` returns), each address built afresh while tracing, as a server does."""
+    """Traced growth per client once each made ``after[i]`` requests: a burst on a clock
+    moving 0.1 µs a reading (a new float each, as ``time.time()``), fresh addresses."""
     clock = itertools.count(START, 1e-7).__next__
     wsgi = build(peer, replace(config, clock=clock)).app.wsgi_app
     serve(wsgi, [client_ip(clients)])  # lazy setup, off the books
     expect_only(OK, "memory warm-up")
-    tracemalloc.start()
-    try:
-        base = traced_now()
-        per_client: dict[str, float] = {}
-        made = 0
-        for target in after:
-            while made < target:
-                serve(wsgi, (client_ip(number) for number in range(clients)))
-                made += 1
-            expect_only(OK, f"{clients} clients x {made} requests")
-            per_client[str(target)] = (traced_now() - base) / clients
-    finally:
-        tracemalloc.stop()
+    per_client: dict[str, float] = {}
+    tracemalloc.start()  # a failure ends the run: no need to stop it then
+    base, made = traced_now(), 0
+    for target in after:
+        while made < target:
+            serve(wsgi, (client_ip(number) for number in range(clients)))
+            made += 1
+        expect_only(OK, f"{clients} clients x {made} requests")
+        per_client[str(target)] = (traced_now() - base) / clients
+    tracemalloc.stop()
     settle()
     return {"bytes_per_client": per_client}
 
@@ -584,22 +515,23 @@ def flood(
     banned: Optional[str] = None,
     scale: bool = False,
 ) -> Reply:
-    """Distinct clients, one request each: a point every ``every`` clients until ``clients``,
-    RSS past ``ceiling`` or ``budget`` seconds (checked every tenth of ``every``).
-    ``clock_step``: a fake clock (else the real one); ``banned``: a client banned before and
-    after; ``scale``: bare Flask's µs per request first."""
+    """Distinct clients, one request each, a point every ``every``, until RSS passes
+    ``ceiling`` or ``budget`` seconds (checked every tenth of ``every``); ``banned``: a client
+    banned before and after; ``scale``: bare Flask's µs per request first."""
     base, where = (PROXIED, "HTTP_X_FORWARDED_FOR") if config.proxies else (GET, "REMOTE_ADDR")
 
     def send(wsgi: WSGIApplication, numbers: Iterable[int]) -> int:
-        addresses = [client_address(number, ipv6_every) for number in numbers]
-        start = time.perf_counter_ns()
-        serve(wsgi, addresses, base, where)
-        return time.perf_counter_ns() - start
+        elapsed = serve(wsgi, [client_address(n, ipv6_every) for n in numbers], base, where)
+        expect_only(OK, f"flood of {peer}")
+        return elapsed
+
+    def still_banned(when: str) -> None:
+        serve(wsgi, [str(banned)], base, where)
+        expect_only(FORBIDDEN, f"the ban {when} the flood")
 
     reply: Reply = {"stopped": "finished"}
     if scale:  # it also warms the interpreter up
         reply["bare_us"] = send(new_app("bare").wsgi_app, range(every)) / every / 1000
-        expect_only(OK, "bare Flask")
     clock = None if clock_step is None else itertools.count(START, clock_step).__next__
     config = replace(config, clock=clock)
     if trace:
@@ -607,19 +539,12 @@ def flood(
         tracemalloc.start()
     built = build(peer, config)
     storage, wsgi = built.storage, built.app.wsgi_app
-
-    def still_banned(when: str) -> None:
-        assert banned is not None
-        serve(wsgi, [banned], base, where)
-        expect_only(FORBIDDEN, f"the ban {when} the flood")
-
     if banned is not None and built.ban is not None:
         built.ban(banned)
         reply["ban_seconds"] = storage.banned_for(banned)
         still_banned("before")
     else:
         send(wsgi, [clients])
-        expect_only(OK, "flood warm-up")
 
     def point(done: int, seconds: float, ns: int) -> Reply:
         tracked = None if storage is None else storage.tracked
@@ -628,15 +553,13 @@ def flood(
         found = {"clients": done, "tracked": tracked, "traced": traced_now(), "rss": rss()}
         return {**found, "seconds": seconds, "ns": ns}
 
-    points = [point(0, 0.0, 0)]
+    points, step, ns = [point(0, 0.0, 0)], max(every // 10, 1), 0
     if clock is not None:
         gc.freeze()  # the objects made before the flood: the collector skips them
-    step, ns = max(every // 10, 1), 0
     started = time.perf_counter()
     for first in range(0, clients, step):
         done = min(first + step, clients)
         ns += send(wsgi, range(first, done))
-        expect_only(OK, f"flood, clients {first:,}+")
         elapsed = time.perf_counter() - started
         if rss() > ceiling:
             reply["stopped"] = "memory ceiling"
@@ -665,16 +588,15 @@ def fill(
     ipv6_every: int = 0,
     rules: Sequence[dict[str, Any]] = RATE_LIMIT_RULES,
 ) -> Reply:
-    """Bytes per log of ``requests`` requests in ours' memory storage, called directly (no
-    Flask) with keys as ours builds them, the clock moving ``step`` per reading."""
+    """Bytes per log of ``requests`` requests in ours' memory storage, called directly."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage")
     scopes = ours_scopes(rules)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
+    bound = max(clients, storage_module.DEFAULT_MAX_CLIENTS)
     storage = storage_module.MemoryStorage(
-        max_clients=max(clients, storage_module.DEFAULT_MAX_CLIENTS),
-        clock=itertools.count(START, step).__next__,
+        max_clients=bound, clock=itertools.count(START, step).__next__
     )
     keys = [client_key(number, ipv6_every) for number in range(clients)]
     hit_all(storage, keys, scopes, requests, "the direct fill")
@@ -683,9 +605,6 @@ def fill(
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     return {"tracked": storage.tracked, "bytes_per_client": used / storage.tracked}
-
-
-# -- the worker ------------------------------------------------------------------------------------
 
 
 def versions() -> Reply:
@@ -698,11 +617,7 @@ def versions() -> Reply:
 
 cases: dict[str, Run] = {}
 """The cases built so far in this process."""
-BUILDS: dict[str, Callable[..., tuple[Any, Reply]]] = {
-    "build": build_case,
-    "parts": redis_parts,
-    "ping": pinger,
-}
+BUILDS: dict[str, Callable[..., Any]] = {"build": build_case, "parts": redis_parts, "ping": pinger}
 """Commands that build cases: ``case`` names one (``parts``: the prefix of several)."""
 COMMANDS: dict[str, Callable[..., Reply]] = {
     "hello": versions,
@@ -716,7 +631,7 @@ def handle(command: str, request: Reply) -> Reply:
     if "config" in request:
         request["config"] = Config(**request["config"])
     if command in BUILDS:
-        prefix = request.pop("case")
+        prefix = request.pop("case", "")
         built, facts = BUILDS[command](**request)
         parts = built if isinstance(built, dict) else {"": built}
         cases.update({prefix + name: run for name, run in parts.items()})

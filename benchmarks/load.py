@@ -1,9 +1,6 @@
 """End to end: requests per second and latency behind gunicorn, under wrk's HTTP load.
-
-Not a test: it prints LOAD.md's report (a full run writes it), and fails when a run got
-statuses its traffic should not. ``make bench`` runs it (about 4 minutes on two cores);
-``--smoke``: one second of each mix against ours. It needs wrk: without it, it skips.
-"""
+Not a test: it prints LOAD.md's report (a full run writes it; about 4 minutes on two
+cores), and fails when a run got statuses its traffic should not. Without wrk, it skips."""
 
 from __future__ import annotations
 
@@ -12,19 +9,19 @@ import json
 import math
 import re
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any, Optional
 
 import common
 import redis
-from common import HERE, Interpreter, table
-from harness import BAN_RULE, RATE_LIMIT_RULES
+from common import HERE, table
+from harness import RATE_LIMIT_RULES
 from peers import BARE, FIXED, MOVING, ORIGINAL, OURS, Peer
 
 from support.servers import ServerProcess, free_port
@@ -48,85 +45,75 @@ log = common.logger("load")
 
 @dataclass(frozen=True)
 class Plan:
-    """Seconds per timed run and per server's warm-up (0: none), rounds, wrk's threads and
-    connections, and legitimate clients per wrk thread."""
+    """Seconds per run and per warm-up (0: none), rounds, wrk's threads and connections, and
+    legitimate clients per wrk thread."""
 
     seconds: int
     warm_up: int
     rounds: int
-    threads: int
-    connections: int
-    clients: int
+    threads: int = 1
+    connections: int = 2
+    clients: int = 1_000
 
 
-FULL = Plan(seconds=3, warm_up=1, rounds=5, threads=1, connections=2, clients=1_000)
-SMOKE = Plan(seconds=1, warm_up=0, rounds=1, threads=1, connections=2, clients=1_000)
+FULL, SMOKE = Plan(seconds=3, warm_up=1, rounds=5), Plan(seconds=1, warm_up=0, rounds=1)
 
 
 @dataclass(frozen=True)
 class Run:
-    """One run of a mix against a server (``errors``: no response)."""
+    """One run of a mix against a server, as ``load.lua`` reports it."""
 
     requests: int
-    seconds: float
+    duration_us: float
     p50_us: float
     p99_us: float
     statuses: dict[str, int]
     errors: int
 
     @property
+    def seconds(self) -> float:
+        return self.duration_us / 1e6
+
+    @property
     def rps(self) -> float:
         return self.requests / self.seconds
 
 
-Generator = Callable[[int, str, int], Run]
-"""Runs a mix against a port for some seconds."""
-
-
-def wrk(executable: str, plan: Plan) -> tuple[str, Generator]:
-    """wrk with ``load.lua``: the mix's requests, statuses counted, one JSON line at the end."""
+def wrk_version(executable: str) -> str:
     found = subprocess.run([executable, "-v"], capture_output=True, text=True, check=False)
     words = (found.stdout + found.stderr).split()
-    name = f"wrk {words[1] if len(words) > 1 else ''}".strip()
+    return f"wrk {words[1] if len(words) > 1 else ''}".strip()
 
-    def run(port: int, mix: str, seconds: int) -> Run:
-        command = [executable, f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds}s"]
-        command += ["--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/"]
-        done = subprocess.run(
-            [*command, "--", mix, str(plan.clients)],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 30,
-        )
-        found = re.search(r"^LOAD-RESULT (.*)$", done.stdout, re.MULTILINE)
-        if done.returncode != 0 or found is None:
-            raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-        result = json.loads(found.group(1))
-        fields = ("requests", "p50_us", "p99_us", "statuses", "errors")
-        return Run(seconds=result["duration_us"] / 1e6, **{key: result[key] for key in fields})
 
-    return f"{name}, {plan.threads} thread(s), {plan.connections} connections", run
+def wrk(executable: str, plan: Plan, port: int, mix: str, seconds: int) -> Run:
+    """wrk with ``load.lua``: the mix's requests, statuses counted, one JSON line at the end."""
+    command = [executable, f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds}s"]
+    command += ["--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/"]
+    command += ["--", mix, str(plan.clients)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
+    found = re.search(r"^LOAD-RESULT (.*)$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    result = json.loads(found.group(1))
+    return Run(**{name: result[name] for name in Run.__dataclass_fields__})
 
 
 class Server(ServerProcess):
     """gunicorn serving a peer (``harness.served``, on Redis or not) to one mix."""
 
-    def __init__(
-        self, peer: Peer, redis_port: Optional[int], mix: str, python: Interpreter, directory: Path
-    ) -> None:
-        command, env = python
+    def __init__(self, peer: Peer, redis_port: Optional[int], mix: str, directory: Path) -> None:
+        command, env = common.interpreter(peer.venv)  # a smoke run uses ours only
         port = free_port()
         storage = "memory" if redis_port is None else f"redis://127.0.0.1:{redis_port}/0"
         gunicorn = [*command, "-m", "gunicorn", "--chdir", str(HERE), *WORKER_SETTINGS]
         gunicorn += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
         app = f"harness:served({peer.key!r}, {storage!r})"
         super().__init__([*gunicorn, app], directory, port=port, env=env, probe="/")
-        self.peer, self.mix, self.runs, self.memory = peer, mix, list[Run](), dict[str, int]()
+        self.peer, self.mix, self.runs, self.memory = peer, mix, list[Run](), ""
         self.label = peer.label + ("" if redis_port is None else ", Redis")
         self.redis = None if redis_port is None else redis.Redis(port=redis_port)
-        self.redis_memory = (
-            {"empty": self.redis.info("memory")["used_memory"]} if self.redis else {}
-        )
+        self.empty = self.redis.info("memory")["used_memory"] if self.redis else 0
+        self.stored = ""
 
     def failed(self, why: str) -> SystemExit:
         return SystemExit(f"{self.label} / {self.mix}: {why}\n{self.log}")
@@ -150,33 +137,32 @@ class Server(ServerProcess):
         assert self.process is not None
         pid = self.process.pid
         worker = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]
-        for line in Path(f"/proc/{worker}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                self.memory[name] = int(value.split()[0]) * 1024
+        lines = Path(f"/proc/{worker}/status").read_text().splitlines()
+        found = dict(line.split(":", 1) for line in lines if ":" in line)
+        self.memory = " / ".join(
+            f"{int(found[name].split()[0]) * 1024 / 1e6:.0f}" for name in ("VmRSS", "VmHWM")
+        )
         if self.redis is not None:
-            used = self.redis.info("memory")["used_memory"] - self.redis_memory["empty"]
-            self.redis_memory.update(used=used, keys=self.redis.dbsize())
+            used = self.redis.info("memory")["used_memory"] - self.empty
+            self.stored = f"{used / 1e6:.1f} MB, {self.redis.dbsize():,} keys"
 
 
 @contextlib.contextmanager
 def started(
-    configurations: Sequence[tuple[Peer, bool]], install: bool, versions: dict[str, Any]
+    configurations: Sequence[tuple[Peer, bool]], versions: dict[str, Any]
 ) -> Iterator[list[Server]]:
     """Every server (and a redis-server for each on Redis) up, stopped on the way out."""
     with contextlib.ExitStack() as stack:
         directory, servers = Path(stack.enter_context(tempfile.TemporaryDirectory())), []
         for peer, on_redis in configurations:
-            python = common.interpreter(peer.venv, install)
-            assert python is not None  # installed when missing (a smoke run uses ours only)
             if peer.venv not in versions:
-                versions[peer.venv] = common.once(peer.venv, python, "hello")
+                versions[peer.venv] = common.once(peer.venv, "hello")
             for mix in MIXES:
                 port = stack.enter_context(common.redis_server()) if on_redis else None
                 if on_redis and port is None:
                     log(f"skipping {peer.label}, Redis: no redis-server on this machine")
                     break
-                server = Server(peer, port, mix, python, directory)
+                server = Server(peer, port, mix, directory)
                 if server.redis is not None:
                     stack.callback(server.redis.close)
                 try:
@@ -189,94 +175,54 @@ def started(
         yield servers
 
 
-def measure(servers: Sequence[Server], generator: Generator, plan: Plan) -> None:
+def measure(servers: Sequence[Server], executable: str, plan: Plan) -> None:
     """A warm-up run per server, then rounds, each round's order shifted by one."""
     for server in servers if plan.warm_up else ():
         log(f"warm-up: {server.label} / {server.mix}")
-        server.check(generator(server.port, server.mix, plan.warm_up))
+        server.check(wrk(executable, plan, server.port, server.mix, plan.warm_up))
     for number in range(plan.rounds):
         log(f"round {number + 1}/{plan.rounds}")
-        shift = number % len(servers)
-        for server in [*servers[shift:], *servers[:shift]]:
-            server.runs.append(server.check(generator(server.port, server.mix, plan.seconds)))
+        for server in common.rotated(servers, number):
+            run = wrk(executable, plan, server.port, server.mix, plan.seconds)
+            server.runs.append(server.check(run))
             if number == plan.rounds - 1:
                 server.read_memory()
 
 
-# -- the report ------------------------------------------------------------------------------------
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def versus_bare(server: Server, servers: Sequence[Server]) -> Optional[tuple[list[float], str]]:
-    """The per-round ratios of requests per second to bare Flask's on the same mix, and
-    their median with the lowest and highest round; None for bare Flask itself."""
-    bare = next((s for s in servers if s.peer is BARE and s.mix == server.mix), server)
-    if bare is server:
-        return None
-    found = [a.rps / b.rps for a, b in zip(server.runs, bare.runs)]
-    extremes = f" ({min(found):.2f} to {max(found):.2f})" if len(found) > 1 else ""
-    return found, f"{median(found):.2f}x{extremes}"
-
-
-def report(
-    servers: Sequence[Server],
-    plan: Plan,
-    generator: str,
-    versions: dict[str, Any],
-    smoke: bool,
-    seconds: float,
-) -> str:
+def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
+    """One row per server; the target: ours under attack at least as fast as bare Flask."""
     rows, targets = [], common.Targets()
     for server in sorted(servers, key=lambda server: list(MIXES).index(server.mix)):
-        runs, versus, stored = server.runs, versus_bare(server, servers), server.redis_memory
+        runs = server.runs
+        rps = median([run.rps for run in runs])
+        bare = next((s for s in servers if s.peer is BARE and s.mix == server.mix), server)
+        ratios = [a.rps / b.rps for a, b in zip(runs, bare.runs)]
+        versus = f"{median(ratios):.2f}x"
+        if len(ratios) > 1:
+            versus += f" ({min(ratios):.2f} to {max(ratios):.2f})"
         requests, errors = sum(run.requests for run in runs), sum(run.errors for run in runs)
         refused = sum(run.statuses.get(status, 0) for run in runs for status in REFUSED)
-        memory = (f"{server.memory.get(name, 0) / 1e6:.0f}" for name in ("VmRSS", "VmHWM"))
-        rows.append(
-            [
-                server.label,
-                server.mix,
-                f"{median([run.rps for run in runs]):,.0f}",
-                "" if versus is None else versus[1],
-                f"{median([run.p50_us for run in runs]) / 1000:.2f}",
-                f"{median([run.p99_us for run in runs]) / 1000:.2f}",
-                f"{refused / requests:.1%}" + (f" ({errors} errors)" if errors else ""),
-                " / ".join(memory),
-                f"{stored['used'] / 1e6:.1f} MB, {stored['keys']:,} keys"
-                if "used" in stored
-                else "",
-            ]
-        )
-        if server.peer is OURS and server.mix == "attack" and versus is not None:
-            bare = next(s for s in servers if s.peer is BARE and s.mix == "attack")
+        share = f"{refused / requests:.1%}" + (f" ({errors} errors)" if errors else "")
+        p50, p99 = (median([getattr(run, p) for run in runs]) / 1000 for p in ("p50_us", "p99_us"))
+        row = [server.label, server.mix, f"{rps:,.0f}", "" if bare is server else versus]
+        rows.append([*row, f"{p50:.2f}", f"{p99:.2f}", share, server.memory, server.stored])
+        if server.peer is OURS and server.mix == "attack" and bare is not server:
             targets.add(
                 "under attack (90% refused) behind gunicorn, ours serves at least as many "
                 "requests per second as bare Flask serving the same mix of 200s"
                 + (" (ours on Redis)" if server.redis else ""),
-                f"{median([run.rps for run in runs]):,.0f} vs "
-                f"{median([run.rps for run in bare.runs]):,.0f} requests/s: {versus[1]}",
-                median(versus[0]) >= 1,
+                f"{rps:,.0f} vs {median([run.rps for run in bare.runs]):,.0f} requests/s: {versus}",
+                median(ratios) >= 1,
             )
     headings = ["configuration", "traffic", "requests/s", "x bare", "p50 ms", "p99 ms", "refused"]
     return common.template(
         "load.md",
-        generated=common.generated("load.py", smoke, seconds),
-        machine=common.machine(),
-        interpreters=common.interpreters(versions),
-        generator=generator,
+        **values,
+        plan=plan,
         settings=" ".join(WORKER_SETTINGS),
-        rules=RATE_LIMIT_RULES,
-        ban_rule=BAN_RULE,
-        normal=MIXES["normal"],
-        attack=MIXES["attack"],
-        clients=f"{plan.clients:,}",
+        mixes=MIXES,
         attacker=ATTACKER,
         warm_up=f"a {plan.warm_up} s warm-up per server" if plan.warm_up else "no warm-up",
-        rounds=plan.rounds,
-        seconds=plan.seconds,
         targets=f"\n## Target\n\n{targets.table()}\n" if targets else "",
         table=table([*headings, "worker RSS / peak MB", "Redis used memory"], rows, text=2),
     )
@@ -289,12 +235,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print("load.py: skipped: it needs wrk (Debian/Ubuntu: apt-get install wrk)", flush=True)
         return
     plan = SMOKE if smoke else FULL
-    name, generator = wrk(executable, plan)
     begun, versions = time.perf_counter(), dict[str, Any]()
-    configurations = [(OURS, False)] if smoke else FULL_CONFIGURATIONS
-    with started(configurations, not smoke, versions) as servers:
-        measure(servers, generator, plan)
-    text = report(servers, plan, name, versions, smoke, time.perf_counter() - begun)
+    with started([(OURS, False)] if smoke else FULL_CONFIGURATIONS, versions) as servers:
+        measure(servers, executable, plan)
+    text = report(
+        servers,
+        plan,
+        generated=common.generated("load.py", smoke, time.perf_counter() - begun),
+        interpreters=common.interpreters(versions),
+        wrk=wrk_version(executable),
+    )
     common.publish(text, LOAD_MD, smoke=smoke, log=log)
 
 

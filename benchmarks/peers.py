@@ -1,15 +1,20 @@
 """Side by side with the peers: time per request, memory per client, Redis, flood.
-
-Not a test: it prints RESULTS.md's report (a full run writes it) and asserts no speed.
-``make bench-peers`` runs it (about 25 minutes on two cores); ``--smoke``: tiny counts, with
-the peers whose venvs under ``benchmarks/.venvs/`` are built (it builds none).
-"""
+Not a test: it prints RESULTS.md's report (a full run writes it; about 25 minutes on two
+cores). ``--smoke``: tiny counts, with the peers whose venvs are built (it builds none);
+``--overhead``: ours over bare Flask alone, more rounds (about five minutes); ``--instructions``:
+instructions per request under callgrind, INSTRUCTIONS.md (about 20 minutes; 100 000 clients
+are left out, too slow to fill under callgrind); ``--redis-parts``: what one Redis request
+costs, part by part, next to a redis-py PING (``--hiredis``: again with hiredis)."""
 
 from __future__ import annotations
 
-import platform
+import contextlib
+import json
+import os
 import re
+import shutil
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,12 +22,10 @@ from functools import partial
 from typing import Any, Optional
 
 import common
-import harness
 import redis
 from common import HERE, OURS_VENV, Targets, Worker, configuration, overhead, ratio, table
-from harness import BAN_RULE, RATE_LIMIT_RULES
 
-RESULTS, LOAD = HERE / "RESULTS.md", HERE / "LOAD.md"
+RESULTS, LOAD, INSTRUCTIONS = HERE / "RESULTS.md", HERE / "LOAD.md", HERE / "INSTRUCTIONS.md"
 log = common.logger("peers")
 
 
@@ -31,24 +34,24 @@ class Plan:
     client_counts: tuple[int, ...]
     rounds: int
     requests: int
-    memory_clients: int
-    redis_clients: int
-    redis_rounds: int
-    redis_requests: int
-    monitor_requests: int
-    flood_clients: int
-    flood_every: int
-    flood_ceiling: int = 1 << 30
-    """RSS, in bytes, past which a peer's flood stops."""
+    memory_clients: int = 0
+    redis_clients: int = 0
+    redis_rounds: int = 0
+    redis_requests: int = 0
+    monitor_requests: int = 0
+    flood_clients: int = 0
+    flood_every: int = 0
+    flood_ceiling: int = 1 << 30  # bytes of RSS, and seconds, past which a peer's flood stops
     flood_budget: float = 45.0
-    """Seconds of flood per peer before it stops (ours is given the time to finish)."""
 
 
 FULL = Plan((1, 1_000, 100_000), 11, 2_000, 2_000, 10_000, 7, 2_000, 1_000, 1_000_000, 100_000)
 SMOKE = Plan((1, 10, 100), 2, 50, 20, 200, 2, 50, 20, 200, 100)
-
-
-# -- the peers ---------------------------------------------------------------------------------
+OVERHEAD, OVERHEAD_SMOKE = Plan((1, 1_000, 100_000), 15, 10_000), Plan((1, 10, 100), 2, 200)
+"""``--overhead``: client counts (none evicted under the default bound), rounds, requests."""
+COUNTED, COUNTED_SMOKE = Plan((1, 1_000), 0, 4_000), Plan((1,), 0, 200)
+"""``--instructions``: client counts, and requests counted per configuration."""
+PARTS_PLAN, PARTS_SMOKE = Plan((10_000,), 9, 2_000), Plan((200,), 2, 50)
 
 
 @dataclass(frozen=True)
@@ -68,33 +71,37 @@ OURS = Peer("ours", "flask-gatekeeper (this), sliding log", "ours", OURS_VENV)
 MOVING = Peer("limiter-moving", "Flask-Limiter 4, moving window", "FL moving", "limiter")
 FIXED = Peer("limiter-fixed", "Flask-Limiter 4, fixed window", "FL fixed", "limiter")
 ORIGINAL = Peer("original", "flask-gatekeeper 1.0.0", "1.0.0", "original", redis=False)
+GATEKEEPER = Peer("ours", "GateKeeper", "ours", OURS_VENV)  # as ``--overhead`` labels it
 PINGED = Peer("pinged", "bare Flask making one redis-py PING per request", "PING", OURS_VENV)
 """The yardstick of the Redis target, measured on Redis only."""
-ALL = (OURS, MOVING, FIXED, ORIGINAL)
-"""Every peer that limits (bare Flask is the floor, not a peer)."""
-BANNING = (OURS, ORIGINAL)
-"""The peers with a ban rule, timed refusing a banned client too."""
+ALL = (OURS, MOVING, FIXED, ORIGINAL)  # bare Flask is the floor, not a peer
+BANNING = (OURS, ORIGINAL)  # with a ban rule: timed refusing a banned client too
 LACKS = {
     MOVING: "no ban rule (only the two rate rules run)",
     FIXED: "no ban rule; fixed windows admit up to twice a rule's count across a boundary",
     ORIGINAL: "no Redis storage; no memory bound",
 }
 FUNCTIONS = {
-    Peer(
-        f"{peer.key}-function", f"{label}, limit and cost functions", f"{peer.short} fn", peer.venv
-    ): peer
-    for peer, label in ((OURS, "flask-gatekeeper (this)"), (MOVING, MOVING.label))
+    Peer(f"{p.key}-function", f"{label}, limit and cost functions", f"{p.short} fn", p.venv): p
+    for p, label in ((OURS, "flask-gatekeeper (this)"), (MOVING, MOVING.label))
 }
-"""The peers whose route limit and cost are functions of the request, each with the peer
-it adds them to (same rules and ban rule otherwise)."""
-
-REFUSALS = (("refused", None), ("refused", "*/*"), ("banned", None), ("banned", "*/*"))
+"""The peers whose route limit and cost are functions of the request: the peer they add to."""
+REFUSALS = (("refused", 1, None), ("refused", 1, "*/*"), ("banned", 1, None), ("banned", 1, "*/*"))
 """The refused paths of the targets (one client), with no ``Accept`` header and with one."""
-REFUSED_AIM = 1.10
-"""What a refusal aims to cost, times a bare Flask request (issue 15)."""
+REFUSED_AIM = 1.10  # what a refusal aims to cost, times a bare Flask request (issue 15)
 MODE_LABELS = {"refused": ", refused (429)", "banned": ", banned (403)"}
-
-# -- timed cases -----------------------------------------------------------------------------------
+PARTS = {
+    "raw-ping": "PING, bare socket",
+    "ping": "PING, redis-py (the yardstick)",
+    "raw-evalsha": "EVALSHA hit.lua, bare socket",
+    "evalsha": "EVALSHA hit.lua, redis-py `client.evalsha`",
+    "hit": "`RedisStorage.hit`, the seed's two rules",
+    "hit-evalsha": "`RedisStorage.hit` through `client.evalsha` (Cluster's path)",
+    "bare": "bare Flask request",
+    "pinged": "bare Flask request that makes one redis-py PING (`before_request`)",
+    "ours": "GateKeeper request, seed's rules and ban rule",
+}
+"""``--redis-parts``' rows: the parts of a request, as ``harness.redis_parts`` names them."""
 
 
 @dataclass
@@ -105,7 +112,6 @@ class Case:
     mode: str
     clients: int
     accept: Optional[str] = None
-    """The requests' ``Accept`` header, if any."""
     storage: str = "memory"
     worker: Optional[Worker] = None
     facts: dict[str, Any] = field(default_factory=dict)
@@ -116,57 +122,65 @@ class Case:
         return f"{self.peer.key}/{self.mode}/{self.clients}/{self.accept}"
 
     @property
+    def accepts(self) -> str:
+        return "" if self.accept is None else f", Accept: {self.accept}"
+
+    @property
     def kind(self) -> str:
-        """The mode, and the ``Accept`` header when there is one."""
-        return self.mode + ("" if self.accept is None else f", Accept: {self.accept}")
+        return self.mode + self.accepts
 
     @property
     def label(self) -> str:
-        accept = "" if self.accept is None else f", Accept: {self.accept}"
-        return self.peer.label + MODE_LABELS.get(self.mode, "") + accept
+        return self.peer.label + MODE_LABELS.get(self.mode, "") + self.accepts
 
     def fields(self) -> dict[str, Any]:
-        """The worker's ``build`` command for it."""
         build = {"peer": self.peer.key, "mode": self.mode, "clients": self.clients}
         return {"case": self.name, **build, "accept": self.accept, **configuration(self.storage)}
 
 
-def build(workers: dict[str, Worker], case: Case) -> Case:
-    log(f"building {case.name}")
-    case.worker = workers[case.peer.venv]
-    case.facts = case.worker.ask("build", **case.fields())["facts"]
-    return case
+@dataclass
+class Part:
+    worker: Optional[Worker]
+    name: str
+    samples: list[float] = field(default_factory=list)
+
+
+def build(workers: dict[str, Worker], cases: Sequence[Case]) -> list[Case]:
+    for case in cases:
+        log(f"building {case.name}")
+        case.worker = workers[case.peer.venv]
+        case.facts = case.worker.ask("build", **case.fields())["facts"]
+    return list(cases)
+
+
+def tell(workers: dict[str, Worker], command: str) -> None:
+    for worker in workers.values():
+        worker.ask(command)
 
 
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
     """Commands the app sent Redis for ``requests`` requests, seen by MONITOR (commands a
     script runs show there as ``lua`` and are not counted)."""
-    watcher, marker, counts = redis.Redis(port=port), redis.Redis(port=port), dict[str, int]()
-    sentinel = f"peers-sentinel-{case.name}"
-    marker.ping()  # the marker's connection set up (HELLO) before MONITOR watches
-    with watcher.monitor() as monitor:
-        common.measure(case, requests)
-        marker.echo(sentinel)
-        for seen in monitor.listen():
-            if sentinel in seen["command"]:
-                break
-            if seen["client_type"] != "lua":
-                name = seen["command"].split(" ", 1)[0].upper()
-                counts[name] = counts.get(name, 0) + 1
-    watcher.close()
-    marker.close()
+    counts, sentinel = dict[str, int](), f"peers-sentinel-{case.name}"
+    with redis.Redis(port=port) as watcher, redis.Redis(port=port) as marker:
+        marker.ping()  # the marker's connection set up (HELLO) before MONITOR watches
+        with watcher.monitor() as monitor:
+            common.measure(case, requests)
+            marker.echo(sentinel)
+            for seen in monitor.listen():
+                if sentinel in seen["command"]:
+                    break
+                if seen["client_type"] != "lua":
+                    name = seen["command"].split(" ", 1)[0].upper()
+                    counts[name] = counts.get(name, 0) + 1
     return counts
-
-
-# -- the run ---------------------------------------------------------------------------------------
 
 
 @dataclass
 class Results:
     plan: Plan
     smoke: bool
-    peers: tuple[Peer, ...]
-    """The peers measured: ``ALL``, or in a smoke run those whose venvs are built."""
+    peers: tuple[Peer, ...]  # those whose venvs are built
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
     timed: list[Case] = field(default_factory=list)
@@ -174,32 +188,21 @@ class Results:
     redis: list[Case] = field(default_factory=list)
     commands: dict[str, dict[str, int]] = field(default_factory=dict)
     redis_note: str = ""
-    ping: float = 0.0
-    """µs per redis-py PING round trip (median of rounds)."""
+    ping: float = 0.0  # µs per redis-py PING round trip
     flood: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 def measure_time(workers: dict[str, Worker], results: Results) -> None:
     plan, peers = results.plan, results.peers
     cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in (BARE, *peers)]
     cases += [Case(peer, "refused", 1) for peer in peers]
-    cases += [
-        Case(p, mode, 1, accept) for mode, accept in REFUSALS[1:] for p in peers if p in BANNING
-    ]
-    functions = [
-        Case(peer, "admitted", count)
-        for count in plan.client_counts
-        for peer, plain in FUNCTIONS.items()
-        if plain in peers
-    ]
-    results.timed = [build(workers, case) for case in cases]
-    results.functions = [build(workers, case) for case in functions]
-    for worker in workers.values():
-        worker.ask("freeze")
+    cases += [Case(p, *refusal) for refusal in REFUSALS[1:] for p in BANNING if p in peers]
+    functions = [Case(p, "admitted", n) for n in plan.client_counts for p in FUNCTIONS]
+    results.timed = build(workers, cases)
+    results.functions = build(workers, [c for c in functions if FUNCTIONS[c.peer] in peers])
+    tell(workers, "freeze")  # the apps, addresses and logs: collections skip them
     common.run_rounds([*results.timed, *results.functions], plan.rounds, plan.requests, log)
-    for worker in workers.values():
-        worker.ask("drop")
+    tell(workers, "drop")
 
 
 def measure_redis(workers: dict[str, Worker], results: Results) -> None:
@@ -210,22 +213,18 @@ def measure_redis(workers: dict[str, Worker], results: Results) -> None:
             return
         peers = [peer for peer in (BARE, PINGED, *results.peers) if peer.redis]
         # A database each: Flask-Limiter's strategies would share keys of different types.
-        cases = [
-            Case(peer, "redis", plan.redis_clients, storage=f"redis://127.0.0.1:{port}/{db}")
-            for db, peer in enumerate(peers)
-        ]
-        results.redis = [build(workers, case) for case in cases]
+        url, clients = f"redis://127.0.0.1:{port}/", plan.redis_clients
+        cases = [Case(p, "redis", clients, storage=f"{url}{db}") for db, p in enumerate(peers)]
+        results.redis = build(workers, cases)
         for case in cases[1:]:
             log(f"MONITOR: {case.peer.label}")
             results.commands[case.peer.key] = count_commands(case, port, plan.monitor_requests)
         common.run_rounds(cases, plan.redis_rounds, plan.redis_requests, log)
         ping = Case(PINGED, "ping", 0, worker=workers[OURS_VENV])
-        workers[OURS_VENV].ask("ping", case=ping.name, url=f"redis://127.0.0.1:{port}/0")
-        results.ping = statistics.median(
-            common.measure(ping, plan.redis_requests) for _ in range(plan.redis_rounds)
-        )
-        for worker in workers.values():
-            worker.ask("drop")
+        workers[OURS_VENV].ask("ping", case=ping.name, url=f"{url}0")
+        samples = [common.measure(ping, plan.redis_requests) for _ in range(plan.redis_rounds)]
+        results.ping = statistics.median(samples)
+        tell(workers, "drop")
 
 
 def memory_in(worker: Worker, venv: str, results: Results) -> None:
@@ -236,34 +235,18 @@ def memory_in(worker: Worker, venv: str, results: Results) -> None:
         results.memory[peer.key] = worker.ask("memory", peer=peer.key, **shape)["bytes_per_client"]
 
 
-def flood_one(peer: Peer, python: common.Interpreter, results: Results) -> None:
+def flood_one(peer: Peer, results: Results) -> None:
     """One peer's flood, in a fresh worker (its RSS its own); ours is given the time to finish."""
     plan = results.plan
     log(f"flood: {peer.label}")
     shape = {"clients": plan.flood_clients, "every": plan.flood_every, **configuration()}
-    budget = None if peer is OURS else plan.flood_budget
-    limits = {"ceiling": plan.flood_ceiling, "budget": budget}
-    reply = common.once(peer.venv, python, "flood", peer=peer.key, **shape, **limits)
+    limits = {"ceiling": plan.flood_ceiling, "budget": None if peer is OURS else plan.flood_budget}
+    reply = common.once(peer.venv, "flood", peer=peer.key, **shape, **limits)
     log(f"flood done: {peer.label} ({reply['stopped']})")
     base = reply["points"][0]["traced"]
     for point in reply["points"]:  # growth since just before the flood
         point["traced"] -= base
     results.flood[peer.key] = reply
-
-
-def measure_memory_and_flood(
-    workers: dict[str, Worker], pythons: dict[str, common.Interpreter], results: Results
-) -> None:
-    """After the timings (memory does not depend on speed), two at a time: ours' flood first."""
-    floods = sorted(results.peers, key=lambda peer: peer is not OURS)
-    common.two_at_a_time(
-        [partial(flood_one, floods[0], pythons[floods[0].venv], results)]
-        + [partial(memory_in, worker, venv, results) for venv, worker in workers.items()]
-        + [partial(flood_one, peer, pythons[peer.venv], results) for peer in floods[1:]]
-    )
-
-
-# -- the report ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -273,14 +256,14 @@ class Unit:
     heading: str
     spec: str
     suffix: str = ""
-    digits: int = 2
-    """Of a ratio to bare Flask."""
+    digits: int = 2  # of a ratio to bare Flask
 
     def __call__(self, value: float, sign: str = "") -> str:
         return f"{value:{sign}{self.spec}}{self.suffix}"
 
 
 MICROSECONDS = Unit("µs/request", ".2f", " µs")
+INSTRUCTIONS_UNIT = Unit("instructions", ",.0f", digits=3)
 Found = dict[tuple[str, str, int], Case]
 
 
@@ -300,32 +283,24 @@ def time_table(
 ) -> str:
     """One row per case: median, spread, overhead and ratio vs bare Flask (same clients),
     the ratio to each peer's same case, paired by round, and the ``last`` column if given."""
-    found, rows = by_key(cases), []
+    found, rows, timed = by_key(cases), [], unit is MICROSECONDS
     for case in cases:
         bare = found.get((BARE.key, "redis" if case.mode == "redis" else "admitted", case.clients))
         versus_bare = ["", f"{1:.{unit.digits}f}x"]
         if case.peer is not BARE and bare is not None:
             versus_bare = [unit(overhead(case, bare), "+"), f"{ratio(case, bare):.{unit.digits}f}x"]
         others = [found.get((peer.key, case.kind, case.clients)) for peer in peers]
-        rows.append(
-            [
-                case.label,
-                f"{case.clients:,}",
-                f"{median(case):{unit.spec}}",
-                *([common.spread(case.samples)] if unit is MICROSECONDS else []),
-                *versus_bare,
-                *("" if other is None else f"{ratio(case, other):.2f}x" for other in others),
-                *([] if last is None else [last[1](case)]),
-            ]
-        )
-    headings = ["configuration", "clients", unit.heading, *["spread"] * (unit is MICROSECONDS)]
+        row = [case.label, f"{case.clients:,}", f"{median(case):{unit.spec}}"]
+        row += [common.spread(case.samples)] * timed + versus_bare
+        row += ["" if other is None else f"{ratio(case, other):.2f}x" for other in others]
+        rows.append(row if last is None else [*row, last[1](case)])
+    headings = ["configuration", "clients", unit.heading, *["spread"] * timed]
     headings += ["overhead vs bare", "x bare", *(f"x {peer.short}" for peer in peers)]
     return table([*headings, *([] if last is None else [last[0]])], rows)
 
 
 def function_table(results: Results) -> str:
-    """The function peers beside bare Flask (same rounds), and what the route's function
-    limit and cost add to the same peer's global rules alone (paired by round)."""
+    """The function peers, and what they add to the same peer's global rules alone."""
     found = by_key(results.timed)
 
     def added(case: Case) -> str:
@@ -333,12 +308,9 @@ def function_table(results: Results) -> str:
         plain = None if peer is None else found.get((peer.key, "admitted", case.clients))
         return "" if plain is None else MICROSECONDS(overhead(case, plain), "+")
 
-    cases = [
-        case
-        for bare in results.timed
-        if bare.peer is BARE
-        for case in (bare, *(c for c in results.functions if c.clients == bare.clients))
-    ]
+    cases = []
+    for bare in (case for case in results.timed if case.peer is BARE):
+        cases += [bare, *(c for c in results.functions if c.clients == bare.clients)]
     peers = [peer for peer, plain in FUNCTIONS.items() if plain in results.peers]
     return time_table(cases, peers, ("added to the peer's global rules", added))
 
@@ -368,24 +340,24 @@ def memory_table(found: dict[str, dict[str, float]], peers: Sequence[Peer]) -> s
     return table([*headings, "x ours (20)"], rows)
 
 
+def checkpoint(point: Optional[dict[str, Any]]) -> str:
+    """A peer's traced / RSS memory at a checkpoint of its flood, and seconds since the start."""
+    if point is None:
+        return ""
+    return f"{point['traced'] / 1e6:,.1f} / {point['rss'] / 1e6:,.0f} MB ({point['seconds']:.0f} s)"
+
+
 def flood_table(found: dict[str, dict[str, Any]]) -> str:
     """Traced / RSS at each checkpoint (and where a peer stopped), a column per peer."""
     peers = [peer for peer in ALL if peer.key in found]
     points = {peer: {int(p["clients"]): p for p in found[peer.key]["points"]} for peer in peers}
-    rows = [
-        [f"{clients:,}"]
-        + [
-            f"{p['traced'] / 1e6:,.1f} / {p['rss'] / 1e6:,.0f} MB ({p['seconds']:.0f} s)"
-            if (p := points[peer].get(clients))
-            else ""
-            for peer in peers
-        ]
-        for clients in sorted(set().union(*points.values()) - {0})
-    ]
-    last = [found[peer.key]["points"][-1] for peer in peers]
-    ends = (f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in last)
-    rows.append(["traced B/client at the end", *ends])
-    rows.append(["stopped", *(found[peer.key]["stopped"] for peer in peers)])
+    rows = []
+    for clients in sorted(set().union(*points.values()) - {0}):
+        rows.append([f"{clients:,}", *(checkpoint(points[peer].get(clients)) for peer in peers)])
+    ends = [found[peer.key]["points"][-1] for peer in peers]
+    per_client = [f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in ends]
+    rows += [["traced B/client at the end", *per_client]]
+    rows += [["stopped", *(found[peer.key]["stopped"] for peer in peers)]]
     return table(["clients", *(peer.label for peer in peers)], rows)
 
 
@@ -393,17 +365,17 @@ def speed_targets(found: Found, client_counts: Sequence[int], unit: Unit = MICRO
     """The targets of issues 6 and 15 on a request's time (or instructions): admitted at
     each client count, and each refusal at one client. Unmeasured rows are skipped."""
 
-    def at(peer: Peer, kind: str, clients: int = 1) -> Case:
+    def at(peer: Peer, kind: str = "admitted", clients: int = 1) -> Case:
         return found[(peer.key, kind, clients)]
 
     def bare_flask(count: int, bound: float) -> tuple[str, bool]:
-        ours, bare = at(OURS, "admitted", count), at(BARE, "admitted", count)
+        ours, bare = at(OURS, clients=count), at(BARE, clients=count)
         both = f"{unit(median(ours))} vs {unit(median(bare))}"
         return f"{ratio(ours, bare):.3f}x ({both})", ratio(ours, bare) <= bound
 
     def overheads(peer: Peer, count: int) -> tuple[float, float, str]:
-        bare = at(BARE, "admitted", count)
-        mine, theirs = (overhead(at(p, "admitted", count), bare) for p in (OURS, peer))
+        bare = at(BARE, clients=count)
+        mine, theirs = (overhead(at(p, clients=count), bare) for p in (OURS, peer))
         return mine, theirs, f"{unit(mine, '+')} vs {unit(theirs, '+')}"
 
     def twenty_times(count: int) -> tuple[str, bool]:
@@ -416,33 +388,27 @@ def speed_targets(found: Found, client_counts: Sequence[int], unit: Unit = MICRO
         return measured, mine < theirs
 
     def cheaper(kind: str) -> tuple[str, bool]:
-        ours, original, bare = at(OURS, kind), at(ORIGINAL, kind), at(BARE, "admitted")
+        ours, original, bare = at(OURS, kind), at(ORIGINAL, kind), at(BARE)
         each = (f"{unit(median(c))} ({ratio(c, bare):.2f}x bare)" for c in (ours, original))
         return f"{' vs '.join(each)}: {ratio(ours, original):.3f}x", ratio(ours, original) < 1
 
     def aim(kind: str) -> tuple[str, bool]:
-        times = ratio(at(OURS, kind), at(BARE, "admitted"))
+        times = ratio(at(OURS, kind), at(BARE))
         return f"{times:.3f}x", times <= REFUSED_AIM
 
-    targets = Targets()
+    targets, moving = Targets(), "Flask-Limiter moving window's"
+    add = targets.measured
     for count in client_counts:
         clients = f"{count:,} client{'s' if count > 1 else ''}"
         bound = 1.15 if count >= 100_000 else 1.10
-        limiter = "Flask-Limiter moving window's"
-        rows = {
-            f"admitted at most {bound:.2f}x bare Flask": partial(bare_flask, count, bound),
-            f"overhead at least 20x smaller than {limiter}": partial(twenty_times, count),
-            "overhead smaller than flask-gatekeeper 1.0.0's": partial(smaller, count),
-        }
-        for target, row in rows.items():
-            targets.measured(f"{target}, {clients}", row)
-    for mode, accept in REFUSALS:
-        kind = mode if accept is None else f"{mode}, Accept: {accept}"
-        what = MODE_LABELS[mode][2:] + ("" if accept is None else f", Accept: {accept}")
-        cheaper_row = partial(cheaper, kind)
-        targets.measured(f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal", cheaper_row)
-        aim_row = partial(aim, kind)
-        targets.measured(f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)", aim_row)
+        add(f"admitted at most {bound:.2f}x bare Flask, {clients}", bare_flask, count, bound)
+        add(f"overhead at least 20x smaller than {moving}, {clients}", twenty_times, count)
+        add(f"overhead smaller than flask-gatekeeper 1.0.0's, {clients}", smaller, count)
+    for refusal in REFUSALS:
+        case = Case(OURS, *refusal)
+        what = MODE_LABELS[case.mode][2:] + case.accepts
+        add(f"{what}: cheaper than flask-gatekeeper 1.0.0's refusal", cheaper, case.kind)
+        add(f"{what}: at most {REFUSED_AIM:.2f}x bare Flask (the aim)", aim, case.kind)
     return targets
 
 
@@ -495,14 +461,12 @@ def targets(results: Results) -> str:
 
     moving = "Flask-Limiter moving window's after 20"
     found.measured(f"memory per client at least 3x smaller than {moving}", smaller_than_moving)
-    found.measured(
-        "Redis: exactly 1 client command per request (ours)", one_command, results.redis_note
-    )
-    found.measured(
-        "Redis: overhead at most 1.5x a redis-py PING round trip made in a request (ours)",
-        against_ping,
-        results.redis_note,
-    )
+    redis_rows = {
+        "exactly 1 client command per request (ours)": one_command,
+        "overhead at most 1.5x a redis-py PING round trip made in a request (ours)": against_ping,
+    }
+    for target, row in redis_rows.items():
+        found.measured(f"Redis: {target}", row, missing=results.redis_note)
     points = results.flood[OURS.key]["points"]
     settled = next(p for p in points if p["clients"] >= 2 * results.plan.flood_every)
     end = points[-1]
@@ -525,70 +489,195 @@ def readings(cases: Sequence[Case]) -> str:
     )
 
 
-def report(results: Results) -> str:
-    plan, smoke = results.plan, results.smoke
+def report(results: Results, seconds: float) -> str:
+    plan, missing = results.plan, [peer for peer in ALL if peer not in results.peers]
     redis_part = results.redis_note.capitalize() + "."
     if not results.redis_note:
         redis_part = common.template(
-            "results-redis.md",
-            clients=f"{plan.redis_clients:,}",
-            rounds=plan.redis_rounds,
-            requests=f"{plan.redis_requests:,}",
-            monitored=f"{plan.monitor_requests:,}",
-            table=redis_table(results),
-            ping=f"{results.ping:.1f}",
+            "results-redis.md", plan=plan, table=redis_table(results), ping=results.ping
         )
     return common.template(
         "results.md",
-        generated=common.generated("peers.py", smoke, results.seconds),
-        machine=common.machine(),
-        python=platform.python_version(),
+        plan=plan,
+        generated=common.generated("peers.py", results.smoke, seconds),
         interpreters=common.interpreters(results.versions),
-        rules=RATE_LIMIT_RULES,
-        ban_rule=BAN_RULE,
         lacks="; ".join(f"{peer.label}: {lacks}" for peer, lacks in LACKS.items()),
         unmeasured="".join(
-            f"\n- Not measured (its venv is not built): {peer.label}."
-            for peer in ALL
-            if peer not in results.peers
+            f"\n- Not measured (its venv is not built): {p.label}." for p in missing
         ),
         targets=targets(results),
-        rounds=plan.rounds,
-        requests=f"{plan.requests:,}",
         time_table=time_table(results.timed, results.peers),
         readings=readings(results.timed),
-        pro_limit=harness.PRO_LIMIT,
-        free_limit=harness.FREE_LIMIT,
         function_readings=readings(results.functions) or "none measured",
         function_table=function_table(results),
-        memory_clients=f"{plan.memory_clients:,}",
         memory_table=memory_table(results.memory, results.peers),
         redis=redis_part,
-        flood_clients=f"{plan.flood_clients:,}",
-        flood_every=f"{plan.flood_every:,}",
-        ceiling=f"{plan.flood_ceiling / 2**30:g}",
-        budget=f"{plan.flood_budget:g}",
-        check=f"{plan.flood_every // 10:,}",
+        ceiling=plan.flood_ceiling / 2**30,
+        check=plan.flood_every // 10,
         flood_table=flood_table(results.flood),
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.arguments(__doc__, argv, smoke="tiny counts: checks that it runs").smoke
-    started = time.perf_counter()
-    pythons = common.worker_interpreters(install=not smoke, log=log)
+def side_by_side(smoke: bool, started: float) -> str:
+    """RESULTS.md: every peer whose venv is built (or, unless ``smoke``, built now)."""
+    pythons = common.worker_interpreters(install=not smoke)
     results = Results(SMOKE if smoke else FULL, smoke, tuple(p for p in ALL if p.venv in pythons))
-    workers = {venv: Worker(venv, python) for venv, python in pythons.items()}
-    try:
+    with contextlib.ExitStack() as stack:
+        workers = {
+            v: stack.enter_context(contextlib.closing(Worker(v, p))) for v, p in pythons.items()
+        }
         results.versions = {venv: worker.ask("hello") for venv, worker in workers.items()}
         measure_time(workers, results)
         measure_redis(workers, results)
-        measure_memory_and_flood(workers, pythons, results)
-    finally:
-        for worker in workers.values():
-            worker.close()
-    results.seconds = time.perf_counter() - started
-    common.publish(report(results), RESULTS, smoke=smoke, log=log)
+        floods = sorted(results.peers, key=lambda peer: peer is not OURS)  # ours' first
+        common.in_threads(  # after the timings (memory does not depend on speed)
+            [partial(flood_one, floods[0], results)]
+            + [partial(memory_in, worker, venv, results) for venv, worker in workers.items()]
+            + [partial(flood_one, peer, results) for peer in floods[1:]]
+        )
+    return report(results, time.perf_counter() - started)
+
+
+def overhead_report(smoke: bool, started: float) -> str:
+    """Ours over bare Flask at each client count, its refusals, and an empty hook."""
+    plan, ours = OVERHEAD_SMOKE if smoke else OVERHEAD, GATEKEEPER
+    cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in (BARE, ours)]
+    cases += [Case(HOOK, "admitted", 1), Case(ours, "refused", 1), Case(ours, "banned", 1)]
+    with contextlib.closing(Worker(OURS_VENV)) as worker:
+        build({OURS_VENV: worker}, cases)
+        worker.ask("freeze")
+        common.run_rounds(cases, plan.rounds, plan.requests, log)
+    bare_few, ours_few, *_, bare_many, ours_many = cases[: 2 * len(plan.client_counts)]
+    return common.template(
+        "overhead.md",
+        plan=plan,
+        table=time_table(cases, []),
+        many=plan.client_counts[-1],
+        few=plan.client_counts[0],
+        ours_ratio=ratio(ours_many, ours_few),
+        bare_ratio=ratio(bare_many, bare_few),
+        ours_many=overhead(ours_many, bare_many),
+        ours_few=overhead(ours_few, bare_few),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def collected(python: common.Interpreter, case: Case, requests: int) -> int:
+    """Instructions a worker executes building ``case`` and serving ``requests`` requests."""
+    lines = [{"cmd": "build", **case.fields()}]
+    lines += [{"cmd": "run", "case": case.name, "requests": requests}] * bool(requests)
+    command, env = python
+    valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
+    stdin = "".join(json.dumps(line) + "\n" for line in [*lines, {"cmd": "quit"}])
+    env = {**env, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(
+        [*valgrind, str(HERE / "harness.py")], input=stdin, env=env, capture_output=True, text=True
+    )
+    for reply in map(json.loads, done.stdout.splitlines()):
+        if "error" in reply:
+            raise SystemExit(f"{case.label}: {reply['error']}")
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"{case.label}: no instruction count from callgrind:\n{done.stderr}")
+    return int(found.group(1))
+
+
+def instructions_report(smoke: bool, started: float) -> str:
+    """The configurations of the time table counted in instructions per request; each is
+    the difference between a run that builds and warms it up and one that also serves."""
+    pythons = common.worker_interpreters(install=False)
+    plan = COUNTED_SMOKE if smoke else COUNTED
+    peers = (BARE, OURS) if smoke else (BARE, HOOK, OURS, MOVING, ORIGINAL)
+    cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in peers]
+    refusing = {OURS: ("refused", "banned"), ORIGINAL: ("refused", "banned"), MOVING: ("refused",)}
+    for peer, modes in {} if smoke else refusing.items():
+        cases += [Case(peer, mode, 1, accept) for mode in modes for accept in (None, "*/*")]
+    cases = [case for case in cases if case.peer.venv in pythons]
+
+    def count(case: Case) -> None:
+        log(f"counting {case.label}, {case.clients} client(s)")
+        python, requests = pythons[case.peer.venv], plan.requests
+        case.samples = [(collected(python, case, requests) - collected(python, case, 0)) / requests]
+
+    common.in_threads([partial(count, case) for case in cases], os.cpu_count() or 1)
+    valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout
+    return common.template(
+        "instructions.md",
+        generated=common.generated("peers.py --instructions", smoke, time.perf_counter() - started),
+        valgrind=valgrind.strip(),
+        requests=plan.requests,
+        targets=speed_targets(by_key(cases), plan.client_counts, INSTRUCTIONS_UNIT).table(),
+        table=time_table(cases, [], unit=INSTRUCTIONS_UNIT),
+    )
+
+
+def parts_report(venv: str, port: int, smoke: bool) -> str:
+    """Every part timed in the venv's worker, with Redis's own time per EVALSHA."""
+    plan, url = PARTS_SMOKE if smoke else PARTS_PLAN, f"redis://127.0.0.1:{port}/0"
+    clients = plan.client_counts[0]
+    with contextlib.closing(Worker(venv)) as worker, redis.Redis.from_url(url) as client:
+        facts = worker.ask("parts", port=port, clients=clients, **configuration(url))["facts"]
+        parts = [Part(worker, name) for name in PARTS]
+        worker.ask("freeze")
+        client.config_resetstat()
+        common.run_rounds(parts, plan.rounds, plan.requests, log)
+        stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        client.flushall()
+    found = {PARTS[part.name]: part.samples for part in parts}
+    ping, bare = found[PARTS["ping"]], found[PARTS["bare"]]
+    in_request = [a - b for a, b in zip(found[PARTS["pinged"]], bare)]
+    overheads = [a - b for a, b in zip(found[PARTS["ours"]], bare)]
+    found["a redis-py PING in a request (the PING request minus bare Flask)"] = in_request
+    found["GateKeeper's overhead per request (its request minus bare Flask)"] = overheads
+
+    def times(samples: list[float], yardstick: list[float]) -> str:
+        return f"{statistics.median(a / b for a, b in zip(samples, yardstick)):.2f}x"
+
+    rows = []
+    for what, samples in found.items():
+        ratios = [times(samples, ping), times(samples, in_request)]
+        rows.append([what, f"{statistics.median(samples):.1f}", common.spread(samples), *ratios])
+    headings = ["what", "µs per call", "spread", "x redis-py PING", "x PING in a request"]
+    return common.template(
+        "redis-roundtrip.md",
+        facts=facts,
+        hiredis="with" if facts["hiredis"] else "without",
+        plan=plan,
+        table=table(headings, rows),
+        script_us=float(stats.get("usec_per_call", 0.0)),
+        hit_ratio=times(found[PARTS["hit"]], ping),
+        overhead_ratio=times(overheads, in_request),
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = common.arguments(
+        __doc__,
+        argv,
+        smoke="tiny counts: checks that it runs",
+        overhead="ours over bare Flask only, printed (not RESULTS.md)",
+        instructions="instructions per request under callgrind (INSTRUCTIONS.md)",
+        redis_parts="a Redis request's parts next to a redis-py PING, printed",
+        hiredis="with --redis-parts: also with hiredis, in its own venv",
+    )
+    started = time.perf_counter()
+    if args.overhead:
+        print(overhead_report(args.smoke, started))
+    elif args.redis_parts:
+        with common.redis_server() as port:
+            if port is None:
+                print("skipped: no redis-server on this machine")
+                return
+            venvs = [OURS_VENV, *(["hiredis"] * args.hiredis)]
+            print("\n\n".join(parts_report(venv, port, args.smoke) for venv in venvs))
+        print(f"\n(run took {time.perf_counter() - started:.0f} s)")
+    elif args.instructions and shutil.which("valgrind") is None:
+        log("skipped: valgrind is not installed (apt-get install valgrind)")
+    elif args.instructions:
+        text = instructions_report(args.smoke, started)
+        common.publish(text, INSTRUCTIONS, smoke=args.smoke, log=log)
+    else:
+        common.publish(side_by_side(args.smoke, started), RESULTS, smoke=args.smoke, log=log)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def fetch(
         connection.close()
 
 
-def _absolute_pythonpath(env: Mapping[str, str]) -> str:
+def absolute_pythonpath(env: Mapping[str, str]) -> str:
     """``PYTHONPATH`` with every entry absolute: the server runs in another directory, and
     ``PYTHONPATH=src`` there would import some other copy of the package."""
     paths = env.get("PYTHONPATH", "").split(os.pathsep)
@@ -151,7 +151,7 @@ class ServerProcess:
         self.directory = directory
         self.port = port
         self.env = {**os.environ, **(env or {})}
-        self.env["PYTHONPATH"] = _absolute_pythonpath(self.env)
+        self.env["PYTHONPATH"] = absolute_pythonpath(self.env)
         self.workers = workers
         self.probe = probe
         self.log_path = directory / f"server-{port}.log"

@@ -5,7 +5,7 @@ client everywhere, and says which offence made it. On both storages."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Optional
 
 import pytest
@@ -479,3 +479,54 @@ def test_during_an_outage_the_fallback_counts_a_routes_429s_toward_its_offence(
     assert [get(client, "/search") for _ in range(4)] == [200, 429, 429, 403]
     fallback = app.extensions["gatekeeper"].fallback
     assert fallback.ban_detail(IP) == BanDetail(86400, 0, "rate_limit", 1, "scanner")
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def goes_down(
+    request: pytest.FixtureRequest, clock: FakeClock
+) -> Iterator[tuple[Storage, Callable[[bool], None]]]:
+    """A shared storage, and how to take it down (True) and bring it back (False):
+    a memory storage behind ``FlakyStorage``, or Redis on a server of its own, stopped
+    and started again (empty)."""
+    if request.param == "memory":
+        shared = FlakyStorage(clock=clock)
+        yield shared, functools.partial(setattr, shared, "failing")
+        return
+    import redis
+
+    from flask_gatekeeper.storage.redis import RedisStorage
+    from support.redis_server import RedisServer
+
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        yield (
+            RedisStorage(client, clock=clock),
+            lambda down: server.stop() if down else server.start(),
+        )
+        client.close()
+
+
+def test_a_ban_the_fallback_made_keeps_its_offence_in_the_shared_storage(
+    make_app: AppFactory, clock: FakeClock, goes_down: tuple[Storage, Callable[[bool], None]]
+) -> None:
+    """on_outage="local": a ban of the "login" offence made by the process's own storage
+    during an outage reaches the shared storage, when it answers again, as a ban of
+    "login": ``bans(detail=True)`` and the refusal name it, as they would had the shared
+    storage made it."""
+    shared, down = goes_down
+    make = functools.partial(make_app, base={}, routes=())
+    app, gk = jailed_app(make, storage=shared, on_outage="local")
+    client = app.test_client()
+    down(True)
+    assert [bad_login(client) for _ in range(2)] == [401, 401]  # LOGIN: 2 reports ban
+    assert get(client) == 403
+    down(False)
+    clock.advance(1)  # the next probe ends the outage and hands the ban over
+    response = client.get("/", environ_base={"REMOTE_ADDR": OTHER})
+    assert response.status_code == 200
+    assert not app.extensions["gatekeeper"].guard.down
+    with app.app_context():
+        assert gk.bans(detail=True)[IP] == BanDetail(3599, 0, "reports", 0, "login")
+    response = client.get("/", environ_base={"REMOTE_ADDR": IP})
+    assert response.status_code == 403
+    assert "(login: reported 2 times in a 600s window)" in response.get_data(as_text=True)

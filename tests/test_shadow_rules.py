@@ -255,3 +255,55 @@ def test_what_a_shadow_rule_would_refuse_is_no_report(make: AppFactory) -> None:
         assert gk.banned_for(IP) == 0
         assert gk.stats()["reports"] == 0
     assert statuses(app.test_client(), 2) == [429, 403]  # a real refusal reports, and bans
+
+
+def test_a_route_s_shadow_rule_reports_nothing_toward_its_offence(make: AppFactory) -> None:
+    """With jails, a would-be refusal by a shadow rule of a route with an ``offence`` is
+    no report of that offence either; a real 429 of the route is."""
+    app, gk = make(
+        rate_limit_rules=None,
+        ban_rule={"count": 1, "window": 60, "duration": 60},
+        ban_rules={"scanner": {"count": 1, "window": 60, "duration": 600}},
+        report_rate_limited=True,
+    )
+
+    @app.route("/search")
+    @gk.specific("3/minute; 1/minute shadow", offence="scanner")
+    def search() -> str:
+        return "results"
+
+    client = app.test_client()
+    with recording(app) as events:
+        assert statuses(client, 3, "/search") == [200] * 3  # two over the shadow rule
+    assert [name for name, _ in events] == ["request_rate_limited"] * 2
+    with app.app_context():
+        assert gk.stats()["reports"] == 0
+    assert statuses(client, 2, "/search") == [429, 403]  # the enforcing rule's 429 bans
+    with app.app_context():
+        detail = gk.bans(detail=True)[IP]
+    assert (detail.reason, detail.offence) == ("rate_limit", "scanner")
+
+
+def test_a_default_rule_may_be_a_shadow_rule(make: AppFactory) -> None:
+    """``default_rules`` take shadow rules as every rule option does: counted per route,
+    never refusing, beside the enforcing ones."""
+    app, _ = make(rate_limit_rules=None, default_rules="3/minute; 1/minute shadow")
+
+    @app.route("/a")
+    def a() -> str:
+        return "a"
+
+    @app.route("/b")
+    def b() -> str:
+        return "b"
+
+    client = app.test_client()
+    with recording(app) as events:
+        assert statuses(client, 4, "/a") == [200, 200, 200, 429]
+        assert statuses(client, 2, "/b") == [200, 200]  # a budget of its own
+    assert [(payload["rule"], payload["dry_run"]) for _, payload in events] == [
+        (Rule(1, 60, shadow=True), True),
+        (Rule(1, 60, shadow=True), True),
+        (Rule(3, 60), False),
+        (Rule(1, 60, shadow=True), True),  # /b's second: its own count
+    ]

@@ -196,6 +196,40 @@ def test_a_routes_429s_count_toward_its_offence_others_toward_the_default(
         assert (detail.reason, detail.offence, detail.left) == ("rate_limit", "scanner", 86400)
 
 
+def test_the_apps_offence_and_gk_limit_leave_429s_to_the_default_offence(
+    make: AppFactory,
+) -> None:
+    """The app's ``offence`` is report_when's only: a 429 of a route without an offence
+    of its own, and one of ``gk.limit`` in a route that has one, count toward the
+    default offence."""
+    app, gk = make(
+        ban_rule={"count": 3, "window": 60, "duration": 600},
+        ban_rules={"scanner": SCANNER, "login": LOGIN},
+        report_rate_limited=True,
+        offence="scanner",
+    )
+
+    @app.route("/export")
+    @gk.specific("1/minute")
+    def export() -> str:
+        return "data"
+
+    @app.route("/login", methods=["POST"])
+    @gk.specific(offence="login")
+    def login() -> str:
+        with gk.limit("1/minute", scope="login attempts"):
+            return "welcome"
+
+    client = app.test_client()
+    assert [get(client, "/export") for _ in range(2)] == [200, 429]  # 1 of 3 default
+    posts = [client.post("/login", environ_base={"REMOTE_ADDR": IP}) for _ in range(2)]
+    assert [response.status_code for response in posts] == [200, 429]  # 2 of 3 default
+    assert [get(client, "/export") for _ in range(2)] == [429, 403]  # 3 of 3 default: banned
+    with app.app_context():
+        detail = gk.bans(detail=True)[IP]
+    assert (detail.reason, detail.offence, detail.left) == ("rate_limit", "default", 600)
+
+
 # --- escalation: one history per client ----------------------------------------------
 
 

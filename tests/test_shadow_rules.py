@@ -129,6 +129,19 @@ def test_headers_describe_only_the_rules_that_enforce(make: AppFactory) -> None:
     assert responses[0].headers["RateLimit-Policy"] == '"4-per-60s";q=4;w=60'
 
 
+def test_no_header_fields_when_only_shadow_rules_apply(make: AppFactory) -> None:
+    app, _ = make(rate_limit_rules="1/minute shadow", headers="both")
+
+    @app.route("/")
+    def index() -> str:
+        return "ok"
+
+    responses = [get(app.test_client()) for _ in range(2)]
+    assert [response.status_code for response in responses] == [200, 200]
+    for response in responses:
+        assert not [name for name, _ in response.headers if "ratelimit" in name.lower()]
+
+
 def test_usage_lists_shadow_rules_too(make: AppFactory) -> None:
     app, gk = app_with(make)
     statuses(app.test_client(), 3)

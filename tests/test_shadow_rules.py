@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flask import request
+from flask import Flask, request
 
-from flask_gatekeeper import ConfigError, ConfigTypeError, Rule, signals
+from flask_gatekeeper import ConfigError, ConfigTypeError, GateKeeper, Rule, signals
 from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.rules import parse_rules
 from flask_gatekeeper.testing import FakeClock
@@ -65,6 +65,14 @@ def test_a_badly_written_shadow_rule_fails_at_start_up(
 ) -> None:
     with pytest.raises(error, match=message):
         parse_rules(given, "rate_limit_rules")
+
+
+@pytest.mark.parametrize("option", ["ban_rule", "ban_rules", "subnet_ban_rule"])
+def test_a_ban_rule_has_no_shadow_form(option: str) -> None:
+    rule = {"count": 2, "window": 60, "duration": 600, "shadow": True}
+    given: Any = {"login": rule} if option == "ban_rules" else rule
+    with pytest.raises(ConfigError, match=rf"^{option}(\['login'\])?: unknown key 'shadow'"):
+        GateKeeper(Flask(__name__), **{option: given})
 
 
 def test_a_shadow_rule_reads_as_one_and_keeps_its_name() -> None:

@@ -385,7 +385,9 @@ class Ban:
     client: str
     duration: Optional[float]  # None: the ban rule's duration, as ``gk.ban(ip)`` does
     pick: int = 0  # whose ban rule, when rules change
-    reason: str = "manual"  # or "subnet" (by the subnet ban rule), or "blocklist"
+    reason: str = "manual"  # or "subnet" (by the subnet ban rule), or "blocklist"; or a
+    # ban rule's, with its offence (a ban the outage fallback hands back)
+    offence: str = DEFAULT_OFFENCE
 
 
 @dataclass(frozen=True)
@@ -494,7 +496,7 @@ queries = st.one_of(
     st.builds(Reset, clients),
     st.builds(ResetScope, clients, st.sampled_from((GLOBAL_SCOPE, *ROUTES))),
 )
-ban_reasons = st.sampled_from(["manual", "subnet", "blocklist"])
+ban_reasons = st.sampled_from(["manual", "subnet", "blocklist", "reports", "rate_limit"])
 costs = st.one_of(
     st.just(1),
     st.integers(min_value=2, max_value=12),
@@ -581,7 +583,7 @@ def fixed_ops() -> st.SearchStrategy[Op]:
         hits(st.just(0)),
         scoped(st.just(0)),
         reports(st.just(0)),
-        st.builds(Ban, clients, ban_durations, st.just(0), ban_reasons),
+        st.builds(Ban, clients, ban_durations, st.just(0), ban_reasons, offences),
         queries,
         advances,
         boundaries,
@@ -596,7 +598,7 @@ def changing_ops() -> st.SearchStrategy[Op]:
         hits(picks),
         scoped(picks),
         reports(picks),
-        st.builds(Ban, clients, ban_durations, picks, ban_reasons),
+        st.builds(Ban, clients, ban_durations, picks, ban_reasons, offences),
         queries,
         advances,
         boundaries,
@@ -685,7 +687,7 @@ def _call(
                 )
             return storage.report(op.client, ban_rule, op.reason, op.offence)
         if isinstance(op, Ban):
-            storage.ban(op.client, _duration(op, ban_rule), op.reason)
+            storage.ban(op.client, _duration(op, ban_rule), op.reason, op.offence)
             return None
         if isinstance(op, Unban):
             return storage.unban(op.client)
@@ -771,7 +773,7 @@ def _describe(
     if isinstance(op, Report):
         return f"report({op.client!r}, {ban_rule!r}, {op.reason!r}, {op.offence!r})"
     if isinstance(op, Ban):
-        return f"ban({op.client!r}, {_duration(op, ban_rule)!r}, {op.reason!r})"
+        return f"ban({op.client!r}, {_duration(op, ban_rule)!r}, {op.reason!r}, {op.offence!r})"
     if isinstance(op, Bans):
         return "bans()"
     if isinstance(op, Detail):

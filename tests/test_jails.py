@@ -5,7 +5,7 @@ client everywhere, and says which offence made it. On both storages."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Optional
 
 import pytest
@@ -194,6 +194,40 @@ def test_a_routes_429s_count_toward_its_offence_others_toward_the_default(
     with app.app_context():
         detail = gk.bans(detail=True)[IP]
         assert (detail.reason, detail.offence, detail.left) == ("rate_limit", "scanner", 86400)
+
+
+def test_the_apps_offence_and_gk_limit_leave_429s_to_the_default_offence(
+    make: AppFactory,
+) -> None:
+    """The app's ``offence`` is report_when's only: a 429 of a route without an offence
+    of its own, and one of ``gk.limit`` in a route that has one, count toward the
+    default offence."""
+    app, gk = make(
+        ban_rule={"count": 3, "window": 60, "duration": 600},
+        ban_rules={"scanner": SCANNER, "login": LOGIN},
+        report_rate_limited=True,
+        offence="scanner",
+    )
+
+    @app.route("/export")
+    @gk.specific("1/minute")
+    def export() -> str:
+        return "data"
+
+    @app.route("/login", methods=["POST"])
+    @gk.specific(offence="login")
+    def login() -> str:
+        with gk.limit("1/minute", scope="login attempts"):
+            return "welcome"
+
+    client = app.test_client()
+    assert [get(client, "/export") for _ in range(2)] == [200, 429]  # 1 of 3 default
+    posts = [client.post("/login", environ_base={"REMOTE_ADDR": IP}) for _ in range(2)]
+    assert [response.status_code for response in posts] == [200, 429]  # 2 of 3 default
+    assert [get(client, "/export") for _ in range(2)] == [429, 403]  # 3 of 3 default: banned
+    with app.app_context():
+        detail = gk.bans(detail=True)[IP]
+    assert (detail.reason, detail.offence, detail.left) == ("rate_limit", "default", 600)
 
 
 # --- escalation: one history per client ----------------------------------------------
@@ -479,3 +513,54 @@ def test_during_an_outage_the_fallback_counts_a_routes_429s_toward_its_offence(
     assert [get(client, "/search") for _ in range(4)] == [200, 429, 429, 403]
     fallback = app.extensions["gatekeeper"].fallback
     assert fallback.ban_detail(IP) == BanDetail(86400, 0, "rate_limit", 1, "scanner")
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def goes_down(
+    request: pytest.FixtureRequest, clock: FakeClock
+) -> Iterator[tuple[Storage, Callable[[bool], None]]]:
+    """A shared storage, and how to take it down (True) and bring it back (False):
+    a memory storage behind ``FlakyStorage``, or Redis on a server of its own, stopped
+    and started again (empty)."""
+    if request.param == "memory":
+        shared = FlakyStorage(clock=clock)
+        yield shared, functools.partial(setattr, shared, "failing")
+        return
+    import redis
+
+    from flask_gatekeeper.storage.redis import RedisStorage
+    from support.redis_server import RedisServer
+
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        yield (
+            RedisStorage(client, clock=clock),
+            lambda down: server.stop() if down else server.start(),
+        )
+        client.close()
+
+
+def test_a_ban_the_fallback_made_keeps_its_offence_in_the_shared_storage(
+    make_app: AppFactory, clock: FakeClock, goes_down: tuple[Storage, Callable[[bool], None]]
+) -> None:
+    """on_outage="local": a ban of the "login" offence made by the process's own storage
+    during an outage reaches the shared storage, when it answers again, as a ban of
+    "login": ``bans(detail=True)`` and the refusal name it, as they would had the shared
+    storage made it."""
+    shared, down = goes_down
+    make = functools.partial(make_app, base={}, routes=())
+    app, gk = jailed_app(make, storage=shared, on_outage="local")
+    client = app.test_client()
+    down(True)
+    assert [bad_login(client) for _ in range(2)] == [401, 401]  # LOGIN: 2 reports ban
+    assert get(client) == 403
+    down(False)
+    clock.advance(1)  # the next probe ends the outage and hands the ban over
+    response = client.get("/", environ_base={"REMOTE_ADDR": OTHER})
+    assert response.status_code == 200
+    assert not app.extensions["gatekeeper"].guard.down
+    with app.app_context():
+        assert gk.bans(detail=True)[IP] == BanDetail(3599, 0, "reports", 0, "login")
+    response = client.get("/", environ_base={"REMOTE_ADDR": IP})
+    assert response.status_code == 403
+    assert "(login: reported 2 times in a 600s window)" in response.get_data(as_text=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flask import request
+from flask import Flask, request
 
-from flask_gatekeeper import ConfigError, ConfigTypeError, Rule, signals
+from flask_gatekeeper import ConfigError, ConfigTypeError, GateKeeper, Rule, signals
 from flask_gatekeeper.cli import gatekeeper
 from flask_gatekeeper.rules import parse_rules
 from flask_gatekeeper.testing import FakeClock
@@ -65,6 +65,14 @@ def test_a_badly_written_shadow_rule_fails_at_start_up(
 ) -> None:
     with pytest.raises(error, match=message):
         parse_rules(given, "rate_limit_rules")
+
+
+@pytest.mark.parametrize("option", ["ban_rule", "ban_rules", "subnet_ban_rule"])
+def test_a_ban_rule_has_no_shadow_form(option: str) -> None:
+    rule = {"count": 2, "window": 60, "duration": 600, "shadow": True}
+    given: Any = {"login": rule} if option == "ban_rules" else rule
+    with pytest.raises(ConfigError, match=rf"^{option}(\['login'\])?: unknown key 'shadow'"):
+        GateKeeper(Flask(__name__), **{option: given})
 
 
 def test_a_shadow_rule_reads_as_one_and_keeps_its_name() -> None:
@@ -127,6 +135,19 @@ def test_headers_describe_only_the_rules_that_enforce(make: AppFactory) -> None:
         '"4-per-60s";r=1;t=60',  # the shadow rule has none left: not shown
     ]
     assert responses[0].headers["RateLimit-Policy"] == '"4-per-60s";q=4;w=60'
+
+
+def test_no_header_fields_when_only_shadow_rules_apply(make: AppFactory) -> None:
+    app, _ = make(rate_limit_rules="1/minute shadow", headers="both")
+
+    @app.route("/")
+    def index() -> str:
+        return "ok"
+
+    responses = [get(app.test_client()) for _ in range(2)]
+    assert [response.status_code for response in responses] == [200, 200]
+    for response in responses:
+        assert not [name for name, _ in response.headers if "ratelimit" in name.lower()]
 
 
 def test_usage_lists_shadow_rules_too(make: AppFactory) -> None:
@@ -255,3 +276,55 @@ def test_what_a_shadow_rule_would_refuse_is_no_report(make: AppFactory) -> None:
         assert gk.banned_for(IP) == 0
         assert gk.stats()["reports"] == 0
     assert statuses(app.test_client(), 2) == [429, 403]  # a real refusal reports, and bans
+
+
+def test_a_route_s_shadow_rule_reports_nothing_toward_its_offence(make: AppFactory) -> None:
+    """With jails, a would-be refusal by a shadow rule of a route with an ``offence`` is
+    no report of that offence either; a real 429 of the route is."""
+    app, gk = make(
+        rate_limit_rules=None,
+        ban_rule={"count": 1, "window": 60, "duration": 60},
+        ban_rules={"scanner": {"count": 1, "window": 60, "duration": 600}},
+        report_rate_limited=True,
+    )
+
+    @app.route("/search")
+    @gk.specific("3/minute; 1/minute shadow", offence="scanner")
+    def search() -> str:
+        return "results"
+
+    client = app.test_client()
+    with recording(app) as events:
+        assert statuses(client, 3, "/search") == [200] * 3  # two over the shadow rule
+    assert [name for name, _ in events] == ["request_rate_limited"] * 2
+    with app.app_context():
+        assert gk.stats()["reports"] == 0
+    assert statuses(client, 2, "/search") == [429, 403]  # the enforcing rule's 429 bans
+    with app.app_context():
+        detail = gk.bans(detail=True)[IP]
+    assert (detail.reason, detail.offence) == ("rate_limit", "scanner")
+
+
+def test_a_default_rule_may_be_a_shadow_rule(make: AppFactory) -> None:
+    """``default_rules`` take shadow rules as every rule option does: counted per route,
+    never refusing, beside the enforcing ones."""
+    app, _ = make(rate_limit_rules=None, default_rules="3/minute; 1/minute shadow")
+
+    @app.route("/a")
+    def a() -> str:
+        return "a"
+
+    @app.route("/b")
+    def b() -> str:
+        return "b"
+
+    client = app.test_client()
+    with recording(app) as events:
+        assert statuses(client, 4, "/a") == [200, 200, 200, 429]
+        assert statuses(client, 2, "/b") == [200, 200]  # a budget of its own
+    assert [(payload["rule"], payload["dry_run"]) for _, payload in events] == [
+        (Rule(1, 60, shadow=True), True),
+        (Rule(1, 60, shadow=True), True),
+        (Rule(3, 60), False),
+        (Rule(1, 60, shadow=True), True),  # /b's second: its own count
+    ]

@@ -557,6 +557,24 @@ def test_report_to_counts_a_refusal_toward_its_offence(storage: Storage) -> None
     assert storage.ban_detail("c") == BanDetail(600, 0, "rate_limit", 1, "scanner")
 
 
+def test_a_ban_handed_over_keeps_a_ban_rules_offence(storage: Storage) -> None:
+    """``ban`` with a ban rule's reason and an offence (the outage fallback handing its
+    bans back) keeps the offence; a ban by hand or by the subnet ban rule has none."""
+    storage.ban("c", 600, "reports", "login")
+    assert storage.ban_detail("c") == BanDetail(600, 0, "reports", 0, "login")
+    assert storage.hit("c", [scope(GLOBAL_SCOPE, Rule(5, 60))]) == Decision(
+        admitted=False, banned=True, retry_after=600, offence="login"
+    )
+    storage.ban("d", 600, "rate_limit")
+    assert storage.ban_detail("d") == BanDetail(600, 0, "rate_limit", 0, "default")
+    storage.ban("e", 600, "manual", "login")
+    storage.ban("f", 600, "subnet", "login")
+    for name in "ef":
+        detail = storage.ban_detail(name)
+        assert detail is not None
+        assert detail.offence is None
+
+
 def test_reset_forgets_every_offences_reports(storage: Storage) -> None:
     rule = BanRule(2, 60, 600)
     for offence in ("default", "login", "a:b"):

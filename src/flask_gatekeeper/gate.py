@@ -662,14 +662,19 @@ class Gate:
 
     def _back_from_outage(self) -> None:
         """The shared storage answers again: the bans the fallback made meanwhile go to it
-        (so no ban is lost), and the fallback starts afresh for the next outage."""
+        (so no ban is lost), with their reason and offence, and the fallback starts afresh
+        for the next outage."""
         fallback = self.fallback
         if fallback is None:
             return
         self.fallback = MemoryStorage(clock=fallback.clock)
         storage = self.settings.storage
         for client, detail in fallback.ban_details().items():
-            if isinstance(self.ask_storage(storage.ban, client, detail.left, detail.reason), Down):
+            # the default offence's call is as it was before offences (see count_report)
+            offence = detail.offence
+            jail = () if offence is None or offence == DEFAULT_OFFENCE else (offence,)
+            handed = self.ask_storage(storage.ban, client, detail.left, detail.reason, *jail)
+            if isinstance(handed, Down):
                 return  # down again: the rest stay with this process's new outage
 
     def _failed(self, error: Exception, call: Callable[..., object]) -> bool:

@@ -128,9 +128,11 @@ class FlakyStorage:
         self._maybe_fail()
         return self.inner.report(client, ban_rule, reason, offence)
 
-    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
+    def ban(
+        self, client: str, duration: float, reason: str = MANUAL, offence: str = DEFAULT_OFFENCE
+    ) -> None:
         self._maybe_fail()
-        self.inner.ban(client, duration, reason)
+        self.inner.ban(client, duration, reason, offence)
 
     def unban(self, client: str) -> bool:
         self._maybe_fail()

@@ -177,12 +177,15 @@ class Storage(Protocol):
         before), else None. A longer ban in force stands, with its offence."""
         ...
 
-    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
+    def ban(
+        self, client: str, duration: float, reason: str = MANUAL, offence: str = DEFAULT_OFFENCE
+    ) -> None:
         """Ban now for ``duration`` seconds (never shortening a longer ban), for
-        ``reason`` (by hand unless said). A network's key enters the registry until the
-        ban in force after the call ends, whatever started it: ``ban(network, 0)``
-        changes no ban and registers the one a report started (``report`` never
-        registers)."""
+        ``reason`` (by hand unless said) and, when ``reason`` is a ban rule's (a ban
+        handed over from the outage fallback), ``offence``. A network's key enters the
+        registry until the ban in force after the call ends, whatever started it:
+        ``ban(network, 0)`` changes no ban and registers the one a report started
+        (``report`` never registers)."""
         ...
 
     def unban(self, client: str) -> bool:

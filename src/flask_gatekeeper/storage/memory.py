@@ -640,11 +640,13 @@ class MemoryStorage:
                 del bans[name]
                 self._unregister(name)
 
-    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
+    def ban(
+        self, client: str, duration: float, reason: str = MANUAL, offence: str = DEFAULT_OFFENCE
+    ) -> None:
         with self._lock:
             now = self._now()
             end = now + microseconds(duration)
-            ban = manual_ban(self._bans.get(client), now, end, reason)
+            ban = manual_ban(self._bans.get(client), now, end, reason, offence)
             if ban is not None:
                 self._set_ban(client, ban, now)
             network = network_of(client)

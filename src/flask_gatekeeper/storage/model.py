@@ -475,13 +475,16 @@ def ban_after_reports(
     return Ban(start, end, earlier + 1, forget_at, reason, made_by), duration
 
 
-def manual_ban(previous: Optional[Ban], now: int, end: int, reason: str) -> Optional[Ban]:
-    """A ban by hand until ``end``, for ``reason``; None when a longer ban stands. The
-    bans still remembered stay, and are remembered at least until ``end``."""
+def manual_ban(
+    previous: Optional[Ban], now: int, end: int, reason: str, offence: str = DEFAULT_OFFENCE
+) -> Optional[Ban]:
+    """A ban by hand until ``end``, for ``reason`` (and ``offence``, kept when ``reason``
+    is a ban rule's: a ban handed over from another storage); None when a longer ban
+    stands. The bans still remembered stay, and are remembered at least until ``end``."""
     if previous is None or previous.forget_at <= now:
-        return Ban(now, end, 0, end, reason)
+        return Ban(now, end, 0, end, reason, offence)
     if previous.end < end:
-        return Ban(now, end, previous.strikes, max(previous.forget_at, end), reason)
+        return Ban(now, end, previous.strikes, max(previous.forget_at, end), reason, offence)
     return None
 
 

@@ -1107,13 +1107,20 @@ class RedisStorage:
         return self._new_ban(client, seconds(duration), answer, steps, read_at)
 
     def _ban_action(
-        self, client: str, action: str, duration: float = 0, reason: str = MANUAL
+        self,
+        client: str,
+        action: str,
+        duration: float = 0,
+        reason: str = MANUAL,
+        offence: str = DEFAULT_OFFENCE,
     ) -> int:
-        args = [self._now_argument(), action, microseconds(duration), reason]
+        args = [self._now_argument(), action, microseconds(duration), reason, _stored(offence)]
         return int(self._run(_BAN, [self._key(client, "ban")], args))
 
-    def ban(self, client: str, duration: float, reason: str = MANUAL) -> None:
-        end = self._ban_action(client, "ban", duration, reason)
+    def ban(
+        self, client: str, duration: float, reason: str = MANUAL, offence: str = DEFAULT_OFFENCE
+    ) -> None:
+        end = self._ban_action(client, "ban", duration, reason, offence)
         network = network_of(client)
         if network is not None:  # a second call: the registry has a tag of its own
             self._registry_call("add", (client, network, end))

@@ -126,12 +126,16 @@ local function ban_detail(ban_key, now)
 end
 
 -- A ban by hand (or by the subnet ban rule) for `duration` unless a longer ban stands;
--- the history still remembered stays, with its forget time.
-local function ban_for(ban_key, now, duration, reason)
+-- the history still remembered stays, with its forget time. `offence` ("" for the
+-- default) is kept only for a ban rule's reason (a ban handed over from the fallback).
+local function ban_for(ban_key, now, duration, reason, offence)
+  if BY_NO_BAN_RULE[reason] then
+    offence = ''
+  end
   if math.max(0, ban_end(ban_key) - now) < duration then
     local forget_at = tonumber(redis.call('HGET', ban_key, 'f') or 0)
     set_ban(ban_key, now, duration, strikes(ban_key, now), math.max(0, forget_at - now - duration),
-      reason, '')
+      reason, offence or '')
   end
 end
 

@@ -1,39 +1,35 @@
 -- One request, atomically: ban check, every rule's check, every concurrency limit's
 -- check, record and take a slot if admitted.
--- KEYS: ban, the reports of the offence a refusal counts toward, the bans of the other clients that refuse this request too (the
--- address behind a key_func key, the client's banned networks, the keys of rules with
--- their own), the registry of network bans and the count of operator changes when
--- ARGV[13] is "1", then per scope its
--- sliding log (a list, newest first) followed by one state key per stateful rule, one
--- sorted set per distinct rule and, when it has a concurrency limit, its slots (see
--- read_scopes).
+-- KEYS: ban, the reports of the offence a refusal counts toward, the bans of the other
+-- clients that refuse this request too (the address behind a key_func key, the client's
+-- banned networks, the keys of rules with their own), the registry of network bans and
+-- the count of operator changes when ARGV[13] is "1", then per scope its sliding log (a
+-- list, newest first) followed by one state key per stateful rule, one sorted set per
+-- distinct rule and, when it has a concurrency limit, its slots (see read_scopes).
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: whether a refusal counts as a report: "0" no, "1" toward the default offence,
--- "=<name>" toward the offence <name>; then ARGV[4..9] its ban rule
--- (count, window, duration, factor, longest ban, forget_after), and the last STEP_ARGS
--- ARGV say what follows a ban that report makes (after_ban); ARGV[10]: 1 for a request
--- (ban, check, record), 2 to record (nothing else), 3 to check as for a request without
--- recording (no slot either), 4 as 3 without the ban (Redis Cluster: a key's rules, when
--- the request does not name the key's ban);
--- ARGV[11]: how many other clients' bans follow the reports key; ARGV[12]: the request's
--- token, its slot in every scope with a concurrency limit (mode 1 only; "": it takes
--- none, and those limits are not checked); ARGV[13]: "1" to return the registry (the
--- count of changes, then the prefix lengths of the networks banned now); from ARGV[14], the scopes as read_scopes reads them (each
--- with its cost).
+-- "=<name>" toward the offence <name>; then ARGV[4..9] its ban rule (count, window,
+-- duration, factor, longest ban, forget_after), and the last STEP_ARGS ARGV say what
+-- follows a ban that report makes (after_ban); ARGV[10]: 1 for a request (ban, check,
+-- record), 2 to record (nothing else), 3 to check as for a request without recording (no
+-- slot either), 4 as 3 without the ban (Redis Cluster: a key's rules, when the request
+-- does not name the key's ban); ARGV[11]: how many other clients' bans follow the reports
+-- key; ARGV[12]: the request's token, its slot in every scope with a concurrency limit
+-- (mode 1 only; "": it takes none, and those limits are not checked); ARGV[13]: "1" to
+-- return the registry (the count of changes, then the prefix lengths of the networks
+-- banned now); from ARGV[14], the scopes as read_scopes reads them (each with its cost).
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban, lengths, reserved,
--- shadowed}:
--- status 0
--- admitted, 1 banned (then `rule` is 1 for a ban set by hand, `usage_rule` 0 for the
--- client's own ban or i for the i-th other client's, and `remaining` the ban's offence),
--- 2 limited, 3 too many in flight
--- (then `rule` is the full scope's index, from 0); rules are numbered over every scope
--- from 0, in each scope sliding-log rules, then stateful, then distinct; -1 means none;
--- `lengths` the registry as networks.lua returns it, when asked (else empty); `reserved`, once
--- recorded, what each deferred scope's Reservation holds, in order (absent otherwise);
--- a refusal counted as a report ends with {} (no reservation) and after_ban's answer.
--- `shadowed`, once checked and admitted, the shadow rules that would have refused: each
--- rule's number, then its wait (absent otherwise). Shadow rules never refuse, and the
--- usage leaves them out.
+-- shadowed}: status 0 admitted, 1 banned (then `rule` is 1 for a ban set by hand,
+-- `usage_rule` 0 for the client's own ban or i for the i-th other client's, and
+-- `remaining` the ban's offence), 2 limited, 3 too many in flight (then `rule` is the
+-- full scope's index, from 0); rules are numbered over every scope from 0, in each scope
+-- sliding-log rules, then stateful, then distinct; -1 means none; `lengths` the registry
+-- as networks.lua returns it, when asked (else empty); `reserved`, once recorded, what
+-- each deferred scope's Reservation holds, in order (absent otherwise); a refusal counted
+-- as a report ends with {} (no reservation) and after_ban's answer. `shadowed`, once
+-- checked and admitted, the shadow rules that would have refused: each rule's number,
+-- then its wait (absent otherwise). Shadow rules never refuse, and the usage leaves them
+-- out.
 -- LPUSH `times` copies of `value` (never more than the log keeps: further copies would
 -- only be trimmed), PUSH_CHUNK at a time: unpack fails past about 8000 values.
 local PUSH_CHUNK = 1000

@@ -46,10 +46,11 @@ BLOCKLIST = "blocklist"
 BY_HAND = (MANUAL, BLOCKLIST)
 """The reasons ``GateKeeper.ban`` accepts."""
 BAN_REASONS = (REPORTS, RESPONSE, RATE_LIMIT, MANUAL, SUBNET, BLOCKLIST)
+"""Why a client is banned: ``report()`` calls, responses ``report_when`` accepted, 429s
+counted as reports (``report_rate_limited``), by hand (one address or a block list), or
+by the subnet ban rule."""
 BY_NO_BAN_RULE = (MANUAL, SUBNET, BLOCKLIST)
 """Reasons of bans that the ban rule did not make: their refusals name no rule."""
-"""Why a client is banned: ``report()`` calls, responses ``report_when`` accepted, 429s
-counted as reports (``report_rate_limited``), or by hand."""
 
 DEFAULT_OFFENCE = "default"
 """The offence ``ban_rule`` counts (``report()`` without ``offence``); the ``ban_rules``

@@ -7,6 +7,7 @@ gunicorn's workers in prometheus_client's multi-process mode.
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 from flask_gatekeeper import GateKeeper, Rule
 from flask_gatekeeper.decision import BAN_REASONS
@@ -181,6 +182,50 @@ def test_a_ban_reason_of_its_own_joins_the_counters() -> None:
     stats.ban_started("manual")
     stats.ban_started("login")
     assert stats.bans_by_reason() == {**dict.fromkeys(BAN_REASONS, 0), "manual": 1, "login": 2}
+
+
+def test_rules_are_named_by_their_scope_and_policy_name(make: AppFactory) -> None:
+    """The names docs/metrics.md lists: a global rule with its own key, a route's rule of
+    some methods, a rule counting distinct values."""
+    app, gk = make(rate_limit_rules=[Rule(1, 60, key="args[user]")])
+    app.add_url_rule("/", "index", lambda: "hello")
+
+    @app.route("/login", methods=["GET", "POST"])
+    @gk.specific("1/minute", methods="POST", standalone=True)
+    def login() -> str:
+        return "welcome"
+
+    @app.route("/names")
+    @gk.specific(Rule(1, 3600, distinct=lambda: request.args["name"]), standalone=True)
+    def names() -> str:
+        return "found"
+
+    client = app.test_client()
+    assert statuses(client, 2, "/?user=ann") == [200, 429]
+    assert [client.post("/login").status_code for _ in range(2)] == [200, 429]
+    assert statuses(client, 1, "/names?name=a") + statuses(client, 1, "/names?name=b") == [
+        200,
+        429,
+    ]
+    with app.app_context():
+        rules = gk.stats(detail=True)["rules"]
+    assert rules == counts(
+        {
+            "per args[user]": {"1-per-60s": 1},
+            "@POST login": {"1-per-60s": 1},
+            "names": {"1-distinct-per-3600s": 1},
+        },
+        "refused",
+    )
+
+
+def test_nothing_but_the_prometheus_module_imports_prometheus_client() -> None:
+    loaded = "import sys, flask_gatekeeper.cli, flask_gatekeeper.testing; "
+    loaded += "print('prometheus_client' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", loaded], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"
 
 
 # --- Prometheus, in one process -----------------------------------------------------------

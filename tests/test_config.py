@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -29,6 +29,7 @@ from flask_gatekeeper import (
     MemoryStorage,
     StorageError,
 )
+from flask_gatekeeper.identity.keys import KeyHasher
 from flask_gatekeeper.options import CONFIG_KEYS
 from flask_gatekeeper.testing import FakeClock
 from support import AppFactory, index
@@ -112,6 +113,15 @@ def refused_key(headers: dict[str, str]) -> Probe:
         return key
 
     return probe
+
+
+def refused_client(subject: Subject) -> object:
+    """The ``key_func`` key (alice's) named by the 429 that the third request gets."""
+    responses = [send(subject, {"x-user": "alice"}) for _ in range(3)]
+    assert [response.status_code for response in responses] == [200, 200, 429]
+    prefix, key, _ = responses[2].text.split(" ", 2)
+    assert prefix == "client"
+    return key
 
 
 def three_gets(subject: Subject) -> object:
@@ -512,6 +522,15 @@ SCENARIOS: dict[str, Scenario] = {
         base={"GATEKEEPER_STORAGE_URI": Fresh(redis_storage)},
         redis=True,
     ),
+    "hash_keys": Scenario(
+        refused_client,
+        default="alice",
+        config="a key from the config",
+        from_config=KeyHasher(b"a key from the config")("alice"),
+        given=b"a key from the constructor",
+        from_given=KeyHasher(b"a key from the constructor")("alice"),
+        base={"GATEKEEPER_KEY_FUNC": f"{__name__}:user_key"},
+    ),
     "key_func": Scenario(
         refused_key({"x-user": "alice"}),
         default=PEER,
@@ -521,6 +540,10 @@ SCENARIOS: dict[str, Scenario] = {
         from_given="team-alice",
     ),
 }
+SCENARIOS["default_rules"] = replace(
+    SCENARIOS["rate_limit_rules"], drop=("GATEKEEPER_RATE_LIMIT_RULES",)
+)
+"""On a single route, the default rules limit as the app-wide rules would."""
 
 
 @pytest.fixture(scope="module")

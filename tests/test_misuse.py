@@ -333,7 +333,7 @@ def test_a_route_added_after_start_up_says_its_report_when_reports_nothing(
     ("keyword", "hint"),
     [
         ("storage_uri", "Flask-Limiter's: did you mean storage= (GATEKEEPER_STORAGE_URI)?"),
-        ("default_limits", "did you mean rate_limit_rules= (GATEKEEPER_RATE_LIMIT_RULES)?"),
+        ("default_limits", "did you mean default_rules= (GATEKEEPER_DEFAULT_RULES)?"),
         ("application_limits", "did you mean rate_limit_rules= (GATEKEEPER_RATE_LIMIT_RULES)?"),
         ("headers_enabled", "did you mean headers= (GATEKEEPER_HEADERS)?"),
         ("swallow_errors", "did you mean on_outage= (GATEKEEPER_ON_OUTAGE)?"),
@@ -374,9 +374,9 @@ def test_ratelimit_config_keys_log_one_warning_naming_ours(
         (
             "WARNING",
             "app.config has Flask-Limiter's settings, which flask-gatekeeper does not read: "
-            "RATELIMIT_DEFAULT: use GATEKEEPER_RATE_LIMIT_RULES (counted per client across all "
-            "routes, not per route); RATELIMIT_HEADER_RESET: no equivalent option: header "
-            "names are fixed: headers=True sends the IETF RateLimit fields, "
+            "RATELIMIT_DEFAULT: use GATEKEEPER_DEFAULT_RULES (counted per client and route, on "
+            "routes without rules of their own); RATELIMIT_HEADER_RESET: no equivalent option: "
+            "header names are fixed: headers=True sends the IETF RateLimit fields, "
             'headers="legacy" the X-RateLimit-* ones; RATELIMIT_STORAGE_URI: use '
             "GATEKEEPER_STORAGE_URI; RATELIMIT_SWALLOW_ERRORS: use GATEKEEPER_ON_OUTAGE "
             '(on_outage="open")',

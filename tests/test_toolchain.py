@@ -18,7 +18,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PINS = ROOT / "constraints.txt"
-TOOLS = ("pytest", "hypothesis", "mypy", "ruff", "redis", "flask", "werkzeug", "pip", "hatchling")
+TOOLS = (
+    "pytest",
+    "hypothesis",
+    "mypy",
+    "ruff",
+    "redis",
+    "flask",
+    "werkzeug",
+    "pip",
+    "hatchling",
+    "flask-limiter",
+    "prometheus-client",
+)
 """What ``make test`` runs or tests against: each must be pinned."""
 
 _PIN = re.compile(r"([A-Za-z0-9._-]+)==([^\s;#]+)")

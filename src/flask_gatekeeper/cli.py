@@ -31,7 +31,7 @@ from .identity.keys import shown, unshown
 from .options import APP_OPTIONS
 from .request import with_strategy
 from .responses import retry_after_header
-from .routes import Mark
+from .routes import Mark, default_scope_name
 from .rules import RulesFunction
 from .storage import MemoryStorage
 
@@ -204,12 +204,15 @@ def status(client: str | None) -> None:
     settings = gate.settings
     click.echo(f"enabled: {settings.enabled}{' (dry run)' if settings.dry_run else ''}")
     click.echo(f"storage: {_masked(settings.storage)}")
-    rules = settings.rate_limit_rules
-    if isinstance(rules, RulesFunction):
-        click.echo(f"rate limit: computed for each request by {rules.func!r}")
-    else:
-        for rule in rules:
-            click.echo(f"rate limit: {rule}")
+    for label, rules in (
+        ("rate limit", settings.rate_limit_rules),
+        ("default rate limit, per route", settings.default_rules),
+    ):
+        if isinstance(rules, RulesFunction):
+            click.echo(f"{label}: computed for each request by {rules.func!r}")
+        else:
+            for rule in rules:
+                click.echo(f"{label}: {rule}")
     for endpoint in sorted(current_app.view_functions):
         for line in _route_policy(gate, endpoint):
             click.echo(line)
@@ -265,6 +268,10 @@ def _route_policy(gate: Gate, endpoint: str) -> Iterator[str]:
     if any(mark.bypass for mark in marks):
         yield f"route {endpoint}: bypassed"
         return
+    defaults = _default_methods(gate, endpoint)
+    if defaults:
+        some = "" if defaults == _route_methods(endpoint) else f" [{', '.join(defaults)}]"
+        yield f"route {endpoint}{some}: default rules"
     for mark in marks:
         methods = f" [{', '.join(sorted(mark.methods))}]" if mark.methods else ""
         head = f"route {endpoint}{methods}"
@@ -285,13 +292,32 @@ def _route_usage(gate: Gate, extension: GateKeeper, client: str, endpoint: str) 
     marks = gate.policies.route_marks(endpoint)
     if any(isinstance(mark.rules, RulesFunction) for mark in marks):
         return []  # they may need the request's data
+    usages = [
+        use
+        for method in _route_methods(endpoint)
+        for use in extension.usage(client, endpoint, method)
+    ]
+    return [use for use in usages if use.scope != GLOBAL_SCOPE]
+
+
+def _route_methods(endpoint: str) -> list[str]:
+    """The methods a route answers, but the ones Flask adds (HEAD, OPTIONS)."""
     methods: set[str] = set()
     for url_rule in current_app.url_map.iter_rules(endpoint):
         methods |= (url_rule.methods or set()) - {"HEAD", "OPTIONS"}
-    usages = [
-        use for method in sorted(methods) for use in extension.usage(client, endpoint, method)
-    ]
-    return [use for use in usages if use.scope != GLOBAL_SCOPE]
+    return sorted(methods)
+
+
+def _default_methods(gate: Gate, endpoint: str) -> list[str]:
+    """The methods of a route on which the app's ``default_rules`` count."""
+    scope = default_scope_name(endpoint)
+    found = []
+    for method in _route_methods(endpoint):
+        policy = gate.policies.policy_for(endpoint, method)
+        items = policy.per_request.scopes if policy.per_request else policy.scopes
+        if any(item.name == scope for item in items):
+            found.append(method)
+    return found
 
 
 @gatekeeper.command("config")
@@ -303,4 +329,7 @@ def show_config() -> None:
         where = {option.name: f"GateKeeper({option.name}=...)", option.key: "app.config"}.get(
             source, "default"
         )
-        click.echo(f"{option.key} = {_masked(value)}  ({where})")
+        secret = option.name == "hash_keys" and isinstance(value, (str, bytes))
+        click.echo(
+            f"{option.key} = {'<a key of its own>' if secret else _masked(value)}  ({where})"
+        )

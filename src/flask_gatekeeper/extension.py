@@ -81,6 +81,7 @@ class GateKeeper:
         ip_header: Optional[str] = None,
         excluded_methods: Union[Iterable[str], str, None] = None,
         *,
+        default_rules: Optional[Rules] = None,
         enabled: Optional[bool] = None,
         storage: Union[str, Storage, Any, None] = None,
         max_clients: Optional[int] = None,
@@ -89,6 +90,7 @@ class GateKeeper:
         allowlist: Optional[Addresses] = None,
         denylist: Union[Addresses, Path, None] = None,
         key_func: Union[KeyFunc, str, None] = None,
+        hash_keys: Union[bool, str, bytes, None] = None,
         key_prefix: Optional[str] = None,
         fail_open: Optional[bool] = None,
         headers: Union[bool, str, None] = None,
@@ -413,7 +415,9 @@ class GateKeeper:
             return []
         scopes = policy.scopes
         if policy.per_request is not None:
-            scopes = policy.per_request.scopes_for(key, gate.settings.strategy, values=False)
+            scopes = policy.per_request.scopes_for(
+                key, gate.settings.strategy, values=False, hasher=gate.identifier.hasher
+            )
         return gate.settings.storage.usage(key, scopes) if scopes else []
 
     @overload

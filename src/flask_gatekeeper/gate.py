@@ -469,7 +469,9 @@ class Gate:
         ``exempt_when``). One that raises, or returns something that is not rules, is
         logged and met like a storage outage: None (admit) or, failing closed, a 503."""
         try:
-            return per_request.scopes_for(client, self.settings.strategy)
+            return per_request.scopes_for(
+                client, self.settings.strategy, hasher=self.identifier.hasher
+            )
         except Exception:
             logger.exception(
                 "a rules or exempt_when function failed; %s",

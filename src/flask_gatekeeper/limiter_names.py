@@ -39,11 +39,16 @@ _COUNTERPARTS = (
     _Counterpart(
         "default_limits",
         "RATELIMIT_DEFAULT",
-        "rate_limit_rules",
-        "counted per client across all routes, not per route",
+        "default_rules",
+        "counted per client and route, on routes without rules of their own",
     ),
     _Counterpart("default_limits_per_method", "RATELIMIT_DEFAULTS_PER_METHOD", None, _METHODS),
-    _Counterpart("default_limits_exempt_when", "RATELIMIT_DEFAULTS_EXEMPT_WHEN", "exempt_when"),
+    _Counterpart(
+        "default_limits_exempt_when",
+        "RATELIMIT_DEFAULTS_EXEMPT_WHEN",
+        "default_rules",
+        "a function returning the rules, or None for a request they skip",
+    ),
     _Counterpart("default_limits_deduct_when", "RATELIMIT_DEFAULTS_DEDUCT_WHEN", None, _COUNT_WHEN),
     _Counterpart("default_limits_cost", "RATELIMIT_DEFAULTS_COST", None, _COST),
     _Counterpart("application_limits", "RATELIMIT_APPLICATION", "rate_limit_rules"),
@@ -133,7 +138,7 @@ _COUNTERPARTS = (
         "override_defaults",
         None,
         None,
-        "skip the global rules with gk.specific(..., standalone=True)",
+        "a route with rules of its own skips default_rules: list them among its rules to keep them",
     ),
     _Counterpart(
         "error_message", None, None, "write the refusal in an @app.errorhandler(429) handler"

@@ -33,6 +33,7 @@ from werkzeug.utils import ImportStringError, import_string
 
 from .errors import ConfigError, ConfigTypeError
 from .identity.addresses import AddressSet, parse_address_list, read_address_file
+from .identity.keys import key_hasher, parse_hash_keys
 from .identity.proxies import Identifier
 from .limiter_names import config_hint
 from .request import Predicate, ResponsePredicate, RulesOrFunction
@@ -329,7 +330,7 @@ OPTIONS: tuple[Option, ...] = (
         "rules, or a function returning them for each request",
         "both",
     ),
-    Option("standalone", None, _bool, False, "the global rules do not apply", "route"),
+    Option("standalone", None, _bool, False, "the app's rules do not apply", "route"),
     Option("methods", None, _some_methods, None, "the methods the mark applies to", "route"),
     Option("scope", None, _scope, None, "a budget shared by the routes naming it", "route"),
     Option("cost", None, _cost, 1, "how many requests one request counts as", "route"),
@@ -343,6 +344,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("ip_header", "GATEKEEPER_IP_HEADER", _header_name, None, "client IP from a header"),
     Option("excluded_methods", "GATEKEEPER_EXCLUDED_METHODS", _methods, (), "never counted"),
+    Option(
+        "default_rules",
+        "GATEKEEPER_DEFAULT_RULES",
+        parse_rules_or_function,
+        None,
+        "rules counted per route, on routes without rules of their own",
+    ),
     Option("enabled", "GATEKEEPER_ENABLED", _bool, True, "master switch"),
     Option("storage", "GATEKEEPER_STORAGE_URI", _storage, "memory://", "where counts live"),
     Option(
@@ -367,6 +375,13 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "custom client key",
         "both",
+    ),
+    Option(
+        "hash_keys",
+        "GATEKEEPER_HASH_KEYS",
+        parse_hash_keys,
+        False,
+        "key_func and rule keys stored as keyed hashes",
     ),
     Option(
         "key_prefix",
@@ -469,7 +484,15 @@ def parse_route(given: Mapping[str, object]) -> dict[str, Any]:
     }
 
 
-_IDENTITY = ("ip_header", "trusted_proxies", "ipv6_prefix", "allowlist", "denylist", "key_func")
+_IDENTITY = (
+    "ip_header",
+    "trusted_proxies",
+    "ipv6_prefix",
+    "allowlist",
+    "denylist",
+    "key_func",
+    "hash_keys",
+)
 """The options that say who a client is: ``Settings.identifier`` is made of them."""
 _STORAGE_BUILT_WITH = ("max_clients", "key_prefix")
 """The options that ``storage`` is built with: ``Settings.storage`` holds them."""
@@ -484,6 +507,9 @@ class Settings:
     ban_rule: Optional[BanRule]
     rate_limit_rules: RulesOrFunction
     excluded_methods: frozenset[str]
+    default_rules: RulesOrFunction
+    """Counted per client and per route (``routes.default_scope_name``), on every route
+    whose marks for the method give no rules of their own; not on standalone routes."""
     storage: Storage
     identifier: Identifier
     fail_open: bool
@@ -597,6 +623,9 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
             f"{storage!r} keeps its own (drop {named('state_file')}, or use memory://)"
         )
     values["on_outage"] = _outage_policy_of(values, sources, storage, named)
+    values["hash_keys"] = key_hasher(
+        values["hash_keys"], config.get("SECRET_KEY"), named("hash_keys")
+    )
     values["fail_open"] = values["on_outage"] != "closed"
     identity = {name: values.pop(name) for name in _IDENTITY}
     identity["ip_header"] = ip_header
@@ -606,6 +635,7 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         **{
             **values,
             "rate_limit_rules": values["rate_limit_rules"] or (),
+            "default_rules": values["default_rules"] or (),
             "storage": storage,
             "identifier": Identifier(**identity),
             "ip_header_trusted": ip_header is None or trusted_proxies is not None,

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Union
 from flask import g
 
 from .errors import ConfigError
-from .identity.keys import key_reader, stored_value
+from .identity.keys import KeyHasher, key_of, key_reader, stored_value
 from .rules import KeySource, Rule, RulesFunction, key_label, parse_rules
 from .storage.plan import Scope, keyed_prefix
 from .strategies import SLIDING_LOG
@@ -259,9 +259,17 @@ class PerRequest:
     scopes: tuple[Union[Scope, Pending], ...]
     exempt_when: tuple[Predicate, ...] = ()
 
-    def scopes_for(self, client: str, strategy: str, *, values: bool = True) -> tuple[Scope, ...]:
+    def scopes_for(
+        self,
+        client: str,
+        strategy: str,
+        *,
+        values: bool = True,
+        hasher: Optional[KeyHasher] = None,
+    ) -> tuple[Scope, ...]:
         """This request's scopes (none when exempt), with their distinct rules' values
-        unless ``values`` is false (reading usage needs none). Raises what the app's
+        unless ``values`` is false (reading usage needs none), and the keys of rules with
+        their own by the key rule (``hasher``: ``hash_keys``). Raises what the app's
         rules and ``exempt_when`` functions raise, and ``ConfigError`` for a result that
         is not rules."""
         for exempt in self.exempt_when:
@@ -276,9 +284,9 @@ class PerRequest:
                 own, keyed = keyed_scopes(scope)
                 found = [] if own is None else [own]
                 for read, template in keyed:
-                    owner = _key_of_request(read, template)
-                    if owner is not None:
-                        found.append(replace(template, owner=owner))
+                    text = _key_of_request(read, template)
+                    if text is not None:
+                        found.append(replace(template, owner=key_of(text, hasher)))
             else:
                 found = [scope]
             for each in found:

@@ -41,6 +41,7 @@ __all__ = [
     "Mark",
     "Policies",
     "RoutePolicy",
+    "default_scope_name",
     "is_static",
     "marks_of",
     "own_scope_name",
@@ -81,6 +82,13 @@ def own_scope_name(endpoint: str, methods: Optional[frozenset[str]] = None) -> s
     if not endpoint or endpoint[0] in (_SHARED, _METHODS, _ESCAPE):
         return _ESCAPE + endpoint
     return endpoint
+
+
+def default_scope_name(endpoint: str) -> str:
+    """The scope a route's ``default_rules`` count in: ``"@default endpoint"``, one budget
+    per client and route whatever the method. No other scope has this name: a method list
+    is in capitals, and an endpoint that begins with ``@`` is escaped."""
+    return f"{_METHODS}default {endpoint}"
 
 
 def is_static(endpoint: Optional[str]) -> bool:
@@ -175,8 +183,11 @@ def resolve(
 ) -> RoutePolicy:
     """Combine the marks of a view and its blueprints that apply to ``method`` with what
     routes inherit from the ``app``'s options: its rules (``rate_limit_rules``, in the
-    global scope), ``strategy`` for rules without one, ``exempt_when``, ``report_when``,
-    ``concurrency`` (in the global scope) and ``concurrency_lease``. ``exempt`` (an
+    global scope; ``default_rules``, in the route's default scope when no mark for this
+    method gives rules of its own, as Flask-Limiter's ``default_limits`` skip a route with
+    limits of its own; neither on a standalone route), ``strategy`` for rules without
+    one, ``exempt_when``, ``report_when``, ``concurrency`` (in the global scope) and
+    ``concurrency_lease``. ``exempt`` (an
     excluded method, a static file): count nothing."""
     marks = [mark for mark in marks if mark.applies_to(method)]
     if any(mark.bypass for mark in marks):
@@ -200,6 +211,8 @@ def resolve(
 
     if not any(mark.standalone for mark in marks):
         add(GLOBAL_SCOPE, app.rate_limit_rules, concurrency=app.concurrency or 0)
+        if endpoint is not None and not any(mark.rules for mark in marks):
+            add(default_scope_name(endpoint), app.default_rules)
     count_when: dict[str, ResponsePredicate] = {}
     if endpoint is not None:
         for mark in marks:
@@ -241,8 +254,9 @@ class Policies:
         """(endpoint, method) -> policy; the request path reads it directly. A method
         outside ``HTTP_METHODS`` is cached as "", so clients cannot grow it."""
         self._warned: set[Rule] = set()
-        if not isinstance(settings.rate_limit_rules, RulesFunction):
-            self.warn_large_logs(with_strategy(settings.rate_limit_rules, settings.strategy))
+        for rules in (settings.rate_limit_rules, settings.default_rules):
+            if not isinstance(rules, RulesFunction):
+                self.warn_large_logs(with_strategy(rules, settings.strategy))
 
     def policy_for(self, endpoint: Optional[str], method: str) -> RoutePolicy:
         """The policy of an endpoint (None: no route matched, global rules apply)."""
@@ -289,17 +303,6 @@ class Policies:
             items = policy.per_request.scopes if policy.per_request else policy.scopes
             names |= {item.name for item in items}
         return {name for name in names if name != GLOBAL_SCOPE and not name.startswith(_SHARED)}
-
-    def route_rules(self, endpoint: str) -> Optional[tuple[Rule, ...]]:
-        """The rules a route adds of its own (``specific``, whatever the method; not those
-        computed per request), or None when it is bypassed."""
-        marks = list(self._marks(endpoint))
-        if any(mark.bypass for mark in marks):
-            return None
-        rules = (mark.rules for mark in marks if not isinstance(mark.rules, RulesFunction))
-        return with_strategy(
-            tuple(rule for each in rules for rule in each), self._settings.strategy
-        )
 
     def route_marks(self, endpoint: str) -> list[Mark]:
         """Every mark that applies to ``endpoint``: its view's, its view class's and its

@@ -42,7 +42,7 @@ from .addresses import (
     network_of,
     parse_address,
 )
-from .keys import client_key, key_of
+from .keys import KeyHasher, client_key, key_of
 
 __all__ = ["Client", "Identifier", "KeyFunc"]
 
@@ -95,6 +95,7 @@ class Identifier:
         allowlist: AddressSet,
         denylist: AddressSet,
         key_func: Optional[KeyFunc],
+        hash_keys: Optional[KeyHasher] = None,
     ) -> None:
         self.ip_header = ip_header
         self.trusted_proxies = trusted_proxies
@@ -102,6 +103,8 @@ class Identifier:
         self.allowlist = allowlist
         self.denylist = denylist
         self.key_func = key_func
+        self.hasher = hash_keys
+        """Hashes ``key_func`` and rule keys (``hash_keys``); None keeps them in clear."""
         self._forwarded = ip_header is not None and ip_header.lower() == _FORWARDED
         self._peer_is_key = ip_header is None and not allowlist and not denylist
         self._warned_no_peer = False
@@ -198,7 +201,7 @@ class Identifier:
             if address is not None and key == address.key:
                 # gk.client_ip(): the fallback to the address is the address itself
                 return Client(key, False, networks)
-            key = key_of(key)
+            key = key_of(key, self.hasher)
             if address is not None and address.key != key:
                 # its address and networks stay banned behind the key
                 return Client(key, False, (address.key, *networks))
@@ -247,7 +250,7 @@ class Identifier:
 
     def key_for(self, client: str, *, strict: bool = True) -> str:
         """The key of a client named by the app or an operator (``keys.client_key``)."""
-        return client_key(client, self.ipv6_prefix, strict=strict)
+        return client_key(client, self.ipv6_prefix, strict=strict, hasher=self.hasher)
 
     def ban_key(self, client: str, force: bool = False) -> str:
         """The key of a client to ban (``key_for``). Without ``force``, a network is

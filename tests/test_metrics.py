@@ -186,9 +186,10 @@ def test_a_ban_reason_of_its_own_joins_the_counters() -> None:
 
 def test_rules_are_named_by_their_scope_and_policy_name(make: AppFactory) -> None:
     """The names docs/metrics.md lists: a global rule with its own key, a route's rule of
-    some methods, a rule counting distinct values."""
-    app, gk = make(rate_limit_rules=[Rule(1, 60, key="args[user]")])
+    some methods, a rule counting distinct values, a route's default rules."""
+    app, gk = make(rate_limit_rules=[Rule(1, 86400, key="args[user]")], default_rules="1/hour")
     app.add_url_rule("/", "index", lambda: "hello")
+    app.add_url_rule("/plain", "plain", lambda: "hello")
 
     @app.route("/login", methods=["GET", "POST"])
     @gk.specific("1/minute", methods="POST", standalone=True)
@@ -201,7 +202,8 @@ def test_rules_are_named_by_their_scope_and_policy_name(make: AppFactory) -> Non
         return "found"
 
     client = app.test_client()
-    assert statuses(client, 2, "/?user=ann") == [200, 429]
+    assert statuses(client, 2, "/?user=ann") == [200, 429]  # the longest wait: per user
+    assert statuses(client, 2, "/plain", OTHER_IP) == [200, 429]  # no user: no such key
     assert [client.post("/login").status_code for _ in range(2)] == [200, 429]
     assert statuses(client, 1, "/names?name=a") + statuses(client, 1, "/names?name=b") == [
         200,
@@ -211,7 +213,8 @@ def test_rules_are_named_by_their_scope_and_policy_name(make: AppFactory) -> Non
         rules = gk.stats(detail=True)["rules"]
     assert rules == counts(
         {
-            "per args[user]": {"1-per-60s": 1},
+            "per args[user]": {"1-per-86400s": 1},
+            "@default plain": {"1-per-3600s": 1},
             "@POST login": {"1-per-60s": 1},
             "names": {"1-distinct-per-3600s": 1},
         },

@@ -84,8 +84,9 @@ GLOBAL_LABEL = "global"
 def scope_label(scope: str) -> str:
     """The name metrics give a rule's scope: ``"global"`` for the global rules, else the
     scope's own name, the one ``Usage.scope`` shows: a route's endpoint (``"@POST
-    login"`` for rules of some methods), ``"=name"`` for ``specific(scope="name")`` and
-    ``gk.limit``, ``"login per form[user]"`` for rules with their own key."""
+    login"`` for rules of some methods, ``"@default login"`` for its default rules),
+    ``"=name"`` for ``specific(scope="name")`` and ``gk.limit``, ``"login per
+    form[user]"`` for rules with their own key."""
     return GLOBAL_LABEL if scope == GLOBAL_SCOPE else scope
 
 

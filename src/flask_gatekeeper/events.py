@@ -114,10 +114,14 @@ class StatsDetail(TypedDict):
 
 class Meter(Protocol):
     """What counts the gate's events besides ``Stats``: a metrics exporter such as
-    ``flask_gatekeeper.prometheus``. ``count`` takes a field of ``Stats.FIELDS`` (its
-    labels: ``reason`` for ``bans``), or ``rule_refused`` / ``rule_would_refuse`` with
-    ``scope`` and ``rule``; ``storage_down`` says whether the storage is in an outage.
-    Called on the request path (``admitted`` on every admitted request): keep it fast."""
+    ``flask_gatekeeper.prometheus``. ``admitted`` counts one admitted request (on every
+    one: keep it fast); ``count`` one event of another field of ``Stats.FIELDS`` (its
+    labels: ``reason`` for ``bans``), or of ``rule_refused`` / ``rule_would_refuse``
+    with ``scope`` and ``rule``; ``storage_down`` says whether the storage is in an
+    outage."""
+
+    @property
+    def admitted(self) -> Callable[[], object]: ...
 
     def count(self, field: str, **labels: str) -> None: ...
 
@@ -214,11 +218,13 @@ class Events:
         if meter in self.meters:
             return
         self.meters += (meter,)
-        self.admitted = self._admitted_and_metered
+        counts = (self.stats.admitted, *(each.admitted for each in self.meters))
 
-    def _admitted_and_metered(self) -> None:
-        self.stats.admitted()
-        self._meter("admitted")
+        def admitted() -> None:
+            for count in counts:
+                count()
+
+        self.admitted = admitted
 
     def _meter(self, field: str, **labels: str) -> None:
         for meter in self.meters:
@@ -238,8 +244,8 @@ class Events:
 
     def admitted_while_down(self) -> None:
         self.stats.add("admitted")
-        if self.meters:
-            self._meter("admitted")
+        for meter in self.meters:
+            meter.admitted()
 
     def rate_limited(
         self,

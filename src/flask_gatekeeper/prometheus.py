@@ -83,7 +83,8 @@ class PrometheusMeter:
             registry=registry,
             multiprocess_mode="livemax",
         )
-        self._admitted = self._counters["admitted"].inc
+        self.admitted = self._counters["admitted"].inc
+        """Count one admitted request: the counter's own ``inc``, called directly."""
         self._extensions: weakref.WeakSet[GateKeeper] = weakref.WeakSet()
         registry.register(_TrackedClients(self._extensions))
 
@@ -92,9 +93,6 @@ class PrometheusMeter:
         gk._add_meter(self)
 
     def count(self, field: str, **labels: str) -> None:
-        if field == "admitted":  # every admitted request: no lookup
-            self._admitted()
-            return
         counter = self._counters.get(field)
         if counter is not None:  # a field that is not exported is not counted
             (counter.labels(**labels) if labels else counter).inc()

@@ -116,14 +116,16 @@ class Meter(Protocol):
     """What counts the gate's events besides ``Stats``: a metrics exporter such as
     ``flask_gatekeeper.prometheus``. ``admitted`` counts one admitted request (on every
     one: keep it fast); ``count`` one event of another field of ``Stats.FIELDS`` (its
-    labels: ``reason`` for ``bans``), or of ``rule_refused`` / ``rule_would_refuse``
-    with ``scope`` and ``rule``; ``storage_down`` says whether the storage is in an
-    outage."""
+    labels: ``reason`` for ``bans``); ``rule_refused`` one refusal by a rule (as
+    ``Stats.rule_refused``: the scope's own name, see ``scope_label``), on every 429;
+    ``storage_down`` says whether the storage is in an outage."""
 
     @property
     def admitted(self) -> Callable[[], object]: ...
 
     def count(self, field: str, **labels: str) -> None: ...
+
+    def rule_refused(self, scope: str, rule: str, dry_run: bool) -> None: ...
 
     def storage_down(self, down: bool) -> None: ...
 
@@ -268,10 +270,10 @@ class Events:
         """Count one refusal by ``rule`` of ``scope`` (a scope's name, as ``Scope.name``),
         under ``would_refuse`` when ``dry_run`` says it refused nothing: in the app's dry
         run, or by a rule that only reports (a shadow rule)."""
-        self.stats.rule_refused(scope, rule.name, dry_run)
-        if self.meters:
-            field = "rule_would_refuse" if dry_run else "rule_refused"
-            self._meter(field, scope=scope_label(scope), rule=rule.name)
+        name = rule.name
+        self.stats.rule_refused(scope, name, dry_run)
+        for meter in self.meters:
+            meter.rule_refused(scope, name, dry_run)
 
     def refused_banned(self, client: str, wait: Optional[float], dry_run: bool) -> None:
         """A banned (or, with ``wait`` None, deny-listed) client was refused."""

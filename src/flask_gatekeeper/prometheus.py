@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
+from typing import Callable
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
@@ -25,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - tested in a process without it
     ) from exc
 
 from .decision import BAN_REASONS
+from .events import scope_label
 from .extension import GateKeeper
 
 __all__ = ["PrometheusMeter", "instrument"]
@@ -76,7 +78,8 @@ class PrometheusMeter:
                 *_RULE,
             ),
         }
-        """Each event the gate counts, by its field (``events.Meter.count``)."""
+        """Each event the gate counts, by its field (``events.Meter.count``), and the
+        counters of ``rule_refused``."""
         self._outage = Gauge(
             "gatekeeper_storage_outage",
             "1 while the storage is in an outage (in any process), else 0.",
@@ -85,6 +88,9 @@ class PrometheusMeter:
         )
         self.admitted = self._counters["admitted"].inc
         """Count one admitted request: the counter's own ``inc``, called directly."""
+        self._rule_counts: dict[tuple[str, str, bool], Callable[[], None]] = {}
+        """(scope, rule, dry_run) -> its labelled counter's ``inc``: ``labels()`` takes a
+        lock and builds the label values at each call, which every 429 would pay."""
         self._extensions: weakref.WeakSet[GateKeeper] = weakref.WeakSet()
         registry.register(_TrackedClients(self._extensions))
 
@@ -96,6 +102,15 @@ class PrometheusMeter:
         counter = self._counters.get(field)
         if counter is not None:  # a field that is not exported is not counted
             (counter.labels(**labels) if labels else counter).inc()
+
+    def rule_refused(self, scope: str, rule: str, dry_run: bool) -> None:
+        key = (scope, rule, dry_run)
+        count = self._rule_counts.get(key)
+        if count is None:
+            counter = self._counters["rule_would_refuse" if dry_run else "rule_refused"]
+            child = counter.labels(scope=scope_label(scope), rule=rule)
+            count = self._rule_counts.setdefault(key, child.inc)
+        count()
 
     def storage_down(self, down: bool) -> None:
         self._outage.set(1 if down else 0)

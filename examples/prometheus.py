@@ -6,7 +6,7 @@
 Under gunicorn, set PROMETHEUS_MULTIPROC_DIR to an empty directory and share the counts
 in Redis (GATEKEEPER_STORAGE_URI): a scrape of any worker then shows the sum of all.
 
-    PROMETHEUS_MULTIPROC_DIR=/tmp/metrics GATEKEEPER_STORAGE_URI=redis://localhost:6379 \\
+    PROMETHEUS_MULTIPROC_DIR=$(mktemp -d) GATEKEEPER_STORAGE_URI=redis://localhost:6379 \\
         gunicorn -w 2 --chdir examples prometheus:app
 """
 

@@ -1,58 +1,34 @@
-"""Export flask-gatekeeper's counters and signals to Prometheus.
+"""Export flask-gatekeeper's metrics to Prometheus, in one process or under gunicorn.
 
-    pip install prometheus_client
+    pip install ".[prometheus]"          # in a checkout: the project and prometheus_client
     flask --app examples/prometheus.py run   # then: curl http://127.0.0.1:5000/metrics
 
-``gk.stats()`` gives this process's counters (each worker of a multi-process server
-exports its own: let Prometheus sum them); the ``client_banned`` signal adds a counter of
-bans by reason.
+Under gunicorn, set PROMETHEUS_MULTIPROC_DIR to an empty directory and share the counts
+in Redis (GATEKEEPER_STORAGE_URI): a scrape of any worker then shows the sum of all.
+
+    PROMETHEUS_MULTIPROC_DIR=$(mktemp -d) GATEKEEPER_STORAGE_URI=redis://localhost:6379 \\
+        gunicorn -w 2 --chdir examples prometheus:app
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 
 from flask import Flask, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from flask_gatekeeper import GateKeeper, signals
+from flask_gatekeeper import GateKeeper
+from flask_gatekeeper.prometheus import instrument
 
 app = Flask(__name__)
+app.config["GATEKEEPER_STORAGE_URI"] = os.environ.get("GATEKEEPER_STORAGE_URI", "memory://")
 gk = GateKeeper(
     app,
     ban_rule={"count": 3, "window": 10, "duration": 600},
     rate_limit_rules=["20/second", "100 per 10 seconds"],
 )
-registry = CollectorRegistry()
-
-bans_by_reason = Counter(
-    "gatekeeper_bans_by_reason", "Bans started, by reason.", ["reason"], registry=registry
-)
-
-
-@signals.client_banned.connect_via(app)
-def count_ban(sender: Flask, client: str, duration: float, reason: str, **extra: object) -> None:
-    bans_by_reason.labels(reason=reason).inc()
-
-
-class GateKeeperCollector(Collector):
-    """Reads ``gk.stats()`` at each scrape."""
-
-    def collect(self) -> Iterator[Metric]:
-        with app.app_context():
-            stats = gk.stats()
-        tracked = stats.pop("tracked_clients")
-        for name, value in stats.items():
-            yield CounterMetricFamily(f"gatekeeper_{name}", f"Requests or events: {name}.", value)
-        if tracked is not None:
-            yield GaugeMetricFamily(
-                "gatekeeper_tracked_clients", "Client logs held in memory.", tracked
-            )
-
-
-registry.register(GateKeeperCollector())
+instrument(gk)  # the gatekeeper_* metrics, in prometheus_client's default registry
 
 
 @app.route("/")
@@ -60,7 +36,17 @@ def index() -> str:
     return "hello\n"
 
 
+@app.route("/export")
+@gk.specific("2/hour")
+def export() -> str:
+    return "a,b\n1,2\n"
+
+
 @app.route("/metrics")
-@gk.bypass
+@gk.bypass  # scraping is never counted, limited or banned
 def metrics() -> Response:
+    registry = REGISTRY
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # every worker's counts, summed
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

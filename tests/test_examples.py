@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from flask.testing import FlaskClient
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -20,23 +21,35 @@ def load(name: str) -> ModuleType:
     return module
 
 
-def test_prometheus_example_exports_counters_and_ban_reasons() -> None:
-    pytest.importorskip("prometheus_client")
-    example = load("prometheus")
-    client = example.app.test_client()
-    statuses = [client.get("/").status_code for _ in range(22)]
-    assert statuses.count(429) == 2
-    with example.app.app_context():
-        example.gk.ban("192.0.2.1", 60)
+def scraped(client: FlaskClient) -> dict[str, float]:
+    """The ``gatekeeper_*`` samples of a scrape of ``/metrics``, by name and labels."""
     scrape = client.get("/metrics")
-    assert scrape.status_code == 200  # bypassed: scraping never counts
-    metrics = {
-        line.split(" ")[0]: float(line.split(" ")[1])
+    assert scrape.status_code == 200
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in scrape.get_data(as_text=True).splitlines()
         if line.startswith("gatekeeper_")
     }
-    assert metrics["gatekeeper_admitted_total"] == 20
-    assert metrics["gatekeeper_rate_limited_total"] == 2
-    assert metrics["gatekeeper_bans_total"] == 1
-    assert metrics['gatekeeper_bans_by_reason_total{reason="manual"}'] == 1
-    assert metrics["gatekeeper_tracked_clients"] == 1
+
+
+def test_prometheus_example_exports_counters_by_rule_and_ban_reasons() -> None:
+    pytest.importorskip("prometheus_client")
+    example = load("prometheus")
+    client = example.app.test_client()
+    before = scraped(client)  # the default registry: other loads of the example counted too
+    statuses = [client.get("/").status_code for _ in range(22)]
+    other = {"REMOTE_ADDR": "192.0.2.7"}  # the global rules are full for the first
+    statuses += [client.get("/export", environ_base=other).status_code for _ in range(3)]
+    assert statuses.count(429) == 2 + 1
+    with example.app.app_context():
+        example.gk.ban("192.0.2.1", 60)
+    after = scraped(client)  # bypassed: scraping never counts
+    counted = {name: value - before.get(name, 0) for name, value in after.items()}
+    assert counted["gatekeeper_admitted_total"] == 20 + 2
+    assert counted["gatekeeper_rate_limited_total"] == 3
+    assert counted['gatekeeper_rule_refused_total{rule="20-per-1s",scope="global"}'] == 2
+    assert counted['gatekeeper_rule_refused_total{rule="2-per-3600s",scope="export"}'] == 1
+    assert counted['gatekeeper_bans_total{reason="manual"}'] == 1
+    assert counted['gatekeeper_bans_total{reason="reports"}'] == 0
+    assert after["gatekeeper_storage_outage"] == 0
+    assert after["gatekeeper_tracked_clients"] >= 2  # this app's: global and /export logs

@@ -12,7 +12,17 @@ import os
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Literal, NoReturn, Optional, TypeVar, Union, overload
+from typing import (
+    Any,
+    Callable,
+    Literal,
+    NoReturn,
+    Optional,
+    TypeVar,
+    Union,
+    cast,
+    overload,
+)
 
 from flask import (
     Blueprint,
@@ -25,7 +35,7 @@ from flask import (
 
 from .decision import BY_HAND, DEFAULT_OFFENCE, MANUAL, BanDetail, Usage
 from .errors import ClientNameError, ConfigError
-from .events import install_default_handler
+from .events import Meter, StatsDetail, install_default_handler
 from .gate import Gate
 from .limit import Limit
 from .limiter_names import unexpected_keyword
@@ -112,6 +122,8 @@ class GateKeeper:
         self._constructor_gate: Optional[Gate] = None
         self._gates: weakref.WeakSet[Gate] = weakref.WeakSet()
         """The gates of the apps initialised so far, for checks made at decoration."""
+        self._meters: list[Meter] = []
+        """What counts the events of every app of this extension (``add_meter``)."""
         if app is not None:
             self.init_app(app)
             self._constructor_gate = app.extensions[EXTENSION_KEY]
@@ -144,6 +156,8 @@ class GateKeeper:
             )
         app.extensions[EXTENSION_KEY] = gate
         self._gates.add(gate)
+        for meter in self._meters:
+            gate.add_meter(meter)
         app.before_request(gate.check_request)
         got_request_exception.connect(gate.release_on_error, app)
         if gate.settings.headers:
@@ -422,13 +436,40 @@ class GateKeeper:
             )
         return gate.settings.storage.usage(key, scopes) if scopes else []
 
-    def stats(self) -> dict[str, Optional[int]]:
+    @overload
+    def stats(self, detail: Literal[False] = False) -> dict[str, Optional[int]]: ...
+
+    @overload
+    def stats(self, detail: Literal[True]) -> StatsDetail: ...
+
+    def stats(self, detail: bool = False) -> Union[dict[str, Optional[int]], StatsDetail]:
         """This process's counters for the current app, and the clients tracked in memory
-        (None for storages that do not count them cheaply, such as Redis)."""
+        (None for storages that do not count them cheaply, such as Redis). With
+        ``detail``, also ``rules``: the refusals of each rule that refused, by scope and
+        rule name; ``bans_by_reason``; and ``bans_by_offence``, the bans each offence's
+        ban rule made (jails). Without it every value is a number or None,
+        as code written for the flat dictionary expects."""
         gate = self._gate()
-        counts: dict[str, Optional[int]] = dict(gate.events.stats.snapshot())
+        stats = gate.events.stats
+        counts: dict[str, Optional[int]] = dict(stats.snapshot())
         counts["tracked_clients"] = getattr(gate.settings.storage, "tracked", None)
-        return counts
+        if not detail:
+            return counts
+        detailed = {
+            **counts,
+            "rules": stats.by_rule(),
+            "bans_by_reason": stats.bans_by_reason(),
+            "bans_by_offence": stats.bans_by_offence(),
+        }
+        return cast(StatsDetail, detailed)
+
+    def _add_meter(self, meter: Meter) -> None:
+        """Count the events of every app of this extension with ``meter`` too: those
+        initialised already and those to come (``flask_gatekeeper.prometheus``)."""
+        if meter not in self._meters:
+            self._meters.append(meter)
+        for gate in list(self._gates):
+            gate.add_meter(meter)
 
 
 _APP_WIDE_RULES = (

@@ -31,6 +31,7 @@ from werkzeug.wsgi import ClosingIterator
 
 from .decision import (
     DEFAULT_OFFENCE,
+    GLOBAL_SCOPE,
     RATE_LIMIT,
     REPORTS,
     RESPONSE,
@@ -42,7 +43,7 @@ from .decision import (
     ShadowRefusal,
 )
 from .errors import StorageCallError, StorageError
-from .events import Events
+from .events import Events, Meter
 from .identity.addresses import NO_LENGTHS, NetworkLengths, wider_network
 from .known import KnownRefusals
 from .options import Settings
@@ -217,6 +218,13 @@ class Gate:
             assert isinstance(settings.storage, MemoryStorage)  # load_settings checked
             self.state_file = StateFile(settings.state_file, settings.storage)
             self.state_file.load()
+
+    def add_meter(self, meter: Meter) -> None:
+        """Count this app's events with ``meter`` too; an outage that began before (at
+        start-up) is told to it now."""
+        self.events.add_meter(meter)
+        if self.guard.down:
+            meter.storage_down(True)
 
     # -- the request path -----------------------------------------------------------------
 
@@ -657,6 +665,7 @@ class Gate:
                 return DOWN  # an outage, or an error that says nothing of the storage's health
             result = DOWN  # the storage answered, refusing this call: it is up
         if guard.down and guard.recovered(outages):
+            self.events.storage_down(False)
             self._back_from_outage()
         return result
 
@@ -687,6 +696,7 @@ class Gate:
         self.events.storage_failed(error)
         if isinstance(error, (StorageError, OSError)) and not isinstance(error, StorageCallError):
             self.guard.failed(error)
+            self.events.storage_down(True)
             return True
         logger.error(
             "the storage's %s call failed on its own, a bug rather than an outage: this "
@@ -737,12 +747,14 @@ class Gate:
             limit = ConcurrencyLimit(decision.concurrency)
             name = policy_name(limit, decision.scope)
             too_many = partial(TooManyInFlight, client, limit, policy=name, ipv6_prefix=prefix)
-            return self._refuse(TooManyInFlight, client, wait, limit, too_many, environ, name)
+            return self._refuse(
+                TooManyInFlight, client, wait, limit, too_many, environ, name, decision.scope
+            )
         rule = decision.rule
         assert rule is not None  # a refusal by a rule names it
         name = policy_name(rule, decision.scope)
         limited = partial(RateLimited, client, wait, rule, policy=name, ipv6_prefix=prefix)
-        return self._refuse(RateLimited, client, wait, rule, limited, environ, name)
+        return self._refuse(RateLimited, client, wait, rule, limited, environ, name, decision.scope)
 
     def shadow_refused(self, client: str, shadowed: tuple[ShadowRefusal, ...]) -> None:
         """An admitted request that shadow rules would have refused: counted, signalled
@@ -765,8 +777,10 @@ class Gate:
         make: Callable[[], Refusal],
         environ: Optional[WSGIEnvironment] = None,
         policy: Optional[str] = None,
+        scope: str = GLOBAL_SCOPE,
     ) -> Optional[Response]:
-        """Count and signal the refusal of ``client`` (``kind``, made by ``make``); then
+        """Count and signal the refusal of ``client`` (``kind``, made by ``make``, by
+        ``rule`` of ``scope`` for a 429); then
         raise it, or, given the request's ``environ`` (the hook's own refusals), return
         its response for that request when the app has no handler that would take it.
         In a dry run, only log it.
@@ -777,7 +791,8 @@ class Gate:
         then answered without making the exception."""
         dry_run = self.settings.dry_run
         if issubclass(kind, RateLimited):
-            self.events.rate_limited(client, rule, wait, dry_run)
+            assert isinstance(rule, (Rule, ConcurrencyLimit))  # a 429 names its rule
+            self.events.rate_limited(client, rule, wait, dry_run, scope)
         else:
             self.events.refused_banned(client, wait, dry_run)
         if dry_run:

@@ -1,0 +1,437 @@
+"""Metrics per rule (issue 25): ``gk.stats(detail=True)`` counts refusals by scope and
+rule and bans by reason, on both storages; ``flask_gatekeeper.prometheus`` exports the
+same counts with prometheus_client's own metric objects, in one process and summed over
+gunicorn's workers in prometheus_client's multi-process mode.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from flask import Flask, Response, request
+
+from flask_gatekeeper import GateKeeper, Rule
+from flask_gatekeeper.decision import BAN_REASONS
+from flask_gatekeeper.errors import StorageError
+from flask_gatekeeper.events import Stats
+from flask_gatekeeper.testing import FakeClock, FlakyStorage
+from support import OTHER_IP, AppFactory, get, probed_storage, statuses
+from support.servers import ServerProcess, fetch
+
+prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
+
+from flask_gatekeeper.prometheus import instrument  # noqa: E402
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+FLAT_KEYS = {
+    "admitted",
+    "rate_limited",
+    "banned",
+    "reports",
+    "bans",
+    "storage_errors",
+    "shadow_refused",
+    "tracked_clients",
+}
+"""``gk.stats()``'s keys: those since issue 5, unchanged, and ``shadow_refused``."""
+
+
+def streamed() -> Response:
+    """A response produced while it is sent: it holds its slot until closed."""
+    return Response(iter(["part one, ", "part two"]))
+
+
+def policies_app(make: AppFactory, **options: Any) -> tuple[Flask, GateKeeper]:
+    """Global rules of 3 a minute, and a route for each kind of scope a rule may be in."""
+    app, gk = make(rate_limit_rules="3/minute", **options)
+
+    @app.route("/")
+    def index() -> str:
+        return "hello"
+
+    @app.route("/export")
+    @gk.specific("1/hour")
+    def export() -> str:
+        return "a,b"
+
+    @app.route("/a")
+    @app.route("/b", endpoint="b")
+    @gk.specific("2/hour", scope="reports")
+    def report() -> str:
+        return "report"
+
+    @app.route("/login", methods=["POST"])
+    @gk.specific(Rule(1, 60, key="form[user]"), standalone=True)
+    def login() -> str:
+        return "welcome"
+
+    @app.route("/stream")
+    @gk.specific(concurrency=1, standalone=True)
+    def stream() -> Response:
+        return streamed()
+
+    return app, gk
+
+
+def refuse_once_or_more_in_every_scope(app: Flask) -> None:
+    """Requests that each scope of ``policies_app`` refuses, from a client of its own."""
+    client = app.test_client()
+    assert statuses(client, 4) == [200, 200, 200, 429]
+    assert statuses(client, 3, "/export", "10.0.0.2") == [200, 429, 429]
+    assert statuses(client, 1, "/a", "10.0.0.3") + statuses(client, 2, "/b", "10.0.0.3") == [
+        200,
+        200,
+        429,
+    ]
+    login = {"data": {"user": "ann"}, "environ_base": {"REMOTE_ADDR": "10.0.0.4"}}
+    assert [client.post("/login", **login).status_code for _ in range(2)] == [200, 429]
+    held = get(client, "/stream", "10.0.0.5")  # open: holds the one slot
+    assert get(client, "/stream", "10.0.0.5").status_code == 429
+    held.close()
+
+
+RULES_REFUSED = {
+    "global": {"3-per-60s": 1},
+    "export": {"1-per-3600s": 2},
+    "=reports": {"2-per-3600s": 1},
+    "login per form[user]": {"1-per-60s": 1},
+    "stream": {"1-in-flight": 1},
+}
+"""What ``refuse_once_or_more_in_every_scope`` refuses: scope label -> rule -> count."""
+
+
+def counts(refused: dict[str, dict[str, int]], key: str) -> dict[str, dict[str, Any]]:
+    other = "would_refuse" if key == "refused" else "refused"
+    return {
+        scope: {rule: {key: n, other: 0} for rule, n in rules.items()}
+        for scope, rules in refused.items()
+    }
+
+
+# --- gk.stats(detail=True) ----------------------------------------------------------------
+
+
+def test_stats_detail_counts_refusals_by_scope_and_rule(make: AppFactory) -> None:
+    app, gk = policies_app(make)
+    with app.app_context():
+        assert gk.stats(detail=True)["rules"] == {}  # a rule appears at its first refusal
+    refuse_once_or_more_in_every_scope(app)
+
+    with app.app_context():
+        detail = gk.stats(detail=True)
+        flat = gk.stats()
+    assert detail["rules"] == counts(RULES_REFUSED, "refused")
+    assert detail["rate_limited"] == 6 == sum(n for r in RULES_REFUSED.values() for n in r.values())
+    assert set(flat) == FLAT_KEYS  # unchanged: numbers or None only, as before
+    assert all(value is None or isinstance(value, int) for value in flat.values())
+    assert {key: detail[key] for key in FLAT_KEYS} == flat  # type: ignore[literal-required]
+
+
+def test_dry_run_counts_what_each_rule_would_refuse(make: AppFactory) -> None:
+    app, gk = policies_app(make, dry_run=True)
+    client = app.test_client()
+    assert statuses(client, 4) == [200] * 4
+    assert statuses(client, 3, "/export", OTHER_IP) == [200] * 3
+
+    with app.app_context():
+        detail = gk.stats(detail=True)
+    assert detail["rules"] == counts(
+        {"global": {"3-per-60s": 1}, "export": {"1-per-3600s": 2}}, "would_refuse"
+    )
+    assert detail["rate_limited"] == 3  # would-be 429s, as documented for a dry run
+
+
+def test_stats_detail_counts_bans_by_reason(make: AppFactory, clock: FakeClock) -> None:
+    app, gk = make(
+        rate_limit_rules="1/minute",
+        ban_rule={"count": 2, "window": 60, "duration": 600},
+        report_rate_limited=True,
+    )
+
+    @app.route("/")
+    def index() -> str:
+        return "hello"
+
+    client = app.test_client()
+    assert statuses(client, 3) == [200, 429, 429]  # two 429s counted as reports: banned
+    with app.app_context():
+        assert gk.report(OTHER_IP) is False
+        assert gk.report(OTHER_IP) is True
+        gk.ban("192.0.2.1", 60)
+        gk.ban("192.0.2.0/24", 60, reason="blocklist")
+        detail = gk.stats(detail=True)
+    expected = dict.fromkeys(BAN_REASONS, 0)  # every reason, from the start
+    expected.update(rate_limit=1, reports=1, manual=1, blocklist=1)
+    assert detail["bans_by_reason"] == expected
+    assert detail["bans"] == 4
+    assert list(detail["bans_by_reason"]) == list(BAN_REASONS)
+
+
+def test_bans_count_by_offence_each_joining_at_its_first_ban() -> None:
+    """A ban a ban rule made counts under its offence (jails), from the default one; a
+    ban without a ban rule (by hand, a block list, the subnet rule) under none. A reason
+    not in ``BAN_REASONS`` joins the reasons at its first ban."""
+    stats = Stats()
+    stats.ban_started("reports", "login")
+    stats.ban_started("manual", None)
+    stats.ban_started("rate_limit", "default")
+    stats.ban_started("reports", "login")
+    stats.ban_started("imported", None)
+    assert stats.bans_by_offence() == {"default": 1, "login": 2}
+    expected = {**dict.fromkeys(BAN_REASONS, 0), "reports": 2, "manual": 1, "rate_limit": 1}
+    assert stats.bans_by_reason() == {**expected, "imported": 1}
+
+
+def test_stats_and_prometheus_count_bans_by_offence(make: AppFactory) -> None:
+    registry = CollectorRegistry()
+    login = {"count": 2, "window": 60, "duration": 600}
+    seed = {"count": 3, "window": 60, "duration": 600}
+    app, gk = make(rate_limit_rules="3/minute", ban_rule=seed, ban_rules={"login": login})
+    instrument(gk, registry)
+    with app.app_context():
+        for _ in range(2):
+            gk.report("192.0.2.1", offence="login")
+        for _ in range(3):  # the seed's ban rule: 3 reports
+            gk.report("192.0.2.2")
+        gk.ban("192.0.2.3", 60)
+        stats = gk.stats(detail=True)
+    assert stats["bans_by_offence"] == {"default": 1, "login": 1}
+    assert stats["bans"] == 3
+    assert sample(registry, "gatekeeper_offence_bans_total", offence="login") == 1
+    assert sample(registry, "gatekeeper_offence_bans_total", offence="default") == 1
+
+
+def test_rules_are_named_by_their_scope_and_policy_name(make: AppFactory) -> None:
+    """The names docs/metrics.md lists: a global rule with its own key, a route's rule of
+    some methods, a rule counting distinct values, a route's default rules."""
+    app, gk = make(rate_limit_rules=[Rule(1, 86400, key="args[user]")], default_rules="1/hour")
+    app.add_url_rule("/", "index", lambda: "hello")
+    app.add_url_rule("/plain", "plain", lambda: "hello")
+
+    @app.route("/login", methods=["GET", "POST"])
+    @gk.specific("1/minute", methods="POST", standalone=True)
+    def login() -> str:
+        return "welcome"
+
+    @app.route("/names")
+    @gk.specific(Rule(1, 3600, distinct=lambda: request.args["name"]), standalone=True)
+    def names() -> str:
+        return "found"
+
+    client = app.test_client()
+    assert statuses(client, 2, "/?user=ann") == [200, 429]  # the longest wait: per user
+    assert statuses(client, 2, "/plain", OTHER_IP) == [200, 429]  # no user: no such key
+    assert [client.post("/login").status_code for _ in range(2)] == [200, 429]
+    assert statuses(client, 1, "/names?name=a") + statuses(client, 1, "/names?name=b") == [
+        200,
+        429,
+    ]
+    with app.app_context():
+        rules = gk.stats(detail=True)["rules"]
+    assert rules == counts(
+        {
+            "per args[user]": {"1-per-86400s": 1},
+            "@default plain": {"1-per-3600s": 1},
+            "@POST login": {"1-per-60s": 1},
+            "names": {"1-distinct-per-3600s": 1},
+        },
+        "refused",
+    )
+
+
+def test_nothing_but_the_prometheus_module_imports_prometheus_client() -> None:
+    loaded = "import sys, flask_gatekeeper.cli, flask_gatekeeper.testing; "
+    loaded += "print('prometheus_client' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", loaded], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"
+
+
+# --- Prometheus, in one process -----------------------------------------------------------
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> Optional[float]:
+    value: Optional[float] = registry.get_sample_value(name, labels)
+    return value
+
+
+def test_prometheus_counts_what_stats_counts(make: AppFactory) -> None:
+    registry = CollectorRegistry()
+    app, gk = policies_app(make, ban_rule={"count": 1, "window": 60, "duration": 600})
+    instrument(gk, registry)
+    refuse_once_or_more_in_every_scope(app)
+    with app.app_context():
+        gk.ban("192.0.2.1", 60)
+        gk.report("192.0.2.2")
+        stats = gk.stats(detail=True)
+
+    counted: dict[str, object] = dict(stats)
+    fields = ("admitted", "rate_limited", "banned", "reports", "bans", "storage_errors")
+    for field in (*fields, "shadow_refused"):
+        exported = sum(
+            value
+            for metric in registry.collect()
+            if metric.name == f"gatekeeper_{field}"
+            for value in (s.value for s in metric.samples if s.name.endswith("_total"))
+        )
+        assert exported == counted[field], field
+    for scope, rules in RULES_REFUSED.items():
+        for rule, refused in rules.items():
+            labels = {"scope": scope, "rule": rule}
+            assert sample(registry, "gatekeeper_rule_refused_total", **labels) == refused
+            assert sample(registry, "gatekeeper_rule_would_refuse_total", **labels) is None
+    for reason, bans in stats["bans_by_reason"].items():
+        assert sample(registry, "gatekeeper_bans_total", reason=reason) == bans
+    tracked = sample(registry, "gatekeeper_tracked_clients")
+    assert tracked == stats["tracked_clients"]  # None for Redis: no sample
+    assert sample(registry, "gatekeeper_storage_outage") == 0
+
+    text = generate_latest(registry).decode()
+    assert 'gatekeeper_rule_refused_total{rule="3-per-60s",scope="global"} 1.0\n' in text
+    assert 'gatekeeper_bans_total{reason="manual"} 1.0\n' in text
+    assert "# TYPE gatekeeper_storage_outage gauge\n" in text
+
+
+def test_prometheus_counts_dry_run_refusals_apart(build: AppFactory) -> None:
+    registry = CollectorRegistry()
+    app, gk = build(rate_limit_rules="1/minute", dry_run=True)
+    instrument(gk, registry)
+    assert statuses(app.test_client(), 3) == [200, 200, 200]
+    labels = {"scope": "global", "rule": "1-per-60s"}
+    assert sample(registry, "gatekeeper_rule_would_refuse_total", **labels) == 2
+    assert sample(registry, "gatekeeper_rule_refused_total", **labels) is None
+    assert sample(registry, "gatekeeper_rate_limited_total") == 2
+
+
+def test_prometheus_storage_outage_gauge(build: AppFactory, clock: FakeClock) -> None:
+    storage = probed_storage(clock)  # every call tries the storage while it fails
+    registry = CollectorRegistry()
+    app, gk = build(storage=storage)
+    instrument(gk, registry)
+    client = app.test_client()
+    assert statuses(client, 1) == [200]
+    assert sample(registry, "gatekeeper_storage_outage") == 0
+
+    storage.failing = True
+    assert statuses(client, 2) == [200, 200]  # admitted: the outage policy
+    assert sample(registry, "gatekeeper_storage_outage") == 1
+    assert sample(registry, "gatekeeper_storage_errors_total") == 2
+    assert sample(registry, "gatekeeper_admitted_total") == 3
+
+    storage.failing = False
+    assert statuses(client, 1) == [200]
+    assert sample(registry, "gatekeeper_storage_outage") == 0
+    assert sample(registry, "gatekeeper_tracked_clients") is None  # not a MemoryStorage
+
+
+class _DownAtStart(FlakyStorage):
+    """A storage that does not answer its start-up check."""
+
+    def check(self) -> None:
+        raise StorageError("connection refused")
+
+
+def test_an_outage_from_start_up_shows_once_instrumented(build: AppFactory) -> None:
+    registry = CollectorRegistry()
+    _, gk = build(storage=_DownAtStart())
+    instrument(gk, registry)
+    assert sample(registry, "gatekeeper_storage_outage") == 1
+
+
+def test_instrument_covers_apps_initialised_later_and_adds_up_extensions() -> None:
+    registry = CollectorRegistry()
+    late = GateKeeper(rate_limit_rules="1/minute")
+    instrument(late, registry)
+    instrument(late, registry)  # again: the same metrics, nothing counted twice
+    app = Flask(__name__)
+    late.init_app(app)  # an app factory: init_app after instrument
+    other = Flask(__name__)
+    instrument(GateKeeper(other, rate_limit_rules="1/minute"), registry)
+    for each in (app, other):
+        each.add_url_rule("/", "index", lambda: "hello")
+        assert statuses(each.test_client(), 2) == [200, 429]
+
+    labels = {"scope": "global", "rule": "1-per-60s"}
+    assert sample(registry, "gatekeeper_rule_refused_total", **labels) == 2
+    assert sample(registry, "gatekeeper_admitted_total") == 2
+    assert sample(registry, "gatekeeper_tracked_clients") == 2  # one log in each app
+
+
+def test_without_prometheus_client_the_import_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "flask_gatekeeper.prometheus")
+    with pytest.raises(ImportError, match=r'pip install "\.\[prometheus\]"'):
+        importlib.import_module("flask_gatekeeper.prometheus")
+
+
+# --- Prometheus under gunicorn, multi-process mode ----------------------------------------
+
+
+def worker_counts(directory: Path, name: str, **labels: str) -> dict[str, float]:
+    """Each worker's own value of a counter, from its file: pid -> value."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    found = {}
+    for path in directory.glob("counter_*.db"):
+        for metric in MultiProcessCollector.merge([str(path)]):
+            for each in metric.samples:
+                if each.name == name and each.labels == labels:
+                    found[path.stem.split("_")[1]] = each.value
+    return found
+
+
+@pytest.mark.e2e
+@pytest.mark.redis
+def test_a_scrape_sums_the_refusals_of_every_gunicorn_worker(
+    redis_url: str, raw_redis: Any, tmp_path: Path
+) -> None:
+    """The shipped example under gunicorn with two workers, sharing Redis: a scrape
+    reaching either worker shows every 429 the client saw, made by both."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "metrics_app.py").write_text((EXAMPLES / "prometheus.py").read_text())
+    multiproc = tmp_path / "prometheus"
+    multiproc.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(multiproc), "GATEKEEPER_STORAGE_URI": redis_url}
+    server = ServerProcess.gunicorn(
+        tmp_path / "app", "metrics_app", workers=2, env=env, probe="/metrics"
+    )
+    server.start()
+    try:
+        labels = {"scope": "export", "rule": "2-per-3600s"}
+        name = "gatekeeper_rule_refused_total"
+        seen: Counter[int] = Counter()
+        deadline = time.monotonic() + 20
+        with ThreadPoolExecutor(8) as pool:
+            # until both workers refused some: which worker accepts a connection is the
+            # kernel's choice, so a round may go to one worker only
+            while time.monotonic() < deadline:
+                replies = pool.map(lambda _: fetch(server.url + "/export"), range(16))
+                seen.update(reply.status for reply in replies)
+                if len(worker_counts(multiproc, name, **labels)) == 2:
+                    break
+        by_worker = worker_counts(multiproc, name, **labels)
+        assert len(by_worker) == 2, server.log
+        assert seen[200] == 2  # one budget in Redis for both workers
+
+        for _ in range(4):  # whichever worker answers, the same sum
+            scrape = fetch(server.url + "/metrics")
+            line = f'{name}{{rule="2-per-3600s",scope="export"}} {float(seen[429])}'
+            assert line in scrape.body.splitlines(), scrape.body
+        assert sum(by_worker.values()) == seen[429]
+        assert f"gatekeeper_admitted_total {float(seen[200])}" in scrape.body.splitlines()
+        assert "gatekeeper_storage_outage 0.0" in scrape.body.splitlines()
+        assert "gatekeeper_tracked_clients" not in scrape.body  # per process: left out
+    finally:
+        server.stop()

@@ -48,88 +48,48 @@ def mb(size: float) -> str:
     return f"{size / MB:,.1f}"
 
 
-def growth_per_client(traced: Reply) -> float:
-    """Traced memory gained since just before the flood, per log tracked at its end."""
-    before, last = traced["points"][0], traced["points"][-1]
-    return float((last["traced"] - before["traced"]) / last["tracked"])
-
-
 def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> str:
-    plain_points, traced_points, rows = timed["points"], traced["points"], []
-    for was, plain, with_trace in zip([None, *plain_points], plain_points, traced_points):
+    """One row per point, each with the timed pass's RSS and speed and the traced pass's memory."""
+    points = timed["points"]
+    for was, plain, with_trace in zip([None, *points], points, traced["points"]):
         if (plain["clients"], plain["tracked"]) != (with_trace["clients"], with_trace["tracked"]):
             raise SystemExit(f"flood.py: the passes disagree: {plain} vs {with_trace}")
-        plain["us"] = plain["ns"] / (plain["clients"] - was["clients"]) / 1000 if was else 0
-        speed = "" if was is None else f"{plain['us']:.2f}"
-        counts = [f"{plain['clients']:,}", f"{plain['tracked']:,}"]
-        rows.append([*counts, mb(plain["rss"]), mb(with_trace["traced"]), speed])
-    headings = ["clients so far", "tracked", "RSS MB", "traced MB", "µs/request (slice)"]
-    pairs = list(zip(plain_points, plain_points[1:]))
+        plain["traced"] = with_trace["traced"]
+        plain["us"] = plain["ns"] / (plain["clients"] - was["clients"]) / 1000 if was else None
+    pairs = list(zip(points, points[1:]))
     # A slice that crossed the cap mixes both phases: it counts in neither median.
-    phases = (
-        ("filling up", [now["us"] for _, now in pairs if now["tracked"] == now["clients"]]),
-        ("at the cap, evicting", [now["us"] for was, now in pairs if was["tracked"] >= cap]),
-    )
-    speeds = [
-        f"{phase}: median {statistics.median(values):.2f} µs over {len(values)} slices"
-        for phase, values in phases
-        if values
-    ]
-    half = len(plain_points) // 2
-    tail, rss_mb = traced_points[half:], [point["rss"] / MB for point in plain_points[half:]]
-    plateau = f"the cap ({cap:,}) was not reached by mid-flood: no plateau to show"
-    if min(point["tracked"] for point in tail) >= cap:
-        traced_mb = [point["traced"] / MB for point in tail]
-        plateau = (
-            f"second half of the flood ({tail[0]['clients']:,} to {tail[-1]['clients']:,} "
-            f"clients), {cap:,} tracked throughout: traced {min(traced_mb):,.1f} to "
-            f"{max(traced_mb):,.1f} MB, RSS {min(rss_mb):,.1f} to {max(rss_mb):,.1f} MB"
-        )
-    rises = [
-        f"- traced memory last rose by more than 1 % in the slice ending at {now['clients']:,} "
-        "clients\n"
-        for was, now in zip(traced_points, traced_points[1:])
-        if now["traced"] > was["traced"] * 1.01
-    ]
+    phases = {
+        "filling up": [now["us"] for _, now in pairs if now["tracked"] == now["clients"]],
+        "at the cap, evicting": [now["us"] for was, now in pairs if was["tracked"] >= cap],
+    }
+    tail = points[len(points) // 2 :]
+    plateau = {key: [point[key] / MB for point in tail] for key in ("traced", "rss")}
     return template(
         "flood-pass.md",
         variant=variant,
         label=VARIANTS[variant][1],
-        table=table(headings, rows, text=0),
-        speeds="; ".join(speeds) or "no whole slice",
-        plateau=plateau,
-        rises=rises[-1] if rises else "",
-        growth=mb(traced_points[-1]["traced"] - traced_points[0]["traced"]),
-        tracked=traced_points[-1]["tracked"],
-        per_client=growth_per_client(traced),
+        mb=mb,
+        points=points,
+        medians={phase: statistics.median(us) for phase, us in phases.items() if us},
+        slices={phase: len(us) for phase, us in phases.items()},
+        tail=tail,
+        plateau=plateau if min(point["tracked"] for point in tail) >= cap else None,
+        rises=[now for was, now in pairs if now["traced"] > was["traced"] * 1.01],
+        growth=mb(points[-1]["traced"] - points[0]["traced"]),
+        cap=cap,
         timed=timed,
         traced=traced,
     )
 
 
 def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) -> str:
-    measured = [
-        (
-            f"{variant} flood, at its end",
-            found["points"][-1]["tracked"],
-            1,
-            growth_per_client(found),
-        )
-        for variant, found in traced.items()
-    ]
-    for fill in fills:
-        sizes = fill["tracked"], fill["requests"], fill["bytes_per_client"]
-        measured.append(("storage.hit directly, no eviction", *sizes))
-    rows = [
-        [what, f"{logs:,}", str(requests), f"{size:,.0f}", f"{mb(size * cap)} MB"]
-        for what, logs, requests, size in measured
-    ]
-    headings = ["measured", "logs", "requests per log", "bytes per client", f"x {cap:,} (the cap)"]
+    measured = [(f"{variant} flood, at its end", found) for variant, found in traced.items()]
     one, full = fills[0]["bytes_per_client"], fills[-1]["bytes_per_client"]
-    extra = max(growth_per_client(result) for result in traced.values()) - one
+    extra = max(found["bytes_per_client"] for found in traced.values()) - one
     return template(
         "flood-memory.md",
-        table=table(headings, rows),
+        mb=mb,
+        measured=[*measured, *(("storage.hit directly, no eviction", fill) for fill in fills)],
         ipv6_every=IPV6_EVERY,
         extra=extra,
         largest=LARGEST,

@@ -576,6 +576,9 @@ def flood(
         reply.update(ban_left_after=storage.banned_for(banned), bans_after=len(storage.bans()))
     if clock is not None:
         reply["clock_seconds"] = clock() - START
+    if storage is not None:  # ours: traced growth since before the flood, per log tracked
+        tracked = reply["tracked"] = points[-1]["tracked"]
+        reply["bytes_per_client"] = (points[-1]["traced"] - points[0]["traced"]) / tracked
     tracemalloc.stop()
     settle()
     return {**reply, "points": points}
@@ -616,7 +619,6 @@ def versions() -> Reply:
 
 
 cases: dict[str, Run] = {}
-"""The cases built so far in this process."""
 BUILDS: dict[str, Callable[..., Any]] = {"build": build_case, "parts": redis_parts, "ping": pinger}
 """Commands that build cases: ``case`` names one (``parts``: the prefix of several)."""
 COMMANDS: dict[str, Callable[..., Reply]] = {

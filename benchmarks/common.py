@@ -35,11 +35,12 @@ def logger(name: str) -> Log:
     return lambda message: print(f"[{name}] {message}", file=sys.stderr, flush=True)
 
 
-def arguments(doc: Optional[str], argv: Optional[Sequence[str]], **flags: str) -> Any:
-    """A driver's command line (its docstring's first line): ``flags``, each with its help."""
-    found = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
-    for flag, text in flags.items():
-        found.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=text)
+def arguments(doc: Optional[str], argv: Optional[Sequence[str]], *flags: str) -> Any:
+    """A driver's switches; its docstring, which ``--help`` shows, says what each one does."""
+    raw = argparse.RawDescriptionHelpFormatter
+    found = argparse.ArgumentParser(description=doc, formatter_class=raw)
+    for flag in flags:
+        found.add_argument(f"--{flag.replace('_', '-')}", action="store_true")
     return found.parse_args(argv)
 
 
@@ -54,7 +55,6 @@ class Timed(Protocol):
 
 
 def measure(case: Timed, requests: int) -> float:
-    """Mean µs per request over ``requests`` requests of the case."""
     assert case.worker is not None
     return float(case.worker.ask("run", case=case.name, requests=requests)["ns"]) / requests / 1000
 
@@ -196,8 +196,7 @@ Interpreter = tuple[list[str], dict[str, str]]
 
 def built(venv: str) -> bool:
     root = HERE / ".venvs" / venv
-    marker = root / ".bench-installed"
-    wanted = json.dumps(INSTALLS[venv])
+    marker, wanted = root / ".bench-installed", json.dumps(INSTALLS[venv])
     return (root / "bin" / "python").exists() and marker.exists() and marker.read_text() == wanted
 
 

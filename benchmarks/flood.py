@@ -5,7 +5,8 @@ reading, in two variants (``VARIANTS``), each timed alone and then traced in a f
 ``harness.fill`` then gives the bytes per log of 1 request and of 100 (a full ring), which
 bound the memory at the cap. ``--strategies``: each strategy at a big quota (10 000 per
 day): bytes per client in memory (``harness.fill``) and on Redis (``MEMORY USAGE``), and
-``MemoryStorage.hit``'s time alone on a C-level clock (about a minute)."""
+``MemoryStorage.hit``'s time alone on a C-level clock (about a minute). ``--smoke``: tiny
+counts (1,000 clients against a cap of 250)."""
 
 from __future__ import annotations
 
@@ -155,12 +156,7 @@ def strategies(smoke: bool) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = common.arguments(
-        __doc__,
-        argv,
-        smoke="tiny counts: 1,000 clients against a cap of 250",
-        strategies="each strategy at a big quota instead",
-    )
+    args = common.arguments(__doc__, argv, "smoke", "strategies")
     if args.strategies:
         strategies(args.smoke)
         return

@@ -1,6 +1,7 @@
 """End to end: requests per second and latency behind gunicorn, under wrk's HTTP load.
 Not a test: it prints LOAD.md's report (a full run writes it; about 4 minutes on two
-cores), and fails when a run got statuses its traffic should not. Without wrk, it skips."""
+cores), and fails when a run got statuses its traffic should not. Without wrk, it skips.
+``--smoke``: one second of each mix against ours."""
 
 from __future__ import annotations
 
@@ -125,8 +126,8 @@ class Server(ServerProcess):
         return run
 
     def read_memory(self) -> None:
-        """The worker's (the master's child's) resident set and its peak, and what its
-        redis-server holds, right after the last run (keys expire with their windows)."""
+        """The worker's (master's child's) RSS and peak, and what redis-server holds, right
+        after the last run (keys expire with their windows)."""
         assert self.process is not None
         pid = self.process.pid
         worker = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]
@@ -222,7 +223,7 @@ def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.arguments(__doc__, argv, smoke="one second of each mix against ours").smoke
+    smoke = common.arguments(__doc__, argv, "smoke").smoke
     executable = shutil.which("wrk")
     if executable is None:
         print("load.py: skipped: it needs wrk (Debian/Ubuntu: apt-get install wrk)", flush=True)

@@ -159,8 +159,7 @@ def tell(workers: dict[str, Worker], command: str) -> None:
 
 
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
-    """Commands the app sent Redis for ``requests`` requests, seen by MONITOR (commands a
-    script runs show there as ``lua`` and are not counted)."""
+    """Commands the app sent Redis, seen by MONITOR (a script's show as ``lua``: not counted)."""
     counts, sentinel = dict[str, int](), f"peers-sentinel-{case.name}"
     with redis.Redis(port=port) as watcher, redis.Redis(port=port) as marker:
         marker.ping()  # the marker's connection set up (HELLO) before MONITOR watches
@@ -228,7 +227,6 @@ def measure_redis(workers: dict[str, Worker], results: Results) -> None:
 
 
 def memory_in(worker: Worker, venv: str, results: Results) -> None:
-    """Memory per client for the peers of one venv, in turn."""
     for peer in (peer for peer in results.peers if peer.venv == venv):
         log(f"memory per client: {peer.label}")
         shape = {"clients": results.plan.memory_clients, "after": [1, 20], **configuration()}
@@ -281,8 +279,7 @@ def time_table(
     last: Optional[tuple[str, Callable[[Case], str]]] = None,
     unit: Unit = MICROSECONDS,
 ) -> str:
-    """One row per case: median, spread, overhead and ratio vs bare Flask (same clients),
-    the ratio to each peer's same case, paired by round, and the ``last`` column if given."""
+    """One row per case; ratios to bare Flask (same clients) and to each peer, paired by round."""
     found, rows, timed = by_key(cases), [], unit is MICROSECONDS
     for case in cases:
         bare = found.get((BARE.key, "redis" if case.mode == "redis" else "admitted", case.clients))
@@ -350,8 +347,7 @@ def flood_table(found: dict[str, dict[str, Any]]) -> str:
 
 
 def speed_targets(found: Found, client_counts: Sequence[int], unit: Unit = MICROSECONDS) -> Targets:
-    """The targets of issues 6 and 15 on a request's time (or instructions): admitted at
-    each client count, and each refusal at one client. Unmeasured rows are skipped."""
+    """Issues 6 and 15's targets on time (or instructions); a missing case's rows: skipped."""
 
     def at(peer: Peer, kind: str = "admitted", clients: int = 1) -> Case:
         return found[(peer.key, kind, clients)]
@@ -433,8 +429,7 @@ def targets(results: Results) -> str:
         return f"{per_request:g}{theirs_text}", per_request == 1
 
     def against_ping() -> tuple[str, bool]:
-        """Ours' overhead on Redis over a redis-py PING's, each made in a request (bare
-        Flask's time taken from both, round by round), Redis as idle between requests."""
+        """Ours' Redis overhead over a PING's in a request (less bare Flask's, paired by round)."""
         on_redis, clients = by_key(results.redis), results.plan.redis_clients
         ours, pinged, bare = (on_redis[(p.key, "redis", clients)] for p in (OURS, PINGED, BARE))
         factor = statistics.median(
@@ -464,15 +459,6 @@ def targets(results: Results) -> str:
     return found.table()
 
 
-def readings(cases: Sequence[Case]) -> str:
-    """The clock readings per admitted request at one client, of each peer that has one."""
-    return ", ".join(
-        f"{case.peer.short} {case.facts['clock_readings_per_request']:.2f}"
-        for case in cases
-        if case.mode == "admitted" and case.clients == 1 and case.peer is not BARE
-    )
-
-
 def report(results: Results, seconds: float) -> str:
     plan = results.plan
     return common.template(
@@ -485,8 +471,6 @@ def report(results: Results, seconds: float) -> str:
         unmeasured=[peer for peer in ALL if peer not in results.peers],
         targets=targets(results),
         time_table=time_table(results.timed, results.peers),
-        readings=readings(results.timed),
-        function_readings=readings(results.functions) or "none measured",
         function_table=function_table(results),
         redis_table=redis_table(results),
         ceiling=plan.flood_ceiling / 2**30,
@@ -558,8 +542,7 @@ def collected(python: common.Interpreter, case: Case, requests: int) -> int:
 
 
 def instructions_report(smoke: bool, started: float) -> str:
-    """The configurations of the time table counted in instructions per request; each is
-    the difference between a run that builds and warms it up and one that also serves."""
+    """The time table's configurations: a run that builds and warms up, less one that serves."""
     pythons = common.worker_interpreters(install=False)
     plan = COUNTED_SMOKE if smoke else COUNTED
     peers = (BARE, OURS) if smoke else (BARE, HOOK, OURS, MOVING, ORIGINAL)
@@ -626,15 +609,8 @@ def parts_report(venv: str, port: int, smoke: bool) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = common.arguments(
-        __doc__,
-        argv,
-        smoke="tiny counts: checks that it runs",
-        overhead="ours over bare Flask only, printed (not RESULTS.md)",
-        instructions="instructions per request under callgrind (INSTRUCTIONS.md)",
-        redis_parts="a Redis request's parts next to a redis-py PING, printed",
-        hiredis="with --redis-parts: also with hiredis, in its own venv",
-    )
+    flags = ("smoke", "overhead", "instructions", "redis_parts", "hiredis")
+    args = common.arguments(__doc__, argv, *flags)
     started = time.perf_counter()
     if args.overhead:
         print(overhead_report(args.smoke, started))

@@ -20,7 +20,7 @@ from typing import Any, Optional
 import common
 import harness
 import redis
-from common import OURS_VENV, configuration, table, template
+from common import OURS_VENV, configuration, template
 from harness import LARGEST, client_address, client_key
 
 from flask_gatekeeper import MemoryStorage
@@ -137,22 +137,15 @@ def redis_bytes(requests: int) -> dict[str, int]:
 
 def strategies(smoke: bool) -> None:
     clients, requests, rounds = (50, 3, 2) if smoke else (2_000, 200, 9)
-    print(f"One rule of {QUOTA:,} per 86,400 s; {clients:,} clients.\n")
-    on_redis, rows = redis_bytes(requests), []
+    measured: dict[str, tuple[float, ...]] = {}
     for strategy in STRATEGIES:
         one, many = (
             harness.fill(clients, n, 0.001, rules=quota(strategy))["bytes_per_client"]
             for n in (1, requests)
         )
-        speed = time_per_hit(strategy, clients, rounds)
-        stored = str(on_redis.get(strategy, "n/a"))
-        rows.append([strategy, f"{one:,.0f}", f"{many:,.0f}", f"{speed:.2f}", stored])
-    headings = ["strategy", "B/client after 1", f"B/client after {requests}", "µs per hit"]
-    print(table([*headings, f"Redis B/client after {requests}"], rows))
-    print(
-        "\nThe sliding log keeps 8 bytes per counted request, up to the count: at "
-        f"{QUOTA:,} requests about {QUOTA * 8 // 1000} KB per client; the others stay flat."
-    )
+        measured[strategy] = one, many, time_per_hit(strategy, clients, rounds)
+    values = {"quota": QUOTA, "clients": clients, "requests": requests}
+    print(template("strategies.md", measured=measured, on_redis=redis_bytes(requests), **values))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

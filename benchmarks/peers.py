@@ -460,11 +460,10 @@ def targets(results: Results) -> str:
 
 
 def report(results: Results, seconds: float) -> str:
-    plan = results.plan
     return common.template(
         "results.md",
         results=results,
-        plan=plan,
+        plan=results.plan,
         generated=common.generated("peers.py", results.smoke, seconds),
         interpreters=common.interpreters(results.versions),
         lacks=LACKS,
@@ -473,8 +472,6 @@ def report(results: Results, seconds: float) -> str:
         time_table=time_table(results.timed, results.peers),
         function_table=function_table(results),
         redis_table=redis_table(results),
-        ceiling=plan.flood_ceiling / 2**30,
-        check=plan.flood_every // 10,
         flood_table=flood_table(results.flood),
     )
 

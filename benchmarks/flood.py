@@ -5,7 +5,8 @@ reading, in two variants (``VARIANTS``), each timed alone and then traced in a f
 ``harness.fill`` then gives the bytes per log of 1 request and of 100 (a full ring), which
 bound the memory at the cap. ``--strategies``: each strategy at a big quota (10 000 per
 day): bytes per client in memory (``harness.fill``) and on Redis (``MEMORY USAGE``), and
-``MemoryStorage.hit``'s time alone on a C-level clock (about a minute)."""
+``MemoryStorage.hit``'s time alone on a C-level clock (about a minute). ``--smoke``: tiny
+counts (1,000 clients against a cap of 250)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any, Optional
 import common
 import harness
 import redis
-from common import OURS_VENV, configuration, table, template
+from common import OURS_VENV, configuration, template
 from harness import LARGEST, client_address, client_key
 
 from flask_gatekeeper import MemoryStorage
@@ -48,88 +49,48 @@ def mb(size: float) -> str:
     return f"{size / MB:,.1f}"
 
 
-def growth_per_client(traced: Reply) -> float:
-    """Traced memory gained since just before the flood, per log tracked at its end."""
-    before, last = traced["points"][0], traced["points"][-1]
-    return float((last["traced"] - before["traced"]) / last["tracked"])
-
-
 def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> str:
-    plain_points, traced_points, rows = timed["points"], traced["points"], []
-    for was, plain, with_trace in zip([None, *plain_points], plain_points, traced_points):
+    """One row per point, each with the timed pass's RSS and speed and the traced pass's memory."""
+    points = timed["points"]
+    for was, plain, with_trace in zip([None, *points], points, traced["points"]):
         if (plain["clients"], plain["tracked"]) != (with_trace["clients"], with_trace["tracked"]):
             raise SystemExit(f"flood.py: the passes disagree: {plain} vs {with_trace}")
-        plain["us"] = plain["ns"] / (plain["clients"] - was["clients"]) / 1000 if was else 0
-        speed = "" if was is None else f"{plain['us']:.2f}"
-        counts = [f"{plain['clients']:,}", f"{plain['tracked']:,}"]
-        rows.append([*counts, mb(plain["rss"]), mb(with_trace["traced"]), speed])
-    headings = ["clients so far", "tracked", "RSS MB", "traced MB", "µs/request (slice)"]
-    pairs = list(zip(plain_points, plain_points[1:]))
+        plain["traced"] = with_trace["traced"]
+        plain["us"] = plain["ns"] / (plain["clients"] - was["clients"]) / 1000 if was else None
+    pairs = list(zip(points, points[1:]))
     # A slice that crossed the cap mixes both phases: it counts in neither median.
-    phases = (
-        ("filling up", [now["us"] for _, now in pairs if now["tracked"] == now["clients"]]),
-        ("at the cap, evicting", [now["us"] for was, now in pairs if was["tracked"] >= cap]),
-    )
-    speeds = [
-        f"{phase}: median {statistics.median(values):.2f} µs over {len(values)} slices"
-        for phase, values in phases
-        if values
-    ]
-    half = len(plain_points) // 2
-    tail, rss_mb = traced_points[half:], [point["rss"] / MB for point in plain_points[half:]]
-    plateau = f"the cap ({cap:,}) was not reached by mid-flood: no plateau to show"
-    if min(point["tracked"] for point in tail) >= cap:
-        traced_mb = [point["traced"] / MB for point in tail]
-        plateau = (
-            f"second half of the flood ({tail[0]['clients']:,} to {tail[-1]['clients']:,} "
-            f"clients), {cap:,} tracked throughout: traced {min(traced_mb):,.1f} to "
-            f"{max(traced_mb):,.1f} MB, RSS {min(rss_mb):,.1f} to {max(rss_mb):,.1f} MB"
-        )
-    rises = [
-        f"- traced memory last rose by more than 1 % in the slice ending at {now['clients']:,} "
-        "clients\n"
-        for was, now in zip(traced_points, traced_points[1:])
-        if now["traced"] > was["traced"] * 1.01
-    ]
+    phases = {
+        "filling up": [now["us"] for _, now in pairs if now["tracked"] == now["clients"]],
+        "at the cap, evicting": [now["us"] for was, now in pairs if was["tracked"] >= cap],
+    }
+    tail = points[len(points) // 2 :]
+    plateau = {key: [point[key] / MB for point in tail] for key in ("traced", "rss")}
     return template(
         "flood-pass.md",
         variant=variant,
         label=VARIANTS[variant][1],
-        table=table(headings, rows, text=0),
-        speeds="; ".join(speeds) or "no whole slice",
-        plateau=plateau,
-        rises=rises[-1] if rises else "",
-        growth=mb(traced_points[-1]["traced"] - traced_points[0]["traced"]),
-        tracked=traced_points[-1]["tracked"],
-        per_client=growth_per_client(traced),
+        mb=mb,
+        points=points,
+        medians={phase: statistics.median(us) for phase, us in phases.items() if us},
+        slices={phase: len(us) for phase, us in phases.items()},
+        tail=tail,
+        plateau=plateau if min(point["tracked"] for point in tail) >= cap else None,
+        rises=[now for was, now in pairs if now["traced"] > was["traced"] * 1.01],
+        growth=mb(points[-1]["traced"] - points[0]["traced"]),
+        cap=cap,
         timed=timed,
         traced=traced,
     )
 
 
 def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) -> str:
-    measured = [
-        (
-            f"{variant} flood, at its end",
-            found["points"][-1]["tracked"],
-            1,
-            growth_per_client(found),
-        )
-        for variant, found in traced.items()
-    ]
-    for fill in fills:
-        sizes = fill["tracked"], fill["requests"], fill["bytes_per_client"]
-        measured.append(("storage.hit directly, no eviction", *sizes))
-    rows = [
-        [what, f"{logs:,}", str(requests), f"{size:,.0f}", f"{mb(size * cap)} MB"]
-        for what, logs, requests, size in measured
-    ]
-    headings = ["measured", "logs", "requests per log", "bytes per client", f"x {cap:,} (the cap)"]
+    measured = [(f"{variant} flood, at its end", found) for variant, found in traced.items()]
     one, full = fills[0]["bytes_per_client"], fills[-1]["bytes_per_client"]
-    extra = max(growth_per_client(result) for result in traced.values()) - one
+    extra = max(found["bytes_per_client"] for found in traced.values()) - one
     return template(
         "flood-memory.md",
-        table=table(headings, rows),
+        mb=mb,
+        measured=[*measured, *(("storage.hit directly, no eviction", fill) for fill in fills)],
         ipv6_every=IPV6_EVERY,
         extra=extra,
         largest=LARGEST,
@@ -176,31 +137,19 @@ def redis_bytes(requests: int) -> dict[str, int]:
 
 def strategies(smoke: bool) -> None:
     clients, requests, rounds = (50, 3, 2) if smoke else (2_000, 200, 9)
-    print(f"One rule of {QUOTA:,} per 86,400 s; {clients:,} clients.\n")
-    on_redis, rows = redis_bytes(requests), []
+    measured: dict[str, tuple[float, ...]] = {}
     for strategy in STRATEGIES:
         one, many = (
             harness.fill(clients, n, 0.001, rules=quota(strategy))["bytes_per_client"]
             for n in (1, requests)
         )
-        speed = time_per_hit(strategy, clients, rounds)
-        stored = str(on_redis.get(strategy, "n/a"))
-        rows.append([strategy, f"{one:,.0f}", f"{many:,.0f}", f"{speed:.2f}", stored])
-    headings = ["strategy", "B/client after 1", f"B/client after {requests}", "µs per hit"]
-    print(table([*headings, f"Redis B/client after {requests}"], rows))
-    print(
-        "\nThe sliding log keeps 8 bytes per counted request, up to the count: at "
-        f"{QUOTA:,} requests about {QUOTA * 8 // 1000} KB per client; the others stay flat."
-    )
+        measured[strategy] = one, many, time_per_hit(strategy, clients, rounds)
+    values = {"quota": QUOTA, "clients": clients, "requests": requests}
+    print(template("strategies.md", measured=measured, on_redis=redis_bytes(requests), **values))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = common.arguments(
-        __doc__,
-        argv,
-        smoke="tiny counts: 1,000 clients against a cap of 250",
-        strategies="each strategy at a big quota instead",
-    )
+    args = common.arguments(__doc__, argv, "smoke", "strategies")
     if args.strategies:
         strategies(args.smoke)
         return

@@ -62,7 +62,6 @@ def function_view() -> Callable[[], str]:
 
 
 def new_app(name: str, before: Optional[Callable[[], None]] = None) -> Flask:
-    """An app serving ``GET /``, with ``before`` as its ``before_request`` hook if given."""
     app = Flask(name)
     app.add_url_rule("/", view_func=function_view())
     if before is not None:
@@ -174,9 +173,8 @@ def settle() -> None:
 
 @dataclass(frozen=True)
 class Config:
-    """What every peer gets besides the shared rules, as far as it has each part: ``memory``
-    or a ``redis://`` URL, a fake clock (None: the peer's real one), ours' memory bound and
-    ``trusted_proxies`` (requests then come through ``PROXIED``)."""
+    """What a peer gets besides the shared rules, where it has the part: ``memory`` or a URL, a
+    fake clock (None: its own), ours' bound and ``trusted_proxies`` (then requests are PROXIED)."""
 
     storage: str = "memory"
     clock: Optional[Clock] = None
@@ -186,9 +184,8 @@ class Config:
 
 @dataclass
 class Built:
-    """A peer's app; ``fill`` brings every client's log to its steady state in the peer's own
-    data structures (through Flask, it would take minutes at 100 000 clients); ``storage``:
-    ours' memory storage (its tracked logs and bans)."""
+    """A peer's app; ``fill`` brings clients' logs to their steady state in the peer's own data
+    structures (through Flask, minutes at 100 000 clients); ``storage``: ours' memory storage."""
 
     app: Flask
     fill: Optional[Callable[[Sequence[str]], None]] = None
@@ -515,9 +512,8 @@ def flood(
     banned: Optional[str] = None,
     scale: bool = False,
 ) -> Reply:
-    """Distinct clients, one request each, a point every ``every``, until RSS passes
-    ``ceiling`` or ``budget`` seconds (checked every tenth of ``every``); ``banned``: a client
-    banned before and after; ``scale``: bare Flask's µs per request first."""
+    """Distinct clients, one request each, a point every ``every``, until RSS passes ``ceiling``
+    or ``budget`` s; ``banned``: a client banned throughout; ``scale``: bare Flask's µs first."""
     base, where = (PROXIED, "HTTP_X_FORWARDED_FOR") if config.proxies else (GET, "REMOTE_ADDR")
 
     def send(wsgi: WSGIApplication, numbers: Iterable[int]) -> int:
@@ -576,6 +572,9 @@ def flood(
         reply.update(ban_left_after=storage.banned_for(banned), bans_after=len(storage.bans()))
     if clock is not None:
         reply["clock_seconds"] = clock() - START
+    if storage is not None:  # ours: traced growth since before the flood, per log tracked
+        tracked = reply["tracked"] = points[-1]["tracked"]
+        reply["bytes_per_client"] = (points[-1]["traced"] - points[0]["traced"]) / tracked
     tracemalloc.stop()
     settle()
     return {**reply, "points": points}
@@ -616,7 +615,6 @@ def versions() -> Reply:
 
 
 cases: dict[str, Run] = {}
-"""The cases built so far in this process."""
 BUILDS: dict[str, Callable[..., Any]] = {"build": build_case, "parts": redis_parts, "ping": pinger}
 """Commands that build cases: ``case`` names one (``parts``: the prefix of several)."""
 COMMANDS: dict[str, Callable[..., Reply]] = {

@@ -1,6 +1,7 @@
 """End to end: requests per second and latency behind gunicorn, under wrk's HTTP load.
 Not a test: it prints LOAD.md's report (a full run writes it; about 4 minutes on two
-cores), and fails when a run got statuses its traffic should not. Without wrk, it skips."""
+cores), and fails when a run got statuses its traffic should not. Without wrk, it skips.
+``--smoke``: one second of each mix against ours."""
 
 from __future__ import annotations
 
@@ -37,8 +38,7 @@ ALLOWANCE = max(rule["count"] / rule["window"] for rule in RATE_LIMIT_RULES)
 """The most requests a second the rules let the attacker through (in bursts)."""
 WORKER_SETTINGS = ("--workers", "1", "--worker-class", "sync", "--backlog", "2048")
 FULL_CONFIGURATIONS = [(peer, False) for peer in (BARE, OURS, MOVING, FIXED, ORIGINAL)]
-FULL_CONFIGURATIONS += [(OURS, True), (MOVING, True)]
-"""Each peer, on Redis or not."""
+FULL_CONFIGURATIONS += [(OURS, True), (MOVING, True)]  # on Redis
 
 log = common.logger("load")
 
@@ -71,12 +71,8 @@ class Run:
     errors: int
 
     @property
-    def seconds(self) -> float:
-        return self.duration_us / 1e6
-
-    @property
     def rps(self) -> float:
-        return self.requests / self.seconds
+        return self.requests / self.duration_us * 1e6
 
 
 def wrk_version(executable: str) -> str:
@@ -109,31 +105,29 @@ class Server(ServerProcess):
         gunicorn += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
         app = f"harness:served({peer.key!r}, {storage!r})"
         super().__init__([*gunicorn, app], directory, port=port, env=env, probe="/")
-        self.peer, self.mix, self.runs, self.memory = peer, mix, list[Run](), ""
+        self.peer, self.mix, self.runs, self.memory, self.stored = peer, mix, list[Run](), "", ""
         self.label = peer.label + ("" if redis_port is None else ", Redis")
         self.redis = None if redis_port is None else redis.Redis(port=redis_port)
         self.empty = self.redis.info("memory")["used_memory"] if self.redis else 0
-        self.stored = ""
 
     def failed(self, why: str) -> SystemExit:
         return SystemExit(f"{self.label} / {self.mix}: {why}\n{self.log}")
 
     def check(self, run: Run) -> Run:
         """Fail when the run measured another path than its mix means to."""
+        admitted = math.ceil(run.requests / 10) + ALLOWANCE * (run.duration_us / 1e6 + 1)
         if set(run.statuses) - {"200"} - REFUSED:
             raise self.failed(f"unexpected statuses {run.statuses}")
         if self.mix == "normal" or self.peer is BARE:
             if set(run.statuses) != {"200"}:
                 raise self.failed(f"expected only 200s, got {run.statuses}")
-        elif run.statuses.get("200", 0) > math.ceil(run.requests / 10) + ALLOWANCE * (
-            run.seconds + 1
-        ):
+        elif run.statuses.get("200", 0) > admitted:
             raise self.failed(f"the attacker was not kept over its limits: {run.statuses}")
         return run
 
     def read_memory(self) -> None:
-        """The worker's (the master's child's) resident set and its peak, and what its
-        redis-server holds, right after the last run (keys expire with their windows)."""
+        """The worker's (master's child's) RSS and peak, and what redis-server holds, right
+        after the last run (keys expire with their windows)."""
         assert self.process is not None
         pid = self.process.pid
         worker = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]
@@ -229,7 +223,7 @@ def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    smoke = common.arguments(__doc__, argv, smoke="one second of each mix against ours").smoke
+    smoke = common.arguments(__doc__, argv, "smoke").smoke
     executable = shutil.which("wrk")
     if executable is None:
         print("load.py: skipped: it needs wrk (Debian/Ubuntu: apt-get install wrk)", flush=True)

@@ -385,8 +385,7 @@ class Gate:
             return None
         if rule is None or network is None:
             return BanSteps(details, register)
-        addresses = replace(banned_addresses(rule), values=(client,))
-        return BanSteps(details, register, network, addresses, rule.duration)
+        return BanSteps(details, register, network, banned_addresses(rule), rule.duration)
 
     def _escalate(self, client: str) -> None:
         """``client`` was just banned (by the ban rule): with a ``subnet_ban_rule``, count
@@ -557,7 +556,7 @@ class Gate:
         if report_to is not None and self._one_step is not None:
             steps = self._ban_steps(client)
             if steps is not None:  # its refusal may ban: the storage makes what follows
-                hit = functools.update_wrapper(partial(self._one_step.hit, steps=steps), hit)
+                hit = partial(self._one_step.hit, steps=steps)
         decision: Union[Decision, Down]
         if self.guard.down:
             decision = self.ask_storage(
@@ -572,7 +571,7 @@ class Gate:
                     client, scopes, usage=usage, report_to=report_to, also=also, token=token
                 )
             except Exception as exc:  # each failure as its class says (see _failed)
-                self._failed(exc, hit)
+                self._failed(exc, self.settings.storage.hit)
                 decision = DOWN
         if not isinstance(decision, Down):
             if known is not None and not decision.admitted:
@@ -652,7 +651,7 @@ class Gate:
             "the storage's %s call failed on its own, a bug rather than an outage: this "
             "call goes unanswered (a request is met as in an outage: %s), and other calls "
             "go on as usual",
-            getattr(call, "__name__", repr(call)),
+            getattr(getattr(call, "func", call), "__name__", repr(call)),  # a partial's too
             _ALONE[self.guard.policy],
             exc_info=error,
         )

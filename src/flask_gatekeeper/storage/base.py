@@ -81,11 +81,11 @@ class BanSteps:
       ``ban(client, 0)`` would enter it;
     - ``network``: the subnet ban rule's escalation. Unless ``network`` is banned now,
       count the client's key among its banned addresses, as a request of the scope
-      ``addresses`` (one distinct rule, the client's key its value) under ``network``
-      would be counted; when that leaves the rule no room (or it had none for a new
-      address), ban ``network`` for ``duration`` seconds with the reason "subnet", as
-      ``ban`` would (a longer ban stands; it enters the registry), and name it in
-      ``NewBan.network``.
+      ``addresses`` (one distinct rule, whose value is the client's key: the scope is
+      the rule's own, shared by every client) under ``network`` would be counted; when
+      that leaves the rule no room (or it had none for a new address), ban ``network``
+      for ``duration`` seconds with the reason "subnet", as ``ban`` would (a longer ban
+      stands; it enters the registry), and name it in ``NewBan.network``.
     """
 
     details: bool = False

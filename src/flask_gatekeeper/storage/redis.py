@@ -401,8 +401,10 @@ _NO_STEPS: tuple[_Argument, ...] = (0, 0, "", "", "", "", 0, 0, 0)
 """``steps.lua``'s STEP_ARGS arguments when no step follows a ban (``after_ban``)."""
 
 
+@functools.lru_cache(maxsize=4096)
 def _length_text(key: str) -> str:
-    """A network key's entry in the registry ("4/24"), "" for any other key."""
+    """A network key's entry in the registry ("4/24"), "" for any other key. Kept: a hit
+    that may ban asks it of the client's network on every request (``_step_parts``)."""
     where = network_of(key)
     return "" if where is None else f"{where[0]}/{where[1]}"
 

@@ -194,8 +194,9 @@ def test_a_report_that_bans_a_network_client_is_one_script(
 
 
 def test_a_storage_object_without_report_steps_is_served_apart() -> None:
-    """Found once, at start-up: a wrapper, or a subclass that overrides ``hit`` or
-    ``report`` without ``report_steps``, keeps its own methods called."""
+    """Found once, at start-up: a wrapper, or a subclass that overrides ``hit``,
+    ``report``, ``ban`` or ``ban_detail`` without ``report_steps``, keeps its own
+    methods called."""
 
     class Watched(MemoryStorage):
         def report(
@@ -203,9 +204,38 @@ def test_a_storage_object_without_report_steps_is_served_apart() -> None:
         ) -> Optional[float]:
             return super().report(client, ban_rule, reason)
 
+    class Audited(MemoryStorage):
+        def ban(self, client: str, duration: float, reason: str = "manual") -> None:
+            super().ban(client, duration, reason)
+
     assert bans_in_one_step(MemoryStorage()) is not None
     assert bans_in_one_step(FlakyStorage()) is None
     assert bans_in_one_step(Watched()) is None
+    assert bans_in_one_step(Audited()) is None
+
+
+def test_a_subclass_that_overrides_ban_sees_the_network_ban_of_an_escalation() -> None:
+    """A storage subclass that logs its bans sees the network's ban that a 429's
+    escalation makes, as before ``report_steps``."""
+    banned: list[tuple[str, str]] = []
+
+    class Audited(MemoryStorage):
+        def ban(self, client: str, duration: float, reason: str = "manual") -> None:
+            banned.append((client, reason))
+            super().ban(client, duration, reason)
+
+    app = Flask(__name__)
+    gk = GateKeeper(
+        app,
+        storage=Audited(),
+        ban_rule=BanRule(count=1, window=60, duration=600),
+        rate_limit_rules=[Rule(1, 60)],
+        report_rate_limited=True,
+        subnet_ban_rule=SubnetBanRule(count=1, window=3600, duration=86400),
+    )
+    index(app, gk)
+    assert [get(app, "203.0.113.2") for _ in range(3)] == [200, 429, 403]
+    assert banned == [(NETWORK, "subnet")]
 
 
 def test_while_redis_is_down_the_fallback_makes_the_steps_and_hands_them_over(

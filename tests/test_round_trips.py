@@ -269,3 +269,24 @@ def test_while_redis_is_down_the_fallback_makes_the_steps_and_hands_them_over(
             assert gk.bans(detail=True)[NETWORK].reason == "subnet"
             assert gk.banned_for("203.0.113.2") == 599  # a second later
         client.close()
+
+
+@pytest.mark.parametrize("kind", ["cluster"])
+def test_on_a_cluster_a_request_that_names_other_keys_reads_the_detail_apart(
+    build: Build, scripts: Callable[[], int], kind: str
+) -> None:
+    """While a network is banned, a request names its networks, whose bans sit on other
+    slots: a 429 that bans reads its network's ban (one call), runs its own script
+    (one), and reads its ban's detail for the receiver in one more."""
+    app, gk, events = build(listener=True)
+    with app.app_context():
+        gk.ban("198.51.100.0/24", 600)
+    assert get(app, "203.0.113.2") == 200
+    before = scripts()
+    assert get(app, "203.0.113.2") == 429
+    assert scripts() - before == 3
+    assert banned_events(events)[-1] == (
+        "203.0.113.2",
+        "rate_limit",
+        BanDetail(600, 0, "rate_limit", 1),
+    )

@@ -50,6 +50,23 @@ def scripts_run(client: Any) -> int:
     return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
+def banning_app(storage: Any, subnet_count: Optional[int] = None) -> tuple[Flask, GateKeeper]:
+    """An app with ``/`` on ``storage`` whose 429s count as reports (the first bans),
+    with a subnet ban rule of ``subnet_count`` addresses when given."""
+    app = Flask(__name__)
+    subnet = None if subnet_count is None else SubnetBanRule(subnet_count, 3600, 86400)
+    gk = GateKeeper(
+        app,
+        storage=storage,
+        ban_rule=BanRule(count=1, window=60, duration=600),
+        rate_limit_rules=[Rule(1, 60)],
+        report_rate_limited=True,
+        subnet_ban_rule=subnet,
+    )
+    index(app, gk)
+    return app, gk
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[list[Any]]:
     """A Redis Cluster of three primaries for this module: a client of each node."""
@@ -107,16 +124,7 @@ def build(
         else:
             client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
         clients.append(client)
-        app = Flask(__name__)
-        gk = GateKeeper(
-            app,
-            storage=storage_class(client, clock=clock),
-            ban_rule=BanRule(count=1, window=60, duration=600),
-            rate_limit_rules=[Rule(1, 60)],
-            report_rate_limited=True,
-            subnet_ban_rule=SubnetBanRule(count=2, window=3600, duration=86400) if subnet else None,
-        )
-        index(app, gk)
+        app, gk = banning_app(storage_class(client, clock=clock), 2 if subnet else None)
         events: list[Any] = []
         if listener:
             stack = recording(app)
@@ -224,16 +232,7 @@ def test_a_subclass_that_overrides_ban_sees_the_network_ban_of_an_escalation() -
             banned.append((client, reason))
             super().ban(client, duration, reason)
 
-    app = Flask(__name__)
-    gk = GateKeeper(
-        app,
-        storage=Audited(),
-        ban_rule=BanRule(count=1, window=60, duration=600),
-        rate_limit_rules=[Rule(1, 60)],
-        report_rate_limited=True,
-        subnet_ban_rule=SubnetBanRule(count=1, window=3600, duration=86400),
-    )
-    index(app, gk)
+    app, _ = banning_app(Audited(), subnet_count=1)
     assert [get(app, "203.0.113.2") for _ in range(3)] == [200, 429, 403]
     assert banned == [(NETWORK, "subnet")]
 
@@ -247,16 +246,7 @@ def test_while_redis_is_down_the_fallback_makes_the_steps_and_hands_them_over(
 
     with RedisServer() as server:
         client = redis.Redis.from_url(server.url)
-        app = Flask(__name__)
-        gk = GateKeeper(
-            app,
-            storage=RedisStorage(client, clock=clock),
-            ban_rule=BanRule(count=1, window=60, duration=600),
-            rate_limit_rules=[Rule(1, 60)],
-            report_rate_limited=True,
-            subnet_ban_rule=SubnetBanRule(count=1, window=3600, duration=86400),
-        )
-        index(app, gk)
+        app, gk = banning_app(RedisStorage(client, clock=clock), subnet_count=1)
         server.stop()
         with recording(app) as events:
             assert [get(app, "203.0.113.2") for _ in range(3)] == [200, 429, 403]

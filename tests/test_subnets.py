@@ -6,6 +6,7 @@ Every test runs on both storages (the ``storage`` fixture)."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from flask import Flask, request
 
 from flask_gatekeeper import ConfigError, GateKeeper, SubnetBanRule
+from flask_gatekeeper.identity.addresses import wider_network
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock
 from support import AppFactory, index, recording
@@ -132,3 +134,37 @@ def test_manual_bans_and_keys_never_escalate(make: AppFactory) -> None:
 def test_a_bad_subnet_ban_rule_is_refused_at_start_up(options: dict[str, Any], error: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(error)):
         GateKeeper(Flask(__name__), **{"ban_rule": BAN_AT_ONCE, **options})
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "203.0.113.77",
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.1.2.3",
+        "010.1.2.3",  # not an address's key
+        " 10.1.2.3",
+        "10.1.2.3:80",
+        "::ffff:10.1.2.3",
+        "10.1.2.0/24",
+        "10.1.2.3/32",
+        "2001:db8:1:2::/64",
+        "2001:db8::1",
+        "key:10.1.2.3",
+    ],
+)
+@pytest.mark.parametrize("ipv4_prefix", [0, 1, 8, 24, 31, 32])
+def test_the_network_escalated_to_is_the_one_ipaddress_names(key: str, ipv4_prefix: int) -> None:
+    """``wider_network`` computes an IPv4 address's network without ``ipaddress`` (the
+    gate asks it for each new client): the same answer as ``ipaddress`` gives."""
+    try:
+        network = ipaddress.ip_network(key)
+    except ValueError:
+        expected = None
+    else:
+        length = ipv4_prefix if network.version == 4 else 48
+        canonical = key in (str(network), str(network.network_address))
+        wide = network.prefixlen <= length
+        expected = None if wide or not canonical else str(network.supernet(new_prefix=length))
+    assert wider_network(key, ipv4_prefix, 48) == expected

@@ -6,7 +6,8 @@
 -- ARGV[13] is "1", then per scope its
 -- sliding log (a list, newest first) followed by one state key per stateful rule, one
 -- sorted set per distinct rule and, when it has a concurrency limit, its slots (see
--- read_scopes).
+-- read_scopes); last, when a refusal counts as a report, the keys of what follows a ban
+-- (after_ban in steps.lua: as many as its first STEP_ARGS argument says).
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
 -- (count, window, duration, factor, longest ban, forget_after), and the last STEP_ARGS

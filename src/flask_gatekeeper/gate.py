@@ -58,6 +58,7 @@ from .responses import (
 )
 from .routes import Policies
 from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
+from .signals import client_banned
 from .state_file import StateFile
 from .storage import MemoryStorage
 from .storage.base import BanSteps, bans_in_one_step
@@ -371,8 +372,15 @@ class Gate:
     def _ban_steps(self, client: str) -> Optional[BanSteps]:
         """What a storage that makes a ban's steps itself does after a ban of ``client``:
         its detail when someone listens for bans, the registry when it is a network,
-        the subnet ban rule's escalation. None when nothing follows."""
-        return self._steps_of(client, self.events.hears_bans())
+        the subnet ban rule's escalation. None when nothing follows. Asked for every
+        request that a refusal of may ban, so cheaply: a receiver of any app's bans
+        asks for the detail (read in the same step, sent to this app's receivers only),
+        and a client whose key has no "/" (an address, a ``key_func`` key) is no
+        network: without a subnet ban rule or a receiver, nothing follows its ban."""
+        details = bool(client_banned.receivers)
+        if not details and self.settings.subnet_ban_rule is None and "/" not in client:
+            return None
+        return self._steps_of(client, details)
 
     def _make_steps(self, client: str, details: bool) -> Optional[BanSteps]:
         """``_ban_steps``'s answer, made once per client (``BAN_STEPS_KEPT``)."""

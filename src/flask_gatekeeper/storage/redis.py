@@ -397,6 +397,9 @@ def _ban_rule_arguments(rule: BanRule) -> tuple[Union[int, str], ...]:
 
 _NO_REPORT_TO: tuple[Union[int, str], ...] = (0,) * 6
 
+STEPS_KEPT = 4096
+"""How many clients' ``_step_parts`` a Redis storage keeps made (least recently used out)."""
+
 _NO_STEPS: tuple[_Argument, ...] = (0, 0, "", "", "", "", 0, 0, 0)
 """``steps.lua``'s STEP_ARGS arguments when no step follows a ban (``after_ban``)."""
 
@@ -536,6 +539,7 @@ class RedisStorage:
         ``clock``, else ``time.monotonic``)."""
         self._changes: tuple[float, int] = (-math.inf, 0)
         """The count of operator changes, read with the registry, and when."""
+        self._kept_step_parts = functools.lru_cache(maxsize=STEPS_KEPT)(self._make_step_parts)
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStorage:
@@ -668,15 +672,23 @@ class RedisStorage:
 
     def _step_parts(
         self, client: str, steps: Optional[BanSteps]
-    ) -> tuple[list[str], list[_Argument]]:
+    ) -> tuple[tuple[str, ...], tuple[_Argument, ...]]:
         """The KEYS and the STEP_ARGS arguments that ``steps`` add to a script that may
         ban ``client`` (``after_ban`` in ``steps.lua``). On Redis Cluster, only the
-        details (the client's ban, on the client's slot); ``_steps_apart`` does the rest."""
+        details (the client's ban, on the client's slot); ``_steps_apart`` does the rest.
+        Kept for the last ``STEPS_KEPT`` clients: every request that may ban sends them,
+        and the gate gives each client the same ``steps``."""
         if steps is None:
-            return [], list(_NO_STEPS)
+            return (), _NO_STEPS
+        return self._kept_step_parts(client, steps)
+
+    def _make_step_parts(
+        self, client: str, steps: BanSteps
+    ) -> tuple[tuple[str, ...], tuple[_Argument, ...]]:
+        """``_step_parts``'s answer, made once per client."""
         details = int(steps.details or steps.register)
         if self._clustered:
-            return [], [0, details, client, "", "", "", 0, 0, 0]
+            return (), (0, details, client, "", "", "", 0, 0, 0)
         length = _length_text(client) if steps.register else ""
         network, addresses = steps.network, steps.addresses
         keys = []
@@ -685,13 +697,13 @@ class RedisStorage:
         if length:
             keys.append(self._registry_key(length))
         if not network or addresses is None:
-            return keys, [len(keys), details, client, length, "", "", 0, 0, 0]
+            return tuple(keys), (len(keys), details, client, length, "", "", 0, 0, 0)
         wider = _length_text(network)
         keys += [self._key(network, "ban"), self._distinct_key(network, addresses, 0)]
         keys.append(self._registry_key(wider or "none"))
         rule = addresses.distinct[0]
-        rule_args = [rule.count, rule.window_us, microseconds(steps.duration)]
-        return keys, [len(keys), details, client, length, network, wider, *rule_args]
+        rule_args = (rule.count, rule.window_us, microseconds(steps.duration))
+        return tuple(keys), (len(keys), details, client, length, network, wider, *rule_args)
 
     def _new_ban(
         self, client: str, duration: float, answer: list[Any], steps: BanSteps, read_at: float

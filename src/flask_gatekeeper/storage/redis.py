@@ -400,9 +400,6 @@ _NO_REPORT_TO: tuple[Union[int, str], ...] = (0,) * 6
 STEPS_KEPT = 4096
 """How many clients' ``_step_parts`` a Redis storage keeps made (least recently used out)."""
 
-_NO_STEPS: tuple[_Argument, ...] = (0, 0, "", "", "", "", 0, 0, 0)
-"""``steps.lua``'s STEP_ARGS arguments when no step follows a ban (``after_ban``)."""
-
 
 @functools.lru_cache(maxsize=4096)
 def _length_text(key: str) -> str:
@@ -539,7 +536,7 @@ class RedisStorage:
         ``clock``, else ``time.monotonic``)."""
         self._changes: tuple[float, int] = (-math.inf, 0)
         """The count of operator changes, read with the registry, and when."""
-        self._kept_step_parts = functools.lru_cache(maxsize=STEPS_KEPT)(self._make_step_parts)
+        self._step_parts = functools.lru_cache(maxsize=STEPS_KEPT)(self._make_step_parts)
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStorage:
@@ -670,22 +667,14 @@ class RedisStorage:
         """The key of the values that the scope's ``index``-th distinct rule holds for ``who``."""
         return self._key(who, f"{_DISTINCT}{_where(scope.name)}:{scope.distinct_ids[index]}")
 
-    def _step_parts(
-        self, client: str, steps: Optional[BanSteps]
+    def _make_step_parts(
+        self, client: str, steps: BanSteps
     ) -> tuple[tuple[str, ...], tuple[_Argument, ...]]:
         """The KEYS and the STEP_ARGS arguments that ``steps`` add to a script that may
         ban ``client`` (``after_ban`` in ``steps.lua``). On Redis Cluster, only the
         details (the client's ban, on the client's slot); ``_steps_apart`` does the rest.
-        Kept for the last ``STEPS_KEPT`` clients: every request that may ban sends them,
-        and the gate gives each client the same ``steps``."""
-        if steps is None:
-            return (), _NO_STEPS
-        return self._kept_step_parts(client, steps)
-
-    def _make_step_parts(
-        self, client: str, steps: BanSteps
-    ) -> tuple[tuple[str, ...], tuple[_Argument, ...]]:
-        """``_step_parts``'s answer, made once per client."""
+        Kept for the last ``STEPS_KEPT`` clients (``_step_parts``): every request that
+        may ban sends them, and the gate gives each client the same ``steps``."""
         details = int(steps.details or steps.register)
         if self._clustered:
             return (), (0, details, client, "", "", "", 0, 0, 0)
@@ -768,7 +757,7 @@ class RedisStorage:
         args: list[_Argument] = [
             self._now_argument(),
             int(usage),
-            int(report_to is not None),
+            0 if report_to is None else 1 if steps is None else 2,
             *(_ban_rule_arguments(report_to) if report_to is not None else _NO_REPORT_TO),
             mode,
             len(other_bans),
@@ -776,7 +765,7 @@ class RedisStorage:
             int(registry),
             *scope_args,
         ]
-        if report_to is not None:
+        if report_to is not None and steps is not None:
             step_keys, step_args = self._step_parts(client, steps)
             keys += step_keys
             args += step_args

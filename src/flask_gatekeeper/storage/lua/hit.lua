@@ -6,12 +6,12 @@
 -- ARGV[13] is "1", then per scope its
 -- sliding log (a list, newest first) followed by one state key per stateful rule, one
 -- sorted set per distinct rule and, when it has a concurrency limit, its slots (see
--- read_scopes); last, when a refusal counts as a report, the keys of what follows a ban
--- (after_ban in steps.lua: as many as its first STEP_ARGS argument says).
+-- read_scopes); last, when ARGV[3] is "2", the keys of what follows a ban (after_ban in
+-- steps.lua: as many as its first STEP_ARGS argument says).
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
 -- ARGV[3]: "1" when a refusal counts as a report, then ARGV[4..9] the ban rule
--- (count, window, duration, factor, longest ban, forget_after), and the last STEP_ARGS
--- ARGV say what follows a ban that report makes (after_ban); ARGV[10]: 1 for a request
+-- (count, window, duration, factor, longest ban, forget_after); "2" as "1", and the last
+-- STEP_ARGS ARGV say what follows a ban that report makes (after_ban); ARGV[10]: 1 for a request
 -- (ban, check, record), 2 to record (nothing else), 3 to check as for a request without
 -- recording (no slot either), 4 as 3 without the ban (Redis Cluster: a key's rules, when
 -- the request does not name the key's ban);
@@ -28,7 +28,7 @@
 -- from 0, in each scope sliding-log rules, then stateful, then distinct; -1 means none;
 -- `lengths` the registry as networks.lua returns it, when asked (else empty); `reserved`, once
 -- recorded, what each deferred scope's Reservation holds, in order (absent otherwise);
--- a refusal counted as a report ends with {} (no reservation) and after_ban's answer.
+-- a refusal ends with {} (no reservation) and after_ban's answer ({} unless ARGV[3] is "2").
 -- LPUSH `times` copies of `value` (never more than the log keeps: further copies would
 -- only be trimmed), PUSH_CHUNK at a time: unpack fails past about 8000 values.
 local PUSH_CHUNK = 1000
@@ -72,7 +72,7 @@ if mode == 1 or mode == 3 then
 end
 
 local token = ARGV[12]
-local scopes = read_scopes(14, 3 + others + registry, ARGV[3] == '1' and #ARGV - STEP_ARGS)
+local scopes = read_scopes(14, 3 + others + registry, ARGV[3] == '2' and #ARGV - STEP_ARGS)
 
 -- the rule with the fewest requests left (then the longest reset), with its requests
 -- left and reset; -1 when usage was not asked for, or no scope has a rule
@@ -91,7 +91,7 @@ local function closest_usage()
 end
 
 local function strike()
-  if ARGV[3] == '1' then
+  if ARGV[3] ~= '0' then
     return report(KEYS[2], KEYS[1], now, numbers(4, 9), REASON_RATE_LIMIT)
   end
   return -1
@@ -100,8 +100,8 @@ end
 -- A refusal's answer: counted as a report when asked, and what follows the ban it makes.
 local function refusal(status, wait, rule, closest, remaining, reset)
   local new_ban = strike()
-  return {status, wait, rule, closest, remaining, reset, new_ban, lengths, {},
-    after_ban(new_ban, KEYS[1], now)}
+  local steps = ARGV[3] == '2' and after_ban(new_ban, KEYS[1], now) or {}
+  return {status, wait, rule, closest, remaining, reset, new_ban, lengths, {}, steps}
 end
 
 if mode ~= 2 then

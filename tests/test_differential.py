@@ -269,8 +269,7 @@ def _ban_steps(client: str, drawn: StepsDrawn, subnet: SubnetBanRule) -> Optiona
     network = wider_network(client, subnet.ipv4_prefix, subnet.ipv6_prefix) if escalate else None
     if network is None:
         return BanSteps(details, register)
-    addresses = replace(banned_addresses(subnet), values=(client,))
-    return BanSteps(details, register, network, addresses, subnet.duration)
+    return BanSteps(details, register, network, banned_addresses(subnet), subnet.duration)
 
 
 # --- operations -------------------------------------------------------------------------------

@@ -50,6 +50,23 @@ def scripts_run(client: Any) -> int:
     return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
+def banning_app(storage: Any, subnet_count: Optional[int] = None) -> tuple[Flask, GateKeeper]:
+    """An app with ``/`` on ``storage`` whose 429s count as reports (the first bans),
+    with a subnet ban rule of ``subnet_count`` addresses when given."""
+    app = Flask(__name__)
+    subnet = None if subnet_count is None else SubnetBanRule(subnet_count, 3600, 86400)
+    gk = GateKeeper(
+        app,
+        storage=storage,
+        ban_rule=BanRule(count=1, window=60, duration=600),
+        rate_limit_rules=[Rule(1, 60)],
+        report_rate_limited=True,
+        subnet_ban_rule=subnet,
+    )
+    index(app, gk)
+    return app, gk
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[list[Any]]:
     """A Redis Cluster of three primaries for this module: a client of each node."""
@@ -107,16 +124,7 @@ def build(
         else:
             client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
         clients.append(client)
-        app = Flask(__name__)
-        gk = GateKeeper(
-            app,
-            storage=storage_class(client, clock=clock),
-            ban_rule=BanRule(count=1, window=60, duration=600),
-            rate_limit_rules=[Rule(1, 60)],
-            report_rate_limited=True,
-            subnet_ban_rule=SubnetBanRule(count=2, window=3600, duration=86400) if subnet else None,
-        )
-        index(app, gk)
+        app, gk = banning_app(storage_class(client, clock=clock), 2 if subnet else None)
         events: list[Any] = []
         if listener:
             stack = recording(app)
@@ -196,8 +204,9 @@ def test_a_report_that_bans_a_network_client_is_one_script(
 
 
 def test_a_storage_object_without_report_steps_is_served_apart() -> None:
-    """Found once, at start-up: a wrapper, or a subclass that overrides ``hit`` or
-    ``report`` without ``report_steps``, keeps its own methods called."""
+    """Found once, at start-up: a wrapper, or a subclass that overrides ``hit``,
+    ``report``, ``ban`` or ``ban_detail`` without ``report_steps``, keeps its own
+    methods called."""
 
     class Watched(MemoryStorage):
         def report(
@@ -209,9 +218,41 @@ def test_a_storage_object_without_report_steps_is_served_apart() -> None:
         ) -> Optional[float]:
             return super().report(client, ban_rule, reason, offence)
 
+    class Audited(MemoryStorage):
+        def ban(
+            self,
+            client: str,
+            duration: float,
+            reason: str = "manual",
+            offence: str = DEFAULT_OFFENCE,
+        ) -> None:
+            super().ban(client, duration, reason, offence)
+
     assert bans_in_one_step(MemoryStorage()) is not None
     assert bans_in_one_step(FlakyStorage()) is None
     assert bans_in_one_step(Watched()) is None
+    assert bans_in_one_step(Audited()) is None
+
+
+def test_a_subclass_that_overrides_ban_sees_the_network_ban_of_an_escalation() -> None:
+    """A storage subclass that logs its bans sees the network's ban that a 429's
+    escalation makes, as before ``report_steps``."""
+    banned: list[tuple[str, str]] = []
+
+    class Audited(MemoryStorage):
+        def ban(
+            self,
+            client: str,
+            duration: float,
+            reason: str = "manual",
+            offence: str = DEFAULT_OFFENCE,
+        ) -> None:
+            banned.append((client, reason))
+            super().ban(client, duration, reason, offence)
+
+    app, _ = banning_app(Audited(), subnet_count=1)
+    assert [get(app, "203.0.113.2") for _ in range(3)] == [200, 429, 403]
+    assert banned == [(NETWORK, "subnet")]
 
 
 def test_while_redis_is_down_the_fallback_makes_the_steps_and_hands_them_over(
@@ -223,16 +264,7 @@ def test_while_redis_is_down_the_fallback_makes_the_steps_and_hands_them_over(
 
     with RedisServer() as server:
         client = redis.Redis.from_url(server.url)
-        app = Flask(__name__)
-        gk = GateKeeper(
-            app,
-            storage=RedisStorage(client, clock=clock),
-            ban_rule=BanRule(count=1, window=60, duration=600),
-            rate_limit_rules=[Rule(1, 60)],
-            report_rate_limited=True,
-            subnet_ban_rule=SubnetBanRule(count=1, window=3600, duration=86400),
-        )
-        index(app, gk)
+        app, gk = banning_app(RedisStorage(client, clock=clock), subnet_count=1)
         server.stop()
         with recording(app) as events:
             assert [get(app, "203.0.113.2") for _ in range(3)] == [200, 429, 403]
@@ -245,3 +277,24 @@ def test_while_redis_is_down_the_fallback_makes_the_steps_and_hands_them_over(
             assert gk.bans(detail=True)[NETWORK].reason == "subnet"
             assert gk.banned_for("203.0.113.2") == 599  # a second later
         client.close()
+
+
+@pytest.mark.parametrize("kind", ["cluster"])
+def test_on_a_cluster_a_request_that_names_other_keys_reads_the_detail_apart(
+    build: Build, scripts: Callable[[], int], kind: str
+) -> None:
+    """While a network is banned, a request names its networks, whose bans sit on other
+    slots: a 429 that bans reads its network's ban (one call), runs its own script
+    (one), and reads its ban's detail for the receiver in one more."""
+    app, gk, events = build(listener=True)
+    with app.app_context():
+        gk.ban("198.51.100.0/24", 600)
+    assert get(app, "203.0.113.2") == 200
+    before = scripts()
+    assert get(app, "203.0.113.2") == 429
+    assert scripts() - before == 3
+    assert banned_events(events)[-1] == (
+        "203.0.113.2",
+        "rate_limit",
+        BanDetail(600, 0, "rate_limit", 1, "default"),
+    )

@@ -6,6 +6,7 @@ Every test runs on both storages (the ``storage`` fixture)."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from flask import Flask, request
 
 from flask_gatekeeper import ConfigError, GateKeeper, SubnetBanRule
+from flask_gatekeeper.identity.addresses import network_of, wider_network
 from flask_gatekeeper.storage import Storage
 from flask_gatekeeper.testing import FakeClock
 from support import AppFactory, index, recording
@@ -132,3 +134,49 @@ def test_manual_bans_and_keys_never_escalate(make: AppFactory) -> None:
 def test_a_bad_subnet_ban_rule_is_refused_at_start_up(options: dict[str, Any], error: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(error)):
         GateKeeper(Flask(__name__), **{"ban_rule": BAN_AT_ONCE, **options})
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "203.0.113.77",
+        "0.0.0.0",
+        "255.255.255.255",
+        "010.1.2.3",  # not an address's key
+        " 10.1.2.3",
+        "10.1.2.3:80",
+        "10.1.2.0/24",
+        "10.1.2.0/024",
+        "10.1.2.3/24",  # host bits
+        "10.1.2.3/32",
+        "2001:db8:1:2::/64",
+        "2001:DB8:1:2::/64",
+        "2001:0db8:1:2::/64",
+        "2001:db8::1",
+        "1:0:0:1::/64",
+        "::ffff:10.1.2.3",
+        "::ffff:a01:203",
+        "::ffff:0:0/96",
+        "::a01:203",
+        "::/0",
+        "fe80::1%eth0",
+        "key:10.1.2.3",
+    ],
+)
+@pytest.mark.parametrize("prefixes", [(0, 0), (8, 32), (24, 48), (31, 64), (32, 127)])
+def test_networks_are_named_as_ipaddress_names_them(key: str, prefixes: tuple[int, int]) -> None:
+    """``wider_network`` and ``network_of`` read keys with ``socket`` (the gate asks them
+    for each new client of a subnet ban rule): the same answers as ``ipaddress`` gives."""
+    try:
+        network = ipaddress.ip_network(key)
+    except ValueError:
+        assert wider_network(key, *prefixes) is None
+        assert network_of(key) is None
+        return
+    length = prefixes[0] if network.version == 4 else prefixes[1]
+    canonical = key in (str(network), str(network.network_address))
+    wide = network.prefixlen <= length
+    expected = None if wide or not canonical else str(network.supernet(new_prefix=length))
+    assert wider_network(key, *prefixes) == expected
+    cidr = "/" in key and str(network) == key
+    assert network_of(key) == ((network.version, network.prefixlen) if cidr else None)

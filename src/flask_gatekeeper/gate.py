@@ -61,6 +61,7 @@ from .responses import (
 )
 from .routes import Policies
 from .rules import BanRule, ConcurrencyLimit, Rule, SubnetBanRule
+from .signals import client_banned
 from .state_file import StateFile
 from .storage import MemoryStorage
 from .storage.base import BanSteps, bans_in_one_step
@@ -402,8 +403,15 @@ class Gate:
     def _ban_steps(self, client: str) -> Optional[BanSteps]:
         """What a storage that makes a ban's steps itself does after a ban of ``client``:
         its detail when someone listens for bans, the registry when it is a network,
-        the subnet ban rule's escalation. None when nothing follows."""
-        return self._steps_of(client, self.events.hears_bans())
+        the subnet ban rule's escalation. None when nothing follows. Asked for every
+        request that a refusal of may ban, so cheaply: a receiver of any app's bans
+        asks for the detail (read in the same step, sent to this app's receivers only),
+        and a client whose key has no "/" (an address, a ``key_func`` key) is no
+        network: without a subnet ban rule or a receiver, nothing follows its ban."""
+        details = bool(client_banned.receivers)
+        if not details and self.settings.subnet_ban_rule is None and "/" not in client:
+            return None
+        return self._steps_of(client, details)
 
     def _make_steps(self, client: str, details: bool) -> Optional[BanSteps]:
         """``_ban_steps``'s answer, made once per client (``BAN_STEPS_KEPT``)."""
@@ -416,8 +424,7 @@ class Gate:
             return None
         if rule is None or network is None:
             return BanSteps(details, register)
-        addresses = replace(banned_addresses(rule), values=(client,))
-        return BanSteps(details, register, network, addresses, rule.duration)
+        return BanSteps(details, register, network, banned_addresses(rule), rule.duration)
 
     def _escalate(self, client: str) -> None:
         """``client`` was just banned (by the ban rule): with a ``subnet_ban_rule``, count
@@ -595,11 +602,8 @@ class Gate:
         if report_to is not None and self._one_step is not None:
             steps = self._ban_steps(client)
             if steps is not None:  # its refusal may ban: the storage makes what follows
-                one_step = self._one_step.hit
                 jail = offence or DEFAULT_OFFENCE
-                hit = functools.update_wrapper(
-                    partial(one_step, steps=steps, offence=jail), one_step
-                )
+                hit = partial(self._one_step.hit, steps=steps, offence=jail)
         decision: Union[Decision, Down]
         if self.guard.down:
             decision = self.ask_storage(
@@ -702,7 +706,7 @@ class Gate:
             "the storage's %s call failed on its own, a bug rather than an outage: this "
             "call goes unanswered (a request is met as in an outage: %s), and other calls "
             "go on as usual",
-            getattr(getattr(call, "func", call), "__name__", repr(call)),  # a partial: its own
+            getattr(getattr(call, "func", call), "__name__", repr(call)),  # a partial's too
             _ALONE[self.guard.policy],
             exc_info=error,
         )

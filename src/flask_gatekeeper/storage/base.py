@@ -22,8 +22,9 @@ takes ``steps`` in ``hit``, and then makes what follows a ban that a report made
 same atomic step (``BanSteps``: the ban's detail, a network client's entry in the
 registry, the subnet ban rule's escalation), returning them in a ``decision.NewBan``.
 The gate looks for it once, at start-up (``bans_in_one_step``): a storage without it
-(or a subclass that overrides ``hit`` or ``report`` but not ``report_steps``) is served
-as before, with a call of its own for each of those steps after the ban.
+(or a subclass that overrides ``hit``, ``report``, ``ban`` or ``ban_detail`` but not
+``report_steps``) is served as before, with a call of its own for each of those steps
+after the ban.
 """
 
 from __future__ import annotations
@@ -90,11 +91,11 @@ class BanSteps:
       ``ban(client, 0)`` would enter it;
     - ``network``: the subnet ban rule's escalation. Unless ``network`` is banned now,
       count the client's key among its banned addresses, as a request of the scope
-      ``addresses`` (one distinct rule, the client's key its value) under ``network``
-      would be counted; when that leaves the rule no room (or it had none for a new
-      address), ban ``network`` for ``duration`` seconds with the reason "subnet", as
-      ``ban`` would (a longer ban stands; it enters the registry), and name it in
-      ``NewBan.network``.
+      ``addresses`` (one distinct rule, whose value is the client's key: the scope is
+      the rule's own, shared by every client) under ``network`` would be counted; when
+      that leaves the rule no room (or it had none for a new address), ban ``network``
+      for ``duration`` seconds with the reason "subnet", as ``ban`` would (a longer ban
+      stands; it enters the registry), and name it in ``NewBan.network``.
     """
 
     details: bool = False
@@ -261,14 +262,18 @@ class OneStepBans(Storage, Protocol):
         ...
 
 
+_STEP_METHODS = ("report_steps", "hit", "report", "ban", "ban_detail")
+"""``report_steps`` and the methods whose calls the steps after a ban replace."""
+
+
 def bans_in_one_step(storage: object) -> Optional[OneStepBans]:
     """``storage`` when it makes the steps after a ban itself (``OneStepBans``), else
-    None. Asked once, at start-up: a subclass that overrides ``hit`` or ``report``
-    without ``report_steps`` is served the old way, so its own methods keep being
-    called."""
+    None. Asked once, at start-up: a subclass that overrides ``hit``, ``report``,
+    ``ban`` or ``ban_detail`` (to log bans, say) without ``report_steps`` is served the
+    old way, so its own methods keep being called."""
     defined_in = {
         name: next((cls for cls in type(storage).__mro__ if name in vars(cls)), None)
-        for name in ("report_steps", "hit", "report")
+        for name in _STEP_METHODS
     }
     owner = defined_in["report_steps"]
     if owner is None or any(cls is not owner for cls in defined_in.values()):

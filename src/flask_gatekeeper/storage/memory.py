@@ -389,15 +389,20 @@ class MemoryStorage:
         if network is not None:
             self._register(client, network, ban.end)
         wider, addresses = steps.network, steps.addresses
-        if wider is None or addresses is None or not self._escalate(wider, addresses, steps, now):
+        if wider is None or addresses is None or not self._escalate(client, steps, now):
             return NewBan(duration, detail)
         wider_detail = self._bans[wider].detail(now) if steps.details else None
         return NewBan(duration, detail, wider, wider_detail)
 
-    def _escalate(self, network: str, addresses: Scope, steps: BanSteps, now: int) -> bool:
-        """The subnet ban rule's step (``model.escalation``): True when it bans ``network``."""
+    def _escalate(self, client: str, steps: BanSteps, now: int) -> bool:
+        """The subnet ban rule's step (``model.escalation``): True when it bans the
+        network. ``steps.addresses`` is given for every client: ``client``, its value,
+        is put in here, after a ban."""
+        network, addresses = steps.network, steps.addresses
+        assert network is not None  # see _after_ban
+        assert addresses is not None
         previous = self._bans.get(network)
-        (seen,) = self._read_distinct(network, addresses, now)
+        (seen,) = self._read_distinct(network, replace(addresses, values=(client,)), now)
         record, ban_it = escalation(previous, seen, now)
         if record:
             self._store(seen.key, seen.recorded(now))

@@ -399,12 +399,14 @@ def _ban_rule_arguments(rule: BanRule) -> tuple[Union[int, str], ...]:
 
 _NO_REPORT_TO: tuple[Union[int, str], ...] = (0,) * 6
 
-_NO_STEPS: tuple[_Argument, ...] = (0, 0, "", "", "", "", 0, 0, 0)
-"""``steps.lua``'s STEP_ARGS arguments when no step follows a ban (``after_ban``)."""
+STEPS_KEPT = 4096
+"""How many clients' ``_step_parts`` a Redis storage keeps made (least recently used out)."""
 
 
+@functools.lru_cache(maxsize=4096)
 def _length_text(key: str) -> str:
-    """A network key's entry in the registry ("4/24"), "" for any other key."""
+    """A network key's entry in the registry ("4/24"), "" for any other key. Kept: a hit
+    that may ban asks it of the client's network on every request (``_step_parts``)."""
     where = network_of(key)
     return "" if where is None else f"{where[0]}/{where[1]}"
 
@@ -491,12 +493,15 @@ def _jail_of(offence: object) -> Optional[str]:
     return None if text in ("", DEFAULT_OFFENCE) else text
 
 
-def _report_flag(report_to: Optional[BanRule], offence: str) -> Union[int, str]:
-    """``hit.lua``'s ARGV[3]: 0 when a refusal is no report, 1 when it reports the default
-    offence, else ``=`` and the offence's name."""
+def _report_flag(
+    report_to: Optional[BanRule], offence: str, steps: Optional[BanSteps]
+) -> Union[int, str]:
+    """``hit.lua``'s ARGV[3]: 0 when a refusal is no report; else 1, or 2 when step
+    arguments follow, then ``=`` and the offence's name unless it is the default one."""
     if report_to is None:
         return 0
-    return 1 if offence == DEFAULT_OFFENCE else f"={offence}"
+    head = "1" if steps is None else "2"
+    return head if offence == DEFAULT_OFFENCE else f"{head}={offence}"
 
 
 def _stored(offence: str) -> str:
@@ -598,6 +603,7 @@ class RedisStorage:
         ``clock``, else ``time.monotonic``)."""
         self._changes: tuple[float, int] = (-math.inf, 0)
         """The count of operator changes, read with the registry, and when."""
+        self._step_parts = functools.lru_cache(maxsize=STEPS_KEPT)(self._make_step_parts)
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStorage:
@@ -730,17 +736,17 @@ class RedisStorage:
         """The key of the values that the scope's ``index``-th distinct rule holds for ``who``."""
         return self._key(who, f"{_DISTINCT}{_where(scope.name)}:{scope.distinct_ids[index]}")
 
-    def _step_parts(
-        self, client: str, steps: Optional[BanSteps]
-    ) -> tuple[list[str], list[_Argument]]:
+    def _make_step_parts(
+        self, client: str, steps: BanSteps
+    ) -> tuple[tuple[str, ...], tuple[_Argument, ...]]:
         """The KEYS and the STEP_ARGS arguments that ``steps`` add to a script that may
         ban ``client`` (``after_ban`` in ``steps.lua``). On Redis Cluster, only the
-        details (the client's ban, on the client's slot); ``_steps_apart`` does the rest."""
-        if steps is None:
-            return [], list(_NO_STEPS)
+        details (the client's ban, on the client's slot); ``_steps_apart`` does the rest.
+        Kept for the last ``STEPS_KEPT`` clients (``_step_parts``): every request that
+        may ban sends them, and the gate gives each client the same ``steps``."""
         details = int(steps.details or steps.register)
         if self._clustered:
-            return [], [0, details, client, "", "", "", 0, 0, 0]
+            return (), (0, details, client, "", "", "", 0, 0, 0)
         length = _length_text(client) if steps.register else ""
         network, addresses = steps.network, steps.addresses
         keys = []
@@ -749,13 +755,13 @@ class RedisStorage:
         if length:
             keys.append(self._registry_key(length))
         if not network or addresses is None:
-            return keys, [len(keys), details, client, length, "", "", 0, 0, 0]
+            return tuple(keys), (len(keys), details, client, length, "", "", 0, 0, 0)
         wider = _length_text(network)
         keys += [self._key(network, "ban"), self._distinct_key(network, addresses, 0)]
         keys.append(self._registry_key(wider or "none"))
         rule = addresses.distinct[0]
-        rule_args = [rule.count, rule.window_us, microseconds(steps.duration)]
-        return keys, [len(keys), details, client, length, network, wider, *rule_args]
+        rule_args = (rule.count, rule.window_us, microseconds(steps.duration))
+        return tuple(keys), (len(keys), details, client, length, network, wider, *rule_args)
 
     def _new_ban(
         self, client: str, duration: float, answer: list[Any], steps: BanSteps, read_at: float
@@ -821,7 +827,7 @@ class RedisStorage:
         args: list[_Argument] = [
             self._now_argument(),
             int(usage),
-            _report_flag(report_to, offence),
+            _report_flag(report_to, offence, steps),
             *(_ban_rule_arguments(report_to) if report_to is not None else _NO_REPORT_TO),
             mode,
             len(other_bans),
@@ -829,7 +835,7 @@ class RedisStorage:
             int(registry),
             *scope_args,
         ]
-        if report_to is not None:
+        if report_to is not None and steps is not None:
             step_keys, step_args = self._step_parts(client, steps)
             keys += step_keys
             args += step_args

@@ -5,19 +5,22 @@
 -- banned networks, the keys of rules with their own), the registry of network bans and
 -- the count of operator changes when ARGV[13] is "1", then per scope its sliding log (a
 -- list, newest first) followed by one state key per stateful rule, one sorted set per
--- distinct rule and, when it has a concurrency limit, its slots (see read_scopes).
+-- distinct rule and, when it has a concurrency limit, its slots (see read_scopes); last,
+-- when step arguments follow (ARGV[3] starts with "2"), the keys of what follows a ban
+-- (after_ban in steps.lua: as many as its first STEP_ARGS argument says).
 -- ARGV[1]: now (microseconds) or "" for the server's clock; ARGV[2]: "1" to return usage;
--- ARGV[3]: whether a refusal counts as a report: "0" no, "1" toward the default offence,
--- "=<name>" toward the offence <name>; then ARGV[4..9] its ban rule (count, window,
--- duration, factor, longest ban, forget_after), and the last STEP_ARGS ARGV say what
--- follows a ban that report makes (after_ban); ARGV[10]: 1 for a request (ban, check,
--- record), 2 to record (nothing else), 3 to check as for a request without recording (no
--- slot either), 4 as 3 without the ban (Redis Cluster: a key's rules, when the request
--- does not name the key's ban); ARGV[11]: how many other clients' bans follow the reports
--- key; ARGV[12]: the request's token, its slot in every scope with a concurrency limit
--- (mode 1 only; "": it takes none, and those limits are not checked); ARGV[13]: "1" to
--- return the registry (the count of changes, then the prefix lengths of the networks
--- banned now); from ARGV[14], the scopes as read_scopes reads them (each with its cost).
+-- ARGV[3]: "0" when a refusal is no report; else "1", or "2" when the last STEP_ARGS
+-- ARGV say what follows a ban that report makes (after_ban), then "=<name>" when it
+-- counts toward the offence <name> of ban_rules (nothing: the default offence); then
+-- ARGV[4..9] the offence's ban rule (count, window, duration, factor, longest ban,
+-- forget_after); ARGV[10]: 1 for a request (ban, check, record), 2 to record (nothing
+-- else), 3 to check as for a request without recording (no slot either), 4 as 3 without
+-- the ban (Redis Cluster: a key's rules, when the request does not name the key's ban);
+-- ARGV[11]: how many other clients' bans follow the reports key; ARGV[12]: the request's
+-- token, its slot in every scope with a concurrency limit (mode 1 only; "": it takes
+-- none, and those limits are not checked); ARGV[13]: "1" to return the registry (the
+-- count of changes, then the prefix lengths of the networks banned now); from ARGV[14],
+-- the scopes as read_scopes reads them (each with its cost).
 -- Returns {status, wait, rule, usage_rule, remaining, reset, new_ban, lengths, reserved,
 -- shadowed}: status 0 admitted, 1 banned (then `rule` is 1 for a ban set by hand,
 -- `usage_rule` 0 for the client's own ban or i for the i-th other client's, and
@@ -26,10 +29,10 @@
 -- sliding-log rules, then stateful, then distinct; -1 means none; `lengths` the registry
 -- as networks.lua returns it, when asked (else empty); `reserved`, once recorded, what
 -- each deferred scope's Reservation holds, in order (absent otherwise); a refusal counted
--- as a report ends with {} (no reservation) and after_ban's answer. `shadowed`, once
--- checked and admitted, the shadow rules that would have refused: each rule's number,
--- then its wait (absent otherwise). Shadow rules never refuse, and the usage leaves them
--- out.
+-- as a report ends with {} (no reservation) and after_ban's answer ({} without steps).
+-- `shadowed`, once checked and admitted, the shadow rules that would have refused: each
+-- rule's number, then its wait (absent otherwise). Shadow rules never refuse, and the
+-- usage leaves them out.
 -- LPUSH `times` copies of `value` (never more than the log keeps: further copies would
 -- only be trimmed), PUSH_CHUNK at a time: unpack fails past about 8000 values.
 local PUSH_CHUNK = 1000
@@ -74,7 +77,8 @@ if mode == 1 or mode == 3 then
 end
 
 local token = ARGV[12]
-local scopes = read_scopes(14, 3 + others + registry, ARGV[3] ~= '0' and #ARGV - STEP_ARGS)
+local stepped = string.sub(ARGV[3], 1, 1) == '2'
+local scopes = read_scopes(14, 3 + others + registry, stepped and #ARGV - STEP_ARGS)
 
 -- the rule with the fewest requests left (then the longest reset), with its requests
 -- left and reset; -1 when usage was not asked for, or no scope has a rule
@@ -95,7 +99,7 @@ end
 
 local function strike()
   if ARGV[3] ~= '0' then  -- the default offence is stored as ""
-    return report(KEYS[2], KEYS[1], now, numbers(4, 9), REASON_RATE_LIMIT, string.sub(ARGV[3], 2))
+    return report(KEYS[2], KEYS[1], now, numbers(4, 9), REASON_RATE_LIMIT, string.sub(ARGV[3], 3))
   end
   return -1
 end
@@ -103,8 +107,8 @@ end
 -- A refusal's answer: counted as a report when asked, and what follows the ban it makes.
 local function refusal(status, wait, rule, closest, remaining, reset)
   local new_ban = strike()
-  return {status, wait, rule, closest, remaining, reset, new_ban, lengths, {},
-    after_ban(new_ban, KEYS[1], now)}
+  local steps = stepped and after_ban(new_ban, KEYS[1], now) or {}
+  return {status, wait, rule, closest, remaining, reset, new_ban, lengths, {}, steps}
 end
 
 local shadowed = {}  -- the shadow rules that would refuse: number, wait, number, wait...

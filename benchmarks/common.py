@@ -155,8 +155,7 @@ TEMPLATES.filters["f"] = format  # {{ value|f(",.0f") }}: a format specification
 
 
 def template(name: str, **values: object) -> str:
-    """A report rendered from its template (Jinja2): the report's shape is the template's, the
-    numbers are computed here; the machine, setting and shared rules are given to every one."""
+    """A report from its Jinja2 template: the shape is the template's, the numbers computed here."""
     import harness
 
     python = platform.python_version()

@@ -29,9 +29,8 @@ from flask_gatekeeper.storage import DEFAULT_MAX_CLIENTS
 from flask_gatekeeper.storage.redis import RedisStorage
 from flask_gatekeeper.strategies import STRATEGIES
 
-CLOCK_STEP, FILL_CLOCK_STEP = 0.0001, 0.25
-"""Seconds per clock reading in the flood (10 000 requests a second, well inside the ban),
-and in the direct fills (each request seconds after the client's previous one)."""
+CLOCK_STEP = 0.0001  # seconds per reading in the flood: 10 000 requests a second, in the ban
+FILL_CLOCK_STEP = 0.25  # in the direct fills: each request seconds after the client's previous
 BANNED_CLIENT, IPV6_EVERY = "192.0.2.1", 10
 FULL = 1_000_000, DEFAULT_MAX_CLIENTS, 10_000
 """Flood clients, the storage's cap on tracked logs, and clients of the direct fills."""

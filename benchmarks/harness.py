@@ -6,6 +6,7 @@ builder. Requests call ``app.wsgi_app`` on a copy of one prebuilt environ."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import importlib
 import itertools
@@ -42,9 +43,7 @@ BAN_RULE = {"count": 3, "window": 10, "duration": 600}
 RULES = {"ban_rule": BAN_RULE, "rate_limit_rules": RATE_LIMIT_RULES}
 LARGEST = max(rule["count"] for rule in RATE_LIMIT_RULES)
 START = 1000.0  # where every fake clock starts (seconds; only differences matter)
-SECONDS_PER_REQUEST = 0.25
-"""How far a fake clock moves per admitted request (over the peer's readings per request):
-4 requests per simulated second at one client, so every rule is evaluated and admits."""
+SECONDS_PER_REQUEST = 0.25  # a fake clock's step per admitted request: 4 a second, all admitted
 WARM_UP_ONE_CLIENT = 500  # requests before timing one client: every log in its steady state
 PACKAGES = ["flask", "werkzeug", "flask-gatekeeper", "flask-limiter", "limits", "redis"]
 PACKAGES += ["hiredis", "gunicorn"]
@@ -173,25 +172,23 @@ def settle() -> None:
 
 @dataclass(frozen=True)
 class Config:
-    """What a peer gets besides the shared rules, where it has the part: ``memory`` or a URL, a
-    fake clock (None: its own), ours' bound and ``trusted_proxies`` (then requests are PROXIED)."""
+    """What a peer gets besides the shared rules, where it has the part (a None clock: its own)."""
 
     storage: str = "memory"
     clock: Optional[Clock] = None
     max_clients: Optional[int] = None
-    proxies: Optional[int] = None
+    proxies: Optional[int] = None  # ours' ``trusted_proxies``: requests are then PROXIED
 
 
 @dataclass
 class Built:
-    """A peer's app; ``fill`` brings clients' logs to their steady state in the peer's own data
-    structures (through Flask, minutes at 100 000 clients); ``storage``: ours' memory storage."""
+    """A peer's app; ``fill``: logs to their steady state directly (through Flask: minutes)."""
 
     app: Flask
     fill: Optional[Callable[[Sequence[str]], None]] = None
     ban: Optional[Callable[[str], None]] = None
     environ: WSGIEnvironment = field(default_factory=lambda: GET)
-    storage: Any = None
+    storage: Any = None  # ours' memory storage
 
 
 def plan_limit() -> str:
@@ -331,24 +328,20 @@ def served(peer: str, storage: str = "memory") -> WSGIApplication:
     return ProxyFix(build(peer, Config(storage)).app.wsgi_app, x_for=1)
 
 
-_readings: dict[str, float] = {}
-
-
+@functools.cache
 def calibrate(peer: str) -> float:
     """Clock readings per admitted request at one client (a Python clock counts them)."""
-    if peer not in _readings:
-        reads = itertools.count(1)
+    reads = itertools.count(1)
 
-        def clock() -> float:
-            return START + next(reads) * SECONDS_PER_REQUEST  # 4 a second: admitted
+    def clock() -> float:
+        return START + next(reads) * SECONDS_PER_REQUEST  # 4 a second: admitted
 
-        built = build(peer, Config(clock=clock))
-        serve(built.app.wsgi_app, [client_ip(0)] * WARM_UP_ONE_CLIENT, built.environ)
-        before = clock()  # time never goes back: the logs hold its readings
-        serve(built.app.wsgi_app, [client_ip(0)] * 1000, built.environ)
-        expect_only(OK, f"calibrating {peer}")
-        _readings[peer] = ((clock() - before) / SECONDS_PER_REQUEST - 1) / 1000
-    return _readings[peer]
+    built = build(peer, Config(clock=clock))
+    serve(built.app.wsgi_app, [client_ip(0)] * WARM_UP_ONE_CLIENT, built.environ)
+    before = clock()  # time never goes back: the logs hold its readings
+    serve(built.app.wsgi_app, [client_ip(0)] * 1000, built.environ)
+    expect_only(OK, f"calibrating {peer}")
+    return ((clock() - before) / SECONDS_PER_REQUEST - 1) / 1000
 
 
 def build_case(

@@ -45,15 +45,14 @@ log = common.logger("load")
 
 @dataclass(frozen=True)
 class Plan:
-    """Seconds per run and per warm-up (0: none), rounds, wrk's threads and connections, and
-    legitimate clients per wrk thread."""
+    """Seconds per run and per warm-up (0: none), rounds, wrk's threads and connections."""
 
     seconds: int
     warm_up: int
     rounds: int
     threads: int = 1
     connections: int = 2
-    clients: int = 1_000
+    clients: int = 1_000  # legitimate ones, per wrk thread
 
 
 FULL, SMOKE = Plan(seconds=3, warm_up=1, rounds=5), Plan(seconds=1, warm_up=0, rounds=1)
@@ -126,8 +125,7 @@ class Server(ServerProcess):
         return run
 
     def read_memory(self) -> None:
-        """The worker's (master's child's) RSS and peak, and what redis-server holds, right
-        after the last run (keys expire with their windows)."""
+        """The worker's RSS and peak, and redis-server's used memory, after the last run."""
         assert self.process is not None
         pid = self.process.pid
         worker = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]

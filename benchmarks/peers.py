@@ -180,7 +180,6 @@ class Results:
     plan: Plan
     smoke: bool
     peers: tuple[Peer, ...]  # those whose venvs are built
-    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
     timed: list[Case] = field(default_factory=list)
     functions: list[Case] = field(default_factory=list)
@@ -459,23 +458,6 @@ def targets(results: Results) -> str:
     return found.table()
 
 
-def report(results: Results, seconds: float) -> str:
-    return common.template(
-        "results.md",
-        results=results,
-        plan=results.plan,
-        generated=common.generated("peers.py", results.smoke, seconds),
-        interpreters=common.interpreters(results.versions),
-        lacks=LACKS,
-        unmeasured=[peer for peer in ALL if peer not in results.peers],
-        targets=targets(results),
-        time_table=time_table(results.timed, results.peers),
-        function_table=function_table(results),
-        redis_table=redis_table(results),
-        flood_table=flood_table(results.flood),
-    )
-
-
 def side_by_side(smoke: bool, started: float) -> str:
     """RESULTS.md: every peer whose venv is built (or, unless ``smoke``, built now)."""
     pythons = common.worker_interpreters(install=not smoke)
@@ -484,7 +466,7 @@ def side_by_side(smoke: bool, started: float) -> str:
         workers = {
             v: stack.enter_context(contextlib.closing(Worker(v, p))) for v, p in pythons.items()
         }
-        results.versions = {venv: worker.ask("hello") for venv, worker in workers.items()}
+        versions = {venv: worker.ask("hello") for venv, worker in workers.items()}
         measure_time(workers, results)
         measure_redis(workers, results)
         floods = sorted(results.peers, key=lambda peer: peer is not OURS)  # ours' first
@@ -493,7 +475,20 @@ def side_by_side(smoke: bool, started: float) -> str:
             + [partial(memory_in, worker, venv, results) for venv, worker in workers.items()]
             + [partial(flood_one, peer, results) for peer in floods[1:]]
         )
-    return report(results, time.perf_counter() - started)
+    return common.template(
+        "results.md",
+        results=results,
+        plan=results.plan,
+        generated=common.generated("peers.py", smoke, time.perf_counter() - started),
+        interpreters=common.interpreters(versions),
+        lacks=LACKS,
+        unmeasured=[peer for peer in ALL if peer not in results.peers],
+        targets=targets(results),
+        time_table=time_table(results.timed, results.peers),
+        function_table=function_table(results),
+        redis_table=redis_table(results),
+        flood_table=flood_table(results.flood),
+    )
 
 
 def overhead_report(smoke: bool, started: float) -> str:

@@ -173,7 +173,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     def flood(variant: str, trace: bool) -> Reply:
         options = configuration(max_clients=cap, proxies=VARIANTS[variant][0])
         shape = {"clients": clients, "every": every, **options}
-        ban = {"banned": BANNED_CLIENT, "clock_step": CLOCK_STEP, "scale": not trace}
+        ban = {"banned": BANNED_CLIENT, "clock_step": CLOCK_STEP}
         return run("flood", peer="ours", trace=trace, **shape, **ban)
 
     timed = {variant: flood(variant, trace=False) for variant in VARIANTS}  # each alone

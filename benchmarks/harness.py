@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 Reply = dict[str, Any]
 Run = Callable[[int], int]  # a built case: makes that many requests (or calls); the elapsed ns
+Rules = Sequence[dict[str, Any]]
 
 # The rules of the design's example, given to every peer that has each part.
 RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
@@ -199,7 +200,7 @@ def batch_cost() -> int:
     return int(request.args.get("n", "1"))
 
 
-def ours_scopes(rules: Iterable[dict[str, Any]]) -> Any:
+def ours_scopes(rules: Rules) -> Any:
     """The scopes our extension builds for global ``rules``, to call a storage directly."""
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
     plan: Any = importlib.import_module("flask_gatekeeper.storage.plan")
@@ -503,10 +504,9 @@ def flood(
     ipv6_every: int = 0,
     clock_step: Optional[float] = None,
     banned: Optional[str] = None,
-    scale: bool = False,
 ) -> Reply:
     """Distinct clients, one request each, a point every ``every``, until RSS passes ``ceiling``
-    or ``budget`` s; ``banned``: a client banned throughout; ``scale``: bare Flask's µs first."""
+    or ``budget`` s; ``banned``: a client banned throughout; untraced: bare Flask's µs first."""
     base, where = (PROXIED, "HTTP_X_FORWARDED_FOR") if config.proxies else (GET, "REMOTE_ADDR")
 
     def send(wsgi: WSGIApplication, numbers: Iterable[int]) -> int:
@@ -519,7 +519,7 @@ def flood(
         expect_only(FORBIDDEN, f"the ban {when} the flood")
 
     reply: Reply = {"stopped": "finished"}
-    if scale:  # it also warms the interpreter up
+    if not trace:  # for scale; it also warms the interpreter up
         reply["bare_us"] = send(new_app("bare").wsgi_app, range(every)) / every / 1000
     clock = None if clock_step is None else itertools.count(START, clock_step).__next__
     config = replace(config, clock=clock)
@@ -574,11 +574,7 @@ def flood(
 
 
 def fill(
-    clients: int,
-    requests: int,
-    step: float,
-    ipv6_every: int = 0,
-    rules: Sequence[dict[str, Any]] = RATE_LIMIT_RULES,
+    clients: int, requests: int, step: float, ipv6_every: int = 0, rules: Rules = RATE_LIMIT_RULES
 ) -> Reply:
     """Bytes per log of ``requests`` requests in ours' memory storage, called directly."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage")

@@ -74,12 +74,6 @@ class Run:
         return self.requests / self.duration_us * 1e6
 
 
-def wrk_version(executable: str) -> str:
-    found = subprocess.run([executable, "-v"], capture_output=True, text=True, check=False)
-    words = (found.stdout + found.stderr).split()
-    return f"wrk {words[1] if len(words) > 1 else ''}".strip()
-
-
 def wrk(executable: str, plan: Plan, port: int, mix: str, seconds: int) -> Run:
     """wrk with ``load.lua``: the mix's requests, statuses counted, one JSON line at the end."""
     command = [executable, f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds}s"]
@@ -227,6 +221,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print("load.py: skipped: it needs wrk (Debian/Ubuntu: apt-get install wrk)", flush=True)
         return
     plan = SMOKE if smoke else FULL
+    found = subprocess.run([executable, "-v"], capture_output=True, text=True, check=False)
+    words = (found.stdout + found.stderr).split()  # wrk's version: its second word
     begun, versions = time.perf_counter(), dict[str, Any]()
     with started([(OURS, False)] if smoke else FULL_CONFIGURATIONS, versions) as servers:
         measure(servers, executable, plan)
@@ -235,7 +231,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         plan,
         generated=common.generated("load.py", smoke, time.perf_counter() - begun),
         interpreters=common.interpreters(versions),
-        wrk=wrk_version(executable),
+        wrk=f"wrk {words[1] if len(words) > 1 else ''}".strip(),
     )
     common.publish(text, LOAD_MD, smoke=smoke, log=log)
 

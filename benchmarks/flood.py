@@ -75,7 +75,6 @@ def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> str:
         tail=tail,
         plateau=plateau if min(point["tracked"] for point in tail) >= cap else None,
         rises=[now for was, now in pairs if now["traced"] > was["traced"] * 1.01],
-        growth=mb(points[-1]["traced"] - points[0]["traced"]),
         cap=cap,
         timed=timed,
         traced=traced,

@@ -1,7 +1,6 @@
-"""The apps every benchmark measures, the requests sent to them, and the worker that runs them
-(one JSON command per line on stdin, one reply per line on stdout). A worker runs in each venv,
-so only the standard library, Flask and Werkzeug are imported at the top, each peer in its
-builder. Requests call ``app.wsgi_app`` on a copy of one prebuilt environ."""
+"""The apps every benchmark measures, the requests sent to them, and the worker running them
+(a JSON command a line on stdin, a reply a line on stdout) in each venv: only the standard
+library, Flask and Werkzeug are imported at the top, each peer in its builder."""
 
 from __future__ import annotations
 

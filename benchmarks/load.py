@@ -208,7 +208,6 @@ def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
         settings=" ".join(WORKER_SETTINGS),
         mixes=MIXES,
         attacker=ATTACKER,
-        warm_up=f"a {plan.warm_up} s warm-up per server" if plan.warm_up else "no warm-up",
         targets=f"\n## Target\n\n{targets.table()}\n" if targets else "",
         table=table([*headings, "worker RSS / peak MB", "Redis used memory"], rows, text=2),
     )

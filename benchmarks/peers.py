@@ -591,7 +591,6 @@ def parts_report(venv: str, port: int, smoke: bool) -> str:
     return common.template(
         "redis-roundtrip.md",
         facts=facts,
-        hiredis="with" if facts["hiredis"] else "without",
         plan=plan,
         table=table(headings, rows),
         script_us=float(stats.get("usec_per_call", 0.0)),

@@ -91,7 +91,6 @@ def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) ->
         measured=[*measured, *(("storage.hit directly, no eviction", fill) for fill in fills)],
         ipv6_every=IPV6_EVERY,
         extra=extra,
-        largest=LARGEST,
         cap=cap,
         at_most=mb((full + extra) * cap),
         full=full,

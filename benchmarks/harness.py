@@ -578,9 +578,8 @@ def fill(
     """Bytes per log of ``requests`` requests in ours' memory storage, called directly."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage")
     scopes = ours_scopes(rules)
-    gc.collect()
     tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
+    before = traced_now()
     bound = max(clients, storage_module.DEFAULT_MAX_CLIENTS)
     storage = storage_module.MemoryStorage(
         max_clients=bound, clock=itertools.count(START, step).__next__
@@ -588,8 +587,7 @@ def fill(
     keys = [client_key(number, ipv6_every) for number in range(clients)]
     hit_all(storage, keys, scopes, requests, "the direct fill")
     del keys  # the storage holds them
-    gc.collect()
-    used = tracemalloc.get_traced_memory()[0] - before
+    used = traced_now() - before
     tracemalloc.stop()
     return {"tracked": storage.tracked, "bytes_per_client": used / storage.tracked}
 

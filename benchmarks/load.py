@@ -23,11 +23,11 @@ import common
 import redis
 from common import HERE, table
 from harness import RATE_LIMIT_RULES
-from peers import BARE, FIXED, MOVING, ORIGINAL, OURS, Peer
+from peers import BARE, FIXED, LOAD, MOVING, ORIGINAL, OURS, Peer
 
 from support.servers import ServerProcess, free_port
 
-LUA, LOAD_MD = HERE / "load.lua", HERE / "LOAD.md"
+LUA = HERE / "load.lua"
 ATTACKER = "192.0.2.1"
 MIXES = {
     "normal": "every request from a legitimate client, each far below its limits",
@@ -232,7 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         interpreters=common.interpreters(versions),
         wrk=f"wrk {words[1] if len(words) > 1 else ''}".strip(),
     )
-    common.publish(text, LOAD_MD, smoke=smoke, log=log)
+    common.publish(text, LOAD, smoke=smoke, log=log)
 
 
 if __name__ == "__main__":

@@ -253,9 +253,7 @@ class Worker:
         assert self.process.stdout is not None
         self.process.stdin.write(json.dumps({"cmd": command, **fields}) + "\n")
         self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise SystemExit(f"the {self.venv} worker died during {command!r}")
+        line = self.process.stdout.readline() or '{"error": "no reply: it died"}'
         reply: dict[str, Any] = json.loads(line)
         if "error" in reply:
             raise SystemExit(

@@ -124,9 +124,8 @@ def redis_bytes(requests: int) -> dict[str, int]:
         with redis.Redis(port=port) as client:
             for strategy in STRATEGIES:
                 client.flushdb()
-                on_redis = RedisStorage(client)
-                for _ in range(requests):
-                    on_redis.hit("203.0.113.9", harness.ours_scopes(quota(strategy)))
+                scopes = harness.ours_scopes(quota(strategy))
+                harness.hit_all(RedisStorage(client), ["203.0.113.9"], scopes, requests, "a fill")
                 keys = client.scan_iter("gatekeeper:*")
                 found[strategy] = sum(int(client.memory_usage(key) or 0) for key in keys)
     return found

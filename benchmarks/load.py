@@ -74,11 +74,11 @@ class Run:
         return self.requests / self.duration_us * 1e6
 
 
-def wrk(executable: str, plan: Plan, port: int, mix: str, seconds: int) -> Run:
-    """wrk with ``load.lua``: the mix's requests, statuses counted, one JSON line at the end."""
+def wrk(executable: str, plan: Plan, server: Server, seconds: int) -> Run:
+    """wrk with ``load.lua``: the server's mix, statuses counted, one JSON line at the end."""
     command = [executable, f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds}s"]
-    command += ["--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/"]
-    command += ["--", mix, str(plan.clients)]
+    command += ["--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{server.port}/"]
+    command += ["--", server.mix, str(plan.clients)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
     found = re.search(r"^LOAD-RESULT (.*)$", done.stdout, re.MULTILINE)
     if done.returncode != 0 or found is None:
@@ -165,12 +165,11 @@ def measure(servers: Sequence[Server], executable: str, plan: Plan) -> None:
     """A warm-up run per server, then rounds, each round's order shifted by one."""
     for server in servers if plan.warm_up else ():
         log(f"warm-up: {server.label} / {server.mix}")
-        server.check(wrk(executable, plan, server.port, server.mix, plan.warm_up))
+        server.check(wrk(executable, plan, server, plan.warm_up))
     for number in range(plan.rounds):
         log(f"round {number + 1}/{plan.rounds}")
         for server in common.rotated(servers, number):
-            run = wrk(executable, plan, server.port, server.mix, plan.seconds)
-            server.runs.append(server.check(run))
+            server.runs.append(server.check(wrk(executable, plan, server, plan.seconds)))
             if number == plan.rounds - 1:
                 server.read_memory()
 

@@ -16,8 +16,9 @@ import shutil
 import statistics
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Optional
 
@@ -71,7 +72,6 @@ OURS = Peer("ours", "flask-gatekeeper (this), sliding log", "ours", OURS_VENV)
 MOVING = Peer("limiter-moving", "Flask-Limiter 4, moving window", "FL moving", "limiter")
 FIXED = Peer("limiter-fixed", "Flask-Limiter 4, fixed window", "FL fixed", "limiter")
 ORIGINAL = Peer("original", "flask-gatekeeper 1.0.0", "1.0.0", "original", redis=False)
-GATEKEEPER = Peer("ours", "GateKeeper", "ours", OURS_VENV)  # as ``--overhead`` labels it
 PINGED = Peer("pinged", "bare Flask making one redis-py PING per request", "PING", OURS_VENV)
 """The yardstick of the Redis target, measured on Redis only."""
 ALL = (OURS, MOVING, FIXED, ORIGINAL)  # bare Flask is the floor, not a peer
@@ -160,7 +160,7 @@ def tell(workers: dict[str, Worker], command: str) -> None:
 
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
     """Commands the app sent Redis, seen by MONITOR (a script's show as ``lua``: not counted)."""
-    counts, sentinel = dict[str, int](), f"peers-sentinel-{case.name}"
+    counts, sentinel = Counter[str](), f"peers-sentinel-{case.name}"
     with redis.Redis(port=port) as watcher, redis.Redis(port=port) as marker:
         marker.ping()  # the marker's connection set up (HELLO) before MONITOR watches
         with watcher.monitor() as monitor:
@@ -170,9 +170,8 @@ def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
                 if sentinel in seen["command"]:
                     break
                 if seen["client_type"] != "lua":
-                    name = seen["command"].split(" ", 1)[0].upper()
-                    counts[name] = counts.get(name, 0) + 1
-    return counts
+                    counts[seen["command"].split(" ", 1)[0].upper()] += 1
+    return dict(counts)
 
 
 @dataclass
@@ -335,9 +334,8 @@ def flood_table(found: dict[str, dict[str, Any]]) -> str:
     """Traced / RSS at each checkpoint (and where a peer stopped), a column per peer."""
     peers = [peer for peer in ALL if peer.key in found]
     points = {peer: {int(p["clients"]): p for p in found[peer.key]["points"]} for peer in peers}
-    rows = []
-    for clients in sorted(set().union(*points.values()) - {0}):
-        rows.append([f"{clients:,}", *(checkpoint(points[peer].get(clients)) for peer in peers)])
+    counts = sorted(set().union(*points.values()) - {0})
+    rows = [[f"{n:,}", *(checkpoint(points[peer].get(n)) for peer in peers)] for n in counts]
     ends = [found[peer.key]["points"][-1] for peer in peers]
     per_client = [f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in ends]
     rows += [["traced B/client at the end", *per_client]]
@@ -493,7 +491,7 @@ def side_by_side(smoke: bool, started: float) -> str:
 
 def overhead_report(smoke: bool, started: float) -> str:
     """Ours over bare Flask at each client count, its refusals, and an empty hook."""
-    plan, ours = OVERHEAD_SMOKE if smoke else OVERHEAD, GATEKEEPER
+    plan, ours = OVERHEAD_SMOKE if smoke else OVERHEAD, replace(OURS, label="GateKeeper")
     cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in (BARE, ours)]
     cases += [Case(HOOK, "admitted", 1), Case(ours, "refused", 1), Case(ours, "banned", 1)]
     with contextlib.closing(Worker(OURS_VENV)) as worker:

@@ -155,8 +155,7 @@ TEMPLATES.filters["f"] = format  # {{ value|f(",.0f") }}: a format specification
 
 
 def template(name: str, **values: object) -> str:
-    """A report rendered from its template (Jinja2): the report's shape is the template's, the
-    numbers are computed here; the machine, setting and shared rules are given to every one."""
+    """A report from its Jinja2 template: the shape is the template's, the numbers computed here."""
     import harness
 
     python = platform.python_version()
@@ -254,9 +253,7 @@ class Worker:
         assert self.process.stdout is not None
         self.process.stdin.write(json.dumps({"cmd": command, **fields}) + "\n")
         self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise SystemExit(f"the {self.venv} worker died during {command!r}")
+        line = self.process.stdout.readline() or '{"error": "no reply: it died"}'
         reply: dict[str, Any] = json.loads(line)
         if "error" in reply:
             raise SystemExit(

@@ -29,9 +29,8 @@ from flask_gatekeeper.storage import DEFAULT_MAX_CLIENTS
 from flask_gatekeeper.storage.redis import RedisStorage
 from flask_gatekeeper.strategies import STRATEGIES
 
-CLOCK_STEP, FILL_CLOCK_STEP = 0.0001, 0.25
-"""Seconds per clock reading in the flood (10 000 requests a second, well inside the ban),
-and in the direct fills (each request seconds after the client's previous one)."""
+CLOCK_STEP = 0.0001  # seconds per reading in the flood: 10 000 requests a second, in the ban
+FILL_CLOCK_STEP = 0.25  # in the direct fills: each request seconds after the client's previous
 BANNED_CLIENT, IPV6_EVERY = "192.0.2.1", 10
 FULL = 1_000_000, DEFAULT_MAX_CLIENTS, 10_000
 """Flood clients, the storage's cap on tracked logs, and clients of the direct fills."""
@@ -76,7 +75,6 @@ def report_pass(variant: str, timed: Reply, traced: Reply, cap: int) -> str:
         tail=tail,
         plateau=plateau if min(point["tracked"] for point in tail) >= cap else None,
         rises=[now for was, now in pairs if now["traced"] > was["traced"] * 1.01],
-        growth=mb(points[-1]["traced"] - points[0]["traced"]),
         cap=cap,
         timed=timed,
         traced=traced,
@@ -93,7 +91,6 @@ def report_memory(traced: dict[str, Reply], fills: Sequence[Reply], cap: int) ->
         measured=[*measured, *(("storage.hit directly, no eviction", fill) for fill in fills)],
         ipv6_every=IPV6_EVERY,
         extra=extra,
-        largest=LARGEST,
         cap=cap,
         at_most=mb((full + extra) * cap),
         full=full,
@@ -127,9 +124,8 @@ def redis_bytes(requests: int) -> dict[str, int]:
         with redis.Redis(port=port) as client:
             for strategy in STRATEGIES:
                 client.flushdb()
-                on_redis = RedisStorage(client)
-                for _ in range(requests):
-                    on_redis.hit("203.0.113.9", harness.ours_scopes(quota(strategy)))
+                scopes = harness.ours_scopes(quota(strategy))
+                harness.hit_all(RedisStorage(client), ["203.0.113.9"], scopes, requests, "a fill")
                 keys = client.scan_iter("gatekeeper:*")
                 found[strategy] = sum(int(client.memory_usage(key) or 0) for key in keys)
     return found
@@ -174,7 +170,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     def flood(variant: str, trace: bool) -> Reply:
         options = configuration(max_clients=cap, proxies=VARIANTS[variant][0])
         shape = {"clients": clients, "every": every, **options}
-        ban = {"banned": BANNED_CLIENT, "clock_step": CLOCK_STEP, "scale": not trace}
+        ban = {"banned": BANNED_CLIENT, "clock_step": CLOCK_STEP}
         return run("flood", peer="ours", trace=trace, **shape, **ban)
 
     timed = {variant: flood(variant, trace=False) for variant in VARIANTS}  # each alone

@@ -1,11 +1,11 @@
-"""The apps every benchmark measures, the requests sent to them, and the worker that runs them
-(one JSON command per line on stdin, one reply per line on stdout). A worker runs in each venv,
-so only the standard library, Flask and Werkzeug are imported at the top, each peer in its
-builder. Requests call ``app.wsgi_app`` on a copy of one prebuilt environ."""
+"""The apps every benchmark measures, the requests sent to them, and the worker running them
+(a JSON command a line on stdin, a reply a line on stdout) in each venv: only the standard
+library, Flask and Werkzeug are imported at the top, each peer in its builder."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import importlib
 import itertools
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 Reply = dict[str, Any]
 Run = Callable[[int], int]  # a built case: makes that many requests (or calls); the elapsed ns
+Rules = Sequence[dict[str, Any]]
 
 # The rules of the design's example, given to every peer that has each part.
 RATE_LIMIT_RULES = [{"count": 20, "window": 1}, {"count": 100, "window": 10}]
@@ -42,9 +43,7 @@ BAN_RULE = {"count": 3, "window": 10, "duration": 600}
 RULES = {"ban_rule": BAN_RULE, "rate_limit_rules": RATE_LIMIT_RULES}
 LARGEST = max(rule["count"] for rule in RATE_LIMIT_RULES)
 START = 1000.0  # where every fake clock starts (seconds; only differences matter)
-SECONDS_PER_REQUEST = 0.25
-"""How far a fake clock moves per admitted request (over the peer's readings per request):
-4 requests per simulated second at one client, so every rule is evaluated and admits."""
+SECONDS_PER_REQUEST = 0.25  # a fake clock's step per admitted request: 4 a second, all admitted
 WARM_UP_ONE_CLIENT = 500  # requests before timing one client: every log in its steady state
 PACKAGES = ["flask", "werkzeug", "flask-gatekeeper", "flask-limiter", "limits", "redis"]
 PACKAGES += ["hiredis", "gunicorn"]
@@ -54,11 +53,7 @@ PRO_LIMIT, FREE_LIMIT = "1000/minute", "100/minute"
 
 def function_view() -> Callable[[], str]:
     """A fresh ``GET /`` view for each app (the peers' decorators mark or register it)."""
-
-    def index() -> str:
-        return "ok"
-
-    return index
+    return lambda: "ok"
 
 
 def new_app(name: str, before: Optional[Callable[[], None]] = None) -> Flask:
@@ -173,25 +168,23 @@ def settle() -> None:
 
 @dataclass(frozen=True)
 class Config:
-    """What a peer gets besides the shared rules, where it has the part: ``memory`` or a URL, a
-    fake clock (None: its own), ours' bound and ``trusted_proxies`` (then requests are PROXIED)."""
+    """What a peer gets besides the shared rules, where it has the part (a None clock: its own)."""
 
     storage: str = "memory"
     clock: Optional[Clock] = None
     max_clients: Optional[int] = None
-    proxies: Optional[int] = None
+    proxies: Optional[int] = None  # ours' ``trusted_proxies``: requests are then PROXIED
 
 
 @dataclass
 class Built:
-    """A peer's app; ``fill`` brings clients' logs to their steady state in the peer's own data
-    structures (through Flask, minutes at 100 000 clients); ``storage``: ours' memory storage."""
+    """A peer's app; ``fill``: logs to their steady state directly (through Flask: minutes)."""
 
     app: Flask
     fill: Optional[Callable[[Sequence[str]], None]] = None
     ban: Optional[Callable[[str], None]] = None
     environ: WSGIEnvironment = field(default_factory=lambda: GET)
-    storage: Any = None
+    storage: Any = None  # ours' memory storage
 
 
 def plan_limit() -> str:
@@ -202,7 +195,7 @@ def batch_cost() -> int:
     return int(request.args.get("n", "1"))
 
 
-def ours_scopes(rules: Iterable[dict[str, Any]]) -> Any:
+def ours_scopes(rules: Rules) -> Any:
     """The scopes our extension builds for global ``rules``, to call a storage directly."""
     gatekeeper: Any = importlib.import_module("flask_gatekeeper")
     plan: Any = importlib.import_module("flask_gatekeeper.storage.plan")
@@ -331,24 +324,20 @@ def served(peer: str, storage: str = "memory") -> WSGIApplication:
     return ProxyFix(build(peer, Config(storage)).app.wsgi_app, x_for=1)
 
 
-_readings: dict[str, float] = {}
-
-
+@functools.cache
 def calibrate(peer: str) -> float:
     """Clock readings per admitted request at one client (a Python clock counts them)."""
-    if peer not in _readings:
-        reads = itertools.count(1)
+    reads = itertools.count(1)
 
-        def clock() -> float:
-            return START + next(reads) * SECONDS_PER_REQUEST  # 4 a second: admitted
+    def clock() -> float:
+        return START + next(reads) * SECONDS_PER_REQUEST  # 4 a second: admitted
 
-        built = build(peer, Config(clock=clock))
-        serve(built.app.wsgi_app, [client_ip(0)] * WARM_UP_ONE_CLIENT, built.environ)
-        before = clock()  # time never goes back: the logs hold its readings
-        serve(built.app.wsgi_app, [client_ip(0)] * 1000, built.environ)
-        expect_only(OK, f"calibrating {peer}")
-        _readings[peer] = ((clock() - before) / SECONDS_PER_REQUEST - 1) / 1000
-    return _readings[peer]
+    built = build(peer, Config(clock=clock))
+    serve(built.app.wsgi_app, [client_ip(0)] * WARM_UP_ONE_CLIENT, built.environ)
+    before = clock()  # time never goes back: the logs hold its readings
+    serve(built.app.wsgi_app, [client_ip(0)] * 1000, built.environ)
+    expect_only(OK, f"calibrating {peer}")
+    return ((clock() - before) / SECONDS_PER_REQUEST - 1) / 1000
 
 
 def build_case(
@@ -510,10 +499,9 @@ def flood(
     ipv6_every: int = 0,
     clock_step: Optional[float] = None,
     banned: Optional[str] = None,
-    scale: bool = False,
 ) -> Reply:
     """Distinct clients, one request each, a point every ``every``, until RSS passes ``ceiling``
-    or ``budget`` s; ``banned``: a client banned throughout; ``scale``: bare Flask's µs first."""
+    or ``budget`` s; ``banned``: a client banned throughout; untraced: bare Flask's µs first."""
     base, where = (PROXIED, "HTTP_X_FORWARDED_FOR") if config.proxies else (GET, "REMOTE_ADDR")
 
     def send(wsgi: WSGIApplication, numbers: Iterable[int]) -> int:
@@ -526,7 +514,7 @@ def flood(
         expect_only(FORBIDDEN, f"the ban {when} the flood")
 
     reply: Reply = {"stopped": "finished"}
-    if scale:  # it also warms the interpreter up
+    if not trace:  # for scale; it also warms the interpreter up
         reply["bare_us"] = send(new_app("bare").wsgi_app, range(every)) / every / 1000
     clock = None if clock_step is None else itertools.count(START, clock_step).__next__
     config = replace(config, clock=clock)
@@ -581,18 +569,13 @@ def flood(
 
 
 def fill(
-    clients: int,
-    requests: int,
-    step: float,
-    ipv6_every: int = 0,
-    rules: Sequence[dict[str, Any]] = RATE_LIMIT_RULES,
+    clients: int, requests: int, step: float, ipv6_every: int = 0, rules: Rules = RATE_LIMIT_RULES
 ) -> Reply:
     """Bytes per log of ``requests`` requests in ours' memory storage, called directly."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage")
     scopes = ours_scopes(rules)
-    gc.collect()
     tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
+    before = traced_now()
     bound = max(clients, storage_module.DEFAULT_MAX_CLIENTS)
     storage = storage_module.MemoryStorage(
         max_clients=bound, clock=itertools.count(START, step).__next__
@@ -600,8 +583,7 @@ def fill(
     keys = [client_key(number, ipv6_every) for number in range(clients)]
     hit_all(storage, keys, scopes, requests, "the direct fill")
     del keys  # the storage holds them
-    gc.collect()
-    used = tracemalloc.get_traced_memory()[0] - before
+    used = traced_now() - before
     tracemalloc.stop()
     return {"tracked": storage.tracked, "bytes_per_client": used / storage.tracked}
 

@@ -23,11 +23,11 @@ import common
 import redis
 from common import HERE, table
 from harness import RATE_LIMIT_RULES
-from peers import BARE, FIXED, MOVING, ORIGINAL, OURS, Peer
+from peers import BARE, FIXED, LOAD, MOVING, ORIGINAL, OURS, Peer
 
 from support.servers import ServerProcess, free_port
 
-LUA, LOAD_MD = HERE / "load.lua", HERE / "LOAD.md"
+LUA = HERE / "load.lua"
 ATTACKER = "192.0.2.1"
 MIXES = {
     "normal": "every request from a legitimate client, each far below its limits",
@@ -45,15 +45,14 @@ log = common.logger("load")
 
 @dataclass(frozen=True)
 class Plan:
-    """Seconds per run and per warm-up (0: none), rounds, wrk's threads and connections, and
-    legitimate clients per wrk thread."""
+    """Seconds per run and per warm-up (0: none), rounds, wrk's threads and connections."""
 
     seconds: int
     warm_up: int
     rounds: int
     threads: int = 1
     connections: int = 2
-    clients: int = 1_000
+    clients: int = 1_000  # legitimate ones, per wrk thread
 
 
 FULL, SMOKE = Plan(seconds=3, warm_up=1, rounds=5), Plan(seconds=1, warm_up=0, rounds=1)
@@ -75,17 +74,11 @@ class Run:
         return self.requests / self.duration_us * 1e6
 
 
-def wrk_version(executable: str) -> str:
-    found = subprocess.run([executable, "-v"], capture_output=True, text=True, check=False)
-    words = (found.stdout + found.stderr).split()
-    return f"wrk {words[1] if len(words) > 1 else ''}".strip()
-
-
-def wrk(executable: str, plan: Plan, port: int, mix: str, seconds: int) -> Run:
-    """wrk with ``load.lua``: the mix's requests, statuses counted, one JSON line at the end."""
+def wrk(executable: str, plan: Plan, server: Server, seconds: int) -> Run:
+    """wrk with ``load.lua``: the server's mix, statuses counted, one JSON line at the end."""
     command = [executable, f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds}s"]
-    command += ["--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/"]
-    command += ["--", mix, str(plan.clients)]
+    command += ["--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{server.port}/"]
+    command += ["--", server.mix, str(plan.clients)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
     found = re.search(r"^LOAD-RESULT (.*)$", done.stdout, re.MULTILINE)
     if done.returncode != 0 or found is None:
@@ -126,8 +119,7 @@ class Server(ServerProcess):
         return run
 
     def read_memory(self) -> None:
-        """The worker's (master's child's) RSS and peak, and what redis-server holds, right
-        after the last run (keys expire with their windows)."""
+        """The worker's RSS and peak, and redis-server's used memory, after the last run."""
         assert self.process is not None
         pid = self.process.pid
         worker = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]
@@ -173,12 +165,11 @@ def measure(servers: Sequence[Server], executable: str, plan: Plan) -> None:
     """A warm-up run per server, then rounds, each round's order shifted by one."""
     for server in servers if plan.warm_up else ():
         log(f"warm-up: {server.label} / {server.mix}")
-        server.check(wrk(executable, plan, server.port, server.mix, plan.warm_up))
+        server.check(wrk(executable, plan, server, plan.warm_up))
     for number in range(plan.rounds):
         log(f"round {number + 1}/{plan.rounds}")
         for server in common.rotated(servers, number):
-            run = wrk(executable, plan, server.port, server.mix, plan.seconds)
-            server.runs.append(server.check(run))
+            server.runs.append(server.check(wrk(executable, plan, server, plan.seconds)))
             if number == plan.rounds - 1:
                 server.read_memory()
 
@@ -216,7 +207,6 @@ def report(servers: Sequence[Server], plan: Plan, **values: object) -> str:
         settings=" ".join(WORKER_SETTINGS),
         mixes=MIXES,
         attacker=ATTACKER,
-        warm_up=f"a {plan.warm_up} s warm-up per server" if plan.warm_up else "no warm-up",
         targets=f"\n## Target\n\n{targets.table()}\n" if targets else "",
         table=table([*headings, "worker RSS / peak MB", "Redis used memory"], rows, text=2),
     )
@@ -229,6 +219,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print("load.py: skipped: it needs wrk (Debian/Ubuntu: apt-get install wrk)", flush=True)
         return
     plan = SMOKE if smoke else FULL
+    found = subprocess.run([executable, "-v"], capture_output=True, text=True, check=False)
+    words = (found.stdout + found.stderr).split()  # wrk's version: its second word
     begun, versions = time.perf_counter(), dict[str, Any]()
     with started([(OURS, False)] if smoke else FULL_CONFIGURATIONS, versions) as servers:
         measure(servers, executable, plan)
@@ -237,9 +229,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         plan,
         generated=common.generated("load.py", smoke, time.perf_counter() - begun),
         interpreters=common.interpreters(versions),
-        wrk=wrk_version(executable),
+        wrk=f"wrk {words[1] if len(words) > 1 else ''}".strip(),
     )
-    common.publish(text, LOAD_MD, smoke=smoke, log=log)
+    common.publish(text, LOAD, smoke=smoke, log=log)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import shutil
 import statistics
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Optional
 
@@ -71,7 +72,6 @@ OURS = Peer("ours", "flask-gatekeeper (this), sliding log", "ours", OURS_VENV)
 MOVING = Peer("limiter-moving", "Flask-Limiter 4, moving window", "FL moving", "limiter")
 FIXED = Peer("limiter-fixed", "Flask-Limiter 4, fixed window", "FL fixed", "limiter")
 ORIGINAL = Peer("original", "flask-gatekeeper 1.0.0", "1.0.0", "original", redis=False)
-GATEKEEPER = Peer("ours", "GateKeeper", "ours", OURS_VENV)  # as ``--overhead`` labels it
 PINGED = Peer("pinged", "bare Flask making one redis-py PING per request", "PING", OURS_VENV)
 """The yardstick of the Redis target, measured on Redis only."""
 ALL = (OURS, MOVING, FIXED, ORIGINAL)  # bare Flask is the floor, not a peer
@@ -160,7 +160,7 @@ def tell(workers: dict[str, Worker], command: str) -> None:
 
 def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
     """Commands the app sent Redis, seen by MONITOR (a script's show as ``lua``: not counted)."""
-    counts, sentinel = dict[str, int](), f"peers-sentinel-{case.name}"
+    counts, sentinel = Counter[str](), f"peers-sentinel-{case.name}"
     with redis.Redis(port=port) as watcher, redis.Redis(port=port) as marker:
         marker.ping()  # the marker's connection set up (HELLO) before MONITOR watches
         with watcher.monitor() as monitor:
@@ -170,9 +170,8 @@ def count_commands(case: Case, port: int, requests: int) -> dict[str, int]:
                 if sentinel in seen["command"]:
                     break
                 if seen["client_type"] != "lua":
-                    name = seen["command"].split(" ", 1)[0].upper()
-                    counts[name] = counts.get(name, 0) + 1
-    return counts
+                    counts[seen["command"].split(" ", 1)[0].upper()] += 1
+    return dict(counts)
 
 
 @dataclass
@@ -180,7 +179,6 @@ class Results:
     plan: Plan
     smoke: bool
     peers: tuple[Peer, ...]  # those whose venvs are built
-    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
     timed: list[Case] = field(default_factory=list)
     functions: list[Case] = field(default_factory=list)
@@ -336,9 +334,8 @@ def flood_table(found: dict[str, dict[str, Any]]) -> str:
     """Traced / RSS at each checkpoint (and where a peer stopped), a column per peer."""
     peers = [peer for peer in ALL if peer.key in found]
     points = {peer: {int(p["clients"]): p for p in found[peer.key]["points"]} for peer in peers}
-    rows = []
-    for clients in sorted(set().union(*points.values()) - {0}):
-        rows.append([f"{clients:,}", *(checkpoint(points[peer].get(clients)) for peer in peers)])
+    counts = sorted(set().union(*points.values()) - {0})
+    rows = [[f"{n:,}", *(checkpoint(points[peer].get(n)) for peer in peers)] for n in counts]
     ends = [found[peer.key]["points"][-1] for peer in peers]
     per_client = [f"{p['traced'] / max(p['clients'], 1):,.0f}" for p in ends]
     rows += [["traced B/client at the end", *per_client]]
@@ -459,13 +456,29 @@ def targets(results: Results) -> str:
     return found.table()
 
 
-def report(results: Results, seconds: float) -> str:
+def side_by_side(smoke: bool, started: float) -> str:
+    """RESULTS.md: every peer whose venv is built (or, unless ``smoke``, built now)."""
+    pythons = common.worker_interpreters(install=not smoke)
+    results = Results(SMOKE if smoke else FULL, smoke, tuple(p for p in ALL if p.venv in pythons))
+    with contextlib.ExitStack() as stack:
+        workers = {
+            v: stack.enter_context(contextlib.closing(Worker(v, p))) for v, p in pythons.items()
+        }
+        versions = {venv: worker.ask("hello") for venv, worker in workers.items()}
+        measure_time(workers, results)
+        measure_redis(workers, results)
+        floods = sorted(results.peers, key=lambda peer: peer is not OURS)  # ours' first
+        common.in_threads(  # after the timings (memory does not depend on speed)
+            [partial(flood_one, floods[0], results)]
+            + [partial(memory_in, worker, venv, results) for venv, worker in workers.items()]
+            + [partial(flood_one, peer, results) for peer in floods[1:]]
+        )
     return common.template(
         "results.md",
         results=results,
         plan=results.plan,
-        generated=common.generated("peers.py", results.smoke, seconds),
-        interpreters=common.interpreters(results.versions),
+        generated=common.generated("peers.py", smoke, time.perf_counter() - started),
+        interpreters=common.interpreters(versions),
         lacks=LACKS,
         unmeasured=[peer for peer in ALL if peer not in results.peers],
         targets=targets(results),
@@ -476,29 +489,9 @@ def report(results: Results, seconds: float) -> str:
     )
 
 
-def side_by_side(smoke: bool, started: float) -> str:
-    """RESULTS.md: every peer whose venv is built (or, unless ``smoke``, built now)."""
-    pythons = common.worker_interpreters(install=not smoke)
-    results = Results(SMOKE if smoke else FULL, smoke, tuple(p for p in ALL if p.venv in pythons))
-    with contextlib.ExitStack() as stack:
-        workers = {
-            v: stack.enter_context(contextlib.closing(Worker(v, p))) for v, p in pythons.items()
-        }
-        results.versions = {venv: worker.ask("hello") for venv, worker in workers.items()}
-        measure_time(workers, results)
-        measure_redis(workers, results)
-        floods = sorted(results.peers, key=lambda peer: peer is not OURS)  # ours' first
-        common.in_threads(  # after the timings (memory does not depend on speed)
-            [partial(flood_one, floods[0], results)]
-            + [partial(memory_in, worker, venv, results) for venv, worker in workers.items()]
-            + [partial(flood_one, peer, results) for peer in floods[1:]]
-        )
-    return report(results, time.perf_counter() - started)
-
-
 def overhead_report(smoke: bool, started: float) -> str:
     """Ours over bare Flask at each client count, its refusals, and an empty hook."""
-    plan, ours = OVERHEAD_SMOKE if smoke else OVERHEAD, GATEKEEPER
+    plan, ours = OVERHEAD_SMOKE if smoke else OVERHEAD, replace(OURS, label="GateKeeper")
     cases = [Case(peer, "admitted", n) for n in plan.client_counts for peer in (BARE, ours)]
     cases += [Case(HOOK, "admitted", 1), Case(ours, "refused", 1), Case(ours, "banned", 1)]
     with contextlib.closing(Worker(OURS_VENV)) as worker:
@@ -596,7 +589,6 @@ def parts_report(venv: str, port: int, smoke: bool) -> str:
     return common.template(
         "redis-roundtrip.md",
         facts=facts,
-        hiredis="with" if facts["hiredis"] else "without",
         plan=plan,
         table=table(headings, rows),
         script_us=float(stats.get("usec_per_call", 0.0)),

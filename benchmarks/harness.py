@@ -426,7 +426,7 @@ def bare_socket(port: int) -> Callable[[bytes], None]:
 
 def redis_parts(port: int, clients: int, config: Config) -> tuple[dict[str, Run], Reply]:
     """A Redis request's parts (``peers.PARTS``), the EVALSHAs those ``RedisStorage.hit`` sent."""
-    storage_module: Any = importlib.import_module("flask_gatekeeper.storage.redis")
+    storage_module: Any = importlib.import_module("flask_gatekeeper.storage.redis.storage")
     storage = storage_module.RedisStorage.from_url(config.storage)
     client, scopes = storage.client, ours_scopes(RATE_LIMIT_RULES)
     names = [client_ip(number) for number in range(clients)]

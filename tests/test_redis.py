@@ -45,14 +45,9 @@ try:
     from redis.cluster import RedisCluster
     from redis.retry import Retry
 
-    from flask_gatekeeper.storage import redis as redis_storage
-    from flask_gatekeeper.storage.redis import (
-        _NETWORKS,
-        _RELEASE,
-        _REPORT,
-        NETWORK_REFRESH,
-        RedisStorage,
-    )
+    from flask_gatekeeper.storage.redis import NETWORK_REFRESH, RedisStorage
+    from flask_gatekeeper.storage.redis import storage as redis_storage
+    from flask_gatekeeper.storage.redis.storage import _NETWORKS, _RELEASE, _REPORT
     from support.redis_server import (
         HOST,
         RedisServer,

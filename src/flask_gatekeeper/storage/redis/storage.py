@@ -33,8 +33,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
-from .. import strategies
-from ..decision import (
+from ... import strategies
+from ...decision import (
     ADMITTED,
     BAN_REASONS,
     BY_NO_BAN_RULE,
@@ -51,13 +51,13 @@ from ..decision import (
     ShadowRefusal,
     Usage,
 )
-from ..errors import ConfigError, StorageCallError, StorageError
-from ..identity.addresses import EVERY_LENGTH, NO_LENGTHS, NetworkLengths, network_of
-from ..rules import BanRule, Rule
-from ..strategies import STRATEGY_CODES
-from ..units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds
-from .base import DEFAULT_KEY_PREFIX, RECORD_DEPRECATED, BanSteps, Clock, check_key_prefix
-from .plan import Scope, within
+from ...errors import ConfigError, StorageCallError, StorageError
+from ...identity.addresses import EVERY_LENGTH, NO_LENGTHS, NetworkLengths, network_of
+from ...rules import BanRule, Rule
+from ...strategies import STRATEGY_CODES
+from ...units import MAX_MICROSECONDS, instant, lua_constants, microseconds, seconds
+from ..base import DEFAULT_KEY_PREFIX, RECORD_DEPRECATED, BanSteps, Clock, check_key_prefix
+from ..plan import Scope, within
 
 try:
     import redis

@@ -63,6 +63,9 @@ Argument = Union[int, str, bytes]
 """What a script's ARGV holds: numbers, text, and distinct values as UTF-8 bytes."""
 
 _ADMITTED, BANNED, _IN_FLIGHT = 0, 1, 3
+"""``hit.lua``'s answer, its first value: admitted, banned, too many in flight (any other:
+a rule refused)."""
+
 HIT_MODE, RECORD_MODE, CHECK_MODE, RULES_MODE = 1, 2, 3, 4
 """``hit.lua``'s modes: a request, its recording alone, a request's checks without
 recording it, or those checks without the ban (Redis Cluster: rules counted under

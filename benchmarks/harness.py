@@ -416,6 +416,7 @@ def bare_socket(port: int) -> Callable[[bytes], None]:
 def redis_parts(port: int, clients: int, config: Config) -> tuple[dict[str, Run], Reply]:
     """A Redis request's parts (``peers.PARTS``), the EVALSHAs those ``RedisStorage.hit`` sent."""
     storage_module: Any = importlib.import_module("flask_gatekeeper.storage.redis")
+    scripts_module: Any = importlib.import_module("flask_gatekeeper.storage.redis.scripts")
     storage = storage_module.RedisStorage.from_url(config.storage)
     client, scopes = storage.client, ours_scopes(RATE_LIMIT_RULES)
     names = [client_ip(number) for number in range(clients)]
@@ -423,7 +424,7 @@ def redis_parts(port: int, clients: int, config: Config) -> tuple[dict[str, Run]
     run_script = storage._run
 
     def capture(script: Any, keys: list[str], args: Sequence[Any]) -> Any:
-        sent.append((storage_module._HIT.sha, len(keys), *keys, *args))
+        sent.append((scripts_module.HIT.sha, len(keys), *keys, *args))
         return run_script(script, keys, args)
 
     storage._run = capture  # this instance only: every client seen once, its log exists

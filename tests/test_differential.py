@@ -30,7 +30,7 @@ per run, as an app does; ``test_storages_agree_when_rules_change`` lets every ca
 among two rule sets per scope and two ban rules (a redeploy with other rules, several
 apps sharing one storage).
 
-On a Cluster the same runs take the Cluster path (``RedisStorage._hit_on_slots``): a rule
+On a Cluster the same runs take the Cluster path (``storage/redis/cluster.py``): a rule
 with its own key counts on that key's slot, checked and recorded in calls of their own,
 and the other clients' bans are read apart. Single-threaded, nothing comes between those
 calls, so the decisions must be the same, field for field.

@@ -45,14 +45,9 @@ try:
     from redis.cluster import RedisCluster
     from redis.retry import Retry
 
-    from flask_gatekeeper.storage import redis as redis_storage
-    from flask_gatekeeper.storage.redis import (
-        _NETWORKS,
-        _RELEASE,
-        _REPORT,
-        NETWORK_REFRESH,
-        RedisStorage,
-    )
+    from flask_gatekeeper.storage.redis import NETWORK_REFRESH, RedisStorage
+    from flask_gatekeeper.storage.redis import scripts as redis_scripts
+    from flask_gatekeeper.storage.redis.scripts import NETWORKS, RELEASE, REPORT
     from support.redis_server import (
         HOST,
         RedisServer,
@@ -294,7 +289,7 @@ def test_a_concurrency_limit_costs_one_zrem_after_the_response(
     slots = f"gatekeeper:{{{IP}}}:slots"
     held = client_commands(redis_server, lambda: get(client, "/held"))
     assert script_runs(held[:1]) == ["ban"]
-    assert held[1].startswith(f"EVALSHA {_RELEASE.sha} 2 {slots} {slots}:held ")  # both scopes
+    assert held[1].startswith(f"EVALSHA {RELEASE.sha} 2 {slots} {slots}:held ")  # both scopes
     assert len(held) == 2
     responses: list[TestResponse] = []
     opened = client_commands(redis_server, lambda: responses.append(get(client, "/stream")))
@@ -709,7 +704,7 @@ def test_a_plain_client_calls_scripts_on_a_connection_of_its_pool(
     packer = redis.connection.PythonRespSerializer(6000, redis_db.get_encoder().encode)
     assert ScriptedConnection.written[-2:] == [
         b"".join(packer.pack(*call, 2, *keys, *args))
-        for call in (("EVALSHA", _REPORT.sha), ("EVAL", _REPORT.source))
+        for call in (("EVALSHA", REPORT.sha), ("EVAL", REPORT.source))
     ]
     assert redis_db.llen("gatekeeper:{%C3%A9}:reports") == 1
 
@@ -859,7 +854,7 @@ def test_a_sentinel_client_takes_the_direct_path(
 def test_known_argument_encodings_stay_bounded(
     redis_server: RedisServer, redis_db: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_storage, "_KNOWN_WORDS", 8)
+    monkeypatch.setattr(redis_scripts, "_KNOWN_WORDS", 8)
     clock = FakeClock(1000.0)
     storage = RedisStorage(redis_server.client(), clock=clock)
     try:
@@ -1202,7 +1197,7 @@ def test_a_route_with_two_keys_on_a_cluster(
     run = storage._run
 
     def counted(*arguments: Any) -> Any:
-        if arguments[0] is not _NETWORKS:  # the registry of network bans, read apart
+        if arguments[0] is not NETWORKS:  # the registry of network bans, read apart
             scripts.append(arguments[1][0])  # the script's first key
         return run(*arguments)
 

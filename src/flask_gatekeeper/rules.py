@@ -279,7 +279,7 @@ class BanRule:
 
     def duration_after(self, earlier_bans: int) -> int:
         """How long, in microseconds, the next ban lasts for a client banned
-        ``earlier_bans`` times lately. ``storage/lua/common.lua`` computes the same
+        ``earlier_bans`` times lately. ``storage/redis/lua/common.lua`` computes the same
         expression, in the same order, on the same doubles."""
         cap = microseconds(self.max_duration) if self.max_duration is not None else MAX_MICROSECONDS
         grown = microseconds(self.duration) * float(self.factor) ** min(earlier_bans, 64)

@@ -15,7 +15,7 @@ newest ``count`` timestamps. The other strategies keep a fixed-size state:
 - ``gcra``: ``[theoretical arrival time]``, the generic cell rate algorithm: a burst of
   ``count`` requests, then one every ``window / count`` (a token bucket, in one number).
 
-All times are microseconds, computed with the same expressions as ``storage/lua/`` so
+All times are microseconds, computed with the same expressions as ``storage/redis/lua/`` so
 that the memory and Redis storages take identical decisions for the same clock.
 """
 

@@ -3,8 +3,8 @@
 State in, decision and new state out: no locks, no I/O, no clock (``now`` is given, in
 whole microseconds, ``units``). The memory storage keeps these states in its tables and
 runs these functions under its lock; the Redis scripts compute the same expressions on
-the same numbers (``storage/lua``, whose constants ``redis.py`` writes from Python), and
-the differential test holds the two to it.
+the same numbers (``storage/redis/lua``, whose constants ``redis/scripts.py`` writes from
+Python), and the differential test holds the two to it.
 
 The state of a client, per kind:
 

@@ -1,4 +1,4 @@
--- Shared by every script (prepended when loaded, after the constants that redis.py
+-- Shared by every script (prepended when loaded, after the constants that scripts.py
 -- writes from Python: MICROSECONDS, MAX_MICROSECONDS, GARBAGE_DELAY_MS, the strategy
 -- codes, the ban reasons REASON_* and the set BY_NO_BAN_RULE). Times are integer
 -- microseconds.

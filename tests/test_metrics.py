@@ -334,6 +334,30 @@ def test_prometheus_storage_outage_gauge(build: AppFactory, clock: FakeClock) ->
     assert sample(registry, "gatekeeper_tracked_clients") is None  # not a MemoryStorage
 
 
+def test_the_outage_gauge_stays_up_while_any_instrumented_app_is_down(
+    clock: FakeClock,
+) -> None:
+    """Two apps counted in one registry: one recovering leaves the gauge at 1 for the
+    other, as "1 while the storage is in an outage" says of each."""
+    registry = CollectorRegistry()
+    apps = []
+    for name in ("first", "second"):
+        storage = probed_storage(clock)
+        app = Flask(name)
+        instrument(GateKeeper(app, storage=storage), registry)
+        app.add_url_rule("/", "index", lambda: "hello")
+        apps.append((app.test_client(), storage))
+    for client, storage in apps:
+        storage.failing = True
+        assert statuses(client, 1) == [200]
+    assert sample(registry, "gatekeeper_storage_outage") == 1
+
+    for (client, storage), outage in zip(apps, (1, 0)):
+        storage.failing = False
+        assert statuses(client, 1) == [200]
+        assert sample(registry, "gatekeeper_storage_outage") == outage
+
+
 class _DownAtStart(FlakyStorage):
     """A storage that does not answer its start-up check."""
 

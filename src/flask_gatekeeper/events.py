@@ -122,7 +122,8 @@ class Meter(Protocol):
     one: keep it fast); ``count`` one event of another field of ``Stats.FIELDS`` (its
     labels: ``reason`` for ``bans``); ``rule_refused`` one refusal by a rule (as
     ``Stats.rule_refused``: the scope's own name, see ``scope_label``), on every 429;
-    ``storage_down`` says whether the storage is in an outage."""
+    ``storage_down`` says whether the storage of ``source`` (one app's ``Events``) is in
+    an outage: a meter counting several apps is down while any of them is."""
 
     @property
     def admitted(self) -> Callable[[], object]: ...
@@ -131,7 +132,7 @@ class Meter(Protocol):
 
     def rule_refused(self, scope: str, rule: str, dry_run: bool) -> None: ...
 
-    def storage_down(self, down: bool) -> None: ...
+    def storage_down(self, source: object, down: bool) -> None: ...
 
 
 class Stats:
@@ -387,4 +388,4 @@ class Events:
     def storage_down(self, down: bool) -> None:
         """The storage's health changed, or was confirmed: ``down`` during an outage."""
         for meter in self.meters:
-            meter.storage_down(down)
+            meter.storage_down(self, down)

@@ -313,6 +313,41 @@ def test_prometheus_counts_dry_run_refusals_apart(build: AppFactory) -> None:
     assert sample(registry, "gatekeeper_rate_limited_total") == 2
 
 
+def test_prometheus_counts_a_shadow_rules_would_be_refusals(build: AppFactory) -> None:
+    registry = CollectorRegistry()
+    app, gk = build(rate_limit_rules=["5/minute", Rule(1, 60, shadow=True)])
+    instrument(gk, registry)
+    assert statuses(app.test_client(), 3) == [200, 200, 200]
+    labels = {"scope": "global", "rule": "1-per-60s"}
+    assert sample(registry, "gatekeeper_rule_would_refuse_total", **labels) == 2
+    assert sample(registry, "gatekeeper_rule_refused_total", **labels) is None
+    assert sample(registry, "gatekeeper_shadow_refused_total") == 2
+    assert sample(registry, "gatekeeper_rate_limited_total") == 0
+
+
+def test_counters_follow_prometheus_client_conventions(build: AppFactory) -> None:
+    """What docs/metrics.md promises a dashboard: counters with a help text, ``_total``
+    and (in one process) ``_created`` samples, and the labels its PromQL example sums by."""
+    registry = CollectorRegistry()
+    app, gk = build(rate_limit_rules="1/minute")
+    instrument(gk, registry)
+    assert statuses(app.test_client(), 2) == [200, 429]
+    families = {metric.name: metric for metric in registry.collect()}
+    for name, metric in families.items():
+        assert name.startswith("gatekeeper_"), name
+        assert metric.documentation, name
+        if metric.type == "counter":
+            suffixes = {each.name.removeprefix(name) for each in metric.samples}
+            assert suffixes in ({"_total", "_created"}, set()), name  # set(): no labels yet
+    refused = families["gatekeeper_rule_refused"].samples
+    assert {(each.name, tuple(sorted(each.labels))) for each in refused} == {
+        ("gatekeeper_rule_refused_total", ("rule", "scope")),
+        ("gatekeeper_rule_refused_created", ("rule", "scope")),
+    }
+    assert sample(registry, "gatekeeper_admitted_created") is not None
+    assert families["gatekeeper_storage_outage"].type == "gauge"
+
+
 def test_prometheus_storage_outage_gauge(build: AppFactory, clock: FakeClock) -> None:
     storage = probed_storage(clock)  # every call tries the storage while it fails
     registry = CollectorRegistry()

@@ -71,7 +71,7 @@ class PrometheusMeter:
             "banned": counter(
                 "banned", "Requests refused with 403 for a ban or the deny list (or dry run)."
             ),
-            "reports": counter("reports", "Offences reported toward the ban rule."),
+            "reports": counter("reports", "Offences reported toward a ban rule."),
             "bans": bans,
             "offence_bans": offence_bans,
             "storage_errors": counter("storage_errors", "Failed storage calls."),
@@ -83,7 +83,8 @@ class PrometheusMeter:
             ),
             "rule_would_refuse": counter(
                 "rule_would_refuse",
-                "Requests a rule would have refused, let through (dry run), by scope and rule.",
+                "Requests a rule would have refused, let through (dry run or shadow rule), "
+                "by scope and rule.",
                 *_RULE,
             ),
         }

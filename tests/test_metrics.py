@@ -7,12 +7,13 @@ gunicorn's workers in prometheus_client's multi-process mode.
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import subprocess
 import sys
-import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional
 
 import pytest
@@ -24,7 +25,8 @@ from flask_gatekeeper.errors import StorageError
 from flask_gatekeeper.events import Stats
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 from support import OTHER_IP, AppFactory, get, probed_storage, statuses
-from support.servers import ServerProcess, fetch
+from support.servers import TIMEOUT, ServerProcess, absolute_pythonpath, fetch, wait_until
+from test_docs import ROOT, code_blocks
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
@@ -32,6 +34,7 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from flask_gatekeeper.prometheus import instrument  # noqa: E402
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
+GUNICORN_CONF = EXAMPLES / "gunicorn.conf.py"
 FLAT_KEYS = {
     "admitted",
     "rate_limited",
@@ -451,46 +454,170 @@ def worker_counts(directory: Path, name: str, **labels: str) -> dict[str, float]
     return found
 
 
+OUTAGE_WORKER = """
+import os, sys
+from flask import Flask
+from flask_gatekeeper import GateKeeper
+from flask_gatekeeper.prometheus import instrument
+from flask_gatekeeper.testing import FlakyStorage
+
+app, storage = Flask("worker"), FlakyStorage()
+instrument(GateKeeper(app, storage=storage))
+app.add_url_rule("/", "index", lambda: "hello")
+storage.failing = sys.argv[1] == "down"
+assert app.test_client().get("/").status_code == 200
+print(os.getpid())
+"""
+"""A worker in multi-process mode that meets an outage (``down``) or not, then exits."""
+
+
+def test_the_outage_gauge_of_workers_is_their_max_until_marked_dead(tmp_path: Path) -> None:
+    """In multi-process mode ``gatekeeper_storage_outage`` is 1 while any worker not
+    marked dead (gunicorn's ``child_exit``) is in an outage."""
+    from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    env["PYTHONPATH"] = absolute_pythonpath(env)
+    pids = {}
+    for state in ("down", "up"):
+        done = subprocess.run(
+            [sys.executable, "-c", OUTAGE_WORKER, state],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        pids[state] = int(done.stdout)
+
+    def outage() -> Optional[float]:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(tmp_path))
+        return sample(registry, "gatekeeper_storage_outage")
+
+    assert outage() == 1
+    mark_process_dead(pids["down"], str(tmp_path))
+    assert outage() == 0
+
+
+HELD_APP = """
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from prometheus_example import app, gk  # the shipped example, as it is
+
+HOLDS = Path(os.environ["HOLDS"])
+
+
+@app.route("/hold/<name>")
+@gk.bypass
+def hold(name):
+    (HOLDS / f"{name}.pid").write_text(str(os.getpid()))
+    while not (HOLDS / f"{name}.release").exists():
+        time.sleep(0.01)
+    return "released"
+"""
+"""The example, and a route that keeps the worker that takes it busy until released: a
+sync worker busy with a request accepts no other, so the next ones go to the other."""
+
+
+def child_exit_hooks() -> dict[str, Any]:
+    """``child_exit`` of docs/metrics.md's gunicorn.conf.py and of the shipped one."""
+    (block,) = [
+        block
+        for block in code_blocks(ROOT / "docs" / "metrics.md")
+        if block.first_line == "# fragment: gunicorn.conf.py"
+    ]
+    hooks = {}
+    for name, code in (("docs", block.code), ("example", GUNICORN_CONF.read_text())):
+        namespace: dict[str, Any] = {}
+        exec(compile(code, name, "exec"), namespace)
+        hooks[name] = namespace["child_exit"]
+    return hooks
+
+
+@pytest.mark.parametrize("where", ["docs", "example"])
+def test_the_gunicorn_child_exit_hook_forgets_the_workers_gauges(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    dead, alive = (tmp_path / f"gauge_livemax_{pid}.db" for pid in (4001, 4002))
+    counted = tmp_path / "counter_4001.db"
+    for path in (dead, alive, counted):
+        path.write_bytes(b"")
+    child_exit_hooks()[where](None, SimpleNamespace(pid=4001))
+    assert not dead.exists()
+    assert alive.exists()
+    assert counted.exists()  # its counts stay in the sums: counters never decrease
+
+
 @pytest.mark.e2e
 @pytest.mark.redis
 def test_a_scrape_sums_the_refusals_of_every_gunicorn_worker(
     redis_url: str, raw_redis: Any, tmp_path: Path
 ) -> None:
-    """The shipped example under gunicorn with two workers, sharing Redis: a scrape
-    reaching either worker shows every 429 the client saw, made by both."""
-    (tmp_path / "app").mkdir()
-    (tmp_path / "app" / "metrics_app.py").write_text((EXAMPLES / "prometheus.py").read_text())
-    multiproc = tmp_path / "prometheus"
-    multiproc.mkdir()
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(multiproc), "GATEKEEPER_STORAGE_URI": redis_url}
+    """The shipped example under gunicorn with two workers, sharing Redis, with its
+    gunicorn.conf.py: a scrape reaching either worker shows every 429, made by
+    both; a worker that dies keeps its counts and leaves the outage gauge."""
+    app_dir, multiproc, holds = (tmp_path / name for name in ("app", "prometheus", "holds"))
+    for directory in (app_dir, multiproc, holds):
+        directory.mkdir()
+    (app_dir / "prometheus_example.py").write_text((EXAMPLES / "prometheus.py").read_text())
+    (app_dir / "metrics_app.py").write_text(HELD_APP)
+    (app_dir / "gunicorn.conf.py").write_text(GUNICORN_CONF.read_text())  # read: no -c
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+        "GATEKEEPER_STORAGE_URI": redis_url,
+        "HOLDS": str(holds),
+    }
     server = ServerProcess.gunicorn(
-        tmp_path / "app", "metrics_app", workers=2, env=env, probe="/metrics"
+        app_dir,
+        "metrics_app",
+        workers=2,
+        env=env,
+        probe="/metrics",
     )
+    export = server.url + "/export"
+
+    def hold(pool: ThreadPoolExecutor, name: str) -> tuple[Future[Any], int]:
+        """Keep one worker busy: the request in flight and the worker's pid."""
+        held = pool.submit(fetch, f"{server.url}/hold/{name}")
+        wait_until(lambda: (holds / f"{name}.pid").exists(), TIMEOUT, f"hold {name}")
+        return held, int((holds / f"{name}.pid").read_text())
+
     server.start()
     try:
-        labels = {"scope": "export", "rule": "2-per-3600s"}
+        with ThreadPoolExecutor(2) as pool:
+            first, first_pid = hold(pool, "first")
+            assert [fetch(export).status for _ in range(3)] == [200, 200, 429]  # the other
+            second, second_pid = hold(pool, "second")  # the other, as the first is busy
+            (holds / "first.release").touch()
+            assert first.result(TIMEOUT).status == 200
+            assert fetch(export).status == 429  # the first worker: the second is busy
+            (holds / "second.release").touch()
+            assert second.result(TIMEOUT).status == 200
+        assert first_pid != second_pid
         name = "gatekeeper_rule_refused_total"
-        seen: Counter[int] = Counter()
-        deadline = time.monotonic() + 20
-        with ThreadPoolExecutor(8) as pool:
-            # until both workers refused some: which worker accepts a connection is the
-            # kernel's choice, so a round may go to one worker only
-            while time.monotonic() < deadline:
-                replies = pool.map(lambda _: fetch(server.url + "/export"), range(16))
-                seen.update(reply.status for reply in replies)
-                if len(worker_counts(multiproc, name, **labels)) == 2:
-                    break
+        labels = {"scope": "export", "rule": "2-per-3600s"}
         by_worker = worker_counts(multiproc, name, **labels)
-        assert len(by_worker) == 2, server.log
-        assert seen[200] == 2  # one budget in Redis for both workers
+        assert by_worker == {str(first_pid): 1.0, str(second_pid): 1.0}, server.log
 
+        line = f'{name}{{rule="2-per-3600s",scope="export"}} 2.0'
         for _ in range(4):  # whichever worker answers, the same sum
-            scrape = fetch(server.url + "/metrics")
-            line = f'{name}{{rule="2-per-3600s",scope="export"}} {float(seen[429])}'
-            assert line in scrape.body.splitlines(), scrape.body
-        assert sum(by_worker.values()) == seen[429]
-        assert f"gatekeeper_admitted_total {float(seen[200])}" in scrape.body.splitlines()
-        assert "gatekeeper_storage_outage 0.0" in scrape.body.splitlines()
-        assert "gatekeeper_tracked_clients" not in scrape.body  # per process: left out
+            scraped = fetch(server.url + "/metrics").body.splitlines()
+            assert line in scraped, scraped
+        assert "gatekeeper_admitted_total 2.0" in scraped  # /hold and /metrics: bypassed
+        assert "gatekeeper_storage_outage 0.0" in scraped
+        assert not [each for each in scraped if each.startswith("gatekeeper_tracked_clients")]
+        assert not [each for each in scraped if "_created" in each]  # one process only
+
+        outage_file = multiproc / f"gauge_livemax_{first_pid}.db"
+        assert outage_file.exists()
+        os.kill(first_pid, signal.SIGKILL)  # gunicorn's child_exit forgets its gauge
+        wait_until(lambda: not outage_file.exists(), TIMEOUT, "child_exit")
+        scraped = fetch(server.url + "/metrics").body.splitlines()
+        assert line in scraped, scraped  # a dead worker's counts stay: never decreasing
     finally:
         server.stop()

@@ -305,27 +305,28 @@ def test_prometheus_counts_what_stats_counts(make: AppFactory) -> None:
     assert "# TYPE gatekeeper_storage_outage gauge\n" in text
 
 
-def test_prometheus_counts_dry_run_refusals_apart(build: AppFactory) -> None:
+@pytest.mark.parametrize(
+    ("options", "rate_limited", "shadow_refused"),
+    [
+        ({"rate_limit_rules": "1/minute", "dry_run": True}, 2, 0),
+        ({"rate_limit_rules": ["5/minute", Rule(1, 60, shadow=True)]}, 0, 2),
+    ],
+    ids=["dry run", "shadow rule"],
+)
+def test_prometheus_counts_would_be_refusals_apart(
+    build: AppFactory, options: dict[str, Any], rate_limited: int, shadow_refused: int
+) -> None:
+    """A dry run's would-be 429s count in ``rate_limited``, a shadow rule's in
+    ``shadow_refused``; both under the rule's ``would_refuse``, never its ``refused``."""
     registry = CollectorRegistry()
-    app, gk = build(rate_limit_rules="1/minute", dry_run=True)
+    app, gk = build(**options)
     instrument(gk, registry)
     assert statuses(app.test_client(), 3) == [200, 200, 200]
     labels = {"scope": "global", "rule": "1-per-60s"}
     assert sample(registry, "gatekeeper_rule_would_refuse_total", **labels) == 2
     assert sample(registry, "gatekeeper_rule_refused_total", **labels) is None
-    assert sample(registry, "gatekeeper_rate_limited_total") == 2
-
-
-def test_prometheus_counts_a_shadow_rules_would_be_refusals(build: AppFactory) -> None:
-    registry = CollectorRegistry()
-    app, gk = build(rate_limit_rules=["5/minute", Rule(1, 60, shadow=True)])
-    instrument(gk, registry)
-    assert statuses(app.test_client(), 3) == [200, 200, 200]
-    labels = {"scope": "global", "rule": "1-per-60s"}
-    assert sample(registry, "gatekeeper_rule_would_refuse_total", **labels) == 2
-    assert sample(registry, "gatekeeper_rule_refused_total", **labels) is None
-    assert sample(registry, "gatekeeper_shadow_refused_total") == 2
-    assert sample(registry, "gatekeeper_rate_limited_total") == 0
+    assert sample(registry, "gatekeeper_rate_limited_total") == rate_limited
+    assert sample(registry, "gatekeeper_shadow_refused_total") == shadow_refused
 
 
 def test_counters_follow_prometheus_client_conventions(build: AppFactory) -> None:

@@ -153,6 +153,21 @@ def test_dry_run_counts_what_each_rule_would_refuse(make: AppFactory) -> None:
     assert detail["rate_limited"] == 3  # would-be 429s, as documented for a dry run
 
 
+def test_in_a_dry_run_shadow_rules_count_apart_from_rate_limited(make: AppFactory) -> None:
+    """docs/metrics.md: in a dry run ``rate_limited`` is the sum of the ``would_refuse``
+    of the rules that are not shadow rules; a shadow rule's count in ``shadow_refused``."""
+    app, gk = make(rate_limit_rules=["3/minute", Rule(1, 60, shadow=True)], dry_run=True)
+    app.add_url_rule("/", "index", lambda: "hello")
+    assert statuses(app.test_client(), 5) == [200] * 5
+
+    with app.app_context():
+        detail = gk.stats(detail=True)
+    assert detail["rules"] == counts({"global": {"3-per-60s": 2, "1-per-60s": 2}}, "would_refuse")
+    assert detail["rate_limited"] == 2  # the 4th and 5th, over 3/minute
+    assert detail["shadow_refused"] == 2  # the 2nd and 3rd, admitted by 3/minute
+    assert detail["admitted"] == 3
+
+
 def test_stats_detail_counts_bans_by_reason(make: AppFactory, clock: FakeClock) -> None:
     app, gk = make(
         rate_limit_rules="1/minute",

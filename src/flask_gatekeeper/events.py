@@ -92,7 +92,8 @@ def scope_label(scope: str) -> str:
 
 
 class RuleCounts(TypedDict):
-    """One rule's refusals: ``refused`` (429s), ``would_refuse`` (in a dry run)."""
+    """One rule's refusals: ``refused`` (429s), ``would_refuse`` (let through: in a dry
+    run, or by a shadow rule)."""
 
     refused: int
     would_refuse: int

@@ -364,6 +364,9 @@ def test_counters_follow_prometheus_client_conventions(build: AppFactory) -> Non
         ("gatekeeper_rule_refused_created", ("rule", "scope")),
     }
     assert sample(registry, "gatekeeper_admitted_created") is not None
+    for reason in BAN_REASONS:  # shown from 0, as the default offence is
+        assert sample(registry, "gatekeeper_bans_total", reason=reason) == 0
+    assert sample(registry, "gatekeeper_offence_bans_total", offence="default") == 0
     assert families["gatekeeper_storage_outage"].type == "gauge"
 
 
@@ -443,6 +446,26 @@ def test_instrument_covers_apps_initialised_later_and_adds_up_extensions() -> No
     assert sample(registry, "gatekeeper_rule_refused_total", **labels) == 2
     assert sample(registry, "gatekeeper_admitted_total") == 2
     assert sample(registry, "gatekeeper_tracked_clients") == 2  # one log in each app
+
+
+def test_counts_from_many_threads_add_up(build: AppFactory) -> None:
+    """Requests refused in several threads at once, first refusals of a rule included:
+    every one counted, in ``stats`` and in Prometheus."""
+    registry = CollectorRegistry()
+    app, gk = build(rate_limit_rules="1/hour")
+    instrument(gk, registry)
+
+    def client_requests(number: int) -> list[int]:
+        return statuses(app.test_client(), 20, "/", f"10.0.1.{number}")
+
+    with ThreadPoolExecutor(8) as pool:
+        seen = [status for each in pool.map(client_requests, range(8)) for status in each]
+    assert seen.count(429) == 8 * 19
+    labels = {"scope": "global", "rule": "1-per-3600s"}
+    assert sample(registry, "gatekeeper_rule_refused_total", **labels) == 8 * 19
+    assert sample(registry, "gatekeeper_admitted_total") == 8
+    with app.app_context():
+        assert gk.stats(detail=True)["rules"] == counts({"global": {"1-per-3600s": 152}}, "refused")
 
 
 def test_without_prometheus_client_the_import_names_the_extra(

@@ -168,6 +168,26 @@ def test_in_a_dry_run_shadow_rules_count_apart_from_rate_limited(make: AppFactor
     assert detail["admitted"] == 3
 
 
+def test_a_shadow_rule_shares_its_name_with_an_enforcing_one(
+    make: AppFactory, clock: FakeClock
+) -> None:
+    """docs/metrics.md: ``shadow`` does not change a rule's name; beside an enforcing rule
+    of the same count and window, the shadow rule counts under ``would_refuse``."""
+    shadow = Rule(2, 60, shadow=True)  # the exact log, tried beside the approximate one
+    app, gk = make(rate_limit_rules=[Rule(2, 60, strategy="sliding-window"), shadow])
+    app.add_url_rule("/", "index", lambda: "hello")
+    client = app.test_client()
+    seen = []
+    for now in (1036, 1037, 1076, 1097):
+        clock.set(now)
+        seen += statuses(client, 1, "/", "127.0.0.1")  # its windows' offset: found so
+    assert seen == [200, 200, 200, 429]  # the 3rd: over the shadow rule only
+    with app.app_context():
+        assert gk.stats(detail=True)["rules"] == {
+            "global": {"2-per-60s": {"refused": 1, "would_refuse": 1}}
+        }
+
+
 def test_stats_detail_counts_bans_by_reason(make: AppFactory, clock: FakeClock) -> None:
     app, gk = make(
         rate_limit_rules="1/minute",

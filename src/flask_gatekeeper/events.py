@@ -121,7 +121,8 @@ class Meter(Protocol):
     """What counts the gate's events besides ``Stats``: a metrics exporter such as
     ``flask_gatekeeper.prometheus``. ``admitted`` counts one admitted request (on every
     one: keep it fast); ``count`` one event of another field of ``Stats.FIELDS`` (its
-    labels: ``reason`` for ``bans``); ``rule_refused`` one refusal by a rule (as
+    labels: ``reason`` for ``bans``), or of ``offence_bans`` (``offence``: a ban rule's
+    ban); ``rule_refused`` one refusal by a rule (as
     ``Stats.rule_refused``: the scope's own name, see ``scope_label``), on every 429;
     ``storage_down`` says whether the storage of ``source`` (one app's ``Events``) is in
     an outage: a meter counting several apps is down while any of them is."""

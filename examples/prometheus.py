@@ -5,6 +5,8 @@
 
 Under gunicorn, set PROMETHEUS_MULTIPROC_DIR to an empty directory and share the counts
 in Redis (GATEKEEPER_STORAGE_URI): a scrape of any worker then shows the sum of all.
+gunicorn reads examples/gunicorn.conf.py (its working directory's, after --chdir), which
+forgets the outage gauge of workers that exit.
 
     PROMETHEUS_MULTIPROC_DIR=$(mktemp -d) GATEKEEPER_STORAGE_URI=redis://localhost:6379 \\
         gunicorn -w 2 --chdir examples prometheus:app

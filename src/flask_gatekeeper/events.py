@@ -92,7 +92,8 @@ def scope_label(scope: str) -> str:
 
 
 class RuleCounts(TypedDict):
-    """One rule's refusals: ``refused`` (429s), ``would_refuse`` (in a dry run)."""
+    """One rule's refusals: ``refused`` (429s), ``would_refuse`` (let through: in a dry
+    run, or by a shadow rule)."""
 
     refused: int
     would_refuse: int
@@ -120,9 +121,11 @@ class Meter(Protocol):
     """What counts the gate's events besides ``Stats``: a metrics exporter such as
     ``flask_gatekeeper.prometheus``. ``admitted`` counts one admitted request (on every
     one: keep it fast); ``count`` one event of another field of ``Stats.FIELDS`` (its
-    labels: ``reason`` for ``bans``); ``rule_refused`` one refusal by a rule (as
+    labels: ``reason`` for ``bans``), or of ``offence_bans`` (``offence``: a ban rule's
+    ban); ``rule_refused`` one refusal by a rule (as
     ``Stats.rule_refused``: the scope's own name, see ``scope_label``), on every 429;
-    ``storage_down`` says whether the storage is in an outage."""
+    ``storage_down`` says whether the storage of ``source`` (one app's ``Events``) is in
+    an outage: a meter counting several apps is down while any of them is."""
 
     @property
     def admitted(self) -> Callable[[], object]: ...
@@ -131,7 +134,7 @@ class Meter(Protocol):
 
     def rule_refused(self, scope: str, rule: str, dry_run: bool) -> None: ...
 
-    def storage_down(self, down: bool) -> None: ...
+    def storage_down(self, source: object, down: bool) -> None: ...
 
 
 class Stats:
@@ -387,4 +390,4 @@ class Events:
     def storage_down(self, down: bool) -> None:
         """The storage's health changed, or was confirmed: ``down`` during an outage."""
         for meter in self.meters:
-            meter.storage_down(down)
+            meter.storage_down(self, down)

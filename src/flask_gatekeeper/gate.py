@@ -225,7 +225,7 @@ class Gate:
         start-up) is told to it now."""
         self.events.add_meter(meter)
         if self.guard.down:
-            meter.storage_down(True)
+            meter.storage_down(self.events, True)
 
     # -- the request path -----------------------------------------------------------------
 

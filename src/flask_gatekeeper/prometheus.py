@@ -11,6 +11,7 @@ Needs the ``prometheus`` extra (``prometheus_client``).
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterator
 from typing import Callable
@@ -70,7 +71,7 @@ class PrometheusMeter:
             "banned": counter(
                 "banned", "Requests refused with 403 for a ban or the deny list (or dry run)."
             ),
-            "reports": counter("reports", "Offences reported toward the ban rule."),
+            "reports": counter("reports", "Offences reported toward a ban rule."),
             "bans": bans,
             "offence_bans": offence_bans,
             "storage_errors": counter("storage_errors", "Failed storage calls."),
@@ -82,7 +83,8 @@ class PrometheusMeter:
             ),
             "rule_would_refuse": counter(
                 "rule_would_refuse",
-                "Requests a rule would have refused, let through (dry run), by scope and rule.",
+                "Requests a rule would have refused, let through (dry run or shadow rule), "
+                "by scope and rule.",
                 *_RULE,
             ),
         }
@@ -94,6 +96,10 @@ class PrometheusMeter:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self._down: weakref.WeakSet[object] = weakref.WeakSet()
+        """The apps' ``Events`` whose storage is in an outage: the gauge is 1 while any
+        is (two apps in one registry, one recovering, leave it at 1 for the other)."""
+        self._outage_lock = threading.Lock()
         self.admitted = self._counters["admitted"].inc
         """Count one admitted request: the counter's own ``inc``, called directly."""
         self._rule_counts: dict[tuple[str, str, bool], Callable[[], None]] = {}
@@ -120,8 +126,13 @@ class PrometheusMeter:
             count = self._rule_counts.setdefault(key, child.inc)
         count()
 
-    def storage_down(self, down: bool) -> None:
-        self._outage.set(1 if down else 0)
+    def storage_down(self, source: object, down: bool) -> None:
+        with self._outage_lock:
+            if down:
+                self._down.add(source)
+            else:
+                self._down.discard(source)
+            self._outage.set(1 if self._down else 0)
 
 
 _RULE = ("scope", "rule")

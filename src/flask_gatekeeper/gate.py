@@ -651,7 +651,7 @@ class Gate:
         """No decision could be made: refuse with 503 when failing closed, else admit."""
         if self.guard.policy == "closed":
             raise StorageUnavailable(RETRY_INTERVAL)
-        self.events.admitted_while_down()
+        self.events.admitted()
 
     def ask_storage(self, call: Callable[..., T], *args: Any, **options: Any) -> Union[T, Down]:
         """``call(*args, **options)``'s result, or ``DOWN`` when it has none: while the

@@ -169,6 +169,13 @@ def _log_would_refuse(why: str, make: Callable[[], Refusal]) -> None:
     logger.info("%s, would refuse %s: %s", why, where, make().description)
 
 
+def _offence_argument(offence: Optional[str]) -> tuple[str, ...]:
+    """``offence`` as the last argument of a storage's ``report`` or ``ban``: none for
+    the default offence (or a ban of none), so that call is as it was before offences (a
+    storage of the app's own may not know them)."""
+    return () if offence is None or offence == DEFAULT_OFFENCE else (offence,)
+
+
 class Down:
     """What ``Gate.ask_storage`` returns while the storage is down."""
 
@@ -348,10 +355,8 @@ class Gate:
             return False
         if self._one_step is not None:
             return self._count_report_in_one_step(client, ban_rule, reason, offence)
-        # the default offence's call is as it was before offences (a storage of the app's
-        # own may not know them)
-        jail = () if offence == DEFAULT_OFFENCE else (offence,)
         storage = self.settings.storage
+        jail = _offence_argument(offence)
         banned_for = self.ask_storage(storage.report, client, ban_rule, reason, *jail)
         if isinstance(banned_for, Down):
             if self.fallback is None:
@@ -683,9 +688,7 @@ class Gate:
         self.fallback = MemoryStorage(clock=fallback.clock)
         storage = self.settings.storage
         for client, detail in fallback.ban_details().items():
-            # the default offence's call is as it was before offences (see count_report)
-            offence = detail.offence
-            jail = () if offence is None or offence == DEFAULT_OFFENCE else (offence,)
+            jail = _offence_argument(detail.offence)
             handed = self.ask_storage(storage.ban, client, detail.left, detail.reason, *jail)
             if isinstance(handed, Down):
                 return  # down again: the rest stay with this process's new outage
@@ -725,13 +728,9 @@ class Gate:
         toward as a report (None: the default offence)."""
         wait = decision.retry_after
         if decision.banned:
-            jail = decision.offence
-            if decision.manual:
-                ban_rule = None
-            elif jail is None:
-                ban_rule = self.settings.ban_rule
-            else:
-                ban_rule = self.settings.ban_rules.get(jail)
+            jail = decision.offence  # None: the default offence's (or no ban rule's) ban
+            rules = self.settings.ban_rules
+            ban_rule = None if decision.manual else rules.get(jail or DEFAULT_OFFENCE)
             who = decision.banned_as or client
             prefix = self.identifier.ipv6_prefix
             make_ban = partial(Banned, who, wait, ban_rule, ipv6_prefix=prefix, offence=jail)

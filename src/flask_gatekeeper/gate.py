@@ -370,12 +370,20 @@ class Gate:
                 storage.ban(client, 0)
             else:
                 self.ask_storage(storage.ban, client, 0)
+        self._report_counted(client, banned_for, reason, offence)
+        return banned_for is not None
+
+    def _report_counted(
+        self, client: str, banned_for: Optional[float], reason: str, offence: str
+    ) -> None:
+        """A report of ``offence`` that a storage counted without the steps after its ban
+        (``banned_for``: the ban it started, if it did): signalled and logged; after a
+        ban, the client's remembered 429s go and the subnet ban rule escalates."""
         detail = self.ban_detail(client, banned_for)
         self.events.report_counted(client, banned_for, reason, detail, offence)
         if banned_for is not None:
             self.forget_refusals(client)
             self._escalate(client)
-        return banned_for is not None
 
     def _count_report_in_one_step(
         self, client: str, ban_rule: BanRule, reason: str, offence: str
@@ -739,12 +747,7 @@ class Gate:
         if decision.ban is not None:  # the storage made the ban's steps in its own step
             self._banned_by_report(client, RATE_LIMIT, decision.ban, offence or DEFAULT_OFFENCE)
         elif self._report_to is not None:
-            detail = self.ban_detail(client, decision.new_ban)
-            jail = offence or DEFAULT_OFFENCE
-            self.events.report_counted(client, decision.new_ban, RATE_LIMIT, detail, jail)
-            if decision.new_ban is not None:
-                self.forget_refusals(client)
-                self._escalate(client)
+            self._report_counted(client, decision.new_ban, RATE_LIMIT, offence or DEFAULT_OFFENCE)
         prefix = self.identifier.ipv6_prefix
         if decision.concurrency:
             limit = ConcurrencyLimit(decision.concurrency)

@@ -269,11 +269,6 @@ class Events:
         signal = signals.client_banned
         return bool(signal.receivers) and any(True for _ in signal.receivers_for(self.app()))
 
-    def admitted_while_down(self) -> None:
-        self.stats.add("admitted")
-        for meter in self.meters:
-            meter.admitted()
-
     def rate_limited(
         self,
         client: str,

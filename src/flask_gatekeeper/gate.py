@@ -169,6 +169,13 @@ def _log_would_refuse(why: str, make: Callable[[], Refusal]) -> None:
     logger.info("%s, would refuse %s: %s", why, where, make().description)
 
 
+def _offence_argument(offence: Optional[str]) -> tuple[str, ...]:
+    """``offence`` as the last argument of a storage's ``report`` or ``ban``: none for
+    the default offence (or a ban of none), so that call is as it was before offences (a
+    storage of the app's own may not know them)."""
+    return () if offence is None or offence == DEFAULT_OFFENCE else (offence,)
+
+
 class Down:
     """What ``Gate.ask_storage`` returns while the storage is down."""
 
@@ -348,10 +355,8 @@ class Gate:
             return False
         if self._one_step is not None:
             return self._count_report_in_one_step(client, ban_rule, reason, offence)
-        # the default offence's call is as it was before offences (a storage of the app's
-        # own may not know them)
-        jail = () if offence == DEFAULT_OFFENCE else (offence,)
         storage = self.settings.storage
+        jail = _offence_argument(offence)
         banned_for = self.ask_storage(storage.report, client, ban_rule, reason, *jail)
         if isinstance(banned_for, Down):
             if self.fallback is None:
@@ -365,12 +370,20 @@ class Gate:
                 storage.ban(client, 0)
             else:
                 self.ask_storage(storage.ban, client, 0)
+        self._report_counted(client, banned_for, reason, offence)
+        return banned_for is not None
+
+    def _report_counted(
+        self, client: str, banned_for: Optional[float], reason: str, offence: str
+    ) -> None:
+        """A report of ``offence`` that a storage counted without the steps after its ban
+        (``banned_for``: the ban it started, if it did): signalled and logged; after a
+        ban, the client's remembered 429s go and the subnet ban rule escalates."""
         detail = self.ban_detail(client, banned_for)
         self.events.report_counted(client, banned_for, reason, detail, offence)
         if banned_for is not None:
             self.forget_refusals(client)
             self._escalate(client)
-        return banned_for is not None
 
     def _count_report_in_one_step(
         self, client: str, ban_rule: BanRule, reason: str, offence: str
@@ -651,7 +664,7 @@ class Gate:
         """No decision could be made: refuse with 503 when failing closed, else admit."""
         if self.guard.policy == "closed":
             raise StorageUnavailable(RETRY_INTERVAL)
-        self.events.admitted_while_down()
+        self.events.admitted()
 
     def ask_storage(self, call: Callable[..., T], *args: Any, **options: Any) -> Union[T, Down]:
         """``call(*args, **options)``'s result, or ``DOWN`` when it has none: while the
@@ -683,9 +696,7 @@ class Gate:
         self.fallback = MemoryStorage(clock=fallback.clock)
         storage = self.settings.storage
         for client, detail in fallback.ban_details().items():
-            # the default offence's call is as it was before offences (see count_report)
-            offence = detail.offence
-            jail = () if offence is None or offence == DEFAULT_OFFENCE else (offence,)
+            jail = _offence_argument(detail.offence)
             handed = self.ask_storage(storage.ban, client, detail.left, detail.reason, *jail)
             if isinstance(handed, Down):
                 return  # down again: the rest stay with this process's new outage
@@ -725,13 +736,9 @@ class Gate:
         toward as a report (None: the default offence)."""
         wait = decision.retry_after
         if decision.banned:
-            jail = decision.offence
-            if decision.manual:
-                ban_rule = None
-            elif jail is None:
-                ban_rule = self.settings.ban_rule
-            else:
-                ban_rule = self.settings.ban_rules.get(jail)
+            jail = decision.offence  # None: the default offence's (or no ban rule's) ban
+            rules = self.settings.ban_rules
+            ban_rule = None if decision.manual else rules.get(jail or DEFAULT_OFFENCE)
             who = decision.banned_as or client
             prefix = self.identifier.ipv6_prefix
             make_ban = partial(Banned, who, wait, ban_rule, ipv6_prefix=prefix, offence=jail)
@@ -740,12 +747,7 @@ class Gate:
         if decision.ban is not None:  # the storage made the ban's steps in its own step
             self._banned_by_report(client, RATE_LIMIT, decision.ban, offence or DEFAULT_OFFENCE)
         elif self._report_to is not None:
-            detail = self.ban_detail(client, decision.new_ban)
-            jail = offence or DEFAULT_OFFENCE
-            self.events.report_counted(client, decision.new_ban, RATE_LIMIT, detail, jail)
-            if decision.new_ban is not None:
-                self.forget_refusals(client)
-                self._escalate(client)
+            self._report_counted(client, decision.new_ban, RATE_LIMIT, offence or DEFAULT_OFFENCE)
         prefix = self.identifier.ipv6_prefix
         if decision.concurrency:
             limit = ConcurrencyLimit(decision.concurrency)

@@ -662,17 +662,17 @@ def load_settings(given: Mapping[str, object], config: Mapping[str, object]) -> 
         values["offence"] = DEFAULT_OFFENCE
     else:
         check_offence(values["offence"], ban_rules, named("offence"))
-    for needs_bans in ("report_rate_limited", "subnet_ban_rule"):
-        if values[needs_bans] and values["ban_rule"] is None:
+    counted_by = {  # report_when's reports count toward its offence's ban rule
+        "report_rate_limited": values["ban_rule"],
+        "subnet_ban_rule": values["ban_rule"],
+        "report_when": ban_rules.get(values["offence"]),
+    }
+    for needs_bans, ban_rule in counted_by.items():
+        if values[needs_bans] and ban_rule is None:
             raise ConfigError(
                 f"{named(needs_bans)}: {sources[needs_bans][0]!r} needs a ban_rule "
                 "(GATEKEEPER_BAN_RULE) to count reports toward"
             )
-    if values["report_when"] and values["offence"] not in ban_rules:
-        raise ConfigError(
-            f"{named('report_when')}: {sources['report_when'][0]!r} needs a ban_rule "
-            "(GATEKEEPER_BAN_RULE) to count reports toward"
-        )
     # max_clients and key_prefix are passed only when given: storage_from refuses each
     # where it would be silently ignored (a storage object, or the other backend)
     storage = storage_from(

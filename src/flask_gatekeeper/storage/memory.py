@@ -408,13 +408,7 @@ class MemoryStorage:
             self._store(seen.key, seen.recorded(now))
         if not ban_it:
             return False
-        end = now + microseconds(steps.duration)
-        ban = manual_ban(previous, now, end, SUBNET)
-        if ban is not None:
-            self._set_ban(network, ban, now)
-        where = network_of(network)
-        if where is not None:
-            self._register(network, where, self._bans[network].end)
+        self._ban(network, now + microseconds(steps.duration), now, SUBNET)
         return True
 
     def _full(self, client: str, scopes: Sequence[Scope], now: int) -> Optional[Scope]:
@@ -650,13 +644,19 @@ class MemoryStorage:
     ) -> None:
         with self._lock:
             now = self._now()
-            end = now + microseconds(duration)
-            ban = manual_ban(self._bans.get(client), now, end, reason, offence)
-            if ban is not None:
-                self._set_ban(client, ban, now)
-            network = network_of(client)
-            if network is not None:
-                self._register(client, network, self._bans[client].end)
+            self._ban(client, now + microseconds(duration), now, reason, offence)
+
+    def _ban(
+        self, client: str, end: int, now: int, reason: str, offence: str = DEFAULT_OFFENCE
+    ) -> None:
+        """``ban``'s step, under the lock: a ban until ``end`` unless a longer one stands,
+        entered in the registry when ``client`` is a network."""
+        ban = manual_ban(self._bans.get(client), now, end, reason, offence)
+        if ban is not None:
+            self._set_ban(client, ban, now)
+        network = network_of(client)
+        if network is not None:
+            self._register(client, network, self._bans[client].end)
 
     def unban(self, client: str) -> bool:
         with self._lock:

@@ -434,10 +434,24 @@ class RedisStorage:
         reason: str = REPORTS,
         offence: str = DEFAULT_OFFENCE,
     ) -> Optional[float]:
-        keys = [self._reports_key(client, offence), self._key(client, "ban")]
-        args = [self._now_argument(), *ban_rule_arguments(ban_rule), reason, stored(offence)]
-        duration = self._run(REPORT, keys, args)
+        duration = self._run_report(client, ban_rule, reason, offence)
         return seconds(duration) if duration >= 0 else None
+
+    def _run_report(
+        self,
+        client: str,
+        ban_rule: BanRule,
+        reason: str,
+        offence: str,
+        step_parts: tuple[Sequence[str], Sequence[Argument]] = ((), ()),
+    ) -> Any:
+        """Run ``report.lua``, with the KEYS and arguments of the steps after a ban
+        (``_step_parts``) when given: its answer."""
+        step_keys, step_args = step_parts
+        keys = [self._reports_key(client, offence), self._key(client, "ban"), *step_keys]
+        args: list[Argument] = [self._now_argument(), *ban_rule_arguments(ban_rule), reason]
+        args += [stored(offence), *step_args]
+        return self._run(REPORT, keys, args)
 
     def report_steps(
         self,
@@ -452,17 +466,9 @@ class RedisStorage:
         if steps is None:
             duration = self.report(client, ban_rule, reason, offence)
             return None if duration is None else NewBan(duration)
-        step_keys, step_args = self._step_parts(client, steps)
-        keys = [self._reports_key(client, offence), self._key(client, "ban"), *step_keys]
-        args: list[Argument] = [
-            self._now_argument(),
-            *ban_rule_arguments(ban_rule),
-            reason,
-            stored(offence),
-            *step_args,
-        ]
+        step_parts = self._step_parts(client, steps)
         read_at = self._copy_time()
-        duration, answer = self._run(REPORT, keys, args)
+        duration, answer = self._run_report(client, ban_rule, reason, offence, step_parts)
         if duration < 0:
             return None
         return self._new_ban(client, seconds(duration), answer, steps, read_at)

@@ -132,15 +132,16 @@ local function strategy_usage(code, state, count, window, shift, now)
 end
 
 -- The scopes described from ARGV[first_arg] on (to ARGV[last_arg], the last unless
--- given), their keys from KEYS[first_key] on: per
--- scope, depth, ttl, cost, deferred (1: a hit returns its reservation), concurrency
--- (0: no limit), lease (microseconds), number of sliding-log rules, (count, window) for
--- each, number of stateful rules, (count, window, strategy code, shift) for each, number
--- of distinct rules, (count, window, 1 when the request has a value for it, the value)
--- for each, then the positions of its shadow rules (from 1, over its sliding-log, stateful
--- and distinct rules in that order) separated by spaces ("" for none). Keys: per scope its log, then its stateful rules' states, then its distinct
--- rules' sets, then its slots (a sorted set: token -> lease deadline) when it has a
--- concurrency limit. Reads each log's length and each stateful rule's state.
+-- given), their keys from KEYS[first_key] on: per scope, depth, ttl, cost, deferred (1: a
+-- hit returns its reservation), concurrency (0: no limit), lease (microseconds), number
+-- of sliding-log rules, (count, window) for each, number of stateful rules, (count,
+-- window, strategy code, shift) for each, number of distinct rules, (count, window, 1
+-- when the request has a value for it, the value) for each, then the positions of its
+-- shadow rules (from 1, over its sliding-log, stateful and distinct rules in that order)
+-- separated by spaces ("" for none). Keys: per scope its log, then its stateful rules'
+-- states, then its distinct rules' sets, then its slots (a sorted set: token -> lease
+-- deadline) when it has a concurrency limit. Reads each log's length and each stateful
+-- rule's state.
 local function read_scopes(first_arg, first_key, last_arg)
   local scopes, arg, key = {}, first_arg, first_key
   while arg <= (last_arg or #ARGV) do

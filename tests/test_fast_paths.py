@@ -9,6 +9,8 @@
   ``Identifier.peer_key``: exactly what ``Identifier.identify`` answers for it.
 - ``Decision.__init__`` writes its fields at once: the same fields, defaults, equality
   and hash as the frozen dataclass's own ``__init__``.
+- The memory storage's refusal by a rule (``limited``) makes its ``Decision`` by
+  position: the one its fields' keywords make.
 
 (The memory storage's one-scope path has its own test: ``test_memory_fast_path.py``.)
 """
@@ -34,6 +36,7 @@ from flask_gatekeeper.identity.addresses import AddressSet, parse_address_list
 from flask_gatekeeper.identity.proxies import Client, Identifier
 from flask_gatekeeper.routes import HTTP_METHODS
 from flask_gatekeeper.rules import Rule
+from flask_gatekeeper.storage.model import limited
 from flask_gatekeeper.storage.plan import GLOBAL_SCOPE, Scope
 from flask_gatekeeper.testing import FakeClock, FlakyStorage
 
@@ -274,3 +277,24 @@ def test_a_decision_is_made_as_a_frozen_dataclass_makes_it(
     assert hash(made) == hash(Decision(admitted, **given_fields))
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.admitted = not admitted  # type: ignore[misc]
+
+
+@given(
+    wait=st.integers(1, 10**12),
+    scope=st.sampled_from([GLOBAL_SCOPE, "search"]),
+    usage=st.booleans(),
+    new_ban=st.none() | st.floats(1, 600),
+)
+def test_a_rules_refusal_is_the_decision_its_fields_name(
+    wait: int, scope: str, usage: bool, new_ban: Optional[float]
+) -> None:
+    rule = Rule(3, 60)
+    expected = Decision(
+        admitted=False,
+        retry_after=wait / 1_000_000,
+        rule=rule,
+        scope=scope,
+        usage=Usage(rule, 0, wait / 1_000_000, scope) if usage else None,
+        new_ban=new_ban,
+    )
+    assert limited(wait, rule, scope, usage, new_ban) == expected

@@ -422,13 +422,17 @@ def limited(
     """The refusal by ``rule`` (of the scope ``scope_name``), which makes the client wait
     ``wait`` microseconds; ``new_ban``: the ban it started, counted as a report."""
     wait_seconds = seconds(wait)
+    # By position, each field named: a class called with keywords packs them in a dict
+    # first, about 2,800 instructions more on every 429 (callgrind, memory storage); the
+    # Decision its fields' keywords make (tests/test_fast_paths.py)
     return Decision(
-        admitted=False,
-        retry_after=wait_seconds,
-        rule=rule,
-        scope=scope_name,
-        usage=Usage(rule, 0, wait_seconds, scope_name) if usage else None,
-        new_ban=new_ban,
+        False,  # admitted
+        False,  # banned
+        wait_seconds,  # retry_after
+        rule,
+        scope_name,  # scope
+        Usage(rule, 0, wait_seconds, scope_name) if usage else None,  # usage
+        new_ban,
     )
 
 

@@ -203,6 +203,24 @@ def test_a_report_that_bans_a_network_client_is_one_script(
     assert get(app, "203.0.113.7") == 403  # a request of the network meets its ban
 
 
+class Audited(MemoryStorage):
+    """A storage subclass that logs the bans made through its ``ban``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.banned: list[tuple[str, str]] = []
+
+    def ban(
+        self,
+        client: str,
+        duration: float,
+        reason: str = "manual",
+        offence: str = DEFAULT_OFFENCE,
+    ) -> None:
+        self.banned.append((client, reason))
+        super().ban(client, duration, reason, offence)
+
+
 def test_a_storage_object_without_report_steps_is_served_apart() -> None:
     """Found once, at start-up: a wrapper, or a subclass that overrides ``hit``,
     ``report``, ``ban`` or ``ban_detail`` without ``report_steps``, keeps its own
@@ -218,16 +236,6 @@ def test_a_storage_object_without_report_steps_is_served_apart() -> None:
         ) -> Optional[float]:
             return super().report(client, ban_rule, reason, offence)
 
-    class Audited(MemoryStorage):
-        def ban(
-            self,
-            client: str,
-            duration: float,
-            reason: str = "manual",
-            offence: str = DEFAULT_OFFENCE,
-        ) -> None:
-            super().ban(client, duration, reason, offence)
-
     assert bans_in_one_step(MemoryStorage()) is not None
     assert bans_in_one_step(FlakyStorage()) is None
     assert bans_in_one_step(Watched()) is None
@@ -237,22 +245,10 @@ def test_a_storage_object_without_report_steps_is_served_apart() -> None:
 def test_a_subclass_that_overrides_ban_sees_the_network_ban_of_an_escalation() -> None:
     """A storage subclass that logs its bans sees the network's ban that a 429's
     escalation makes, as before ``report_steps``."""
-    banned: list[tuple[str, str]] = []
-
-    class Audited(MemoryStorage):
-        def ban(
-            self,
-            client: str,
-            duration: float,
-            reason: str = "manual",
-            offence: str = DEFAULT_OFFENCE,
-        ) -> None:
-            banned.append((client, reason))
-            super().ban(client, duration, reason, offence)
-
-    app, _ = banning_app(Audited(), subnet_count=1)
+    audited = Audited()
+    app, _ = banning_app(audited, subnet_count=1)
     assert [get(app, "203.0.113.2") for _ in range(3)] == [200, 429, 403]
-    assert banned == [(NETWORK, "subnet")]
+    assert audited.banned == [(NETWORK, "subnet")]
 
 
 def test_while_redis_is_down_the_fallback_makes_the_steps_and_hands_them_over(
